@@ -1,0 +1,89 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+import { InvalidInputError, type ErrorCode } from '../errors.js';
+import { PACKAGE_ROOT } from '../package-root.js';
+
+/** The public schemas, by short name. */
+export const SCHEMA_FILES = {
+  node: 'service-node.schema.json',
+  profile: 'cert-profile.schema.json',
+  invocation: 'invocation.schema.json',
+} as const;
+export type SchemaName = keyof typeof SCHEMA_FILES;
+
+const CODES: Record<SchemaName, ErrorCode> = {
+  node: 'SVCNODE_INVALID_DEFINITION',
+  profile: 'SVCNODE_INVALID_PROFILE',
+  invocation: 'SVCNODE_INVALID_DEFINITION',
+};
+
+let compiled: Record<SchemaName, ValidateFunction> | undefined;
+
+/** One Ajv2020 instance, every schema compiled once on first use. */
+function validators(): Record<SchemaName, ValidateFunction> {
+  if (compiled) return compiled;
+  const ajv = new Ajv2020({ allErrors: true, strict: true });
+  addFormats.default(ajv);
+  const entries = Object.entries(SCHEMA_FILES).map(([name, file]) => {
+    const schema = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'schemas', file), 'utf8')) as object;
+    return [name, ajv.compile(schema)] as const;
+  });
+  compiled = Object.fromEntries(entries) as Record<SchemaName, ValidateFunction>;
+  return compiled;
+}
+
+/** Render one Ajv error as "<pointer>: <what is allowed>". */
+export function describeSchemaError(error: ErrorObject): string {
+  const at = error.instancePath === '' ? '/' : error.instancePath;
+  const p = error.params as Record<string, unknown>;
+  switch (error.keyword) {
+    case 'required':
+      return `${at}: missing required property "${String(p.missingProperty)}"`;
+    case 'additionalProperties':
+      return `${at}: unknown property "${String(p.additionalProperty)}" (check the spelling against the schema)`;
+    case 'enum':
+      return `${at}: must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'pattern':
+      return `${at}: must match ${String(p.pattern)}`;
+    case 'type':
+      return `${at}: must be ${String(p.type)}`;
+    case 'oneOf':
+      return `${at}: must match exactly one allowed form`;
+    default:
+      return `${at}: ${error.message ?? error.keyword}`;
+  }
+}
+
+/**
+ * Validate `data` against a public schema; throw an InvalidInputError naming the file and every
+ * offending JSON pointer. Validation does not modify `data`.
+ */
+export function validateDocument<T>(schema: SchemaName, data: unknown, source: string): T {
+  const validate = validators()[schema];
+  if (validate(data)) return data as T;
+  const errors = (validate.errors ?? []).filter((e) => e.keyword !== 'if');
+  const lines = [...new Set(errors.map(describeSchemaError))];
+  const first = errors[0];
+  throw new InvalidInputError(CODES[schema], `${source}: invalid ${schema === 'node' ? 'node definition' : schema}:\n  ${lines.join('\n  ')}`, {
+    file: source,
+    field: first?.instancePath === '' ? '/' : first?.instancePath,
+    hint: `fix the listed fields; the schema is schemas/${SCHEMA_FILES[schema]}`,
+  });
+}
+
+/** Read and parse a JSON file, with errors that name the file. */
+export function readJsonFile(file: string, code: ErrorCode): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (cause) {
+    throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${file}: cannot read file`, { cause, file, hint: 'check the path and its permissions' });
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (cause) {
+    throw new InvalidInputError(code, `${file}: not valid JSON (${(cause as Error).message})`, { cause, file, hint: 'fix the JSON syntax' });
+  }
+}

@@ -1,0 +1,46 @@
+import type { KeyObject, X509Certificate } from 'node:crypto';
+
+export type FindingSeverity = 'error' | 'warning' | 'info';
+
+/** One result of validating a bundle: an error refuses the profile, a warning does not. */
+export interface Finding {
+  severity: FindingSeverity;
+  /** Stable code, e.g. `CERT_EXPIRES_SOON`, `KEY_MISMATCH`, `CHAIN_BROKEN`, `NO_CLIENT_AUTH_EKU`. */
+  code: string;
+  message: string;
+  file?: string;
+  hint?: string;
+}
+
+/** The client identity presented in handshakes. The key is never enumerable. */
+export interface ClientIdentity {
+  /** The leaf certificate presented. */
+  readonly leaf: X509Certificate;
+  /** Intermediates sent after the leaf, issuer order (leaf's issuer first). */
+  readonly chain: readonly X509Certificate[];
+  /** Decrypted private key (non-enumerable). */
+  readonly key: KeyObject;
+  /** Unencrypted PKCS#8 PEM of the key, for tls.createSecureContext (non-enumerable). */
+  readonly keyPem: string;
+  /** Files the identity came from, for messages. */
+  readonly sources: readonly string[];
+}
+
+/** A fully loaded, validated and normalised certificate profile. No node-forge work after load. */
+export interface LoadedProfile {
+  /** Profile name (the file's basename without .json). */
+  readonly name: string;
+  /** Absolute path of the profile file. */
+  readonly file: string;
+  /** Hash of every byte of material + passphrase identity; changes when any file changes. */
+  readonly version: string;
+  readonly client: ClientIdentity | undefined;
+  readonly trust: {
+    /** Roots and intermediates that verify servers, in file order, deduplicated. */
+    readonly certificates: readonly X509Certificate[];
+    /** Also trust Node's bundled Mozilla roots. */
+    readonly systemRoots: boolean;
+  };
+  /** Non-fatal findings (warnings) at load time. */
+  readonly findings: readonly Finding[];
+}
