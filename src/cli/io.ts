@@ -1,0 +1,41 @@
+import { InvalidInputError, SvcnodeError, errorMessage } from '../errors.js';
+import { EXIT } from '../failures/categories.js';
+
+/** Output streams and environment of one command run; injected so commands are testable. */
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+}
+
+export const processIo: CliIo = {
+  stdout: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
+  stderr: (text) => process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
+  env: process.env,
+};
+
+/** Write one JSON document to stdout: the only thing on stdout in `--json` mode. */
+export function printJson(io: CliIo, value: unknown): void {
+  io.stdout(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** Format an error for the terminal: message, then the hint. Never includes key material. */
+export function formatError(error: unknown): string {
+  if (error instanceof SvcnodeError) {
+    return `error [${error.code}]: ${error.message}${error.hint ? `\n  hint: ${error.hint}` : ''}`;
+  }
+  return `error: ${errorMessage(error)}`;
+}
+
+/**
+ * Run a command action and set `process.exitCode`: the action's own code, 2 for invalid input,
+ * 1 for anything unexpected. Nothing here calls process.exit().
+ */
+export async function runAction(io: CliIo, action: () => Promise<number>): Promise<void> {
+  try {
+    process.exitCode = await action();
+  } catch (error) {
+    io.stderr(formatError(error));
+    process.exitCode = error instanceof InvalidInputError ? EXIT.invalidInput : 1;
+  }
+}

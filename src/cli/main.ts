@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+import 'reflect-metadata';
+import { Command, CommanderError } from 'commander';
+import { EXIT } from '../failures/categories.js';
+import { processIo } from './io.js';
+import { registerCommands } from './commands.js';
+
+const program = new Command('svcnode')
+  .description('Outbound two-way SSL (mutual TLS) service-node runtime')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+registerCommands(program, processIo);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // --help and --version exit 0; usage errors are invalid input (exit 2).
+    process.exitCode = error.exitCode === 0 ? 0 : EXIT.invalidInput;
+  } else {
+    throw error;
+  }
+}
