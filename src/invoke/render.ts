@@ -1,0 +1,100 @@
+import { InvalidInputError } from '../errors.js';
+import type { HttpMethod, NodeDefinition } from '../definitions/types.js';
+
+/** A request ready to send: every template resolved. */
+export interface RenderedRequest {
+  method: HttpMethod;
+  url: URL;
+  headers: Record<string, string>;
+  /** Serialized body and its default content type, if any. */
+  body: { payload: string; contentType: string } | undefined;
+}
+
+const TEMPLATE = /\{\{\s*([^}]*?)\s*\}\}/g;
+const PATH = /^context(?:\.[A-Za-z0-9_$-]+)+$|^context$/;
+
+type Encoder = (value: string) => string;
+
+function templateError(field: string, message: string, hint: string): InvalidInputError {
+  return new InvalidInputError('SVCNODE_TEMPLATE', `${field}: ${message}`, { field, hint });
+}
+
+/** Resolve `context.a.b` against the context; own properties only (no prototype walking). */
+function lookup(expression: string, context: Record<string, unknown>, field: string): unknown {
+  if (!PATH.test(expression)) {
+    throw templateError(field, `unsupported template "{{${expression}}}"`, 'templates may only reference {{context.path.to.value}}; no expressions or code');
+  }
+  let value: unknown = context;
+  for (const key of expression.split('.').slice(1)) {
+    if (value === null || typeof value !== 'object' || !Object.hasOwn(value, key)) {
+      throw templateError(field, `context variable "${expression}" is missing`, `pass "${expression.slice('context.'.length)}" in the invocation context`);
+    }
+    value = (value as Record<string, unknown>)[key];
+  }
+  if (value === undefined || value === null) {
+    throw templateError(field, `context variable "${expression}" is null`, `pass a value for "${expression}" in the invocation context`);
+  }
+  return value;
+}
+
+function asText(value: unknown): string {
+  return typeof value === 'string' ? value : typeof value === 'object' ? JSON.stringify(value) : String(value);
+}
+
+/** Replace every template in a string. */
+export function renderString(template: string, context: Record<string, unknown>, field: string, encode: Encoder = (v) => v): string {
+  return template.replace(TEMPLATE, (_match, expression: string) => encode(asText(lookup(expression, context, field))));
+}
+
+/** Render a JSON body: a string that is exactly one template keeps the value's JSON type. */
+function renderJson(value: unknown, context: Record<string, unknown>, field: string): unknown {
+  if (typeof value === 'string') {
+    const whole = /^\{\{\s*([^}]*?)\s*\}\}$/.exec(value);
+    return whole?.[1] !== undefined ? lookup(whole[1], context, field) : renderString(value, context, field);
+  }
+  if (Array.isArray(value)) return value.map((item, i) => renderJson(item, context, `${field}/${i}`));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, renderJson(v, context, `${field}/${k}`)]));
+  }
+  return value;
+}
+
+/**
+ * Render a node's request from an invocation context. Values placed in the URL are percent-encoded;
+ * a header value that would contain CR or LF is rejected (header injection).
+ */
+export function renderRequest(node: NodeDefinition, context: Record<string, unknown>): RenderedRequest {
+  const { request } = node;
+  const rawUrl = renderString(request.url, context, '/request/url', encodeURIComponent);
+  let url: URL;
+  try {
+    url = new URL(rawUrl);
+  } catch (cause) {
+    throw new InvalidInputError('SVCNODE_TEMPLATE', `/request/url: "${rawUrl}" is not a valid URL`, { cause, field: '/request/url', hint: 'check the URL template and the context values' });
+  }
+  if (url.protocol !== 'https:') {
+    throw templateError('/request/url', `only https:// URLs are supported, got "${url.protocol}"`, 'service nodes always use TLS');
+  }
+  for (const [name, value] of Object.entries(request.query ?? {})) {
+    const field = `/request/query/${name}`;
+    url.searchParams.append(name, typeof value === 'string' ? renderString(value, context, field) : String(value));
+  }
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(request.headers ?? {})) {
+    const field = `/request/headers/${name}`;
+    const rendered = renderString(value, context, field);
+    if (/[\r\n\0]/.test(rendered)) {
+      throw templateError(field, 'rendered header value contains CR, LF or NUL', 'header values may not contain line breaks; check the context value');
+    }
+    headers[name.toLowerCase()] = rendered;
+  }
+  let body: RenderedRequest['body'];
+  if (request.body !== undefined && request.method !== 'GET' && request.method !== 'HEAD') {
+    const rendered = renderJson(request.body, context, '/request/body');
+    body =
+      typeof request.body === 'string'
+        ? { payload: String(rendered), contentType: 'text/plain; charset=utf-8' }
+        : { payload: JSON.stringify(rendered), contentType: 'application/json' };
+  }
+  return { method: request.method, url, headers, body };
+}

@@ -1,0 +1,150 @@
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
+import { isIP } from 'node:net';
+import type { SecureVersion, TLSSocket } from 'node:tls';
+import { HttpsProxyAgent } from 'hpagent';
+import type { LoadedProfile } from '../pki/types.js';
+import { identityChecker, type IdentityRules } from './identity.js';
+import { instrument, newProbe, type PhaseLimits } from './probe.js';
+import { secureContextFor } from './secure-context.js';
+
+/** Everything that decides which connections may be shared. */
+export interface AgentSpec {
+  profile: LoadedProfile;
+  origin: URL;
+  servername?: string;
+  minVersion?: SecureVersion;
+  rules: IdentityRules;
+  proxyUrl?: string;
+  limits: PhaseLimits;
+}
+
+type Callback = (error: Error | null, stream: Duplex) => void;
+type CreateConnection = (this: unknown, options: https.RequestOptions, callback?: Callback) => Duplex | null | undefined;
+
+/** Options shared by both agent kinds: the prebuilt SecureContext, SNI and identity checks. */
+function agentOptions(spec: AgentSpec): https.AgentOptions {
+  const host = spec.origin.hostname.replace(/^\[|\]$/g, '');
+  const servername = spec.servername ?? (isIP(host) === 0 ? host : undefined);
+  return {
+    keepAlive: true,
+    maxSockets: 256,
+    maxFreeSockets: 256,
+    scheduling: 'lifo',
+    secureContext: secureContextFor(spec.profile, spec.minVersion),
+    rejectUnauthorized: true,
+    ...(servername ? { servername } : {}),
+    checkServerIdentity: identityChecker(spec.rules),
+  };
+}
+
+/** Direct connections, with connect and handshake timers and a probe on every socket. */
+class DirectAgent extends https.Agent {
+  constructor(private readonly spec: AgentSpec) {
+    super(agentOptions(spec));
+  }
+
+  override createConnection(options: https.RequestOptions, callback?: Callback): Duplex | null | undefined {
+    const create = https.Agent.prototype.createConnection as CreateConnection;
+    const socket = create.call(this, options, callback) as TLSSocket;
+    instrument(socket, newProbe('direct'), this.spec.limits, this.spec.rules, false);
+    return socket;
+  }
+}
+
+/**
+ * Connections through an HTTP CONNECT proxy (hpagent). TLS material is prebuilt in the
+ * SecureContext, so nothing can throw inside the agent (pitfall 2.2); the CONNECT request gets
+ * the connect timeout (pitfall 2.3).
+ */
+class ProxyAgent extends HttpsProxyAgent {
+  constructor(private readonly spec: AgentSpec & { proxyUrl: string }) {
+    super({ ...agentOptions(spec), proxy: spec.proxyUrl });
+  }
+
+  override createConnection(options: https.RequestOptions, callback?: Callback): undefined {
+    const probe = newProbe('proxy');
+    const create = HttpsProxyAgent.prototype.createConnection as CreateConnection;
+    create.call(this, { ...options, timeout: this.spec.limits.connectMs }, (error, stream) => {
+      if (stream) {
+        const socket = stream as TLSSocket;
+        socket.setTimeout(0);
+        instrument(socket, probe, this.spec.limits, this.spec.rules, true);
+      }
+      callback?.(error, stream);
+    });
+    return undefined;
+  }
+}
+
+function keyOf(spec: AgentSpec): string {
+  return JSON.stringify([
+    spec.profile.name,
+    spec.profile.version,
+    spec.origin.origin,
+    spec.servername ?? null,
+    spec.minVersion ?? null,
+    spec.rules.pinnedPublicKeys ?? null,
+    spec.rules.serverSubjectPatterns ?? null,
+    spec.proxyUrl ?? null,
+    spec.limits.connectMs,
+    spec.limits.handshakeMs,
+  ]);
+}
+
+/**
+ * Keep-alive agents per (profile version, origin, TLS options, proxy): connections and TLS
+ * sessions are reused only among calls with identical trust and identity rules (pitfalls 1.7,
+ * 1.8). Least recently used agents beyond `maxAgents` are destroyed.
+ */
+export class AgentPool {
+  private readonly agents = new Map<string, https.Agent>();
+
+  constructor(private readonly maxAgents = 512) {}
+
+  get(spec: AgentSpec): https.Agent {
+    const key = keyOf(spec);
+    let agent = this.agents.get(key);
+    if (agent) {
+      this.agents.delete(key);
+    } else {
+      agent = spec.proxyUrl ? new ProxyAgent({ ...spec, proxyUrl: spec.proxyUrl }) : new DirectAgent(spec);
+    }
+    this.agents.set(key, agent);
+    while (this.agents.size > this.maxAgents) {
+      const [oldestKey, oldest] = this.agents.entries().next().value as [string, https.Agent];
+      this.agents.delete(oldestKey);
+      oldest.destroy();
+    }
+    return agent;
+  }
+
+  /** Destroy agents of a profile whose material changed (rotation); live requests finish. */
+  retire(profileName: string, keepVersion?: string): void {
+    for (const [key, agent] of this.agents) {
+      const [name, version] = JSON.parse(key) as [string, string];
+      if (name === profileName && version !== keepVersion) {
+        this.agents.delete(key);
+        agent.destroy();
+      }
+    }
+  }
+
+  get size(): number {
+    return this.agents.size;
+  }
+
+  /** Open sockets across all agents (in use + idle). */
+  socketCount(): number {
+    let n = 0;
+    for (const agent of this.agents.values()) {
+      for (const list of [...Object.values(agent.sockets), ...Object.values(agent.freeSockets)]) n += list?.length ?? 0;
+    }
+    return n;
+  }
+
+  destroy(): void {
+    for (const agent of this.agents.values()) agent.destroy();
+    this.agents.clear();
+  }
+}

@@ -1,0 +1,129 @@
+import { performance } from 'node:perf_hooks';
+import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { SvcnodeError } from '../errors.js';
+import { checkIdentityRules, formatDn, hasIdentityRules, type IdentityRules } from './identity.js';
+
+/** One certificate of a chain, as reported in Results and failure records. */
+export interface ChainEntry {
+  subject: string;
+  issuer: string;
+  validFrom: string;
+  validTo: string;
+  fingerprint256: string;
+}
+
+/** What happened on one TLS connection; attached when the connection is created. */
+export interface ConnectionProbe {
+  via: 'direct' | 'proxy';
+  /** performance.now() when the connection (or tunnel request) was started. */
+  startedAt: number;
+  /** TCP connected (direct) or tunnel established (proxy). */
+  connectedAt?: number;
+  secureAt?: number;
+  protocol?: string;
+  cipher?: string;
+  sessionReused: boolean;
+  serverChain?: ChainEntry[];
+  /** TLS key material was derived: the handshake got past version and cipher negotiation. */
+  keylog: boolean;
+  /** A TLS 1.3 NewSessionTicket arrived: the server processed our certificate and accepted it. */
+  sessionTicket: boolean;
+  /** Requests that received a response on this connection. */
+  responses: number;
+  timedOut?: 'connect' | 'handshake';
+}
+
+export interface PhaseLimits {
+  connectMs: number;
+  handshakeMs: number;
+}
+
+const probes = new WeakMap<object, ConnectionProbe>();
+
+export function probeOf(socket: object | null | undefined): ConnectionProbe | undefined {
+  return socket ? probes.get(socket) : undefined;
+}
+
+export function newProbe(via: ConnectionProbe['via']): ConnectionProbe {
+  return { via, startedAt: performance.now(), sessionReused: false, keylog: false, sessionTicket: false, responses: 0 };
+}
+
+/** Error used to destroy a socket whose phase ran out of time. */
+export function phaseTimeout(phase: 'connect' | 'handshake', ms: number): SvcnodeError {
+  return new SvcnodeError('SVCNODE_TIMEOUT', `${phase === 'connect' ? 'TCP connect' : 'TLS handshake'} did not finish within ${ms} ms`, {
+    hint: phase === 'connect' ? 'check that the host is reachable from this machine (firewall, routing, proxy)' : 'the server accepted TCP but did not complete TLS: check that the port speaks TLS and is not overloaded',
+  });
+}
+
+/** Walk a detailed peer certificate into chain entries, leaf first. */
+export function chainOf(cert: DetailedPeerCertificate | PeerCertificate | undefined): ChainEntry[] {
+  const out: ChainEntry[] = [];
+  let current = cert as DetailedPeerCertificate | undefined;
+  const seen = new Set<string>();
+  while (current?.raw && !seen.has(current.fingerprint256)) {
+    seen.add(current.fingerprint256);
+    const x = new X509Certificate(current.raw);
+    out.push({
+      subject: formatDn(x.subject),
+      issuer: formatDn(x.issuer),
+      validFrom: new Date(x.validFrom).toISOString(),
+      validTo: new Date(x.validTo).toISOString(),
+      fingerprint256: x.fingerprint256,
+    });
+    current = current.issuerCertificate;
+  }
+  return out;
+}
+
+function arm(socket: TLSSocket, ms: number, phase: 'connect' | 'handshake', probe: ConnectionProbe): () => void {
+  const timer = setTimeout(() => {
+    probe.timedOut = phase;
+    socket.destroy(phaseTimeout(phase, ms));
+  }, ms);
+  timer.unref();
+  return () => clearTimeout(timer);
+}
+
+/**
+ * Attach a probe to a TLS socket: phase timers, handshake facts, and the identity check that Node
+ * skips on resumed sessions (pitfall 1.8).
+ */
+export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: PhaseLimits, rules: IdentityRules, alreadyConnected: boolean): void {
+  probes.set(socket, probe);
+  let stopHandshakeTimer = (): void => undefined;
+  const startHandshake = (): void => {
+    probe.connectedAt ??= performance.now();
+    stopHandshakeTimer = arm(socket, limits.handshakeMs, 'handshake', probe);
+  };
+  if (alreadyConnected) {
+    startHandshake();
+  } else {
+    const stopConnectTimer = arm(socket, limits.connectMs, 'connect', probe);
+    socket.once('connect', () => {
+      stopConnectTimer();
+      startHandshake();
+    });
+    socket.once('close', stopConnectTimer);
+  }
+  socket.once('close', () => stopHandshakeTimer());
+  socket.once('keylog', () => {
+    probe.keylog = true;
+  });
+  socket.once('session', () => {
+    probe.sessionTicket = true;
+  });
+  socket.once('secureConnect', () => {
+    stopHandshakeTimer();
+    probe.secureAt = performance.now();
+    probe.protocol = socket.getProtocol() ?? undefined;
+    probe.cipher = socket.getCipher()?.name;
+    probe.sessionReused = socket.isSessionReused();
+    const peer = socket.getPeerCertificate(true);
+    probe.serverChain = chainOf(peer);
+    if (probe.sessionReused && hasIdentityRules(rules)) {
+      const error = checkIdentityRules(peer, rules);
+      if (error) socket.destroy(error);
+    }
+  });
+}
