@@ -1,0 +1,167 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { runWorkerProcess } from '../../workers/worker-process.js';
+import { exitCodeFor } from '../failures/categories.js';
+import type { FailureSummary, NodeFailures } from '../failures/store.js';
+import { createLogger } from '../observability/logger.js';
+import { ServiceNodeClient, InvokeTimeoutError } from '../queue/client.js';
+import { DEFAULT_REDIS_URL } from '../queue/connection.js';
+import { WORKER_DEFAULTS } from '../queue/constants.js';
+import { readContextFile } from './context.js';
+import { printJson, runAction, type CliIo } from './io.js';
+import { formatResult } from './report.js';
+import { InvalidInputError } from '../errors.js';
+
+function positiveInt(name: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number ≥ 0`);
+    return n;
+  };
+}
+
+function redisUrl(io: CliIo, option: string | undefined): string {
+  return option ?? io.env.REDIS_URL ?? DEFAULT_REDIS_URL;
+}
+
+interface WorkerCliOptions {
+  redis?: string;
+  nodes?: string;
+  profiles?: string;
+  concurrency?: number;
+  metricsPort?: number;
+  prefix?: string;
+  shutdownGraceMs?: number;
+  lockDurationMs?: number;
+  stalledIntervalMs?: number;
+}
+
+/** `svcnode worker`: consume the invocation queue. */
+export function workerCommand(io: CliIo): Command {
+  return new Command('worker')
+    .description('consume the service-node-invocations queue and execute each invocation over mutual TLS')
+    .option('--redis <url>', 'Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379)')
+    .option('--nodes <dir>', 'node definitions directory (default: $SVCNODE_NODES)')
+    .option('--profiles <dir>', 'certificate profiles directory (default: $SVCNODE_PROFILES)')
+    .option('--concurrency <n>', `parallel invocations (default ${WORKER_DEFAULTS.concurrency})`, positiveInt('--concurrency'))
+    .option('--metrics-port <port>', 'serve /metrics and /healthz on this port', positiveInt('--metrics-port'))
+    .option('--prefix <prefix>', 'BullMQ key prefix (use a hash tag such as {svcnode} on Redis Cluster)')
+    .option('--shutdown-grace-ms <ms>', `time in-flight jobs get on SIGTERM (default ${WORKER_DEFAULTS.shutdownGraceMs})`, positiveInt('--shutdown-grace-ms'))
+    .option('--lock-duration-ms <ms>', `job lock duration (default ${WORKER_DEFAULTS.lockDurationMs})`, positiveInt('--lock-duration-ms'))
+    .option('--stalled-interval-ms <ms>', `stalled-job check interval (default ${WORKER_DEFAULTS.stalledIntervalMs})`, positiveInt('--stalled-interval-ms'))
+    .action((options: WorkerCliOptions) =>
+      runAction(io, async () => {
+        const nodesDir = options.nodes ?? io.env.SVCNODE_NODES;
+        const profilesDir = options.profiles ?? io.env.SVCNODE_PROFILES;
+        if (!nodesDir || !profilesDir) {
+          throw new InvalidInputError('SVCNODE_USAGE', `missing ${!nodesDir ? '--nodes' : '--profiles'}`, { hint: 'pass --nodes DIR and --profiles DIR, or set SVCNODE_NODES and SVCNODE_PROFILES' });
+        }
+        return runWorkerProcess({
+          redisUrl: redisUrl(io, options.redis),
+          nodesDir,
+          profilesDir,
+          logger: createLogger(),
+          env: io.env,
+          ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+          ...(options.metricsPort !== undefined ? { metricsPort: options.metricsPort } : {}),
+          ...(options.prefix ? { prefix: options.prefix } : {}),
+          ...(options.shutdownGraceMs !== undefined ? { shutdownGraceMs: options.shutdownGraceMs } : {}),
+          ...(options.lockDurationMs ? { lockDurationMs: options.lockDurationMs } : {}),
+          ...(options.stalledIntervalMs ? { stalledIntervalMs: options.stalledIntervalMs } : {}),
+        });
+      }),
+    );
+}
+
+interface EnqueueCliOptions {
+  redis?: string;
+  context?: string;
+  requestId?: string;
+  wait?: boolean;
+  timeoutMs?: number;
+  json?: boolean;
+  prefix?: string;
+}
+
+/** `svcnode enqueue NODE_ID`: add one invocation, optionally wait for its Result. */
+export function enqueueCommand(io: CliIo): Command {
+  return new Command('enqueue')
+    .description('enqueue one invocation of a node; with --wait, print its Result and exit with its code')
+    .argument('<nodeId>', 'id of the node definition')
+    .option('--redis <url>', 'Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379)')
+    .option('--context <file>', 'JSON file with the context variables')
+    .option('--request-id <id>', 'correlation id carried into the Result')
+    .option('--wait', 'wait for the Result')
+    .option('--timeout-ms <ms>', 'how long --wait waits (default 60000)', positiveInt('--timeout-ms'))
+    .option('--prefix <prefix>', 'BullMQ key prefix, as the workers use')
+    .option('--json', 'print exactly one JSON document on stdout')
+    .addHelpText('after', '\nExit codes with --wait: those of the Result (0, 2, 3, 4, 5); 5 also when no Result arrives in time.')
+    .action((nodeId: string, options: EnqueueCliOptions) =>
+      runAction(io, async () => {
+        const context = options.context ? readContextFile(options.context) : {};
+        const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), ...(options.prefix ? { prefix: options.prefix } : {}) });
+        try {
+          const jobId = await client.enqueue(nodeId, context, options.requestId ? { requestId: options.requestId } : {});
+          if (!options.wait) {
+            if (options.json) printJson(io, { jobId, nodeId });
+            else io.stdout(`enqueued job ${jobId} for node ${nodeId}`);
+            return 0;
+          }
+          try {
+            const result = await client.result(jobId, options.timeoutMs ?? 60_000);
+            if (options.json) printJson(io, result);
+            else io.stdout(formatResult(result));
+            return exitCodeFor(result.failure?.category);
+          } catch (error) {
+            if (!(error instanceof InvokeTimeoutError)) throw error;
+            io.stderr(`error [${error.code}]: ${error.message}`);
+            return 5;
+          }
+        } finally {
+          await client.close();
+        }
+      }),
+    );
+}
+
+function formatSummary(summary: FailureSummary): string {
+  if (summary.nodes.length === 0) return 'no invocations recorded yet\n';
+  const rows = summary.nodes.map((n) => {
+    const failures = Object.entries(n.counts).filter(([k]) => k !== 'handshakes_ok' && k !== 'session_reused');
+    return [n.nodeId, String(n.counts.handshakes_ok ?? 0), String(n.counts.session_reused ?? 0), failures.map(([k, v]) => `${k}=${v}`).join(' ') || '-', n.lastFailure ? `${n.lastFailure.at} ${n.lastFailure.category}` : '-'];
+  });
+  const header = ['NODE', 'HANDSHAKES_OK', 'RESUMED', 'FAILURES', 'LAST FAILURE'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  return `${[header, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n')}\n`;
+}
+
+function formatNode(n: NodeFailures): string {
+  const lines = [`node ${n.nodeId}`, `counts: ${Object.entries(n.counts).map(([k, v]) => `${k}=${v}`).join(' ') || '(none)'}`];
+  for (const r of n.recent) {
+    lines.push(`${r.at}  ${r.category} (${r.code}, attempt ${r.attempt})`, `  ${r.message}`, `  hint: ${r.hint}`);
+    if (r.serverChain[0]) lines.push(`  server: ${r.serverChain[0].subject} (issuer ${r.serverChain[0].issuer}, valid to ${r.serverChain[0].validTo})`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** `svcnode failures [NODE_ID]`: per-node handshake outcomes and recent failures. */
+export function failuresCommand(io: CliIo): Command {
+  return new Command('failures')
+    .description('show handshake and failure counts per node, or the recent failures of one node')
+    .argument('[nodeId]', 'show the recent failures of this node')
+    .option('--redis <url>', 'Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379)')
+    .option('--prefix <prefix>', 'BullMQ key prefix, as the workers use')
+    .option('--json', 'print exactly one JSON document on stdout')
+    .action((nodeId: string | undefined, options: { redis?: string; json?: boolean; prefix?: string }) =>
+      runAction(io, async () => {
+        const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), ...(options.prefix ? { prefix: options.prefix } : {}) });
+        try {
+          const data = nodeId === undefined ? await client.failures() : await client.failures(nodeId);
+          if (options.json) printJson(io, data);
+          else io.stdout('nodes' in data ? formatSummary(data) : formatNode(data));
+          return 0;
+        } finally {
+          await client.close();
+        }
+      }),
+    );
+}

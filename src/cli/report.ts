@@ -1,0 +1,42 @@
+import type { Result } from '../invoke/result.js';
+
+function bodyPreview(body: unknown, max = 2000): string {
+  if (body === null || body === undefined) return '(empty)';
+  const text = typeof body === 'string' ? body : JSON.stringify(body, null, 2);
+  return text.length > max ? `${text.slice(0, max)}… (${text.length - max} more characters)` : text;
+}
+
+const indent = (text: string, pad: string): string => text.split('\n').join(`\n${pad}`);
+
+/** The human-readable report of a Result (dry-run and `enqueue --wait` without --json). */
+export function formatResult(result: Result): string {
+  const pad = '            ';
+  const lines = [`node        ${result.nodeId}${result.requestId ? `  (request ${result.requestId})` : ''}`, `request     ${result.request.method} ${result.request.url}`];
+  const tls = result.tls;
+  if (tls) {
+    if (tls.protocol) {
+      const how = tls.connectionReused ? 'kept-alive connection' : tls.sessionReused ? 'resumed session' : 'full handshake';
+      lines.push(`tls         ${tls.protocol} ${tls.cipher ?? ''} (${how})`);
+    }
+    tls.serverChain.forEach((c, i) => {
+      lines.push(`${i === 0 ? 'server      ' : pad}${c.subject}`);
+      lines.push(`${pad}  issuer ${c.issuer}; valid ${c.validFrom.slice(0, 10)} to ${c.validTo.slice(0, 10)}`);
+    });
+    if (tls.clientCertificate) lines.push(`client      ${tls.clientCertificate.subject}`, `${pad}  sha256 ${tls.clientCertificate.fingerprint256}`);
+    else lines.push('client      (no client certificate presented)');
+  }
+  const t = result.timings;
+  lines.push(`timings     connect ${t.connectMs} ms, handshake ${t.handshakeMs} ms, total ${t.totalMs} ms${result.attempts > 1 ? `, ${result.attempts} attempts` : ''}`);
+  if (result.response) {
+    const type = result.response.headers['content-type'];
+    lines.push(`response    HTTP ${result.response.status}${type ? ` (${String(type)})` : ''}${result.response.truncated ? ' [body truncated]' : ''}`);
+    lines.push(`${pad}${indent(bodyPreview(result.response.body), pad)}`);
+  }
+  const f = result.failure;
+  if (f) {
+    lines.push(`FAILED      ${f.category} (${f.code}, phase ${f.phase})`, `${pad}${indent(f.message, pad)}`, `hint        ${f.hint}`);
+  } else {
+    lines.push('result      OK');
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,78 @@
+import { join, resolve } from 'node:path';
+import { InvalidInputError } from '../errors.js';
+import { loadProfilesDir } from '../pki/profile.js';
+import type { LoadedProfile } from '../pki/types.js';
+import { loadNodesDir } from './nodes.js';
+import type { NodeDefinition } from './types.js';
+
+/** A problem found while loading definitions: reported, the rest keeps working. */
+export interface LoadProblem {
+  kind: 'node' | 'profile';
+  file: string;
+  error: InvalidInputError;
+}
+
+/**
+ * Node definitions and certificate profiles of a worker, loaded and validated once at start.
+ * Lookups never do I/O or node-forge work.
+ */
+export class Registry {
+  private constructor(
+    readonly nodes: Map<string, NodeDefinition>,
+    readonly profiles: Map<string, LoadedProfile>,
+    private readonly profileErrors: Map<string, InvalidInputError>,
+    readonly problems: LoadProblem[],
+    readonly profilesDir: string,
+  ) {}
+
+  static async load(nodesDir: string, profilesDir: string, options: { env?: NodeJS.ProcessEnv; now?: Date } = {}): Promise<Registry> {
+    const [nodes, profiles] = await Promise.all([loadNodesDir(nodesDir), loadProfilesDir(profilesDir, options)]);
+    const profileErrors = new Map<string, InvalidInputError>();
+    const problems: LoadProblem[] = [
+      ...nodes.errors.map((e) => ({ kind: 'node' as const, ...e })),
+      ...profiles.errors.map((e) => ({ kind: 'profile' as const, ...e })),
+    ];
+    for (const { file, error } of profiles.errors) {
+      const name = file.replace(/^.*\//, '').replace(/\.json$/, '');
+      profileErrors.set(name, error);
+    }
+    const registry = new Registry(nodes.nodes, profiles.profiles, profileErrors, problems, resolve(profilesDir));
+    for (const node of nodes.nodes.values()) {
+      if (!profiles.profiles.has(node.tls.profile) && !profileErrors.has(node.tls.profile)) {
+        problems.push({
+          kind: 'node',
+          file: node.id,
+          error: new InvalidInputError('SVCNODE_UNKNOWN_PROFILE', `node "${node.id}" uses profile "${node.tls.profile}", which is not in ${registry.profilesDir}`, {
+            field: '/tls/profile',
+            hint: `add ${join(registry.profilesDir, `${node.tls.profile}.json`)} or fix tls.profile`,
+          }),
+        });
+      }
+    }
+    return registry;
+  }
+
+  /** The node, or an InvalidInputError naming what is wrong. */
+  node(nodeId: string): NodeDefinition {
+    const node = this.nodes.get(nodeId);
+    if (node) return node;
+    throw new InvalidInputError('SVCNODE_UNKNOWN_NODE', `unknown node "${nodeId}": no valid definition with this id is loaded`, {
+      field: '/nodeId',
+      hint: 'check the nodeId, and the worker log for definitions that failed to load',
+    });
+  }
+
+  /** The profile, or the error that kept it from loading. */
+  profile(name: string): LoadedProfile {
+    const profile = this.profiles.get(name);
+    if (profile) return profile;
+    const error = this.profileErrors.get(name);
+    if (error) {
+      throw new InvalidInputError(error.code, `profile "${name}" failed to load: ${error.message}`, { file: error.file, hint: error.hint ?? 'run `svcnode certs verify` on it' });
+    }
+    throw new InvalidInputError('SVCNODE_UNKNOWN_PROFILE', `unknown profile "${name}" (not in ${this.profilesDir})`, {
+      field: '/tls/profile',
+      hint: `add ${join(this.profilesDir, `${name}.json`)}`,
+    });
+  }
+}

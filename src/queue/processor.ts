@@ -1,0 +1,89 @@
+import { DelayedError, type Job } from 'bullmq';
+import type { Logger } from 'pino';
+import type { Registry } from '../definitions/registry.js';
+import type { Invocation } from '../definitions/types.js';
+import { validateDocument } from '../definitions/validator.js';
+import { InvalidInputError } from '../errors.js';
+import type { FailureStore } from '../failures/store.js';
+import { invoke } from '../invoke/execute.js';
+import type { Result } from '../invoke/result.js';
+import { retryDelay } from '../invoke/retry.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { AgentPool } from '../tls/agents.js';
+
+export interface ProcessorDeps {
+  /** The current definitions (replaced on reload). */
+  registry: () => Registry;
+  agents: AgentPool;
+  store: FailureStore;
+  metrics?: Metrics;
+  logger: Logger;
+}
+
+interface Progress {
+  attempt?: number;
+}
+
+function invalidInputResult(nodeId: string, error: InvalidInputError, requestId?: string): Result {
+  return {
+    ok: false,
+    nodeId,
+    ...(requestId ? { requestId } : {}),
+    request: { method: '', url: '' },
+    tls: null,
+    response: null,
+    failure: { phase: 'input', category: 'invalid_input', code: error.code, message: error.message, hint: error.hint ?? 'fix the job data' },
+    timings: { connectMs: 0, handshakeMs: 0, totalMs: 0 },
+    attempts: 1,
+  };
+}
+
+/**
+ * The BullMQ processor: every invocation ends as a completed job whose return value is a Result.
+ * Transient failures are retried by moving the job to delayed (no worker slot is held while it
+ * waits, and a crash in between loses nothing); permanent ones return at once.
+ */
+export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string, signal?: AbortSignal) => Promise<Result> {
+  return async (job, token, signal) => {
+    const raw = job.data as Partial<Invocation> | undefined;
+    let data: Invocation;
+    try {
+      data = validateDocument<Invocation>('invocation', raw, `job ${job.id ?? '?'} data`);
+    } catch (error) {
+      const nodeId = typeof raw?.nodeId === 'string' ? raw.nodeId : '(invalid)';
+      const result = invalidInputResult(nodeId, error as InvalidInputError, typeof raw?.requestId === 'string' ? raw.requestId : undefined);
+      deps.logger.warn({ jobId: job.id, code: result.failure?.code }, 'invalid job data');
+      deps.metrics?.observeInvocation(result);
+      return result;
+    }
+    const registry = deps.registry();
+    let node;
+    try {
+      node = registry.node(data.nodeId);
+    } catch (error) {
+      const result = invalidInputResult(data.nodeId, error as InvalidInputError, data.requestId);
+      await deps.store.record(result);
+      deps.metrics?.observeInvocation(result);
+      return result;
+    }
+    const attempt = ((job.progress as Progress | undefined)?.attempt ?? 0) + 1;
+    const result = await invoke(node, data.context ?? {}, { profile: (name) => registry.profile(name), agents: deps.agents }, {
+      attempt,
+      ...(signal ? { signal } : {}),
+      ...(data.requestId ? { requestId: data.requestId } : {}),
+    });
+    await deps.store.record(result);
+    deps.metrics?.observeAttempt(result);
+    const delay = retryDelay(result, node, attempt);
+    if (delay !== undefined && token !== undefined && !signal?.aborted) {
+      deps.logger.info({ jobId: job.id, nodeId: node.id, attempt, category: result.failure?.category, delayMs: delay }, 'transient failure, retrying');
+      await job.updateProgress({ attempt });
+      await job.moveToDelayed(Date.now() + delay, token);
+      throw new DelayedError();
+    }
+    deps.metrics?.observeInvocation(result);
+    const level = result.ok ? 'debug' : 'warn';
+    deps.logger[level]({ jobId: job.id, nodeId: node.id, attempt, category: result.failure?.category ?? 'ok', code: result.failure?.code, totalMs: result.timings.totalMs }, 'invocation finished');
+    return result;
+  };
+}

@@ -1,0 +1,130 @@
+import { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { Registry } from '../definitions/registry.js';
+import { FailureStore } from '../failures/store.js';
+import { Metrics } from '../observability/metrics.js';
+import { startMetricsServer, type HealthReport } from '../observability/server.js';
+import { AgentPool } from '../tls/agents.js';
+import { workerConnection } from './connection.js';
+import { JOB_NAME, QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
+import { createProcessor } from './processor.js';
+
+export interface WorkerOptions {
+  redisUrl: string;
+  nodesDir: string;
+  profilesDir: string;
+  logger: Logger;
+  /** @defaultValue WORKER_DEFAULTS.concurrency */
+  concurrency?: number;
+  /** Serve /metrics and /healthz on this port (0 = any free port). */
+  metricsPort?: number;
+  /** BullMQ key prefix; use a hash tag such as `{svcnode}` on Redis Cluster. @defaultValue 'bull' */
+  prefix?: string;
+  lockDurationMs?: number;
+  stalledIntervalMs?: number;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface RunningWorker {
+  registry: Registry;
+  metricsPort: number | undefined;
+  /** Stop taking jobs, let in-flight ones finish within `graceMs`, then release everything. */
+  close(graceMs?: number): Promise<{ drained: boolean }>;
+}
+
+/** Warn when Redis can evict or lose queued jobs (pitfall 5.2). */
+async function checkRedisConfig(redis: Redis, logger: Logger): Promise<void> {
+  try {
+    const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as [string, string];
+    const [, aof] = (await redis.config('GET', 'appendonly')) as [string, string];
+    const [, save] = (await redis.config('GET', 'save')) as [string, string];
+    if (policy !== 'noeviction') logger.warn({ maxmemoryPolicy: policy }, 'Redis maxmemory-policy is not noeviction: queued jobs can be evicted under memory pressure; set maxmemory-policy noeviction');
+    if (aof !== 'yes' && !save) logger.warn('Redis has no persistence (appendonly no, no save points): a Redis restart loses queued jobs; set appendonly yes');
+  } catch (error) {
+    logger.warn({ err: (error as Error).message }, 'cannot read Redis configuration (CONFIG GET refused); check maxmemory-policy noeviction and persistence yourself');
+  }
+}
+
+/** Start a worker: load and validate definitions, then consume the invocation queue. */
+export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
+  const { logger } = options;
+  const registry = await Registry.load(options.nodesDir, options.profilesDir, { env: options.env ?? process.env });
+  for (const problem of registry.problems) {
+    logger.error({ kind: problem.kind, file: problem.file, code: problem.error.code, hint: problem.error.hint }, problem.error.message);
+  }
+  for (const profile of registry.profiles.values()) {
+    for (const finding of profile.findings) {
+      if (finding.severity !== 'info') logger.warn({ profile: profile.name, code: finding.code, file: finding.file }, finding.message);
+    }
+  }
+  logger.info({ nodes: registry.nodes.size, profiles: registry.profiles.size, problems: registry.problems.length }, 'definitions loaded');
+
+  const metrics = new Metrics();
+  for (const profile of registry.profiles.values()) {
+    const certs = [
+      ...(profile.client ? [['client', profile.client.leaf] as const, ...profile.client.chain.map((c) => ['chain', c] as const)] : []),
+      ...profile.trust.certificates.map((c) => ['trust', c] as const),
+    ];
+    for (const [role, cert] of certs) metrics.certificateExpiry.set({ profile: profile.name, role, subject: cert.subject.replace(/\n/g, ', ') }, new Date(cert.validTo).getTime() / 1000);
+  }
+
+  const connection = workerConnection(options.redisUrl);
+  const storeConnection = workerConnection(options.redisUrl);
+  let redisReady = false;
+  for (const c of [connection, storeConnection]) {
+    c.on('error', (error: Error) => logger.warn({ err: error.message }, 'Redis connection error'));
+  }
+  connection.on('ready', () => {
+    redisReady = true;
+  });
+  connection.on('close', () => {
+    redisReady = false;
+  });
+  const agents = new AgentPool();
+  const store = new FailureStore(storeConnection, { prefix: options.prefix ? `${options.prefix}:svcnode` : 'svcnode' });
+  const processor = createProcessor({ registry: () => registry, agents, store, metrics, logger });
+
+  const worker = new Worker(QUEUE_NAME, (job, token, signal) => (job.name === JOB_NAME ? processor(job, token, signal) : Promise.reject(new Error(`unknown job name "${job.name}"`))), {
+    connection,
+    ...(options.prefix ? { prefix: options.prefix } : {}),
+    concurrency: options.concurrency ?? WORKER_DEFAULTS.concurrency,
+    lockDuration: options.lockDurationMs ?? WORKER_DEFAULTS.lockDurationMs,
+    stalledInterval: options.stalledIntervalMs ?? WORKER_DEFAULTS.stalledIntervalMs,
+    maxStalledCount: WORKER_DEFAULTS.maxStalledCount,
+    removeOnComplete: WORKER_DEFAULTS.removeOnComplete,
+    removeOnFail: WORKER_DEFAULTS.removeOnFail,
+    autorun: false,
+  });
+  worker.on('error', (error) => logger.warn({ err: error.message }, 'worker error'));
+  worker.on('failed', (job, error) => logger.error({ jobId: job?.id, err: error.message }, 'job failed (infrastructure)'));
+
+  await connection.ping().catch(() => undefined);
+  await checkRedisConfig(connection, logger);
+  void worker.run().catch((error: unknown) => logger.error({ err: (error as Error).message }, 'worker stopped'));
+
+  const health = (): HealthReport => ({
+    status: !redisReady || !worker.isRunning() ? 'down' : registry.problems.length > 0 ? 'degraded' : 'ok',
+    redis: redisReady ? 'connected' : 'disconnected',
+    nodes: registry.nodes.size,
+    profiles: registry.profiles.size,
+    problems: registry.problems.map((p) => ({ kind: p.kind, file: p.file, code: p.error.code, message: p.error.message })),
+  });
+  const server = options.metricsPort === undefined ? undefined : await startMetricsServer(options.metricsPort, metrics, health);
+  logger.info({ queue: QUEUE_NAME, concurrency: options.concurrency ?? WORKER_DEFAULTS.concurrency, metricsPort: server?.port }, 'worker started');
+
+  return {
+    registry,
+    metricsPort: server?.port,
+    async close(graceMs = WORKER_DEFAULTS.shutdownGraceMs) {
+      const graceful = worker.close().then(() => true);
+      const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), graceMs).unref());
+      const drained = await Promise.race([graceful, timer]);
+      if (!drained) await worker.close(true);
+      agents.destroy();
+      await server?.close();
+      await Promise.allSettled([connection.quit(), storeConnection.quit()]);
+      return { drained };
+    },
+  };
+}
