@@ -10,7 +10,17 @@ export interface Finding {
   message: string;
   file?: string;
   hint?: string;
+  /** The certificate the finding is about, if any. */
+  role?: CertificateRole;
+  subject?: string;
+  /** ISO 8601 expiry of that certificate. */
+  validTo?: string;
+  /** Whole days from `now` until validTo (negative once expired). */
+  daysLeft?: number;
 }
+
+/** Where a certificate sits in a profile. */
+export type CertificateRole = 'client' | 'chain' | 'trust';
 
 /** The client identity presented in handshakes. The key is never enumerable. */
 export interface ClientIdentity {

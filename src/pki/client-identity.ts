@@ -1,0 +1,117 @@
+import type { KeyObject, X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
+import { errorCode } from '../errors.js';
+import { bundleError } from './bundle-error.js';
+import { orderChain } from './chain.js';
+import { clientAuthFinding, dateFindings } from './findings.js';
+import { oneLineName } from './inspect.js';
+import { readMaterial, type Material } from './material.js';
+import type { ClientIdentity, Finding } from './types.js';
+
+/** Loading and checking the client identity of a profile (certificate + key, or PKCS#12). */
+
+export type ClientSource =
+  | { kind: 'pem'; certificate: string; key: string }
+  | { kind: 'pkcs12'; pkcs12: string };
+
+export interface ClientPolicy {
+  minKeyBits: number;
+  expiryWarningDays: number;
+  now: Date;
+}
+
+export interface LoadedClient {
+  identity: ClientIdentity;
+  findings: Finding[];
+  /** Every file read, for the profile version. */
+  materials: Material[];
+}
+
+export async function loadClientIdentity(source: ClientSource, passphrase: string | undefined, policy: ClientPolicy): Promise<LoadedClient> {
+  let key: KeyObject;
+  let leaf: X509Certificate;
+  let others: X509Certificate[];
+  let certFile: string;
+  let keyFile: string;
+  let materials: Material[];
+  let warnOnOrder: boolean;
+
+  if (source.kind === 'pkcs12') {
+    const p12 = await readMaterial(source.pkcs12, { passphrase });
+    if (p12.form !== 'pkcs12') {
+      throw bundleError('SVCNODE_INVALID_BUNDLE', p12.file, `"pkcs12" names a ${p12.form} file, not a PKCS#12 bundle`, 'use "client": {"certificate": …, "key": …} for PEM or DER files');
+    }
+    const k = p12.keys[0];
+    if (!k) throw bundleError('SVCNODE_NO_PRIVATE_KEY', p12.file, 'the PKCS#12 file contains no private key', 'export the PKCS#12 file again including the private key');
+    if (!p12.pairedLeaf) throw bundleError('SVCNODE_KEY_MISMATCH', p12.file, 'no certificate in the PKCS#12 file matches its private key', 'export the key together with its own certificate');
+    key = k;
+    leaf = p12.pairedLeaf;
+    others = p12.certificates;
+    certFile = keyFile = p12.file;
+    materials = [p12];
+    warnOnOrder = false; // PKCS#12 bag order carries no meaning
+  } else {
+    const certs = await readMaterial(source.certificate, { keys: 'ignore' });
+    if (certs.form === 'pkcs12') {
+      throw bundleError('SVCNODE_INVALID_BUNDLE', certs.file, '"certificate" names a PKCS#12 bundle', 'use "client": {"pkcs12": "…", "passphrase": …} for .p12/.pfx files');
+    }
+    if (certs.certificates.length === 0) {
+      throw bundleError('SVCNODE_NO_CERTIFICATE', certs.file, 'the file contains no certificate', 'point "certificate" at the PEM or DER client certificate (with its intermediates)');
+    }
+    const keys = await readMaterial(source.key, { passphrase });
+    const k = keys.keys[0];
+    if (!k) {
+      throw bundleError('SVCNODE_NO_PRIVATE_KEY', keys.file, 'the file contains no private key', 'point "key" at the private key file (PEM or DER, PKCS#1, PKCS#8 or SEC1)');
+    }
+    const match = certs.certificates.find((c) => c.checkPrivateKey(k));
+    if (!match) {
+      throw bundleError('SVCNODE_KEY_MISMATCH', keys.file, `the private key does not belong to the certificate ${oneLineName(certs.certificates[0]?.subject ?? '')} in ${certs.file}`, 'use the key that was generated with this certificate request, or the certificate issued for this key');
+    }
+    key = k;
+    leaf = match;
+    others = certs.certificates;
+    certFile = certs.file;
+    keyFile = keys.file;
+    materials = [certs, keys];
+    warnOnOrder = true;
+  }
+
+  const bits = key.asymmetricKeyDetails?.modulusLength;
+  if (key.asymmetricKeyType === 'rsa' && bits !== undefined && bits < policy.minKeyBits) {
+    throw bundleError('SVCNODE_WEAK_KEY', keyFile, `the RSA client key has ${bits} bits; at least ${policy.minKeyBits} are required`, `issue a new client certificate with an RSA key of ${policy.minKeyBits} bits or more, or an EC P-256 key`);
+  }
+
+  const ordered = orderChain(leaf, others);
+  if (ordered.unlinked.length > 0) {
+    const names = ordered.unlinked.map((c) => oneLineName(c.subject)).join('; ');
+    throw bundleError('SVCNODE_CHAIN_BROKEN', certFile, `certificates that do not link to the client certificate ${oneLineName(leaf.subject)}: ${names}`, 'include only the client certificate and the intermediates that issued it (each issuing the one before)');
+  }
+
+  const findings: Finding[] = [];
+  if (ordered.reordered && warnOnOrder) {
+    findings.push({ severity: 'warning', code: 'CHAIN_REORDERED', file: certFile, message: `the certificates in ${certFile} are not in leaf-then-issuer order; they are sent reordered`, hint: 'put the client certificate first, then its issuer, then that issuer\'s issuer' });
+  }
+  const keyPem = key.export({ format: 'pem', type: 'pkcs8' }).toString();
+  assertUsableInTls(keyPem, [leaf, ...ordered.chain], keyFile);
+
+  findings.push(...dateFindings(leaf, 'client', certFile, policy.now, policy.expiryWarningDays));
+  findings.push(...clientAuthFinding(leaf, certFile, policy.now));
+  for (const cert of ordered.chain) findings.push(...dateFindings(cert, 'chain', certFile, policy.now, policy.expiryWarningDays));
+
+  const identity = { leaf, chain: ordered.chain, sources: [...new Set([certFile, keyFile])] } as unknown as ClientIdentity;
+  Object.defineProperty(identity, 'key', { value: key, enumerable: false });
+  Object.defineProperty(identity, 'keyPem', { value: keyPem, enumerable: false });
+  return { identity: Object.freeze(identity), findings, materials };
+}
+
+/** Build the secure context the call path will build, so bad material fails at load (pitfall 1.12). */
+function assertUsableInTls(keyPem: string, certs: X509Certificate[], file: string): void {
+  try {
+    createSecureContext({ key: keyPem, cert: certs.map((c) => c.toString()).join('\n') });
+  } catch (cause) {
+    if (errorCode(cause) === 'ERR_OSSL_X509_KEY_VALUES_MISMATCH') {
+      throw bundleError('SVCNODE_KEY_MISMATCH', file, 'the private key does not belong to the client certificate', 'use the key that was generated with this certificate', cause);
+    }
+    throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'OpenSSL refuses this key and certificate', 'check the key type and size (RSA ≥ 2048 or EC P-256/P-384)', cause);
+  }
+}

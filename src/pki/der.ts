@@ -1,0 +1,66 @@
+/**
+ * Just enough DER reading to tell a certificate, a PKCS#12 PFX and the key formats apart by
+ * content, before handing the bytes to the parser that owns them.
+ */
+
+export type DerShape = 'certificate' | 'pkcs12' | 'pkcs8' | 'encrypted-pkcs8' | 'pkcs1' | 'sec1' | 'unknown' | 'truncated';
+
+interface Tlv {
+  tag: number;
+  /** Offset of the value. */
+  start: number;
+  /** Offset after the value. */
+  end: number;
+}
+
+/** One tag-length-value at `offset`, or undefined when the header is malformed or runs past `limit`. */
+function readTlv(buf: Buffer, offset: number, limit: number): Tlv | 'truncated' | undefined {
+  const tag = buf[offset];
+  const first = buf[offset + 1];
+  if (tag === undefined || first === undefined) return 'truncated';
+  let length = first;
+  let start = offset + 2;
+  if (first === 0x80) return undefined; // indefinite length (BER): only PKCS#12 may use it, see below
+  if (first > 0x80) {
+    const n = first & 0x7f;
+    if (n > 4) return undefined;
+    if (start + n > limit) return 'truncated';
+    length = 0;
+    for (let i = 0; i < n; i++) length = length * 256 + (buf[start + i] ?? 0);
+    start += n;
+  }
+  const end = start + length;
+  if (end > limit) return 'truncated';
+  return { tag, start, end };
+}
+
+const SEQUENCE = 0x30;
+const INTEGER = 0x02;
+const OCTET_STRING = 0x04;
+
+/** Classify binary material by the shape of its outer ASN.1 structure. */
+export function derShape(buf: Buffer): DerShape {
+  if (buf[0] !== SEQUENCE) return 'unknown';
+  // Windows exports PFX files in BER with indefinite lengths: SEQUENCE(80) INTEGER 3.
+  if (buf[1] === 0x80) return buf[2] === INTEGER && buf[3] === 1 && buf[4] === 3 ? 'pkcs12' : 'unknown';
+  const outer = readTlv(buf, 0, buf.length);
+  if (outer === 'truncated') return 'truncated';
+  if (!outer) return 'unknown';
+  const a = readTlv(buf, outer.start, outer.end);
+  if (a === 'truncated') return 'truncated';
+  if (!a) return 'unknown';
+  const b = readTlv(buf, a.end, outer.end);
+  if (b === 'truncated') return 'truncated';
+  if (!b) return 'unknown';
+  if (a.tag === SEQUENCE) {
+    if (b.tag === SEQUENCE) return 'certificate';
+    if (b.tag === OCTET_STRING) return 'encrypted-pkcs8';
+    return 'unknown';
+  }
+  if (a.tag !== INTEGER || a.end - a.start !== 1) return 'unknown';
+  const version = buf[a.start];
+  if (b.tag === SEQUENCE) return version === 3 ? 'pkcs12' : version === 0 || version === 1 ? 'pkcs8' : 'unknown';
+  if (b.tag === INTEGER && version === 0) return 'pkcs1';
+  if (b.tag === OCTET_STRING && version === 1) return 'sec1';
+  return 'unknown';
+}

@@ -1,0 +1,60 @@
+import type { X509Certificate } from 'node:crypto';
+import { dateStatus, daysLeft, extKeyUsage, oneLineName, validFrom, validTo } from './inspect.js';
+import type { CertificateRole, Finding } from './types.js';
+
+/** Stable finding codes (`certs verify`, LoadedProfile.findings); error codes of thrown errors appear without the SVCNODE_ prefix. */
+export const FINDING_CODES = {
+  CLIENT_CERT_EXPIRED: 'the client certificate is expired (error: it is not presented)',
+  CLIENT_CERT_NOT_YET_VALID: 'the client certificate is not valid yet (error: it is not presented)',
+  CERT_EXPIRED: 'a chain or trust certificate is expired',
+  CERT_NOT_YET_VALID: 'a chain or trust certificate is not valid yet',
+  CERT_EXPIRES_SOON: 'a certificate expires within the warning window',
+  NO_CLIENT_AUTH_EKU: 'the client certificate does not allow TLS client authentication',
+  CHAIN_REORDERED: 'the intermediates were out of order and have been reordered',
+  KEY_IN_TRUST_FILE: 'a trust file contains a private key, which is ignored',
+  SYSTEM_ROOTS: 'no trust.ca: servers are verified against the system roots',
+} as const;
+export type FindingCode = keyof typeof FINDING_CODES;
+
+const DAY_MS = 86_400_000;
+const CLIENT_AUTH = new Set(['clientAuth', 'anyExtendedKeyUsage']);
+
+function about(cert: X509Certificate, role: CertificateRole, file: string, now: Date): Pick<Finding, 'file' | 'role' | 'subject' | 'validTo' | 'daysLeft'> {
+  return { file, role, subject: oneLineName(cert.subject), validTo: validTo(cert).toISOString(), daysLeft: daysLeft(cert, now) };
+}
+
+/** Validity findings for one certificate: expired / not yet valid / expiring within `warningDays`. */
+export function dateFindings(cert: X509Certificate, role: CertificateRole, file: string, now: Date, warningDays: number): Finding[] {
+  const facts = about(cert, role, file, now);
+  const subject = facts.subject ?? '';
+  const status = dateStatus(cert, now);
+  if (status === 'expired') {
+    return [role === 'client'
+      ? { severity: 'error', code: 'CLIENT_CERT_EXPIRED', message: `client certificate ${subject} expired on ${facts.validTo}`, hint: 'renew the client certificate with your PKI team; it will not be presented until then', ...facts }
+      : { severity: 'warning', code: 'CERT_EXPIRED', message: `${role} certificate ${subject} expired on ${facts.validTo}`, hint: 'replace it with the current certificate from the issuing CA', ...facts }];
+  }
+  if (status === 'not_yet_valid') {
+    const from = validFrom(cert).toISOString();
+    return [role === 'client'
+      ? { severity: 'error', code: 'CLIENT_CERT_NOT_YET_VALID', message: `client certificate ${subject} is not valid before ${from}`, hint: 'check the system clock, or wait until the certificate becomes valid', ...facts }
+      : { severity: 'warning', code: 'CERT_NOT_YET_VALID', message: `${role} certificate ${subject} is not valid before ${from}`, hint: 'check the system clock', ...facts }];
+  }
+  const days = facts.daysLeft ?? 0;
+  if (validTo(cert).getTime() - now.getTime() <= warningDays * DAY_MS) {
+    return [{ severity: 'warning', code: 'CERT_EXPIRES_SOON', message: `${role} certificate ${subject} expires on ${facts.validTo} (${days} days left)`, hint: 'renew it before it expires', ...facts }];
+  }
+  return [];
+}
+
+/** Warn when the client certificate's EKU does not include clientAuth (servers may reject it). */
+export function clientAuthFinding(cert: X509Certificate, file: string, now: Date): Finding[] {
+  const usages = extKeyUsage(cert);
+  if (usages.length === 0 || usages.some((u) => CLIENT_AUTH.has(u))) return [];
+  return [{
+    severity: 'warning',
+    code: 'NO_CLIENT_AUTH_EKU',
+    message: `client certificate ${oneLineName(cert.subject)} allows only ${usages.join(', ')}, not clientAuth`,
+    hint: 'ask your PKI team for a certificate with the TLS client authentication extended key usage',
+    ...about(cert, 'client', file, now),
+  }];
+}

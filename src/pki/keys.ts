@@ -1,0 +1,30 @@
+import { createPrivateKey, type KeyObject } from 'node:crypto';
+import { errorCode } from '../errors.js';
+import { bundleError, PASSPHRASE_HINT } from './bundle-error.js';
+
+/** A private key as found in a file: one PEM block, or DER in a known structure. */
+export type KeyInput =
+  | { format: 'pem'; text: string; encrypted: boolean }
+  | { format: 'der'; der: Buffer; type: 'pkcs8' | 'pkcs1' | 'sec1'; encrypted: boolean };
+
+/** Node's decryption failures; which one appears depends on the API and the format (pitfall 4.7). */
+const DECRYPT_FAILURES = new Set(['ERR_OSSL_BAD_DECRYPT', 'ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED', 'ERR_MISSING_PASSPHRASE']);
+
+/**
+ * Load a private key with Node crypto (PKCS#1, PKCS#8, SEC1; encrypted PKCS#8 and Proc-Type PEM),
+ * turning Node's inconsistent passphrase errors into SVCNODE_MISSING_PASSPHRASE / SVCNODE_BAD_PASSPHRASE.
+ */
+export function loadPrivateKey(input: KeyInput, passphrase: string | undefined, file: string): KeyObject {
+  if (input.encrypted && passphrase === undefined) {
+    throw bundleError('SVCNODE_MISSING_PASSPHRASE', file, 'the private key is encrypted and no passphrase is configured', PASSPHRASE_HINT);
+  }
+  try {
+    const options = input.format === 'pem' ? { key: input.text, format: 'pem' as const } : { key: input.der, format: 'der' as const, type: input.type };
+    return createPrivateKey(input.encrypted && passphrase !== undefined ? { ...options, passphrase } : options);
+  } catch (cause) {
+    if (input.encrypted && (DECRYPT_FAILURES.has(errorCode(cause) ?? '') || /bad decrypt/i.test(String(cause)))) {
+      throw bundleError('SVCNODE_BAD_PASSPHRASE', file, 'the private key cannot be decrypted with the configured passphrase', 'check the passphrase (trailing spaces or newlines count); if it is right, the key file is corrupt', cause);
+    }
+    throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'the private key is corrupt or in an unsupported format', 'export the key again as PKCS#8 PEM (openssl pkcs8 -topk8)', cause);
+  }
+}

@@ -1,0 +1,162 @@
+import { X509Certificate, type KeyObject } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import { BundleError } from '../errors.js';
+import { bundleError } from './bundle-error.js';
+import { derShape } from './der.js';
+import { loadPrivateKey, type KeyInput } from './keys.js';
+import { readPkcs12 } from './pkcs12.js';
+
+/**
+ * Reading one bundle file, whatever its form: PEM (any number of blocks), DER certificate, DER
+ * key, or PKCS#12. The form is detected by content, never by extension. Bundles are untrusted
+ * input, so files are size-limited.
+ */
+
+export type MaterialForm = 'pem' | 'der-certificate' | 'der-key' | 'pkcs12';
+
+export interface Material {
+  file: string;
+  /** The raw bytes (hashed into the profile version; never printed). */
+  bytes: Buffer;
+  form: MaterialForm;
+  /** Certificates in file order. */
+  certificates: X509Certificate[];
+  /** Decrypted private keys (empty when `keys: 'ignore'`). */
+  keys: KeyObject[];
+  /** Private keys present but not decrypted (`keys: 'ignore'`). */
+  ignoredKeys: number;
+  /** PKCS#12 only: the certificate paired with the key. */
+  pairedLeaf?: X509Certificate;
+}
+
+export interface ReadMaterialOptions {
+  passphrase?: string | undefined;
+  /** `ignore`: count keys without decrypting them (certificate and trust files). @defaultValue 'decrypt' */
+  keys?: 'decrypt' | 'ignore';
+  /** @defaultValue MATERIAL_DEFAULTS.maxBytes */
+  maxBytes?: number;
+}
+
+export const MATERIAL_DEFAULTS = {
+  /** Largest bundle file accepted; real bundles are a few KiB. */
+  maxBytes: 1024 * 1024,
+} as const;
+
+const CERT_LABELS = new Set(['CERTIFICATE', 'X509 CERTIFICATE']);
+const KEY_LABELS = new Set(['PRIVATE KEY', 'ENCRYPTED PRIVATE KEY', 'RSA PRIVATE KEY', 'EC PRIVATE KEY']);
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END ([A-Z0-9 ]+)-----/g;
+
+/** Read a file with a size limit; errors name the file and say what to check. */
+export async function readLimited(file: string, maxBytes: number = MATERIAL_DEFAULTS.maxBytes): Promise<Buffer> {
+  let handle;
+  try {
+    handle = await open(file, 'r');
+  } catch (cause) {
+    throw bundleError('SVCNODE_FILE_NOT_FOUND', file, 'cannot read file', 'check the path (relative paths resolve against the profile file) and its permissions', cause);
+  }
+  try {
+    const { size } = await handle.stat();
+    if (size > maxBytes) {
+      throw bundleError('SVCNODE_BUNDLE_TOO_LARGE', file, `file is ${size} bytes, more than the ${maxBytes} bytes allowed for certificate material`, 'point the profile at the certificate, key or PKCS#12 file itself');
+    }
+    const bytes = Buffer.alloc(size);
+    const { bytesRead } = await handle.read(bytes, 0, size, 0);
+    return bytes.subarray(0, bytesRead);
+  } catch (cause) {
+    if (cause instanceof BundleError) throw cause;
+    throw bundleError('SVCNODE_FILE_NOT_FOUND', file, 'cannot read file', 'check that the path names a readable file', cause);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Read and parse one bundle file. */
+export async function readMaterial(file: string, options: ReadMaterialOptions = {}): Promise<Material> {
+  const bytes = await readLimited(file, options.maxBytes);
+  return parseMaterial(bytes, file, options);
+}
+
+/** Parse bundle bytes already read; `file` is used in messages only. */
+export function parseMaterial(bytes: Buffer, file: string, options: ReadMaterialOptions = {}): Material {
+  if (bytes.length === 0) {
+    throw bundleError('SVCNODE_NO_CERTIFICATE', file, 'the file is empty', 'supply the PEM, DER or PKCS#12 file your PKI team issued');
+  }
+  if (bytes.includes('-----BEGIN ')) return parsePem(bytes, file, options);
+  return parseDer(bytes, file, options);
+}
+
+function parsePem(bytes: Buffer, file: string, options: ReadMaterialOptions): Material {
+  const text = bytes.toString('latin1');
+  const material: Material = { file, bytes, form: 'pem', certificates: [], keys: [], ignoredKeys: 0 };
+  const begins = text.match(/-----BEGIN [A-Z0-9 ]+-----/g)?.length ?? 0;
+  let blocks = 0;
+  for (const match of text.matchAll(PEM_BLOCK)) {
+    blocks += 1;
+    const [block, label = '', body = '', endLabel] = match;
+    if (label !== endLabel) break; // counted as truncated below
+    if (CERT_LABELS.has(label)) {
+      try {
+        material.certificates.push(new X509Certificate(block));
+      } catch (cause) {
+        throw bundleError('SVCNODE_INVALID_BUNDLE', file, `PEM certificate #${material.certificates.length + 1} is corrupt`, 'get an intact copy of the certificate from your PKI team', cause);
+      }
+    } else if (KEY_LABELS.has(label)) {
+      if (options.keys === 'ignore') {
+        material.ignoredKeys += 1;
+        continue;
+      }
+      const encrypted = label === 'ENCRYPTED PRIVATE KEY' || /Proc-Type:\s*4,\s*ENCRYPTED/.test(body);
+      material.keys.push(loadPrivateKey({ format: 'pem', text: block, encrypted }, options.passphrase, file));
+    }
+  }
+  if (blocks !== begins) {
+    throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'a PEM block has no matching END line (truncated file?)', 'get an intact copy of the file; each -----BEGIN line needs its -----END line');
+  }
+  return material;
+}
+
+function parseDer(bytes: Buffer, file: string, options: ReadMaterialOptions): Material {
+  const shape = derShape(bytes);
+  const material = (form: MaterialForm): Material => ({ file, bytes, form, certificates: [], keys: [], ignoredKeys: 0 });
+  switch (shape) {
+    case 'certificate': {
+      const m = material('der-certificate');
+      try {
+        m.certificates.push(new X509Certificate(bytes));
+      } catch (cause) {
+        throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'the DER certificate is corrupt', 'get an intact copy of the certificate from your PKI team', cause);
+      }
+      return m;
+    }
+    case 'pkcs12': {
+      const m = material('pkcs12');
+      const p12 = readPkcs12(bytes, options.passphrase, file);
+      m.certificates = p12.certificates;
+      if (p12.leaf) m.pairedLeaf = p12.leaf;
+      if (p12.key) {
+        if (options.keys === 'ignore') m.ignoredKeys = 1;
+        else m.keys.push(p12.key);
+      }
+      return m;
+    }
+    case 'pkcs8':
+    case 'encrypted-pkcs8':
+    case 'pkcs1':
+    case 'sec1': {
+      const m = material('der-key');
+      if (options.keys === 'ignore') {
+        m.ignoredKeys = 1;
+        return m;
+      }
+      const input: KeyInput = shape === 'encrypted-pkcs8'
+        ? { format: 'der', der: bytes, type: 'pkcs8', encrypted: true }
+        : { format: 'der', der: bytes, type: shape, encrypted: false };
+      m.keys.push(loadPrivateKey(input, options.passphrase, file));
+      return m;
+    }
+    case 'truncated':
+      throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'the DER data ends before its declared length (truncated file?)', 'get an intact copy of the file');
+    case 'unknown':
+      throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'not a PEM, DER or PKCS#12 certificate or key file', 'supply a PEM, DER (.cer/.der) or PKCS#12 (.p12/.pfx) file');
+  }
+}

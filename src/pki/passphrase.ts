@@ -1,0 +1,30 @@
+import { dirname, resolve } from 'node:path';
+import type { PassphraseSource } from '../definitions/types.js';
+import { bundleError } from './bundle-error.js';
+import { readLimited } from './material.js';
+
+const MAX_PASSPHRASE_FILE_BYTES = 64 * 1024;
+
+/**
+ * Resolve a passphrase source: `{"env": NAME}` from the injected environment, or `{"file": PATH}`
+ * relative to the profile with one trailing newline trimmed. Never inline, never echoed.
+ */
+export async function resolvePassphrase(source: PassphraseSource | undefined, profileFile: string, env: NodeJS.ProcessEnv): Promise<string | undefined> {
+  if (source === undefined) return undefined;
+  if ('env' in source) {
+    const value = env[source.env];
+    if (value === undefined) {
+      throw bundleError('SVCNODE_MISSING_PASSPHRASE', profileFile, `environment variable ${source.env} (the passphrase) is not set`, `export ${source.env} in the environment of the svcnode process`);
+    }
+    return value;
+  }
+  const file = resolve(dirname(profileFile), source.file);
+  const bytes = await readLimited(file, MAX_PASSPHRASE_FILE_BYTES);
+  return bytes.toString('utf8').replace(/\r?\n$/, '');
+}
+
+/** The passphrase source as hashed into a profile's version: where it comes from, not what it is. */
+export function describeSource(source: PassphraseSource | undefined, profileFile: string): string {
+  if (source === undefined) return 'none';
+  return 'env' in source ? `env:${source.env}` : `file:${resolve(dirname(profileFile), source.file)}`;
+}

@@ -1,0 +1,138 @@
+import { createHmac, createPrivateKey, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
+import forge from 'node-forge';
+import { BundleError, errorMessage } from '../errors.js';
+import { bundleError, PASSPHRASE_HINT } from './bundle-error.js';
+
+/**
+ * PKCS#12/PFX reading. Node 20 cannot load legacy RC2-40/3DES files natively (pitfall 4.1), so
+ * node-forge parses them — once per (bytes, passphrase): forge is slow and blocks the event loop
+ * (pitfall 4.5). Forge only decodes; keys and certificates go through DER to Node crypto, which
+ * also covers EC material that forge leaves as raw ASN.1 (pitfall 4.3).
+ */
+
+export interface Pkcs12Contents {
+  /** The private key, if the file holds one. */
+  key: KeyObject | undefined;
+  /** The certificate paired with the key (by localKeyId, else by public key). */
+  leaf: X509Certificate | undefined;
+  /** Every certificate in the file, leaf included, in bag order. */
+  certificates: X509Certificate[];
+}
+
+/** The normalised, forge-free form kept in the cache. */
+interface Normalised {
+  keyPem: string | undefined;
+  leafIndex: number | undefined;
+  certificatesDer: Buffer[];
+}
+
+const CACHE_LIMIT = 64;
+const cache = new Map<string, Normalised>();
+/** Per-process key so cache keys do not let anyone test passphrase guesses offline. */
+const cacheSecret = randomBytes(32);
+let forgeParses = 0;
+
+/** How many times forge has parsed a PKCS#12 file in this process (for tests). */
+export function pkcs12ForgeParseCount(): number {
+  return forgeParses;
+}
+
+/** Drop the normalised PKCS#12 cache (for tests). */
+export function clearPkcs12Cache(): void {
+  cache.clear();
+}
+
+function cacheKey(bytes: Buffer, passphrase: string | undefined): string {
+  const h = createHmac('sha256', cacheSecret).update(bytes);
+  h.update(passphrase === undefined ? '\u0000none' : `\u0001${passphrase}`);
+  return h.digest('hex');
+}
+
+/** Parse (or fetch from cache) a PKCS#12 file; no passphrase means the empty password. */
+export function readPkcs12(bytes: Buffer, passphrase: string | undefined, file: string): Pkcs12Contents {
+  const key = cacheKey(bytes, passphrase);
+  let normalised = cache.get(key);
+  if (!normalised) {
+    normalised = parseWithForge(bytes, passphrase, file);
+    if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value as string);
+    cache.set(key, normalised);
+  }
+  const certificates = normalised.certificatesDer.map((der) => new X509Certificate(der));
+  return {
+    key: normalised.keyPem === undefined ? undefined : createPrivateKey(normalised.keyPem),
+    leaf: normalised.leafIndex === undefined ? undefined : certificates[normalised.leafIndex],
+    certificates,
+  };
+}
+
+function isPasswordFailure(error: unknown): boolean {
+  return /MAC could not be verified|wrong password|Invalid password/i.test(errorMessage(error));
+}
+
+interface ForgeBag {
+  key?: forge.pki.PrivateKey | null;
+  cert?: forge.pki.Certificate | null;
+  asn1?: forge.asn1.Asn1;
+  attributes?: { localKeyId?: string[] };
+}
+
+function toBuffer(asn1: forge.asn1.Asn1): Buffer {
+  return Buffer.from(forge.asn1.toDer(asn1).getBytes(), 'binary');
+}
+
+function parseWithForge(bytes: Buffer, passphrase: string | undefined, file: string): Normalised {
+  forgeParses += 1;
+  let p12: forge.pkcs12.Pkcs12Pfx;
+  try {
+    const asn1 = forge.asn1.fromDer(forge.util.createBuffer(bytes.toString('binary')), false);
+    p12 = forge.pkcs12.pkcs12FromAsn1(asn1, false, passphrase ?? '');
+  } catch (cause) {
+    if (isPasswordFailure(cause)) {
+      if (passphrase === undefined) {
+        throw bundleError('SVCNODE_MISSING_PASSPHRASE', file, 'the PKCS#12 file is protected by a passphrase and none is configured', PASSPHRASE_HINT, cause);
+      }
+      throw bundleError('SVCNODE_BAD_PASSPHRASE', file, 'the PKCS#12 file cannot be opened with the configured passphrase', 'check the passphrase (trailing spaces or newlines count)', cause);
+    }
+    throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'the PKCS#12 file is corrupt, truncated or uses an unsupported encryption', 're-export it (openssl pkcs12 -export) or convert it to PEM', cause);
+  }
+
+  const bagsOf = (bagType: string): ForgeBag[] => (p12.getBags({ bagType })[bagType] ?? []);
+  const keyBags = [...bagsOf(forge.pki.oids.pkcs8ShroudedKeyBag ?? ''), ...bagsOf(forge.pki.oids.keyBag ?? '')];
+  const certBags = bagsOf(forge.pki.oids.certBag ?? '');
+
+  const unreadable = (cause?: unknown): Error =>
+    bundleError('SVCNODE_INVALID_BUNDLE', file, 'the PKCS#12 file holds a key or certificate that cannot be read', 're-export it (openssl pkcs12 -export) or convert it to PEM', cause);
+  let certificates: { der: Buffer; cert: X509Certificate; localKeyId: string | undefined }[];
+  let keys: { key: KeyObject; localKeyId: string | undefined }[];
+  try {
+    certificates = certBags.map((bag) => {
+      const der = bag.cert ? toBuffer(forge.pki.certificateToAsn1(bag.cert)) : bag.asn1 ? toBuffer(bag.asn1) : undefined;
+      if (!der) throw unreadable();
+      return { der, cert: new X509Certificate(der), localKeyId: bag.attributes?.localKeyId?.[0] };
+    });
+    keys = keyBags.map((bag) => {
+      const der = bag.key ? toBuffer(forge.pki.wrapRsaPrivateKey(forge.pki.privateKeyToAsn1(bag.key))) : bag.asn1 ? toBuffer(bag.asn1) : undefined;
+      if (!der) throw unreadable();
+      return { key: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }), localKeyId: bag.attributes?.localKeyId?.[0] };
+    });
+  } catch (cause) {
+    throw cause instanceof BundleError ? cause : unreadable(cause);
+  }
+
+  // Pair by localKeyId first, then by public key; the pairing is always confirmed by the key itself.
+  let pair: { keyIndex: number; certIndex: number } | undefined;
+  for (const [keyIndex, k] of keys.entries()) {
+    const byId = certificates.findIndex((c) => k.localKeyId !== undefined && c.localKeyId === k.localKeyId && c.cert.checkPrivateKey(k.key));
+    const certIndex = byId >= 0 ? byId : certificates.findIndex((c) => c.cert.checkPrivateKey(k.key));
+    if (certIndex >= 0) {
+      pair = { keyIndex, certIndex };
+      break;
+    }
+  }
+  const chosenKey = keys[pair?.keyIndex ?? 0]?.key;
+  return {
+    keyPem: chosenKey?.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    leafIndex: pair?.certIndex,
+    certificatesDer: certificates.map((c) => c.der),
+  };
+}

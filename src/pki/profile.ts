@@ -1,0 +1,151 @@
+import { createHash, type X509Certificate } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { ProfileDocument } from '../definitions/types.js';
+import { readJsonFile, validateDocument } from '../definitions/validator.js';
+import { InvalidInputError } from '../errors.js';
+import { bundleError } from './bundle-error.js';
+import { loadClientIdentity, type ClientSource } from './client-identity.js';
+import { dateFindings } from './findings.js';
+import { readMaterial, type Material } from './material.js';
+import { describeSource, resolvePassphrase } from './passphrase.js';
+import type { ClientIdentity, Finding, LoadedProfile } from './types.js';
+
+/** Loading certificate profiles: every check runs here, at load time, never per call. */
+
+export interface LoadProfileOptions {
+  /** Reference time for validity checks. @defaultValue new Date() */
+  now?: Date;
+  /** Where `{"env": NAME}` passphrases are read. @defaultValue process.env */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Policy defaults for fields a profile may omit. */
+export const PROFILE_DEFAULTS = {
+  /** Smallest RSA client key accepted. */
+  minKeyBits: 2048,
+  /** Certificates expiring within this many days get a CERT_EXPIRES_SOON warning. */
+  expiryWarningDays: 90,
+} as const;
+
+/** Load, validate and normalise one profile; throws InvalidInputError for unusable material. */
+export async function loadProfile(file: string, opts: LoadProfileOptions = {}): Promise<LoadedProfile> {
+  const path = resolve(file);
+  const now = opts.now ?? new Date();
+  const env = opts.env ?? process.env;
+  const doc = validateDocument<ProfileDocument>('profile', readJsonFile(path, 'SVCNODE_INVALID_PROFILE'), path);
+  const name = basename(path).replace(/\.json$/i, '');
+  if (doc.name !== undefined && doc.name !== name) {
+    throw new InvalidInputError('SVCNODE_INVALID_PROFILE', `${path}: "name" is "${doc.name}" but the file is named ${basename(path)}`, {
+      file: path,
+      field: '/name',
+      hint: `rename the file to ${doc.name}.json or set "name" to "${name}" (nodes refer to profiles by file name)`,
+    });
+  }
+  const policy = {
+    minKeyBits: Math.max(PROFILE_DEFAULTS.minKeyBits, doc.policy?.minKeyBits ?? 0),
+    expiryWarningDays: doc.policy?.expiryWarningDays ?? PROFILE_DEFAULTS.expiryWarningDays,
+    now,
+  };
+  const at = (relative: string): string => resolve(dirname(path), relative);
+  const findings: Finding[] = [];
+  const materials: Material[] = [];
+  const version = createHash('sha256').update(JSON.stringify(doc));
+
+  let client: ClientIdentity | undefined;
+  if (doc.client) {
+    const source: ClientSource = 'pkcs12' in doc.client
+      ? { kind: 'pkcs12', pkcs12: at(doc.client.pkcs12) }
+      : { kind: 'pem', certificate: at(doc.client.certificate), key: at(doc.client.key) };
+    const passphrase = await resolvePassphrase(doc.client.passphrase, path, env);
+    const loaded = await loadClientIdentity(source, passphrase, policy);
+    client = loaded.identity;
+    findings.push(...loaded.findings);
+    materials.push(...loaded.materials);
+    version.update(`\0passphrase:${describeSource(doc.client.passphrase, path)}`);
+  }
+
+  const trusted: X509Certificate[] = [];
+  const seen = new Set<string>();
+  for (const relative of doc.trust?.ca ?? []) {
+    const material = await readMaterial(at(relative), { keys: 'ignore' });
+    materials.push(material);
+    if (material.certificates.length === 0) {
+      throw bundleError('SVCNODE_NO_CERTIFICATE', material.file, 'the trust file contains no certificate', 'point trust.ca at the PEM or DER root and intermediate CA certificates that issued the server certificates');
+    }
+    if (material.ignoredKeys > 0) {
+      findings.push({ severity: 'warning', code: 'KEY_IN_TRUST_FILE', file: material.file, message: `${material.file} contains a private key; it is ignored`, hint: 'trust files need only CA certificates; remove the key from this file' });
+    }
+    for (const cert of material.certificates) {
+      if (seen.has(cert.fingerprint256)) continue;
+      seen.add(cert.fingerprint256);
+      trusted.push(cert);
+      findings.push(...dateFindings(cert, 'trust', material.file, now, policy.expiryWarningDays));
+    }
+  }
+  const systemRoots = doc.trust?.systemRoots === true || trusted.length === 0;
+  if (trusted.length === 0) {
+    findings.push({ severity: 'info', code: 'SYSTEM_ROOTS', file: path, message: 'no trust.ca: server certificates are verified against the system (Mozilla) roots', hint: 'list your private root and intermediate CAs in trust.ca to pin trust to them' });
+  }
+
+  for (const material of materials) {
+    version.update(`\0${material.file}\0`).update(createHash('sha256').update(material.bytes).digest());
+  }
+
+  return Object.freeze({
+    name,
+    file: path,
+    version: version.digest('hex'),
+    client,
+    trust: Object.freeze({ certificates: Object.freeze(trusted), systemRoots }),
+    findings: Object.freeze(findings),
+  });
+}
+
+export interface ProfilesDirResult {
+  profiles: Map<string, LoadedProfile>;
+  /** Profiles that could not be loaded; the others still are. */
+  errors: { file: string; error: InvalidInputError }[];
+}
+
+/** Load every `*.json` profile in `dir`; a bad profile is reported and skipped. */
+export async function loadProfilesDir(dir: string, opts: LoadProfileOptions = {}): Promise<ProfilesDirResult> {
+  const root = resolve(dir);
+  let entries: string[];
+  try {
+    entries = (await readdir(root)).filter((f) => f.toLowerCase().endsWith('.json')).sort();
+  } catch (cause) {
+    throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${root}: cannot read the profiles directory`, { cause, file: root, hint: 'pass --profiles DIR or set SVCNODE_PROFILES to the directory holding NAME.json profiles' });
+  }
+  const result: ProfilesDirResult = { profiles: new Map(), errors: [] };
+  for (const entry of entries) {
+    const file = join(root, entry);
+    try {
+      const profile = await loadProfile(file, opts);
+      result.profiles.set(profile.name, profile);
+    } catch (error) {
+      if (!(error instanceof InvalidInputError)) throw error;
+      result.errors.push({ file, error });
+    }
+  }
+  return result;
+}
+
+/** Turn a load error into an error finding (`SVCNODE_KEY_MISMATCH` → `KEY_MISMATCH`). */
+export function errorFinding(error: InvalidInputError): Finding {
+  const finding: Finding = { severity: 'error', code: error.code.replace(/^SVCNODE_/, ''), message: error.message };
+  if (error.file !== undefined) finding.file = error.file;
+  if (error.hint !== undefined) finding.hint = error.hint;
+  return finding;
+}
+
+/** Everything about a profile as findings, for `certs verify`: load errors become error findings. */
+export async function verifyProfile(file: string, opts: LoadProfileOptions = {}): Promise<{ profile?: LoadedProfile; findings: Finding[] }> {
+  try {
+    const profile = await loadProfile(file, opts);
+    return { profile, findings: [...profile.findings] };
+  } catch (error) {
+    if (!(error instanceof InvalidInputError)) throw error;
+    return { findings: [errorFinding(error)] };
+  }
+}

@@ -1,0 +1,194 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SvcnodeError } from '../../src/errors.js';
+import { readMaterial } from '../../src/pki/material.js';
+import { mintCa, mintLeaf } from '../../src/pki/mint.js';
+import { clearPkcs12Cache, pkcs12ForgeParseCount } from '../../src/pki/pkcs12.js';
+import { createTestPki, opensslPkcs12, type MintedCert, type TestPki } from '../helpers/pki.js';
+
+const PASS = 'corr3ct horse';
+
+let pki: TestPki;
+let ec: MintedCert;
+
+/** Await a rejection and return its stable code. */
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).toBeInstanceOf(SvcnodeError);
+    const e = error as SvcnodeError;
+    expect(e.message).not.toContain('PRIVATE KEY');
+    expect(e.message).not.toContain(PASS);
+    expect(e.file).toBeDefined();
+    expect(e.hint).toBeTruthy();
+    return e.code;
+  }
+  throw new Error('expected a rejection');
+}
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  ec = await mintLeaf({ subject: 'CN=ec-bot', issuer: pki.intermediate, usage: 'client', key: { type: 'ec', curve: 'P-256' } });
+});
+afterAll(() => pki.cleanup());
+
+describe('certificates by content', () => {
+  it('reads a single PEM certificate', async () => {
+    const m = await readMaterial(pki.files.clientCert);
+    expect(m.form).toBe('pem');
+    expect(m.certificates.map((c) => c.fingerprint256)).toEqual([pki.client.cert.fingerprint256]);
+  });
+
+  it('reads several PEM blocks in file order, ignoring text around them', async () => {
+    const file = pki.write('bag.txt', 'Bag Attributes\n    friendlyName: bot\n', pki.client.certPem, 'subject=CN = x\n', pki.intermediate.certPem, pki.root.certPem);
+    const m = await readMaterial(file);
+    expect(m.certificates.map((c) => c.subject)).toEqual([pki.client.cert.subject, pki.intermediate.cert.subject, pki.root.cert.subject]);
+  });
+
+  it('reads a DER certificate whatever the extension', async () => {
+    const file = join(pki.dir, 'root.pem.txt');
+    writeFileSync(file, pki.root.cert.raw);
+    const m = await readMaterial(file);
+    expect(m.form).toBe('der-certificate');
+    expect(m.certificates[0]?.fingerprint256).toBe(pki.root.cert.fingerprint256);
+  });
+
+  it('rejects corrupt and truncated PEM and DER with SVCNODE_INVALID_BUNDLE', async () => {
+    const pem = pki.client.certPem;
+    const corrupt = pki.write('corrupt.pem', pem.replace(/\n[A-Za-z0-9+/]{20}/, '\n!!!!!!!!!!!!!!!!!!!!'));
+    const truncated = pki.write('truncated.pem', pem.slice(0, pem.length / 2));
+    const der = pki.client.cert.raw;
+    const truncatedDer = join(pki.dir, 'truncated.cer');
+    writeFileSync(truncatedDer, der.subarray(0, der.length - 40));
+    const garbage = join(pki.dir, 'garbage.bin');
+    writeFileSync(garbage, Buffer.from('this is not a certificate at all'));
+    for (const file of [corrupt, truncated, truncatedDer, garbage]) {
+      expect(await codeOf(readMaterial(file)), file).toBe('SVCNODE_INVALID_BUNDLE');
+    }
+  });
+
+  it('reports missing files, empty files and oversized files with their own codes', async () => {
+    expect(await codeOf(readMaterial(join(pki.dir, 'nope.pem')))).toBe('SVCNODE_FILE_NOT_FOUND');
+    expect(await codeOf(readMaterial(pki.write('empty.pem')))).toBe('SVCNODE_NO_CERTIFICATE');
+    const big = join(pki.dir, 'big.pem');
+    writeFileSync(big, Buffer.alloc(1024 * 1024 + 1, 0x41));
+    expect(await codeOf(readMaterial(big))).toBe('SVCNODE_BUNDLE_TOO_LARGE');
+  });
+});
+
+describe('private keys by content', () => {
+  const rsa = () => pki.client.key;
+  const forms: [string, () => string | Buffer][] = [
+    ['PKCS#8 PEM', () => rsa().export({ type: 'pkcs8', format: 'pem' })],
+    ['PKCS#1 PEM', () => rsa().export({ type: 'pkcs1', format: 'pem' })],
+    ['SEC1 PEM (EC)', () => ec.key.export({ type: 'sec1', format: 'pem' })],
+    ['PKCS#8 DER', () => rsa().export({ type: 'pkcs8', format: 'der' })],
+    ['PKCS#1 DER', () => rsa().export({ type: 'pkcs1', format: 'der' })],
+    ['SEC1 DER (EC)', () => ec.key.export({ type: 'sec1', format: 'der' })],
+  ];
+  it.each(forms)('reads an unencrypted %s key', async (label, make) => {
+    const file = join(pki.dir, `key-${label.replace(/\W+/g, '_')}`);
+    writeFileSync(file, make(), { mode: 0o600 });
+    const m = await readMaterial(file);
+    expect(m.keys).toHaveLength(1);
+    const expected = label.includes('EC') ? ec.cert : pki.client.cert;
+    expect(expected.checkPrivateKey(m.keys[0]!)).toBe(true);
+  });
+
+  const encrypted: [string, () => string | Buffer][] = [
+    ['encrypted PKCS#8 PEM', () => rsa().export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASS })],
+    ['encrypted PKCS#8 DER', () => rsa().export({ type: 'pkcs8', format: 'der', cipher: 'aes-256-cbc', passphrase: PASS })],
+    ['Proc-Type PKCS#1 PEM', () => rsa().export({ type: 'pkcs1', format: 'pem', cipher: 'aes-128-cbc', passphrase: PASS })],
+    ['Proc-Type SEC1 PEM (EC)', () => ec.key.export({ type: 'sec1', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASS })],
+  ];
+  it.each(encrypted)('reads an %s key with its passphrase and normalises passphrase errors', async (label, make) => {
+    const file = join(pki.dir, `enc-${label.replace(/\W+/g, '_')}`);
+    writeFileSync(file, make(), { mode: 0o600 });
+    const m = await readMaterial(file, { passphrase: PASS });
+    const expected = label.includes('EC') ? ec.cert : pki.client.cert;
+    expect(expected.checkPrivateKey(m.keys[0]!)).toBe(true);
+    expect(await codeOf(readMaterial(file))).toBe('SVCNODE_MISSING_PASSPHRASE');
+    expect(await codeOf(readMaterial(file, { passphrase: 'wrong' }))).toBe('SVCNODE_BAD_PASSPHRASE');
+  });
+
+  it('can leave keys alone (certificate and trust files)', async () => {
+    const file = pki.write('mixed.pem', pki.client.certPem, pki.client.key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASS }) as string);
+    const m = await readMaterial(file, { keys: 'ignore' });
+    expect(m.keys).toEqual([]);
+    expect(m.ignoredKeys).toBe(1);
+    expect(m.certificates).toHaveLength(1);
+  });
+});
+
+describe('PKCS#12', () => {
+  const p12 = (name: string, cert: MintedCert, opts: { legacy?: boolean; passphrase?: string } = {}): string => {
+    const certFile = pki.write(`${name}.crt`, cert.certPem);
+    const keyFile = pki.write(`${name}.key`, cert.keyPem);
+    return opensslPkcs12({ certFiles: [certFile, pki.files.intermediate, pki.files.root], keyFile, out: join(pki.dir, `${name}.p12`), passphrase: opts.passphrase ?? PASS, ...(opts.legacy ? { legacy: true } : {}) });
+  };
+
+  it.each([
+    ['modern (AES-256, PBKDF2)', false],
+    ['legacy (RC2-40, 3DES: openssl -legacy)', true],
+  ])('reads a %s file and pairs key and leaf', async (_label, legacy) => {
+    const file = p12(legacy ? 'legacy' : 'modern', pki.client, { legacy });
+    const m = await readMaterial(file, { passphrase: PASS });
+    expect(m.form).toBe('pkcs12');
+    expect(m.pairedLeaf?.fingerprint256).toBe(pki.client.cert.fingerprint256);
+    expect(m.certificates).toHaveLength(3);
+    expect(pki.client.cert.checkPrivateKey(m.keys[0]!)).toBe(true);
+    // The normalised key is plain PKCS#8 that Node loads without forge.
+    expect(createPrivateKey(m.keys[0]!.export({ type: 'pkcs8', format: 'pem' })).asymmetricKeyType).toBe('rsa');
+  });
+
+  it('reads an EC key and certificate (forge leaves them as raw ASN.1)', async () => {
+    const file = p12('ec', ec);
+    const m = await readMaterial(file, { passphrase: PASS });
+    expect(m.pairedLeaf?.fingerprint256).toBe(ec.cert.fingerprint256);
+    expect(m.keys[0]?.asymmetricKeyType).toBe('ec');
+  });
+
+  it('opens an empty-password file without a passphrase', async () => {
+    const file = p12('nopass', pki.client, { passphrase: '' });
+    const m = await readMaterial(file);
+    expect(m.pairedLeaf?.fingerprint256).toBe(pki.client.cert.fingerprint256);
+  });
+
+  it('normalises wrong and missing passphrases; rejects corrupt and truncated files', async () => {
+    const file = p12('pw', pki.client);
+    expect(await codeOf(readMaterial(file, { passphrase: 'wrong' }))).toBe('SVCNODE_BAD_PASSPHRASE');
+    expect(await codeOf(readMaterial(file))).toBe('SVCNODE_MISSING_PASSPHRASE');
+    const bytes = readFileSync(file);
+    const truncated = join(pki.dir, 'truncated.p12');
+    writeFileSync(truncated, bytes.subarray(0, Math.floor(bytes.length * 0.6)));
+    expect(await codeOf(readMaterial(truncated, { passphrase: PASS }))).toBe('SVCNODE_INVALID_BUNDLE');
+    const corrupt = join(pki.dir, 'corrupt.p12');
+    const flipped = Buffer.from(bytes);
+    for (let i = 200; i < 260; i++) flipped[i] = (flipped[i] ?? 0) ^ 0x5a;
+    writeFileSync(corrupt, flipped);
+    expect(['SVCNODE_INVALID_BUNDLE', 'SVCNODE_BAD_PASSPHRASE']).toContain(await codeOf(readMaterial(corrupt, { passphrase: PASS })));
+  });
+
+  it('parses the same bytes with forge only once', async () => {
+    clearPkcs12Cache();
+    const file = p12('cached', pki.client, { legacy: true });
+    const before = pkcs12ForgeParseCount();
+    const first = await readMaterial(file, { passphrase: PASS });
+    const second = await readMaterial(file, { passphrase: PASS });
+    expect(pkcs12ForgeParseCount() - before).toBe(1);
+    expect(second.certificates.map((c) => c.fingerprint256)).toEqual(first.certificates.map((c) => c.fingerprint256));
+    expect(second.certificates[0]).toBeInstanceOf(X509Certificate);
+    // A wrong passphrase for cached bytes is still checked, not served from the cache.
+    expect(await codeOf(readMaterial(file, { passphrase: 'wrong' }))).toBe('SVCNODE_BAD_PASSPHRASE');
+  });
+
+  it('mints CA certificates that PKCS#12 tooling accepts with an EC root', async () => {
+    const root = await mintCa({ subject: 'CN=EC Root', key: { type: 'ec', curve: 'P-384' } });
+    const leaf = await mintLeaf({ subject: 'CN=leaf', issuer: root, usage: 'client', key: { type: 'ec', curve: 'P-256' } });
+    expect(leaf.cert.verify(root.cert.publicKey)).toBe(true);
+    expect(root.cert.ca).toBe(true);
+  });
+});
