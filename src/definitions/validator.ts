@@ -24,7 +24,7 @@ let compiled: Record<SchemaName, ValidateFunction> | undefined;
 /** One Ajv2020 instance, every schema compiled once on first use. */
 function validators(): Record<SchemaName, ValidateFunction> {
   if (compiled) return compiled;
-  const ajv = new Ajv2020({ allErrors: true, strict: true });
+  const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true });
   addFormats.default(ajv);
   const entries = Object.entries(SCHEMA_FILES).map(([name, file]) => {
     const schema = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'schemas', file), 'utf8')) as object;

@@ -116,16 +116,20 @@ function send(rendered: RenderedRequest, node: NodeDefinition, spec: AgentSpec, 
   });
 }
 
-function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, profile: LoadedProfile | undefined): TlsReport | null {
+function clientCertificate(profile: LoadedProfile): TlsReport['clientCertificate'] {
+  const leaf = profile.client?.leaf;
+  return leaf ? { subject: formatDn(leaf.subject), fingerprint256: leaf.fingerprint256 } : null;
+}
+
+function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, profile: LoadedProfile): TlsReport | null {
   if (!probe?.secureAt) return null;
-  const leaf = profile?.client?.leaf;
   return {
     protocol: probe.protocol ?? null,
     cipher: probe.cipher ?? null,
     sessionReused: probe.sessionReused,
     connectionReused: reused,
     serverChain: probe.serverChain ?? [],
-    clientCertificate: leaf ? { subject: formatDn(leaf.subject), fingerprint256: leaf.fingerprint256 } : null,
+    clientCertificate: clientCertificate(profile),
   };
 }
 
@@ -266,7 +270,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
         sessionReused: false,
         connectionReused: false,
         serverChain: diagnosis.serverChain,
-        clientCertificate: result.tls?.clientCertificate ?? null,
+        clientCertificate: clientCertificate(profile),
       };
     }
   }

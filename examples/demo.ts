@@ -1,0 +1,142 @@
+/**
+ * `npm run demo`: the main job end to end on one machine. Mints a throwaway PKI, starts a local
+ * mTLS backend and a local Redis on free ports, runs a worker, enqueues invocations to a good
+ * node and to nodes that fail in different ways, prints the Results and the per-node failure
+ * table, and cleans up.
+ */
+import 'reflect-metadata';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import https from 'node:https';
+import net, { type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { mintCa, mintLeaf } from '../src/pki/mint.js';
+import { ServiceNodeClient } from '../src/queue/client.js';
+import { startWorker } from '../src/queue/worker.js';
+import { createLogger } from '../src/observability/logger.js';
+import { formatResult } from '../src/cli/report.js';
+
+const DAY = 86_400_000;
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function startRedis(dir: string): Promise<{ url: string; process: ChildProcess | undefined }> {
+  if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, process: undefined };
+  const port = await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--dir', dir], { stdio: 'ignore' });
+  const failed = new Promise<never>((_, reject) => child.once('error', () => reject(new Error('redis-server not found: install it (apt-get install -y redis-server) or set REDIS_URL'))));
+  for (let i = 0; i < 100; i++) {
+    const up = await Promise.race([
+      failed,
+      new Promise<boolean>((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => {
+          s.end();
+          resolve(true);
+        });
+        s.once('error', () => resolve(false));
+      }),
+    ]);
+    if (up) return { url: `redis://127.0.0.1:${port}`, process: child };
+    await sleep(50);
+  }
+  throw new Error('redis-server did not start');
+}
+
+function listen(server: https.Server): Promise<number> {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'svcnode-demo-'));
+  const nodesDir = join(dir, 'nodes');
+  const profilesDir = join(dir, 'profiles');
+  await Promise.all([mkdir(nodesDir), mkdir(profilesDir)]);
+  const cleanups: (() => Promise<unknown> | void)[] = [() => rm(dir, { recursive: true, force: true })];
+  try {
+    console.log('1. minting a throwaway PKI (root → intermediate → server and client certificates)');
+    const root = await mintCa({ subject: 'CN=Demo Bank Root CA,O=Demo Bank' });
+    const intermediate = await mintCa({ subject: 'CN=Demo Bank Issuing CA,O=Demo Bank', issuer: root, pathLength: 0 });
+    const server = await mintLeaf({ subject: 'CN=localhost,O=Demo Bank', issuer: intermediate, usage: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+    const expiredServer = await mintLeaf({ subject: 'CN=localhost,O=Demo Bank (expired)', issuer: intermediate, usage: 'server', dnsNames: ['localhost'], notBefore: new Date(Date.now() - 400 * DAY), notAfter: new Date(Date.now() - 30 * DAY) });
+    const bot = await mintLeaf({ subject: 'CN=svcnode-demo-bot,O=Demo Platform', issuer: intermediate, usage: 'client' });
+    const rogueCa = await mintCa({ subject: 'CN=Unknown CA' });
+    const rogue = await mintLeaf({ subject: 'CN=rogue-bot', issuer: rogueCa, usage: 'client' });
+    const files: Record<string, string> = {
+      'root.pem': root.certPem,
+      'bot-chain.pem': bot.certPem + intermediate.certPem,
+      'bot.key': bot.keyPem,
+      'rogue.pem': rogue.certPem,
+      'rogue.key': rogue.keyPem,
+    };
+    for (const [name, content] of Object.entries(files)) await writeFile(join(profilesDir, name), content, { mode: 0o600 });
+    await writeFile(join(profilesDir, 'bank.json'), JSON.stringify({ name: 'bank', client: { certificate: 'bot-chain.pem', key: 'bot.key' }, trust: { ca: ['root.pem'] } }, null, 2));
+    await writeFile(join(profilesDir, 'rogue.json'), JSON.stringify({ name: 'rogue', client: { certificate: 'rogue.pem', key: 'rogue.key' }, trust: { ca: ['root.pem'] } }, null, 2));
+
+    console.log('2. starting local mTLS backends and Redis');
+    const handler = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): void => {
+      const peer = (req.socket as import('node:tls').TLSSocket).getPeerCertificate();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ accountId: req.url?.split('/').pop(), balance: '1234.56', seenClient: peer.subject?.CN }));
+    };
+    const tlsOptions = { ca: root.certPem, requestCert: true, rejectUnauthorized: true };
+    const backend = https.createServer({ ...tlsOptions, key: server.keyPem, cert: server.certPem + intermediate.certPem }, handler);
+    const expiredBackend = https.createServer({ ...tlsOptions, key: expiredServer.keyPem, cert: expiredServer.certPem + intermediate.certPem }, handler);
+    const [port, expiredPort, closedPort] = await Promise.all([listen(backend), listen(expiredBackend), freePort()]);
+    cleanups.push(() => {
+      backend.closeAllConnections();
+      expiredBackend.closeAllConnections();
+      backend.close();
+      expiredBackend.close();
+    });
+    const redis = await startRedis(dir);
+    cleanups.push(() => void redis.process?.kill('SIGTERM'));
+
+    const node = (id: string, url: string, profile: string, extra: object = {}) => ({ id, request: { method: 'GET', url }, tls: { profile }, retry: { limit: 1, backoffMs: 200 }, timeouts: { connectMs: 2000 }, ...extra });
+    const nodes = [
+      node('get-account', `https://localhost:${port}/accounts/{{context.accountId}}`, 'bank'),
+      node('expired-backend', `https://localhost:${expiredPort}/accounts/{{context.accountId}}`, 'bank'),
+      node('unregistered-bot', `https://localhost:${port}/accounts/{{context.accountId}}`, 'rogue'),
+      node('backend-down', `https://localhost:${closedPort}/accounts/{{context.accountId}}`, 'bank'),
+    ];
+    for (const n of nodes) await writeFile(join(nodesDir, `${n.id}.json`), JSON.stringify(n, null, 2));
+
+    console.log(`3. starting a worker (Redis ${redis.url})`);
+    const worker = await startWorker({ redisUrl: redis.url, nodesDir, profilesDir, logger: createLogger({ level: 'error' }), concurrency: 8 });
+    cleanups.push(() => worker.close(5000));
+    const client = new ServiceNodeClient({ redisUrl: redis.url });
+    cleanups.push(() => client.close());
+
+    console.log('4. enqueueing invocations\n');
+    const runs = [
+      ['get-account', { accountId: '42' }],
+      ['get-account', { accountId: '43' }],
+      ['expired-backend', { accountId: '42' }],
+      ['unregistered-bot', { accountId: '42' }],
+      ['backend-down', { accountId: '42' }],
+    ] as const;
+    const results = await Promise.all(runs.map(([id, ctx]) => client.invoke(id, { ...ctx }, { timeoutMs: 30_000 })));
+    for (const result of results) console.log(`${formatResult(result)}`);
+
+    console.log('5. per-node handshake and failure records (svcnode failures)\n');
+    const summary = await client.failures();
+    for (const n of summary.nodes) {
+      const counts = Object.entries(n.counts).map(([k, v]) => `${k}=${v}`).join(' ');
+      console.log(`${n.nodeId.padEnd(18)} ${counts}${n.lastFailure ? `\n${' '.repeat(19)}last: ${n.lastFailure.category}: ${n.lastFailure.hint}` : ''}`);
+    }
+    const ok = results.filter((r) => r.ok).length;
+    console.log(`\ndemo finished: ${ok} ok, ${results.length - ok} failed as expected (${results.filter((r) => !r.ok).map((r) => r.failure?.category).join(', ')})`);
+    if (ok !== 2) process.exitCode = 1;
+  } finally {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+  }
+}
+
+await main();
