@@ -75,7 +75,7 @@ export class IdentityError extends SvcnodeError {
 /** Narrow an unknown thrown value to an object with an optional string `code`. */
 export function errorCode(error: unknown): string | undefined {
   if (typeof error === 'object' && error !== null && 'code' in error) {
-    const code = (error as { code: unknown }).code;
+    const code = error.code;
     return typeof code === 'string' ? code : undefined;
   }
   return undefined;

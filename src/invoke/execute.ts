@@ -1,6 +1,5 @@
 import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { SecureVersion } from 'node:tls';
 import got, { type OptionsInit } from 'got';
 import { InvalidInputError } from '../errors.js';
 import type { NodeDefinition } from '../definitions/types.js';
@@ -190,7 +189,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
     profile,
     origin: new URL(rendered.url.origin),
     ...(node.tls.servername ? { servername: node.tls.servername } : {}),
-    ...(node.tls.minVersion ? { minVersion: node.tls.minVersion as SecureVersion } : {}),
+    ...(node.tls.minVersion ? { minVersion: node.tls.minVersion } : {}),
     rules: {
       ...(node.tls.pinnedPublicKeys ? { pinnedPublicKeys: node.tls.pinnedPublicKeys } : {}),
       ...(node.tls.serverSubjectPatterns ? { serverSubjectPatterns: node.tls.serverSubjectPatterns } : {}),
@@ -229,7 +228,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
   } catch (e) {
     error = e;
   }
-  const usedProbe = probe as ConnectionProbe | undefined;
+  const usedProbe = probe;
   if (usedProbe && !reused) {
     if (usedProbe.connectedAt !== undefined) result.timings.connectMs = round(usedProbe.connectedAt - usedProbe.startedAt);
     if (usedProbe.secureAt !== undefined && usedProbe.connectedAt !== undefined) result.timings.handshakeMs = round(usedProbe.secureAt - usedProbe.connectedAt);

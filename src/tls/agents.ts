@@ -45,7 +45,8 @@ class DirectAgent extends https.Agent {
   }
 
   override createConnection(options: https.RequestOptions, callback?: Callback): Duplex | null | undefined {
-    const create = https.Agent.prototype.createConnection as CreateConnection;
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- called with this agent as `this`
+    const create: CreateConnection = https.Agent.prototype.createConnection;
     const socket = create.call(this, options, callback) as TLSSocket;
     instrument(socket, newProbe('direct'), this.spec.limits, this.spec.rules, false);
     return socket;
@@ -64,7 +65,8 @@ class ProxyAgent extends HttpsProxyAgent {
 
   override createConnection(options: https.RequestOptions, callback?: Callback): undefined {
     const probe = newProbe('proxy');
-    const create = HttpsProxyAgent.prototype.createConnection as CreateConnection;
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- called with this agent as `this`
+    const create: CreateConnection = HttpsProxyAgent.prototype.createConnection;
     create.call(this, { ...options, timeout: this.spec.limits.connectMs }, (error, stream) => {
       if (stream) {
         const socket = stream as TLSSocket;

@@ -60,7 +60,7 @@ export async function diagnoseServerChain(spec: AgentSpec, timeoutMs: number): P
         const code = error === null ? undefined : typeof error === 'string' ? error : ((error as { code?: string }).code ?? error.message);
         resolve({ serverChain: chainOf(s.getPeerCertificate(true)), ...(code ? { authorizationError: code } : {}) });
       });
-      s.once('error', (error) => {
+      s.once('error', (error: Error) => {
         signal.removeEventListener('abort', onAbort);
         reject(error);
       });
