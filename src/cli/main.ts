@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 import 'reflect-metadata';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
+import { PACKAGE_ROOT } from '../package-root.js';
 import { EXIT } from '../failures/categories.js';
 import { processIo } from './io.js';
 import { registerCommands } from './commands.js';
 
 const program = new Command('svcnode')
   .description('Outbound two-way SSL (mutual TLS) service-node runtime')
+  .version((JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version)
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 

@@ -33,6 +33,7 @@ interface WorkerCliOptions {
   shutdownGraceMs?: number;
   lockDurationMs?: number;
   stalledIntervalMs?: number;
+  tlsSessionResumption?: boolean;
 }
 
 /** `svcnode worker`: consume the invocation queue. */
@@ -48,6 +49,7 @@ export function workerCommand(io: CliIo): Command {
     .option('--shutdown-grace-ms <ms>', `time in-flight jobs get on SIGTERM (default ${WORKER_DEFAULTS.shutdownGraceMs})`, positiveInt('--shutdown-grace-ms'))
     .option('--lock-duration-ms <ms>', `job lock duration (default ${WORKER_DEFAULTS.lockDurationMs})`, positiveInt('--lock-duration-ms'))
     .option('--stalled-interval-ms <ms>', `stalled-job check interval (default ${WORKER_DEFAULTS.stalledIntervalMs})`, positiveInt('--stalled-interval-ms'))
+    .option('--no-tls-session-resumption', 'force a full TLS handshake on every new connection')
     .action((options: WorkerCliOptions) =>
       runAction(io, async () => {
         const nodesDir = options.nodes ?? io.env.SVCNODE_NODES;
@@ -67,6 +69,7 @@ export function workerCommand(io: CliIo): Command {
           ...(options.shutdownGraceMs !== undefined ? { shutdownGraceMs: options.shutdownGraceMs } : {}),
           ...(options.lockDurationMs ? { lockDurationMs: options.lockDurationMs } : {}),
           ...(options.stalledIntervalMs ? { stalledIntervalMs: options.stalledIntervalMs } : {}),
+          ...(options.tlsSessionResumption === false ? { tlsSessionResumption: false } : {}),
         });
       }),
     );

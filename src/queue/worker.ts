@@ -23,11 +23,14 @@ export interface WorkerOptions {
   prefix?: string;
   lockDurationMs?: number;
   stalledIntervalMs?: number;
+  /** Resume TLS sessions on new connections (false forces full handshakes). @defaultValue true */
+  tlsSessionResumption?: boolean;
   env?: NodeJS.ProcessEnv;
 }
 
 export interface RunningWorker {
   registry: Registry;
+  agents: AgentPool;
   metricsPort: number | undefined;
   /** Stop taking jobs, let in-flight ones finish within `graceMs`, then release everything. */
   close(graceMs?: number): Promise<{ drained: boolean }>;
@@ -81,7 +84,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   connection.on('close', () => {
     redisReady = false;
   });
-  const agents = new AgentPool();
+  const agents = new AgentPool(options.tlsSessionResumption === false ? { maxCachedSessions: 0 } : {});
   const store = new FailureStore(storeConnection, { prefix: options.prefix ? `${options.prefix}:svcnode` : 'svcnode' });
   const processor = createProcessor({ registry: () => registry, agents, store, metrics, logger });
 
@@ -115,6 +118,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
 
   return {
     registry,
+    agents,
     metricsPort: server?.port,
     async close(graceMs = WORKER_DEFAULTS.shutdownGraceMs) {
       const graceful = worker.close().then(() => true);

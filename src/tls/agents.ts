@@ -40,8 +40,11 @@ function agentOptions(spec: AgentSpec): https.AgentOptions {
 
 /** Direct connections, with connect and handshake timers and a probe on every socket. */
 class DirectAgent extends https.Agent {
-  constructor(private readonly spec: AgentSpec) {
-    super(agentOptions(spec));
+  constructor(
+    private readonly spec: AgentSpec,
+    maxCachedSessions: number,
+  ) {
+    super({ ...agentOptions(spec), maxCachedSessions });
   }
 
   override createConnection(options: https.RequestOptions, callback?: Callback): Duplex | null | undefined {
@@ -59,8 +62,11 @@ class DirectAgent extends https.Agent {
  * the connect timeout (pitfall 2.3).
  */
 class ProxyAgent extends HttpsProxyAgent {
-  constructor(private readonly spec: AgentSpec & { proxyUrl: string }) {
-    super({ ...agentOptions(spec), proxy: spec.proxyUrl });
+  constructor(
+    private readonly spec: AgentSpec & { proxyUrl: string },
+    maxCachedSessions: number,
+  ) {
+    super({ ...agentOptions(spec), maxCachedSessions, proxy: spec.proxyUrl });
   }
 
   override createConnection(options: https.RequestOptions, callback?: Callback): undefined {
@@ -99,10 +105,22 @@ function keyOf(spec: AgentSpec): string {
  * sessions are reused only among calls with identical trust and identity rules (pitfalls 1.7,
  * 1.8). Least recently used agents beyond `maxAgents` are destroyed.
  */
+export interface AgentPoolOptions {
+  /** Agents kept; the least recently used beyond this are destroyed. @defaultValue 512 */
+  maxAgents?: number;
+  /** TLS sessions cached per agent for resumption; 0 forces full handshakes. @defaultValue 100 */
+  maxCachedSessions?: number;
+}
+
 export class AgentPool {
   private readonly agents = new Map<string, https.Agent>();
+  private readonly maxAgents: number;
+  private readonly maxCachedSessions: number;
 
-  constructor(private readonly maxAgents = 512) {}
+  constructor(options: AgentPoolOptions = {}) {
+    this.maxAgents = options.maxAgents ?? 512;
+    this.maxCachedSessions = options.maxCachedSessions ?? 100;
+  }
 
   get(spec: AgentSpec): https.Agent {
     const key = keyOf(spec);
@@ -110,7 +128,7 @@ export class AgentPool {
     if (agent) {
       this.agents.delete(key);
     } else {
-      agent = spec.proxyUrl ? new ProxyAgent({ ...spec, proxyUrl: spec.proxyUrl }) : new DirectAgent(spec);
+      agent = spec.proxyUrl ? new ProxyAgent({ ...spec, proxyUrl: spec.proxyUrl }, this.maxCachedSessions) : new DirectAgent(spec, this.maxCachedSessions);
     }
     this.agents.set(key, agent);
     while (this.agents.size > this.maxAgents) {
