@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { certsCommand } from './certs.js';
 import { dryRunCommand } from './dry-run.js';
 import type { CliIo } from './io.js';
 import { enqueueCommand, failuresCommand, workerCommand } from './queue-commands.js';
@@ -9,4 +10,5 @@ export function registerCommands(program: Command, io: CliIo): void {
   program.addCommand(workerCommand(io));
   program.addCommand(enqueueCommand(io));
   program.addCommand(failuresCommand(io));
+  program.addCommand(certsCommand(io));
 }

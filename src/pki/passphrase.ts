@@ -18,7 +18,11 @@ export async function resolvePassphrase(source: PassphraseSource | undefined, pr
     }
     return value;
   }
-  const file = resolve(dirname(profileFile), source.file);
+  return readPassphraseFile(resolve(dirname(profileFile), source.file));
+}
+
+/** A passphrase file's content with one trailing newline (LF or CRLF) trimmed. */
+export async function readPassphraseFile(file: string): Promise<string> {
   const bytes = await readLimited(file, MAX_PASSPHRASE_FILE_BYTES);
   return bytes.toString('utf8').replace(/\r?\n$/, '');
 }

@@ -98,6 +98,7 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
     version: version.digest('hex'),
     client,
     trust: Object.freeze({ certificates: Object.freeze(trusted), systemRoots }),
+    policy: Object.freeze({ minKeyBits: policy.minKeyBits, expiryWarningDays: policy.expiryWarningDays }),
     findings: Object.freeze(findings),
   });
 }
@@ -133,7 +134,9 @@ export async function loadProfilesDir(dir: string, opts: LoadProfileOptions = {}
 
 /** Turn a load error into an error finding (`SVCNODE_KEY_MISMATCH` → `KEY_MISMATCH`). */
 export function errorFinding(error: InvalidInputError): Finding {
-  const finding: Finding = { severity: 'error', code: error.code.replace(/^SVCNODE_/, ''), message: error.message };
+  const prefix = error.file === undefined ? '' : `${error.file}: `;
+  const message = prefix && error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+  const finding: Finding = { severity: 'error', code: error.code.replace(/^SVCNODE_/, ''), message };
   if (error.file !== undefined) finding.file = error.file;
   if (error.hint !== undefined) finding.hint = error.hint;
   return finding;

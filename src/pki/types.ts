@@ -51,6 +51,11 @@ export interface LoadedProfile {
     /** Also trust Node's bundled Mozilla roots. */
     readonly systemRoots: boolean;
   };
-  /** Non-fatal findings (warnings) at load time. */
+  /** The profile's policy with defaults applied (always set by loadProfile). */
+  readonly policy?: { readonly minKeyBits: number; readonly expiryWarningDays: number };
+  /**
+   * Findings at load time: warnings and info, plus `error` findings for an expired or not yet valid
+   * client certificate (the profile loads; the call path refuses to present it).
+   */
   readonly findings: readonly Finding[];
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SvcnodeError } from '../../src/errors.js';
 import { readMaterial } from '../../src/pki/material.js';
-import { mintCa, mintLeaf } from '../../src/pki/mint.js';
+import { mintLeaf } from '../../src/pki/mint.js';
 import { clearPkcs12Cache, pkcs12ForgeParseCount } from '../../src/pki/pkcs12.js';
 import { createTestPki, opensslPkcs12, type MintedCert, type TestPki } from '../helpers/pki.js';
 
@@ -183,12 +183,5 @@ describe('PKCS#12', () => {
     expect(second.certificates[0]).toBeInstanceOf(X509Certificate);
     // A wrong passphrase for cached bytes is still checked, not served from the cache.
     expect(await codeOf(readMaterial(file, { passphrase: 'wrong' }))).toBe('SVCNODE_BAD_PASSPHRASE');
-  });
-
-  it('mints CA certificates that PKCS#12 tooling accepts with an EC root', async () => {
-    const root = await mintCa({ subject: 'CN=EC Root', key: { type: 'ec', curve: 'P-384' } });
-    const leaf = await mintLeaf({ subject: 'CN=leaf', issuer: root, usage: 'client', key: { type: 'ec', curve: 'P-256' } });
-    expect(leaf.cert.verify(root.cert.publicKey)).toBe(true);
-    expect(root.cert.ca).toBe(true);
   });
 });
