@@ -1,0 +1,303 @@
+import { writeFileSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { inspect } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ProfileDocument } from '../../src/definitions/types.js';
+import { InvalidInputError } from '../../src/errors.js';
+import { mintCa, mintLeaf } from '../../src/pki/mint.js';
+import { pkcs12ForgeParseCount } from '../../src/pki/pkcs12.js';
+import { loadProfile, loadProfilesDir, verifyProfile } from '../../src/pki/profile.js';
+import type { Finding, LoadedProfile } from '../../src/pki/types.js';
+import { createTestPki, opensslPkcs12, type MintedCert, type TestPki } from '../helpers/pki.js';
+
+const PASS = 'Pr0file-passphrase!';
+const DAY = 86_400_000;
+
+let pki: TestPki;
+/** A second, unrelated PKI: its intermediate does not link to our client certificate. */
+let foreign: MintedCert;
+let rsa4096: MintedCert;
+
+async function loadError(file: string, opts = {}): Promise<InvalidInputError> {
+  try {
+    await loadProfile(file, opts);
+  } catch (error) {
+    expect(error).toBeInstanceOf(InvalidInputError);
+    const e = error as InvalidInputError;
+    expect(e.message).not.toContain('PRIVATE KEY');
+    expect(e.message).not.toContain(PASS);
+    expect(e.hint).toBeTruthy();
+    expect(e.file).toBeTruthy();
+    return e;
+  }
+  throw new Error(`${file} loaded, expected an error`);
+}
+
+const codes = (findings: readonly Finding[]): string[] => findings.map((f) => f.code).sort();
+
+/** A profile with the given client certificate file(s) and key. */
+function pemProfile(name: string, certificate: string, key: string, extra: Partial<ProfileDocument> = {}): string {
+  return pki.profile(name, { client: { certificate, key }, trust: { ca: [pki.files.root] }, ...extra });
+}
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  const foreignRoot = await mintCa({ subject: 'CN=Foreign Root' });
+  foreign = await mintCa({ subject: 'CN=Foreign Intermediate', issuer: foreignRoot });
+  rsa4096 = await mintLeaf({ subject: 'CN=bot-4096', issuer: pki.intermediate, usage: 'client', key: { type: 'rsa', bits: 4096 } });
+});
+afterAll(() => pki.cleanup());
+
+describe('loadProfile', () => {
+  it('loads the default PEM profile: leaf, chain, trust, no findings', async () => {
+    const p = await loadProfile(pki.profile('bank'));
+    expect(p.name).toBe('bank');
+    expect(p.client?.leaf.fingerprint256).toBe(pki.client.cert.fingerprint256);
+    expect(p.client?.chain.map((c) => c.fingerprint256)).toEqual([pki.intermediate.cert.fingerprint256]);
+    expect(p.trust.certificates.map((c) => c.fingerprint256)).toEqual([pki.root.cert.fingerprint256]);
+    expect(p.trust.systemRoots).toBe(false);
+    expect(p.findings).toEqual([]);
+    expect(p.version).toMatch(/^[0-9a-f]{64}$/);
+    expect(p.client?.keyPem).toMatch(/^-{5}BEGIN PRIVATE KEY-{5}\n/);
+  });
+
+  it('requires "name" to match the file name', async () => {
+    expect((await loadError(pki.profile('named', { name: 'other', trust: { ca: [pki.files.root] } }))).code).toBe('SVCNODE_INVALID_PROFILE');
+    expect((await loadProfile(pki.profile('same', { name: 'same', trust: { ca: [pki.files.root] } }))).name).toBe('same');
+  });
+
+  it('rejects schema violations, such as an inline passphrase', async () => {
+    const file = join(pki.profilesDir, 'inline.json');
+    writeFileSync(file, JSON.stringify({ client: { pkcs12: 'x.p12', passphrase: 'secret' } }));
+    expect((await loadError(file)).code).toBe('SVCNODE_INVALID_PROFILE');
+  });
+
+  it('resolves relative paths against the profile file and reads DER files', async () => {
+    const der = join(pki.profilesDir, 'client.cer');
+    writeFileSync(der, pki.client.cert.raw);
+    writeFileSync(join(pki.profilesDir, 'client.der.key'), pki.client.key.export({ type: 'pkcs1', format: 'der' }));
+    writeFileSync(join(pki.profilesDir, 'root.cer'), pki.root.cert.raw);
+    const p = await loadProfile(pki.profile('der', { client: { certificate: 'client.cer', key: 'client.der.key' }, trust: { ca: ['root.cer'] } }));
+    expect(p.client?.leaf.fingerprint256).toBe(pki.client.cert.fingerprint256);
+    expect(p.client?.chain).toEqual([]);
+    expect(p.trust.certificates).toHaveLength(1);
+  });
+
+  it('omits the client identity when the profile has no client section', async () => {
+    const p = await loadProfile(pki.profile('trust-only', { trust: { ca: [pki.files.root, pki.files.intermediate, pki.files.root] } }));
+    expect(p.client).toBeUndefined();
+    expect(p.trust.certificates).toHaveLength(2); // deduplicated
+  });
+
+  it('uses the system roots (info finding) when there is no trust.ca', async () => {
+    const p = await loadProfile(pki.profile('sys', { client: { certificate: pki.files.clientChain, key: pki.files.clientKey } }));
+    expect(p.trust.systemRoots).toBe(true);
+    expect(p.findings).toMatchObject([{ severity: 'info', code: 'SYSTEM_ROOTS' }]);
+    const both = await loadProfile(pki.profile('both', { trust: { ca: [pki.files.root], systemRoots: true } }));
+    expect(both.trust.systemRoots).toBe(true);
+    expect(both.findings).toEqual([]);
+  });
+});
+
+describe('passphrases', () => {
+  it('reads an encrypted PKCS#8 key with the passphrase from the injected env', async () => {
+    const key = pki.write('enc-pkcs8.key', pki.client.key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASS }) as string);
+    const file = pki.profile('env', { client: { certificate: pki.files.clientChain, key, passphrase: { env: 'BOT_KEY_PASS' } }, trust: { ca: [pki.files.root] } });
+    const p = await loadProfile(file, { env: { BOT_KEY_PASS: PASS } });
+    expect(p.client?.keyPem).toMatch(/^-{5}BEGIN PRIVATE KEY-{5}\n/);
+    expect((await loadError(file, { env: {} })).code).toBe('SVCNODE_MISSING_PASSPHRASE');
+    expect((await loadError(file, { env: { BOT_KEY_PASS: 'wrong' } })).code).toBe('SVCNODE_BAD_PASSPHRASE');
+  });
+
+  it('reads a Proc-Type encrypted key with the passphrase from a file (trailing newline trimmed)', async () => {
+    const key = pki.write('proc-type.key', pki.client.key.export({ type: 'pkcs1', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASS }) as string);
+    writeFileSync(join(pki.profilesDir, 'pass.txt'), `${PASS}\n`, { mode: 0o600 });
+    const file = pki.profile('file', { client: { certificate: pki.files.clientChain, key, passphrase: { file: 'pass.txt' } }, trust: { ca: [pki.files.root] } });
+    expect((await loadProfile(file)).client?.leaf.fingerprint256).toBe(pki.client.cert.fingerprint256);
+    const missing = pki.profile('nofile', { client: { certificate: pki.files.clientChain, key, passphrase: { file: 'absent.txt' } } });
+    expect((await loadError(missing)).code).toBe('SVCNODE_FILE_NOT_FOUND');
+    const unset = pki.profile('unset', { client: { certificate: pki.files.clientChain, key } });
+    expect((await loadError(unset)).code).toBe('SVCNODE_MISSING_PASSPHRASE');
+  });
+});
+
+describe('PKCS#12 profiles', () => {
+  it('loads a legacy PKCS#12 once: the second load does no forge work', async () => {
+    const p12 = opensslPkcs12({ certFiles: [pki.files.clientCert, pki.files.intermediate], keyFile: pki.files.clientKey, out: join(pki.dir, 'bot-legacy.p12'), passphrase: PASS, legacy: true });
+    const file = pki.profile('p12', { client: { pkcs12: p12, passphrase: { env: 'P12_PASS' } }, trust: { ca: [pki.files.root] } });
+    const before = pkcs12ForgeParseCount();
+    const first = await loadProfile(file, { env: { P12_PASS: PASS } });
+    const second = await loadProfile(file, { env: { P12_PASS: PASS } });
+    expect(pkcs12ForgeParseCount() - before).toBe(1);
+    expect(second.version).toBe(first.version);
+    expect(first.client?.chain.map((c) => c.subject)).toEqual([pki.intermediate.cert.subject]);
+    expect((await loadError(file, { env: { P12_PASS: 'nope' } })).code).toBe('SVCNODE_BAD_PASSPHRASE');
+  });
+
+  it('loads an EC key and certificate from a modern PKCS#12 file', async () => {
+    const ec = await mintLeaf({ subject: 'CN=ec-bot', issuer: pki.intermediate, usage: 'client', key: { type: 'ec', curve: 'P-384' } });
+    const p12 = opensslPkcs12({ certFiles: [pki.write('ec.crt', ec.certPem), pki.files.intermediate], keyFile: pki.write('ec.key', ec.keyPem), out: join(pki.dir, 'ec.p12'), passphrase: PASS });
+    const p = await loadProfile(pki.profile('ec', { client: { pkcs12: p12, passphrase: { env: 'P' } }, trust: { ca: [pki.files.root] } }), { env: { P: PASS } });
+    expect(p.client?.key.asymmetricKeyType).toBe('ec');
+    expect(p.client?.leaf.fingerprint256).toBe(ec.cert.fingerprint256);
+  });
+
+  it('refuses a PEM file under "pkcs12" and a PKCS#12 file under "certificate"', async () => {
+    expect((await loadError(pki.profile('pem-as-p12', { client: { pkcs12: pki.files.clientChain } }))).code).toBe('SVCNODE_INVALID_BUNDLE');
+    const p12 = opensslPkcs12({ certFiles: [pki.files.clientCert], keyFile: pki.files.clientKey, out: join(pki.dir, 'x.p12'), passphrase: '' });
+    expect((await loadError(pemProfile('p12-as-pem', p12, pki.files.clientKey))).code).toBe('SVCNODE_INVALID_BUNDLE');
+  });
+
+  it('presents the normalised identity in a real mutual-TLS handshake', async () => {
+    const p12 = opensslPkcs12({ certFiles: [pki.files.clientCert, pki.files.intermediate], keyFile: pki.files.clientKey, out: join(pki.dir, 'tls.p12'), passphrase: PASS, legacy: true });
+    const p = await loadProfile(pki.profile('tls', { client: { pkcs12: p12, passphrase: { env: 'P' } }, trust: { ca: [pki.files.root] } }), { env: { P: PASS } });
+    const server = https.createServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem, requestCert: true, rejectUnauthorized: true }, (req, res) => {
+      res.end((req.socket as import('node:tls').TLSSocket).getPeerCertificate().subject.CN);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const body = await new Promise<string>((resolve, reject) => {
+        const identity = p.client!;
+        https.get({ host: 'localhost', port, agent: false, ca: p.trust.certificates.map((c) => c.toString()), key: identity.keyPem, cert: [identity.leaf, ...identity.chain].map((c) => c.toString()).join('') }, (res) => {
+          let text = '';
+          res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+          res.on('end', () => resolve(text));
+        }).on('error', reject);
+      });
+      expect(body).toBe('svcnode-bot');
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe('unusable material is thrown with a stable code', () => {
+  it('key does not match the certificate', async () => {
+    expect((await loadError(pemProfile('mismatch', pki.files.clientChain, pki.files.serverKey))).code).toBe('SVCNODE_KEY_MISMATCH');
+  });
+
+  it('a certificate file without a certificate, a key file without a key, a trust file without a certificate', async () => {
+    expect((await loadError(pemProfile('nocert', pki.files.clientKey, pki.files.clientKey))).code).toBe('SVCNODE_NO_CERTIFICATE');
+    expect((await loadError(pemProfile('nokey', pki.files.clientChain, pki.files.root))).code).toBe('SVCNODE_NO_PRIVATE_KEY');
+    const trust = pki.profile('notrust', { trust: { ca: [pki.files.clientKey] } });
+    expect((await loadError(trust)).code).toBe('SVCNODE_NO_CERTIFICATE');
+  });
+
+  it('corrupt and truncated client material', async () => {
+    const truncated = pki.write('trunc-chain.pem', pki.client.certPem, pki.intermediate.certPem.slice(0, 300));
+    expect((await loadError(pemProfile('trunc', truncated, pki.files.clientKey))).code).toBe('SVCNODE_INVALID_BUNDLE');
+    const corruptKey = pki.write('corrupt.key', pki.client.keyPem.replace(/\n[A-Za-z0-9+/]{30}/, '\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'));
+    expect((await loadError(pemProfile('corruptkey', pki.files.clientChain, corruptKey))).code).toBe('SVCNODE_INVALID_BUNDLE');
+  });
+
+  it('intermediates that do not link to the client certificate', async () => {
+    const broken = pki.write('broken-chain.pem', pki.client.certPem, foreign.certPem);
+    expect((await loadError(pemProfile('broken', broken, pki.files.clientKey))).code).toBe('SVCNODE_CHAIN_BROKEN');
+  });
+
+  it('RSA keys below 2048 bits, or below policy.minKeyBits', async () => {
+    const weak = await mintLeaf({ subject: 'CN=weak', issuer: pki.intermediate, usage: 'client', key: { type: 'rsa', bits: 1024 } });
+    const file = pemProfile('weak', pki.write('weak.crt', weak.certPem), pki.write('weak.key', weak.keyPem));
+    expect((await loadError(file)).code).toBe('SVCNODE_WEAK_KEY');
+    const policy = pemProfile('policy', pki.files.clientChain, pki.files.clientKey, { policy: { minKeyBits: 4096 } });
+    expect((await loadError(policy)).code).toBe('SVCNODE_WEAK_KEY');
+    const strong = pemProfile('strong', pki.write('4096.crt', rsa4096.certPem), pki.write('4096.key', rsa4096.keyPem), { policy: { minKeyBits: 4096 } });
+    expect((await loadProfile(strong)).client?.key.asymmetricKeyDetails?.modulusLength).toBe(4096);
+  });
+});
+
+describe('findings', () => {
+  it('reorders out-of-order intermediates and warns', async () => {
+    const int2 = await mintCa({ subject: 'CN=Issuing CA 2', issuer: pki.intermediate });
+    const leaf = await mintLeaf({ subject: 'CN=deep-bot', issuer: int2, usage: 'client' });
+    const file = pki.write('shuffled.pem', pki.intermediate.certPem, leaf.certPem, int2.certPem);
+    const p = await loadProfile(pemProfile('shuffled', file, pki.write('deep.key', leaf.keyPem)));
+    expect(p.client?.chain.map((c) => c.subject)).toEqual([int2.cert.subject, pki.intermediate.cert.subject]);
+    expect(codes(p.findings)).toEqual(['CHAIN_REORDERED']);
+  });
+
+  it('warns when the client certificate lacks the clientAuth EKU', async () => {
+    for (const usage of ['none', 'server'] as const) {
+      const leaf = await mintLeaf({ subject: `CN=${usage}`, issuer: pki.intermediate, usage });
+      const p = await loadProfile(pemProfile(`eku-${usage}`, pki.write(`${usage}.crt`, leaf.certPem), pki.write(`${usage}.key`, leaf.keyPem)));
+      expect(p.findings).toMatchObject([{ severity: 'warning', code: 'NO_CLIENT_AUTH_EKU', role: 'client' }]);
+    }
+  });
+
+  it('an expired or not-yet-valid client certificate is an error finding, not a load failure', async () => {
+    const now = Date.now();
+    const expired = await mintLeaf({ subject: 'CN=expired', issuer: pki.intermediate, usage: 'client', notBefore: new Date(now - 30 * DAY), notAfter: new Date(now - DAY) });
+    const future = await mintLeaf({ subject: 'CN=future', issuer: pki.intermediate, usage: 'client', notBefore: new Date(now + 2 * DAY) });
+    const e = await loadProfile(pemProfile('expired', pki.write('expired.crt', expired.certPem), pki.write('expired.key', expired.keyPem)));
+    expect(e.findings).toMatchObject([{ severity: 'error', code: 'CLIENT_CERT_EXPIRED', role: 'client' }]);
+    const f = await loadProfile(pemProfile('future', pki.write('future.crt', future.certPem), pki.write('future.key', future.keyPem)));
+    expect(f.findings).toMatchObject([{ severity: 'error', code: 'CLIENT_CERT_NOT_YET_VALID' }]);
+  });
+
+  it('warns about certificates expiring within 90 days with the date and days left', async () => {
+    const now = new Date();
+    const soon = await mintLeaf({ subject: 'CN=soon', issuer: pki.intermediate, usage: 'client', notAfter: new Date(now.getTime() + 30 * DAY + 3_600_000) });
+    const p = await loadProfile(pemProfile('soon', pki.write('soon.crt', soon.certPem), pki.write('soon.key', soon.keyPem)), { now });
+    expect(p.findings).toEqual([expect.objectContaining({ severity: 'warning', code: 'CERT_EXPIRES_SOON', role: 'client', daysLeft: 30, validTo: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as unknown })]);
+    const quiet = await loadProfile(pemProfile('soon-policy', pki.write('soon.crt', soon.certPem), pki.write('soon.key', soon.keyPem), { policy: { expiryWarningDays: 10 } }), { now });
+    expect(quiet.findings).toEqual([]);
+  });
+
+  it('judges every certificate against the injected now: client, chain and trust', async () => {
+    const file = pki.profile('later');
+    const later = await loadProfile(file, { now: new Date(Date.now() + 300 * DAY) });
+    expect(later.findings.map((f) => `${f.code}:${f.role}`).sort()).toEqual(['CERT_EXPIRES_SOON:chain', 'CERT_EXPIRES_SOON:client', 'CERT_EXPIRES_SOON:trust']);
+    expect(later.findings.every((f) => f.daysLeft === 64 || f.daysLeft === 65)).toBe(true);
+    const after = await loadProfile(file, { now: new Date(Date.now() + 400 * DAY) });
+    expect(codes(after.findings)).toEqual(['CERT_EXPIRED', 'CERT_EXPIRED', 'CLIENT_CERT_EXPIRED']);
+  });
+});
+
+describe('secrets and versions', () => {
+  it('never shows the key or the passphrase when a profile is serialised or logged', async () => {
+    const key = pki.write('secret.key', pki.client.key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASS }) as string);
+    const p: LoadedProfile = await loadProfile(pki.profile('secret', { client: { certificate: pki.files.clientChain, key, passphrase: { env: 'S' } }, trust: { ca: [pki.files.root] } }), { env: { S: PASS } });
+    for (const text of [JSON.stringify(p), inspect(p, { depth: 10 }), JSON.stringify(p.client), inspect(p.client)]) {
+      expect(text).not.toContain('PRIVATE KEY');
+      expect(text).not.toContain(PASS);
+    }
+    expect(Object.keys(p.client!)).not.toContain('key');
+    expect(Object.keys(p.client!)).not.toContain('keyPem');
+    expect(p.client!.key.type).toBe('private');
+  });
+
+  it('changes the version when any material byte changes, not between identical loads', async () => {
+    const chain = pki.write('versioned-chain.pem', pki.client.certPem, pki.intermediate.certPem);
+    const file = pemProfile('versioned', chain, pki.files.clientKey);
+    const a = await loadProfile(file);
+    expect((await loadProfile(file)).version).toBe(a.version);
+    pki.write('versioned-chain.pem', pki.client.certPem, pki.intermediate.certPem, '\n');
+    expect((await loadProfile(file)).version).not.toBe(a.version);
+  });
+});
+
+describe('loadProfilesDir and verifyProfile', () => {
+  it('loads the good profiles and reports the bad ones', async () => {
+    const dir = join(pki.dir, 'dir-test');
+    const good = pki.write(join(dir, 'good.json'), JSON.stringify({ trust: { ca: [pki.files.root] } }));
+    const bad = pki.write(join(dir, 'bad.json'), JSON.stringify({ client: { certificate: pki.files.clientChain, key: pki.files.serverKey } }));
+    pki.write(join(dir, 'README.txt'), 'not a profile');
+    const { profiles, errors } = await loadProfilesDir(dir);
+    expect([...profiles.keys()]).toEqual(['good']);
+    expect(profiles.get('good')?.file).toBe(good);
+    expect(errors.map((e) => [e.file, e.error.code])).toEqual([[bad, 'SVCNODE_KEY_MISMATCH']]);
+    await expect(loadProfilesDir(join(pki.dir, 'absent'))).rejects.toMatchObject({ code: 'SVCNODE_FILE_NOT_FOUND' });
+  });
+
+  it('reports load errors as error findings without the SVCNODE_ prefix', async () => {
+    const v = await verifyProfile(pemProfile('verify-bad', pki.files.clientChain, pki.files.serverKey));
+    expect(v.profile).toBeUndefined();
+    expect(v.findings).toMatchObject([{ severity: 'error', code: 'KEY_MISMATCH' }]);
+    const ok = await verifyProfile(pki.profile('verify-ok'), { now: new Date(Date.now() + 300 * DAY) });
+    expect(ok.profile?.name).toBe('verify-ok');
+    expect(ok.findings.length).toBe(3);
+  });
+});
