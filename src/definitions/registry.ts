@@ -25,6 +25,8 @@ export class Registry {
     readonly profilesDir: string,
   ) {}
 
+  private readonly reloadFailures = new Map<string, { at: string; code: string; message: string }>();
+
   static async load(nodesDir: string, profilesDir: string, options: { env?: NodeJS.ProcessEnv; now?: Date } = {}): Promise<Registry> {
     const [nodes, profiles] = await Promise.all([loadNodesDir(nodesDir), loadProfilesDir(profilesDir, options)]);
     const profileErrors = new Map<string, InvalidInputError>();
@@ -50,6 +52,27 @@ export class Registry {
       }
     }
     return registry;
+  }
+
+  /** Put a freshly loaded profile in use (rotation); clears a recorded load failure. */
+  replaceProfile(profile: LoadedProfile): void {
+    this.profiles.set(profile.name, profile);
+    this.profileErrors.delete(profile.name);
+    this.reloadFailures.delete(profile.name);
+  }
+
+  /**
+   * A profile failed to (re)load. With a last good version, that one stays in use and the
+   * failure is only reported; without one, calls using the profile end as invalid_input.
+   */
+  recordProfileFailure(name: string, error: InvalidInputError): void {
+    if (this.profiles.has(name)) this.reloadFailures.set(name, { at: new Date().toISOString(), code: error.code, message: error.message });
+    else this.profileErrors.set(name, error);
+  }
+
+  /** Profiles running on their last good bundle because a newer one failed to load. */
+  staleProfiles(): { name: string; at: string; code: string; message: string }[] {
+    return [...this.reloadFailures].map(([name, f]) => ({ name, ...f }));
   }
 
   /** The node, or an InvalidInputError naming what is wrong. */

@@ -1,7 +1,9 @@
 import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { ProfileWatcher } from '../definitions/profile-watcher.js';
 import { Registry } from '../definitions/registry.js';
+import type { LoadedProfile } from '../pki/types.js';
 import { FailureStore } from '../failures/store.js';
 import { Metrics } from '../observability/metrics.js';
 import { startMetricsServer, type HealthReport } from '../observability/server.js';
@@ -23,6 +25,8 @@ export interface WorkerOptions {
   prefix?: string;
   lockDurationMs?: number;
   stalledIntervalMs?: number;
+  /** Poll the profiles directory for rotated material every this many ms (0 = never). @defaultValue 5000 */
+  reloadIntervalMs?: number;
   /** Resume TLS sessions on new connections (false forces full handshakes). @defaultValue true */
   tlsSessionResumption?: boolean;
   env?: NodeJS.ProcessEnv;
@@ -30,6 +34,8 @@ export interface WorkerOptions {
 
 export interface RunningWorker {
   registry: Registry;
+  /** The profile watcher; `check()` runs a reload round now. */
+  watcher: ProfileWatcher;
   agents: AgentPool;
   metricsPort: number | undefined;
   /** Stop taking jobs, let in-flight ones finish within `graceMs`, then release everything. */
@@ -64,13 +70,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   logger.info({ nodes: registry.nodes.size, profiles: registry.profiles.size, problems: registry.problems.length }, 'definitions loaded');
 
   const metrics = new Metrics();
-  for (const profile of registry.profiles.values()) {
-    const certs = [
-      ...(profile.client ? [['client', profile.client.leaf] as const, ...profile.client.chain.map((c) => ['chain', c] as const)] : []),
-      ...profile.trust.certificates.map((c) => ['trust', c] as const),
-    ];
-    for (const [role, cert] of certs) metrics.certificateExpiry.set({ profile: profile.name, role, subject: cert.subject.replace(/\n/g, ', ') }, new Date(cert.validTo).getTime() / 1000);
-  }
+  for (const profile of registry.profiles.values()) metrics.setCertificateExpiry(profile);
 
   const connection = workerConnection(options.redisUrl);
   const storeConnection = workerConnection(options.redisUrl);
@@ -106,13 +106,35 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   await checkRedisConfig(connection, logger);
   void worker.run().catch((error: unknown) => logger.error({ err: (error as Error).message }, 'worker stopped'));
 
-  const health = (): HealthReport => ({
-    status: !redisReady || !worker.isRunning() ? 'down' : registry.problems.length > 0 ? 'degraded' : 'ok',
-    redis: redisReady ? 'connected' : 'disconnected',
-    nodes: registry.nodes.size,
-    profiles: registry.profiles.size,
-    problems: registry.problems.map((p) => ({ kind: p.kind, file: p.file, code: p.error.code, message: p.error.message })),
-  });
+  const watcher = new ProfileWatcher(
+    registry,
+    {
+      reloaded(profile: LoadedProfile, previous: LoadedProfile | undefined) {
+        const retired = agents.retire(profile.name, profile.version);
+        metrics.setCertificateExpiry(profile);
+        logger.info({ profile: profile.name, retiredAgents: retired, client: profile.client?.leaf.subject.replace(/\n/g, ', ') }, previous ? 'profile reloaded: new connections use the new material' : 'profile loaded');
+        for (const f of profile.findings) if (f.severity !== 'info') logger.warn({ profile: profile.name, code: f.code, file: f.file }, f.message);
+      },
+      failed(name, file, error) {
+        metrics.profileLoadFailures.inc({ profile: name });
+        logger.error({ profile: name, file, code: error.code, hint: error.hint }, `profile reload failed, keeping the last good bundle: ${error.message}`);
+      },
+    },
+    { intervalMs: options.reloadIntervalMs ?? 5_000, ...(options.env ? { env: options.env } : {}) },
+  );
+  if ((options.reloadIntervalMs ?? 5_000) > 0) await watcher.start();
+
+  const health = (): HealthReport => {
+    const stale = registry.staleProfiles();
+    return {
+      status: !redisReady || !worker.isRunning() ? 'down' : registry.problems.length > 0 || stale.length > 0 ? 'degraded' : 'ok',
+      redis: redisReady ? 'connected' : 'disconnected',
+      nodes: registry.nodes.size,
+      profiles: registry.profiles.size,
+      problems: registry.problems.map((p) => ({ kind: p.kind, file: p.file, code: p.error.code, message: p.error.message })),
+      staleProfiles: stale,
+    };
+  };
   const server = options.metricsPort === undefined ? undefined : await startMetricsServer(options.metricsPort, metrics, health);
   logger.info({ queue: QUEUE_NAME, concurrency: options.concurrency ?? WORKER_DEFAULTS.concurrency, metricsPort: server?.port }, 'worker started');
 
@@ -120,7 +142,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     registry,
     agents,
     metricsPort: server?.port,
+    watcher,
     async close(graceMs = WORKER_DEFAULTS.shutdownGraceMs) {
+      watcher.stop();
       const graceful = worker.close().then(() => true);
       const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), graceMs).unref());
       const drained = await Promise.race([graceful, timer]);

@@ -139,15 +139,22 @@ export class AgentPool {
     return agent;
   }
 
-  /** Destroy agents of a profile whose material changed (rotation); live requests finish. */
-  retire(profileName: string, keepVersion?: string): void {
+  /**
+   * Take the agents of a profile's older material out of use (rotation): new calls get a new
+   * agent with the new identity; idle connections close now, busy ones after their response.
+   */
+  retire(profileName: string, keepVersion?: string): number {
+    let retired = 0;
     for (const [key, agent] of this.agents) {
       const [name, version] = JSON.parse(key) as [string, string];
       if (name === profileName && version !== keepVersion) {
         this.agents.delete(key);
-        agent.destroy();
+        (agent as https.Agent & { keepAlive: boolean }).keepAlive = false;
+        for (const list of Object.values(agent.freeSockets)) for (const socket of list ?? []) socket.destroy();
+        retired++;
       }
     }
+    return retired;
   }
 
   get size(): number {

@@ -1,0 +1,117 @@
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { InvalidInputError, errorMessage } from '../errors.js';
+import { loadProfile } from '../pki/profile.js';
+import type { LoadedProfile } from '../pki/types.js';
+import type { Registry } from './registry.js';
+import type { ProfileDocument } from './types.js';
+
+export interface ProfileWatcherEvents {
+  /** A profile was (re)loaded with new material; `previous` is undefined for a new profile. */
+  reloaded(profile: LoadedProfile, previous: LoadedProfile | undefined): void;
+  /** A changed profile failed to load; the last good one (if any) stays in use. */
+  failed(name: string, file: string, error: InvalidInputError): void;
+}
+
+/** Paths a profile depends on, read leniently: a broken document still yields its own path. */
+async function dependencies(file: string): Promise<string[]> {
+  const paths = [file];
+  try {
+    const doc = JSON.parse(await readFile(file, 'utf8')) as ProfileDocument;
+    const at = (p: unknown): void => {
+      if (typeof p === 'string') paths.push(resolve(dirname(file), p));
+    };
+    const client = doc.client as Record<string, unknown> | undefined;
+    at(client?.certificate);
+    at(client?.key);
+    at(client?.pkcs12);
+    at((client?.passphrase as { file?: unknown } | undefined)?.file);
+    for (const ca of doc.trust?.ca ?? []) at(ca);
+  } catch {
+    // The load itself will report what is wrong with the document.
+  }
+  return paths;
+}
+
+/** A cheap change detector: size, mtime and inode of the profile and every file it names. */
+async function fingerprint(file: string): Promise<string> {
+  const parts = await Promise.all(
+    (await dependencies(file)).map(async (p) => {
+      try {
+        const s = await stat(p);
+        return `${p}:${s.size}:${s.mtimeMs}:${s.ino}`;
+      } catch {
+        return `${p}:missing`;
+      }
+    }),
+  );
+  return parts.join('|');
+}
+
+/**
+ * Watches a profiles directory by polling (robust to editors, atomic renames and mounted-secret
+ * symlink swaps). A changed profile is loaded and validated; if valid it replaces the old one,
+ * if not the last good bundle stays in use and the failure is reported.
+ */
+export class ProfileWatcher {
+  private readonly seen = new Map<string, string>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly events: ProfileWatcherEvents,
+    private readonly options: { intervalMs: number; env?: NodeJS.ProcessEnv },
+  ) {}
+
+  /** Record the current state as the baseline, then poll every `intervalMs`. */
+  async start(): Promise<void> {
+    for (const file of await this.files()) this.seen.set(file, await fingerprint(file));
+    this.timer = setInterval(() => void this.check(), this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private async files(): Promise<string[]> {
+    const dir = this.registry.profilesDir;
+    try {
+      return (await readdir(dir)).filter((f) => f.toLowerCase().endsWith('.json')).sort().map((f) => join(dir, f));
+    } catch {
+      return [];
+    }
+  }
+
+  /** One polling round; concurrent calls share the round in progress. */
+  check(): Promise<void> {
+    this.running ??= this.round().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async round(): Promise<void> {
+    for (const file of await this.files()) {
+      const print = await fingerprint(file);
+      if (this.seen.get(file) === print) continue;
+      this.seen.set(file, print);
+      const name = file.slice(file.lastIndexOf('/') + 1).replace(/\.json$/i, '');
+      try {
+        const profile = await loadProfile(file, this.options.env ? { env: this.options.env } : {});
+        const previous = this.registry.profiles.get(profile.name);
+        if (previous?.version === profile.version) {
+          this.registry.replaceProfile(profile);
+          continue;
+        }
+        this.registry.replaceProfile(profile);
+        this.events.reloaded(profile, previous);
+      } catch (error) {
+        const invalid = error instanceof InvalidInputError ? error : new InvalidInputError('SVCNODE_INVALID_BUNDLE', `${file}: ${errorMessage(error)}`, { cause: error, file });
+        this.registry.recordProfileFailure(name, invalid);
+        this.events.failed(name, file, invalid);
+      }
+    }
+  }
+}
