@@ -224,13 +224,13 @@ function statusCommand(io: CliIo): Command {
         if (o.json) {
           printJson(io, {
             profiles: loaded.map((p) => ({ name: p.name, file: p.file, version: p.version, certificates: statusRows(p, now).map(({ profile: _p, ...row }) => row), findings: p.findings })),
-            errors: errors.map(({ file, error }) => ({ file, ...errorFinding(error) })),
+            errors: errors.map(({ file, error }) => ({ profileFile: file, ...errorFinding(error) })),
           });
         } else {
           const rows = loaded.flatMap((p) => statusRows(p, now));
           const cells = rows.map((r) => [r.profile, r.role, r.subject, r.validTo.slice(0, 10), String(r.daysLeft), r.flag]);
           io.stdout(rows.length > 0 ? table(['PROFILE', 'ROLE', 'SUBJECT', 'EXPIRES', 'DAYS', 'FLAG'], cells) : 'no certificates in any profile');
-          for (const { error } of errors) io.stderr(formatError(error));
+          for (const { file, error } of errors) io.stderr(`profile ${file} cannot be loaded:\n${formatError(error)}`);
         }
         return errors.length > 0 ? EXIT.invalidInput : EXIT.ok;
       }),

@@ -52,7 +52,7 @@ export async function readLimited(file: string, maxBytes: number = MATERIAL_DEFA
   try {
     handle = await open(file, 'r');
   } catch (cause) {
-    throw bundleError('SVCNODE_FILE_NOT_FOUND', file, 'cannot read file', 'check the path and its permissions (paths in a profile resolve against the profile file)', cause);
+    throw bundleError('SVCNODE_FILE_NOT_FOUND', file, 'cannot read file', 'check the path and its permissions; paths in a profile resolve against the profile file', cause);
   }
   try {
     const { size } = await handle.stat();

@@ -1,0 +1,220 @@
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mintLeaf } from '../../src/pki/mint.js';
+import { runCli, type CliResult } from '../helpers/cli.js';
+import { createTestPki, opensslPkcs12, type TestPki } from '../helpers/pki.js';
+import { assertNoSecrets } from '../helpers/secrets.js';
+
+const PASS = 'cli-Passphrase-42';
+const DAY = 86_400_000;
+
+let pki: TestPki;
+let secrets: string[];
+
+/** Run `svcnode certs …` and check that nothing secret reached either stream. */
+async function certs(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
+  const result = await runCli(['certs', ...args], { env: { SVCNODE_PROFILES: undefined, ...env }, cwd: pki.dir });
+  assertNoSecrets(result.stdout, secrets, 'stdout');
+  assertNoSecrets(result.stderr, secrets, 'stderr');
+  return result;
+}
+
+/** stdout must be exactly one JSON document. */
+function json<T = Record<string, unknown>>(r: CliResult): T {
+  return JSON.parse(r.stdout) as T;
+}
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  secrets = [PASS, pki.client.keyPem.split('\n')[1] ?? PASS, pki.server.keyPem.split('\n')[1] ?? PASS];
+});
+afterAll(() => pki.cleanup());
+
+describe('svcnode certs --help', () => {
+  it.each([[[]], [['inspect']], [['verify']], [['status']], [['init-ca']], [['issue']]])('prints usage for certs %j and exits 0', async (sub) => {
+    const r = await certs([...sub, '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: svcnode certs/);
+  });
+
+  it('exits 2 on a usage error', async () => {
+    const r = await certs(['issue', '--ca', 'x', '--out', 'y']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--cn');
+  });
+});
+
+describe('svcnode certs inspect', () => {
+  it('lists every certificate in PEM, DER and legacy PKCS#12 files (passphrase from env)', async () => {
+    const der = join(pki.dir, 'root.cer');
+    writeFileSync(der, pki.root.cert.raw);
+    const p12 = opensslPkcs12({ certFiles: [pki.files.clientCert, pki.files.intermediate], keyFile: pki.files.clientKey, out: join(pki.dir, 'inspect.p12'), passphrase: PASS, legacy: true });
+    const r = await certs(['inspect', pki.files.clientChain, der, p12, '--passphrase-env', 'P12_PASS', '--json'], { P12_PASS: PASS });
+    expect(r.code).toBe(0);
+    const doc = json<{ files: { form: string; certificates: { subject: string; spkiPin: string }[]; keys: { matchesCertificate: number | null }[] }[]; errors: unknown[] }>(r);
+    expect(doc.files.map((f) => f.form)).toEqual(['pem', 'der-certificate', 'pkcs12']);
+    expect(doc.files.map((f) => f.certificates.length)).toEqual([2, 1, 2]);
+    expect(doc.files[0]?.certificates[0]?.subject).toBe('CN=svcnode-bot, O=svcnode tests');
+    expect(doc.files[2]?.keys).toEqual([expect.objectContaining({ keyType: 'rsa', keyBits: 2048, matchesCertificate: expect.any(Number) as unknown })]);
+    expect(doc.errors).toEqual([]);
+  });
+
+  it('prints a human table and reads the passphrase from a file', async () => {
+    const key = pki.write('inspect-enc.key', pki.client.key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASS }) as string);
+    const passFile = pki.write('inspect-pass.txt', `${PASS}\n`);
+    const r = await certs(['inspect', pki.files.clientCert, key, '--passphrase-file', passFile]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('certificate 1: CN=svcnode-bot');
+    expect(r.stdout).toContain('EKU       clientAuth');
+    expect(r.stdout).toMatch(/private key: rsa 2048/);
+    expect(r.stdout).toContain('SPKI pin  sha256//');
+  });
+
+  it('exits 2 naming the file and code for a wrong passphrase or corrupt file, still listing the good files', async () => {
+    const key = pki.write('inspect-enc2.key', pki.client.key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASS }) as string);
+    const corrupt = pki.write('corrupt.pem', pki.root.certPem.slice(0, 200));
+    const r = await certs(['inspect', pki.files.root, key, corrupt, '--passphrase-env', 'WRONG'], { WRONG: 'not-it' });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toContain('CN=svcnode Test Root');
+    expect(r.stderr).toContain('SVCNODE_BAD_PASSPHRASE');
+    expect(r.stderr).toContain(key);
+    expect(r.stderr).toContain('SVCNODE_INVALID_BUNDLE');
+    const j = await certs(['inspect', key, '--json']);
+    expect(j.code).toBe(2);
+    expect(json<{ errors: { code: string; file: string }[] }>(j).errors).toEqual([expect.objectContaining({ code: 'SVCNODE_MISSING_PASSPHRASE', file: key })]);
+  });
+});
+
+describe('svcnode certs verify', () => {
+  it('exits 0 for a good profile', async () => {
+    const r = await certs(['verify', pki.profile('good')]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^ok /);
+  });
+
+  it('prints one line per finding and exits 2 on an error finding', async () => {
+    const r = await certs(['verify', pki.profile('mismatch', { client: { certificate: pki.files.clientChain, key: pki.files.serverKey } })]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toMatch(/^error KEY_MISMATCH \S+: .+ \(.+\)$/m);
+  });
+
+  it('warns about expiry soon (exit 0) and errors on an expired client certificate (exit 2), as JSON', async () => {
+    const soon = await mintLeaf({ subject: 'CN=soon', issuer: pki.intermediate, usage: 'client', notAfter: new Date(Date.now() + 20 * DAY) });
+    const s = await certs(['verify', pki.profile('soon', { client: { certificate: pki.write('soon.pem', soon.certPem), key: pki.write('soon.key', soon.keyPem) }, trust: { ca: [pki.files.root] } }), '--json']);
+    expect(s.code).toBe(0);
+    expect(json(s)).toMatchObject({ profile: 'soon', ok: true, findings: [{ severity: 'warning', code: 'CERT_EXPIRES_SOON', daysLeft: 19 }] });
+
+    const expired = await mintLeaf({ subject: 'CN=expired', issuer: pki.intermediate, usage: 'client', notBefore: new Date(Date.now() - 10 * DAY), notAfter: new Date(Date.now() - DAY) });
+    const e = await certs(['verify', pki.profile('expired', { client: { certificate: pki.write('expired.pem', expired.certPem), key: pki.write('expired.key', expired.keyPem) }, trust: { ca: [pki.files.root] } })]);
+    expect(e.code).toBe(2);
+    expect(e.stdout).toMatch(/^error CLIENT_CERT_EXPIRED /m);
+  });
+
+  it('reports a wrong passphrase without revealing it', async () => {
+    const key = pki.write('verify-enc.key', pki.client.key.export({ type: 'pkcs1', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASS }) as string);
+    const file = pki.profile('badpass', { client: { certificate: pki.files.clientChain, key, passphrase: { env: 'KEY_PASS' } } });
+    const r = await certs(['verify', file, '--json'], { KEY_PASS: `${PASS}x` });
+    expect(r.code).toBe(2);
+    expect(json(r)).toMatchObject({ ok: false, findings: [{ severity: 'error', code: 'BAD_PASSPHRASE' }] });
+    assertNoSecrets(r.stdout, [`${PASS}x`]);
+  });
+});
+
+describe('svcnode certs status', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = join(pki.dir, 'status-profiles');
+    const soon = await mintLeaf({ subject: 'CN=soon-bot', issuer: pki.intermediate, usage: 'client', notAfter: new Date(Date.now() + 30 * DAY + 3_600_000) });
+    pki.write(join(dir, 'bank.json'), JSON.stringify({ client: { certificate: pki.files.clientChain, key: pki.files.clientKey }, trust: { ca: [pki.files.root] } }));
+    pki.write(join(dir, 'gateway.json'), JSON.stringify({ client: { certificate: pki.write('soon-bot.pem', soon.certPem), key: pki.write('soon-bot.key', soon.keyPem) }, trust: { ca: [pki.files.root] } }));
+    pki.write(join(dir, 'broken.json'), JSON.stringify({ client: { certificate: pki.files.clientChain, key: pki.files.serverKey } }));
+  });
+
+  it('tables every certificate, flags SOON, reports the broken profile and exits 2', async () => {
+    const r = await certs(['status', '--profiles', dir]);
+    expect(r.code).toBe(2);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^PROFILE\s+ROLE\s+SUBJECT\s+EXPIRES\s+DAYS\s+FLAG$/);
+    expect(lines.filter((l) => l.startsWith('bank')).map((l) => l.split(/\s{2,}/)[1])).toEqual(['client', 'chain', 'trust']);
+    expect(lines.find((l) => l.startsWith('gateway') && l.includes('client'))).toMatch(/\s30\s+SOON$/);
+    expect(r.stderr).toContain('SVCNODE_KEY_MISMATCH');
+    expect(r.stderr).toContain('broken.json');
+  });
+
+  it('reads SVCNODE_PROFILES and prints one JSON document', async () => {
+    const r = await certs(['status', '--json'], { SVCNODE_PROFILES: dir });
+    expect(r.code).toBe(2);
+    const doc = json<{ profiles: { name: string; certificates: { role: string; flag: string; daysLeft: number }[] }[]; errors: { code: string }[] }>(r);
+    expect(doc.profiles.map((p) => p.name)).toEqual(['bank', 'gateway']);
+    expect(doc.profiles[1]?.certificates[0]).toMatchObject({ role: 'client', flag: 'SOON', daysLeft: 30 });
+    expect(doc.errors).toEqual([expect.objectContaining({ code: 'KEY_MISMATCH', profileFile: join(dir, 'broken.json'), file: pki.files.serverKey })]);
+  });
+
+  it('exits 0 when every profile loads, and 2 without a directory', async () => {
+    const ok = join(pki.dir, 'status-ok');
+    pki.write(join(ok, 'bank.json'), JSON.stringify({ trust: { ca: [pki.files.root] } }));
+    expect((await certs(['status', '--profiles', ok])).code).toBe(0);
+    const none = await certs(['status']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('SVCNODE_PROFILES');
+  });
+});
+
+describe('svcnode certs init-ca / issue', () => {
+  it('mints a CA, client and server certificates that work in a real mutual-TLS handshake', async () => {
+    const ca = join(pki.dir, 'private-ca');
+    const out = join(pki.dir, 'issued');
+    const init = await certs(['init-ca', '--out', ca, '--cn', 'Test Setup CA', '--key', 'ec256', '--days', '30', '--json']);
+    expect(init.code).toBe(0);
+    expect(json(init)).toMatchObject({ subject: 'CN=Test Setup CA', certificate: join(ca, 'ca.pem'), key: join(ca, 'ca.key') });
+    expect(statSync(join(ca, 'ca.key')).mode & 0o777).toBe(0o600);
+
+    const client = await certs(['issue', '--ca', ca, '--cn', 'Bot One', '--out', out, '--client']);
+    expect(client.code).toBe(0);
+    const server = await certs(['issue', '--ca', ca, '--cn', 'localhost', '--out', out, '--server', '--dns', 'localhost', '--ip', '127.0.0.1', '--key', 'ec256']);
+    expect(server.code).toBe(0);
+    expect(statSync(join(out, 'bot-one.key')).mode & 0o777).toBe(0o600);
+    for (const r of [init, client, server]) assertNoSecrets(r.stdout + r.stderr, [readFileSync(join(out, 'bot-one.key'), 'utf8').split('\n')[1] ?? 'x']);
+
+    const read = (f: string): string => readFileSync(f, 'utf8');
+    const tls = https.createServer({ key: read(join(out, 'localhost.key')), cert: read(join(out, 'localhost.pem')), ca: read(join(ca, 'ca.pem')), requestCert: true, rejectUnauthorized: true }, (req, res) => {
+      res.end(String((req.socket as TLSSocket).getPeerCertificate().subject.CN));
+    });
+    await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = tls.address() as AddressInfo;
+      const body = await new Promise<string>((resolve, reject) => {
+        https.get({ host: 'localhost', port, agent: false, ca: read(join(ca, 'ca.pem')), key: read(join(out, 'bot-one.key')), cert: read(join(out, 'bot-one.pem')) }, (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve(text));
+        }).on('error', reject);
+      });
+      expect(body).toBe('Bot One');
+    } finally {
+      tls.closeAllConnections();
+      tls.close();
+    }
+
+    const verified = await certs(['verify', pki.profile('issued', { client: { certificate: join(out, 'bot-one.pem'), key: join(out, 'bot-one.key') }, trust: { ca: [join(ca, 'ca.pem')] } })]);
+    expect(verified.code).toBe(0);
+  });
+
+  it('refuses to overwrite files, bad IPs and CA directories without a CA (exit 2)', async () => {
+    const ca = join(pki.dir, 'ca-twice');
+    expect((await certs(['init-ca', '--out', ca])).code).toBe(0);
+    const again = await certs(['init-ca', '--out', ca]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('--force');
+    expect((await certs(['init-ca', '--out', ca, '--force'])).code).toBe(0);
+    const badIp = await certs(['issue', '--ca', ca, '--cn', 'x', '--out', join(pki.dir, 'x'), '--ip', 'not-an-ip']);
+    expect(badIp.code).toBe(2);
+    const noCa = await certs(['issue', '--ca', join(pki.dir, 'nothing-here'), '--cn', 'x', '--out', join(pki.dir, 'x')]);
+    expect(noCa.code).toBe(2);
+    expect(noCa.stderr).toContain('SVCNODE_FILE_NOT_FOUND');
+  });
+});
