@@ -53,7 +53,10 @@ const ALERTS: Record<string, string> = {
 function effectiveCode(code: string, message: string): string {
   if (code !== 'EPROTO') return code;
   const alert = /SSL alert number (\d+)/.exec(message)?.[1];
-  return (alert && ALERTS[alert]) ?? code;
+  if (alert && ALERTS[alert]) return ALERTS[alert];
+  // A local TLS error surfacing as `write EPROTO` ("…:SSL routines:fn:wrong version number:…"): name it as Node does.
+  const reason = /error:[0-9A-F]+:SSL routines:[^:]*:([^:]+):/.exec(message)?.[1];
+  return reason ? `ERR_SSL_${reason.toUpperCase().replace(/[^A-Z0-9]+/g, '_')}` : code;
 }
 
 /** OpenSSL's "8000...:error:0A000418:SSL routines:fn:tlsv1 alert unknown ca:file:line:SSL alert number 48" → its reason. */
@@ -123,9 +126,11 @@ function clientCertFailure(code: string, message: string, ctx: ClassifyContext):
 /** TLS 1.3: the server's verdict on our certificate arrives after secureConnect (pitfall 3.2). */
 function postHandshakeClose(code: string, ctx: ClassifyContext): Failure | undefined {
   const probe = ctx.probe;
-  if (!probe?.secureAt || probe.responses > 0 || !RESET_CODES.has(code)) return undefined;
+  // TLS 1.2: a close after we derived the master secret (our Certificate/Finished flight was sent) is the Node-server rejection.
+  const afterOurFlight = probe?.secureAt !== undefined || probe?.keylogLabel === 'CLIENT_RANDOM';
+  if (!probe || !afterOurFlight || probe.responses > 0 || !RESET_CODES.has(code)) return undefined;
   return ctx.clientSubject
-    ? failure('client_cert_rejected', code, `${ctx.host} closed the connection right after the TLS handshake without answering: it most likely rejected our client certificate "${ctx.clientSubject}"`, 'register the client certificate (or its issuing CA) with the backend team; the server sent no alert, so its logs have the reason')
+    ? failure('client_cert_rejected', code, `${ctx.host} closed the connection at the end of the TLS handshake without answering: it most likely rejected our client certificate "${ctx.clientSubject}"`, 'register the client certificate (or its issuing CA) with the backend team; the server sent no alert, so its logs have the reason')
     : failure('client_cert_required', code, `${ctx.host} closed the connection right after the TLS handshake: it most likely requires a client certificate, and profile "${ctx.profileName}" has none`, `add a client certificate to profile "${ctx.profileName}"`);
 }
 

@@ -27,6 +27,8 @@ export interface ConnectionProbe {
   serverChain?: ChainEntry[];
   /** TLS key material was derived: the handshake got past version and cipher negotiation. */
   keylog: boolean;
+  /** Label of the first key log line: `CLIENT_RANDOM` for TLS 1.2 (our whole flight was sent), `*_TRAFFIC_SECRET` for 1.3. */
+  keylogLabel?: string;
   /** A TLS 1.3 NewSessionTicket arrived: the server processed our certificate and accepted it. */
   sessionTicket: boolean;
   /** Requests that received a response on this connection. */
@@ -107,8 +109,9 @@ export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: Ph
     socket.once('close', stopConnectTimer);
   }
   socket.once('close', () => stopHandshakeTimer());
-  socket.once('keylog', () => {
+  socket.once('keylog', (line: Buffer) => {
     probe.keylog = true;
+    probe.keylogLabel = line.toString('latin1', 0, Math.max(0, line.indexOf(0x20)));
   });
   socket.once('session', () => {
     probe.sessionTicket = true;
@@ -121,7 +124,10 @@ export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: Ph
     probe.sessionReused = socket.isSessionReused();
     const peer = socket.getPeerCertificate(true);
     probe.serverChain = chainOf(peer);
-    if (probe.sessionReused && hasIdentityRules(rules)) {
+    // Node exposes no peer certificate on a resumed session (getPeerCertificate() is {}), so this
+    // check only runs where it can; the session itself came from a full handshake of the same agent,
+    // which the pool keys by these rules. Without the guard, X509Certificate threw in this listener.
+    if (probe.sessionReused && hasIdentityRules(rules) && peer.raw) {
       const error = checkIdentityRules(peer, rules);
       if (error) socket.destroy(error);
     }
