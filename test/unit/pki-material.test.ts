@@ -1,6 +1,7 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SvcnodeError } from '../../src/errors.js';
 import { readMaterial } from '../../src/pki/material.js';
@@ -149,6 +150,21 @@ describe('PKCS#12', () => {
     const m = await readMaterial(file, { passphrase: PASS });
     expect(m.pairedLeaf?.fingerprint256).toBe(ec.cert.fingerprint256);
     expect(m.keys[0]?.asymmetricKeyType).toBe('ec');
+  });
+
+  it('pairs key and leaf by public key when the bags carry no localKeyId', async () => {
+    // forge writes CA-first bag order without localKeyId when asked; openssl always sets it.
+    const asn1 = forge.pkcs12.toPkcs12Asn1(
+      forge.pki.privateKeyFromPem(pki.client.keyPem),
+      [forge.pki.certificateFromPem(pki.intermediate.certPem), forge.pki.certificateFromPem(pki.client.certPem)],
+      PASS,
+      { algorithm: '3des', generateLocalKeyId: false },
+    );
+    const file = join(pki.dir, 'no-local-key-id.p12');
+    writeFileSync(file, Buffer.from(forge.asn1.toDer(asn1).getBytes(), 'binary'));
+    const m = await readMaterial(file, { passphrase: PASS });
+    expect(m.pairedLeaf?.fingerprint256).toBe(pki.client.cert.fingerprint256);
+    expect(m.certificates.map((c) => c.fingerprint256)).toContain(pki.intermediate.cert.fingerprint256);
   });
 
   it('opens an empty-password file without a passphrase', async () => {

@@ -296,6 +296,10 @@ describe('loadProfilesDir and verifyProfile', () => {
     const v = await verifyProfile(pemProfile('verify-bad', pki.files.clientChain, pki.files.serverKey));
     expect(v.profile).toBeUndefined();
     expect(v.findings).toMatchObject([{ severity: 'error', code: 'KEY_MISMATCH' }]);
+    const key = pki.write('verify-enc.key', pki.client.key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASS }) as string);
+    const wrong = await verifyProfile(pki.profile('verify-pass', { client: { certificate: pki.files.clientChain, key, passphrase: { env: 'V' } } }), { env: { V: `${PASS}!` } });
+    expect(wrong.findings).toMatchObject([{ severity: 'error', code: 'BAD_PASSPHRASE', file: key }]);
+    expect(JSON.stringify(wrong.findings)).not.toMatch(new RegExp(`PRIVATE KEY|${PASS}`));
     const ok = await verifyProfile(pki.profile('verify-ok'), { now: new Date(Date.now() + 300 * DAY) });
     expect(ok.profile?.name).toBe('verify-ok');
     expect(ok.findings.length).toBe(3);
