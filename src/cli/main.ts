@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
@@ -14,7 +13,7 @@ const program = new Command('svcnode')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
-registerCommands(program, processIo);
+await registerCommands(program, processIo, process.argv);
 
 try {
   await program.parseAsync(process.argv);

@@ -35,6 +35,7 @@ export interface NodeDefinition {
     clientCertHeader?: string;
   };
   proxy?: { url: string };
+  auth?: { type: 'certificate-session'; tokens: { url: string; header: string; field?: string }[]; ttlSeconds?: number };
   timeouts?: { connectMs?: number; handshakeMs?: number; responseMs?: number; totalMs?: number };
   retry?: { limit?: number; backoffMs?: number; maxBackoffMs?: number; nonIdempotent?: boolean };
   response?: { acceptStatus?: (number | string)[]; maxBodyBytes?: number };

@@ -8,6 +8,7 @@ import type { FailureStore } from '../failures/store.js';
 import { invoke } from '../invoke/execute.js';
 import type { Result } from '../invoke/result.js';
 import { retryDelay } from '../invoke/retry.js';
+import type { TokenCache } from '../invoke/token-cache.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { AgentPool } from '../tls/agents.js';
 
@@ -15,6 +16,8 @@ export interface ProcessorDeps {
   /** The current definitions (replaced on reload). */
   registry: () => Registry;
   agents: AgentPool;
+  /** Certificate-session tokens shared by the worker processes. */
+  tokens?: TokenCache;
   store: FailureStore;
   metrics?: Metrics;
   logger: Logger;
@@ -67,7 +70,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       return result;
     }
     const attempt = ((job.progress as Progress | undefined)?.attempt ?? 0) + 1;
-    const result = await invoke(node, data.context ?? {}, { profile: (name) => registry.profile(name), agents: deps.agents }, {
+    const result = await invoke(node, data.context ?? {}, { profile: (name) => registry.profile(name), agents: deps.agents, ...(deps.tokens ? { tokens: deps.tokens } : {}) }, {
       attempt,
       ...(signal ? { signal } : {}),
       ...(data.requestId ? { requestId: data.requestId } : {}),

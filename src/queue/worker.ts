@@ -11,6 +11,7 @@ import { AgentPool } from '../tls/agents.js';
 import { workerConnection } from './connection.js';
 import { JOB_NAME, QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { createProcessor } from './processor.js';
+import { RedisTokenCache } from './redis-token-cache.js';
 
 export interface WorkerOptions {
   redisUrl: string;
@@ -85,8 +86,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     redisReady = false;
   });
   const agents = new AgentPool(options.tlsSessionResumption === false ? { maxCachedSessions: 0 } : {});
-  const store = new FailureStore(storeConnection, { prefix: options.prefix ? `${options.prefix}:svcnode` : 'svcnode' });
-  const processor = createProcessor({ registry: () => registry, agents, store, metrics, logger });
+  const keyPrefix = options.prefix ? `${options.prefix}:svcnode` : 'svcnode';
+  const store = new FailureStore(storeConnection, { prefix: keyPrefix });
+  const tokens = new RedisTokenCache(storeConnection, keyPrefix);
+  const processor = createProcessor({ registry: () => registry, agents, tokens, store, metrics, logger });
 
   const worker = new Worker(QUEUE_NAME, (job, token, signal) => (job.name === JOB_NAME ? processor(job, token, signal) : Promise.reject(new Error(`unknown job name "${job.name}"`))), {
     connection,

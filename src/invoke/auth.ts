@@ -1,0 +1,65 @@
+import type { NodeDefinition } from '../definitions/types.js';
+import type { LoadedProfile } from '../pki/types.js';
+import type { AgentPool } from '../tls/agents.js';
+import { exchange, type Exchange } from './exchange.js';
+import { callSettings } from './settings.js';
+import type { Failure } from './result.js';
+import { tokenKey, type TokenCache } from './token-cache.js';
+
+/** Default reuse time of a certificate-session token (Symphony session tokens live longer). */
+export const DEFAULT_TOKEN_TTL_SECONDS = 3000;
+
+type AuthOutcome = { headers: Record<string, string> } | { failure: Failure; exchange?: Exchange };
+
+function authFailure(url: string, message: string, hint: string, code: string): Failure {
+  return { phase: 'http', category: 'http_status', code, message: `authentication at ${url}: ${message}`, hint };
+}
+
+/** Get one token: from the cache, or by POSTing to the endpoint with the client certificate. */
+async function token(endpoint: { url: string; header: string; field?: string }, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, fresh: boolean): Promise<string | { failure: Failure; exchange?: Exchange }> {
+  const key = tokenKey(profile, endpoint.url);
+  if (!fresh) {
+    const cached = await cache.get(key, profile);
+    if (cached) return cached;
+  }
+  const url = new URL(endpoint.url);
+  const x = await exchange({ method: 'POST', url, headers: { accept: 'application/json' }, body: undefined }, callSettings(node, profile, url, false), profile, agents, signal);
+  if (x.failure) return { failure: { ...x.failure, message: `authentication at ${endpoint.url}: ${x.failure.message}` }, exchange: x };
+  const status = x.response?.status ?? 0;
+  if (status < 200 || status > 299) {
+    return {
+      failure: authFailure(endpoint.url, `HTTP ${status}`, status === 401 || status === 403 ? 'the authentication endpoint does not accept this client certificate: register it (or its CA) for the bot account' : 'check the authentication endpoint URL and its health', `HTTP_${status}`),
+      exchange: x,
+    };
+  }
+  const field = endpoint.field ?? 'token';
+  const body = x.response?.body;
+  const value = body !== null && typeof body === 'object' ? (body as Record<string, unknown>)[field] : undefined;
+  if (typeof value !== 'string' || value.length === 0) {
+    return { failure: authFailure(endpoint.url, `the JSON answer has no string "${field}"`, 'set auth.tokens[].field to the property that holds the token', 'SVCNODE_AUTH_NO_TOKEN'), exchange: x };
+  }
+  await cache.set(key, value, (node.auth?.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS) * 1000, profile);
+  return value;
+}
+
+/**
+ * Headers of a certificate-session node (e.g. sessionToken and keyManagerToken for a Symphony
+ * bot): one token per endpoint, cached per profile and endpoint across jobs.
+ */
+export async function authHeaders(node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, fresh: boolean): Promise<AuthOutcome> {
+  if (!profile.client) {
+    return { failure: { phase: 'input', category: 'invalid_input', code: 'SVCNODE_AUTH_NO_CLIENT_CERT', message: `node "${node.id}" uses certificate-session auth but profile "${profile.name}" has no client certificate`, hint: `add a client certificate to profile "${profile.name}"` } };
+  }
+  const headers: Record<string, string> = {};
+  for (const endpoint of node.auth?.tokens ?? []) {
+    const got = await token(endpoint, node, profile, agents, cache, signal, fresh);
+    if (typeof got !== 'string') return got;
+    headers[endpoint.header.toLowerCase()] = got;
+  }
+  return { headers };
+}
+
+/** Drop a node's cached tokens (after a 401). */
+export async function forgetTokens(node: NodeDefinition, profile: LoadedProfile, cache: TokenCache): Promise<void> {
+  await Promise.all((node.auth?.tokens ?? []).map((t) => cache.delete(tokenKey(profile, t.url))));
+}

@@ -1,0 +1,138 @@
+import { performance } from 'node:perf_hooks';
+import { classifyError, classifyHttpStatus, type ClassifyContext } from '../failures/classify.js';
+import { FAILURE_CATEGORIES } from '../failures/categories.js';
+import type { LoadedProfile } from '../pki/types.js';
+import type { AgentPool } from '../tls/agents.js';
+import { diagnoseServerChain } from '../tls/diagnose.js';
+import { formatDn } from '../tls/identity.js';
+import { probeOf, type ConnectionProbe } from '../tls/probe.js';
+import { DEFAULTS } from './defaults.js';
+import type { RenderedRequest } from './render.js';
+import type { Failure, ResponseReport, TlsReport } from './result.js';
+import { send, type CallSettings } from './transport.js';
+
+/** The outcome of one HTTP exchange over mutual TLS, classified. */
+export interface Exchange {
+  tls: TlsReport | null;
+  response: ResponseReport | null;
+  /** First 4 KiB of the body as text, for classification and token parsing. */
+  bodyText: string;
+  /** Null when a response arrived; the status is judged by the caller. */
+  failure: Failure | null;
+  timings: { connectMs: number; handshakeMs: number };
+}
+
+function parseBody(body: Buffer, contentType: string | undefined, truncated: boolean): unknown {
+  if (body.length === 0) return null;
+  const text = body.toString('utf8');
+  if (!truncated && contentType && /[/+]json\b/i.test(contentType)) {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      return text;
+    }
+  }
+  return text;
+}
+
+export function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
+
+export function clientCertificate(profile: LoadedProfile): TlsReport['clientCertificate'] {
+  const leaf = profile.client?.leaf;
+  return leaf ? { subject: formatDn(leaf.subject), fingerprint256: leaf.fingerprint256 } : null;
+}
+
+function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, profile: LoadedProfile): TlsReport | null {
+  if (!probe?.secureAt) return null;
+  return {
+    protocol: probe.protocol ?? null,
+    cipher: probe.cipher ?? null,
+    sessionReused: probe.sessionReused,
+    connectionReused: reused,
+    serverChain: probe.serverChain ?? [],
+    clientCertificate: clientCertificate(profile),
+  };
+}
+
+/** Network failures and timeouts say how far the call got: connect, tls, or http (request sent). */
+function withPhase(failure: Failure, probe: ConnectionProbe | undefined): Failure {
+  if (failure.category !== 'connect_failed' && failure.category !== 'timeout') return failure;
+  const phase = probe?.secureAt !== undefined ? 'http' : probe?.connectedAt !== undefined ? 'tls' : FAILURE_CATEGORIES[failure.category].phase;
+  return { ...failure, phase };
+}
+
+export function classifyContext(host: string, profile: LoadedProfile, probe: ConnectionProbe | undefined, proxy: boolean): ClassifyContext {
+  return { host, profileName: profile.name, clientSubject: profile.client ? formatDn(profile.client.leaf.subject) : undefined, probe, proxy };
+}
+
+/** Judge an HTTP status against the accepted ones (numbers or "2xx" classes). */
+export function statusFailure(exchange: Exchange, accept: readonly (number | string)[], host: string, profile: LoadedProfile): Failure | null {
+  const status = exchange.response?.status ?? 0;
+  if (accept.some((a) => (typeof a === 'number' ? a === status : a[0] === String(status)[0]))) return null;
+  return classifyHttpStatus(status, exchange.bodyText, classifyContext(host, profile, undefined, false));
+}
+
+/** Classify an error of `send`: cancellation and the overall deadline first, then the error itself. */
+function classifyFailure(error: unknown, ctx: ClassifyContext, settings: CallSettings, deadline: AbortSignal, external: AbortSignal | undefined, elapsedMs: number): Failure {
+  if (external?.aborted && !deadline.aborted) {
+    return { phase: 'http', category: 'timeout', code: 'ERR_ABORTED', message: 'the call was cancelled before it finished', hint: 'the worker was shutting down or the job was cancelled; it is safe to retry idempotent requests' };
+  }
+  if (deadline.aborted && !ctx.probe?.timedOut) {
+    const failure = classifyError(new DOMException('deadline', 'TimeoutError'), ctx);
+    failure.message = `${ctx.host}: no complete answer within timeouts.totalMs (${settings.totalMs} ms, ${round(elapsedMs)} ms elapsed)`;
+    return withPhase(failure, ctx.probe);
+  }
+  return withPhase(classifyError(error, ctx), ctx.probe);
+}
+
+/**
+ * One exchange: send on the pooled agent, measure the connection, classify any error, and when
+ * the server certificate does not verify, capture its chain with a diagnostic handshake so the
+ * report shows it and the hint can name the missing intermediate or root.
+ */
+export async function exchange(rendered: RenderedRequest, settings: CallSettings, profile: LoadedProfile, agents: AgentPool, external: AbortSignal | undefined, extraHeaders: Record<string, string> = {}): Promise<Exchange> {
+  let probe: ConnectionProbe | undefined;
+  let reused = false;
+  const onSocket = (socket: object): void => {
+    probe = probeOf(socket);
+    reused = probe?.secureAt !== undefined;
+  };
+  const deadline = AbortSignal.timeout(settings.totalMs);
+  const signal = external ? AbortSignal.any([deadline, external]) : deadline;
+  const out: Exchange = { tls: null, response: null, bodyText: '', failure: null, timings: { connectMs: 0, handshakeMs: 0 } };
+  const started = performance.now();
+  let error: unknown;
+  try {
+    const { response, body, truncated } = await send(rendered, settings, agents, signal, onSocket, extraHeaders);
+    if (probe) probe.responses++;
+    out.response = {
+      status: response.statusCode ?? 0,
+      headers: response.headers as Record<string, string | string[]>,
+      body: parseBody(body, response.headers['content-type'], truncated),
+      ...(truncated ? { truncated: true } : {}),
+    };
+    out.bodyText = body.toString('utf8', 0, 4096);
+  } catch (caught) {
+    error = caught;
+  }
+  const used: ConnectionProbe | undefined = probe;
+  if (used && !reused) {
+    if (used.connectedAt !== undefined) out.timings.connectMs = round(used.connectedAt - used.startedAt);
+    if (used.secureAt !== undefined && used.connectedAt !== undefined) out.timings.handshakeMs = round(used.secureAt - used.connectedAt);
+  }
+  out.tls = tlsReport(used, reused, profile);
+  if (out.response) return out;
+
+  const ctx = classifyContext(rendered.url.host, profile, used, settings.spec.proxyUrl !== undefined);
+  out.failure = classifyFailure(error, ctx, settings, deadline, external, performance.now() - started);
+  if (out.failure.category.startsWith('server_')) {
+    const diagnosis = await diagnoseServerChain(settings.spec, DEFAULTS.diagnosticTimeoutMs);
+    if (diagnosis) {
+      out.tls = { protocol: null, cipher: null, sessionReused: false, connectionReused: false, serverChain: diagnosis.serverChain, clientCertificate: clientCertificate(profile) };
+      out.failure = classifyError(error, { ...ctx, diagnosticChain: diagnosis.serverChain });
+    }
+  }
+  return out;
+}

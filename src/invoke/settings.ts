@@ -1,0 +1,33 @@
+import type { NodeDefinition } from '../definitions/types.js';
+import type { LoadedProfile } from '../pki/types.js';
+import type { AgentSpec } from '../tls/agents.js';
+import { DEFAULTS } from './defaults.js';
+import type { CallSettings } from './transport.js';
+
+/** The agent and transport settings of a node's calls to one origin. */
+export function callSettings(node: NodeDefinition, profile: LoadedProfile, url: URL, forNodeOrigin: boolean): CallSettings {
+  const spec: AgentSpec = {
+    profile,
+    origin: new URL(url.origin),
+    ...(forNodeOrigin && node.tls.servername ? { servername: node.tls.servername } : {}),
+    ...(node.tls.minVersion ? { minVersion: node.tls.minVersion } : {}),
+    rules: forNodeOrigin
+      ? {
+          ...(node.tls.pinnedPublicKeys ? { pinnedPublicKeys: node.tls.pinnedPublicKeys } : {}),
+          ...(node.tls.serverSubjectPatterns ? { serverSubjectPatterns: node.tls.serverSubjectPatterns } : {}),
+        }
+      : {},
+    ...(node.proxy ? { proxyUrl: node.proxy.url } : {}),
+    limits: {
+      connectMs: node.timeouts?.connectMs ?? DEFAULTS.timeouts.connectMs,
+      handshakeMs: node.timeouts?.handshakeMs ?? DEFAULTS.timeouts.handshakeMs,
+    },
+  };
+  return {
+    spec,
+    followRedirects: forNodeOrigin && (node.request.followRedirects ?? false),
+    maxBodyBytes: node.response?.maxBodyBytes ?? DEFAULTS.response.maxBodyBytes,
+    responseMs: node.timeouts?.responseMs ?? DEFAULTS.timeouts.responseMs,
+    totalMs: node.timeouts?.totalMs ?? DEFAULTS.timeouts.totalMs,
+  };
+}

@@ -1,0 +1,31 @@
+import type { Redis } from 'ioredis';
+import { openToken, sealToken, type TokenCache } from '../invoke/token-cache.js';
+import type { LoadedProfile } from '../pki/types.js';
+
+/**
+ * Certificate-session tokens shared by every worker process through Redis. Values are sealed
+ * with a key derived from the profile's private key: Redis only ever holds ciphertext.
+ */
+export class RedisTokenCache implements TokenCache {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix = 'svcnode',
+  ) {}
+
+  private key(key: string): string {
+    return `${this.prefix}:tokens:${key}`;
+  }
+
+  async get(key: string, profile: LoadedProfile): Promise<string | undefined> {
+    const sealed = await this.redis.get(this.key(key));
+    return sealed === null ? undefined : openToken(profile, key, sealed);
+  }
+
+  async set(key: string, token: string, ttlMs: number, profile: LoadedProfile): Promise<void> {
+    await this.redis.set(this.key(key), sealToken(profile, key, token), 'PX', Math.max(1, Math.round(ttlMs)));
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.redis.del(this.key(key));
+  }
+}
