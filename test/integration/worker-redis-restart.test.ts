@@ -1,0 +1,61 @@
+/**
+ * A Redis crash and restart (appendonly yes) in the middle of a batch: every job still ends
+ * completed with its Result, and the worker process rides it out.
+ */
+import { Job, Queue } from 'bullmq';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Result } from '../../src/invoke/result.js';
+import { createQueueFixtures, nodeDef, spawnWorker, startBackend, type QueueFixtures, type WorkerProcess } from '../helpers/fixtures.js';
+import { waitFor } from '../helpers/net.js';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import type { MtlsServer } from '../helpers/servers.js';
+
+describe('svcnode worker across a Redis restart', () => {
+  let pki: TestPki | undefined;
+  let redis: TestRedis | undefined;
+  let backend: MtlsServer | undefined;
+  let f: QueueFixtures | undefined;
+  let queue: Queue | undefined;
+  let worker: WorkerProcess | undefined;
+
+  afterAll(async () => {
+    await worker?.proc.stop('SIGKILL');
+    await queue?.close();
+    await backend?.close();
+    await redis?.close();
+    await f?.cleanup();
+    await pki?.cleanup();
+  });
+
+  it('loses no job when Redis is killed and restarted mid-run (appendonly yes)', async () => {
+    const N = 30;
+    [pki, redis] = await Promise.all([createTestPki(), startRedis({ appendonly: true })]);
+    backend = await startBackend(pki, { delayMs: 200 });
+    f = await createQueueFixtures(pki, [nodeDef('slow', `https://localhost:${backend.port}/work/{{context.i}}`)]);
+    worker = await spawnWorker(f, redis.url, { concurrency: 4 });
+    // The producer's commands fail fast while Redis is down; waitFor just polls again.
+    queue = new Queue('service-node-invocations', { connection: { host: redis.host, port: redis.port, maxRetriesPerRequest: 1 } });
+    queue.on('error', () => undefined);
+    const jobs = await queue.addBulk(Array.from({ length: N }, (_, i) => ({ name: 'invoke', data: { nodeId: 'slow', context: { i: String(i) } } })));
+    const completed = async (): Promise<number> => (await queue?.getCompletedCount()) ?? 0;
+    await waitFor(async () => (await completed()) >= 4 && ((await queue?.getActiveCount()) ?? 0) > 0, 15_000, 20, 'some completed, some in flight');
+
+    redis.kill(); // crash: no clean shutdown, the AOF (appendfsync always) is all that is left
+    const healthz = async (): Promise<number> => (await fetch(`http://127.0.0.1:${worker!.metricsPort}/healthz`)).status;
+    // /healthz turns 503 while Redis is gone (jobs in flight keep running meanwhile).
+    await waitFor(async () => (await healthz()) === 503, 10_000, 20, 'worker noticed the outage');
+    await redis.restart();
+
+    await waitFor(async () => (await completed()) === N, 60_000, 100, `all ${N} jobs completed after the restart`);
+    expect(await queue.getJobCounts('completed', 'failed', 'active', 'wait', 'delayed')).toEqual({ completed: N, failed: 0, active: 0, wait: 0, delayed: 0 });
+    for (const j of jobs) {
+      const r = (await Job.fromId(queue, j.id as string))?.returnvalue as Result;
+      expect(r.ok).toBe(true);
+    }
+    // The worker did not crash; it still shuts down cleanly.
+    expect(worker.proc.child.exitCode).toBeNull();
+    await waitFor(async () => (await healthz()) === 200, 10_000, 50, 'healthz back to 200');
+    expect(await worker.proc.stop('SIGTERM', 20_000)).toEqual({ code: 0, signal: null });
+  }, 120_000);
+});
