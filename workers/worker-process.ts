@@ -7,11 +7,13 @@ import { startWorker, type WorkerOptions } from '../src/queue/worker.js';
  * when the grace period ends are left to BullMQ's stall check, which hands them to a live worker.
  */
 export async function runWorkerProcess(options: WorkerOptions & { shutdownGraceMs?: number; logger: Logger }): Promise<number> {
-  const worker = await startWorker(options);
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+  // Listen before starting, so a signal during start-up still shuts down gracefully.
+  const stop = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
+  const worker = await startWorker(options);
+  const signal = await stop;
   options.logger.info({ signal }, 'shutting down: no new jobs, finishing in-flight ones');
   const { drained } = await worker.close(options.shutdownGraceMs);
   options.logger.info({ drained }, drained ? 'shutdown complete' : 'grace period over: unfinished jobs will be picked up by another worker');

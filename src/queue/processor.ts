@@ -64,9 +64,9 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
     try {
       node = registry.node(data.nodeId);
     } catch (error) {
+      // Not recorded per node: arbitrary unknown ids must not create Redis keys.
       const result = invalidInputResult(data.nodeId, error as InvalidInputError, data.requestId);
-      await deps.store.record(result);
-      deps.metrics?.observeInvocation(result);
+      deps.logger.warn({ jobId: job.id, nodeId: data.nodeId }, 'unknown node');
       return result;
     }
     const attempt = ((job.progress as Progress | undefined)?.attempt ?? 0) + 1;

@@ -3,7 +3,12 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ProfileWatcher } from '../definitions/profile-watcher.js';
 import { Registry } from '../definitions/registry.js';
+import { dateFindings } from '../pki/findings.js';
+import { PROFILE_DEFAULTS } from '../pki/profile.js';
 import type { LoadedProfile } from '../pki/types.js';
+
+/** Date findings are re-judged by logExpiry, so they are not logged twice at start. */
+const DATE_CODES = new Set(['CERT_EXPIRES_SOON', 'CERT_EXPIRED', 'CERT_NOT_YET_VALID', 'CLIENT_CERT_EXPIRED', 'CLIENT_CERT_NOT_YET_VALID']);
 import { FailureStore } from '../failures/store.js';
 import { Metrics } from '../observability/metrics.js';
 import { startMetricsServer, type HealthReport } from '../observability/server.js';
@@ -43,6 +48,20 @@ export interface RunningWorker {
   close(graceMs?: number): Promise<{ drained: boolean }>;
 }
 
+/** Log every certificate that is expired or expires soon, judged now (at start, then daily). */
+function logExpiry(registry: Registry, logger: Logger, now = new Date()): void {
+  for (const profile of registry.profiles.values()) {
+    const warningDays = profile.policy?.expiryWarningDays ?? PROFILE_DEFAULTS.expiryWarningDays;
+    const certs = [
+      ...(profile.client ? [['client', profile.client.leaf] as const, ...profile.client.chain.map((c) => ['chain', c] as const)] : []),
+      ...profile.trust.certificates.map((c) => ['trust', c] as const),
+    ];
+    for (const [role, cert] of certs) {
+      for (const f of dateFindings(cert, role, profile.file, now, warningDays)) logger.warn({ profile: profile.name, code: f.code, role, daysLeft: f.daysLeft }, f.message);
+    }
+  }
+}
+
 /** Warn when Redis can evict or lose queued jobs (pitfall 5.2). */
 async function checkRedisConfig(redis: Redis, logger: Logger): Promise<void> {
   try {
@@ -65,9 +84,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   }
   for (const profile of registry.profiles.values()) {
     for (const finding of profile.findings) {
-      if (finding.severity !== 'info') logger.warn({ profile: profile.name, code: finding.code, file: finding.file }, finding.message);
+      if (finding.severity !== 'info' && !DATE_CODES.has(finding.code)) logger.warn({ profile: profile.name, code: finding.code, file: finding.file }, finding.message);
     }
   }
+  logExpiry(registry, logger);
+  const expiryTimer = setInterval(() => logExpiry(registry, logger), 86_400_000);
+  expiryTimer.unref();
   logger.info({ nodes: registry.nodes.size, profiles: registry.profiles.size, problems: registry.problems.length }, 'definitions loaded');
 
   const metrics = new Metrics();
@@ -148,6 +170,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     watcher,
     async close(graceMs = WORKER_DEFAULTS.shutdownGraceMs) {
       watcher.stop();
+      clearInterval(expiryTimer);
       const graceful = worker.close().then(() => true);
       const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), graceMs).unref());
       const drained = await Promise.race([graceful, timer]);

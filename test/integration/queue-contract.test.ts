@@ -54,6 +54,8 @@ describe('queue contract (raw BullMQ producer, in-process worker)', () => {
       nodeDef('get-account', url(backend.port)),
       nodeDef('with-auth', url(backend.port), 'bank', { request: { method: 'GET', url: url(backend.port), headers: { authorization: `Bearer ${AUTH_TOKEN}` } } }),
       nodeDef('rogue-bot', url(backend.port), 'rogue'),
+      // Invoked without its context variable: invalid_input recorded against a known node.
+      nodeDef('ghost', url(backend.port)),
       nodeDef('backend-down', url(down), 'bank', { retry: { limit: RETRY_LIMIT, backoffMs: 100 } }),
     ]);
     const sink = new Writable({
@@ -174,7 +176,8 @@ describe('queue contract (raw BullMQ producer, in-process worker)', () => {
     expect(getAccount.session_reused ?? 0).toBeLessThanOrEqual(getAccount.handshakes_ok ?? 0);
     expect(byId.get('get-account')?.lastFailure).toBeNull();
     expect(byId.get('with-auth')?.counts.handshakes_ok).toBe(1);
-    expect(byId.get('no-such-node')?.counts).toEqual({ invalid_input: 1 });
+    // Unknown node ids are answered but not recorded: arbitrary ids must not create Redis keys.
+    expect(byId.has('no-such-node')).toBe(false);
     expect(byId.get('ghost')?.counts).toEqual({ invalid_input: GHOST_RUNS });
     expect(byId.get('rogue-bot')?.lastFailure).toMatchObject({ category: 'client_cert_rejected' });
     expect(byId.get('backend-down')?.lastFailure).toMatchObject({ category: 'connect_failed' });

@@ -1,0 +1,151 @@
+import type http from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NodeDefinition } from '../../src/definitions/types.js';
+import { invoke } from '../../src/invoke/execute.js';
+import { MemoryTokenCache } from '../../src/invoke/token-cache.js';
+import { loadProfile } from '../../src/pki/profile.js';
+import type { LoadedProfile } from '../../src/pki/types.js';
+import { RedisTokenCache } from '../../src/queue/redis-token-cache.js';
+import { AgentPool } from '../../src/tls/agents.js';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
+import { assertNoSecrets } from '../helpers/secrets.js';
+
+/**
+ * A mock Symphony-style pod over mTLS: two authentication endpoints hand out tokens to callers
+ * with a client certificate; the API accepts only the current tokens.
+ */
+function mockPod() {
+  const state = { sessionAuths: 0, keyAuths: 0, generation: 1, alwaysUnauthorized: false, apiCalls: 0, lastCertHeader: undefined as string | undefined };
+  const token = (kind: string): string => `${kind}-${state.generation}-secret`;
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    req.resume();
+    const json = (status: number, body: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    const peer = (req.socket as TLSSocket).getPeerCertificate();
+    if (req.method === 'POST' && req.url === '/sessionauth/v1/authenticate') {
+      state.sessionAuths++;
+      return json(200, { token: token('session'), name: 'sessionToken', cn: peer.subject?.CN });
+    }
+    if (req.method === 'POST' && req.url === '/keyauth/v1/authenticate') {
+      state.keyAuths++;
+      return json(200, { token: token('km'), name: 'keyManagerToken' });
+    }
+    state.apiCalls++;
+    state.lastCertHeader = req.headers['x-client-cert'] as string | undefined;
+    if (state.alwaysUnauthorized || req.headers.sessiontoken !== token('session') || req.headers.keymanagertoken !== token('km')) {
+      return json(401, { message: 'Unauthorized' });
+    }
+    json(200, { messages: [] });
+  };
+  return { state, handler };
+}
+
+describe('certificate-session authentication and client-certificate header', () => {
+  let pki: TestPki;
+  let pod: MtlsServer;
+  let podState: ReturnType<typeof mockPod>['state'];
+  let profile: LoadedProfile;
+  let redis: TestRedis;
+  const pools: AgentPool[] = [];
+
+  const node = (extra: Partial<NodeDefinition> = {}): NodeDefinition => ({
+    id: 'symphony-messages',
+    request: { method: 'GET', url: `https://localhost:${pod.port}/agent/v4/stream/abc/message` },
+    tls: { profile: 'bot' },
+    retry: { limit: 0 },
+    auth: {
+      type: 'certificate-session',
+      tokens: [
+        { url: `https://localhost:${pod.port}/sessionauth/v1/authenticate`, header: 'sessionToken' },
+        { url: `https://localhost:${pod.port}/keyauth/v1/authenticate`, header: 'keyManagerToken' },
+      ],
+    },
+    ...extra,
+  });
+  const deps = (tokens: MemoryTokenCache | RedisTokenCache) => {
+    const agents = new AgentPool();
+    pools.push(agents);
+    return { profile: () => profile, agents, tokens };
+  };
+
+  beforeAll(async () => {
+    pki = await createTestPki();
+    const mock = mockPod();
+    podState = mock.state;
+    pod = await startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem, handler: mock.handler });
+    profile = await loadProfile(pki.profile('bot'));
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    for (const p of pools) p.destroy();
+    await pod?.close();
+    await redis?.close();
+    await pki?.cleanup();
+  });
+
+  it('authenticates once, reuses the tokens across calls, and re-authenticates exactly once on a 401', async () => {
+    const d = deps(new MemoryTokenCache());
+    const before = { s: podState.sessionAuths, k: podState.keyAuths };
+    const first = await invoke(node(), {}, d);
+    const second = await invoke(node(), {}, d);
+    expect([first.ok, second.ok]).toEqual([true, true]);
+    expect([podState.sessionAuths - before.s, podState.keyAuths - before.k]).toEqual([1, 1]);
+
+    podState.generation++; // the pod expires every session
+    const third = await invoke(node(), {}, d);
+    expect(third.ok).toBe(true);
+    expect([podState.sessionAuths - before.s, podState.keyAuths - before.k]).toEqual([2, 2]);
+
+    podState.alwaysUnauthorized = true;
+    const apiBefore = podState.apiCalls;
+    const denied = await invoke(node(), {}, d);
+    podState.alwaysUnauthorized = false;
+    expect(denied.failure?.category).toBe('http_status');
+    expect(denied.response?.status).toBe(401);
+    expect(podState.apiCalls - apiBefore).toBe(2); // the call, one re-authenticated call, no loop
+    expect([podState.sessionAuths - before.s, podState.keyAuths - before.k]).toEqual([3, 3]);
+  });
+
+  it('shares tokens between worker processes through Redis, sealed so Redis never holds them in clear', async () => {
+    const a = new Redis(redis.url);
+    const b = new Redis(redis.url);
+    try {
+      const before = podState.sessionAuths;
+      const workerA = deps(new RedisTokenCache(a));
+      const workerB = deps(new RedisTokenCache(b));
+      expect((await invoke(node(), {}, workerA)).ok).toBe(true);
+      expect((await invoke(node(), {}, workerB)).ok).toBe(true);
+      expect(podState.sessionAuths - before).toBe(1);
+      const keys = await a.keys('svcnode:tokens:*');
+      expect(keys).toHaveLength(2);
+      const values = await Promise.all(keys.map((k) => a.get(k)));
+      assertNoSecrets([...keys, ...values].join('\n'), [`session-${podState.generation}-secret`, `km-${podState.generation}-secret`], 'redis');
+    } finally {
+      a.disconnect();
+      b.disconnect();
+    }
+  });
+
+  it('an authentication endpoint that rejects the bot ends as a clear failure, not a hang', async () => {
+    const bad = node({
+      auth: { type: 'certificate-session', tokens: [{ url: `https://localhost:${pod.port}/nope/authenticate`, header: 'sessionToken' }] },
+    });
+    const result = await invoke(bad, {}, deps(new MemoryTokenCache()));
+    expect(result.failure?.category).toBe('http_status');
+    expect(result.failure?.message).toContain('/nope/authenticate');
+  });
+
+  it('client-certificate header mode sends the URL-encoded PEM in the named header', async () => {
+    const headerNode: NodeDefinition = { id: 'gateway', request: { method: 'GET', url: `https://localhost:${pod.port}/gateway` }, tls: { profile: 'bot', clientCertHeader: 'X-Client-Cert' }, response: { acceptStatus: [401] } };
+    const result = await invoke(headerNode, {}, deps(new MemoryTokenCache()));
+    expect(result.ok).toBe(true);
+    expect(podState.lastCertHeader).toBeDefined();
+    expect(decodeURIComponent(podState.lastCertHeader ?? '')).toBe(pki.client.certPem);
+  });
+});

@@ -1,0 +1,90 @@
+import { mkdirSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/observability/logger.js';
+import { mintLeaf } from '../../src/pki/mint.js';
+import { ServiceNodeClient } from '../../src/queue/client.js';
+import { startWorker, type RunningWorker } from '../../src/queue/worker.js';
+import type { Result } from '../../src/invoke/result.js';
+import { waitFor } from '../helpers/net.js';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
+
+/** Replace a file the way deploy tools do: write beside it, then rename over it. */
+function replace(path: string, content: string): void {
+  writeFileSync(`${path}.tmp`, content, { mode: 0o600 });
+  renameSync(`${path}.tmp`, path);
+}
+
+describe('rotation without restart', () => {
+  let pki: TestPki;
+  let redis: TestRedis;
+  let backend: MtlsServer;
+  let worker: RunningWorker;
+  let client: ServiceNodeClient;
+  let dir: string;
+  let material: string;
+
+  beforeAll(async () => {
+    pki = await createTestPki();
+    redis = await startRedis({ appendonly: true });
+    backend = await startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem });
+    dir = mkdtempSync(join(tmpdir(), 'svcnode-rotation-'));
+    material = join(dir, 'material');
+    for (const d of ['nodes', 'profiles', 'material']) mkdirSync(join(dir, d));
+    writeFileSync(join(material, 'root.pem'), pki.root.certPem);
+    writeFileSync(join(material, 'client.pem'), pki.client.certPem + pki.intermediate.certPem);
+    writeFileSync(join(material, 'client.key'), pki.client.keyPem, { mode: 0o600 });
+    writeFileSync(join(dir, 'profiles', 'bank.json'), JSON.stringify({ client: { certificate: '../material/client.pem', key: '../material/client.key' }, trust: { ca: ['../material/root.pem'] } }));
+    writeFileSync(join(dir, 'nodes', 'ping.json'), JSON.stringify({ id: 'ping', request: { method: 'GET', url: `https://localhost:${backend.port}/ping` }, tls: { profile: 'bank' }, retry: { limit: 0 } }));
+    worker = await startWorker({ redisUrl: redis.url, nodesDir: join(dir, 'nodes'), profilesDir: join(dir, 'profiles'), logger: createLogger({ level: 'silent' }), concurrency: 8, reloadIntervalMs: 100 });
+    client = new ServiceNodeClient({ redisUrl: redis.url });
+  });
+  afterAll(async () => {
+    await client?.close();
+    await worker?.close(5_000);
+    await backend?.close();
+    await redis?.close();
+    await pki?.cleanup();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('swaps in a new client certificate under load: no job lost or failed, the backend sees the new identity', async () => {
+    const rotated = await mintLeaf({ subject: 'CN=svcnode-bot-rotated,O=svcnode tests', issuer: pki.intermediate, usage: 'client' });
+    const pending: Promise<Result>[] = [];
+    let rotatedAt = -1;
+    for (let i = 0; i < 60; i++) {
+      pending.push(client.invoke('ping', {}, { timeoutMs: 30_000 }));
+      if (i === 20) {
+        // key and certificate are replaced one after the other: in between the pair does not match
+        replace(join(material, 'client.key'), rotated.keyPem);
+        await sleep(150);
+        replace(join(material, 'client.pem'), rotated.certPem + pki.intermediate.certPem);
+        rotatedAt = backend.clientSubjects.length;
+      }
+      await sleep(15);
+    }
+    const results = await Promise.all(pending);
+    expect(results.filter((r) => !r.ok).map((r) => r.failure?.category)).toEqual([]);
+    await waitFor(async () => (await client.invoke('ping', {}, { timeoutMs: 10_000 })).ok && backend.lastClientSubject?.CN === 'svcnode-bot-rotated', 10_000);
+    const cns = backend.clientSubjects.map((s) => s?.CN);
+    expect(cns.slice(0, rotatedAt)).toContain('svcnode-bot');
+    expect(cns).toContain('svcnode-bot-rotated');
+    expect(worker.registry.profiles.get('bank')?.client?.leaf.subject).toContain('svcnode-bot-rotated');
+  });
+
+  it('keeps the last good identity when the replacement is corrupt, and reports the failed reload', async () => {
+    replace(join(material, 'client.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    await worker.watcher.check();
+    expect(worker.registry.staleProfiles().map((s) => s.name)).toEqual(['bank']);
+    const seen = backend.requests;
+    const results = await Promise.all(Array.from({ length: 10 }, () => client.invoke('ping', {}, { timeoutMs: 10_000 })));
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(backend.requests - seen).toBe(10);
+    expect(backend.lastClientSubject?.CN).toBe('svcnode-bot-rotated');
+  });
+});
