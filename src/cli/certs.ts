@@ -11,6 +11,7 @@ import { mintCa, mintLeaf, type KeySpec, type LeafUsage, type MintedCert } from 
 import { readPassphraseFile } from '../pki/passphrase.js';
 import { errorFinding, loadProfilesDir, verifyProfile } from '../pki/profile.js';
 import type { CertificateRole, Finding, LoadedProfile } from '../pki/types.js';
+import { importCommand } from './certs-import.js';
 import { formatError, printJson, runAction, type CliIo } from './io.js';
 
 /** `svcnode certs …`: inspect, verify and monitor bundles; mint a private CA for test setups. */
@@ -51,7 +52,8 @@ export function certsCommand(io: CliIo): Command {
     .addCommand(verifyCommand(io))
     .addCommand(statusCommand(io))
     .addCommand(initCaCommand(io))
-    .addCommand(issueCommand(io));
+    .addCommand(issueCommand(io))
+    .addCommand(importCommand(io).exitOverride());
 }
 
 // ---------------------------------------------------------------------------------------------

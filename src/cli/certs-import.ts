@@ -1,0 +1,89 @@
+import { text } from 'node:stream/consumers';
+import { resolve } from 'node:path';
+import { Command } from 'commander';
+import { InvalidInputError } from '../errors.js';
+import { importBundle, decodePayload } from '../pki/import.js';
+import { dateStatus, daysLeft } from '../pki/inspect.js';
+import { readPassphraseFile } from '../pki/passphrase.js';
+import type { PassphraseSource } from '../definitions/types.js';
+import { formatDn } from '../tls/identity.js';
+import { printJson, runAction, type CliIo } from './io.js';
+
+interface ImportCliOptions {
+  name: string;
+  profiles?: string;
+  passphraseEnv?: string;
+  passphraseFile?: string;
+  trust?: string[];
+  force?: boolean;
+  json?: boolean;
+}
+
+async function passphrase(io: CliIo, o: ImportCliOptions): Promise<{ value: string; source: PassphraseSource } | undefined> {
+  if (o.passphraseEnv !== undefined) {
+    const value = io.env[o.passphraseEnv];
+    if (value === undefined) throw new InvalidInputError('SVCNODE_MISSING_PASSPHRASE', `environment variable ${o.passphraseEnv} (the passphrase) is not set`, { hint: `export ${o.passphraseEnv} before running the command` });
+    return { value, source: { env: o.passphraseEnv } };
+  }
+  if (o.passphraseFile !== undefined) {
+    const file = resolve(o.passphraseFile);
+    return { value: await readPassphraseFile(file), source: { file } };
+  }
+  return undefined;
+}
+
+/** `svcnode certs import --name N`: a base64 PKCS#12 or PEM payload on stdin becomes a profile. */
+export function importCommand(io: CliIo, input: NodeJS.ReadableStream = process.stdin): Command {
+  return new Command('import')
+    .description('create a profile from a base64 PKCS#12 or PEM payload on stdin (as PKI device registrations return it)')
+    .requiredOption('--name <name>', 'profile name (writes PROFILES/NAME.json and PROFILES/NAME/)')
+    .option('--profiles <dir>', 'profiles directory (default: $SVCNODE_PROFILES, else ./profiles)')
+    .option('--passphrase-env <name>', 'environment variable holding the payload passphrase; the profile reads it from there too')
+    .option('--passphrase-file <file>', 'file holding the payload passphrase; the profile reads it from there too')
+    .option('--trust <file...>', 'CA certificate files that verify the servers this profile calls')
+    .option('--force', 'replace an existing profile')
+    .option('--json', 'print exactly one JSON document on stdout')
+    .action((o: ImportCliOptions) =>
+      runAction(io, async () => {
+        const payload = decodePayload(await text(input));
+        const pass = await passphrase(io, o);
+        const { profile, profileFile, files } = await importBundle({
+          name: o.name,
+          profilesDir: o.profiles ?? io.env.SVCNODE_PROFILES ?? 'profiles',
+          payload,
+          ...(pass ? { passphrase: pass } : {}),
+          ...(o.trust ? { trust: o.trust } : {}),
+          ...(o.force ? { force: true } : {}),
+          env: io.env,
+        });
+        const leaf = profile.client?.leaf;
+        const now = new Date();
+        const status = leaf ? dateStatus(leaf, now) : 'valid';
+        const soon = profile.findings.some((f) => f.code === 'CERT_EXPIRES_SOON' && f.role === 'client');
+        const summary = {
+          profile: profile.name,
+          file: profileFile,
+          files,
+          status: status === 'valid' ? (soon ? 'expires_soon' : 'valid') : status,
+          subject: leaf ? formatDn(leaf.subject) : null,
+          validFrom: leaf ? new Date(leaf.validFrom).toISOString() : null,
+          validTo: leaf ? new Date(leaf.validTo).toISOString() : null,
+          daysLeft: leaf ? daysLeft(leaf, now) : null,
+          findings: profile.findings,
+        };
+        if (o.json) printJson(io, summary);
+        else {
+          io.stdout(
+            [
+              `profile ${summary.profile} written to ${summary.file}`,
+              `  client   ${summary.subject ?? '(none)'}`,
+              `  status   ${summary.status.toUpperCase()}`,
+              `  valid    ${summary.validFrom ?? '?'} → ${summary.validTo ?? '?'} (${summary.daysLeft ?? '?'} days left)`,
+              ...profile.findings.filter((f) => f.severity !== 'info').map((f) => `  ${f.severity} ${f.code}: ${f.message}`),
+            ].join('\n'),
+          );
+        }
+        return status === 'valid' ? 0 : 2;
+      }),
+    );
+}
