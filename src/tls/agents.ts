@@ -5,7 +5,7 @@ import type { SecureVersion, TLSSocket } from 'node:tls';
 import { HttpsProxyAgent } from 'hpagent';
 import type { LoadedProfile } from '../pki/types.js';
 import { identityChecker, type IdentityRules } from './identity.js';
-import { instrument, newProbe, type PhaseLimits } from './probe.js';
+import { instrument, newProbe, type AgentMemo, type PhaseLimits } from './probe.js';
 import { secureContextFor } from './secure-context.js';
 
 /** Everything that decides which connections may be shared. */
@@ -40,6 +40,8 @@ function agentOptions(spec: AgentSpec): https.AgentOptions {
 
 /** Direct connections, with connect and handshake timers and a probe on every socket. */
 class DirectAgent extends https.Agent {
+  private readonly memo: AgentMemo = {};
+
   constructor(
     private readonly spec: AgentSpec,
     maxCachedSessions: number,
@@ -51,7 +53,7 @@ class DirectAgent extends https.Agent {
     // eslint-disable-next-line @typescript-eslint/unbound-method -- called with this agent as `this`
     const create: CreateConnection = https.Agent.prototype.createConnection;
     const socket = create.call(this, options, callback) as TLSSocket;
-    instrument(socket, newProbe('direct'), this.spec.limits, this.spec.rules, false);
+    instrument(socket, newProbe('direct'), this.spec.limits, this.spec.rules, false, this.memo);
     return socket;
   }
 }
@@ -62,6 +64,8 @@ class DirectAgent extends https.Agent {
  * the connect timeout (pitfall 2.3).
  */
 class ProxyAgent extends HttpsProxyAgent {
+  private readonly memo: AgentMemo = {};
+
   constructor(
     private readonly spec: AgentSpec & { proxyUrl: string },
     maxCachedSessions: number,
@@ -77,7 +81,7 @@ class ProxyAgent extends HttpsProxyAgent {
       if (stream) {
         const socket = stream as TLSSocket;
         socket.setTimeout(0);
-        instrument(socket, probe, this.spec.limits, this.spec.rules, true);
+        instrument(socket, probe, this.spec.limits, this.spec.rules, true, this.memo);
       }
       callback?.(error, stream);
     });

@@ -91,7 +91,13 @@ function arm(socket: TLSSocket, ms: number, phase: 'connect' | 'handshake', prob
  * Attach a probe to a TLS socket: phase timers, handshake facts, and the identity check that Node
  * skips on resumed sessions (pitfall 1.8).
  */
-export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: PhaseLimits, rules: IdentityRules, alreadyConnected: boolean): void {
+/** What an agent remembers across its connections. */
+export interface AgentMemo {
+  /** The chain of the last full handshake: a resumed session shows no peer certificate. */
+  serverChain?: ChainEntry[];
+}
+
+export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: PhaseLimits, rules: IdentityRules, alreadyConnected: boolean, memo: AgentMemo): void {
   probes.set(socket, probe);
   let stopHandshakeTimer = (): void => undefined;
   const startHandshake = (): void => {
@@ -123,7 +129,13 @@ export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: Ph
     probe.cipher = socket.getCipher()?.name;
     probe.sessionReused = socket.isSessionReused();
     const peer = socket.getPeerCertificate(true);
-    probe.serverChain = chainOf(peer);
+    if (peer.raw) {
+      probe.serverChain = chainOf(peer);
+      memo.serverChain = probe.serverChain;
+    } else {
+      // Sessions are only resumed within one agent, so its last verified chain is the server's.
+      probe.serverChain = memo.serverChain ?? [];
+    }
     // Node exposes no peer certificate on a resumed session (getPeerCertificate() is {}), so this
     // check only runs where it can; the session itself came from a full handshake of the same agent,
     // which the pool keys by these rules. Without the guard, X509Certificate threw in this listener.
