@@ -1,0 +1,194 @@
+/**
+ * invoke() and our client certificate: rejected (OpenSSL server → alert, Node server → bare close;
+ * TLS 1.2 and 1.3), required (no client in the profile), expired (never presented), and the pass
+ * cases for RSA and EC keys from PEM and PKCS#12 (modern and legacy) profiles.
+ */
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { NodeDefinition, ProfileDocument } from '../../src/definitions/types.js';
+import { invoke, type InvokeDeps } from '../../src/invoke/execute.js';
+import type { Result } from '../../src/invoke/result.js';
+import { mintCa, mintLeaf, type MintedCert } from '../../src/pki/mint.js';
+import { loadProfile } from '../../src/pki/profile.js';
+import type { LoadedProfile } from '../../src/pki/types.js';
+import { AgentPool } from '../../src/tls/agents.js';
+import { createTestPki, opensslPkcs12, type TestPki } from '../helpers/pki.js';
+import { startMtlsServer, startOpensslServer, type MtlsServer, type OpensslServer, type TestServer } from '../helpers/servers.js';
+
+const DAY = 86_400_000;
+const TIMEOUTS = { connectMs: 2_000, handshakeMs: 3_000, responseMs: 3_000 };
+const P12_PASS = 'p12-Pass phrase:42';
+
+let pki: TestPki;
+const profiles = new Map<string, LoadedProfile>();
+const servers: TestServer[] = [];
+let agents: AgentPool;
+let deps: InvokeDeps;
+
+let ecClient: MintedCert;
+let node12: MtlsServer;
+let node13: MtlsServer;
+let ossl12: OpensslServer;
+let ossl13: OpensslServer;
+
+function node(url: string, profile: string): NodeDefinition {
+  return { id: `client-${profile}`, request: { method: 'GET', url }, tls: { profile }, timeouts: TIMEOUTS, retry: { limit: 0 } };
+}
+
+const url = (s: TestServer): string => `https://localhost:${s.port}/`;
+
+function expectFailure(r: Result, category: string, codes?: string[]): void {
+  expect(r.ok).toBe(false);
+  expect(r.failure?.category, JSON.stringify(r.failure)).toBe(category);
+  expect(r.failure?.phase).toBe('tls');
+  if (codes) expect(codes, JSON.stringify(r.failure)).toContain(r.failure?.code);
+  expect(r.response).toBeNull();
+}
+
+function expectOk(r: Result): void {
+  expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+  expect(r.response?.status).toBe(200);
+}
+
+async function load(name: string, doc?: ProfileDocument, env: NodeJS.ProcessEnv = {}): Promise<void> {
+  profiles.set(name, await loadProfile(pki.profile(name, doc), { env }));
+}
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  const now = Date.now();
+  const rogueRoot = await mintCa({ subject: 'CN=Rogue Root,O=elsewhere' });
+  const [rogue, expired] = await Promise.all([
+    // Same subject as the real client, issued by a CA the servers do not trust.
+    mintLeaf({ subject: 'CN=svcnode-bot,O=svcnode tests', issuer: rogueRoot, usage: 'client' }),
+    mintLeaf({ subject: 'CN=svcnode-bot-expired,O=svcnode tests', issuer: pki.intermediate, usage: 'client', notBefore: new Date(now - 30 * DAY), notAfter: new Date(now - DAY) }),
+  ]);
+  ecClient = await mintLeaf({ subject: 'CN=svcnode-bot-ec,O=svcnode tests', issuer: pki.intermediate, usage: 'client', key: { type: 'ec', curve: 'P-256' } });
+
+  const trust = { ca: [pki.files.root] };
+  await load('bank');
+  await load('rogue', { client: { certificate: pki.write('rogue.pem', rogue.certPem), key: pki.write('rogue.key', rogue.keyPem) }, trust });
+  await load('none', { trust });
+  await load('expired', { client: { certificate: pki.write('expired-chain.pem', expired.certPem, pki.intermediate.certPem), key: pki.write('expired.key', expired.keyPem) }, trust });
+  await load('ec', { client: { certificate: pki.write('ec-chain.pem', ecClient.certPem, pki.intermediate.certPem), key: pki.write('ec.key', ecClient.keyPem) }, trust });
+
+  const chain = [pki.files.clientCert, pki.files.intermediate];
+  const env = { P12_PASS };
+  const p12 = (file: string, legacy: boolean): string => opensslPkcs12({ certFiles: chain, keyFile: pki.files.clientKey, out: join(pki.dir, file), passphrase: P12_PASS, legacy });
+  await load('p12-modern', { client: { pkcs12: p12('bot.p12', false), passphrase: { env: 'P12_PASS' } }, trust }, env);
+  await load('p12-legacy', { client: { pkcs12: p12('bot-legacy.pfx', true), passphrase: { env: 'P12_PASS' } }, trust }, env);
+  const ecFile = pki.write('ec.pem', ecClient.certPem);
+  const ecKey = pki.write('ec-key.pem', ecClient.keyPem);
+  const ecP12 = opensslPkcs12({ certFiles: [ecFile, pki.files.intermediate], keyFile: ecKey, out: join(pki.dir, 'ec.p12'), passphrase: P12_PASS });
+  await load('p12-ec', { client: { pkcs12: ecP12, passphrase: { env: 'P12_PASS' } }, trust }, env);
+
+  const serverChain = pki.server.certPem + pki.intermediate.certPem;
+  const track = <T extends TestServer>(s: T): T => {
+    servers.push(s);
+    return s;
+  };
+  const openssl = (tls: '1.2' | '1.3'): Promise<OpensslServer> =>
+    startOpensslServer({ certFile: pki.files.serverCert, keyFile: pki.files.serverKey, chainFile: pki.files.intermediate, caFile: pki.files.root, verify: 'require', tls });
+  [node12, node13, ossl12, ossl13] = await Promise.all([
+    startMtlsServer({ key: pki.server.keyPem, cert: serverChain, ca: pki.root.certPem, maxVersion: 'TLSv1.2' }).then(track),
+    startMtlsServer({ key: pki.server.keyPem, cert: serverChain, ca: pki.root.certPem, minVersion: 'TLSv1.3' }).then(track),
+    openssl('1.2').then(track),
+    openssl('1.3').then(track),
+  ]);
+});
+
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  await pki?.cleanup();
+});
+
+beforeEach(() => {
+  agents = new AgentPool();
+  deps = {
+    agents,
+    profile: (name) => {
+      const p = profiles.get(name);
+      if (!p) throw new Error(`test profile ${name} missing`);
+      return p;
+    },
+  };
+});
+
+afterEach(() => agents.destroy());
+
+describe('client_cert_rejected (certificate from a CA the backend does not trust)', () => {
+  it('TLS 1.3, OpenSSL server: alert after the handshake', async () => {
+    const r = await invoke(node(url(ossl13), 'rogue'), {}, deps);
+    expectFailure(r, 'client_cert_rejected', ['ERR_SSL_TLSV1_ALERT_UNKNOWN_CA']);
+    expect(r.tls?.protocol).toBe('TLSv1.3'); // the verdict came after secureConnect
+  });
+
+  it('TLS 1.3, Node server: bare close after the handshake', async () => {
+    const before = node13.requests;
+    const r = await invoke(node(url(node13), 'rogue'), {}, deps);
+    expectFailure(r, 'client_cert_rejected', ['ECONNRESET', 'ERR_STREAM_PREMATURE_CLOSE', 'EPIPE']);
+    expect(node13.requests).toBe(before);
+  });
+
+  it('TLS 1.2, OpenSSL server: alert during the handshake', async () => {
+    const r = await invoke(node(url(ossl12), 'rogue'), {}, deps);
+    expectFailure(r, 'client_cert_rejected', ['ERR_SSL_TLSV1_ALERT_UNKNOWN_CA']);
+    expect(r.tls).toBeNull();
+  });
+
+  it('TLS 1.2, Node server: reset during the handshake', async () => {
+    const r = await invoke(node(url(node12), 'rogue'), {}, deps);
+    expectFailure(r, 'client_cert_rejected', ['ECONNRESET']);
+  });
+});
+
+describe('client_cert_required (profile without client)', () => {
+  it.each([
+    ['TLS 1.2, Node server', () => node12],
+    ['TLS 1.3, Node server', () => node13],
+    ['TLS 1.2, OpenSSL server', () => ossl12],
+    ['TLS 1.3, OpenSSL server', () => ossl13],
+  ] as const)('%s', async (_label, server) => {
+    const r = await invoke(node(url(server()), 'none'), {}, deps);
+    expectFailure(r, 'client_cert_required', ['ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED', 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE']);
+    expect(r.tls?.clientCertificate ?? null).toBeNull();
+  });
+});
+
+describe('client_cert_expired', () => {
+  it('an expired client certificate is never presented: no connection is made', async () => {
+    expect(profiles.get('expired')?.findings.some((f) => f.severity === 'error')).toBe(true);
+    const server = await startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem });
+    servers.push(server);
+    const r = await invoke(node(url(server), 'expired'), {}, deps);
+    expectFailure(r, 'client_cert_expired');
+    expect(server.tcpConnections).toBe(0);
+    expect(agents.size).toBe(0);
+  });
+});
+
+describe('pass: the backend accepts our certificate', () => {
+  const cases = [
+    ['PEM, RSA key', 'bank', 'CN=svcnode-bot'],
+    ['PEM, EC P-256 key', 'ec', 'CN=svcnode-bot-ec'],
+    ['PKCS#12 (OpenSSL 3 default, AES)', 'p12-modern', 'CN=svcnode-bot'],
+    ['PKCS#12 legacy (RC2/3DES, openssl -legacy)', 'p12-legacy', 'CN=svcnode-bot'],
+    ['PKCS#12 with an EC P-256 key', 'p12-ec', 'CN=svcnode-bot-ec'],
+  ] as const;
+
+  it.each(cases)('%s, TLS 1.3 Node server', async (_label, profile, cn) => {
+    const r = await invoke(node(url(node13), profile), {}, deps);
+    expectOk(r);
+    const expected = profile.includes('ec') ? ecClient.cert.fingerprint256 : pki.client.cert.fingerprint256;
+    // The server verified leaf → intermediate → root: the intermediate was sent with the leaf.
+    expect(node13.clientFingerprints.at(-1)).toBe(expected);
+    expect(r.tls?.clientCertificate?.subject).toContain(cn);
+    expect(r.tls?.clientCertificate?.fingerprint256).toBe(expected);
+  });
+
+  it.each(cases)('%s, TLS 1.2 OpenSSL server', async (_label, profile) => {
+    const r = await invoke(node(url(ossl12), profile), {}, deps);
+    expectOk(r);
+    expect(r.tls?.protocol).toBe('TLSv1.2');
+  });
+});
