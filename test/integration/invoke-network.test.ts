@@ -227,6 +227,9 @@ describe('connection reuse', () => {
       expectOk(r);
       expect(r.tls?.sessionReused).toBe(true);
       expect(r.tls?.connectionReused).toBe(false);
+      // Node shows no peer certificate on a resumed session; the report still names the server.
+      expect(r.tls?.serverChain.map((c) => c.fingerprint256)).toEqual(first.tls?.serverChain.map((c) => c.fingerprint256));
+      expect(r.tls?.serverChain[0]?.subject).toContain('CN=localhost');
     }
     expect(server.connections).toBe(3);
     expect(server.resumedSessions).toBe(2);
