@@ -1,4 +1,3 @@
-import { RequestError } from 'got';
 import { InvalidInputError, SvcnodeError, errorCode, errorMessage } from '../errors.js';
 import type { Failure } from '../invoke/result.js';
 import type { ChainEntry, ConnectionProbe } from '../tls/probe.js';
@@ -66,12 +65,6 @@ function readableMessage(message: string): string {
   return reason ? `${reason}${alert ? ` (TLS alert ${alert})` : ''}` : message;
 }
 
-/** The innermost error with a code: got wraps the socket error, we keep the raw one. */
-function rootError(error: unknown): unknown {
-  let current = error;
-  for (let i = 0; i < 5 && current instanceof RequestError && current.cause !== undefined; i++) current = current.cause;
-  return current;
-}
 
 function failure(category: FailureCategory, code: string, message: string, hint: string): Failure {
   return { phase: FAILURE_CATEGORIES[category].phase, category, code, message, hint };
@@ -139,9 +132,9 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
   if (error instanceof InvalidInputError) {
     return failure('invalid_input', error.code, error.message, error.hint ?? 'fix the input and try again');
   }
-  const root = rootError(error);
+  const root = error;
   const raw = errorMessage(root).trim();
-  const code = effectiveCode(errorCode(root) ?? errorCode(error) ?? 'UNKNOWN', raw);
+  const code = effectiveCode(errorCode(root) ?? 'UNKNOWN', raw);
   const message = readableMessage(raw);
   const classified = serverCertFailure(code, message, ctx) ?? clientCertFailure(code, message, ctx) ?? postHandshakeClose(code, ctx);
   if (classified) return classified;

@@ -1,0 +1,131 @@
+/**
+ * invoke() at the HTTP layer against real mTLS servers: request bodies, redirects (same origin
+ * only), compressed and oversized responses, the response-header timeout.
+ */
+import { gzipSync } from 'node:zlib';
+import type http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NodeDefinition } from '../../src/definitions/types.js';
+import { invoke, type InvokeDeps } from '../../src/invoke/execute.js';
+import { loadProfile } from '../../src/pki/profile.js';
+import { AgentPool } from '../../src/tls/agents.js';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { startMtlsServer, type MtlsServer, type RequestHandler } from '../helpers/servers.js';
+
+let pki: TestPki;
+let agents: AgentPool;
+let deps: InvokeDeps;
+const servers: MtlsServer[] = [];
+
+function serve(handler: RequestHandler): Promise<MtlsServer> {
+  return startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem, handler }).then((s) => {
+    servers.push(s);
+    return s;
+  });
+}
+
+function node(url: string, extra: Omit<Partial<NodeDefinition>, 'id'> = {}, method: NodeDefinition['request']['method'] = 'GET'): NodeDefinition {
+  return { id: 'http', request: { method, url }, tls: { profile: 'bank' }, retry: { limit: 0 }, timeouts: { responseMs: 3_000 }, ...extra };
+}
+
+function readBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+  });
+}
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  const profile = await loadProfile(pki.profile('bank'));
+  agents = new AgentPool();
+  deps = { profile: () => profile, agents };
+});
+afterAll(async () => {
+  agents?.destroy();
+  await Promise.all(servers.map((s) => s.close()));
+  await pki?.cleanup();
+});
+
+describe('request bodies', () => {
+  it('sends a rendered JSON body with content-length and typed template values', async () => {
+    const seen: { headers?: http.IncomingHttpHeaders; body?: string } = {};
+    const s = await serve(async (req, res) => {
+      seen.headers = req.headers;
+      seen.body = await readBody(req);
+      res.writeHead(201, { 'content-type': 'application/json' }).end('{"created":true}');
+    });
+    const n = node(`https://localhost:${s.port}/transfers`, { request: { method: 'POST', url: `https://localhost:${s.port}/transfers`, body: { amount: '{{context.amount}}', to: 'acct-{{context.to}}', tags: ['{{context.tag}}'] } } });
+    const r = await invoke(n, { amount: 12.5, to: 7, tag: 'bot' }, deps);
+    expect(r.ok).toBe(true);
+    expect(r.response?.body).toEqual({ created: true });
+    expect(JSON.parse(seen.body ?? '')).toEqual({ amount: 12.5, to: 'acct-7', tags: ['bot'] });
+    expect(seen.headers?.['content-type']).toBe('application/json');
+    expect(seen.headers?.['content-length']).toBe(String(Buffer.byteLength(seen.body ?? '')));
+    expect(seen.headers?.['transfer-encoding']).toBeUndefined();
+  });
+});
+
+describe('redirects', () => {
+  it('are not followed unless the node asks', async () => {
+    const s = await serve((req, res) => {
+      if (req.url === '/old') res.writeHead(302, { location: '/new' }).end();
+      else res.writeHead(200, { 'content-type': 'application/json' }).end('{"at":"new"}');
+    });
+    const plain = await invoke(node(`https://localhost:${s.port}/old`), {}, deps);
+    expect(plain.failure?.category).toBe('http_status');
+    expect(plain.response?.status).toBe(302);
+    const followed = await invoke(node(`https://localhost:${s.port}/old`, { request: { method: 'GET', url: `https://localhost:${s.port}/old`, followRedirects: true } }), {}, deps);
+    expect(followed.ok).toBe(true);
+    expect(followed.response?.body).toEqual({ at: 'new' });
+  });
+
+  it('turn a POST into a GET on 303', async () => {
+    const methods: string[] = [];
+    const s = await serve(async (req, res) => {
+      methods.push(`${req.method ?? ''} ${req.url ?? ''} ${await readBody(req)}`);
+      if (req.url === '/submit') res.writeHead(303, { location: '/result' }).end();
+      else res.writeHead(200).end('done');
+    });
+    const r = await invoke(node(`https://localhost:${s.port}/submit`, { request: { method: 'POST', url: `https://localhost:${s.port}/submit`, body: 'x=1', followRedirects: true } }), {}, deps);
+    expect(r.ok).toBe(true);
+    expect(methods).toEqual(['POST /submit x=1', 'GET /result ']);
+  });
+
+  it('never carry the client certificate to another origin', async () => {
+    const other = await serve((_req, res) => res.writeHead(200).end('should not be reached'));
+    const s = await serve((_req, res) => res.writeHead(302, { location: `https://127.0.0.1:${other.port}/steal` }).end());
+    const r = await invoke(node(`https://localhost:${s.port}/`, { request: { method: 'GET', url: `https://localhost:${s.port}/`, followRedirects: true } }), {}, deps);
+    expect(r.failure?.category).toBe('invalid_input');
+    expect(r.failure?.code).toBe('SVCNODE_CROSS_ORIGIN_REDIRECT');
+    expect(other.tcpConnections).toBe(0);
+  });
+});
+
+describe('responses', () => {
+  it('decodes a gzip body and parses it as JSON', async () => {
+    const s = await serve((_req, res) => res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(gzipSync('{"balance":"1234.56"}')));
+    const r = await invoke(node(`https://localhost:${s.port}/`), {}, deps);
+    expect(r.ok).toBe(true);
+    expect(r.response?.body).toEqual({ balance: '1234.56' });
+  });
+
+  it('cuts a body larger than response.maxBodyBytes and marks it truncated', async () => {
+    const s = await serve((_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end('x'.repeat(100_000)));
+    const r = await invoke(node(`https://localhost:${s.port}/`, { response: { maxBodyBytes: 1000 } }), {}, deps);
+    expect(r.ok).toBe(true);
+    expect(r.response?.truncated).toBe(true);
+    expect(r.response?.body).toBe('x'.repeat(1000));
+  });
+
+  it('times out when the response headers do not arrive within responseMs', async () => {
+    const s = await serve(() => undefined);
+    const started = Date.now();
+    const r = await invoke(node(`https://localhost:${s.port}/`, { timeouts: { responseMs: 400 } }), {}, deps);
+    expect(r.failure?.category).toBe('timeout');
+    expect(r.failure?.code).toBe('ETIMEDOUT');
+    expect(r.failure?.phase).toBe('http');
+    expect(Date.now() - started).toBeLessThan(1_400);
+  });
+});
