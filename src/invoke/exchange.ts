@@ -4,7 +4,7 @@ import { FAILURE_CATEGORIES } from '../failures/categories.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
 import { diagnoseServerChain } from '../tls/diagnose.js';
-import { formatDn } from '../tls/identity.js';
+import { clientFacts } from './client-facts.js';
 import { probeOf, type ConnectionProbe } from '../tls/probe.js';
 import { DEFAULTS } from './defaults.js';
 import type { RenderedRequest } from './render.js';
@@ -40,8 +40,8 @@ export function round(ms: number): number {
 }
 
 export function clientCertificate(profile: LoadedProfile): TlsReport['clientCertificate'] {
-  const leaf = profile.client?.leaf;
-  return leaf ? { subject: formatDn(leaf.subject), fingerprint256: leaf.fingerprint256 } : null;
+  const f = clientFacts(profile);
+  return f ? { subject: f.subject, fingerprint256: f.fingerprint256 } : null;
 }
 
 function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, profile: LoadedProfile): TlsReport | null {
@@ -64,7 +64,7 @@ function withPhase(failure: Failure, probe: ConnectionProbe | undefined): Failur
 }
 
 export function classifyContext(host: string, profile: LoadedProfile, probe: ConnectionProbe | undefined, proxy: boolean): ClassifyContext {
-  return { host, profileName: profile.name, clientSubject: profile.client ? formatDn(profile.client.leaf.subject) : undefined, probe, proxy };
+  return { host, profileName: profile.name, clientSubject: clientFacts(profile)?.subject, probe, proxy };
 }
 
 /** Judge an HTTP status against the accepted ones (numbers or "2xx" classes). */
@@ -99,22 +99,29 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
     probe = probeOf(socket);
     reused = probe?.secureAt !== undefined;
   };
-  // One controller and one timer per exchange: cheaper than AbortSignal.timeout + AbortSignal.any.
-  const controller = new AbortController();
+  // One timer and a destroy hook per exchange (an AbortController per call showed in profiles).
+  let abortCurrent: (() => void) | undefined;
+  let aborted = false;
+  const abort = (): void => {
+    aborted = true;
+    abortCurrent?.();
+  };
+  const bindAbort = (fn: () => void): void => {
+    abortCurrent = fn;
+    if (aborted) fn();
+  };
   const deadline = { hit: false };
   const timer = setTimeout(() => {
     deadline.hit = true;
-    controller.abort();
+    abort();
   }, settings.totalMs);
-  const onExternal = (): void => controller.abort();
-  if (external?.aborted) controller.abort();
-  else external?.addEventListener('abort', onExternal, { once: true });
-  const signal = controller.signal;
+  if (external?.aborted) abort();
+  else external?.addEventListener('abort', abort, { once: true });
   const out: Exchange = { tls: null, response: null, bodyText: '', failure: null, timings: { connectMs: 0, handshakeMs: 0 } };
   const started = performance.now();
   let error: unknown;
   try {
-    const { response, body, truncated } = await send(rendered, settings, agents, signal, onSocket, extraHeaders);
+    const { response, body, truncated } = await send(rendered, settings, agents, bindAbort, onSocket, extraHeaders);
     if (probe) probe.responses++;
     out.response = {
       status: response.statusCode ?? 0,
@@ -127,7 +134,7 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
     error = caught;
   } finally {
     clearTimeout(timer);
-    external?.removeEventListener('abort', onExternal);
+    external?.removeEventListener('abort', abort);
   }
   const used: ConnectionProbe | undefined = probe;
   if (used && !reused) {

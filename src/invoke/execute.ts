@@ -5,6 +5,7 @@ import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
 import { formatDn } from '../tls/identity.js';
 import { authHeaders, forgetTokens } from './auth.js';
+import { clientFacts } from './client-facts.js';
 import { DEFAULTS } from './defaults.js';
 import { exchange, round, statusFailure, type Exchange } from './exchange.js';
 import { renderRequest, type RenderedRequest } from './render.js';
@@ -36,11 +37,12 @@ const SOON_MS = 90 * 86_400_000;
 
 /** Refuse to present a client certificate outside its validity period. */
 function clientDateFailure(profile: LoadedProfile, now: Date): Failure | undefined {
+  const facts = clientFacts(profile);
+  if (!facts || (now.getTime() >= facts.notBefore && now.getTime() <= facts.notAfter)) return undefined;
   const leaf = profile.client?.leaf;
   if (!leaf) return undefined;
-  const from = new Date(leaf.validFrom);
-  const to = new Date(leaf.validTo);
-  if (now >= from && now <= to) return undefined;
+  const from = new Date(facts.notBefore);
+  const to = new Date(facts.notAfter);
   const expired = now > to;
   return {
     phase: 'tls',
@@ -107,7 +109,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
   const settings = callSettings(node, profile, rendered.url, true);
   const headers: Record<string, string> = {};
   if (node.tls.clientCertHeader && profile.client) {
-    headers[node.tls.clientCertHeader.toLowerCase()] = encodeURIComponent(profile.client.leaf.toString());
+    headers[node.tls.clientCertHeader.toLowerCase()] = clientFacts(profile)?.headerValue ?? '';
   }
   const tokens = deps.tokens ?? processTokens;
   for (let authAttempt = 0; ; authAttempt++) {

@@ -4,8 +4,30 @@ import type { AgentSpec } from '../tls/agents.js';
 import { DEFAULTS } from './defaults.js';
 import type { CallSettings } from './transport.js';
 
-/** The agent and transport settings of a node's calls to one origin. */
+const cache = new WeakMap<NodeDefinition, Map<string, CallSettings>>();
+
+/**
+ * The agent and transport settings of a node's calls to one origin. Cached per (node, profile
+ * material, origin): the same settings object keeps its agent key, so a call does no option
+ * building or key serialisation.
+ */
 export function callSettings(node: NodeDefinition, profile: LoadedProfile, url: URL, forNodeOrigin: boolean): CallSettings {
+  let byOrigin = cache.get(node);
+  if (!byOrigin) {
+    byOrigin = new Map();
+    cache.set(node, byOrigin);
+  }
+  const key = `${profile.name}\0${profile.version}\0${url.origin}\0${forNodeOrigin ? 1 : 0}`;
+  let settings = byOrigin.get(key);
+  if (!settings) {
+    if (byOrigin.size >= 64) byOrigin.clear();
+    settings = buildSettings(node, profile, url, forNodeOrigin);
+    byOrigin.set(key, settings);
+  }
+  return settings;
+}
+
+function buildSettings(node: NodeDefinition, profile: LoadedProfile, url: URL, forNodeOrigin: boolean): CallSettings {
   const spec: AgentSpec = {
     profile,
     origin: new URL(url.origin),

@@ -59,15 +59,18 @@ interface Attempt {
  * than an HTTP client library: this is the hot path, and a library's per-request option
  * handling cost about as much CPU as the rest of an invocation (npm run bench).
  */
-export function send(rendered: RenderedRequest, settings: CallSettings, agents: AgentPool, signal: AbortSignal, onSocket: (s: object) => void, extraHeaders: Record<string, string> = {}): Promise<Sent> {
+export function send(rendered: RenderedRequest, settings: CallSettings, agents: AgentPool, bindAbort: BindAbort, onSocket: (s: object) => void, extraHeaders: Record<string, string> = {}): Promise<Sent> {
   const headers: Record<string, string> = { 'user-agent': USER_AGENT, 'accept-encoding': 'gzip, deflate, br', ...rendered.headers, ...extraHeaders };
   const payload = rendered.body ? Buffer.from(rendered.body.payload, 'utf8') : rendered.method === 'GET' || rendered.method === 'HEAD' ? undefined : Buffer.alloc(0);
   if (rendered.body && headers['content-type'] === undefined) headers['content-type'] = rendered.body.contentType;
   const agent = agents.get(settings.spec);
-  return exchangeHttp({ method: rendered.method, url: rendered.url, headers, payload }, settings, agent, signal, onSocket, DEFAULTS.maxRedirects);
+  return exchangeHttp({ method: rendered.method, url: rendered.url, headers, payload }, settings, agent, bindAbort, onSocket, DEFAULTS.maxRedirects);
 }
 
-function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, signal: AbortSignal, onSocket: (s: object) => void, redirectsLeft: number): Promise<Sent> {
+/** Registers how to abort the request in flight (deadline, job cancelled). */
+export type BindAbort = (abort: () => void) => void;
+
+function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bindAbort: BindAbort, onSocket: (s: object) => void, redirectsLeft: number): Promise<Sent> {
   const headers = a.payload === undefined ? a.headers : { ...a.headers, 'content-length': String(a.payload.length) };
   return new Promise<Sent>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
@@ -75,7 +78,8 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, si
       clearTimeout(timer);
       reject(error);
     };
-    const req = https.request(a.url, { method: a.method, headers, agent, signal });
+    const req = https.request(a.url, { method: a.method, headers, agent });
+    bindAbort(() => req.destroy(Object.assign(new Error('the call was aborted'), { code: 'ABORT_ERR' })));
     req.on('socket', onSocket);
     req.on('finish', () => {
       timer = setTimeout(() => req.destroy(responseTimeout(settings.responseMs)), settings.responseMs);
@@ -99,7 +103,7 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, si
         const toGet = status === 303 || ((status === 301 || status === 302) && a.method === 'POST');
         const nextHeaders = { ...a.headers };
         if (toGet) delete nextHeaders['content-type'];
-        exchangeHttp({ method: toGet ? 'GET' : a.method, url: next, headers: nextHeaders, payload: toGet ? undefined : a.payload }, settings, agent, signal, onSocket, redirectsLeft - 1).then(resolve, reject);
+        exchangeHttp({ method: toGet ? 'GET' : a.method, url: next, headers: nextHeaders, payload: toGet ? undefined : a.payload }, settings, agent, bindAbort, onSocket, redirectsLeft - 1).then(resolve, reject);
         return;
       }
       const body = decoded(response);

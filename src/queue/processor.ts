@@ -86,7 +86,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
     }
     deps.metrics?.observeInvocation(result);
     const level = result.ok ? 'debug' : 'warn';
-    deps.logger[level]({ jobId: job.id, nodeId: node.id, attempt, category: result.failure?.category ?? 'ok', code: result.failure?.code, totalMs: result.timings.totalMs }, 'invocation finished');
+    if (deps.logger.isLevelEnabled(level)) deps.logger[level]({ jobId: job.id, nodeId: node.id, attempt, category: result.failure?.category ?? 'ok', code: result.failure?.code, totalMs: result.timings.totalMs }, 'invocation finished');
     return result;
   };
 }

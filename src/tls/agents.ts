@@ -89,7 +89,19 @@ class ProxyAgent extends HttpsProxyAgent {
   }
 }
 
+const keys = new WeakMap<AgentSpec, string>();
+
+/** The pool key of a spec, computed once per spec object. */
 function keyOf(spec: AgentSpec): string {
+  let key = keys.get(spec);
+  if (key === undefined) {
+    key = computeKey(spec);
+    keys.set(spec, key);
+  }
+  return key;
+}
+
+function computeKey(spec: AgentSpec): string {
   return JSON.stringify([
     spec.profile.name,
     spec.profile.version,
