@@ -94,8 +94,8 @@ describe('redirects', () => {
   });
 
   it('never carry the client certificate to another origin', async () => {
-    const other = await serve((_req, res) => res.writeHead(200).end('should not be reached'));
-    const s = await serve((_req, res) => res.writeHead(302, { location: `https://127.0.0.1:${other.port}/steal` }).end());
+    const other = await serve((_req, res) => void res.writeHead(200).end('should not be reached'));
+    const s = await serve((_req, res) => void res.writeHead(302, { location: `https://127.0.0.1:${other.port}/steal` }).end());
     const r = await invoke(node(`https://localhost:${s.port}/`, { request: { method: 'GET', url: `https://localhost:${s.port}/`, followRedirects: true } }), {}, deps);
     expect(r.failure?.category).toBe('invalid_input');
     expect(r.failure?.code).toBe('SVCNODE_CROSS_ORIGIN_REDIRECT');
@@ -105,14 +105,14 @@ describe('redirects', () => {
 
 describe('responses', () => {
   it('decodes a gzip body and parses it as JSON', async () => {
-    const s = await serve((_req, res) => res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(gzipSync('{"balance":"1234.56"}')));
+    const s = await serve((_req, res) => void res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(gzipSync('{"balance":"1234.56"}')));
     const r = await invoke(node(`https://localhost:${s.port}/`), {}, deps);
     expect(r.ok).toBe(true);
     expect(r.response?.body).toEqual({ balance: '1234.56' });
   });
 
   it('cuts a body larger than response.maxBodyBytes and marks it truncated', async () => {
-    const s = await serve((_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end('x'.repeat(100_000)));
+    const s = await serve((_req, res) => void res.writeHead(200, { 'content-type': 'text/plain' }).end('x'.repeat(100_000)));
     const r = await invoke(node(`https://localhost:${s.port}/`, { response: { maxBodyBytes: 1000 } }), {}, deps);
     expect(r.ok).toBe(true);
     expect(r.response?.truncated).toBe(true);
