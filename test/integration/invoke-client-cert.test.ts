@@ -12,6 +12,7 @@ import { mintCa, mintLeaf, type MintedCert } from '../../src/pki/mint.js';
 import { loadProfile } from '../../src/pki/profile.js';
 import type { LoadedProfile } from '../../src/pki/types.js';
 import { AgentPool } from '../../src/tls/agents.js';
+import { profileDeps } from '../helpers/deps.js';
 import { createTestPki, opensslPkcs12, type TestPki } from '../helpers/pki.js';
 import { startMtlsServer, startOpensslServer, type MtlsServer, type OpensslServer, type TestServer } from '../helpers/servers.js';
 
@@ -104,14 +105,7 @@ afterAll(async () => {
 
 beforeEach(() => {
   agents = new AgentPool();
-  deps = {
-    agents,
-    profile: (name) => {
-      const p = profiles.get(name);
-      if (!p) throw new Error(`test profile ${name} missing`);
-      return p;
-    },
-  };
+  deps = profileDeps(profiles, agents);
 });
 
 afterEach(() => agents.destroy());

@@ -11,6 +11,7 @@ import { mintCa, mintLeaf, type MintedCert } from '../../src/pki/mint.js';
 import { loadProfile } from '../../src/pki/profile.js';
 import type { LoadedProfile } from '../../src/pki/types.js';
 import { AgentPool } from '../../src/tls/agents.js';
+import { profileDeps } from '../helpers/deps.js';
 import { pinOfSpki } from '../../src/tls/identity.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startMtlsServer, type MtlsServer, type MtlsServerOptions } from '../helpers/servers.js';
@@ -102,14 +103,7 @@ afterAll(async () => {
 
 beforeEach(() => {
   agents = new AgentPool();
-  deps = {
-    agents,
-    profile: (name) => {
-      const p = profiles.get(name);
-      if (!p) throw new Error(`test profile ${name} missing`);
-      return p;
-    },
-  };
+  deps = profileDeps(profiles, agents);
 });
 
 afterEach(() => agents.destroy());
