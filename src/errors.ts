@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'SVCNODE_RESPONSE_TOO_LARGE'
   | 'SVCNODE_CROSS_ORIGIN_REDIRECT'
   | 'SVCNODE_TIMEOUT'
+  | 'SVCNODE_REDIS_UNAVAILABLE'
   | 'SVCNODE_INTERNAL';
 
 export interface SvcnodeErrorOptions {
@@ -70,6 +71,11 @@ export class BundleError extends InvalidInputError {
 /** Server identity checks beyond the hostname (pins, subject patterns) that failed. */
 export class IdentityError extends SvcnodeError {
   override readonly name: string = 'IdentityError';
+}
+
+/** A service svcnode depends on (Redis) cannot be reached; the CLI exits 5 (network failure). */
+export class UnavailableError extends SvcnodeError {
+  override readonly name: string = 'UnavailableError';
 }
 
 /** Narrow an unknown thrown value to an object with an optional string `code`. */

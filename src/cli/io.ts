@@ -1,4 +1,4 @@
-import { InvalidInputError, SvcnodeError, errorMessage } from '../errors.js';
+import { InvalidInputError, SvcnodeError, UnavailableError, errorMessage } from '../errors.js';
 import { EXIT } from '../failures/categories.js';
 
 /** Output streams and environment of one command run; injected so commands are testable. */
@@ -29,13 +29,13 @@ export function formatError(error: unknown): string {
 
 /**
  * Run a command action and set `process.exitCode`: the action's own code, 2 for invalid input,
- * 1 for anything unexpected. Nothing here calls process.exit().
+ * 5 when Redis cannot be reached, 1 for anything unexpected. Nothing here calls process.exit().
  */
 export async function runAction(io: CliIo, action: () => Promise<number>): Promise<void> {
   try {
     process.exitCode = await action();
   } catch (error) {
     io.stderr(formatError(error));
-    process.exitCode = error instanceof InvalidInputError ? EXIT.invalidInput : 1;
+    process.exitCode = error instanceof InvalidInputError ? EXIT.invalidInput : error instanceof UnavailableError ? EXIT.network : 1;
   }
 }

@@ -19,6 +19,9 @@ function positiveInt(name: string): (value: string) => number {
   };
 }
 
+/** How long enqueue and failures wait for Redis before exiting 5. */
+const CLI_REDIS_TIMEOUT_MS = 5_000;
+
 function redisUrl(io: CliIo, option: string | undefined): string {
   return option ?? io.env.REDIS_URL ?? DEFAULT_REDIS_URL;
 }
@@ -101,7 +104,7 @@ export function enqueueCommand(io: CliIo): Command {
     .action((nodeId: string, options: EnqueueCliOptions) =>
       runAction(io, async () => {
         const context = options.context ? readContextFile(options.context) : {};
-        const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), ...(options.prefix ? { prefix: options.prefix } : {}) });
+        const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), connectTimeoutMs: CLI_REDIS_TIMEOUT_MS, ...(options.prefix ? { prefix: options.prefix } : {}) });
         try {
           const jobId = await client.enqueue(nodeId, context, options.requestId ? { requestId: options.requestId } : {});
           if (!options.wait) {
@@ -156,7 +159,7 @@ export function failuresCommand(io: CliIo): Command {
     .option('--json', 'print exactly one JSON document on stdout')
     .action((nodeId: string | undefined, options: { redis?: string; json?: boolean; prefix?: string }) =>
       runAction(io, async () => {
-        const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), ...(options.prefix ? { prefix: options.prefix } : {}) });
+        const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), connectTimeoutMs: CLI_REDIS_TIMEOUT_MS, ...(options.prefix ? { prefix: options.prefix } : {}) });
         try {
           const data = nodeId === undefined ? await client.failures() : await client.failures(nodeId);
           if (options.json) printJson(io, data);

@@ -46,5 +46,5 @@ export function workerConnection(url: string): Redis {
 
 /** A Redis connection for producers: fails fast while Redis is down instead of queueing forever. */
 export function producerConnection(url: string): Redis {
-  return new Redis({ ...redisOptions(url), maxRetriesPerRequest: 1, enableOfflineQueue: true });
+  return new Redis({ ...redisOptions(url), maxRetriesPerRequest: 1, enableOfflineQueue: true, disconnectTimeout: 200 });
 }
