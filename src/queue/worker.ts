@@ -127,10 +127,6 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   worker.on('error', (error) => logger.warn({ err: error.message }, 'worker error'));
   worker.on('failed', (job, error) => logger.error({ jobId: job?.id, err: error.message }, 'job failed (infrastructure)'));
 
-  await connection.ping().catch(() => undefined);
-  await checkRedisConfig(connection, logger);
-  void worker.run().catch((error: unknown) => logger.error({ err: (error as Error).message }, 'worker stopped'));
-
   const watcher = new ProfileWatcher(
     registry,
     {
@@ -161,6 +157,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     };
   };
   const server = options.metricsPort === undefined ? undefined : await startMetricsServer(options.metricsPort, metrics, health);
+  // /healthz answers (503) while Redis is still unreachable at start.
+  await connection.ping().catch(() => undefined);
+  await checkRedisConfig(connection, logger);
+  void worker.run().catch((error: unknown) => logger.error({ err: (error as Error).message }, 'worker stopped'));
   logger.info({ queue: QUEUE_NAME, concurrency: options.concurrency ?? WORKER_DEFAULTS.concurrency, metricsPort: server?.port }, 'worker started');
 
   return {
