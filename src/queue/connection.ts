@@ -8,6 +8,7 @@ export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
  * `redis+sentinel://host:port[,host:port…]/masterName` for Redis Sentinel.
  */
 export function redisOptions(url: string): RedisOptions {
+  if (url.startsWith('redis+sentinel://')) return sentinelOptions(url);
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -18,14 +19,6 @@ export function redisOptions(url: string): RedisOptions {
     ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
     ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
   };
-  if (parsed.protocol === 'redis+sentinel:') {
-    const hosts = url.replace(/^redis\+sentinel:\/\/([^@]*@)?/, '').split('/')[0] ?? '';
-    const sentinels = hosts.split(',').map((h) => {
-      const [host, port] = h.split(':');
-      return { host: host ?? '127.0.0.1', port: Number(port ?? 26379) };
-    });
-    return { sentinels, name: parsed.pathname.slice(1) || 'mymaster', ...auth };
-  }
   if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
     throw new InvalidInputError('SVCNODE_USAGE', `unsupported Redis URL scheme "${parsed.protocol}"`, { hint: 'use redis://, rediss:// or redis+sentinel://' });
   }
@@ -36,6 +29,31 @@ export function redisOptions(url: string): RedisOptions {
     db,
     ...auth,
     ...(parsed.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+}
+
+/**
+ * `redis+sentinel://[user:pass@]host:port[,host:port…]/masterName`: the WHATWG URL parser refuses
+ * a host list, so it is split by hand. Credentials are those of the master.
+ */
+function sentinelOptions(url: string): RedisOptions {
+  const match = /^redis\+sentinel:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/]+)(?:\/([^/?#]*))?$/.exec(url);
+  const hosts = match?.[3];
+  if (!match || !hosts) {
+    throw new InvalidInputError('SVCNODE_USAGE', 'invalid Redis Sentinel URL', { hint: 'use redis+sentinel://host1:26379,host2:26379/masterName' });
+  }
+  const sentinels = hosts.split(',').map((h) => {
+    const [host, port] = h.split(':');
+    return { host: host || '127.0.0.1', port: Number(port ?? 26379) };
+  });
+  if (sentinels.some((s) => !Number.isInteger(s.port) || s.port <= 0)) {
+    throw new InvalidInputError('SVCNODE_USAGE', 'invalid port in the Redis Sentinel URL', { hint: 'use redis+sentinel://host1:26379,host2:26379/masterName' });
+  }
+  return {
+    sentinels,
+    name: decodeURIComponent(match[4] ?? '') || 'mymaster',
+    ...(match[1] ? { username: decodeURIComponent(match[1]) } : {}),
+    ...(match[2] ? { password: decodeURIComponent(match[2]) } : {}),
   };
 }
 
