@@ -56,7 +56,8 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       const nodeId = typeof raw?.nodeId === 'string' ? raw.nodeId : '(invalid)';
       const result = invalidInputResult(nodeId, error as InvalidInputError, typeof raw?.requestId === 'string' ? raw.requestId : undefined);
       deps.logger.warn({ jobId: job.id, code: result.failure?.code }, 'invalid job data');
-      deps.metrics?.observeInvocation(result);
+      // Metric labels never take producer-supplied ids: unbounded label sets break Prometheus.
+      deps.metrics?.observeInvocation({ ...result, nodeId: '(invalid)' });
       return result;
     }
     const registry = deps.registry();
@@ -67,6 +68,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       // Not recorded per node: arbitrary unknown ids must not create Redis keys.
       const result = invalidInputResult(data.nodeId, error as InvalidInputError, data.requestId);
       deps.logger.warn({ jobId: job.id, nodeId: data.nodeId }, 'unknown node');
+      deps.metrics?.observeInvocation({ ...result, nodeId: '(unknown)' });
       return result;
     }
     const attempt = ((job.progress as Progress | undefined)?.attempt ?? 0) + 1;
@@ -75,7 +77,8 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       ...(signal ? { signal } : {}),
       ...(data.requestId ? { requestId: data.requestId } : {}),
     });
-    await deps.store.record(result);
+    // Failure records are diagnostics: losing one must not turn a finished call into a failed job.
+    await deps.store.record(result).catch((error: unknown) => deps.logger.warn({ nodeId: node.id, err: (error as Error).message }, 'could not record the attempt'));
     deps.metrics?.observeAttempt(result);
     const delay = retryDelay(result, node, attempt);
     if (delay !== undefined && token !== undefined && !signal?.aborted) {
