@@ -1,4 +1,4 @@
-/** The failure categories of the Result contract (SPEC), with their exit code and phase. */
+/** The failure categories of the Result contract, with their exit code and phase. */
 export const FAILURE_CATEGORIES = {
   server_cert_untrusted: { exitCode: 3, phase: 'tls', summary: 'the server certificate does not chain to a trusted root' },
   server_cert_expired: { exitCode: 3, phase: 'tls', summary: 'the server certificate is expired or not yet valid' },
@@ -19,7 +19,7 @@ export type FailurePhase = 'input' | 'connect' | 'tls' | 'http';
 
 export const CATEGORY_NAMES = Object.keys(FAILURE_CATEGORIES) as FailureCategory[];
 
-/** Exit codes of the CLI (SPEC). */
+/** Exit codes of the CLI. */
 export const EXIT = { ok: 0, invalidInput: 2, tls: 3, http: 4, network: 5 } as const;
 
 export function exitCodeFor(category: FailureCategory | undefined): number {

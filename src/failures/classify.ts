@@ -24,7 +24,7 @@ const SERVER_UNTRUSTED = new Set([
   'CRL_HAS_EXPIRED', 'CRL_NOT_YET_VALID', 'HOSTNAME_MISMATCH',
 ]);
 const SERVER_EXPIRED = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERROR_IN_CERT_NOT_BEFORE_FIELD', 'ERROR_IN_CERT_NOT_AFTER_FIELD']);
-/** Alerts the server sends about *our* certificate (pitfall 3.1). */
+/** Alerts the server sends about *our* certificate. */
 const CLIENT_REJECTED_ALERT = /^ERR_SSL_(?:TLSV1|SSLV3|TLSV13)_ALERT_(?:UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED|DECRYPT_ERROR|CERTIFICATE_EXPIRED)$/;
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'EHOSTDOWN', 'ENETDOWN']);
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'ECONNABORTED']);
@@ -116,7 +116,7 @@ function clientCertFailure(code: string, message: string, ctx: ClassifyContext):
   return undefined;
 }
 
-/** TLS 1.3: the server's verdict on our certificate arrives after secureConnect (pitfall 3.2). */
+/** TLS 1.3: the server's verdict on our certificate arrives after secureConnect. */
 function postHandshakeClose(code: string, ctx: ClassifyContext): Failure | undefined {
   const probe = ctx.probe;
   // TLS 1.2: a close after we derived the master secret (our Certificate/Finished flight was sent) is the Node-server rejection.
@@ -127,7 +127,7 @@ function postHandshakeClose(code: string, ctx: ClassifyContext): Failure | undef
     : failure('client_cert_required', code, `${ctx.host} closed the connection right after the TLS handshake: it most likely requires a client certificate, and profile "${ctx.profileName}" has none`, `add a client certificate to profile "${ctx.profileName}"`);
 }
 
-/** Map any error of a call to a Failure of the SPEC categories. */
+/** Map any error of a call to a Failure with one of the failure categories. */
 export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
   if (error instanceof InvalidInputError) {
     return failure('invalid_input', error.code, error.message, error.hint ?? 'fix the input and try again');

@@ -30,7 +30,7 @@ export interface ResponseReport {
   truncated?: boolean;
 }
 
-/** The Result contract (SPEC): dry-run output, job return value, `enqueue --wait` output. */
+/** The Result contract: dry-run output, job return value, `enqueue --wait` output. */
 export interface Result {
   ok: boolean;
   nodeId: string;

@@ -104,7 +104,7 @@ export async function loadClientIdentity(source: ClientSource, passphrase: strin
   return { identity: Object.freeze(identity), findings, materials };
 }
 
-/** Build the secure context the call path will build, so bad material fails at load (pitfall 1.12). */
+/** Build the secure context the call path will build, so bad material fails at load. */
 function assertUsableInTls(keyPem: string, certs: X509Certificate[], file: string): void {
   try {
     createSecureContext({ key: keyPem, cert: certs.map((c) => c.toString()).join('\n') });

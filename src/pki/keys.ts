@@ -7,7 +7,7 @@ export type KeyInput =
   | { format: 'pem'; text: string; encrypted: boolean }
   | { format: 'der'; der: Buffer; type: 'pkcs8' | 'pkcs1' | 'sec1'; encrypted: boolean };
 
-/** Node's decryption failures; which one appears depends on the API and the format (pitfall 4.7). */
+/** Node's decryption failures; which one appears depends on the API and the format. */
 const DECRYPT_FAILURES = new Set(['ERR_OSSL_BAD_DECRYPT', 'ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED', 'ERR_MISSING_PASSPHRASE']);
 
 /**

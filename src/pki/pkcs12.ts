@@ -4,10 +4,10 @@ import { BundleError, errorMessage } from '../errors.js';
 import { bundleError, PASSPHRASE_HINT } from './bundle-error.js';
 
 /**
- * PKCS#12/PFX reading. Node 20 cannot load legacy RC2-40/3DES files natively (pitfall 4.1), so
- * node-forge parses them — once per (bytes, passphrase): forge is slow and blocks the event loop
- * (pitfall 4.5). Forge only decodes; keys and certificates go through DER to Node crypto, which
- * also covers EC material that forge leaves as raw ASN.1 (pitfall 4.3).
+ * PKCS#12/PFX reading. Node 20 cannot load legacy RC2-40/3DES files natively, so
+ * node-forge parses them — once per (bytes, passphrase): forge is slow and blocks the event
+ * loop. Forge only decodes; keys and certificates go through DER to Node crypto, which
+ * also covers EC material that forge leaves as raw ASN.1.
  */
 
 export interface Pkcs12Contents {

@@ -57,7 +57,7 @@ function sentinelOptions(url: string): RedisOptions {
   };
 }
 
-/** A Redis connection for BullMQ workers and blocking readers (maxRetriesPerRequest: null, pitfall 5.1). */
+/** A Redis connection for BullMQ workers and blocking readers (maxRetriesPerRequest: null). */
 export function workerConnection(url: string): Redis {
   return new Redis({ ...redisOptions(url), maxRetriesPerRequest: null });
 }

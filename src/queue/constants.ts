@@ -1,4 +1,4 @@
-/** The queue contract (SPEC): a bot flow in any language codes against these. */
+/** The queue contract: a bot flow in any language codes against these. */
 export const QUEUE_NAME = 'service-node-invocations';
 export const JOB_NAME = 'invoke';
 

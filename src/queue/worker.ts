@@ -62,7 +62,7 @@ function logExpiry(registry: Registry, logger: Logger, now = new Date()): void {
   }
 }
 
-/** Warn when Redis can evict or lose queued jobs (pitfall 5.2). */
+/** Warn when Redis can evict or lose queued jobs. */
 async function checkRedisConfig(redis: Redis, logger: Logger): Promise<void> {
   try {
     const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as [string, string];

@@ -60,8 +60,8 @@ class DirectAgent extends https.Agent {
 
 /**
  * Connections through an HTTP CONNECT proxy (hpagent). TLS material is prebuilt in the
- * SecureContext, so nothing can throw inside the agent (pitfall 2.2); the CONNECT request gets
- * the connect timeout (pitfall 2.3).
+ * SecureContext, so nothing can throw inside the agent; the CONNECT request gets
+ * the connect timeout.
  */
 class ProxyAgent extends HttpsProxyAgent {
   private readonly memo: AgentMemo = {};
@@ -118,8 +118,8 @@ function computeKey(spec: AgentSpec): string {
 
 /**
  * Keep-alive agents per (profile version, origin, TLS options, proxy): connections and TLS
- * sessions are reused only among calls with identical trust and identity rules (pitfalls 1.7,
- * 1.8). Least recently used agents beyond `maxAgents` are destroyed.
+ * sessions are reused only among calls with identical trust and identity rules
+ * (Node's agent key leaves out checkServerIdentity, and resumed sessions skip it). Least recently used agents beyond `maxAgents` are destroyed.
  */
 export interface AgentPoolOptions {
   /** Agents kept; the least recently used beyond this are destroyed. @defaultValue 512 */

@@ -78,8 +78,8 @@ export function checkIdentityRules(cert: PeerCertificate, rules: IdentityRules):
 }
 
 /**
- * A `checkServerIdentity` that keeps Node's hostname check (a custom callback replaces it,
- * pitfall 1.9) and then applies the pins and subject patterns.
+ * A `checkServerIdentity` that keeps Node's hostname check (a custom callback replaces it)
+ * and then applies the pins and subject patterns.
  */
 export function identityChecker(rules: IdentityRules): (host: string, cert: PeerCertificate) => Error | undefined {
   return (host, cert) => checkServerIdentity(host, cert) ?? checkIdentityRules(cert, rules);

@@ -89,7 +89,7 @@ function arm(socket: TLSSocket, ms: number, phase: 'connect' | 'handshake', prob
 
 /**
  * Attach a probe to a TLS socket: phase timers, handshake facts, and the identity check that Node
- * skips on resumed sessions (pitfall 1.8).
+ * skips on resumed sessions.
  */
 /** What an agent remembers across its connections. */
 export interface AgentMemo {

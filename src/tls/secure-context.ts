@@ -7,7 +7,7 @@ const contexts = new WeakMap<LoadedProfile, Map<string, SecureContext>>();
 /**
  * The one SecureContext of a profile and minimum TLS version: client key + certificate chain,
  * and the trust anchors that replace (or, with systemRoots, extend) Node's bundled roots.
- * Built once and reused: with the system roots it costs ~20 ms of CPU (pitfall 1.5).
+ * Built once and reused: with the system roots it costs ~20 ms of CPU.
  */
 export function secureContextFor(profile: LoadedProfile, minVersion: SecureVersion = 'TLSv1.2'): SecureContext {
   let byVersion = contexts.get(profile);

@@ -1,6 +1,6 @@
 /**
  * `svcnode dry-run NODE.json --profiles DIR --json` as a real subprocess (the built CLI) against
- * real servers: every failure category with the SPEC exit code and exactly one JSON document on
+ * real servers: every failure category with the documented exit code and exactly one JSON document on
  * stdout; phase timeouts that end in time; bad input and bad material that exit 2 with a clear
  * message, no stack trace and no secret in any output. Needs `npx tsc -p tsconfig.json` first.
  */
@@ -26,7 +26,7 @@ import {
   type TestServer,
 } from '../helpers/servers.js';
 
-/** SPEC exit codes. */
+/** The documented exit codes. */
 const EXIT = { ok: 0, invalidInput: 2, tls: 3, http: 4, network: 5 } as const;
 const DAY = 86_400_000;
 /** Generous: the servers live in the (possibly busy) test process; only the timeout tests use short ones. */
@@ -38,7 +38,7 @@ const WRONG_PASS = 'not-the-Pass 7?';
 let pki: TestPki;
 let nodesDir: string;
 const servers: TestServer[] = [];
-/** Failure categories seen on stdout, to prove that every SPEC category was produced through the CLI. */
+/** Failure categories seen on stdout, to prove that every failure category was produced through the CLI. */
 const seen = new Set<string>();
 /** Every secret that must never appear in any output. */
 let secrets: string[];

@@ -1,7 +1,7 @@
 /**
  * The queue contract from a producer's side, against a real redis-server and an in-process
  * worker: raw BullMQ producers get Results as return values, every job ends completed, failure
- * records count per attempt, `svcnode failures` prints SPEC shapes, and Redis holds no secrets.
+ * records count per attempt, `svcnode failures` prints documented shapes, and Redis holds no secrets.
  */
 import { Writable } from 'node:stream';
 import { Job, Queue, QueueEvents } from 'bullmq';
@@ -154,7 +154,7 @@ describe('queue contract (raw BullMQ producer, in-process worker)', () => {
     }
   });
 
-  it('counts failures per node and attempt, and `svcnode failures --json` prints the SPEC shapes', async () => {
+  it('counts failures per node and attempt, and `svcnode failures --json` prints the documented shapes', async () => {
     const withAuth = await run({ nodeId: 'with-auth', context: { accountId: '9' } });
     expect(withAuth.result.ok).toBe(true);
     // Enough failures of one node to overflow the recent list.
