@@ -2,31 +2,36 @@
  * The error family of svcnode. Every error carries a stable `code` (ours, `SVCNODE_*`); the raw
  * Node/OpenSSL error stays available as `cause` and never overwrites ours.
  */
-export type ErrorCode =
-  | 'SVCNODE_INVALID_DEFINITION'
-  | 'SVCNODE_INVALID_PROFILE'
-  | 'SVCNODE_INVALID_BUNDLE'
-  | 'SVCNODE_BAD_PASSPHRASE'
-  | 'SVCNODE_MISSING_PASSPHRASE'
-  | 'SVCNODE_KEY_MISMATCH'
-  | 'SVCNODE_NO_CERTIFICATE'
-  | 'SVCNODE_NO_PRIVATE_KEY'
-  | 'SVCNODE_WEAK_KEY'
-  | 'SVCNODE_CHAIN_BROKEN'
-  | 'SVCNODE_BUNDLE_TOO_LARGE'
-  | 'SVCNODE_FILE_NOT_FOUND'
-  | 'SVCNODE_TEMPLATE'
-  | 'SVCNODE_UNKNOWN_NODE'
-  | 'SVCNODE_UNKNOWN_PROFILE'
-  | 'SVCNODE_USAGE'
-  | 'SVCNODE_PIN_MISMATCH'
-  | 'SVCNODE_SUBJECT_MISMATCH'
-  | 'SVCNODE_CLIENT_CERT_EXPIRED'
-  | 'SVCNODE_RESPONSE_TOO_LARGE'
-  | 'SVCNODE_CROSS_ORIGIN_REDIRECT'
-  | 'SVCNODE_TIMEOUT'
-  | 'SVCNODE_REDIS_UNAVAILABLE'
-  | 'SVCNODE_INTERNAL';
+/** Every svcnode error code with what it means; the README's table is kept in sync by a test. */
+export const ERROR_CODES = {
+  SVCNODE_INVALID_DEFINITION: 'a node definition, invocation or context file is not valid JSON or breaks its schema',
+  SVCNODE_INVALID_PROFILE: 'a certificate profile is not valid JSON, breaks its schema or is misnamed',
+  SVCNODE_INVALID_BUNDLE: 'a certificate, key or PKCS#12 file is corrupt, truncated or of the wrong kind',
+  SVCNODE_BAD_PASSPHRASE: 'the passphrase does not open the key or PKCS#12 file',
+  SVCNODE_MISSING_PASSPHRASE: 'the key is encrypted and no passphrase is configured, or its variable is unset',
+  SVCNODE_KEY_MISMATCH: 'the private key does not belong to the client certificate',
+  SVCNODE_NO_CERTIFICATE: 'a file that must hold a certificate holds none',
+  SVCNODE_NO_PRIVATE_KEY: 'a file that must hold the private key holds none',
+  SVCNODE_WEAK_KEY: 'the RSA client key is shorter than 2048 bits or than policy.minKeyBits',
+  SVCNODE_CHAIN_BROKEN: 'the client certificate file holds certificates that do not link to the client certificate',
+  SVCNODE_BUNDLE_TOO_LARGE: 'a bundle file is larger than 1 MiB',
+  SVCNODE_FILE_NOT_FOUND: 'a file or directory cannot be read',
+  SVCNODE_TEMPLATE: 'a {{context.…}} template is unsupported, its variable is missing, or the rendered value is unsafe',
+  SVCNODE_UNKNOWN_NODE: 'no valid node definition has this id',
+  SVCNODE_UNKNOWN_PROFILE: 'the profile a node names does not exist',
+  SVCNODE_USAGE: 'the command line is invalid',
+  SVCNODE_PIN_MISMATCH: 'the server public key matches none of tls.pinnedPublicKeys',
+  SVCNODE_SUBJECT_MISMATCH: 'the server subject matches none of tls.serverSubjectPatterns',
+  SVCNODE_CLIENT_CERT_EXPIRED: 'the client certificate is expired, so it was not presented',
+  SVCNODE_CLIENT_CERT_NOT_YET_VALID: 'the client certificate is not valid yet, so it was not presented',
+  SVCNODE_CROSS_ORIGIN_REDIRECT: 'the backend redirected to another origin, which is never followed',
+  SVCNODE_TIMEOUT: 'a TCP connect or TLS handshake did not finish within its timeout',
+  SVCNODE_AUTH_NO_TOKEN: 'a certificate-session endpoint answered without the token field',
+  SVCNODE_AUTH_NO_CLIENT_CERT: 'certificate-session authentication needs a profile with a client certificate',
+  SVCNODE_REDIS_UNAVAILABLE: 'Redis cannot be reached',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
 
 export interface SvcnodeErrorOptions {
   cause?: unknown;
