@@ -1,4 +1,3 @@
-import type { X509Certificate } from 'node:crypto';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -8,10 +7,12 @@ import { EXIT } from '../failures/categories.js';
 import { describeCertificate, describeKey, type CertificateDescription, type KeyDescription } from '../pki/inspect.js';
 import { readMaterial, type MaterialForm } from '../pki/material.js';
 import { mintCa, mintLeaf, type KeySpec, type LeafUsage, type MintedCert } from '../pki/mint.js';
+import { profileCertificates } from '../pki/certificates.js';
 import { readPassphraseFile } from '../pki/passphrase.js';
 import { errorFinding, loadProfilesDir, verifyProfile } from '../pki/profile.js';
 import type { CertificateRole, Finding, LoadedProfile } from '../pki/types.js';
 import { importCommand } from './certs-import.js';
+import { formatTable } from './table.js';
 import { formatError, printJson, runAction, type CliIo } from './io.js';
 
 /** `svcnode certs …`: inspect, verify and monitor bundles; mint a private CA for test setups. */
@@ -193,10 +194,7 @@ interface StatusRow {
 
 function statusRows(p: LoadedProfile, now: Date): StatusRow[] {
   const warningDays = p.policy?.expiryWarningDays ?? 90;
-  const entries: (readonly [CertificateRole, X509Certificate])[] = [
-    ...(p.client ? [['client', p.client.leaf] as const, ...p.client.chain.map((c) => ['chain', c] as const)] : []),
-    ...p.trust.certificates.map((c) => ['trust', c] as const),
-  ];
+  const entries = profileCertificates(p);
   return entries.map(([role, cert]) => {
     const d = describeCertificate(cert, now);
     const msLeft = Date.parse(d.validTo) - now.getTime();
@@ -205,10 +203,6 @@ function statusRows(p: LoadedProfile, now: Date): StatusRow[] {
   });
 }
 
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  return [header, ...rows].map((r) => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
-}
 
 function statusCommand(io: CliIo): Command {
   return subcommand('status')
@@ -231,7 +225,7 @@ function statusCommand(io: CliIo): Command {
         } else {
           const rows = loaded.flatMap((p) => statusRows(p, now));
           const cells = rows.map((r) => [r.profile, r.role, r.subject, r.validTo.slice(0, 10), String(r.daysLeft), r.flag]);
-          io.stdout(rows.length > 0 ? table(['PROFILE', 'ROLE', 'SUBJECT', 'EXPIRES', 'DAYS', 'FLAG'], cells) : 'no certificates in any profile');
+          io.stdout(rows.length > 0 ? formatTable(['PROFILE', 'ROLE', 'SUBJECT', 'EXPIRES', 'DAYS', 'FLAG'], cells) : 'no certificates in any profile');
           for (const { file, error } of errors) io.stderr(`profile ${file} cannot be loaded:\n${formatError(error)}`);
         }
         return errors.length > 0 ? EXIT.invalidInput : EXIT.ok;

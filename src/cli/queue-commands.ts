@@ -9,6 +9,7 @@ import { WORKER_DEFAULTS } from '../queue/constants.js';
 import { readContextFile } from './context.js';
 import { printJson, runAction, type CliIo } from './io.js';
 import { formatResult } from './report.js';
+import { formatTable } from './table.js';
 import { InvalidInputError } from '../errors.js';
 
 function positiveInt(name: string): (value: string) => number {
@@ -136,8 +137,7 @@ function formatSummary(summary: FailureSummary): string {
     return [n.nodeId, String(n.counts.handshakes_ok ?? 0), String(n.counts.session_reused ?? 0), failures.map(([k, v]) => `${k}=${v}`).join(' ') || '-', n.lastFailure ? `${n.lastFailure.at} ${n.lastFailure.category}` : '-'];
   });
   const header = ['NODE', 'HANDSHAKES_OK', 'RESUMED', 'FAILURES', 'LAST FAILURE'];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  return `${[header, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n')}\n`;
+  return `${formatTable(header, rows)}\n`;
 }
 
 function formatNode(n: NodeFailures): string {

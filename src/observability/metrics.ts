@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Result } from '../invoke/result.js';
+import { profileCertificates } from '../pki/certificates.js';
 import type { LoadedProfile } from '../pki/types.js';
 
 /** Prometheus metrics of a worker process. */
@@ -55,11 +56,7 @@ export class Metrics {
 
   /** Publish notAfter of every certificate of a profile (client, chain, trust anchors). */
   setCertificateExpiry(profile: LoadedProfile): void {
-    const certs = [
-      ...(profile.client ? [['client', profile.client.leaf] as const, ...profile.client.chain.map((c) => ['chain', c] as const)] : []),
-      ...profile.trust.certificates.map((c) => ['trust', c] as const),
-    ];
-    for (const [role, cert] of certs) {
+    for (const [role, cert] of profileCertificates(profile)) {
       this.certificateExpiry.set({ profile: profile.name, role, subject: cert.subject.replace(/\n/g, ', ') }, new Date(cert.validTo).getTime() / 1000);
     }
   }

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ProfileWatcher } from '../definitions/profile-watcher.js';
 import { Registry } from '../definitions/registry.js';
+import { profileCertificates } from '../pki/certificates.js';
 import { dateFindings } from '../pki/findings.js';
 import { PROFILE_DEFAULTS } from '../pki/profile.js';
 import type { LoadedProfile } from '../pki/types.js';
@@ -52,11 +53,7 @@ export interface RunningWorker {
 function logExpiry(registry: Registry, logger: Logger, now = new Date()): void {
   for (const profile of registry.profiles.values()) {
     const warningDays = profile.policy?.expiryWarningDays ?? PROFILE_DEFAULTS.expiryWarningDays;
-    const certs = [
-      ...(profile.client ? [['client', profile.client.leaf] as const, ...profile.client.chain.map((c) => ['chain', c] as const)] : []),
-      ...profile.trust.certificates.map((c) => ['trust', c] as const),
-    ];
-    for (const [role, cert] of certs) {
+    for (const [role, cert] of profileCertificates(profile)) {
       for (const f of dateFindings(cert, role, profile.file, now, warningDays)) logger.warn({ profile: profile.name, code: f.code, role, daysLeft: f.daysLeft }, f.message);
     }
   }
