@@ -25,7 +25,3 @@ export const EXIT = { ok: 0, invalidInput: 2, tls: 3, http: 4, network: 5 } as c
 export function exitCodeFor(category: FailureCategory | undefined): number {
   return category === undefined ? EXIT.ok : FAILURE_CATEGORIES[category].exitCode;
 }
-
-export function isFailureCategory(value: string): value is FailureCategory {
-  return Object.hasOwn(FAILURE_CATEGORIES, value);
-}
