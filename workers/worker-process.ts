@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { startWorker, type WorkerOptions } from '../src/queue/worker.js';
+import { StartAbortedError, startWorker, type WorkerOptions } from '../src/queue/worker.js';
 
 /**
  * Run a worker until SIGTERM or SIGINT: stop taking jobs, let in-flight ones finish within the
@@ -7,12 +7,24 @@ import { startWorker, type WorkerOptions } from '../src/queue/worker.js';
  * when the grace period ends are left to BullMQ's stall check, which hands them to a live worker.
  */
 export async function runWorkerProcess(options: WorkerOptions & { shutdownGraceMs?: number; logger: Logger }): Promise<number> {
-  // Listen before starting, so a signal during start-up still shuts down gracefully.
+  // Listen before starting, so a signal during start-up (e.g. waiting for Redis) still stops cleanly.
+  const abort = new AbortController();
   const stop = new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
+    const on = (s: NodeJS.Signals): void => {
+      abort.abort();
+      resolve(s);
+    };
+    process.once('SIGTERM', on);
+    process.once('SIGINT', on);
   });
-  const worker = await startWorker(options);
+  let worker;
+  try {
+    worker = await startWorker({ ...options, signal: abort.signal });
+  } catch (error) {
+    if (!(error instanceof StartAbortedError)) throw error;
+    options.logger.info({ signal: await stop }, 'stopped before Redis could be reached; no job was taken');
+    return 0;
+  }
   const signal = await stop;
   options.logger.info({ signal }, 'shutting down: no new jobs, finishing in-flight ones');
   const { drained } = await worker.close(options.shutdownGraceMs);

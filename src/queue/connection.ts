@@ -59,7 +59,7 @@ function sentinelOptions(url: string): RedisOptions {
 
 /** A Redis connection for BullMQ workers and blocking readers (maxRetriesPerRequest: null). */
 export function workerConnection(url: string): Redis {
-  return new Redis({ ...redisOptions(url), maxRetriesPerRequest: null });
+  return new Redis({ ...redisOptions(url), maxRetriesPerRequest: null, disconnectTimeout: 200 });
 }
 
 /** A Redis connection for producers: fails fast while Redis is down instead of queueing forever. */

@@ -37,6 +37,8 @@ export interface WorkerOptions {
   /** Resume TLS sessions on new connections (false forces full handshakes). @defaultValue true */
   tlsSessionResumption?: boolean;
   env?: NodeJS.ProcessEnv;
+  /** Aborts start-up (a stop signal while Redis is still unreachable). */
+  signal?: AbortSignal;
 }
 
 export interface RunningWorker {
@@ -57,6 +59,25 @@ function logExpiry(registry: Registry, logger: Logger, now = new Date()): void {
       for (const f of dateFindings(cert, role, profile.file, now, warningDays)) logger.warn({ profile: profile.name, code: f.code, role, daysLeft: f.daysLeft }, f.message);
     }
   }
+}
+
+/** Thrown by startWorker when its signal aborts start-up before Redis answered. */
+export class StartAbortedError extends Error {
+  constructor() {
+    super('start-up aborted before Redis could be reached');
+  }
+}
+
+/** Resolve true once Redis answers, false if `signal` aborts first. */
+async function redisOrAbort(redis: Redis, signal: AbortSignal | undefined): Promise<boolean> {
+  const ready = redis.ping().then(
+    () => true,
+    () => true,
+  );
+  if (!signal) return ready;
+  if (signal.aborted) return false;
+  const aborted = new Promise<boolean>((resolve) => signal.addEventListener('abort', () => resolve(false), { once: true }));
+  return Promise.race([ready, aborted]);
 }
 
 /** Warn when Redis can evict or lose queued jobs. */
@@ -154,8 +175,18 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     };
   };
   const server = options.metricsPort === undefined ? undefined : await startMetricsServer(options.metricsPort, metrics, health);
-  // /healthz answers (503) while Redis is still unreachable at start.
-  await connection.ping().catch(() => undefined);
+  if (server) logger.info({ healthPort: server.port }, 'serving /metrics and /healthz');
+  // /healthz answers (503) while Redis is still unreachable at start; a stop signal ends the wait.
+  if (!(await redisOrAbort(connection, options.signal))) {
+    watcher.stop();
+    clearInterval(expiryTimer);
+    agents.destroy();
+    await server?.close();
+    await worker.close(true).catch(() => undefined);
+    connection.disconnect();
+    storeConnection.disconnect();
+    throw new StartAbortedError();
+  }
   await checkRedisConfig(connection, logger);
   void worker.run().catch((error: unknown) => logger.error({ err: (error as Error).message }, 'worker stopped'));
   logger.info({ queue: QUEUE_NAME, concurrency: options.concurrency ?? WORKER_DEFAULTS.concurrency, metricsPort: server?.port }, 'worker started');

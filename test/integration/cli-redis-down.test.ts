@@ -1,5 +1,8 @@
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { runCli, spawnCli } from '../helpers/cli.js';
 import { unusedPort } from '../helpers/servers.js';
 
 describe('CLI producers when Redis cannot be reached', () => {
@@ -12,5 +15,29 @@ describe('CLI producers when Redis cannot be reached', () => {
     expect(r.stderr).not.toContain('hunter2');
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
     expect(r.stdout).toBe('');
+  });
+});
+
+describe('worker when Redis cannot be reached', () => {
+  it('reports 503 on /healthz while it waits, and stops cleanly on SIGTERM', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'svcnode-noredis-'));
+    mkdirSync(join(dir, 'nodes'));
+    mkdirSync(join(dir, 'profiles'));
+    const port = await unusedPort();
+    const worker = spawnCli(['worker', '--redis', `redis://127.0.0.1:${port}`, '--nodes', join(dir, 'nodes'), '--profiles', join(dir, 'profiles'), '--metrics-port', '0'], { timeoutMs: 30_000 });
+    try {
+      const line = await worker.waitForLine(/"healthPort":\d+/, { stream: 'stderr', timeoutMs: 15_000 });
+      const healthPort = (JSON.parse(line) as { healthPort: number }).healthPort;
+      const health = await fetch(`http://127.0.0.1:${healthPort}/healthz`);
+      expect(health.status).toBe(503);
+      expect(((await health.json()) as { redis: string }).redis).toBe('disconnected');
+      const started = Date.now();
+      const exit = await worker.stop('SIGTERM', 10_000);
+      expect(exit.code).toBe(0);
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      await worker.stop('SIGKILL').catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
