@@ -203,7 +203,6 @@ function statusRows(p: LoadedProfile, now: Date): StatusRow[] {
   });
 }
 
-
 function statusCommand(io: CliIo): Command {
   return subcommand('status')
     .description('expiry overview of every certificate in every profile')

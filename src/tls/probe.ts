@@ -29,8 +29,6 @@ export interface ConnectionProbe {
   keylog: boolean;
   /** Label of the first key log line: `CLIENT_RANDOM` for TLS 1.2 (our whole flight was sent), `*_TRAFFIC_SECRET` for 1.3. */
   keylogLabel?: string;
-  /** A TLS 1.3 NewSessionTicket arrived: the server processed our certificate and accepted it. */
-  sessionTicket: boolean;
   /** Requests that received a response on this connection. */
   responses: number;
   timedOut?: 'connect' | 'handshake';
@@ -48,7 +46,7 @@ export function probeOf(socket: object | null | undefined): ConnectionProbe | un
 }
 
 export function newProbe(via: ConnectionProbe['via']): ConnectionProbe {
-  return { via, startedAt: performance.now(), sessionReused: false, keylog: false, sessionTicket: false, responses: 0 };
+  return { via, startedAt: performance.now(), sessionReused: false, keylog: false, responses: 0 };
 }
 
 /** Error used to destroy a socket whose phase ran out of time. */
@@ -118,9 +116,6 @@ export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: Ph
   socket.once('keylog', (line: Buffer) => {
     probe.keylog = true;
     probe.keylogLabel = line.toString('latin1', 0, Math.max(0, line.indexOf(0x20)));
-  });
-  socket.once('session', () => {
-    probe.sessionTicket = true;
   });
   socket.once('secureConnect', () => {
     stopHandshakeTimer();

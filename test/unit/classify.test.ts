@@ -12,7 +12,7 @@ function err(code: string | undefined, message = `error ${code ?? ''}`): Error {
 }
 
 function probe(p: Partial<ConnectionProbe>): ConnectionProbe {
-  return { via: 'direct', startedAt: 0, connectedAt: 1, sessionReused: false, keylog: false, sessionTicket: false, responses: 0, ...p };
+  return { via: 'direct', startedAt: 0, connectedAt: 1, sessionReused: false, keylog: false, responses: 0, ...p };
 }
 
 function category(error: unknown, ctx: ClassifyContext = WITH_CLIENT): FailureCategory {
