@@ -29,6 +29,22 @@ export const ERROR_CODES = {
   SVCNODE_AUTH_NO_TOKEN: 'a certificate-session endpoint answered without the token field',
   SVCNODE_AUTH_NO_CLIENT_CERT: 'certificate-session authentication needs a profile with a client certificate',
   SVCNODE_REDIS_UNAVAILABLE: 'Redis cannot be reached',
+  SVCNODE_INVALID_REQUEST: 'the HTTP layer refused a rendered header value or URL (control characters, lone surrogates)',
+  SVCNODE_TOO_MANY_REDIRECTS: 'the backend redirected more often than the redirect limit (a redirect loop); not retried',
+  SVCNODE_DECODE_FAILED: 'the response body does not decode per its Content-Encoding (corrupt gzip, deflate or br); not retried',
+  SVCNODE_UNSUPPORTED_ENCODING: 'the response uses a Content-Encoding other than gzip, deflate, br or identity; not retried',
+  SVCNODE_RESPONSE_TIMEOUT: 'the response headers did not arrive within timeouts.responseMs after the request was sent',
+  SVCNODE_IDLE_TIMEOUT: 'the response body paused longer than timeouts.idleMs between chunks',
+  SVCNODE_DEADLINE: 'the attempt did not finish within timeouts.totalMs',
+  SVCNODE_ABORTED: 'the call was cancelled (job cancelled or worker shutting down)',
+  SVCNODE_CONNECTION_CLOSED: 'the connection closed before the response ended',
+  SVCNODE_NETWORK: 'a TLS or network error of the connection to the backend (the raw code is the failure code)',
+  SVCNODE_UNEXPECTED_ERROR: 'an error the transport does not know; it is logged with its raw code and not retried',
+  SVCNODE_PROXY_UNREACHABLE: 'the proxy in proxy.url cannot be reached',
+  SVCNODE_PROXY_TLS: 'the TLS handshake with an https:// proxy failed (e.g. its certificate is not trusted by proxy.tls.ca)',
+  SVCNODE_PROXY_AUTH: 'the proxy answered 407: its credentials are missing or wrong',
+  SVCNODE_PROXY_REFUSED: 'the proxy refused to open the tunnel (its HTTP status is in the message)',
+  SVCNODE_PROXY_TIMEOUT: 'the proxy did not open the tunnel within timeouts.connectMs',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -76,6 +92,32 @@ export class BundleError extends InvalidInputError {
 /** Server identity checks beyond the hostname (pins, subject patterns) that failed. */
 export class IdentityError extends SvcnodeError {
   override readonly name: string = 'IdentityError';
+}
+
+/**
+ * A failure of the connection or exchange with the backend. `phase` says how far the call got;
+ * the raw Node/OpenSSL error is the `cause`.
+ */
+export class TransportError extends SvcnodeError {
+  override readonly name: string = 'TransportError';
+  readonly phase: 'connect' | 'tls' | 'request' | 'response' | undefined;
+
+  constructor(code: ErrorCode, message: string, options: SvcnodeErrorOptions & { phase?: TransportError['phase'] } = {}) {
+    super(code, message, options);
+    this.phase = options.phase;
+  }
+}
+
+/** A failure on the hop to the proxy: never a backend certificate problem. */
+export class ProxyError extends SvcnodeError {
+  override readonly name: string = 'ProxyError';
+  /** The proxy's answer to CONNECT, when it answered. */
+  readonly status: number | undefined;
+
+  constructor(code: ErrorCode, message: string, options: SvcnodeErrorOptions & { status?: number } = {}) {
+    super(code, message, options);
+    this.status = options.status;
+  }
 }
 
 /** A service svcnode depends on (Redis) cannot be reached; the CLI exits 5 (network failure). */

@@ -2,7 +2,7 @@ import { text } from 'node:stream/consumers';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { InvalidInputError } from '../errors.js';
-import { importBundle, decodePayload } from '../pki/import.js';
+import { importBundle, decodePayload } from '../definitions/profile-import.js';
 import { dateStatus, daysLeft } from '../pki/inspect.js';
 import { readPassphraseFile } from '../pki/passphrase.js';
 import type { PassphraseSource } from '../definitions/types.js';

@@ -9,7 +9,7 @@ import { readMaterial, type MaterialForm } from '../pki/material.js';
 import { mintCa, mintLeaf, type KeySpec, type LeafUsage, type MintedCert } from '../pki/mint.js';
 import { profileCertificates } from '../pki/certificates.js';
 import { readPassphraseFile } from '../pki/passphrase.js';
-import { errorFinding, loadProfilesDir, verifyProfile } from '../pki/profile.js';
+import { errorFinding, loadProfilesDir, verifyProfile } from '../definitions/profiles.js';
 import type { CertificateRole, Finding, LoadedProfile } from '../pki/types.js';
 import { importCommand } from './certs-import.js';
 import { formatTable } from './table.js';

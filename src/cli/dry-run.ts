@@ -1,15 +1,20 @@
-import { dirname, join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { loadNodeFile } from '../definitions/nodes.js';
+import { profilesFrom } from '../definitions/profiles.js';
+import type { NodeDefinition } from '../definitions/types.js';
 import { InvalidInputError } from '../errors.js';
 import { exitCodeFor } from '../failures/categories.js';
+import { inputFailure } from '../failures/failure.js';
 import { invokeWithRetries } from '../invoke/attempts.js';
-import { invoke } from '../invoke/execute.js';
-import { loadProfile } from '../pki/profile.js';
+import { invoke, type InvokeDeps } from '../invoke/execute.js';
+import { failedResult } from '../invoke/failed-result.js';
+import type { Result } from '../invoke/result.js';
 import type { LoadedProfile } from '../pki/types.js';
 import { AgentPool } from '../tls/agents.js';
 import { readContextFile } from './context.js';
-import { printJson, runAction, type CliIo } from './io.js';
+import { formatError, printJson, runAction, type CliIo } from './io.js';
 import { formatResult } from './report.js';
 
 interface DryRunOptions {
@@ -17,6 +22,53 @@ interface DryRunOptions {
   profiles?: string;
   json?: boolean;
   retry?: boolean;
+}
+
+/** The node id to report for a definition file that did not load: its "id" if readable, else the file name. */
+function idOf(file: string): string {
+  try {
+    const id = (JSON.parse(readFileSync(file, 'utf8')) as { id?: unknown }).id;
+    if (typeof id === 'string' && id !== '') return id;
+  } catch {
+    // unreadable or not JSON: the file name stands in
+  }
+  return basename(file).replace(/\.json$/i, '');
+}
+
+/** The run itself: every outcome, bad input included, is one Result. */
+async function dryRun(file: string, options: DryRunOptions, io: CliIo, onProfile: (p: LoadedProfile) => void): Promise<Result> {
+  let node: NodeDefinition;
+  let context: Record<string, unknown>;
+  try {
+    node = loadNodeFile(file);
+    context = options.context ? readContextFile(options.context) : {};
+  } catch (error) {
+    if (!(error instanceof InvalidInputError)) throw error;
+    io.stderr(formatError(error));
+    return failedResult(idOf(file), inputFailure(error));
+  }
+  const profilesDir = options.profiles ?? io.env.SVCNODE_PROFILES ?? join(dirname(resolve(file)), 'profiles');
+  const load = profilesFrom(profilesDir, { env: io.env });
+  const agents = new AgentPool();
+  const deps: InvokeDeps = {
+    agents,
+    profile: async (name) => {
+      try {
+        const profile = await load(name);
+        onProfile(profile);
+        return profile;
+      } catch (error) {
+        // Also said on stderr, as plainly as the other commands say it; the Result carries it too.
+        io.stderr(formatError(error));
+        throw error;
+      }
+    },
+  };
+  try {
+    return options.retry ? await invokeWithRetries(node, context, deps) : await invoke(node, context, deps);
+  } finally {
+    agents.destroy();
+  }
 }
 
 /** `svcnode dry-run NODE.json`: one call through the worker's execution path, fully reported. */
@@ -27,39 +79,17 @@ export function dryRunCommand(io: CliIo): Command {
     .option('--context <file>', 'JSON file with the context variables ({{context.x}})')
     .option('--profiles <dir>', 'certificate profiles directory (default: $SVCNODE_PROFILES, else <node dir>/profiles)')
     .option('--retry', "apply the node's retry policy (default: a single attempt)")
-    .option('--json', 'print exactly one JSON Result document on stdout')
+    .option('--json', 'print exactly one JSON Result document on stdout, for every outcome')
     .addHelpText('after', '\nExit codes: 0 ok, 2 invalid input, 3 TLS handshake failure, 4 HTTP status not accepted, 5 network failure or timeout.')
     .action((file: string, options: DryRunOptions) =>
       runAction(io, async () => {
-        const node = loadNodeFile(file);
-        const context = options.context ? readContextFile(options.context) : {};
-        const profilesDir = resolve(options.profiles ?? io.env.SVCNODE_PROFILES ?? join(dirname(resolve(file)), 'profiles'));
-        const profileFile = join(profilesDir, `${node.tls.profile}.json`);
-        let profile: LoadedProfile;
-        try {
-          profile = await loadProfile(profileFile, { env: io.env });
-        } catch (error) {
-          if (error instanceof InvalidInputError && error.code === 'SVCNODE_FILE_NOT_FOUND' && error.file === profileFile) {
-            throw new InvalidInputError('SVCNODE_UNKNOWN_PROFILE', `node "${node.id}" uses profile "${node.tls.profile}", but ${profileFile} does not exist`, {
-              file: profileFile,
-              hint: 'pass --profiles DIR (or set SVCNODE_PROFILES) to the directory holding the profile',
-            });
-          }
-          throw error;
-        }
-        if (!options.json) {
+        const result = await dryRun(file, options, io, (profile) => {
+          if (options.json) return;
           for (const f of profile.findings) if (f.severity !== 'info') io.stderr(`${f.severity} ${f.code} ${f.file ?? profile.file}: ${f.message}`);
-        }
-        const agents = new AgentPool();
-        try {
-          const deps = { profile: () => profile, agents };
-          const result = options.retry ? await invokeWithRetries(node, context, deps) : await invoke(node, context, deps);
-          if (options.json) printJson(io, result);
-          else io.stdout(formatResult(result));
-          return exitCodeFor(result.failure?.category);
-        } finally {
-          agents.destroy();
-        }
+        });
+        if (options.json) printJson(io, result);
+        else io.stdout(formatResult(result));
+        return exitCodeFor(result.failure?.category);
       }),
     );
 }

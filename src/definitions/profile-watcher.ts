@@ -1,7 +1,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { InvalidInputError, errorMessage } from '../errors.js';
-import { loadProfile } from '../pki/profile.js';
+import { loadProfile } from './profiles.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { Registry } from './registry.js';
 import type { ProfileDocument } from './types.js';

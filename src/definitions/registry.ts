@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
-import { loadProfilesDir } from '../pki/profile.js';
+import { loadProfilesDir } from './profiles.js';
 import type { LoadedProfile } from '../pki/types.js';
 import { loadNodesDir } from './nodes.js';
 import type { NodeDefinition } from './types.js';

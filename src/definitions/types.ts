@@ -1,16 +1,6 @@
 /** Shapes of the public JSON documents (see schemas/). */
 
-export type PassphraseSource = { env: string } | { file: string };
-
-/** A certificate profile document (schemas/cert-profile.schema.json). */
-export interface ProfileDocument {
-  name?: string;
-  client?:
-    | { certificate: string; key: string; passphrase?: PassphraseSource }
-    | { pkcs12: string; passphrase?: PassphraseSource };
-  trust?: { ca?: string[]; systemRoots?: boolean };
-  policy?: { minKeyBits?: 2048 | 3072 | 4096; expiryWarningDays?: number };
-}
+export type { PassphraseSource, ProfileDocument } from '../pki/types.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS';
 
@@ -34,9 +24,14 @@ export interface NodeDefinition {
     serverSubjectPatterns?: string[];
     clientCertHeader?: string;
   };
-  proxy?: { url: string };
+  /**
+   * CONNECT proxy: `http://` or `https://` (TLS to the proxy, verified against `tls.ca`, PEM files
+   * resolved against the working directory). `noProxy` lists hosts (`example.com`, `.example.com`,
+   * `host:port`, `*`) reached directly.
+   */
+  proxy?: { url: string; tls?: { ca?: string[] }; noProxy?: string[] };
   auth?: { type: 'certificate-session'; tokens: { url: string; header: string; field?: string }[]; ttlSeconds?: number };
-  timeouts?: { connectMs?: number; handshakeMs?: number; responseMs?: number; totalMs?: number };
+  timeouts?: { connectMs?: number; handshakeMs?: number; responseMs?: number; idleMs?: number; totalMs?: number };
   retry?: { limit?: number; backoffMs?: number; maxBackoffMs?: number; nonIdempotent?: boolean };
   response?: { acceptStatus?: (number | string)[]; maxBodyBytes?: number };
 }

@@ -10,12 +10,16 @@ export const FAILURE_CATEGORIES = {
   protocol_mismatch: { exitCode: 3, phase: 'tls', summary: 'no common TLS version or cipher, or the port does not speak TLS' },
   connect_failed: { exitCode: 5, phase: 'connect', summary: 'the TCP connection or proxy tunnel could not be opened' },
   timeout: { exitCode: 5, phase: 'connect', summary: 'a phase of the call ran out of time' },
-  http_status: { exitCode: 4, phase: 'http', summary: 'the HTTP status is not accepted by the node' },
+  http_status: { exitCode: 4, phase: 'response', summary: 'the HTTP status is not accepted by the node' },
   invalid_input: { exitCode: 2, phase: 'input', summary: 'the definition, profile, bundle or context is invalid' },
 } as const satisfies Record<string, { exitCode: number; phase: FailurePhase; summary: string }>;
 
 export type FailureCategory = keyof typeof FAILURE_CATEGORIES;
-export type FailurePhase = 'input' | 'connect' | 'tls' | 'http';
+/**
+ * How far a call got when it failed: `proxy` for anything on the way to or through a proxy,
+ * `request` once the request may have reached the backend, `response` once headers arrived.
+ */
+export type FailurePhase = 'input' | 'connect' | 'proxy' | 'tls' | 'request' | 'response' | 'auth';
 
 export const CATEGORY_NAMES = Object.keys(FAILURE_CATEGORIES) as FailureCategory[];
 

@@ -1,7 +1,8 @@
-import { InvalidInputError, SvcnodeError, errorCode, errorMessage } from '../errors.js';
-import type { Failure } from '../invoke/result.js';
+import { InvalidInputError, ProxyError, SvcnodeError, TransportError, errorCode, errorMessage } from '../errors.js';
 import type { ChainEntry, ConnectionProbe } from '../tls/probe.js';
-import { FAILURE_CATEGORIES, type FailureCategory } from './categories.js';
+import { TRANSIENT_PROXY_STATUS } from '../tls/proxy-error.js';
+import { failureOf as failure, inputFailure, type Failure } from './failure.js';
+import { serverCertFailure } from './server-cert.js';
 
 /** What the classifier knows besides the error itself. */
 export interface ClassifyContext {
@@ -11,23 +12,38 @@ export interface ClassifyContext {
   clientSubject: string | undefined;
   /** Probe of the connection the request ran on, if one was created. */
   probe: ConnectionProbe | undefined;
-  /** The server chain as captured by a diagnostic handshake, if any. */
-  diagnosticChain?: ChainEntry[];
+  /** The chain the server presented, read from the failing connection itself. */
+  serverChain?: ChainEntry[];
   proxy: boolean;
+  /** Reference time for naming the expired certificate of a chain. @defaultValue now */
+  now?: number;
 }
 
-const SERVER_UNTRUSTED = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED',
-  'CERT_REJECTED', 'INVALID_CA', 'CERT_CHAIN_TOO_LONG', 'PATH_LENGTH_EXCEEDED', 'INVALID_PURPOSE',
-  'CERT_REVOKED', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY', 'UNABLE_TO_GET_CRL',
-  'CRL_HAS_EXPIRED', 'CRL_NOT_YET_VALID', 'HOSTNAME_MISMATCH',
-]);
-const SERVER_EXPIRED = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERROR_IN_CERT_NOT_BEFORE_FIELD', 'ERROR_IN_CERT_NOT_AFTER_FIELD']);
 /** Alerts the server sends about *our* certificate. */
 const CLIENT_REJECTED_ALERT = /^ERR_SSL_(?:TLSV1|SSLV3|TLSV13)_ALERT_(?:UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED|DECRYPT_ERROR|CERTIFICATE_EXPIRED)$/;
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'EHOSTDOWN', 'ENETDOWN']);
-const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'ECONNABORTED']);
+const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'ECONNABORTED', 'SVCNODE_CONNECTION_CLOSED']);
+const TIMEOUT_CODES = new Set(['SVCNODE_TIMEOUT', 'ETIMEDOUT', 'SVCNODE_RESPONSE_TIMEOUT', 'SVCNODE_IDLE_TIMEOUT', 'SVCNODE_DEADLINE']);
+/** Our codes of the HTTP exchange that no retry can fix. */
+const RESPONSE_CODES = new Set(['SVCNODE_TOO_MANY_REDIRECTS', 'SVCNODE_DECODE_FAILED', 'SVCNODE_UNSUPPORTED_ENCODING']);
+
+/**
+ * Failure codes that are never retried although their category (connect_failed, timeout,
+ * http_status) usually is: the same request would fail the same way.
+ */
+export const PERMANENT_CODES: ReadonlySet<string> = new Set([...RESPONSE_CODES, 'SVCNODE_UNEXPECTED_ERROR', 'SVCNODE_PROXY_TLS']);
+
+/** A failure that a later attempt may get past (the node's method permitting). */
+export function isTransient(failure: Failure, status: number): boolean {
+  if (PERMANENT_CODES.has(failure.code)) return false;
+  const proxyStatus = /^PROXY_(\d{3})$/.exec(failure.code)?.[1];
+  if (proxyStatus !== undefined) return TRANSIENT_PROXY_STATUS.has(Number(proxyStatus));
+  if (failure.category === 'connect_failed' || failure.category === 'timeout') return true;
+  return failure.category === 'http_status' && (status >= 500 || status === 429);
+}
+
+/** Close within this window after a fresh TLS 1.3 handshake, before any response: the server's verdict on our certificate. */
+export const CLIENT_VERDICT_WINDOW_MS = 500;
 
 /** TLS alert numbers (RFC 8446 §6) and the code OpenSSL gives them when they surface with a code. */
 const ALERTS: Record<string, string> = {
@@ -65,42 +81,6 @@ function readableMessage(message: string): string {
   return reason ? `${reason}${alert ? ` (TLS alert ${alert})` : ''}` : message;
 }
 
-
-function failure(category: FailureCategory, code: string, message: string, hint: string): Failure {
-  return { phase: FAILURE_CATEGORIES[category].phase, category, code, message, hint };
-}
-
-function chainHint(ctx: ClassifyContext): string {
-  const chain = ctx.diagnosticChain;
-  if (!chain || chain.length === 0) return `add the CA that issued the server certificate of ${ctx.host} to trust.ca of profile "${ctx.profileName}"`;
-  const last = chain[chain.length - 1] as ChainEntry;
-  if (chain.length === 1 && last.subject !== last.issuer) {
-    return `the server sent only its leaf certificate "${last.subject}"; add the intermediate "${last.issuer}" (and its root) to trust.ca of profile "${ctx.profileName}", or ask the backend team to send the full chain`;
-  }
-  if (last.subject === last.issuer) {
-    return `the server chain ends at the root "${last.subject}", which is not in trust.ca of profile "${ctx.profileName}"; add that root if you trust it`;
-  }
-  return `the server chain ends at "${last.subject}", issued by "${last.issuer}", which is not in trust.ca of profile "${ctx.profileName}"; add "${last.issuer}" to trust.ca`;
-}
-
-function serverCertFailure(code: string, message: string, ctx: ClassifyContext): Failure | undefined {
-  const leaf = ctx.diagnosticChain?.[0];
-  if (SERVER_EXPIRED.has(code)) {
-    const when = leaf ? ` (valid ${leaf.validFrom} to ${leaf.validTo})` : '';
-    return failure('server_cert_expired', code, `server certificate of ${ctx.host} is ${code === 'CERT_NOT_YET_VALID' ? 'not yet valid' : 'expired'}${when}`, 'ask the backend team to renew the server certificate; check this machine\'s clock if the dates look right');
-  }
-  if (SERVER_UNTRUSTED.has(code)) {
-    return failure('server_cert_untrusted', code, `server certificate of ${ctx.host} is not trusted: ${message}`, chainHint(ctx));
-  }
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
-    return failure('server_hostname_mismatch', code, message, `connect with the host name the certificate names, or set tls.servername${leaf ? ` (server certificate subject "${leaf.subject}")` : ''}`);
-  }
-  if (code === 'SVCNODE_PIN_MISMATCH' || code === 'SVCNODE_SUBJECT_MISMATCH') {
-    return failure('server_identity_mismatch', code, message, 'the server presented a different identity than the node expects: verify the backend before changing tls.pinnedPublicKeys or tls.serverSubjectPatterns');
-  }
-  return undefined;
-}
-
 function clientCertFailure(code: string, message: string, ctx: ClassifyContext): Failure | undefined {
   const who = ctx.clientSubject ? `our client certificate "${ctx.clientSubject}"` : 'no client certificate';
   if (code === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED' || (code.endsWith('ALERT_HANDSHAKE_FAILURE') && ctx.probe?.keylog && !ctx.clientSubject)) {
@@ -116,39 +96,57 @@ function clientCertFailure(code: string, message: string, ctx: ClassifyContext):
   return undefined;
 }
 
-/** TLS 1.3: the server's verdict on our certificate arrives after secureConnect. */
+/**
+ * A close without an alert as the server's verdict on our certificate, only where nothing else
+ * explains it: TLS 1.2 after our certificate flight but before the handshake ended, or TLS 1.3
+ * on a fresh connection within a short window after the handshake, before any response.
+ */
 function postHandshakeClose(code: string, ctx: ClassifyContext): Failure | undefined {
   const probe = ctx.probe;
-  // TLS 1.2: a close after we derived the master secret (our Certificate/Finished flight was sent) is the Node-server rejection.
-  const afterOurFlight = probe?.secureAt !== undefined || probe?.keylogLabel === 'CLIENT_RANDOM';
-  if (!probe || !afterOurFlight || probe.responses > 0 || !RESET_CODES.has(code)) return undefined;
+  if (!probe || probe.responses > 0 || !RESET_CODES.has(code)) return undefined;
+  const duringOurFlight = probe.secureAt === undefined && probe.keylogLabel === 'CLIENT_RANDOM';
+  const closedAt = probe.closedAt ?? Number.POSITIVE_INFINITY;
+  const rightAfterTls13 = probe.secureAt !== undefined && probe.protocol === 'TLSv1.3' && !probe.sessionReused && closedAt - probe.secureAt <= CLIENT_VERDICT_WINDOW_MS;
+  if (!duringOurFlight && !rightAfterTls13) return undefined;
   return ctx.clientSubject
     ? failure('client_cert_rejected', code, `${ctx.host} closed the connection at the end of the TLS handshake without answering: it most likely rejected our client certificate "${ctx.clientSubject}"`, 'register the client certificate (or its issuing CA) with the backend team; the server sent no alert, so its logs have the reason')
     : failure('client_cert_required', code, `${ctx.host} closed the connection right after the TLS handshake: it most likely requires a client certificate, and profile "${ctx.profileName}" has none`, `add a client certificate to profile "${ctx.profileName}"`);
 }
 
+/** Every failure on the hop to the proxy: phase "proxy", never a server or client certificate category. */
+function proxyFailure(error: ProxyError, ctx: ClassifyContext): Failure {
+  const code = error.status !== undefined ? `PROXY_${error.status}` : error.code;
+  const hint = error.hint ?? 'check proxy.url';
+  if (error.code === 'SVCNODE_PROXY_TIMEOUT') return failure('timeout', error.code, `${ctx.host}: ${error.message}`, hint, 'proxy');
+  return failure('connect_failed', code, error.message, hint, 'proxy');
+}
+
+/** Unwrap our generic network wrapper to the raw error it carries. */
+function rawOf(error: unknown): unknown {
+  return error instanceof TransportError && error.code === 'SVCNODE_NETWORK' ? error.cause : error;
+}
+
 /** Map any error of a call to a Failure with one of the failure categories. */
 export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
-  if (error instanceof InvalidInputError) {
-    return failure('invalid_input', error.code, error.message, error.hint ?? 'fix the input and try again');
-  }
-  const root = error;
+  if (error instanceof InvalidInputError) return inputFailure(error);
+  if (error instanceof ProxyError) return proxyFailure(error, ctx);
+  const root = rawOf(error);
   const raw = errorMessage(root).trim();
-  const code = effectiveCode(errorCode(root) ?? 'UNKNOWN', raw);
+  const rawCode = errorCode(root);
+  const code = effectiveCode(rawCode ?? 'UNKNOWN', raw);
   const message = readableMessage(raw);
+  const phase = error instanceof TransportError ? error.phase : undefined;
+  if (error instanceof TransportError && RESPONSE_CODES.has(error.code)) {
+    return failure('http_status', error.code, `${ctx.host}: ${message}`, error.hint ?? 'the backend answered in a way no retry can fix', 'response');
+  }
   const classified = serverCertFailure(code, message, ctx) ?? clientCertFailure(code, message, ctx) ?? postHandshakeClose(code, ctx);
   if (classified) return classified;
 
-  if (code === 'SVCNODE_TIMEOUT' || code === 'ETIMEDOUT' || message === 'Proxy timeout' || (root instanceof DOMException && root.name === 'TimeoutError')) {
-    const hint = root instanceof SvcnodeError && root.hint ? root.hint : ctx.proxy && message === 'Proxy timeout' ? 'the proxy did not answer the CONNECT request in time: check proxy.url' : 'the backend did not answer in time: check its health or raise timeouts in the node';
-    return failure('timeout', code, `${ctx.host}: ${message}`, hint);
+  if (TIMEOUT_CODES.has(code) || (root instanceof DOMException && root.name === 'TimeoutError')) {
+    const hint = root instanceof SvcnodeError && root.hint ? root.hint : 'the backend did not answer in time: check its health or raise timeouts in the node';
+    return failure('timeout', code, `${ctx.host}: ${message}`, hint, phase);
   }
-  const proxyStatus = /^Bad response: (\d{3})$/.exec(message);
-  if (proxyStatus) {
-    const status = proxyStatus[1];
-    return failure('connect_failed', `PROXY_${status}`, `the proxy refused to open a tunnel to ${ctx.host} (HTTP ${status})`,
-      status === '407' ? 'the proxy requires authentication: put the credentials in proxy.url (http://user:pass@proxy:port)' : 'check that the proxy allows CONNECT to this host and port');
-  }
+  if (code === 'SVCNODE_ABORTED') return failure('timeout', code, message, 'the worker was shutting down or the job was cancelled; it is safe to retry idempotent requests', phase ?? 'request');
   if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG') {
     return failure('protocol_mismatch', code, `${ctx.host} does not speak TLS on this port (${message})`, 'check the port in the URL: it may be a plain HTTP port');
   }
@@ -156,9 +154,10 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
     return failure('protocol_mismatch', code, `${ctx.host}: TLS negotiation failed: ${message}`, 'the server and the node share no TLS version or cipher: check tls.minVersion and the server\'s TLS configuration');
   }
   if (CONNECT_CODES.has(code) || RESET_CODES.has(code)) {
-    return failure('connect_failed', code, `${ctx.host}: ${message}`, code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'the host name does not resolve: check the URL and DNS' : 'check that the backend is up and reachable from this machine (host, port, firewall, proxy)');
+    return failure('connect_failed', code, `${ctx.host}: ${message}`, code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'the host name does not resolve: check the URL and DNS' : 'check that the backend is up and reachable from this machine (host, port, firewall, proxy)', phase);
   }
-  return failure('connect_failed', code, `${ctx.host}: ${message}`, 'an unexpected network error: check connectivity to the backend');
+  // Not silently a network failure: a code of its own, logged by the caller with the raw code, never retried.
+  return failure('connect_failed', 'SVCNODE_UNEXPECTED_ERROR', `${ctx.host}: unexpected error ${rawCode ?? '(no code)'}: ${message}`, 'this error is not one svcnode knows; the worker log has its raw code: report it with the log line', phase);
 }
 
 /** nginx answers a bad or missing client certificate with HTTP 400/495/496 after the handshake. */

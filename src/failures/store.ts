@@ -1,7 +1,16 @@
 import type { Redis } from 'ioredis';
-import type { Result } from '../invoke/result.js';
 import type { ChainEntry } from '../tls/probe.js';
 import { CATEGORY_NAMES } from './categories.js';
+import type { Failure } from './failure.js';
+
+/** What the store reads of an attempt's Result (a Result fits; declared here so failures/ never imports invoke/). */
+export interface AttemptOutcome {
+  nodeId: string;
+  requestId?: string;
+  attempts: number;
+  failure: Failure | null;
+  tls: { protocol: string | null; sessionReused: boolean; connectionReused: boolean; serverChain: ChainEntry[] } | null;
+}
 
 /** One recorded failed attempt. Holds no request body, header, URL query or key material. */
 export interface FailureRecord {
@@ -64,7 +73,7 @@ export class FailureStore {
    * keep-alive connection has nothing to count, so once the node is indexed it costs no Redis
    * round trip (that MULTI was ~10% of a worker's CPU per invocation in `npm run bench`).
    */
-  async record(result: Result): Promise<void> {
+  async record(result: AttemptOutcome): Promise<void> {
     const tlsFailed = result.failure?.phase === 'tls';
     const tls = result.tls;
     const handshake = Boolean(tls?.protocol && !tls.connectionReused && !tlsFailed);

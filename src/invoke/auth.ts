@@ -12,7 +12,7 @@ export const DEFAULT_TOKEN_TTL_SECONDS = 3000;
 type AuthOutcome = { headers: Record<string, string> } | { failure: Failure; exchange?: Exchange };
 
 function authFailure(url: string, message: string, hint: string, code: string): Failure {
-  return { phase: 'http', category: 'http_status', code, message: `authentication at ${url}: ${message}`, hint };
+  return { phase: 'auth', category: 'http_status', code, message: `authentication at ${url}: ${message}`, hint };
 }
 
 /** Get one token: from the cache, or by POSTing to the endpoint with the client certificate. */

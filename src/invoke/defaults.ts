@@ -7,15 +7,17 @@ export const DEFAULTS = {
     handshakeMs: 10_000,
     /** From the request being sent to the response headers. @defaultValue 30000 */
     responseMs: 30_000,
+    /** Longest pause between two chunks of the response body. @defaultValue 30000 */
+    idleMs: 30_000,
     /** Overall deadline of one attempt, body included. @defaultValue 60000 */
     totalMs: 60_000,
   },
   retry: {
     /** Retries after the first attempt, for transient failures only. @defaultValue 2 */
     limit: 2,
-    /** First backoff; doubles per retry. @defaultValue 500 */
+    /** Cap of the first backoff; doubles per retry, and the delay is drawn uniformly below the cap (full jitter). @defaultValue 500 */
     backoffMs: 500,
-    /** @defaultValue 10000 */
+    /** Largest delay, also for a server's Retry-After. @defaultValue 10000 */
     maxBackoffMs: 10_000,
     /** Retry POST/PATCH even when the request may have reached the backend. @defaultValue false */
     nonIdempotent: false,
@@ -26,8 +28,6 @@ export const DEFAULTS = {
     /** Larger bodies are cut and marked `truncated`. @defaultValue 1 MiB */
     maxBodyBytes: 1_048_576,
   },
-  /** Time budget of the diagnostic handshake that captures an unverifiable chain. @defaultValue 3000 */
-  diagnosticTimeoutMs: 3_000,
   /** Redirects followed when a node opts in (same origin only). @defaultValue 5 */
   maxRedirects: 5,
 } as const;

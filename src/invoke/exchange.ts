@@ -1,12 +1,10 @@
 import { performance } from 'node:perf_hooks';
+import { TransportError } from '../errors.js';
 import { classifyError, classifyHttpStatus, type ClassifyContext } from '../failures/classify.js';
-import { FAILURE_CATEGORIES } from '../failures/categories.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
-import { diagnoseServerChain } from '../tls/diagnose.js';
 import { clientFacts } from './client-facts.js';
 import { probeOf, type ConnectionProbe } from '../tls/probe.js';
-import { DEFAULTS } from './defaults.js';
 import type { RenderedRequest } from './render.js';
 import type { Failure, ResponseReport, TlsReport } from './result.js';
 import { send, type CallSettings } from './transport.js';
@@ -56,15 +54,19 @@ function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, profile:
   };
 }
 
-/** Network failures and timeouts say how far the call got: connect, tls, or http (request sent). */
-function withPhase(failure: Failure, probe: ConnectionProbe | undefined): Failure {
+/**
+ * Network failures and timeouts without a phase of their own say how far the connection got:
+ * connect, tls, or request (verified, so the request may have reached the backend).
+ */
+function withPhase(failure: Failure, error: unknown, probe: ConnectionProbe | undefined): Failure {
   if (failure.category !== 'connect_failed' && failure.category !== 'timeout') return failure;
-  const phase = probe?.secureAt !== undefined ? 'http' : probe?.connectedAt !== undefined ? 'tls' : FAILURE_CATEGORIES[failure.category].phase;
-  return { ...failure, phase };
+  if (failure.phase === 'proxy' || (error instanceof TransportError && error.phase !== undefined)) return failure;
+  const phase = probe?.verified ? 'request' : probe?.connectedAt !== undefined ? 'tls' : 'connect';
+  return phase === failure.phase ? failure : { ...failure, phase };
 }
 
 export function classifyContext(host: string, profile: LoadedProfile, probe: ConnectionProbe | undefined, proxy: boolean): ClassifyContext {
-  return { host, profileName: profile.name, clientSubject: clientFacts(profile)?.subject, probe, proxy };
+  return { host, profileName: profile.name, clientSubject: clientFacts(profile)?.subject, probe, proxy, ...(probe?.serverChain ? { serverChain: probe.serverChain } : {}) };
 }
 
 /** Judge an HTTP status against the accepted ones (numbers or "2xx" classes). */
@@ -77,20 +79,21 @@ export function statusFailure(exchange: Exchange, accept: readonly (number | str
 /** Classify an error of `send`: cancellation and the overall deadline first, then the error itself. */
 function classifyFailure(error: unknown, ctx: ClassifyContext, settings: CallSettings, deadline: { hit: boolean }, external: AbortSignal | undefined, elapsedMs: number): Failure {
   if (external?.aborted && !deadline.hit) {
-    return { phase: 'http', category: 'timeout', code: 'ERR_ABORTED', message: 'the call was cancelled before it finished', hint: 'the worker was shutting down or the job was cancelled; it is safe to retry idempotent requests' };
+    return withPhase(classifyError(new TransportError('SVCNODE_ABORTED', 'the call was cancelled before it finished'), ctx), undefined, ctx.probe);
   }
   if (deadline.hit && !ctx.probe?.timedOut) {
-    const failure = classifyError(new DOMException('deadline', 'TimeoutError'), ctx);
-    failure.message = `${ctx.host}: no complete answer within timeouts.totalMs (${settings.totalMs} ms, ${round(elapsedMs)} ms elapsed)`;
-    return withPhase(failure, ctx.probe);
+    const deadlineError = new TransportError('SVCNODE_DEADLINE', `no complete answer within timeouts.totalMs (${settings.totalMs} ms, ${round(elapsedMs)} ms elapsed)`, { cause: error, hint: 'the backend did not answer in time: check its health or raise timeouts in the node' });
+    return withPhase(classifyError(deadlineError, ctx), deadlineError, ctx.probe);
   }
-  return withPhase(classifyError(error, ctx), ctx.probe);
+  const failure = classifyError(error, ctx);
+  if (failure.code === 'SVCNODE_UNEXPECTED_ERROR') process.emitWarning(failure.message, { code: 'SVCNODE_UNEXPECTED_ERROR' });
+  return withPhase(failure, error, ctx.probe);
 }
 
 /**
- * One exchange: send on the pooled agent, measure the connection, classify any error, and when
- * the server certificate does not verify, capture its chain with a diagnostic handshake so the
- * report shows it and the hint can name the missing intermediate or root.
+ * One exchange on one connection: send on the pooled agent, measure the connection, classify any
+ * error. A chain that does not verify was already read from the failing socket (see instrument),
+ * so the report shows it and the hint can name the missing intermediate or root.
  */
 export async function exchange(rendered: RenderedRequest, settings: CallSettings, profile: LoadedProfile, agents: AgentPool, external: AbortSignal | undefined, extraHeaders: Record<string, string> = {}): Promise<Exchange> {
   let probe: ConnectionProbe | undefined;
@@ -115,6 +118,7 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
     deadline.hit = true;
     abort();
   }, settings.totalMs);
+  timer.unref();
   if (external?.aborted) abort();
   else external?.addEventListener('abort', abort, { once: true });
   const out: Exchange = { tls: null, response: null, bodyText: '', failure: null, timings: { connectMs: 0, handshakeMs: 0 } };
@@ -146,12 +150,5 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
 
   const ctx = classifyContext(rendered.url.host, profile, used, settings.spec.proxyUrl !== undefined);
   out.failure = classifyFailure(error, ctx, settings, deadline, external, performance.now() - started);
-  if (out.failure.category.startsWith('server_')) {
-    const diagnosis = await diagnoseServerChain(settings.spec, DEFAULTS.diagnosticTimeoutMs);
-    if (diagnosis) {
-      out.tls = { protocol: null, cipher: null, sessionReused: false, connectionReused: false, serverChain: diagnosis.serverChain, clientCertificate: clientCertificate(profile) };
-      out.failure = classifyError(error, { ...ctx, diagnosticChain: diagnosis.serverChain });
-    }
-  }
   return out;
 }

@@ -1,6 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import type { NodeDefinition } from '../definitions/types.js';
+import { InvalidInputError, errorMessage } from '../errors.js';
 import { classifyError } from '../failures/classify.js';
+import { failureOf, type Failure } from '../failures/failure.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
 import { formatDn } from '../tls/identity.js';
@@ -9,14 +11,18 @@ import { clientFacts } from './client-facts.js';
 import { DEFAULTS } from './defaults.js';
 import { exchange, round, statusFailure, type Exchange } from './exchange.js';
 import { renderRequest, type RenderedRequest } from './render.js';
-import type { Failure, Result } from './result.js';
+import { emptyResult } from './failed-result.js';
+import type { Result } from './result.js';
 import { MemoryTokenCache, type TokenCache } from './token-cache.js';
 import { callSettings } from './settings.js';
 
 /** What a call needs from its host process (dry-run CLI or worker). */
 export interface InvokeDeps {
-  /** Resolve a profile by name; throws InvalidInputError when it is unknown or failed to load. */
-  profile(name: string): LoadedProfile;
+  /**
+   * Resolve a profile by name; throws (or rejects with) InvalidInputError when it is unknown or
+   * failed to load. The worker answers from its registry, the dry-run loads the file.
+   */
+  profile(name: string): LoadedProfile | Promise<LoadedProfile>;
   agents: AgentPool;
   /** Certificate-session tokens (shared through Redis by workers). @defaultValue a process-wide in-memory cache */
   tokens?: TokenCache;
@@ -44,13 +50,12 @@ function clientDateFailure(profile: LoadedProfile, now: Date): Failure | undefin
   const from = new Date(facts.notBefore);
   const to = new Date(facts.notAfter);
   const expired = now > to;
-  return {
-    phase: 'tls',
-    category: 'client_cert_expired',
-    code: expired ? 'SVCNODE_CLIENT_CERT_EXPIRED' : 'SVCNODE_CLIENT_CERT_NOT_YET_VALID',
-    message: `client certificate "${formatDn(leaf.subject)}" of profile "${profile.name}" is ${expired ? `expired since ${to.toISOString()}` : `not valid before ${from.toISOString()}`}; it was not presented`,
-    hint: expired ? `renew the client certificate and replace it in ${profile.file}` : "check this machine's clock, or wait until the certificate becomes valid",
-  };
+  return failureOf(
+    'client_cert_expired',
+    expired ? 'SVCNODE_CLIENT_CERT_EXPIRED' : 'SVCNODE_CLIENT_CERT_NOT_YET_VALID',
+    `client certificate "${formatDn(leaf.subject)}" of profile "${profile.name}" is ${expired ? `expired since ${to.toISOString()}` : `not valid before ${from.toISOString()}`}; it was not presented`,
+    expired ? `renew the client certificate and replace it in ${profile.file}` : "check this machine's clock, or wait until the certificate becomes valid",
+  );
 }
 
 /** A rejected client certificate that is close to expiry is worth mentioning in the hint. */
@@ -62,6 +67,20 @@ function withExpiryNote(failure: Failure, profile: LoadedProfile, now: Date): Fa
   return { ...failure, hint: `${failure.hint}; note: the client certificate expires on ${new Date(leaf.validTo).toISOString().slice(0, 10)} (${Math.floor(left / 86_400_000)} days left)` };
 }
 
+/** Render, with anything the renderer throws besides its own errors (a context nested too deep to serialise, an unpaired surrogate) as bad input. */
+function renderOrRefuse(node: NodeDefinition, context: Record<string, unknown>): RenderedRequest {
+  try {
+    return renderRequest(node, context);
+  } catch (error) {
+    if (error instanceof InvalidInputError) throw error;
+    throw new InvalidInputError('SVCNODE_INVALID_REQUEST', `the request cannot be rendered from the context: ${errorMessage(error)}`, {
+      cause: error,
+      field: '/context',
+      hint: 'check the invocation context: values must be JSON of reasonable depth and well-formed text',
+    });
+  }
+}
+
 /**
  * THE execution path of a service node, shared by dry-run and worker: render, check, authenticate
  * when the node asks, call over mutual TLS, classify, report. Never throws: every outcome is a
@@ -70,17 +89,7 @@ function withExpiryNote(failure: Failure, profile: LoadedProfile, now: Date): Fa
 export async function invoke(node: NodeDefinition, context: Record<string, unknown>, deps: InvokeDeps, options: InvokeOptions = {}): Promise<Result> {
   const started = performance.now();
   const now = deps.now?.() ?? new Date();
-  const result: Result = {
-    ok: false,
-    nodeId: node.id,
-    ...(options.requestId === undefined ? {} : { requestId: options.requestId }),
-    request: { method: node.request.method, url: node.request.url },
-    tls: null,
-    response: null,
-    failure: null,
-    timings: { connectMs: 0, handshakeMs: 0, totalMs: 0 },
-    attempts: options.attempt ?? 1,
-  };
+  const result = emptyResult(node.id, { method: node.request.method, url: node.request.url }, options);
   const finish = (failure: Failure | null, profile?: LoadedProfile): Result => {
     result.failure = failure && profile ? withExpiryNote(failure, profile, now) : failure;
     result.ok = failure === null;
@@ -97,9 +106,10 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
   let rendered: RenderedRequest;
   let profile: LoadedProfile;
   try {
-    rendered = renderRequest(node, context);
+    rendered = renderOrRefuse(node, context);
     result.request.url = rendered.url.href;
-    profile = deps.profile(node.tls.profile);
+    const loaded = deps.profile(node.tls.profile);
+    profile = loaded instanceof Promise ? await loaded : loaded;
   } catch (error) {
     return finish(classifyError(error, { host: '', profileName: node.tls.profile, clientSubject: undefined, probe: undefined, proxy: false }));
   }

@@ -1,15 +1,7 @@
-import type { FailureCategory, FailurePhase } from '../failures/categories.js';
+import type { Failure } from '../failures/failure.js';
 import type { ChainEntry } from '../tls/probe.js';
 
-/** Why a call failed: a stable category, the raw code, a message and what to do. */
-export interface Failure {
-  phase: FailurePhase;
-  category: FailureCategory;
-  /** The raw Node/OpenSSL code (e.g. CERT_HAS_EXPIRED) or ours (SVCNODE_*). */
-  code: string;
-  message: string;
-  hint: string;
-}
+export type { Failure };
 
 export interface TlsReport {
   protocol: string | null;

@@ -1,27 +1,37 @@
 import type { HttpMethod, NodeDefinition } from '../definitions/types.js';
+import { isTransient } from '../failures/classify.js';
 import { DEFAULTS } from './defaults.js';
 import type { Result } from './result.js';
 
 const IDEMPOTENT = new Set<HttpMethod>(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
 
+/** A Retry-After header (delay-seconds or HTTP-date) in ms from `now`; undefined when absent or unreadable. */
+export function retryAfterMs(result: Result, now: number): number | undefined {
+  const header = result.response?.headers['retry-after'];
+  const value = (Array.isArray(header) ? header[0] : header)?.trim();
+  if (!value) return undefined;
+  if (/^\d+$/.test(value)) return Number(value) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
 /**
  * The retry policy shared by dry-run and worker: the delay before the next attempt, or undefined
  * when the Result is final. Only transient failures are retried (connect failures, timeouts, 5xx
- * and 429); a request that may have reached the backend is retried only for idempotent methods
- * unless the node sets retry.nonIdempotent.
+ * and 429; never a redirect loop, an undecodable body or bad input); a request that may have
+ * reached the backend is retried only for idempotent methods unless the node sets
+ * retry.nonIdempotent. The delay has full jitter, so jobs that failed together do not retry
+ * together; a server's Retry-After is honoured up to retry.maxBackoffMs.
  */
-export function retryDelay(result: Result, node: NodeDefinition, attemptsMade: number): number | undefined {
+export function retryDelay(result: Result, node: NodeDefinition, attemptsMade: number, random: () => number = Math.random, now: number = Date.now()): number | undefined {
   const failure = result.failure;
   if (!failure) return undefined;
   const policy = { ...DEFAULTS.retry, ...node.retry };
   if (attemptsMade > policy.limit) return undefined;
-  const status = result.response?.status ?? 0;
-  const transient =
-    failure.category === 'connect_failed' ||
-    failure.category === 'timeout' ||
-    (failure.category === 'http_status' && (status >= 500 || status === 429));
-  if (!transient) return undefined;
-  const mayHaveReachedBackend = failure.phase === 'http';
+  if (!isTransient(failure, result.response?.status ?? 0)) return undefined;
+  const mayHaveReachedBackend = failure.phase === 'request' || failure.phase === 'response';
   if (mayHaveReachedBackend && !IDEMPOTENT.has(node.request.method) && !policy.nonIdempotent) return undefined;
-  return Math.min(policy.backoffMs * 2 ** (attemptsMade - 1), policy.maxBackoffMs);
+  const asked = retryAfterMs(result, now);
+  if (asked !== undefined) return Math.min(asked, policy.maxBackoffMs);
+  return Math.floor(random() * Math.min(policy.backoffMs * 2 ** (attemptsMade - 1), policy.maxBackoffMs));
 }

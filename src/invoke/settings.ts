@@ -1,6 +1,7 @@
 import type { NodeDefinition } from '../definitions/types.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentSpec } from '../tls/agents.js';
+import { bypassesProxy, proxyTlsFor } from '../tls/proxy-settings.js';
 import { DEFAULTS } from './defaults.js';
 import type { CallSettings } from './transport.js';
 
@@ -39,7 +40,9 @@ function buildSettings(node: NodeDefinition, profile: LoadedProfile, url: URL, f
           ...(node.tls.serverSubjectPatterns ? { serverSubjectPatterns: node.tls.serverSubjectPatterns } : {}),
         }
       : {},
-    ...(node.proxy ? { proxyUrl: node.proxy.url } : {}),
+    ...(node.proxy && !bypassesProxy(url, node.proxy.noProxy, process.env.NO_PROXY ?? process.env.no_proxy)
+      ? { proxyUrl: node.proxy.url, ...(node.proxy.url.startsWith('https:') && node.proxy.tls?.ca ? { proxyTls: proxyTlsFor(node.proxy.tls.ca) } : {}) }
+      : {}),
     limits: {
       connectMs: node.timeouts?.connectMs ?? DEFAULTS.timeouts.connectMs,
       handshakeMs: node.timeouts?.handshakeMs ?? DEFAULTS.timeouts.handshakeMs,
@@ -50,6 +53,7 @@ function buildSettings(node: NodeDefinition, profile: LoadedProfile, url: URL, f
     followRedirects: forNodeOrigin && (node.request.followRedirects ?? false),
     maxBodyBytes: node.response?.maxBodyBytes ?? DEFAULTS.response.maxBodyBytes,
     responseMs: node.timeouts?.responseMs ?? DEFAULTS.timeouts.responseMs,
+    idleMs: node.timeouts?.idleMs ?? DEFAULTS.timeouts.idleMs,
     totalMs: node.timeouts?.totalMs ?? DEFAULTS.timeouts.totalMs,
   };
 }

@@ -1,9 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import https from 'node:https';
-import type { Readable } from 'node:stream';
-import zlib from 'node:zlib';
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError, SvcnodeError, TransportError, errorCode, errorMessage } from '../errors.js';
 import type { AgentPool, AgentSpec } from '../tls/agents.js';
+import { decodedBody } from './decode.js';
 import { DEFAULTS } from './defaults.js';
 import type { RenderedRequest } from './render.js';
 
@@ -13,6 +12,7 @@ export interface CallSettings {
   followRedirects: boolean;
   maxBodyBytes: number;
   responseMs: number;
+  idleMs: number;
   totalMs: number;
 }
 
@@ -24,32 +24,35 @@ export interface Sent {
 
 const USER_AGENT = 'svcnode';
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-
-/** Error raised when the response headers do not arrive within `responseMs` after the request was sent. */
-function responseTimeout(ms: number): Error {
-  return Object.assign(new Error(`no response within ${ms} ms after the request was sent`), { code: 'ETIMEDOUT' });
-}
-
-/** The body stream, decoded per Content-Encoding. */
-function decoded(response: IncomingMessage): Readable {
-  switch (response.headers['content-encoding']) {
-    case 'gzip':
-    case 'x-gzip':
-      return response.pipe(zlib.createGunzip());
-    case 'deflate':
-      return response.pipe(zlib.createInflate());
-    case 'br':
-      return response.pipe(zlib.createBrotliDecompress());
-    default:
-      return response;
-  }
-}
+/** What node:http throws for a header value or URL it will not put on the wire. */
+const REFUSED_BY_HTTP = new Set(['ERR_INVALID_CHAR', 'ERR_INVALID_HTTP_TOKEN', 'ERR_UNESCAPED_CHARACTERS', 'ERR_INVALID_URL', 'ERR_HTTP_INVALID_HEADER_VALUE', 'ERR_INVALID_ARG_VALUE']);
 
 interface Attempt {
   method: string;
   url: URL;
   headers: Record<string, string>;
   payload: Buffer | undefined;
+}
+
+/** Registers how to abort the request in flight (deadline, job cancelled). */
+export type BindAbort = (abort: () => void) => void;
+
+/**
+ * A raw error of node:http/tls/zlib as our coded error, the raw one kept as cause. TLS and socket
+ * errors are classified later by their raw code (SVCNODE_NETWORK carries it); everything the
+ * transport itself decides has a code of its own.
+ */
+function coded(error: unknown, phase: TransportError['phase']): SvcnodeError {
+  if (error instanceof SvcnodeError) return error;
+  const code = errorCode(error);
+  if (code !== undefined && REFUSED_BY_HTTP.has(code)) {
+    return new InvalidInputError('SVCNODE_INVALID_REQUEST', `the rendered request cannot be sent: ${errorMessage(error)}`, {
+      cause: error,
+      field: '/request',
+      hint: 'a context value put control characters or an unpaired surrogate into a header or the URL: fix the value in the invocation context',
+    });
+  }
+  return new TransportError('SVCNODE_NETWORK', errorMessage(error), { cause: error, ...(phase ? { phase } : {}) });
 }
 
 /**
@@ -67,25 +70,41 @@ export function send(rendered: RenderedRequest, settings: CallSettings, agents: 
   return exchangeHttp({ method: rendered.method, url: rendered.url, headers, payload }, settings, agent, bindAbort, onSocket, DEFAULTS.maxRedirects);
 }
 
-/** Registers how to abort the request in flight (deadline, job cancelled). */
-export type BindAbort = (abort: () => void) => void;
-
 function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bindAbort: BindAbort, onSocket: (s: object) => void, redirectsLeft: number): Promise<Sent> {
   const headers = a.payload === undefined ? a.headers : { ...a.headers, 'content-length': String(a.payload.length) };
   return new Promise<Sent>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
-    const fail = (error: Error): void => {
+    let headersIn = false;
+    let settled = false;
+    const fail = (error: unknown): void => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      reject(error);
+      reject(coded(error, headersIn ? 'response' : undefined));
     };
-    const req = https.request(a.url, { method: a.method, headers, agent });
-    bindAbort(() => req.destroy(Object.assign(new Error('the call was aborted'), { code: 'ABORT_ERR' })));
+    let req: ReturnType<typeof https.request>;
+    try {
+      req = https.request(a.url, { method: a.method, headers, agent });
+    } catch (error) {
+      fail(error);
+      return;
+    }
+    /** One timer at a time (response, then idle), cleared on every outcome and never keeping the process alive. */
+    const arm = (ms: number, error: () => SvcnodeError): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => req.destroy(error()), ms);
+      timer.unref();
+    };
+    bindAbort(() => req.destroy(new TransportError('SVCNODE_ABORTED', 'the call was aborted')));
     req.on('socket', onSocket);
+    // The response timer runs from the request being sent until headers arrive, whichever comes first:
+    // a backend may answer before a large upload ends.
     req.on('finish', () => {
-      timer = setTimeout(() => req.destroy(responseTimeout(settings.responseMs)), settings.responseMs);
+      if (!headersIn && !settled) arm(settings.responseMs, () => new TransportError('SVCNODE_RESPONSE_TIMEOUT', `no response within ${settings.responseMs} ms after the request was sent`, { phase: 'request', hint: 'the backend accepted the request but did not answer in time: check its health or raise timeouts.responseMs' }));
     });
     req.on('error', fail);
     req.on('response', (response) => {
+      headersIn = true;
       clearTimeout(timer);
       const status = response.statusCode ?? 0;
       const location = response.headers.location;
@@ -97,46 +116,72 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
           return;
         }
         if (redirectsLeft === 0) {
-          fail(Object.assign(new Error(`more than ${DEFAULTS.maxRedirects} redirects`), { code: 'ERR_TOO_MANY_REDIRECTS' }));
+          fail(new TransportError('SVCNODE_TOO_MANY_REDIRECTS', `more than ${DEFAULTS.maxRedirects} redirects (last: ${status} to ${next.pathname})`, { phase: 'response', hint: 'the backend redirects in a loop: fix its redirect rules or call the final URL directly' }));
           return;
         }
+        settled = true;
         const toGet = status === 303 || ((status === 301 || status === 302) && a.method === 'POST');
         const nextHeaders = { ...a.headers };
         if (toGet) delete nextHeaders['content-type'];
         exchangeHttp({ method: toGet ? 'GET' : a.method, url: next, headers: nextHeaders, payload: toGet ? undefined : a.payload }, settings, agent, bindAbort, onSocket, redirectsLeft - 1).then(resolve, reject);
         return;
       }
-      const body = decoded(response);
-      const chunks: Buffer[] = [];
-      let size = 0;
-      let done = false;
-      body.on('data', (chunk: Buffer) => {
-        if (done) return;
-        size += chunk.length;
-        if (size <= settings.maxBodyBytes) {
-          chunks.push(chunk);
-          return;
-        }
-        done = true;
-        chunks.push(chunk.subarray(0, chunk.length - (size - settings.maxBodyBytes)));
-        resolve({ response, body: Buffer.concat(chunks), truncated: true });
-        response.destroy();
-      });
-      body.on('end', () => {
-        done = true;
-        resolve({ response, body: Buffer.concat(chunks), truncated: false });
-      });
-      body.on('error', (error: Error) => {
-        if (!done) fail(error);
-      });
-      response.on('error', (error: Error) => {
-        if (!done) fail(error);
-      });
-      response.on('close', () => {
-        // Closed before the body ended (reset, abort) and no error surfaced: do not hang.
-        if (!done && !response.complete) fail(Object.assign(new Error('the connection closed before the response body ended'), { code: 'ECONNRESET' }));
+      readBody(response, settings, arm, fail, (sent) => {
+        settled = true;
+        clearTimeout(timer);
+        resolve(sent);
       });
     });
     req.end(a.payload);
+  });
+}
+
+/** Read the decoded body up to maxBodyBytes; every pause between chunks is bounded by idleMs. */
+function readBody(response: IncomingMessage, settings: CallSettings, arm: (ms: number, error: () => SvcnodeError) => void, fail: (error: unknown) => void, done: (sent: Sent) => void): void {
+  let body;
+  try {
+    body = decodedBody(response);
+  } catch (error) {
+    response.destroy();
+    fail(error);
+    return;
+  }
+  const idle = (): void => arm(settings.idleMs, () => new TransportError('SVCNODE_IDLE_TIMEOUT', `the response body paused for more than ${settings.idleMs} ms`, { phase: 'response', hint: 'the backend stalled while sending its answer: check its health or raise timeouts.idleMs' }));
+  idle();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let finished = false;
+  body.on('data', (chunk: Buffer) => {
+    if (finished) return;
+    idle();
+    size += chunk.length;
+    if (size <= settings.maxBodyBytes) {
+      chunks.push(chunk);
+      return;
+    }
+    finished = true;
+    chunks.push(chunk.subarray(0, chunk.length - (size - settings.maxBodyBytes)));
+    done({ response, body: Buffer.concat(chunks), truncated: true });
+    response.destroy();
+  });
+  body.on('end', () => {
+    if (finished) return;
+    finished = true;
+    done({ response, body: Buffer.concat(chunks), truncated: false });
+  });
+  if (body !== response) {
+    body.on('error', (error: Error) => {
+      if (finished) return;
+      finished = true;
+      response.destroy();
+      fail(new TransportError('SVCNODE_DECODE_FAILED', `the response body does not decode as its Content-Encoding "${response.headers['content-encoding'] ?? ''}" says: ${errorMessage(error)}`, { cause: error, phase: 'response', hint: 'the backend sent a corrupt compressed body: its team must fix the compression' }));
+    });
+  }
+  response.on('error', (error: Error) => {
+    if (!finished) fail(error);
+  });
+  response.on('close', () => {
+    // Closed before the body ended (reset, abort) and no error surfaced: do not hang.
+    if (!finished && !response.complete) fail(new TransportError('SVCNODE_CONNECTION_CLOSED', 'the connection closed before the response body ended', { phase: 'response' }));
   });
 }

@@ -1,5 +1,5 @@
 import { dirname, resolve } from 'node:path';
-import type { PassphraseSource } from '../definitions/types.js';
+import type { PassphraseSource } from './types.js';
 import { bundleError } from './bundle-error.js';
 import { readLimited } from './material.js';
 

@@ -59,3 +59,15 @@ export interface LoadedProfile {
    */
   readonly findings: readonly Finding[];
 }
+
+export type PassphraseSource = { env: string } | { file: string };
+
+/** A certificate profile document (schemas/cert-profile.schema.json). */
+export interface ProfileDocument {
+  name?: string;
+  client?:
+    | { certificate: string; key: string; passphrase?: PassphraseSource }
+    | { pkcs12: string; passphrase?: PassphraseSource };
+  trust?: { ca?: string[]; systemRoots?: boolean };
+  policy?: { minKeyBits?: 2048 | 3072 | 4096; expiryWarningDays?: number };
+}

@@ -5,7 +5,7 @@ import { ProfileWatcher } from '../definitions/profile-watcher.js';
 import { Registry } from '../definitions/registry.js';
 import { profileCertificates } from '../pki/certificates.js';
 import { dateFindings } from '../pki/findings.js';
-import { PROFILE_DEFAULTS } from '../pki/profile.js';
+import { PROFILE_DEFAULTS } from '../definitions/profiles.js';
 import type { LoadedProfile } from '../pki/types.js';
 
 /** Date findings are re-judged by logExpiry, so they are not logged twice at start. */

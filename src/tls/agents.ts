@@ -1,11 +1,12 @@
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { isIP } from 'node:net';
-import type { SecureVersion, TLSSocket } from 'node:tls';
-import { HttpsProxyAgent } from 'hpagent';
+import type { SecureContext, SecureVersion, TLSSocket } from 'node:tls';
+import { HttpsProxyAgent, type HttpsProxyAgentOptions } from 'hpagent';
 import type { LoadedProfile } from '../pki/types.js';
 import { identityChecker, type IdentityRules } from './identity.js';
 import { instrument, newProbe, type AgentMemo, type PhaseLimits } from './probe.js';
+import { proxyError } from './proxy-error.js';
 import { secureContextFor } from './secure-context.js';
 
 /** Everything that decides which connections may be shared. */
@@ -16,6 +17,8 @@ export interface AgentSpec {
   minVersion?: SecureVersion;
   rules: IdentityRules;
   proxyUrl?: string;
+  /** Trust of an `https://` proxy (proxy.tls.ca); with none, the system roots verify the proxy. */
+  proxyTls?: { context: SecureContext; id: string };
   limits: PhaseLimits;
 }
 
@@ -53,15 +56,16 @@ class DirectAgent extends https.Agent {
     // eslint-disable-next-line @typescript-eslint/unbound-method -- called with this agent as `this`
     const create: CreateConnection = https.Agent.prototype.createConnection;
     const socket = create.call(this, options, callback) as TLSSocket;
-    instrument(socket, newProbe('direct'), this.spec.limits, this.spec.rules, false, this.memo);
+    instrument(socket, newProbe('direct'), this.spec.limits, false, this.memo);
     return socket;
   }
 }
 
 /**
- * Connections through an HTTP CONNECT proxy (hpagent). TLS material is prebuilt in the
- * SecureContext, so nothing can throw inside the agent; the CONNECT request gets
- * the connect timeout.
+ * Connections through a CONNECT proxy (hpagent alone), `http://` or `https://` (TLS to the
+ * proxy, so the CONNECT and its credentials never travel in plaintext). TLS material is prebuilt
+ * in the SecureContext, so nothing can throw inside the agent; the CONNECT request gets the
+ * connect timeout; every error before the tunnel stands is a ProxyError.
  */
 class ProxyAgent extends HttpsProxyAgent {
   private readonly memo: AgentMemo = {};
@@ -70,7 +74,13 @@ class ProxyAgent extends HttpsProxyAgent {
     private readonly spec: AgentSpec & { proxyUrl: string },
     maxCachedSessions: number,
   ) {
-    super({ ...agentOptions(spec), maxCachedSessions, proxy: spec.proxyUrl });
+    super({
+      ...agentOptions(spec),
+      maxCachedSessions,
+      proxy: spec.proxyUrl,
+      // hpagent passes these to https.request, and so to tls.connect, which takes a prebuilt SecureContext.
+      ...(spec.proxyTls ? { proxyRequestOptions: { secureContext: spec.proxyTls.context } as unknown as HttpsProxyAgentOptions['proxyRequestOptions'] } : {}),
+    });
   }
 
   override createConnection(options: https.RequestOptions, callback?: Callback): undefined {
@@ -78,12 +88,14 @@ class ProxyAgent extends HttpsProxyAgent {
     // eslint-disable-next-line @typescript-eslint/unbound-method -- called with this agent as `this`
     const create: CreateConnection = HttpsProxyAgent.prototype.createConnection;
     create.call(this, { ...options, timeout: this.spec.limits.connectMs }, (error, stream) => {
-      if (stream) {
-        const socket = stream as TLSSocket;
-        socket.setTimeout(0);
-        instrument(socket, probe, this.spec.limits, this.spec.rules, true, this.memo);
+      if (error) {
+        callback?.(proxyError(error, this.spec.proxyUrl, this.spec.limits.connectMs), stream);
+        return;
       }
-      callback?.(error, stream);
+      const socket = stream as TLSSocket;
+      socket.setTimeout(0);
+      instrument(socket, probe, this.spec.limits, true, this.memo);
+      callback?.(null, stream);
     });
     return undefined;
   }
@@ -101,6 +113,17 @@ function keyOf(spec: AgentSpec): string {
   return key;
 }
 
+/**
+ * The pool key, and the security invariant of connection reuse: a kept-alive connection or a
+ * resumed TLS session is only ever used by calls whose key is equal, i.e. with the same profile
+ * material, origin, SNI, TLS version, pins, subject patterns and proxy. Node's own agent key
+ * leaves out checkServerIdentity, and a resumed session skips it (Node 20 shows no peer
+ * certificate then), so pins and patterns are enforced by this key, not by a per-socket check.
+ */
+export function agentKey(spec: AgentSpec): string {
+  return keyOf(spec);
+}
+
 function computeKey(spec: AgentSpec): string {
   return JSON.stringify([
     spec.profile.name,
@@ -111,16 +134,12 @@ function computeKey(spec: AgentSpec): string {
     spec.rules.pinnedPublicKeys ?? null,
     spec.rules.serverSubjectPatterns ?? null,
     spec.proxyUrl ?? null,
+    spec.proxyTls?.id ?? null,
     spec.limits.connectMs,
     spec.limits.handshakeMs,
   ]);
 }
 
-/**
- * Keep-alive agents per (profile version, origin, TLS options, proxy): connections and TLS
- * sessions are reused only among calls with identical trust and identity rules
- * (Node's agent key leaves out checkServerIdentity, and resumed sessions skip it). Least recently used agents beyond `maxAgents` are destroyed.
- */
 export interface AgentPoolOptions {
   /** Agents kept; the least recently used beyond this are destroyed. @defaultValue 512 */
   maxAgents?: number;
@@ -128,6 +147,10 @@ export interface AgentPoolOptions {
   maxCachedSessions?: number;
 }
 
+/**
+ * Keep-alive agents per pool key (see agentKey). Least recently used agents beyond `maxAgents`
+ * are destroyed.
+ */
 export class AgentPool {
   private readonly agents = new Map<string, https.Agent>();
   private readonly maxAgents: number;

@@ -84,7 +84,3 @@ export function checkIdentityRules(cert: PeerCertificate, rules: IdentityRules):
 export function identityChecker(rules: IdentityRules): (host: string, cert: PeerCertificate) => Error | undefined {
   return (host, cert) => checkServerIdentity(host, cert) ?? checkIdentityRules(cert, rules);
 }
-
-export function hasIdentityRules(rules: IdentityRules): boolean {
-  return (rules.pinnedPublicKeys?.length ?? 0) > 0 || (rules.serverSubjectPatterns?.length ?? 0) > 0;
-}

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { SvcnodeError } from '../errors.js';
-import { checkIdentityRules, formatDn, hasIdentityRules, type IdentityRules } from './identity.js';
+import { formatDn } from './identity.js';
 
 /** One certificate of a chain, as reported in Results and failure records. */
 export interface ChainEntry {
@@ -20,7 +20,12 @@ export interface ConnectionProbe {
   startedAt: number;
   /** TCP connected (direct) or tunnel established (proxy). */
   connectedAt?: number;
+  /** The handshake finished ('secure'), before Node verified the server certificate. */
   secureAt?: number;
+  /** The server certificate and identity verified ('secureConnect'). */
+  verified?: boolean;
+  /** The socket ended or closed. */
+  closedAt?: number;
   protocol?: string;
   cipher?: string;
   sessionReused: boolean;
@@ -85,17 +90,20 @@ function arm(socket: TLSSocket, ms: number, phase: 'connect' | 'handshake', prob
   return () => clearTimeout(timer);
 }
 
-/**
- * Attach a probe to a TLS socket: phase timers, handshake facts, and the identity check that Node
- * skips on resumed sessions.
- */
 /** What an agent remembers across its connections. */
 export interface AgentMemo {
   /** The chain of the last full handshake: a resumed session shows no peer certificate. */
   serverChain?: ChainEntry[];
 }
 
-export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: PhaseLimits, rules: IdentityRules, alreadyConnected: boolean, memo: AgentMemo): void {
+/**
+ * Attach a probe to a TLS socket: phase timers and handshake facts. The presented chain is read
+ * on 'secure', before Node's own verification can destroy the socket, so a failed handshake
+ * still reports what the server sent without a second connection. Pins and subject patterns
+ * need no check here on resumed sessions: sessions only come from the same agent, and the pool
+ * keys agents by those rules (see AgentPool).
+ */
+export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: PhaseLimits, alreadyConnected: boolean, memo: AgentMemo): void {
   probes.set(socket, probe);
   let stopHandshakeTimer = (): void => undefined;
   const startHandshake = (): void => {
@@ -112,13 +120,18 @@ export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: Ph
     });
     socket.once('close', stopConnectTimer);
   }
-  socket.once('close', () => stopHandshakeTimer());
+  socket.once('close', () => {
+    probe.closedAt ??= performance.now();
+    stopHandshakeTimer();
+  });
+  socket.prependOnceListener('end', () => {
+    probe.closedAt ??= performance.now();
+  });
   socket.once('keylog', (line: Buffer) => {
     probe.keylog = true;
     probe.keylogLabel = line.toString('latin1', 0, Math.max(0, line.indexOf(0x20)));
   });
-  socket.once('secureConnect', () => {
-    stopHandshakeTimer();
+  socket.prependOnceListener('secure', () => {
     probe.secureAt = performance.now();
     probe.protocol = socket.getProtocol() ?? undefined;
     probe.cipher = socket.getCipher()?.name;
@@ -131,12 +144,9 @@ export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: Ph
       // Sessions are only resumed within one agent, so its last verified chain is the server's.
       probe.serverChain = memo.serverChain ?? [];
     }
-    // Node exposes no peer certificate on a resumed session (getPeerCertificate() is {}), so this
-    // check only runs where it can; the session itself came from a full handshake of the same agent,
-    // which the pool keys by these rules. Without the guard, X509Certificate threw in this listener.
-    if (probe.sessionReused && hasIdentityRules(rules) && peer.raw) {
-      const error = checkIdentityRules(peer, rules);
-      if (error) socket.destroy(error);
-    }
+  });
+  socket.once('secureConnect', () => {
+    stopHandshakeTimer();
+    probe.verified = true;
   });
 }

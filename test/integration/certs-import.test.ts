@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadProfile } from '../../src/pki/profile.js';
+import { loadProfile } from '../../src/definitions/profiles.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestPki, opensslPkcs12, type TestPki } from '../helpers/pki.js';
 import { assertNoSecrets } from '../helpers/secrets.js';

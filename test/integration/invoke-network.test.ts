@@ -9,7 +9,7 @@ import type { NodeDefinition } from '../../src/definitions/types.js';
 import { invokeWithRetries } from '../../src/invoke/attempts.js';
 import { invoke, type InvokeDeps } from '../../src/invoke/execute.js';
 import type { Result } from '../../src/invoke/result.js';
-import { loadProfile } from '../../src/pki/profile.js';
+import { loadProfile } from '../../src/definitions/profiles.js';
 import type { LoadedProfile } from '../../src/pki/types.js';
 import { AgentPool } from '../../src/tls/agents.js';
 import { assertNoSecrets } from '../helpers/secrets.js';
@@ -151,7 +151,7 @@ describe('http_status', () => {
     });
     const r = await invoke(node(`https://localhost:${server.port}/accounts/1`), {}, deps);
     expectFailure(r, 'http_status', ['HTTP_404']);
-    expect(r.failure?.phase).toBe('http');
+    expect(r.failure?.phase).toBe('response');
     expect(r.response?.status).toBe(404);
     expect(r.response?.body).toEqual({ error: 'no such account' });
     expect(r.tls?.protocol).toBeTruthy();
@@ -175,7 +175,8 @@ describe('timeout: each ends within its configured timeout + 1 s', () => {
     const r = await invoke(node(`https://localhost:${server.port}/`, { proxy: { url: proxy.url }, timeouts: short }), {}, deps);
     expectTimely(r);
     expect(r.failure?.category).toBe('timeout');
-    expect(r.failure?.phase).toBe('connect');
+    expect(r.failure?.phase).toBe('proxy');
+    expect(r.failure?.code).toBe('SVCNODE_PROXY_TIMEOUT');
     expect(proxy.connects).toBe(1);
   });
 
@@ -192,7 +193,7 @@ describe('timeout: each ends within its configured timeout + 1 s', () => {
     const r = await invoke(node(`https://localhost:${server.port}/`, { timeouts: short }), {}, deps);
     expectTimely(r);
     expect(r.failure?.category).toBe('timeout');
-    expect(r.failure?.phase).toBe('http');
+    expect(r.failure?.phase).toBe('request');
     expect(r.tls?.protocol).toBe('TLSv1.3');
     expect(server.requests).toBe(1);
   });

@@ -8,7 +8,7 @@ import type { NodeDefinition } from '../../src/definitions/types.js';
 import { invoke, type InvokeDeps } from '../../src/invoke/execute.js';
 import type { Result } from '../../src/invoke/result.js';
 import { mintCa, mintLeaf, type MintedCert } from '../../src/pki/mint.js';
-import { loadProfile } from '../../src/pki/profile.js';
+import { loadProfile } from '../../src/definitions/profiles.js';
 import type { LoadedProfile } from '../../src/pki/types.js';
 import { AgentPool } from '../../src/tls/agents.js';
 import { profileDeps } from '../helpers/deps.js';

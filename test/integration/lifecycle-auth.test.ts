@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
 import { invoke } from '../../src/invoke/execute.js';
 import { MemoryTokenCache } from '../../src/invoke/token-cache.js';
-import { loadProfile } from '../../src/pki/profile.js';
+import { loadProfile } from '../../src/definitions/profiles.js';
 import type { LoadedProfile } from '../../src/pki/types.js';
 import { RedisTokenCache } from '../../src/queue/redis-token-cache.js';
 import { AgentPool } from '../../src/tls/agents.js';

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError, SvcnodeError } from '../../src/errors.js';
 import { FAILURE_CATEGORIES, type FailureCategory } from '../../src/failures/categories.js';
-import { classifyError, classifyHttpStatus, type ClassifyContext } from '../../src/failures/classify.js';
+import { CLIENT_VERDICT_WINDOW_MS, classifyError, classifyHttpStatus, type ClassifyContext } from '../../src/failures/classify.js';
+import { proxyError } from '../../src/tls/proxy-error.js';
 import type { ChainEntry, ConnectionProbe } from '../../src/tls/probe.js';
 
 const WITH_CLIENT: ClassifyContext = { host: 'api.bank.example:443', profileName: 'bank', clientSubject: 'CN=svcnode-bot', probe: undefined, proxy: false };
@@ -46,7 +47,7 @@ describe('server certificate codes (verified by us)', () => {
 
   it('a leaf-only chain gets a hint naming the missing intermediate', () => {
     const leaf: ChainEntry = { subject: 'CN=api.bank.example', issuer: 'CN=Bank Issuing CA 2, O=Bank', validFrom: '', validTo: '', fingerprint256: 'AA' };
-    const f = classifyError(err('UNABLE_TO_VERIFY_LEAF_SIGNATURE'), { ...WITH_CLIENT, diagnosticChain: [leaf] });
+    const f = classifyError(err('UNABLE_TO_VERIFY_LEAF_SIGNATURE'), { ...WITH_CLIENT, serverChain: [leaf] });
     expect(f.category).toBe('server_cert_untrusted');
     expect(f.hint).toContain('CN=Bank Issuing CA 2, O=Bank');
   });
@@ -113,8 +114,8 @@ describe('protocol', () => {
 });
 
 describe('closes and resets (TLS 1.3 post-handshake rejection)', () => {
-  it('reset after secureConnect with no response byte: rejected (with a client cert) or required (without)', () => {
-    const after = probe({ secureAt: 2, keylog: true, keylogLabel: 'SERVER_HANDSHAKE_TRAFFIC_SECRET' });
+  it('TLS 1.3: a close right after the handshake with no response byte: rejected (with a client cert) or required (without)', () => {
+    const after = probe({ secureAt: 2, closedAt: 4, protocol: 'TLSv1.3', keylog: true, keylogLabel: 'SERVER_HANDSHAKE_TRAFFIC_SECRET' });
     expect(category(err('ECONNRESET', 'socket hang up'), { ...WITH_CLIENT, probe: after })).toBe('client_cert_rejected');
     expect(category(err('ECONNRESET', 'socket hang up'), { ...NO_CLIENT, probe: after })).toBe('client_cert_required');
   });
@@ -128,7 +129,15 @@ describe('closes and resets (TLS 1.3 post-handshake rejection)', () => {
     expect(category(err('ECONNRESET'))).toBe('connect_failed');
     expect(category(err('ECONNRESET'), { ...WITH_CLIENT, probe: probe({}) })).toBe('connect_failed');
     expect(category(err('ECONNRESET'), { ...WITH_CLIENT, probe: probe({ keylog: true, keylogLabel: 'SERVER_HANDSHAKE_TRAFFIC_SECRET' }) })).toBe('connect_failed');
-    expect(category(err('ECONNRESET'), { ...WITH_CLIENT, probe: probe({ secureAt: 2, responses: 1 }) })).toBe('connect_failed');
+    expect(category(err('ECONNRESET'), { ...WITH_CLIENT, probe: probe({ secureAt: 2, closedAt: 4, protocol: 'TLSv1.3', responses: 1 }) })).toBe('connect_failed');
+  });
+
+  it('a close long after the handshake (backend restart, idle close), on TLS 1.2, or on a resumed session is a network failure', () => {
+    const late = probe({ secureAt: 2, closedAt: 2 + CLIENT_VERDICT_WINDOW_MS + 1, protocol: 'TLSv1.3' });
+    expect(category(err('ECONNRESET', 'socket hang up'), { ...WITH_CLIENT, probe: late })).toBe('connect_failed');
+    expect(category(err('ECONNRESET', 'socket hang up'), { ...WITH_CLIENT, probe: probe({ secureAt: 2, closedAt: 3, protocol: 'TLSv1.2' }) })).toBe('connect_failed');
+    expect(category(err('ECONNRESET', 'socket hang up'), { ...WITH_CLIENT, probe: probe({ secureAt: 2, closedAt: 3, protocol: 'TLSv1.3', sessionReused: true }) })).toBe('connect_failed');
+    expect(category(err('ECONNRESET', 'socket hang up'), { ...WITH_CLIENT, probe: probe({ secureAt: 2, closedAt: 3, protocol: 'TLSv1.3' }) })).toBe('client_cert_rejected');
   });
 });
 
@@ -137,24 +146,38 @@ describe('network, proxy and timeouts', () => {
     expect(category(err(code))).toBe('connect_failed');
   });
 
-  it('an error without a code is connect_failed, never a crash', () => {
-    expect(category(new Error('something odd'))).toBe('connect_failed');
-    expect(category('a string')).toBe('connect_failed');
-    expect(category(undefined)).toBe('connect_failed');
-    expect(category(null)).toBe('connect_failed');
+  it('an unknown error gets a code of its own (SVCNODE_UNEXPECTED_ERROR, raw code in the message), never a crash', () => {
+    for (const e of [new Error('something odd'), 'a string', undefined, null, err('ERR_SOMETHING_NEW', 'new')]) {
+      const f = classifyError(e, WITH_CLIENT);
+      expect(f.code).toBe('SVCNODE_UNEXPECTED_ERROR');
+      expect(f.category).toBe('connect_failed');
+    }
+    expect(classifyError(err('ERR_SOMETHING_NEW', 'new'), WITH_CLIENT).message).toContain('ERR_SOMETHING_NEW');
   });
 
-  it('proxy "Bad response: 407" → connect_failed PROXY_407; other statuses likewise', () => {
-    const f = classifyError(new Error('Bad response: 407'), { ...WITH_CLIENT, proxy: true });
-    expect(f.category).toBe('connect_failed');
-    expect(f.code).toBe('PROXY_407');
-    expect(classifyError(new Error('Bad response: 502'), { ...WITH_CLIENT, proxy: true }).code).toBe('PROXY_502');
+  it('proxy "Bad response: 407" → connect_failed PROXY_407 in phase proxy; other statuses likewise', () => {
+    const ctx = { ...WITH_CLIENT, proxy: true };
+    const f = classifyError(proxyError(new Error('Bad response: 407'), 'http://u:p@proxy:3128', 500), ctx);
+    expect(f).toMatchObject({ category: 'connect_failed', code: 'PROXY_407', phase: 'proxy' });
+    expect(f.message).not.toContain('u:p');
+    expect(classifyError(proxyError(new Error('Bad response: 502'), 'http://proxy:3128', 500), ctx).code).toBe('PROXY_502');
+  });
+
+  it.each([
+    ['UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'SVCNODE_PROXY_TLS'],
+    ['SELF_SIGNED_CERT_IN_CHAIN', 'SVCNODE_PROXY_TLS'],
+    ['ERR_TLS_CERT_ALTNAME_INVALID', 'SVCNODE_PROXY_TLS'],
+    ['ERR_SSL_WRONG_VERSION_NUMBER', 'SVCNODE_PROXY_TLS'],
+    ['ECONNREFUSED', 'SVCNODE_PROXY_UNREACHABLE'],
+  ])('a %s on the hop to the proxy is %s, phase proxy, never a server or client category', (raw, code) => {
+    const f = classifyError(proxyError(err(raw), 'https://proxy:443', 500), { ...WITH_CLIENT, proxy: true });
+    expect(f).toMatchObject({ category: 'connect_failed', code, phase: 'proxy' });
   });
 
   it.each([
     ['our phase timer', new SvcnodeError('SVCNODE_TIMEOUT', 'TLS handshake did not finish within 500 ms')],
     ['got ETIMEDOUT', err('ETIMEDOUT', 'Timeout awaiting response for 500ms')],
-    ['hpagent Proxy timeout', new Error('Proxy timeout')],
+    ['hpagent Proxy timeout', proxyError(new Error('Proxy timeout'), 'http://proxy:3128', 500)],
     ['AbortSignal.timeout', new DOMException('The operation was aborted due to timeout', 'TimeoutError')],
   ])('%s → timeout', (_label, error) => {
     expect(category(error, { ...WITH_CLIENT, proxy: true })).toBe('timeout');
@@ -189,7 +212,6 @@ describe('purity', () => {
       [err('CERT_HAS_EXPIRED'), WITH_CLIENT],
       [err('EPROTO', openssl('tlsv1 alert unknown ca', 48)), WITH_CLIENT],
       [err('ECONNREFUSED'), NO_CLIENT],
-      [new Error('Bad response: 407'), { ...WITH_CLIENT, proxy: true }],
       [err('ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED'), NO_CLIENT],
     ];
     for (const [error, ctx] of inputs) {

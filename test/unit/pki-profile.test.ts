@@ -8,7 +8,7 @@ import type { ProfileDocument } from '../../src/definitions/types.js';
 import { InvalidInputError } from '../../src/errors.js';
 import { mintCa, mintLeaf } from '../../src/pki/mint.js';
 import { pkcs12ForgeParseCount } from '../../src/pki/pkcs12.js';
-import { loadProfile, loadProfilesDir, verifyProfile } from '../../src/pki/profile.js';
+import { loadProfile, loadProfilesDir, verifyProfile } from '../../src/definitions/profiles.js';
 import type { Finding, LoadedProfile } from '../../src/pki/types.js';
 import { createTestPki, opensslPkcs12, type MintedCert, type TestPki } from '../helpers/pki.js';
 

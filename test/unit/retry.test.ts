@@ -9,14 +9,14 @@ function node(method: HttpMethod, retry?: NodeDefinition['retry']): NodeDefiniti
   return { id: 'retry', request: { method, url: 'https://api.example/' }, tls: { profile: 'bank' }, ...(retry ? { retry } : {}) };
 }
 
-function result(category: FailureCategory | null, o: { phase?: FailurePhase; status?: number } = {}): Result {
+function result(category: FailureCategory | null, o: { phase?: FailurePhase; status?: number; code?: string; headers?: Record<string, string> } = {}): Result {
   return {
     ok: category === null,
     nodeId: 'retry',
     request: { method: 'GET', url: 'https://api.example/' },
     tls: null,
-    response: o.status === undefined ? null : { status: o.status, headers: {}, body: null },
-    failure: category === null ? null : { category, phase: o.phase ?? FAILURE_CATEGORIES[category].phase, code: 'X', message: 'm', hint: 'h' },
+    response: o.status === undefined ? null : { status: o.status, headers: o.headers ?? {}, body: null },
+    failure: category === null ? null : { category, phase: o.phase ?? FAILURE_CATEGORIES[category].phase, code: o.code ?? 'X', message: 'm', hint: 'h' },
     timings: { connectMs: 0, handshakeMs: 0, totalMs: 0 },
     attempts: 1,
   };
@@ -28,8 +28,8 @@ describe('POST: not retried once the request may have reached the backend', () =
   it.each([
     ['5xx', result('http_status', { status: 503 })],
     ['429', result('http_status', { status: 429 })],
-    ['response timeout (request sent)', result('timeout', { phase: 'http' })],
-    ['connection reset after the request was sent', result('connect_failed', { phase: 'http' })],
+    ['response timeout (request sent)', result('timeout', { phase: 'request' })],
+    ['connection reset after the request was sent', result('connect_failed', { phase: 'request' })],
   ])('%s', (_label, r) => {
     expect(retried(r, node('POST'))).toBe(false);
     expect(retried(r, node('PATCH'))).toBe(false);
@@ -37,7 +37,7 @@ describe('POST: not retried once the request may have reached the backend', () =
 
   it('unless the node opts in with retry.nonIdempotent', () => {
     expect(retried(result('http_status', { status: 503 }), node('POST', { nonIdempotent: true }))).toBe(true);
-    expect(retried(result('timeout', { phase: 'http' }), node('PATCH', { nonIdempotent: true }))).toBe(true);
+    expect(retried(result('timeout', { phase: 'request' }), node('PATCH', { nonIdempotent: true }))).toBe(true);
   });
 });
 
@@ -54,7 +54,7 @@ describe('idempotent methods', () => {
     expect(retried(result('http_status', { status: 500 }), node(method))).toBe(true);
     expect(retried(result('http_status', { status: 503 }), node(method))).toBe(true);
     expect(retried(result('http_status', { status: 429 }), node(method))).toBe(true);
-    expect(retried(result('timeout', { phase: 'http' }), node(method))).toBe(true);
+    expect(retried(result('timeout', { phase: 'request' }), node(method))).toBe(true);
   });
 
   it.each([400, 401, 403, 404, 409, 422])('GET is not retried on %i', (status) => {
@@ -94,12 +94,56 @@ describe('limit and backoff', () => {
     expect(attempts).toBe(limit + 1);
   });
 
-  it('backoff doubles per attempt and is capped by maxBackoffMs', () => {
+  it('the backoff cap doubles per attempt and is capped by maxBackoffMs; the delay is drawn below it (full jitter)', () => {
     const n = node('GET', { limit: 10, backoffMs: 100, maxBackoffMs: 500 });
-    expect([1, 2, 3, 4, 5].map((a) => retryDelay(transient, n, a))).toEqual([100, 200, 400, 500, 500]);
+    const almostOne = (): number => 0.999_999;
+    expect([1, 2, 3, 4, 5].map((a) => retryDelay(transient, n, a, almostOne))).toEqual([99, 199, 399, 499, 499]);
+    expect([1, 2, 3, 4, 5].map((a) => retryDelay(transient, n, a, () => 0.5))).toEqual([50, 100, 200, 250, 250]);
+    expect(retryDelay(transient, n, 3, () => 0)).toBe(0);
+  });
+
+  it('jobs that failed together spread their retries (Math.random by default)', () => {
+    const n = node('GET', { limit: 10, backoffMs: 1_000, maxBackoffMs: 1_000 });
+    const delays = new Set(Array.from({ length: 50 }, () => retryDelay(transient, n, 1)));
+    expect(delays.size).toBeGreaterThan(10);
+    for (const d of delays) {
+      expect(d).toBeGreaterThanOrEqual(0);
+      expect(d).toBeLessThan(1_000);
+    }
   });
 
   it('defaults apply to fields the node leaves out', () => {
-    expect(retryDelay(transient, node('GET', { limit: 1 }), 1)).toBe(DEFAULTS.retry.backoffMs);
+    expect(retryDelay(transient, node('GET', { limit: 1 }), 1, () => 0.999_999)).toBe(DEFAULTS.retry.backoffMs - 1);
+  });
+});
+
+describe('Retry-After', () => {
+  const n = node('GET', { limit: 3, backoffMs: 100, maxBackoffMs: 5_000 });
+  const now = Date.parse('2026-01-01T00:00:00Z');
+
+  it('delay-seconds are honoured up to maxBackoffMs', () => {
+    expect(retryDelay(result('http_status', { status: 503, headers: { 'retry-after': '2' } }), n, 1, () => 0, now)).toBe(2_000);
+    expect(retryDelay(result('http_status', { status: 429, headers: { 'retry-after': '120' } }), n, 1, () => 0, now)).toBe(5_000);
+  });
+
+  it('an HTTP date is honoured relative to now; one in the past means at once', () => {
+    expect(retryDelay(result('http_status', { status: 503, headers: { 'retry-after': 'Thu, 01 Jan 2026 00:00:03 GMT' } }), n, 1, () => 0, now)).toBe(3_000);
+    expect(retryDelay(result('http_status', { status: 503, headers: { 'retry-after': 'Wed, 31 Dec 2025 00:00:00 GMT' } }), n, 1, () => 0, now)).toBe(0);
+  });
+
+  it('an unreadable value falls back to the jittered backoff', () => {
+    expect(retryDelay(result('http_status', { status: 503, headers: { 'retry-after': 'soon' } }), n, 1, () => 0.5, now)).toBe(50);
+  });
+});
+
+describe('permanent codes in retried categories', () => {
+  it.each(['SVCNODE_TOO_MANY_REDIRECTS', 'SVCNODE_DECODE_FAILED', 'SVCNODE_UNSUPPORTED_ENCODING', 'SVCNODE_UNEXPECTED_ERROR', 'SVCNODE_PROXY_TLS', 'PROXY_407', 'PROXY_403'])('%s', (code) => {
+    expect(retried(result('connect_failed', { code, phase: 'proxy' }), node('GET', { limit: 5 }))).toBe(false);
+    expect(retried(result('http_status', { code, status: 0 }), node('GET', { limit: 5 }))).toBe(false);
+  });
+
+  it('a proxy that cannot reach the backend for now (502/503/504), or is unreachable or slow, is retried', () => {
+    for (const code of ['PROXY_502', 'PROXY_503', 'PROXY_504', 'SVCNODE_PROXY_UNREACHABLE']) expect(retried(result('connect_failed', { code, phase: 'proxy' }), node('GET'))).toBe(true);
+    expect(retried(result('timeout', { code: 'SVCNODE_PROXY_TIMEOUT', phase: 'proxy' }), node('POST'))).toBe(true);
   });
 });

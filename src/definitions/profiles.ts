@@ -1,15 +1,15 @@
 import { createHash, type X509Certificate } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { ProfileDocument } from '../definitions/types.js';
-import { readJsonFile, validateDocument } from '../definitions/validator.js';
+import type { ProfileDocument } from '../pki/types.js';
+import { readJsonFile, validateDocument } from './validator.js';
 import { InvalidInputError } from '../errors.js';
-import { bundleError } from './bundle-error.js';
-import { loadClientIdentity, type ClientSource } from './client-identity.js';
-import { dateFindings } from './findings.js';
-import { readMaterial, type Material } from './material.js';
-import { describeSource, resolvePassphrase } from './passphrase.js';
-import type { ClientIdentity, Finding, LoadedProfile } from './types.js';
+import { bundleError } from '../pki/bundle-error.js';
+import { loadClientIdentity, type ClientSource } from '../pki/client-identity.js';
+import { dateFindings } from '../pki/findings.js';
+import { readMaterial, type Material } from '../pki/material.js';
+import { describeSource, resolvePassphrase } from '../pki/passphrase.js';
+import type { ClientIdentity, Finding, LoadedProfile } from '../pki/types.js';
 
 /** Loading certificate profiles: every check runs here, at load time, never per call. */
 
@@ -151,4 +151,28 @@ export async function verifyProfile(file: string, opts: LoadProfileOptions = {})
     if (!(error instanceof InvalidInputError)) throw error;
     return { findings: [errorFinding(error)] };
   }
+}
+
+/**
+ * A profile by name from a directory (`DIR/NAME.json`), loaded on demand: the profile source of
+ * a dry-run, handed to invoke() as its `profile` dependency so bad material ends as an
+ * invalid_input Result exactly as in the worker.
+ */
+export function profilesFrom(dir: string, opts: LoadProfileOptions = {}): (name: string) => Promise<LoadedProfile> {
+  const root = resolve(dir);
+  return async (name) => {
+    const file = join(root, `${name}.json`);
+    try {
+      return await loadProfile(file, opts);
+    } catch (error) {
+      if (error instanceof InvalidInputError && error.code === 'SVCNODE_FILE_NOT_FOUND' && error.file === file) {
+        throw new InvalidInputError('SVCNODE_UNKNOWN_PROFILE', `profile "${name}" does not exist: ${file} cannot be read`, {
+          file,
+          field: '/tls/profile',
+          hint: 'pass --profiles DIR (or set SVCNODE_PROFILES) to the directory holding the profile',
+        });
+      }
+      throw error;
+    }
+  };
 }

@@ -2,13 +2,13 @@ import type { KeyObject, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { PassphraseSource, ProfileDocument } from '../definitions/types.js';
+import type { PassphraseSource, ProfileDocument } from '../pki/types.js';
 import { InvalidInputError } from '../errors.js';
-import { bundleError } from './bundle-error.js';
-import { orderChain } from './chain.js';
-import { parseMaterial } from './material.js';
-import { loadProfile } from './profile.js';
-import type { LoadedProfile } from './types.js';
+import { bundleError } from '../pki/bundle-error.js';
+import { orderChain } from '../pki/chain.js';
+import { parseMaterial } from '../pki/material.js';
+import { loadProfile } from './profiles.js';
+import type { LoadedProfile } from '../pki/types.js';
 
 /** Source name used in messages for payloads read from standard input. */
 export const STDIN = '<stdin>';

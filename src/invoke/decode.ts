@@ -1,0 +1,79 @@
+import type { IncomingMessage } from 'node:http';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import zlib from 'node:zlib';
+import { TransportError } from '../errors.js';
+
+/**
+ * `deflate` as servers really send it: zlib-wrapped (RFC 9110) or raw (RFC 1951), told apart by
+ * the zlib header of the first bytes.
+ */
+class AnyInflate extends Transform {
+  private inner: zlib.Inflate | zlib.InflateRaw | undefined;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (!this.inner) {
+      const b0 = chunk[0] ?? 0;
+      const b1 = chunk[1] ?? 0;
+      const wrapped = chunk.length >= 2 && (b0 & 0x0f) === 8 && ((b0 << 8) | b1) % 31 === 0;
+      const inner = wrapped ? zlib.createInflate() : zlib.createInflateRaw();
+      inner.on('data', (data: Buffer) => this.push(data));
+      inner.on('error', (error: Error) => this.destroy(error));
+      this.inner = inner;
+    }
+    this.inner.write(chunk, () => callback());
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (!this.inner) {
+      callback();
+      return;
+    }
+    this.inner.once('end', () => callback());
+    this.inner.end();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.inner?.destroy();
+    callback(error);
+  }
+}
+
+function decoder(coding: string): Transform | undefined {
+  switch (coding) {
+    case 'gzip':
+    case 'x-gzip':
+      return zlib.createGunzip();
+    case 'deflate':
+      return new AnyInflate();
+    case 'br':
+      return zlib.createBrotliDecompress();
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The body stream decoded per Content-Encoding: codings are case-insensitive and may be stacked
+ * ("gzip, br" was applied gzip first, so it is undone br first). An unknown coding is a coded,
+ * permanent error rather than raw bytes handed back as if they were the body.
+ */
+export function decodedBody(response: IncomingMessage): Readable {
+  const header = response.headers['content-encoding'];
+  if (header === undefined) return response;
+  const codings = header.toLowerCase().split(',').map((c) => c.trim()).filter((c) => c !== '' && c !== 'identity');
+  let stream: Readable = response;
+  for (let i = codings.length - 1; i >= 0; i--) {
+    const coding = codings[i] as string;
+    const next = decoder(coding);
+    if (!next) {
+      throw new TransportError('SVCNODE_UNSUPPORTED_ENCODING', `the response uses Content-Encoding "${coding}", which svcnode cannot decode`, {
+        phase: 'response',
+        hint: 'the backend should answer with gzip, deflate, br or no coding (svcnode sends Accept-Encoding: gzip, deflate, br)',
+      });
+    }
+    // pipe() does not forward errors: a failing inner stage must fail the outermost one.
+    if (stream !== response) stream.once('error', (error: Error) => next.destroy(error));
+    stream = stream.pipe(next);
+  }
+  return stream;
+}
