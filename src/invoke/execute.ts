@@ -9,7 +9,7 @@ import { clientFacts } from './client-facts.js';
 import { DEFAULTS } from './defaults.js';
 import { exchange, round, statusFailure, type Exchange } from './exchange.js';
 import { renderRequest, type RenderedRequest } from './render.js';
-import type { Failure, Result } from './result.js';
+import { reportedUrl, type Failure, type Result } from './result.js';
 import { MemoryTokenCache, type TokenCache } from './token-cache.js';
 import { callSettings } from './settings.js';
 
@@ -74,7 +74,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
     ok: false,
     nodeId: node.id,
     ...(options.requestId === undefined ? {} : { requestId: options.requestId }),
-    request: { method: node.request.method, url: node.request.url },
+    request: { method: node.request.method, url: reportedUrl(node.request.url) },
     tls: null,
     response: null,
     failure: null,
@@ -98,7 +98,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
   let profile: LoadedProfile;
   try {
     rendered = renderRequest(node, context);
-    result.request.url = rendered.url.href;
+    result.request.url = reportedUrl(rendered.url);
     profile = deps.profile(node.tls.profile);
   } catch (error) {
     return finish(classifyError(error, { host: '', profileName: node.tls.profile, clientSubject: undefined, probe: undefined, proxy: false }));
