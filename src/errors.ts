@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   SVCNODE_TEMPLATE: 'a {{context.…}} template is unsupported, its variable is missing, or the rendered value is unsafe',
   SVCNODE_UNKNOWN_NODE: 'no valid node definition has this id',
   SVCNODE_UNKNOWN_PROFILE: 'the profile a node names does not exist',
+  SVCNODE_PROFILE_REMOVED: 'the profile file was removed while the worker ran; its nodes answer invalid_input until it is back',
   SVCNODE_USAGE: 'the command line is invalid',
   SVCNODE_PIN_MISMATCH: 'the server public key matches none of tls.pinnedPublicKeys',
   SVCNODE_SUBJECT_MISMATCH: 'the server subject matches none of tls.serverSubjectPatterns',
@@ -45,6 +46,7 @@ export const ERROR_CODES = {
   SVCNODE_PROXY_AUTH: 'the proxy answered 407: its credentials are missing or wrong',
   SVCNODE_PROXY_REFUSED: 'the proxy refused to open the tunnel (its HTTP status is in the message)',
   SVCNODE_PROXY_TIMEOUT: 'the proxy did not open the tunnel within timeouts.connectMs',
+  SVCNODE_BROKEN_RECORD: 'a failure record in Redis is not JSON or lacks fields; `svcnode failures` shows it as broken',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,6 +1,6 @@
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { InvalidInputError, SvcnodeError } from '../errors.js';
 import { EXIT } from '../failures/categories.js';
@@ -250,10 +250,24 @@ function writeOutput(file: string, content: string, o: { secret: boolean; force:
   }
 }
 
+/**
+ * Create a directory and its missing parents one level at a time. `mkdirSync({recursive: true})`
+ * spins forever on some paths it cannot create (e.g. under /proc); this stops at the first error.
+ */
+function makeDirs(path: string): void {
+  const missing: string[] = [];
+  for (let p = path; !existsSync(p); p = dirname(p)) {
+    missing.unshift(p);
+    if (dirname(p) === p) break;
+  }
+  for (const p of missing) mkdirSync(p, { mode: 0o700 });
+  if (!statSync(path).isDirectory()) throw Object.assign(new Error(`${path} is not a directory`), { code: 'ENOTDIR' });
+}
+
 function prepareDir(dir: string): string {
   const path = resolve(dir);
   try {
-    mkdirSync(path, { recursive: true, mode: 0o700 });
+    makeDirs(path);
   } catch (cause) {
     throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${path}: cannot create the output directory`, { cause, file: path, hint: 'check the path and permissions' });
   }

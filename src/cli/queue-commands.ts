@@ -130,11 +130,18 @@ export function enqueueCommand(io: CliIo): Command {
     );
 }
 
+/** Text from Redis made safe for a terminal: control characters (ESC, CR, …) shown escaped. */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 function formatSummary(summary: FailureSummary): string {
   if (summary.nodes.length === 0) return 'no invocations recorded yet\n';
   const rows = summary.nodes.map((n) => {
     const failures = Object.entries(n.counts).filter(([k]) => k !== 'handshakes_ok' && k !== 'session_reused');
-    return [n.nodeId, String(n.counts.handshakes_ok ?? 0), String(n.counts.session_reused ?? 0), failures.map(([k, v]) => `${k}=${v}`).join(' ') || '-', n.lastFailure ? `${n.lastFailure.at} ${n.lastFailure.category}` : '-'];
+    const last = n.lastFailure ? `${n.lastFailure.at} ${n.lastFailure.category}${n.lastFailure.broken ? ' (broken record)' : ''}` : '-';
+    return [n.nodeId, String(n.counts.handshakes_ok ?? 0), String(n.counts.session_reused ?? 0), failures.map(([k, v]) => `${k}=${v}`).join(' ') || '-', last].map(printable);
   });
   const header = ['NODE', 'HANDSHAKES_OK', 'RESUMED', 'FAILURES', 'LAST FAILURE'];
   return `${formatTable(header, rows)}\n`;
@@ -143,10 +150,10 @@ function formatSummary(summary: FailureSummary): string {
 function formatNode(n: NodeFailures): string {
   const lines = [`node ${n.nodeId}`, `counts: ${Object.entries(n.counts).map(([k, v]) => `${k}=${v}`).join(' ') || '(none)'}`];
   for (const r of n.recent) {
-    lines.push(`${r.at}  ${r.category} (${r.code}, attempt ${r.attempt})`, `  ${r.message}`, `  hint: ${r.hint}`);
+    lines.push(`${r.at}  ${r.category} (${r.code}, attempt ${r.attempt})${r.broken ? ' [broken record]' : ''}`, `  ${r.message}`, `  hint: ${r.hint}`);
     if (r.serverChain[0]) lines.push(`  server: ${r.serverChain[0].subject} (issuer ${r.serverChain[0].issuer}, valid to ${r.serverChain[0].validTo})`);
   }
-  return `${lines.join('\n')}\n`;
+  return `${lines.map(printable).join('\n')}\n`;
 }
 
 /** `svcnode failures [NODE_ID]`: per-node handshake outcomes and recent failures. */

@@ -11,6 +11,8 @@ export interface ProfileWatcherEvents {
   reloaded(profile: LoadedProfile, previous: LoadedProfile | undefined): void;
   /** A changed profile failed to load; the last good one (if any) stays in use. */
   failed(name: string, file: string, error: InvalidInputError): void;
+  /** A profile file disappeared: the profile is out of use; `previous` is what was in use. */
+  removed?(name: string, file: string, previous: LoadedProfile | undefined): void;
 }
 
 /** Paths a profile depends on, read leniently: a broken document still yields its own path. */
@@ -66,7 +68,7 @@ export class ProfileWatcher {
 
   /** Record the current state as the baseline, then poll every `intervalMs`. */
   async start(): Promise<void> {
-    for (const file of await this.files()) this.seen.set(file, await fingerprint(file));
+    for (const file of (await this.files()) ?? []) this.seen.set(file, await fingerprint(file));
     this.timer = setInterval(() => void this.check(), this.options.intervalMs);
     this.timer.unref();
   }
@@ -75,12 +77,13 @@ export class ProfileWatcher {
     clearInterval(this.timer);
   }
 
-  private async files(): Promise<string[]> {
+  /** The profile files now; undefined when the directory cannot be read (then nothing is judged removed). */
+  private async files(): Promise<string[] | undefined> {
     const dir = this.registry.profilesDir;
     try {
       return (await readdir(dir)).filter((f) => f.toLowerCase().endsWith('.json')).sort().map((f) => join(dir, f));
     } catch {
-      return [];
+      return undefined;
     }
   }
 
@@ -93,7 +96,17 @@ export class ProfileWatcher {
   }
 
   private async round(): Promise<void> {
-    for (const file of await this.files()) {
+    const files = await this.files();
+    if (!files) return;
+    const present = new Set(files);
+    for (const file of [...this.seen.keys()]) {
+      if (present.has(file)) continue;
+      this.seen.delete(file);
+      const name = file.slice(file.lastIndexOf('/') + 1).replace(/\.json$/i, '');
+      const previous = this.registry.removeProfile(name, file);
+      this.events.removed?.(name, file, previous);
+    }
+    for (const file of files) {
       const print = await fingerprint(file);
       if (this.seen.get(file) === print) continue;
       this.seen.set(file, print);

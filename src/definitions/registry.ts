@@ -70,7 +70,21 @@ export class Registry {
     else this.profileErrors.set(name, error);
   }
 
-  /** Profiles running on their last good bundle because a newer one failed to load. */
+  /**
+   * A profile's file was removed: its nodes stop calling with the removed identity and answer
+   * invalid_input until the file is back. Returns the profile that was in use, if any.
+   */
+  removeProfile(name: string, file: string): LoadedProfile | undefined {
+    const previous = this.profiles.get(name);
+    this.profiles.delete(name);
+    this.reloadFailures.delete(name);
+    const error = new InvalidInputError('SVCNODE_PROFILE_REMOVED', `profile removed: ${file} no longer exists`, { file, hint: `restore ${file}, or point the nodes using "${name}" at another profile` });
+    this.profileErrors.set(name, error);
+    this.reloadFailures.set(name, { at: new Date().toISOString(), code: error.code, message: error.message });
+    return previous;
+  }
+
+  /** Profiles running on their last good bundle because a newer one failed to load, or removed ones. */
   staleProfiles(): { name: string; at: string; code: string; message: string }[] {
     return [...this.reloadFailures].map(([name, f]) => ({ name, ...f }));
   }
@@ -90,6 +104,7 @@ export class Registry {
     const profile = this.profiles.get(name);
     if (profile) return profile;
     const error = this.profileErrors.get(name);
+    if (error?.code === 'SVCNODE_PROFILE_REMOVED') throw error;
     if (error) {
       throw new InvalidInputError(error.code, `profile "${name}" failed to load: ${error.message}`, { file: error.file, hint: error.hint ?? 'run `svcnode certs verify` on it' });
     }

@@ -33,7 +33,7 @@ export interface NodeDefinition {
   auth?: { type: 'certificate-session'; tokens: { url: string; header: string; field?: string }[]; ttlSeconds?: number };
   timeouts?: { connectMs?: number; handshakeMs?: number; responseMs?: number; idleMs?: number; totalMs?: number };
   retry?: { limit?: number; backoffMs?: number; maxBackoffMs?: number; nonIdempotent?: boolean };
-  response?: { acceptStatus?: (number | string)[]; maxBodyBytes?: number };
+  response?: { acceptStatus?: (number | string)[]; maxBodyBytes?: number; maxStoredBodyBytes?: number };
 }
 
 /** Job data of an invocation (schemas/invocation.schema.json). */

@@ -34,6 +34,12 @@ function validators(): Record<SchemaName, ValidateFunction> {
   return compiled;
 }
 
+/** The schema's pattern of a call URL (request.url, auth token endpoints), explained in words. */
+const LITERAL_ORIGIN_URL = '^https://[^/?#@{}\\\\\\s]+(?:[/?#].*)?$';
+const PATTERN_MEANINGS: Record<string, string> = {
+  [LITERAL_ORIGIN_URL]: 'must be https://host[:port]/… with a literal scheme, host and port (templates only in the path and query) and no user:password@ (credentials go in request.headers or auth)',
+};
+
 /** Render one Ajv error as "<pointer>: <what is allowed>". */
 export function describeSchemaError(error: ErrorObject): string {
   const at = error.instancePath === '' ? '/' : error.instancePath;
@@ -46,7 +52,7 @@ export function describeSchemaError(error: ErrorObject): string {
     case 'enum':
       return `${at}: must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
     case 'pattern':
-      return `${at}: must match ${String(p.pattern)}`;
+      return `${at}: ${PATTERN_MEANINGS[String(p.pattern)] ?? `must match ${String(p.pattern)}`}`;
     case 'type':
       return `${at}: must be ${String(p.type)}`;
     case 'oneOf':

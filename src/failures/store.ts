@@ -22,6 +22,8 @@ export interface FailureRecord {
   attempt: number;
   requestId?: string;
   serverChain: ChainEntry[];
+  /** The stored record was not a complete JSON failure record; the fields shown are what could be read. */
+  broken?: true;
 }
 
 export type Counts = Record<string, number>;
@@ -34,6 +36,48 @@ export interface NodeFailures {
 
 export interface FailureSummary {
   nodes: { nodeId: string; counts: Counts; lastFailure: FailureRecord | null }[];
+}
+
+/** The text of a record stream entry's `record` field. */
+function recordField(fields: string[]): string | undefined {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === 'record') return fields[i + 1];
+  return undefined;
+}
+
+function text(value: unknown, fallback: string): string {
+  return typeof value === 'string' ? value : fallback;
+}
+
+/**
+ * One stored record, read defensively: Redis is shared, so a record that is not JSON or lacks
+ * fields becomes a `broken` record (category "broken_record") instead of failing the listing.
+ */
+export function readRecord(id: string, fields: string[]): FailureRecord {
+  const raw = recordField(fields);
+  let data: unknown;
+  try {
+    data = raw === undefined ? undefined : JSON.parse(raw);
+  } catch {
+    data = undefined;
+  }
+  const at = new Date(Number(id.split('-')[0]) || 0).toISOString();
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    return { at, category: 'broken_record', code: 'SVCNODE_BROKEN_RECORD', message: `stream entry ${id} is not a JSON failure record`, hint: 'written by something other than svcnode; it can be deleted', attempt: 0, serverChain: [], broken: true };
+  }
+  const r = data as Record<string, unknown>;
+  const complete = typeof r.category === 'string' && typeof r.message === 'string';
+  const chain = Array.isArray(r.serverChain) ? (r.serverChain as unknown[]).filter((e): e is ChainEntry => e !== null && typeof e === 'object' && typeof (e as ChainEntry).subject === 'string') : [];
+  return {
+    at: text(r.at, at),
+    category: text(r.category, 'broken_record'),
+    code: text(r.code, 'SVCNODE_BROKEN_RECORD'),
+    message: text(r.message, `stream entry ${id} lacks fields of a failure record`),
+    hint: text(r.hint, ''),
+    attempt: typeof r.attempt === 'number' ? r.attempt : 0,
+    ...(typeof r.requestId === 'string' ? { requestId: r.requestId } : {}),
+    serverChain: chain.map((e) => ({ subject: e.subject, issuer: text(e.issuer, ''), validFrom: text(e.validFrom, ''), validTo: text(e.validTo, ''), fingerprint256: text(e.fingerprint256, '') })),
+    ...(complete ? {} : { broken: true }),
+  };
 }
 
 /** Counters kept beside the failure categories, as Envoy keeps ssl.handshake beside ssl.fail_*. */
@@ -107,13 +151,16 @@ export class FailureStore {
   private async counts(nodeId: string): Promise<Counts> {
     const raw = await this.redis.hgetall(this.key('node', nodeId, 'counts'));
     const counts: Counts = {};
-    for (const name of [...CATEGORY_NAMES, ...SUCCESS_COUNTERS]) if (raw[name] !== undefined) counts[name] = Number(raw[name]);
+    for (const name of [...CATEGORY_NAMES, ...SUCCESS_COUNTERS]) {
+      const n = Number(raw[name]);
+      if (raw[name] !== undefined && Number.isFinite(n)) counts[name] = n;
+    }
     return counts;
   }
 
   private async recent(nodeId: string, count: number): Promise<FailureRecord[]> {
     const entries = await this.redis.xrevrange(this.key('node', nodeId, 'recent'), '+', '-', 'COUNT', count);
-    return entries.map(([, fields]) => JSON.parse(fields[1] ?? '{}') as FailureRecord);
+    return entries.map(([id, fields]) => readRecord(id, fields));
   }
 
   /** Counts and recent failures of one node, newest first. */
@@ -127,7 +174,8 @@ export class FailureStore {
     const ids = (await this.redis.smembers(this.key('nodes'))).sort();
     const nodes = await Promise.all(
       ids.map(async (nodeId) => {
-        const [counts, last] = await Promise.all([this.counts(nodeId), this.recent(nodeId, 1)]);
+        // A key of another type (WRONGTYPE) spoils this node's line only, not the listing.
+        const [counts, last] = await Promise.all([this.counts(nodeId).catch(() => ({})), this.recent(nodeId, 1).catch(() => [readRecord('0-0', [])])]);
         return { nodeId, counts, lastFailure: last[0] ?? null };
       }),
     );

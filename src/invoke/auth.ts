@@ -11,6 +11,14 @@ export const DEFAULT_TOKEN_TTL_SECONDS = 3000;
 
 type AuthOutcome = { headers: Record<string, string> } | { failure: Failure; exchange?: Exchange };
 
+/**
+ * What a Result may show of a token-endpoint exchange: its TLS session and timings, never its
+ * response (headers and body hold the token, and the Result is labelled with the node's URL).
+ */
+function withoutResponse(x: Exchange): Exchange {
+  return { ...x, response: null, bodyText: '' };
+}
+
 function authFailure(url: string, message: string, hint: string, code: string): Failure {
   return { phase: 'auth', category: 'http_status', code, message: `authentication at ${url}: ${message}`, hint };
 }
@@ -24,19 +32,19 @@ async function token(endpoint: { url: string; header: string; field?: string }, 
   }
   const url = new URL(endpoint.url);
   const x = await exchange({ method: 'POST', url, headers: { accept: 'application/json' }, body: undefined }, callSettings(node, profile, url, false), profile, agents, signal);
-  if (x.failure) return { failure: { ...x.failure, message: `authentication at ${endpoint.url}: ${x.failure.message}` }, exchange: x };
+  if (x.failure) return { failure: { ...x.failure, message: `authentication at ${endpoint.url}: ${x.failure.message}` }, exchange: withoutResponse(x) };
   const status = x.response?.status ?? 0;
   if (status < 200 || status > 299) {
     return {
       failure: authFailure(endpoint.url, `HTTP ${status}`, status === 401 || status === 403 ? 'the authentication endpoint does not accept this client certificate: register it (or its CA) for the bot account' : 'check the authentication endpoint URL and its health', `HTTP_${status}`),
-      exchange: x,
+      exchange: withoutResponse(x),
     };
   }
   const field = endpoint.field ?? 'token';
   const body = x.response?.body;
   const value = body !== null && typeof body === 'object' ? (body as Record<string, unknown>)[field] : undefined;
   if (typeof value !== 'string' || value.length === 0) {
-    return { failure: authFailure(endpoint.url, `the JSON answer has no string "${field}"`, 'set auth.tokens[].field to the property that holds the token', 'SVCNODE_AUTH_NO_TOKEN'), exchange: x };
+    return { failure: authFailure(endpoint.url, `the JSON answer has no string "${field}"`, 'set auth.tokens[].field to the property that holds the token', 'SVCNODE_AUTH_NO_TOKEN'), exchange: withoutResponse(x) };
   }
   await cache.set(key, value, (node.auth?.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS) * 1000, profile);
   return value;

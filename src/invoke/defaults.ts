@@ -27,6 +27,8 @@ export const DEFAULTS = {
     acceptStatus: ['2xx'] as (number | string)[],
     /** Larger bodies are cut and marked `truncated`. @defaultValue 1 MiB */
     maxBodyBytes: 1_048_576,
+    /** Body bytes (as JSON) a worker stores in a Result; dry-run shows the whole body. @defaultValue 32 KiB */
+    maxStoredBodyBytes: 32_768,
   },
   /** Redirects followed when a node opts in (same origin only). @defaultValue 5 */
   maxRedirects: 5,

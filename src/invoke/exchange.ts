@@ -6,7 +6,7 @@ import type { AgentPool } from '../tls/agents.js';
 import { clientFacts } from './client-facts.js';
 import { probeOf, type ConnectionProbe } from '../tls/probe.js';
 import type { RenderedRequest } from './render.js';
-import type { Failure, ResponseReport, TlsReport } from './result.js';
+import { keptHeaders, responseBody, type Failure, type ResponseReport, type TlsReport } from './result.js';
 import { send, type CallSettings } from './transport.js';
 
 /** The outcome of one HTTP exchange over mutual TLS, classified. */
@@ -18,19 +18,6 @@ export interface Exchange {
   /** Null when a response arrived; the status is judged by the caller. */
   failure: Failure | null;
   timings: { connectMs: number; handshakeMs: number };
-}
-
-function parseBody(body: Buffer, contentType: string | undefined, truncated: boolean): unknown {
-  if (body.length === 0) return null;
-  const text = body.toString('utf8');
-  if (!truncated && contentType && /[/+]json\b/i.test(contentType)) {
-    try {
-      return JSON.parse(text) as unknown;
-    } catch {
-      return text;
-    }
-  }
-  return text;
 }
 
 export function round(ms: number): number {
@@ -129,8 +116,8 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
     if (probe) probe.responses++;
     out.response = {
       status: response.statusCode ?? 0,
-      headers: response.headers as Record<string, string | string[]>,
-      body: parseBody(body, response.headers['content-type'], truncated),
+      headers: keptHeaders(response.headers),
+      ...responseBody(body, response.headers['content-type'], truncated),
       ...(truncated ? { truncated: true } : {}),
     };
     out.bodyText = body.toString('utf8', 0, 4096);

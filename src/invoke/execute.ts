@@ -12,7 +12,7 @@ import { DEFAULTS } from './defaults.js';
 import { exchange, round, statusFailure, type Exchange } from './exchange.js';
 import { renderRequest, type RenderedRequest } from './render.js';
 import { emptyResult } from './failed-result.js';
-import type { Result } from './result.js';
+import { reportedUrl, type Result } from './result.js';
 import { MemoryTokenCache, type TokenCache } from './token-cache.js';
 import { callSettings } from './settings.js';
 
@@ -89,7 +89,7 @@ function renderOrRefuse(node: NodeDefinition, context: Record<string, unknown>):
 export async function invoke(node: NodeDefinition, context: Record<string, unknown>, deps: InvokeDeps, options: InvokeOptions = {}): Promise<Result> {
   const started = performance.now();
   const now = deps.now?.() ?? new Date();
-  const result = emptyResult(node.id, { method: node.request.method, url: node.request.url }, options);
+  const result = emptyResult(node.id, { method: node.request.method, url: reportedUrl(node.request.url) }, options);
   const finish = (failure: Failure | null, profile?: LoadedProfile): Result => {
     result.failure = failure && profile ? withExpiryNote(failure, profile, now) : failure;
     result.ok = failure === null;
@@ -107,7 +107,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
   let profile: LoadedProfile;
   try {
     rendered = renderOrRefuse(node, context);
-    result.request.url = rendered.url.href;
+    result.request.url = reportedUrl(rendered.url);
     const loaded = deps.profile(node.tls.profile);
     profile = loaded instanceof Promise ? await loaded : loaded;
   } catch (error) {

@@ -61,13 +61,43 @@ function renderJson(value: unknown, context: Record<string, unknown>, field: str
   return value;
 }
 
+/** `scheme://authority` of a URL template: the part context values may never reach. */
+const ORIGIN = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#\\]*/;
+/** A path segment the URL parser resolves (`.`, `..`, also percent-encoded). */
+const DOT_SEGMENT = /^(?:\.|%2e){1,2}$/i;
+
+/**
+ * Render `request.url`: the origin stays literal (the client certificate and tokens must only go
+ * where the definition says) and a value cannot become a `.`/`..` segment that moves the path.
+ */
+function renderUrl(template: string, context: Record<string, unknown>): string {
+  const origin = ORIGIN.exec(template)?.[0] ?? '';
+  if (origin === '' || origin.includes('{{')) {
+    throw templateError('/request/url', 'the scheme, host and port of request.url may not come from a template', 'write the origin literally (https://host:port) and template only the path and query');
+  }
+  const rest = template.slice(origin.length);
+  const end = rest.search(/[?#]/);
+  const path = end === -1 ? rest : rest.slice(0, end);
+  const renderedPath = path
+    .split('/')
+    .map((segment) => {
+      const out = renderString(segment, context, '/request/url', encodeURIComponent);
+      if (out !== segment && DOT_SEGMENT.test(out)) {
+        throw templateError('/request/url', `a context value renders the path segment "${out}"`, 'context values may not be "." or ".." as a whole path segment');
+      }
+      return out;
+    })
+    .join('/');
+  return origin + renderedPath + (end === -1 ? '' : renderString(rest.slice(end), context, '/request/url', encodeURIComponent));
+}
+
 /**
  * Render a node's request from an invocation context. Values placed in the URL are percent-encoded;
  * a header value that would contain CR or LF is rejected (header injection).
  */
 export function renderRequest(node: NodeDefinition, context: Record<string, unknown>): RenderedRequest {
   const { request } = node;
-  const rawUrl = renderString(request.url, context, '/request/url', encodeURIComponent);
+  const rawUrl = renderUrl(request.url, context);
   let url: URL;
   try {
     url = new URL(rawUrl);
@@ -76,6 +106,9 @@ export function renderRequest(node: NodeDefinition, context: Record<string, unkn
   }
   if (url.protocol !== 'https:') {
     throw templateError('/request/url', `only https:// URLs are supported, got "${url.protocol}"`, 'service nodes always use TLS');
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw templateError('/request/url', 'the URL carries user:password@', 'put credentials in request.headers or auth, never in the URL');
   }
   for (const [name, value] of Object.entries(request.query ?? {})) {
     const field = `/request/query/${name}`;

@@ -1,5 +1,8 @@
+import { isUtf8 } from 'node:buffer';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Failure } from '../failures/failure.js';
 import type { ChainEntry } from '../tls/probe.js';
+import { DEFAULTS } from './defaults.js';
 
 export type { Failure };
 
@@ -16,10 +19,14 @@ export interface TlsReport {
 export interface ResponseReport {
   status: number;
   headers: Record<string, string | string[]>;
-  /** Parsed JSON when the content type says so, else text; null for an empty body. */
+  /** Parsed JSON when the content type says so, else text (base64 when not UTF-8); null for an empty body. */
   body: unknown;
-  /** The body exceeded response.maxBodyBytes and was cut. */
+  /** `base64` when the body is not UTF-8 text. */
+  bodyEncoding?: 'base64';
+  /** The body is not whole: cut at response.maxBodyBytes on receipt, or at response.maxStoredBodyBytes when stored. */
   truncated?: boolean;
+  /** The stored Result holds no body (response.maxStoredBodyBytes is 0, or the Result's bound left no room). */
+  bodyOmitted?: boolean;
 }
 
 /** The Result contract: dry-run output, job return value, `enqueue --wait` output. */
@@ -34,4 +41,147 @@ export interface Result {
   timings: { connectMs: number; handshakeMs: number; totalMs: number };
   /** Attempts made for this invocation (1 when not retried). */
   attempts: number;
+}
+
+/** The URL as reported: never with user:password@. */
+export function reportedUrl(url: URL | string): string {
+  if (typeof url === 'string') {
+    if (!url.includes('@')) return url;
+    try {
+      return reportedUrl(new URL(url));
+    } catch {
+      return url.replace(/\/\/[^/?#]*@/, '//');
+    }
+  }
+  if (url.username === '' && url.password === '') return url.href;
+  const copy = new URL(url.href);
+  copy.username = '';
+  copy.password = '';
+  return copy.href;
+}
+
+/** Response headers never kept in a Result: cookies, credentials, tokens, signatures. */
+const SENSITIVE_HEADER = /^(?:set-cookie2?|cookie|authorization|proxy-authorization|(?:proxy-)?authentication-info)$|token|secret|session|passw|api-?key|credential|signature|csrf|xsrf/i;
+
+/** The response headers a Result keeps: all but the sensitive ones. */
+export function keptHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+  const kept: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined && !SENSITIVE_HEADER.test(name)) kept[name] = value;
+  }
+  return kept;
+}
+
+/** A buffer without the incomplete UTF-8 sequence a cut may have left at its end. */
+function withoutCutCharacter(body: Buffer): Buffer {
+  for (let i = body.length - 1, seen = 0; i >= 0 && seen < 4; i--, seen++) {
+    const byte = body[i] as number;
+    if ((byte & 0xc0) !== 0x80) {
+      const need = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
+      return seen + 1 < need ? body.subarray(0, i) : body;
+    }
+  }
+  return body;
+}
+
+/** The body of a response as a Result holds it: JSON when declared, text when UTF-8, else base64. */
+export function responseBody(body: Buffer, contentType: string | undefined, truncated: boolean): Pick<ResponseReport, 'body' | 'bodyEncoding'> {
+  if (body.length === 0) return { body: null };
+  const text = truncated ? withoutCutCharacter(body) : body;
+  if (!isUtf8(text)) return { body: body.toString('base64'), bodyEncoding: 'base64' };
+  const decoded = text.toString('utf8');
+  if (!truncated && contentType && /[/+]json\b/i.test(contentType)) {
+    try {
+      return { body: JSON.parse(decoded) as unknown };
+    } catch {
+      return { body: decoded };
+    }
+  }
+  return { body: decoded };
+}
+
+/** Bytes a Result may hold beyond its body: headers, chain, messages, timings. */
+export const STORED_RESULT_OVERHEAD_BYTES = 16_384;
+const HEADER_BUDGET_BYTES = 8_192;
+const TEXT_BUDGET_CHARS = 1_024;
+
+/** Bytes of `JSON.stringify(text)`, or the number of chars of `text` whose JSON fits `limit` bytes. */
+function jsonChars(text: string, limit: number): { bytes: number; fits: number } {
+  let bytes = 2;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    let cost: number;
+    if (c === 0x22 || c === 0x5c || c === 0x08 || c === 0x09 || c === 0x0a || c === 0x0c || c === 0x0d) cost = 2;
+    else if (c < 0x20) cost = 6;
+    else if (c < 0x80) cost = 1;
+    else if (c < 0x800) cost = 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      if (bytes + 4 > limit) return { bytes, fits: i };
+      bytes += 4;
+      i++;
+      continue;
+    } else if (c >= 0xd800 && c <= 0xdfff) cost = 6;
+    else cost = 3;
+    if (bytes + cost > limit) return { bytes, fits: i };
+    bytes += cost;
+  }
+  return { bytes, fits: text.length };
+}
+
+function cut(text: string, chars: number): string {
+  return text.length <= chars ? text : `${text.slice(0, chars)}…`;
+}
+
+/** The body cut to at most `limit` bytes of JSON. */
+function boundedBody(response: ResponseReport, limit: number): ResponseReport {
+  if (response.body === null || response.body === undefined) return response;
+  if (limit <= 0) return { ...response, body: null, bodyOmitted: true };
+  const text = typeof response.body === 'string' ? response.body : JSON.stringify(response.body);
+  const { fits } = jsonChars(text, limit);
+  if (fits === text.length) {
+    // A parsed JSON value is kept as parsed when its text fits.
+    return response;
+  }
+  const keep = response.bodyEncoding === 'base64' ? fits - (fits % 4) : fits;
+  return { ...response, body: text.slice(0, keep), truncated: true };
+}
+
+function boundedHeaders(headers: Record<string, string | string[]>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  let bytes = 2;
+  for (const [name, value] of Object.entries(headers)) {
+    bytes += Buffer.byteLength(JSON.stringify(name)) + Buffer.byteLength(JSON.stringify(value)) + 2;
+    if (bytes > HEADER_BUDGET_BYTES) break;
+    out[name] = value;
+  }
+  return out;
+}
+
+/**
+ * The Result as a worker stores it (job return value, and the copy in the queue's events
+ * stream): the body within `maxStoredBodyBytes` of JSON, headers within 8 KiB, and on success
+ * only the server leaf of the chain. The whole document stays under
+ * `maxStoredBodyBytes + STORED_RESULT_OVERHEAD_BYTES`; dry-run reports stay complete.
+ */
+export function storedResult(result: Result, node: { response?: { maxStoredBodyBytes?: number } }): Result {
+  const maxStoredBodyBytes = node.response?.maxStoredBodyBytes ?? DEFAULTS.response.maxStoredBodyBytes;
+  const stored: Result = { ...result };
+  if (stored.tls && result.ok && stored.tls.serverChain.length > 1) stored.tls = { ...stored.tls, serverChain: stored.tls.serverChain.slice(0, 1) };
+  if (stored.response) stored.response = boundedBody({ ...stored.response, headers: boundedHeaders(stored.response.headers) }, maxStoredBodyBytes);
+  const bound = Math.max(maxStoredBodyBytes, 0) + STORED_RESULT_OVERHEAD_BYTES;
+  if (Buffer.byteLength(JSON.stringify(stored)) <= bound) return stored;
+  // Hostile sizes elsewhere (a huge chain, long subjects or messages): keep the facts, cut the text.
+  const short = (t: string): string => cut(t, TEXT_BUDGET_CHARS);
+  if (stored.tls) {
+    stored.tls = {
+      ...stored.tls,
+      serverChain: stored.tls.serverChain.slice(0, 4).map((e) => ({ ...e, subject: short(e.subject), issuer: short(e.issuer) })),
+      clientCertificate: stored.tls.clientCertificate ? { ...stored.tls.clientCertificate, subject: short(stored.tls.clientCertificate.subject) } : null,
+    };
+  }
+  if (stored.failure) stored.failure = { ...stored.failure, message: short(stored.failure.message), hint: short(stored.failure.hint) };
+  stored.request = { ...stored.request, url: short(stored.request.url) };
+  if (stored.requestId !== undefined) stored.requestId = short(stored.requestId);
+  if (stored.response && Buffer.byteLength(JSON.stringify(stored)) > bound) stored.response = { ...stored.response, body: null, bodyOmitted: true };
+  return stored;
 }

@@ -54,11 +54,28 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'svcnode_' });
   }
 
-  /** Publish notAfter of every certificate of a profile (client, chain, trust anchors). */
+  /** Expiry series published per profile, so a rotation or removal can delete them. */
+  private readonly expirySeries = new Map<string, { profile: string; role: string; subject: string }[]>();
+
+  /**
+   * Publish notAfter of every certificate of a profile (client, chain, trust anchors); series of
+   * certificates the profile no longer holds (rotated-away subjects) are deleted.
+   */
   setCertificateExpiry(profile: LoadedProfile): void {
+    this.removeProfile(profile.name);
+    const series: { profile: string; role: string; subject: string }[] = [];
     for (const [role, cert] of profileCertificates(profile)) {
-      this.certificateExpiry.set({ profile: profile.name, role, subject: cert.subject.replace(/\n/g, ', ') }, new Date(cert.validTo).getTime() / 1000);
+      const labels = { profile: profile.name, role, subject: cert.subject.replace(/\n/g, ', ') };
+      this.certificateExpiry.set(labels, new Date(cert.validTo).getTime() / 1000);
+      series.push(labels);
     }
+    this.expirySeries.set(profile.name, series);
+  }
+
+  /** Delete every expiry series of a profile (removed, or about to be republished). */
+  removeProfile(name: string): void {
+    for (const labels of this.expirySeries.get(name) ?? []) this.certificateExpiry.remove(labels);
+    this.expirySeries.delete(name);
   }
 
   /** Count one attempt. */

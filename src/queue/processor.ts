@@ -6,7 +6,7 @@ import { validateDocument } from '../definitions/validator.js';
 import { InvalidInputError } from '../errors.js';
 import type { FailureStore } from '../failures/store.js';
 import { invoke } from '../invoke/execute.js';
-import type { Result } from '../invoke/result.js';
+import { storedResult, type Result } from '../invoke/result.js';
 import { retryDelay } from '../invoke/retry.js';
 import type { TokenCache } from '../invoke/token-cache.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -72,11 +72,11 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       return result;
     }
     const attempt = ((job.progress as Progress | undefined)?.attempt ?? 0) + 1;
-    const result = await invoke(node, data.context ?? {}, { profile: (name) => registry.profile(name), agents: deps.agents, ...(deps.tokens ? { tokens: deps.tokens } : {}) }, {
+    const result = storedResult(await invoke(node, data.context ?? {}, { profile: (name) => registry.profile(name), agents: deps.agents, ...(deps.tokens ? { tokens: deps.tokens } : {}) }, {
       attempt,
       ...(signal ? { signal } : {}),
       ...(data.requestId ? { requestId: data.requestId } : {}),
-    });
+    }), node);
     // Failure records are diagnostics: losing one must not turn a finished call into a failed job.
     await deps.store.record(result).catch((error: unknown) => deps.logger.warn({ nodeId: node.id, err: (error as Error).message }, 'could not record the attempt'));
     deps.metrics?.observeAttempt(result);

@@ -154,6 +154,11 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         logger.info({ profile: profile.name, retiredAgents: retired, client: profile.client?.leaf.subject.replace(/\n/g, ', ') }, previous ? 'profile reloaded: new connections use the new material' : 'profile loaded');
         for (const f of profile.findings) if (f.severity !== 'info') logger.warn({ profile: profile.name, code: f.code, file: f.file }, f.message);
       },
+      removed(name, file, previous) {
+        agents.retire(name);
+        metrics.removeProfile(name);
+        logger.error({ profile: name, file, client: previous?.client?.leaf.subject.replace(/\n/g, ', ') }, 'profile removed: its nodes answer invalid_input until the file is back');
+      },
       failed(name, file, error) {
         metrics.profileLoadFailures.inc({ profile: name });
         logger.error({ profile: name, file, code: error.code, hint: error.hint }, `profile reload failed, keeping the last good bundle: ${error.message}`);

@@ -1,6 +1,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { IdentityError } from '../errors.js';
+import { subjectPatternMatches } from './subject-pattern.js';
 
 /** Server identity requirements beyond the trust chain. */
 export interface IdentityRules {
@@ -46,7 +47,7 @@ export function compileSubjectPattern(pattern: string): RegExp {
 export function subjectMatches(dn: string, patterns: readonly string[]): boolean {
   const parts = dn.split(/\s*,\s*/);
   const forms = [parts.join(','), [...parts].reverse().join(',')];
-  return patterns.some((p) => forms.some((form) => compileSubjectPattern(p).test(form)));
+  return patterns.some((p) => forms.some((form) => subjectPatternMatches(p, form)));
 }
 
 /**

@@ -1,0 +1,135 @@
+/**
+ * Hostile context values and definitions against a real mTLS backend: the origin of a call comes
+ * from the definition only, dot segments cannot move the path, URL userinfo is refused.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NodeDefinition } from '../../src/definitions/types.js';
+import { validateDocument } from '../../src/definitions/validator.js';
+import { InvalidInputError } from '../../src/errors.js';
+import { invoke, type InvokeDeps } from '../../src/invoke/execute.js';
+import { loadProfile } from '../../src/definitions/profiles.js';
+import { AgentPool } from '../../src/tls/agents.js';
+import { runCli } from '../helpers/cli.js';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
+
+let pki: TestPki;
+let agents: AgentPool;
+let deps: InvokeDeps;
+let backend: MtlsServer;
+let dir: string;
+const paths: string[] = [];
+
+function node(url: string): NodeDefinition {
+  return { id: 'hostile', request: { method: 'GET', url }, tls: { profile: 'bank' }, retry: { limit: 0 } };
+}
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  const profile = await loadProfile(pki.profile('bank'));
+  agents = new AgentPool();
+  deps = { profile: () => profile, agents };
+  backend = await startMtlsServer({
+    key: pki.server.keyPem,
+    cert: pki.server.certPem + pki.intermediate.certPem,
+    ca: pki.root.certPem,
+    handler: (req, res) => {
+      paths.push(req.url ?? '');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"ok":true}');
+    },
+  });
+  dir = mkdtempSync(join(tmpdir(), 'svcnode-hostile-'));
+});
+afterAll(async () => {
+  agents?.destroy();
+  await backend?.close();
+  await pki?.cleanup();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+function definitionError(url: string): InvalidInputError {
+  try {
+    validateDocument('node', node(url), 'node.json');
+  } catch (error) {
+    expect(error).toBeInstanceOf(InvalidInputError);
+    return error as InvalidInputError;
+  }
+  return expect.fail(`${url} was accepted`);
+}
+
+describe('the origin of a call comes from the definition', () => {
+  it.each([
+    'https://{{context.host}}:8443/echo',
+    'https://api.example:{{context.port}}/echo',
+    'https://api.{{context.env}}.example/echo',
+    'https://{{context.host}}',
+  ])('a template in the origin of %s is refused at validation, pointing at /request/url', (url) => {
+    const error = definitionError(url);
+    expect(error.code).toBe('SVCNODE_INVALID_DEFINITION');
+    expect(error.field).toBe('/request/url');
+  });
+
+  it.each(['https://admin:S3cretPW@api.example/x', 'https://admin@api.example/x', 'https://api.example\\@evil.example/x'])('userinfo in %s is refused at validation', (url) => {
+    const error = definitionError(url);
+    expect(error.field).toBe('/request/url');
+    expect(error.message).not.toContain('S3cretPW');
+  });
+
+  it('templates in the path and query stay accepted', () => {
+    expect(() => validateDocument('node', node('https://api.example:8443/a/{{context.id}}?q={{context.q}}#f'), 'node.json')).not.toThrow();
+    expect(() => validateDocument('node', node('https://[::1]:8443/x/user@domain'), 'node.json')).not.toThrow();
+  });
+
+  it('an unvalidated definition with a templated host still never calls the host the context names', async () => {
+    const seen = backend.requests;
+    const result = await invoke(node('https://{{context.host}}/echo'), { host: `localhost:${backend.port}` }, deps);
+    expect(result.failure?.category).toBe('invalid_input');
+    expect(result.failure?.code).toBe('SVCNODE_TEMPLATE');
+    expect(backend.requests).toBe(seen);
+  });
+
+  it('dry-run of a definition with a templated host exits 2 naming /request/url', async () => {
+    const file = join(dir, 'steer.json');
+    writeFileSync(file, JSON.stringify(node(`https://{{context.host}}:${backend.port}/echo`)));
+    const ctx = join(dir, 'ctx.json');
+    writeFileSync(ctx, JSON.stringify({ host: 'localhost' }));
+    const seen = backend.requests;
+    const r = await runCli(['dry-run', file, '--context', ctx, '--profiles', join(pki.profile('bank'), '..'), '--json']);
+    expect(r.code).toBe(2);
+    expect(`${r.stdout}${r.stderr}`).toContain('/request/url');
+    expect(backend.requests).toBe(seen);
+  });
+});
+
+describe('context values cannot move the path', () => {
+  const url = (): string => `https://localhost:${backend.port}/accounts/{{context.id}}/details`;
+
+  it.each(['..', '.'])('a context value "%s" as a whole path segment is refused before any byte is sent', async (id) => {
+    const seen = backend.requests;
+    const result = await invoke(node(url()), { id }, deps);
+    expect(result.failure?.code).toBe('SVCNODE_TEMPLATE');
+    expect(result.failure?.category).toBe('invalid_input');
+    expect(backend.requests).toBe(seen);
+  });
+
+  it('the backend receives the path the definition meant, with slashes and dots of values encoded', async () => {
+    paths.length = 0;
+    for (const id of ['42', 'a/../b', '...', '%2e%2e', '..a']) {
+      const result = await invoke(node(url()), { id }, deps);
+      expect(result.ok, id).toBe(true);
+    }
+    expect(paths).toEqual(['/accounts/42/details', '/accounts/a%2F..%2Fb/details', '/accounts/.../details', '/accounts/%252e%252e/details', '/accounts/..a/details']);
+  });
+
+  it('literal dot segments of the definition itself are left to the URL parser', async () => {
+    paths.length = 0;
+    const result = await invoke(node(`https://localhost:${backend.port}/v1/../accounts/{{context.id}}`), { id: '7' }, deps);
+    expect(result.ok).toBe(true);
+    expect(paths).toEqual(['/accounts/7']);
+  });
+});

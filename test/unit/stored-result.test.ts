@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import type { ChainEntry } from '../../src/tls/probe.js';
+import { keptHeaders, reportedUrl, responseBody, storedResult, STORED_RESULT_OVERHEAD_BYTES, type Result } from '../../src/invoke/result.js';
+
+const entry = (cn: string): ChainEntry => ({ subject: `CN=${cn}`, issuer: 'CN=CA', validFrom: 'a', validTo: 'b', fingerprint256: 'AA' });
+
+function result(body: unknown, extra: Partial<Result> = {}): Result {
+  return {
+    ok: true,
+    nodeId: 'n',
+    request: { method: 'GET', url: 'https://h/x' },
+    tls: { protocol: 'TLSv1.3', cipher: 'c', sessionReused: false, connectionReused: false, serverChain: [entry('leaf'), entry('int'), entry('root')], clientCertificate: null },
+    response: { status: 200, headers: { 'content-type': 'text/plain' }, body },
+    failure: null,
+    timings: { connectMs: 1, handshakeMs: 1, totalMs: 1 },
+    attempts: 1,
+    ...extra,
+  };
+}
+
+const size = (r: Result): number => Buffer.byteLength(JSON.stringify(r));
+
+describe('stored Result bound', () => {
+  it('a body of 1 MiB of NULs (6 bytes each as JSON) is cut to maxStoredBodyBytes and marked truncated', () => {
+    const stored = storedResult(result('\u0000'.repeat(1_048_576)), {});
+    expect(stored.response?.truncated).toBe(true);
+    expect(Buffer.byteLength(JSON.stringify(stored.response?.body))).toBeLessThanOrEqual(32_768);
+    expect(size(stored)).toBeLessThan(32_768 + STORED_RESULT_OVERHEAD_BYTES);
+  });
+
+  it('multi-byte text and surrogate pairs are cut on a character boundary, within the limit', () => {
+    const stored = storedResult(result('ü€😀'.repeat(10_000)), { response: { maxStoredBodyBytes: 1001 } });
+    const body = stored.response?.body as string;
+    expect(Buffer.byteLength(JSON.stringify(body))).toBeLessThanOrEqual(1001);
+    expect(body.length).toBeGreaterThan(100);
+    expect(body).not.toMatch(/[\ud800-\udbff]$/);
+  });
+
+  it('a parsed JSON body that does not fit becomes its cut JSON text; one that fits stays parsed', () => {
+    const big = { items: Array.from({ length: 5000 }, (_, i) => ({ i, name: `item ${i}` })) };
+    const cut = storedResult(result(big), { response: { maxStoredBodyBytes: 2048 } });
+    expect(typeof cut.response?.body).toBe('string');
+    expect(cut.response?.truncated).toBe(true);
+    const small = storedResult(result({ ok: 1 }), {});
+    expect(small.response?.body).toEqual({ ok: 1 });
+    expect(small.response?.truncated).toBeUndefined();
+  });
+
+  it('maxStoredBodyBytes 0 omits the body with a flag', () => {
+    const stored = storedResult(result('hello'), { response: { maxStoredBodyBytes: 0 } });
+    expect(stored.response?.body).toBeNull();
+    expect(stored.response?.bodyOmitted).toBe(true);
+  });
+
+  it('a successful Result keeps only the server leaf; a failed one the whole chain', () => {
+    expect(storedResult(result('x'), {}).tls?.serverChain.map((e) => e.subject)).toEqual(['CN=leaf']);
+    const failed = result('x', { ok: false, failure: { phase: 'response', category: 'http_status', code: 'HTTP_500', message: 'm', hint: 'h' } });
+    expect(storedResult(failed, {}).tls?.serverChain).toHaveLength(3);
+  });
+
+  it('hostile sizes elsewhere (huge headers, chain, message) still stay within the bound', () => {
+    const headers: Record<string, string> = {};
+    for (let i = 0; i < 200; i++) headers[`x-h${i}`] = 'v'.repeat(500);
+    const hostile = result('b'.repeat(100_000), {
+      ok: false,
+      tls: { protocol: null, cipher: null, sessionReused: false, connectionReused: false, serverChain: Array.from({ length: 50 }, () => entry('x'.repeat(5000))), clientCertificate: null },
+      failure: { phase: 'response', category: 'http_status', code: 'HTTP_500', message: 'm'.repeat(100_000), hint: 'h' },
+    });
+    hostile.response = { status: 500, headers, body: 'b'.repeat(100_000) };
+    expect(size(storedResult(hostile, {}))).toBeLessThanOrEqual(32_768 + STORED_RESULT_OVERHEAD_BYTES);
+  });
+});
+
+describe('what a Result never holds', () => {
+  it('drops cookies, authorization-like and token headers, keeps the rest', () => {
+    const kept = keptHeaders({
+      'content-type': 'application/json',
+      'set-cookie': ['sid=SECRET'],
+      authorization: 'Bearer SECRET',
+      'proxy-authorization': 'Basic SECRET',
+      'x-auth-token': 'SECRET',
+      sessiontoken: 'SECRET',
+      'x-api-key': 'SECRET',
+      'x-csrf-token': 'SECRET',
+      'x-request-id': 'r-1',
+      'www-authenticate': 'Bearer realm="x"',
+      etag: '"1"',
+    });
+    expect(Object.keys(kept).sort()).toEqual(['content-type', 'etag', 'www-authenticate', 'x-request-id']);
+  });
+
+  it('reported URLs carry no userinfo', () => {
+    expect(reportedUrl(new URL('https://admin:S3cretPW@h:8443/a?b=1'))).toBe('https://h:8443/a?b=1');
+    expect(reportedUrl('https://admin:S3cretPW@h/{{context.x}}')).not.toContain('S3cretPW');
+    expect(reportedUrl('https://h/a@b')).toBe('https://h/a@b');
+  });
+});
+
+describe('response bodies', () => {
+  it('UTF-8 text stays text, other bytes become base64 with a flag, JSON is parsed', () => {
+    expect(responseBody(Buffer.from('héllo'), 'text/plain', false)).toEqual({ body: 'héllo' });
+    expect(responseBody(Buffer.from([0xff, 0xfe, 0x00, 0x81]), 'application/octet-stream', false)).toEqual({ body: '//4AgQ==', bodyEncoding: 'base64' });
+    expect(responseBody(Buffer.from('{"a":1}'), 'application/json', false)).toEqual({ body: { a: 1 } });
+    expect(responseBody(Buffer.alloc(0), 'text/plain', false)).toEqual({ body: null });
+  });
+
+  it('a text body cut in the middle of a character is still text', () => {
+    const cut = Buffer.from('abc€').subarray(0, 5);
+    expect(responseBody(cut, 'text/plain', true)).toEqual({ body: 'abc' });
+  });
+});

@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { performance } from 'node:perf_hooks';
+import { compileSubjectPattern, subjectMatches } from '../../src/tls/identity.js';
+import { subjectPatternMatches } from '../../src/tls/subject-pattern.js';
+
+describe('subject patterns in linear time', () => {
+  it('the adversarial pattern against a 200-character DN returns in under 10 ms', () => {
+    const dn = `CN=${'a'.repeat(180)}, O=Bank AG, C=DE`;
+    expect(dn.length).toBeGreaterThanOrEqual(200);
+    // Warm the matcher's code with another pattern, so the bound measures the algorithm, not the JIT.
+    for (let i = 0; i < 20; i++) subjectMatches(dn, ['**b**b**b**Y', 'CN=a*, **']);
+    const started = performance.now();
+    expect(subjectMatches(dn, ['**a**a**a**a**a**a**a**a**X'])).toBe(false);
+    expect(performance.now() - started).toBeLessThan(10);
+  });
+
+  it('a long run of single stars with a failing tail stays fast too', () => {
+    const started = performance.now();
+    expect(subjectPatternMatches(`CN=${'*a'.repeat(40)}X`, `CN=${'a'.repeat(200)}`)).toBe(false);
+    expect(performance.now() - started).toBeLessThan(10);
+  });
+
+  it('agrees with the reference regular expression on ordinary patterns and subjects', () => {
+    const subjects = ['CN=api.bank.example,OU=Payments,O=Bank AG,C=DE', 'CN=a,b', 'CN=', 'cn=API.Bank.Example', 'O=x,,C=y', 'CN=a*b?c'];
+    const patterns = ['CN=api.bank.example,**', 'cn=API.*,**', '**,C=DE', 'CN=?', 'CN=*', 'CN=**', '*', '**', '', 'CN=a?b', 'CN=a,*', '**O=Bank AG**', 'O=x,*,C=y', 'CN=a***b?c', '?N=*,**'];
+    for (const s of subjects) {
+      for (const p of patterns) {
+        expect(subjectPatternMatches(p, s), `${p} vs ${s}`).toBe(compileSubjectPattern(p).test(s));
+      }
+    }
+  });
+});
