@@ -27,7 +27,17 @@ export const ERROR_CODES = {
   SVCNODE_CROSS_ORIGIN_REDIRECT: 'the backend redirected to another origin, which is never followed',
   SVCNODE_TIMEOUT: 'a TCP connect or TLS handshake did not finish within its timeout',
   SVCNODE_AUTH_NO_TOKEN: 'a certificate-session endpoint answered without the token field',
-  SVCNODE_AUTH_NO_CLIENT_CERT: 'certificate-session authentication needs a profile with a client certificate',
+  SVCNODE_AUTH_NO_CLIENT_CERT: 'certificate-session or OAuth 2.0 authentication needs a profile with a client certificate',
+  SVCNODE_TOKEN_REJECTED: 'the token endpoint refused our client authentication (invalid_client): register the certificate or fix the client id',
+  SVCNODE_TOKEN_INVALID_SCOPE: 'the token endpoint refused the requested scope (invalid_scope)',
+  SVCNODE_TOKEN_UNAUTHORIZED_CLIENT: 'the client may not use the client_credentials grant (unauthorized_client)',
+  SVCNODE_TOKEN_REQUEST_REFUSED: 'the token endpoint refused the token request for another OAuth 2.0 reason',
+  SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE: 'the token endpoint answered 5xx or 429; the call is retried',
+  SVCNODE_TOKEN_BAD_RESPONSE: 'the token endpoint answered without a usable access_token',
+  SVCNODE_TOKEN_BINDING_MISMATCH: 'the access token is bound (cnf.x5t#S256) to another certificate than ours; it was not used',
+  SVCNODE_CLIENT_SECRET_MISSING: 'the client secret variable is unset or its file cannot be read',
+  SVCNODE_DISCOVERY_FAILED: 'the authorization server metadata cannot be fetched or has no https token endpoint',
+  SVCNODE_ISSUER_MISMATCH: 'the authorization server metadata names another issuer than auth.issuer',
   SVCNODE_REDIS_UNAVAILABLE: 'Redis cannot be reached',
 } as const;
 

@@ -15,7 +15,7 @@ export const FAILURE_CATEGORIES = {
 } as const satisfies Record<string, { exitCode: number; phase: FailurePhase; summary: string }>;
 
 export type FailureCategory = keyof typeof FAILURE_CATEGORIES;
-export type FailurePhase = 'input' | 'connect' | 'tls' | 'http';
+export type FailurePhase = 'input' | 'connect' | 'tls' | 'http' | 'auth';
 
 export const CATEGORY_NAMES = Object.keys(FAILURE_CATEGORIES) as FailureCategory[];
 

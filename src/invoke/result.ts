@@ -1,5 +1,6 @@
 import type { FailureCategory, FailurePhase } from '../failures/categories.js';
 import type { ChainEntry } from '../tls/probe.js';
+import type { AuthReport } from './auth-report.js';
 
 /** Why a call failed: a stable category, the raw code, a message and what to do. */
 export interface Failure {
@@ -42,4 +43,6 @@ export interface Result {
   timings: { connectMs: number; handshakeMs: number; totalMs: number };
   /** Attempts made for this invocation (1 when not retried). */
   attempts: number;
+  /** The token step of an OAuth 2.0 node (token redacted). */
+  auth?: AuthReport;
 }

@@ -19,7 +19,8 @@ export function retryDelay(result: Result, node: NodeDefinition, attemptsMade: n
   const transient =
     failure.category === 'connect_failed' ||
     failure.category === 'timeout' ||
-    (failure.category === 'http_status' && (status >= 500 || status === 429));
+    (failure.category === 'http_status' && (status >= 500 || status === 429)) ||
+    failure.code === 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE';
   if (!transient) return undefined;
   const mayHaveReachedBackend = failure.phase === 'http';
   if (mayHaveReachedBackend && !IDEMPOTENT.has(node.request.method) && !policy.nonIdempotent) return undefined;
