@@ -1,3 +1,4 @@
+import type { AuthReport } from '../invoke/auth-report.js';
 import type { Result } from '../invoke/result.js';
 
 function bodyPreview(body: unknown, max = 2000): string {
@@ -7,6 +8,23 @@ function bodyPreview(body: unknown, max = 2000): string {
 }
 
 const indent = (text: string, pad: string): string => text.split('\n').join(`\n${pad}`);
+
+const BINDING: Record<NonNullable<AuthReport['binding']>, string> = {
+  checked: 'cnf.x5t#S256 checked: bound to our certificate',
+  mismatch: 'cnf.x5t#S256 MISMATCH: bound to another certificate, not used',
+  unbound: 'JWT without cnf: not certificate-bound',
+  opaque: 'opaque token: binding not checkable',
+};
+
+/** The token step of an OAuth 2.0 node; the token itself is never shown. */
+function tokenLines(a: AuthReport, pad: string): string[] {
+  const source = a.endpointSource === 'tokenUrl' ? 'auth.tokenUrl' : `discovered ${a.endpointSource}`;
+  const status = a.cached ? 'from cache' : a.status === null ? 'no answer' : `HTTP ${a.status}`;
+  return [
+    `token       POST ${a.tokenEndpoint} (${a.clientAuth}; ${source})`,
+    `${pad}${status}${a.expiresIn === null ? '' : `, expires_in ${a.expiresIn} s`}${a.binding ? `, ${BINDING[a.binding]}` : ''}${a.token ? `, token ${a.token}` : ''}`,
+  ];
+}
 
 /** The human-readable report of a Result (dry-run and `enqueue --wait` without --json). */
 export function formatResult(result: Result): string {
@@ -25,6 +43,7 @@ export function formatResult(result: Result): string {
     if (tls.clientCertificate) lines.push(`client      ${tls.clientCertificate.subject}`, `${pad}  sha256 ${tls.clientCertificate.fingerprint256}`);
     else lines.push('client      (no client certificate presented)');
   }
+  if (result.auth) lines.push(...tokenLines(result.auth, pad));
   const t = result.timings;
   lines.push(`timings     connect ${t.connectMs} ms, handshake ${t.handshakeMs} ms, total ${t.totalMs} ms${result.attempts > 1 ? `, ${result.attempts} attempts` : ''}`);
   if (result.response) {

@@ -1,5 +1,7 @@
 /** Shapes of the public JSON documents (see schemas/). */
 
+import type { PassphraseSource } from '../pki/types.js';
+
 export type { PassphraseSource, ProfileDocument } from '../pki/types.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS';
@@ -30,10 +32,31 @@ export interface NodeDefinition {
    * `host:port`, `*`) reached directly.
    */
   proxy?: { url: string; tls?: { ca?: string[] }; noProxy?: string[] };
-  auth?: { type: 'certificate-session'; tokens: { url: string; header: string; field?: string }[]; ttlSeconds?: number };
+  auth?: CertificateSessionAuth | OAuth2ClientCredentialsAuth;
   timeouts?: { connectMs?: number; handshakeMs?: number; responseMs?: number; idleMs?: number; totalMs?: number };
   retry?: { limit?: number; backoffMs?: number; maxBackoffMs?: number; nonIdempotent?: boolean };
   response?: { acceptStatus?: (number | string)[]; maxBodyBytes?: number; maxStoredBodyBytes?: number };
+}
+
+export interface CertificateSessionAuth {
+  type: 'certificate-session';
+  tokens: { url: string; header: string; field?: string }[];
+  ttlSeconds?: number;
+}
+
+/** How an OAuth 2.0 client authenticates at the token endpoint (RFC 8705, RFC 7523, RFC 6749). */
+export type OAuth2ClientAuth = 'tls_client_auth' | 'self_signed_tls_client_auth' | 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+
+/** OAuth 2.0 client credentials over mutual TLS: `tokenUrl`, or `issuer` for discovery. */
+export interface OAuth2ClientCredentialsAuth {
+  type: 'oauth2-client-credentials';
+  tokenUrl?: string;
+  issuer?: string;
+  clientId: string;
+  clientAuth: OAuth2ClientAuth;
+  clientSecret?: PassphraseSource;
+  scope?: string;
+  params?: Record<string, string>;
 }
 
 /** Job data of an invocation (schemas/invocation.schema.json). */

@@ -36,6 +36,7 @@ export const PERMANENT_CODES: ReadonlySet<string> = new Set([...RESPONSE_CODES, 
 /** A failure that a later attempt may get past (the node's method permitting). */
 export function isTransient(failure: Failure, status: number): boolean {
   if (PERMANENT_CODES.has(failure.code)) return false;
+  if (failure.code === 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE') return true;
   const proxyStatus = /^PROXY_(\d{3})$/.exec(failure.code)?.[1];
   if (proxyStatus !== undefined) return TRANSIENT_PROXY_STATUS.has(Number(proxyStatus));
   if (failure.category === 'connect_failed' || failure.category === 'timeout') return true;

@@ -1,15 +1,17 @@
-import type { NodeDefinition } from '../definitions/types.js';
+import type { CertificateSessionAuth, NodeDefinition } from '../definitions/types.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
 import { exchange, type Exchange } from './exchange.js';
 import { callSettings } from './settings.js';
-import type { Failure } from './result.js';
+import type { AuthReport } from './auth-report.js';
+import { forgetOAuth2Token, invalidTokenChallenge, oauth2Token } from './oauth2-token.js';
+import type { Failure, ResponseReport } from './result.js';
 import { tokenKey, type TokenCache } from './token-cache.js';
 
 /** Default reuse time of a certificate-session token (Symphony session tokens live longer). */
 export const DEFAULT_TOKEN_TTL_SECONDS = 3000;
 
-type AuthOutcome = { headers: Record<string, string> } | { failure: Failure; exchange?: Exchange };
+type AuthOutcome = { headers: Record<string, string>; report?: AuthReport } | { failure: Failure; exchange?: Exchange; report?: AuthReport };
 
 /**
  * What a Result may show of a token-endpoint exchange: its TLS session and timings, never its
@@ -24,7 +26,7 @@ function authFailure(url: string, message: string, hint: string, code: string): 
 }
 
 /** Get one token: from the cache, or by POSTing to the endpoint with the client certificate. */
-async function token(endpoint: { url: string; header: string; field?: string }, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, fresh: boolean): Promise<string | { failure: Failure; exchange?: Exchange }> {
+async function token(endpoint: { url: string; header: string; field?: string }, auth: CertificateSessionAuth, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, fresh: boolean): Promise<string | { failure: Failure; exchange?: Exchange }> {
   const key = tokenKey(profile, endpoint.url);
   if (!fresh) {
     const cached = await cache.get(key, profile);
@@ -46,28 +48,43 @@ async function token(endpoint: { url: string; header: string; field?: string }, 
   if (typeof value !== 'string' || value.length === 0) {
     return { failure: authFailure(endpoint.url, `the JSON answer has no string "${field}"`, 'set auth.tokens[].field to the property that holds the token', 'SVCNODE_AUTH_NO_TOKEN'), exchange: withoutResponse(x) };
   }
-  await cache.set(key, value, (node.auth?.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS) * 1000, profile);
+  await cache.set(key, value, (auth.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS) * 1000, profile);
   return value;
 }
 
 /**
- * Headers of a certificate-session node (e.g. sessionToken and keyManagerToken for a Symphony
+ * Headers of an authenticating node: `Authorization: Bearer` for OAuth 2.0 client credentials;
+ * for a certificate-session node (e.g. sessionToken and keyManagerToken for a Symphony
  * bot): one token per endpoint, cached per profile and endpoint across jobs.
  */
 export async function authHeaders(node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, fresh: boolean): Promise<AuthOutcome> {
+  const auth = node.auth;
+  if (!auth) return { headers: {} };
   if (!profile.client) {
-    return { failure: { phase: 'input', category: 'invalid_input', code: 'SVCNODE_AUTH_NO_CLIENT_CERT', message: `node "${node.id}" uses certificate-session auth but profile "${profile.name}" has no client certificate`, hint: `add a client certificate to profile "${profile.name}"` } };
+    return { failure: { phase: 'input', category: 'invalid_input', code: 'SVCNODE_AUTH_NO_CLIENT_CERT', message: `node "${node.id}" uses ${auth.type} auth but profile "${profile.name}" has no client certificate`, hint: `add a client certificate to profile "${profile.name}"` } };
+  }
+  if (auth.type === 'oauth2-client-credentials') {
+    const got = await oauth2Token(auth, node, profile, agents, cache, signal);
+    return 'failure' in got ? got : { headers: { authorization: `Bearer ${got.token}` }, report: got.report };
   }
   const headers: Record<string, string> = {};
-  for (const endpoint of node.auth?.tokens ?? []) {
-    const got = await token(endpoint, node, profile, agents, cache, signal, fresh);
+  for (const endpoint of auth.tokens) {
+    const got = await token(endpoint, auth, node, profile, agents, cache, signal, fresh);
     if (typeof got !== 'string') return got;
     headers[endpoint.header.toLowerCase()] = got;
   }
   return { headers };
 }
 
-/** Drop a node's cached tokens (after a 401). */
-export async function forgetTokens(node: NodeDefinition, profile: LoadedProfile, cache: TokenCache): Promise<void> {
-  await Promise.all((node.auth?.tokens ?? []).map((t) => cache.delete(tokenKey(profile, t.url))));
+/** Whether a response means the tokens are stale: any 401 for a session, a 401 invalid_token challenge for OAuth 2.0. */
+export function reauthenticates(node: NodeDefinition, response: ResponseReport | null): boolean {
+  if (!node.auth || response?.status !== 401) return false;
+  return node.auth.type === 'certificate-session' || invalidTokenChallenge(response.headers);
+}
+
+/** Drop a node's cached tokens (after a 401); `sent` are the auth headers the backend refused. */
+export async function forgetTokens(node: NodeDefinition, profile: LoadedProfile, cache: TokenCache, sent: Record<string, string> = {}): Promise<void> {
+  const auth = node.auth;
+  if (auth?.type === 'oauth2-client-credentials') return forgetOAuth2Token(auth, profile, cache, sent.authorization?.replace(/^Bearer /, ''));
+  await Promise.all((auth?.tokens ?? []).map((t) => cache.delete(tokenKey(profile, t.url))));
 }

@@ -6,7 +6,7 @@ import { failureOf, type Failure } from '../failures/failure.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
 import { formatDn } from '../tls/identity.js';
-import { authHeaders, forgetTokens } from './auth.js';
+import { authHeaders, forgetTokens, reauthenticates } from './auth.js';
 import { clientFacts } from './client-facts.js';
 import { DEFAULTS } from './defaults.js';
 import { exchange, round, statusFailure, type Exchange } from './exchange.js';
@@ -125,6 +125,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
   for (let authAttempt = 0; ; authAttempt++) {
     if (node.auth) {
       const auth = await authHeaders(node, profile, deps.agents, tokens, options.signal, authAttempt > 0);
+      if (auth.report) result.auth = auth.report;
       if ('failure' in auth) {
         if (auth.exchange) record(auth.exchange);
         return finish(auth.failure, profile);
@@ -135,8 +136,8 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
     record(x);
     if (x.failure) return finish(x.failure, profile);
     // A 401 with cached tokens: they expired server-side; authenticate once more, then accept the verdict.
-    if (node.auth && x.response?.status === 401 && authAttempt === 0) {
-      await forgetTokens(node, profile, tokens);
+    if (authAttempt === 0 && reauthenticates(node, x.response)) {
+      await forgetTokens(node, profile, tokens, headers);
       continue;
     }
     return finish(statusFailure(x, node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus, rendered.url.host, profile), profile);

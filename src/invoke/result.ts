@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Failure } from '../failures/failure.js';
 import type { ChainEntry } from '../tls/probe.js';
+import type { AuthReport } from './auth-report.js';
 import { DEFAULTS } from './defaults.js';
 
 export type { Failure };
@@ -41,6 +42,8 @@ export interface Result {
   timings: { connectMs: number; handshakeMs: number; totalMs: number };
   /** Attempts made for this invocation (1 when not retried). */
   attempts: number;
+  /** The token step of an OAuth 2.0 node (token redacted). */
+  auth?: AuthReport;
 }
 
 /** The URL as reported: never with user:password@. */

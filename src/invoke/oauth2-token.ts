@@ -1,0 +1,181 @@
+import type { NodeDefinition, OAuth2ClientCredentialsAuth } from '../definitions/types.js';
+import { InvalidInputError } from '../errors.js';
+import type { LoadedProfile } from '../pki/types.js';
+import type { AgentPool } from '../tls/agents.js';
+import type { AuthReport } from './auth-report.js';
+import { clientFacts } from './client-facts.js';
+import { exchange, type Exchange } from './exchange.js';
+import { certificateThumbprint, tokenBinding } from './oauth2-binding.js';
+import { tokenRequestParts } from './oauth2-client-auth.js';
+import { tokenEndpoint, type TokenEndpoint } from './oauth2-discovery.js';
+import type { Failure } from './result.js';
+import { callSettings } from './settings.js';
+import { tokenKey, type TokenCache } from './token-cache.js';
+
+/** Defaults of the token step. */
+export const OAUTH2_DEFAULTS = {
+  /** Reuse time of a token whose response has no expires_in. @defaultValue 300 */
+  defaultExpiresInSeconds: 300,
+  /** Refresh this long before expires_in runs out, at most a quarter of the lifetime. @defaultValue 30 */
+  refreshSkewSeconds: 30,
+} as const;
+
+export type TokenOutcome = { token: string; report: AuthReport } | { failure: Failure; exchange?: Exchange; report?: AuthReport };
+
+/** What the shared cache holds (sealed): the token and what the report needs on a hit. */
+interface CachedToken {
+  t: string;
+  exp: number;
+  b: NonNullable<AuthReport['binding']>;
+  e: string;
+  s: AuthReport['endpointSource'];
+}
+
+/** Fetches in flight per cache key: concurrent jobs wait for one token request (no stampede). */
+const inflight = new Map<string, Promise<TokenOutcome>>();
+
+/** The cache key: (profile material, endpoint or issuer, client, auth method, scope, params). */
+export function oauth2TokenKey(auth: OAuth2ClientCredentialsAuth, profile: LoadedProfile): string {
+  return tokenKey(profile, ['oauth2', auth.tokenUrl ?? `issuer:${auth.issuer ?? ''}`, auth.clientId, auth.clientAuth, auth.scope ?? '', JSON.stringify(auth.params ?? {})].join('\0'));
+}
+
+function report(auth: OAuth2ClientCredentialsAuth, endpoint: TokenEndpoint, fields: Partial<AuthReport>): AuthReport {
+  return { type: 'oauth2-client-credentials', tokenEndpoint: endpoint.url, endpointSource: endpoint.source, clientAuth: auth.clientAuth, status: null, cached: false, expiresIn: null, binding: null, token: null, ...fields };
+}
+
+/** Printable, bounded text from the authorization server (error_description). */
+function printable(value: unknown): string {
+  return typeof value === 'string' ? value.replace(/[^\x20-\x7e]/g, '?').slice(0, 200) : '';
+}
+
+/** What to register at the authorization server so it accepts our certificate for this client. */
+function registrationHint(auth: OAuth2ClientCredentialsAuth, profile: LoadedProfile): string {
+  const facts = clientFacts(profile);
+  const who = `subject "${facts?.subject ?? ''}", SHA-256 ${facts?.fingerprint256 ?? ''} (x5t#S256 ${certificateThumbprint(profile) ?? ''})`;
+  if (auth.clientAuth === 'tls_client_auth') return `register client "${auth.clientId}" for tls_client_auth with our certificate: ${who}, or fix auth.clientId`;
+  if (auth.clientAuth === 'self_signed_tls_client_auth') return `register our certificate in the jwks of client "${auth.clientId}": ${who}, or fix auth.clientId`;
+  if (auth.clientAuth === 'private_key_jwt') return `register the public key of our certificate (${who}) for client "${auth.clientId}", or fix auth.clientId`;
+  return `check auth.clientId and the client secret; our certificate is ${who}`;
+}
+
+/** Map an OAuth 2.0 error response (RFC 6749 §5.2) or another status to a coded failure. */
+function tokenError(auth: OAuth2ClientCredentialsAuth, profile: LoadedProfile, url: string, status: number, body: Record<string, unknown> | undefined): Failure {
+  const error = typeof body?.error === 'string' ? body.error : undefined;
+  const said = `${url} answered HTTP ${status}${error ? ` ${printable(error)}` : ''}${body?.error_description ? `: ${printable(body.error_description)}` : ''}`;
+  const fail = (code: string, category: Failure['category'], hint: string): Failure => ({ phase: 'auth', category, code, message: `token endpoint ${said}`, hint });
+  if (status >= 500 || status === 429) return fail('SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE', 'http_status', 'the token endpoint failed; the call is retried');
+  if (error === 'invalid_client') {
+    return fail('SVCNODE_TOKEN_REJECTED', auth.clientAuth.endsWith('tls_client_auth') ? 'client_cert_rejected' : 'http_status', registrationHint(auth, profile));
+  }
+  if (error === 'invalid_scope') return fail('SVCNODE_TOKEN_INVALID_SCOPE', 'http_status', `ask the authorization server to grant client "${auth.clientId}" the scope "${auth.scope ?? ''}", or fix auth.scope`);
+  if (error === 'unauthorized_client') return fail('SVCNODE_TOKEN_UNAUTHORIZED_CLIENT', 'http_status', `ask the authorization server to allow the client_credentials grant for client "${auth.clientId}"`);
+  return fail('SVCNODE_TOKEN_REQUEST_REFUSED', 'http_status', 'check auth.tokenUrl or auth.issuer, auth.params and the client registration');
+}
+
+function jsonBody(x: Exchange): Record<string, unknown> | undefined {
+  let body = x.response?.body;
+  if (typeof body === 'string') {
+    try {
+      body = JSON.parse(body) as unknown;
+    } catch {
+      return undefined;
+    }
+  }
+  return body !== null && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>) : undefined;
+}
+
+/** POST the token request over mutual TLS, judge the answer and the binding, store a usable token. */
+async function fetchToken(auth: OAuth2ClientCredentialsAuth, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, key: string, signal: AbortSignal | undefined, now: () => Date): Promise<TokenOutcome> {
+  const endpoint = await tokenEndpoint(auth, node, profile, agents, signal);
+  if ('failure' in endpoint) return endpoint;
+  const url = new URL(endpoint.url);
+  let parts;
+  try {
+    parts = tokenRequestParts(auth, profile, endpoint.url, now());
+  } catch (error) {
+    if (!(error instanceof InvalidInputError)) throw error;
+    return { failure: { phase: 'input', category: 'invalid_input', code: error.code, message: error.message, hint: error.hint ?? 'fix the node definition' } };
+  }
+  const x = await exchange({ method: 'POST', url, headers: parts.headers, body: { payload: parts.form.toString(), contentType: 'application/x-www-form-urlencoded' } }, callSettings(node, profile, url, false), profile, agents, signal);
+  // The token response is never reported: only its status, timing and a redacted summary.
+  const seen: Exchange = { ...x, response: null, bodyText: '' };
+  if (x.failure) {
+    return { failure: { ...x.failure, phase: x.failure.phase === 'request' || x.failure.phase === 'response' ? 'auth' : x.failure.phase, message: `token endpoint ${endpoint.url}: ${x.failure.message}` }, exchange: seen, report: report(auth, endpoint, {}) };
+  }
+  const status = x.response?.status ?? 0;
+  const body = jsonBody(x);
+  if (status !== 200) return { failure: tokenError(auth, profile, endpoint.url, status, body), exchange: seen, report: report(auth, endpoint, { status }) };
+  const token = body?.access_token;
+  const type = body?.token_type;
+  if (typeof token !== 'string' || token.length === 0 || typeof type !== 'string' || type.toLowerCase() !== 'bearer') {
+    return {
+      failure: { phase: 'auth', category: 'http_status', code: 'SVCNODE_TOKEN_BAD_RESPONSE', message: `token endpoint ${endpoint.url} answered HTTP 200 without a Bearer access_token`, hint: 'check that auth.tokenUrl is the token endpoint and that the client is set up for Bearer tokens' },
+      exchange: seen,
+      report: report(auth, endpoint, { status }),
+    };
+  }
+  const binding = tokenBinding(token, profile);
+  const expiresIn = typeof body?.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : OAUTH2_DEFAULTS.defaultExpiresInSeconds;
+  const step = report(auth, endpoint, { status, expiresIn, binding, token: '[redacted]' });
+  if (binding === 'mismatch') {
+    return {
+      failure: { phase: 'auth', category: 'client_cert_rejected', code: 'SVCNODE_TOKEN_BINDING_MISMATCH', message: `token endpoint ${endpoint.url} issued an access token bound (cnf.x5t#S256) to another certificate than ours (x5t#S256 ${certificateThumbprint(profile) ?? ''}); it was not used`, hint: 'a TLS-terminating proxy in front of the token endpoint may pass another client certificate to the authorization server: it must forward the certificate the client presented' },
+      exchange: seen,
+      report: step,
+    };
+  }
+  const reuseSeconds = expiresIn - Math.min(OAUTH2_DEFAULTS.refreshSkewSeconds, expiresIn / 4);
+  const entry: CachedToken = { t: token, exp: now().getTime() + reuseSeconds * 1000, b: binding, e: endpoint.url, s: endpoint.source };
+  await cache.set(key, JSON.stringify(entry), reuseSeconds * 1000, profile);
+  return { token, report: step };
+}
+
+async function cached(cache: TokenCache, key: string, profile: LoadedProfile, now: number): Promise<CachedToken | undefined> {
+  const raw = await cache.get(key, profile);
+  if (raw === undefined) return undefined;
+  try {
+    const entry = JSON.parse(raw) as CachedToken;
+    return typeof entry.t === 'string' && entry.exp > now ? entry : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The access token of an OAuth 2.0 node: from the cache while it is fresh, else one token
+ * request shared by every concurrent caller in this process.
+ */
+export async function oauth2Token(auth: OAuth2ClientCredentialsAuth, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, now: () => Date = () => new Date()): Promise<TokenOutcome> {
+  const key = oauth2TokenKey(auth, profile);
+  const at = now().getTime();
+  const hit = await cached(cache, key, profile, at);
+  if (hit) {
+    return { token: hit.t, report: report(auth, { url: hit.e, source: hit.s }, { cached: true, expiresIn: Math.max(0, Math.round((hit.exp - at) / 1000)), binding: hit.b, token: '[redacted]' }) };
+  }
+  let pending = inflight.get(key);
+  if (!pending) {
+    pending = fetchToken(auth, node, profile, agents, cache, key, signal, now).finally(() => inflight.delete(key));
+    inflight.set(key, pending);
+  }
+  return pending;
+}
+
+/** Drop the cached token after the resource server refused it, unless a newer one replaced it already. */
+export async function forgetOAuth2Token(auth: OAuth2ClientCredentialsAuth, profile: LoadedProfile, cache: TokenCache, rejected: string | undefined): Promise<void> {
+  const key = oauth2TokenKey(auth, profile);
+  const raw = await cache.get(key, profile);
+  if (raw === undefined) return;
+  try {
+    if (rejected !== undefined && (JSON.parse(raw) as CachedToken).t !== rejected) return;
+  } catch {
+    // An unreadable entry is dropped as well.
+  }
+  await cache.delete(key);
+}
+
+/** RFC 6750 §3.1: only an invalid (expired, revoked) token is worth one new token request. */
+export function invalidTokenChallenge(headers: Record<string, string | string[]> | undefined): boolean {
+  const value = headers?.['www-authenticate'];
+  const text = Array.isArray(value) ? value.join(', ') : (value ?? '');
+  return /\bBearer\b[^]*\berror\s*=\s*"?invalid_token"?/i.test(text);
+}
