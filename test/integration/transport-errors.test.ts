@@ -147,24 +147,20 @@ describe('redirects', () => {
 describe('timers', () => {
   it('the response timer stops at the headers: a large upload answered at once is not a timeout', async () => {
     const s = await serve((req, res) => {
-      // Answer before reading the upload, then stream the answer for about a second.
+      // Answer before reading the upload; read it only after 800 ms, and end the answer 500 ms
+      // after the upload ended: the request finishes long after the headers arrived.
       res.writeHead(200, { 'content-type': 'text/plain' });
-      let n = 0;
-      const tick = setInterval(() => {
-        res.write('.');
-        if (++n === 10) {
-          clearInterval(tick);
-          req.resume();
-          req.once('end', () => res.end());
-          if (req.readableEnded) res.end();
-        }
-      }, 100);
-      req.on('data', () => undefined);
+      res.write('start;');
+      req.pause();
+      setTimeout(() => {
+        req.on('end', () => setTimeout(() => res.end('done'), 500));
+        req.resume();
+      }, 800);
     });
     const url = `https://localhost:${s.port}/upload`;
-    const r = await invoke(node(url, { request: { method: 'PUT', url, body: '{{context.blob}}' }, timeouts: { responseMs: 300, idleMs: 2_000, totalMs: 10_000 } }), { blob: 'b'.repeat(8 * 1024 * 1024) }, deps);
+    const r = await invoke(node(url, { request: { method: 'PUT', url, body: '{{context.blob}}' }, timeouts: { responseMs: 300, idleMs: 3_000, totalMs: 10_000 } }), { blob: 'b'.repeat(8 * 1024 * 1024) }, deps);
     expect(r.failure, JSON.stringify(r.failure)).toBeNull();
-    expect(r.response?.body).toBe('..........');
+    expect(r.response?.body).toBe('start;done');
   });
 
   it('timeouts.idleMs bounds the gap between body chunks', async () => {
