@@ -45,10 +45,11 @@ function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, profile:
  * Network failures and timeouts without a phase of their own say how far the connection got:
  * connect, tls, or request (verified, so the request may have reached the backend).
  */
-function withPhase(failure: Failure, error: unknown, probe: ConnectionProbe | undefined): Failure {
+function withPhase(failure: Failure, error: unknown, probe: ConnectionProbe | undefined, proxy: boolean): Failure {
   if (failure.category !== 'connect_failed' && failure.category !== 'timeout') return failure;
   if (failure.phase === 'proxy' || (error instanceof TransportError && error.phase !== undefined)) return failure;
-  const phase = probe?.verified ? 'request' : probe?.connectedAt !== undefined ? 'tls' : 'connect';
+  // Through a proxy the probe exists only once the tunnel stands: before that, the proxy hop failed.
+  const phase = probe?.verified ? 'request' : probe?.connectedAt !== undefined ? 'tls' : proxy ? 'proxy' : 'connect';
   return phase === failure.phase ? failure : { ...failure, phase };
 }
 
@@ -66,15 +67,15 @@ export function statusFailure(exchange: Exchange, accept: readonly (number | str
 /** Classify an error of `send`: cancellation and the overall deadline first, then the error itself. */
 function classifyFailure(error: unknown, ctx: ClassifyContext, settings: CallSettings, deadline: { hit: boolean }, external: AbortSignal | undefined, elapsedMs: number): Failure {
   if (external?.aborted && !deadline.hit) {
-    return withPhase(classifyError(new TransportError('SVCNODE_ABORTED', 'the call was cancelled before it finished'), ctx), undefined, ctx.probe);
+    return withPhase(classifyError(new TransportError('SVCNODE_ABORTED', 'the call was cancelled before it finished'), ctx), undefined, ctx.probe, ctx.proxy);
   }
   if (deadline.hit && !ctx.probe?.timedOut) {
     const deadlineError = new TransportError('SVCNODE_DEADLINE', `no complete answer within timeouts.totalMs (${settings.totalMs} ms, ${round(elapsedMs)} ms elapsed)`, { cause: error, hint: 'the backend did not answer in time: check its health or raise timeouts in the node' });
-    return withPhase(classifyError(deadlineError, ctx), deadlineError, ctx.probe);
+    return withPhase(classifyError(deadlineError, ctx), deadlineError, ctx.probe, ctx.proxy);
   }
   const failure = classifyError(error, ctx);
   if (failure.code === 'SVCNODE_UNEXPECTED_ERROR') process.emitWarning(failure.message, { code: 'SVCNODE_UNEXPECTED_ERROR' });
-  return withPhase(failure, error, ctx.probe);
+  return withPhase(failure, error, ctx.probe, ctx.proxy);
 }
 
 /**

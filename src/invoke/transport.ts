@@ -126,7 +126,7 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
         exchangeHttp({ method: toGet ? 'GET' : a.method, url: next, headers: nextHeaders, payload: toGet ? undefined : a.payload }, settings, agent, bindAbort, onSocket, redirectsLeft - 1).then(resolve, reject);
         return;
       }
-      readBody(response, settings, arm, fail, (sent) => {
+      readBody(response, settings, arm, () => timer?.refresh(), fail, (sent) => {
         settled = true;
         clearTimeout(timer);
         resolve(sent);
@@ -137,7 +137,7 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
 }
 
 /** Read the decoded body up to maxBodyBytes; every pause between chunks is bounded by idleMs. */
-function readBody(response: IncomingMessage, settings: CallSettings, arm: (ms: number, error: () => SvcnodeError) => void, fail: (error: unknown) => void, done: (sent: Sent) => void): void {
+function readBody(response: IncomingMessage, settings: CallSettings, arm: (ms: number, error: () => SvcnodeError) => void, refresh: () => void, fail: (error: unknown) => void, done: (sent: Sent) => void): void {
   let body;
   try {
     body = decodedBody(response);
@@ -146,14 +146,14 @@ function readBody(response: IncomingMessage, settings: CallSettings, arm: (ms: n
     fail(error);
     return;
   }
-  const idle = (): void => arm(settings.idleMs, () => new TransportError('SVCNODE_IDLE_TIMEOUT', `the response body paused for more than ${settings.idleMs} ms`, { phase: 'response', hint: 'the backend stalled while sending its answer: check its health or raise timeouts.idleMs' }));
-  idle();
+  arm(settings.idleMs, () => new TransportError('SVCNODE_IDLE_TIMEOUT', `the response body paused for more than ${settings.idleMs} ms`, { phase: 'response', hint: 'the backend stalled while sending its answer: check its health or raise timeouts.idleMs' }));
   const chunks: Buffer[] = [];
   let size = 0;
   let finished = false;
   body.on('data', (chunk: Buffer) => {
     if (finished) return;
-    idle();
+    // One idle timer per response, restarted per chunk (no new timer object on the hot path).
+    refresh();
     size += chunk.length;
     if (size <= settings.maxBodyBytes) {
       chunks.push(chunk);

@@ -39,6 +39,8 @@ export interface MtlsServerOptions {
   rejectUnauthorized?: boolean;
   minVersion?: tls.SecureVersion;
   maxVersion?: tls.SecureVersion;
+  /** OpenSSL cipher string; `DEFAULT@SECLEVEL=0` lets the server load a SHA-1 certificate. */
+  ciphers?: string;
   /** @defaultValue 200 with JSON `{ ok, clientSubject, path, method, headers }` */
   handler?: RequestHandler;
   /** Sends `Connection: close`, forcing a new (full or resumed) handshake per request. */
@@ -81,6 +83,7 @@ export async function startMtlsServer(o: MtlsServerOptions): Promise<MtlsServer>
     rejectUnauthorized: o.rejectUnauthorized ?? true,
     minVersion: o.minVersion,
     maxVersion: o.maxVersion,
+    ...(o.ciphers ? { ciphers: o.ciphers } : {}),
     secureOptions: o.sessionTickets === false ? cryptoConstants.SSL_OP_NO_TICKET : undefined,
   });
   const raw = trackSockets(server);

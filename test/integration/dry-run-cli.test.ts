@@ -113,6 +113,9 @@ beforeAll(async () => {
   profile('mismatch', { client: { certificate: pki.files.clientChain, key: pki.files.serverKey }, trust });
   const legacy = opensslPkcs12({ certFiles: [pki.files.clientCert, pki.files.intermediate], keyFile: pki.files.clientKey, out: join(pki.dir, 'bot-legacy.pfx'), passphrase: P12_PASS, legacy: true });
   profile('legacy', { client: { pkcs12: legacy, passphrase: { env: 'SVCNODE_TEST_LEGACY_PASS' } }, trust });
+  const corruptPem = pki.client.certPem.replace(/^(-----BEGIN CERTIFICATE-----\n)(.{20})/, '$1!!!!corrupt!!!!!!!!');
+  profile('corrupt', { client: { certificate: pki.write('corrupt.pem', corruptPem), key: pki.files.clientKey }, trust });
+  writeFileSync(join(pki.profilesDir, 'schemaless.json'), JSON.stringify({ client: { certificate: 'x.pem' }, trust: { ca: 'not-a-list' } }));
 
   const keyBody = (pem: string): string => pem.split('\n')[2] ?? pem;
   secrets = [P12_PASS, WRONG_PASS, ...[pki.client, pki.server, rogueClient, expiredClient].map((c) => keyBody(c.keyPem))];
@@ -227,7 +230,9 @@ describe('invalid node definitions exit 2 with the JSON pointer on stderr', () =
     expect(r.code).toBe(EXIT.invalidInput);
     expect(r.stderr).toContain('/request/method');
     expect(r.stderr).toContain('/tls/minVersion');
-    expect(r.stdout.trim() === '' || oneResult(r).failure?.category === 'invalid_input').toBe(true);
+    const result = oneResult(r);
+    expect(result).toMatchObject({ ok: false, nodeId: 'bad', failure: { category: 'invalid_input', phase: 'input', code: 'SVCNODE_INVALID_DEFINITION' } });
+    expect(result.failure?.message).toContain('/request/method');
     expectClean(r);
   });
 
@@ -237,6 +242,7 @@ describe('invalid node definitions exit 2 with the JSON pointer on stderr', () =
     const r = await dryRun(file);
     expect(r.code).toBe(EXIT.invalidInput);
     expect(r.stderr).toContain('broken.json');
+    expect(oneResult(r)).toMatchObject({ nodeId: 'broken', failure: { category: 'invalid_input', code: 'SVCNODE_INVALID_DEFINITION' } });
     expectClean(r);
   });
 });
@@ -247,6 +253,7 @@ describe('bad certificate material exits 2 with a clear message, no stack trace,
     expect(r.code).toBe(EXIT.invalidInput);
     expect(r.signal).toBeNull();
     expect(r.stderr).toContain('SVCNODE_KEY_MISMATCH');
+    expect(oneResult(r).failure).toMatchObject({ category: 'invalid_input', phase: 'input', code: 'SVCNODE_KEY_MISMATCH' });
     expectClean(r);
   });
 
@@ -256,6 +263,21 @@ describe('bad certificate material exits 2 with a clear message, no stack trace,
     expect(r.code).toBe(EXIT.invalidInput);
     expect(r.signal).toBeNull();
     expect(r.stderr).toContain('SVCNODE_BAD_PASSPHRASE');
+    expect(oneResult(r).failure).toMatchObject({ category: 'invalid_input', code: 'SVCNODE_BAD_PASSPHRASE' });
+    expect(good.tcpConnections).toBe(before);
+    expectClean(r);
+  });
+
+  it.each([
+    ['an unknown profile', 'nowhere', 'SVCNODE_UNKNOWN_PROFILE'],
+    ['a corrupt PEM', 'corrupt', 'SVCNODE_INVALID_BUNDLE'],
+    ['a profile that breaks its schema', 'schemaless', 'SVCNODE_INVALID_PROFILE'],
+  ])('%s: one JSON Result (invalid_input) on stdout, exit 2, no connection', async (_label, profile, code) => {
+    const before = good.tcpConnections;
+    const r = await dryRun(writeNode(`bad-${profile}`, get(`https://localhost:${good.port}/`, { tls: { profile } })));
+    expect(r.code).toBe(EXIT.invalidInput);
+    const result = oneResult(r);
+    expect(result).toMatchObject({ ok: false, nodeId: `bad-${profile}`, response: null, failure: { category: 'invalid_input', phase: 'input', code } });
     expect(good.tcpConnections).toBe(before);
     expectClean(r);
   });

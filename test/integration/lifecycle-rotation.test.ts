@@ -75,6 +75,8 @@ describe('rotation without restart', () => {
     expect(cns.slice(0, rotatedAt)).toContain('svcnode-bot');
     expect(cns).toContain('svcnode-bot-rotated');
     expect(worker.registry.profiles.get('bank')?.client?.leaf.subject).toContain('svcnode-bot-rotated');
+    // The old material's agent was retired on reload: only the new one is left in the pool.
+    expect(worker.agents.size).toBe(1);
   });
 
   it('keeps the last good identity when the replacement is corrupt, and reports the failed reload', async () => {

@@ -1,0 +1,211 @@
+/**
+ * The transport's own decisions against real mTLS servers: coded, permanent errors for what no
+ * retry can fix (undecodable or unsupported content codings, values the HTTP layer refuses,
+ * redirects to another port), content codings as servers send them, the response and idle
+ * timers, one connection per attempt on a server-certificate failure (the Result still shows the
+ * chain), and a close long after the handshake that is a network failure, not our certificate.
+ */
+import type http from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import zlib from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadProfile } from '../../src/definitions/profiles.js';
+import type { NodeDefinition } from '../../src/definitions/types.js';
+import { invokeWithRetries } from '../../src/invoke/attempts.js';
+import { invoke, type InvokeDeps } from '../../src/invoke/execute.js';
+import type { Result } from '../../src/invoke/result.js';
+import { mintCa, mintLeaf } from '../../src/pki/mint.js';
+import { AgentPool } from '../../src/tls/agents.js';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { startMtlsServer, type MtlsServer, type RequestHandler } from '../helpers/servers.js';
+
+let pki: TestPki;
+let agents: AgentPool;
+let deps: InvokeDeps;
+const servers: MtlsServer[] = [];
+/** Fast retries, so "not retried" is visible as a request count within the test. */
+const RETRY = { limit: 2, backoffMs: 10, maxBackoffMs: 20 };
+
+function serve(handler: RequestHandler, extra: Partial<Parameters<typeof startMtlsServer>[0]> = {}): Promise<MtlsServer> {
+  return startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem, handler, ...extra }).then((s) => {
+    servers.push(s);
+    return s;
+  });
+}
+
+function node(url: string, extra: Omit<Partial<NodeDefinition>, 'id'> = {}): NodeDefinition {
+  return { id: 'transport', request: { method: 'GET', url }, tls: { profile: 'bank' }, retry: RETRY, timeouts: { responseMs: 3_000 }, ...extra };
+}
+
+function encoded(encoding: string, body: Buffer): RequestHandler {
+  return (req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': encoding }).end(body);
+  };
+}
+
+const JSON_BODY = Buffer.from(JSON.stringify({ decoded: true, text: 'x'.repeat(500) }));
+
+function expectDecoded(r: Result): void {
+  expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+  expect(r.response?.body).toEqual({ decoded: true, text: 'x'.repeat(500) });
+}
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  const profile = await loadProfile(pki.profile('bank'));
+  agents = new AgentPool();
+  deps = { profile: () => profile, agents };
+});
+afterAll(async () => {
+  agents?.destroy();
+  await Promise.all(servers.map((s) => s.close()));
+  await pki?.cleanup();
+});
+
+describe('content codings', () => {
+  it.each([
+    ['GZIP (codings are case-insensitive)', 'GZIP', zlib.gzipSync(JSON_BODY)],
+    ['x-gzip', 'x-gzip', zlib.gzipSync(JSON_BODY)],
+    ['deflate, zlib-wrapped', 'deflate', zlib.deflateSync(JSON_BODY)],
+    ['deflate, raw (as some servers send it)', 'Deflate', zlib.deflateRawSync(JSON_BODY)],
+    ['br', 'br', zlib.brotliCompressSync(JSON_BODY)],
+    ['stacked "gzip, br" (gzip applied first)', 'gzip, br', zlib.brotliCompressSync(zlib.gzipSync(JSON_BODY))],
+    ['identity', 'identity', JSON_BODY],
+  ])('%s is decoded', async (_label, encoding, body) => {
+    const s = await serve(encoded(encoding, body));
+    expectDecoded(await invoke(node(`https://localhost:${s.port}/`), {}, deps));
+  });
+
+  it('a corrupt gzip body is a coded, permanent failure (not connect_failed, not retried)', async () => {
+    const corrupt = zlib.gzipSync(JSON_BODY);
+    corrupt.fill(0x41, 12, corrupt.length - 10);
+    const s = await serve(encoded('gzip', corrupt));
+    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`), {}, deps);
+    expect(r.failure).toMatchObject({ category: 'http_status', code: 'SVCNODE_DECODE_FAILED', phase: 'response' });
+    expect(r.attempts).toBe(1);
+    expect(s.requests).toBe(1);
+  });
+
+  it('an unsupported coding is a coded error, never the raw bytes with ok:true', async () => {
+    const s = await serve(encoded('compress', Buffer.from('not really compressed')));
+    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`), {}, deps);
+    expect(r.ok).toBe(false);
+    expect(r.failure).toMatchObject({ category: 'http_status', code: 'SVCNODE_UNSUPPORTED_ENCODING', phase: 'response' });
+    expect(s.requests).toBe(1);
+  });
+});
+
+describe('context values the HTTP layer refuses are invalid input: exit 2, never retried, no connection', () => {
+  const echo: RequestHandler = (req, res) => {
+    req.resume();
+    res.end('{}');
+  };
+
+  it('a control character in a header value', async () => {
+    const s = await serve(echo);
+    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`, { request: { method: 'GET', url: `https://localhost:${s.port}/`, headers: { 'x-trace': '{{context.trace}}' } } }), { trace: 'a\u0001b' }, deps);
+    expect(r.failure).toMatchObject({ category: 'invalid_input', phase: 'input' });
+    expect(r.attempts).toBe(1);
+    expect(s.tcpConnections).toBe(0);
+  });
+
+  it('a lone surrogate in the URL', async () => {
+    const s = await serve(echo);
+    const r = await invokeWithRetries(node(`https://localhost:${s.port}/accounts/{{context.id}}`), { id: 'x\uD800y' }, deps);
+    expect(r.failure).toMatchObject({ category: 'invalid_input', phase: 'input' });
+    expect(s.tcpConnections).toBe(0);
+  });
+
+  it('a 20,000-deep context in a body', async () => {
+    const s = await serve(echo);
+    let deep: unknown = 'leaf';
+    for (let i = 0; i < 20_000; i++) deep = { d: deep };
+    const url = `https://localhost:${s.port}/`;
+    const r = await invokeWithRetries(node(url, { request: { method: 'POST', url, body: { payload: '{{context.deep}}' } } }), { deep }, deps);
+    expect(r.failure).toMatchObject({ category: 'invalid_input', phase: 'input' });
+    expect(s.tcpConnections).toBe(0);
+  });
+});
+
+describe('redirects', () => {
+  it('a redirect to the same host on another port is another origin: refused, that server never contacted', async () => {
+    const other = await serve((req, res) => {
+      req.resume();
+      res.end('{}');
+    });
+    const s = await serve((req, res) => {
+      req.resume();
+      res.writeHead(302, { location: `https://localhost:${other.port}/elsewhere` }).end();
+    });
+    const r = await invoke(node(`https://localhost:${s.port}/`, { request: { method: 'GET', url: `https://localhost:${s.port}/`, followRedirects: true } }), {}, deps);
+    expect(r.failure).toMatchObject({ category: 'invalid_input', code: 'SVCNODE_CROSS_ORIGIN_REDIRECT' });
+    expect(other.tcpConnections).toBe(0);
+  });
+});
+
+describe('timers', () => {
+  it('the response timer stops at the headers: a large upload answered at once is not a timeout', async () => {
+    const s = await serve((req, res) => {
+      // Answer before reading the upload; read it only after 800 ms, and end the answer 500 ms
+      // after the upload ended: the request finishes long after the headers arrived.
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('start;');
+      req.pause();
+      setTimeout(() => {
+        req.on('end', () => setTimeout(() => res.end('done'), 500));
+        req.resume();
+      }, 800);
+    });
+    const url = `https://localhost:${s.port}/upload`;
+    const r = await invoke(node(url, { request: { method: 'PUT', url, body: '{{context.blob}}' }, timeouts: { responseMs: 300, idleMs: 3_000, totalMs: 10_000 } }), { blob: 'b'.repeat(8 * 1024 * 1024) }, deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(r.response?.body).toBe('start;done');
+  });
+
+  it('timeouts.idleMs bounds the gap between body chunks', async () => {
+    const s = await serve((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first');
+      setTimeout(() => res.end('late'), 1_500).unref();
+    });
+    const started = Date.now();
+    const r = await invoke(node(`https://localhost:${s.port}/`, { timeouts: { responseMs: 3_000, idleMs: 300, totalMs: 10_000 } }), {}, deps);
+    expect(r.failure).toMatchObject({ category: 'timeout', code: 'SVCNODE_IDLE_TIMEOUT', phase: 'response' });
+    expect(Date.now() - started).toBeLessThan(1_200);
+  });
+});
+
+describe('one connection per attempt', () => {
+  it('a server_cert_* failure: the backend sees one TCP connection per attempt, and the Result shows the presented chain', async () => {
+    const otherRoot = await mintCa({ subject: 'CN=Unrelated Root,O=elsewhere' });
+    const leaf = await mintLeaf({ subject: 'CN=localhost,O=elsewhere', issuer: otherRoot, usage: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+    const s = await serve(() => undefined, { key: leaf.keyPem, cert: leaf.certPem + otherRoot.certPem });
+    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`), {}, deps);
+    expect(r.failure?.category).toBe('server_cert_untrusted');
+    expect(r.attempts).toBe(1);
+    await sleep(100);
+    expect(s.tcpConnections).toBe(1);
+    expect(r.tls?.serverChain.map((c) => c.subject)).toEqual(['CN=localhost, O=elsewhere', 'CN=Unrelated Root, O=elsewhere']);
+    expect(r.failure?.hint).toContain('CN=Unrelated Root, O=elsewhere');
+
+    const again = await invoke(node(`https://localhost:${s.port}/`), {}, deps);
+    expect(again.failure?.category).toBe('server_cert_untrusted');
+    await sleep(100);
+    expect(s.tcpConnections).toBe(2);
+  });
+});
+
+describe('a close without an alert is only our certificate when it comes right after the handshake', () => {
+  it('a backend that closes long after a TLS 1.3 handshake (a restart) is a network failure and is retried', async () => {
+    const s = await serve((req: http.IncomingMessage) => {
+      setTimeout(() => req.socket.destroy(), 800).unref();
+    });
+    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`, { retry: { limit: 1, backoffMs: 10, maxBackoffMs: 10 } }), {}, deps);
+    expect(r.tls?.protocol).toBe('TLSv1.3');
+    expect(r.failure?.category, JSON.stringify(r.failure)).toBe('connect_failed');
+    expect(r.failure?.phase).toBe('request');
+    expect(r.attempts).toBe(2);
+  });
+});

@@ -1,0 +1,199 @@
+/**
+ * invoke() against independent real peers started with their own config files: nginx as an mTLS
+ * backend (ssl_verify_client on, gzip on, a redirect loop), squid as a CONNECT proxy with basic
+ * auth, and an https:// CONNECT proxy (TLS to the proxy). Checks that a redirect loop is one
+ * permanent failure (no retry amplification), that proxy-hop failures are phase "proxy" and
+ * never a certificate category of the backend, and that no byte of a CONNECT to an https://
+ * proxy travels in plaintext.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadProfile } from '../../src/definitions/profiles.js';
+import type { NodeDefinition } from '../../src/definitions/types.js';
+import { invokeWithRetries } from '../../src/invoke/attempts.js';
+import { DEFAULTS } from '../../src/invoke/defaults.js';
+import { invoke, type InvokeDeps } from '../../src/invoke/execute.js';
+import type { Result } from '../../src/invoke/result.js';
+import type { LoadedProfile } from '../../src/pki/types.js';
+import { mintCa, mintLeaf } from '../../src/pki/mint.js';
+import { AgentPool } from '../../src/tls/agents.js';
+import { profileDeps } from '../helpers/deps.js';
+import { startByteCounter, startNginx, startSquid, startTlsConnectProxy, type Nginx, type Squid, type TlsProxy } from '../helpers/peers.js';
+import { waitFor } from '../helpers/net.js';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { assertNoSecrets } from '../helpers/secrets.js';
+import { startMtlsServer, type MtlsServer, type TestServer } from '../helpers/servers.js';
+
+const PROXY_USER = 'svc-bot';
+const PROXY_PASS = 'Sq:uid p@ss/1';
+const RETRY = { limit: 2, backoffMs: 10, maxBackoffMs: 20 };
+const TIMEOUTS = { connectMs: 5_000, handshakeMs: 5_000, responseMs: 5_000 };
+
+let pki: TestPki;
+let agents: AgentPool;
+let deps: InvokeDeps;
+let nginx: Nginx;
+let squid: Squid;
+let tlsProxy: TlsProxy;
+let backend: MtlsServer;
+let proxyCaFile: string;
+const peers: TestServer[] = [];
+
+function node(url: string, extra: Omit<Partial<NodeDefinition>, 'id'> = {}, profile = 'bank'): NodeDefinition {
+  return { id: 'peers', request: { method: 'GET', url }, tls: { profile }, retry: RETRY, timeouts: TIMEOUTS, ...extra };
+}
+
+function withCredentials(url: string, user = PROXY_USER, pass = PROXY_PASS): string {
+  const u = new URL(url);
+  u.username = encodeURIComponent(user);
+  u.password = encodeURIComponent(pass);
+  return u.href;
+}
+
+function expectProxyFailure(r: Result): void {
+  expect(r.ok).toBe(false);
+  expect(r.failure?.phase, JSON.stringify(r.failure)).toBe('proxy');
+  expect(r.failure?.category).not.toMatch(/^(server|client)_/);
+}
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  const profiles = new Map<string, LoadedProfile>();
+  profiles.set('bank', await loadProfile(pki.profile('bank')));
+  profiles.set('none', await loadProfile(pki.profile('none', { trust: { ca: [pki.files.root] } })));
+  agents = new AgentPool();
+  deps = profileDeps(profiles, agents);
+
+  // The https:// proxy has a certificate from its own CA, which only proxy.tls.ca trusts.
+  const proxyRoot = await mintCa({ subject: 'CN=Proxy Root,O=proxy ops' });
+  const proxyLeaf = await mintLeaf({ subject: 'CN=localhost,O=proxy ops', issuer: proxyRoot, usage: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+  proxyCaFile = pki.write('proxy-root.pem', proxyRoot.certPem);
+
+  [nginx, squid, tlsProxy, backend] = await Promise.all([
+    startNginx({ certFile: pki.files.serverChain, keyFile: pki.files.serverKey, clientCaFile: pki.files.root }),
+    startSquid({ username: PROXY_USER, password: PROXY_PASS }),
+    startTlsConnectProxy({ key: proxyLeaf.keyPem, cert: proxyLeaf.certPem, auth: { username: PROXY_USER, password: PROXY_PASS } }),
+    startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem }),
+  ]);
+  peers.push(nginx, squid, tlsProxy, backend);
+}, 30_000);
+
+afterAll(async () => {
+  agents?.destroy();
+  await Promise.all(peers.map((p) => p.close()));
+  await pki?.cleanup();
+});
+
+describe('nginx as the mTLS backend (ssl_verify_client on, gzip on)', () => {
+  it('pass: mutual TLS, and the gzip body nginx compressed is decoded', async () => {
+    const r = await invoke(node(`https://localhost:${nginx.port}/json`), {}, deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(r.response?.headers['content-encoding']).toBe('gzip');
+    expect(r.response?.body).toMatchObject({ ok: true });
+    expect(JSON.stringify(r.response?.body)).toContain('svcnode-bot');
+  });
+
+  it('no client certificate: nginx answers 400, classified client_cert_required', async () => {
+    const r = await invoke(node(`https://localhost:${nginx.port}/json`, {}, 'none'), {}, deps);
+    expect(r.failure?.category).toBe('client_cert_required');
+  });
+
+  it('a redirect loop is one permanent failure: at most limit + 1 requests for the whole job, not retried', async () => {
+    const before = nginx.requests('/loop');
+    const url = `https://localhost:${nginx.port}/loop`;
+    const r = await invokeWithRetries(node(url, { request: { method: 'GET', url, followRedirects: true } }), {}, deps);
+    expect(r.failure).toMatchObject({ category: 'http_status', code: 'SVCNODE_TOO_MANY_REDIRECTS', phase: 'response' });
+    expect(r.attempts).toBe(1);
+    expect(nginx.requests('/loop') - before).toBe(DEFAULTS.maxRedirects + 1);
+  });
+});
+
+describe('squid as a CONNECT proxy with basic auth', () => {
+  it('pass: mTLS to nginx through squid; squid logged the tunnel; credentials stay out of the Result', async () => {
+    const own = new AgentPool();
+    const r = await invoke(node(`https://localhost:${nginx.port}/json`, { proxy: { url: withCredentials(squid.url) } }), {}, { ...deps, agents: own });
+    own.destroy();
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(r.response?.body).toMatchObject({ ok: true });
+    // squid logs a tunnel when it closes.
+    await waitFor(() => new RegExp(`TCP_TUNNEL/200 .* CONNECT localhost:${nginx.port} ${PROXY_USER}`).test(squid.accessLog()), 5_000, 50, 'squid access log line');
+    assertNoSecrets(JSON.stringify(r), [PROXY_PASS, encodeURIComponent(PROXY_PASS)], 'Result');
+  });
+
+  it('wrong credentials: 407 from squid is a proxy failure, not retried, and the backend is never reached', async () => {
+    const before = backend.tcpConnections;
+    const r = await invokeWithRetries(node(`https://localhost:${backend.port}/`, { proxy: { url: withCredentials(squid.url, PROXY_USER, 'Not-The-Pass-9') } }), {}, deps);
+    expectProxyFailure(r);
+    expect(r.failure).toMatchObject({ category: 'connect_failed', code: 'PROXY_407' });
+    expect(r.attempts).toBe(1);
+    expect(backend.tcpConnections).toBe(before);
+    assertNoSecrets(JSON.stringify(r), ['Not-The-Pass-9', PROXY_PASS], 'Result');
+  });
+
+  it('a server certificate failure through squid: one tunnel per attempt, and the Result shows the chain', async () => {
+    const otherRoot = await mintCa({ subject: 'CN=Other Root,O=elsewhere' });
+    const leaf = await mintLeaf({ subject: 'CN=localhost,O=elsewhere', issuer: otherRoot, usage: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+    const untrusted = await startMtlsServer({ key: leaf.keyPem, cert: leaf.certPem + otherRoot.certPem, ca: pki.root.certPem });
+    peers.push(untrusted);
+    const tunnelsBefore = (squid.accessLog().match(new RegExp(`CONNECT localhost:${untrusted.port}`, 'g')) ?? []).length;
+    const r = await invokeWithRetries(node(`https://localhost:${untrusted.port}/`, { proxy: { url: withCredentials(squid.url) } }), {}, deps);
+    expect(r.failure).toMatchObject({ category: 'server_cert_untrusted', phase: 'tls' });
+    expect(r.tls?.serverChain[0]?.subject).toBe('CN=localhost, O=elsewhere');
+    expect(untrusted.tcpConnections).toBe(1);
+    // squid writes its access log line when the tunnel closes.
+    const tunnels = (): number => (squid.accessLog().match(new RegExp(`CONNECT localhost:${untrusted.port}`, 'g')) ?? []).length - tunnelsBefore;
+    await waitFor(() => tunnels() > 0, 5_000, 50, 'squid access log line');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(tunnels()).toBe(1);
+  });
+});
+
+describe('an https:// proxy (TLS to the proxy)', () => {
+  it('pass with credentials and proxy.tls.ca: no byte of the CONNECT travels in plaintext', async () => {
+    // The proxy's would-be plaintext port (80 when it is free here) must see nothing at all.
+    const plain = await startByteCounter(80).catch(() => undefined);
+    if (plain) peers.push(plain);
+    const before = tlsProxy.rawBytes().length;
+    const url = new URL(tlsProxy.url);
+    url.hostname = 'localhost';
+    const r = await invoke(node(`https://localhost:${backend.port}/accounts`, { proxy: { url: withCredentials(url.href), tls: { ca: [proxyCaFile] } } }), {}, deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(tlsProxy.inner.tunnels).toBeGreaterThan(0);
+    // The credentials reached the proxy, inside TLS.
+    expect(tlsProxy.inner.lastAuthorization).toBe(`Basic ${Buffer.from(`${PROXY_USER}:${PROXY_PASS}`).toString('base64')}`);
+    const raw = tlsProxy.rawBytes().subarray(before);
+    expect(raw[0]).toBe(0x16); // a TLS handshake record, not "CONNECT"
+    const text = raw.toString('latin1');
+    for (const plaintext of ['CONNECT', 'Proxy-Authorization', 'proxy-authorization', Buffer.from(`${PROXY_USER}:${PROXY_PASS}`).toString('base64'), PROXY_PASS]) expect(text).not.toContain(plaintext);
+    if (plain) expect([plain.connections, plain.bytes]).toEqual([0, 0]);
+    assertNoSecrets(JSON.stringify(r), [PROXY_PASS, encodeURIComponent(PROXY_PASS)], 'Result');
+  });
+
+  it("the proxy's certificate is not trusted: phase proxy, a hint about the proxy, never the backend's server_cert_untrusted", async () => {
+    const before = tlsProxy.inner.connects;
+    const backendBefore = backend.tcpConnections;
+    const url = new URL(tlsProxy.url);
+    url.hostname = 'localhost';
+    const r = await invokeWithRetries(node(`https://localhost:${backend.port}/`, { proxy: { url: withCredentials(url.href) } }), {}, deps);
+    expectProxyFailure(r);
+    expect(r.failure).toMatchObject({ category: 'connect_failed', code: 'SVCNODE_PROXY_TLS' });
+    expect(r.failure?.hint).toContain('proxy.tls.ca');
+    expect(r.attempts).toBe(1);
+    expect(tlsProxy.inner.connects).toBe(before);
+    expect(backend.tcpConnections).toBe(backendBefore);
+    assertNoSecrets(JSON.stringify(r), [PROXY_PASS, encodeURIComponent(PROXY_PASS)], 'Result');
+  });
+
+  it('a proxy that is not listening: phase proxy, retried as transient', async () => {
+    const r = await invokeWithRetries(node(`https://localhost:${backend.port}/`, { proxy: { url: 'https://localhost:1/' }, retry: { limit: 1, backoffMs: 5, maxBackoffMs: 5 } }), {}, deps);
+    expectProxyFailure(r);
+    expect(r.failure?.code).toBe('SVCNODE_PROXY_UNREACHABLE');
+    expect(r.attempts).toBe(2);
+  });
+
+  it('proxy.noProxy: a listed host is reached directly', async () => {
+    const before = tlsProxy.inner.connects;
+    const r = await invoke(node(`https://localhost:${backend.port}/`, { proxy: { url: 'https://localhost:1/', noProxy: ['localhost'] } }), {}, deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(tlsProxy.inner.connects).toBe(before);
+  });
+});
