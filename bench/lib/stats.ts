@@ -23,3 +23,9 @@ export function round(value: number, digits = 2): number {
 export function medianRatio(a: readonly number[], b: readonly number[]): number {
   return median(a.map((v, i) => v / (b[i] as number)));
 }
+
+/** Smallest and largest of the per-round ratios a[i]/b[i]: the spread beside their median. */
+export function ratioSpread(a: readonly number[], b: readonly number[]): { min: number; max: number } {
+  const ratios = a.map((v, i) => v / (b[i] as number));
+  return { min: Math.min(...ratios), max: Math.max(...ratios) };
+}

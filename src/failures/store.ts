@@ -80,6 +80,14 @@ export function readRecord(id: string, fields: string[]): FailureRecord {
   };
 }
 
+/** A key of another type (WRONGTYPE) reads as `fallback`; other errors (Redis down) still fail. */
+function ifWrongType<T>(fallback: T): (error: unknown) => T {
+  return (error) => {
+    if (error instanceof Error && error.message.startsWith('WRONGTYPE')) return fallback;
+    throw error;
+  };
+}
+
 /** Counters kept beside the failure categories, as Envoy keeps ssl.handshake beside ssl.fail_*. */
 export const SUCCESS_COUNTERS = ['handshakes_ok', 'session_reused'] as const;
 
@@ -165,7 +173,7 @@ export class FailureStore {
 
   /** Counts and recent failures of one node, newest first. */
   async node(nodeId: string, limit = this.recentMax): Promise<NodeFailures> {
-    const [counts, recent] = await Promise.all([this.counts(nodeId), this.recent(nodeId, limit)]);
+    const [counts, recent] = await Promise.all([this.counts(nodeId).catch(ifWrongType({})), this.recent(nodeId, limit).catch(ifWrongType([readRecord('0-0', [])]))]);
     return { nodeId, counts, recent };
   }
 
@@ -174,8 +182,7 @@ export class FailureStore {
     const ids = (await this.redis.smembers(this.key('nodes'))).sort();
     const nodes = await Promise.all(
       ids.map(async (nodeId) => {
-        // A key of another type (WRONGTYPE) spoils this node's line only, not the listing.
-        const [counts, last] = await Promise.all([this.counts(nodeId).catch(() => ({})), this.recent(nodeId, 1).catch(() => [readRecord('0-0', [])])]);
+        const [counts, last] = await Promise.all([this.counts(nodeId).catch(ifWrongType({})), this.recent(nodeId, 1).catch(ifWrongType([readRecord('0-0', [])]))]);
         return { nodeId, counts, lastFailure: last[0] ?? null };
       }),
     );

@@ -103,6 +103,22 @@ export function responseBody(body: Buffer, contentType: string | undefined, trun
   return { body: decoded };
 }
 
+/**
+ * Characters of a Result's texts besides body and headers. Each takes at most 6 bytes per char
+ * as JSON, so up to FAST_PATH_TEXT_CHARS they fit in the overhead left beside 8 KiB of headers.
+ */
+function textChars(r: Result): number {
+  let n = r.nodeId.length + r.request.url.length + r.request.method.length + (r.requestId?.length ?? 0);
+  if (r.failure) n += r.failure.message.length + r.failure.hint.length + r.failure.code.length + r.failure.category.length + r.failure.phase.length;
+  if (r.tls) {
+    n += (r.tls.protocol?.length ?? 0) + (r.tls.cipher?.length ?? 0) + (r.tls.clientCertificate ? r.tls.clientCertificate.subject.length + r.tls.clientCertificate.fingerprint256.length : 0);
+    for (const e of r.tls.serverChain) n += e.subject.length + e.issuer.length + e.validFrom.length + e.validTo.length + e.fingerprint256.length + 90;
+  }
+  return n;
+}
+/** (16 KiB overhead − 8 KiB headers − 1 KiB of keys and numbers) ÷ 6 bytes per escaped char. */
+const FAST_PATH_TEXT_CHARS = 1_190;
+
 /** Bytes a Result may hold beyond its body: headers, chain, messages, timings. */
 export const STORED_RESULT_OVERHEAD_BYTES = 16_384;
 const HEADER_BUDGET_BYTES = 8_192;
@@ -172,6 +188,8 @@ export function storedResult(result: Result, node: { response?: { maxStoredBodyB
   if (stored.tls && result.ok && stored.tls.serverChain.length > 1) stored.tls = { ...stored.tls, serverChain: stored.tls.serverChain.slice(0, 1) };
   if (stored.response) stored.response = boundedBody({ ...stored.response, headers: boundedHeaders(stored.response.headers) }, maxStoredBodyBytes);
   const bound = Math.max(maxStoredBodyBytes, 0) + STORED_RESULT_OVERHEAD_BYTES;
+  // The common case needs no serialisation to prove the bound: short texts, few chain entries.
+  if (textChars(stored) <= FAST_PATH_TEXT_CHARS) return stored;
   if (Buffer.byteLength(JSON.stringify(stored)) <= bound) return stored;
   // Hostile sizes elsewhere (a huge chain, long subjects or messages): keep the facts, cut the text.
   const short = (t: string): string => cut(t, TEXT_BUDGET_CHARS);
