@@ -1,0 +1,119 @@
+/**
+ * Answers of token endpoints other than oidc-provider's: RFC 6749 errors it never sends, odd
+ * successes (opaque and unbound tokens, non-Bearer types), and a token endpoint that rejects
+ * our certificate in the handshake. The endpoint and the API are one real mTLS server.
+ */
+import type http from 'node:http';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { NodeDefinition, OAuth2ClientCredentialsAuth } from '../../src/definitions/types.js';
+import { invoke } from '../../src/invoke/execute.js';
+import { MemoryTokenCache } from '../../src/invoke/token-cache.js';
+import { mintCa } from '../../src/pki/mint.js';
+import { loadProfile } from '../../src/definitions/profiles.js';
+import type { LoadedProfile } from '../../src/pki/types.js';
+import { AgentPool } from '../../src/tls/agents.js';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
+
+const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
+
+describe('token endpoint answers', () => {
+  let pki: TestPki;
+  let server: MtlsServer;
+  let strict: MtlsServer;
+  let profile: LoadedProfile;
+  const agents = new AgentPool();
+  let tokens: MemoryTokenCache;
+  let answer: { status: number; body: unknown };
+  let api: { calls: number; authorization: string | undefined; status: number; challenge?: string };
+  let tokenCalls: number;
+
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    req.resume();
+    if (req.url === '/token') {
+      tokenCalls++;
+      res.writeHead(answer.status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify(answer.body));
+      return;
+    }
+    api.calls++;
+    api.authorization = req.headers.authorization;
+    res.writeHead(api.status, api.challenge ? { 'www-authenticate': api.challenge } : {});
+    res.end();
+  };
+  const node = (auth: Partial<OAuth2ClientCredentialsAuth> = {}, at: MtlsServer = server): NodeDefinition => ({
+    id: 'api',
+    request: { method: 'GET', url: `https://localhost:${server.port}/api` },
+    tls: { profile: 'bank' },
+    retry: { limit: 0 },
+    auth: { type: 'oauth2-client-credentials', tokenUrl: `https://localhost:${at.port}/token`, clientId: 'bot', clientAuth: 'tls_client_auth', ...auth },
+  });
+  const call = (n: NodeDefinition) => invoke(n, {}, { agents, tokens, profile: () => profile });
+
+  beforeAll(async () => {
+    pki = await createTestPki();
+    const otherCa = await mintCa({ subject: 'CN=Other CA,O=svcnode tests' });
+    server = await startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem, handler });
+    strict = await startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: otherCa.certPem, handler });
+    profile = await loadProfile(pki.profile('bank'));
+  });
+
+  beforeEach(() => {
+    tokens = new MemoryTokenCache();
+    tokenCalls = 0;
+    api = { calls: 0, authorization: undefined, status: 200 };
+  });
+
+  afterAll(async () => {
+    agents.destroy();
+    await Promise.all([server?.close(), strict?.close()]);
+    await pki?.cleanup();
+  });
+
+  it('unauthorized_client → SVCNODE_TOKEN_UNAUTHORIZED_CLIENT; invalid_client with a secret → http_status', async () => {
+    answer = { status: 400, body: { error: 'unauthorized_client', error_description: 'grant not allowed' } };
+    expect((await call(node())).failure).toMatchObject({ phase: 'auth', category: 'http_status', code: 'SVCNODE_TOKEN_UNAUTHORIZED_CLIENT' });
+    answer = { status: 401, body: { error: 'invalid_client' } };
+    process.env.SVCNODE_TEST_TE_SECRET = 'x-secret-value';
+    const basic = await call(node({ clientAuth: 'client_secret_basic', clientSecret: { env: 'SVCNODE_TEST_TE_SECRET' } }));
+    delete process.env.SVCNODE_TEST_TE_SECRET;
+    expect(basic.failure).toMatchObject({ category: 'http_status', code: 'SVCNODE_TOKEN_REJECTED' });
+    expect(api.calls).toBe(0);
+  });
+
+  it('a 200 without a Bearer access_token is SVCNODE_TOKEN_BAD_RESPONSE', async () => {
+    answer = { status: 200, body: { token_type: 'Bearer', expires_in: 60 } };
+    expect((await call(node())).failure).toMatchObject({ phase: 'auth', code: 'SVCNODE_TOKEN_BAD_RESPONSE' });
+    answer = { status: 200, body: { access_token: 'abc', token_type: 'DPoP', expires_in: 60 } };
+    expect((await call(node())).failure).toMatchObject({ phase: 'auth', code: 'SVCNODE_TOKEN_BAD_RESPONSE' });
+    expect(api.calls).toBe(0);
+  });
+
+  it('an opaque token is used as it is; a JWT without cnf is reported unbound', async () => {
+    answer = { status: 200, body: { access_token: 'opaque-token-value', token_type: 'bearer', expires_in: 60 } };
+    const opaque = await call(node());
+    expect(opaque.failure).toBeNull();
+    expect(api.authorization).toBe('Bearer opaque-token-value');
+    expect(opaque.auth).toMatchObject({ binding: 'opaque', expiresIn: 60 });
+    tokens = new MemoryTokenCache();
+    answer = { status: 200, body: { access_token: `${b64({ alg: 'none' })}.${b64({ sub: 'bot' })}.sig`, token_type: 'Bearer' } };
+    const unbound = await call(node());
+    expect(unbound.auth).toMatchObject({ binding: 'unbound', expiresIn: 300 });
+  });
+
+  it('a 401 without an invalid_token challenge is not retried with a new token', async () => {
+    answer = { status: 200, body: { access_token: 'opaque-token-value', token_type: 'Bearer', expires_in: 60 } };
+    api.status = 401;
+    api.challenge = 'Bearer realm="api", error="insufficient_scope"';
+    const result = await call(node());
+    expect(result.failure).toMatchObject({ code: 'HTTP_401' });
+    expect([tokenCalls, api.calls]).toEqual([1, 1]);
+  });
+
+  it('a token endpoint that rejects our certificate in the handshake: client_cert_rejected naming the endpoint', async () => {
+    const result = await call(node({}, strict));
+    expect(result.failure?.category).toBe('client_cert_rejected');
+    expect(result.failure?.message).toContain(`https://localhost:${strict.port}/token`);
+    expect(api.calls).toBe(0);
+  });
+});

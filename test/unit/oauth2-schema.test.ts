@@ -1,0 +1,47 @@
+/** The oauth2-client-credentials branch of the node schema, and the README's example. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { NodeDefinition } from '../../src/definitions/types.js';
+import { validateDocument } from '../../src/definitions/validator.js';
+import { REPO_ROOT } from '../helpers/cli.js';
+
+const base = { id: 'n', request: { method: 'GET', url: 'https://api.example/x' }, tls: { profile: 'bank' } };
+const auth = { type: 'oauth2-client-credentials', tokenUrl: 'https://as.example/token', clientId: 'bot', clientAuth: 'tls_client_auth' };
+const check = (a: Record<string, unknown>): unknown => validateDocument<NodeDefinition>('node', { ...base, auth: a }, 'node.json');
+
+describe('node schema: oauth2-client-credentials', () => {
+  it('accepts the README example', () => {
+    const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+    const section = readme.split('### OAuth 2.0 client credentials over mutual TLS')[1] ?? '';
+    const json = /```json\n([^]*?)```/.exec(section)?.[1] ?? '';
+    const node = validateDocument<NodeDefinition>('node', JSON.parse(json), 'README.md');
+    expect(node.auth?.type).toBe('oauth2-client-credentials');
+  });
+
+  it('accepts every client authentication method with its own fields', () => {
+    for (const clientAuth of ['tls_client_auth', 'self_signed_tls_client_auth', 'private_key_jwt']) expect(check({ ...auth, clientAuth })).toBeTruthy();
+    for (const clientAuth of ['client_secret_basic', 'client_secret_post']) {
+      expect(check({ ...auth, clientAuth, clientSecret: { env: 'BANK_CLIENT_SECRET' } })).toBeTruthy();
+      expect(check({ ...auth, clientAuth, clientSecret: { file: '/run/secrets/bank' } })).toBeTruthy();
+    }
+    expect(check({ ...auth, tokenUrl: undefined, issuer: 'https://as.example', scope: 'accounts payments', params: { audience: 'https://api.example' } })).toBeTruthy();
+  });
+
+  it.each([
+    ['an inline client secret', { ...auth, clientAuth: 'client_secret_basic', clientSecret: 's3cret' }],
+    ['a secret source with a value', { ...auth, clientAuth: 'client_secret_post', clientSecret: { value: 's3cret' } }],
+    ['client_secret_* without clientSecret', { ...auth, clientAuth: 'client_secret_basic' }],
+    ['a clientSecret for tls_client_auth', { ...auth, clientSecret: { env: 'X' } }],
+    ['both tokenUrl and issuer', { ...auth, issuer: 'https://as.example' }],
+    ['neither tokenUrl nor issuer', { ...auth, tokenUrl: undefined }],
+    ['an http token endpoint', { ...auth, tokenUrl: 'http://as.example/token' }],
+    ['userinfo in the token endpoint', { ...auth, tokenUrl: 'https://bot:pw@as.example/token' }],
+    ['a templated token endpoint', { ...auth, tokenUrl: 'https://{{context.host}}/token' }],
+    ['an unknown method', { ...auth, clientAuth: 'none' }],
+    ['a param that overrides the grant', { ...auth, params: { grant_type: 'password' } }],
+    ['a param that smuggles a secret', { ...auth, params: { client_secret: 'x' } }],
+  ])('refuses %s', (_what, a) => {
+    expect(() => check(a)).toThrow(expect.objectContaining({ code: 'SVCNODE_INVALID_DEFINITION' }));
+  });
+});
