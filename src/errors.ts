@@ -29,6 +29,7 @@ export const ERROR_CODES = {
   SVCNODE_AUTH_NO_TOKEN: 'a certificate-session endpoint answered without the token field',
   SVCNODE_AUTH_NO_CLIENT_CERT: 'certificate-session authentication needs a profile with a client certificate',
   SVCNODE_REDIS_UNAVAILABLE: 'Redis cannot be reached',
+  SVCNODE_KEYLOG_FILE: 'the --keylog file cannot be opened, or others could read it',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -4,10 +4,13 @@ import { loadNodeFile } from '../definitions/nodes.js';
 import { InvalidInputError } from '../errors.js';
 import { exitCodeFor } from '../failures/categories.js';
 import { invokeWithRetries } from '../invoke/attempts.js';
+import { DEFAULTS } from '../invoke/defaults.js';
 import { invoke } from '../invoke/execute.js';
 import { loadProfile } from '../pki/profile.js';
 import type { LoadedProfile } from '../pki/types.js';
 import { AgentPool } from '../tls/agents.js';
+import { KEYLOG_WARNING, KeylogAgentPool, KeylogFile } from '../tls/keylog.js';
+import { checkHandshake, formatHandshakeFacts } from '../invoke/handshake-check.js';
 import { readContextFile } from './context.js';
 import { printJson, runAction, type CliIo } from './io.js';
 import { formatResult } from './report.js';
@@ -17,6 +20,8 @@ interface DryRunOptions {
   profiles?: string;
   json?: boolean;
   retry?: boolean;
+  tlsOnly?: boolean;
+  keylog?: string;
 }
 
 /** `svcnode dry-run NODE.json`: one call through the worker's execution path, fully reported. */
@@ -28,6 +33,8 @@ export function dryRunCommand(io: CliIo): Command {
     .option('--profiles <dir>', 'certificate profiles directory (default: $SVCNODE_PROFILES, else <node dir>/profiles)')
     .option('--retry', "apply the node's retry policy (default: a single attempt)")
     .option('--json', 'print exactly one JSON Result document on stdout')
+    .option('--tls-only', `complete the TLS handshake only (TLS 1.3: wait ${DEFAULTS.tlsOnlyVerdictMs} ms for the server's verdict on the client certificate); send no HTTP request`)
+    .option('--keylog <file>', 'append the TLS session secrets to FILE (NSS key log format, for Wireshark; created with mode 0600)')
     .addHelpText('after', '\nExit codes: 0 ok, 2 invalid input, 3 TLS handshake failure, 4 HTTP status not accepted, 5 network failure or timeout.')
     .action((file: string, options: DryRunOptions) =>
       runAction(io, async () => {
@@ -50,15 +57,24 @@ export function dryRunCommand(io: CliIo): Command {
         if (!options.json) {
           for (const f of profile.findings) if (f.severity !== 'info') io.stderr(`${f.severity} ${f.code} ${f.file ?? profile.file}: ${f.message}`);
         }
-        const agents = new AgentPool();
+        const keylog = options.keylog === undefined ? undefined : KeylogFile.open(options.keylog);
+        if (keylog) io.stderr(`warning: --keylog ${keylog.file} ${KEYLOG_WARNING}`);
+        const agents = keylog ? new KeylogAgentPool(keylog) : new AgentPool();
         try {
           const deps = { profile: () => profile, agents };
+          if (options.tlsOnly) {
+            const checked = await checkHandshake(node, context, { ...deps, ...(keylog ? { onSocket: keylog.attach } : {}) });
+            if (options.json) printJson(io, checked);
+            else io.stdout(formatResult(checked) + formatHandshakeFacts(checked.handshake));
+            return exitCodeFor(checked.failure?.category);
+          }
           const result = options.retry ? await invokeWithRetries(node, context, deps) : await invoke(node, context, deps);
           if (options.json) printJson(io, result);
           else io.stdout(formatResult(result));
           return exitCodeFor(result.failure?.category);
         } finally {
           agents.destroy();
+          keylog?.close();
         }
       }),
     );

@@ -28,6 +28,11 @@ export const DEFAULTS = {
   },
   /** Time budget of the diagnostic handshake that captures an unverifiable chain. @defaultValue 3000 */
   diagnosticTimeoutMs: 3_000,
+  /**
+   * `dry-run --tls-only`, TLS 1.3, certificate requested: how long to wait after the handshake for
+   * the server's verdict on our certificate (an alert or a close; it arrives one round trip later). @defaultValue 1000
+   */
+  tlsOnlyVerdictMs: 1_000,
   /** Redirects followed when a node opts in (same origin only). @defaultValue 5 */
   maxRedirects: 5,
 } as const;

@@ -11,7 +11,8 @@ export interface Diagnosis {
   authorizationError?: string;
 }
 
-function tunnel(spec: AgentSpec, proxyUrl: string, signal: AbortSignal): Promise<Socket> {
+/** A CONNECT tunnel through the node's proxy to its origin: a raw socket for a diagnostic handshake. */
+export function tunnel(spec: AgentSpec, proxyUrl: string, signal: AbortSignal): Promise<Socket> {
   const proxy = new URL(proxyUrl);
   const target = `${spec.origin.hostname}:${spec.origin.port || 443}`;
   const headers: Record<string, string> = { host: target };
