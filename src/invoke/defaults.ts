@@ -1,14 +1,17 @@
 /** Every default of a call, in one place. */
 export const DEFAULTS = {
   timeouts: {
-    /** TCP connect, or the CONNECT tunnel through a proxy. @defaultValue 5000 */
-    connectMs: 5_000,
-    /** TLS handshake after the connection is up. @defaultValue 10000 */
-    handshakeMs: 10_000,
-    /** From the request being sent to the response headers. @defaultValue 30000 */
-    responseMs: 30_000,
-    /** Overall deadline of one attempt, body included. @defaultValue 60000 */
-    totalMs: 60_000,
+    /** TCP connect, or the CONNECT tunnel through a proxy (one SYN retransmit fits). @defaultValue 3000 */
+    connectMs: 3_000,
+    /** TLS handshake after the connection is up. @defaultValue 3000 */
+    handshakeMs: 3_000,
+    /** From the request being sent to the response headers. @defaultValue 5000 */
+    responseMs: 5_000,
+    /**
+     * Overall deadline of one attempt, body included. A person waits for the answer and the bot
+     * platform gives a service node 20 s at most: 3 attempts of 6 s plus backoff end within 19.5 s. @defaultValue 6000
+     */
+    totalMs: 6_000,
   },
   retry: {
     /** Retries after the first attempt, for transient failures only. @defaultValue 2 */

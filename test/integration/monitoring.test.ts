@@ -222,7 +222,7 @@ describe('queue sampler', () => {
       await new Promise((r) => setTimeout(r, 20));
       await queue.add(JOB_NAME, { nodeId: 'b', context: {} });
       await queue.add(JOB_NAME, { nodeId: 'c', context: {} }, { delay: 60_000 });
-      const now = (first.timestamp) + 42_000;
+      const now = first.timestamp + 42_000;
       const sampler = startQueueSampler(metrics, connection, { isUp: () => up, now: () => now, intervalMs: 60_000 });
       await sampler.sample();
       const value = async (name: string, labels: Record<string, string> = {}): Promise<number | undefined> =>
