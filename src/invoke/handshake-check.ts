@@ -77,8 +77,10 @@ async function handshake(agent: https.Agent, spec: AgentSpec, onSocket: Handshak
     const done = (error?: unknown): void => {
       resolve({ socket: s, error, requested, waitedMs: waitingSince ? round(performance.now() - waitingSince) : 0 });
     };
-    s.once('error', done);
-    s.once('close', () => done(Object.assign(new Error('the server closed the connection during the TLS handshake'), { code: 'ECONNRESET' })));
+    // on, not once: a late second error after the verdict must not become an uncaught exception.
+    s.on('error', done);
+    const closedEarly = (): void => done(Object.assign(new Error('the server closed the connection during the TLS handshake'), { code: 'ECONNRESET' }));
+    s.once('close', closedEarly);
     s.once('secureConnect', () => {
       // OpenSSL computes shared signature algorithms on a client only from a CertificateRequest.
       requested = s.getSharedSigalgs().length > 0;
@@ -86,7 +88,7 @@ async function handshake(agent: https.Agent, spec: AgentSpec, onSocket: Handshak
       waitingSince = performance.now();
       const closed = (): void => done(Object.assign(new Error('the server closed the connection right after the TLS 1.3 handshake'), { code: 'ECONNRESET' }));
       s.once('end', closed);
-      s.removeAllListeners('close');
+      s.off('close', closedEarly);
       s.once('close', closed);
       setTimeout(() => done(), DEFAULTS.tlsOnlyVerdictMs).unref();
     });
