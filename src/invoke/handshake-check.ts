@@ -179,7 +179,7 @@ export async function checkHandshake(node: NodeDefinition, context: Record<strin
     if (request.outcome === 'requested') {
       facts.acceptableCAs = request.caNames;
       facts.clientCertificateRequested ??= true;
-      facts.acceptableCAsSource = 'the CertificateRequest of a TLS 1.2 probe handshake (ClientHello only; Node exposes no CA list, and TLS 1.3 sends it encrypted)';
+      facts.acceptableCAsSource = 'from the CertificateRequest of a TLS 1.2 probe that sent only a ClientHello: Node exposes no CA list, and TLS 1.3 sends it encrypted';
     } else if (request.outcome === 'not_requested') {
       facts.acceptableCAsSource = 'a TLS 1.2 probe handshake got no CertificateRequest (the server may ask only under TLS 1.3)';
     } else {
