@@ -57,6 +57,7 @@ export const ERROR_CODES = {
   SVCNODE_PROXY_REFUSED: 'the proxy refused to open the tunnel (its HTTP status is in the message)',
   SVCNODE_PROXY_TIMEOUT: 'the proxy did not open the tunnel within timeouts.connectMs',
   SVCNODE_BROKEN_RECORD: 'a failure record in Redis is not JSON or lacks fields; `svcnode failures` shows it as broken',
+  SVCNODE_KEYLOG_FILE: 'the --keylog file cannot be opened, or others could read it',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -8,11 +8,14 @@ import { InvalidInputError } from '../errors.js';
 import { exitCodeFor } from '../failures/categories.js';
 import { inputFailure } from '../failures/failure.js';
 import { invokeWithRetries } from '../invoke/attempts.js';
+import { DEFAULTS } from '../invoke/defaults.js';
 import { invoke, type InvokeDeps } from '../invoke/execute.js';
 import { failedResult } from '../invoke/failed-result.js';
+import { checkHandshake, formatHandshakeFacts, type HandshakeResult } from '../invoke/handshake-check.js';
 import type { Result } from '../invoke/result.js';
 import type { LoadedProfile } from '../pki/types.js';
 import { AgentPool } from '../tls/agents.js';
+import { KEYLOG_WARNING, KeylogAgentPool, KeylogFile } from '../tls/keylog.js';
 import { readContextFile } from './context.js';
 import { formatError, printJson, runAction, type CliIo } from './io.js';
 import { formatResult } from './report.js';
@@ -22,6 +25,8 @@ interface DryRunOptions {
   profiles?: string;
   json?: boolean;
   retry?: boolean;
+  tlsOnly?: boolean;
+  keylog?: string;
 }
 
 /** The node id to report for a definition file that did not load: its "id" if readable, else the file name. */
@@ -36,12 +41,14 @@ function idOf(file: string): string {
 }
 
 /** The run itself: every outcome, bad input included, is one Result. */
-async function dryRun(file: string, options: DryRunOptions, io: CliIo, onProfile: (p: LoadedProfile) => void): Promise<Result> {
+async function dryRun(file: string, options: DryRunOptions, io: CliIo, onProfile: (p: LoadedProfile) => void): Promise<Result | HandshakeResult> {
   let node: NodeDefinition;
   let context: Record<string, unknown>;
+  let keylog: KeylogFile | undefined;
   try {
     node = loadNodeFile(file);
     context = options.context ? readContextFile(options.context) : {};
+    keylog = options.keylog === undefined ? undefined : KeylogFile.open(options.keylog);
   } catch (error) {
     if (!(error instanceof InvalidInputError)) throw error;
     io.stderr(formatError(error));
@@ -49,7 +56,8 @@ async function dryRun(file: string, options: DryRunOptions, io: CliIo, onProfile
   }
   const profilesDir = options.profiles ?? io.env.SVCNODE_PROFILES ?? join(dirname(resolve(file)), 'profiles');
   const load = profilesFrom(profilesDir, { env: io.env });
-  const agents = new AgentPool();
+  if (keylog) io.stderr(`warning: --keylog ${keylog.file} ${KEYLOG_WARNING}`);
+  const agents = keylog ? new KeylogAgentPool(keylog) : new AgentPool();
   const deps: InvokeDeps = {
     agents,
     profile: async (name) => {
@@ -65,9 +73,11 @@ async function dryRun(file: string, options: DryRunOptions, io: CliIo, onProfile
     },
   };
   try {
+    if (options.tlsOnly) return await checkHandshake(node, context, { ...deps, ...(keylog ? { onSocket: keylog.attach } : {}) });
     return options.retry ? await invokeWithRetries(node, context, deps) : await invoke(node, context, deps);
   } finally {
     agents.destroy();
+    keylog?.close();
   }
 }
 
@@ -80,6 +90,8 @@ export function dryRunCommand(io: CliIo): Command {
     .option('--profiles <dir>', 'certificate profiles directory (default: $SVCNODE_PROFILES, else <node dir>/profiles)')
     .option('--retry', "apply the node's retry policy (default: a single attempt)")
     .option('--json', 'print exactly one JSON Result document on stdout, for every outcome')
+    .option('--tls-only', `complete the TLS handshake only (TLS 1.3: wait ${DEFAULTS.tlsOnlyVerdictMs} ms for the server's verdict on the client certificate); send no HTTP request`)
+    .option('--keylog <file>', 'append the TLS session secrets to FILE (NSS key log format, for Wireshark; created with mode 0600)')
     .addHelpText('after', '\nExit codes: 0 ok, 2 invalid input, 3 TLS handshake failure, 4 HTTP status not accepted, 5 network failure or timeout.')
     .action((file: string, options: DryRunOptions) =>
       runAction(io, async () => {
@@ -88,7 +100,7 @@ export function dryRunCommand(io: CliIo): Command {
           for (const f of profile.findings) if (f.severity !== 'info') io.stderr(`${f.severity} ${f.code} ${f.file ?? profile.file}: ${f.message}`);
         });
         if (options.json) printJson(io, result);
-        else io.stdout(formatResult(result));
+        else io.stdout(formatResult(result) + ('handshake' in result ? formatHandshakeFacts(result.handshake) : ''));
         return exitCodeFor(result.failure?.category);
       }),
     );

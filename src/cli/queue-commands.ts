@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { runWorkerProcess } from '../../workers/worker-process.js';
 import { exitCodeFor } from '../failures/categories.js';
 import type { FailureSummary, NodeFailures } from '../failures/store.js';
@@ -11,6 +11,7 @@ import { printJson, runAction, type CliIo } from './io.js';
 import { formatResult } from './report.js';
 import { formatTable } from './table.js';
 import { InvalidInputError } from '../errors.js';
+import { refuseKeylogInWorker } from '../tls/keylog.js';
 
 function positiveInt(name: string): (value: string) => number {
   return (value) => {
@@ -38,6 +39,7 @@ interface WorkerCliOptions {
   lockDurationMs?: number;
   stalledIntervalMs?: number;
   tlsSessionResumption?: boolean;
+  keylog?: string;
 }
 
 /** `svcnode worker`: consume the invocation queue. */
@@ -54,8 +56,10 @@ export function workerCommand(io: CliIo): Command {
     .option('--lock-duration-ms <ms>', `job lock duration (default ${WORKER_DEFAULTS.lockDurationMs})`, positiveInt('--lock-duration-ms'))
     .option('--stalled-interval-ms <ms>', `stalled-job check interval (default ${WORKER_DEFAULTS.stalledIntervalMs})`, positiveInt('--stalled-interval-ms'))
     .option('--no-tls-session-resumption', 'force a full TLS handshake on every new connection')
+    .addOption(new Option('--keylog <file>').hideHelp())
     .action((options: WorkerCliOptions) =>
       runAction(io, async () => {
+        refuseKeylogInWorker(options.keylog, io.env);
         const nodesDir = options.nodes ?? io.env.SVCNODE_NODES;
         const profilesDir = options.profiles ?? io.env.SVCNODE_PROFILES;
         if (!nodesDir || !profilesDir) {

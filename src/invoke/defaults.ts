@@ -1,16 +1,19 @@
 /** Every default of a call, in one place. */
 export const DEFAULTS = {
   timeouts: {
-    /** TCP connect, or the CONNECT tunnel through a proxy. @defaultValue 5000 */
-    connectMs: 5_000,
-    /** TLS handshake after the connection is up. @defaultValue 10000 */
-    handshakeMs: 10_000,
-    /** From the request being sent to the response headers. @defaultValue 30000 */
-    responseMs: 30_000,
-    /** Longest pause between two chunks of the response body. @defaultValue 30000 */
-    idleMs: 30_000,
-    /** Overall deadline of one attempt, body included. @defaultValue 60000 */
-    totalMs: 60_000,
+    /** TCP connect, or the CONNECT tunnel through a proxy (one SYN retransmit fits). @defaultValue 3000 */
+    connectMs: 3_000,
+    /** TLS handshake after the connection is up. @defaultValue 3000 */
+    handshakeMs: 3_000,
+    /** From the request being sent to the response headers. @defaultValue 5000 */
+    responseMs: 5_000,
+    /** Longest pause between two chunks of the response body. @defaultValue 5000 */
+    idleMs: 5_000,
+    /**
+     * Overall deadline of one attempt, body included. A person waits for the answer and the bot
+     * platform gives a service node 20 s at most: 3 attempts of 6 s plus backoff end within 19.5 s. @defaultValue 6000
+     */
+    totalMs: 6_000,
   },
   retry: {
     /** Retries after the first attempt, for transient failures only. @defaultValue 2 */
@@ -30,6 +33,13 @@ export const DEFAULTS = {
     /** Body bytes (as JSON) a worker stores in a Result; dry-run shows the whole body. @defaultValue 32 KiB */
     maxStoredBodyBytes: 32_768,
   },
+  /** Time budget of `dry-run --tls-only`'s TLS 1.2 probe that reads the CAs a server names. @defaultValue 3000 */
+  diagnosticTimeoutMs: 3_000,
+  /**
+   * `dry-run --tls-only`, TLS 1.3, certificate requested: how long to wait after the handshake for
+   * the server's verdict on our certificate (an alert or a close; it arrives one round trip later). @defaultValue 1000
+   */
+  tlsOnlyVerdictMs: 1_000,
   /** Redirects followed when a node opts in (same origin only). @defaultValue 5 */
   maxRedirects: 5,
 } as const;

@@ -42,7 +42,7 @@ const processTokens = new MemoryTokenCache();
 const SOON_MS = 90 * 86_400_000;
 
 /** Refuse to present a client certificate outside its validity period. */
-function clientDateFailure(profile: LoadedProfile, now: Date): Failure | undefined {
+export function clientDateFailure(profile: LoadedProfile, now: Date): Failure | undefined {
   const facts = clientFacts(profile);
   if (!facts || (now.getTime() >= facts.notBefore && now.getTime() <= facts.notAfter)) return undefined;
   const leaf = profile.client?.leaf;

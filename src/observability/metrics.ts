@@ -50,6 +50,25 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly queueJobs = new Gauge({
+    name: 'svcnode_queue_jobs',
+    help: 'Jobs in the invocation queue by state (waiting, active, delayed, prioritized, waiting-children), sampled by each worker',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly queueOldestWaitingAge = new Gauge({
+    name: 'svcnode_queue_oldest_waiting_age_seconds',
+    help: 'How long the next job to be taken has been waiting (0 when none waits), sampled by each worker',
+    registers: [this.registry],
+  });
+
+  readonly workerUp = new Gauge({
+    name: 'svcnode_worker_up',
+    help: '1 while this worker takes jobs (consuming and connected to Redis), else 0',
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'svcnode_' });
   }

@@ -17,6 +17,7 @@ import { AgentPool } from '../tls/agents.js';
 import { workerConnection } from './connection.js';
 import { JOB_NAME, QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { createProcessor } from './processor.js';
+import { startQueueSampler } from './queue-metrics.js';
 import { RedisTokenCache } from './redis-token-cache.js';
 
 export interface WorkerOptions {
@@ -143,6 +144,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     autorun: false,
   });
   worker.on('error', (error) => logger.warn({ err: error.message }, 'worker error'));
+  const queueSampler = startQueueSampler(metrics, storeConnection, { ...(options.prefix ? { prefix: options.prefix } : {}), isUp: () => redisReady && worker.isRunning() });
   worker.on('failed', (job, error) => logger.error({ jobId: job?.id, err: error.message }, 'job failed (infrastructure)'));
 
   const watcher = new ProfileWatcher(
@@ -183,6 +185,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   if (server) logger.info({ healthPort: server.port }, 'serving /metrics and /healthz');
   // /healthz answers (503) while Redis is still unreachable at start; a stop signal ends the wait.
   if (!(await redisOrAbort(connection, options.signal))) {
+    queueSampler.stop();
     watcher.stop();
     clearInterval(expiryTimer);
     agents.destroy();
@@ -194,6 +197,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   }
   await checkRedisConfig(connection, logger);
   void worker.run().catch((error: unknown) => logger.error({ err: (error as Error).message }, 'worker stopped'));
+  void queueSampler.sample();
   logger.info({ queue: QUEUE_NAME, concurrency: options.concurrency ?? WORKER_DEFAULTS.concurrency, metricsPort: server?.port }, 'worker started');
 
   return {
@@ -202,6 +206,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     metricsPort: server?.port,
     watcher,
     async close(graceMs = WORKER_DEFAULTS.shutdownGraceMs) {
+      queueSampler.stop();
       watcher.stop();
       clearInterval(expiryTimer);
       const graceful = worker.close().then(() => true);

@@ -1,0 +1,196 @@
+import type https from 'node:https';
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { NodeDefinition } from '../definitions/types.js';
+import { classifyError } from '../failures/classify.js';
+import type { LoadedProfile } from '../pki/types.js';
+import type { AgentSpec } from '../tls/agents.js';
+import { probeCertificateRequest } from '../tls/certificate-request.js';
+import { probeOf, type ConnectionProbe } from '../tls/probe.js';
+import { DEFAULTS } from './defaults.js';
+import { classifyContext, clientCertificate, round } from './exchange.js';
+import { clientDateFailure, type InvokeDeps } from './execute.js';
+import { renderRequest } from './render.js';
+import { reportedUrl, type Failure, type Result, type TlsReport } from './result.js';
+import { callSettings } from './settings.js';
+
+/** What a handshake-only check adds to the Result. */
+export interface HandshakeFacts {
+  /** Always true: the check sends no HTTP request (`response` is null). */
+  tlsOnly: true;
+  /**
+   * The server sent a CertificateRequest. Read from the TLS socket (signature algorithms are only
+   * shared with a server that asks for a certificate) or from the TLS 1.2 probe; null when unknown.
+   */
+  clientCertificateRequested: boolean | null;
+  /** CAs the server named in its CertificateRequest (empty: it named none); null when not known. */
+  acceptableCAs: string[] | null;
+  /** Where `acceptableCAs` came from, or why they are missing. */
+  acceptableCAsSource: string;
+  /** Time spent after the handshake waiting for a TLS 1.3 server's verdict on our certificate. */
+  verdictWaitMs: number;
+}
+
+export type HandshakeResult = Result & { handshake: HandshakeFacts };
+
+export interface HandshakeDeps extends InvokeDeps {
+  /** Sees every TLS socket of the check (the key log hooks in here). */
+  onSocket?: (socket: TLSSocket) => void;
+}
+
+type Callback = (error: Error | null, stream?: Duplex) => void;
+type CreateConnection = (options: https.RequestOptions, callback: Callback) => Duplex | null | undefined;
+
+/** Open one connection on the node's pooled agent (direct or through its proxy), with its probe, without an HTTP request. */
+function openConnection(agent: https.Agent, spec: AgentSpec): Promise<TLSSocket> {
+  const host = spec.origin.hostname.replace(/^\[|\]$/g, '');
+  const options = { ...agent.options, host, port: Number(spec.origin.port || 443) };
+  return new Promise((resolve, reject) => {
+    const create = (agent as unknown as { createConnection: CreateConnection }).createConnection.bind(agent);
+    const created = create(options, (error, stream) => (error ? reject(error) : resolve(stream as TLSSocket)));
+    if (created) resolve(created as TLSSocket);
+  });
+}
+
+interface Outcome {
+  socket?: TLSSocket;
+  error?: unknown;
+  requested: boolean | null;
+  waitedMs: number;
+}
+
+/** Handshake; under TLS 1.3 with a certificate request, wait for an alert or a close. */
+async function handshake(agent: https.Agent, spec: AgentSpec, onSocket: HandshakeDeps['onSocket']): Promise<Outcome> {
+  let socket: TLSSocket;
+  try {
+    socket = await openConnection(agent, spec);
+  } catch (error) {
+    return { error, requested: null, waitedMs: 0 };
+  }
+  onSocket?.(socket);
+  const s = socket;
+  return new Promise<Outcome>((resolve) => {
+    let requested: boolean | null = null;
+    let waitingSince = 0;
+    const done = (error?: unknown): void => {
+      resolve({ socket: s, error, requested, waitedMs: waitingSince ? round(performance.now() - waitingSince) : 0 });
+    };
+    // on, not once: a late second error after the verdict must not become an uncaught exception.
+    s.on('error', done);
+    const closedEarly = (): void => done(Object.assign(new Error('the server closed the connection during the TLS handshake'), { code: 'ECONNRESET' }));
+    s.once('close', closedEarly);
+    s.once('secureConnect', () => {
+      // OpenSSL computes shared signature algorithms on a client only from a CertificateRequest.
+      requested = s.getSharedSigalgs().length > 0;
+      if (s.getProtocol() !== 'TLSv1.3' || !requested) return done();
+      waitingSince = performance.now();
+      const closed = (): void => done(Object.assign(new Error('the server closed the connection right after the TLS 1.3 handshake'), { code: 'ECONNRESET' }));
+      s.once('end', closed);
+      s.off('close', closedEarly);
+      s.once('close', closed);
+      setTimeout(() => done(), DEFAULTS.tlsOnlyVerdictMs).unref();
+    });
+  });
+}
+
+function tlsReport(probe: ConnectionProbe | undefined, profile: LoadedProfile, requested: boolean | null): TlsReport | null {
+  if (!probe?.secureAt) return null;
+  return {
+    protocol: probe.protocol ?? null,
+    cipher: probe.cipher ?? null,
+    sessionReused: probe.sessionReused,
+    connectionReused: false,
+    serverChain: probe.serverChain ?? [],
+    clientCertificate: requested === false ? null : clientCertificate(profile),
+  };
+}
+
+/**
+ * `dry-run --tls-only`: the node's connection (pooled agent, SecureContext, proxy, identity
+ * rules, timeouts) up to the end of the TLS handshake, plus a TLS 1.3 server's verdict on our
+ * certificate, classified like any call. Sends no application byte. Never throws.
+ */
+export async function checkHandshake(node: NodeDefinition, context: Record<string, unknown>, deps: HandshakeDeps): Promise<HandshakeResult> {
+  const started = performance.now();
+  const facts: HandshakeFacts = { tlsOnly: true, clientCertificateRequested: null, acceptableCAs: null, acceptableCAsSource: 'not probed', verdictWaitMs: 0 };
+  const result: HandshakeResult = {
+    ok: false,
+    nodeId: node.id,
+    request: { method: node.request.method, url: reportedUrl(node.request.url) },
+    tls: null,
+    response: null,
+    failure: null,
+    timings: { connectMs: 0, handshakeMs: 0, totalMs: 0 },
+    attempts: 1,
+    handshake: facts,
+  };
+  const finish = (failure: Failure | null): HandshakeResult => {
+    result.failure = failure;
+    result.ok = failure === null;
+    result.timings.totalMs = round(performance.now() - started);
+    return result;
+  };
+
+  let profile: LoadedProfile;
+  let url: URL;
+  try {
+    // Only the origin is needed, and it is never templated: a missing context variable does not stop the check.
+    try {
+      url = renderRequest(node, context).url;
+      result.request.url = reportedUrl(url);
+    } catch {
+      url = new URL(node.request.url);
+    }
+    profile = await deps.profile(node.tls.profile);
+  } catch (error) {
+    return finish(classifyError(error, { host: '', profileName: node.tls.profile, clientSubject: undefined, probe: undefined, proxy: false }));
+  }
+  const expired = clientDateFailure(profile, deps.now?.() ?? new Date());
+  if (expired) return finish(expired);
+
+  const settings = callSettings(node, profile, url, true);
+  const outcome = await handshake(deps.agents.get(settings.spec), settings.spec, deps.onSocket);
+  const probe = probeOf(outcome.socket);
+  outcome.socket?.end();
+  outcome.socket?.destroy();
+  facts.verdictWaitMs = outcome.waitedMs;
+  facts.clientCertificateRequested = outcome.requested;
+  if (probe?.connectedAt !== undefined) result.timings.connectMs = round(probe.connectedAt - probe.startedAt);
+  if (probe?.secureAt !== undefined && probe.connectedAt !== undefined) result.timings.handshakeMs = round(probe.secureAt - probe.connectedAt);
+  result.tls = tlsReport(probe, profile, outcome.requested);
+
+  let failure: Failure | null = null;
+  if (outcome.error !== undefined) {
+    // The chain the server presented was read from this same connection before Node rejected it.
+    failure = classifyError(outcome.error, classifyContext(url.host, profile, probe, settings.spec.proxyUrl !== undefined));
+  }
+  // Which CAs the server accepts matters when it asked for a certificate or refused ours.
+  if (outcome.requested === true || (failure !== null && failure.category.startsWith('client_cert'))) {
+    const request = await probeCertificateRequest(settings.spec, DEFAULTS.diagnosticTimeoutMs);
+    if (request.outcome === 'requested') {
+      facts.acceptableCAs = request.caNames;
+      facts.clientCertificateRequested ??= true;
+      facts.acceptableCAsSource = 'from the CertificateRequest of a TLS 1.2 probe that sent only a ClientHello: Node exposes no CA list, and TLS 1.3 sends it encrypted';
+    } else if (request.outcome === 'not_requested') {
+      facts.acceptableCAsSource = 'a TLS 1.2 probe handshake got no CertificateRequest (the server may ask only under TLS 1.3)';
+    } else {
+      facts.acceptableCAsSource = `not available: ${request.reason} (Node exposes no CA list, and TLS 1.3 sends it encrypted)`;
+    }
+  }
+  return finish(failure);
+}
+
+/** The lines `dry-run --tls-only` adds to the human report. */
+export function formatHandshakeFacts(facts: HandshakeFacts): string {
+  const pad = '            ';
+  const requested = facts.clientCertificateRequested === null ? 'unknown (the handshake did not get that far)' : facts.clientCertificateRequested ? 'yes' : 'no';
+  const lines = ['mode        TLS handshake only: no HTTP request was sent', `cert req.   ${requested}`];
+  if (facts.acceptableCAs !== null) {
+    if (facts.acceptableCAs.length === 0) lines.push(`${pad}no CA names (the server accepts any issuer it trusts)`);
+    facts.acceptableCAs.forEach((name, i) => lines.push(`${i === 0 ? 'CA names    ' : pad}${name}`));
+  }
+  if (facts.acceptableCAsSource !== 'not probed') lines.push(`${pad}(${facts.acceptableCAsSource})`);
+  if (facts.verdictWaitMs > 0) lines.push(`verdict     waited ${facts.verdictWaitMs} ms after the TLS 1.3 handshake for the server's verdict on the client certificate`);
+  return `${lines.join('\n')}\n`;
+}
