@@ -45,7 +45,9 @@ export function bypassesProxy(url: URL, nodeList: readonly string[] | undefined,
     const entry = raw.trim().toLowerCase();
     if (entry === '') return false;
     if (entry === '*') return true;
-    const m = /^(.*?)(?::(\d+))?$/.exec(entry);
+    // `host:port`, `[v6]:port`; a bare IPv6 address has several colons and no port.
+    const bareV6 = !entry.startsWith('[') && entry.indexOf(':') !== entry.lastIndexOf(':');
+    const m = bareV6 ? undefined : /^(.*?)(?::(\d+))?$/.exec(entry);
     const name = (m?.[1] ?? entry).replace(/^\*?\./, '').replace(/^\[|\]$/g, '');
     if (m?.[2] !== undefined && m[2] !== port) return false;
     return host === name || host.endsWith(`.${name}`);
