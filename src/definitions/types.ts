@@ -33,6 +33,9 @@ export interface NodeDefinition {
     pinnedPublicKeys?: string[];
     serverSubjectPatterns?: string[];
     clientCertHeader?: string;
+    maxVersion?: 'TLSv1.2' | 'TLSv1.3';
+    ciphers?: string;
+    legacyServerConnect?: boolean;
   };
   proxy?: { url: string };
   auth?: { type: 'certificate-session'; tokens: { url: string; header: string; field?: string }[]; ttlSeconds?: number };

@@ -7,6 +7,7 @@ import type { LoadedProfile } from '../pki/types.js';
 import { identityChecker, type IdentityRules } from './identity.js';
 import { instrument, newProbe, type AgentMemo, type PhaseLimits } from './probe.js';
 import { secureContextFor } from './secure-context.js';
+import { policyKey, type TlsPolicy } from './tls-policy.js';
 
 /** Everything that decides which connections may be shared. */
 export interface AgentSpec {
@@ -14,6 +15,8 @@ export interface AgentSpec {
   origin: URL;
   servername?: string;
   minVersion?: SecureVersion;
+  /** maxVersion, ciphers, legacyServerConnect: they change the handshake, so they are part of the key. */
+  policy?: TlsPolicy;
   rules: IdentityRules;
   proxyUrl?: string;
   limits: PhaseLimits;
@@ -31,7 +34,7 @@ function agentOptions(spec: AgentSpec): https.AgentOptions {
     maxSockets: 256,
     maxFreeSockets: 256,
     scheduling: 'lifo',
-    secureContext: secureContextFor(spec.profile, spec.minVersion),
+    secureContext: secureContextFor(spec.profile, spec.minVersion, spec.policy),
     rejectUnauthorized: true,
     ...(servername ? { servername } : {}),
     checkServerIdentity: identityChecker(spec.rules),
@@ -101,13 +104,15 @@ function keyOf(spec: AgentSpec): string {
   return key;
 }
 
-function computeKey(spec: AgentSpec): string {
+/** Exported for tests: two specs share connections only when their keys are equal. */
+export function computeKey(spec: AgentSpec): string {
   return JSON.stringify([
     spec.profile.name,
     spec.profile.version,
     spec.origin.origin,
     spec.servername ?? null,
     spec.minVersion ?? null,
+    policyKey(spec.policy),
     spec.rules.pinnedPublicKeys ?? null,
     spec.rules.serverSubjectPatterns ?? null,
     spec.proxyUrl ?? null,

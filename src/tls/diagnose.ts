@@ -48,7 +48,7 @@ export async function diagnoseServerChain(spec: AgentSpec, timeoutMs: number): P
       const s = connect({
         ...(raw ? { socket: raw } : { host, port: Number(spec.origin.port || 443) }),
         ...(servername ? { servername } : {}),
-        secureContext: secureContextFor(spec.profile, spec.minVersion),
+        secureContext: secureContextFor(spec.profile, spec.minVersion, spec.policy),
         rejectUnauthorized: false,
       });
       socket = s;
