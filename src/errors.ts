@@ -29,6 +29,8 @@ export const ERROR_CODES = {
   SVCNODE_AUTH_NO_TOKEN: 'a certificate-session endpoint answered without the token field',
   SVCNODE_AUTH_NO_CLIENT_CERT: 'certificate-session authentication needs a profile with a client certificate',
   SVCNODE_REDIS_UNAVAILABLE: 'Redis cannot be reached',
+  SVCNODE_INVALID_CRL: 'a trust.crl entry is not a CRL, or no trust.ca certificate issued it',
+  SVCNODE_CERT_REVOKED: 'a server certificate is listed in a current CRL of the profile (soft revocation mode)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

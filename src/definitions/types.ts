@@ -8,7 +8,7 @@ export interface ProfileDocument {
   client?:
     | { certificate: string; key: string; passphrase?: PassphraseSource }
     | { pkcs12: string; passphrase?: PassphraseSource };
-  trust?: { ca?: string[]; systemRoots?: boolean };
+  trust?: { ca?: string[]; systemRoots?: boolean; crl?: string[]; revocation?: { distributionPoints?: boolean; ocsp?: 'off' | 'stapled-if-present' | 'stapled-required'; mode?: 'hard' | 'soft' } };
   policy?: { minKeyBits?: 2048 | 3072 | 4096; expiryWarningDays?: number };
 }
 

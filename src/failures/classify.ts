@@ -1,7 +1,9 @@
 import { InvalidInputError, SvcnodeError, errorCode, errorMessage } from '../errors.js';
 import type { Failure } from '../invoke/result.js';
+import type { LoadedCrl } from '../pki/crl.js';
 import type { ChainEntry, ConnectionProbe } from '../tls/probe.js';
 import { FAILURE_CATEGORIES, type FailureCategory } from './categories.js';
+import { REVOCATION_UNKNOWN, REVOCATION_UNKNOWN_CODES, revokedHint, revokedInChain, unknownHint } from './revocation-failure.js';
 
 /** What the classifier knows besides the error itself. */
 export interface ClassifyContext {
@@ -14,13 +16,15 @@ export interface ClassifyContext {
   /** The server chain as captured by a diagnostic handshake, if any. */
   diagnosticChain?: ChainEntry[];
   proxy: boolean;
+  /** The profile's CRLs, to name the revoked certificate and its source in hints. */
+  crls?: readonly LoadedCrl[];
 }
 
 const SERVER_UNTRUSTED = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
   'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED',
   'CERT_REJECTED', 'INVALID_CA', 'CERT_CHAIN_TOO_LONG', 'PATH_LENGTH_EXCEEDED', 'INVALID_PURPOSE',
-  'CERT_REVOKED', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY', 'UNABLE_TO_GET_CRL',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY', 'UNABLE_TO_GET_CRL',
   'CRL_HAS_EXPIRED', 'CRL_NOT_YET_VALID', 'HOSTNAME_MISMATCH',
 ]);
 const SERVER_EXPIRED = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERROR_IN_CERT_NOT_BEFORE_FIELD', 'ERROR_IN_CERT_NOT_AFTER_FIELD']);
@@ -85,6 +89,15 @@ function chainHint(ctx: ClassifyContext): string {
 
 function serverCertFailure(code: string, message: string, ctx: ClassifyContext): Failure | undefined {
   const leaf = ctx.diagnosticChain?.[0];
+  if (code === 'CERT_REVOKED' || code === 'SVCNODE_CERT_REVOKED') {
+    return failure('server_cert_revoked', code, `server certificate chain of ${ctx.host} is revoked: ${message}`, revokedHint(ctx.diagnosticChain, ctx.crls, ctx.host));
+  }
+  // OpenSSL reports the last error of the chain: a missing CRL at a higher level masks a revoked leaf.
+  const masked = REVOCATION_UNKNOWN_CODES.has(code) ? revokedInChain(ctx.diagnosticChain, ctx.crls, ctx.host) : undefined;
+  if (masked) return failure('server_cert_revoked', code, `server certificate chain of ${ctx.host} is revoked (OpenSSL also reported ${code})`, masked);
+  if (REVOCATION_UNKNOWN_CODES.has(code) && ctx.crls && ctx.crls.length > 0) {
+    return failure('server_cert_untrusted', REVOCATION_UNKNOWN, `revocation status of the server chain of ${ctx.host} is unknown (${code}): revocation mode is hard`, unknownHint(code, ctx.crls, new Date(), ctx.profileName));
+  }
   if (SERVER_EXPIRED.has(code)) {
     const when = leaf ? ` (valid ${leaf.validFrom} to ${leaf.validTo})` : '';
     return failure('server_cert_expired', code, `server certificate of ${ctx.host} is ${code === 'CERT_NOT_YET_VALID' ? 'not yet valid' : 'expired'}${when}`, 'ask the backend team to renew the server certificate; check this machine\'s clock if the dates look right');

@@ -64,7 +64,7 @@ function withPhase(failure: Failure, probe: ConnectionProbe | undefined): Failur
 }
 
 export function classifyContext(host: string, profile: LoadedProfile, probe: ConnectionProbe | undefined, proxy: boolean): ClassifyContext {
-  return { host, profileName: profile.name, clientSubject: clientFacts(profile)?.subject, probe, proxy };
+  return { host, profileName: profile.name, clientSubject: clientFacts(profile)?.subject, probe, proxy, ...(profile.trust.crls?.length ? { crls: profile.trust.crls } : {}) };
 }
 
 /** Judge an HTTP status against the accepted ones (numbers or "2xx" classes). */

@@ -5,6 +5,7 @@ import type { ProfileDocument } from '../definitions/types.js';
 import { readJsonFile, validateDocument } from '../definitions/validator.js';
 import { InvalidInputError } from '../errors.js';
 import { bundleError } from './bundle-error.js';
+import { crlFindings, loadCrls } from './revocation-load.js';
 import { loadClientIdentity, type ClientSource } from './client-identity.js';
 import { dateFindings } from './findings.js';
 import { readMaterial, type Material } from './material.js';
@@ -88,6 +89,15 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
     findings.push({ severity: 'info', code: 'SYSTEM_ROOTS', file: path, message: 'no trust.ca: server certificates are verified against the system (Mozilla) roots', hint: 'list your private root and intermediate CAs in trust.ca to pin trust to them' });
   }
 
+  const crls = await loadCrls((doc.trust?.crl ?? []).map(at), trusted);
+  for (const { crl, bytes } of crls) version.update(`\0${crl.source}\0`).update(createHash('sha256').update(bytes).digest());
+  findings.push(...crlFindings(crls.map((c) => c.crl), client, now));
+  const revocation = Object.freeze({
+    mode: doc.trust?.revocation?.mode ?? 'hard',
+    ocsp: doc.trust?.revocation?.ocsp ?? 'off',
+    distributionPoints: doc.trust?.revocation?.distributionPoints ?? false,
+  });
+
   for (const material of materials) {
     version.update(`\0${material.file}\0`).update(createHash('sha256').update(material.bytes).digest());
   }
@@ -97,7 +107,7 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
     file: path,
     version: version.digest('hex'),
     client,
-    trust: Object.freeze({ certificates: Object.freeze(trusted), systemRoots }),
+    trust: Object.freeze({ certificates: Object.freeze(trusted), systemRoots, crls: Object.freeze(crls.map((c) => c.crl)), revocation }),
     policy: Object.freeze({ minKeyBits: policy.minKeyBits, expiryWarningDays: policy.expiryWarningDays }),
     findings: Object.freeze(findings),
   });

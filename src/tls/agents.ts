@@ -6,6 +6,7 @@ import { HttpsProxyAgent } from 'hpagent';
 import type { LoadedProfile } from '../pki/types.js';
 import { identityChecker, type IdentityRules } from './identity.js';
 import { instrument, newProbe, type AgentMemo, type PhaseLimits } from './probe.js';
+import { withRevocation } from './revocation.js';
 import { secureContextFor } from './secure-context.js';
 import { policyKey, type TlsPolicy } from './tls-policy.js';
 
@@ -37,7 +38,7 @@ function agentOptions(spec: AgentSpec): https.AgentOptions {
     secureContext: secureContextFor(spec.profile, spec.minVersion, spec.policy),
     rejectUnauthorized: true,
     ...(servername ? { servername } : {}),
-    checkServerIdentity: identityChecker(spec.rules),
+    checkServerIdentity: withRevocation(spec.profile, identityChecker(spec.rules)),
   };
 }
 

@@ -1,6 +1,7 @@
 import { createSecureContext, rootCertificates, type SecureContext, type SecureVersion } from 'node:tls';
 import { BundleError } from '../errors.js';
 import type { LoadedProfile } from '../pki/types.js';
+import { revocationContextOptions } from './revocation.js';
 import { policyKey, policyOptions, type TlsPolicy } from './tls-policy.js';
 
 const contexts = new WeakMap<LoadedProfile, Map<string, SecureContext>>();
@@ -27,6 +28,7 @@ export function secureContextFor(profile: LoadedProfile, minVersion: SecureVersi
     context = createSecureContext({
       minVersion,
       ...policyOptions(policy),
+      ...revocationContextOptions(profile),
       ...(ca ? { ca } : {}),
       ...(client ? { key: client.keyPem, cert: [client.leaf, ...client.chain].map((c) => c.toString()).join('') } : {}),
     });
