@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Result } from '../invoke/result.js';
 import { profileCertificates } from '../pki/certificates.js';
 import type { LoadedProfile } from '../pki/types.js';
+import type { RevocationCheck } from '../tls/revocation.js';
 
 /** Prometheus metrics of a worker process. */
 export class Metrics {
@@ -50,6 +51,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly revocationChecks = new Counter({
+    name: 'svcnode_revocation_checks_total',
+    help: 'Revocation checks of server chains by result: ok, revoked, unknown (no current CRL)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly crlNextUpdate = new Gauge({
+    name: 'svcnode_crl_next_update_timestamp_seconds',
+    help: 'nextUpdate of every trust.crl CRL as a Unix timestamp',
+    labelNames: ['profile', 'issuer', 'source'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'svcnode_' });
   }
@@ -59,6 +74,19 @@ export class Metrics {
     for (const [role, cert] of profileCertificates(profile)) {
       this.certificateExpiry.set({ profile: profile.name, role, subject: cert.subject.replace(/\n/g, ', ') }, new Date(cert.validTo).getTime() / 1000);
     }
+    this.setCrlNextUpdate(profile);
+  }
+
+  /** Publish nextUpdate of every CRL of a profile (CRLs without one are left out). */
+  setCrlNextUpdate(profile: LoadedProfile): void {
+    for (const crl of profile.trust.crls ?? []) {
+      if (crl.nextUpdate) this.crlNextUpdate.set({ profile: profile.name, issuer: crl.issuerName, source: crl.source }, crl.nextUpdate.getTime() / 1000);
+    }
+  }
+
+  /** Count a revocation verdict reached after the handshake (soft mode, or a hard-mode pass). */
+  observeRevocation(check: RevocationCheck): void {
+    this.revocationChecks.inc({ result: check.result });
   }
 
   /** Count one attempt. */
@@ -67,6 +95,9 @@ export class Metrics {
     this.attempts.inc({ node: result.nodeId, outcome });
     this.duration.observe({ node: result.nodeId }, result.timings.totalMs / 1000);
     const tls = result.tls;
+    // Hard-mode verdicts reached by OpenSSL in the handshake (the checker only sees passes).
+    if (result.failure?.code === 'CERT_REVOKED') this.revocationChecks.inc({ result: 'revoked' });
+    else if (result.failure?.code === 'server_cert_revocation_unknown') this.revocationChecks.inc({ result: 'unknown' });
     if (result.failure?.phase === 'tls') this.handshakes.inc({ node: result.nodeId, result: result.failure.category });
     else if (tls?.protocol && !tls.connectionReused) this.handshakes.inc({ node: result.nodeId, result: tls.sessionReused ? 'resumed' : 'ok' });
   }

@@ -18,6 +18,7 @@ import { workerConnection } from './connection.js';
 import { JOB_NAME, QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { createProcessor } from './processor.js';
 import { RedisTokenCache } from './redis-token-cache.js';
+import { revocationEvents, type RevocationCheck } from '../tls/revocation.js';
 
 export interface WorkerOptions {
   redisUrl: string;
@@ -112,6 +113,11 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
 
   const metrics = new Metrics();
   for (const profile of registry.profiles.values()) metrics.setCertificateExpiry(profile);
+  const onRevocation = (check: RevocationCheck): void => {
+    metrics.observeRevocation(check);
+    if (check.result === 'unknown') logger.warn({ profile: check.profile, subject: check.subject }, `revocation status unknown, call allowed (soft mode): ${check.message ?? ''}`);
+  };
+  revocationEvents.on('check', onRevocation);
 
   const connection = workerConnection(options.redisUrl);
   const storeConnection = workerConnection(options.redisUrl);
@@ -180,6 +186,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   if (!(await redisOrAbort(connection, options.signal))) {
     watcher.stop();
     clearInterval(expiryTimer);
+    revocationEvents.off('check', onRevocation);
     agents.destroy();
     await server?.close();
     await worker.close(true).catch(() => undefined);
@@ -199,6 +206,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     async close(graceMs = WORKER_DEFAULTS.shutdownGraceMs) {
       watcher.stop();
       clearInterval(expiryTimer);
+      revocationEvents.off('check', onRevocation);
       const graceful = worker.close().then(() => true);
       const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), graceMs).unref());
       const drained = await Promise.race([graceful, timer]);
