@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   SVCNODE_AUTH_NO_CLIENT_CERT: 'certificate-session authentication needs a profile with a client certificate',
   SVCNODE_REDIS_UNAVAILABLE: 'Redis cannot be reached',
   SVCNODE_INVALID_CRL: 'a trust.crl entry is not a CRL, or no trust.ca certificate issued it',
+  SVCNODE_CRL_UNAVAILABLE: 'a trust.crl URL cannot be downloaded and no earlier copy is known',
   SVCNODE_CERT_REVOKED: 'a server certificate is listed in a current CRL of the profile (soft revocation mode)',
 } as const;
 

@@ -6,6 +6,7 @@ import { readJsonFile, validateDocument } from '../definitions/validator.js';
 import { InvalidInputError } from '../errors.js';
 import { bundleError } from './bundle-error.js';
 import { crlFindings, loadCrls } from './revocation-load.js';
+import { isCrlUrl, processCrlFetcher, type CrlFetcher } from './crl-fetch.js';
 import { loadClientIdentity, type ClientSource } from './client-identity.js';
 import { dateFindings } from './findings.js';
 import { readMaterial, type Material } from './material.js';
@@ -19,6 +20,8 @@ export interface LoadProfileOptions {
   now?: Date;
   /** Where `{"env": NAME}` passphrases are read. @defaultValue process.env */
   env?: NodeJS.ProcessEnv;
+  /** Where trust.crl URLs are downloaded and shared. @defaultValue a process-wide in-memory fetcher */
+  crlFetcher?: CrlFetcher;
 }
 
 /** Policy defaults for fields a profile may omit. */
@@ -89,7 +92,7 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
     findings.push({ severity: 'info', code: 'SYSTEM_ROOTS', file: path, message: 'no trust.ca: server certificates are verified against the system (Mozilla) roots', hint: 'list your private root and intermediate CAs in trust.ca to pin trust to them' });
   }
 
-  const crls = await loadCrls((doc.trust?.crl ?? []).map(at), trusted);
+  const crls = await loadCrls((doc.trust?.crl ?? []).map((entry) => (isCrlUrl(entry) ? entry : at(entry))), trusted, opts.crlFetcher ?? processCrlFetcher, findings);
   for (const { crl, bytes } of crls) version.update(`\0${crl.source}\0`).update(createHash('sha256').update(bytes).digest());
   findings.push(...crlFindings(crls.map((c) => c.crl), client, now));
   const revocation = Object.freeze({

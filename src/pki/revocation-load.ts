@@ -1,15 +1,32 @@
 import type { X509Certificate } from 'node:crypto';
+import { InvalidInputError } from '../errors.js';
 import { crlStatus, describeRevocation, lookup, readCrlFile, type LoadedCrl } from './crl.js';
+import { isCrlUrl, type CrlFetcher } from './crl-fetch.js';
 import type { ClientIdentity, Finding } from './types.js';
 
 const DAY_MS = 86_400_000;
 /** A CRL whose nextUpdate is this close is reported: the PKI usually publishes well before. */
 const CRL_WARNING_MS = 1 * DAY_MS;
 
-/** Read every trust.crl file, in order; each must be signed by a trust.ca certificate. */
-export async function loadCrls(files: readonly string[], trust: readonly X509Certificate[]): Promise<{ crl: LoadedCrl; bytes: Buffer }[]> {
+/**
+ * Read every trust.crl entry, in order; each must be signed by a trust.ca certificate. A URL that
+ * cannot be downloaded becomes a CRL_UNAVAILABLE error finding: the profile still loads, and
+ * hard revocation mode fails its calls until the CRL can be had.
+ */
+export async function loadCrls(entries: readonly string[], trust: readonly X509Certificate[], fetcher: CrlFetcher, findings: Finding[]): Promise<{ crl: LoadedCrl; bytes: Buffer }[]> {
   const out: { crl: LoadedCrl; bytes: Buffer }[] = [];
-  for (const file of files) out.push(await readCrlFile(file, trust));
+  for (const entry of entries) {
+    if (!isCrlUrl(entry)) {
+      out.push(await readCrlFile(entry, trust));
+      continue;
+    }
+    try {
+      out.push(await fetcher.load(entry, trust));
+    } catch (error) {
+      if (!(error instanceof InvalidInputError) || error.code !== 'SVCNODE_CRL_UNAVAILABLE') throw error;
+      findings.push({ severity: 'error', code: 'CRL_UNAVAILABLE', file: entry, message: error.message, ...(error.hint ? { hint: error.hint } : {}) });
+    }
+  }
   return out;
 }
 

@@ -18,6 +18,8 @@ import { workerConnection } from './connection.js';
 import { JOB_NAME, QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { createProcessor } from './processor.js';
 import { RedisTokenCache } from './redis-token-cache.js';
+import { RedisCrlStore } from './redis-crl-store.js';
+import { CrlFetcher } from '../pki/crl-fetch.js';
 import { revocationEvents, type RevocationCheck } from '../tls/revocation.js';
 
 export interface WorkerOptions {
@@ -97,7 +99,14 @@ async function checkRedisConfig(redis: Redis, logger: Logger): Promise<void> {
 /** Start a worker: load and validate definitions, then consume the invocation queue. */
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
   const { logger } = options;
-  const registry = await Registry.load(options.nodesDir, options.profilesDir, { env: options.env ?? process.env });
+  // trust.crl URLs are downloaded once per fleet and shared through Redis (a Redis outage only means each worker downloads).
+  const crlConnection = workerConnection(options.redisUrl);
+  crlConnection.on('error', () => undefined);
+  const crlFetcher = new CrlFetcher(new RedisCrlStore(crlConnection, options.prefix ? `${options.prefix}:svcnode` : 'svcnode'));
+  const registry = await Registry.load(options.nodesDir, options.profilesDir, { env: options.env ?? process.env, crlFetcher }).catch((error: unknown) => {
+    crlConnection.disconnect();
+    throw error;
+  });
   for (const problem of registry.problems) {
     logger.error({ kind: problem.kind, file: problem.file, code: problem.error.code, hint: problem.error.hint }, problem.error.message);
   }
@@ -165,7 +174,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         logger.error({ profile: name, file, code: error.code, hint: error.hint }, `profile reload failed, keeping the last good bundle: ${error.message}`);
       },
     },
-    { intervalMs: options.reloadIntervalMs ?? 5_000, ...(options.env ? { env: options.env } : {}) },
+    { intervalMs: options.reloadIntervalMs ?? 5_000, ...(options.env ? { env: options.env } : {}), crlFetcher },
   );
   if ((options.reloadIntervalMs ?? 5_000) > 0) await watcher.start();
 
@@ -187,6 +196,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     watcher.stop();
     clearInterval(expiryTimer);
     revocationEvents.off('check', onRevocation);
+    crlConnection.disconnect();
     agents.destroy();
     await server?.close();
     await worker.close(true).catch(() => undefined);
@@ -213,7 +223,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       if (!drained) await worker.close(true);
       agents.destroy();
       await server?.close();
-      await Promise.allSettled([connection.quit(), storeConnection.quit()]);
+      await Promise.allSettled([connection.quit(), storeConnection.quit(), crlConnection.quit()]);
       return { drained };
     },
   };
