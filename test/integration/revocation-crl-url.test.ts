@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ProfileWatcher } from '../../src/definitions/profile-watcher.js';
+import { Registry } from '../../src/definitions/registry.js';
 import { invoke } from '../../src/invoke/execute.js';
 import { CrlFetcher, refreshAt } from '../../src/pki/crl-fetch.js';
 import { loadProfile } from '../../src/pki/profile.js';
@@ -110,6 +112,46 @@ describe('shared through Redis', () => {
       await Promise.all(workers.map((w) => w.stop()));
     }
   }, 40_000);
+});
+
+describe('refresh by profile reload', () => {
+  it('a due URL CRL, or a replaced CRL file, reloads the profile with the new CRL', async () => {
+    const profiles = join(dir, 'watch-profiles');
+    const nodes = join(dir, 'watch-nodes');
+    mkdirSync(profiles);
+    mkdirSync(nodes);
+    const rootFile = join(dir, 'watch-root.crl');
+    writeFileSync(rootFile, readFileSync(files.root as string));
+    writeFileSync(join(profiles, 'bank.json'), JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl: [`${base}/watch/issuing.crl`, rootFile] } }));
+    let clock = Date.now();
+    const crlFetcher = new CrlFetcher(new RedisCrlStore(redisClient(), 'watch'), () => clock);
+    const registry = await Registry.load(nodes, profiles, { crlFetcher });
+    const reloaded: string[] = [];
+    const watcher = new ProfileWatcher(registry, { reloaded: (p) => void reloaded.push(p.version), failed: () => undefined }, { intervalMs: 60_000, crlFetcher });
+    await watcher.start();
+    watcher.stop();
+    const first = registry.profiles.get('bank');
+    await watcher.check();
+    expect(reloaded).toEqual([]);
+    expect(hits.get('/watch/issuing.crl')).toBe(1);
+
+    // The PKI publishes a new CRL; at the refresh point the watcher reloads the profile with it.
+    const another = pki.issueServer('revoked-later');
+    pki.revoke(pki.intermediate, another.cert);
+    files.issuing = pki.gencrl(pki.intermediate, join(dir, 'issuing-2.crl'), { der: true });
+    const crl = first?.trust.crls?.[0];
+    clock = refreshAt(crl as NonNullable<typeof crl>, Date.now()) + 1_000;
+    await watcher.check();
+    expect(hits.get('/watch/issuing.crl')).toBe(2);
+    expect(reloaded).toHaveLength(1);
+    expect(registry.profiles.get('bank')?.trust.crls?.[0]?.revoked.has(another.serial.replace(/^0+/, ''))).toBe(true);
+
+    // A replaced CRL file is a profile change like any other.
+    writeFileSync(rootFile, readFileSync(pki.gencrl(pki.root, join(dir, 'root-2.crl'))));
+    await watcher.check();
+    expect(reloaded).toHaveLength(2);
+    expect(registry.profiles.get('bank')?.trust.crls?.[1]?.pem).not.toBe(first?.trust.crls?.[1]?.pem);
+  });
 });
 
 describe('calls use downloaded CRLs', () => {
