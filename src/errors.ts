@@ -58,6 +58,9 @@ export const ERROR_CODES = {
   SVCNODE_PROXY_TIMEOUT: 'the proxy did not open the tunnel within timeouts.connectMs',
   SVCNODE_BROKEN_RECORD: 'a failure record in Redis is not JSON or lacks fields; `svcnode failures` shows it as broken',
   SVCNODE_KEYLOG_FILE: 'the --keylog file cannot be opened, or others could read it',
+  SVCNODE_INVALID_CRL: 'a trust.crl entry is not a CRL, or no trust.ca certificate issued it',
+  SVCNODE_CRL_UNAVAILABLE: 'a trust.crl URL cannot be downloaded and no earlier copy is known',
+  SVCNODE_CERT_REVOKED: 'a server certificate is listed in a current CRL of the profile (soft revocation mode)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

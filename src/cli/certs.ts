@@ -12,6 +12,7 @@ import { readPassphraseFile } from '../pki/passphrase.js';
 import { errorFinding, loadProfilesDir, verifyProfile } from '../definitions/profiles.js';
 import type { CertificateRole, Finding, LoadedProfile } from '../pki/types.js';
 import { importCommand } from './certs-import.js';
+import { crlStatusRows, formatCrlTable } from './crl-status.js';
 import { formatTable } from './table.js';
 import { formatError, printJson, runAction, type CliIo } from './io.js';
 
@@ -218,13 +219,15 @@ function statusCommand(io: CliIo): Command {
         const loaded = [...profiles.values()];
         if (o.json) {
           printJson(io, {
-            profiles: loaded.map((p) => ({ name: p.name, file: p.file, version: p.version, certificates: statusRows(p, now).map(({ profile: _p, ...row }) => row), findings: p.findings })),
+            profiles: loaded.map((p) => ({ name: p.name, file: p.file, version: p.version, certificates: statusRows(p, now).map(({ profile: _p, ...row }) => row), crls: crlStatusRows(p, now).map(({ profile: _p, ...row }) => row), findings: p.findings })),
             errors: errors.map(({ file, error }) => ({ profileFile: file, ...errorFinding(error) })),
           });
         } else {
           const rows = loaded.flatMap((p) => statusRows(p, now));
           const cells = rows.map((r) => [r.profile, r.role, r.subject, r.validTo.slice(0, 10), String(r.daysLeft), r.flag]);
           io.stdout(rows.length > 0 ? formatTable(['PROFILE', 'ROLE', 'SUBJECT', 'EXPIRES', 'DAYS', 'FLAG'], cells) : 'no certificates in any profile');
+          const crlTable = formatCrlTable(loaded.flatMap((p) => crlStatusRows(p, now)));
+          if (crlTable) io.stdout(`\n${crlTable}`);
           for (const { file, error } of errors) io.stderr(`profile ${file} cannot be loaded:\n${formatError(error)}`);
         }
         return errors.length > 0 ? EXIT.invalidInput : EXIT.ok;

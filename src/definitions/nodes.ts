@@ -1,6 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
+import { checkTlsPolicy } from '../tls/tls-policy.js';
 import type { NodeDefinition } from './types.js';
 import { readJsonFile, validateDocument } from './validator.js';
 
@@ -8,7 +9,9 @@ import { readJsonFile, validateDocument } from './validator.js';
 export function loadNodeFile(file: string): NodeDefinition {
   const path = resolve(file);
   const data = readJsonFile(path, 'SVCNODE_INVALID_DEFINITION');
-  return validateDocument<NodeDefinition>('node', data, path);
+  const node = validateDocument<NodeDefinition>('node', data, path);
+  checkTlsPolicy(node.tls, node.tls.minVersion, path);
+  return node;
 }
 
 export interface LoadedNodes {

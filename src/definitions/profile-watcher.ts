@@ -1,6 +1,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { InvalidInputError, errorMessage } from '../errors.js';
+import type { CrlFetcher } from '../pki/crl-fetch.js';
 import { loadProfile } from './profiles.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { Registry } from './registry.js';
@@ -29,6 +30,7 @@ async function dependencies(file: string): Promise<string[]> {
     at(client?.pkcs12);
     at((client?.passphrase as { file?: unknown } | undefined)?.file);
     for (const ca of doc.trust?.ca ?? []) at(ca);
+    for (const crl of doc.trust?.crl ?? []) if (!/^https?:\/\//i.test(crl)) at(crl);
   } catch {
     // The load itself will report what is wrong with the document.
   }
@@ -63,7 +65,7 @@ export class ProfileWatcher {
   constructor(
     private readonly registry: Registry,
     private readonly events: ProfileWatcherEvents,
-    private readonly options: { intervalMs: number; env?: NodeJS.ProcessEnv },
+    private readonly options: { intervalMs: number; env?: NodeJS.ProcessEnv; crlFetcher?: CrlFetcher },
   ) {}
 
   /** Record the current state as the baseline, then poll every `intervalMs`. */
@@ -75,6 +77,12 @@ export class ProfileWatcher {
 
   stop(): void {
     clearInterval(this.timer);
+  }
+
+  /** A downloaded CRL of the profile is due for refresh: reload it (the download happens once per fleet). */
+  private crlsDue(name: string): boolean {
+    const fetcher = this.options.crlFetcher;
+    return fetcher !== undefined && (this.registry.profiles.get(name)?.trust.crls ?? []).some((crl) => fetcher.due(crl));
   }
 
   /** The profile files now; undefined when the directory cannot be read (then nothing is judged removed). */
@@ -108,11 +116,11 @@ export class ProfileWatcher {
     }
     for (const file of files) {
       const print = await fingerprint(file);
-      if (this.seen.get(file) === print) continue;
-      this.seen.set(file, print);
       const name = file.slice(file.lastIndexOf('/') + 1).replace(/\.json$/i, '');
+      if (this.seen.get(file) === print && !this.crlsDue(name)) continue;
+      this.seen.set(file, print);
       try {
-        const profile = await loadProfile(file, this.options.env ? { env: this.options.env } : {});
+        const profile = await loadProfile(file, { ...(this.options.env ? { env: this.options.env } : {}), ...(this.options.crlFetcher ? { crlFetcher: this.options.crlFetcher } : {}) });
         const previous = this.registry.profiles.get(profile.name);
         if (previous?.version === profile.version) {
           this.registry.replaceProfile(profile);

@@ -5,6 +5,8 @@ import type { ProfileDocument } from '../pki/types.js';
 import { readJsonFile, validateDocument } from './validator.js';
 import { InvalidInputError } from '../errors.js';
 import { bundleError } from '../pki/bundle-error.js';
+import { crlFindings, loadCrls } from '../pki/revocation-load.js';
+import { isCrlUrl, processCrlFetcher, type CrlFetcher } from '../pki/crl-fetch.js';
 import { loadClientIdentity, type ClientSource } from '../pki/client-identity.js';
 import { dateFindings } from '../pki/findings.js';
 import { readMaterial, type Material } from '../pki/material.js';
@@ -18,6 +20,8 @@ export interface LoadProfileOptions {
   now?: Date;
   /** Where `{"env": NAME}` passphrases are read. @defaultValue process.env */
   env?: NodeJS.ProcessEnv;
+  /** Where trust.crl URLs are downloaded and shared. @defaultValue a process-wide in-memory fetcher */
+  crlFetcher?: CrlFetcher;
 }
 
 /** Policy defaults for fields a profile may omit. */
@@ -88,6 +92,15 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
     findings.push({ severity: 'info', code: 'SYSTEM_ROOTS', file: path, message: 'no trust.ca: server certificates are verified against the system (Mozilla) roots', hint: 'list your private root and intermediate CAs in trust.ca to pin trust to them' });
   }
 
+  const crls = await loadCrls((doc.trust?.crl ?? []).map((entry) => (isCrlUrl(entry) ? entry : at(entry))), trusted, opts.crlFetcher ?? processCrlFetcher, findings);
+  for (const { crl, bytes } of crls) version.update(`\0${crl.source}\0`).update(createHash('sha256').update(bytes).digest());
+  findings.push(...crlFindings(crls.map((c) => c.crl), client, now));
+  const revocation = Object.freeze({
+    mode: doc.trust?.revocation?.mode ?? 'hard',
+    ocsp: doc.trust?.revocation?.ocsp ?? 'off',
+    distributionPoints: doc.trust?.revocation?.distributionPoints ?? false,
+  });
+
   for (const material of materials) {
     version.update(`\0${material.file}\0`).update(createHash('sha256').update(material.bytes).digest());
   }
@@ -97,7 +110,7 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
     file: path,
     version: version.digest('hex'),
     client,
-    trust: Object.freeze({ certificates: Object.freeze(trusted), systemRoots }),
+    trust: Object.freeze({ certificates: Object.freeze(trusted), systemRoots, crls: Object.freeze(crls.map((c) => c.crl)), revocation }),
     policy: Object.freeze({ minKeyBits: policy.minKeyBits, expiryWarningDays: policy.expiryWarningDays }),
     findings: Object.freeze(findings),
   });

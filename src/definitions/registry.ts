@@ -1,3 +1,4 @@
+import type { CrlFetcher } from '../pki/crl-fetch.js';
 import { join, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
 import { loadProfilesDir } from './profiles.js';
@@ -27,7 +28,7 @@ export class Registry {
 
   private readonly reloadFailures = new Map<string, { at: string; code: string; message: string }>();
 
-  static async load(nodesDir: string, profilesDir: string, options: { env?: NodeJS.ProcessEnv; now?: Date } = {}): Promise<Registry> {
+  static async load(nodesDir: string, profilesDir: string, options: { env?: NodeJS.ProcessEnv; now?: Date; crlFetcher?: CrlFetcher } = {}): Promise<Registry> {
     const [nodes, profiles] = await Promise.all([loadNodesDir(nodesDir), loadProfilesDir(profilesDir, options)]);
     const profileErrors = new Map<string, InvalidInputError>();
     const problems: LoadProblem[] = [

@@ -25,6 +25,9 @@ export interface NodeDefinition {
     pinnedPublicKeys?: string[];
     serverSubjectPatterns?: string[];
     clientCertHeader?: string;
+    maxVersion?: 'TLSv1.2' | 'TLSv1.3';
+    ciphers?: string;
+    legacyServerConnect?: boolean;
   };
   /**
    * CONNECT proxy: `http://` or `https://` (TLS to the proxy, verified against `tls.ca`, PEM files

@@ -12,6 +12,7 @@ export const FAILURE_CATEGORIES = {
   timeout: { exitCode: 5, phase: 'connect', summary: 'a phase of the call ran out of time' },
   http_status: { exitCode: 4, phase: 'response', summary: 'the HTTP status is not accepted by the node' },
   invalid_input: { exitCode: 2, phase: 'input', summary: 'the definition, profile, bundle or context is invalid' },
+  server_cert_revoked: { exitCode: 3, phase: 'tls', summary: 'a certificate of the server chain (leaf or intermediate) is revoked' },
 } as const satisfies Record<string, { exitCode: number; phase: FailurePhase; summary: string }>;
 
 export type FailureCategory = keyof typeof FAILURE_CATEGORIES;

@@ -1,4 +1,5 @@
 import { InvalidInputError, ProxyError, SvcnodeError, TransportError, errorCode, errorMessage } from '../errors.js';
+import type { LoadedCrl } from '../pki/crl.js';
 import type { ChainEntry, ConnectionProbe } from '../tls/probe.js';
 import { TRANSIENT_PROXY_STATUS } from '../tls/proxy-error.js';
 import { failureOf as failure, inputFailure, type Failure } from './failure.js';
@@ -17,6 +18,8 @@ export interface ClassifyContext {
   proxy: boolean;
   /** Reference time for naming the expired certificate of a chain. @defaultValue now */
   now?: number;
+  /** The profile's CRLs, to name the revoked certificate and its source in hints. */
+  crls?: readonly LoadedCrl[];
 }
 
 /** Alerts the server sends about *our* certificate. */
@@ -148,6 +151,9 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
     return failure('timeout', code, `${ctx.host}: ${message}`, hint, phase);
   }
   if (code === 'SVCNODE_ABORTED') return failure('timeout', code, message, 'the worker was shutting down or the job was cancelled; it is safe to retry idempotent requests', phase ?? 'request');
+  if (code === 'ERR_SSL_UNSAFE_LEGACY_RENEGOTIATION_DISABLED') {
+    return failure('protocol_mismatch', code, `${ctx.host} does not support secure renegotiation (RFC 5746), which OpenSSL 3 requires by default`, 'set tls.legacyServerConnect: true on the node to allow this server, and ask the backend team to upgrade its TLS stack');
+  }
   if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG') {
     return failure('protocol_mismatch', code, `${ctx.host} does not speak TLS on this port (${message})`, 'check the port in the URL: it may be a plain HTTP port');
   }
@@ -170,6 +176,9 @@ export function classifyHttpStatus(status: number, bodyText: string, ctx: Classi
   }
   if (required || rejected) {
     return failure('client_cert_rejected', `HTTP_${status}`, `${ctx.host} answered ${status}: it rejected our client certificate "${ctx.clientSubject ?? ''}"`, 'register the client certificate (or its issuing CA) with the backend team');
+  }
+  if (status === 403 && /Cannot perform Post-Handshake Authentication/i.test(bodyText)) {
+    return failure('http_status', `HTTP_${status}`, `${ctx.host} answered 403: it asked for a client certificate by TLS 1.3 post-handshake authentication, which this client does not offer`, 'set tls.maxVersion: "TLSv1.2" on the node so the server asks for the certificate during the handshake');
   }
   return failure('http_status', `HTTP_${status}`, `${ctx.host} answered HTTP ${status}, which the node does not accept`, status >= 500 ? 'the backend failed; it may succeed on retry' : 'check the request (URL, headers, body) or add the status to response.acceptStatus');
 }

@@ -1,5 +1,7 @@
+import type { LoadedCrl } from '../pki/crl.js';
 import type { ChainEntry } from '../tls/probe.js';
 import { failureOf as failure, type Failure } from './failure.js';
+import { REVOCATION_UNKNOWN, REVOCATION_UNKNOWN_CODES, revokedHint, revokedInChain, unknownHint } from './revocation-failure.js';
 
 /** What the server chain lacks, with the hint that fixes it; also name-constraint and policy codes. */
 interface Ctx {
@@ -7,13 +9,14 @@ interface Ctx {
   profileName: string;
   serverChain?: ChainEntry[];
   now?: number;
+  crls?: readonly LoadedCrl[];
 }
 
 const SERVER_UNTRUSTED = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
   'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED',
   'CERT_REJECTED', 'INVALID_CA', 'CERT_CHAIN_TOO_LONG', 'PATH_LENGTH_EXCEEDED',
-  'CERT_REVOKED', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY', 'UNABLE_TO_GET_CRL',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY', 'UNABLE_TO_GET_CRL',
   'CRL_HAS_EXPIRED', 'CRL_NOT_YET_VALID', 'HOSTNAME_MISMATCH',
 ]);
 const SERVER_EXPIRED = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERROR_IN_CERT_NOT_BEFORE_FIELD', 'ERROR_IN_CERT_NOT_AFTER_FIELD']);
@@ -54,6 +57,15 @@ function outOfDate(chain: readonly ChainEntry[] | undefined, now: number): { ent
 export function serverCertFailure(code: string, message: string, ctx: Ctx): Failure | undefined {
   const chain = ctx.serverChain;
   const leaf = chain?.[0];
+  if (code === 'CERT_REVOKED' || code === 'SVCNODE_CERT_REVOKED') {
+    return failure('server_cert_revoked', code, `server certificate chain of ${ctx.host} is revoked: ${message}`, revokedHint(chain, ctx.crls, ctx.host));
+  }
+  // OpenSSL reports the last error of the chain: a missing CRL at a higher level masks a revoked leaf.
+  const masked = REVOCATION_UNKNOWN_CODES.has(code) ? revokedInChain(chain, ctx.crls, ctx.host) : undefined;
+  if (masked) return failure('server_cert_revoked', code, `server certificate chain of ${ctx.host} is revoked (OpenSSL also reported ${code})`, masked);
+  if (REVOCATION_UNKNOWN_CODES.has(code) && ctx.crls && ctx.crls.length > 0) {
+    return failure('server_cert_untrusted', REVOCATION_UNKNOWN, `revocation status of the server chain of ${ctx.host} is unknown (${code}): revocation mode is hard`, unknownHint(code, ctx.crls, new Date(ctx.now ?? Date.now()), ctx.profileName));
+  }
   if (SERVER_EXPIRED.has(code)) {
     const bad = outOfDate(chain, ctx.now ?? Date.now());
     const notYet = code === 'CERT_NOT_YET_VALID';

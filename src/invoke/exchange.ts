@@ -54,7 +54,7 @@ function withPhase(failure: Failure, error: unknown, probe: ConnectionProbe | un
 }
 
 export function classifyContext(host: string, profile: LoadedProfile, probe: ConnectionProbe | undefined, proxy: boolean): ClassifyContext {
-  return { host, profileName: profile.name, clientSubject: clientFacts(profile)?.subject, probe, proxy, ...(probe?.serverChain ? { serverChain: probe.serverChain } : {}) };
+  return { host, profileName: profile.name, clientSubject: clientFacts(profile)?.subject, probe, proxy, ...(probe?.serverChain ? { serverChain: probe.serverChain } : {}), ...(profile.trust.crls?.length ? { crls: profile.trust.crls } : {}) };
 }
 
 /** Judge an HTTP status against the accepted ones (numbers or "2xx" classes). */

@@ -34,6 +34,9 @@ function buildSettings(node: NodeDefinition, profile: LoadedProfile, url: URL, f
     origin: new URL(url.origin),
     ...(forNodeOrigin && node.tls.servername ? { servername: node.tls.servername } : {}),
     ...(node.tls.minVersion ? { minVersion: node.tls.minVersion } : {}),
+    ...(node.tls.maxVersion || node.tls.ciphers || node.tls.legacyServerConnect
+      ? { policy: { ...(node.tls.maxVersion ? { maxVersion: node.tls.maxVersion } : {}), ...(node.tls.ciphers ? { ciphers: node.tls.ciphers } : {}), ...(node.tls.legacyServerConnect ? { legacyServerConnect: true } : {}) } }
+      : {}),
     rules: forNodeOrigin
       ? {
           ...(node.tls.pinnedPublicKeys ? { pinnedPublicKeys: node.tls.pinnedPublicKeys } : {}),

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Result } from '../invoke/result.js';
 import { profileCertificates } from '../pki/certificates.js';
 import type { LoadedProfile } from '../pki/types.js';
+import type { RevocationCheck } from '../tls/revocation.js';
 
 /** Prometheus metrics of a worker process. */
 export class Metrics {
@@ -69,6 +70,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly revocationChecks = new Counter({
+    name: 'svcnode_revocation_checks_total',
+    help: 'Revocation checks of server chains by result: ok, revoked, unknown (no current CRL)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly crlNextUpdate = new Gauge({
+    name: 'svcnode_crl_next_update_timestamp_seconds',
+    help: 'nextUpdate of every trust.crl CRL as a Unix timestamp',
+    labelNames: ['profile', 'issuer', 'source'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'svcnode_' });
   }
@@ -89,12 +104,34 @@ export class Metrics {
       series.push(labels);
     }
     this.expirySeries.set(profile.name, series);
+    this.setCrlNextUpdate(profile);
   }
 
   /** Delete every expiry series of a profile (removed, or about to be republished). */
   removeProfile(name: string): void {
     for (const labels of this.expirySeries.get(name) ?? []) this.certificateExpiry.remove(labels);
     this.expirySeries.delete(name);
+    for (const labels of this.crlSeries.get(name) ?? []) this.crlNextUpdate.remove(labels);
+    this.crlSeries.delete(name);
+  }
+
+  private readonly crlSeries = new Map<string, { profile: string; issuer: string; source: string }[]>();
+
+  /** Publish nextUpdate of every CRL of a profile (CRLs without one are left out). */
+  setCrlNextUpdate(profile: LoadedProfile): void {
+    const series: { profile: string; issuer: string; source: string }[] = [];
+    for (const crl of profile.trust.crls ?? []) {
+      if (!crl.nextUpdate) continue;
+      const labels = { profile: profile.name, issuer: crl.issuerName, source: crl.source };
+      this.crlNextUpdate.set(labels, crl.nextUpdate.getTime() / 1000);
+      series.push(labels);
+    }
+    this.crlSeries.set(profile.name, series);
+  }
+
+  /** Count a revocation verdict reached after the handshake (soft mode, or a hard-mode pass). */
+  observeRevocation(check: RevocationCheck): void {
+    this.revocationChecks.inc({ result: check.result });
   }
 
   /** Count one attempt. */
@@ -103,6 +140,9 @@ export class Metrics {
     this.attempts.inc({ node: result.nodeId, outcome });
     this.duration.observe({ node: result.nodeId }, result.timings.totalMs / 1000);
     const tls = result.tls;
+    // Hard-mode verdicts reached by OpenSSL in the handshake (the checker only sees passes).
+    if (result.failure?.code === 'CERT_REVOKED') this.revocationChecks.inc({ result: 'revoked' });
+    else if (result.failure?.code === 'server_cert_revocation_unknown') this.revocationChecks.inc({ result: 'unknown' });
     if (result.failure?.phase === 'tls') this.handshakes.inc({ node: result.nodeId, result: result.failure.category });
     else if (tls?.protocol && !tls.connectionReused) this.handshakes.inc({ node: result.nodeId, result: tls.sessionReused ? 'resumed' : 'ok' });
   }

@@ -1,4 +1,5 @@
 import type { KeyObject, X509Certificate } from 'node:crypto';
+import type { LoadedCrl } from './crl.js';
 
 export type FindingSeverity = 'error' | 'warning' | 'info';
 
@@ -36,6 +37,14 @@ export interface ClientIdentity {
   readonly sources: readonly string[];
 }
 
+/** How revocation is checked (trust.revocation). */
+export interface RevocationPolicy {
+  /** `hard`: no current revocation data fails the call; `soft`: the call proceeds with a warning. */
+  readonly mode: 'hard' | 'soft';
+  readonly ocsp: 'off' | 'stapled-if-present' | 'stapled-required';
+  readonly distributionPoints: boolean;
+}
+
 /** A fully loaded, validated and normalised certificate profile. No node-forge work after load. */
 export interface LoadedProfile {
   /** Profile name (the file's basename without .json). */
@@ -50,6 +59,10 @@ export interface LoadedProfile {
     readonly certificates: readonly X509Certificate[];
     /** Also trust Node's bundled Mozilla roots. */
     readonly systemRoots: boolean;
+    /** CRLs of trust.crl, signature-checked against trust.ca; absent or empty: no revocation checks. */
+    readonly crls?: readonly LoadedCrl[];
+    /** trust.revocation with defaults applied. */
+    readonly revocation?: RevocationPolicy;
   };
   /** The profile's policy with defaults applied (always set by loadProfile). */
   readonly policy?: { readonly minKeyBits: number; readonly expiryWarningDays: number };
@@ -68,6 +81,6 @@ export interface ProfileDocument {
   client?:
     | { certificate: string; key: string; passphrase?: PassphraseSource }
     | { pkcs12: string; passphrase?: PassphraseSource };
-  trust?: { ca?: string[]; systemRoots?: boolean };
+  trust?: { ca?: string[]; systemRoots?: boolean; crl?: string[]; revocation?: { distributionPoints?: boolean; ocsp?: 'off' | 'stapled-if-present' | 'stapled-required'; mode?: 'hard' | 'soft' } };
   policy?: { minKeyBits?: 2048 | 3072 | 4096; expiryWarningDays?: number };
 }

@@ -19,6 +19,9 @@ import { JOB_NAME, QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { createProcessor } from './processor.js';
 import { startQueueSampler } from './queue-metrics.js';
 import { RedisTokenCache } from './redis-token-cache.js';
+import { RedisCrlStore } from './redis-crl-store.js';
+import { CrlFetcher } from '../pki/crl-fetch.js';
+import { revocationEvents, type RevocationCheck } from '../tls/revocation.js';
 
 export interface WorkerOptions {
   redisUrl: string;
@@ -97,7 +100,14 @@ async function checkRedisConfig(redis: Redis, logger: Logger): Promise<void> {
 /** Start a worker: load and validate definitions, then consume the invocation queue. */
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
   const { logger } = options;
-  const registry = await Registry.load(options.nodesDir, options.profilesDir, { env: options.env ?? process.env });
+  // trust.crl URLs are downloaded once per fleet and shared through Redis (a Redis outage only means each worker downloads).
+  const crlConnection = workerConnection(options.redisUrl);
+  crlConnection.on('error', () => undefined);
+  const crlFetcher = new CrlFetcher(new RedisCrlStore(crlConnection, options.prefix ? `${options.prefix}:svcnode` : 'svcnode'));
+  const registry = await Registry.load(options.nodesDir, options.profilesDir, { env: options.env ?? process.env, crlFetcher }).catch((error: unknown) => {
+    crlConnection.disconnect();
+    throw error;
+  });
   for (const problem of registry.problems) {
     logger.error({ kind: problem.kind, file: problem.file, code: problem.error.code, hint: problem.error.hint }, problem.error.message);
   }
@@ -113,6 +123,11 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
 
   const metrics = new Metrics();
   for (const profile of registry.profiles.values()) metrics.setCertificateExpiry(profile);
+  const onRevocation = (check: RevocationCheck): void => {
+    metrics.observeRevocation(check);
+    if (check.result === 'unknown') logger.warn({ profile: check.profile, subject: check.subject }, `revocation status unknown, call allowed (soft mode): ${check.message ?? ''}`);
+  };
+  revocationEvents.on('check', onRevocation);
 
   const connection = workerConnection(options.redisUrl);
   const storeConnection = workerConnection(options.redisUrl);
@@ -166,7 +181,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         logger.error({ profile: name, file, code: error.code, hint: error.hint }, `profile reload failed, keeping the last good bundle: ${error.message}`);
       },
     },
-    { intervalMs: options.reloadIntervalMs ?? 5_000, ...(options.env ? { env: options.env } : {}) },
+    { intervalMs: options.reloadIntervalMs ?? 5_000, ...(options.env ? { env: options.env } : {}), crlFetcher },
   );
   if ((options.reloadIntervalMs ?? 5_000) > 0) await watcher.start();
 
@@ -188,6 +203,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     queueSampler.stop();
     watcher.stop();
     clearInterval(expiryTimer);
+    revocationEvents.off('check', onRevocation);
+    crlConnection.disconnect();
     agents.destroy();
     await server?.close();
     await worker.close(true).catch(() => undefined);
@@ -209,13 +226,14 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       queueSampler.stop();
       watcher.stop();
       clearInterval(expiryTimer);
+      revocationEvents.off('check', onRevocation);
       const graceful = worker.close().then(() => true);
       const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), graceMs).unref());
       const drained = await Promise.race([graceful, timer]);
       if (!drained) await worker.close(true);
       agents.destroy();
       await server?.close();
-      await Promise.allSettled([connection.quit(), storeConnection.quit()]);
+      await Promise.allSettled([connection.quit(), storeConnection.quit(), crlConnection.quit()]);
       return { drained };
     },
   };

@@ -7,7 +7,9 @@ import type { LoadedProfile } from '../pki/types.js';
 import { identityChecker, type IdentityRules } from './identity.js';
 import { instrument, newProbe, type AgentMemo, type PhaseLimits } from './probe.js';
 import { proxyError } from './proxy-error.js';
+import { withRevocation } from './revocation.js';
 import { secureContextFor } from './secure-context.js';
+import { policyKey, type TlsPolicy } from './tls-policy.js';
 
 /** Everything that decides which connections may be shared. */
 export interface AgentSpec {
@@ -15,6 +17,8 @@ export interface AgentSpec {
   origin: URL;
   servername?: string;
   minVersion?: SecureVersion;
+  /** maxVersion, ciphers, legacyServerConnect: they change the handshake, so they are part of the key. */
+  policy?: TlsPolicy;
   rules: IdentityRules;
   proxyUrl?: string;
   /** Trust of an `https://` proxy (proxy.tls.ca); with none, the system roots verify the proxy. */
@@ -34,10 +38,10 @@ function agentOptions(spec: AgentSpec): https.AgentOptions {
     maxSockets: 256,
     maxFreeSockets: 256,
     scheduling: 'lifo',
-    secureContext: secureContextFor(spec.profile, spec.minVersion),
+    secureContext: secureContextFor(spec.profile, spec.minVersion, spec.policy),
     rejectUnauthorized: true,
     ...(servername ? { servername } : {}),
-    checkServerIdentity: identityChecker(spec.rules),
+    checkServerIdentity: withRevocation(spec.profile, identityChecker(spec.rules)),
   };
 }
 
@@ -116,7 +120,7 @@ function keyOf(spec: AgentSpec): string {
 /**
  * The pool key, and the security invariant of connection reuse: a kept-alive connection or a
  * resumed TLS session is only ever used by calls whose key is equal, i.e. with the same profile
- * material, origin, SNI, TLS version, pins, subject patterns and proxy. Node's own agent key
+ * material, origin, SNI, TLS versions, ciphers, legacy renegotiation, pins, subject patterns and proxy. Node's own agent key
  * leaves out checkServerIdentity, and a resumed session skips it (Node 20 shows no peer
  * certificate then), so pins and patterns are enforced by this key, not by a per-socket check.
  */
@@ -131,6 +135,7 @@ function computeKey(spec: AgentSpec): string {
     spec.origin.origin,
     spec.servername ?? null,
     spec.minVersion ?? null,
+    policyKey(spec.policy),
     spec.rules.pinnedPublicKeys ?? null,
     spec.rules.serverSubjectPatterns ?? null,
     spec.proxyUrl ?? null,

@@ -11,6 +11,8 @@ export interface ChainEntry {
   validFrom: string;
   validTo: string;
   fingerprint256: string;
+  /** Upper-case hex, as Node prints it; names the certificate in revocation hints. */
+  serialNumber?: string;
 }
 
 /** What happened on one TLS connection; attached when the connection is created. */
@@ -75,6 +77,7 @@ export function chainOf(cert: DetailedPeerCertificate | PeerCertificate | undefi
       validFrom: new Date(x.validFrom).toISOString(),
       validTo: new Date(x.validTo).toISOString(),
       fingerprint256: x.fingerprint256,
+      serialNumber: x.serialNumber,
     });
     current = current.issuerCertificate;
   }

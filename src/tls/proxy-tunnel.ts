@@ -16,7 +16,6 @@ export function proxyTunnel(spec: AgentSpec & { proxyUrl: string }, host: string
     proxy: spec.proxyUrl,
     ...(spec.proxyTls ? { proxyRequestOptions: { secureContext: spec.proxyTls.context } as unknown as HttpsProxyAgentOptions['proxyRequestOptions'] } : {}),
   });
-  // eslint-disable-next-line @typescript-eslint/unbound-method -- called with the agent as `this`
   const create = (agent as unknown as { createConnection: CreateConnection }).createConnection;
   return new Promise((resolve, reject) => {
     create.call(agent, { host, port, timeout: timeoutMs }, (error, socket) => {

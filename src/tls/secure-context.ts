@@ -1,6 +1,8 @@
 import { createSecureContext, rootCertificates, type SecureContext, type SecureVersion } from 'node:tls';
 import { BundleError } from '../errors.js';
 import type { LoadedProfile } from '../pki/types.js';
+import { revocationContextOptions } from './revocation.js';
+import { policyKey, policyOptions, type TlsPolicy } from './tls-policy.js';
 
 const contexts = new WeakMap<LoadedProfile, Map<string, SecureContext>>();
 
@@ -9,13 +11,14 @@ const contexts = new WeakMap<LoadedProfile, Map<string, SecureContext>>();
  * and the trust anchors that replace (or, with systemRoots, extend) Node's bundled roots.
  * Built once and reused: with the system roots it costs ~20 ms of CPU.
  */
-export function secureContextFor(profile: LoadedProfile, minVersion: SecureVersion = 'TLSv1.2'): SecureContext {
+export function secureContextFor(profile: LoadedProfile, minVersion: SecureVersion = 'TLSv1.2', policy?: TlsPolicy): SecureContext {
   let byVersion = contexts.get(profile);
   if (!byVersion) {
     byVersion = new Map();
     contexts.set(profile, byVersion);
   }
-  const cached = byVersion.get(minVersion);
+  const key = `${minVersion}\0${policyKey(policy)}`;
+  const cached = byVersion.get(key);
   if (cached) return cached;
   const trust = profile.trust.certificates.map((c) => c.toString());
   const ca = trust.length === 0 ? undefined : profile.trust.systemRoots ? [...rootCertificates, ...trust] : trust;
@@ -24,6 +27,8 @@ export function secureContextFor(profile: LoadedProfile, minVersion: SecureVersi
   try {
     context = createSecureContext({
       minVersion,
+      ...policyOptions(policy),
+      ...revocationContextOptions(profile),
       ...(ca ? { ca } : {}),
       ...(client ? { key: client.keyPem, cert: [client.leaf, ...client.chain].map((c) => c.toString()).join('') } : {}),
     });
@@ -34,6 +39,6 @@ export function secureContextFor(profile: LoadedProfile, minVersion: SecureVersi
       hint: 'run `svcnode certs verify` on the profile to see what is wrong with its material',
     });
   }
-  byVersion.set(minVersion, context);
+  byVersion.set(key, context);
   return context;
 }

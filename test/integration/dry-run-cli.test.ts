@@ -13,6 +13,7 @@ import type { Result } from '../../src/invoke/result.js';
 import { mintCa, mintLeaf } from '../../src/pki/mint.js';
 import { pinOfSpki } from '../../src/tls/identity.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
+import { createOpensslPki } from '../helpers/openssl-ca.js';
 import { createTestPki, opensslPkcs12, type TestPki } from '../helpers/pki.js';
 import { assertNoSecrets } from '../helpers/secrets.js';
 import {
@@ -53,6 +54,7 @@ let opensslUrl: string;
 let plainUrl: string;
 let silentUrl: string;
 let stalledProxyUrl: string;
+let revokedUrl: string;
 
 function writeNode(name: string, def: Omit<NodeDefinition, 'id' | 'tls' | 'timeouts' | 'retry'> & Partial<NodeDefinition>): string {
   const file = join(nodesDir, `${name}.json`);
@@ -117,6 +119,12 @@ beforeAll(async () => {
   profile('corrupt', { client: { certificate: pki.write('corrupt.pem', corruptPem), key: pki.files.clientKey }, trust });
   writeFileSync(join(pki.profilesDir, 'schemaless.json'), JSON.stringify({ client: { certificate: 'x.pem' }, trust: { ca: 'not-a-list' } }));
 
+  // A server certificate revoked by a PKI run with `openssl ca`, and a profile with its CRLs.
+  const ca = createOpensslPki(join(pki.dir, 'openssl-ca'));
+  const revokedLeaf = ca.issueServer('revoked');
+  ca.revoke(ca.intermediate, revokedLeaf.cert);
+  profile('crl', { trust: { ca: [ca.root.cert, ca.intermediate.cert], crl: [ca.gencrl(ca.intermediate, join(pki.dir, 'issuing.crl')), ca.gencrl(ca.root, join(pki.dir, 'root.crl'))] } });
+
   const keyBody = (pem: string): string => pem.split('\n')[2] ?? pem;
   secrets = [P12_PASS, WRONG_PASS, ...[pki.client, pki.server, rogueClient, expiredClient].map((c) => keyBody(c.keyPem))];
 
@@ -127,7 +135,7 @@ beforeAll(async () => {
   const mtls = (key: string, cert: string, extra: Partial<Parameters<typeof startMtlsServer>[0]> = {}): Promise<MtlsServer> =>
     startMtlsServer({ key, cert, ca: pki.root.certPem, ...extra }).then(track);
   const chain = pki.server.certPem + pki.intermediate.certPem;
-  const [g, l, e, o, et, h, ossl, plain, silent, stalled] = await Promise.all([
+  const [g, l, e, o, et, h, ossl, plain, silent, stalled, revoked] = await Promise.all([
     mtls(pki.server.keyPem, chain, {
       handler: (req, res) => {
         req.resume();
@@ -144,7 +152,9 @@ beforeAll(async () => {
     startPlainHttpServer().then(track),
     startSilentServer().then(track),
     startConnectProxy({ stall: true }).then(track),
+    startOpensslServer({ certFile: revokedLeaf.cert, keyFile: revokedLeaf.key, chainFile: ca.intermediate.cert, verify: 'none', tls: 'both' }).then(track),
   ]);
+  revokedUrl = `https://localhost:${revoked.port}/`;
   [good, leafOnly, expiredServer, otherHost, expiredTarget, hang] = [g, l, e, o, et, h];
   opensslUrl = `https://localhost:${ossl.port}/`;
   plainUrl = `https://localhost:${plain.port}/`;
@@ -170,6 +180,7 @@ describe.concurrent('every failure category, with its exit code and one JSON doc
     ['client_cert_expired', () => get(at(() => expiredTarget)(), { tls: { profile: 'expired' } }), 'client_cert_expired', EXIT.tls, () => expect(expiredTarget.tcpConnections).toBe(0)],
     ['protocol_mismatch', () => get(plainUrl), 'protocol_mismatch', EXIT.tls],
     ['http_status', () => get(at(() => good, '/missing')()), 'http_status', EXIT.http, (r) => expect(r.response?.status).toBe(404)],
+    ['server_cert_revoked', () => get(revokedUrl, { tls: { profile: 'crl' } }), 'server_cert_revoked', EXIT.tls, (r) => expect(r.failure?.hint).toContain('issuing.crl')],
     ['invalid_input (missing template variable)', () => get(`https://localhost:${good.port}/accounts/{{context.accountId}}`), 'invalid_input', EXIT.invalidInput, (r) => expect(r.failure?.message).toContain('context.accountId')],
   ];
 

@@ -33,7 +33,7 @@ describe('server certificate codes (verified by us)', () => {
     ['DEPTH_ZERO_SELF_SIGNED_CERT', 'server_cert_untrusted'],
     ['CERT_SIGNATURE_FAILURE', 'server_cert_untrusted'],
     ['INVALID_PURPOSE', 'server_cert_untrusted'],
-    ['CERT_REVOKED', 'server_cert_untrusted'],
+    ['CERT_REVOKED', 'server_cert_revoked'],
     ['CERT_HAS_EXPIRED', 'server_cert_expired'],
     ['CERT_NOT_YET_VALID', 'server_cert_expired'],
     ['ERR_TLS_CERT_ALTNAME_INVALID', 'server_hostname_mismatch'],

@@ -1,0 +1,115 @@
+import type { X509Certificate } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { InvalidInputError } from '../errors.js';
+import { parseCrl, type LoadedCrl } from './crl.js';
+import { MemoryCrlStore, type CrlStore } from './crl-store.js';
+
+/** Downloading CRLs from http(s) URLs; tunables in one place. */
+export const CRL_FETCH_DEFAULTS = {
+  /** A download slower than this fails. */
+  timeoutMs: 10_000,
+  /** Larger CRLs are refused. */
+  maxBytes: 16 * 1024 * 1024,
+  /** Refresh this long before nextUpdate (capped at a tenth of the CRL's validity). */
+  refreshMarginMs: 3_600_000,
+  /** Never download the same URL more often than this, whatever nextUpdate says. */
+  minIntervalMs: 60_000,
+  /** CRLs without nextUpdate are downloaded again after this long. */
+  maxAgeMs: 86_400_000,
+  /** How long a process waits for another one's download before downloading itself. */
+  waitMs: 5_000,
+} as const;
+
+/** True for trust.crl entries that are URLs rather than files. */
+export function isCrlUrl(entry: string): boolean {
+  return /^https?:\/\//i.test(entry);
+}
+
+/** When a downloaded CRL should be downloaded again: before nextUpdate, never sooner than minIntervalMs. */
+export function refreshAt(crl: LoadedCrl, fetchedAt: number): number {
+  const earliest = fetchedAt + CRL_FETCH_DEFAULTS.minIntervalMs;
+  if (!crl.nextUpdate) return Math.max(earliest, fetchedAt + CRL_FETCH_DEFAULTS.maxAgeMs);
+  const validity = crl.nextUpdate.getTime() - crl.thisUpdate.getTime();
+  return Math.max(earliest, crl.nextUpdate.getTime() - Math.min(CRL_FETCH_DEFAULTS.refreshMarginMs, validity / 10));
+}
+
+async function download(url: string): Promise<Buffer> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(CRL_FETCH_DEFAULTS.timeoutMs), redirect: 'follow' });
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  const bytes = Buffer.from(await response.arrayBuffer());
+  if (bytes.length > CRL_FETCH_DEFAULTS.maxBytes) throw new Error(`larger than ${CRL_FETCH_DEFAULTS.maxBytes} bytes`);
+  return bytes;
+}
+
+/**
+ * CRLs from URLs, downloaded at profile load (never on the call path), kept in memory and shared
+ * through a CrlStore: the first process to claim a URL downloads it, the others take its copy.
+ */
+export class CrlFetcher {
+  private readonly memory = new Map<string, { crl: LoadedCrl; bytes: Buffer; fetchedAt: number }>();
+  /** Downloads made by this process, per URL (for tests and logs). */
+  readonly downloads = new Map<string, number>();
+
+  constructor(
+    private readonly store: CrlStore = new MemoryCrlStore(),
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Whether a loaded URL CRL is due for refresh. */
+  due(crl: LoadedCrl): boolean {
+    const known = this.memory.get(crl.source);
+    return known !== undefined && this.now() >= refreshAt(known.crl, known.fetchedAt);
+  }
+
+  /** The current CRL of `url`, verified against `trust`; throws SVCNODE_CRL_UNAVAILABLE when none can be had. */
+  async load(url: string, trust: readonly X509Certificate[]): Promise<{ crl: LoadedCrl; bytes: Buffer; fetchedAt: number }> {
+    const known = this.memory.get(url);
+    if (known && this.now() < refreshAt(known.crl, known.fetchedAt)) return known;
+    const shared = await this.fromStore(url, trust, known?.fetchedAt);
+    if (shared) return shared;
+    let claimed = false;
+    try {
+      claimed = await this.store.claim(url, CRL_FETCH_DEFAULTS.timeoutMs + 1_000);
+      if (!claimed) {
+        const deadline = Date.now() + CRL_FETCH_DEFAULTS.waitMs;
+        while (Date.now() < deadline) {
+          await sleep(50);
+          const theirs = await this.fromStore(url, trust, known?.fetchedAt);
+          if (theirs) return theirs;
+        }
+      }
+      const bytes = await download(url);
+      this.downloads.set(url, (this.downloads.get(url) ?? 0) + 1);
+      const fetchedAt = this.now();
+      const entry = { crl: await parseCrl(bytes, url, trust), bytes, fetchedAt };
+      await this.store.put(url, { bytes, fetchedAt });
+      this.memory.set(url, entry);
+      return entry;
+    } catch (cause) {
+      if (known) return known;
+      if (cause instanceof InvalidInputError) throw cause;
+      throw new InvalidInputError('SVCNODE_CRL_UNAVAILABLE', `${url}: the CRL cannot be downloaded (${(cause as Error).message})`, {
+        cause,
+        file: url,
+        field: '/trust/crl',
+        hint: 'check that the CRL URL is reachable from this machine; hard revocation mode fails calls until it is',
+      });
+    } finally {
+      if (claimed) await this.store.release(url);
+    }
+  }
+
+  /** A shared copy newer than `after` that is not yet due, or undefined. */
+  private async fromStore(url: string, trust: readonly X509Certificate[], after: number | undefined): Promise<{ crl: LoadedCrl; bytes: Buffer; fetchedAt: number } | undefined> {
+    const stored = await this.store.get(url);
+    if (!stored || (after !== undefined && stored.fetchedAt <= after)) return undefined;
+    const crl = await parseCrl(stored.bytes, url, trust);
+    if (this.now() >= refreshAt(crl, stored.fetchedAt)) return undefined;
+    const entry = { crl, bytes: stored.bytes, fetchedAt: stored.fetchedAt };
+    this.memory.set(url, entry);
+    return entry;
+  }
+}
+
+/** The fetcher of processes that do not share CRLs (dry-run, certs). */
+export const processCrlFetcher = new CrlFetcher();

@@ -1,0 +1,57 @@
+import type { X509Certificate } from 'node:crypto';
+import { InvalidInputError } from '../errors.js';
+import { crlStatus, describeRevocation, lookup, readCrlFile, type LoadedCrl } from './crl.js';
+import { isCrlUrl, type CrlFetcher } from './crl-fetch.js';
+import type { ClientIdentity, Finding } from './types.js';
+
+const DAY_MS = 86_400_000;
+/** A CRL whose nextUpdate is this close is reported: the PKI usually publishes well before. */
+const CRL_WARNING_MS = 1 * DAY_MS;
+
+/**
+ * Read every trust.crl entry, in order; each must be signed by a trust.ca certificate. A URL that
+ * cannot be downloaded becomes a CRL_UNAVAILABLE error finding: the profile still loads, and
+ * hard revocation mode fails its calls until the CRL can be had.
+ */
+export async function loadCrls(entries: readonly string[], trust: readonly X509Certificate[], fetcher: CrlFetcher, findings: Finding[]): Promise<{ crl: LoadedCrl; bytes: Buffer }[]> {
+  const out: { crl: LoadedCrl; bytes: Buffer }[] = [];
+  for (const entry of entries) {
+    if (!isCrlUrl(entry)) {
+      out.push(await readCrlFile(entry, trust));
+      continue;
+    }
+    try {
+      out.push(await fetcher.load(entry, trust));
+    } catch (error) {
+      if (!(error instanceof InvalidInputError) || error.code !== 'SVCNODE_CRL_UNAVAILABLE') throw error;
+      findings.push({ severity: 'error', code: 'CRL_UNAVAILABLE', file: entry, message: error.message, ...(error.hint ? { hint: error.hint } : {}) });
+    }
+  }
+  return out;
+}
+
+/**
+ * CRL freshness (warning within a day of nextUpdate, error after it) and our own client
+ * certificate or chain listed in a configured CRL (error: backends that check will refuse it).
+ */
+export function crlFindings(crls: readonly LoadedCrl[], client: ClientIdentity | undefined, now: Date): Finding[] {
+  const findings: Finding[] = [];
+  for (const crl of crls) {
+    const status = crlStatus(crl, now);
+    const next = crl.nextUpdate?.toISOString() ?? 'never';
+    if (status === 'stale') {
+      findings.push({ severity: 'error', code: 'CRL_STALE', file: crl.source, message: `the CRL of "${crl.issuerName}" was due for renewal at ${next}; hard revocation checking fails every call until it is replaced`, hint: 'fetch the current CRL from your PKI and replace the file' });
+    } else if (status === 'not-yet-valid') {
+      findings.push({ severity: 'error', code: 'CRL_NOT_YET_VALID', file: crl.source, message: `the CRL of "${crl.issuerName}" is valid only from ${crl.thisUpdate.toISOString()}`, hint: "check this machine's clock" });
+    } else if (crl.nextUpdate && crl.nextUpdate.getTime() - now.getTime() < CRL_WARNING_MS) {
+      findings.push({ severity: 'warning', code: 'CRL_EXPIRES_SOON', file: crl.source, message: `the CRL of "${crl.issuerName}" is due for renewal at ${next}`, hint: 'make sure the CRL file is refreshed from your PKI before then' });
+    }
+    for (const cert of client ? [client.leaf, ...client.chain] : []) {
+      const entry = lookup(crl, cert);
+      if (entry) {
+        findings.push({ severity: 'error', code: 'CLIENT_CERT_REVOKED', file: crl.source, message: describeRevocation(cert, entry, crl.source), hint: 'our own client certificate (or its chain) is revoked: backends that check revocation will refuse it; get a new certificate from your PKI' });
+      }
+    }
+  }
+  return findings;
+}

@@ -1,0 +1,188 @@
+/**
+ * CRLs from http URLs: downloaded at profile load (never on the call path), shared through a real
+ * Redis so a fleet downloads each CRL once per refresh (counted at the test's HTTP server, with
+ * two fetchers and with two worker processes), refreshed before nextUpdate, and used by calls.
+ */
+import { X509Certificate } from 'node:crypto';
+import http from 'node:http';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ProfileWatcher } from '../../src/definitions/profile-watcher.js';
+import { Registry } from '../../src/definitions/registry.js';
+import { invoke } from '../../src/invoke/execute.js';
+import { CrlFetcher, refreshAt } from '../../src/pki/crl-fetch.js';
+import { loadProfile } from '../../src/definitions/profiles.js';
+import { RedisCrlStore } from '../../src/queue/redis-crl-store.js';
+import { AgentPool } from '../../src/tls/agents.js';
+import { spawnCli } from '../helpers/cli.js';
+import { profileDeps } from '../helpers/deps.js';
+import { listen } from '../helpers/net.js';
+import { createOpensslPki, type OpensslIssued, type OpensslPki } from '../helpers/openssl-ca.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startOpensslServer, type OpensslServer } from '../helpers/servers.js';
+
+let dir: string;
+let pki: OpensslPki;
+let revoked: OpensslIssued;
+let backend: OpensslServer;
+let redis: TestRedis;
+let crlServer: http.Server;
+let base: string;
+const hits = new Map<string, number>();
+const files: Record<string, string> = {};
+const connections: Redis[] = [];
+
+function redisClient(): Redis {
+  const c = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  connections.push(c);
+  return c;
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'svcnode-crl-url-'));
+  pki = createOpensslPki(dir);
+  revoked = pki.issueServer('revoked');
+  pki.revoke(pki.intermediate, revoked.cert);
+  files.issuing = pki.gencrl(pki.intermediate, join(dir, 'issuing.crl'), { der: true });
+  files.root = pki.gencrl(pki.root, join(dir, 'root.crl'));
+  crlServer = http.createServer((req, res) => {
+    const path = req.url ?? '';
+    hits.set(path, (hits.get(path) ?? 0) + 1);
+    const name = /\/(issuing|root)\.crl$/.exec(path)?.[1];
+    if (!name || !files[name]) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(readFileSync(files[name]));
+  });
+  base = `http://127.0.0.1:${await listen(crlServer, 0)}`;
+  [redis, backend] = await Promise.all([startRedis(), startOpensslServer({ certFile: revoked.cert, keyFile: revoked.key, chainFile: pki.intermediate.cert, verify: 'none', tls: 'both' })]);
+}, 30_000);
+
+afterAll(async () => {
+  for (const c of connections) c.disconnect();
+  crlServer?.closeAllConnections();
+  await Promise.all([backend?.close(), redis?.close(), new Promise((r) => (crlServer ? crlServer.close(r) : r(undefined)))]);
+  await rm(dir, { recursive: true, force: true });
+});
+
+const trust = (): X509Certificate[] => [new X509Certificate(readFileSync(pki.root.cert)), new X509Certificate(readFileSync(pki.intermediate.cert))];
+
+describe('shared through Redis', () => {
+  it('two fetchers (two workers) download each CRL once per refresh', async () => {
+    const url = `${base}/pair/issuing.crl`;
+    let clock = Date.now();
+    const a = new CrlFetcher(new RedisCrlStore(redisClient(), 'pair'), () => clock);
+    const b = new CrlFetcher(new RedisCrlStore(redisClient(), 'pair'), () => clock);
+    const ca = trust();
+    const [fromA, fromB] = await Promise.all([a.load(url, ca), b.load(url, ca)]);
+    expect(hits.get('/pair/issuing.crl')).toBe(1);
+    expect(fromB.crl.revoked.has(revoked.serial.replace(/^0+/, ''))).toBe(true);
+    expect(fromA.bytes.equals(fromB.bytes)).toBe(true);
+    // Later loads before the refresh point come from memory: no download.
+    await Promise.all([a.load(url, ca), b.load(url, ca)]);
+    expect(hits.get('/pair/issuing.crl')).toBe(1);
+    expect(a.due(fromA.crl)).toBe(false);
+    // At the refresh point (before nextUpdate) the fleet downloads once more.
+    clock = refreshAt(fromA.crl, fromA.fetchedAt) + 1;
+    expect(clock).toBeLessThan(fromA.crl.nextUpdate?.getTime() ?? 0);
+    expect(a.due(fromA.crl)).toBe(true);
+    await Promise.all([a.load(url, ca), b.load(url, ca)]);
+    expect(hits.get('/pair/issuing.crl')).toBe(2);
+  });
+
+  it('two worker processes download each CRL of their profile once', async () => {
+    const profiles = join(dir, 'fleet-profiles');
+    const nodes = join(dir, 'fleet-nodes');
+    mkdirSync(profiles);
+    mkdirSync(nodes);
+    writeFileSync(join(profiles, 'bank.json'), JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl: [`${base}/fleet/issuing.crl`, `${base}/fleet/root.crl`] } }));
+    const args = ['worker', '--redis', redis.url, '--nodes', nodes, '--profiles', profiles, '--metrics-port', '0'];
+    const workers = [spawnCli(args, { env: { SVCNODE_LOG_LEVEL: 'info' } }), spawnCli(args, { env: { SVCNODE_LOG_LEVEL: 'info' } })];
+    try {
+      await Promise.all(workers.map((w) => w.waitForLine(/"queue":"service-node-invocations"/, { stream: 'stderr', timeoutMs: 20_000 })));
+      expect(hits.get('/fleet/issuing.crl')).toBe(1);
+      expect(hits.get('/fleet/root.crl')).toBe(1);
+      for (const w of workers) expect(w.stderr()).not.toContain('CRL_UNAVAILABLE');
+    } finally {
+      await Promise.all(workers.map((w) => w.stop()));
+    }
+  }, 40_000);
+});
+
+describe('refresh by profile reload', () => {
+  it('a due URL CRL, or a replaced CRL file, reloads the profile with the new CRL', async () => {
+    const profiles = join(dir, 'watch-profiles');
+    const nodes = join(dir, 'watch-nodes');
+    mkdirSync(profiles);
+    mkdirSync(nodes);
+    const rootFile = join(dir, 'watch-root.crl');
+    writeFileSync(rootFile, readFileSync(files.root as string));
+    writeFileSync(join(profiles, 'bank.json'), JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl: [`${base}/watch/issuing.crl`, rootFile] } }));
+    let clock = Date.now();
+    const crlFetcher = new CrlFetcher(new RedisCrlStore(redisClient(), 'watch'), () => clock);
+    const registry = await Registry.load(nodes, profiles, { crlFetcher });
+    const reloaded: string[] = [];
+    const watcher = new ProfileWatcher(registry, { reloaded: (p) => void reloaded.push(p.version), failed: () => undefined }, { intervalMs: 60_000, crlFetcher });
+    await watcher.start();
+    watcher.stop();
+    const first = registry.profiles.get('bank');
+    await watcher.check();
+    expect(reloaded).toEqual([]);
+    expect(hits.get('/watch/issuing.crl')).toBe(1);
+
+    // The PKI publishes a new CRL; at the refresh point the watcher reloads the profile with it.
+    const another = pki.issueServer('revoked-later');
+    pki.revoke(pki.intermediate, another.cert);
+    files.issuing = pki.gencrl(pki.intermediate, join(dir, 'issuing-2.crl'), { der: true });
+    const crl = first?.trust.crls?.[0];
+    clock = refreshAt(crl as NonNullable<typeof crl>, Date.now()) + 1_000;
+    await watcher.check();
+    expect(hits.get('/watch/issuing.crl')).toBe(2);
+    expect(reloaded).toHaveLength(1);
+    expect(registry.profiles.get('bank')?.trust.crls?.[0]?.revoked.has(another.serial.replace(/^0+/, ''))).toBe(true);
+
+    // A replaced CRL file is a profile change like any other.
+    writeFileSync(rootFile, readFileSync(pki.gencrl(pki.root, join(dir, 'root-2.crl'))));
+    await watcher.check();
+    expect(reloaded).toHaveLength(2);
+    expect(registry.profiles.get('bank')?.trust.crls?.[1]?.pem).not.toBe(first?.trust.crls?.[1]?.pem);
+  });
+});
+
+describe('calls use downloaded CRLs', () => {
+  it('a revoked server fails as server_cert_revoked, the hint naming the CRL URL', async () => {
+    const file = join(dir, 'bank.json');
+    const issuingUrl = `${base}/call/issuing.crl`;
+    writeFileSync(file, JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl: [issuingUrl, `${base}/call/root.crl`] } }));
+    const profile = await loadProfile(file, { crlFetcher: new CrlFetcher() });
+    const agents = new AgentPool();
+    try {
+      const before = hits.get('/call/issuing.crl');
+      const r = await invoke({ id: 'crl-url', request: { method: 'GET', url: `https://localhost:${backend.port}/` }, tls: { profile: 'bank' }, retry: { limit: 0 } }, {}, profileDeps(new Map([['bank', profile]]), agents));
+      expect(r.failure?.category, JSON.stringify(r.failure)).toBe('server_cert_revoked');
+      expect(r.failure?.hint).toContain(issuingUrl);
+      expect(hits.get('/call/issuing.crl')).toBe(before); // nothing downloaded on the call path
+    } finally {
+      agents.destroy();
+    }
+  });
+
+  it('an unreachable CRL URL is a CRL_UNAVAILABLE finding, and hard mode fails calls as revocation unknown', async () => {
+    const file = join(dir, 'bank.json');
+    writeFileSync(file, JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl: [`${base}/missing/none.crl`, `${base}/call/root.crl`] } }));
+    const profile = await loadProfile(file, { crlFetcher: new CrlFetcher() });
+    expect(profile.findings.find((f) => f.code === 'CRL_UNAVAILABLE')?.severity).toBe('error');
+    const agents = new AgentPool();
+    try {
+      const r = await invoke({ id: 'crl-url', request: { method: 'GET', url: `https://localhost:${backend.port}/` }, tls: { profile: 'bank' }, retry: { limit: 0 } }, {}, profileDeps(new Map([['bank', profile]]), agents));
+      expect(r.failure?.code, JSON.stringify(r.failure)).toBe('server_cert_revocation_unknown');
+    } finally {
+      agents.destroy();
+    }
+  });
+});
