@@ -9,15 +9,24 @@ describe('subject patterns in linear time', () => {
     expect(dn.length).toBeGreaterThanOrEqual(200);
     // Warm the matcher's code with another pattern, so the bound measures the algorithm, not the JIT.
     for (let i = 0; i < 20; i++) subjectMatches(dn, ['**b**b**b**Y', 'CN=a*, **']);
-    const started = performance.now();
-    expect(subjectMatches(dn, ['**a**a**a**a**a**a**a**a**X'])).toBe(false);
-    expect(performance.now() - started).toBeLessThan(10);
+    // Best of five: a busy machine may preempt one run; a backtracking matcher takes seconds every time.
+    const runs: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const started = performance.now();
+      expect(subjectMatches(dn, ['**a**a**a**a**a**a**a**a**X'])).toBe(false);
+      runs.push(performance.now() - started);
+    }
+    expect(Math.min(...runs)).toBeLessThan(10);
   });
 
   it('a long run of single stars with a failing tail stays fast too', () => {
-    const started = performance.now();
-    expect(subjectPatternMatches(`CN=${'*a'.repeat(40)}X`, `CN=${'a'.repeat(200)}`)).toBe(false);
-    expect(performance.now() - started).toBeLessThan(10);
+    const runs: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const started = performance.now();
+      expect(subjectPatternMatches(`CN=${'*a'.repeat(40)}X`, `CN=${'a'.repeat(200)}`)).toBe(false);
+      runs.push(performance.now() - started);
+    }
+    expect(Math.min(...runs)).toBeLessThan(10);
   });
 
   it('agrees with the reference regular expression on ordinary patterns and subjects', () => {
