@@ -109,3 +109,13 @@ describe('response bodies', () => {
     expect(responseBody(cut, 'text/plain', true)).toEqual({ body: 'abc' });
   });
 });
+
+describe('bound proofs without re-serialising', () => {
+  it('a parsed JSON body whose numbers grow when re-serialised still respects the limit', () => {
+    const source = `[${Array.from({ length: 300 }, () => '1e20').join(',')}]`;
+    const { body } = responseBody(Buffer.from(source), 'application/json', false);
+    const stored = storedResult(result(body), { response: { maxStoredBodyBytes: 2048 } });
+    expect(Buffer.byteLength(JSON.stringify(stored.response?.body))).toBeLessThanOrEqual(2048);
+    expect(stored.response?.truncated).toBe(true);
+  });
+});
