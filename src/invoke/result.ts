@@ -217,13 +217,14 @@ function boundedHeaders(headers: Record<string, string | string[]>): Record<stri
 /**
  * The Result as a worker stores it (job return value, and the copy in the queue's events
  * stream): the body within `maxStoredBodyBytes` of JSON, headers within 8 KiB, and on success
- * only the server leaf of the chain. The whole document stays under
+ * no server chain (`serverChain: []`). The whole document stays under
  * `maxStoredBodyBytes + STORED_RESULT_OVERHEAD_BYTES`; dry-run reports stay complete.
  */
 export function storedResult(result: Result, node: { response?: { maxStoredBodyBytes?: number } }): Result {
   const maxStoredBodyBytes = node.response?.maxStoredBodyBytes ?? DEFAULTS.response.maxStoredBodyBytes;
   const stored: Result = { ...result };
-  if (stored.tls && result.ok && stored.tls.serverChain.length > 1) stored.tls = { ...stored.tls, serverChain: stored.tls.serverChain.slice(0, 1) };
+  // Lean on success: the chain is diagnostics, kept in failures, failure records and dry-run reports.
+  if (stored.tls && result.ok && stored.tls.serverChain.length > 0) stored.tls = { ...stored.tls, serverChain: [] };
   if (stored.response) stored.response = boundedBody({ ...stored.response, headers: boundedHeaders(stored.response.headers) }, maxStoredBodyBytes);
   const bound = Math.max(maxStoredBodyBytes, 0) + STORED_RESULT_OVERHEAD_BYTES;
   // The common case needs no serialisation to prove the bound: short texts, few chain entries.
