@@ -5,6 +5,7 @@ import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
 import { clientFacts } from './client-facts.js';
 import { probeOf, type ConnectionProbe } from '../tls/probe.js';
+import { onAbort } from './abort-fanout.js';
 import type { RenderedRequest } from './render.js';
 import { keptHeaders, responseBody, type Failure, type ResponseReport, type TlsReport } from './result.js';
 import { send, type CallSettings } from './transport.js';
@@ -107,8 +108,9 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
     abort();
   }, settings.totalMs);
   timer.unref();
+  let unbind: (() => void) | undefined;
   if (external?.aborted) abort();
-  else external?.addEventListener('abort', abort, { once: true });
+  else if (external) unbind = onAbort(external, abort);
   const out: Exchange = { tls: null, response: null, bodyText: '', failure: null, timings: { connectMs: 0, handshakeMs: 0 } };
   const started = performance.now();
   let error: unknown;
@@ -126,7 +128,7 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
     error = caught;
   } finally {
     clearTimeout(timer);
-    external?.removeEventListener('abort', abort);
+    unbind?.();
   }
   const used: ConnectionProbe | undefined = probe;
   if (used && !reused) {

@@ -66,11 +66,19 @@ const ORIGIN = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#\\]*/;
 /** A path segment the URL parser resolves (`.`, `..`, also percent-encoded). */
 const DOT_SEGMENT = /^(?:\.|%2e){1,2}$/i;
 
-/**
- * Render `request.url`: the origin stays literal (the client certificate and tokens must only go
- * where the definition says) and a value cannot become a `.`/`..` segment that moves the path.
- */
-function renderUrl(template: string, context: Record<string, unknown>): string {
+/** A URL template split once: its literal origin, path segments, and query/fragment tail. */
+interface UrlTemplate {
+  origin: string;
+  /** Path segments; `templated` when the segment holds a `{{…}}`. */
+  segments: { text: string; templated: boolean }[];
+  tail: string;
+}
+
+const urlTemplates = new Map<string, UrlTemplate>();
+
+function urlTemplate(template: string): UrlTemplate {
+  let parsed = urlTemplates.get(template);
+  if (parsed) return parsed;
   const origin = ORIGIN.exec(template)?.[0] ?? '';
   if (origin === '' || origin.includes('{{')) {
     throw templateError('/request/url', 'the scheme, host and port of request.url may not come from a template', 'write the origin literally (https://host:port) and template only the path and query');
@@ -78,17 +86,33 @@ function renderUrl(template: string, context: Record<string, unknown>): string {
   const rest = template.slice(origin.length);
   const end = rest.search(/[?#]/);
   const path = end === -1 ? rest : rest.slice(0, end);
-  const renderedPath = path
-    .split('/')
-    .map((segment) => {
-      const out = renderString(segment, context, '/request/url', encodeURIComponent);
-      if (out !== segment && DOT_SEGMENT.test(out)) {
-        throw templateError('/request/url', `a context value renders the path segment "${out}"`, 'context values may not be "." or ".." as a whole path segment');
-      }
-      return out;
-    })
-    .join('/');
-  return origin + renderedPath + (end === -1 ? '' : renderString(rest.slice(end), context, '/request/url', encodeURIComponent));
+  parsed = { origin, segments: path.split('/').map((text) => ({ text, templated: text.includes('{{') })), tail: end === -1 ? '' : rest.slice(end) };
+  if (urlTemplates.size >= 1024) urlTemplates.clear();
+  urlTemplates.set(template, parsed);
+  return parsed;
+}
+
+/**
+ * Render `request.url`: the origin stays literal (the client certificate and tokens must only go
+ * where the definition says) and a value cannot become a `.`/`..` segment that moves the path.
+ */
+function renderUrl(template: string, context: Record<string, unknown>): string {
+  const { origin, segments, tail } = urlTemplate(template);
+  let url = origin;
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i] as UrlTemplate['segments'][number];
+    if (i > 0) url += '/';
+    if (!segment.templated) {
+      url += segment.text;
+      continue;
+    }
+    const out = renderString(segment.text, context, '/request/url', encodeURIComponent);
+    if (DOT_SEGMENT.test(out)) {
+      throw templateError('/request/url', `a context value renders the path segment "${out}"`, 'context values may not be "." or ".." as a whole path segment');
+    }
+    url += out;
+  }
+  return url + (tail.includes('{{') ? renderString(tail, context, '/request/url', encodeURIComponent) : tail);
 }
 
 /**

@@ -63,16 +63,33 @@ export function reportedUrl(url: URL | string): string {
   return copy.href;
 }
 
-/** Response headers never kept in a Result: cookies, credentials, tokens, signatures. */
-const SENSITIVE_HEADER = /^(?:set-cookie2?|cookie|authorization|proxy-authorization|(?:proxy-)?authentication-info)$|token|secret|session|passw|api-?key|credential|signature|csrf|xsrf/i;
+/**
+ * Response headers never kept in a Result: cookies, credentials, tokens, signatures; and the
+ * hop-by-hop ones (`connection`, `keep-alive`, `transfer-encoding`), which describe our socket.
+ */
+const SENSITIVE_HEADER = /^(?:set-cookie2?|cookie|authorization|proxy-authorization|(?:proxy-)?authentication-info|connection|keep-alive|transfer-encoding)$|token|secret|session|passw|api-?key|credential|signature|csrf|xsrf/i;
 
-/** The response headers a Result keeps: all but the sensitive ones. */
+/** The response headers a Result keeps: all but the sensitive and hop-by-hop ones. */
 export function keptHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const kept: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined && !SENSITIVE_HEADER.test(name)) kept[name] = value;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value !== undefined && !sensitive(name)) kept[name] = value;
   }
   return kept;
+}
+
+/** Verdicts per header name: backends send the same few names on every response. */
+const verdicts = new Map<string, boolean>();
+
+function sensitive(name: string): boolean {
+  let verdict = verdicts.get(name);
+  if (verdict === undefined) {
+    verdict = SENSITIVE_HEADER.test(name);
+    if (verdicts.size >= 512) verdicts.clear();
+    verdicts.set(name, verdict);
+  }
+  return verdict;
 }
 
 /** A buffer without the incomplete UTF-8 sequence a cut may have left at its end. */
@@ -87,6 +104,9 @@ function withoutCutCharacter(body: Buffer): Buffer {
   return body;
 }
 
+/** UTF-8 bytes of the JSON text each parsed body came from (a bound on its re-serialisation). */
+const sourceBytes = new WeakMap<object, number>();
+
 /** The body of a response as a Result holds it: JSON when declared, text when UTF-8, else base64. */
 export function responseBody(body: Buffer, contentType: string | undefined, truncated: boolean): Pick<ResponseReport, 'body' | 'bodyEncoding'> {
   if (body.length === 0) return { body: null };
@@ -95,7 +115,9 @@ export function responseBody(body: Buffer, contentType: string | undefined, trun
   const decoded = text.toString('utf8');
   if (!truncated && contentType && /[/+]json\b/i.test(contentType)) {
     try {
-      return { body: JSON.parse(decoded) as unknown };
+      const parsed = JSON.parse(decoded) as unknown;
+      if (parsed !== null && typeof parsed === 'object') sourceBytes.set(parsed, text.length);
+      return { body: parsed };
     } catch {
       return { body: decoded };
     }
@@ -155,6 +177,10 @@ function cut(text: string, chars: number): string {
 function boundedBody(response: ResponseReport, limit: number): ResponseReport {
   if (response.body === null || response.body === undefined) return response;
   if (limit <= 0) return { ...response, body: null, bodyOmitted: true };
+  // Re-serialised JSON grows only in numbers, by at most 6× ("1e20" becomes 21 digits): a small
+  // source proves the bound without serialising the body again.
+  const source = response.body !== null && typeof response.body === 'object' ? sourceBytes.get(response.body) : undefined;
+  if (source !== undefined && source * 6 <= limit) return response;
   const text = typeof response.body === 'string' ? response.body : JSON.stringify(response.body);
   const { fits } = jsonChars(text, limit);
   if (fits === text.length) {
@@ -166,6 +192,13 @@ function boundedBody(response: ResponseReport, limit: number): ResponseReport {
 }
 
 function boundedHeaders(headers: Record<string, string | string[]>): Record<string, string | string[]> {
+  // Header texts are at most 6 bytes per char as JSON: short header sets need no measuring.
+  let chars = 0;
+  for (const name in headers) {
+    const value = headers[name] as string | string[];
+    chars += name.length + 6 + (typeof value === 'string' ? value.length : value.reduce((n, v) => n + v.length + 3, 2));
+  }
+  if (chars * 6 + 2 <= HEADER_BUDGET_BYTES) return headers;
   const out: Record<string, string | string[]> = {};
   let bytes = 2;
   for (const [name, value] of Object.entries(headers)) {
@@ -179,13 +212,14 @@ function boundedHeaders(headers: Record<string, string | string[]>): Record<stri
 /**
  * The Result as a worker stores it (job return value, and the copy in the queue's events
  * stream): the body within `maxStoredBodyBytes` of JSON, headers within 8 KiB, and on success
- * only the server leaf of the chain. The whole document stays under
+ * no server chain (`serverChain: []`). The whole document stays under
  * `maxStoredBodyBytes + STORED_RESULT_OVERHEAD_BYTES`; dry-run reports stay complete.
  */
 export function storedResult(result: Result, node: { response?: { maxStoredBodyBytes?: number } }): Result {
   const maxStoredBodyBytes = node.response?.maxStoredBodyBytes ?? DEFAULTS.response.maxStoredBodyBytes;
   const stored: Result = { ...result };
-  if (stored.tls && result.ok && stored.tls.serverChain.length > 1) stored.tls = { ...stored.tls, serverChain: stored.tls.serverChain.slice(0, 1) };
+  // Lean on success: the chain is diagnostics, kept in failures, failure records and dry-run reports.
+  if (stored.tls && result.ok && stored.tls.serverChain.length > 0) stored.tls = { ...stored.tls, serverChain: [] };
   if (stored.response) stored.response = boundedBody({ ...stored.response, headers: boundedHeaders(stored.response.headers) }, maxStoredBodyBytes);
   const bound = Math.max(maxStoredBodyBytes, 0) + STORED_RESULT_OVERHEAD_BYTES;
   // The common case needs no serialisation to prove the bound: short texts, few chain entries.

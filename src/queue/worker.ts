@@ -147,7 +147,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const tokens = new RedisTokenCache(storeConnection, keyPrefix);
   const processor = createProcessor({ registry: () => registry, agents, tokens, store, metrics, logger });
 
-  const worker = new Worker(QUEUE_NAME, (job, token, signal) => (job.name === JOB_NAME ? processor(job, token, signal) : Promise.reject(new Error(`unknown job name "${job.name}"`))), {
+  // One signal for every call, aborted when a shutdown's grace period runs out. A processor that
+  // takes BullMQ's per-job signal costs an AbortController and listeners per job (npm run bench).
+  const shutdown = new AbortController();
+  const worker = new Worker(QUEUE_NAME, (job, token) => (job.name === JOB_NAME ? processor(job, token, shutdown.signal) : Promise.reject(new Error(`unknown job name "${job.name}"`))), {
     connection,
     ...(options.prefix ? { prefix: options.prefix } : {}),
     concurrency: options.concurrency ?? WORKER_DEFAULTS.concurrency,
@@ -230,7 +233,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       const graceful = worker.close().then(() => true);
       const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), graceMs).unref());
       const drained = await Promise.race([graceful, timer]);
-      if (!drained) await worker.close(true);
+      if (!drained) {
+        shutdown.abort();
+        await worker.close(true);
+      }
       agents.destroy();
       await server?.close();
       await Promise.allSettled([connection.quit(), storeConnection.quit(), crlConnection.quit()]);
