@@ -60,6 +60,9 @@ export interface OAuth2ClientCredentialsAuth {
   clientSecret?: PassphraseSource;
   scope?: string;
   params?: Record<string, string>;
+  /** Certificate-session fields, absent here (lets code read `node.auth?.tokens` on either kind). */
+  tokens?: never;
+  ttlSeconds?: never;
 }
 
 /** Job data of an invocation (schemas/invocation.schema.json). */

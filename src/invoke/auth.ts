@@ -1,4 +1,4 @@
-import type { CertificateSessionAuth, NodeDefinition } from '../definitions/types.js';
+import type { NodeDefinition } from '../definitions/types.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
 import { exchange, type Exchange } from './exchange.js';
@@ -26,7 +26,7 @@ function authFailure(url: string, message: string, hint: string, code: string): 
 }
 
 /** Get one token: from the cache, or by POSTing to the endpoint with the client certificate. */
-async function token(endpoint: { url: string; header: string; field?: string }, auth: CertificateSessionAuth, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, fresh: boolean): Promise<string | { failure: Failure; exchange?: Exchange }> {
+async function token(endpoint: { url: string; header: string; field?: string }, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, fresh: boolean): Promise<string | { failure: Failure; exchange?: Exchange }> {
   const key = tokenKey(profile, endpoint.url);
   if (!fresh) {
     const cached = await cache.get(key, profile);
@@ -48,7 +48,7 @@ async function token(endpoint: { url: string; header: string; field?: string }, 
   if (typeof value !== 'string' || value.length === 0) {
     return { failure: authFailure(endpoint.url, `the JSON answer has no string "${field}"`, 'set auth.tokens[].field to the property that holds the token', 'SVCNODE_AUTH_NO_TOKEN'), exchange: withoutResponse(x) };
   }
-  await cache.set(key, value, (auth.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS) * 1000, profile);
+  await cache.set(key, value, (node.auth?.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS) * 1000, profile);
   return value;
 }
 
@@ -68,8 +68,8 @@ export async function authHeaders(node: NodeDefinition, profile: LoadedProfile, 
     return 'failure' in got ? got : { headers: { authorization: `Bearer ${got.token}` }, report: got.report };
   }
   const headers: Record<string, string> = {};
-  for (const endpoint of auth.tokens) {
-    const got = await token(endpoint, auth, node, profile, agents, cache, signal, fresh);
+  for (const endpoint of node.auth?.tokens ?? []) {
+    const got = await token(endpoint, node, profile, agents, cache, signal, fresh);
     if (typeof got !== 'string') return got;
     headers[endpoint.header.toLowerCase()] = got;
   }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { NodeDefinition, OAuth2ClientCredentialsAuth } from '../definitions/types.js';
 import { InvalidInputError } from '../errors.js';
 import type { LoadedProfile } from '../pki/types.js';
@@ -18,6 +19,10 @@ export const OAUTH2_DEFAULTS = {
   defaultExpiresInSeconds: 300,
   /** Refresh this long before expires_in runs out, at most a quarter of the lifetime. @defaultValue 30 */
   refreshSkewSeconds: 30,
+  /** How long another process may hold the right to fetch a token before we fetch it ourselves. @defaultValue 15000 */
+  fetchLockMs: 15_000,
+  /** How often a process waiting for another's token request looks for the token. @defaultValue 50 */
+  fetchPollMs: 50,
 } as const;
 
 export type TokenOutcome = { token: string; report: AuthReport } | { failure: Failure; exchange?: Exchange; report?: AuthReport };
@@ -141,20 +146,48 @@ async function cached(cache: TokenCache, key: string, profile: LoadedProfile, no
   }
 }
 
+function fromCache(auth: OAuth2ClientCredentialsAuth, hit: CachedToken, at: number): TokenOutcome {
+  return { token: hit.t, report: report(auth, { url: hit.e, source: hit.s }, { cached: true, expiresIn: Math.max(0, Math.round((hit.exp - at) / 1000)), binding: hit.b, token: '[redacted]' }) };
+}
+
+/**
+ * One token request across processes sharing the cache: whoever takes the lock fetches, the
+ * others wait for the token to appear; a holder that never delivers is overtaken at the lock's end.
+ */
+async function fetchShared(auth: OAuth2ClientCredentialsAuth, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, key: string, signal: AbortSignal | undefined, now: () => Date): Promise<TokenOutcome> {
+  const lock = cache.lock?.bind(cache);
+  if (!lock) return fetchToken(auth, node, profile, agents, cache, key, signal, now);
+  const giveUp = Date.now() + OAUTH2_DEFAULTS.fetchLockMs;
+  for (;;) {
+    const release = await lock(key, OAUTH2_DEFAULTS.fetchLockMs);
+    if (release) {
+      try {
+        const hit = await cached(cache, key, profile, now().getTime());
+        return hit ? fromCache(auth, hit, now().getTime()) : await fetchToken(auth, node, profile, agents, cache, key, signal, now);
+      } finally {
+        await release();
+      }
+    }
+    await sleep(OAUTH2_DEFAULTS.fetchPollMs, undefined, signal ? { signal } : undefined).catch(() => undefined);
+    const hit = await cached(cache, key, profile, now().getTime());
+    if (hit) return fromCache(auth, hit, now().getTime());
+    if (signal?.aborted || Date.now() > giveUp) return fetchToken(auth, node, profile, agents, cache, key, signal, now);
+  }
+}
+
 /**
  * The access token of an OAuth 2.0 node: from the cache while it is fresh, else one token
- * request shared by every concurrent caller in this process.
+ * request shared by every concurrent caller in this process (and, through the cache's lock,
+ * across processes).
  */
 export async function oauth2Token(auth: OAuth2ClientCredentialsAuth, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, now: () => Date = () => new Date()): Promise<TokenOutcome> {
   const key = oauth2TokenKey(auth, profile);
   const at = now().getTime();
   const hit = await cached(cache, key, profile, at);
-  if (hit) {
-    return { token: hit.t, report: report(auth, { url: hit.e, source: hit.s }, { cached: true, expiresIn: Math.max(0, Math.round((hit.exp - at) / 1000)), binding: hit.b, token: '[redacted]' }) };
-  }
+  if (hit) return fromCache(auth, hit, at);
   let pending = inflight.get(key);
   if (!pending) {
-    pending = fetchToken(auth, node, profile, agents, cache, key, signal, now).finally(() => inflight.delete(key));
+    pending = fetchShared(auth, node, profile, agents, cache, key, signal, now).finally(() => inflight.delete(key));
     inflight.set(key, pending);
   }
   return pending;

@@ -9,6 +9,11 @@ export interface TokenCache {
   get(key: string, profile: LoadedProfile): Promise<string | undefined>;
   set(key: string, token: string, ttlMs: number, profile: LoadedProfile): Promise<void>;
   delete(key: string): Promise<void>;
+  /**
+   * Take the right to fetch the token of `key` for `ttlMs`: a release function, or undefined when
+   * another process holds it. Only shared caches need it (one token request across processes).
+   */
+  lock?(key: string, ttlMs: number): Promise<(() => Promise<void>) | undefined>;
 }
 
 /** The cache key of a profile's token at one endpoint; changes when the profile's material does. */

@@ -1,9 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { openToken, sealToken, type TokenCache } from '../invoke/token-cache.js';
 import type { LoadedProfile } from '../pki/types.js';
 
+/** Delete the lock only while it is still ours (it may have expired and been taken by another process). */
+const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0";
+
 /**
- * Certificate-session tokens shared by every worker process through Redis. Values are sealed
+ * Certificate-session and OAuth 2.0 tokens shared by every worker process through Redis. Values are sealed
  * with a key derived from the profile's private key: Redis only ever holds ciphertext.
  */
 export class RedisTokenCache implements TokenCache {
@@ -27,5 +31,14 @@ export class RedisTokenCache implements TokenCache {
 
   async delete(key: string): Promise<void> {
     await this.redis.del(this.key(key));
+  }
+
+  async lock(key: string, ttlMs: number): Promise<(() => Promise<void>) | undefined> {
+    const name = `${this.key(key)}:lock`;
+    const owner = randomUUID();
+    if ((await this.redis.set(name, owner, 'PX', Math.max(1, Math.round(ttlMs)), 'NX')) !== 'OK') return undefined;
+    return async () => {
+      await this.redis.eval(RELEASE, 1, name, owner);
+    };
   }
 }

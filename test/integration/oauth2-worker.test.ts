@@ -6,6 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Job, Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Result } from '../../src/invoke/result.js';
 import { runCli } from '../helpers/cli.js';
@@ -59,6 +60,25 @@ describe('OAuth 2.0 nodes in the worker and the dry-run', () => {
     assertNoSecrets((await dumpRedis(redis.url)).text, secrets(), 'Redis dump');
     assertNoSecrets(JSON.stringify(results), secrets(), 'Results');
     assertNoSecrets(worker.proc.lines.map((l) => l.text).join('\n'), secrets(), 'worker output');
+  });
+
+  it('two worker processes, 64 jobs: still exactly one token request (the fetch is locked in Redis)', async () => {
+    await worker?.proc.stop('SIGKILL');
+    const admin = new Redis(redis.url);
+    await admin.flushall();
+    admin.disconnect();
+    f.as.tokenRequests.length = 0;
+    const workers = await Promise.all([spawnWorker(q, redis.url, { concurrency: 32 }), spawnWorker(q, redis.url, { concurrency: 32 })]);
+    try {
+      const jobs = await queue.addBulk(Array.from({ length: 64 }, () => ({ name: 'invoke', data: { nodeId: 'accounts', context: {} } })));
+      await waitFor(async () => (await queue.getJobCounts('completed')).completed === jobs.length, 30_000, 50, 'all jobs completed');
+      const results = await Promise.all(jobs.map(async (j) => (await Job.fromId(queue, j.id as string))?.returnvalue as Result));
+      expect(results.every((r) => r.ok)).toBe(true);
+      // Without the lock each process makes its own request (two here): both take jobs at once.
+      expect(f.as.tokenRequests).toHaveLength(1);
+    } finally {
+      await Promise.all(workers.map((w) => w.proc.stop('SIGKILL')));
+    }
   });
 
   it('dry-run shows the token step (endpoint, method, status, expires_in, binding) with the token redacted', async () => {
