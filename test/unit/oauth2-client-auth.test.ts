@@ -6,7 +6,7 @@ import { tokenBinding } from '../../src/invoke/oauth2-binding.js';
 import { clientAssertion, tokenRequestParts } from '../../src/invoke/oauth2-client-auth.js';
 import { invalidTokenChallenge } from '../../src/invoke/oauth2-token.js';
 import { mintLeaf } from '../../src/pki/mint.js';
-import { loadProfile } from '../../src/pki/profile.js';
+import { loadProfile } from '../../src/definitions/profiles.js';
 import type { LoadedProfile } from '../../src/pki/types.js';
 import { createTestPki, type KeySpec, type TestPki } from '../helpers/pki.js';
 
