@@ -29,6 +29,10 @@ export const ERROR_CODES = {
   SVCNODE_AUTH_NO_TOKEN: 'a certificate-session endpoint answered without the token field',
   SVCNODE_AUTH_NO_CLIENT_CERT: 'certificate-session authentication needs a profile with a client certificate',
   SVCNODE_REDIS_UNAVAILABLE: 'Redis cannot be reached',
+  SVCNODE_REDIS_AUTH: 'Redis refused the credentials (NOAUTH, WRONGPASS)',
+  SVCNODE_REDIS_WRONG_NODE: 'the Redis URL names one node of a Redis Cluster that does not own the queue (MOVED)',
+  SVCNODE_REDIS_CROSSSLOT: 'the queue prefix has no hash tag, so its keys span Redis Cluster slots (CROSSSLOT)',
+  SVCNODE_PORT_IN_USE: 'the --metrics-port is taken by another process',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

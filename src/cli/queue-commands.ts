@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { runWorkerProcess } from '../../workers/worker-process.js';
+import { EXIT_UNDRAINED, runWorkerProcess } from '../../workers/worker-process.js';
+import { DEFAULT_METRICS_HOST } from '../observability/server.js';
 import { exitCodeFor } from '../failures/categories.js';
 import type { FailureSummary, NodeFailures } from '../failures/store.js';
 import { createLogger } from '../observability/logger.js';
@@ -23,6 +24,9 @@ function positiveInt(name: string): (value: string) => number {
 /** How long enqueue and failures wait for Redis before exiting 5. */
 const CLI_REDIS_TIMEOUT_MS = 5_000;
 
+const REDIS_HELP = 'Redis URL: redis://, rediss://, redis+sentinel://h:p,h:p/MASTER[?sentinelPasswordEnv=VAR], redis+cluster://h:p,h:p, rediss+cluster:// (default: $REDIS_URL, else redis://127.0.0.1:6379)';
+const PREFIX_HELP = "BullMQ key prefix, the same on workers and producers (default 'bull'; on a cluster '{svcnode}', and it must hold a {hash tag})";
+
 function redisUrl(io: CliIo, option: string | undefined): string {
   return option ?? io.env.REDIS_URL ?? DEFAULT_REDIS_URL;
 }
@@ -33,6 +37,7 @@ interface WorkerCliOptions {
   profiles?: string;
   concurrency?: number;
   metricsPort?: number;
+  metricsHost?: string;
   prefix?: string;
   shutdownGraceMs?: number;
   lockDurationMs?: number;
@@ -44,16 +49,18 @@ interface WorkerCliOptions {
 export function workerCommand(io: CliIo): Command {
   return new Command('worker')
     .description('consume the service-node-invocations queue and execute each invocation over mutual TLS')
-    .option('--redis <url>', 'Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379)')
+    .option('--redis <url>', REDIS_HELP)
     .option('--nodes <dir>', 'node definitions directory (default: $SVCNODE_NODES)')
     .option('--profiles <dir>', 'certificate profiles directory (default: $SVCNODE_PROFILES)')
     .option('--concurrency <n>', `parallel invocations (default ${WORKER_DEFAULTS.concurrency})`, positiveInt('--concurrency'))
-    .option('--metrics-port <port>', 'serve /metrics and /healthz on this port', positiveInt('--metrics-port'))
-    .option('--prefix <prefix>', 'BullMQ key prefix (use a hash tag such as {svcnode} on Redis Cluster)')
-    .option('--shutdown-grace-ms <ms>', `time in-flight jobs get on SIGTERM (default ${WORKER_DEFAULTS.shutdownGraceMs})`, positiveInt('--shutdown-grace-ms'))
+    .option('--metrics-port <port>', 'serve /metrics and /healthz on this port (0: any free port)', positiveInt('--metrics-port'))
+    .option('--metrics-host <address>', `address /metrics and /healthz bind to (default: $SVCNODE_METRICS_HOST, else ${DEFAULT_METRICS_HOST}; 0.0.0.0 for every interface)`)
+    .option('--prefix <prefix>', PREFIX_HELP)
+    .option('--shutdown-grace-ms <ms>', `hard deadline for held jobs on SIGTERM/SIGINT (default ${WORKER_DEFAULTS.shutdownGraceMs})`, positiveInt('--shutdown-grace-ms'))
     .option('--lock-duration-ms <ms>', `job lock duration (default ${WORKER_DEFAULTS.lockDurationMs})`, positiveInt('--lock-duration-ms'))
     .option('--stalled-interval-ms <ms>', `stalled-job check interval (default ${WORKER_DEFAULTS.stalledIntervalMs})`, positiveInt('--stalled-interval-ms'))
     .option('--no-tls-session-resumption', 'force a full TLS handshake on every new connection')
+    .addHelpText('after', `\nExit codes: 0 stopped by SIGTERM/SIGINT with every held job finished; ${EXIT_UNDRAINED} held jobs unfinished when the grace period ended (they return to the queue),\nor Redis unusable at start (refused credentials); 2 invalid usage (bad URL, prefix without a hash tag on a cluster, --metrics-port taken).`)
     .action((options: WorkerCliOptions) =>
       runAction(io, async () => {
         const nodesDir = options.nodes ?? io.env.SVCNODE_NODES;
@@ -69,6 +76,7 @@ export function workerCommand(io: CliIo): Command {
           env: io.env,
           ...(options.concurrency ? { concurrency: options.concurrency } : {}),
           ...(options.metricsPort !== undefined ? { metricsPort: options.metricsPort } : {}),
+          ...((options.metricsHost ?? io.env.SVCNODE_METRICS_HOST) ? { metricsHost: options.metricsHost ?? io.env.SVCNODE_METRICS_HOST } : {}),
           ...(options.prefix ? { prefix: options.prefix } : {}),
           ...(options.shutdownGraceMs !== undefined ? { shutdownGraceMs: options.shutdownGraceMs } : {}),
           ...(options.lockDurationMs ? { lockDurationMs: options.lockDurationMs } : {}),
@@ -94,18 +102,18 @@ export function enqueueCommand(io: CliIo): Command {
   return new Command('enqueue')
     .description('enqueue one invocation of a node; with --wait, print its Result and exit with its code')
     .argument('<nodeId>', 'id of the node definition')
-    .option('--redis <url>', 'Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379)')
+    .option('--redis <url>', REDIS_HELP)
     .option('--context <file>', 'JSON file with the context variables')
     .option('--request-id <id>', 'correlation id carried into the Result')
     .option('--wait', 'wait for the Result')
     .option('--timeout-ms <ms>', 'how long --wait waits (default 60000)', positiveInt('--timeout-ms'))
-    .option('--prefix <prefix>', 'BullMQ key prefix, as the workers use')
+    .option('--prefix <prefix>', PREFIX_HELP)
     .option('--json', 'print exactly one JSON document on stdout')
-    .addHelpText('after', '\nExit codes with --wait: those of the Result (0, 2, 3, 4, 5); 5 also when no Result arrives in time.')
+    .addHelpText('after', '\nExit codes with --wait: those of the Result (0, 2, 3, 4, 5); 5 also when no Result arrives in time.\nWithout --wait: 0 enqueued; 2 invalid input; 5 Redis unreachable, credentials refused or wrong cluster node (MOVED).')
     .action((nodeId: string, options: EnqueueCliOptions) =>
       runAction(io, async () => {
         const context = options.context ? readContextFile(options.context) : {};
-        const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), connectTimeoutMs: CLI_REDIS_TIMEOUT_MS, ...(options.prefix ? { prefix: options.prefix } : {}) });
+        const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), env: io.env, connectTimeoutMs: CLI_REDIS_TIMEOUT_MS, ...(options.prefix ? { prefix: options.prefix } : {}) });
         try {
           const jobId = await client.enqueue(nodeId, context, options.requestId ? { requestId: options.requestId } : {});
           if (!options.wait) {
@@ -154,12 +162,12 @@ export function failuresCommand(io: CliIo): Command {
   return new Command('failures')
     .description('show handshake and failure counts per node, or the recent failures of one node')
     .argument('[nodeId]', 'show the recent failures of this node')
-    .option('--redis <url>', 'Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379)')
-    .option('--prefix <prefix>', 'BullMQ key prefix, as the workers use')
+    .option('--redis <url>', REDIS_HELP)
+    .option('--prefix <prefix>', PREFIX_HELP)
     .option('--json', 'print exactly one JSON document on stdout')
     .action((nodeId: string | undefined, options: { redis?: string; json?: boolean; prefix?: string }) =>
       runAction(io, async () => {
-        const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), connectTimeoutMs: CLI_REDIS_TIMEOUT_MS, ...(options.prefix ? { prefix: options.prefix } : {}) });
+        const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), env: io.env, connectTimeoutMs: CLI_REDIS_TIMEOUT_MS, ...(options.prefix ? { prefix: options.prefix } : {}) });
         try {
           const data = nodeId === undefined ? await client.failures() : await client.failures(nodeId);
           if (options.json) printJson(io, data);

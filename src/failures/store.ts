@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Result } from '../invoke/result.js';
 import type { ChainEntry } from '../tls/probe.js';
 import { CATEGORY_NAMES } from './categories.js';
@@ -48,7 +48,7 @@ export class FailureStore {
   private readonly indexed = new Set<string>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: Redis | Cluster,
     options: FailureStoreOptions = {},
   ) {
     this.prefix = options.prefix ?? 'svcnode';

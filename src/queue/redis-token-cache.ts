@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './connection.js';
 import { openToken, sealToken, type TokenCache } from '../invoke/token-cache.js';
 import type { LoadedProfile } from '../pki/types.js';
 
@@ -8,7 +8,7 @@ import type { LoadedProfile } from '../pki/types.js';
  */
 export class RedisTokenCache implements TokenCache {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisConnection,
     private readonly prefix = 'svcnode',
   ) {}
 
