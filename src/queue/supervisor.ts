@@ -106,6 +106,11 @@ export class WorkerSupervisor {
     this.errors.set(key, { at: now, count: 0 });
   }
 
+  /** The BullMQ worker now in use (it changes when the watchdog recreates it). */
+  get current(): SafeWorker {
+    return this.worker;
+  }
+
   /** Start consuming and watching. */
   start(): void {
     this.runWorker(this.worker);
