@@ -56,7 +56,10 @@ async function startSilencingProxy(redisPort: number): Promise<{ port: number; b
       for (const c of blocking) silenced.add(c);
     },
     close: () => {
-      for (const [a, b] of pairs) (a.destroy(), b.destroy());
+      for (const [a, b] of pairs) {
+        a.destroy();
+        b.destroy();
+      }
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };
@@ -186,7 +189,7 @@ describe('a worker that never hangs', () => {
     const w = await spawnWorker(f, redis.url, { concurrency: 2, extraArgs: ['--shutdown-grace-ms', String(graceMs)] });
     workers.push(w);
     await queue.add('invoke', { nodeId: 'stuck', context: {} });
-    await waitFor(async () => slowBackend.requests >= 1, 10_000, 20, 'a job held by the worker');
+    await waitFor(() => slowBackend.requests >= 1, 10_000, 20, 'a job held by the worker');
     redis.kill();
     await new Promise((r) => setTimeout(r, 300));
     const started = Date.now();
