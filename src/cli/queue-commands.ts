@@ -48,6 +48,7 @@ interface WorkerCliOptions {
 /** `svcnode worker`: consume the invocation queue. */
 export function workerCommand(io: CliIo): Command {
   return new Command('worker')
+    .exitOverride() // usage errors reach main, which exits 2 (commander alone would exit 1)
     .description('consume the service-node-invocations queue and execute each invocation over mutual TLS')
     .option('--redis <url>', REDIS_HELP)
     .option('--nodes <dir>', 'node definitions directory (default: $SVCNODE_NODES)')
@@ -100,6 +101,7 @@ interface EnqueueCliOptions {
 /** `svcnode enqueue NODE_ID`: add one invocation, optionally wait for its Result. */
 export function enqueueCommand(io: CliIo): Command {
   return new Command('enqueue')
+    .exitOverride() // usage errors reach main, which exits 2 (commander alone would exit 1)
     .description('enqueue one invocation of a node; with --wait, print its Result and exit with its code')
     .argument('<nodeId>', 'id of the node definition')
     .option('--redis <url>', REDIS_HELP)
@@ -160,6 +162,7 @@ function formatNode(n: NodeFailures): string {
 /** `svcnode failures [NODE_ID]`: per-node handshake outcomes and recent failures. */
 export function failuresCommand(io: CliIo): Command {
   return new Command('failures')
+    .exitOverride() // usage errors reach main, which exits 2 (commander alone would exit 1)
     .description('show handshake and failure counts per node, or the recent failures of one node')
     .argument('[nodeId]', 'show the recent failures of this node')
     .option('--redis <url>', REDIS_HELP)

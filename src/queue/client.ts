@@ -61,14 +61,16 @@ export class ServiceNodeClient {
       this.connection = options.connection;
       this.ownsConnection = false;
       this.where = isCluster(options.connection) ? 'the given Redis Cluster' : 'the given Redis connection';
+      // A prefix without a hash tag is refused on a cluster before any command is sent.
+      this.prefix = resolvePrefix(isCluster(this.connection), options.prefix);
     } else {
       const url = options.redisUrl ?? process.env.REDIS_URL ?? DEFAULT_REDIS_URL;
-      this.connection = connectTarget(parseRedisUrl(url, options.env ?? process.env), 'producer');
+      const target = parseRedisUrl(url, options.env ?? process.env);
+      this.prefix = resolvePrefix(target.kind === 'cluster', options.prefix);
+      this.connection = connectTarget(target, 'producer');
       this.ownsConnection = true;
       this.where = redactRedisUrl(url);
     }
-    // A prefix without a hash tag is refused on a cluster before any command is sent.
-    this.prefix = resolvePrefix(isCluster(this.connection), options.prefix);
     this.connection.on('error', (error: Error) => {
       this.lastRedisError = error;
     });

@@ -207,7 +207,7 @@ async function terminate(r: Running, graceMs = 5_000): Promise<void> {
   }
 }
 
-/** Sends a raw RESP PING; true on `+PONG`. Avoids a client library dependency in the helper. */
+/** Sends a raw RESP PING; true on `+PONG` (or `-NOAUTH` from a server with a password). Avoids a client library dependency in the helper. */
 function ping(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect(port, LOOPBACK);
@@ -221,7 +221,7 @@ function ping(port: number): Promise<boolean> {
     socket.once('connect', () => socket.write('PING\r\n'));
     socket.on('data', (d: Buffer) => {
       buf += d.toString('utf8');
-      if (buf.includes('\r\n')) done(buf.startsWith('+PONG'));
+      if (buf.includes('\r\n')) done(buf.startsWith('+PONG') || buf.startsWith('-NOAUTH')); // a password-protected server is up too
     });
   });
 }
