@@ -4,8 +4,8 @@
  * {svcnode}'s slot SIGKILLed mid-run. Every job completes ok, no worker process restarts.
  */
 import { Job, Queue } from 'bullmq';
-import { Cluster } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { Cluster, Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Result } from '../../src/invoke/result.js';
 import { createQueueFixtures, nodeDef, spawnWorker, startBackend, type QueueFixtures, type WorkerProcess } from '../helpers/fixtures.js';
 import { waitFor } from '../helpers/net.js';
@@ -26,6 +26,12 @@ describe('svcnode workers on a Redis Cluster', () => {
   let queue: Queue | undefined;
   const workers: WorkerProcess[] = [];
 
+  beforeAll(async () => {
+    [pki, cluster] = await Promise.all([createTestPki(), startCluster(3, 1)]);
+    backend = await startBackend(pki, { delayMs: DELAY_MS });
+    f = await createQueueFixtures(pki, [nodeDef('slow', `https://localhost:${backend.port}/work/{{context.i}}`)]);
+  }, 60_000);
+
   afterAll(async () => {
     await Promise.all(workers.map((w) => w.proc.stop('SIGKILL')));
     await queue?.close();
@@ -36,10 +42,36 @@ describe('svcnode workers on a Redis Cluster', () => {
     await pki?.cleanup();
   });
 
+  it('/healthz says 503 "MOVED: wrong node" on a node that does not own the queue, 200 once it does', async () => {
+    if (!cluster || !f) throw new Error('set-up failed');
+    // A single-node URL to the replica of the queue's master: every queue command gets MOVED.
+    const owner = await cluster.masterOf(keySlot('{svcnode}'));
+    const [replica] = await cluster.replicasOf(owner);
+    if (!replica) throw new Error('the owner has no replica');
+    const w = await spawnWorker(f, `redis://127.0.0.1:${replica.port}`, { extraArgs: ['--prefix', '{svcnode}'] });
+    try {
+      const healthz = async (): Promise<{ status: number; reason?: string }> => {
+        const r = await fetch(`http://127.0.0.1:${w.metricsPort}/healthz`);
+        return { ...((await r.json()) as { reason?: string }), status: r.status };
+      };
+      expect(await healthz()).toMatchObject({ status: 503, reason: 'MOVED: wrong node' });
+      expect(w.logs().some((l) => l.code === 'SVCNODE_REDIS_WRONG_NODE' && String(l.hint).includes('redis+cluster://'))).toBe(true);
+      // The replica takes over the slot (a manual failover): the same worker becomes healthy.
+      const admin = new Redis({ host: '127.0.0.1', port: replica.port });
+      try {
+        await admin.call('CLUSTER', 'FAILOVER');
+      } finally {
+        admin.disconnect();
+      }
+      await waitFor(async () => (await healthz()).status === 200, 20_000, 100, '/healthz 200 once the node owns the slot');
+      await cluster.waitHealthy();
+    } finally {
+      await w.proc.stop('SIGKILL');
+    }
+  }, 60_000);
+
   it('completes every job when the master owning {svcnode} is SIGKILLed mid-run', async () => {
-    [pki, cluster] = await Promise.all([createTestPki(), startCluster(3, 1)]);
-    backend = await startBackend(pki, { delayMs: DELAY_MS });
-    f = await createQueueFixtures(pki, [nodeDef('slow', `https://localhost:${backend.port}/work/{{context.i}}`)]);
+    if (!cluster || !f) throw new Error('set-up failed');
     const fast = { concurrency: 16, lockDurationMs: 5_000, stalledIntervalMs: 2_000 };
     workers.push(...(await Promise.all([spawnWorker(f, cluster.url, fast), spawnWorker(f, cluster.url, fast)])));
     const pids = workers.map((w) => w.proc.child.pid);
