@@ -6,12 +6,22 @@
 import { Job, Queue } from 'bullmq';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ServiceNodeClient } from '../../src/index.js';
 import type { Result } from '../../src/invoke/result.js';
+import { runCli } from '../helpers/cli.js';
 import { createQueueFixtures, nodeDef, spawnWorker, startBackend, type QueueFixtures, type WorkerProcess } from '../helpers/fixtures.js';
 import { waitFor } from '../helpers/net.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { keySlot, startCluster, type TestCluster } from '../helpers/redis-cluster.js';
 import type { MtlsServer } from '../helpers/servers.js';
+
+function writeContext(dir: string, context: Record<string, string>): string {
+  const file = join(dir, `context-${Object.values(context).join('-')}.json`);
+  writeFileSync(file, JSON.stringify(context));
+  return file;
+}
 
 /** Jobs per run and backend delay: 2,000 jobs of 100 ms keep the test well under a minute on 2 cores. */
 const N = 2_000;
@@ -114,4 +124,34 @@ describe('svcnode workers on a Redis Cluster', () => {
     for (const w of workers) expect(w.proc.child.exitCode).toBeNull();
     for (const w of workers) expect(await w.proc.stop('SIGTERM', 15_000)).toEqual({ code: 0, signal: null });
   }, 180_000);
+
+  it('enqueue, failures and the library work on the cluster; a single-node URL to a non-owner exits 5 naming the fix', async () => {
+    if (!cluster || !f) throw new Error('set-up failed');
+    const w = await spawnWorker(f, cluster.url);
+    workers.push(w);
+    const cli = await runCli(['enqueue', 'slow', '--redis', cluster.url, '--context', writeContext(f.dir, { i: 'cli' }), '--wait', '--json'], { timeoutMs: 30_000 });
+    expect(cli.code).toBe(0);
+    expect((JSON.parse(cli.stdout) as Result).ok).toBe(true);
+    const failures = await runCli(['failures', '--redis', cluster.url, '--json'], { timeoutMs: 30_000 });
+    expect(failures.code).toBe(0);
+    expect((JSON.parse(failures.stdout) as { nodes: { nodeId: string }[] }).nodes.map((n) => n.nodeId)).toContain('slow');
+
+    // The library with a ready ioredis Cluster of the caller's (left open by close()).
+    const mine = new Cluster(cluster.seeds);
+    try {
+      const client = new ServiceNodeClient({ connection: mine });
+      expect((await client.invoke('slow', { i: 'lib' }, { timeoutMs: 20_000 })).ok).toBe(true);
+      await client.close();
+      expect(await mine.ping()).toBe('PONG');
+    } finally {
+      mine.disconnect();
+    }
+
+    const owner = await cluster.masterOf(keySlot('{svcnode}'));
+    const other = cluster.nodes.find((n) => n.port !== owner.port) as TestCluster['nodes'][number];
+    const moved = await runCli(['enqueue', 'slow', '--redis', `redis://127.0.0.1:${other.port}`, '--prefix', '{svcnode}'], { timeoutMs: 30_000 });
+    expect(moved.code).toBe(5);
+    expect(moved.stderr).toContain('SVCNODE_REDIS_WRONG_NODE');
+    expect(moved.stderr).toContain('redis+cluster://');
+  }, 60_000);
 });
