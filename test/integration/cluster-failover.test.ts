@@ -116,7 +116,8 @@ describe('svcnode workers on a Redis Cluster', () => {
     finished.sort((a, b) => a - b);
     let gap = 0;
     for (let i = 1; i < finished.length; i++) gap = Math.max(gap, (finished[i] ?? 0) - (finished[i - 1] ?? 0));
-    console.log(`cluster failover: ${N} jobs ok, replica promoted ${promotedAfterMs} ms after SIGKILL, longest processing gap ${gap} ms`);
+    const recreated = workers.flatMap((w) => w.logs()).filter((l) => l.msg === 'BullMQ worker stopped taking jobs: recreating it').length;
+    console.log(`cluster failover: ${N} jobs ok, replica promoted ${promotedAfterMs} ms after SIGKILL, longest processing gap ${gap} ms, BullMQ workers recreated by the watchdog: ${recreated}`);
     // The issue's bound: processing resumes within 30 s of the new master.
     expect(gap).toBeLessThan(30_000);
     // The same worker processes did it all: none exited, none was restarted.
