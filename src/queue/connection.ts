@@ -14,7 +14,7 @@ export function redisOptions(url: string, env: NodeJS.ProcessEnv = process.env):
 }
 
 /** How a connection is used: workers block and must never give up on a command; producers fail fast. */
-type Role = 'worker' | 'producer';
+export type Role = 'worker' | 'producer';
 
 function roleOptions(role: Role): RedisOptions {
   return role === 'worker' ? { maxRetriesPerRequest: null, disconnectTimeout: 200 } : { maxRetriesPerRequest: 1, enableOfflineQueue: true, disconnectTimeout: 200 };
@@ -38,6 +38,16 @@ export function connectTarget(target: RedisTarget, role: Role): RedisConnection 
     clusterRetryStrategy: (times) => Math.min(100 * times, 2_000),
     maxRedirections: role === 'worker' ? 300 : 50,
   });
+}
+
+/** Opens connections of a role to one place: a parsed URL, or copies of a caller's ready instance. */
+export type ConnectionFactory = (role: Role) => RedisConnection;
+
+/** A factory for a target or a ready ioredis instance (duplicated, never used itself). */
+export function connectionFactory(source: RedisTarget | RedisConnection): ConnectionFactory {
+  if ('kind' in source) return (role) => connectTarget(source, role);
+  if (isCluster(source)) return (role) => source.duplicate(undefined, { redisOptions: { ...source.options.redisOptions, ...roleOptions(role) } });
+  return (role) => source.duplicate(roleOptions(role));
 }
 
 /** A connection for BullMQ workers and blocking readers (maxRetriesPerRequest: null). */

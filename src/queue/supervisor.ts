@@ -2,7 +2,7 @@ import { DelayedError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Result } from '../invoke/result.js';
 import type { Metrics } from '../observability/metrics.js';
-import { connectTarget, withTimeout, type RedisConnection, type RedisTarget } from './connection.js';
+import { withTimeout, type ConnectionFactory, type RedisConnection } from './connection.js';
 import { JOB_NAME, QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { knownRedisError } from './redis-errors.js';
 import { SafeWorker } from './safe-worker.js';
@@ -10,7 +10,8 @@ import { SafeWorker } from './safe-worker.js';
 export type Processor = (job: Job, token?: string, signal?: AbortSignal) => Promise<Result>;
 
 export interface SupervisorOptions {
-  target: RedisTarget;
+  /** Opens the BullMQ worker's connection (a new one each time the worker is recreated). */
+  open: ConnectionFactory;
   /** BullMQ prefix (undefined: BullMQ's `bull`). */
   prefix: string | undefined;
   concurrency: number;
@@ -55,7 +56,7 @@ export class WorkerSupervisor {
   }
 
   private create(): { worker: SafeWorker; connection: RedisConnection } {
-    const connection = connectTarget(this.o.target, 'worker');
+    const connection = this.o.open('worker');
     connection.on('error', (error: Error) => this.logError('Redis connection error', error));
     const worker = new SafeWorker(QUEUE_NAME, (job, token, signal) => this.run(job, token, signal), {
       connection,

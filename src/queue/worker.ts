@@ -13,7 +13,7 @@ import { Metrics } from '../observability/metrics.js';
 import { DEFAULT_METRICS_HOST, startMetricsServer, type HealthReport } from '../observability/server.js';
 import { AgentPool } from '../tls/agents.js';
 import { InvalidInputError, errorCode } from '../errors.js';
-import { connectTarget, parseRedisUrl, resolvePrefix, withTimeout, type RedisConnection } from './connection.js';
+import { DEFAULT_REDIS_URL, connectionFactory, isCluster, parseRedisUrl, resolvePrefix, withTimeout, type RedisConnection } from './connection.js';
 import { QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { createProcessor } from './processor.js';
 import { knownRedisError } from './redis-errors.js';
@@ -21,7 +21,10 @@ import { RedisTokenCache } from './redis-token-cache.js';
 import { WorkerSupervisor } from './supervisor.js';
 
 export interface WorkerOptions {
-  redisUrl: string;
+  /** Any Redis URL form (single node, Sentinel, Cluster); or pass `connection`. */
+  redisUrl?: string;
+  /** A ready ioredis `Redis` or `Cluster`: the worker opens its connections as duplicates of it and leaves it open. */
+  connection?: RedisConnection;
   nodesDir: string;
   profilesDir: string;
   logger: Logger;
@@ -132,8 +135,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const { logger } = options;
   const env = options.env ?? process.env;
   // Bad URLs and prefixes fail before anything is opened.
-  const target = parseRedisUrl(options.redisUrl, env);
-  const prefix = resolvePrefix(target.kind === 'cluster', options.prefix);
+  const source = options.connection ?? parseRedisUrl(options.redisUrl ?? DEFAULT_REDIS_URL, env);
+  const cluster = 'kind' in source ? source.kind === 'cluster' : isCluster(source);
+  const prefix = resolvePrefix(cluster, options.prefix);
+  const open = connectionFactory(source);
   const registry = await Registry.load(options.nodesDir, options.profilesDir, { env });
   for (const problem of registry.problems) {
     logger.error({ kind: problem.kind, file: problem.file, code: problem.error.code, hint: problem.error.hint }, problem.error.message);
@@ -170,8 +175,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const server = options.metricsPort === undefined ? undefined : await listenMetrics(options.metricsPort, options.metricsHost ?? DEFAULT_METRICS_HOST, metrics, health);
   if (server) logger.info({ healthPort: server.port, host: options.metricsHost ?? DEFAULT_METRICS_HOST }, 'serving /metrics and /healthz');
 
-  const probe = connectTarget(target, 'producer');
-  const storeConnection = connectTarget(target, 'worker');
+  const probe = open('producer');
+  const storeConnection = open('worker');
   for (const c of [probe, storeConnection]) c.on('error', () => undefined);
   const agents = new AgentPool(options.tlsSessionResumption === false ? { maxCachedSessions: 0 } : {});
   const keyPrefix = prefix ? `${prefix}:svcnode` : 'svcnode';
@@ -200,7 +205,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
 
   const concurrency = options.concurrency ?? WORKER_DEFAULTS.concurrency;
   const supervisor = new WorkerSupervisor({
-    target,
+    open,
     prefix,
     concurrency,
     lockDurationMs: options.lockDurationMs ?? WORKER_DEFAULTS.lockDurationMs,
@@ -243,7 +248,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   }
   supervisor.start();
   live.supervisor = supervisor;
-  logger.info({ queue: QUEUE_NAME, prefix: prefix ?? 'bull', cluster: target.kind === 'cluster', concurrency, metricsPort: server?.port }, 'worker started');
+  logger.info({ queue: QUEUE_NAME, prefix: prefix ?? 'bull', cluster, concurrency, metricsPort: server?.port }, 'worker started');
 
   return {
     registry,

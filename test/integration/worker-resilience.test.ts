@@ -75,6 +75,7 @@ describe('a worker that never hangs', () => {
   let admin: Redis;
   const workers: WorkerProcess[] = [];
   let inProcess: RunningWorker | undefined;
+  const after: Array<() => void> = [];
 
   beforeAll(async () => {
     [pki, redis] = await Promise.all([createTestPki(), startRedis()]);
@@ -93,6 +94,7 @@ describe('a worker that never hangs', () => {
     await Promise.all(workers.splice(0).map((w) => w.proc.stop('SIGKILL')));
     await inProcess?.close(0);
     inProcess = undefined;
+    for (const f of after.splice(0)) f();
   });
   afterAll(async () => {
     await queue?.close();
@@ -131,14 +133,14 @@ describe('a worker that never hangs', () => {
     expect(w.logs().filter((l) => l.msg === 'worker error')).toEqual([]);
   }, 60_000);
 
-  const inProcessWorker = async (redisUrl: string, lines: Array<Record<string, unknown>>): Promise<RunningWorker> => {
+  const inProcessWorker = async (redis: string | Redis, lines: Array<Record<string, unknown>>): Promise<RunningWorker> => {
     const sink = new Writable({
       write(chunk: Buffer, _enc, done) {
         for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
         done();
       },
     });
-    return startWorker({ redisUrl, nodesDir: f.nodesDir, profilesDir: f.profilesDir, env: { ...process.env, ...f.env }, logger: pino({ level: 'info' }, sink), metricsPort: 0, concurrency: 4, watchdogIntervalMs: 250, watchdogIdleMs: 3_000 });
+    return startWorker({ ...(typeof redis === 'string' ? { redisUrl: redis } : { connection: redis }), nodesDir: f.nodesDir, profilesDir: f.profilesDir, env: { ...process.env, ...f.env }, logger: pino({ level: 'info' }, sink), metricsPort: 0, concurrency: 4, watchdogIntervalMs: 250, watchdogIdleMs: 3_000 });
   };
   const healthz = async (w: RunningWorker): Promise<{ status: number; reason?: string }> => {
     const r = await fetch(`http://127.0.0.1:${w.metricsPort}/healthz`);
@@ -171,9 +173,12 @@ describe('a worker that never hangs', () => {
     }
   }, 40_000);
 
-  it('recreates a BullMQ worker whose run loop ended', async () => {
+  it('recreates a BullMQ worker whose run loop ended (library worker on a ready ioredis instance)', async () => {
     const lines: Array<Record<string, unknown>> = [];
-    inProcess = await inProcessWorker(redis.url, lines);
+    // The caller's own connection: the worker works on duplicates of it and leaves it open.
+    const mine = new Redis(redis.url);
+    after.push(() => mine.disconnect());
+    inProcess = await inProcessWorker(mine, lines);
     await waitFor(async () => inProcess && (await healthz(inProcess)).status === 200, 5_000, 50, 'healthy at start');
     // pause() ends BullMQ's main loop, as an unrecovered error in it does.
     await inProcess.supervisor.current.pause(true);
@@ -182,6 +187,9 @@ describe('a worker that never hangs', () => {
     for (const j of jobs) expect(((await Job.fromId(queue, j.id as string))?.returnvalue as Result).ok).toBe(true);
     expect(lines.filter((l) => l.msg === 'BullMQ worker stopped taking jobs: recreating it').map((l) => l.reason)).toEqual(['run loop ended']);
     expect(await recreations(inProcess)).toBe('1');
+    await inProcess.close(1_000);
+    inProcess = undefined;
+    expect(await mine.ping()).toBe('PONG');
   }, 40_000);
 
   it('exits within the grace period + 2 s on SIGTERM when Redis was SIGKILLed, non-zero with jobs held', async () => {
