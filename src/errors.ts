@@ -61,6 +61,10 @@ export const ERROR_CODES = {
   SVCNODE_INVALID_CRL: 'a trust.crl entry is not a CRL, or no trust.ca certificate issued it',
   SVCNODE_CRL_UNAVAILABLE: 'a trust.crl URL cannot be downloaded and no earlier copy is known',
   SVCNODE_CERT_REVOKED: 'a server certificate is listed in a current CRL of the profile (soft revocation mode)',
+  SVCNODE_REDIS_AUTH: 'Redis refused the credentials (NOAUTH, WRONGPASS)',
+  SVCNODE_REDIS_WRONG_NODE: 'the Redis URL names one node of a Redis Cluster that does not own the queue (MOVED)',
+  SVCNODE_REDIS_CROSSSLOT: 'the queue prefix has no hash tag, so its keys span Redis Cluster slots (CROSSSLOT)',
+  SVCNODE_PORT_IN_USE: 'the --metrics-port is taken by another process',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,6 +1,7 @@
 /** svcnode library API. */
 export { ServiceNodeClient, InvokeTimeoutError, type ServiceNodeClientOptions, type EnqueueOptions } from './queue/client.js';
 export { QUEUE_NAME, JOB_NAME } from './queue/constants.js';
+export { parseRedisUrl, CLUSTER_PREFIX, type RedisConnection, type RedisTarget } from './queue/connection.js';
 export { startWorker, type WorkerOptions, type RunningWorker } from './queue/worker.js';
 export { invoke, type InvokeDeps, type InvokeOptions } from './invoke/execute.js';
 export type { Result, Failure, TlsReport, ResponseReport } from './invoke/result.js';

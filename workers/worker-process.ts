@@ -1,12 +1,29 @@
 import type { Logger } from 'pino';
+import { EXIT } from '../src/failures/categories.js';
+import { WORKER_DEFAULTS } from '../src/queue/constants.js';
 import { StartAbortedError, startWorker, type WorkerOptions } from '../src/queue/worker.js';
 
 /**
- * Run a worker until SIGTERM or SIGINT: stop taking jobs, let in-flight ones finish within the
- * grace period, release Redis and sockets, resolve with the exit code (0). Jobs still running
- * when the grace period ends are left to BullMQ's stall check, which hands them to a live worker.
+ * Exit code when the grace period ran out with jobs still held (they return to the queue through
+ * BullMQ's stall check), or Redis did not confirm them: a timeout, as everywhere in svcnode.
+ */
+export const EXIT_UNDRAINED = EXIT.network;
+
+/**
+ * The last word on exiting: an unref'd timer that ends the process if something (a socket to a
+ * dead Redis) still holds the event loop. It never delays a process that can exit by itself.
+ */
+function exitBy(ms: number, code: () => number | undefined): void {
+  setTimeout(() => process.exit(code()), ms).unref();
+}
+
+/**
+ * Run a worker until SIGTERM or SIGINT: stop taking jobs, let held ones finish within the grace
+ * period, release Redis and sockets. Resolves with the exit code: 0 when every held job finished,
+ * EXIT_UNDRAINED otherwise. The grace period is a hard deadline, whatever Redis does.
  */
 export async function runWorkerProcess(options: WorkerOptions & { shutdownGraceMs?: number; logger: Logger }): Promise<number> {
+  const graceMs = options.shutdownGraceMs ?? WORKER_DEFAULTS.shutdownGraceMs;
   // Listen before starting, so a signal during start-up (e.g. waiting for Redis) still stops cleanly.
   const abort = new AbortController();
   const stop = new Promise<NodeJS.Signals>((resolve) => {
@@ -21,13 +38,25 @@ export async function runWorkerProcess(options: WorkerOptions & { shutdownGraceM
   try {
     worker = await startWorker({ ...options, signal: abort.signal });
   } catch (error) {
-    if (!(error instanceof StartAbortedError)) throw error;
+    if (!(error instanceof StartAbortedError)) {
+      // startWorker released what it opened; this only guards against a handle it could not cut.
+      exitBy(WORKER_DEFAULTS.shutdownMarginMs, () => (typeof process.exitCode === 'number' ? process.exitCode : 1));
+      throw error;
+    }
     options.logger.info({ signal: await stop }, 'stopped before Redis could be reached; no job was taken');
     return 0;
   }
   const signal = await stop;
-  options.logger.info({ signal }, 'shutting down: no new jobs, finishing in-flight ones');
-  const { drained } = await worker.close(options.shutdownGraceMs);
-  options.logger.info({ drained }, drained ? 'shutdown complete' : 'grace period over: unfinished jobs will be picked up by another worker');
-  return 0;
+  options.logger.info({ signal, graceMs }, 'shutting down: no new jobs, finishing held ones');
+  const outcome = { code: EXIT_UNDRAINED, closed: false };
+  exitBy(graceMs + WORKER_DEFAULTS.shutdownMarginMs, () => {
+    if (!outcome.closed) options.logger.error({ graceMs }, 'shutdown deadline reached: exiting with jobs unconfirmed');
+    return outcome.code;
+  });
+  const { drained } = await worker.close(graceMs);
+  const code = drained ? 0 : EXIT_UNDRAINED;
+  Object.assign(outcome, { code, closed: true });
+  options.logger.info({ drained, exitCode: code }, drained ? 'shutdown complete' : 'grace period over: unfinished jobs return to the queue through the stall check');
+  exitBy(WORKER_DEFAULTS.shutdownMarginMs, () => code);
+  return code;
 }

@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { runWorkerProcess } from '../../workers/worker-process.js';
+import { EXIT_UNDRAINED, runWorkerProcess } from '../../workers/worker-process.js';
+import { DEFAULT_METRICS_HOST } from '../observability/server.js';
 import { exitCodeFor } from '../failures/categories.js';
 import type { FailureSummary, NodeFailures } from '../failures/store.js';
 import { createLogger } from '../observability/logger.js';
@@ -24,6 +25,9 @@ function positiveInt(name: string): (value: string) => number {
 /** How long enqueue and failures wait for Redis before exiting 5. */
 const CLI_REDIS_TIMEOUT_MS = 5_000;
 
+const REDIS_HELP = 'Redis URL: redis://, rediss://, redis+sentinel://h:p,h:p/MASTER[?sentinelPasswordEnv=VAR], redis+cluster://h:p,h:p, rediss+cluster:// (default: $REDIS_URL, else redis://127.0.0.1:6379)';
+const PREFIX_HELP = "BullMQ key prefix, the same on workers and producers (default 'bull'; on a cluster '{svcnode}', and it must hold a {hash tag})";
+
 function redisUrl(io: CliIo, option: string | undefined): string {
   return option ?? io.env.REDIS_URL ?? DEFAULT_REDIS_URL;
 }
@@ -34,6 +38,7 @@ interface WorkerCliOptions {
   profiles?: string;
   concurrency?: number;
   metricsPort?: number;
+  metricsHost?: string;
   prefix?: string;
   shutdownGraceMs?: number;
   lockDurationMs?: number;
@@ -45,18 +50,21 @@ interface WorkerCliOptions {
 /** `svcnode worker`: consume the invocation queue. */
 export function workerCommand(io: CliIo): Command {
   return new Command('worker')
+    .exitOverride() // usage errors reach main, which exits 2 (commander alone would exit 1)
     .description('consume the service-node-invocations queue and execute each invocation over mutual TLS')
-    .option('--redis <url>', 'Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379)')
+    .option('--redis <url>', REDIS_HELP)
     .option('--nodes <dir>', 'node definitions directory (default: $SVCNODE_NODES)')
     .option('--profiles <dir>', 'certificate profiles directory (default: $SVCNODE_PROFILES)')
     .option('--concurrency <n>', `parallel invocations (default ${WORKER_DEFAULTS.concurrency})`, positiveInt('--concurrency'))
-    .option('--metrics-port <port>', 'serve /metrics and /healthz on this port', positiveInt('--metrics-port'))
-    .option('--prefix <prefix>', 'BullMQ key prefix (use a hash tag such as {svcnode} on Redis Cluster)')
-    .option('--shutdown-grace-ms <ms>', `time in-flight jobs get on SIGTERM (default ${WORKER_DEFAULTS.shutdownGraceMs})`, positiveInt('--shutdown-grace-ms'))
+    .option('--metrics-port <port>', 'serve /metrics and /healthz on this port (0: any free port)', positiveInt('--metrics-port'))
+    .option('--metrics-host <address>', `address /metrics and /healthz bind to (default: $SVCNODE_METRICS_HOST, else ${DEFAULT_METRICS_HOST}; 0.0.0.0 for every interface)`)
+    .option('--prefix <prefix>', PREFIX_HELP)
+    .option('--shutdown-grace-ms <ms>', `hard deadline for held jobs on SIGTERM/SIGINT (default ${WORKER_DEFAULTS.shutdownGraceMs})`, positiveInt('--shutdown-grace-ms'))
     .option('--lock-duration-ms <ms>', `job lock duration (default ${WORKER_DEFAULTS.lockDurationMs})`, positiveInt('--lock-duration-ms'))
     .option('--stalled-interval-ms <ms>', `stalled-job check interval (default ${WORKER_DEFAULTS.stalledIntervalMs})`, positiveInt('--stalled-interval-ms'))
     .option('--no-tls-session-resumption', 'force a full TLS handshake on every new connection')
     .addOption(new Option('--keylog <file>').hideHelp())
+    .addHelpText('after', `\nExit codes: 0 stopped by SIGTERM/SIGINT with every held job finished; ${EXIT_UNDRAINED} held jobs unfinished when the grace period ended (they return to the queue),\nor Redis unusable at start (refused credentials); 2 invalid usage (bad URL, prefix without a hash tag on a cluster, --metrics-port taken).`)
     .action((options: WorkerCliOptions) =>
       runAction(io, async () => {
         refuseKeylogInWorker(options.keylog, io.env);
@@ -73,6 +81,7 @@ export function workerCommand(io: CliIo): Command {
           env: io.env,
           ...(options.concurrency ? { concurrency: options.concurrency } : {}),
           ...(options.metricsPort !== undefined ? { metricsPort: options.metricsPort } : {}),
+          ...((options.metricsHost ?? io.env.SVCNODE_METRICS_HOST) ? { metricsHost: options.metricsHost ?? io.env.SVCNODE_METRICS_HOST } : {}),
           ...(options.prefix ? { prefix: options.prefix } : {}),
           ...(options.shutdownGraceMs !== undefined ? { shutdownGraceMs: options.shutdownGraceMs } : {}),
           ...(options.lockDurationMs ? { lockDurationMs: options.lockDurationMs } : {}),
@@ -96,20 +105,21 @@ interface EnqueueCliOptions {
 /** `svcnode enqueue NODE_ID`: add one invocation, optionally wait for its Result. */
 export function enqueueCommand(io: CliIo): Command {
   return new Command('enqueue')
+    .exitOverride() // usage errors reach main, which exits 2 (commander alone would exit 1)
     .description('enqueue one invocation of a node; with --wait, print its Result and exit with its code')
     .argument('<nodeId>', 'id of the node definition')
-    .option('--redis <url>', 'Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379)')
+    .option('--redis <url>', REDIS_HELP)
     .option('--context <file>', 'JSON file with the context variables')
     .option('--request-id <id>', 'correlation id carried into the Result')
     .option('--wait', 'wait for the Result')
     .option('--timeout-ms <ms>', 'how long --wait waits (default 60000)', positiveInt('--timeout-ms'))
-    .option('--prefix <prefix>', 'BullMQ key prefix, as the workers use')
+    .option('--prefix <prefix>', PREFIX_HELP)
     .option('--json', 'print exactly one JSON document on stdout')
-    .addHelpText('after', '\nExit codes with --wait: those of the Result (0, 2, 3, 4, 5); 5 also when no Result arrives in time.')
+    .addHelpText('after', '\nExit codes with --wait: those of the Result (0, 2, 3, 4, 5); 5 also when no Result arrives in time.\nWithout --wait: 0 enqueued; 2 invalid input; 5 Redis unreachable, credentials refused or wrong cluster node (MOVED).')
     .action((nodeId: string, options: EnqueueCliOptions) =>
       runAction(io, async () => {
         const context = options.context ? readContextFile(options.context) : {};
-        const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), connectTimeoutMs: CLI_REDIS_TIMEOUT_MS, ...(options.prefix ? { prefix: options.prefix } : {}) });
+        const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), env: io.env, connectTimeoutMs: CLI_REDIS_TIMEOUT_MS, ...(options.prefix ? { prefix: options.prefix } : {}) });
         try {
           const jobId = await client.enqueue(nodeId, context, options.requestId ? { requestId: options.requestId } : {});
           if (!options.wait) {
@@ -163,14 +173,15 @@ function formatNode(n: NodeFailures): string {
 /** `svcnode failures [NODE_ID]`: per-node handshake outcomes and recent failures. */
 export function failuresCommand(io: CliIo): Command {
   return new Command('failures')
+    .exitOverride() // usage errors reach main, which exits 2 (commander alone would exit 1)
     .description('show handshake and failure counts per node, or the recent failures of one node')
     .argument('[nodeId]', 'show the recent failures of this node')
-    .option('--redis <url>', 'Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379)')
-    .option('--prefix <prefix>', 'BullMQ key prefix, as the workers use')
+    .option('--redis <url>', REDIS_HELP)
+    .option('--prefix <prefix>', PREFIX_HELP)
     .option('--json', 'print exactly one JSON document on stdout')
     .action((nodeId: string | undefined, options: { redis?: string; json?: boolean; prefix?: string }) =>
       runAction(io, async () => {
-        const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), connectTimeoutMs: CLI_REDIS_TIMEOUT_MS, ...(options.prefix ? { prefix: options.prefix } : {}) });
+        const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), env: io.env, connectTimeoutMs: CLI_REDIS_TIMEOUT_MS, ...(options.prefix ? { prefix: options.prefix } : {}) });
         try {
           const data = nodeId === undefined ? await client.failures() : await client.failures(nodeId);
           if (options.json) printJson(io, data);

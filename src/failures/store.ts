@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { ChainEntry } from '../tls/probe.js';
 import { CATEGORY_NAMES } from './categories.js';
 import type { Failure } from './failure.js';
@@ -109,7 +109,7 @@ export class FailureStore {
   private readonly indexed = new Set<string>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: Redis | Cluster,
     options: FailureStoreOptions = {},
   ) {
     this.prefix = options.prefix ?? 'svcnode';

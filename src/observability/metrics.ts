@@ -84,6 +84,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly workerRecreations = new Counter({
+    name: 'svcnode_worker_recreated_total',
+    help: 'BullMQ workers recreated by the watchdog because they stopped taking jobs',
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'svcnode_' });
   }

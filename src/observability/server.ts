@@ -4,18 +4,28 @@ import type { Metrics } from './metrics.js';
 
 export interface HealthReport {
   status: 'ok' | 'degraded' | 'down';
+  /** Why the status is `down` (e.g. `redis unreachable`, `MOVED: wrong node`, `worker stopped`). */
+  reason?: string;
   [key: string]: unknown;
 }
 
+/** Where /metrics and /healthz listen unless told otherwise: loopback only, nothing exposed by default. */
+export const DEFAULT_METRICS_HOST = '127.0.0.1';
+
 /** `/metrics` (Prometheus text) and `/healthz` (JSON; 200 when ok or degraded, 503 when down). */
-export async function startMetricsServer(port: number, metrics: Metrics, health: () => HealthReport, host = '0.0.0.0'): Promise<{ port: number; close(): Promise<void> }> {
+export async function startMetricsServer(
+  port: number,
+  metrics: Metrics,
+  health: () => HealthReport | Promise<HealthReport>,
+  host = DEFAULT_METRICS_HOST,
+): Promise<{ port: number; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
     void (async () => {
       if (req.url === '/metrics') {
         res.writeHead(200, { 'content-type': metrics.registry.contentType });
         res.end(await metrics.registry.metrics());
       } else if (req.url === '/healthz') {
-        const report = health();
+        const report = await health();
         res.writeHead(report.status === 'down' ? 503 : 200, { 'content-type': 'application/json' });
         res.end(JSON.stringify(report));
       } else {

@@ -1,68 +1,75 @@
-import { Redis, type RedisOptions } from 'ioredis';
-import { InvalidInputError } from '../errors.js';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { parseRedisUrl, type RedisTarget } from './redis-url.js';
 
-export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+export { DEFAULT_REDIS_URL, parseRedisUrl, redactRedisUrl, resolvePrefix, CLUSTER_PREFIX, type RedisTarget } from './redis-url.js';
 
-/**
- * ioredis options from a URL: `redis://[user:pass@]host:port[/db]`, `rediss://…` (TLS), or
- * `redis+sentinel://host:port[,host:port…]/masterName` for Redis Sentinel.
- */
-export function redisOptions(url: string): RedisOptions {
-  if (url.startsWith('redis+sentinel://')) return sentinelOptions(url);
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch (cause) {
-    throw new InvalidInputError('SVCNODE_USAGE', `invalid Redis URL "${url.replace(/\/\/[^@]*@/, '//***@')}"`, { cause, hint: 'use redis://host:port, rediss://host:port or redis+sentinel://h1:26379,h2:26379/master' });
-  }
-  const auth = {
-    ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
-    ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
-  };
-  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
-    throw new InvalidInputError('SVCNODE_USAGE', `unsupported Redis URL scheme "${parsed.protocol}"`, { hint: 'use redis://, rediss:// or redis+sentinel://' });
-  }
-  const db = Number(parsed.pathname.slice(1) || 0);
-  return {
-    host: parsed.hostname || '127.0.0.1',
-    port: Number(parsed.port || 6379),
-    db,
-    ...auth,
-    ...(parsed.protocol === 'rediss:' ? { tls: {} } : {}),
-  };
+/** A connection to one node (or Sentinel's master) or to a Redis Cluster. */
+export type RedisConnection = Redis | Cluster;
+
+/** ioredis options of a single-node or Sentinel URL (a cluster URL is refused: use parseRedisUrl). */
+export function redisOptions(url: string, env: NodeJS.ProcessEnv = process.env): RedisOptions {
+  const target = parseRedisUrl(url, env);
+  if (target.kind === 'cluster') throw new TypeError('redisOptions: a cluster URL has no single-node options');
+  return target.options;
 }
 
-/**
- * `redis+sentinel://[user:pass@]host:port[,host:port…]/masterName`: the WHATWG URL parser refuses
- * a host list, so it is split by hand. Credentials are those of the master.
- */
-function sentinelOptions(url: string): RedisOptions {
-  const match = /^redis\+sentinel:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/]+)(?:\/([^/?#]*))?$/.exec(url);
-  const hosts = match?.[3];
-  if (!match || !hosts) {
-    throw new InvalidInputError('SVCNODE_USAGE', 'invalid Redis Sentinel URL', { hint: 'use redis+sentinel://host1:26379,host2:26379/masterName' });
-  }
-  const sentinels = hosts.split(',').map((h) => {
-    const [host, port] = h.split(':');
-    return { host: host || '127.0.0.1', port: Number(port ?? 26379) };
+/** How a connection is used: workers block and must never give up on a command; producers fail fast. */
+export type Role = 'worker' | 'producer';
+
+function roleOptions(role: Role): RedisOptions {
+  return role === 'worker' ? { maxRetriesPerRequest: null, disconnectTimeout: 200 } : { maxRetriesPerRequest: 1, enableOfflineQueue: true, disconnectTimeout: 200 };
+}
+
+/** Open a connection to a parsed target. */
+export function connectTarget(target: RedisTarget, role: Role): RedisConnection {
+  if (target.kind !== 'cluster') return new Redis({ ...target.options, ...roleOptions(role) });
+  return new Cluster(target.nodes, {
+    ...target.options,
+    redisOptions: { ...target.options.redisOptions, ...roleOptions(role) },
+    // During a failover the surviving nodes answer MOVED towards the dead master until a replica
+    // is promoted: redirections are spaced out, and a worker's budget (300 × 100 ms) outlasts a
+    // failover with the default cluster-node-timeout (15 s), so no job fails on the way.
+    enableOfflineQueue: true,
+    retryDelayOnMoved: 100,
+    retryDelayOnFailover: 200,
+    retryDelayOnClusterDown: 300,
+    retryDelayOnTryAgain: 200,
+    slotsRefreshTimeout: 2_000,
+    clusterRetryStrategy: (times) => Math.min(100 * times, 2_000),
+    maxRedirections: role === 'worker' ? 300 : 50,
   });
-  if (sentinels.some((s) => !Number.isInteger(s.port) || s.port <= 0)) {
-    throw new InvalidInputError('SVCNODE_USAGE', 'invalid port in the Redis Sentinel URL', { hint: 'use redis+sentinel://host1:26379,host2:26379/masterName' });
-  }
-  return {
-    sentinels,
-    name: decodeURIComponent(match[4] ?? '') || 'mymaster',
-    ...(match[1] ? { username: decodeURIComponent(match[1]) } : {}),
-    ...(match[2] ? { password: decodeURIComponent(match[2]) } : {}),
-  };
 }
 
-/** A Redis connection for BullMQ workers and blocking readers (maxRetriesPerRequest: null). */
-export function workerConnection(url: string): Redis {
-  return new Redis({ ...redisOptions(url), maxRetriesPerRequest: null, disconnectTimeout: 200 });
+/** Opens connections of a role to one place: a parsed URL, or copies of a caller's ready instance. */
+export type ConnectionFactory = (role: Role) => RedisConnection;
+
+/** A factory for a target or a ready ioredis instance (duplicated, never used itself). */
+export function connectionFactory(source: RedisTarget | RedisConnection): ConnectionFactory {
+  if ('kind' in source) return (role) => connectTarget(source, role);
+  if (isCluster(source)) return (role) => source.duplicate(undefined, { redisOptions: { ...source.options.redisOptions, ...roleOptions(role) } });
+  return (role) => source.duplicate(roleOptions(role));
 }
 
-/** A Redis connection for producers: fails fast while Redis is down instead of queueing forever. */
-export function producerConnection(url: string): Redis {
-  return new Redis({ ...redisOptions(url), maxRetriesPerRequest: 1, enableOfflineQueue: true, disconnectTimeout: 200 });
+/** A connection for BullMQ workers and blocking readers (maxRetriesPerRequest: null). */
+export function workerConnection(url: string, env: NodeJS.ProcessEnv = process.env): RedisConnection {
+  return connectTarget(parseRedisUrl(url, env), 'worker');
+}
+
+/** A connection for producers: fails fast while Redis is down instead of queueing forever. */
+export function producerConnection(url: string, env: NodeJS.ProcessEnv = process.env): RedisConnection {
+  return connectTarget(parseRedisUrl(url, env), 'producer');
+}
+
+/** True for an ioredis Cluster (the library accepts ready instances of either kind). */
+export function isCluster(connection: RedisConnection): connection is Cluster {
+  return (connection as { isCluster?: boolean }).isCluster === true;
+}
+
+/** Resolve with `promise`, or reject with `onTimeout()` after `ms`: commands can wait forever on a dead node. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -14,6 +14,12 @@ export const WORKER_DEFAULTS = {
   maxStalledCount: 3,
   /** In-flight work allowed to finish on SIGTERM before the worker exits. @defaultValue 30000 */
   shutdownGraceMs: 30_000,
+  /** How often the watchdog checks that the BullMQ worker still takes jobs. @defaultValue 2000 */
+  watchdogIntervalMs: 2_000,
+  /** Jobs waiting while the worker sits idle with free slots this long: it is recreated. @defaultValue 10000 */
+  watchdogIdleMs: 10_000,
+  /** Past the grace period, this long at most for sockets to close before the process exits anyway. @defaultValue 1500 */
+  shutdownMarginMs: 1_500,
   /** Completed jobs kept: 24 h, at most 10,000. */
   removeOnComplete: { age: 86_400, count: 10_000 },
   /** Failed (stalled) jobs kept: 7 days, at most 10,000. */

@@ -11,6 +11,7 @@ import { retryDelay } from '../invoke/retry.js';
 import type { TokenCache } from '../invoke/token-cache.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { AgentPool } from '../tls/agents.js';
+import { isUnparsable } from './safe-worker.js';
 
 export interface ProcessorDeps {
   /** The current definitions (replaced on reload). */
@@ -48,6 +49,13 @@ function invalidInputResult(nodeId: string, error: InvalidInputError, requestId?
  */
 export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string, signal?: AbortSignal) => Promise<Result> {
   return async (job, token, signal) => {
+    if (isUnparsable(job.data)) {
+      const error = new InvalidInputError('SVCNODE_INVALID_DEFINITION', `job ${job.id ?? '?'} data in Redis is not valid JSON (${job.data.unparsable})`, { hint: 'enqueue through a BullMQ client, which stores data as JSON' });
+      const result = invalidInputResult('(invalid)', error);
+      deps.logger.warn({ jobId: job.id, code: error.code }, 'job data is not valid JSON: ended with an invalid_input Result');
+      deps.metrics?.observeInvocation(result);
+      return result;
+    }
     const raw = job.data as Partial<Invocation> | undefined;
     let data: Invocation;
     try {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './connection.js';
 import type { CrlStore, StoredCrl } from '../pki/crl-store.js';
 
 /** Redis answers slower than this are treated as "not shared": the worker then downloads alone. */
@@ -15,7 +15,7 @@ function within<T>(promise: Promise<T>, fallback: T): Promise<T> {
  */
 export class RedisCrlStore implements CrlStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisConnection,
     private readonly prefix = 'svcnode',
   ) {}
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './connection.js';
 import { openToken, sealToken, type TokenCache } from '../invoke/token-cache.js';
 import type { LoadedProfile } from '../pki/types.js';
 
@@ -12,7 +12,7 @@ const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call
  */
 export class RedisTokenCache implements TokenCache {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisConnection,
     private readonly prefix = 'svcnode',
   ) {}
 

@@ -1,5 +1,3 @@
-import { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ProfileWatcher } from '../definitions/profile-watcher.js';
 import { Registry } from '../definitions/registry.js';
@@ -12,19 +10,25 @@ import type { LoadedProfile } from '../pki/types.js';
 const DATE_CODES = new Set(['CERT_EXPIRES_SOON', 'CERT_EXPIRED', 'CERT_NOT_YET_VALID', 'CLIENT_CERT_EXPIRED', 'CLIENT_CERT_NOT_YET_VALID']);
 import { FailureStore } from '../failures/store.js';
 import { Metrics } from '../observability/metrics.js';
-import { startMetricsServer, type HealthReport } from '../observability/server.js';
+import { DEFAULT_METRICS_HOST, startMetricsServer, type HealthReport } from '../observability/server.js';
 import { AgentPool } from '../tls/agents.js';
-import { workerConnection } from './connection.js';
-import { JOB_NAME, QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
+import { InvalidInputError, errorCode } from '../errors.js';
+import { DEFAULT_REDIS_URL, connectionFactory, isCluster, parseRedisUrl, resolvePrefix, withTimeout, type RedisConnection } from './connection.js';
+import { QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { createProcessor } from './processor.js';
 import { startQueueSampler } from './queue-metrics.js';
-import { RedisTokenCache } from './redis-token-cache.js';
 import { RedisCrlStore } from './redis-crl-store.js';
+import { knownRedisError } from './redis-errors.js';
+import { RedisTokenCache } from './redis-token-cache.js';
 import { CrlFetcher } from '../pki/crl-fetch.js';
 import { revocationEvents, type RevocationCheck } from '../tls/revocation.js';
+import { WorkerSupervisor } from './supervisor.js';
 
 export interface WorkerOptions {
-  redisUrl: string;
+  /** Any Redis URL form (single node, Sentinel, Cluster); or pass `connection`. */
+  redisUrl?: string;
+  /** A ready ioredis `Redis` or `Cluster`: the worker opens its connections as duplicates of it and leaves it open. */
+  connection?: RedisConnection;
   nodesDir: string;
   profilesDir: string;
   logger: Logger;
@@ -32,8 +36,14 @@ export interface WorkerOptions {
   concurrency?: number;
   /** Serve /metrics and /healthz on this port (0 = any free port). */
   metricsPort?: number;
-  /** BullMQ key prefix; use a hash tag such as `{svcnode}` on Redis Cluster. @defaultValue 'bull' */
+  /** Address /metrics and /healthz bind to. @defaultValue '127.0.0.1' */
+  metricsHost?: string;
+  /** BullMQ key prefix; must hold a hash tag on Redis Cluster. @defaultValue 'bull', on a cluster '{svcnode}' */
   prefix?: string;
+  /** @defaultValue WORKER_DEFAULTS.watchdogIntervalMs */
+  watchdogIntervalMs?: number;
+  /** @defaultValue WORKER_DEFAULTS.watchdogIdleMs */
+  watchdogIdleMs?: number;
   lockDurationMs?: number;
   stalledIntervalMs?: number;
   /** Poll the profiles directory for rotated material every this many ms (0 = never). @defaultValue 5000 */
@@ -51,6 +61,8 @@ export interface RunningWorker {
   watcher: ProfileWatcher;
   agents: AgentPool;
   metricsPort: number | undefined;
+  /** The BullMQ worker's keeper (watchdog, probes, held jobs). */
+  supervisor: WorkerSupervisor;
   /** Stop taking jobs, let in-flight ones finish within `graceMs`, then release everything. */
   close(graceMs?: number): Promise<{ drained: boolean }>;
 }
@@ -72,24 +84,36 @@ export class StartAbortedError extends Error {
   }
 }
 
-/** Resolve true once Redis answers, false if `signal` aborts first. */
-async function redisOrAbort(redis: Redis, signal: AbortSignal | undefined): Promise<boolean> {
-  const ready = redis.ping().then(
-    () => true,
-    () => true,
-  );
-  if (!signal) return ready;
-  if (signal.aborted) return false;
-  const aborted = new Promise<boolean>((resolve) => signal.addEventListener('abort', () => resolve(false), { once: true }));
-  return Promise.race([ready, aborted]);
+function sleepOrAbort(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+  });
+}
+
+/**
+ * Resolve true once Redis answers PING, false if `signal` aborts first. An outage is waited out
+ * (/healthz says 503 meanwhile); refused credentials are a configuration error and thrown at once.
+ */
+async function redisOrAbort(redis: RedisConnection, signal: AbortSignal | undefined): Promise<boolean> {
+  while (!signal?.aborted) {
+    try {
+      await withTimeout(redis.ping(), 2_000, () => new Error('PING timed out'));
+      return true;
+    } catch (error) {
+      const known = knownRedisError(error);
+      if (known?.code === 'SVCNODE_REDIS_AUTH') throw known;
+      await sleepOrAbort(250, signal);
+    }
+  }
+  return false;
 }
 
 /** Warn when Redis can evict or lose queued jobs. */
-async function checkRedisConfig(redis: Redis, logger: Logger): Promise<void> {
+async function checkRedisConfig(redis: RedisConnection, logger: Logger): Promise<void> {
   try {
-    const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as [string, string];
-    const [, aof] = (await redis.config('GET', 'appendonly')) as [string, string];
-    const [, save] = (await redis.config('GET', 'save')) as [string, string];
+    const config = async (name: string): Promise<string> => ((await withTimeout(redis.config('GET', name) as Promise<unknown>, 2_000, () => new Error('CONFIG GET timed out'))) as string[])[1] ?? '';
+    const [policy, aof, save] = [await config('maxmemory-policy'), await config('appendonly'), await config('save')];
     if (policy !== 'noeviction') logger.warn({ maxmemoryPolicy: policy }, 'Redis maxmemory-policy is not noeviction: queued jobs can be evicted under memory pressure; set maxmemory-policy noeviction');
     if (aof !== 'yes' && !save) logger.warn('Redis has no persistence (appendonly no, no save points): a Redis restart loses queued jobs; set appendonly yes');
   } catch (error) {
@@ -97,14 +121,34 @@ async function checkRedisConfig(redis: Redis, logger: Logger): Promise<void> {
   }
 }
 
+/** Bind /metrics and /healthz; a taken port is a configuration error (exit 2), not a crash. */
+async function listenMetrics(port: number, host: string, metrics: Metrics, health: () => Promise<HealthReport>): Promise<Awaited<ReturnType<typeof startMetricsServer>>> {
+  try {
+    return await startMetricsServer(port, metrics, health, host);
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      throw new InvalidInputError('SVCNODE_PORT_IN_USE', `cannot serve /metrics and /healthz on ${host}:${port} (${code})`, { cause: error, hint: 'pick a free --metrics-port (0 picks any) or stop the process that holds it; --metrics-host sets the address' });
+    }
+    throw error;
+  }
+}
+
 /** Start a worker: load and validate definitions, then consume the invocation queue. */
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
   const { logger } = options;
+  const env = options.env ?? process.env;
+  // Bad URLs and prefixes fail before anything is opened.
+  const source = options.connection ?? parseRedisUrl(options.redisUrl ?? DEFAULT_REDIS_URL, env);
+  const cluster = 'kind' in source ? source.kind === 'cluster' : isCluster(source);
+  const prefix = resolvePrefix(cluster, options.prefix);
+  const open = connectionFactory(source);
+  const keyPrefix = prefix ? `${prefix}:svcnode` : 'svcnode';
   // trust.crl URLs are downloaded once per fleet and shared through Redis (a Redis outage only means each worker downloads).
-  const crlConnection = workerConnection(options.redisUrl);
+  const crlConnection = open('worker');
   crlConnection.on('error', () => undefined);
-  const crlFetcher = new CrlFetcher(new RedisCrlStore(crlConnection, options.prefix ? `${options.prefix}:svcnode` : 'svcnode'));
-  const registry = await Registry.load(options.nodesDir, options.profilesDir, { env: options.env ?? process.env, crlFetcher }).catch((error: unknown) => {
+  const crlFetcher = new CrlFetcher(new RedisCrlStore(crlConnection, keyPrefix));
+  const registry = await Registry.load(options.nodesDir, options.profilesDir, { env, crlFetcher }).catch((error: unknown) => {
     crlConnection.disconnect();
     throw error;
   });
@@ -117,8 +161,6 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     }
   }
   logExpiry(registry, logger);
-  const expiryTimer = setInterval(() => logExpiry(registry, logger), 86_400_000);
-  expiryTimer.unref();
   logger.info({ nodes: registry.nodes.size, profiles: registry.profiles.size, problems: registry.problems.length }, 'definitions loaded');
 
   const metrics = new Metrics();
@@ -129,41 +171,38 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   };
   revocationEvents.on('check', onRevocation);
 
-  const connection = workerConnection(options.redisUrl);
-  const storeConnection = workerConnection(options.redisUrl);
-  let redisReady = false;
-  for (const c of [connection, storeConnection]) {
-    c.on('error', (error: Error) => logger.warn({ err: error.message }, 'Redis connection error'));
-  }
-  connection.on('ready', () => {
-    redisReady = true;
-  });
-  connection.on('close', () => {
-    redisReady = false;
-  });
+  // Filled in once Redis connections exist; /healthz is served (503) before that.
+  const live: { supervisor?: WorkerSupervisor } = {};
+  const health = async (): Promise<HealthReport> => {
+    const { supervisor } = live;
+    const stale = registry.staleProfiles();
+    const result = supervisor ? await supervisor.probe() : ({ ok: false, reason: 'redis unreachable', detail: 'not connected yet' } as const);
+    const reason = !result.ok ? result.reason : !supervisor?.takingJobs() ? 'worker stopped' : stale.length > 0 ? 'profiles stale' : undefined;
+    return {
+      status: reason ? 'down' : registry.problems.length > 0 ? 'degraded' : 'ok',
+      ...(reason ? { reason } : {}),
+      redis: result.ok ? 'connected' : 'disconnected',
+      nodes: registry.nodes.size,
+      profiles: registry.profiles.size,
+      problems: registry.problems.map((p) => ({ kind: p.kind, file: p.file, code: p.error.code, message: p.error.message })),
+      staleProfiles: stale,
+    };
+  };
+  // The port is bound before any Redis connection exists: a taken port leaves nothing to clean up.
+  const server = options.metricsPort === undefined ? undefined : await listenMetrics(options.metricsPort, options.metricsHost ?? DEFAULT_METRICS_HOST, metrics, health);
+  if (server) logger.info({ healthPort: server.port, host: options.metricsHost ?? DEFAULT_METRICS_HOST }, 'serving /metrics and /healthz');
+
+  const probe = open('producer');
+  const storeConnection = open('worker');
+  for (const c of [probe, storeConnection]) c.on('error', () => undefined);
   const agents = new AgentPool(options.tlsSessionResumption === false ? { maxCachedSessions: 0 } : {});
-  const keyPrefix = options.prefix ? `${options.prefix}:svcnode` : 'svcnode';
   const store = new FailureStore(storeConnection, { prefix: keyPrefix });
   const tokens = new RedisTokenCache(storeConnection, keyPrefix);
   const processor = createProcessor({ registry: () => registry, agents, tokens, store, metrics, logger });
-
-  // One signal for every call, aborted when a shutdown's grace period runs out. A processor that
-  // takes BullMQ's per-job signal costs an AbortController and listeners per job (npm run bench).
+  // One signal for every call, aborted when a shutdown's grace period runs out (cheaper than a per-job one).
   const shutdown = new AbortController();
-  const worker = new Worker(QUEUE_NAME, (job, token) => (job.name === JOB_NAME ? processor(job, token, shutdown.signal) : Promise.reject(new Error(`unknown job name "${job.name}"`))), {
-    connection,
-    ...(options.prefix ? { prefix: options.prefix } : {}),
-    concurrency: options.concurrency ?? WORKER_DEFAULTS.concurrency,
-    lockDuration: options.lockDurationMs ?? WORKER_DEFAULTS.lockDurationMs,
-    stalledInterval: options.stalledIntervalMs ?? WORKER_DEFAULTS.stalledIntervalMs,
-    maxStalledCount: WORKER_DEFAULTS.maxStalledCount,
-    removeOnComplete: WORKER_DEFAULTS.removeOnComplete,
-    removeOnFail: WORKER_DEFAULTS.removeOnFail,
-    autorun: false,
-  });
-  worker.on('error', (error) => logger.warn({ err: error.message }, 'worker error'));
-  const queueSampler = startQueueSampler(metrics, storeConnection, { ...(options.prefix ? { prefix: options.prefix } : {}), isUp: () => redisReady && worker.isRunning() });
-  worker.on('failed', (job, error) => logger.error({ jobId: job?.id, err: error.message }, 'job failed (infrastructure)'));
+  const expiryTimer = setInterval(() => logExpiry(registry, logger), 86_400_000);
+  expiryTimer.unref();
 
   const watcher = new ProfileWatcher(
     registry,
@@ -186,61 +225,68 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     },
     { intervalMs: options.reloadIntervalMs ?? 5_000, ...(options.env ? { env: options.env } : {}), crlFetcher },
   );
-  if ((options.reloadIntervalMs ?? 5_000) > 0) await watcher.start();
 
-  const health = (): HealthReport => {
-    const stale = registry.staleProfiles();
-    return {
-      status: !redisReady || !worker.isRunning() ? 'down' : registry.problems.length > 0 || stale.length > 0 ? 'degraded' : 'ok',
-      redis: redisReady ? 'connected' : 'disconnected',
-      nodes: registry.nodes.size,
-      profiles: registry.profiles.size,
-      problems: registry.problems.map((p) => ({ kind: p.kind, file: p.file, code: p.error.code, message: p.error.message })),
-      staleProfiles: stale,
-    };
-  };
-  const server = options.metricsPort === undefined ? undefined : await startMetricsServer(options.metricsPort, metrics, health);
-  if (server) logger.info({ healthPort: server.port }, 'serving /metrics and /healthz');
-  // /healthz answers (503) while Redis is still unreachable at start; a stop signal ends the wait.
-  if (!(await redisOrAbort(connection, options.signal))) {
+  const concurrency = options.concurrency ?? WORKER_DEFAULTS.concurrency;
+  const supervisor = new WorkerSupervisor({
+    open,
+    prefix,
+    concurrency,
+    lockDurationMs: options.lockDurationMs ?? WORKER_DEFAULTS.lockDurationMs,
+    stalledIntervalMs: options.stalledIntervalMs ?? WORKER_DEFAULTS.stalledIntervalMs,
+    processor: (job, token) => processor(job, token, shutdown.signal),
+    probe,
+    logger,
+    metrics,
+    ...(options.watchdogIntervalMs ? { watchdogIntervalMs: options.watchdogIntervalMs } : {}),
+    ...(options.watchdogIdleMs ? { watchdogIdleMs: options.watchdogIdleMs } : {}),
+  });
+
+  const queueSampler = startQueueSampler(metrics, storeConnection, { ...(prefix ? { prefix } : {}), isUp: () => live.supervisor?.takingJobs() ?? false });
+
+  /** Release everything, bounded in time: quit politely, then cut what does not answer. */
+  const release = async (graceMs: number): Promise<{ drained: boolean }> => {
     queueSampler.stop();
     watcher.stop();
     clearInterval(expiryTimer);
     revocationEvents.off('check', onRevocation);
-    crlConnection.disconnect();
+    const outcome = await supervisor.close(graceMs);
+    // Calls still running past the grace period are aborted; their jobs return to the queue.
+    if (!outcome.drained) shutdown.abort();
     agents.destroy();
     await server?.close();
-    await worker.close(true).catch(() => undefined);
-    connection.disconnect();
+    await withTimeout(Promise.allSettled([probe.quit(), storeConnection.quit(), crlConnection.quit()]), 300, () => new Error('quit timed out')).catch(() => undefined);
+    probe.disconnect();
     storeConnection.disconnect();
-    throw new StartAbortedError();
+    crlConnection.disconnect();
+    return outcome;
+  };
+
+  try {
+    if ((options.reloadIntervalMs ?? 5_000) > 0) await watcher.start();
+    // /healthz answers (503) while Redis is still unreachable at start; a stop signal ends the wait.
+    if (!(await redisOrAbort(probe, options.signal))) throw new StartAbortedError();
+    const first = await supervisor.probe();
+    if (!first.ok && first.reason === 'MOVED: wrong node') {
+      // Not fatal: this node may own the slot after a failover; /healthz says 503 until then.
+      const known = knownRedisError(new Error(first.detail));
+      logger.error({ code: known?.code, hint: known?.hint }, known?.message ?? first.detail);
+    }
+    await checkRedisConfig(probe, logger);
+  } catch (error) {
+    await release(0);
+    throw error;
   }
-  await checkRedisConfig(connection, logger);
-  void worker.run().catch((error: unknown) => logger.error({ err: (error as Error).message }, 'worker stopped'));
+  supervisor.start();
+  live.supervisor = supervisor;
   void queueSampler.sample();
-  logger.info({ queue: QUEUE_NAME, concurrency: options.concurrency ?? WORKER_DEFAULTS.concurrency, metricsPort: server?.port }, 'worker started');
+  logger.info({ queue: QUEUE_NAME, prefix: prefix ?? 'bull', cluster, concurrency, metricsPort: server?.port }, 'worker started');
 
   return {
     registry,
     agents,
     metricsPort: server?.port,
     watcher,
-    async close(graceMs = WORKER_DEFAULTS.shutdownGraceMs) {
-      queueSampler.stop();
-      watcher.stop();
-      clearInterval(expiryTimer);
-      revocationEvents.off('check', onRevocation);
-      const graceful = worker.close().then(() => true);
-      const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), graceMs).unref());
-      const drained = await Promise.race([graceful, timer]);
-      if (!drained) {
-        shutdown.abort();
-        await worker.close(true);
-      }
-      agents.destroy();
-      await server?.close();
-      await Promise.allSettled([connection.quit(), storeConnection.quit(), crlConnection.quit()]);
-      return { drained };
-    },
+    supervisor,
+    close: (graceMs = WORKER_DEFAULTS.shutdownGraceMs) => release(graceMs),
   };
 }

@@ -3,7 +3,7 @@
  * AOF with `appendfsync always` so a SIGKILL loses nothing that was acknowledged.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,6 +15,12 @@ export interface RedisOptions {
   appendonly?: boolean;
   /** e.g. `noeviction` (what BullMQ wants). @defaultValue redis-server's own (noeviction) */
   maxmemoryPolicy?: string;
+  /** Listen on this port instead of a free one (Redis Cluster needs port + 10000 free too). */
+  port?: number;
+  /** A config file written into the server's dir and passed first (Sentinel needs one it can rewrite). */
+  config?: string;
+  /** More command-line options, e.g. `['--cluster-enabled', 'yes']` or `['--sentinel']`. */
+  args?: string[];
 }
 
 export interface TestRedis {
@@ -62,7 +68,7 @@ export async function startRedis(o: RedisOptions = {}): Promise<TestRedis> {
   let lastError: unknown;
   // The port is picked before redis binds it; retry if someone else took it in between.
   for (let attempt = 0; attempt < 3 && !current; attempt++) {
-    port = await freePort();
+    port = o.port ?? (await freePort());
     try {
       current = await launch(port, dir, o);
     } catch (err) {
@@ -125,7 +131,10 @@ function isRunning(child: ChildProcess): boolean {
 }
 
 function redisArgs(port: number, dir: string, o: RedisOptions): string[] {
+  const config = o.config === undefined ? [] : [path.join(dir, 'redis.conf')];
+  if (o.config !== undefined && !existsSync(config[0] as string)) writeFileSync(config[0] as string, o.config);
   const args = [
+    ...config,
     '--port', String(port),
     '--bind', LOOPBACK,
     '--dir', dir,
@@ -136,6 +145,7 @@ function redisArgs(port: number, dir: string, o: RedisOptions): string[] {
   ];
   if (o.appendonly) args.push('--appendfsync', 'always');
   if (o.maxmemoryPolicy) args.push('--maxmemory-policy', o.maxmemoryPolicy);
+  args.push(...(o.args ?? []));
   return args;
 }
 
@@ -197,7 +207,7 @@ async function terminate(r: Running, graceMs = 5_000): Promise<void> {
   }
 }
 
-/** Sends a raw RESP PING; true on `+PONG`. Avoids a client library dependency in the helper. */
+/** Sends a raw RESP PING; true on `+PONG` (or `-NOAUTH` from a server with a password). Avoids a client library dependency in the helper. */
 function ping(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect(port, LOOPBACK);
@@ -211,7 +221,7 @@ function ping(port: number): Promise<boolean> {
     socket.once('connect', () => socket.write('PING\r\n'));
     socket.on('data', (d: Buffer) => {
       buf += d.toString('utf8');
-      if (buf.includes('\r\n')) done(buf.startsWith('+PONG'));
+      if (buf.includes('\r\n')) done(buf.startsWith('+PONG') || buf.startsWith('-NOAUTH')); // a password-protected server is up too
     });
   });
 }

@@ -41,7 +41,7 @@ describe('rotation without restart', () => {
     writeFileSync(join(material, 'client.key'), pki.client.keyPem, { mode: 0o600 });
     writeFileSync(join(dir, 'profiles', 'bank.json'), JSON.stringify({ client: { certificate: '../material/client.pem', key: '../material/client.key' }, trust: { ca: ['../material/root.pem'] } }));
     writeFileSync(join(dir, 'nodes', 'ping.json'), JSON.stringify({ id: 'ping', request: { method: 'GET', url: `https://localhost:${backend.port}/ping` }, tls: { profile: 'bank' }, retry: { limit: 0 } }));
-    worker = await startWorker({ redisUrl: redis.url, nodesDir: join(dir, 'nodes'), profilesDir: join(dir, 'profiles'), logger: createLogger({ level: 'silent' }), concurrency: 8, reloadIntervalMs: 100 });
+    worker = await startWorker({ redisUrl: redis.url, nodesDir: join(dir, 'nodes'), profilesDir: join(dir, 'profiles'), logger: createLogger({ level: 'silent' }), concurrency: 8, reloadIntervalMs: 100, metricsPort: 0 });
     client = new ServiceNodeClient({ redisUrl: redis.url });
   });
   afterAll(async () => {
@@ -83,6 +83,9 @@ describe('rotation without restart', () => {
     replace(join(material, 'client.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
     await worker.watcher.check();
     expect(worker.registry.staleProfiles().map((s) => s.name)).toEqual(['bank']);
+    const health = await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`);
+    expect(health.status).toBe(503);
+    expect(((await health.json()) as { reason?: string }).reason).toBe('profiles stale');
     const seen = backend.requests;
     const results = await Promise.all(Array.from({ length: 10 }, () => client.invoke('ping', {}, { timeoutMs: 10_000 })));
     expect(results.every((r) => r.ok)).toBe(true);

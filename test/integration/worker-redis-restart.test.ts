@@ -45,6 +45,7 @@ describe('svcnode worker across a Redis restart', () => {
     const healthz = async (): Promise<number> => (await fetch(`http://127.0.0.1:${worker!.metricsPort}/healthz`)).status;
     // /healthz turns 503 while Redis is gone (jobs in flight keep running meanwhile).
     await waitFor(async () => (await healthz()) === 503, 10_000, 20, 'worker noticed the outage');
+    expect(((await (await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`)).json()) as { reason?: string }).reason).toBe('redis unreachable');
     await redis.restart();
 
     await waitFor(async () => (await completed()) === N, 60_000, 100, `all ${N} jobs completed after the restart`);

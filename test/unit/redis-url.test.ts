@@ -1,6 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidInputError } from '../../src/errors.js';
-import { redisOptions } from '../../src/queue/connection.js';
+import { InvalidInputError, UnavailableError } from '../../src/errors.js';
+import { parseRedisUrl, redisOptions, resolvePrefix } from '../../src/queue/connection.js';
+import { knownRedisError } from '../../src/queue/redis-errors.js';
+
+const usageError = (f: () => unknown): InvalidInputError => {
+  try {
+    f();
+  } catch (error) {
+    expect(error).toBeInstanceOf(InvalidInputError);
+    expect((error as InvalidInputError).code).toBe('SVCNODE_USAGE');
+    return error as InvalidInputError;
+  }
+  throw new Error('expected an InvalidInputError');
+};
 
 describe('Redis URLs', () => {
   it('reads host, port, db and credentials', () => {
@@ -23,14 +35,78 @@ describe('Redis URLs', () => {
     });
   });
 
+  it('requires the Sentinel master name instead of guessing one', () => {
+    expect(usageError(() => parseRedisUrl('redis+sentinel://s1:26379,s2:26379')).hint).toContain('MASTER_NAME');
+    usageError(() => parseRedisUrl('redis+sentinel://s1:26379/'));
+  });
+
+  it('reads the sentinels\' password from the environment variable the URL names, never inline', () => {
+    const target = parseRedisUrl('redis+sentinel://s1:26379/q?sentinelPasswordEnv=SENTINEL_PASS', { SENTINEL_PASS: 'from-env' });
+    expect(target).toEqual({ kind: 'sentinel', options: { sentinels: [{ host: 's1', port: 26379 }], name: 'q', sentinelPassword: 'from-env' } });
+    const unset = usageError(() => parseRedisUrl('redis+sentinel://s1:26379/q?sentinelPasswordEnv=SENTINEL_PASS', {}));
+    expect(unset.message).toContain('SENTINEL_PASS');
+    const inline = usageError(() => parseRedisUrl('redis+sentinel://s1:26379/q?sentinelPassword=hunter2', {}));
+    expect(`${inline.message} ${inline.hint}`).not.toContain('hunter2');
+    expect(inline.hint).toContain('sentinelPasswordEnv');
+  });
+
+  it('reads Redis Cluster seed lists, with credentials and TLS', () => {
+    expect(parseRedisUrl('redis+cluster://a:7000,b:7001,c')).toEqual({
+      kind: 'cluster',
+      nodes: [
+        { host: 'a', port: 7000 },
+        { host: 'b', port: 7001 },
+        { host: 'c', port: 6379 },
+      ],
+      options: { redisOptions: {} },
+    });
+    expect(parseRedisUrl('rediss+cluster://bot:s%3Acret@10.0.0.1:7000')).toEqual({
+      kind: 'cluster',
+      nodes: [{ host: '10.0.0.1', port: 7000 }],
+      options: { redisOptions: { username: 'bot', password: 's:cret', tls: {} } },
+    });
+  });
+
+  it('points a host list on redis:// to the cluster and sentinel forms', () => {
+    expect(usageError(() => parseRedisUrl('redis://h1:7000,h2:7001')).hint).toContain('redis+cluster://');
+  });
+
   it('rejects other schemes and garbage without echoing credentials', () => {
-    expect(() => redisOptions('http://cache:6379')).toThrow(InvalidInputError);
-    try {
-      redisOptions('redis://user:topsecret@[bad');
-      expect.unreachable();
-    } catch (error) {
-      expect(error).toBeInstanceOf(InvalidInputError);
-      expect((error as Error).message).not.toContain('topsecret');
+    usageError(() => parseRedisUrl('http://cache:6379'));
+    for (const url of ['redis://user:topsecret@[bad', 'redis+cluster://user:topsecret@h:99999', 'redis://user:topsecret@h:1/x']) {
+      const error = usageError(() => parseRedisUrl(url));
+      expect(`${error.message} ${error.hint}`).not.toContain('topsecret');
     }
+  });
+});
+
+describe('queue prefix', () => {
+  it('defaults to {svcnode} on a cluster and to BullMQ\'s own elsewhere', () => {
+    expect(resolvePrefix(true, undefined)).toBe('{svcnode}');
+    expect(resolvePrefix(false, undefined)).toBeUndefined();
+    expect(resolvePrefix(true, 'app:{q1}')).toBe('app:{q1}');
+    expect(resolvePrefix(false, 'plain')).toBe('plain');
+  });
+
+  it('refuses a cluster prefix without a hash tag, with the fix in the hint', () => {
+    for (const prefix of ['svcnode', 'bull', '{}x']) expect(usageError(() => resolvePrefix(true, prefix)).hint).toContain(`'{`);
+  });
+});
+
+describe('Redis replies that are configuration mistakes', () => {
+  it.each([
+    ['WRONGPASS invalid username-password pair or user is disabled.', 'SVCNODE_REDIS_AUTH', UnavailableError, 'password'],
+    ['NOAUTH Authentication required.', 'SVCNODE_REDIS_AUTH', UnavailableError, 'password'],
+    ['MOVED 5000 127.0.0.1:7001', 'SVCNODE_REDIS_WRONG_NODE', UnavailableError, 'redis+cluster://'],
+    ["CROSSSLOT Keys in request don't hash to the same slot", 'SVCNODE_REDIS_CROSSSLOT', InvalidInputError, "--prefix '{svcnode}'"],
+  ])('%s → %s', (reply, code, kind, hint) => {
+    const error = knownRedisError(new Error(reply));
+    expect(error).toBeInstanceOf(kind);
+    expect(error?.code).toBe(code);
+    expect(error?.hint).toContain(hint);
+  });
+
+  it('leaves outages alone', () => {
+    expect(knownRedisError(new Error('connect ECONNREFUSED 127.0.0.1:6379'))).toBeUndefined();
   });
 });

@@ -1,0 +1,46 @@
+import { InvalidInputError, SvcnodeError, UnavailableError, errorMessage } from '../errors.js';
+
+/** Redis replies that are configuration mistakes rather than outages, with the fix for each. */
+const KNOWN: { pattern: RegExp; make: (message: string, cause: unknown) => SvcnodeError }[] = [
+  {
+    pattern: /\b(NOAUTH|WRONGPASS)\b|invalid username-password|Authentication required/i,
+    make: (message, cause) =>
+      new UnavailableError('SVCNODE_REDIS_AUTH', `Redis refused the credentials: ${message}`, {
+        cause,
+        hint: 'put the right user and password in the URL (redis://user:pass@host:port), and for Sentinel name the sentinels\' password with ?sentinelPasswordEnv=VAR',
+      }),
+  },
+  {
+    pattern: /^(MOVED|ASK) \d+ /,
+    make: (message, cause) =>
+      new UnavailableError('SVCNODE_REDIS_WRONG_NODE', `this Redis node is part of a Redis Cluster and does not own the queue's slot (${message})`, {
+        cause,
+        hint: "use redis+cluster://host:port,host:port (every node or a few seeds) with a hash-tagged --prefix such as '{svcnode}'",
+      }),
+  },
+  {
+    pattern: /^CROSSSLOT\b/,
+    make: (message, cause) =>
+      new InvalidInputError('SVCNODE_REDIS_CROSSSLOT', `the queue's keys span several Redis Cluster slots (${message})`, {
+        cause,
+        hint: "use a prefix with a hash tag, e.g. --prefix '{svcnode}', the same on workers and producers",
+      }),
+  },
+];
+
+/** A coded error for a known Redis reply (auth, MOVED, CROSSSLOT), or undefined. */
+export function knownRedisError(error: unknown): SvcnodeError | undefined {
+  if (error instanceof SvcnodeError) return error;
+  const message = errorMessage(error);
+  // ioredis Cluster wraps a node's reply as "…: lastNodeError"; look at both.
+  const last = (error as { lastNodeError?: unknown } | undefined)?.lastNodeError;
+  for (const text of [message, last === undefined ? '' : errorMessage(last)]) {
+    for (const k of KNOWN) if (k.pattern.test(text)) return k.make(text, error);
+  }
+  return undefined;
+}
+
+/** Rethrow a Redis error as a coded SvcnodeError when it is a known configuration mistake. */
+export function translateRedisError(error: unknown): never {
+  throw knownRedisError(error) ?? error;
+}

@@ -1,0 +1,115 @@
+import type { ClusterOptions, RedisOptions } from 'ioredis';
+import { InvalidInputError } from '../errors.js';
+
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+/** Where the queue lives, parsed from a Redis URL: one node, Sentinel, or a Redis Cluster. */
+export type RedisTarget =
+  | { kind: 'single'; options: RedisOptions }
+  | { kind: 'sentinel'; options: RedisOptions }
+  | { kind: 'cluster'; nodes: { host: string; port: number }[]; options: ClusterOptions };
+
+const FORMS = 'redis://[user:pass@]host:port[/db], rediss://…, redis+sentinel://[user:pass@]h:p,h:p/MASTER_NAME[?sentinelPasswordEnv=VAR], redis+cluster://[user:pass@]h:p,h:p[,…] or rediss+cluster://…';
+
+/** The URL with its userinfo masked, for messages. */
+export function redactRedisUrl(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
+}
+
+function usage(message: string, hint: string = `use ${FORMS}`): InvalidInputError {
+  return new InvalidInputError('SVCNODE_USAGE', message, { hint });
+}
+
+/**
+ * `scheme://[user[:pass]@]host:port[,host:port…][/path][?query]`: the WHATWG URL parser refuses a
+ * host list, so multi-host forms are split by hand.
+ */
+function split(url: string): { scheme: string; user?: string; pass?: string; hosts: { host: string; port: number }[]; path: string; query: URLSearchParams } {
+  const match = /^([a-z+]+):\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?#]*)(\/[^?#]*)?(?:\?([^#]*))?$/.exec(url);
+  if (!match) throw usage(`invalid Redis URL "${redactRedisUrl(url)}"`);
+  const [, scheme = '', user, pass, hostList = '', path = '', query = ''] = match;
+  const defaultPort = scheme === 'redis+sentinel' ? 26379 : 6379;
+  const hosts = hostList.split(',').map((h) => {
+    const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]*)(?::(\d+))?$/.exec(h);
+    const port = Number(m?.[2] ?? defaultPort);
+    if (!m || !Number.isInteger(port) || port <= 0 || port > 65_535) throw usage(`invalid host:port "${h}" in Redis URL "${redactRedisUrl(url)}"`);
+    return { host: (m[1] ?? '').replace(/^\[|\]$/g, '') || '127.0.0.1', port };
+  });
+  const decode = (s: string | undefined): string | undefined => (s ? decodeURIComponent(s) : undefined);
+  return { scheme, ...(decode(user) ? { user: decode(user) } : {}), ...(decode(pass) ? { pass: decode(pass) } : {}), hosts, path, query: new URLSearchParams(query) };
+}
+
+/** Read a secret from the variable a URL names (secrets are never written inline in a URL). */
+function fromEnv(env: NodeJS.ProcessEnv, variable: string, what: string): string {
+  const value = env[variable];
+  if (!value) throw usage(`${what}: environment variable ${variable} is not set`, `export ${variable}, or drop the parameter if the sentinels need no password`);
+  return value;
+}
+
+/**
+ * Parse a Redis URL (see the README's "Redis URLs"). `env` supplies secrets named by query
+ * parameters such as `?sentinelPasswordEnv=VAR`.
+ */
+export function parseRedisUrl(url: string, env: NodeJS.ProcessEnv = process.env): RedisTarget {
+  const parts = split(url.trim());
+  const auth = { ...(parts.user ? { username: parts.user } : {}), ...(parts.pass ? { password: parts.pass } : {}) };
+  const [first] = parts.hosts;
+  switch (parts.scheme) {
+    case 'redis':
+    case 'rediss': {
+      if (parts.hosts.length !== 1 || !first) throw usage(`Redis URL "${redactRedisUrl(url)}" lists several hosts`, 'use redis+cluster://h:p,h:p for a Redis Cluster or redis+sentinel://h:p,h:p/MASTER_NAME for Sentinel');
+      const db = Number(parts.path.slice(1) || 0);
+      if (!Number.isInteger(db) || db < 0) throw usage(`invalid database number "${parts.path.slice(1)}" in Redis URL`);
+      return { kind: 'single', options: { host: first.host, port: first.port, db, ...auth, ...(parts.scheme === 'rediss' ? { tls: {} } : {}) } };
+    }
+    case 'redis+sentinel': {
+      const name = decodeURIComponent(parts.path.slice(1));
+      if (!name) throw usage('the Redis Sentinel URL names no master', 'add the master name the sentinels monitor: redis+sentinel://h:26379,h:26380/MASTER_NAME');
+      if (parts.query.has('sentinelPassword')) throw usage('a sentinel password is never written in the URL', 'put it in an environment variable and name it: ?sentinelPasswordEnv=VAR');
+      const passwordEnv = parts.query.get('sentinelPasswordEnv');
+      const usernameEnv = parts.query.get('sentinelUsernameEnv');
+      return {
+        kind: 'sentinel',
+        options: {
+          sentinels: parts.hosts,
+          name,
+          ...auth,
+          ...(passwordEnv ? { sentinelPassword: fromEnv(env, passwordEnv, 'sentinelPasswordEnv') } : {}),
+          ...(usernameEnv ? { sentinelUsername: fromEnv(env, usernameEnv, 'sentinelUsernameEnv') } : {}),
+        },
+      };
+    }
+    case 'redis+cluster':
+    case 'rediss+cluster': {
+      if (parts.path && parts.path !== '/') throw usage('a Redis Cluster URL has no database or path', 'Redis Cluster has only database 0: drop the /… part');
+      const redisOptions: RedisOptions = { ...auth, ...(parts.scheme === 'rediss+cluster' ? { tls: {} } : {}) };
+      return { kind: 'cluster', nodes: parts.hosts, options: { redisOptions } };
+    }
+    default:
+      throw usage(`unsupported Redis URL scheme "${parts.scheme}:"`);
+  }
+}
+
+/** A hash tag: `{…}` with at least one character inside, which pins every queue key to one slot. */
+export function hasHashTag(prefix: string): boolean {
+  return /\{[^}]+\}/.test(prefix);
+}
+
+/** Default BullMQ prefix on a Redis Cluster. */
+export const CLUSTER_PREFIX = '{svcnode}';
+
+/**
+ * The queue prefix to use: the given one, else `{svcnode}` on a cluster and BullMQ's own elsewhere
+ * (undefined). On a cluster a prefix without a hash tag is refused: BullMQ's scripts touch several
+ * keys at once and fail with CROSSSLOT unless they share a slot.
+ */
+export function resolvePrefix(cluster: boolean, prefix: string | undefined): string | undefined {
+  if (!cluster) return prefix;
+  if (prefix === undefined) return CLUSTER_PREFIX;
+  if (!hasHashTag(prefix)) {
+    throw new InvalidInputError('SVCNODE_USAGE', `prefix "${prefix}" has no hash tag, which Redis Cluster needs (the queue's keys must share one slot)`, {
+      hint: `use --prefix '{${prefix}}' (or leave --prefix out for the default '${CLUSTER_PREFIX}'), the same on workers and producers`,
+    });
+  }
+  return prefix;
+}

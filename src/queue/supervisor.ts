@@ -1,0 +1,194 @@
+import { DelayedError, type Job } from 'bullmq';
+import type { Logger } from 'pino';
+import type { Result } from '../invoke/result.js';
+import type { Metrics } from '../observability/metrics.js';
+import { withTimeout, type ConnectionFactory, type RedisConnection } from './connection.js';
+import { JOB_NAME, QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
+import { knownRedisError } from './redis-errors.js';
+import { SafeWorker } from './safe-worker.js';
+
+export type Processor = (job: Job, token?: string, signal?: AbortSignal) => Promise<Result>;
+
+export interface SupervisorOptions {
+  /** Opens the BullMQ worker's connection (a new one each time the worker is recreated). */
+  open: ConnectionFactory;
+  /** BullMQ prefix (undefined: BullMQ's `bull`). */
+  prefix: string | undefined;
+  concurrency: number;
+  lockDurationMs: number;
+  stalledIntervalMs: number;
+  processor: Processor;
+  /** Fail-fast connection for probes (health, watchdog): never one that waits forever. */
+  probe: RedisConnection;
+  logger: Logger;
+  metrics: Metrics;
+  /** How often the watchdog looks. @defaultValue WORKER_DEFAULTS.watchdogIntervalMs */
+  watchdogIntervalMs?: number;
+  /** Jobs waiting, free slots, nothing taken for this long: the BullMQ worker is recreated. @defaultValue WORKER_DEFAULTS.watchdogIdleMs */
+  watchdogIdleMs?: number;
+}
+
+/** Outcome of one round trip on the queue's own keys. */
+export type Probe = { ok: true; waiting: number; paused: boolean } | { ok: false; reason: 'redis unreachable' | 'MOVED: wrong node' | 'redis auth refused'; detail: string };
+
+/** How long a probe waits: with maxRetriesPerRequest null a command on a dead node never returns. */
+const PROBE_TIMEOUT_MS = 1_000;
+
+/**
+ * Runs the BullMQ worker and keeps it taking jobs: a watchdog recreates it when it stops (its
+ * run loop ended, or jobs wait while it sits idle with free slots and Redis answers), which
+ * BullMQ workers are known to do after a failover. Also tracks the jobs it holds for shutdown.
+ */
+export class WorkerSupervisor {
+  private worker: SafeWorker;
+  private connection: RedisConnection;
+  /** Jobs taken and not yet finished in Redis (completed, failed or moved to delayed). */
+  readonly held = new Set<string>();
+  private lastTakenAt = Date.now();
+  private lastCheckAt = Date.now();
+  private stuckSince: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private closing = false;
+  private readonly errors = new Map<string, { at: number; count: number }>();
+
+  constructor(private readonly o: SupervisorOptions) {
+    ({ worker: this.worker, connection: this.connection } = this.create());
+  }
+
+  private create(): { worker: SafeWorker; connection: RedisConnection } {
+    const connection = this.o.open('worker');
+    connection.on('error', (error: Error) => this.logError('Redis connection error', error));
+    const worker = new SafeWorker(QUEUE_NAME, (job, token, signal) => this.run(job, token, signal), {
+      connection,
+      ...(this.o.prefix ? { prefix: this.o.prefix } : {}),
+      concurrency: this.o.concurrency,
+      lockDuration: this.o.lockDurationMs,
+      stalledInterval: this.o.stalledIntervalMs,
+      maxStalledCount: WORKER_DEFAULTS.maxStalledCount,
+      removeOnComplete: WORKER_DEFAULTS.removeOnComplete,
+      removeOnFail: WORKER_DEFAULTS.removeOnFail,
+      autorun: false,
+    });
+    worker.on('error', (error) => this.logError('worker error', error));
+    worker.on('failed', (job, error) => {
+      if (job?.id) this.held.delete(job.id);
+      this.o.logger.error({ jobId: job?.id, err: error.message }, 'job failed (infrastructure)');
+    });
+    worker.on('completed', (job) => {
+      if (job.id) this.held.delete(job.id);
+    });
+    return { worker, connection };
+  }
+
+  private async run(job: Job, token?: string, signal?: AbortSignal): Promise<Result> {
+    if (job.id) this.held.add(job.id);
+    this.lastTakenAt = Date.now();
+    if (job.name !== JOB_NAME) throw new Error(`unknown job name "${job.name}"`);
+    try {
+      return await this.o.processor(job, token, signal);
+    } catch (error) {
+      // A retry already moved the job to delayed in Redis: it is no longer held.
+      if (error instanceof DelayedError && job.id) this.held.delete(job.id);
+      throw error;
+    }
+  }
+
+  /** The same error once per 10 s with a count: a wrong node answers MOVED thousands of times a second. */
+  private logError(message: string, error: Error): void {
+    const key = `${message}:${error.message}`;
+    const now = Date.now();
+    const seen = this.errors.get(key);
+    if (seen && now - seen.at < 10_000) {
+      seen.count++;
+      return;
+    }
+    const known = knownRedisError(error);
+    this.o.logger.warn({ err: error.message, ...(seen?.count ? { repeated: seen.count } : {}), ...(known ? { code: known.code, hint: known.hint } : {}) }, message);
+    this.errors.set(key, { at: now, count: 0 });
+  }
+
+  /** The BullMQ worker now in use (it changes when the watchdog recreates it). */
+  get current(): SafeWorker {
+    return this.worker;
+  }
+
+  /** Start consuming and watching. */
+  start(): void {
+    this.runWorker(this.worker);
+    const every = this.o.watchdogIntervalMs ?? WORKER_DEFAULTS.watchdogIntervalMs;
+    this.timer = setInterval(() => void this.check().catch((error: unknown) => this.logError('watchdog error', error as Error)), every);
+    this.timer.unref();
+  }
+
+  private runWorker(worker: SafeWorker): void {
+    worker.run().catch((error: unknown) => this.o.logger.error({ err: (error as Error).message }, 'worker run loop ended'));
+  }
+
+  /** One round trip on the queue's own keys (its wait list and meta hash), with a timeout. */
+  async probe(): Promise<Probe> {
+    const base = `${this.o.prefix ?? 'bull'}:${QUEUE_NAME}`;
+    try {
+      const [waiting, paused] = await withTimeout(Promise.all([this.o.probe.llen(`${base}:wait`), this.o.probe.hget(`${base}:meta`, 'paused')]), PROBE_TIMEOUT_MS, () => new Error(`no answer within ${PROBE_TIMEOUT_MS} ms`));
+      return { ok: true, waiting, paused: paused !== null };
+    } catch (error) {
+      const known = knownRedisError(error);
+      const reason = known?.code === 'SVCNODE_REDIS_WRONG_NODE' ? 'MOVED: wrong node' : known?.code === 'SVCNODE_REDIS_AUTH' ? 'redis auth refused' : 'redis unreachable';
+      return { ok: false, reason, detail: (error as Error).message };
+    }
+  }
+
+  /** False when the worker's loop ended or the watchdog sees it idle while jobs wait. */
+  takingJobs(): boolean {
+    const every = this.o.watchdogIntervalMs ?? WORKER_DEFAULTS.watchdogIntervalMs;
+    return this.worker.isRunning() && (this.stuckSince === undefined || Date.now() - this.stuckSince < every * 2);
+  }
+
+  /** One watchdog round. */
+  async check(): Promise<void> {
+    if (this.closing) return;
+    const now = Date.now();
+    const tookSinceLastCheck = this.lastTakenAt >= this.lastCheckAt;
+    this.lastCheckAt = now;
+    if (!this.worker.isRunning()) return this.recreate('run loop ended');
+    const probe = await this.probe();
+    if (!probe.ok || probe.paused || probe.waiting === 0 || this.held.size >= this.o.concurrency || tookSinceLastCheck) {
+      this.stuckSince = undefined;
+      return;
+    }
+    this.stuckSince ??= now;
+    if (now - this.stuckSince >= (this.o.watchdogIdleMs ?? WORKER_DEFAULTS.watchdogIdleMs)) await this.recreate(`idle while ${probe.waiting} jobs wait`);
+  }
+
+  /** Replace the BullMQ worker and its connection; the old one finishes what it holds in the background. */
+  private async recreate(reason: string): Promise<void> {
+    if (this.closing) return;
+    this.o.logger.warn({ reason }, 'BullMQ worker stopped taking jobs: recreating it');
+    this.o.metrics.workerRecreations.inc();
+    const old = { worker: this.worker, connection: this.connection };
+    ({ worker: this.worker, connection: this.connection } = this.create());
+    this.stuckSince = undefined;
+    this.lastTakenAt = Date.now();
+    this.runWorker(this.worker);
+    await withTimeout(old.worker.close(), this.o.lockDurationMs, () => new Error('old worker did not close')).catch(() => old.worker.close(true).catch(() => undefined));
+    old.connection.disconnect();
+  }
+
+  /**
+   * Stop taking jobs and wait up to `graceMs` for held ones to finish; then release everything,
+   * bounded in time whatever Redis does. `drained`: every held job finished in Redis.
+   */
+  async close(graceMs: number): Promise<{ drained: boolean }> {
+    this.closing = true;
+    clearInterval(this.timer);
+    const closed = this.worker.close().then(
+      () => true,
+      () => false,
+    );
+    await withTimeout(closed, graceMs, () => new Error('grace period over')).catch(() => false);
+    const drained = this.held.size === 0;
+    // A forced close can itself wait on a dead Redis: give it a moment, then cut the sockets.
+    await withTimeout(this.worker.close(true), 500, () => new Error('forced close timed out')).catch(() => undefined);
+    this.connection.disconnect();
+    return { drained };
+  }
+}

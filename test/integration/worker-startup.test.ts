@@ -1,0 +1,131 @@
+/**
+ * Start-up failures end the process at once with a coded message and a documented exit code,
+ * instead of leaving a worker that takes no jobs and ignores SIGTERM; and where /metrics binds.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, spawnCli } from '../helpers/cli.js';
+import { listen } from '../helpers/net.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+
+describe('worker start-up failures', () => {
+  let dir: string;
+  let redis: TestRedis;
+  let locked: TestRedis;
+  const dirs = (): string[] => ['--nodes', join(dir, 'nodes'), '--profiles', join(dir, 'profiles')];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'svcnode-startup-'));
+    mkdirSync(join(dir, 'nodes'));
+    mkdirSync(join(dir, 'profiles'));
+    [redis, locked] = await Promise.all([startRedis(), startRedis({ args: ['--requirepass', 'right-pass-4a1'] })]);
+  });
+  afterAll(async () => {
+    await Promise.all([redis?.close(), locked?.close()]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('exits 2 within 10 s when --metrics-port is taken', async () => {
+    const holder = net.createServer();
+    const port = await listen(holder, 0);
+    try {
+      const r = await runCli(['worker', '--redis', redis.url, ...dirs(), '--metrics-port', String(port)], { timeoutMs: 20_000 });
+      expect(r.timedOut).toBe(false);
+      expect(r.durationMs).toBeLessThan(10_000);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('SVCNODE_PORT_IN_USE');
+      expect(r.stderr).toContain('--metrics-port');
+    } finally {
+      holder.close();
+    }
+  });
+
+  it('exits 5 within 10 s when Redis refuses the password, never printing it', async () => {
+    const url = `redis://:wrong-pass-9z@127.0.0.1:${locked.port}`;
+    const r = await runCli(['worker', '--redis', url, ...dirs(), '--metrics-port', '0'], { timeoutMs: 20_000 });
+    expect(r.timedOut).toBe(false);
+    expect(r.durationMs).toBeLessThan(10_000);
+    expect(r.code).toBe(5);
+    expect(r.stderr).toContain('SVCNODE_REDIS_AUTH');
+    expect(r.stderr).not.toContain('wrong-pass-9z');
+    expect(r.stderr).not.toContain('worker started');
+  });
+
+  it.each([['enqueue', 'get-account'], ['failures']])('%s exits 5 at once when Redis refuses the password (or none is given)', async (...args) => {
+    for (const url of [`redis://:wrong-pass-9z@127.0.0.1:${locked.port}`, `redis://127.0.0.1:${locked.port}`]) {
+      const r = await runCli([...args, '--redis', url], { timeoutMs: 20_000 });
+      expect(r.code).toBe(5);
+      expect(r.durationMs).toBeLessThan(4_000); // before the 5 s connect timeout
+      expect(r.stderr).toContain('SVCNODE_REDIS_AUTH');
+      expect(r.stderr).not.toContain('wrong-pass-9z');
+    }
+  });
+
+  it.each([
+    [['worker', '--redis', 'redis+cluster://127.0.0.1:7000', '--prefix', 'svcnode'], "'{svcnode}'"],
+    [['enqueue', 'n', '--redis', 'redis+cluster://127.0.0.1:7000', '--prefix', 'svcnode'], "'{svcnode}'"],
+    [['failures', '--redis', 'redis+cluster://127.0.0.1:7000,127.0.0.1:7001', '--prefix', 'bull'], "'{bull}'"],
+    [['enqueue', 'n', '--redis', 'redis+sentinel://127.0.0.1:26379'], 'MASTER_NAME'],
+    [['enqueue', 'n', '--redis', 'redis://127.0.0.1:7000,127.0.0.1:7001'], 'redis+cluster://'],
+  ])('%j exits 2 at once with a hint naming the fix', async (args, hint) => {
+    const r = await runCli(args[0] === 'worker' ? [...args, ...dirs()] : args, { timeoutMs: 20_000 });
+    expect(r.code).toBe(2);
+    expect(r.durationMs).toBeLessThan(5_000);
+    expect(r.stderr).toContain('SVCNODE_USAGE');
+    expect(r.stderr).toContain(hint);
+  });
+
+  it('exits 2 at once on an unknown command or option', async () => {
+    expect((await runCli(['wroker'])).code).toBe(2);
+    expect((await runCli(['worker', '--metrics-prot', '1'])).code).toBe(2);
+  });
+
+  it('lists every option in --help', async () => {
+    const worker = (await runCli(['worker', '--help'])).stdout;
+    for (const flag of ['--redis', '--prefix', '--metrics-port', '--metrics-host', '--shutdown-grace-ms', '--lock-duration-ms', '--stalled-interval-ms', '--concurrency']) expect(worker).toContain(flag);
+    for (const command of [['enqueue', 'x'], ['failures']]) expect((await runCli([...command, '--help'])).stdout).toContain('--prefix');
+  });
+});
+
+describe('--metrics-host', () => {
+  let dir: string;
+  let redis: TestRedis;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'svcnode-host-'));
+    mkdirSync(join(dir, 'nodes'));
+    mkdirSync(join(dir, 'profiles'));
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const reachable = async (host: string, port: number): Promise<boolean> => {
+    try {
+      return (await fetch(`http://${host}:${port}/healthz`)).status > 0;
+    } catch {
+      return false;
+    }
+  };
+
+  it.each([
+    ['the default', [], {}, '127.0.0.1', '127.0.0.2'],
+    ['--metrics-host', ['--metrics-host', '127.0.0.2'], {}, '127.0.0.2', '127.0.0.1'],
+    ['SVCNODE_METRICS_HOST', [], { SVCNODE_METRICS_HOST: '127.0.0.2' }, '127.0.0.2', '127.0.0.1'],
+  ])('%s binds /healthz to one address only', async (_name, extra, env, bound, other) => {
+    const worker = spawnCli(['worker', '--redis', redis.url, '--nodes', join(dir, 'nodes'), '--profiles', join(dir, 'profiles'), '--metrics-port', '0', ...extra], { env, timeoutMs: 30_000 });
+    try {
+      const line = await worker.waitForLine(/"healthPort":\d+/, { stream: 'stderr', timeoutMs: 15_000 });
+      const { healthPort, host } = JSON.parse(line) as { healthPort: number; host: string };
+      expect(host).toBe(bound);
+      expect(await reachable(bound, healthPort)).toBe(true);
+      expect(await reachable(other, healthPort)).toBe(false);
+    } finally {
+      await worker.stop('SIGTERM', 10_000);
+    }
+  });
+});
