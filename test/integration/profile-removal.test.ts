@@ -69,7 +69,7 @@ describe('removed and rotated profiles', () => {
     expect(after[0]).toContain('svcnode-bot-rotated');
   });
 
-  it('a removed profile is out of use at the next poll: invalid_input "profile removed", /healthz degraded, its series gone', async () => {
+  it('a removed profile is out of use at the next poll: invalid_input "profile removed", /healthz 503 "profiles stale", its series gone', async () => {
     rmSync(profileFile);
     await worker.watcher.check();
     const seen = backend.requests;
@@ -78,8 +78,9 @@ describe('removed and rotated profiles', () => {
     expect(result.failure?.code).toBe('SVCNODE_PROFILE_REMOVED');
     expect(result.failure?.message).toContain('profile removed');
     expect(backend.requests).toBe(seen);
-    const health = JSON.parse(await get('/healthz')) as { status: string; staleProfiles: { name: string; code: string }[] };
-    expect(health.status).toBe('degraded');
+    const health = JSON.parse(await get('/healthz')) as { status: string; reason?: string; staleProfiles: { name: string; code: string }[] };
+    expect(health.status).toBe('down');
+    expect(health.reason).toBe('profiles stale');
     expect(health.staleProfiles).toEqual([expect.objectContaining({ name: 'bank', code: 'SVCNODE_PROFILE_REMOVED' })]);
     expect((await expirySeries()).filter((l) => l.includes('profile="bank"'))).toEqual([]);
   });
