@@ -30,7 +30,8 @@ export function clientCertificate(profile: LoadedProfile): TlsReport['clientCert
   return f ? { subject: f.subject, fingerprint256: f.fingerprint256 } : null;
 }
 
-function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, profile: LoadedProfile): TlsReport | null {
+/** The TLS part of a Result, from the connection's probe; null when no handshake completed. */
+export function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, profile: LoadedProfile): TlsReport | null {
   if (!probe?.secureAt) return null;
   return {
     protocol: probe.protocol ?? null,

@@ -9,8 +9,9 @@ import type { AgentSpec } from '../tls/agents.js';
 import { probeCertificateRequest } from '../tls/certificate-request.js';
 import { probeOf, type ConnectionProbe } from '../tls/probe.js';
 import { DEFAULTS } from './defaults.js';
-import { classifyContext, clientCertificate, round } from './exchange.js';
+import { classifyContext, round, tlsReport } from './exchange.js';
 import { clientDateFailure, type InvokeDeps } from './execute.js';
+import { emptyResult } from './failed-result.js';
 import { renderRequest } from './render.js';
 import { reportedUrl, type Failure, type Result, type TlsReport } from './result.js';
 import { callSettings } from './settings.js';
@@ -94,16 +95,10 @@ async function handshake(agent: https.Agent, spec: AgentSpec, onSocket: Handshak
   });
 }
 
-function tlsReport(probe: ConnectionProbe | undefined, profile: LoadedProfile, requested: boolean | null): TlsReport | null {
-  if (!probe?.secureAt) return null;
-  return {
-    protocol: probe.protocol ?? null,
-    cipher: probe.cipher ?? null,
-    sessionReused: probe.sessionReused,
-    connectionReused: false,
-    serverChain: probe.serverChain ?? [],
-    clientCertificate: requested === false ? null : clientCertificate(profile),
-  };
+/** The TLS report of the check: no client certificate was sent when the server asked for none. */
+function handshakeReport(probe: ConnectionProbe | undefined, profile: LoadedProfile, requested: boolean | null): TlsReport | null {
+  const report = tlsReport(probe, false, profile);
+  return report && requested === false ? { ...report, clientCertificate: null } : report;
 }
 
 /**
@@ -114,17 +109,7 @@ function tlsReport(probe: ConnectionProbe | undefined, profile: LoadedProfile, r
 export async function checkHandshake(node: NodeDefinition, context: Record<string, unknown>, deps: HandshakeDeps): Promise<HandshakeResult> {
   const started = performance.now();
   const facts: HandshakeFacts = { tlsOnly: true, clientCertificateRequested: null, acceptableCAs: null, acceptableCAsSource: 'not probed', verdictWaitMs: 0 };
-  const result: HandshakeResult = {
-    ok: false,
-    nodeId: node.id,
-    request: { method: node.request.method, url: reportedUrl(node.request.url) },
-    tls: null,
-    response: null,
-    failure: null,
-    timings: { connectMs: 0, handshakeMs: 0, totalMs: 0 },
-    attempts: 1,
-    handshake: facts,
-  };
+  const result: HandshakeResult = { ...emptyResult(node.id, { method: node.request.method, url: reportedUrl(node.request.url) }), handshake: facts };
   const finish = (failure: Failure | null): HandshakeResult => {
     result.failure = failure;
     result.ok = failure === null;
@@ -158,7 +143,7 @@ export async function checkHandshake(node: NodeDefinition, context: Record<strin
   facts.clientCertificateRequested = outcome.requested;
   if (probe?.connectedAt !== undefined) result.timings.connectMs = round(probe.connectedAt - probe.startedAt);
   if (probe?.secureAt !== undefined && probe.connectedAt !== undefined) result.timings.handshakeMs = round(probe.secureAt - probe.connectedAt);
-  result.tls = tlsReport(probe, profile, outcome.requested);
+  result.tls = handshakeReport(probe, profile, outcome.requested);
 
   let failure: Failure | null = null;
   if (outcome.error !== undefined) {
