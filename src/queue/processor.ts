@@ -5,7 +5,9 @@ import type { Invocation } from '../definitions/types.js';
 import { validateDocument } from '../definitions/validator.js';
 import { InvalidInputError } from '../errors.js';
 import type { FailureStore } from '../failures/store.js';
+import { inputFailure } from '../failures/failure.js';
 import { invoke } from '../invoke/execute.js';
+import { failedResult } from '../invoke/failed-result.js';
 import { storedResult, type Result } from '../invoke/result.js';
 import { retryDelay } from '../invoke/retry.js';
 import type { TokenCache } from '../invoke/token-cache.js';
@@ -28,18 +30,9 @@ interface Progress {
   attempt?: number;
 }
 
+/** The Result of a job that could not be run: its data or node id is invalid. */
 function invalidInputResult(nodeId: string, error: InvalidInputError, requestId?: string): Result {
-  return {
-    ok: false,
-    nodeId,
-    ...(requestId ? { requestId } : {}),
-    request: { method: '', url: '' },
-    tls: null,
-    response: null,
-    failure: { phase: 'input', category: 'invalid_input', code: error.code, message: error.message, hint: error.hint ?? 'fix the job data' },
-    timings: { connectMs: 0, handshakeMs: 0, totalMs: 0 },
-    attempts: 1,
-  };
+  return failedResult(nodeId, inputFailure(error, 'fix the job data'), requestId ? { requestId } : {});
 }
 
 /**
