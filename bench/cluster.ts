@@ -15,6 +15,7 @@ import { Cluster, Redis } from 'ioredis';
 import { JOB_NAME, QUEUE_NAME } from '../src/queue/constants.js';
 import { spawnTracked, stop, waitForJsonLine } from './lib/proc.js';
 import { startRedis } from './lib/redis.js';
+import type { BenchRow } from './lib/row.js';
 import { median, medianRatio, round } from './lib/stats.js';
 
 const run = promisify(execFile);
@@ -31,16 +32,6 @@ export interface ClusterBenchOptions {
   /** Jobs per timed run. @defaultValue $BENCH_CLUSTER_N or 4000 */
   n?: number;
   log: (message: string) => void;
-}
-
-export interface ClusterBenchRow {
-  section: string;
-  metric: string;
-  baseline: string;
-  value: string;
-  ratio: string;
-  target: string;
-  met: string;
 }
 
 function portFree(port: number): Promise<boolean> {
@@ -100,7 +91,7 @@ async function startCluster(dir: string): Promise<{ url: string; seeds: { host: 
 }
 
 /** Single node vs Redis Cluster, one worker process each, alternating rounds; jobs per second. */
-export async function clusterThroughput(o: ClusterBenchOptions): Promise<{ result: Record<string, unknown>; rows: ClusterBenchRow[] }> {
+export async function clusterThroughput(o: ClusterBenchOptions): Promise<{ result: Record<string, unknown>; rows: BenchRow[] }> {
   const n = o.n ?? Number(process.env.BENCH_CLUSTER_N ?? 4000);
   const warm = 500;
   o.log('cluster: starting a 3-master + 3-replica Redis Cluster and a single redis-server');

@@ -29,6 +29,7 @@ import { startWorker } from '../src/queue/worker.js';
 import { KEY_TYPES, mintPki, writeNode, writeProfile, writeScaleFixture, type KeyType, type Pki } from './lib/fixtures.js';
 import { clusterThroughput } from './cluster.js';
 import { machineInfo } from './lib/machine.js';
+import type { BenchRow } from './lib/row.js';
 import { cpuMsOf, forkTracked, installCleanup, rssOf, spawnTracked, stop, waitForJsonLine } from './lib/proc.js';
 import { startRedis } from './lib/redis.js';
 import { median, medianRatio, percentile, ratioSpread, round } from './lib/stats.js';
@@ -242,16 +243,7 @@ async function verify(b: Bench, kind: 'svcnode' | 'naive', worker: WorkerHandle)
 // ---------------------------------------------------------------------------------------------
 // Sections
 
-interface Row {
-  section: string;
-  metric: string;
-  baseline: string;
-  value: string;
-  ratio: string;
-  target: string;
-  met: string;
-}
-const rows: Row[] = [];
+const rows: BenchRow[] = [];
 const results: Record<string, unknown> = {};
 
 async function throughput(b: Bench): Promise<void> {
@@ -471,11 +463,11 @@ async function memory(b: Bench): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 
 function table(): string {
-  const head: Row = { section: 'section', metric: 'metric', baseline: 'baseline', value: 'value', ratio: 'ratio', target: 'target', met: 'met' };
+  const head: BenchRow = { section: 'section', metric: 'metric', baseline: 'baseline', value: 'value', ratio: 'ratio', target: 'target', met: 'met' };
   const all = [head, ...rows];
-  const keys = Object.keys(head) as (keyof Row)[];
-  const width = Object.fromEntries(keys.map((k) => [k, Math.max(...all.map((r) => r[k].length))])) as Record<keyof Row, number>;
-  const line = (r: Row): string => keys.map((k) => r[k].padEnd(width[k])).join('  ').trimEnd();
+  const keys = Object.keys(head) as (keyof BenchRow)[];
+  const width = Object.fromEntries(keys.map((k) => [k, Math.max(...all.map((r) => r[k].length))])) as Record<keyof BenchRow, number>;
+  const line = (r: BenchRow): string => keys.map((k) => r[k].padEnd(width[k])).join('  ').trimEnd();
   return [line(head), keys.map((k) => '-'.repeat(width[k])).join('  '), ...rows.map(line)].join('\n');
 }
 
