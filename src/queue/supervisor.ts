@@ -7,7 +7,7 @@ import { JOB_NAME, QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { knownRedisError } from './redis-errors.js';
 import { SafeWorker } from './safe-worker.js';
 
-export type Processor = (job: Job, token?: string, signal?: AbortSignal) => Promise<Result>;
+export type Processor = (job: Job, token?: string) => Promise<Result>;
 
 export interface SupervisorOptions {
   /** Opens the BullMQ worker's connection (a new one each time the worker is recreated). */
@@ -58,7 +58,9 @@ export class WorkerSupervisor {
   private create(): { worker: SafeWorker; connection: RedisConnection } {
     const connection = this.o.open('worker');
     connection.on('error', (error: Error) => this.logError('Redis connection error', error));
-    const worker = new SafeWorker(QUEUE_NAME, (job, token, signal) => this.run(job, token, signal), {
+    // Two parameters on purpose: BullMQ creates an AbortController per job for a processor that
+    // takes a third (its signal); calls are aborted by the worker's one shutdown signal instead.
+    const worker = new SafeWorker(QUEUE_NAME, (job, token) => this.run(job, token), {
       connection,
       ...(this.o.prefix ? { prefix: this.o.prefix } : {}),
       concurrency: this.o.concurrency,
@@ -80,12 +82,12 @@ export class WorkerSupervisor {
     return { worker, connection };
   }
 
-  private async run(job: Job, token?: string, signal?: AbortSignal): Promise<Result> {
+  private async run(job: Job, token?: string): Promise<Result> {
     if (job.id) this.held.add(job.id);
     this.lastTakenAt = Date.now();
     if (job.name !== JOB_NAME) throw new Error(`unknown job name "${job.name}"`);
     try {
-      return await this.o.processor(job, token, signal);
+      return await this.o.processor(job, token);
     } catch (error) {
       // A retry already moved the job to delayed in Redis: it is no longer held.
       if (error instanceof DelayedError && job.id) this.held.delete(job.id);
