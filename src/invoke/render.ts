@@ -19,13 +19,38 @@ function templateError(field: string, message: string, hint: string): InvalidInp
   return new InvalidInputError('SVCNODE_TEMPLATE', `${field}: ${message}`, { field, hint });
 }
 
+/** One piece of a template: literal text, or a `{{context.path}}` split into its keys once. */
+type Piece = string | { expression: string; keys: string[] | undefined };
+
+/** Templates split once (definitions are few and long-lived; bounded all the same). */
+const compiled = new Map<string, Piece[]>();
+
+function piecesOf(template: string): Piece[] {
+  let pieces = compiled.get(template);
+  if (pieces) return pieces;
+  pieces = [];
+  let last = 0;
+  for (const match of template.matchAll(TEMPLATE)) {
+    const index = match.index ?? 0;
+    if (index > last) pieces.push(template.slice(last, index));
+    const expression = match[1] ?? '';
+    pieces.push({ expression, keys: PATH.test(expression) ? expression.split('.').slice(1) : undefined });
+    last = index + match[0].length;
+  }
+  if (last < template.length) pieces.push(template.slice(last));
+  if (compiled.size >= 1024) compiled.clear();
+  compiled.set(template, pieces);
+  return pieces;
+}
+
 /** Resolve `context.a.b` against the context; own properties only (no prototype walking). */
-function lookup(expression: string, context: Record<string, unknown>, field: string): unknown {
-  if (!PATH.test(expression)) {
+function lookup(piece: Exclude<Piece, string>, context: Record<string, unknown>, field: string): unknown {
+  const { expression, keys } = piece;
+  if (!keys) {
     throw templateError(field, `unsupported template "{{${expression}}}"`, 'templates may only reference {{context.path.to.value}}; no expressions or code');
   }
   let value: unknown = context;
-  for (const key of expression.split('.').slice(1)) {
+  for (const key of keys) {
     if (value === null || typeof value !== 'object' || !Object.hasOwn(value, key)) {
       throw templateError(field, `context variable "${expression}" is missing`, `pass "${expression.slice('context.'.length)}" in the invocation context`);
     }
@@ -44,15 +69,25 @@ function asText(value: unknown): string {
 }
 
 /** Replace every template in a string. */
-export function renderString(template: string, context: Record<string, unknown>, field: string, encode: Encoder = (v) => v): string {
-  return template.replace(TEMPLATE, (_match, expression: string) => encode(asText(lookup(expression, context, field))));
+export function renderString(template: string, context: Record<string, unknown>, field: string, encode?: Encoder): string {
+  const pieces = piecesOf(template);
+  let out = '';
+  for (const piece of pieces) {
+    if (typeof piece === 'string') out += piece;
+    else {
+      const text = asText(lookup(piece, context, field));
+      out += encode ? encode(text) : text;
+    }
+  }
+  return out;
 }
 
 /** Render a JSON body: a string that is exactly one template keeps the value's JSON type. */
 function renderJson(value: unknown, context: Record<string, unknown>, field: string): unknown {
   if (typeof value === 'string') {
-    const whole = /^\{\{\s*([^}]*?)\s*\}\}$/.exec(value);
-    return whole?.[1] !== undefined ? lookup(whole[1], context, field) : renderString(value, context, field);
+    const pieces = piecesOf(value);
+    const only = pieces.length === 1 ? pieces[0] : undefined;
+    return only !== undefined && typeof only !== 'string' ? lookup(only, context, field) : renderString(value, context, field);
   }
   if (Array.isArray(value)) return value.map((item, i) => renderJson(item, context, `${field}/${i}`));
   if (value !== null && typeof value === 'object') {
