@@ -123,13 +123,19 @@ export class FailureStore {
   /**
    * Record one attempt's Result: its failure, or a successful handshake. A success on a reused
    * keep-alive connection has nothing to count, so once the node is indexed it costs no Redis
-   * round trip (that MULTI was ~10% of a worker's CPU per invocation in `npm run bench`).
+   * round trip (that MULTI was ~10% of a worker's CPU per invocation in `npm run bench`), and
+   * no promise either: it returns undefined, so the caller has nothing to await.
    */
-  async record(result: AttemptOutcome): Promise<void> {
+  record(result: AttemptOutcome): Promise<void> | undefined {
     const tlsFailed = result.failure?.phase === 'tls';
     const tls = result.tls;
     const handshake = Boolean(tls?.protocol && !tls.connectionReused && !tlsFailed);
-    if (!handshake && !result.failure && this.indexed.has(result.nodeId)) return;
+    if (!handshake && !result.failure && this.indexed.has(result.nodeId)) return undefined;
+    return this.write(result, handshake);
+  }
+
+  private async write(result: AttemptOutcome, handshake: boolean): Promise<void> {
+    const tls = result.tls;
     const multi = this.redis.multi();
     const counts = this.key('node', result.nodeId, 'counts');
     if (handshake) {

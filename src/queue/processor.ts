@@ -79,7 +79,8 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       ...(data.requestId ? { requestId: data.requestId } : {}),
     }), node);
     // Failure records are diagnostics: losing one must not turn a finished call into a failed job.
-    await deps.store.record(result).catch((error: unknown) => deps.logger.warn({ nodeId: node.id, err: (error as Error).message }, 'could not record the attempt'));
+    const recording = deps.store.record(result);
+    if (recording) await recording.catch((error: unknown) => deps.logger.warn({ nodeId: node.id, err: (error as Error).message }, 'could not record the attempt'));
     deps.metrics?.observeAttempt(result);
     const delay = retryDelay(result, node, attempt);
     if (delay !== undefined && token !== undefined && !signal?.aborted) {
