@@ -9,7 +9,8 @@
  * Environment: BENCH_ROUNDS (default 5 for throughput and latency, 3 for handshake and memory), BENCH_CONCURRENCY (64), BENCH_N (throughput jobs per run; auto),
  * BENCH_LATENCY_N (400), BENCH_ONLY (throughput,handshake,latency,memory,cluster), BENCH_CLUSTER_N (4000), BENCH_VARIANTS
  * (throughput variants: svcnode,naive,raw),
- * BENCH_CPU_PROF=DIR (run the svcnode and naive workers under `node --cpu-prof` into DIR).
+ * BENCH_CPU_PROF=DIR (run the svcnode and naive workers under `node --cpu-prof` into DIR;
+ * BENCH_CPU_PROF_INTERVAL_US sets the sampling interval, default 1000).
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -122,7 +123,7 @@ interface WorkerHandle {
 }
 
 function profArgs(name: string): string[] {
-  return CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF, '--cpu-prof-name', `${name}-${Date.now()}.cpuprofile`] : [];
+  return CPU_PROF ? ['--cpu-prof', '--cpu-prof-interval', env.BENCH_CPU_PROF_INTERVAL_US ?? '1000', '--cpu-prof-dir', CPU_PROF, '--cpu-prof-name', `${name}-${Date.now()}.cpuprofile`] : [];
 }
 
 /** `svcnode worker` as a child process; ready when it logs 'worker started'. */
