@@ -42,6 +42,7 @@ export const ERROR_CODES = {
   SVCNODE_REDIS_UNAVAILABLE: 'Redis cannot be reached',
   SVCNODE_INVALID_REQUEST: 'the HTTP layer refused a rendered header value or URL (control characters, lone surrogates)',
   SVCNODE_TOO_MANY_REDIRECTS: 'the backend redirected more often than the redirect limit (a redirect loop); not retried',
+  SVCNODE_BAD_REDIRECT: 'a redirect (followRedirects) whose Location header is not a URL; not retried',
   SVCNODE_DECODE_FAILED: 'the response body does not decode per its Content-Encoding (corrupt gzip, deflate or br); not retried',
   SVCNODE_UNSUPPORTED_ENCODING: 'the response uses a Content-Encoding other than gzip, deflate, br or identity; not retried',
   SVCNODE_RESPONSE_TIMEOUT: 'the response headers did not arrive within timeouts.responseMs after the request was sent',

@@ -33,7 +33,7 @@ async function token(endpoint: { url: string; header: string; field?: string }, 
     if (cached) return cached;
   }
   const url = new URL(endpoint.url);
-  const x = await exchange({ method: 'POST', url, headers: { accept: 'application/json' }, body: undefined }, callSettings(node, profile, url, false), profile, agents, signal);
+  const x = await exchange({ method: 'POST', url, headers: { accept: 'application/json' }, body: undefined }, callSettings(node, profile, url.origin, false), profile, agents, signal);
   if (x.failure) return { failure: { ...x.failure, message: `authentication at ${endpoint.url}: ${x.failure.message}` }, exchange: withoutResponse(x) };
   const status = x.response?.status ?? 0;
   if (status < 200 || status > 299) {

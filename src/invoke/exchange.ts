@@ -139,7 +139,7 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
   out.tls = tlsReport(used, reused, profile);
   if (out.response) return out;
 
-  const ctx = classifyContext(rendered.url.host, profile, used, settings.spec.proxyUrl !== undefined);
+  const ctx = classifyContext((rendered.target ?? rendered.url).host, profile, used, settings.spec.proxyUrl !== undefined);
   out.failure = classifyFailure(error, ctx, settings, deadline, external, performance.now() - started);
   return out;
 }

@@ -107,7 +107,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
   let profile: LoadedProfile;
   try {
     rendered = renderOrRefuse(node, context);
-    result.request.url = reportedUrl(rendered.url);
+    result.request.url = reportedUrl((rendered.target ?? rendered.url).href);
     const loaded = deps.profile(node.tls.profile);
     profile = loaded instanceof Promise ? await loaded : loaded;
   } catch (error) {
@@ -116,7 +116,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
   const expired = clientDateFailure(profile, now);
   if (expired) return finish(expired);
 
-  const settings = callSettings(node, profile, rendered.url, true);
+  const settings = callSettings(node, profile, (rendered.target ?? rendered.url).origin, true);
   const headers: Record<string, string> = {};
   if (node.tls.clientCertHeader && profile.client) {
     headers[node.tls.clientCertHeader.toLowerCase()] = clientFacts(profile)?.headerValue ?? '';
@@ -140,6 +140,6 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
       await forgetTokens(node, profile, tokens, headers);
       continue;
     }
-    return finish(statusFailure(x, node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus, rendered.url.host, profile), profile);
+    return finish(statusFailure(x, node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus, (rendered.target ?? rendered.url).host, profile), profile);
   }
 }

@@ -134,7 +134,7 @@ export async function checkHandshake(node: NodeDefinition, context: Record<strin
   const expired = clientDateFailure(profile, deps.now?.() ?? new Date());
   if (expired) return finish(expired);
 
-  const settings = callSettings(node, profile, url, true);
+  const settings = callSettings(node, profile, url.origin, true);
   const outcome = await handshake(deps.agents.get(settings.spec), settings.spec, deps.onSocket);
   const probe = probeOf(outcome.socket);
   outcome.socket?.end();

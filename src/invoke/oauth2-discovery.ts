@@ -66,7 +66,7 @@ export async function tokenEndpoint(auth: OAuth2ClientCredentialsAuth, node: Nod
   if (known) return known;
   let last: Exchange | undefined;
   for (const url of metadataUrls(issuer)) {
-    const x = await exchange({ method: 'GET', url, headers: { accept: 'application/json' }, body: undefined }, callSettings(node, profile, url, false), profile, agents, signal);
+    const x = await exchange({ method: 'GET', url, headers: { accept: 'application/json' }, body: undefined }, callSettings(node, profile, url.origin, false), profile, agents, signal);
     last = { ...x, response: null };
     if (x.failure) return { failure: { ...x.failure, phase: x.failure.phase === 'request' || x.failure.phase === 'response' ? 'auth' : x.failure.phase, message: `authorization server metadata at ${url.href}: ${x.failure.message}` }, exchange: last };
     const status = x.response?.status ?? 0;

@@ -101,7 +101,7 @@ async function fetchToken(auth: OAuth2ClientCredentialsAuth, node: NodeDefinitio
     if (!(error instanceof InvalidInputError)) throw error;
     return { failure: { phase: 'input', category: 'invalid_input', code: error.code, message: error.message, hint: error.hint ?? 'fix the node definition' } };
   }
-  const x = await exchange({ method: 'POST', url, headers: parts.headers, body: { payload: parts.form.toString(), contentType: 'application/x-www-form-urlencoded' } }, callSettings(node, profile, url, false), profile, agents, signal);
+  const x = await exchange({ method: 'POST', url, headers: parts.headers, body: { payload: parts.form.toString(), contentType: 'application/x-www-form-urlencoded' } }, callSettings(node, profile, url.origin, false), profile, agents, signal);
   // The token response is never reported: only its status, timing and a redacted summary.
   const seen: Exchange = { ...x, response: null, bodyText: '' };
   if (x.failure) {

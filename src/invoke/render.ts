@@ -1,10 +1,13 @@
 import { InvalidInputError } from '../errors.js';
 import type { HttpMethod, NodeDefinition } from '../definitions/types.js';
+import { normalTarget, originParts, targetOf, type OriginParts, type RequestTarget } from './request-target.js';
 
 /** A request ready to send: every template resolved. */
 export interface RenderedRequest {
   method: HttpMethod;
   url: URL;
+  /** The request's target without parsing `url` again; absent on requests built elsewhere (token endpoints). */
+  target?: RequestTarget;
   headers: Record<string, string>;
   /** Serialized body and its default content type, if any. */
   body: { payload: string; contentType: string } | undefined;
@@ -107,6 +110,8 @@ interface UrlTemplate {
   /** Path segments; `templated` when the segment holds a `{{…}}`. */
   segments: { text: string; templated: boolean }[];
   tail: string;
+  /** The origin parsed once; undefined when the URL parser must judge it (and refuse it). */
+  parts: OriginParts | undefined;
 }
 
 const urlTemplates = new Map<string, UrlTemplate>();
@@ -121,7 +126,7 @@ function urlTemplate(template: string): UrlTemplate {
   const rest = template.slice(origin.length);
   const end = rest.search(/[?#]/);
   const path = end === -1 ? rest : rest.slice(0, end);
-  parsed = { origin, segments: path.split('/').map((text) => ({ text, templated: text.includes('{{') })), tail: end === -1 ? '' : rest.slice(end) };
+  parsed = { origin, segments: path.split('/').map((text) => ({ text, templated: text.includes('{{') })), tail: end === -1 ? '' : rest.slice(end), parts: originParts(origin) };
   if (urlTemplates.size >= 1024) urlTemplates.clear();
   urlTemplates.set(template, parsed);
   return parsed;
@@ -131,9 +136,9 @@ function urlTemplate(template: string): UrlTemplate {
  * Render `request.url`: the origin stays literal (the client certificate and tokens must only go
  * where the definition says) and a value cannot become a `.`/`..` segment that moves the path.
  */
-function renderUrl(template: string, context: Record<string, unknown>): string {
-  const { origin, segments, tail } = urlTemplate(template);
-  let url = origin;
+function renderUrl(template: UrlTemplate, context: Record<string, unknown>): string {
+  const { segments, tail } = template;
+  let url = '';
   for (let i = 0; i < segments.length; i++) {
     const segment = segments[i] as UrlTemplate['segments'][number];
     if (i > 0) url += '/';
@@ -150,13 +155,8 @@ function renderUrl(template: string, context: Record<string, unknown>): string {
   return url + (tail.includes('{{') ? renderString(tail, context, '/request/url', encodeURIComponent) : tail);
 }
 
-/**
- * Render a node's request from an invocation context. Values placed in the URL are percent-encoded;
- * a header value that would contain CR or LF is rejected (header injection).
- */
-export function renderRequest(node: NodeDefinition, context: Record<string, unknown>): RenderedRequest {
-  const { request } = node;
-  const rawUrl = renderUrl(request.url, context);
+/** The rendered URL through the parser, refused unless https without userinfo; `query` appended. */
+function parsedUrl(rawUrl: string, request: NodeDefinition['request'], context: Record<string, unknown>): URL {
   let url: URL;
   try {
     url = new URL(rawUrl);
@@ -173,6 +173,21 @@ export function renderRequest(node: NodeDefinition, context: Record<string, unkn
     const field = `/request/query/${name}`;
     url.searchParams.append(name, typeof value === 'string' ? renderString(value, context, field) : String(value));
   }
+  return url;
+}
+
+/**
+ * Render a node's request from an invocation context. Values placed in the URL are percent-encoded;
+ * a header value that would contain CR or LF is rejected (header injection).
+ */
+export function renderRequest(node: NodeDefinition, context: Record<string, unknown>): RenderedRequest {
+  const { request } = node;
+  const template = urlTemplate(request.url);
+  const rest = renderUrl(template, context);
+  // `query` is appended by URLSearchParams, which re-serialises the whole query: parser path.
+  const fast = template.parts && !request.query ? normalTarget(template.parts, rest) : undefined;
+  let url: URL | undefined = fast ? undefined : parsedUrl(template.origin + rest, request, context);
+  const target = fast ?? targetOf(url as URL);
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(request.headers ?? {})) {
     const field = `/request/headers/${name}`;
@@ -190,5 +205,14 @@ export function renderRequest(node: NodeDefinition, context: Record<string, unkn
         ? { payload: String(rendered), contentType: 'text/plain; charset=utf-8' }
         : { payload: JSON.stringify(rendered), contentType: 'application/json' };
   }
-  return { method: request.method, url, headers, body };
+  return {
+    method: request.method,
+    target,
+    // Parsed only when something needs the URL object (a failure, a redirect).
+    get url(): URL {
+      return (url ??= new URL(target.href));
+    },
+    headers,
+    body,
+  };
 }

@@ -8,21 +8,21 @@ import type { CallSettings } from './transport.js';
 const cache = new WeakMap<NodeDefinition, Map<string, CallSettings>>();
 
 /**
- * The agent and transport settings of a node's calls to one origin. Cached per (node, profile
+ * The agent and transport settings of a node's calls to one origin (`https://host[:port]`). Cached per (node, profile
  * material, origin): the same settings object keeps its agent key, so a call does no option
  * building or key serialisation.
  */
-export function callSettings(node: NodeDefinition, profile: LoadedProfile, url: URL, forNodeOrigin: boolean): CallSettings {
+export function callSettings(node: NodeDefinition, profile: LoadedProfile, origin: string, forNodeOrigin: boolean): CallSettings {
   let byOrigin = cache.get(node);
   if (!byOrigin) {
     byOrigin = new Map();
     cache.set(node, byOrigin);
   }
-  const key = `${profile.name}\0${profile.version}\0${url.origin}\0${forNodeOrigin ? 1 : 0}`;
+  const key = `${profile.name}\0${profile.version}\0${origin}\0${forNodeOrigin ? 1 : 0}`;
   let settings = byOrigin.get(key);
   if (!settings) {
     if (byOrigin.size >= 64) byOrigin.clear();
-    settings = buildSettings(node, profile, url, forNodeOrigin);
+    settings = buildSettings(node, profile, new URL(origin), forNodeOrigin);
     byOrigin.set(key, settings);
   }
   return settings;

@@ -5,6 +5,7 @@ import type { AgentPool, AgentSpec } from '../tls/agents.js';
 import { decodedBody } from './decode.js';
 import { DEFAULTS } from './defaults.js';
 import type { RenderedRequest } from './render.js';
+import { targetOf, type RequestTarget } from './request-target.js';
 
 /** How one HTTP exchange is made, beyond the agent. */
 export interface CallSettings {
@@ -29,7 +30,7 @@ const REFUSED_BY_HTTP = new Set(['ERR_INVALID_CHAR', 'ERR_INVALID_HTTP_TOKEN', '
 
 interface Attempt {
   method: string;
-  url: URL;
+  target: RequestTarget;
   headers: Record<string, string>;
   payload: Buffer | undefined;
 }
@@ -67,7 +68,7 @@ export function send(rendered: RenderedRequest, settings: CallSettings, agents: 
   const payload = rendered.body ? Buffer.from(rendered.body.payload, 'utf8') : rendered.method === 'GET' || rendered.method === 'HEAD' ? undefined : Buffer.alloc(0);
   if (rendered.body && headers['content-type'] === undefined) headers['content-type'] = rendered.body.contentType;
   const agent = agents.get(settings.spec);
-  return exchangeHttp({ method: rendered.method, url: rendered.url, headers, payload }, settings, agent, bindAbort, onSocket, DEFAULTS.maxRedirects);
+  return exchangeHttp({ method: rendered.method, target: rendered.target ?? targetOf(rendered.url), headers, payload }, settings, agent, bindAbort, onSocket, DEFAULTS.maxRedirects);
 }
 
 function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bindAbort: BindAbort, onSocket: (s: object) => void, redirectsLeft: number): Promise<Sent> {
@@ -84,7 +85,9 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
     };
     let req: ReturnType<typeof https.request>;
     try {
-      req = https.request(a.url, { method: a.method, headers, agent });
+      // Options rather than a URL: node:https would turn a URL back into these on every request.
+      const { hostname, port, path } = a.target;
+      req = https.request({ protocol: 'https:', hostname, ...(port === '' ? {} : { port: Number(port) }), path, method: a.method, headers, agent });
     } catch (error) {
       fail(error);
       return;
@@ -123,9 +126,15 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
       if (settings.followRedirects && REDIRECTS.has(status) && location !== undefined) {
         clearTimeout(timer);
         response.resume();
-        const next = new URL(location, a.url);
-        if (next.origin !== a.url.origin) {
-          fail(new InvalidInputError('SVCNODE_CROSS_ORIGIN_REDIRECT', `redirect from ${a.url.origin} to ${next.origin} refused: the client certificate is never sent to another origin`, { field: '/request/url', hint: 'call the target origin with its own node definition' }));
+        let next: URL;
+        try {
+          next = new URL(location, a.target.href);
+        } catch (error) {
+          fail(new TransportError('SVCNODE_BAD_REDIRECT', `the ${status} redirect's Location "${location.slice(0, 200)}" is not a URL`, { cause: error, phase: 'response', hint: 'the backend sends a broken Location header: its team must fix it' }));
+          return;
+        }
+        if (next.origin !== a.target.origin) {
+          fail(new InvalidInputError('SVCNODE_CROSS_ORIGIN_REDIRECT', `redirect from ${a.target.origin} to ${next.origin} refused: the client certificate is never sent to another origin`, { field: '/request/url', hint: 'call the target origin with its own node definition' }));
           return;
         }
         if (redirectsLeft === 0) {
@@ -136,7 +145,7 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
         const toGet = status === 303 || ((status === 301 || status === 302) && a.method === 'POST');
         const nextHeaders = { ...a.headers };
         if (toGet) delete nextHeaders['content-type'];
-        exchangeHttp({ method: toGet ? 'GET' : a.method, url: next, headers: nextHeaders, payload: toGet ? undefined : a.payload }, settings, agent, bindAbort, onSocket, redirectsLeft - 1).then(resolve, reject);
+        exchangeHttp({ method: toGet ? 'GET' : a.method, target: targetOf(next), headers: nextHeaders, payload: toGet ? undefined : a.payload }, settings, agent, bindAbort, onSocket, redirectsLeft - 1).then(resolve, reject);
         return;
       }
       readBody(response, settings, arm, () => timer?.refresh(), fail, (sent) => {

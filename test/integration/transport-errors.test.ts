@@ -142,6 +142,17 @@ describe('redirects', () => {
     expect(r.failure).toMatchObject({ category: 'invalid_input', code: 'SVCNODE_CROSS_ORIGIN_REDIRECT' });
     expect(other.tcpConnections).toBe(0);
   });
+
+  it('a Location that is not a URL is a coded failure, not an exception in the response handler', async () => {
+    const s = await serve((req, res) => {
+      req.resume();
+      res.writeHead(302, { location: 'https://[not-a-host/x' }).end();
+    });
+    const url = `https://localhost:${s.port}/`;
+    const r = await invokeWithRetries(node(url, { request: { method: 'GET', url, followRedirects: true } }), {}, deps);
+    expect(r.failure).toMatchObject({ category: 'http_status', code: 'SVCNODE_BAD_REDIRECT', phase: 'response' });
+    expect(r.attempts).toBe(1);
+  });
 });
 
 describe('timers', () => {
@@ -161,6 +172,21 @@ describe('timers', () => {
     const r = await invoke(node(url, { request: { method: 'PUT', url, body: '{{context.blob}}' }, timeouts: { responseMs: 300, idleMs: 3_000, totalMs: 10_000 } }), { blob: 'b'.repeat(8 * 1024 * 1024) }, deps);
     expect(r.failure, JSON.stringify(r.failure)).toBeNull();
     expect(r.response?.body).toBe('start;done');
+  });
+
+  it('with equal response and idle timeouts the idle timer starts at the headers, not when the request was sent', async () => {
+    // Headers after 200 ms, body 250 ms later: 450 ms after the request, within 300 ms of each event.
+    const s = await serve((req, res) => {
+      req.resume();
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.flushHeaders();
+        setTimeout(() => res.end('whole'), 250);
+      }, 200);
+    });
+    const r = await invoke(node(`https://localhost:${s.port}/`, { timeouts: { responseMs: 300, idleMs: 300, totalMs: 10_000 } }), {}, deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(r.response?.body).toBe('whole');
   });
 
   it('timeouts.idleMs bounds the gap between body chunks', async () => {
