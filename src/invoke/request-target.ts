@@ -60,5 +60,6 @@ export function normalTarget(origin: OriginParts, rest: string): RequestTarget |
   const query = q === -1 ? '' : rest.slice(q);
   // A lone `?` stays in the href but not in the request path: left to the parser.
   if (query === '?' || !NORMAL_PATH.test(path) || DOT_SEGMENT_IN_PATH.test(path) || (query !== '' && !NORMAL_QUERY.test(query.slice(1)))) return undefined;
-  return { ...origin, href: `${origin.origin}${path}${query}`, path: `${path}${query}` };
+  // A literal, not `{ ...origin, href, path }`: adding keys to a spread copy took V8's slow path (µs per call).
+  return { origin: origin.origin, host: origin.host, hostname: origin.hostname, port: origin.port, href: `${origin.origin}${path}${query}`, path: `${path}${query}` };
 }
