@@ -158,6 +158,8 @@ export interface AgentPoolOptions {
  */
 export class AgentPool {
   private readonly agents = new Map<string, https.Agent>();
+  /** Key of the last agent handed out, the newest entry of `agents`. */
+  private newest: string | undefined;
   private readonly maxAgents: number;
   private readonly maxCachedSessions: number;
 
@@ -169,12 +171,15 @@ export class AgentPool {
   get(spec: AgentSpec): https.Agent {
     const key = keyOf(spec);
     let agent = this.agents.get(key);
+    // Already the most recently used (a busy node): the order is right, no re-insertion per call.
+    if (agent && key === this.newest) return agent;
     if (agent) {
       this.agents.delete(key);
     } else {
       agent = spec.proxyUrl ? new ProxyAgent({ ...spec, proxyUrl: spec.proxyUrl }, this.maxCachedSessions) : new DirectAgent(spec, this.maxCachedSessions);
     }
     this.agents.set(key, agent);
+    this.newest = key;
     while (this.agents.size > this.maxAgents) {
       const [oldestKey, oldest] = this.agents.entries().next().value as [string, https.Agent];
       this.agents.delete(oldestKey);
