@@ -19,7 +19,7 @@ import { revocationEvents, type RevocationCheck } from '../../src/tls/revocation
 import { profileDeps } from '../helpers/deps.js';
 import { createOpensslPki, type OpensslIssued, type OpensslPki } from '../helpers/openssl-ca.js';
 import { startNginx, type Nginx } from '../helpers/peers.js';
-import { startOpensslServer, type OpensslServer } from '../helpers/servers.js';
+import { startConnectProxy, startOpensslServer, type OpensslServer } from '../helpers/servers.js';
 
 const TIMEOUTS = { connectMs: 2_000, handshakeMs: 3_000, responseMs: 3_000 };
 
@@ -35,8 +35,8 @@ const s: Record<'delegated' | 'foreign' | 'forged' | 'none', OpensslServer | und
 
 type Revocation = NonNullable<ProfileDocument['trust']>['revocation'];
 
-function node(port: number, path = '/'): NodeDefinition {
-  return { id: 'ocsp', request: { method: 'GET', url: `https://localhost:${port}${path}` }, tls: { profile: 'bank' }, timeouts: TIMEOUTS, retry: { limit: 0 } };
+function node(port: number, path = '/', extra: Partial<NodeDefinition> = {}): NodeDefinition {
+  return { id: 'ocsp', request: { method: 'GET', url: `https://localhost:${port}${path}` }, tls: { profile: 'bank' }, timeouts: TIMEOUTS, retry: { limit: 0 }, ...extra };
 }
 
 async function deps(revocation: Revocation): Promise<ReturnType<typeof profileDeps>> {
@@ -115,6 +115,8 @@ describe('a verified staple', () => {
     const r = await call(nginxGood.port, { ocsp: 'stapled-required' }, '/json');
     expect(r.failure, JSON.stringify(r.failure)).toBeNull();
     expect(r.response?.status).toBe(200);
+    // nginx logs each request it got: what makes the zero of the revoked case below meaningful.
+    expect(nginxGood.requests('/json')).toBe(1);
     expect(seen).toEqual([{ profile: 'bank', result: 'ok', source: 'ocsp', subject: 'CN=localhost' }]);
   });
 
@@ -144,6 +146,21 @@ describe('failing staples', () => {
     expect(r.failure?.hint).toContain('OCSP staple');
     expect(nginxRevoked.requests('/')).toBe(0);
     expect(seen.map((c) => [c.source, c.result])).toEqual([['ocsp', 'revoked']]);
+  });
+
+  it('through a CONNECT proxy the staple is judged the same way', async () => {
+    const proxy = await startConnectProxy();
+    try {
+      const d = await deps({ ocsp: 'stapled-if-present' });
+      const bad = await invoke(node(nginxRevoked.port, '/json', { proxy: { url: proxy.url } }), {}, d);
+      expect(bad.failure?.code, JSON.stringify(bad.failure)).toBe('SVCNODE_OCSP_REVOKED');
+      const ok = await invoke(node(nginxGood.port, '/json', { proxy: { url: proxy.url } }), {}, d);
+      expect(ok.failure, JSON.stringify(ok.failure)).toBeNull();
+      expect(proxy.tunnels).toBe(2);
+      expect(seen.map((c) => c.result)).toEqual(['revoked', 'ok']);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('dry-run --tls-only reports the same verdict (it goes through the same agents)', async () => {
