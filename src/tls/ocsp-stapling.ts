@@ -74,6 +74,22 @@ export function judgeStaple(profile: LoadedProfile, host: string, peer: PeerCert
   };
 }
 
+/**
+ * Node calls checkServerIdentity without a try: an exception there would be uncaught and end
+ * the process, so anything unexpected in a staple becomes an unusable-staple verdict.
+ */
+function safely(judge: () => StapleVerdict | undefined, profileName: string, host: string): StapleVerdict | undefined {
+  try {
+    return judge();
+  } catch (cause) {
+    const message = `the OCSP staple of ${host} cannot be read: ${cause instanceof Error ? cause.message : String(cause)}`;
+    return {
+      check: { profile: profileName, source: 'ocsp', result: 'unknown', message },
+      error: new SvcnodeError('SVCNODE_OCSP_STAPLE_INVALID', message, { cause, hint: 'the server staples a response svcnode cannot read: the backend team must fix its stapling configuration' }),
+    };
+  }
+}
+
 /** The per-connection part of OCSP stapling; undefined when the profile does not staple. */
 export interface StaplingConnection {
   /** The connection's TLS options: `requestOCSP`, and a checkServerIdentity that also judges this connection's staple. */
@@ -95,7 +111,7 @@ export function ocspStapling(profile: LoadedProfile, probe: ConnectionProbe, now
       const checkServerIdentity: Checker = (host, cert) => {
         const first = inner?.(host, cert);
         if (first) return first;
-        const verdict = judgeStaple(profile, host, cert, staple, now());
+        const verdict = safely(() => judgeStaple(profile, host, cert, staple, now()), profile.name, host);
         if (!verdict) return undefined;
         (probe.revocation ??= []).push(verdict.check);
         // Hard-mode unknown and unusable staples are counted by their failure code, like OpenSSL's CRL verdicts.

@@ -13,7 +13,9 @@ import type { PeerCertificate } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyStaple, type StapleProblem, type StapleStatus } from '../../src/pki/ocsp.js';
 import type { LoadedProfile, RevocationPolicy } from '../../src/pki/types.js';
-import { judgeStaple } from '../../src/tls/ocsp-stapling.js';
+import type { SvcnodeError } from '../../src/errors.js';
+import { judgeStaple, ocspStapling, sessionCacheSize } from '../../src/tls/ocsp-stapling.js';
+import { newProbe } from '../../src/tls/probe.js';
 import { createOpensslPki, type OpensslCa, type OpensslIssued, type OpensslPki } from '../helpers/openssl-ca.js';
 
 const MIN = 60_000;
@@ -133,9 +135,10 @@ describe('verifyStaple', () => {
   });
 });
 
+const profile = (ocsp: RevocationPolicy['ocsp'], mode: RevocationPolicy['mode'] = 'hard'): LoadedProfile =>
+  ({ name: 'bank', trust: { certificates: [], systemRoots: false, revocation: { ocsp, mode, distributionPoints: false } } }) as unknown as LoadedProfile;
+
 describe('judgeStaple: verdicts per mode', () => {
-  const profile = (ocsp: RevocationPolicy['ocsp'], mode: RevocationPolicy['mode'] = 'hard'): LoadedProfile =>
-    ({ name: 'bank', trust: { certificates: [], systemRoots: false, revocation: { ocsp, mode, distributionPoints: false } } }) as unknown as LoadedProfile;
   const peer = (leaf: OpensslIssued): PeerCertificate => ({ raw: cert(leaf).raw, issuerCertificate: { raw: issuer.raw } }) as unknown as PeerCertificate;
   const late = (): Date => new Date(issuedAt + 10 * MIN);
 
@@ -175,5 +178,21 @@ describe('judgeStaple: verdicts per mode', () => {
   it('forged and foreign staples fail in soft mode too', () => {
     expect(judgeStaple(profile('stapled-if-present', 'soft'), 'h', peer(good), der.forged, now())?.error?.code).toBe('SVCNODE_OCSP_STAPLE_INVALID');
     expect(judgeStaple(profile('stapled-if-present', 'soft'), 'h', peer(revoked), der.good, now())?.error?.code).toBe('SVCNODE_OCSP_STAPLE_MISMATCH');
+  });
+});
+
+describe('ocspStapling', () => {
+  it('is off without a stapling mode, and then caches sessions as configured', () => {
+    expect(ocspStapling(profile('off'), newProbe('direct'))).toBeUndefined();
+    expect([sessionCacheSize(profile('off'), 100), sessionCacheSize(profile('stapled-if-present'), 100)]).toEqual([100, 0]);
+  });
+
+  it('asks for a staple, and its checker never throws (Node calls it without a try): an unreadable certificate fails the handshake', () => {
+    const probe = newProbe('direct');
+    const options = ocspStapling(profile('stapled-required'), probe)?.options({});
+    expect(options?.requestOCSP).toBe(true);
+    const error = options?.checkServerIdentity('h', { raw: Buffer.from('not a certificate') } as PeerCertificate);
+    expect((error as SvcnodeError | undefined)?.code).toBe('SVCNODE_OCSP_STAPLE_INVALID');
+    expect(probe.revocation?.map((c) => [c.source, c.result])).toEqual([['ocsp', 'unknown']]);
   });
 });
