@@ -31,7 +31,7 @@ let client: OpensslIssued;
 let agents: AgentPool;
 let nginxGood: Nginx;
 let nginxRevoked: Nginx;
-const s: Record<'delegated' | 'foreign' | 'forged' | 'none', OpensslServer | undefined> = { delegated: undefined, foreign: undefined, forged: undefined, none: undefined };
+const s: Record<'delegated' | 'foreign' | 'forged' | 'none' | 'revokedTls12', OpensslServer | undefined> = { delegated: undefined, foreign: undefined, forged: undefined, none: undefined, revokedTls12: undefined };
 
 type Revocation = NonNullable<ProfileDocument['trust']>['revocation'];
 
@@ -82,15 +82,16 @@ beforeAll(async () => {
   };
   const clientCa = join(dir, 'client-ca.pem');
   writeFileSync(clientCa, readFileSync(pki.root.cert, 'utf8') + readFileSync(ca.cert, 'utf8'));
-  const serve = (statusFile?: string): Promise<OpensslServer> =>
-    startOpensslServer({ certFile: good.cert, keyFile: good.key, chainFile: ca.cert, verify: 'none', tls: 'both', ...(statusFile ? { statusFile } : {}) });
-  [nginxGood, nginxRevoked, s.delegated, s.foreign, s.forged, s.none] = await Promise.all([
+  const serve = (statusFile?: string, leaf = good, tls: '1.2' | 'both' = 'both'): Promise<OpensslServer> =>
+    startOpensslServer({ certFile: leaf.cert, keyFile: leaf.key, chainFile: ca.cert, verify: 'none', tls, ...(statusFile ? { statusFile } : {}) });
+  [nginxGood, nginxRevoked, s.delegated, s.foreign, s.forged, s.none, s.revokedTls12] = await Promise.all([
     startNginx({ certFile: withChain(good), keyFile: good.key, clientCaFile: clientCa, stapleFile: staple.good }),
     startNginx({ certFile: withChain(revoked), keyFile: revoked.key, clientCaFile: clientCa, stapleFile: staple.revoked }),
     serve(staple.delegated),
     serve(staple.other),
     serve(staple.forged),
     serve(),
+    serve(staple.revoked, revoked, '1.2'),
   ]);
   revocationEvents.on('check', listener);
 }, 30_000);
@@ -146,6 +147,12 @@ describe('failing staples', () => {
     expect(r.failure?.hint).toContain('OCSP staple');
     expect(nginxRevoked.requests('/')).toBe(0);
     expect(seen.map((c) => [c.source, c.result])).toEqual([['ocsp', 'revoked']]);
+  });
+
+  it('TLS 1.2 (the staple in a CertificateStatus message): a revoked leaf fails the same way', async () => {
+    const r = await call(s.revokedTls12?.port ?? 0, { ocsp: 'stapled-required' });
+    expect(r.failure?.code, JSON.stringify(r.failure)).toBe('SVCNODE_OCSP_REVOKED');
+    expect(r.tls?.protocol).toBe('TLSv1.2');
   });
 
   it('through a CONNECT proxy the staple is judged the same way', async () => {
