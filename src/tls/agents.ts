@@ -154,7 +154,7 @@ function computeKey(spec: AgentSpec): string {
 export interface AgentPoolOptions {
   /** Agents kept; the least recently used beyond this are destroyed. @defaultValue 512 */
   maxAgents?: number;
-  /** TLS sessions cached per agent for resumption; 0 forces full handshakes. @defaultValue 100 */
+  /** TLS sessions cached per agent for resumption; 0 forces full handshakes (always so for OCSP stapling profiles). @defaultValue 100 */
   maxCachedSessions?: number;
 }
 
