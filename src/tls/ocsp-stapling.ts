@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
+import { checkServerIdentity, type DetailedPeerCertificate, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { SvcnodeError } from '../errors.js';
 import { oneLineName } from '../pki/inspect.js';
 import { normalSerial } from '../pki/crl.js';
@@ -107,18 +107,20 @@ export function ocspStapling(profile: LoadedProfile, probe: ConnectionProbe, now
   let staple: Buffer | null = null;
   return {
     options: (options) => {
-      const inner = options.checkServerIdentity;
-      const checkServerIdentity: Checker = (host, cert) => {
-        const first = inner?.(host, cert);
+      // Replacing Node's default checker must not drop the host name check.
+      const inner = options.checkServerIdentity ?? checkServerIdentity;
+      const judged: Checker = (host, cert) => {
+        const first = inner(host, cert);
         if (first) return first;
         const verdict = safely(() => judgeStaple(profile, host, cert, staple, now()), profile.name, host);
         if (!verdict) return undefined;
         (probe.revocation ??= []).push(verdict.check);
-        // Hard-mode unknown and unusable staples are counted by their failure code, like OpenSSL's CRL verdicts.
+        // Events are what the worker counts and logs as allowed: a hard-mode unknown is counted from its
+        // failure code (server_cert_revocation_unknown) like OpenSSL's CRL verdicts; an unusable staple is a failure only.
         if (!verdict.error || verdict.check.result === 'revoked') revocationEvents.emit('check', verdict.check);
         return verdict.error;
       };
-      return { ...options, requestOCSP: true, checkServerIdentity };
+      return { ...options, requestOCSP: true, checkServerIdentity: judged };
     },
     watch: (socket) => {
       socket.once('OCSPResponse', (response: Buffer | null) => {

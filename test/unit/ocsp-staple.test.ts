@@ -189,10 +189,16 @@ describe('ocspStapling', () => {
 
   it('asks for a staple, and its checker never throws (Node calls it without a try): an unreadable certificate fails the handshake', () => {
     const probe = newProbe('direct');
-    const options = ocspStapling(profile('stapled-required'), probe)?.options({});
+    const options = ocspStapling(profile('stapled-required'), probe)?.options({ checkServerIdentity: () => undefined });
     expect(options?.requestOCSP).toBe(true);
     const error = options?.checkServerIdentity('h', { raw: Buffer.from('not a certificate') } as PeerCertificate);
     expect((error as SvcnodeError | undefined)?.code).toBe('SVCNODE_OCSP_STAPLE_INVALID');
     expect(probe.revocation?.map((c) => [c.source, c.result])).toEqual([['ocsp', 'unknown']]);
+  });
+
+  it('keeps the host name check when the connection had no checker of its own', () => {
+    const options = ocspStapling(profile('stapled-if-present'), newProbe('direct'))?.options({});
+    const error = options?.checkServerIdentity('other.example', { raw: cert(good).raw, subject: { CN: 'localhost' }, subjectaltname: 'DNS:localhost' } as unknown as PeerCertificate);
+    expect(error).toMatchObject({ code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
   });
 });
