@@ -3,6 +3,7 @@ import type { LoadedCrl } from '../pki/crl.js';
 import type { ChainEntry, ConnectionProbe } from '../tls/probe.js';
 import { TRANSIENT_PROXY_STATUS } from '../tls/proxy-error.js';
 import { failureOf as failure, inputFailure, type Failure } from './failure.js';
+import { ocspFailure } from './ocsp-failure.js';
 import { serverCertFailure } from './server-cert.js';
 
 /** What the classifier knows besides the error itself. */
@@ -143,7 +144,7 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
   if (error instanceof TransportError && RESPONSE_CODES.has(error.code)) {
     return failure('http_status', error.code, `${ctx.host}: ${message}`, error.hint ?? 'the backend answered in a way no retry can fix', 'response');
   }
-  const classified = serverCertFailure(code, message, ctx) ?? clientCertFailure(code, message, ctx) ?? postHandshakeClose(code, ctx);
+  const classified = ocspFailure(root) ?? serverCertFailure(code, message, ctx) ?? clientCertFailure(code, message, ctx) ?? postHandshakeClose(code, ctx);
   if (classified) return classified;
 
   if (TIMEOUT_CODES.has(code) || (root instanceof DOMException && root.name === 'TimeoutError')) {

@@ -5,6 +5,7 @@ import type { SecureContext, SecureVersion, TLSSocket } from 'node:tls';
 import { HttpsProxyAgent, type HttpsProxyAgentOptions } from 'hpagent';
 import type { LoadedProfile } from '../pki/types.js';
 import { identityChecker, type IdentityRules } from './identity.js';
+import { ocspStapling, sessionCacheSize } from './ocsp-stapling.js';
 import { instrument, newProbe, type AgentMemo, type PhaseLimits } from './probe.js';
 import { proxyError } from './proxy-error.js';
 import { withRevocation } from './revocation.js';
@@ -53,14 +54,17 @@ class DirectAgent extends https.Agent {
     private readonly spec: AgentSpec,
     maxCachedSessions: number,
   ) {
-    super({ ...agentOptions(spec), maxCachedSessions });
+    super({ ...agentOptions(spec), maxCachedSessions: sessionCacheSize(spec.profile, maxCachedSessions) });
   }
 
   override createConnection(options: https.RequestOptions, callback?: Callback): Duplex | null | undefined {
     // eslint-disable-next-line @typescript-eslint/unbound-method -- called with this agent as `this`
     const create: CreateConnection = https.Agent.prototype.createConnection;
-    const socket = create.call(this, options, callback) as TLSSocket;
-    instrument(socket, newProbe('direct'), this.spec.limits, false, this.memo);
+    const probe = newProbe('direct');
+    const stapling = ocspStapling(this.spec.profile, probe);
+    const socket = create.call(this, stapling?.options(options) ?? options, callback) as TLSSocket;
+    stapling?.watch(socket);
+    instrument(socket, probe, this.spec.limits, false, this.memo);
     return socket;
   }
 }
@@ -80,7 +84,7 @@ class ProxyAgent extends HttpsProxyAgent {
   ) {
     super({
       ...agentOptions(spec),
-      maxCachedSessions,
+      maxCachedSessions: sessionCacheSize(spec.profile, maxCachedSessions),
       proxy: spec.proxyUrl,
       // hpagent passes these to https.request, and so to tls.connect, which takes a prebuilt SecureContext.
       ...(spec.proxyTls ? { proxyRequestOptions: { secureContext: spec.proxyTls.context } as unknown as HttpsProxyAgentOptions['proxyRequestOptions'] } : {}),
@@ -89,15 +93,17 @@ class ProxyAgent extends HttpsProxyAgent {
 
   override createConnection(options: https.RequestOptions, callback?: Callback): undefined {
     const probe = newProbe('proxy');
+    const stapling = ocspStapling(this.spec.profile, probe);
     // eslint-disable-next-line @typescript-eslint/unbound-method -- called with this agent as `this`
     const create: CreateConnection = HttpsProxyAgent.prototype.createConnection;
-    create.call(this, { ...options, timeout: this.spec.limits.connectMs }, (error, stream) => {
+    create.call(this, { ...(stapling?.options(options) ?? options), timeout: this.spec.limits.connectMs }, (error, stream) => {
       if (error) {
         callback?.(proxyError(error, this.spec.proxyUrl, this.spec.limits.connectMs), stream);
         return;
       }
       const socket = stream as TLSSocket;
       socket.setTimeout(0);
+      stapling?.watch(socket);
       instrument(socket, probe, this.spec.limits, true, this.memo);
       callback?.(null, stream);
     });
@@ -148,7 +154,7 @@ function computeKey(spec: AgentSpec): string {
 export interface AgentPoolOptions {
   /** Agents kept; the least recently used beyond this are destroyed. @defaultValue 512 */
   maxAgents?: number;
-  /** TLS sessions cached per agent for resumption; 0 forces full handshakes. @defaultValue 100 */
+  /** TLS sessions cached per agent for resumption; 0 forces full handshakes (always so for OCSP stapling profiles). @defaultValue 100 */
   maxCachedSessions?: number;
 }
 

@@ -3,6 +3,7 @@ import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:t
 import { X509Certificate } from 'node:crypto';
 import { SvcnodeError } from '../errors.js';
 import { formatDn } from './identity.js';
+import type { RevocationCheck } from './revocation.js';
 
 /** One certificate of a chain, as reported in Results and failure records. */
 export interface ChainEntry {
@@ -39,6 +40,7 @@ export interface ConnectionProbe {
   /** Requests that received a response on this connection. */
   responses: number;
   timedOut?: 'connect' | 'handshake';
+  revocation?: RevocationCheck[];
 }
 
 export interface PhaseLimits {

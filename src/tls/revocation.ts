@@ -19,6 +19,8 @@ export interface RevocationCheck {
   /** Subject of the certificate the verdict is about (the first unknown or revoked one). */
   subject?: string;
   message?: string;
+  /** Where the verdict came from: the profile's CRLs or the server's OCSP staple. */
+  source?: 'crl' | 'ocsp';
 }
 
 /** Emits 'check' with a RevocationCheck for every full handshake a revocation policy applies to. */

@@ -36,6 +36,16 @@ export interface OpensslPki {
    * make stale or not-yet-valid CRLs.
    */
   gencrl(ca: OpensslCa, out: string, o?: { der?: boolean; lastUpdate?: Date; nextUpdate?: Date }): string;
+  /** A delegated OCSP responder certificate (extendedKeyUsage OCSPSigning) issued by `ca`. */
+  issueResponder(name: string, ca?: OpensslCa): OpensslIssued;
+  /**
+   * Write a DER OCSP response for `cert` to `out` with `openssl ocsp -index` over `ca`'s index
+   * (status good, revoked or unknown as the index says), signed by `signer` (included in the
+   * response unless `noCerts`) or by `ca` (not included, so the signature is the last field).
+   * `issuer` puts another CA's key hash into the CertID.
+   * Valid for `minutes` (`-nmin`), else one day (`-ndays 1`).
+   */
+  ocspResponse(ca: OpensslCa, cert: string, out: string, o?: { signer?: { cert: string; key: string }; minutes?: number; noCerts?: boolean; issuer?: OpensslCa }): string;
 }
 
 function openssl(args: string[], cwd?: string): string {
@@ -77,6 +87,11 @@ basicConstraints = CA:FALSE
 keyUsage = critical,digitalSignature
 extendedKeyUsage = serverAuth
 subjectAltName = DNS:localhost,IP:127.0.0.1
+authorityKeyIdentifier = keyid
+[ v3_ocsp ]
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = OCSPSigning
 authorityKeyIdentifier = keyid
 [ v3_client ]
 basicConstraints = CA:FALSE
@@ -143,6 +158,12 @@ export function createOpensslPki(base: string): OpensslPki {
     issueServer: (name, o = {}) => sign(o.ca ?? intermediate, '/CN=localhost', join(base, name), 'v3_server', o.crlUrl ? `crlDistributionPoints = URI:${o.crlUrl}` : ''),
     issueClient: (name) => sign(intermediate, `/CN=${name}`, join(base, name), 'v3_client'),
     revoke: (ca, cert) => void openssl(['ca', '-config', ca.config, '-revoke', cert, '-crl_reason', 'keyCompromise']),
+    issueResponder: (name, ca = intermediate) => sign(ca, `/CN=${name}`, join(base, name), 'v3_ocsp'),
+    ocspResponse: (ca, cert, out, o = {}) => {
+      const signer = o.signer ?? ca;
+      openssl(['ocsp', '-index', join(ca.dir, 'index.txt'), '-CA', ca.cert, '-issuer', (o.issuer ?? ca).cert, '-cert', cert, '-rsigner', signer.cert, '-rkey', signer.key, '-respout', out, '-noverify', ...(o.signer && !o.noCerts ? [] : ['-resp_no_certs']), ...(o.minutes ? ['-nmin', String(o.minutes)] : ['-ndays', '1'])]);
+      return out;
+    },
     gencrl: (ca, out, o = {}) => {
       const pem = `${out}.tmp.pem`;
       const args = ['ca', '-config', ca.config, '-gencrl', '-out', o.der ? pem : out];

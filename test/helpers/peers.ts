@@ -60,6 +60,8 @@ export interface NginxOptions {
   certFile: string;
   keyFile: string;
   clientCaFile: string;
+  /** A DER OCSP response stapled from a file (`ssl_stapling_file`): no responder is contacted. `certFile` must hold the issuer too. */
+  stapleFile?: string;
 }
 
 export interface Nginx extends TestServer {
@@ -103,7 +105,7 @@ http {
     ssl_client_certificate ${o.clientCaFile};
     ssl_verify_client on;
     ssl_verify_depth 3;
-    gzip on;
+${o.stapleFile ? `    ssl_stapling on;\n    ssl_stapling_file ${o.stapleFile};\n` : ''}    gzip on;
     gzip_min_length 0;
     gzip_types application/json text/plain;
     location /json { default_type application/json; return 200 '{"ok":true,"client":"$ssl_client_s_dn","padding":"${'x'.repeat(200)}"}'; }

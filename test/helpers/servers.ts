@@ -184,6 +184,8 @@ export interface OpensslServerOptions {
   verifyDepth?: number;
   /** `false` passes `-no_ticket -num_tickets 0`: no NewSessionTicket at all, even in TLS 1.3. @defaultValue true */
   sessionTickets?: boolean;
+  /** A DER OCSP response stapled to every handshake (`-status_file`). */
+  statusFile?: string;
 }
 
 export interface OpensslServer extends TestServer {
@@ -218,6 +220,7 @@ function opensslArgs(o: OpensslServerOptions, port: number): string[] {
   if (o.tls === '1.2') args.push('-tls1_2');
   else if (o.tls === '1.3') args.push('-tls1_3');
   if (o.sessionTickets === false) args.push('-no_ticket', '-num_tickets', '0');
+  if (o.statusFile) args.push('-status_file', o.statusFile);
   return args;
 }
 
