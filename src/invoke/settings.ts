@@ -6,6 +6,8 @@ import { DEFAULTS } from './defaults.js';
 import type { CallSettings } from './transport.js';
 
 const cache = new WeakMap<NodeDefinition, Map<string, CallSettings>>();
+/** The last settings of each node: a busy node calls one origin with one profile object. */
+const last = new WeakMap<NodeDefinition, { profile: LoadedProfile; origin: string; forNodeOrigin: boolean; settings: CallSettings }>();
 
 /**
  * The agent and transport settings of a node's calls to one origin (`https://host[:port]`). Cached per (node, profile
@@ -13,6 +15,8 @@ const cache = new WeakMap<NodeDefinition, Map<string, CallSettings>>();
  * building or key serialisation.
  */
 export function callSettings(node: NodeDefinition, profile: LoadedProfile, origin: string, forNodeOrigin: boolean): CallSettings {
+  const recent = last.get(node);
+  if (recent && recent.profile === profile && recent.origin === origin && recent.forNodeOrigin === forNodeOrigin) return recent.settings;
   let byOrigin = cache.get(node);
   if (!byOrigin) {
     byOrigin = new Map();
@@ -25,6 +29,7 @@ export function callSettings(node: NodeDefinition, profile: LoadedProfile, origi
     settings = buildSettings(node, profile, new URL(origin), forNodeOrigin);
     byOrigin.set(key, settings);
   }
+  last.set(node, { profile, origin, forNodeOrigin, settings });
   return settings;
 }
 
