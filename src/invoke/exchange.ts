@@ -40,6 +40,7 @@ export function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, p
     connectionReused: reused,
     serverChain: probe.serverChain ?? [],
     clientCertificate: clientCertificate(profile),
+    ...(probe.revocation ? { revocation: probe.revocation.map(({ profile: _profile, ...verdict }) => verdict) } : {}),
   };
 }
 

@@ -7,7 +7,7 @@ import type { LoadedProfile } from '../pki/types.js';
 import { identityChecker, type IdentityRules } from './identity.js';
 import { instrument, newProbe, type AgentMemo, type PhaseLimits } from './probe.js';
 import { proxyError } from './proxy-error.js';
-import { withRevocation } from './revocation.js';
+import { connectionChecker, withRevocation } from './revocation.js';
 import { secureContextFor } from './secure-context.js';
 import { policyKey, type TlsPolicy } from './tls-policy.js';
 
@@ -59,8 +59,9 @@ class DirectAgent extends https.Agent {
   override createConnection(options: https.RequestOptions, callback?: Callback): Duplex | null | undefined {
     // eslint-disable-next-line @typescript-eslint/unbound-method -- called with this agent as `this`
     const create: CreateConnection = https.Agent.prototype.createConnection;
-    const socket = create.call(this, options, callback) as TLSSocket;
-    instrument(socket, newProbe('direct'), this.spec.limits, false, this.memo);
+    const probe = newProbe('direct');
+    const socket = create.call(this, { ...options, checkServerIdentity: connectionChecker(this.spec.profile, identityChecker(this.spec.rules), probe) }, callback) as TLSSocket;
+    instrument(socket, probe, this.spec.limits, false, this.memo);
     return socket;
   }
 }
@@ -91,7 +92,8 @@ class ProxyAgent extends HttpsProxyAgent {
     const probe = newProbe('proxy');
     // eslint-disable-next-line @typescript-eslint/unbound-method -- called with this agent as `this`
     const create: CreateConnection = HttpsProxyAgent.prototype.createConnection;
-    create.call(this, { ...options, timeout: this.spec.limits.connectMs }, (error, stream) => {
+    const checkServerIdentity = connectionChecker(this.spec.profile, identityChecker(this.spec.rules), probe);
+    create.call(this, { ...options, timeout: this.spec.limits.connectMs, checkServerIdentity }, (error, stream) => {
       if (error) {
         callback?.(proxyError(error, this.spec.proxyUrl, this.spec.limits.connectMs), stream);
         return;

@@ -5,6 +5,7 @@ import { SvcnodeError } from '../errors.js';
 import { crlStatus, describeRevocation, lookup, type LoadedCrl } from '../pki/crl.js';
 import { oneLineName } from '../pki/inspect.js';
 import type { LoadedProfile } from '../pki/types.js';
+import type { ConnectionProbe } from './probe.js';
 
 /**
  * Revocation checks of server chains against the profile's CRLs. Hard mode uses OpenSSL's own
@@ -16,6 +17,8 @@ import type { LoadedProfile } from '../pki/types.js';
 export interface RevocationCheck {
   profile: string;
   result: 'ok' | 'revoked' | 'unknown';
+  /** Where the verdict came from. */
+  source?: 'crl' | 'ocsp';
   /** Subject of the certificate the verdict is about (the first unknown or revoked one). */
   subject?: string;
   message?: string;
@@ -24,8 +27,12 @@ export interface RevocationCheck {
 /** Emits 'check' with a RevocationCheck for every full handshake a revocation policy applies to. */
 export const revocationEvents = new EventEmitter();
 
-function emit(check: RevocationCheck): void {
+/** Records a connection's verdicts (on its probe), besides the process-wide event. */
+export type RevocationRecorder = (check: RevocationCheck) => void;
+
+function emit(check: RevocationCheck, record: RevocationRecorder | undefined): void {
   revocationEvents.emit('check', check);
+  record?.(check);
 }
 
 /** The secure-context options of a profile's revocation policy. */
@@ -71,17 +78,17 @@ type Checker = (host: string, cert: PeerCertificate) => Error | undefined;
  * Wrap the identity checker with the soft-mode revocation check, and report hard-mode passes
  * (OpenSSL already refused revoked chains before this runs).
  */
-export function withRevocation(profile: LoadedProfile, inner: Checker, now: () => Date = () => new Date()): Checker {
+export function withRevocation(profile: LoadedProfile, inner: Checker, record?: RevocationRecorder, now: () => Date = () => new Date()): Checker {
   const crls = profile.trust.crls ?? [];
   if (crls.length === 0) return inner;
   const soft = profile.trust.revocation?.mode === 'soft';
   return (host, cert) => {
     if (!soft) {
-      emit({ profile: profile.name, result: 'ok' });
+      emit({ profile: profile.name, source: 'crl', result: 'ok' }, record);
       return inner(host, cert);
     }
     const verdict = judgeChain(crls, certificatesOf(cert), now());
-    emit({ profile: profile.name, result: verdict.result, ...(verdict.cert ? { subject: oneLineName(verdict.cert.subject) } : {}), ...(verdict.message ? { message: verdict.message } : {}) });
+    emit({ profile: profile.name, source: 'crl', result: verdict.result, ...(verdict.cert ? { subject: oneLineName(verdict.cert.subject) } : {}), ...(verdict.message ? { message: verdict.message } : {}) }, record);
     if (verdict.result === 'revoked') {
       return new SvcnodeError('SVCNODE_CERT_REVOKED', `server certificate of ${host}: ${verdict.message ?? 'revoked'}`, {
         hint: `${verdict.message ?? ''}; the backend team must replace the revoked certificate`,
@@ -89,4 +96,9 @@ export function withRevocation(profile: LoadedProfile, inner: Checker, now: () =
     }
     return inner(host, cert);
   };
+}
+
+/** The checker of one connection: its verdicts are also recorded on the connection's probe, for the Result. */
+export function connectionChecker(profile: LoadedProfile, inner: Checker, probe: ConnectionProbe): Checker {
+  return withRevocation(profile, inner, (check) => (probe.revocation ??= []).push(check));
 }
