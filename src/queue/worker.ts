@@ -21,6 +21,7 @@ import { RedisCrlStore } from './redis-crl-store.js';
 import { knownRedisError } from './redis-errors.js';
 import { RedisTokenCache } from './redis-token-cache.js';
 import { CrlFetcher } from '../pki/crl-fetch.js';
+import { distributionPointEvents } from '../pki/distribution-points.js';
 import { revocationEvents, type RevocationCheck } from '../tls/revocation.js';
 import { WorkerSupervisor } from './supervisor.js';
 
@@ -170,6 +171,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     if (check.result === 'unknown') logger.warn({ profile: check.profile, subject: check.subject }, `revocation status unknown, call allowed (soft mode): ${check.message ?? ''}`);
   };
   revocationEvents.on('check', onRevocation);
+  const onPoint = (kind: string) => (e: { profile: string; url: string; message: string }): void => void logger.warn({ profile: e.profile, url: e.url }, kind === 'failed' ? `CRL distribution point not downloaded, counts as no revocation data: ${e.message}` : e.message);
+  const onPointFailed = onPoint('failed');
+  const onPointRefused = onPoint('refused');
+  distributionPointEvents.on('failed', onPointFailed).on('refused', onPointRefused);
 
   // Filled in once Redis connections exist; /healthz is served (503) before that.
   const live: { supervisor?: WorkerSupervisor } = {};
@@ -249,6 +254,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     watcher.stop();
     clearInterval(expiryTimer);
     revocationEvents.off('check', onRevocation);
+    distributionPointEvents.off('failed', onPointFailed).off('refused', onPointRefused);
     const outcome = await supervisor.close(graceMs);
     // Calls still running past the grace period are aborted; their jobs return to the queue.
     if (!outcome.drained) shutdown.abort();

@@ -4,6 +4,8 @@ import type { DetailedPeerCertificate, PeerCertificate, SecureContextOptions } f
 import { SvcnodeError } from '../errors.js';
 import { crlStatus, describeRevocation, lookup, type LoadedCrl } from '../pki/crl.js';
 import { oneLineName } from '../pki/inspect.js';
+import { distributionPointUrls } from '../pki/distribution-points.js';
+import { CRL_PENDING } from '../failures/revocation-failure.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { ConnectionProbe } from './probe.js';
 
@@ -35,11 +37,21 @@ function emit(check: RevocationCheck, record: RevocationRecorder | undefined): v
   record?.(check);
 }
 
-/** The secure-context options of a profile's revocation policy. */
+/**
+ * The secure-context options of a profile's revocation policy. With distribution points the
+ * checker judges the chain instead: CRLs learnt from handshakes are not in the prebuilt context.
+ */
 export function revocationContextOptions(profile: LoadedProfile): SecureContextOptions {
   const crls = profile.trust.crls ?? [];
-  if (crls.length === 0 || profile.trust.revocation?.mode === 'soft') return {};
+  if (crls.length === 0 || profile.trust.revocation?.mode === 'soft' || profile.trust.distributionPoints) return {};
   return { crl: crls.map((c) => c.pem) };
+}
+
+/** Every CRL a profile's calls are judged by: trust.crl, trust.ca's CDPs, and those learnt from handshakes. */
+export function revocationCrls(profile: LoadedProfile): readonly LoadedCrl[] {
+  const crls = profile.trust.crls ?? [];
+  const learnt = profile.trust.distributionPoints?.crls() ?? [];
+  return learnt.length === 0 ? crls : [...crls, ...learnt];
 }
 
 /** The chain of a detailed peer certificate, leaf first, without the self-signed top. */
@@ -74,26 +86,49 @@ export function judgeChain(crls: readonly LoadedCrl[], chain: readonly X509Certi
 
 type Checker = (host: string, cert: PeerCertificate) => Error | undefined;
 
+/** What to say about a chain no current CRL covers: the downloads under way, or what is missing. */
+function unknownDetail(cert: X509Certificate | undefined, underWay: readonly string[], profile: LoadedProfile): { message: string; hint: string } {
+  if (underWay.length > 0) {
+    return { message: `the CRL at ${underWay.join(', ')} ${CRL_PENDING}`, hint: `the CRL at ${underWay.join(', ')} (a CRL distribution point of the server chain) ${CRL_PENDING}; the call is retried, and succeeds once it is there` };
+  }
+  const named = cert ? distributionPointUrls(cert) : [];
+  if (named.length > 0) return { message: `the CRL at ${named.join(', ')} cannot be had`, hint: `the CRL distribution point ${named.join(', ')} of "${cert ? oneLineName(cert.subject) : ''}" cannot be downloaded or is not current (see the worker log); add a current CRL to trust.crl of profile "${profile.name}", or set trust.revocation.mode "soft"` };
+  return { message: 'the certificate names no CRL distribution point', hint: `no CRL of profile "${profile.name}" covers it and it names no CRL distribution point: add its issuer's CRL to trust.crl, or set trust.revocation.mode "soft"` };
+}
+
 /**
- * Wrap the identity checker with the soft-mode revocation check, and report hard-mode passes
- * (OpenSSL already refused revoked chains before this runs).
+ * Wrap the identity checker with the revocation check done after the handshake: soft mode, and
+ * hard mode with distribution points (OpenSSL checks other hard-mode chains before this runs).
+ * Verdicts go to revocationEvents (metrics, log) and to `record` (the connection's probe).
  */
 export function withRevocation(profile: LoadedProfile, inner: Checker, record?: RevocationRecorder, now: () => Date = () => new Date()): Checker {
   const crls = profile.trust.crls ?? [];
-  if (crls.length === 0) return inner;
+  const points = profile.trust.distributionPoints;
+  if (crls.length === 0 && !points) return inner;
   const soft = profile.trust.revocation?.mode === 'soft';
   return (host, cert) => {
-    if (!soft) {
+    if (!soft && !points) {
       emit({ profile: profile.name, source: 'crl', result: 'ok' }, record);
       return inner(host, cert);
     }
-    const verdict = judgeChain(crls, certificatesOf(cert), now());
-    emit({ profile: profile.name, source: 'crl', result: verdict.result, ...(verdict.cert ? { subject: oneLineName(verdict.cert.subject) } : {}), ...(verdict.message ? { message: verdict.message } : {}) }, record);
+    const chain = certificatesOf(cert);
+    const underWay = points?.learn(chain) ?? [];
+    const verdict = judgeChain(revocationCrls(profile), chain, now());
+    const detail = verdict.result === 'unknown' && points ? unknownDetail(verdict.cert, underWay, profile) : undefined;
+    const message = detail ? `${verdict.message ?? ''}: ${detail.message}` : verdict.message;
+    const check: RevocationCheck = { profile: profile.name, source: 'crl', result: verdict.result, ...(verdict.cert ? { subject: oneLineName(verdict.cert.subject) } : {}), ...(message ? { message } : {}) };
     if (verdict.result === 'revoked') {
+      emit(check, record);
       return new SvcnodeError('SVCNODE_CERT_REVOKED', `server certificate of ${host}: ${verdict.message ?? 'revoked'}`, {
         hint: `${verdict.message ?? ''}; the backend team must replace the revoked certificate`,
       });
     }
+    if (verdict.result === 'unknown' && !soft) {
+      // The failed attempt is counted as server_cert_revocation_unknown by the attempt metrics.
+      record?.(check);
+      return new SvcnodeError('SVCNODE_REVOCATION_UNKNOWN', `server certificate of ${host}: ${message ?? 'revocation status unknown'}`, { hint: detail?.hint ?? '' });
+    }
+    emit(check, record);
     return inner(host, cert);
   };
 }
