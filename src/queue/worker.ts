@@ -22,6 +22,7 @@ import { knownRedisError } from './redis-errors.js';
 import { RedisTokenCache } from './redis-token-cache.js';
 import { CrlFetcher } from '../pki/crl-fetch.js';
 import { distributionPointEvents } from '../pki/distribution-points.js';
+import { warmDistributionPoints } from '../tls/cdp-warmup.js';
 import { revocationEvents, type RevocationCheck } from '../tls/revocation.js';
 import { WorkerSupervisor } from './supervisor.js';
 
@@ -163,6 +164,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   }
   logExpiry(registry, logger);
   logger.info({ nodes: registry.nodes.size, profiles: registry.profiles.size, problems: registry.problems.length }, 'definitions loaded');
+  // Handshakes (no request) to the backends of distribution-point profiles, so their CRLs are fetched before the first call.
+  void warmDistributionPoints(registry.nodes.values(), registry.profiles).then((n) => n > 0 && logger.info({ handshakes: n }, 'learnt the CRL distribution points of backends'));
 
   const metrics = new Metrics();
   for (const profile of registry.profiles.values()) metrics.setCertificateExpiry(profile);

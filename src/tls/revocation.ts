@@ -86,13 +86,18 @@ export function judgeChain(crls: readonly LoadedCrl[], chain: readonly X509Certi
 
 type Checker = (host: string, cert: PeerCertificate) => Error | undefined;
 
+/** A few URLs for a message: a server may name many. */
+function urlList(urls: readonly string[]): string {
+  return urls.length <= 3 ? urls.join(', ') : `${urls.slice(0, 3).join(', ')} and ${urls.length - 3} more`;
+}
+
 /** What to say about a chain no current CRL covers: the downloads under way, or what is missing. */
 function unknownDetail(cert: X509Certificate | undefined, underWay: readonly string[], profile: LoadedProfile): { message: string; hint: string } {
   if (underWay.length > 0) {
-    return { message: `the CRL at ${underWay.join(', ')} ${CRL_PENDING}`, hint: `the CRL at ${underWay.join(', ')} (a CRL distribution point of the server chain) ${CRL_PENDING}; the call is retried, and succeeds once it is there` };
+    return { message: `the CRL at ${urlList(underWay)} ${CRL_PENDING}`, hint: `the CRL at ${urlList(underWay)} (a CRL distribution point of the server chain) ${CRL_PENDING}; the call is retried, and succeeds once it is there` };
   }
   const named = cert ? distributionPointUrls(cert) : [];
-  if (named.length > 0) return { message: `the CRL at ${named.join(', ')} cannot be had`, hint: `the CRL distribution point ${named.join(', ')} of "${cert ? oneLineName(cert.subject) : ''}" cannot be downloaded or is not current (see the worker log); add a current CRL to trust.crl of profile "${profile.name}", or set trust.revocation.mode "soft"` };
+  if (named.length > 0) return { message: `the CRL at ${urlList(named)} cannot be had`, hint: `the CRL distribution point ${urlList(named)} of "${cert ? oneLineName(cert.subject) : ''}" cannot be downloaded or is not current (see the worker log); add a current CRL to trust.crl of profile "${profile.name}", or set trust.revocation.mode "soft"` };
   return { message: 'the certificate names no CRL distribution point', hint: `no CRL of profile "${profile.name}" covers it and it names no CRL distribution point: add its issuer's CRL to trust.crl, or set trust.revocation.mode "soft"` };
 }
 

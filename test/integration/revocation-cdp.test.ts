@@ -156,8 +156,10 @@ describe('distribution points of trust.ca and of server chains', () => {
 
   it(`a chain naming more than ${CDP_DEFAULTS.maxUrlsPerProfile} CDP URLs: the profile follows that many, ignores the rest and says so once`, async () => {
     const refused: { profile: string; url: string; message: string }[] = [];
+    const failed: typeof refused = [];
     const onRefused = (e: (typeof refused)[number]): void => void refused.push(e);
-    distributionPointEvents.on('refused', onRefused);
+    const onFailed = (e: (typeof refused)[number]): void => void failed.push(e);
+    distributionPointEvents.on('refused', onRefused).on('failed', onFailed);
     try {
       const profile = await profileWith({ distributionPoints: true, mode: 'soft' });
       await withAgents(async (agents) => {
@@ -172,8 +174,21 @@ describe('distribution points of trust.ca and of server chains', () => {
       expect(refused).toHaveLength(1);
       expect(refused[0]?.url).toBe(`${base}/hostile/${CDP_DEFAULTS.maxUrlsPerProfile - 1}.crl`);
       expect(refused[0]?.message).toContain('trust.crl');
+      // The server answers 404 for these: each failed download is reported once and counts as no data.
+      await waitFor(() => failed.length === CDP_DEFAULTS.maxUrlsPerProfile - 1, 5_000);
+      expect(failed[0]?.message).toContain('HTTP 404');
+      const hard = await profileWith({ distributionPoints: true, mode: 'hard' });
+      await withAgents(async (agents) => {
+        await invoke(node(servers.hostile), {}, profileDeps(new Map([['bank', hard]]), agents));
+        await waitFor(() => failed.length >= 2 * (CDP_DEFAULTS.maxUrlsPerProfile - 1), 5_000);
+        const r = await invoke(node(servers.hostile), {}, profileDeps(new Map([['bank', hard]]), agents));
+        expect(r.failure?.code, JSON.stringify(r.failure)).toBe('server_cert_revocation_unknown');
+        expect(r.failure?.hint).toContain('cannot be downloaded');
+        expect(r.failure?.hint).toContain(`${base}/hostile/2.crl and ${CDP_DEFAULTS.maxUrlsPerProfile + 5} more`);
+        expect(retryDelay(r, node(servers.hostile, { limit: 2 }), 1)).toBeUndefined();
+      });
     } finally {
-      distributionPointEvents.off('refused', onRefused);
+      distributionPointEvents.off('refused', onRefused).off('failed', onFailed);
     }
   });
 });
@@ -203,7 +218,7 @@ describe('a soft-mode warning in the Result, from the CLI and from workers', () 
     expect(result.tls?.revocation).toEqual([{ source: 'crl', result: 'unknown', subject: 'CN=localhost', message: 'no current CRL covers "CN=localhost"' }]);
   });
 
-  it('two worker processes: each CDP CRL is downloaded once for the fleet; a job returns the soft-mode warning', async () => {
+  it('two worker processes: each CDP CRL is downloaded once for the fleet, the leaf\'s at start; a job returns the soft-mode warning', async () => {
     const before = { root: count('/root.crl'), leaf: count('/fleet/issuing.crl') };
     const args = ['worker', '--redis', redis.url, '--nodes', nodes, '--profiles', profiles, '--metrics-port', '0'];
     const workers = [spawnCli(args, { env: { SVCNODE_LOG_LEVEL: 'info' } }), spawnCli(args, { env: { SVCNODE_LOG_LEVEL: 'info' } })];
@@ -211,6 +226,8 @@ describe('a soft-mode warning in the Result, from the CLI and from workers', () 
     try {
       await Promise.all(workers.map((w) => w.waitForLine(/"queue":"service-node-invocations"/, { stream: 'stderr', timeoutMs: 20_000 })));
       expect(count('/root.crl') - before.root).toBe(1);
+      // Warm-up handshakes at start learn the leaf's distribution point before any job: one download for the fleet.
+      await waitFor(() => count('/fleet/issuing.crl') - before.leaf === 1, 10_000);
       const jobs = await queue.addBulk([...Array.from({ length: 8 }, () => ({ name: 'invoke', data: { nodeId: 'fleet', context: {} } })), { name: 'invoke', data: { nodeId: 'soft-stale', context: {} } }]);
       const results = await waitFor(async () => {
         const done = await Promise.all(jobs.map(async (j) => (await Job.fromId(queue, j.id as string))?.returnvalue as Result | undefined));
