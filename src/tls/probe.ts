@@ -151,7 +151,7 @@ export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: Ph
     } else {
       // Sessions are only resumed within one agent, so its last verified chain is the server's.
       probe.serverChain = memo.serverChain ?? [];
-      if (memo.revocation) probe.revocation = memo.revocation;
+      if (memo.revocation) probe.revocation = [...memo.revocation];
     }
   });
   socket.once('secureConnect', () => {

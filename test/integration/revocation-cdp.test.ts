@@ -210,6 +210,18 @@ describe('a soft-mode warning in the Result, from the CLI and from workers', () 
     def('soft-stale', servers.good, 'softstale');
   });
 
+  it('certs status lists the CRL of the trust.ca distribution point; certs verify flags one that cannot be downloaded', async () => {
+    const json = await runCli(['certs', 'status', '--profiles', profiles, '--json']);
+    const doc = JSON.parse(json.stdout) as { profiles: { name: string; crls: { source: string; issuer: string }[] }[] };
+    expect(doc.profiles.find((p) => p.name === 'cdp')?.crls).toEqual([expect.objectContaining({ source: `${base}/root.crl`, issuer: 'CN=Bank Test Root' })]);
+    const broken = pki.addIntermediate('cdp-broken', 'Bank Broken CDP CA', { crlUrl: `${base}/missing/root.crl` });
+    const file = join(dir, 'broken.json');
+    writeFileSync(file, JSON.stringify({ trust: { ca: [pki.root.cert, broken.cert], revocation: { distributionPoints: true } } }));
+    const verify = await runCli(['certs', 'verify', file, '--json']);
+    const findings = (JSON.parse(verify.stdout) as { findings: { code: string; severity: string; file?: string }[] }).findings;
+    expect(findings).toContainEqual(expect.objectContaining({ code: 'CRL_UNAVAILABLE', severity: 'error', file: `${base}/missing/root.crl` }));
+  });
+
   it('dry-run --json: ok (exit 0) with the unknown verdict in tls.revocation', async () => {
     const r = await runCli(['dry-run', join(nodes, 'soft-stale.json'), '--profiles', profiles, '--json'], { env: { SVCNODE_PROFILES: undefined } });
     expect(r.code, r.stdout + r.stderr).toBe(0);
