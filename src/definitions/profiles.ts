@@ -97,7 +97,8 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
   const crlEntries = (doc.trust?.crl ?? []).map((entry) => (isCrlUrl(entry) ? entry : at(entry)));
   const crls = await loadCrls(crlEntries, trusted, fetcher, findings);
   const followPoints = doc.trust?.revocation?.distributionPoints === true;
-  if (followPoints) crls.push(...(await loadCaDistributionPoints(caDistributionPoints(trusted, new Set(crlEntries)), trusted, fetcher, findings)));
+  const caPoints = followPoints ? caDistributionPoints(trusted, new Set(crlEntries)) : [];
+  crls.push(...(await loadCaDistributionPoints(caPoints, trusted, fetcher, findings)));
   for (const { crl, bytes } of crls) version.update(`\0${crl.source}\0`).update(createHash('sha256').update(bytes).digest());
   findings.push(...crlFindings(crls.map((c) => c.crl), client, now));
   const revocation = Object.freeze({
@@ -106,7 +107,7 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
     distributionPoints: doc.trust?.revocation?.distributionPoints ?? false,
   });
 
-  const distributionPoints = followPoints ? await DistributionPointCrls.create(name, trusted, fetcher, new Set([...crlEntries, ...crls.map((c) => c.crl.source)])) : undefined;
+  const distributionPoints = followPoints ? await DistributionPointCrls.create(name, trusted, fetcher, new Set([...crlEntries, ...crls.map((c) => c.crl.source)]), caPoints.length) : undefined;
 
   for (const material of materials) {
     version.update(`\0${material.file}\0`).update(createHash('sha256').update(material.bytes).digest());

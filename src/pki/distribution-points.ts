@@ -69,15 +69,14 @@ export function caDistributionPoints(trust: readonly X509Certificate[], exclude:
  * not signed by trust.ca) is a CRL_UNAVAILABLE error finding and counts as no data.
  */
 export async function loadCaDistributionPoints(urls: readonly string[], trust: readonly X509Certificate[], fetcher: CrlFetcher, findings: Finding[]): Promise<{ crl: LoadedCrl; bytes: Buffer }[]> {
+  // Concurrently: an unreachable URL costs one download timeout, not one per URL.
+  const loaded = await Promise.all(urls.map((url) => fetcher.load(url, trust).catch((error: unknown) => error)));
   const out: { crl: LoadedCrl; bytes: Buffer }[] = [];
-  for (const url of urls) {
-    try {
-      out.push(await fetcher.load(url, trust));
-    } catch (error) {
-      if (!(error instanceof InvalidInputError)) throw error;
-      findings.push({ severity: 'error', code: 'CRL_UNAVAILABLE', file: url, message: `CRL distribution point of a trust.ca certificate: ${error.message}`, hint: error.hint ?? 'check that the URL is reachable from this machine' });
-    }
-  }
+  loaded.forEach((entry, i) => {
+    if (!(entry instanceof Error)) return void out.push(entry as { crl: LoadedCrl; bytes: Buffer });
+    if (!(entry instanceof InvalidInputError)) throw entry;
+    findings.push({ severity: 'error', code: 'CRL_UNAVAILABLE', file: urls[i], message: `CRL distribution point of a trust.ca certificate: ${entry.message}`, hint: entry.hint ?? 'check that the URL is reachable from this machine' });
+  });
   return out;
 }
 
@@ -100,29 +99,32 @@ export class DistributionPointCrls {
     private readonly fetcher: CrlFetcher,
     /** URLs the profile's own CRLs already cover (trust.crl and trust.ca's CDPs). */
     private readonly covered: ReadonlySet<string>,
+    /** Places of the bound already taken by trust.ca's distribution points. */
+    private readonly reserved: number,
     private readonly learnt: Set<string>,
     private readonly now: () => number,
   ) {}
 
   /** The profile's learner, with the URLs earlier versions of it learnt loaded now (at profile load, off the call path). */
-  static async create(profile: string, trust: readonly X509Certificate[], fetcher: CrlFetcher, covered: ReadonlySet<string>, now: () => number = Date.now): Promise<DistributionPointCrls> {
+  static async create(profile: string, trust: readonly X509Certificate[], fetcher: CrlFetcher, covered: ReadonlySet<string>, reserved: number, now: () => number = Date.now): Promise<DistributionPointCrls> {
     let byProfile = learntUrls.get(fetcher);
     if (!byProfile) learntUrls.set(fetcher, (byProfile = new Map<string, Set<string>>()));
     const learnt = byProfile.get(profile) ?? new Set<string>();
     byProfile.set(profile, learnt);
-    const dp = new DistributionPointCrls(profile, trust, fetcher, covered, learnt, now);
+    const dp = new DistributionPointCrls(profile, trust, fetcher, covered, reserved, learnt, now);
+    const loads: Promise<void>[] = [];
     for (const url of learnt) {
       if (covered.has(url) || dp.states.size >= dp.room()) continue;
       const state: State = { downloading: false };
       dp.states.set(url, state);
-      state.crl = await fetcher.load(url, trust).then((e) => e.crl, () => undefined);
-      if (!state.crl) state.failedAt = now();
+      loads.push(fetcher.load(url, trust).then((e) => void (state.crl = e.crl), () => void (state.failedAt = now())));
     }
+    await Promise.all(loads);
     return dp;
   }
 
   private room(): number {
-    return Math.max(0, CDP_DEFAULTS.maxUrlsPerProfile - this.covered.size);
+    return Math.max(0, CDP_DEFAULTS.maxUrlsPerProfile - this.reserved);
   }
 
   /** The learnt CRLs at hand (current or not: judging them is the caller's). */
