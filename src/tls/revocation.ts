@@ -92,7 +92,12 @@ function urlList(urls: readonly string[]): string {
 }
 
 /** What to say about a chain no current CRL covers: the downloads under way, or what is missing. */
-function unknownDetail(cert: X509Certificate | undefined, underWay: readonly string[], profile: LoadedProfile): { message: string; hint: string } {
+function unknownDetail(cert: X509Certificate | undefined, underWay: readonly string[], profile: LoadedProfile, crls: readonly LoadedCrl[], now: Date): { message: string; hint: string } {
+  const stale = cert ? crls.find((crl) => lookup(crl, cert) !== undefined && crlStatus(crl, now) !== 'current') : undefined;
+  if (stale && underWay.length === 0) {
+    const due = stale.nextUpdate?.toISOString() ?? '';
+    return { message: `the CRL ${stale.source} was due for renewal at ${due}`, hint: `the CRL ${stale.source} of "${stale.issuerName}" is past its nextUpdate (${due}) and no newer one could be had: ask the PKI team to publish a current CRL, or set trust.revocation.mode "soft" in profile "${profile.name}"` };
+  }
   if (underWay.length > 0) {
     return { message: `the CRL at ${urlList(underWay)} ${CRL_PENDING}`, hint: `the CRL at ${urlList(underWay)} (a CRL distribution point of the server chain) ${CRL_PENDING}; the call is retried, and succeeds once it is there` };
   }
@@ -118,8 +123,10 @@ export function withRevocation(profile: LoadedProfile, inner: Checker, record?: 
     }
     const chain = certificatesOf(cert);
     const underWay = points?.learn(chain) ?? [];
-    const verdict = judgeChain(revocationCrls(profile), chain, now());
-    const detail = verdict.result === 'unknown' && points ? unknownDetail(verdict.cert, underWay, profile) : undefined;
+    const crls = revocationCrls(profile);
+    const at = now();
+    const verdict = judgeChain(crls, chain, at);
+    const detail = verdict.result === 'unknown' && points ? unknownDetail(verdict.cert, underWay, profile, crls, at) : undefined;
     const message = detail ? `${verdict.message ?? ''}: ${detail.message}` : verdict.message;
     const check: RevocationCheck = { profile: profile.name, source: 'crl', result: verdict.result, ...(verdict.cert ? { subject: oneLineName(verdict.cert.subject) } : {}), ...(message ? { message } : {}) };
     if (verdict.result === 'revoked') {
