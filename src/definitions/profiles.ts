@@ -7,6 +7,7 @@ import { InvalidInputError } from '../errors.js';
 import { bundleError } from '../pki/bundle-error.js';
 import { crlFindings, loadCrls } from '../pki/revocation-load.js';
 import { isCrlUrl, processCrlFetcher, type CrlFetcher } from '../pki/crl-fetch.js';
+import { caDistributionPoints, DistributionPointCrls, loadCaDistributionPoints } from '../pki/distribution-points.js';
 import { loadClientIdentity, type ClientSource } from '../pki/client-identity.js';
 import { dateFindings } from '../pki/findings.js';
 import { readMaterial, type Material } from '../pki/material.js';
@@ -92,7 +93,12 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
     findings.push({ severity: 'info', code: 'SYSTEM_ROOTS', file: path, message: 'no trust.ca: server certificates are verified against the system (Mozilla) roots', hint: 'list your private root and intermediate CAs in trust.ca to pin trust to them' });
   }
 
-  const crls = await loadCrls((doc.trust?.crl ?? []).map((entry) => (isCrlUrl(entry) ? entry : at(entry))), trusted, opts.crlFetcher ?? processCrlFetcher, findings);
+  const fetcher = opts.crlFetcher ?? processCrlFetcher;
+  const crlEntries = (doc.trust?.crl ?? []).map((entry) => (isCrlUrl(entry) ? entry : at(entry)));
+  const crls = await loadCrls(crlEntries, trusted, fetcher, findings);
+  const followPoints = doc.trust?.revocation?.distributionPoints === true;
+  const caPoints = followPoints ? caDistributionPoints(trusted, new Set(crlEntries)) : [];
+  crls.push(...(await loadCaDistributionPoints(caPoints, trusted, fetcher, findings)));
   for (const { crl, bytes } of crls) version.update(`\0${crl.source}\0`).update(createHash('sha256').update(bytes).digest());
   findings.push(...crlFindings(crls.map((c) => c.crl), client, now));
   const revocation = Object.freeze({
@@ -100,6 +106,8 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
     ocsp: doc.trust?.revocation?.ocsp ?? 'off',
     distributionPoints: doc.trust?.revocation?.distributionPoints ?? false,
   });
+
+  const distributionPoints = followPoints ? await DistributionPointCrls.create(name, trusted, fetcher, new Set([...crlEntries, ...crls.map((c) => c.crl.source)]), caPoints.length) : undefined;
 
   for (const material of materials) {
     version.update(`\0${material.file}\0`).update(createHash('sha256').update(material.bytes).digest());
@@ -110,7 +118,7 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
     file: path,
     version: version.digest('hex'),
     client,
-    trust: Object.freeze({ certificates: Object.freeze(trusted), systemRoots, crls: Object.freeze(crls.map((c) => c.crl)), revocation }),
+    trust: Object.freeze({ certificates: Object.freeze(trusted), systemRoots, crls: Object.freeze(crls.map((c) => c.crl)), revocation, ...(distributionPoints ? { distributionPoints } : {}) }),
     policy: Object.freeze({ minKeyBits: policy.minKeyBits, expiryWarningDays: policy.expiryWarningDays }),
     findings: Object.freeze(findings),
   });

@@ -4,6 +4,7 @@ import type { ChainEntry, ConnectionProbe } from '../tls/probe.js';
 import { TRANSIENT_PROXY_STATUS } from '../tls/proxy-error.js';
 import { failureOf as failure, inputFailure, type Failure } from './failure.js';
 import { ocspFailure } from './ocsp-failure.js';
+import { CRL_PENDING, REVOCATION_UNKNOWN } from './revocation-failure.js';
 import { serverCertFailure } from './server-cert.js';
 
 /** What the classifier knows besides the error itself. */
@@ -41,6 +42,8 @@ export const PERMANENT_CODES: ReadonlySet<string> = new Set([...RESPONSE_CODES, 
 export function isTransient(failure: Failure, status: number): boolean {
   if (PERMANENT_CODES.has(failure.code)) return false;
   if (failure.code === 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE') return true;
+  // A distribution-point CRL was being downloaded: the next attempt finds it.
+  if (failure.code === REVOCATION_UNKNOWN && failure.hint.includes(CRL_PENDING)) return true;
   const proxyStatus = /^PROXY_(\d{3})$/.exec(failure.code)?.[1];
   if (proxyStatus !== undefined) return TRANSIENT_PROXY_STATUS.has(Number(proxyStatus));
   if (failure.category === 'connect_failed' || failure.category === 'timeout') return true;
@@ -144,7 +147,7 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
   if (error instanceof TransportError && RESPONSE_CODES.has(error.code)) {
     return failure('http_status', error.code, `${ctx.host}: ${message}`, error.hint ?? 'the backend answered in a way no retry can fix', 'response');
   }
-  const classified = ocspFailure(root) ?? serverCertFailure(code, message, ctx) ?? clientCertFailure(code, message, ctx) ?? postHandshakeClose(code, ctx);
+  const classified = ocspFailure(root) ?? serverCertFailure(code, message, ctx, root instanceof SvcnodeError ? root.hint : undefined) ?? clientCertFailure(code, message, ctx) ?? postHandshakeClose(code, ctx);
   if (classified) return classified;
 
   if (TIMEOUT_CODES.has(code) || (root instanceof DOMException && root.name === 'TimeoutError')) {

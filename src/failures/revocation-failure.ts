@@ -5,6 +5,9 @@ import type { ChainEntry } from '../tls/probe.js';
 /** The failure code of a hard-mode call that found no current revocation data (category server_cert_untrusted). */
 export const REVOCATION_UNKNOWN = 'server_cert_revocation_unknown';
 
+/** How a hint says a distribution-point CRL is on its way; such a failure is retried (see isTransient). */
+export const CRL_PENDING = 'is being downloaded in the background';
+
 /** OpenSSL's verdicts when a CRL is missing, stale, not yet valid or unusable for a chain level. */
 export const REVOCATION_UNKNOWN_CODES = new Set(['UNABLE_TO_GET_CRL', 'CRL_HAS_EXPIRED', 'CRL_NOT_YET_VALID', 'UNABLE_TO_GET_CRL_ISSUER', 'CRL_SIGNATURE_FAILURE', 'UNABLE_TO_DECRYPT_CRL_SIGNATURE', 'DIFFERENT_CRL_SCOPE']);
 

@@ -53,10 +53,13 @@ function outOfDate(chain: readonly ChainEntry[] | undefined, now: number): { ent
   return entry ? { entry, index } : undefined;
 }
 
-/** Classify a verification error of the backend's certificate chain. */
-export function serverCertFailure(code: string, message: string, ctx: Ctx): Failure | undefined {
+/** Classify a verification error of the backend's certificate chain; `hint` is our own checker's, when it gave one. */
+export function serverCertFailure(code: string, message: string, ctx: Ctx, hint?: string): Failure | undefined {
   const chain = ctx.serverChain;
   const leaf = chain?.[0];
+  if (code === 'SVCNODE_REVOCATION_UNKNOWN') {
+    return failure('server_cert_untrusted', REVOCATION_UNKNOWN, `revocation status of the server chain of ${ctx.host} is unknown: ${message}`, hint || `no current CRL covers the server chain: add it to trust.crl of profile "${ctx.profileName}", or set trust.revocation.mode "soft"`);
+  }
   if (code === 'CERT_REVOKED' || code === 'SVCNODE_CERT_REVOKED') {
     return failure('server_cert_revoked', code, `server certificate chain of ${ctx.host} is revoked: ${message}`, revokedHint(chain, ctx.crls, ctx.host));
   }

@@ -5,6 +5,7 @@ import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
 import { clientFacts } from './client-facts.js';
 import { probeOf, type ConnectionProbe } from '../tls/probe.js';
+import { revocationCrls } from '../tls/revocation.js';
 import { onAbort } from './abort-fanout.js';
 import type { RenderedRequest } from './render.js';
 import { keptHeaders, responseBody, type Failure, type ResponseReport, type TlsReport } from './result.js';
@@ -40,6 +41,7 @@ export function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, p
     connectionReused: reused,
     serverChain: probe.serverChain ?? [],
     clientCertificate: clientCertificate(profile),
+    ...(probe.revocation ? { revocation: probe.revocation.map(({ profile: _profile, ...verdict }) => verdict) } : {}),
   };
 }
 
@@ -56,7 +58,7 @@ function withPhase(failure: Failure, error: unknown, probe: ConnectionProbe | un
 }
 
 export function classifyContext(host: string, profile: LoadedProfile, probe: ConnectionProbe | undefined, proxy: boolean): ClassifyContext {
-  return { host, profileName: profile.name, clientSubject: clientFacts(profile)?.subject, probe, proxy, ...(probe?.serverChain ? { serverChain: probe.serverChain } : {}), ...(profile.trust.crls?.length ? { crls: profile.trust.crls } : {}) };
+  return { host, profileName: profile.name, clientSubject: clientFacts(profile)?.subject, probe, proxy, ...(probe?.serverChain ? { serverChain: probe.serverChain } : {}), ...(profile.trust.crls?.length || profile.trust.distributionPoints ? { crls: revocationCrls(profile) } : {}) };
 }
 
 /** Judge an HTTP status against the accepted ones (numbers or "2xx" classes). */

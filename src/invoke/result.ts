@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Failure } from '../failures/failure.js';
 import type { ChainEntry } from '../tls/probe.js';
+import type { RevocationCheck } from '../tls/revocation.js';
 import type { AuthReport } from './auth-report.js';
 import { DEFAULTS } from './defaults.js';
 
@@ -15,6 +16,8 @@ export interface TlsReport {
   connectionReused: boolean;
   serverChain: ChainEntry[];
   clientCertificate: { subject: string; fingerprint256: string } | null;
+  /** Revocation verdicts of the handshake, when a revocation policy applies (stored Results keep only the warnings). */
+  revocation?: Omit<RevocationCheck, 'profile'>[];
 }
 
 export interface ResponseReport {
@@ -135,6 +138,7 @@ function textChars(r: Result): number {
   if (r.tls) {
     n += (r.tls.protocol?.length ?? 0) + (r.tls.cipher?.length ?? 0) + (r.tls.clientCertificate ? r.tls.clientCertificate.subject.length + r.tls.clientCertificate.fingerprint256.length : 0);
     for (const e of r.tls.serverChain) n += e.subject.length + e.issuer.length + e.validFrom.length + e.validTo.length + e.fingerprint256.length + 90;
+    for (const v of r.tls.revocation ?? []) n += (v.subject?.length ?? 0) + (v.message?.length ?? 0) + 40;
   }
   return n;
 }
@@ -209,10 +213,22 @@ function boundedHeaders(headers: Record<string, string | string[]>): Record<stri
   return out;
 }
 
+/** Verdicts a connection can have: one per source (CRL, OCSP); more would be hostile input. */
+const MAX_STORED_VERDICTS = 4;
+/** Verdict texts are cut shorter than others when the bound is at stake: 4 × 2 × 129 × 6 bytes ≈ 6 KiB at most. */
+const VERDICT_TEXT_CHARS = 128;
+
+/** The revocation verdicts a stored Result keeps: on success only the warnings (not `ok`), and none when there are none. */
+function storedVerdicts(tls: TlsReport, ok: boolean): TlsReport {
+  const { revocation, ...rest } = tls;
+  const kept = (revocation ?? []).filter((v) => !ok || v.result !== 'ok').slice(0, MAX_STORED_VERDICTS);
+  return kept.length > 0 ? { ...rest, revocation: kept } : rest;
+}
+
 /**
  * The Result as a worker stores it (job return value, and the copy in the queue's events
  * stream): the body within `maxStoredBodyBytes` of JSON, headers within 8 KiB, and on success
- * no server chain (`serverChain: []`). The whole document stays under
+ * no server chain (`serverChain: []`) and only the revocation warnings (at most 4 verdicts). The whole document stays under
  * `maxStoredBodyBytes + STORED_RESULT_OVERHEAD_BYTES`; dry-run reports stay complete.
  */
 export function storedResult(result: Result, node: { response?: { maxStoredBodyBytes?: number } }): Result {
@@ -220,6 +236,7 @@ export function storedResult(result: Result, node: { response?: { maxStoredBodyB
   const stored: Result = { ...result };
   // Lean on success: the chain is diagnostics, kept in failures, failure records and dry-run reports.
   if (stored.tls && result.ok && stored.tls.serverChain.length > 0) stored.tls = { ...stored.tls, serverChain: [] };
+  if (stored.tls?.revocation) stored.tls = storedVerdicts(stored.tls, result.ok);
   if (stored.response) stored.response = boundedBody({ ...stored.response, headers: boundedHeaders(stored.response.headers) }, maxStoredBodyBytes);
   const bound = Math.max(maxStoredBodyBytes, 0) + STORED_RESULT_OVERHEAD_BYTES;
   // The common case needs no serialisation to prove the bound: short texts, few chain entries.
@@ -232,6 +249,7 @@ export function storedResult(result: Result, node: { response?: { maxStoredBodyB
       ...stored.tls,
       serverChain: stored.tls.serverChain.slice(0, 4).map((e) => ({ ...e, subject: short(e.subject), issuer: short(e.issuer) })),
       clientCertificate: stored.tls.clientCertificate ? { ...stored.tls.clientCertificate, subject: short(stored.tls.clientCertificate.subject) } : null,
+      ...(stored.tls.revocation ? { revocation: stored.tls.revocation.map((v) => ({ ...v, ...(v.subject ? { subject: cut(v.subject, VERDICT_TEXT_CHARS) } : {}), ...(v.message ? { message: cut(v.message, VERDICT_TEXT_CHARS) } : {}) })) } : {}),
     };
   }
   if (stored.failure) stored.failure = { ...stored.failure, message: short(stored.failure.message), hint: short(stored.failure.hint) };

@@ -70,7 +70,11 @@ export class CrlFetcher {
     let claimed = false;
     try {
       claimed = await this.store.claim(url, CRL_FETCH_DEFAULTS.timeoutMs + 1_000);
-      if (!claimed) {
+      if (claimed) {
+        // Another process may have stored its download and released the claim since we looked.
+        const stored = await this.fromStore(url, trust, known?.fetchedAt);
+        if (stored) return stored;
+      } else {
         const deadline = Date.now() + CRL_FETCH_DEFAULTS.waitMs;
         while (Date.now() < deadline) {
           await sleep(50);

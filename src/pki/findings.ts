@@ -16,7 +16,7 @@ export const FINDING_CODES = {
   CRL_STALE: 'a trust.crl CRL is past its nextUpdate (error: hard revocation checking fails every call)',
   CRL_NOT_YET_VALID: 'a trust.crl CRL is not valid yet',
   CRL_EXPIRES_SOON: 'a trust.crl CRL reaches its nextUpdate within a day',
-  CRL_UNAVAILABLE: 'a trust.crl URL cannot be downloaded (error: hard revocation checking fails calls)',
+  CRL_UNAVAILABLE: 'a trust.crl URL, or the CRL distribution point of a trust.ca certificate, cannot be downloaded (error: hard revocation checking fails calls)',
   CLIENT_CERT_REVOKED: 'our own client certificate or its chain is listed in a configured CRL',
 } as const;
 export type FindingCode = keyof typeof FINDING_CODES;

@@ -1,5 +1,6 @@
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import type { LoadedCrl } from './crl.js';
+import type { DistributionPointCrls } from './distribution-points.js';
 
 export type FindingSeverity = 'error' | 'warning' | 'info';
 
@@ -63,6 +64,8 @@ export interface LoadedProfile {
     readonly crls?: readonly LoadedCrl[];
     /** trust.revocation with defaults applied. */
     readonly revocation?: RevocationPolicy;
+    /** With trust.revocation.distributionPoints: the CRLs learnt from server chains' distribution points. */
+    readonly distributionPoints?: DistributionPointCrls;
   };
   /** The profile's policy with defaults applied (always set by loadProfile). */
   readonly policy?: { readonly minKeyBits: number; readonly expiryWarningDays: number };

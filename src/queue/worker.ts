@@ -21,6 +21,8 @@ import { RedisCrlStore } from './redis-crl-store.js';
 import { knownRedisError } from './redis-errors.js';
 import { RedisTokenCache } from './redis-token-cache.js';
 import { CrlFetcher } from '../pki/crl-fetch.js';
+import { distributionPointEvents } from '../pki/distribution-points.js';
+import { warmDistributionPoints } from '../tls/cdp-warmup.js';
 import { revocationEvents, type RevocationCheck } from '../tls/revocation.js';
 import { WorkerSupervisor } from './supervisor.js';
 
@@ -162,6 +164,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   }
   logExpiry(registry, logger);
   logger.info({ nodes: registry.nodes.size, profiles: registry.profiles.size, problems: registry.problems.length }, 'definitions loaded');
+  // Handshakes (no request) to the backends of distribution-point profiles, so their CRLs are fetched before the first call.
+  void warmDistributionPoints(registry.nodes.values(), registry.profiles).then((n) => n > 0 && logger.info({ handshakes: n }, 'learnt the CRL distribution points of backends'));
 
   const metrics = new Metrics();
   for (const profile of registry.profiles.values()) metrics.setCertificateExpiry(profile);
@@ -170,6 +174,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     if (check.result === 'unknown') logger.warn({ profile: check.profile, subject: check.subject }, `revocation status unknown, call allowed (soft mode): ${check.message ?? ''}`);
   };
   revocationEvents.on('check', onRevocation);
+  const onPoint = (kind: string) => (e: { profile: string; url: string; message: string }): void => void logger.warn({ profile: e.profile, url: e.url }, kind === 'failed' ? `CRL distribution point not downloaded, counts as no revocation data: ${e.message}` : e.message);
+  const onPointFailed = onPoint('failed');
+  const onPointRefused = onPoint('refused');
+  distributionPointEvents.on('failed', onPointFailed).on('refused', onPointRefused);
 
   // Filled in once Redis connections exist; /healthz is served (503) before that.
   const live: { supervisor?: WorkerSupervisor } = {};
@@ -249,6 +257,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     watcher.stop();
     clearInterval(expiryTimer);
     revocationEvents.off('check', onRevocation);
+    distributionPointEvents.off('failed', onPointFailed).off('refused', onPointRefused);
     const outcome = await supervisor.close(graceMs);
     // Calls still running past the grace period are aborted; their jobs return to the queue.
     if (!outcome.drained) shutdown.abort();

@@ -8,7 +8,7 @@ import { identityChecker, type IdentityRules } from './identity.js';
 import { ocspStapling, sessionCacheSize } from './ocsp-stapling.js';
 import { instrument, newProbe, type AgentMemo, type PhaseLimits } from './probe.js';
 import { proxyError } from './proxy-error.js';
-import { withRevocation } from './revocation.js';
+import { connectionChecker, withRevocation } from './revocation.js';
 import { secureContextFor } from './secure-context.js';
 import { policyKey, type TlsPolicy } from './tls-policy.js';
 
@@ -61,8 +61,10 @@ class DirectAgent extends https.Agent {
     // eslint-disable-next-line @typescript-eslint/unbound-method -- called with this agent as `this`
     const create: CreateConnection = https.Agent.prototype.createConnection;
     const probe = newProbe('direct');
+    // The connection's own checker records its revocation verdicts on its probe; stapling wraps it.
+    const checked = { ...options, checkServerIdentity: connectionChecker(this.spec.profile, identityChecker(this.spec.rules), probe) };
     const stapling = ocspStapling(this.spec.profile, probe);
-    const socket = create.call(this, stapling?.options(options) ?? options, callback) as TLSSocket;
+    const socket = create.call(this, stapling?.options(checked) ?? checked, callback) as TLSSocket;
     stapling?.watch(socket);
     instrument(socket, probe, this.spec.limits, false, this.memo);
     return socket;
@@ -96,7 +98,8 @@ class ProxyAgent extends HttpsProxyAgent {
     const stapling = ocspStapling(this.spec.profile, probe);
     // eslint-disable-next-line @typescript-eslint/unbound-method -- called with this agent as `this`
     const create: CreateConnection = HttpsProxyAgent.prototype.createConnection;
-    create.call(this, { ...(stapling?.options(options) ?? options), timeout: this.spec.limits.connectMs }, (error, stream) => {
+    const checked = { ...options, timeout: this.spec.limits.connectMs, checkServerIdentity: connectionChecker(this.spec.profile, identityChecker(this.spec.rules), probe) };
+    create.call(this, stapling?.options(checked) ?? checked, (error, stream) => {
       if (error) {
         callback?.(proxyError(error, this.spec.proxyUrl, this.spec.limits.connectMs), stream);
         return;

@@ -40,6 +40,7 @@ export interface ConnectionProbe {
   /** Requests that received a response on this connection. */
   responses: number;
   timedOut?: 'connect' | 'handshake';
+  /** Revocation verdicts of this connection's full handshake (absent when no policy applies). */
   revocation?: RevocationCheck[];
 }
 
@@ -99,6 +100,8 @@ function arm(socket: TLSSocket, ms: number, phase: 'connect' | 'handshake', prob
 export interface AgentMemo {
   /** The chain of the last full handshake: a resumed session shows no peer certificate. */
   serverChain?: ChainEntry[];
+  /** The revocation verdicts of that handshake. */
+  revocation?: RevocationCheck[];
 }
 
 /**
@@ -148,10 +151,12 @@ export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: Ph
     } else {
       // Sessions are only resumed within one agent, so its last verified chain is the server's.
       probe.serverChain = memo.serverChain ?? [];
+      if (memo.revocation) probe.revocation = [...memo.revocation];
     }
   });
   socket.once('secureConnect', () => {
     stopHandshakeTimer();
     probe.verified = true;
+    if (!probe.sessionReused && probe.revocation) memo.revocation = probe.revocation;
   });
 }

@@ -4,7 +4,10 @@ import type { DetailedPeerCertificate, PeerCertificate, SecureContextOptions } f
 import { SvcnodeError } from '../errors.js';
 import { crlStatus, describeRevocation, lookup, type LoadedCrl } from '../pki/crl.js';
 import { oneLineName } from '../pki/inspect.js';
+import { distributionPointUrls } from '../pki/distribution-points.js';
+import { CRL_PENDING } from '../failures/revocation-failure.js';
 import type { LoadedProfile } from '../pki/types.js';
+import type { ConnectionProbe } from './probe.js';
 
 /**
  * Revocation checks of server chains against the profile's CRLs. Hard mode uses OpenSSL's own
@@ -26,15 +29,29 @@ export interface RevocationCheck {
 /** Emits 'check' with a RevocationCheck for every full handshake a revocation policy applies to. */
 export const revocationEvents = new EventEmitter();
 
-function emit(check: RevocationCheck): void {
+/** Records a connection's verdicts (on its probe), besides the process-wide event. */
+export type RevocationRecorder = (check: RevocationCheck) => void;
+
+function emit(check: RevocationCheck, record: RevocationRecorder | undefined): void {
   revocationEvents.emit('check', check);
+  record?.(check);
 }
 
-/** The secure-context options of a profile's revocation policy. */
+/**
+ * The secure-context options of a profile's revocation policy. With distribution points the
+ * checker judges the chain instead: CRLs learnt from handshakes are not in the prebuilt context.
+ */
 export function revocationContextOptions(profile: LoadedProfile): SecureContextOptions {
   const crls = profile.trust.crls ?? [];
-  if (crls.length === 0 || profile.trust.revocation?.mode === 'soft') return {};
+  if (crls.length === 0 || profile.trust.revocation?.mode === 'soft' || profile.trust.distributionPoints) return {};
   return { crl: crls.map((c) => c.pem) };
+}
+
+/** Every CRL a profile's calls are judged by: trust.crl, trust.ca's CDPs, and those learnt from handshakes. */
+export function revocationCrls(profile: LoadedProfile): readonly LoadedCrl[] {
+  const crls = profile.trust.crls ?? [];
+  const learnt = profile.trust.distributionPoints?.crls() ?? [];
+  return learnt.length === 0 ? crls : [...crls, ...learnt];
 }
 
 /** The chain of a detailed peer certificate, leaf first, without the self-signed top. */
@@ -69,26 +86,66 @@ export function judgeChain(crls: readonly LoadedCrl[], chain: readonly X509Certi
 
 type Checker = (host: string, cert: PeerCertificate) => Error | undefined;
 
+/** A few URLs for a message: a server may name many. */
+function urlList(urls: readonly string[]): string {
+  return urls.length <= 3 ? urls.join(', ') : `${urls.slice(0, 3).join(', ')} and ${urls.length - 3} more`;
+}
+
+/** What to say about a chain no current CRL covers: the downloads under way, or what is missing. */
+function unknownDetail(cert: X509Certificate | undefined, underWay: readonly string[], profile: LoadedProfile, crls: readonly LoadedCrl[], now: Date): { message: string; hint: string } {
+  const stale = cert ? crls.find((crl) => lookup(crl, cert) !== undefined && crlStatus(crl, now) !== 'current') : undefined;
+  if (stale && underWay.length === 0) {
+    const due = stale.nextUpdate?.toISOString() ?? '';
+    return { message: `the CRL ${stale.source} was due for renewal at ${due}`, hint: `the CRL ${stale.source} of "${stale.issuerName}" is past its nextUpdate (${due}) and no newer one could be had: ask the PKI team to publish a current CRL, or set trust.revocation.mode "soft" in profile "${profile.name}"` };
+  }
+  if (underWay.length > 0) {
+    return { message: `the CRL at ${urlList(underWay)} ${CRL_PENDING}`, hint: `the CRL at ${urlList(underWay)} (a CRL distribution point of the server chain) ${CRL_PENDING}; the call is retried, and succeeds once it is there` };
+  }
+  const named = cert ? distributionPointUrls(cert) : [];
+  if (named.length > 0) return { message: `the CRL at ${urlList(named)} cannot be had`, hint: `the CRL distribution point ${urlList(named)} of "${cert ? oneLineName(cert.subject) : ''}" cannot be downloaded or is not current (see the worker log); add a current CRL to trust.crl of profile "${profile.name}", or set trust.revocation.mode "soft"` };
+  return { message: 'the certificate names no CRL distribution point', hint: `no CRL of profile "${profile.name}" covers it and it names no CRL distribution point: add its issuer's CRL to trust.crl, or set trust.revocation.mode "soft"` };
+}
+
 /**
- * Wrap the identity checker with the soft-mode revocation check, and report hard-mode passes
- * (OpenSSL already refused revoked chains before this runs).
+ * Wrap the identity checker with the revocation check done after the handshake: soft mode, and
+ * hard mode with distribution points (OpenSSL checks other hard-mode chains before this runs).
+ * Verdicts go to revocationEvents (metrics, log) and to `record` (the connection's probe).
  */
-export function withRevocation(profile: LoadedProfile, inner: Checker, now: () => Date = () => new Date()): Checker {
+export function withRevocation(profile: LoadedProfile, inner: Checker, record?: RevocationRecorder, now: () => Date = () => new Date()): Checker {
   const crls = profile.trust.crls ?? [];
-  if (crls.length === 0) return inner;
+  const points = profile.trust.distributionPoints;
+  if (crls.length === 0 && !points) return inner;
   const soft = profile.trust.revocation?.mode === 'soft';
   return (host, cert) => {
-    if (!soft) {
-      emit({ profile: profile.name, result: 'ok' });
+    if (!soft && !points) {
+      emit({ profile: profile.name, source: 'crl', result: 'ok' }, record);
       return inner(host, cert);
     }
-    const verdict = judgeChain(crls, certificatesOf(cert), now());
-    emit({ profile: profile.name, result: verdict.result, ...(verdict.cert ? { subject: oneLineName(verdict.cert.subject) } : {}), ...(verdict.message ? { message: verdict.message } : {}) });
+    const chain = certificatesOf(cert);
+    const underWay = points?.learn(chain) ?? [];
+    const crls = revocationCrls(profile);
+    const at = now();
+    const verdict = judgeChain(crls, chain, at);
+    const detail = verdict.result === 'unknown' && points ? unknownDetail(verdict.cert, underWay, profile, crls, at) : undefined;
+    const message = detail ? `${verdict.message ?? ''}: ${detail.message}` : verdict.message;
+    const check: RevocationCheck = { profile: profile.name, source: 'crl', result: verdict.result, ...(verdict.cert ? { subject: oneLineName(verdict.cert.subject) } : {}), ...(message ? { message } : {}) };
     if (verdict.result === 'revoked') {
+      emit(check, record);
       return new SvcnodeError('SVCNODE_CERT_REVOKED', `server certificate of ${host}: ${verdict.message ?? 'revoked'}`, {
         hint: `${verdict.message ?? ''}; the backend team must replace the revoked certificate`,
       });
     }
+    if (verdict.result === 'unknown' && !soft) {
+      // The failed attempt is counted as server_cert_revocation_unknown by the attempt metrics.
+      record?.(check);
+      return new SvcnodeError('SVCNODE_REVOCATION_UNKNOWN', `server certificate of ${host}: ${message ?? 'revocation status unknown'}`, { hint: detail?.hint ?? '' });
+    }
+    emit(check, record);
     return inner(host, cert);
   };
+}
+
+/** The checker of one connection: its verdicts are also recorded on the connection's probe, for the Result. */
+export function connectionChecker(profile: LoadedProfile, inner: Checker, probe: ConnectionProbe): Checker {
+  return withRevocation(profile, inner, (check) => (probe.revocation ??= []).push(check));
 }

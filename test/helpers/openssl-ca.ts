@@ -24,10 +24,10 @@ export interface OpensslIssued {
 export interface OpensslPki {
   root: OpensslCa;
   intermediate: OpensslCa;
-  /** Issue a server certificate for localhost/127.0.0.1 from the intermediate (or `o.ca`). */
+  /** Issue a server certificate for localhost/127.0.0.1 from the intermediate (or `o.ca`); `crlUrl` may list several (`a, URI:b`). */
   issueServer(name: string, o?: { crlUrl?: string; ca?: OpensslCa }): OpensslIssued;
-  /** Another intermediate CA issued by the root. */
-  addIntermediate(name: string, cn: string): OpensslCa;
+  /** Another intermediate CA issued by the root; `crlUrl` names the root's CRL as its distribution point. */
+  addIntermediate(name: string, cn: string, o?: { crlUrl?: string }): OpensslCa;
   /** Issue a client certificate from the intermediate. */
   issueClient(name: string): OpensslIssued;
   revoke(ca: OpensslCa, cert: string): void;
@@ -145,9 +145,9 @@ export function createOpensslPki(base: string): OpensslPki {
   const root = caDir(base, 'root');
   newKey(root.key);
   openssl(['req', '-x509', '-new', '-key', root.key, '-subj', '/CN=Bank Test Root', '-days', '60', '-config', root.config, '-extensions', 'v3_ca', '-out', root.cert]);
-  const addIntermediate = (name: string, cn: string): OpensslCa => {
+  const addIntermediate = (name: string, cn: string, o: { crlUrl?: string } = {}): OpensslCa => {
     const ca = caDir(base, name);
-    const issued = sign(root, `/CN=${cn}`, join(ca.dir, 'ca'), 'v3_ca');
+    const issued = sign(root, `/CN=${cn}`, join(ca.dir, 'ca'), 'v3_ca', o.crlUrl ? `crlDistributionPoints = URI:${o.crlUrl}` : '');
     return Object.assign(ca, { cert: issued.cert, key: issued.key });
   };
   const intermediate = addIntermediate('issuing', 'Bank Issuing CA');

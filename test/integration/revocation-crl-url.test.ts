@@ -95,6 +95,27 @@ describe('shared through Redis', () => {
     expect(hits.get('/pair/issuing.crl')).toBe(2);
   });
 
+  it('a claim that comes free after another process stored its download takes that copy', async () => {
+    const url = `${base}/late/issuing.crl`;
+    const ca = trust();
+    const a = new CrlFetcher(new RedisCrlStore(redisClient(), 'late'));
+    // B looks before A has stored, and claims after A has released: the interleaving of two workers.
+    class LateLook extends RedisCrlStore {
+      private first = true;
+      override async get(key: string): Promise<Awaited<ReturnType<RedisCrlStore['get']>>> {
+        if (!this.first) return super.get(key);
+        this.first = false;
+        await a.load(key, ca);
+        return undefined;
+      }
+    }
+    const b = new CrlFetcher(new LateLook(redisClient(), 'late'));
+    const fromB = await b.load(url, ca);
+    expect(hits.get('/late/issuing.crl')).toBe(1);
+    expect(b.downloads.get(url)).toBeUndefined();
+    expect(fromB.crl.revoked.has(revoked.serial.replace(/^0+/, ''))).toBe(true);
+  });
+
   it('two worker processes download each CRL of their profile once', async () => {
     const profiles = join(dir, 'fleet-profiles');
     const nodes = join(dir, 'fleet-nodes');

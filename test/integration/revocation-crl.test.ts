@@ -128,6 +128,8 @@ describe('soft mode', () => {
     expect(r.failure, JSON.stringify(r.failure)).toBeNull();
     expect(seen.map((c) => [c.profile, c.result])).toEqual([['bank', 'unknown']]);
     expect(seen[0]?.subject).toContain('CN=localhost');
+    expect(r.ok).toBe(true);
+    expect(r.tls?.revocation).toEqual([{ source: 'crl', result: 'unknown', subject: 'CN=localhost', message: 'no current CRL covers "CN=localhost"' }]);
   });
 
   it('current CRLs record an ok verdict; a revoked leaf still fails', async () => {
@@ -135,6 +137,7 @@ describe('soft mode', () => {
     const ok = await call(servers.good, { ca: ca(), crl: [crl.issuing, crl.root], revocation: { mode: 'soft' } });
     expect(ok.failure, JSON.stringify(ok.failure)).toBeNull();
     expect(seen.map((c) => c.result)).toEqual(['ok']);
+    expect(ok.tls?.revocation).toEqual([{ source: 'crl', result: 'ok' }]);
     const r = await call(servers.revokedLeaf, { ca: ca(), crl: [crl.issuing], revocation: { mode: 'soft' } });
     expect(r.failure?.category, JSON.stringify(r.failure)).toBe('server_cert_revoked');
     expect(r.failure?.code).toBe('SVCNODE_CERT_REVOKED');

@@ -119,3 +119,23 @@ describe('bound proofs without re-serialising', () => {
     expect(stored.response?.truncated).toBe(true);
   });
 });
+
+describe('revocation verdicts in a stored Result', () => {
+  const withVerdicts = (revocation: NonNullable<Result['tls']>['revocation'], extra: Partial<Result> = {}): Result => {
+    const r = result('x', extra);
+    return { ...r, tls: { ...(r.tls as NonNullable<Result['tls']>), revocation } };
+  };
+
+  it('a success keeps only the warnings, and no field when every verdict is ok', () => {
+    expect(storedResult(withVerdicts([{ source: 'crl', result: 'ok' }]), {}).tls).not.toHaveProperty('revocation');
+    const warned = storedResult(withVerdicts([{ source: 'crl', result: 'ok' }, { source: 'crl', result: 'unknown', subject: 'CN=x', message: 'no current CRL' }]), {});
+    expect(warned.tls?.revocation).toEqual([{ source: 'crl', result: 'unknown', subject: 'CN=x', message: 'no current CRL' }]);
+  });
+
+  it('hostile verdicts (many, with huge texts) stay within the bound', () => {
+    const huge = Array.from({ length: 50 }, () => ({ source: 'crl' as const, result: 'unknown' as const, subject: '\u0001'.repeat(20_000), message: '\u0001'.repeat(20_000) }));
+    const stored = storedResult(withVerdicts(huge), {});
+    expect(stored.tls?.revocation).toHaveLength(4);
+    expect(size(stored)).toBeLessThan(32_768 + STORED_RESULT_OVERHEAD_BYTES);
+  });
+});

@@ -1,0 +1,76 @@
+import { X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
+import { connect, type DetailedPeerCertificate } from 'node:tls';
+import type { NodeDefinition } from '../definitions/types.js';
+import type { LoadedProfile } from '../pki/types.js';
+import { secureContextFor } from './secure-context.js';
+
+/** Bounds of the warm-up handshakes: few, short, and never in the way of calls. */
+export const CDP_WARMUP_DEFAULTS = {
+  /** Distinct backends probed per profile. */
+  maxOrigins: 8,
+  /** A handshake that takes longer is abandoned. */
+  timeoutMs: 3_000,
+} as const;
+
+/** The chain of a verified peer, leaf first, without the self-signed top. */
+function chainOf(peer: DetailedPeerCertificate): X509Certificate[] {
+  const out: X509Certificate[] = [];
+  const seen = new Set<string>();
+  for (let c: DetailedPeerCertificate | undefined = peer; c?.raw && !seen.has(c.fingerprint256); c = c.issuerCertificate) {
+    seen.add(c.fingerprint256);
+    const cert = new X509Certificate(c.raw);
+    if (cert.checkIssued(cert)) break;
+    out.push(cert);
+  }
+  return out;
+}
+
+/** One handshake, no request: the verified chain's distribution points are learnt (downloads start in the background). */
+function probe(profile: LoadedProfile, url: URL, servername: string | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const sni = servername ?? (isIP(host) === 0 ? host : undefined);
+    const socket = connect({ host, port: Number(url.port || 443), secureContext: secureContextFor(profile), rejectUnauthorized: true, ...(sni ? { servername: sni } : {}) });
+    const done = (): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve();
+    };
+    const timer = setTimeout(done, CDP_WARMUP_DEFAULTS.timeoutMs);
+    timer.unref();
+    socket.once('secureConnect', () => {
+      profile.trust.distributionPoints?.learn(chainOf(socket.getPeerCertificate(true)));
+      done();
+    });
+    socket.once('error', done);
+  });
+}
+
+/**
+ * Learn the leaf distribution points of the backends that nodes with distribution-point profiles
+ * call, by a handshake to each (at most maxOrigins per profile, direct connections only, no
+ * templated hosts), so their CRLs are there before the first call. Never throws; not awaited by
+ * the call path.
+ */
+export async function warmDistributionPoints(nodes: Iterable<NodeDefinition>, profiles: ReadonlyMap<string, LoadedProfile>): Promise<number> {
+  const origins = new Map<LoadedProfile, Map<string, { url: URL; servername: string | undefined }>>();
+  for (const node of nodes) {
+    const profile = profiles.get(node.tls.profile);
+    if (!profile?.trust.distributionPoints || node.proxy || node.request.url.includes('{{')) continue;
+    let url: URL;
+    try {
+      url = new URL(node.request.url);
+    } catch {
+      continue;
+    }
+    if (url.protocol !== 'https:') continue;
+    const byOrigin = origins.get(profile) ?? new Map<string, { url: URL; servername: string | undefined }>();
+    origins.set(profile, byOrigin);
+    const key = `${url.origin}\0${node.tls.servername ?? ''}`;
+    if (byOrigin.size < CDP_WARMUP_DEFAULTS.maxOrigins && !byOrigin.has(key)) byOrigin.set(key, { url, servername: node.tls.servername });
+  }
+  const probes = [...origins].flatMap(([profile, byOrigin]) => [...byOrigin.values()].map((o) => probe(profile, o.url, o.servername).catch(() => undefined)));
+  await Promise.all(probes);
+  return probes.length;
+}
