@@ -100,7 +100,7 @@ export class Metrics {
 
   readonly revocationChecks = new Counter({
     name: 'svcnode_revocation_checks_total',
-    help: 'Revocation checks of server chains by result: ok, revoked, unknown (no current CRL)',
+    help: 'Revocation checks of server chains by result: ok, revoked, unknown (no current CRL or OCSP status)',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
