@@ -15,7 +15,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -31,7 +30,7 @@ import { KEY_TYPES, mintPki, writeNode, writeProfile, writeScaleFixture, type Ke
 import { clusterThroughput } from './cluster.js';
 import { machineInfo } from './lib/machine.js';
 import type { BenchRow } from './lib/row.js';
-import { cpuMsOf, forkTracked, installCleanup, rssOf, spawnTracked, stop, waitForJsonLine } from './lib/proc.js';
+import { cpuMsOf, forkTracked, freePort, installCleanup, onceMessage, rssOf, spawnTracked, stop, waitForJsonLine } from './lib/proc.js';
 import { startRedis } from './lib/redis.js';
 import { median, medianRatio, percentile, ratioSpread, round } from './lib/stats.js';
 import { storedBytesPerJob, type StoredBytes } from './lib/stored.js';
@@ -56,33 +55,6 @@ const SCALE_NODES = 1000;
 const SCALE_PROFILES = 50;
 
 const log = (message: string): void => void process.stderr.write(`bench: ${message}\n`);
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
-
-function onceMessage<T>(child: ChildProcess, match: (m: Record<string, unknown>) => boolean, timeoutMs: number, label: string): Promise<T> {
-  return new Promise<T>((resolvePromise, reject) => {
-    const onMessage = (m: unknown): void => {
-      if (m && typeof m === 'object' && match(m as Record<string, unknown>)) done(undefined, m as T);
-    };
-    const onExit = (code: number | null): void => done(new Error(`${label} exited with code ${code}`));
-    const timer = setTimeout(() => done(new Error(`${label}: no answer within ${timeoutMs} ms`)), timeoutMs);
-    function done(error: Error | undefined, value?: T): void {
-      clearTimeout(timer);
-      child.removeListener('message', onMessage);
-      child.removeListener('exit', onExit);
-      if (error) reject(error);
-      else resolvePromise(value as T);
-    }
-    child.on('message', onMessage);
-    child.once('exit', onExit);
-  });
-}
 
 const rotate = <T>(list: readonly T[], by: number): T[] => list.map((_, i) => list[(i + by) % list.length] as T);
 const mb = (bytes: number): number => round(bytes / 2 ** 20, 1);

@@ -1,4 +1,5 @@
 import { fork, spawn, type ChildProcess, type ForkOptions, type SpawnOptions } from 'node:child_process';
+import net, { type AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -124,4 +125,33 @@ export async function cpuMsOf(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** A port free on 127.0.0.1 right now. */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
+
+/** The first IPC message of `child` that `match`es; rejects when it exits or times out first. */
+export function onceMessage<T>(child: ChildProcess, match: (m: Record<string, unknown>) => boolean, timeoutMs: number, label: string): Promise<T> {
+  return new Promise<T>((resolvePromise, reject) => {
+    const onMessage = (m: unknown): void => {
+      if (m && typeof m === 'object' && match(m as Record<string, unknown>)) done(undefined, m as T);
+    };
+    const onExit = (code: number | null): void => done(new Error(`${label} exited with code ${code}`));
+    const timer = setTimeout(() => done(new Error(`${label}: no answer within ${timeoutMs} ms`)), timeoutMs);
+    function done(error: Error | undefined, value?: T): void {
+      clearTimeout(timer);
+      child.removeListener('message', onMessage);
+      child.removeListener('exit', onExit);
+      if (error) reject(error);
+      else resolvePromise(value as T);
+    }
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+  });
 }
