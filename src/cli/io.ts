@@ -1,3 +1,4 @@
+import { Command } from 'commander';
 import { InvalidInputError, SvcnodeError, UnavailableError, errorMessage } from '../errors.js';
 import { EXIT } from '../failures/categories.js';
 
@@ -38,4 +39,9 @@ export async function runAction(io: CliIo, action: () => Promise<number>): Promi
     io.stderr(formatError(error));
     process.exitCode = error instanceof InvalidInputError ? EXIT.invalidInput : error instanceof UnavailableError ? EXIT.network : 1;
   }
+}
+
+/** A subcommand whose usage errors exit 2 through main's CommanderError handling. */
+export function subcommand(name: string): Command {
+  return new Command(name).exitOverride().showHelpAfterError('(run with --help for usage)');
 }
