@@ -20,6 +20,7 @@ import { createLogger } from '../src/observability/logger.js';
 import { createProcessor } from '../src/queue/processor.js';
 import { AgentPool } from '../src/tls/agents.js';
 import { mintPki, writeNode, writeProfile } from './lib/fixtures.js';
+import { naiveCall } from './lib/naive-call.js';
 import { forkTracked, freePort, installCleanup, onceMessage, stop } from './lib/proc.js';
 import { startRedis } from './lib/redis.js';
 import { median, round } from './lib/stats.js';
@@ -67,25 +68,7 @@ try {
   const client = pki.clients.rsa2048;
   const agent = new https.Agent({ keepAlive: true, key: readFileSync(client.keyFile), cert: readFileSync(client.certFile), ca: readFileSync(pki.rootFile) });
   // The naive worker's processor (bench/naive-worker.ts), in process.
-  const naive: Call = (job) =>
-    new Promise((resolve, reject) => {
-      const accountId = (job.data as { context: { accountId: string } }).context.accountId;
-      const req = https.request(`https://localhost:${port}/accounts/${encodeURIComponent(accountId)}`, { method: 'GET', agent, timeout: 30_000 }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          try {
-            resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown });
-          } catch (error) {
-            reject(error instanceof Error ? error : new Error(String(error)));
-          }
-        });
-        res.on('error', reject);
-      });
-      req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', reject);
-      req.end();
-    });
+  const naive: Call = (job) => naiveCall(`https://localhost:${port}/accounts/${encodeURIComponent((job.data as { context: { accountId: string } }).context.accountId)}`, agent);
   const variants: Record<'svcnode' | 'naive', Call> = { svcnode: (job) => processor(job, 'token', signal), naive };
 
   for (const call of Object.values(variants)) await cpuPerJob(call, 2_000);

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { Worker } from 'bullmq';
+import { naiveCall } from './lib/naive-call.js';
 import { exitWithParent } from './lib/proc.js';
 
 exitWithParent();
@@ -23,27 +24,7 @@ interface Data {
   context: { accountId?: string };
 }
 
-function call(url: string): Promise<{ status: number; body: unknown }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(url, { method: 'GET', agent, timeout: 30_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        try {
-          resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown });
-        } catch (error) {
-          reject(error instanceof Error ? error : new Error(String(error)));
-        }
-      });
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-const worker = new Worker('service-node-invocations', (job) => call(`${baseUrl}${encodeURIComponent(String((job.data as Data).context.accountId))}`), {
+const worker = new Worker('service-node-invocations', (job) => naiveCall(`${baseUrl}${encodeURIComponent(String((job.data as Data).context.accountId))}`, agent), {
   connection: { host: redis.hostname, port: Number(redis.port), maxRetriesPerRequest: null },
   concurrency: Number(concurrency),
   // The same retention as svcnode's worker, so Redis does the same work per job.

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { performance } from 'node:perf_hooks';
+import { naiveCall } from './lib/naive-call.js';
 import { exitWithParent } from './lib/proc.js';
 
 exitWithParent();
@@ -16,26 +17,9 @@ if (!url || !keyFile || !certFile || !caFile || !inflightArg || !warmupArg || !n
 }
 const agent = new https.Agent({ keepAlive: true, key: readFileSync(keyFile), cert: readFileSync(certFile), ca: readFileSync(caFile) });
 
-function call(i: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(`${url}${i}`, { method: 'GET', agent, timeout: 30_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        try {
-          JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
-          resolve();
-        } catch (error) {
-          reject(error instanceof Error ? error : new Error(String(error)));
-        }
-      });
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
+async function call(i: number): Promise<void> {
+  const { status } = await naiveCall(`${url}${i}`, agent);
+  if (status !== 200) throw new Error(`status ${status}`);
 }
 
 async function run(n: number, inflight: number, latencies?: number[]): Promise<number> {
