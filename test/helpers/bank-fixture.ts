@@ -2,6 +2,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { loadProfile } from '../../src/definitions/profiles.js';
 import type { InvokeDeps } from '../../src/invoke/execute.js';
 import { AgentPool } from '../../src/tls/agents.js';
+import { hookValue } from './hook-value.js';
 import { createTestPki, type TestPki } from './pki.js';
 import { startMtlsServer, type MtlsServer, type MtlsServerOptions } from './servers.js';
 
@@ -23,10 +24,6 @@ export function useBankFixture(): BankFixture {
   let agents: AgentPool | undefined;
   let deps: InvokeDeps | undefined;
   const servers: MtlsServer[] = [];
-  const ready = <T>(v: T | undefined): T => {
-    if (v === undefined) throw new Error('bank fixture used outside its tests');
-    return v;
-  };
   beforeAll(async () => {
     pki = await createTestPki();
     const profile = await loadProfile(pki.profile('bank'));
@@ -40,13 +37,13 @@ export function useBankFixture(): BankFixture {
   });
   return {
     get pki() {
-      return ready(pki);
+      return hookValue(pki, 'bank fixture');
     },
     get deps() {
-      return ready(deps);
+      return hookValue(deps, 'bank fixture');
     },
     async serve(o = {}) {
-      const p = ready(pki);
+      const p = hookValue(pki, 'bank fixture');
       const s = await startMtlsServer({ key: p.server.keyPem, cert: p.server.certPem + p.intermediate.certPem, ca: p.root.certPem, ...o });
       servers.push(s);
       return s;

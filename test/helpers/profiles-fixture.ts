@@ -5,6 +5,7 @@ import type { InvokeDeps } from '../../src/invoke/execute.js';
 import type { LoadedProfile } from '../../src/pki/types.js';
 import { AgentPool } from '../../src/tls/agents.js';
 import { profileDeps } from './deps.js';
+import { hookValue } from './hook-value.js';
 import { createTestPki, type TestPki } from './pki.js';
 import type { TestServer } from './servers.js';
 
@@ -33,10 +34,6 @@ export function useProfilesFixture(): ProfilesFixture {
   let deps: InvokeDeps | undefined;
   const profiles = new Map<string, LoadedProfile>();
   const servers: TestServer[] = [];
-  const ready = <T>(v: T | undefined): T => {
-    if (v === undefined) throw new Error('profiles fixture used outside its tests');
-    return v;
-  };
   beforeAll(async () => {
     pki = await createTestPki();
   });
@@ -51,17 +48,17 @@ export function useProfilesFixture(): ProfilesFixture {
   afterEach(() => agents?.destroy());
   return {
     get pki() {
-      return ready(pki);
+      return hookValue(pki, 'profiles fixture');
     },
     profiles,
     get agents() {
-      return ready(agents);
+      return hookValue(agents, 'profiles fixture');
     },
     get deps() {
-      return ready(deps);
+      return hookValue(deps, 'profiles fixture');
     },
     async load(name, doc, options) {
-      profiles.set(name, await loadProfile(ready(pki).profile(name, doc), options));
+      profiles.set(name, await loadProfile(hookValue(pki, 'profiles fixture').profile(name, doc), options));
     },
     track(s) {
       servers.push(s);
