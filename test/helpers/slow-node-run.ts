@@ -1,3 +1,6 @@
+import { Job, type Queue } from 'bullmq';
+import { expect } from 'vitest';
+import type { Result } from '../../src/invoke/result.js';
 import type { QueueFixtures, WorkerProcess } from './fixtures.js';
 import { createQueueFixtures, nodeDef, startBackend } from './fixtures.js';
 import { createTestPki, type TestPki } from './pki.js';
@@ -47,4 +50,18 @@ export function slowNodeRun<S extends { close(): Promise<void> }>(): SlowNodeRun
       await pki?.cleanup();
     },
   };
+}
+
+/** Expects every job's Result to be ok; returns the longest gap (ms) between consecutive finish times. */
+export async function longestFinishGap(queue: Queue, jobs: Job[]): Promise<number> {
+  const finished: number[] = [];
+  for (const j of jobs) {
+    const job = await Job.fromId(queue, j.id as string);
+    expect((job?.returnvalue as Result).ok).toBe(true);
+    finished.push(job?.finishedOn ?? 0);
+  }
+  finished.sort((a, b) => a - b);
+  let gap = 0;
+  for (let i = 1; i < finished.length; i++) gap = Math.max(gap, (finished[i] ?? 0) - (finished[i - 1] ?? 0));
+  return gap;
 }
