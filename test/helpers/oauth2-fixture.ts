@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { NodeDefinition, OAuth2ClientCredentialsAuth } from '../../src/definitions/types.js';
+import type { InvokeDeps } from '../../src/invoke/execute.js';
+import type { TokenCache } from '../../src/invoke/token-cache.js';
 import { mintCa, mintLeaf, type MintedCert } from '../../src/pki/mint.js';
 import { loadProfile } from '../../src/definitions/profiles.js';
 import type { LoadedProfile } from '../../src/pki/types.js';
+import type { AgentPool } from '../../src/tls/agents.js';
 import { certificateJwk, startAuthorizationServer, subjectDn, type AuthorizationServer } from './oauth2-server.js';
 import { createTestPki, type TestPki } from './pki.js';
 
@@ -68,6 +71,20 @@ export async function createOAuth2Fixture(o: { accessTokenTtl?: number } = {}): 
     cleanup: async () => {
       await as.close();
       await pki.cleanup();
+    },
+  };
+}
+
+/**
+ * InvokeDeps over the fixture's profiles and the token cache in use, both read at each call: the
+ * deps can be made before beforeAll creates the fixture and beforeEach a fresh cache.
+ */
+export function oauth2Deps(fixture: () => OAuth2Fixture, agents: AgentPool, tokens: () => TokenCache): InvokeDeps {
+  return {
+    agents,
+    profile: (name) => fixture().profiles.get(name) as LoadedProfile,
+    get tokens() {
+      return tokens();
     },
   };
 }

@@ -3,7 +3,7 @@
  * processes on a redis+cluster:// URL, a producer on an ioredis Cluster, and the master owning
  * {svcnode}'s slot SIGKILLed mid-run. Every job completes ok, no worker process restarts.
  */
-import { Job, Queue } from 'bullmq';
+import { Queue } from 'bullmq';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
@@ -11,11 +11,10 @@ import { join } from 'node:path';
 import { ServiceNodeClient } from '../../src/index.js';
 import type { Result } from '../../src/invoke/result.js';
 import { runCli } from '../helpers/cli.js';
-import { createQueueFixtures, nodeDef, spawnWorker, startBackend, type QueueFixtures, type WorkerProcess } from '../helpers/fixtures.js';
+import { spawnWorker, type QueueFixtures } from '../helpers/fixtures.js';
 import { waitFor } from '../helpers/net.js';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { keySlot, startCluster, type TestCluster } from '../helpers/redis-cluster.js';
-import type { MtlsServer } from '../helpers/servers.js';
+import { longestFinishGap, slowNodeRun } from '../helpers/slow-node-run.js';
 
 function writeContext(dir: string, context: Record<string, string>): string {
   const file = join(dir, `context-${Object.values(context).join('-')}.json`);
@@ -28,29 +27,18 @@ const N = 2_000;
 const DELAY_MS = 100;
 
 describe('svcnode workers on a Redis Cluster', () => {
-  let pki: TestPki | undefined;
+  const run = slowNodeRun<TestCluster>();
+  const workers = run.workers;
   let cluster: TestCluster | undefined;
-  let backend: MtlsServer | undefined;
   let f: QueueFixtures | undefined;
   let producer: Cluster | undefined;
   let queue: Queue | undefined;
-  const workers: WorkerProcess[] = [];
 
   beforeAll(async () => {
-    [pki, cluster] = await Promise.all([createTestPki(), startCluster(3, 1)]);
-    backend = await startBackend(pki, { delayMs: DELAY_MS });
-    f = await createQueueFixtures(pki, [nodeDef('slow', `https://localhost:${backend.port}/work/{{context.i}}`)]);
+    ({ store: cluster, f } = await run.start(startCluster(3, 1), DELAY_MS));
   }, 60_000);
 
-  afterAll(async () => {
-    await Promise.all(workers.map((w) => w.proc.stop('SIGKILL')));
-    await queue?.close();
-    producer?.disconnect();
-    await backend?.close();
-    await cluster?.close();
-    await f?.cleanup();
-    await pki?.cleanup();
-  });
+  afterAll(() => run.close(() => queue?.close(), () => producer?.disconnect()));
 
   it('/healthz says 503 "MOVED: wrong node" on a node that does not own the queue, 200 once it does', async () => {
     if (!cluster || !f) throw new Error('set-up failed');
@@ -107,15 +95,7 @@ describe('svcnode workers on a Redis Cluster', () => {
       throw new Error(`${(error as Error).message}\ncounts ${JSON.stringify(await queue.getJobCounts())}\n${tail.join('\n---\n')}`, { cause: error });
     }
     expect(await queue.getJobCounts('completed', 'failed', 'active', 'wait', 'delayed')).toEqual({ completed: N, failed: 0, active: 0, wait: 0, delayed: 0 });
-    const finished: number[] = [];
-    for (const j of jobs) {
-      const job = await Job.fromId(queue, j.id as string);
-      expect((job?.returnvalue as Result).ok).toBe(true);
-      finished.push(job?.finishedOn ?? 0);
-    }
-    finished.sort((a, b) => a - b);
-    let gap = 0;
-    for (let i = 1; i < finished.length; i++) gap = Math.max(gap, (finished[i] ?? 0) - (finished[i - 1] ?? 0));
+    const gap = await longestFinishGap(queue, jobs);
     const recreated = workers.flatMap((w) => w.logs()).filter((l) => l.msg === 'BullMQ worker stopped taking jobs: recreating it').length;
     console.log(`cluster failover: ${N} jobs ok, replica promoted ${promotedAfterMs} ms after SIGKILL, longest processing gap ${gap} ms, BullMQ workers recreated by the watchdog: ${recreated}`);
     // The issue's bound: processing resumes within 30 s of the new master.

@@ -4,27 +4,20 @@
  * cases for RSA and EC keys from PEM and PKCS#12 (modern and legacy) profiles.
  */
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { NodeDefinition, ProfileDocument } from '../../src/definitions/types.js';
-import { invoke, type InvokeDeps } from '../../src/invoke/execute.js';
+import { invoke } from '../../src/invoke/execute.js';
 import type { Result } from '../../src/invoke/result.js';
 import { mintCa, mintLeaf, type MintedCert } from '../../src/pki/mint.js';
-import { loadProfile } from '../../src/definitions/profiles.js';
-import type { LoadedProfile } from '../../src/pki/types.js';
-import { AgentPool } from '../../src/tls/agents.js';
-import { profileDeps } from '../helpers/deps.js';
-import { createTestPki, opensslPkcs12, type TestPki } from '../helpers/pki.js';
+import { opensslPkcs12 } from '../helpers/pki.js';
+import { useProfilesFixture } from '../helpers/profiles-fixture.js';
 import { startMtlsServer, startOpensslServer, type MtlsServer, type OpensslServer, type TestServer } from '../helpers/servers.js';
 
 const DAY = 86_400_000;
 const TIMEOUTS = { connectMs: 2_000, handshakeMs: 3_000, responseMs: 3_000 };
 const P12_PASS = 'p12-Pass phrase:42';
 
-let pki: TestPki;
-const profiles = new Map<string, LoadedProfile>();
-const servers: TestServer[] = [];
-let agents: AgentPool;
-let deps: InvokeDeps;
+const fx = useProfilesFixture();
 
 let ecClient: MintedCert;
 let node12: MtlsServer;
@@ -51,12 +44,12 @@ function expectOk(r: Result): void {
   expect(r.response?.status).toBe(200);
 }
 
-async function load(name: string, doc?: ProfileDocument, env: NodeJS.ProcessEnv = {}): Promise<void> {
-  profiles.set(name, await loadProfile(pki.profile(name, doc), { env }));
+function load(name: string, doc?: ProfileDocument, env: NodeJS.ProcessEnv = {}): Promise<void> {
+  return fx.load(name, doc, { env });
 }
 
 beforeAll(async () => {
-  pki = await createTestPki();
+  const { pki } = fx;
   const now = Date.now();
   const rogueRoot = await mintCa({ subject: 'CN=Rogue Root,O=elsewhere' });
   const [rogue, expired] = await Promise.all([
@@ -84,10 +77,7 @@ beforeAll(async () => {
   await load('p12-ec', { client: { pkcs12: ecP12, passphrase: { env: 'P12_PASS' } }, trust }, env);
 
   const serverChain = pki.server.certPem + pki.intermediate.certPem;
-  const track = <T extends TestServer>(s: T): T => {
-    servers.push(s);
-    return s;
-  };
+  const track = <T extends TestServer>(s: T): T => fx.track(s);
   const openssl = (tls: '1.2' | '1.3'): Promise<OpensslServer> =>
     startOpensslServer({ certFile: pki.files.serverCert, keyFile: pki.files.serverKey, chainFile: pki.files.intermediate, caFile: pki.files.root, verify: 'require', tls });
   [node12, node13, ossl12, ossl13] = await Promise.all([
@@ -98,40 +88,28 @@ beforeAll(async () => {
   ]);
 });
 
-afterAll(async () => {
-  await Promise.all(servers.map((s) => s.close()));
-  await pki?.cleanup();
-});
-
-beforeEach(() => {
-  agents = new AgentPool();
-  deps = profileDeps(profiles, agents);
-});
-
-afterEach(() => agents.destroy());
-
 describe('client_cert_rejected (certificate from a CA the backend does not trust)', () => {
   it('TLS 1.3, OpenSSL server: alert after the handshake', async () => {
-    const r = await invoke(node(url(ossl13), 'rogue'), {}, deps);
+    const r = await invoke(node(url(ossl13), 'rogue'), {}, fx.deps);
     expectFailure(r, 'client_cert_rejected', ['ERR_SSL_TLSV1_ALERT_UNKNOWN_CA']);
     expect(r.tls?.protocol).toBe('TLSv1.3'); // the verdict came after secureConnect
   });
 
   it('TLS 1.3, Node server: bare close after the handshake', async () => {
     const before = node13.requests;
-    const r = await invoke(node(url(node13), 'rogue'), {}, deps);
+    const r = await invoke(node(url(node13), 'rogue'), {}, fx.deps);
     expectFailure(r, 'client_cert_rejected', ['ECONNRESET', 'ERR_STREAM_PREMATURE_CLOSE', 'EPIPE']);
     expect(node13.requests).toBe(before);
   });
 
   it('TLS 1.2, OpenSSL server: alert during the handshake', async () => {
-    const r = await invoke(node(url(ossl12), 'rogue'), {}, deps);
+    const r = await invoke(node(url(ossl12), 'rogue'), {}, fx.deps);
     expectFailure(r, 'client_cert_rejected', ['ERR_SSL_TLSV1_ALERT_UNKNOWN_CA']);
     expect(r.tls).toBeNull();
   });
 
   it('TLS 1.2, Node server: reset during the handshake', async () => {
-    const r = await invoke(node(url(node12), 'rogue'), {}, deps);
+    const r = await invoke(node(url(node12), 'rogue'), {}, fx.deps);
     expectFailure(r, 'client_cert_rejected', ['ECONNRESET']);
   });
 });
@@ -143,7 +121,7 @@ describe('client_cert_required (profile without client)', () => {
     ['TLS 1.2, OpenSSL server', () => ossl12],
     ['TLS 1.3, OpenSSL server', () => ossl13],
   ] as const)('%s', async (_label, server) => {
-    const r = await invoke(node(url(server()), 'none'), {}, deps);
+    const r = await invoke(node(url(server()), 'none'), {}, fx.deps);
     expectFailure(r, 'client_cert_required', ['ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED', 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE']);
     expect(r.tls?.clientCertificate ?? null).toBeNull();
   });
@@ -151,13 +129,13 @@ describe('client_cert_required (profile without client)', () => {
 
 describe('client_cert_expired', () => {
   it('an expired client certificate is never presented: no connection is made', async () => {
-    expect(profiles.get('expired')?.findings.some((f) => f.severity === 'error')).toBe(true);
-    const server = await startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem });
-    servers.push(server);
-    const r = await invoke(node(url(server), 'expired'), {}, deps);
+    expect(fx.profiles.get('expired')?.findings.some((f) => f.severity === 'error')).toBe(true);
+    const server = await startMtlsServer({ key: fx.pki.server.keyPem, cert: fx.pki.server.certPem + fx.pki.intermediate.certPem, ca: fx.pki.root.certPem });
+    fx.track(server);
+    const r = await invoke(node(url(server), 'expired'), {}, fx.deps);
     expectFailure(r, 'client_cert_expired');
     expect(server.tcpConnections).toBe(0);
-    expect(agents.size).toBe(0);
+    expect(fx.agents.size).toBe(0);
   });
 });
 
@@ -171,9 +149,9 @@ describe('pass: the backend accepts our certificate', () => {
   ] as const;
 
   it.each(cases)('%s, TLS 1.3 Node server', async (_label, profile, cn) => {
-    const r = await invoke(node(url(node13), profile), {}, deps);
+    const r = await invoke(node(url(node13), profile), {}, fx.deps);
     expectOk(r);
-    const expected = profile.includes('ec') ? ecClient.cert.fingerprint256 : pki.client.cert.fingerprint256;
+    const expected = profile.includes('ec') ? ecClient.cert.fingerprint256 : fx.pki.client.cert.fingerprint256;
     // The server verified leaf → intermediate → root: the intermediate was sent with the leaf.
     expect(node13.clientFingerprints.at(-1)).toBe(expected);
     expect(r.tls?.clientCertificate?.subject).toContain(cn);
@@ -181,7 +159,7 @@ describe('pass: the backend accepts our certificate', () => {
   });
 
   it.each(cases)('%s, TLS 1.2 OpenSSL server', async (_label, profile) => {
-    const r = await invoke(node(url(ossl12), profile), {}, deps);
+    const r = await invoke(node(url(ossl12), profile), {}, fx.deps);
     expectOk(r);
     expect(r.tls?.protocol).toBe('TLSv1.2');
   });

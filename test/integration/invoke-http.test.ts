@@ -4,24 +4,16 @@
  */
 import { gzipSync } from 'node:zlib';
 import type http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
-import { invoke, type InvokeDeps } from '../../src/invoke/execute.js';
-import { loadProfile } from '../../src/definitions/profiles.js';
-import { AgentPool } from '../../src/tls/agents.js';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { startMtlsServer, type MtlsServer, type RequestHandler } from '../helpers/servers.js';
+import { invoke } from '../../src/invoke/execute.js';
+import { useBankFixture } from '../helpers/bank-fixture.js';
+import type { MtlsServer, RequestHandler } from '../helpers/servers.js';
 
-let pki: TestPki;
-let agents: AgentPool;
-let deps: InvokeDeps;
-const servers: MtlsServer[] = [];
+const bank = useBankFixture();
 
 function serve(handler: RequestHandler): Promise<MtlsServer> {
-  return startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem, handler }).then((s) => {
-    servers.push(s);
-    return s;
-  });
+  return bank.serve({ handler });
 }
 
 function node(url: string, extra: Omit<Partial<NodeDefinition>, 'id'> = {}, method: NodeDefinition['request']['method'] = 'GET'): NodeDefinition {
@@ -36,18 +28,6 @@ function readBody(req: http.IncomingMessage): Promise<string> {
   });
 }
 
-beforeAll(async () => {
-  pki = await createTestPki();
-  const profile = await loadProfile(pki.profile('bank'));
-  agents = new AgentPool();
-  deps = { profile: () => profile, agents };
-});
-afterAll(async () => {
-  agents?.destroy();
-  await Promise.all(servers.map((s) => s.close()));
-  await pki?.cleanup();
-});
-
 describe('request bodies', () => {
   it('sends a rendered JSON body with content-length and typed template values', async () => {
     const seen: { headers?: http.IncomingHttpHeaders; body?: string } = {};
@@ -57,7 +37,7 @@ describe('request bodies', () => {
       res.writeHead(201, { 'content-type': 'application/json' }).end('{"created":true}');
     });
     const n = node(`https://localhost:${s.port}/transfers`, { request: { method: 'POST', url: `https://localhost:${s.port}/transfers`, body: { amount: '{{context.amount}}', to: 'acct-{{context.to}}', tags: ['{{context.tag}}'] } } });
-    const r = await invoke(n, { amount: 12.5, to: 7, tag: 'bot' }, deps);
+    const r = await invoke(n, { amount: 12.5, to: 7, tag: 'bot' }, bank.deps);
     expect(r.ok).toBe(true);
     expect(r.response?.body).toEqual({ created: true });
     expect(JSON.parse(seen.body ?? '')).toEqual({ amount: 12.5, to: 'acct-7', tags: ['bot'] });
@@ -73,10 +53,10 @@ describe('redirects', () => {
       if (req.url === '/old') res.writeHead(302, { location: '/new' }).end();
       else res.writeHead(200, { 'content-type': 'application/json' }).end('{"at":"new"}');
     });
-    const plain = await invoke(node(`https://localhost:${s.port}/old`), {}, deps);
+    const plain = await invoke(node(`https://localhost:${s.port}/old`), {}, bank.deps);
     expect(plain.failure?.category).toBe('http_status');
     expect(plain.response?.status).toBe(302);
-    const followed = await invoke(node(`https://localhost:${s.port}/old`, { request: { method: 'GET', url: `https://localhost:${s.port}/old`, followRedirects: true } }), {}, deps);
+    const followed = await invoke(node(`https://localhost:${s.port}/old`, { request: { method: 'GET', url: `https://localhost:${s.port}/old`, followRedirects: true } }), {}, bank.deps);
     expect(followed.ok).toBe(true);
     expect(followed.response?.body).toEqual({ at: 'new' });
   });
@@ -88,7 +68,7 @@ describe('redirects', () => {
       if (req.url === '/submit') res.writeHead(303, { location: '/result' }).end();
       else res.writeHead(200).end('done');
     });
-    const r = await invoke(node(`https://localhost:${s.port}/submit`, { request: { method: 'POST', url: `https://localhost:${s.port}/submit`, body: 'x=1', followRedirects: true } }), {}, deps);
+    const r = await invoke(node(`https://localhost:${s.port}/submit`, { request: { method: 'POST', url: `https://localhost:${s.port}/submit`, body: 'x=1', followRedirects: true } }), {}, bank.deps);
     expect(r.ok).toBe(true);
     expect(methods).toEqual(['POST /submit x=1', 'GET /result ']);
   });
@@ -96,7 +76,7 @@ describe('redirects', () => {
   it('never carry the client certificate to another origin', async () => {
     const other = await serve((_req, res) => void res.writeHead(200).end('should not be reached'));
     const s = await serve((_req, res) => void res.writeHead(302, { location: `https://127.0.0.1:${other.port}/steal` }).end());
-    const r = await invoke(node(`https://localhost:${s.port}/`, { request: { method: 'GET', url: `https://localhost:${s.port}/`, followRedirects: true } }), {}, deps);
+    const r = await invoke(node(`https://localhost:${s.port}/`, { request: { method: 'GET', url: `https://localhost:${s.port}/`, followRedirects: true } }), {}, bank.deps);
     expect(r.failure?.category).toBe('invalid_input');
     expect(r.failure?.code).toBe('SVCNODE_CROSS_ORIGIN_REDIRECT');
     expect(other.tcpConnections).toBe(0);
@@ -106,14 +86,14 @@ describe('redirects', () => {
 describe('responses', () => {
   it('decodes a gzip body and parses it as JSON', async () => {
     const s = await serve((_req, res) => void res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(gzipSync('{"balance":"1234.56"}')));
-    const r = await invoke(node(`https://localhost:${s.port}/`), {}, deps);
+    const r = await invoke(node(`https://localhost:${s.port}/`), {}, bank.deps);
     expect(r.ok).toBe(true);
     expect(r.response?.body).toEqual({ balance: '1234.56' });
   });
 
   it('cuts a body larger than response.maxBodyBytes and marks it truncated', async () => {
     const s = await serve((_req, res) => void res.writeHead(200, { 'content-type': 'text/plain' }).end('x'.repeat(100_000)));
-    const r = await invoke(node(`https://localhost:${s.port}/`, { response: { maxBodyBytes: 1000 } }), {}, deps);
+    const r = await invoke(node(`https://localhost:${s.port}/`, { response: { maxBodyBytes: 1000 } }), {}, bank.deps);
     expect(r.ok).toBe(true);
     expect(r.response?.truncated).toBe(true);
     expect(r.response?.body).toBe('x'.repeat(1000));
@@ -122,7 +102,7 @@ describe('responses', () => {
   it('times out when the response headers do not arrive within responseMs', async () => {
     const s = await serve(() => undefined);
     const started = Date.now();
-    const r = await invoke(node(`https://localhost:${s.port}/`, { timeouts: { responseMs: 400 } }), {}, deps);
+    const r = await invoke(node(`https://localhost:${s.port}/`, { timeouts: { responseMs: 400 } }), {}, bank.deps);
     expect(r.failure?.category).toBe('timeout');
     expect(r.failure?.code).toBe('SVCNODE_RESPONSE_TIMEOUT');
     expect(r.failure?.phase).toBe('request');

@@ -3,27 +3,19 @@
  * CA, missing intermediate), expired, wrong host name, wrong identity (pin, subject pattern, also
  * on resumed sessions and kept-alive agents). Plus the matching pass cases.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { NodeDefinition } from '../../src/definitions/types.js';
-import { invoke, type InvokeDeps } from '../../src/invoke/execute.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { NodeDefinition, ProfileDocument } from '../../src/definitions/types.js';
+import { invoke } from '../../src/invoke/execute.js';
 import type { Result } from '../../src/invoke/result.js';
 import { mintCa, mintLeaf, type MintedCert } from '../../src/pki/mint.js';
-import { loadProfile } from '../../src/definitions/profiles.js';
-import type { LoadedProfile } from '../../src/pki/types.js';
-import { AgentPool } from '../../src/tls/agents.js';
-import { profileDeps } from '../helpers/deps.js';
 import { pinOfSpki } from '../../src/tls/identity.js';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { useProfilesFixture } from '../helpers/profiles-fixture.js';
 import { startMtlsServer, type MtlsServer, type MtlsServerOptions } from '../helpers/servers.js';
 
 const DAY = 86_400_000;
 const TIMEOUTS = { connectMs: 2_000, handshakeMs: 3_000, responseMs: 3_000 };
 
-let pki: TestPki;
-const profiles = new Map<string, LoadedProfile>();
-const servers: MtlsServer[] = [];
-let agents: AgentPool;
-let deps: InvokeDeps;
+const fx = useProfilesFixture();
 
 /** Servers keyed by what is wrong with their certificate. */
 let full: MtlsServer; // leaf + intermediate, issued by the test PKI
@@ -46,9 +38,7 @@ function node(url: string, tls: Partial<NodeDefinition['tls']> = {}, id = 'serve
 }
 
 async function serve(o: Partial<MtlsServerOptions> & { key: string; cert: string }): Promise<MtlsServer> {
-  const s = await startMtlsServer({ ca: pki.root.certPem, ...o });
-  servers.push(s);
-  return s;
+  return fx.track(await startMtlsServer({ ca: fx.pki.root.certPem, ...o }));
 }
 
 function expectFailure(r: Result, category: string, codes?: string[]): void {
@@ -66,7 +56,7 @@ function expectOk(r: Result): void {
 }
 
 beforeAll(async () => {
-  pki = await createTestPki();
+  const { pki } = fx;
   const now = Date.now();
   const otherRoot = await mintCa({ subject: 'CN=Unrelated Root,O=elsewhere' });
   const otherInt = await mintCa({ subject: 'CN=Unrelated Intermediate,O=elsewhere', issuer: otherRoot, pathLength: 0 });
@@ -77,9 +67,7 @@ beforeAll(async () => {
     mintLeaf({ subject: 'CN=otherhost,O=svcnode tests', issuer: pki.intermediate, usage: 'server', dnsNames: ['otherhost'] }),
   ]);
 
-  const load = async (name: string, doc?: Parameters<TestPki['profile']>[1]): Promise<void> => {
-    profiles.set(name, await loadProfile(pki.profile(name, doc)));
-  };
+  const load = (name: string, doc?: ProfileDocument): Promise<void> => fx.load(name, doc);
   await load('bank'); // client chain + key, trust.ca [root]
   await load('bank-int', { client: { certificate: pki.files.clientChain, key: pki.files.clientKey }, trust: { ca: [pki.files.root, pki.files.intermediate] } });
 
@@ -96,21 +84,9 @@ beforeAll(async () => {
   intermediatePin = spkiPin(pki.intermediate);
 });
 
-afterAll(async () => {
-  await Promise.all(servers.map((s) => s.close()));
-  await pki?.cleanup();
-});
-
-beforeEach(() => {
-  agents = new AgentPool();
-  deps = profileDeps(profiles, agents);
-});
-
-afterEach(() => agents.destroy());
-
 describe('server_cert_untrusted', () => {
   it('server chain from another CA', async () => {
-    const r = await invoke(node(`https://localhost:${otherCa.port}/`), {}, deps);
+    const r = await invoke(node(`https://localhost:${otherCa.port}/`), {}, fx.deps);
     expectFailure(r, 'server_cert_untrusted', ['UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE']);
     // The diagnostic handshake reports what the server presented, though it was not trusted.
     expect(r.tls?.serverChain.map((c) => c.issuer)).toContain('CN=Unrelated Root, O=elsewhere');
@@ -118,14 +94,14 @@ describe('server_cert_untrusted', () => {
   });
 
   it('server sends only its leaf and the profile trusts only the root: the hint names the missing intermediate', async () => {
-    const r = await invoke(node(`https://localhost:${leafOnly.port}/`), {}, deps);
+    const r = await invoke(node(`https://localhost:${leafOnly.port}/`), {}, fx.deps);
     expectFailure(r, 'server_cert_untrusted', ['UNABLE_TO_VERIFY_LEAF_SIGNATURE']);
     expect(r.tls?.serverChain).toHaveLength(1);
     expect(r.failure?.hint).toContain('svcnode Test Intermediate');
   });
 
   it('pass: the installer supplies the intermediate (trust.ca = root + intermediate) for a leaf-only server', async () => {
-    const r = await invoke(node(`https://localhost:${leafOnly.port}/`, { profile: 'bank-int' }), {}, deps);
+    const r = await invoke(node(`https://localhost:${leafOnly.port}/`, { profile: 'bank-int' }), {}, fx.deps);
     expectOk(r);
     expect(r.tls?.serverChain[0]?.subject).toContain('CN=localhost');
   });
@@ -133,79 +109,79 @@ describe('server_cert_untrusted', () => {
 
 describe('server_cert_expired', () => {
   it('expired server certificate', async () => {
-    const r = await invoke(node(`https://localhost:${expired.port}/`), {}, deps);
+    const r = await invoke(node(`https://localhost:${expired.port}/`), {}, fx.deps);
     expectFailure(r, 'server_cert_expired', ['CERT_HAS_EXPIRED']);
     expect(expired.requests).toBe(0);
   });
 
   it('server certificate not yet valid', async () => {
-    const r = await invoke(node(`https://localhost:${notYetValid.port}/`), {}, deps);
+    const r = await invoke(node(`https://localhost:${notYetValid.port}/`), {}, fx.deps);
     expectFailure(r, 'server_cert_expired', ['CERT_NOT_YET_VALID']);
   });
 });
 
 describe('server_hostname_mismatch', () => {
   it.each(['localhost', '127.0.0.1'])('certificate only for "otherhost", called as %s', async (host) => {
-    const r = await invoke(node(`https://${host}:${otherHost.port}/`), {}, deps);
+    const r = await invoke(node(`https://${host}:${otherHost.port}/`), {}, fx.deps);
     expectFailure(r, 'server_hostname_mismatch', ['ERR_TLS_CERT_ALTNAME_INVALID']);
     expect(otherHost.requests).toBe(0);
   });
 
   it('pass: tls.servername names the host the certificate is for', async () => {
-    expectOk(await invoke(node(`https://127.0.0.1:${otherHost.port}/`, { servername: 'otherhost' }), {}, deps));
+    expectOk(await invoke(node(`https://127.0.0.1:${otherHost.port}/`, { servername: 'otherhost' }), {}, fx.deps));
   });
 });
 
 describe('server_identity_mismatch', () => {
   it('wrong pin (the intermediate key, not the server key)', async () => {
-    const r = await invoke(node(`https://localhost:${full.port}/`, { pinnedPublicKeys: [intermediatePin] }), {}, deps);
+    const r = await invoke(node(`https://localhost:${full.port}/`, { pinnedPublicKeys: [intermediatePin] }), {}, fx.deps);
     expectFailure(r, 'server_identity_mismatch', ['SVCNODE_PIN_MISMATCH']);
   });
 
   it('non-matching subject pattern', async () => {
-    const r = await invoke(node(`https://localhost:${full.port}/`, { serverSubjectPatterns: ['CN=api.bank.example, **'] }), {}, deps);
+    const r = await invoke(node(`https://localhost:${full.port}/`, { serverSubjectPatterns: ['CN=api.bank.example, **'] }), {}, fx.deps);
     expectFailure(r, 'server_identity_mismatch', ['SVCNODE_SUBJECT_MISMATCH']);
   });
 
   it('pass: matching pin (one of several) and matching subject patterns in both DN orders', async () => {
-    expectOk(await invoke(node(`https://localhost:${full.port}/`, { pinnedPublicKeys: [intermediatePin, serverPin] }), {}, deps));
-    expectOk(await invoke(node(`https://localhost:${full.port}/`, { serverSubjectPatterns: ['CN=local????, O=svcnode *'] }), {}, deps));
-    expectOk(await invoke(node(`https://localhost:${full.port}/`, { serverSubjectPatterns: ['CN=nope', 'O=svcnode tests,CN=local*'] }), {}, deps));
-    expectOk(await invoke(node(`https://localhost:${full.port}/`, { serverSubjectPatterns: ['**CN=localhost**'], pinnedPublicKeys: [serverPin] }), {}, deps));
+    expectOk(await invoke(node(`https://localhost:${full.port}/`, { pinnedPublicKeys: [intermediatePin, serverPin] }), {}, fx.deps));
+    expectOk(await invoke(node(`https://localhost:${full.port}/`, { serverSubjectPatterns: ['CN=local????, O=svcnode *'] }), {}, fx.deps));
+    expectOk(await invoke(node(`https://localhost:${full.port}/`, { serverSubjectPatterns: ['CN=nope', 'O=svcnode tests,CN=local*'] }), {}, fx.deps));
+    expectOk(await invoke(node(`https://localhost:${full.port}/`, { serverSubjectPatterns: ['**CN=localhost**'], pinnedPublicKeys: [serverPin] }), {}, fx.deps));
   });
 
   it('a wrong pin still fails on a server where the previous call resumed a TLS session', async () => {
     const url = `https://localhost:${resumable.port}/`;
-    expectOk(await invoke(node(url, {}, 'unpinned'), {}, deps));
-    const second = await invoke(node(url, {}, 'unpinned'), {}, deps);
+    expectOk(await invoke(node(url, {}, 'unpinned'), {}, fx.deps));
+    const second = await invoke(node(url, {}, 'unpinned'), {}, fx.deps);
     expectOk(second);
     expect(second.tls?.sessionReused).toBe(true); // resumption is really on offer here
 
-    const wrong = await invoke(node(url, { pinnedPublicKeys: [intermediatePin] }, 'wrong-pin'), {}, deps);
+    const wrong = await invoke(node(url, { pinnedPublicKeys: [intermediatePin] }, 'wrong-pin'), {}, fx.deps);
     expectFailure(wrong, 'server_identity_mismatch', ['SVCNODE_PIN_MISMATCH']);
-    const wrongSubject = await invoke(node(url, { serverSubjectPatterns: ['CN=someone-else'] }, 'wrong-subject'), {}, deps);
+    const wrongSubject = await invoke(node(url, { serverSubjectPatterns: ['CN=someone-else'] }, 'wrong-subject'), {}, fx.deps);
     expectFailure(wrongSubject, 'server_identity_mismatch', ['SVCNODE_SUBJECT_MISMATCH']);
 
     // A pinned node never resumes a session of an unpinned (or differently pinned) call: its first
     // handshake is a full one, where the pin is checked. Its own later resumptions work (this used
     // to throw an uncaught exception: Node exposes no peer certificate on resumed sessions).
-    const firstPinned = await invoke(node(url, { pinnedPublicKeys: [serverPin] }, 'pinned'), {}, deps);
+    const firstPinned = await invoke(node(url, { pinnedPublicKeys: [serverPin] }, 'pinned'), {}, fx.deps);
     expectOk(firstPinned);
     expect(firstPinned.tls?.sessionReused).toBe(false);
-    const resumed = await invoke(node(url, { pinnedPublicKeys: [serverPin] }, 'pinned'), {}, deps);
+    const resumed = await invoke(node(url, { pinnedPublicKeys: [serverPin] }, 'pinned'), {}, fx.deps);
     expectOk(resumed);
     expect(resumed.tls?.sessionReused).toBe(true);
   });
 
   it('a wrong pin still fails on an origin with a kept-alive connection', async () => {
     const url = `https://localhost:${full.port}/`;
-    expectOk(await invoke(node(url, {}, 'unpinned'), {}, deps));
-    const second = await invoke(node(url, {}, 'unpinned'), {}, deps);
+    expectOk(await invoke(node(url, {}, 'unpinned'), {}, fx.deps));
+    const second = await invoke(node(url, {}, 'unpinned'), {}, fx.deps);
     expectOk(second);
     expect(second.tls?.connectionReused).toBe(true);
-    expect(agents.socketCount()).toBeGreaterThan(0);
+    expect(fx.agents.socketCount()).toBeGreaterThan(0);
 
-    const wrong = await invoke(node(url, { pinnedPublicKeys: [intermediatePin] }, 'wrong-pin'), {}, deps);
+    const wrong = await invoke(node(url, { pinnedPublicKeys: [intermediatePin] }, 'wrong-pin'), {}, fx.deps);
     expectFailure(wrong, 'server_identity_mismatch', ['SVCNODE_PIN_MISMATCH']);
     expect(wrong.tls?.connectionReused ?? false).toBe(false);
   });

@@ -1,18 +1,15 @@
-import { mkdirSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/observability/logger.js';
 import { mintLeaf } from '../../src/pki/mint.js';
 import { ServiceNodeClient } from '../../src/queue/client.js';
-import { startWorker, type RunningWorker } from '../../src/queue/worker.js';
+import type { RunningWorker } from '../../src/queue/worker.js';
 import type { Result } from '../../src/invoke/result.js';
 import { waitFor } from '../helpers/net.js';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
+import type { TestPki } from '../helpers/pki.js';
+import type { MtlsServer } from '../helpers/servers.js';
+import { startWorkerRig, type WorkerRig } from '../helpers/worker-rig.js';
 
 /** Replace a file the way deploy tools do: write beside it, then rename over it. */
 function replace(path: string, content: string): void {
@@ -21,37 +18,19 @@ function replace(path: string, content: string): void {
 }
 
 describe('rotation without restart', () => {
+  let rig: WorkerRig | undefined;
   let pki: TestPki;
-  let redis: TestRedis;
   let backend: MtlsServer;
   let worker: RunningWorker;
   let client: ServiceNodeClient;
-  let dir: string;
   let material: string;
 
   beforeAll(async () => {
-    pki = await createTestPki();
-    redis = await startRedis({ appendonly: true });
-    backend = await startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem });
-    dir = mkdtempSync(join(tmpdir(), 'svcnode-rotation-'));
-    material = join(dir, 'material');
-    for (const d of ['nodes', 'profiles', 'material']) mkdirSync(join(dir, d));
-    writeFileSync(join(material, 'root.pem'), pki.root.certPem);
-    writeFileSync(join(material, 'client.pem'), pki.client.certPem + pki.intermediate.certPem);
-    writeFileSync(join(material, 'client.key'), pki.client.keyPem, { mode: 0o600 });
-    writeFileSync(join(dir, 'profiles', 'bank.json'), JSON.stringify({ client: { certificate: '../material/client.pem', key: '../material/client.key' }, trust: { ca: ['../material/root.pem'] } }));
-    writeFileSync(join(dir, 'nodes', 'ping.json'), JSON.stringify({ id: 'ping', request: { method: 'GET', url: `https://localhost:${backend.port}/ping` }, tls: { profile: 'bank' }, retry: { limit: 0 } }));
-    worker = await startWorker({ redisUrl: redis.url, nodesDir: join(dir, 'nodes'), profilesDir: join(dir, 'profiles'), logger: createLogger({ level: 'silent' }), concurrency: 8, reloadIntervalMs: 100, metricsPort: 0 });
-    client = new ServiceNodeClient({ redisUrl: redis.url });
+    rig = await startWorkerRig({ dirPrefix: 'svcnode-rotation-', redis: { appendonly: true }, worker: { concurrency: 8, reloadIntervalMs: 100 } });
+    ({ pki, backend, worker, client } = rig);
+    material = join(rig.dir, 'material');
   });
-  afterAll(async () => {
-    await client?.close();
-    await worker?.close(5_000);
-    await backend?.close();
-    await redis?.close();
-    await pki?.cleanup();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  afterAll(() => rig?.close());
 
   it('swaps in a new client certificate under load: no job lost or failed, the backend sees the new identity', async () => {
     const rotated = await mintLeaf({ subject: 'CN=svcnode-bot-rotated,O=svcnode tests', issuer: pki.intermediate, usage: 'client' });

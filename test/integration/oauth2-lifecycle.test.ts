@@ -17,7 +17,7 @@ import { RedisTokenCache } from '../../src/queue/redis-token-cache.js';
 import { AgentPool } from '../../src/tls/agents.js';
 import { dumpRedis } from '../helpers/fixtures.js';
 import { unusedPort } from '../helpers/servers.js';
-import { createOAuth2Fixture, type OAuth2Fixture } from '../helpers/oauth2-fixture.js';
+import { createOAuth2Fixture, oauth2Deps, type OAuth2Fixture } from '../helpers/oauth2-fixture.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { assertNoSecrets } from '../helpers/secrets.js';
 
@@ -27,13 +27,7 @@ describe('OAuth 2.0 access tokens: cache, refresh, re-authentication, binding', 
   let client: Redis;
   const agents = new AgentPool();
   let tokens: TokenCache;
-  const deps = {
-    agents,
-    profile: (name: string) => f.profiles.get(name) as LoadedProfile,
-    get tokens() {
-      return tokens;
-    },
-  };
+  const deps = oauth2Deps(() => f, agents, () => tokens);
 
   beforeAll(async () => {
     [f, redis] = await Promise.all([createOAuth2Fixture(), startRedis()]);

@@ -6,21 +6,14 @@ import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { invoke } from '../../src/invoke/execute.js';
 import { MemoryTokenCache } from '../../src/invoke/token-cache.js';
-import type { LoadedProfile } from '../../src/pki/types.js';
 import { AgentPool } from '../../src/tls/agents.js';
-import { createOAuth2Fixture, SECRET_ENV, type OAuth2Fixture } from '../helpers/oauth2-fixture.js';
+import { createOAuth2Fixture, oauth2Deps, SECRET_ENV, type OAuth2Fixture } from '../helpers/oauth2-fixture.js';
 
 describe('OAuth 2.0 client credentials over mutual TLS: client authentication', () => {
   let f: OAuth2Fixture;
   const agents = new AgentPool();
   let tokens: MemoryTokenCache;
-  const deps = {
-    agents,
-    profile: (name: string) => f.profiles.get(name) as LoadedProfile,
-    get tokens() {
-      return tokens;
-    },
-  };
+  const deps = oauth2Deps(() => f, agents, () => tokens);
 
   beforeAll(async () => {
     f = await createOAuth2Fixture();

@@ -3,22 +3,19 @@
  * invalid_input, /healthz is degraded, its metrics series go), and a rotation deletes the expiry
  * series of the subject it replaced. In-process worker, real Redis and mTLS backend.
  */
-import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/observability/logger.js';
 import { mintLeaf } from '../../src/pki/mint.js';
 import { ServiceNodeClient } from '../../src/queue/client.js';
-import { startWorker, type RunningWorker } from '../../src/queue/worker.js';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
+import type { RunningWorker } from '../../src/queue/worker.js';
+import type { TestPki } from '../helpers/pki.js';
+import type { MtlsServer } from '../helpers/servers.js';
+import { startWorkerRig, type WorkerRig } from '../helpers/worker-rig.js';
 
 describe('removed and rotated profiles', () => {
+  let rig: WorkerRig | undefined;
   let pki: TestPki;
-  let redis: TestRedis;
   let backend: MtlsServer;
   let worker: RunningWorker;
   let client: ServiceNodeClient;
@@ -30,29 +27,11 @@ describe('removed and rotated profiles', () => {
   const expirySeries = async (): Promise<string[]> => (await get('/metrics')).split('\n').filter((l) => l.startsWith('svcnode_certificate_expiry_timestamp_seconds{'));
 
   beforeAll(async () => {
-    [pki, redis] = await Promise.all([createTestPki(), startRedis()]);
-    backend = await startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem });
-    dir = mkdtempSync(join(tmpdir(), 'svcnode-removal-'));
-    for (const d of ['nodes', 'profiles', 'material']) mkdirSync(join(dir, d));
-    writeFileSync(join(dir, 'material', 'root.pem'), pki.root.certPem);
-    writeFileSync(join(dir, 'material', 'client.pem'), pki.client.certPem + pki.intermediate.certPem);
-    writeFileSync(join(dir, 'material', 'client.key'), pki.client.keyPem, { mode: 0o600 });
-    profileFile = join(dir, 'profiles', 'bank.json');
-    profileText = JSON.stringify({ client: { certificate: '../material/client.pem', key: '../material/client.key' }, trust: { ca: ['../material/root.pem'] } });
-    writeFileSync(profileFile, profileText);
-    writeFileSync(join(dir, 'nodes', 'ping.json'), JSON.stringify({ id: 'ping', request: { method: 'GET', url: `https://localhost:${backend.port}/ping` }, tls: { profile: 'bank' }, retry: { limit: 0 } }));
     // Polling is driven by the test (check()); the interval only has to be non-zero.
-    worker = await startWorker({ redisUrl: redis.url, nodesDir: join(dir, 'nodes'), profilesDir: join(dir, 'profiles'), logger: createLogger({ level: 'silent' }), metricsPort: 0, reloadIntervalMs: 3_600_000 });
-    client = new ServiceNodeClient({ redisUrl: redis.url });
+    rig = await startWorkerRig({ dirPrefix: 'svcnode-removal-', worker: { reloadIntervalMs: 3_600_000 } });
+    ({ pki, backend, worker, client, dir, profileFile, profileText } = rig);
   });
-  afterAll(async () => {
-    await client?.close();
-    await worker?.close(5_000);
-    await backend?.close();
-    await redis?.close();
-    await pki?.cleanup();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  afterAll(() => rig?.close());
 
   it('a rotation to a new client subject deletes the old subject’s expiry series', async () => {
     expect((await client.invoke('ping', {}, { timeoutMs: 10_000 })).ok).toBe(true);

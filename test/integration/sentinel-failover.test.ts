@@ -3,39 +3,25 @@
  * `svcnode worker` processes on a redis+sentinel:// URL whose sentinel password comes from an
  * environment variable; the master is SIGKILLed mid-run and every job still completes ok.
  */
-import { Job, Queue } from 'bullmq';
+import { Queue } from 'bullmq';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Result } from '../../src/invoke/result.js';
-import { createQueueFixtures, nodeDef, spawnWorker, startBackend, type QueueFixtures, type WorkerProcess } from '../helpers/fixtures.js';
+import { spawnWorker } from '../helpers/fixtures.js';
 import { waitFor } from '../helpers/net.js';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startSentinels, type TestSentinels } from '../helpers/redis-cluster.js';
-import type { MtlsServer } from '../helpers/servers.js';
+import { longestFinishGap, slowNodeRun } from '../helpers/slow-node-run.js';
 
 const N = 600;
 const SENTINEL_PASSWORD = 'sentinel-pw-71c';
 
 describe('svcnode workers behind Redis Sentinel', () => {
-  let pki: TestPki | undefined;
-  let group: TestSentinels | undefined;
-  let backend: MtlsServer | undefined;
-  let f: QueueFixtures | undefined;
+  const run = slowNodeRun<TestSentinels>();
+  const workers = run.workers;
   let queue: Queue | undefined;
-  const workers: WorkerProcess[] = [];
 
-  afterAll(async () => {
-    await Promise.all(workers.map((w) => w.proc.stop('SIGKILL')));
-    await queue?.close();
-    await backend?.close();
-    await group?.close();
-    await f?.cleanup();
-    await pki?.cleanup();
-  });
+  afterAll(() => run.close(() => queue?.close()));
 
   it('completes every job when the master is SIGKILLed mid-run', async () => {
-    [pki, group] = await Promise.all([createTestPki(), startSentinels('svcnode-q', { sentinelPassword: SENTINEL_PASSWORD })]);
-    backend = await startBackend(pki, { delayMs: 100 });
-    f = await createQueueFixtures(pki, [nodeDef('slow', `https://localhost:${backend.port}/work/{{context.i}}`)]);
+    const { store: group, f } = await run.start(startSentinels('svcnode-q', { sentinelPassword: SENTINEL_PASSWORD }), 100);
     f.env.SVCNODE_TEST_SENTINEL_PASS = SENTINEL_PASSWORD;
     const url = `${group.url}?sentinelPasswordEnv=SVCNODE_TEST_SENTINEL_PASS`;
     const fast = { concurrency: 16, lockDurationMs: 5_000, stalledIntervalMs: 2_000 };
@@ -58,15 +44,7 @@ describe('svcnode workers behind Redis Sentinel', () => {
 
     await waitFor(async () => (await completed()) === N, 90_000, 200, `all ${N} jobs completed`);
     expect(await queue.getJobCounts('completed', 'failed', 'active', 'wait', 'delayed')).toEqual({ completed: N, failed: 0, active: 0, wait: 0, delayed: 0 });
-    const finished: number[] = [];
-    for (const j of jobs) {
-      const job = await Job.fromId(queue, j.id as string);
-      expect((job?.returnvalue as Result).ok).toBe(true);
-      finished.push(job?.finishedOn ?? 0);
-    }
-    finished.sort((a, b) => a - b);
-    let gap = 0;
-    for (let i = 1; i < finished.length; i++) gap = Math.max(gap, (finished[i] ?? 0) - (finished[i - 1] ?? 0));
+    const gap = await longestFinishGap(queue, jobs);
     console.log(`sentinel failover: ${N} jobs ok, replica promoted ${promotedAfterMs} ms after SIGKILL, longest processing gap ${gap} ms`);
     expect(gap).toBeLessThan(30_000);
     expect(workers.map((w) => w.proc.child.pid)).toEqual(pids);

@@ -8,29 +8,21 @@
 import type http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import zlib from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadProfile } from '../../src/definitions/profiles.js';
+import { describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
 import { invokeWithRetries } from '../../src/invoke/attempts.js';
-import { invoke, type InvokeDeps } from '../../src/invoke/execute.js';
+import { invoke } from '../../src/invoke/execute.js';
 import type { Result } from '../../src/invoke/result.js';
 import { mintCa, mintLeaf } from '../../src/pki/mint.js';
-import { AgentPool } from '../../src/tls/agents.js';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { startMtlsServer, type MtlsServer, type RequestHandler } from '../helpers/servers.js';
+import { useBankFixture } from '../helpers/bank-fixture.js';
+import type { MtlsServer, MtlsServerOptions, RequestHandler } from '../helpers/servers.js';
 
-let pki: TestPki;
-let agents: AgentPool;
-let deps: InvokeDeps;
-const servers: MtlsServer[] = [];
+const bank = useBankFixture();
 /** Fast retries, so "not retried" is visible as a request count within the test. */
 const RETRY = { limit: 2, backoffMs: 10, maxBackoffMs: 20 };
 
-function serve(handler: RequestHandler, extra: Partial<Parameters<typeof startMtlsServer>[0]> = {}): Promise<MtlsServer> {
-  return startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem, handler, ...extra }).then((s) => {
-    servers.push(s);
-    return s;
-  });
+function serve(handler: RequestHandler, extra: Partial<MtlsServerOptions> = {}): Promise<MtlsServer> {
+  return bank.serve({ handler, ...extra });
 }
 
 function node(url: string, extra: Omit<Partial<NodeDefinition>, 'id'> = {}): NodeDefinition {
@@ -51,18 +43,6 @@ function expectDecoded(r: Result): void {
   expect(r.response?.body).toEqual({ decoded: true, text: 'x'.repeat(500) });
 }
 
-beforeAll(async () => {
-  pki = await createTestPki();
-  const profile = await loadProfile(pki.profile('bank'));
-  agents = new AgentPool();
-  deps = { profile: () => profile, agents };
-});
-afterAll(async () => {
-  agents?.destroy();
-  await Promise.all(servers.map((s) => s.close()));
-  await pki?.cleanup();
-});
-
 describe('content codings', () => {
   it.each([
     ['GZIP (codings are case-insensitive)', 'GZIP', zlib.gzipSync(JSON_BODY)],
@@ -74,14 +54,14 @@ describe('content codings', () => {
     ['identity', 'identity', JSON_BODY],
   ])('%s is decoded', async (_label, encoding, body) => {
     const s = await serve(encoded(encoding, body));
-    expectDecoded(await invoke(node(`https://localhost:${s.port}/`), {}, deps));
+    expectDecoded(await invoke(node(`https://localhost:${s.port}/`), {}, bank.deps));
   });
 
   it('a corrupt gzip body is a coded, permanent failure (not connect_failed, not retried)', async () => {
     const corrupt = zlib.gzipSync(JSON_BODY);
     corrupt.fill(0x41, 12, corrupt.length - 10);
     const s = await serve(encoded('gzip', corrupt));
-    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`), {}, deps);
+    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`), {}, bank.deps);
     expect(r.failure).toMatchObject({ category: 'http_status', code: 'SVCNODE_DECODE_FAILED', phase: 'response' });
     expect(r.attempts).toBe(1);
     expect(s.requests).toBe(1);
@@ -89,7 +69,7 @@ describe('content codings', () => {
 
   it('an unsupported coding is a coded error, never the raw bytes with ok:true', async () => {
     const s = await serve(encoded('compress', Buffer.from('not really compressed')));
-    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`), {}, deps);
+    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`), {}, bank.deps);
     expect(r.ok).toBe(false);
     expect(r.failure).toMatchObject({ category: 'http_status', code: 'SVCNODE_UNSUPPORTED_ENCODING', phase: 'response' });
     expect(s.requests).toBe(1);
@@ -104,7 +84,7 @@ describe('context values the HTTP layer refuses are invalid input: exit 2, never
 
   it('a control character in a header value', async () => {
     const s = await serve(echo);
-    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`, { request: { method: 'GET', url: `https://localhost:${s.port}/`, headers: { 'x-trace': '{{context.trace}}' } } }), { trace: 'a\u0001b' }, deps);
+    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`, { request: { method: 'GET', url: `https://localhost:${s.port}/`, headers: { 'x-trace': '{{context.trace}}' } } }), { trace: 'a\u0001b' }, bank.deps);
     expect(r.failure).toMatchObject({ category: 'invalid_input', phase: 'input' });
     expect(r.attempts).toBe(1);
     expect(s.tcpConnections).toBe(0);
@@ -112,7 +92,7 @@ describe('context values the HTTP layer refuses are invalid input: exit 2, never
 
   it('a lone surrogate in the URL', async () => {
     const s = await serve(echo);
-    const r = await invokeWithRetries(node(`https://localhost:${s.port}/accounts/{{context.id}}`), { id: 'x\uD800y' }, deps);
+    const r = await invokeWithRetries(node(`https://localhost:${s.port}/accounts/{{context.id}}`), { id: 'x\uD800y' }, bank.deps);
     expect(r.failure).toMatchObject({ category: 'invalid_input', phase: 'input' });
     expect(s.tcpConnections).toBe(0);
   });
@@ -122,7 +102,7 @@ describe('context values the HTTP layer refuses are invalid input: exit 2, never
     let deep: unknown = 'leaf';
     for (let i = 0; i < 20_000; i++) deep = { d: deep };
     const url = `https://localhost:${s.port}/`;
-    const r = await invokeWithRetries(node(url, { request: { method: 'POST', url, body: { payload: '{{context.deep}}' } } }), { deep }, deps);
+    const r = await invokeWithRetries(node(url, { request: { method: 'POST', url, body: { payload: '{{context.deep}}' } } }), { deep }, bank.deps);
     expect(r.failure).toMatchObject({ category: 'invalid_input', phase: 'input' });
     expect(s.tcpConnections).toBe(0);
   });
@@ -138,7 +118,7 @@ describe('redirects', () => {
       req.resume();
       res.writeHead(302, { location: `https://localhost:${other.port}/elsewhere` }).end();
     });
-    const r = await invoke(node(`https://localhost:${s.port}/`, { request: { method: 'GET', url: `https://localhost:${s.port}/`, followRedirects: true } }), {}, deps);
+    const r = await invoke(node(`https://localhost:${s.port}/`, { request: { method: 'GET', url: `https://localhost:${s.port}/`, followRedirects: true } }), {}, bank.deps);
     expect(r.failure).toMatchObject({ category: 'invalid_input', code: 'SVCNODE_CROSS_ORIGIN_REDIRECT' });
     expect(other.tcpConnections).toBe(0);
   });
@@ -149,7 +129,7 @@ describe('redirects', () => {
       res.writeHead(302, { location: 'https://[not-a-host/x' }).end();
     });
     const url = `https://localhost:${s.port}/`;
-    const r = await invokeWithRetries(node(url, { request: { method: 'GET', url, followRedirects: true } }), {}, deps);
+    const r = await invokeWithRetries(node(url, { request: { method: 'GET', url, followRedirects: true } }), {}, bank.deps);
     expect(r.failure).toMatchObject({ category: 'http_status', code: 'SVCNODE_BAD_REDIRECT', phase: 'response' });
     expect(r.attempts).toBe(1);
   });
@@ -169,7 +149,7 @@ describe('timers', () => {
       }, 800);
     });
     const url = `https://localhost:${s.port}/upload`;
-    const r = await invoke(node(url, { request: { method: 'PUT', url, body: '{{context.blob}}' }, timeouts: { responseMs: 300, idleMs: 3_000, totalMs: 10_000 } }), { blob: 'b'.repeat(8 * 1024 * 1024) }, deps);
+    const r = await invoke(node(url, { request: { method: 'PUT', url, body: '{{context.blob}}' }, timeouts: { responseMs: 300, idleMs: 3_000, totalMs: 10_000 } }), { blob: 'b'.repeat(8 * 1024 * 1024) }, bank.deps);
     expect(r.failure, JSON.stringify(r.failure)).toBeNull();
     expect(r.response?.body).toBe('start;done');
   });
@@ -184,7 +164,7 @@ describe('timers', () => {
         setTimeout(() => res.end('whole'), 250);
       }, 200);
     });
-    const r = await invoke(node(`https://localhost:${s.port}/`, { timeouts: { responseMs: 300, idleMs: 300, totalMs: 10_000 } }), {}, deps);
+    const r = await invoke(node(`https://localhost:${s.port}/`, { timeouts: { responseMs: 300, idleMs: 300, totalMs: 10_000 } }), {}, bank.deps);
     expect(r.failure, JSON.stringify(r.failure)).toBeNull();
     expect(r.response?.body).toBe('whole');
   });
@@ -197,7 +177,7 @@ describe('timers', () => {
       setTimeout(() => res.end('late'), 1_500).unref();
     });
     const started = Date.now();
-    const r = await invoke(node(`https://localhost:${s.port}/`, { timeouts: { responseMs: 3_000, idleMs: 300, totalMs: 10_000 } }), {}, deps);
+    const r = await invoke(node(`https://localhost:${s.port}/`, { timeouts: { responseMs: 3_000, idleMs: 300, totalMs: 10_000 } }), {}, bank.deps);
     expect(r.failure).toMatchObject({ category: 'timeout', code: 'SVCNODE_IDLE_TIMEOUT', phase: 'response' });
     expect(Date.now() - started).toBeLessThan(1_200);
   });
@@ -208,7 +188,7 @@ describe('one connection per attempt', () => {
     const otherRoot = await mintCa({ subject: 'CN=Unrelated Root,O=elsewhere' });
     const leaf = await mintLeaf({ subject: 'CN=localhost,O=elsewhere', issuer: otherRoot, usage: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
     const s = await serve(() => undefined, { key: leaf.keyPem, cert: leaf.certPem + otherRoot.certPem });
-    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`), {}, deps);
+    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`), {}, bank.deps);
     expect(r.failure?.category).toBe('server_cert_untrusted');
     expect(r.attempts).toBe(1);
     await sleep(100);
@@ -216,7 +196,7 @@ describe('one connection per attempt', () => {
     expect(r.tls?.serverChain.map((c) => c.subject)).toEqual(['CN=localhost, O=elsewhere', 'CN=Unrelated Root, O=elsewhere']);
     expect(r.failure?.hint).toContain('CN=Unrelated Root, O=elsewhere');
 
-    const again = await invoke(node(`https://localhost:${s.port}/`), {}, deps);
+    const again = await invoke(node(`https://localhost:${s.port}/`), {}, bank.deps);
     expect(again.failure?.category).toBe('server_cert_untrusted');
     await sleep(100);
     expect(s.tcpConnections).toBe(2);
@@ -228,7 +208,7 @@ describe('a close without an alert is only our certificate when it comes right a
     const s = await serve((req: http.IncomingMessage) => {
       setTimeout(() => req.socket.destroy(), 800).unref();
     });
-    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`, { retry: { limit: 1, backoffMs: 10, maxBackoffMs: 10 } }), {}, deps);
+    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`, { retry: { limit: 1, backoffMs: 10, maxBackoffMs: 10 } }), {}, bank.deps);
     expect(r.tls?.protocol).toBe('TLSv1.3');
     expect(r.failure?.category, JSON.stringify(r.failure)).toBe('connect_failed');
     expect(r.failure?.phase).toBe('request');

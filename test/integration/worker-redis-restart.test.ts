@@ -5,35 +5,22 @@
 import { Job, Queue } from 'bullmq';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Result } from '../../src/invoke/result.js';
-import { createQueueFixtures, nodeDef, spawnWorker, startBackend, type QueueFixtures, type WorkerProcess } from '../helpers/fixtures.js';
+import { spawnWorker } from '../helpers/fixtures.js';
 import { waitFor } from '../helpers/net.js';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
-import type { MtlsServer } from '../helpers/servers.js';
+import { slowNodeRun } from '../helpers/slow-node-run.js';
 
 describe('svcnode worker across a Redis restart', () => {
-  let pki: TestPki | undefined;
-  let redis: TestRedis | undefined;
-  let backend: MtlsServer | undefined;
-  let f: QueueFixtures | undefined;
+  const run = slowNodeRun<TestRedis>();
   let queue: Queue | undefined;
-  let worker: WorkerProcess | undefined;
 
-  afterAll(async () => {
-    await worker?.proc.stop('SIGKILL');
-    await queue?.close();
-    await backend?.close();
-    await redis?.close();
-    await f?.cleanup();
-    await pki?.cleanup();
-  });
+  afterAll(() => run.close(() => queue?.close()));
 
   it('loses no job when Redis is killed and restarted mid-run (appendonly yes)', async () => {
     const N = 30;
-    [pki, redis] = await Promise.all([createTestPki(), startRedis({ appendonly: true })]);
-    backend = await startBackend(pki, { delayMs: 200 });
-    f = await createQueueFixtures(pki, [nodeDef('slow', `https://localhost:${backend.port}/work/{{context.i}}`)]);
-    worker = await spawnWorker(f, redis.url, { concurrency: 4 });
+    const { store: redis, f } = await run.start(startRedis({ appendonly: true }), 200);
+    const worker = await spawnWorker(f, redis.url, { concurrency: 4 });
+    run.workers.push(worker);
     // The producer's commands fail fast while Redis is down; waitFor just polls again.
     queue = new Queue('service-node-invocations', { connection: { host: redis.host, port: redis.port, maxRetriesPerRequest: 1 } });
     queue.on('error', () => undefined);
@@ -42,7 +29,7 @@ describe('svcnode worker across a Redis restart', () => {
     await waitFor(async () => (await completed()) >= 4 && ((await queue?.getActiveCount()) ?? 0) > 0, 15_000, 20, 'some completed, some in flight');
 
     redis.kill(); // crash: no clean shutdown, the AOF (appendfsync always) is all that is left
-    const healthz = async (): Promise<number> => (await fetch(`http://127.0.0.1:${worker!.metricsPort}/healthz`)).status;
+    const healthz = async (): Promise<number> => (await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`)).status;
     // /healthz turns 503 while Redis is gone (jobs in flight keep running meanwhile).
     await waitFor(async () => (await healthz()) === 503, 10_000, 20, 'worker noticed the outage');
     expect(((await (await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`)).json()) as { reason?: string }).reason).toBe('redis unreachable');
