@@ -56,7 +56,9 @@ describe('rotation without restart', () => {
     expect(worker.registry.profiles.get('bank')?.client?.leaf.subject).toContain('svcnode-bot-rotated');
     // The old material's agent was retired on reload: only the new one is left in the pool.
     expect(worker.agents.size).toBe(1);
-  });
+    // 60 calls plus a rotation and full handshakes: on a machine busy with other test files this
+    // passed 30 s once (the calls themselves allow 30 s each).
+  }, 60_000);
 
   it('keeps the last good identity when the replacement is corrupt, and reports the failed reload', async () => {
     replace(join(material, 'client.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
