@@ -41,7 +41,8 @@ export function originParts(origin: string): OriginParts | undefined {
     return undefined;
   }
   if (url.protocol !== 'https:' || url.username !== '' || url.password !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '') return undefined;
-  return { origin: url.origin, host: url.host, hostname: url.hostname.replace(/^\[|\]$/g, ''), port: url.port };
+  const { origin: o, host, hostname, port } = targetOf(url);
+  return { origin: o, host, hostname, port };
 }
 
 /**

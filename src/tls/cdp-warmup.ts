@@ -1,8 +1,8 @@
-import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
-import { connect, type DetailedPeerCertificate } from 'node:tls';
+import { connect } from 'node:tls';
 import type { NodeDefinition } from '../definitions/types.js';
 import type { LoadedProfile } from '../pki/types.js';
+import { issuedCertificates } from './probe.js';
 import { secureContextFor } from './secure-context.js';
 
 /** Bounds of the warm-up handshakes: few, short, and never in the way of calls. */
@@ -12,19 +12,6 @@ export const CDP_WARMUP_DEFAULTS = {
   /** A handshake that takes longer is abandoned. */
   timeoutMs: 3_000,
 } as const;
-
-/** The chain of a verified peer, leaf first, without the self-signed top. */
-function chainOf(peer: DetailedPeerCertificate): X509Certificate[] {
-  const out: X509Certificate[] = [];
-  const seen = new Set<string>();
-  for (let c: DetailedPeerCertificate | undefined = peer; c?.raw && !seen.has(c.fingerprint256); c = c.issuerCertificate) {
-    seen.add(c.fingerprint256);
-    const cert = new X509Certificate(c.raw);
-    if (cert.checkIssued(cert)) break;
-    out.push(cert);
-  }
-  return out;
-}
 
 /** One handshake, no request: the verified chain's distribution points are learnt (downloads start in the background). */
 function probe(profile: LoadedProfile, url: URL, servername: string | undefined): Promise<void> {
@@ -40,7 +27,7 @@ function probe(profile: LoadedProfile, url: URL, servername: string | undefined)
     const timer = setTimeout(done, CDP_WARMUP_DEFAULTS.timeoutMs);
     timer.unref();
     socket.once('secureConnect', () => {
-      profile.trust.distributionPoints?.learn(chainOf(socket.getPeerCertificate(true)));
+      profile.trust.distributionPoints?.learn(issuedCertificates(socket.getPeerCertificate(true)));
       done();
     });
     socket.once('error', done);

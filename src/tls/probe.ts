@@ -66,25 +66,36 @@ export function phaseTimeout(phase: 'connect' | 'handshake', ms: number): Svcnod
   });
 }
 
-/** Walk a detailed peer certificate into chain entries, leaf first. */
-export function chainOf(cert: DetailedPeerCertificate | PeerCertificate | undefined): ChainEntry[] {
-  const out: ChainEntry[] = [];
+/** The certificates of a detailed peer certificate, leaf first, each once (Node links a root to itself). */
+export function peerCertificates(cert: DetailedPeerCertificate | PeerCertificate | undefined): X509Certificate[] {
+  const out: X509Certificate[] = [];
   let current = cert as DetailedPeerCertificate | undefined;
   const seen = new Set<string>();
   while (current?.raw && !seen.has(current.fingerprint256)) {
     seen.add(current.fingerprint256);
-    const x = new X509Certificate(current.raw);
-    out.push({
-      subject: formatDn(x.subject),
-      issuer: formatDn(x.issuer),
-      validFrom: new Date(x.validFrom).toISOString(),
-      validTo: new Date(x.validTo).toISOString(),
-      fingerprint256: x.fingerprint256,
-      serialNumber: x.serialNumber,
-    });
+    out.push(new X509Certificate(current.raw));
     current = current.issuerCertificate;
   }
   return out;
+}
+
+/** The peer's chain up to, without, its first self-signed certificate: those a CRL can list. */
+export function issuedCertificates(cert: DetailedPeerCertificate | PeerCertificate | undefined): X509Certificate[] {
+  const all = peerCertificates(cert);
+  const top = all.findIndex((c) => c.checkIssued(c));
+  return top === -1 ? all : all.slice(0, top);
+}
+
+/** Walk a detailed peer certificate into chain entries, leaf first. */
+export function chainOf(cert: DetailedPeerCertificate | PeerCertificate | undefined): ChainEntry[] {
+  return peerCertificates(cert).map((x) => ({
+    subject: formatDn(x.subject),
+    issuer: formatDn(x.issuer),
+    validFrom: new Date(x.validFrom).toISOString(),
+    validTo: new Date(x.validTo).toISOString(),
+    fingerprint256: x.fingerprint256,
+    serialNumber: x.serialNumber,
+  }));
 }
 
 function arm(socket: TLSSocket, ms: number, phase: 'connect' | 'handshake', probe: ConnectionProbe): () => void {

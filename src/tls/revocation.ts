@@ -1,13 +1,13 @@
 import { X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { DetailedPeerCertificate, PeerCertificate, SecureContextOptions } from 'node:tls';
+import type { PeerCertificate, SecureContextOptions } from 'node:tls';
 import { SvcnodeError } from '../errors.js';
 import { crlStatus, describeRevocation, lookup, type LoadedCrl } from '../pki/crl.js';
 import { oneLineName } from '../pki/inspect.js';
 import { distributionPointUrls } from '../pki/distribution-points.js';
 import { CRL_PENDING } from '../failures/revocation-failure.js';
 import type { LoadedProfile } from '../pki/types.js';
-import type { ConnectionProbe } from './probe.js';
+import { issuedCertificates, type ConnectionProbe } from './probe.js';
 
 /**
  * Revocation checks of server chains against the profile's CRLs. Hard mode uses OpenSSL's own
@@ -54,20 +54,6 @@ export function revocationCrls(profile: LoadedProfile): readonly LoadedCrl[] {
   return learnt.length === 0 ? crls : [...crls, ...learnt];
 }
 
-/** The chain of a detailed peer certificate, leaf first, without the self-signed top. */
-function certificatesOf(peer: PeerCertificate): X509Certificate[] {
-  const out: X509Certificate[] = [];
-  let current = peer as DetailedPeerCertificate | undefined;
-  const seen = new Set<string>();
-  while (current?.raw && !seen.has(current.fingerprint256)) {
-    seen.add(current.fingerprint256);
-    const cert = new X509Certificate(current.raw);
-    if (cert.checkIssued(cert)) break;
-    out.push(cert);
-    current = current.issuerCertificate;
-  }
-  return out;
-}
 
 /** Judge a chain against CRLs at `now`: the first revoked certificate, else the first without a current CRL. */
 export function judgeChain(crls: readonly LoadedCrl[], chain: readonly X509Certificate[], now: Date): { result: RevocationCheck['result']; cert?: X509Certificate; message?: string } {
@@ -121,7 +107,7 @@ export function withRevocation(profile: LoadedProfile, inner: Checker, record?: 
       emit({ profile: profile.name, source: 'crl', result: 'ok' }, record);
       return inner(host, cert);
     }
-    const chain = certificatesOf(cert);
+    const chain = issuedCertificates(cert);
     const underWay = points?.learn(chain) ?? [];
     const crls = revocationCrls(profile);
     const at = now();
