@@ -1,14 +1,14 @@
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { isIP } from 'node:net';
-import type { SecureContext, SecureVersion, TLSSocket } from 'node:tls';
+import type { PeerCertificate, SecureContext, SecureVersion, TLSSocket } from 'node:tls';
 import { HttpsProxyAgent, type HttpsProxyAgentOptions } from 'hpagent';
 import type { LoadedProfile } from '../pki/types.js';
 import { identityChecker, type IdentityRules } from './identity.js';
-import { ocspStapling, sessionCacheSize } from './ocsp-stapling.js';
-import { instrument, newProbe, type AgentMemo, type PhaseLimits } from './probe.js';
+import { ocspStapling, sessionCacheSize, type StaplingConnection } from './ocsp-stapling.js';
+import { instrument, newProbe, type AgentMemo, type ConnectionProbe, type PhaseLimits } from './probe.js';
 import { proxyError } from './proxy-error.js';
-import { connectionChecker, withRevocation } from './revocation.js';
+import { connectionChecker } from './revocation.js';
 import { secureContextFor } from './secure-context.js';
 import { policyKey, type TlsPolicy } from './tls-policy.js';
 
@@ -30,7 +30,7 @@ export interface AgentSpec {
 type Callback = (error: Error | null, stream: Duplex) => void;
 type CreateConnection = (this: unknown, options: https.RequestOptions, callback?: Callback) => Duplex | null | undefined;
 
-/** Options shared by both agent kinds: the prebuilt SecureContext, SNI and identity checks. */
+/** Options shared by both agent kinds: the prebuilt SecureContext and SNI (checks are per connection, see connectionOptions). */
 function agentOptions(spec: AgentSpec): https.AgentOptions {
   const host = spec.origin.hostname.replace(/^\[|\]$/g, '');
   const servername = spec.servername ?? (isIP(host) === 0 ? host : undefined);
@@ -42,29 +42,40 @@ function agentOptions(spec: AgentSpec): https.AgentOptions {
     secureContext: secureContextFor(spec.profile, spec.minVersion, spec.policy),
     rejectUnauthorized: true,
     ...(servername ? { servername } : {}),
-    checkServerIdentity: withRevocation(spec.profile, identityChecker(spec.rules)),
   };
+}
+
+type Checker = (host: string, cert: PeerCertificate) => Error | undefined;
+
+/**
+ * A new connection's options: its own identity and revocation checker, which records verdicts on
+ * the connection's probe for the Result, wrapped by OCSP stapling when the profile staples.
+ */
+function connectionOptions(spec: AgentSpec, identity: Checker, options: https.RequestOptions, probe: ConnectionProbe, timeout?: number): { options: https.RequestOptions; stapling: StaplingConnection | undefined } {
+  const checked = { ...options, checkServerIdentity: connectionChecker(spec.profile, identity, probe), ...(timeout === undefined ? {} : { timeout }) };
+  const stapling = ocspStapling(spec.profile, probe);
+  return { options: stapling?.options(checked) ?? checked, stapling };
 }
 
 /** Direct connections, with connect and handshake timers and a probe on every socket. */
 class DirectAgent extends https.Agent {
   private readonly memo: AgentMemo = {};
+  private readonly identity: Checker;
 
   constructor(
     private readonly spec: AgentSpec,
     maxCachedSessions: number,
   ) {
     super({ ...agentOptions(spec), maxCachedSessions: sessionCacheSize(spec.profile, maxCachedSessions) });
+    this.identity = identityChecker(spec.rules);
   }
 
   override createConnection(options: https.RequestOptions, callback?: Callback): Duplex | null | undefined {
     // eslint-disable-next-line @typescript-eslint/unbound-method -- called with this agent as `this`
     const create: CreateConnection = https.Agent.prototype.createConnection;
     const probe = newProbe('direct');
-    // The connection's own checker records its revocation verdicts on its probe; stapling wraps it.
-    const checked = { ...options, checkServerIdentity: connectionChecker(this.spec.profile, identityChecker(this.spec.rules), probe) };
-    const stapling = ocspStapling(this.spec.profile, probe);
-    const socket = create.call(this, stapling?.options(checked) ?? checked, callback) as TLSSocket;
+    const { options: own, stapling } = connectionOptions(this.spec, this.identity, options, probe);
+    const socket = create.call(this, own, callback) as TLSSocket;
     stapling?.watch(socket);
     instrument(socket, probe, this.spec.limits, false, this.memo);
     return socket;
@@ -79,6 +90,7 @@ class DirectAgent extends https.Agent {
  */
 class ProxyAgent extends HttpsProxyAgent {
   private readonly memo: AgentMemo = {};
+  private readonly identity: Checker;
 
   constructor(
     private readonly spec: AgentSpec & { proxyUrl: string },
@@ -91,15 +103,15 @@ class ProxyAgent extends HttpsProxyAgent {
       // hpagent passes these to https.request, and so to tls.connect, which takes a prebuilt SecureContext.
       ...(spec.proxyTls ? { proxyRequestOptions: { secureContext: spec.proxyTls.context } as unknown as HttpsProxyAgentOptions['proxyRequestOptions'] } : {}),
     });
+    this.identity = identityChecker(spec.rules);
   }
 
   override createConnection(options: https.RequestOptions, callback?: Callback): undefined {
     const probe = newProbe('proxy');
-    const stapling = ocspStapling(this.spec.profile, probe);
     // eslint-disable-next-line @typescript-eslint/unbound-method -- called with this agent as `this`
     const create: CreateConnection = HttpsProxyAgent.prototype.createConnection;
-    const checked = { ...options, timeout: this.spec.limits.connectMs, checkServerIdentity: connectionChecker(this.spec.profile, identityChecker(this.spec.rules), probe) };
-    create.call(this, stapling?.options(checked) ?? checked, (error, stream) => {
+    const { options: own, stapling } = connectionOptions(this.spec, this.identity, options, probe, this.spec.limits.connectMs);
+    create.call(this, own, (error, stream) => {
       if (error) {
         callback?.(proxyError(error, this.spec.proxyUrl, this.spec.limits.connectMs), stream);
         return;
