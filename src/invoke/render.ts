@@ -133,7 +133,7 @@ function urlTemplate(template: string): UrlTemplate {
 }
 
 /**
- * Render `request.url`: the origin stays literal (the client certificate and tokens must only go
+ * Render the path and query of `request.url`; its origin stays literal (the client certificate and tokens must only go
  * where the definition says) and a value cannot become a `.`/`..` segment that moves the path.
  */
 function renderUrl(template: UrlTemplate, context: Record<string, unknown>): string {
