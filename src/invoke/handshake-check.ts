@@ -15,6 +15,7 @@ import { emptyResult } from './failed-result.js';
 import { renderRequest } from './render.js';
 import { reportedUrl, type Failure, type Result, type TlsReport } from './result.js';
 import { callSettings } from './settings.js';
+import { tlsEndpoint } from '../tls/endpoint.js';
 
 /** What a handshake-only check adds to the Result. */
 export interface HandshakeFacts {
@@ -45,8 +46,8 @@ type CreateConnection = (options: https.RequestOptions, callback: Callback) => D
 
 /** Open one connection on the node's pooled agent (direct or through its proxy), with its probe, without an HTTP request. */
 function openConnection(agent: https.Agent, spec: AgentSpec): Promise<TLSSocket> {
-  const host = spec.origin.hostname.replace(/^\[|\]$/g, '');
-  const options = { ...agent.options, host, port: Number(spec.origin.port || 443) };
+  const { host, port } = tlsEndpoint(spec.origin);
+  const options = { ...agent.options, host, port };
   return new Promise((resolve, reject) => {
     const create = (agent as unknown as { createConnection: CreateConnection }).createConnection.bind(agent);
     const created = create(options, (error, stream) => (error ? reject(error) : resolve(stream as TLSSocket)));

@@ -1,3 +1,5 @@
+import { bareHostname } from '../tls/endpoint.js';
+
 /**
  * Where a request goes, in the form node:https takes it. A rendered request whose path and query
  * are already in the URL parser's normal form gets its target without a URL being parsed per
@@ -24,7 +26,7 @@ export function targetOf(url: URL): RequestTarget {
     href: url.href,
     origin: url.origin,
     host: url.host,
-    hostname: url.hostname.replace(/^\[|\]$/g, ''),
+    hostname: bareHostname(url.hostname),
     port: url.port,
     path: `${url.pathname}${url.search}`,
   };

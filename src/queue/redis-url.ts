@@ -1,5 +1,6 @@
 import type { ClusterOptions, RedisOptions } from 'ioredis';
 import { InvalidInputError } from '../errors.js';
+import { bareHostname } from '../tls/endpoint.js';
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
@@ -33,7 +34,7 @@ function split(url: string): { scheme: string; user?: string; pass?: string; hos
     const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]*)(?::(\d+))?$/.exec(h);
     const port = Number(m?.[2] ?? defaultPort);
     if (!m || !Number.isInteger(port) || port <= 0 || port > 65_535) throw usage(`invalid host:port "${h}" in Redis URL "${redactRedisUrl(url)}"`);
-    return { host: (m[1] ?? '').replace(/^\[|\]$/g, '') || '127.0.0.1', port };
+    return { host: bareHostname(m[1] ?? '') || '127.0.0.1', port };
   });
   const decode = (s: string | undefined): string | undefined => (s ? decodeURIComponent(s) : undefined);
   return { scheme, ...(decode(user) ? { user: decode(user) } : {}), ...(decode(pass) ? { pass: decode(pass) } : {}), hosts, path, query: new URLSearchParams(query) };

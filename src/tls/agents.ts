@@ -1,6 +1,5 @@
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
-import { isIP } from 'node:net';
 import type { PeerCertificate, SecureContext, SecureVersion, TLSSocket } from 'node:tls';
 import { HttpsProxyAgent, type HttpsProxyAgentOptions } from 'hpagent';
 import type { LoadedProfile } from '../pki/types.js';
@@ -11,6 +10,7 @@ import { proxyError } from './proxy-error.js';
 import { connectionChecker } from './revocation.js';
 import { secureContextFor } from './secure-context.js';
 import { policyKey, type TlsPolicy } from './tls-policy.js';
+import { tlsEndpoint } from './endpoint.js';
 
 /** Everything that decides which connections may be shared. */
 export interface AgentSpec {
@@ -32,8 +32,7 @@ type CreateConnection = (this: unknown, options: https.RequestOptions, callback?
 
 /** Options shared by both agent kinds: the prebuilt SecureContext and SNI (checks are per connection, see connectionOptions). */
 function agentOptions(spec: AgentSpec): https.AgentOptions {
-  const host = spec.origin.hostname.replace(/^\[|\]$/g, '');
-  const servername = spec.servername ?? (isIP(host) === 0 ? host : undefined);
+  const { servername } = tlsEndpoint(spec.origin, spec.servername);
   return {
     keepAlive: true,
     maxSockets: 256,

@@ -1,9 +1,9 @@
-import { isIP } from 'node:net';
 import { connect } from 'node:tls';
 import type { NodeDefinition } from '../definitions/types.js';
 import type { LoadedProfile } from '../pki/types.js';
 import { issuedCertificates } from './probe.js';
 import { secureContextFor } from './secure-context.js';
+import { tlsEndpoint } from './endpoint.js';
 
 /** Bounds of the warm-up handshakes: few, short, and never in the way of calls. */
 export const CDP_WARMUP_DEFAULTS = {
@@ -16,9 +16,8 @@ export const CDP_WARMUP_DEFAULTS = {
 /** One handshake, no request: the verified chain's distribution points are learnt (downloads start in the background). */
 function probe(profile: LoadedProfile, url: URL, servername: string | undefined): Promise<void> {
   return new Promise((resolve) => {
-    const host = url.hostname.replace(/^\[|\]$/g, '');
-    const sni = servername ?? (isIP(host) === 0 ? host : undefined);
-    const socket = connect({ host, port: Number(url.port || 443), secureContext: secureContextFor(profile), rejectUnauthorized: true, ...(sni ? { servername: sni } : {}) });
+    const { host, port, servername: sni } = tlsEndpoint(url, servername);
+    const socket = connect({ host, port, secureContext: secureContextFor(profile), rejectUnauthorized: true, ...(sni ? { servername: sni } : {}) });
     const done = (): void => {
       clearTimeout(timer);
       socket.destroy();

@@ -1,8 +1,9 @@
-import net, { isIP, type Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { connect, createSecureContext, type TLSSocket } from 'node:tls';
 import type { AgentSpec } from './agents.js';
 import { proxyTunnel } from './proxy-tunnel.js';
+import { tlsEndpoint } from './endpoint.js';
 
 /** The client-certificate request a server makes, as read from its TLS 1.2 handshake. */
 export type CertificateRequestProbe =
@@ -95,9 +96,7 @@ export class ServerFlightReader {
  */
 export async function probeCertificateRequest(spec: AgentSpec, timeoutMs: number): Promise<CertificateRequestProbe> {
   const signal = AbortSignal.timeout(timeoutMs);
-  const host = spec.origin.hostname.replace(/^\[|\]$/g, '');
-  const port = Number(spec.origin.port || 443);
-  const servername = spec.servername ?? (isIP(host) === 0 ? host : undefined);
+  const { host, port, servername } = tlsEndpoint(spec.origin, spec.servername);
   let raw: Socket | undefined;
   let tls: TLSSocket | undefined;
   try {

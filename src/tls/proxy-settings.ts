@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { InvalidInputError } from '../errors.js';
+import { bareHostname } from './endpoint.js';
 
 const contexts = new Map<string, { context: SecureContext; id: string }>();
 
@@ -38,7 +39,7 @@ export function proxyTlsFor(files: readonly string[]): { context: SecureContext;
  * environment variable both apply.
  */
 export function bypassesProxy(url: URL, nodeList: readonly string[] | undefined, envList: string | undefined): boolean {
-  const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  const host = bareHostname(url.hostname).toLowerCase();
   const port = url.port || '443';
   const entries = [...(nodeList ?? []), ...(envList ? envList.split(/[\s,]+/) : [])];
   return entries.some((raw) => {
@@ -48,7 +49,7 @@ export function bypassesProxy(url: URL, nodeList: readonly string[] | undefined,
     // `host:port`, `[v6]:port`; a bare IPv6 address has several colons and no port.
     const bareV6 = !entry.startsWith('[') && entry.indexOf(':') !== entry.lastIndexOf(':');
     const m = bareV6 ? undefined : /^(.*?)(?::(\d+))?$/.exec(entry);
-    const name = (m?.[1] ?? entry).replace(/^\*?\./, '').replace(/^\[|\]$/g, '');
+    const name = bareHostname((m?.[1] ?? entry).replace(/^\*?\./, ''));
     if (m?.[2] !== undefined && m[2] !== port) return false;
     return host === name || host.endsWith(`.${name}`);
   });

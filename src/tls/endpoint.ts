@@ -1,0 +1,21 @@
+import { isIP } from 'node:net';
+
+/** A URL's hostname as net and tls take it: an IPv6 literal without its brackets. */
+export function bareHostname(hostname: string): string {
+  return hostname.replace(/^\[|\]$/g, '');
+}
+
+/** Where a TLS connection for an https origin goes. */
+export interface TlsEndpoint {
+  host: string;
+  /** The URL's port, 443 when it has none. */
+  port: number;
+  /** SNI: the node's `tls.servername`, else the host name; never an IP address (RFC 6066). */
+  servername: string | undefined;
+}
+
+/** The host, port and SNI name of a connection to `origin` (a URL or anything with its hostname and port). */
+export function tlsEndpoint(origin: { hostname: string; port: string }, servername?: string): TlsEndpoint {
+  const host = bareHostname(origin.hostname);
+  return { host, port: Number(origin.port || 443), servername: servername ?? (isIP(host) === 0 ? host : undefined) };
+}
