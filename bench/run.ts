@@ -10,7 +10,8 @@
  * BENCH_LATENCY_N (400), BENCH_ONLY (throughput,handshake,latency,memory,cluster), BENCH_CLUSTER_N (4000), BENCH_VARIANTS
  * (throughput variants: svcnode,naive,raw),
  * BENCH_CPU_PROF=DIR (run the svcnode and naive workers under `node --cpu-prof` into DIR;
- * BENCH_CPU_PROF_INTERVAL_US sets the sampling interval, default 1000).
+ * BENCH_CPU_PROF_INTERVAL_US sets the sampling interval, default 1000),
+ * BENCH_WORKER_NODE_ARGS (space-separated node flags for both workers, e.g. `--require ./gc-stats.cjs`).
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -95,7 +96,8 @@ interface WorkerHandle {
 }
 
 function profArgs(name: string): string[] {
-  return CPU_PROF ? ['--cpu-prof', '--cpu-prof-interval', env.BENCH_CPU_PROF_INTERVAL_US ?? '1000', '--cpu-prof-dir', CPU_PROF, '--cpu-prof-name', `${name}-${Date.now()}.cpuprofile`] : [];
+  const extra = env.BENCH_WORKER_NODE_ARGS ? env.BENCH_WORKER_NODE_ARGS.split(' ').filter(Boolean) : [];
+  return CPU_PROF ? [...extra, '--cpu-prof', '--cpu-prof-interval', env.BENCH_CPU_PROF_INTERVAL_US ?? '1000', '--cpu-prof-dir', CPU_PROF, '--cpu-prof-name', `${name}-${Date.now()}.cpuprofile`] : extra;
 }
 
 /** `svcnode worker` as a child process; ready when it logs 'worker started'. */
