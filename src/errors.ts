@@ -43,6 +43,7 @@ export const ERROR_CODES = {
   SVCNODE_INVALID_REQUEST: 'the HTTP layer refused a rendered header value or URL (control characters, lone surrogates)',
   SVCNODE_TOO_MANY_REDIRECTS: 'the backend redirected more often than the redirect limit (a redirect loop); not retried',
   SVCNODE_BAD_REDIRECT: 'a redirect (followRedirects) whose Location header is not a URL; not retried',
+  SVCNODE_BAD_RESPONSE: 'the backend answered with something that is not valid HTTP/1.1 (another protocol on this port, a malformed status line or header); not retried',
   SVCNODE_DECODE_FAILED: 'the response body does not decode per its Content-Encoding (corrupt gzip, deflate or br); not retried',
   SVCNODE_UNSUPPORTED_ENCODING: 'the response uses a Content-Encoding other than gzip, deflate, br or identity; not retried',
   SVCNODE_RESPONSE_TIMEOUT: 'the response headers did not arrive within timeouts.responseMs after the request was sent',

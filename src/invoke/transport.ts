@@ -53,6 +53,14 @@ function coded(error: unknown, phase: TransportError['phase']): SvcnodeError {
       hint: 'a context value put control characters or an unpaired surrogate into a header or the URL: fix the value in the invocation context',
     });
   }
+  // node:http's parser (llhttp) names what it could not parse: the backend does not speak HTTP/1.1 here.
+  if (code?.startsWith('HPE_')) {
+    return new TransportError('SVCNODE_BAD_RESPONSE', `the answer is not valid HTTP/1.1: ${errorMessage(error)} (${code})`, {
+      cause: error,
+      phase: 'response',
+      hint: 'check the port in the URL: the backend there speaks another protocol over TLS, or its HTTP server is broken; its team must fix a malformed response',
+    });
+  }
   return new TransportError('SVCNODE_NETWORK', errorMessage(error), { cause: error, ...(phase ? { phase } : {}) });
 }
 

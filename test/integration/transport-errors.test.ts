@@ -1,14 +1,15 @@
 /**
  * The transport's own decisions against real mTLS servers: coded, permanent errors for what no
- * retry can fix (undecodable or unsupported content codings, values the HTTP layer refuses,
+ * retry can fix (answers that are not HTTP/1.1, undecodable or unsupported content codings, values the HTTP layer refuses,
  * redirects to another port), content codings as servers send them, the response and idle
  * timers, one connection per attempt on a server-certificate failure (the Result still shows the
  * chain), and a close long after the handshake that is a network failure, not our certificate.
  */
 import type http from 'node:http';
+import tls from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import zlib from 'node:zlib';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
 import { invokeWithRetries } from '../../src/invoke/attempts.js';
 import { invoke } from '../../src/invoke/execute.js';
@@ -73,6 +74,41 @@ describe('content codings', () => {
     expect(r.ok).toBe(false);
     expect(r.failure).toMatchObject({ category: 'http_status', code: 'SVCNODE_UNSUPPORTED_ENCODING', phase: 'response' });
     expect(s.requests).toBe(1);
+  });
+});
+
+describe('an answer that is not HTTP/1.1 is a coded response failure, not an unexpected error', () => {
+  const servers: tls.Server[] = [];
+  afterAll(() => servers.forEach((s) => s.close()));
+
+  /** A real mTLS server that completes the handshake and answers the request with `reply`. */
+  async function answering(reply: string): Promise<{ port: number; requests: () => number }> {
+    const p = bank.pki;
+    let requests = 0;
+    const server = tls.createServer({ key: p.server.keyPem, cert: p.server.certPem + p.intermediate.certPem, ca: p.root.certPem, requestCert: true, rejectUnauthorized: true }, (socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', () => {
+        requests++;
+        socket.end(reply);
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { port: (server.address() as { port: number }).port, requests: () => requests };
+  }
+
+  it.each([
+    ['another protocol on the port (an SSH banner over TLS)', 'SSH-2.0-OpenSSH_9.2\r\n', 'HPE_INVALID_CONSTANT'],
+    ['a malformed Content-Length', 'HTTP/1.1 200 OK\r\nContent-Length: 12a\r\n\r\n', 'HPE_INVALID_CONTENT_LENGTH'],
+    ['a control character in a header value', 'HTTP/1.1 200 OK\r\nX-Id: a\u0001b\r\nContent-Length: 0\r\n\r\n', 'HPE_INVALID_HEADER_TOKEN'],
+  ])('%s → http_status / SVCNODE_BAD_RESPONSE, phase response, not retried', async (_label, reply, parserCode) => {
+    const s = await answering(reply);
+    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`), {}, bank.deps);
+    expect(r.failure).toMatchObject({ category: 'http_status', code: 'SVCNODE_BAD_RESPONSE', phase: 'response' });
+    expect(r.failure?.message).toContain(parserCode);
+    expect(r.failure?.hint).toMatch(/port/);
+    expect(r.attempts).toBe(1);
+    expect(s.requests()).toBe(1);
   });
 });
 
