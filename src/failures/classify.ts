@@ -107,11 +107,11 @@ function clientCertFailure(code: string, message: string, ctx: ClassifyContext):
 /**
  * A close without an alert as the server's verdict on our certificate, only where nothing else
  * explains it: TLS 1.2 after our certificate flight but before the handshake ended, or TLS 1.3
- * on a fresh connection within a short window after the handshake, before any response.
+ * on a fresh connection within a short window after the handshake, before any byte of a response.
  */
 function postHandshakeClose(code: string, ctx: ClassifyContext): Failure | undefined {
   const probe = ctx.probe;
-  if (!probe || probe.responses > 0 || !RESET_CODES.has(code)) return undefined;
+  if (!probe || probe.responses > 0 || probe.answered || !RESET_CODES.has(code)) return undefined;
   const duringOurFlight = probe.secureAt === undefined && probe.keylogLabel === 'CLIENT_RANDOM';
   const closedAt = probe.closedAt ?? Number.POSITIVE_INFINITY;
   const rightAfterTls13 = probe.secureAt !== undefined && probe.protocol === 'TLSv1.3' && !probe.sessionReused && closedAt - probe.secureAt <= CLIENT_VERDICT_WINDOW_MS;

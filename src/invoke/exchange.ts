@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
 import { TransportError } from '../errors.js';
 import { classifyError, classifyHttpStatus, type ClassifyContext } from '../failures/classify.js';
 import type { LoadedProfile } from '../pki/types.js';
@@ -93,6 +94,10 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
   const onSocket = (socket: object): void => {
     probe = probeOf(socket);
     reused = probe?.secureAt !== undefined;
+    // A fresh connection's first application byte (node:http's reader is attached by now): the
+    // server answered, so a close after it is no verdict on our certificate. Once per connection.
+    const fresh = probe;
+    if (fresh && !reused) (socket as Readable).once('data', () => (fresh.answered = true));
   };
   // One timer and a destroy hook per exchange (an AbortController per call showed in profiles).
   let abortCurrent: (() => void) | undefined;

@@ -39,6 +39,8 @@ export interface ConnectionProbe {
   keylogLabel?: string;
   /** Requests that received a response on this connection. */
   responses: number;
+  /** The server sent application data on this connection: an HTTP answer began (see exchange). */
+  answered?: boolean;
   timedOut?: 'connect' | 'handshake';
   /** Revocation verdicts of this connection's full handshake (absent when no policy applies). */
   revocation?: RevocationCheck[];

@@ -77,26 +77,27 @@ describe('content codings', () => {
   });
 });
 
-describe('an answer that is not HTTP/1.1 is a coded response failure, not an unexpected error', () => {
-  const servers: tls.Server[] = [];
-  afterAll(() => servers.forEach((s) => s.close()));
+const rawServers: tls.Server[] = [];
+afterAll(() => rawServers.forEach((s) => s.close()));
 
-  /** A real mTLS server that completes the handshake and answers the request with `reply`. */
-  async function answering(reply: string): Promise<{ port: number; requests: () => number }> {
-    const p = bank.pki;
-    let requests = 0;
-    const server = tls.createServer({ key: p.server.keyPem, cert: p.server.certPem + p.intermediate.certPem, ca: p.root.certPem, requestCert: true, rejectUnauthorized: true }, (socket) => {
-      socket.on('error', () => undefined);
-      socket.once('data', () => {
-        requests++;
-        socket.end(reply);
-      });
+/** A real mTLS server without HTTP: after the handshake it answers the first bytes of a request with `reply` (a string it sends and ends with, or its own act). */
+async function answering(reply: string | ((socket: tls.TLSSocket) => void)): Promise<{ port: number; requests: () => number }> {
+  const p = bank.pki;
+  let requests = 0;
+  const server = tls.createServer({ key: p.server.keyPem, cert: p.server.certPem + p.intermediate.certPem, ca: p.root.certPem, requestCert: true, rejectUnauthorized: true }, (socket) => {
+    socket.on('error', () => undefined);
+    socket.once('data', () => {
+      requests++;
+      if (typeof reply === 'string') socket.end(reply);
+      else reply(socket);
     });
-    servers.push(server);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return { port: (server.address() as { port: number }).port, requests: () => requests };
-  }
+  });
+  rawServers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { port: (server.address() as { port: number }).port, requests: () => requests };
+}
 
+describe('an answer that is not HTTP/1.1 is a coded response failure, not an unexpected error', () => {
   it.each([
     ['another protocol on the port (an SSH banner over TLS)', 'SSH-2.0-OpenSSH_9.2\r\n', 'HPE_INVALID_CONSTANT'],
     ['a malformed Content-Length', 'HTTP/1.1 200 OK\r\nContent-Length: 12a\r\n\r\n', 'HPE_INVALID_CONTENT_LENGTH'],
@@ -249,5 +250,25 @@ describe('a close without an alert is only our certificate when it comes right a
     expect(r.failure?.category, JSON.stringify(r.failure)).toBe('connect_failed');
     expect(r.failure?.phase).toBe('request');
     expect(r.attempts).toBe(2);
+  });
+
+  it.each([
+    ['cut inside the status line and headers', 'HTTP/1.1 200 OK\r\nContent-Le'],
+    ['cut inside the body', 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789'],
+  ])('a response %s right after a TLS 1.3 handshake is a network failure, retried: the server answered, so it took our certificate', async (_label, reply) => {
+    const s = await answering(reply);
+    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`, { retry: { limit: 1, backoffMs: 10, maxBackoffMs: 10 } }), {}, bank.deps);
+    expect(r.tls?.protocol).toBe('TLSv1.3');
+    expect(r.failure?.category, JSON.stringify(r.failure)).toBe('connect_failed');
+    expect(r.failure?.code).toBe('ECONNRESET');
+    expect(r.attempts).toBe(2);
+    expect(s.requests()).toBe(2);
+  });
+
+  it('a close right after a TLS 1.3 handshake with no byte of an answer stays the likely verdict on our certificate', async () => {
+    const s = await answering((socket) => socket.end());
+    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`), {}, bank.deps);
+    expect(r.failure).toMatchObject({ category: 'client_cert_rejected', phase: 'tls' });
+    expect(r.attempts).toBe(1);
   });
 });
