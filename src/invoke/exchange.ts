@@ -78,9 +78,7 @@ function classifyFailure(error: unknown, ctx: ClassifyContext, settings: CallSet
     const deadlineError = new TransportError('SVCNODE_DEADLINE', `no complete answer within timeouts.totalMs (${settings.totalMs} ms, ${round(elapsedMs)} ms elapsed)`, { cause: error, hint: 'the backend did not answer in time: check its health or raise timeouts in the node' });
     return withPhase(classifyError(deadlineError, ctx), deadlineError, ctx.probe, ctx.proxy);
   }
-  const failure = classifyError(error, ctx);
-  if (failure.code === 'SVCNODE_UNEXPECTED_ERROR') process.emitWarning(failure.message, { code: 'SVCNODE_UNEXPECTED_ERROR' });
-  return withPhase(failure, error, ctx.probe, ctx.proxy);
+  return withPhase(classifyError(error, ctx), error, ctx.probe, ctx.proxy);
 }
 
 /**

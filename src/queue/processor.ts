@@ -90,8 +90,10 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       throw new DelayedError();
     }
     deps.metrics?.observeInvocation(result);
-    const level = result.ok ? 'debug' : 'warn';
-    if (deps.logger.isLevelEnabled(level)) deps.logger[level]({ jobId: job.id, nodeId: node.id, attempt, category: result.failure?.category ?? 'ok', code: result.failure?.code, totalMs: result.timings.totalMs }, 'invocation finished');
+    // An error svcnode does not know is a defect to report: logged with its raw code and message.
+    const unexpected = result.failure?.code === 'SVCNODE_UNEXPECTED_ERROR';
+    const level = result.ok ? 'debug' : unexpected ? 'error' : 'warn';
+    if (deps.logger.isLevelEnabled(level)) deps.logger[level]({ jobId: job.id, nodeId: node.id, attempt, category: result.failure?.category ?? 'ok', code: result.failure?.code, totalMs: result.timings.totalMs, ...(unexpected ? { err: result.failure?.message } : {}) }, 'invocation finished');
     return result;
   };
 }
