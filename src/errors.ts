@@ -54,6 +54,7 @@ export const ERROR_CODES = {
   SVCNODE_NETWORK: 'a TLS or network error of the connection to the backend (the raw code is the failure code)',
   SVCNODE_UNEXPECTED_ERROR: 'an error the transport does not know; it is logged with its raw code and not retried',
   SVCNODE_PROXY_UNREACHABLE: 'the proxy in proxy.url cannot be reached',
+  SVCNODE_PROXY_BAD_RESPONSE: 'what listens at proxy.url answered CONNECT with something that is not HTTP (not a proxy port); not retried',
   SVCNODE_PROXY_TLS: 'the TLS handshake with an https:// proxy failed (e.g. its certificate is not trusted by proxy.tls.ca)',
   SVCNODE_PROXY_AUTH: 'the proxy answered 407: its credentials are missing or wrong',
   SVCNODE_PROXY_REFUSED: 'the proxy refused to open the tunnel (its HTTP status is in the message)',

@@ -36,7 +36,7 @@ const RESPONSE_CODES = new Set(['SVCNODE_TOO_MANY_REDIRECTS', 'SVCNODE_BAD_REDIR
  * Failure codes that are never retried although their category (connect_failed, timeout,
  * http_status) usually is: the same request would fail the same way.
  */
-export const PERMANENT_CODES: ReadonlySet<string> = new Set([...RESPONSE_CODES, 'SVCNODE_UNEXPECTED_ERROR', 'SVCNODE_PROXY_TLS']);
+export const PERMANENT_CODES: ReadonlySet<string> = new Set([...RESPONSE_CODES, 'SVCNODE_UNEXPECTED_ERROR', 'SVCNODE_PROXY_TLS', 'SVCNODE_PROXY_BAD_RESPONSE']);
 
 /** A failure that a later attempt may get past (the node's method permitting). */
 export function isTransient(failure: Failure, status: number): boolean {

@@ -36,11 +36,15 @@ export function proxyError(raw: Error, proxyUrl: string, connectMs: number): Pro
     return new ProxyError('SVCNODE_PROXY_TIMEOUT', `the proxy ${proxy} did not open the tunnel within ${connectMs} ms`, { cause: raw, hint: 'check that proxy.url points at a working CONNECT proxy, or raise timeouts.connectMs' });
   }
   const code = errorCode(raw) ?? '';
+  // node:http's parser could not read the answer to CONNECT: what listens there is no HTTP proxy.
+  if (code.startsWith('HPE_')) {
+    return new ProxyError('SVCNODE_PROXY_BAD_RESPONSE', `${proxy} answered CONNECT with something that is not HTTP (${code}: ${errorMessage(raw)})`, { cause: raw, hint: 'proxy.url names a port where no HTTP proxy listens: check its host and port, and its scheme (https:// for a proxy that speaks TLS)' });
+  }
   if (TLS_FAILURE.test(code)) {
     return new ProxyError('SVCNODE_PROXY_TLS', `TLS to the proxy ${proxy} failed: ${code}: ${errorMessage(raw)}`, {
       cause: raw,
       hint: 'the proxy\'s own certificate is not trusted or its TLS setup does not match: list the proxy\'s CA in proxy.tls.ca (this is not about the backend\'s certificate or trust.ca)',
     });
   }
-  return new ProxyError('SVCNODE_PROXY_UNREACHABLE', `the proxy ${proxy} cannot be reached: ${code ? `${code}: ` : ''}${errorMessage(raw)}`, { cause: raw, hint: 'check proxy.url (host and port) and that the proxy is up and reachable from this machine' });
+  return new ProxyError('SVCNODE_PROXY_UNREACHABLE', `the proxy ${proxy} cannot be reached: ${code ? `${code}: ` : ''}${errorMessage(raw)}`, { cause: raw, hint: 'check proxy.url (host and port) and that the proxy is up and reachable from this machine; a proxy that speaks TLS needs https:// in proxy.url' });
 }

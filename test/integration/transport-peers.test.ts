@@ -6,6 +6,7 @@
  * never a certificate category of the backend, and that no byte of a CONNECT to an https://
  * proxy travels in plaintext.
  */
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadProfile } from '../../src/definitions/profiles.js';
 import type { NodeDefinition } from '../../src/definitions/types.js';
@@ -188,6 +189,33 @@ describe('an https:// proxy (TLS to the proxy)', () => {
     expectProxyFailure(r);
     expect(r.failure?.code).toBe('SVCNODE_PROXY_UNREACHABLE');
     expect(r.attempts).toBe(2);
+  });
+
+  it('proxy.url at a port where no HTTP proxy listens (an SSH banner): SVCNODE_PROXY_BAD_RESPONSE, phase proxy, not retried', async () => {
+    const banner = net.createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', () => socket.end('SSH-2.0-OpenSSH_9.2\r\n'));
+    });
+    await new Promise<void>((resolve) => banner.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (banner.address() as net.AddressInfo).port;
+      const r = await invokeWithRetries(node(`https://localhost:${backend.port}/`, { proxy: { url: `http://127.0.0.1:${port}` }, retry: { limit: 1, backoffMs: 5, maxBackoffMs: 5 } }), {}, deps);
+      expectProxyFailure(r);
+      expect(r.failure).toMatchObject({ category: 'connect_failed', code: 'SVCNODE_PROXY_BAD_RESPONSE' });
+      expect(r.failure?.message).toContain('HPE_INVALID_CONSTANT');
+      expect(r.attempts).toBe(1);
+    } finally {
+      banner.close();
+    }
+  });
+
+  it('a TLS proxy written as http:// in proxy.url: phase proxy, the hint names the https:// scheme', async () => {
+    const url = new URL(tlsProxy.url);
+    url.protocol = 'http:';
+    const r = await invokeWithRetries(node(`https://localhost:${backend.port}/`, { proxy: { url: url.href }, retry: { limit: 0 } }), {}, deps);
+    expectProxyFailure(r);
+    expect(r.failure?.code).toBe('SVCNODE_PROXY_UNREACHABLE');
+    expect(r.failure?.hint).toContain('https://');
   });
 
   it('proxy.noProxy: a listed host is reached directly', async () => {

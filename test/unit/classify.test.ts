@@ -169,6 +169,7 @@ describe('network, proxy and timeouts', () => {
     ['ERR_TLS_CERT_ALTNAME_INVALID', 'SVCNODE_PROXY_TLS'],
     ['ERR_SSL_WRONG_VERSION_NUMBER', 'SVCNODE_PROXY_TLS'],
     ['ECONNREFUSED', 'SVCNODE_PROXY_UNREACHABLE'],
+    ['HPE_INVALID_CONSTANT', 'SVCNODE_PROXY_BAD_RESPONSE'],
   ])('a %s on the hop to the proxy is %s, phase proxy, never a server or client category', (raw, code) => {
     const f = classifyError(proxyError(err(raw), 'https://proxy:443', 500), { ...WITH_CLIENT, proxy: true });
     expect(f).toMatchObject({ category: 'connect_failed', code, phase: 'proxy' });

@@ -137,7 +137,7 @@ describe('Retry-After', () => {
 });
 
 describe('permanent codes in retried categories', () => {
-  it.each(['SVCNODE_TOO_MANY_REDIRECTS', 'SVCNODE_BAD_RESPONSE', 'SVCNODE_DECODE_FAILED', 'SVCNODE_UNSUPPORTED_ENCODING', 'SVCNODE_UNEXPECTED_ERROR', 'SVCNODE_PROXY_TLS', 'PROXY_407', 'PROXY_403'])('%s', (code) => {
+  it.each(['SVCNODE_TOO_MANY_REDIRECTS', 'SVCNODE_BAD_RESPONSE', 'SVCNODE_DECODE_FAILED', 'SVCNODE_UNSUPPORTED_ENCODING', 'SVCNODE_UNEXPECTED_ERROR', 'SVCNODE_PROXY_TLS', 'SVCNODE_PROXY_BAD_RESPONSE', 'PROXY_407', 'PROXY_403'])('%s', (code) => {
     expect(retried(result('connect_failed', { code, phase: 'proxy' }), node('GET', { limit: 5 }))).toBe(false);
     expect(retried(result('http_status', { code, status: 0 }), node('GET', { limit: 5 }))).toBe(false);
   });
