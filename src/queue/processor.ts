@@ -13,6 +13,7 @@ import { retryDelay } from '../invoke/retry.js';
 import type { TokenCache } from '../invoke/token-cache.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { AgentPool } from '../tls/agents.js';
+import { JOB_NAME } from './constants.js';
 import { isUnparsable } from './safe-worker.js';
 
 export interface ProcessorDeps {
@@ -42,6 +43,15 @@ function invalidInputResult(nodeId: string, error: InvalidInputError, requestId?
  */
 export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string, signal?: AbortSignal) => Promise<Result> {
   return async (job, token, signal) => {
+    if (job.name !== JOB_NAME) {
+      // Any producer can name a job: a wrong name is bad job data (a Result), not a failed job.
+      const error = new InvalidInputError('SVCNODE_INVALID_DEFINITION', `job ${job.id ?? '?'} is named "${String(job.name).slice(0, 100)}", not "${JOB_NAME}"`, { hint: `add invocations to the queue as jobs named "${JOB_NAME}"` });
+      const raw = job.data as Partial<Invocation> | undefined;
+      const result = invalidInputResult(typeof raw?.nodeId === 'string' ? raw.nodeId.slice(0, 128) : '(invalid)', error);
+      deps.logger.warn({ jobId: job.id, code: error.code }, 'job with an unknown name: ended with an invalid_input Result');
+      deps.metrics?.observeInvocation({ ...result, nodeId: '(invalid)' });
+      return result;
+    }
     if (isUnparsable(job.data)) {
       const error = new InvalidInputError('SVCNODE_INVALID_DEFINITION', `job ${job.id ?? '?'} data in Redis is not valid JSON (${job.data.unparsable})`, { hint: 'enqueue through a BullMQ client, which stores data as JSON' });
       const result = invalidInputResult('(invalid)', error);

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Result } from '../invoke/result.js';
 import type { Metrics } from '../observability/metrics.js';
 import { withTimeout, type ConnectionFactory, type RedisConnection } from './connection.js';
-import { JOB_NAME, QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
+import { QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { knownRedisError } from './redis-errors.js';
 import { SafeWorker } from './safe-worker.js';
 
@@ -85,7 +85,6 @@ export class WorkerSupervisor {
   private async run(job: Job, token?: string): Promise<Result> {
     if (job.id) this.held.add(job.id);
     this.lastTakenAt = Date.now();
-    if (job.name !== JOB_NAME) throw new Error(`unknown job name "${job.name}"`);
     try {
       return await this.o.processor(job, token);
     } catch (error) {

@@ -132,11 +132,16 @@ describe('queue contract (raw BullMQ producer, in-process worker)', () => {
       expect(result.failure?.category).toBe('invalid_input');
     }
 
+    // Producers in any language name their jobs: a wrong name is bad job data, answered with a Result.
+    const misnamed = await queue.add('other', { nodeId: 'get-account', context: { accountId: '1' } });
+    expect(await misnamed.waitUntilFinished(events, 20_000)).toMatchObject({ ok: false, nodeId: 'get-account', failure: { category: 'invalid_input', code: 'SVCNODE_INVALID_DEFINITION' } });
+    expect(await misnamed.getState()).toBe('completed');
+
     // Every job, ok or not, is completed; none failed, none left over.
     const jobs = [...rejected, ...down, unknown];
     for (const { job } of jobs) expect(await job.getState()).toBe('completed');
     const counts = await queue.getJobCounts('completed', 'failed', 'active', 'wait', 'delayed');
-    expect(counts).toEqual({ completed: 1 + BAD_CERT_RUNS + DOWN_RUNS + 1 + 5, failed: 0, active: 0, wait: 0, delayed: 0 });
+    expect(counts).toEqual({ completed: 1 + BAD_CERT_RUNS + DOWN_RUNS + 1 + 5 + 1, failed: 0, active: 0, wait: 0, delayed: 0 });
   });
 
   it('ServiceNodeClient.invoke returns the Result, and its jobs carry bounded retention', async () => {
