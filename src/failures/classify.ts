@@ -36,7 +36,7 @@ const RESPONSE_CODES = new Set(['SVCNODE_TOO_MANY_REDIRECTS', 'SVCNODE_BAD_REDIR
  * Failure codes that are never retried although their category (connect_failed, timeout,
  * http_status) usually is: the same request would fail the same way.
  */
-export const PERMANENT_CODES: ReadonlySet<string> = new Set([...RESPONSE_CODES, 'SVCNODE_UNEXPECTED_ERROR', 'SVCNODE_PROXY_TLS', 'SVCNODE_PROXY_BAD_RESPONSE']);
+export const PERMANENT_CODES: ReadonlySet<string> = new Set([...RESPONSE_CODES, 'SVCNODE_UNEXPECTED_ERROR', 'SVCNODE_PROXY_TLS', 'SVCNODE_PROXY_BAD_RESPONSE', 'EINVAL']);
 
 /** A failure that a later attempt may get past (the node's method permitting). */
 export function isTransient(failure: Failure, status: number): boolean {
@@ -107,14 +107,16 @@ function clientCertFailure(code: string, message: string, ctx: ClassifyContext):
 /**
  * A close without an alert as the server's verdict on our certificate, only where nothing else
  * explains it: TLS 1.2 after our certificate flight but before the handshake ended, or TLS 1.3
- * on a fresh connection within a short window after the handshake, before any byte of a response.
+ * on a fresh connection within a short window after a handshake in which the server asked for a
+ * certificate, before any byte of a response.
  */
 function postHandshakeClose(code: string, ctx: ClassifyContext): Failure | undefined {
   const probe = ctx.probe;
   if (!probe || probe.responses > 0 || probe.answered || !RESET_CODES.has(code)) return undefined;
   const duringOurFlight = probe.secureAt === undefined && probe.keylogLabel === 'CLIENT_RANDOM';
   const closedAt = probe.closedAt ?? Number.POSITIVE_INFINITY;
-  const rightAfterTls13 = probe.secureAt !== undefined && probe.protocol === 'TLSv1.3' && !probe.sessionReused && closedAt - probe.secureAt <= CLIENT_VERDICT_WINDOW_MS;
+  // A server that asked for no certificate has no verdict on one (a `return 444`, a Host it does not serve).
+  const rightAfterTls13 = probe.secureAt !== undefined && probe.protocol === 'TLSv1.3' && !probe.sessionReused && probe.certificateRequested !== false && closedAt - probe.secureAt <= CLIENT_VERDICT_WINDOW_MS;
   if (!duringOurFlight && !rightAfterTls13) return undefined;
   return ctx.clientSubject
     ? failure('client_cert_rejected', code, `${ctx.host} closed the connection at the end of the TLS handshake without answering: it most likely rejected our client certificate "${ctx.clientSubject}"`, 'register the client certificate (or its issuing CA) with the backend team; the server sent no alert, so its logs have the reason')
@@ -161,18 +163,27 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
   if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG') {
     return failure('protocol_mismatch', code, `${ctx.host} does not speak TLS on this port (${message})`, 'check the port in the URL: it may be a plain HTTP port');
   }
+  if (code === 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME') {
+    return failure('protocol_mismatch', code, `${ctx.host} does not serve the host name it was asked for (TLS alert unrecognized_name)`, 'set tls.servername to a name the backend serves (usually the name in its certificate); a URL with an IP address sends no name unless tls.servername is set');
+  }
   if (code.startsWith('ERR_SSL_')) {
     return failure('protocol_mismatch', code, `${ctx.host}: TLS negotiation failed: ${message}`, 'the server and the node share no TLS version or cipher: check tls.minVersion and the server\'s TLS configuration');
   }
   if (CONNECT_CODES.has(code) || RESET_CODES.has(code)) {
     return failure('connect_failed', code, `${ctx.host}: ${message}`, code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'the host name does not resolve: check the URL and DNS' : 'check that the backend is up and reachable from this machine (host, port, firewall, proxy)', phase);
   }
+  if (code === 'EINVAL') {
+    return failure('connect_failed', code, `${ctx.host}: the address cannot be used as written (${message})`, 'an IPv6 link-local address needs its zone (fe80::1%eth0) and a host name has at most 253 characters: fix the URL', phase);
+  }
   // Not silently a network failure: a code of its own, logged by the caller with the raw code, never retried.
   return failure('connect_failed', 'SVCNODE_UNEXPECTED_ERROR', `${ctx.host}: unexpected error ${rawCode ?? '(no code)'}: ${message}`, 'this error is not one svcnode knows; the worker log has its raw code: report it with the log line', phase);
 }
 
-/** nginx answers a bad or missing client certificate with HTTP 400/495/496 after the handshake. */
-export function classifyHttpStatus(status: number, bodyText: string, ctx: ClassifyContext): Failure {
+/**
+ * nginx's verdict on our certificate, sent as HTTP after the handshake (400 with its SSL error
+ * page, 495, 496): a certificate failure even when the node accepts the status for business answers.
+ */
+export function certificateStatusFailure(status: number, bodyText: string, ctx: ClassifyContext): Failure | undefined {
   const required = status === 496 || (status === 400 && bodyText.includes('No required SSL certificate was sent'));
   const rejected = status === 495 || (status === 400 && bodyText.includes('The SSL certificate error'));
   if (required && !ctx.clientSubject) {
@@ -181,6 +192,13 @@ export function classifyHttpStatus(status: number, bodyText: string, ctx: Classi
   if (required || rejected) {
     return failure('client_cert_rejected', `HTTP_${status}`, `${ctx.host} answered ${status}: it rejected our client certificate "${ctx.clientSubject ?? ''}"`, 'register the client certificate (or its issuing CA) with the backend team');
   }
+  return undefined;
+}
+
+/** Any status the node does not accept: nginx's certificate verdicts first, then the status itself. */
+export function classifyHttpStatus(status: number, bodyText: string, ctx: ClassifyContext): Failure {
+  const verdict = certificateStatusFailure(status, bodyText, ctx);
+  if (verdict) return verdict;
   if (status === 403 && /Cannot perform Post-Handshake Authentication/i.test(bodyText)) {
     return failure('http_status', `HTTP_${status}`, `${ctx.host} answered 403: it asked for a client certificate by TLS 1.3 post-handshake authentication, which this client does not offer`, 'set tls.maxVersion: "TLSv1.2" on the node so the server asks for the certificate during the handshake');
   }

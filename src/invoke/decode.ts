@@ -38,6 +38,11 @@ class AnyInflate extends Transform {
   }
 }
 
+function hasNoBody(response: IncomingMessage, method: string): boolean {
+  const status = response.statusCode ?? 0;
+  return method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200) || response.headers['content-length'] === '0';
+}
+
 function decoder(coding: string): Transform | undefined {
   switch (coding) {
     case 'gzip':
@@ -55,11 +60,13 @@ function decoder(coding: string): Transform | undefined {
 /**
  * The body stream decoded per Content-Encoding: codings are case-insensitive and may be stacked
  * ("gzip, br" was applied gzip first, so it is undone br first). An unknown coding is a coded,
- * permanent error rather than raw bytes handed back as if they were the body.
+ * permanent error rather than raw bytes handed back as if they were the body. A response without
+ * a body (to HEAD, 204, 304, Content-Length 0) is not decoded: its Content-Encoding may describe
+ * the body a GET would get (RFC 9110), and an empty input is no valid gzip or br stream.
  */
-export function decodedBody(response: IncomingMessage): Readable {
+export function decodedBody(response: IncomingMessage, method: string): Readable {
   const header = response.headers['content-encoding'];
-  if (header === undefined) return response;
+  if (header === undefined || hasNoBody(response, method)) return response;
   const codings = header.toLowerCase().split(',').map((c) => c.trim()).filter((c) => c !== '' && c !== 'identity');
   let stream: Readable = response;
   for (let i = codings.length - 1; i >= 0; i--) {

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { TransportError } from '../errors.js';
-import { classifyError, classifyHttpStatus, type ClassifyContext } from '../failures/classify.js';
+import { certificateStatusFailure, classifyError, classifyHttpStatus, type ClassifyContext } from '../failures/classify.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
 import { clientFacts } from './client-facts.js';
@@ -41,7 +41,8 @@ export function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, p
     sessionReused: probe.sessionReused,
     connectionReused: reused,
     serverChain: probe.serverChain ?? [],
-    clientCertificate: clientCertificate(profile),
+    // Only what was sent: a server that asked for no certificate got none.
+    clientCertificate: probe.certificateRequested === false ? null : clientCertificate(profile),
     ...(probe.revocation ? { revocation: probe.revocation.map(({ profile: _profile, ...verdict }) => verdict) } : {}),
   };
 }
@@ -65,8 +66,11 @@ export function classifyContext(host: string, profile: LoadedProfile, probe: Con
 /** Judge an HTTP status against the accepted ones (numbers or "2xx" classes). */
 export function statusFailure(exchange: Exchange, accept: readonly (number | string)[], host: string, profile: LoadedProfile): Failure | null {
   const status = exchange.response?.status ?? 0;
-  if (accept.some((a) => (typeof a === 'number' ? a === status : a[0] === String(status)[0]))) return null;
-  return classifyHttpStatus(status, exchange.bodyText, classifyContext(host, profile, undefined, false));
+  const accepted = accept.some((a) => (typeof a === 'number' ? a === status : a[0] === String(status)[0]));
+  // nginx's verdicts on our certificate (400/495/496) count even where the node accepts the status.
+  if (accepted && status !== 400 && status !== 495 && status !== 496) return null;
+  const ctx = classifyContext(host, profile, undefined, false);
+  return accepted ? (certificateStatusFailure(status, exchange.bodyText, ctx) ?? null) : classifyHttpStatus(status, exchange.bodyText, ctx);
 }
 
 /** Classify an error of `send`: cancellation and the overall deadline first, then the error itself. */

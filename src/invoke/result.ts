@@ -49,12 +49,16 @@ export interface Result {
   auth?: AuthReport;
 }
 
-/** The URL as reported: never with user:password@. */
+/** The URL as reported: never with user:password@, never with the value of a credential-like query parameter. */
 export function reportedUrl(url: URL | string): string {
+  return withoutQuerySecrets(withoutUserinfo(url));
+}
+
+function withoutUserinfo(url: URL | string): string {
   if (typeof url === 'string') {
     if (!url.includes('@')) return url;
     try {
-      return reportedUrl(new URL(url));
+      return withoutUserinfo(new URL(url));
     } catch {
       return url.replace(/\/\/[^/?#]*@/, '//');
     }
@@ -64,6 +68,32 @@ export function reportedUrl(url: URL | string): string {
   copy.username = '';
   copy.password = '';
   return copy.href;
+}
+
+/** Names of query parameters that carry credentials (`access_token`, `client_secret`, `X-Amz-Signature`, `api_key`, `sig`). */
+const SENSITIVE_PARAM = /token|secret|session|passw|pwd|api[-_]?key|credential|signature|^sig$|^key$/i;
+const MAYBE_SENSITIVE = /token|secret|session|passw|pwd|key|credential|sig/i;
+
+function withoutQuerySecrets(href: string): string {
+  const start = href.indexOf('?');
+  if (start === -1) return href;
+  const hash = href.indexOf('#', start);
+  const end = hash === -1 ? href.length : hash;
+  const query = href.slice(start + 1, end);
+  if (!MAYBE_SENSITIVE.test(query)) return href;
+  const redacted = query.split('&').map((pair) => {
+    const eq = pair.indexOf('=');
+    return eq > 0 && SENSITIVE_PARAM.test(decodedName(pair.slice(0, eq))) ? `${pair.slice(0, eq)}=[redacted]` : pair;
+  });
+  return `${href.slice(0, start + 1)}${redacted.join('&')}${href.slice(end)}`;
+}
+
+function decodedName(name: string): string {
+  try {
+    return decodeURIComponent(name.replace(/\+/g, ' '));
+  } catch {
+    return name;
+  }
 }
 
 /**
@@ -77,7 +107,9 @@ export function keptHeaders(headers: IncomingHttpHeaders): Record<string, string
   const kept: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];
-    if (value !== undefined && !sensitive(name)) kept[name] = value;
+    if (value === undefined || sensitive(name)) continue;
+    // A redirect target may carry credentials of its own (userinfo, a token in the query).
+    kept[name] = (name === 'location' || name === 'content-location') && typeof value === 'string' ? reportedUrl(value) : value;
   }
   return kept;
 }

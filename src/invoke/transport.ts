@@ -6,6 +6,7 @@ import { decodedBody } from './decode.js';
 import { DEFAULTS } from './defaults.js';
 import type { RenderedRequest } from './render.js';
 import { targetOf, type RequestTarget } from './request-target.js';
+import { reportedUrl } from './result.js';
 
 /** How one HTTP exchange is made, beyond the agent. */
 export interface CallSettings {
@@ -54,6 +55,9 @@ function coded(error: unknown, phase: TransportError['phase']): SvcnodeError {
     });
   }
   // node:http's parser (llhttp) names what it could not parse: the backend does not speak HTTP/1.1 here.
+  if (code === 'HPE_HEADER_OVERFLOW') {
+    return new TransportError('SVCNODE_BAD_RESPONSE', `the response headers are larger than the 16 KiB node:http reads (${code})`, { cause: error, phase: 'response', hint: 'the backend sends oversized headers (large cookies or SSO context headers): its team must make them smaller' });
+  }
   if (code?.startsWith('HPE_')) {
     return new TransportError('SVCNODE_BAD_RESPONSE', `the answer is not valid HTTP/1.1: ${errorMessage(error)} (${code})`, {
       cause: error,
@@ -138,7 +142,7 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
         try {
           next = new URL(location, a.target.href);
         } catch (error) {
-          fail(new TransportError('SVCNODE_BAD_REDIRECT', `the ${status} redirect's Location "${location.slice(0, 200)}" is not a URL`, { cause: error, phase: 'response', hint: 'the backend sends a broken Location header: its team must fix it' }));
+          fail(new TransportError('SVCNODE_BAD_REDIRECT', `the ${status} redirect's Location "${reportedUrl(location).slice(0, 200)}" is not a URL`, { cause: error, phase: 'response', hint: 'the backend sends a broken Location header: its team must fix it' }));
           return;
         }
         if (next.origin !== a.target.origin) {
@@ -156,7 +160,7 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
         exchangeHttp({ method: toGet ? 'GET' : a.method, target: targetOf(next), headers: nextHeaders, payload: toGet ? undefined : a.payload }, settings, agent, bindAbort, onSocket, redirectsLeft - 1).then(resolve, reject);
         return;
       }
-      readBody(response, settings, arm, () => timer?.refresh(), fail, (sent) => {
+      readBody(response, a.method, settings, arm, () => timer?.refresh(), fail, (sent) => {
         settled = true;
         clearTimeout(timer);
         resolve(sent);
@@ -167,10 +171,10 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
 }
 
 /** Read the decoded body up to maxBodyBytes; every pause between chunks is bounded by idleMs. */
-function readBody(response: IncomingMessage, settings: CallSettings, arm: (ms: number, error: () => SvcnodeError) => void, refresh: () => void, fail: (error: unknown) => void, done: (sent: Sent) => void): void {
+function readBody(response: IncomingMessage, method: string, settings: CallSettings, arm: (ms: number, error: () => SvcnodeError) => void, refresh: () => void, fail: (error: unknown) => void, done: (sent: Sent) => void): void {
   let body;
   try {
-    body = decodedBody(response);
+    body = decodedBody(response, method);
   } catch (error) {
     response.destroy();
     fail(error);

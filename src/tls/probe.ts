@@ -41,6 +41,8 @@ export interface ConnectionProbe {
   responses: number;
   /** The server sent application data on this connection: an HTTP answer began (see exchange). */
   answered?: boolean;
+  /** The server asked for a client certificate (a CertificateRequest; on a resumed session, in the full handshake it resumes). */
+  certificateRequested?: boolean;
   timedOut?: 'connect' | 'handshake';
   /** Revocation verdicts of this connection's full handshake (absent when no policy applies). */
   revocation?: RevocationCheck[];
@@ -115,6 +117,8 @@ export interface AgentMemo {
   serverChain?: ChainEntry[];
   /** The revocation verdicts of that handshake. */
   revocation?: RevocationCheck[];
+  /** Whether that handshake's server asked for a client certificate. */
+  certificateRequested?: boolean;
 }
 
 /**
@@ -161,9 +165,13 @@ export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: Ph
     if (peer.raw) {
       probe.serverChain = chainOf(peer);
       memo.serverChain = probe.serverChain;
+      // OpenSSL computes shared signature algorithms on a client only from a CertificateRequest.
+      probe.certificateRequested = socket.getSharedSigalgs().length > 0;
+      memo.certificateRequested = probe.certificateRequested;
     } else {
       // Sessions are only resumed within one agent, so its last verified chain is the server's.
       probe.serverChain = memo.serverChain ?? [];
+      if (memo.certificateRequested !== undefined) probe.certificateRequested = memo.certificateRequested;
       if (memo.revocation) probe.revocation = [...memo.revocation];
     }
   });
