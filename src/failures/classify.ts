@@ -138,7 +138,11 @@ function rawOf(error: unknown): unknown {
 
 /** Map any error of a call to a Failure with one of the failure categories. */
 export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
-  if (error instanceof InvalidInputError) return inputFailure(error);
+  if (error instanceof InvalidInputError) {
+    const input = inputFailure(error);
+    // The definition must change (exit 2), but the request was sent: the refused redirect is a response.
+    return error.code === 'SVCNODE_CROSS_ORIGIN_REDIRECT' ? { ...input, phase: 'response' } : input;
+  }
   if (error instanceof ProxyError) return proxyFailure(error, ctx);
   const root = rawOf(error);
   const raw = errorMessage(root).trim();

@@ -156,7 +156,8 @@ describe('redirects', () => {
       res.writeHead(302, { location: `https://localhost:${other.port}/elsewhere` }).end();
     });
     const r = await invoke(node(`https://localhost:${s.port}/`, { request: { method: 'GET', url: `https://localhost:${s.port}/`, followRedirects: true } }), {}, bank.deps);
-    expect(r.failure).toMatchObject({ category: 'invalid_input', code: 'SVCNODE_CROSS_ORIGIN_REDIRECT' });
+    // invalid_input (the node must call that origin itself, exit 2), in phase response: the request was sent.
+    expect(r.failure).toMatchObject({ category: 'invalid_input', code: 'SVCNODE_CROSS_ORIGIN_REDIRECT', phase: 'response' });
     expect(other.tcpConnections).toBe(0);
   });
 
