@@ -10,7 +10,7 @@ import { proxyError } from './proxy-error.js';
 import { connectionChecker } from './revocation.js';
 import { secureContextFor } from './secure-context.js';
 import { policyKey, type TlsPolicy } from './tls-policy.js';
-import { tlsEndpoint } from './endpoint.js';
+import { authorityHost, proxyLocation, tlsEndpoint } from './endpoint.js';
 
 /** Everything that decides which connections may be shared. */
 export interface AgentSpec {
@@ -98,7 +98,7 @@ class ProxyAgent extends HttpsProxyAgent {
     super({
       ...agentOptions(spec),
       maxCachedSessions: sessionCacheSize(spec.profile, maxCachedSessions),
-      proxy: spec.proxyUrl,
+      proxy: proxyLocation(spec.proxyUrl) as unknown as URL,
       // hpagent passes these to https.request, and so to tls.connect, which takes a prebuilt SecureContext.
       ...(spec.proxyTls ? { proxyRequestOptions: { secureContext: spec.proxyTls.context } as unknown as HttpsProxyAgentOptions['proxyRequestOptions'] } : {}),
     });
@@ -110,7 +110,9 @@ class ProxyAgent extends HttpsProxyAgent {
     // eslint-disable-next-line @typescript-eslint/unbound-method -- called with this agent as `this`
     const create: CreateConnection = HttpsProxyAgent.prototype.createConnection;
     const { options: own, stapling } = connectionOptions(this.spec, this.identity, options, probe, this.spec.limits.connectMs);
-    create.call(this, own, (error, stream) => {
+    // hpagent writes `CONNECT host:port`: an IPv6 target needs its brackets there (the TLS checks strip them).
+    const target = typeof own.host === 'string' ? { ...own, host: authorityHost(own.host) } : own;
+    create.call(this, target, (error, stream) => {
       if (error) {
         callback?.(proxyError(error, this.spec.proxyUrl, this.spec.limits.connectMs), stream);
         return;

@@ -19,3 +19,23 @@ export function tlsEndpoint(origin: { hostname: string; port: string }, serverna
   const host = bareHostname(origin.hostname);
   return { host, port: Number(origin.port || 443), servername: servername ?? (isIP(host) === 0 ? host : undefined) };
 }
+
+/** A host as the authority of a CONNECT request takes it: an IPv6 literal in brackets (RFC 9110). */
+export function authorityHost(host: string): string {
+  return isIP(host) === 6 ? `[${host}]` : host;
+}
+
+/** Where a proxy URL points, as hpagent reads it (`hostname` without IPv6 brackets, so it resolves). */
+export interface ProxyLocation {
+  protocol: string;
+  hostname: string;
+  port: string;
+  username: string;
+  password: string;
+}
+
+/** The proxy of `proxy.url` for hpagent: its IPv6 literal unbracketed, which http.request needs. */
+export function proxyLocation(proxyUrl: string): ProxyLocation {
+  const url = new URL(proxyUrl);
+  return { protocol: url.protocol, hostname: bareHostname(url.hostname), port: url.port, username: url.username, password: url.password };
+}

@@ -2,6 +2,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { IdentityError } from '../errors.js';
 import { subjectPatternMatches } from './subject-pattern.js';
+import { bareHostname } from './endpoint.js';
 
 /** Server identity requirements beyond the trust chain. */
 export interface IdentityRules {
@@ -83,5 +84,6 @@ export function checkIdentityRules(cert: PeerCertificate, rules: IdentityRules):
  * and then applies the pins and subject patterns.
  */
 export function identityChecker(rules: IdentityRules): (host: string, cert: PeerCertificate) => Error | undefined {
-  return (host, cert) => checkServerIdentity(host, cert) ?? checkIdentityRules(cert, rules);
+  // Through a proxy the host may arrive as `[::1]` (the CONNECT authority): Node compares IPs unbracketed.
+  return (host, cert) => checkServerIdentity(bareHostname(host), cert) ?? checkIdentityRules(cert, rules);
 }

@@ -7,6 +7,7 @@
  * proxy travels in plaintext.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadProfile } from '../../src/definitions/profiles.js';
 import type { NodeDefinition } from '../../src/definitions/types.js';
@@ -223,5 +224,59 @@ describe('an https:// proxy (TLS to the proxy)', () => {
     const r = await invoke(node(`https://localhost:${backend.port}/`, { proxy: { url: 'https://localhost:1/', noProxy: ['localhost'] } }), {}, deps);
     expect(r.failure, JSON.stringify(r.failure)).toBeNull();
     expect(tlsProxy.inner.connects).toBe(before);
+  });
+});
+
+/** Whether this machine has an IPv6 loopback to test on (some containers have none). */
+async function ipv6Loopback(): Promise<boolean> {
+  const probe = net.createServer();
+  return new Promise((resolve) => {
+    probe.once('error', () => resolve(false));
+    probe.listen(0, '::1', () => probe.close(() => resolve(true)));
+  });
+}
+const IPV6 = await ipv6Loopback();
+
+describe.skipIf(!IPV6)('IPv6 literals through a proxy', () => {
+  /** A TCP relay listening on [::1] to a port on 127.0.0.1, closed after the test. */
+  async function relayFromV6(toPort: number): Promise<net.Server> {
+    const relay = net.createServer((client) => {
+      const upstream = net.connect(toPort, '127.0.0.1');
+      client.pipe(upstream).pipe(client);
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '::1', resolve));
+    return relay;
+  }
+
+  it('a backend at https://[::1]:port through squid: CONNECT names [::1]:port, and the IP SAN ::1 verifies', async () => {
+    const leaf = await mintLeaf({ subject: 'CN=v6 backend,O=bank', issuer: pki.intermediate, usage: 'server', ipAddresses: ['::1'] });
+    const v6 = tls.createServer({ key: leaf.keyPem, cert: leaf.certPem + pki.intermediate.certPem, ca: pki.root.certPem, requestCert: true, rejectUnauthorized: true }, (socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{"v6":true}'));
+    });
+    await new Promise<void>((resolve) => v6.listen(0, '::1', resolve));
+    try {
+      const port = (v6.address() as net.AddressInfo).port;
+      const r = await invoke(node(`https://[::1]:${port}/`, { proxy: { url: withCredentials(squid.url) } }), {}, deps);
+      expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+      expect(r.response?.body).toEqual({ v6: true });
+      expect(squid.accessLog()).toContain(`[::1]:${port}`);
+    } finally {
+      v6.close();
+    }
+  });
+
+  it('a proxy at http://[::1]:port is reached (not looked up in DNS with its brackets)', async () => {
+    const relay = await relayFromV6(squid.port);
+    try {
+      const proxyUrl = withCredentials(`http://[::1]:${(relay.address() as net.AddressInfo).port}/`);
+      const r = await invoke(node(`https://localhost:${backend.port}/`, { proxy: { url: proxyUrl } }), {}, deps);
+      expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+      expect(r.response?.status).toBe(200);
+    } finally {
+      relay.close();
+    }
   });
 });

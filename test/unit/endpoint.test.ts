@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bareHostname, tlsEndpoint } from '../../src/tls/endpoint.js';
+import { authorityHost, bareHostname, proxyLocation, tlsEndpoint } from '../../src/tls/endpoint.js';
 
 describe('bareHostname', () => {
   it.each([
@@ -26,5 +26,18 @@ describe('tlsEndpoint', () => {
   it("the node's tls.servername wins, for IP addresses too", () => {
     expect(tlsEndpoint(new URL('https://10.1.2.3/'), 'gw.bank.example')).toEqual({ host: '10.1.2.3', port: 443, servername: 'gw.bank.example' });
     expect(tlsEndpoint(new URL('https://lb.internal:443/'), 'api.bank.example').servername).toBe('api.bank.example');
+  });
+});
+
+describe('CONNECT authority and proxy location', () => {
+  it('brackets an IPv6 literal in a CONNECT authority, nothing else', () => {
+    expect(authorityHost('::1')).toBe('[::1]');
+    expect(authorityHost('10.0.0.1')).toBe('10.0.0.1');
+    expect(authorityHost('api.bank.example')).toBe('api.bank.example');
+  });
+
+  it('gives hpagent an IPv6 proxy host without brackets, credentials as written', () => {
+    expect(proxyLocation('http://u:p%40ss@[::1]:3128')).toEqual({ protocol: 'http:', hostname: '::1', port: '3128', username: 'u', password: 'p%40ss' });
+    expect(proxyLocation('https://proxy.bank.example')).toMatchObject({ protocol: 'https:', hostname: 'proxy.bank.example', port: '' });
   });
 });
