@@ -71,6 +71,7 @@ export const ERROR_CODES = {
   SVCNODE_OCSP_STAPLE_MISMATCH: 'the stapled OCSP response is about another certificate (serial or issuer differs)',
   SVCNODE_REDIS_AUTH: 'Redis refused the credentials (NOAUTH, WRONGPASS)',
   SVCNODE_REDIS_WRONG_NODE: 'the Redis URL names one node of a Redis Cluster that does not own the queue (MOVED)',
+  SVCNODE_REDIS_DB: 'the Redis URL selects a database number the server does not have',
   SVCNODE_REDIS_CROSSSLOT: 'the queue prefix has no hash tag, so its keys span Redis Cluster slots (CROSSSLOT)',
   SVCNODE_PORT_IN_USE: 'the --metrics-port is taken by another process',
 } as const;

@@ -5,7 +5,7 @@ import { validateDocument } from '../definitions/validator.js';
 import { UnavailableError } from '../errors.js';
 import { FailureStore, type FailureSummary, type NodeFailures } from '../failures/store.js';
 import type { Result } from '../invoke/result.js';
-import { DEFAULT_REDIS_URL, connectTarget, isCluster, parseRedisUrl, redactRedisUrl, resolvePrefix, type RedisConnection } from './connection.js';
+import { DEFAULT_REDIS_URL, checkDatabase, connectTarget, isCluster, parseRedisUrl, redactRedisUrl, resolvePrefix, type RedisConnection } from './connection.js';
 import { JOB_NAME, QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { knownRedisError, translateRedisError } from './redis-errors.js';
 
@@ -53,6 +53,7 @@ export class ServiceNodeClient {
   private events: QueueEvents | undefined;
   private readonly connectTimeoutMs: number;
   private lastRedisError: unknown;
+  private databaseChecked = false;
   private eventsConnection: RedisConnection | undefined;
 
   constructor(options: ServiceNodeClientOptions = {}) {
@@ -86,7 +87,14 @@ export class ServiceNodeClient {
 
   /** Wait until Redis answers, or fail with UnavailableError after connectTimeoutMs. */
   private async ready(): Promise<void> {
-    if (this.connection.status === 'ready') return;
+    if (this.connection.status !== 'ready') await this.connected();
+    if (!this.databaseChecked) {
+      await checkDatabase(this.connection);
+      this.databaseChecked = true;
+    }
+  }
+
+  private async connected(): Promise<void> {
     const early = knownRedisError(this.lastRedisError);
     if (early) throw early;
     await new Promise<void>((resolve, reject) => {

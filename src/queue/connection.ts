@@ -1,4 +1,5 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { translateRedisError } from './redis-errors.js';
 import { parseRedisUrl, type RedisTarget } from './redis-url.js';
 
 export { DEFAULT_REDIS_URL, parseRedisUrl, redactRedisUrl, resolvePrefix, CLUSTER_PREFIX, type RedisTarget } from './redis-url.js';
@@ -72,4 +73,14 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () =>
     timer = setTimeout(() => reject(onTimeout()), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Select the URL's database explicitly: ioredis reports an index the server does not have only as
+ * an 'error' event and goes on in database 0, where a worker would take another queue's jobs.
+ */
+export async function checkDatabase(connection: RedisConnection): Promise<void> {
+  if (isCluster(connection)) return;
+  const db = connection.options.db;
+  if (db) await connection.select(db).catch(translateRedisError);
 }

@@ -19,6 +19,14 @@ const KNOWN: { pattern: RegExp; make: (message: string, cause: unknown) => Svcno
       }),
   },
   {
+    pattern: /DB index is out of range/i,
+    make: (message, cause) =>
+      new InvalidInputError('SVCNODE_REDIS_DB', `the Redis URL selects a database this server does not have (${message})`, {
+        cause,
+        hint: "use a database number below the server's 'databases' setting (16 by default: /0 to /15)",
+      }),
+  },
+  {
     pattern: /^CROSSSLOT\b/,
     make: (message, cause) =>
       new InvalidInputError('SVCNODE_REDIS_CROSSSLOT', `the queue's keys span several Redis Cluster slots (${message})`, {

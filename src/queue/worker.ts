@@ -13,7 +13,7 @@ import { Metrics } from '../observability/metrics.js';
 import { DEFAULT_METRICS_HOST, startMetricsServer, type HealthReport } from '../observability/server.js';
 import { AgentPool } from '../tls/agents.js';
 import { InvalidInputError, errorCode } from '../errors.js';
-import { DEFAULT_REDIS_URL, connectionFactory, isCluster, parseRedisUrl, resolvePrefix, withTimeout, type RedisConnection } from './connection.js';
+import { DEFAULT_REDIS_URL, checkDatabase, connectionFactory, isCluster, parseRedisUrl, resolvePrefix, withTimeout, type RedisConnection } from './connection.js';
 import { QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { createProcessor } from './processor.js';
 import { startQueueSampler } from './queue-metrics.js';
@@ -101,10 +101,11 @@ async function redisOrAbort(redis: RedisConnection, signal: AbortSignal | undefi
   while (!signal?.aborted) {
     try {
       await withTimeout(redis.ping(), 2_000, () => new Error('PING timed out'));
+      await withTimeout(checkDatabase(redis), 2_000, () => new Error('SELECT timed out'));
       return true;
     } catch (error) {
       const known = knownRedisError(error);
-      if (known?.code === 'SVCNODE_REDIS_AUTH') throw known;
+      if (known?.code === 'SVCNODE_REDIS_AUTH' || known?.code === 'SVCNODE_REDIS_DB') throw known;
       await sleepOrAbort(250, signal);
     }
   }

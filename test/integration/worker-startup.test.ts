@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, spawnCli } from '../helpers/cli.js';
 import { listen } from '../helpers/net.js';
@@ -61,6 +62,23 @@ describe('worker start-up failures', () => {
       expect(r.durationMs).toBeLessThan(4_000); // before the 5 s connect timeout
       expect(r.stderr).toContain('SVCNODE_REDIS_AUTH');
       expect(r.stderr).not.toContain('wrong-pass-9z');
+    }
+  });
+
+  it.each([['worker'], ['enqueue', 'get-account'], ['failures']])('%s exits 2 when the URL selects a database the server lacks, and never works on database 0 instead', async (...args) => {
+    const db0 = new Redis({ port: redis.port, lazyConnect: true });
+    // A job of database 0's queue, which a worker that fell back to database 0 would take.
+    const wait = 'bull:service-node-invocations:wait';
+    await db0.rpush(wait, 'job-of-db-0');
+    try {
+      const r = await runCli([...args, '--redis', `${redis.url}/16`, ...(args[0] === 'worker' ? [...dirs(), '--metrics-port', '0'] : [])], { timeoutMs: 20_000 });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('SVCNODE_REDIS_DB');
+      expect(r.stderr).not.toContain('worker started');
+      expect(await db0.lrange(wait, 0, -1)).toEqual(['job-of-db-0']);
+    } finally {
+      await db0.del(wait);
+      db0.disconnect();
     }
   });
 
