@@ -33,12 +33,38 @@ export function refreshAt(crl: LoadedCrl, fetchedAt: number): number {
   return Math.max(earliest, crl.nextUpdate.getTime() - Math.min(CRL_FETCH_DEFAULTS.refreshMarginMs, validity / 10));
 }
 
-async function download(url: string): Promise<Buffer> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(CRL_FETCH_DEFAULTS.timeoutMs), redirect: 'follow' });
-  if (!response.ok) throw new Error(`HTTP ${response.status}`);
-  const bytes = Buffer.from(await response.arrayBuffer());
-  if (bytes.length > CRL_FETCH_DEFAULTS.maxBytes) throw new Error(`larger than ${CRL_FETCH_DEFAULTS.maxBytes} bytes`);
-  return bytes;
+/**
+ * The body of `url`, read as a stream: a Content-Length above maxBytes is refused before any body
+ * byte is read, and the request is aborted as soon as the bytes read pass maxBytes, so a huge or
+ * endless answer never sits in memory.
+ */
+export async function download(url: string, maxBytes: number = CRL_FETCH_DEFAULTS.maxBytes): Promise<Buffer> {
+  const controller = new AbortController();
+  const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(CRL_FETCH_DEFAULTS.timeoutMs)]);
+  const response = await fetch(url, { signal, redirect: 'follow' });
+  const refuse = (message: string): Error => {
+    controller.abort();
+    return new Error(message);
+  };
+  if (!response.ok) throw refuse(`HTTP ${response.status}`);
+  const declared = Number(response.headers.get('content-length') ?? '');
+  if (declared > maxBytes) throw refuse(`larger than ${maxBytes} bytes (Content-Length ${declared})`);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  if (!response.body) return Buffer.alloc(0);
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      const error = refuse(`larger than ${maxBytes} bytes`);
+      await reader.cancel().catch(() => undefined);
+      throw error;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, total);
 }
 
 /**
