@@ -4,17 +4,21 @@
  * above the cap (refused before the body), and a corrupt shared copy in a real Redis (ignored,
  * replaced by a fresh download, reported as a stored-copy problem, never blamed on the URL).
  */
-import { X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import http from 'node:http';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../src/errors.js';
+import { loadProfile } from '../../src/definitions/profiles.js';
 import { CRL_FETCH_DEFAULTS, CrlFetcher } from '../../src/pki/crl-fetch.js';
+import { RedisCrlStore } from '../../src/queue/redis-crl-store.js';
 import { listen, waitFor } from '../helpers/net.js';
 import { createOpensslPki, type OpensslPki } from '../helpers/openssl-ca.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
 
 const MiB = 1024 * 1024;
 /** What the streaming server is willing to send: eight times the cap. */
@@ -25,6 +29,9 @@ let pki: OpensslPki;
 let rootCrl: Buffer;
 let server: http.Server;
 let base: string;
+let redis: TestRedis;
+let client: Redis;
+const hits = new Map<string, number>();
 /** Per path: bytes the server managed to write, and whether the client hung up before the end. */
 const sent = new Map<string, { bytes: number; closedEarly: boolean; done: boolean }>();
 
@@ -54,15 +61,20 @@ beforeAll(async () => {
   rootCrl = readFileSync(pki.gencrl(pki.root, join(dir, 'root.crl'), { der: true }));
   server = http.createServer((req, res) => {
     const path = req.url ?? '';
+    hits.set(path, (hits.get(path) ?? 0) + 1);
     if (path.endsWith('/big.crl')) return stream(res, path, false);
     if (path.endsWith('/declared.crl')) return stream(res, path, true);
     sent.set(path, { bytes: rootCrl.length, closedEarly: false, done: true });
     res.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(rootCrl);
   });
   base = `http://127.0.0.1:${await listen(server, 0)}`;
+  redis = await startRedis();
+  client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
 }, 30_000);
 
 afterAll(async () => {
+  client?.disconnect();
+  await redis?.close();
   server?.closeAllConnections();
   await new Promise((r) => (server ? server.close(r) : r(undefined)));
   await rm(dir, { recursive: true, force: true });
@@ -97,4 +109,51 @@ describe('size cap', () => {
     expect(state.closedEarly).toBe(true);
     expect(state.bytes).toBeLessThan(8 * MiB);
   }, 30_000);
+});
+
+describe('shared copy in Redis', () => {
+  /** The Redis key of a URL's shared copy, as an operator would find it. */
+  const keyOf = (prefix: string, url: string): string => `${prefix}:crl:${createHash('sha256').update(url).digest('hex').slice(0, 32)}`;
+
+  it('a corrupt shared copy is ignored, replaced by a fresh download, and reported as a stored-copy problem', async () => {
+    const url = `${base}/corrupt/root.crl`;
+    const first = await new CrlFetcher(new RedisCrlStore(client, 'corrupt')).load(url, trust());
+    expect(first.storedCopyProblem).toBeUndefined();
+    const key = keyOf('corrupt', url);
+    await client.hset(key, { bytes: rootCrl.subarray(0, 100).toString('base64'), fetchedAt: String(Date.now()) });
+    expect(hits.get('/corrupt/root.crl')).toBe(1);
+
+    // A worker starting now: its profile loads with the URL's CRL and a warning about the copy.
+    const file = join(dir, 'bank.json');
+    writeFileSync(file, JSON.stringify({ trust: { ca: [pki.root.cert], crl: [url] } }));
+    const profile = await loadProfile(file, { crlFetcher: new CrlFetcher(new RedisCrlStore(client, 'corrupt')) });
+    expect(profile.trust.crls).toHaveLength(1);
+    expect(profile.findings.filter((f) => f.severity === 'error')).toEqual([]);
+    const warning = profile.findings.find((f) => f.code === 'CRL_STORED_COPY_INVALID');
+    expect(warning?.severity).toBe('warning');
+    expect(warning?.message).toContain('shared copy');
+    expect(warning?.message).toContain('not a CRL');
+    expect(warning?.hint).not.toContain('point trust.crl');
+    expect(hits.get('/corrupt/root.crl')).toBe(2);
+
+    // The fresh download replaced the corrupt copy: the next worker takes it without downloading.
+    expect(Buffer.from(await client.hget(key, 'bytes') ?? '', 'base64').equals(rootCrl)).toBe(true);
+    const next = await new CrlFetcher(new RedisCrlStore(client, 'corrupt')).load(url, trust());
+    expect(next.storedCopyProblem).toBeUndefined();
+    expect(hits.get('/corrupt/root.crl')).toBe(2);
+    // A shared copy expires at its refresh point: a bad one cannot outlive it.
+    const ttl = await client.pttl(key);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThan((first.crl.nextUpdate?.getTime() ?? Infinity) - Date.now());
+  });
+
+  it('a shared copy with a nonsense download time is not trusted', async () => {
+    const url = `${base}/time/root.crl`;
+    const key = keyOf('time', url);
+    await client.hset(key, { bytes: rootCrl.toString('base64'), fetchedAt: 'soon' });
+    const fetched = await new CrlFetcher(new RedisCrlStore(client, 'time')).load(url, trust());
+    expect(fetched.storedCopyProblem).toContain('download time');
+    expect(hits.get('/time/root.crl')).toBe(1);
+    expect(Number(await client.hget(key, 'fetchedAt'))).toBe(fetched.fetchedAt);
+  });
 });
