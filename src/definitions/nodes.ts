@@ -2,6 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
 import { checkTlsPolicy } from '../tls/tls-policy.js';
+import { checkTemplates } from './templates.js';
 import type { NodeDefinition } from './types.js';
 import { readJsonFile, validateDocument } from './validator.js';
 
@@ -10,6 +11,7 @@ export function loadNodeFile(file: string): NodeDefinition {
   const path = resolve(file);
   const data = readJsonFile(path, 'SVCNODE_INVALID_DEFINITION');
   const node = validateDocument<NodeDefinition>('node', data, path);
+  checkTemplates(node, path);
   checkTlsPolicy(node.tls, node.tls.minVersion, path);
   return node;
 }

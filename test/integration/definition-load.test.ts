@@ -1,0 +1,86 @@
+/**
+ * Bad node definitions are found when the files are loaded (real files, the loaders the worker and
+ * the dry-run use, and the real CLI): template typos.
+ */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InvalidInputError } from '../../src/errors.js';
+import { loadNodeFile, loadNodesDir } from '../../src/definitions/nodes.js';
+import { renderRequest } from '../../src/invoke/render.js';
+import { runCli } from '../helpers/cli.js';
+
+let dir: string;
+let count = 0;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'svcnode-def-load-'));
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A node definition file with `request` (and other fields) overridden; returns its path. */
+function nodeFile(extra: Record<string, unknown>, request: Record<string, unknown> = {}, o: { name?: string; in?: string; bom?: boolean } = {}): string {
+  const file = join(o.in ?? dir, o.name ?? `node-${++count}.json`);
+  const doc = { id: `node-${count}`, request: { method: 'POST', url: 'https://api.bank.example/accounts/{{context.id}}', ...request }, tls: { profile: 'bank' }, ...extra };
+  writeFileSync(file, `${o.bom ? '\uFEFF' : ''}${JSON.stringify(doc, null, 2)}\n`);
+  return file;
+}
+
+function loadError(file: string): InvalidInputError {
+  try {
+    loadNodeFile(file);
+  } catch (error) {
+    expect(error).toBeInstanceOf(InvalidInputError);
+    return error as InvalidInputError;
+  }
+  throw new Error(`${file} loaded`);
+}
+
+describe('templates are checked when the definition is loaded', () => {
+  it.each([
+    ['request.url', { url: 'https://h.example/x/{{contxt.a}}' }, '/request/url', '{{contxt.a}}'],
+    ['a header with a filter', { headers: { 'x-a': '{{ context.a | upper }}' } }, '/request/headers/x-a', '{{ context.a | upper }}'],
+    ['a query value', { query: { 'a/b': 'v-{{context.a + 1}}' } }, '/request/query/a~1b', '{{context.a + 1}}'],
+    ['a nested body string', { body: { items: [{ note: 'x' }, { note: '{{context["a"]}}' }] } }, '/request/body/items/1/note', '{{context["a"]}}'],
+    ['an empty template', { body: '{{ }}' }, '/request/body', '{{ }}'],
+  ])('%s', (_what, request, pointer, template) => {
+    const error = loadError(nodeFile({}, request));
+    expect(error.code).toBe('SVCNODE_INVALID_DEFINITION');
+    expect(error.field).toBe(pointer);
+    expect(error.message).toContain(`${pointer}: unsupported template "${template}"`);
+    expect(error.hint).toContain('{{context.path.to.value}}');
+  });
+
+  it('every bad template of a file is listed', () => {
+    const error = loadError(nodeFile({}, { url: 'https://h.example/{{ctx.a}}', headers: { 'x-b': '{{env.B}}' } }));
+    expect(error.message).toContain('/request/url: unsupported template "{{ctx.a}}"');
+    expect(error.message).toContain('/request/headers/x-b: unsupported template "{{env.B}}"');
+  });
+
+  it('templates with spaces inside the braces load, and render at call time', () => {
+    const node = loadNodeFile(nodeFile({}, { url: 'https://h.example/a/{{ context.id }}', headers: { 'x-a': '{{  context.a.b }}' }, query: { q: '{{context.q}}' }, body: { n: '{{ context.n }}' } }));
+    const rendered = renderRequest(node, { id: 'A 1', a: { b: 'hdr' }, q: 'qq', n: 5 });
+    expect(rendered.url.href).toBe('https://h.example/a/A%201?q=qq');
+    expect(rendered.headers['x-a']).toBe('hdr');
+    expect(rendered.body?.payload).toBe('{"n":5}');
+  });
+
+  it('the worker skips the file and keeps the others; the dry-run exits 2 naming the field', async () => {
+    const nodes = join(dir, 'tpl-nodes');
+    mkdirSync(nodes);
+    nodeFile({ id: 'good' }, {}, { in: nodes, name: 'good.json' });
+    const bad = nodeFile({ id: 'typo' }, { url: 'https://h.example/x/{{contxt.a}}' }, { in: nodes, name: 'typo.json' });
+    const loaded = await loadNodesDir(nodes);
+    expect([...loaded.nodes.keys()]).toEqual(['good']);
+    expect(loaded.errors.map((e) => [e.file, e.error.code, e.error.field])).toEqual([[bad, 'SVCNODE_INVALID_DEFINITION', '/request/url']]);
+
+    const r = await runCli(['dry-run', bad, '--profiles', dir, '--json'], { env: { SVCNODE_PROFILES: undefined }, timeoutMs: 20_000 });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('/request/url: unsupported template "{{contxt.a}}"');
+  }, 30_000);
+});
