@@ -1,6 +1,6 @@
 /**
  * Bad node definitions are found when the files are loaded (real files, the loaders the worker and
- * the dry-run use, and the real CLI): template typos.
+ * the dry-run use, and the real CLI): template typos. Files with a UTF-8 BOM (Windows tools) load.
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../src/errors.js';
 import { loadNodeFile, loadNodesDir } from '../../src/definitions/nodes.js';
+import { loadProfile } from '../../src/definitions/profiles.js';
 import { renderRequest } from '../../src/invoke/render.js';
 import { runCli } from '../helpers/cli.js';
 
@@ -83,4 +84,13 @@ describe('templates are checked when the definition is loaded', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('/request/url: unsupported template "{{contxt.a}}"');
   }, 30_000);
+});
+
+describe('files written by Windows tools', () => {
+  it('a node definition and a profile with a UTF-8 byte order mark load', async () => {
+    expect(loadNodeFile(nodeFile({}, {}, { bom: true })).id).toBe(`node-${count}`);
+    const profile = join(dir, 'bom-profile.json');
+    writeFileSync(profile, '\uFEFF{ "trust": { "systemRoots": true } }\n');
+    expect((await loadProfile(profile)).name).toBe('bom-profile');
+  });
 });
