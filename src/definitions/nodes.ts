@@ -2,6 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
 import { checkTlsPolicy } from '../tls/tls-policy.js';
+import { checkAddresses } from './addresses.js';
 import { checkTemplates } from './templates.js';
 import type { NodeDefinition } from './types.js';
 import { readJsonFile, validateDocument } from './validator.js';
@@ -12,6 +13,7 @@ export function loadNodeFile(file: string): NodeDefinition {
   const data = readJsonFile(path, 'SVCNODE_INVALID_DEFINITION');
   const node = validateDocument<NodeDefinition>('node', data, path);
   checkTemplates(node, path);
+  checkAddresses(node, path);
   checkTlsPolicy(node.tls, node.tls.minVersion, path);
   return node;
 }

@@ -1,6 +1,7 @@
 /**
  * Bad node definitions are found when the files are loaded (real files, the loaders the worker and
- * the dry-run use, and the real CLI): template typos. Files with a UTF-8 BOM (Windows tools) load.
+ * the dry-run use, and the real CLI): template typos, proxy URLs whose credentials cut the URL
+ * short, host names DNS cannot look up. Files with a UTF-8 BOM (Windows tools) load.
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -84,6 +85,49 @@ describe('templates are checked when the definition is loaded', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('/request/url: unsupported template "{{contxt.a}}"');
   }, 30_000);
+});
+
+describe('proxy.url is refused at load unless it parses as written', () => {
+  const password = 'PROXY#PW';
+  it.each([
+    ['a # in the password', `http://proxyuser:${password}@127.0.0.1:3128`],
+    ['a / in the password', 'http://proxyuser:12/PW@127.0.0.1:3128'],
+    ['a ? in the password', 'http://proxyuser:12?PW@127.0.0.1:3128'],
+    ['a stray % in the password', 'http://proxyuser:PW%zz@127.0.0.1:3128'],
+    ['a port above 65535', 'http://proxyuser:PW@127.0.0.1:99999'],
+  ])('%s', (_what, url) => {
+    const error = loadError(nodeFile({ proxy: { url } }));
+    expect(error.code).toBe('SVCNODE_INVALID_DEFINITION');
+    expect(error.field).toBe('/proxy/url');
+    expect(error.message).toContain('/proxy/url');
+    expect(`${error.message} ${error.hint ?? ''}`).not.toMatch(/PW|PROXY/);
+    expect(error.hint).toContain('percent-encode');
+  });
+
+  it('port 0', () => {
+    const error = loadError(nodeFile({ proxy: { url: 'http://proxyuser:PW@127.0.0.1:0' } }));
+    expect(error.field).toBe('/proxy/url');
+    expect(error.message).toContain('1–65535');
+    expect(error.message).not.toContain('PW');
+  });
+
+  it('percent-encoded credentials, and a proxy without credentials, load', () => {
+    expect(loadNodeFile(nodeFile({ proxy: { url: 'http://proxyuser:PROXY%23PW%2F%3F%25%40@127.0.0.1:3128' } })).proxy?.url).toContain('%23');
+    expect(loadNodeFile(nodeFile({ proxy: { url: 'https://proxy.internal' } })).proxy?.url).toBe('https://proxy.internal');
+  });
+});
+
+describe('request.url host', () => {
+  it('a host name longer than 253 characters is refused at load', () => {
+    const host = `${'a'.repeat(60)}.`.repeat(5) + 'example';
+    const error = loadError(nodeFile({}, { url: `https://${host}/x` }));
+    expect(error.field).toBe('/request/url');
+    expect(error.message).toContain('at most 253');
+  });
+
+  it('a port above 65535 is refused at load', () => {
+    expect(loadError(nodeFile({}, { url: 'https://h.example:99999/x' })).field).toBe('/request/url');
+  });
 });
 
 describe('files written by Windows tools', () => {
