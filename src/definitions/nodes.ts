@@ -24,12 +24,12 @@ export interface LoadedNodes {
   errors: { file: string; error: InvalidInputError }[];
 }
 
-/** Load every `*.json` node definition in a directory; bad files are reported and skipped. */
+/** Load every `*.json` node definition in a directory (any case of `.json`, as for profiles); bad files are reported and skipped. */
 export async function loadNodesDir(dir: string): Promise<LoadedNodes> {
   const root = resolve(dir);
   let names: string[];
   try {
-    names = (await readdir(root)).filter((n) => n.endsWith('.json')).sort();
+    names = (await readdir(root)).filter((n) => n.toLowerCase().endsWith('.json')).sort();
   } catch (cause) {
     throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${root}: cannot read the nodes directory`, {
       cause,

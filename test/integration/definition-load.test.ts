@@ -1,7 +1,7 @@
 /**
  * Bad node definitions are found when the files are loaded (real files, the loaders the worker and
  * the dry-run use, and the real CLI): template typos, proxy URLs whose credentials cut the URL
- * short, host names DNS cannot look up. Files with a UTF-8 BOM (Windows tools) load.
+ * short, host names DNS cannot look up. Files written by Windows tools (a UTF-8 BOM, `.JSON`) load.
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../src/errors.js';
 import { loadNodeFile, loadNodesDir } from '../../src/definitions/nodes.js';
 import { loadProfile } from '../../src/definitions/profiles.js';
+import { Registry } from '../../src/definitions/registry.js';
 import { renderRequest } from '../../src/invoke/render.js';
 import { runCli } from '../helpers/cli.js';
 
@@ -136,5 +137,19 @@ describe('files written by Windows tools', () => {
     const profile = join(dir, 'bom-profile.json');
     writeFileSync(profile, '\uFEFF{ "trust": { "systemRoots": true } }\n');
     expect((await loadProfile(profile)).name).toBe('bom-profile');
+  });
+
+  it('a node file named *.JSON loads like *.json', async () => {
+    const nodes = join(dir, 'caps-nodes');
+    const profiles = join(dir, 'caps-profiles');
+    mkdirSync(nodes);
+    mkdirSync(profiles);
+    nodeFile({ id: 'caps', tls: { profile: 'BANK' } }, {}, { in: nodes, name: 'CAPS.JSON' });
+    writeFileSync(join(profiles, 'BANK.JSON'), '{ "client": {} }');
+    const registry = await Registry.load(nodes, profiles);
+    expect([...registry.nodes.keys()]).toEqual(['caps']);
+    // The broken upper-case profile is reported under its name, not as an unknown profile.
+    expect(registry.problems.map((p) => p.error.code)).toEqual(['SVCNODE_INVALID_PROFILE']);
+    expect(() => registry.profile('BANK')).toThrow(/failed to load/);
   });
 });
