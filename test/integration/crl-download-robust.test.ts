@@ -6,7 +6,7 @@
  */
 import { createHash, X509Certificate } from 'node:crypto';
 import http from 'node:http';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import { InvalidInputError } from '../../src/errors.js';
 import { loadProfile } from '../../src/definitions/profiles.js';
 import { CRL_FETCH_DEFAULTS, CrlFetcher } from '../../src/pki/crl-fetch.js';
 import { RedisCrlStore } from '../../src/queue/redis-crl-store.js';
+import { spawnCli } from '../helpers/cli.js';
 import { listen, waitFor } from '../helpers/net.js';
 import { createOpensslPki, type OpensslPki } from '../helpers/openssl-ca.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
@@ -146,6 +147,28 @@ describe('shared copy in Redis', () => {
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThan((first.crl.nextUpdate?.getTime() ?? Infinity) - Date.now());
   });
+
+  it('a worker process starting after the copy was corrupted loads the profile and logs a stored-copy warning', async () => {
+    const url = `${base}/worker/root.crl`;
+    const profiles = join(dir, 'worker-profiles');
+    const nodes = join(dir, 'worker-nodes');
+    mkdirSync(profiles);
+    mkdirSync(nodes);
+    writeFileSync(join(profiles, 'bank.json'), JSON.stringify({ trust: { ca: [pki.root.cert], crl: [url] } }));
+    // What `redis-cli hset` leaves: the first 100 bytes of the CRL, stamped now (no --prefix: `svcnode:crl:…`).
+    await client.hset(keyOf('svcnode', url), { bytes: rootCrl.subarray(0, 100).toString('base64'), fetchedAt: String(Date.now()) });
+    const worker = spawnCli(['worker', '--redis', redis.url, '--nodes', nodes, '--profiles', profiles, '--metrics-port', '0'], { env: { SVCNODE_LOG_LEVEL: 'info' } });
+    try {
+      await worker.waitForLine(/"queue":"service-node-invocations"/, { stream: 'stderr', timeoutMs: 20_000 });
+      expect(worker.stderr()).toContain('CRL_STORED_COPY_INVALID');
+      expect(worker.stderr()).not.toContain('SVCNODE_INVALID_CRL');
+      expect(worker.stderr()).not.toContain('point trust.crl');
+      expect(hits.get('/worker/root.crl')).toBe(1);
+      expect(Buffer.from((await client.hget(keyOf('svcnode', url), 'bytes')) ?? '', 'base64').equals(rootCrl)).toBe(true);
+    } finally {
+      await worker.stop();
+    }
+  }, 30_000);
 
   it('a shared copy with a nonsense download time is not trusted', async () => {
     const url = `${base}/time/root.crl`;
