@@ -2,6 +2,8 @@ import { readdir } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
 import { checkTlsPolicy } from '../tls/tls-policy.js';
+import { checkAddresses } from './addresses.js';
+import { checkTemplates } from './templates.js';
 import type { NodeDefinition } from './types.js';
 import { readJsonFile, validateDocument } from './validator.js';
 
@@ -10,6 +12,8 @@ export function loadNodeFile(file: string): NodeDefinition {
   const path = resolve(file);
   const data = readJsonFile(path, 'SVCNODE_INVALID_DEFINITION');
   const node = validateDocument<NodeDefinition>('node', data, path);
+  checkTemplates(node, path);
+  checkAddresses(node, path);
   checkTlsPolicy(node.tls, node.tls.minVersion, path);
   return node;
 }
@@ -20,12 +24,12 @@ export interface LoadedNodes {
   errors: { file: string; error: InvalidInputError }[];
 }
 
-/** Load every `*.json` node definition in a directory; bad files are reported and skipped. */
+/** Load every `*.json` node definition in a directory (any case of `.json`, as for profiles); bad files are reported and skipped. */
 export async function loadNodesDir(dir: string): Promise<LoadedNodes> {
   const root = resolve(dir);
   let names: string[];
   try {
-    names = (await readdir(root)).filter((n) => n.endsWith('.json')).sort();
+    names = (await readdir(root)).filter((n) => n.toLowerCase().endsWith('.json')).sort();
   } catch (cause) {
     throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${root}: cannot read the nodes directory`, {
       cause,

@@ -36,7 +36,7 @@ export class Registry {
       ...profiles.errors.map((e) => ({ kind: 'profile' as const, ...e })),
     ];
     for (const { file, error } of profiles.errors) {
-      const name = file.replace(/^.*\//, '').replace(/\.json$/, '');
+      const name = file.replace(/^.*\//, '').replace(/\.json$/i, '');
       profileErrors.set(name, error);
     }
     const registry = new Registry(nodes.nodes, profiles.profiles, profileErrors, problems, resolve(profilesDir));

@@ -87,6 +87,8 @@ export function readJsonFile(file: string, code: ErrorCode): unknown {
   } catch (cause) {
     throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${file}: cannot read file`, { cause, file, hint: 'check the path and its permissions' });
   }
+  // Windows editors and PowerShell start UTF-8 files with a byte order mark; JSON.parse refuses it.
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   try {
     return JSON.parse(text) as unknown;
   } catch (cause) {

@@ -46,6 +46,14 @@ function piecesOf(template: string): Piece[] {
   return pieces;
 }
 
+/**
+ * The `{{…}}` templates in `template` that rendering refuses (anything but `{{context.path}}`), as
+ * written: definition loading uses this same parser, so load-time and call-time rules agree.
+ */
+export function unsupportedTemplates(template: string): string[] {
+  return [...template.matchAll(TEMPLATE)].filter((match) => !PATH.test(match[1] ?? '')).map((match) => match[0]);
+}
+
 /** Resolve `context.a.b` against the context; own properties only (no prototype walking). */
 function lookup(piece: Exclude<Piece, string>, context: Record<string, unknown>, field: string): unknown {
   const { expression, keys } = piece;

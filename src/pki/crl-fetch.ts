@@ -33,20 +33,56 @@ export function refreshAt(crl: LoadedCrl, fetchedAt: number): number {
   return Math.max(earliest, crl.nextUpdate.getTime() - Math.min(CRL_FETCH_DEFAULTS.refreshMarginMs, validity / 10));
 }
 
-async function download(url: string): Promise<Buffer> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(CRL_FETCH_DEFAULTS.timeoutMs), redirect: 'follow' });
-  if (!response.ok) throw new Error(`HTTP ${response.status}`);
-  const bytes = Buffer.from(await response.arrayBuffer());
-  if (bytes.length > CRL_FETCH_DEFAULTS.maxBytes) throw new Error(`larger than ${CRL_FETCH_DEFAULTS.maxBytes} bytes`);
-  return bytes;
+/**
+ * The body of `url`, read as a stream: a Content-Length above maxBytes is refused before any body
+ * byte is read, and the request is aborted as soon as the bytes read pass maxBytes, so a huge or
+ * endless answer never sits in memory.
+ */
+export async function download(url: string, maxBytes: number = CRL_FETCH_DEFAULTS.maxBytes): Promise<Buffer> {
+  const controller = new AbortController();
+  const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(CRL_FETCH_DEFAULTS.timeoutMs)]);
+  const response = await fetch(url, { signal, redirect: 'follow' });
+  const refuse = (message: string): Error => {
+    controller.abort();
+    return new Error(message);
+  };
+  if (!response.ok) throw refuse(`HTTP ${response.status}`);
+  const declared = Number(response.headers.get('content-length') ?? '');
+  if (declared > maxBytes) throw refuse(`larger than ${maxBytes} bytes (Content-Length ${declared})`);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  if (!response.body) return Buffer.alloc(0);
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      const error = refuse(`larger than ${maxBytes} bytes`);
+      await reader.cancel().catch(() => undefined);
+      throw error;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+/** A CRL from a URL, with when it was downloaded. */
+export interface FetchedCrl {
+  crl: LoadedCrl;
+  bytes: Buffer;
+  fetchedAt: number;
+  /** Set when the shared copy could not be used (corrupt, foreign or mistimed) and was replaced by a download. */
+  storedCopyProblem?: string;
 }
 
 /**
  * CRLs from URLs, downloaded at profile load (never on the call path), kept in memory and shared
  * through a CrlStore: the first process to claim a URL downloads it, the others take its copy.
+ * A shared copy that does not parse is ignored and overwritten: it is never blamed on the URL.
  */
 export class CrlFetcher {
-  private readonly memory = new Map<string, { crl: LoadedCrl; bytes: Buffer; fetchedAt: number }>();
+  private readonly memory = new Map<string, FetchedCrl>();
   /** Downloads made by this process, per URL (for tests and logs). */
   readonly downloads = new Map<string, number>();
 
@@ -62,33 +98,35 @@ export class CrlFetcher {
   }
 
   /** The current CRL of `url`, verified against `trust`; throws SVCNODE_CRL_UNAVAILABLE when none can be had. */
-  async load(url: string, trust: readonly X509Certificate[]): Promise<{ crl: LoadedCrl; bytes: Buffer; fetchedAt: number }> {
+  async load(url: string, trust: readonly X509Certificate[]): Promise<FetchedCrl> {
     const known = this.memory.get(url);
     if (known && this.now() < refreshAt(known.crl, known.fetchedAt)) return known;
-    const shared = await this.fromStore(url, trust, known?.fetchedAt);
-    if (shared) return shared;
+    const problems = new Set<string>();
     let claimed = false;
     try {
+      const shared = await this.fromStore(url, trust, known?.fetchedAt, problems);
+      if (shared) return shared;
       claimed = await this.store.claim(url, CRL_FETCH_DEFAULTS.timeoutMs + 1_000);
       if (claimed) {
         // Another process may have stored its download and released the claim since we looked.
-        const stored = await this.fromStore(url, trust, known?.fetchedAt);
+        const stored = await this.fromStore(url, trust, known?.fetchedAt, problems);
         if (stored) return stored;
       } else {
         const deadline = Date.now() + CRL_FETCH_DEFAULTS.waitMs;
         while (Date.now() < deadline) {
           await sleep(50);
-          const theirs = await this.fromStore(url, trust, known?.fetchedAt);
+          const theirs = await this.fromStore(url, trust, known?.fetchedAt, problems);
           if (theirs) return theirs;
         }
       }
       const bytes = await download(url);
       this.downloads.set(url, (this.downloads.get(url) ?? 0) + 1);
       const fetchedAt = this.now();
-      const entry = { crl: await parseCrl(bytes, url, trust), bytes, fetchedAt };
-      await this.store.put(url, { bytes, fetchedAt });
-      this.memory.set(url, entry);
-      return entry;
+      const crl = await parseCrl(bytes, url, trust);
+      this.memory.set(url, { crl, bytes, fetchedAt });
+      await this.store.put(url, { bytes, fetchedAt }, Math.max(refreshAt(crl, fetchedAt) - fetchedAt, CRL_FETCH_DEFAULTS.minIntervalMs));
+      const problem = [...problems][0];
+      return { crl, bytes, fetchedAt, ...(problem ? { storedCopyProblem: problem } : {}) };
     } catch (cause) {
       if (known) return known;
       if (cause instanceof InvalidInputError) throw cause;
@@ -103,11 +141,23 @@ export class CrlFetcher {
     }
   }
 
-  /** A shared copy newer than `after` that is not yet due, or undefined. */
-  private async fromStore(url: string, trust: readonly X509Certificate[], after: number | undefined): Promise<{ crl: LoadedCrl; bytes: Buffer; fetchedAt: number } | undefined> {
+  /** A usable shared copy newer than `after` that is not yet due, or undefined; an unusable one is noted in `problems`. */
+  private async fromStore(url: string, trust: readonly X509Certificate[], after: number | undefined, problems: Set<string>): Promise<FetchedCrl | undefined> {
     const stored = await this.store.get(url);
-    if (!stored || (after !== undefined && stored.fetchedAt <= after)) return undefined;
-    const crl = await parseCrl(stored.bytes, url, trust);
+    if (!stored) return undefined;
+    const unusable = (why: string): undefined => {
+      problems.add(`the shared copy of ${url} in the CRL store is unusable (${why}); it was ignored and replaced by a fresh download`);
+      return undefined;
+    };
+    if (!Number.isFinite(stored.fetchedAt) || stored.fetchedAt > this.now() + CRL_FETCH_DEFAULTS.minIntervalMs) return unusable('its download time is not a valid past time');
+    if (after !== undefined && stored.fetchedAt <= after) return undefined;
+    let crl: LoadedCrl;
+    try {
+      crl = await parseCrl(stored.bytes, url, trust);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      return unusable(message.startsWith(`${url}: `) ? message.slice(url.length + 2) : message);
+    }
     if (this.now() >= refreshAt(crl, stored.fetchedAt)) return undefined;
     const entry = { crl, bytes: stored.bytes, fetchedAt: stored.fetchedAt };
     this.memory.set(url, entry);

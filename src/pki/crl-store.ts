@@ -11,7 +11,8 @@ export interface StoredCrl {
  */
 export interface CrlStore {
   get(url: string): Promise<StoredCrl | undefined>;
-  put(url: string, crl: StoredCrl): Promise<void>;
+  /** Share a download for `ttlMs` (until it is due for refresh): a stale or corrupt copy does not outlive it. */
+  put(url: string, crl: StoredCrl, ttlMs: number): Promise<void>;
   /** Take the right to download `url` for `ms`; false when another process holds it. */
   claim(url: string, ms: number): Promise<boolean>;
   /** Give the claim back once the download is stored (or failed). */
@@ -27,7 +28,7 @@ export class MemoryCrlStore implements CrlStore {
     return Promise.resolve(this.crls.get(url));
   }
 
-  put(url: string, crl: StoredCrl): Promise<void> {
+  put(url: string, crl: StoredCrl, _ttlMs: number): Promise<void> {
     this.crls.set(url, crl);
     return Promise.resolve();
   }

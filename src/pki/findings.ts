@@ -18,6 +18,7 @@ export const FINDING_CODES = {
   CRL_EXPIRES_SOON: 'a trust.crl CRL reaches its nextUpdate within a day',
   CRL_UNAVAILABLE: 'a trust.crl URL, or the CRL distribution point of a trust.ca certificate, cannot be downloaded (error: hard revocation checking fails calls)',
   CLIENT_CERT_REVOKED: 'our own client certificate or its chain is listed in a configured CRL',
+  CRL_STORED_COPY_INVALID: 'the copy of a trust.crl URL shared through Redis did not parse; it was ignored and replaced by a fresh download',
 } as const;
 export type FindingCode = keyof typeof FINDING_CODES;
 

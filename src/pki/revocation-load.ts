@@ -21,7 +21,11 @@ export async function loadCrls(entries: readonly string[], trust: readonly X509C
       continue;
     }
     try {
-      out.push(await fetcher.load(entry, trust));
+      const fetched = await fetcher.load(entry, trust);
+      out.push(fetched);
+      if (fetched.storedCopyProblem) {
+        findings.push({ severity: 'warning', code: 'CRL_STORED_COPY_INVALID', file: entry, message: fetched.storedCopyProblem, hint: 'nothing to fix at the URL; if this recurs, check what else writes the svcnode:crl:* keys in Redis' });
+      }
     } catch (error) {
       if (!(error instanceof InvalidInputError) || error.code !== 'SVCNODE_CRL_UNAVAILABLE') throw error;
       findings.push({ severity: 'error', code: 'CRL_UNAVAILABLE', file: entry, message: error.message, ...(error.hint ? { hint: error.hint } : {}) });

@@ -29,8 +29,10 @@ export class RedisCrlStore implements CrlStore {
     return { bytes: Buffer.from(fields.bytes, 'base64'), fetchedAt: Number(fields.fetchedAt) };
   }
 
-  async put(url: string, crl: StoredCrl): Promise<void> {
-    await within(this.redis.hset(this.key(url), { url, bytes: crl.bytes.toString('base64'), fetchedAt: String(crl.fetchedAt) }), 0);
+  async put(url: string, crl: StoredCrl, ttlMs: number): Promise<void> {
+    const key = this.key(url);
+    const written = this.redis.multi().hset(key, { url, bytes: crl.bytes.toString('base64'), fetchedAt: String(crl.fetchedAt) }).pexpire(key, Math.max(1, Math.ceil(ttlMs))).exec();
+    await within(written, null);
   }
 
   async claim(url: string, ms: number): Promise<boolean> {

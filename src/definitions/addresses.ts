@@ -1,0 +1,66 @@
+import { InvalidInputError } from '../errors.js';
+import type { NodeDefinition } from './types.js';
+
+/** Longest DNS name getaddrinfo accepts (longer ones fail with EINVAL at call time). */
+const MAX_HOST_NAME = 253;
+
+const PROXY_CREDENTIALS_HINT = 'percent-encode special characters in the proxy credentials (# → %23, / → %2F, ? → %3F, % → %25, @ → %40)';
+
+function invalid(file: string, field: string, reason: string, hint: string): InvalidInputError {
+  return new InvalidInputError('SVCNODE_INVALID_DEFINITION', `${file}: invalid node definition:\n  ${field}: ${reason}`, { file, field, hint });
+}
+
+/** Whether percent-decoding `text` would fail ("URI malformed" at call time). */
+function undecodable(text: string): boolean {
+  try {
+    decodeURIComponent(text);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * proxy.url must parse exactly as written: an unencoded `#`, `?` or `/` in the password cuts the
+ * userinfo (the URL then names another host, or none), a stray `%` cannot be decoded. Messages
+ * never repeat the URL: it carries the proxy password.
+ */
+function checkProxyUrl(raw: string, file: string): void {
+  const field = '/proxy/url';
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw invalid(file, field, 'is not a valid URL (a special character in the credentials, or a port outside 1–65535?)', PROXY_CREDENTIALS_HINT);
+  }
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '' || (raw.includes('@') && url.username === '' && url.password === '')) {
+    throw invalid(file, field, 'must be scheme://[user:password@]host[:port] with nothing after the port; an unencoded #, ? or / in the credentials cuts the URL short', PROXY_CREDENTIALS_HINT);
+  }
+  if (undecodable(url.username) || undecodable(url.password)) {
+    throw invalid(file, field, 'the credentials contain a % that does not start a percent-encoded byte', PROXY_CREDENTIALS_HINT);
+  }
+  if (url.port === '0') throw invalid(file, field, 'the port must be 1–65535', 'fix the proxy port');
+}
+
+/** request.url's literal origin must parse, and its host name be one DNS can look up. */
+function checkRequestOrigin(raw: string, file: string): void {
+  const field = '/request/url';
+  const origin = /^https:\/\/[^/?#]+/.exec(raw)?.[0];
+  if (origin === undefined) return; // the schema has refused it already
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    throw invalid(file, field, `the origin "${origin}" is not a valid URL (check the host name and that the port is 1–65535)`, 'write the origin as https://host[:port]');
+  }
+  if (url.port === '0') throw invalid(file, field, 'the port must be 1–65535', 'fix the port of request.url');
+  if (url.hostname.length > MAX_HOST_NAME) {
+    throw invalid(file, field, `the host name is ${url.hostname.length} characters long; DNS names have at most ${MAX_HOST_NAME}`, 'fix the host name of request.url');
+  }
+}
+
+/** Addresses of a node that would only fail at call time as "unexpected error": refused at load instead. */
+export function checkAddresses(node: NodeDefinition, file: string): void {
+  checkRequestOrigin(node.request.url, file);
+  if (node.proxy) checkProxyUrl(node.proxy.url, file);
+}
