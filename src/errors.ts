@@ -73,6 +73,7 @@ export const ERROR_CODES = {
   SVCNODE_REDIS_WRONG_NODE: 'the Redis URL names one node of a Redis Cluster that does not own the queue (MOVED)',
   SVCNODE_REDIS_CROSSSLOT: 'the queue prefix has no hash tag, so its keys span Redis Cluster slots (CROSSSLOT)',
   SVCNODE_PORT_IN_USE: 'the --metrics-port is taken by another process',
+  SVCNODE_INTERNAL_ERROR: 'a command met an error it did not expect (exit 1); `--json` prints it as {"error": …}',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -9,6 +9,7 @@ import { DEFAULT_REDIS_URL } from '../queue/connection.js';
 import { WORKER_DEFAULTS } from '../queue/constants.js';
 import { readContextFile } from './context.js';
 import { printJson, runAction, type CliIo } from './io.js';
+import { errorDocument, failedResultDocument } from './json-output.js';
 import { formatResult } from './report.js';
 import { formatTable } from './table.js';
 import { InvalidInputError } from '../errors.js';
@@ -135,12 +136,13 @@ export function enqueueCommand(io: CliIo): Command {
           } catch (error) {
             if (!(error instanceof InvokeTimeoutError)) throw error;
             io.stderr(`error [${error.code}]: ${error.message}`);
+            if (options.json) printJson(io, failedResultDocument(nodeId, error, options.requestId));
             return 5;
           }
         } finally {
           await client.close();
         }
-      }),
+      }, options.json ? (error) => failedResultDocument(nodeId, error, options.requestId) : undefined),
     );
 }
 
@@ -190,6 +192,6 @@ export function failuresCommand(io: CliIo): Command {
         } finally {
           await client.close();
         }
-      }),
+      }, options.json ? errorDocument : undefined),
     );
 }
