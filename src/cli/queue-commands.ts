@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { EXIT_UNDRAINED, runWorkerProcess } from '../../workers/worker-process.js';
 import { DEFAULT_METRICS_HOST } from '../observability/server.js';
 import { exitCodeFor } from '../failures/categories.js';
@@ -10,18 +10,11 @@ import { WORKER_DEFAULTS } from '../queue/constants.js';
 import { readContextFile } from './context.js';
 import { printJson, runAction, type CliIo } from './io.js';
 import { errorDocument, failedResultDocument } from './json-output.js';
+import { checkLogLevel, checkMetricsHost, wholeNumber } from './options.js';
 import { formatResult } from './report.js';
 import { formatTable } from './table.js';
 import { InvalidInputError } from '../errors.js';
 import { refuseKeylogInWorker } from '../tls/keylog.js';
-
-function positiveInt(name: string): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number ≥ 0`);
-    return n;
-  };
-}
 
 /** How long enqueue and failures wait for Redis before exiting 5. */
 const CLI_REDIS_TIMEOUT_MS = 5_000;
@@ -56,19 +49,22 @@ export function workerCommand(io: CliIo): Command {
     .option('--redis <url>', REDIS_HELP)
     .option('--nodes <dir>', 'node definitions directory (default: $SVCNODE_NODES)')
     .option('--profiles <dir>', 'certificate profiles directory (default: $SVCNODE_PROFILES)')
-    .option('--concurrency <n>', `parallel invocations (default ${WORKER_DEFAULTS.concurrency})`, positiveInt('--concurrency'))
-    .option('--metrics-port <port>', 'serve /metrics and /healthz on this port (0: any free port)', positiveInt('--metrics-port'))
+    .option('--concurrency <n>', `parallel invocations (default ${WORKER_DEFAULTS.concurrency})`, wholeNumber('--concurrency', 1))
+    .option('--metrics-port <port>', 'serve /metrics and /healthz on this port (0: any free port)', wholeNumber('--metrics-port', 0, 65_535))
     .option('--metrics-host <address>', `address /metrics and /healthz bind to (default: $SVCNODE_METRICS_HOST, else ${DEFAULT_METRICS_HOST}; 0.0.0.0 for every interface)`)
     .option('--prefix <prefix>', PREFIX_HELP)
-    .option('--shutdown-grace-ms <ms>', `hard deadline for held jobs on SIGTERM/SIGINT (default ${WORKER_DEFAULTS.shutdownGraceMs})`, positiveInt('--shutdown-grace-ms'))
-    .option('--lock-duration-ms <ms>', `job lock duration (default ${WORKER_DEFAULTS.lockDurationMs})`, positiveInt('--lock-duration-ms'))
-    .option('--stalled-interval-ms <ms>', `stalled-job check interval (default ${WORKER_DEFAULTS.stalledIntervalMs})`, positiveInt('--stalled-interval-ms'))
+    .option('--shutdown-grace-ms <ms>', `hard deadline for held jobs on SIGTERM/SIGINT (default ${WORKER_DEFAULTS.shutdownGraceMs})`, wholeNumber('--shutdown-grace-ms', 0))
+    .option('--lock-duration-ms <ms>', `job lock duration (default ${WORKER_DEFAULTS.lockDurationMs})`, wholeNumber('--lock-duration-ms', 1))
+    .option('--stalled-interval-ms <ms>', `stalled-job check interval (default ${WORKER_DEFAULTS.stalledIntervalMs})`, wholeNumber('--stalled-interval-ms', 1))
     .option('--no-tls-session-resumption', 'force a full TLS handshake on every new connection')
     .addOption(new Option('--keylog <file>').hideHelp())
     .addHelpText('after', `\nExit codes: 0 stopped by SIGTERM/SIGINT with every held job finished; ${EXIT_UNDRAINED} held jobs unfinished when the grace period ended (they return to the queue),\nor Redis unusable at start (refused credentials); 2 invalid usage (bad URL, prefix without a hash tag on a cluster, --metrics-port taken).`)
     .action((options: WorkerCliOptions) =>
       runAction(io, async () => {
         refuseKeylogInWorker(options.keylog, io.env);
+        checkLogLevel(io.env);
+        const metricsHost = options.metricsHost ?? io.env.SVCNODE_METRICS_HOST;
+        if (metricsHost) await checkMetricsHost(metricsHost, options.metricsHost ? '--metrics-host' : `SVCNODE_METRICS_HOST`);
         const nodesDir = options.nodes ?? io.env.SVCNODE_NODES;
         const profilesDir = options.profiles ?? io.env.SVCNODE_PROFILES;
         if (!nodesDir || !profilesDir) {
@@ -80,13 +76,13 @@ export function workerCommand(io: CliIo): Command {
           profilesDir,
           logger: createLogger(),
           env: io.env,
-          ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+          ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
           ...(options.metricsPort !== undefined ? { metricsPort: options.metricsPort } : {}),
-          ...((options.metricsHost ?? io.env.SVCNODE_METRICS_HOST) ? { metricsHost: options.metricsHost ?? io.env.SVCNODE_METRICS_HOST } : {}),
+          ...(metricsHost ? { metricsHost } : {}),
           ...(options.prefix ? { prefix: options.prefix } : {}),
           ...(options.shutdownGraceMs !== undefined ? { shutdownGraceMs: options.shutdownGraceMs } : {}),
-          ...(options.lockDurationMs ? { lockDurationMs: options.lockDurationMs } : {}),
-          ...(options.stalledIntervalMs ? { stalledIntervalMs: options.stalledIntervalMs } : {}),
+          ...(options.lockDurationMs !== undefined ? { lockDurationMs: options.lockDurationMs } : {}),
+          ...(options.stalledIntervalMs !== undefined ? { stalledIntervalMs: options.stalledIntervalMs } : {}),
           ...(options.tlsSessionResumption === false ? { tlsSessionResumption: false } : {}),
         });
       }),
@@ -113,7 +109,7 @@ export function enqueueCommand(io: CliIo): Command {
     .option('--context <file>', 'JSON file with the context variables')
     .option('--request-id <id>', 'correlation id carried into the Result')
     .option('--wait', 'wait for the Result')
-    .option('--timeout-ms <ms>', 'how long --wait waits (default 60000)', positiveInt('--timeout-ms'))
+    .option('--timeout-ms <ms>', 'how long --wait waits (default 60000)', wholeNumber('--timeout-ms', 1))
     .option('--prefix <prefix>', PREFIX_HELP)
     .option('--json', 'print exactly one JSON document on stdout')
     .addHelpText('after', '\nExit codes with --wait: those of the Result (0, 2, 3, 4, 5); 5 also when no Result arrives in time.\nWithout --wait: 0 enqueued; 2 invalid input; 5 Redis unreachable, credentials refused or wrong cluster node (MOVED).')

@@ -135,3 +135,48 @@ describe.concurrent('Redis URL passwords with unencoded @ or % are refused witho
     expectRefused(await runCli(['worker', '--nodes', dir, '--profiles', dir, '--redis', atUrl()], { timeoutMs: 15_000 }), ['Tr0ub4dor', 'Horse99'], '%40');
   });
 });
+
+describe.concurrent('numbers and settings out of range exit 2 naming the flag or variable', () => {
+  const worker = (args: string[], env: Record<string, string> = {}): Promise<CliResult> =>
+    runCli(['worker', '--nodes', dir, '--profiles', dir, '--redis', redis.url, ...args], { env, timeoutMs: 15_000 });
+
+  for (const [flag, value] of [
+    ['--metrics-port', '70000'],
+    ['--metrics-port', '1e9'],
+    ['--concurrency', '0'],
+    ['--lock-duration-ms', '0'],
+    ['--stalled-interval-ms', '0'],
+  ] as const) {
+    it(`worker ${flag} ${value}`, async () => {
+      const out = await worker([flag, value]);
+      expect(out.code, out.stderr).toBe(2);
+      expect(out.stderr).toContain(`${flag} must be a whole number from`);
+    });
+  }
+
+  it('worker --metrics-host / SVCNODE_METRICS_HOST that does not resolve', async () => {
+    const flag = await worker(['--metrics-host', 'no.such.host.invalid']);
+    expect(flag.code, flag.stderr).toBe(2);
+    expect(flag.stderr).toContain('--metrics-host "no.such.host.invalid"');
+    const env = await worker([], { SVCNODE_METRICS_HOST: 'no.such.host.invalid' });
+    expect(env.code, env.stderr).toBe(2);
+    expect(env.stderr).toContain('SVCNODE_METRICS_HOST "no.such.host.invalid"');
+  });
+
+  it('worker with SVCNODE_LOG_LEVEL=bogus', async () => {
+    const out = await worker([], { SVCNODE_LOG_LEVEL: 'bogus' });
+    expect(out.code, out.stderr).toBe(2);
+    expect(out.stderr).toContain('SVCNODE_LOG_LEVEL "bogus"');
+    expect(out.stderr).toContain('info');
+  });
+
+  for (const value of ['0', '3000000000']) {
+    it(`enqueue --wait --timeout-ms ${value}`, async () => {
+      const out = await runCli(['enqueue', 'get-account', '--redis', redis.url, '--wait', '--timeout-ms', value, '--json'], { timeoutMs: 10_000 });
+      expect(out.timedOut).toBe(false);
+      expect(out.code, out.stderr).toBe(2);
+      expect(out.stderr).toContain('--timeout-ms must be a whole number from 1 to 2147483647');
+      expect(expectInputResult(out, 'get-account', 'SVCNODE_USAGE').failure?.message).toContain('--timeout-ms');
+    });
+  }
+});
