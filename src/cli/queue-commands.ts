@@ -148,7 +148,30 @@ export function printable(text: string): string {
   return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-function formatSummary(summary: FailureSummary): string {
+/** The summary when the index of nodes is broken: nothing to list, and why. */
+type Summary = FailureSummary & { broken?: { key: string; code: 'SVCNODE_BROKEN_RECORD'; message: string; hint: string } };
+
+/**
+ * The index of nodes with records holds another type (WRONGTYPE): like a broken record, a
+ * listing that says so (exit 0) instead of a raw Redis error; other errors still fail.
+ */
+function brokenIndex(error: unknown): Summary {
+  if (!(error instanceof Error) || !error.message.startsWith('WRONGTYPE')) throw error;
+  const key = (error as { command?: { args?: unknown[] } }).command?.args?.[0];
+  const name = typeof key === 'string' ? `"${key}"` : 'of the node index';
+  return {
+    nodes: [],
+    broken: {
+      key: typeof key === 'string' ? key : '',
+      code: 'SVCNODE_BROKEN_RECORD',
+      message: `Redis key ${name} holds another type than the set of node ids svcnode writes, so no node can be listed`,
+      hint: 'written by something other than svcnode: delete the key; the worker recreates it with the next invocation (svcnode failures NODE_ID still shows one node)',
+    },
+  };
+}
+
+function formatSummary(summary: Summary): string {
+  if (summary.broken) return `no node can be listed [broken record]: ${printable(summary.broken.message)}\n  hint: ${summary.broken.hint}\n`;
   if (summary.nodes.length === 0) return 'no invocations recorded yet\n';
   const rows = summary.nodes.map((n) => {
     const failures = Object.entries(n.counts).filter(([k]) => k !== 'handshakes_ok' && k !== 'session_reused');
@@ -181,7 +204,7 @@ export function failuresCommand(io: CliIo): Command {
       runAction(io, async () => {
         const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), env: io.env, connectTimeoutMs: CLI_REDIS_TIMEOUT_MS, ...(options.prefix ? { prefix: options.prefix } : {}) });
         try {
-          const data = nodeId === undefined ? await client.failures() : await client.failures(nodeId);
+          const data = nodeId === undefined ? await client.failures().catch(brokenIndex) : await client.failures(nodeId);
           if (options.json) printJson(io, data);
           else io.stdout('nodes' in data ? formatSummary(data) : formatNode(data));
           return 0;

@@ -7,6 +7,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Result } from '../../src/invoke/result.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
@@ -179,4 +180,23 @@ describe.concurrent('numbers and settings out of range exit 2 naming the flag or
       expect(expectInputResult(out, 'get-account', 'SVCNODE_USAGE').failure?.message).toContain('--timeout-ms');
     });
   }
+});
+
+describe('Redis data and files from other tools', () => {
+  it('failures: an index key of the wrong type is shown as broken, naming the key (exit 0)', async () => {
+    const r = new Redis(redis.url);
+    try {
+      await r.set('svcnode:failures:nodes', 'notaset');
+      const text = await runCli(['failures', '--redis', redis.url]);
+      expect(text.code, text.stderr).toBe(0);
+      expect(text.stdout).toContain('broken record');
+      expect(text.stdout).toContain('"svcnode:failures:nodes"');
+      const json = await runCli(['failures', '--redis', redis.url, '--json']);
+      expect(json.code, json.stderr).toBe(0);
+      expect(onlyDocument(json)).toMatchObject({ nodes: [], broken: { key: 'svcnode:failures:nodes', code: 'SVCNODE_BROKEN_RECORD' } });
+    } finally {
+      await r.del('svcnode:failures:nodes');
+      r.disconnect();
+    }
+  });
 });
