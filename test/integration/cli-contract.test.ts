@@ -20,6 +20,7 @@ beforeAll(async () => {
   redis = await startRedis();
   dir = mkdtempSync(join(tmpdir(), 'svcnode-cli-contract-'));
   writeFileSync(join(dir, 'array.json'), '[1, 2]');
+  writeFileSync(join(dir, 'bom.json'), '\uFEFF{"accountId": "42"}');
   writeFileSync(join(dir, 'node.json'), JSON.stringify({ id: 'get-account', request: { method: 'GET', url: 'https://127.0.0.1:9/x' } }));
 });
 afterAll(async () => {
@@ -196,6 +197,19 @@ describe('Redis data and files from other tools', () => {
       expect(onlyDocument(json)).toMatchObject({ nodes: [], broken: { key: 'svcnode:failures:nodes', code: 'SVCNODE_BROKEN_RECORD' } });
     } finally {
       await r.del('svcnode:failures:nodes');
+      r.disconnect();
+    }
+  });
+
+  it('a context file with a UTF-8 byte-order mark is read', async () => {
+    const out = await runCli(['enqueue', 'get-account', '--redis', redis.url, '--context', join(dir, 'bom.json'), '--json']);
+    expect(out.code, out.stderr).toBe(0);
+    const { jobId } = onlyDocument(out) as { jobId: string };
+    const r = new Redis(redis.url);
+    try {
+      const data = JSON.parse((await r.hget(`bull:service-node-invocations:${jobId}`, 'data')) ?? '{}') as { context?: unknown };
+      expect(data.context).toEqual({ accountId: '42' });
+    } finally {
       r.disconnect();
     }
   });
