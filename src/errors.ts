@@ -74,6 +74,7 @@ export const ERROR_CODES = {
   SVCNODE_REDIS_DB: 'the Redis URL selects a database number the server does not have',
   SVCNODE_REDIS_CROSSSLOT: 'the queue prefix has no hash tag, so its keys span Redis Cluster slots (CROSSSLOT)',
   SVCNODE_PORT_IN_USE: 'the --metrics-port is taken by another process',
+  SVCNODE_INTERNAL_ERROR: 'a command met an error it did not expect (exit 1); `--json` prints it as {"error": …}',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

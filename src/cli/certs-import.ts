@@ -8,6 +8,7 @@ import { readPassphraseFile } from '../pki/passphrase.js';
 import type { PassphraseSource } from '../definitions/types.js';
 import { formatDn } from '../tls/identity.js';
 import { printJson, runAction, type CliIo } from './io.js';
+import { errorDocument } from './json-output.js';
 
 interface ImportCliOptions {
   name: string;
@@ -84,6 +85,6 @@ export function importCommand(io: CliIo, input: NodeJS.ReadableStream = process.
           );
         }
         return status === 'valid' ? 0 : 2;
-      }),
+      }, o.json ? errorDocument : undefined),
     );
 }

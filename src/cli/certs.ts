@@ -13,6 +13,7 @@ import { DAY_MS, initCaCommand, issueCommand } from './certs-mint.js';
 import { crlStatusRows, formatCrlTable } from './crl-status.js';
 import { formatTable } from './table.js';
 import { formatError, printJson, runAction, subcommand, type CliIo } from './io.js';
+import { errorDocument } from './json-output.js';
 
 /** `svcnode certs …`: inspect, verify and monitor bundles; mint a private CA for test setups. */
 
@@ -115,7 +116,7 @@ function inspectCommand(io: CliIo): Command {
           for (const e of errors) io.stderr(formatError(e));
         }
         return errors.length > 0 ? EXIT.invalidInput : EXIT.ok;
-      }),
+      }, o.json ? errorDocument : undefined),
     );
 }
 
@@ -144,7 +145,7 @@ function verifyCommand(io: CliIo): Command {
           if (findings.length === 0) io.stdout(`ok ${path}: no problems found`);
         }
         return ok ? EXIT.ok : EXIT.invalidInput;
-      }),
+      }, o.json ? errorDocument : undefined),
     );
 }
 
@@ -200,6 +201,6 @@ function statusCommand(io: CliIo): Command {
           for (const { file, error } of errors) io.stderr(`profile ${file} cannot be loaded:\n${formatError(error)}`);
         }
         return errors.length > 0 ? EXIT.invalidInput : EXIT.ok;
-      }),
+      }, o.json ? errorDocument : undefined),
     );
 }

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import { Command } from 'commander';
+import { dirname, join, resolve } from 'node:path';
+import type { Command } from 'commander';
 import { loadNodeFile } from '../definitions/nodes.js';
 import { profilesFrom } from '../definitions/profiles.js';
 import type { NodeDefinition } from '../definitions/types.js';
@@ -17,7 +16,8 @@ import type { LoadedProfile } from '../pki/types.js';
 import { AgentPool } from '../tls/agents.js';
 import { KEYLOG_WARNING, KeylogAgentPool, KeylogFile } from '../tls/keylog.js';
 import { readContextFile } from './context.js';
-import { formatError, printJson, runAction, type CliIo } from './io.js';
+import { formatError, printJson, runAction, subcommand, type CliIo } from './io.js';
+import { failedResultDocument, nodeIdOf } from './json-output.js';
 import { formatResult } from './report.js';
 
 interface DryRunOptions {
@@ -27,17 +27,6 @@ interface DryRunOptions {
   retry?: boolean;
   tlsOnly?: boolean;
   keylog?: string;
-}
-
-/** The node id to report for a definition file that did not load: its "id" if readable, else the file name. */
-function idOf(file: string): string {
-  try {
-    const id = (JSON.parse(readFileSync(file, 'utf8')) as { id?: unknown }).id;
-    if (typeof id === 'string' && id !== '') return id;
-  } catch {
-    // unreadable or not JSON: the file name stands in
-  }
-  return basename(file).replace(/\.json$/i, '');
 }
 
 /** The run itself: every outcome, bad input included, is one Result. */
@@ -52,7 +41,7 @@ async function dryRun(file: string, options: DryRunOptions, io: CliIo, onProfile
   } catch (error) {
     if (!(error instanceof InvalidInputError)) throw error;
     io.stderr(formatError(error));
-    return failedResult(idOf(file), inputFailure(error));
+    return failedResult(nodeIdOf(file), inputFailure(error));
   }
   const profilesDir = options.profiles ?? io.env.SVCNODE_PROFILES ?? join(dirname(resolve(file)), 'profiles');
   const load = profilesFrom(profilesDir, { env: io.env });
@@ -83,7 +72,7 @@ async function dryRun(file: string, options: DryRunOptions, io: CliIo, onProfile
 
 /** `svcnode dry-run NODE.json`: one call through the worker's execution path, fully reported. */
 export function dryRunCommand(io: CliIo): Command {
-  return new Command('dry-run')
+  return subcommand('dry-run') // usage errors exit 2 (commander alone would exit 1)
     .description('execute a node definition once, exactly as the worker would, and report the request, TLS session, server chain, timings and outcome')
     .argument('<node>', 'node definition file (JSON)')
     .option('--context <file>', 'JSON file with the context variables ({{context.x}})')
@@ -102,6 +91,6 @@ export function dryRunCommand(io: CliIo): Command {
         if (options.json) printJson(io, result);
         else io.stdout(formatResult(result) + ('handshake' in result ? formatHandshakeFacts(result.handshake) : ''));
         return exitCodeFor(result.failure?.category);
-      }),
+      }, options.json ? (error) => failedResultDocument(nodeIdOf(file), error) : undefined),
     );
 }

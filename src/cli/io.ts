@@ -31,12 +31,14 @@ export function formatError(error: unknown): string {
 /**
  * Run a command action and set `process.exitCode`: the action's own code, 2 for invalid input,
  * 5 when Redis cannot be reached, 1 for anything unexpected. Nothing here calls process.exit().
+ * With `json` (the command's --json), a thrown error is also printed as that one JSON document.
  */
-export async function runAction(io: CliIo, action: () => Promise<number>): Promise<void> {
+export async function runAction(io: CliIo, action: () => Promise<number>, json?: (error: unknown) => unknown): Promise<void> {
   try {
     process.exitCode = await action();
   } catch (error) {
     io.stderr(formatError(error));
+    if (json) printJson(io, json(error));
     process.exitCode = error instanceof InvalidInputError ? EXIT.invalidInput : error instanceof UnavailableError ? EXIT.network : 1;
   }
 }

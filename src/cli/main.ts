@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { PACKAGE_ROOT } from '../package-root.js';
 import { EXIT } from '../failures/categories.js';
-import { processIo } from './io.js';
+import { printJson, processIo } from './io.js';
+import { usageErrorDocument } from './json-output.js';
 import { registerCommands } from './commands.js';
 
 const program = new Command('svcnode')
@@ -19,8 +20,10 @@ try {
   await program.parseAsync(process.argv);
 } catch (error) {
   if (error instanceof CommanderError) {
-    // --help and --version exit 0; usage errors are invalid input (exit 2).
+    // --help and --version exit 0; usage errors are invalid input (exit 2), under --json also a document.
     process.exitCode = error.exitCode === 0 ? 0 : EXIT.invalidInput;
+    const document = error.exitCode === 0 ? undefined : usageErrorDocument(program, process.argv, error);
+    if (document !== undefined) printJson(processIo, document);
   } else {
     throw error;
   }

@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { EXIT_UNDRAINED, runWorkerProcess } from '../../workers/worker-process.js';
 import { DEFAULT_METRICS_HOST } from '../observability/server.js';
 import { exitCodeFor } from '../failures/categories.js';
@@ -9,18 +9,12 @@ import { DEFAULT_REDIS_URL } from '../queue/connection.js';
 import { WORKER_DEFAULTS } from '../queue/constants.js';
 import { readContextFile } from './context.js';
 import { printJson, runAction, type CliIo } from './io.js';
+import { errorDocument, failedResultDocument } from './json-output.js';
+import { checkLogLevel, checkMetricsHost, wholeNumber } from './options.js';
 import { formatResult } from './report.js';
 import { formatTable } from './table.js';
 import { InvalidInputError } from '../errors.js';
 import { refuseKeylogInWorker } from '../tls/keylog.js';
-
-function positiveInt(name: string): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number ≥ 0`);
-    return n;
-  };
-}
 
 /** How long enqueue and failures wait for Redis before exiting 5. */
 const CLI_REDIS_TIMEOUT_MS = 5_000;
@@ -55,19 +49,22 @@ export function workerCommand(io: CliIo): Command {
     .option('--redis <url>', REDIS_HELP)
     .option('--nodes <dir>', 'node definitions directory (default: $SVCNODE_NODES)')
     .option('--profiles <dir>', 'certificate profiles directory (default: $SVCNODE_PROFILES)')
-    .option('--concurrency <n>', `parallel invocations (default ${WORKER_DEFAULTS.concurrency})`, positiveInt('--concurrency'))
-    .option('--metrics-port <port>', 'serve /metrics and /healthz on this port (0: any free port)', positiveInt('--metrics-port'))
+    .option('--concurrency <n>', `parallel invocations (default ${WORKER_DEFAULTS.concurrency})`, wholeNumber('--concurrency', 1))
+    .option('--metrics-port <port>', 'serve /metrics and /healthz on this port (0: any free port)', wholeNumber('--metrics-port', 0, 65_535))
     .option('--metrics-host <address>', `address /metrics and /healthz bind to (default: $SVCNODE_METRICS_HOST, else ${DEFAULT_METRICS_HOST}; 0.0.0.0 for every interface)`)
     .option('--prefix <prefix>', PREFIX_HELP)
-    .option('--shutdown-grace-ms <ms>', `hard deadline for held jobs on SIGTERM/SIGINT (default ${WORKER_DEFAULTS.shutdownGraceMs})`, positiveInt('--shutdown-grace-ms'))
-    .option('--lock-duration-ms <ms>', `job lock duration (default ${WORKER_DEFAULTS.lockDurationMs})`, positiveInt('--lock-duration-ms'))
-    .option('--stalled-interval-ms <ms>', `stalled-job check interval (default ${WORKER_DEFAULTS.stalledIntervalMs})`, positiveInt('--stalled-interval-ms'))
+    .option('--shutdown-grace-ms <ms>', `hard deadline for held jobs on SIGTERM/SIGINT (default ${WORKER_DEFAULTS.shutdownGraceMs})`, wholeNumber('--shutdown-grace-ms', 0))
+    .option('--lock-duration-ms <ms>', `job lock duration (default ${WORKER_DEFAULTS.lockDurationMs})`, wholeNumber('--lock-duration-ms', 1))
+    .option('--stalled-interval-ms <ms>', `stalled-job check interval (default ${WORKER_DEFAULTS.stalledIntervalMs})`, wholeNumber('--stalled-interval-ms', 1))
     .option('--no-tls-session-resumption', 'force a full TLS handshake on every new connection')
     .addOption(new Option('--keylog <file>').hideHelp())
     .addHelpText('after', `\nExit codes: 0 stopped by SIGTERM/SIGINT with every held job finished; ${EXIT_UNDRAINED} held jobs unfinished when the grace period ended (they return to the queue),\nor Redis unusable at start (refused credentials); 2 invalid usage (bad URL, prefix without a hash tag on a cluster, --metrics-port taken).`)
     .action((options: WorkerCliOptions) =>
       runAction(io, async () => {
         refuseKeylogInWorker(options.keylog, io.env);
+        checkLogLevel(io.env);
+        const metricsHost = options.metricsHost ?? io.env.SVCNODE_METRICS_HOST;
+        if (metricsHost) await checkMetricsHost(metricsHost, options.metricsHost ? '--metrics-host' : `SVCNODE_METRICS_HOST`);
         const nodesDir = options.nodes ?? io.env.SVCNODE_NODES;
         const profilesDir = options.profiles ?? io.env.SVCNODE_PROFILES;
         if (!nodesDir || !profilesDir) {
@@ -79,13 +76,13 @@ export function workerCommand(io: CliIo): Command {
           profilesDir,
           logger: createLogger(),
           env: io.env,
-          ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+          ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
           ...(options.metricsPort !== undefined ? { metricsPort: options.metricsPort } : {}),
-          ...((options.metricsHost ?? io.env.SVCNODE_METRICS_HOST) ? { metricsHost: options.metricsHost ?? io.env.SVCNODE_METRICS_HOST } : {}),
+          ...(metricsHost ? { metricsHost } : {}),
           ...(options.prefix ? { prefix: options.prefix } : {}),
           ...(options.shutdownGraceMs !== undefined ? { shutdownGraceMs: options.shutdownGraceMs } : {}),
-          ...(options.lockDurationMs ? { lockDurationMs: options.lockDurationMs } : {}),
-          ...(options.stalledIntervalMs ? { stalledIntervalMs: options.stalledIntervalMs } : {}),
+          ...(options.lockDurationMs !== undefined ? { lockDurationMs: options.lockDurationMs } : {}),
+          ...(options.stalledIntervalMs !== undefined ? { stalledIntervalMs: options.stalledIntervalMs } : {}),
           ...(options.tlsSessionResumption === false ? { tlsSessionResumption: false } : {}),
         });
       }),
@@ -112,7 +109,7 @@ export function enqueueCommand(io: CliIo): Command {
     .option('--context <file>', 'JSON file with the context variables')
     .option('--request-id <id>', 'correlation id carried into the Result')
     .option('--wait', 'wait for the Result')
-    .option('--timeout-ms <ms>', 'how long --wait waits (default 60000)', positiveInt('--timeout-ms'))
+    .option('--timeout-ms <ms>', 'how long --wait waits (default 60000)', wholeNumber('--timeout-ms', 1))
     .option('--prefix <prefix>', PREFIX_HELP)
     .option('--json', 'print exactly one JSON document on stdout')
     .addHelpText('after', '\nExit codes with --wait: those of the Result (0, 2, 3, 4, 5); 5 also when no Result arrives in time.\nWithout --wait: 0 enqueued; 2 invalid input; 5 Redis unreachable, credentials refused or wrong cluster node (MOVED).')
@@ -135,12 +132,13 @@ export function enqueueCommand(io: CliIo): Command {
           } catch (error) {
             if (!(error instanceof InvokeTimeoutError)) throw error;
             io.stderr(`error [${error.code}]: ${error.message}`);
+            if (options.json) printJson(io, failedResultDocument(nodeId, error, options.requestId));
             return 5;
           }
         } finally {
           await client.close();
         }
-      }),
+      }, options.json ? (error) => failedResultDocument(nodeId, error, options.requestId) : undefined),
     );
 }
 
@@ -150,7 +148,30 @@ export function printable(text: string): string {
   return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-function formatSummary(summary: FailureSummary): string {
+/** The summary when the index of nodes is broken: nothing to list, and why. */
+type Summary = FailureSummary & { broken?: { key: string; code: 'SVCNODE_BROKEN_RECORD'; message: string; hint: string } };
+
+/**
+ * The index of nodes with records holds another type (WRONGTYPE): like a broken record, a
+ * listing that says so (exit 0) instead of a raw Redis error; other errors still fail.
+ */
+function brokenIndex(error: unknown): Summary {
+  if (!(error instanceof Error) || !error.message.startsWith('WRONGTYPE')) throw error;
+  const key = (error as { command?: { args?: unknown[] } }).command?.args?.[0];
+  const name = typeof key === 'string' ? `"${key}"` : 'of the node index';
+  return {
+    nodes: [],
+    broken: {
+      key: typeof key === 'string' ? key : '',
+      code: 'SVCNODE_BROKEN_RECORD',
+      message: `Redis key ${name} holds another type than the set of node ids svcnode writes, so no node can be listed`,
+      hint: 'written by something other than svcnode: delete the key; the worker recreates it with the next invocation (svcnode failures NODE_ID still shows one node)',
+    },
+  };
+}
+
+function formatSummary(summary: Summary): string {
+  if (summary.broken) return `no node can be listed [broken record]: ${printable(summary.broken.message)}\n  hint: ${summary.broken.hint}\n`;
   if (summary.nodes.length === 0) return 'no invocations recorded yet\n';
   const rows = summary.nodes.map((n) => {
     const failures = Object.entries(n.counts).filter(([k]) => k !== 'handshakes_ok' && k !== 'session_reused');
@@ -183,13 +204,13 @@ export function failuresCommand(io: CliIo): Command {
       runAction(io, async () => {
         const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), env: io.env, connectTimeoutMs: CLI_REDIS_TIMEOUT_MS, ...(options.prefix ? { prefix: options.prefix } : {}) });
         try {
-          const data = nodeId === undefined ? await client.failures() : await client.failures(nodeId);
+          const data = nodeId === undefined ? await client.failures().catch(brokenIndex) : await client.failures(nodeId);
           if (options.json) printJson(io, data);
           else io.stdout('nodes' in data ? formatSummary(data) : formatNode(data));
           return 0;
         } finally {
           await client.close();
         }
-      }),
+      }, options.json ? errorDocument : undefined),
     );
 }

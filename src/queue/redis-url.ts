@@ -12,23 +12,48 @@ export type RedisTarget =
 
 const FORMS = 'redis://[user:pass@]host:port[/db], rediss://…, redis+sentinel://[user:pass@]h:p,h:p/MASTER_NAME[?sentinelPasswordEnv=VAR], redis+cluster://[user:pass@]h:p,h:p[,…] or rediss+cluster://…';
 
-/** The URL with its userinfo masked, for messages. */
+/**
+ * The URL with its userinfo masked, for messages: everything between `scheme://` and the LAST `@`,
+ * so a password holding an unencoded `@`, `/` or `?` is never partly shown.
+ */
 export function redactRedisUrl(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, '//***@');
+  const at = url.lastIndexOf('@');
+  const start = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0].length ?? 0;
+  return at < start ? url : `${url.slice(0, start)}***${url.slice(at)}`;
 }
 
 function usage(message: string, hint: string = `use ${FORMS}`): InvalidInputError {
   return new InvalidInputError('SVCNODE_USAGE', message, { hint });
 }
 
+const ENCODE_HINT = 'percent-encode these characters in the user and password: % as %25, @ as %40, : in the user as %3A (e.g. redis://app:50%25off%40home@host:6379)';
+
+/** Percent-decode one part of the userinfo; a stray `%` is refused without showing the part. */
+function decodePart(part: string | undefined, url: string): string | undefined {
+  if (!part) return undefined;
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw usage(`the user or password in Redis URL "${redactRedisUrl(url)}" holds a "%" that is not followed by two hex digits`, ENCODE_HINT);
+  }
+}
+
 /**
  * `scheme://[user[:pass]@]host:port[,host:port…][/path][?query]`: the WHATWG URL parser refuses a
- * host list, so multi-host forms are split by hand.
+ * host list, so multi-host forms are split by hand. The userinfo ends at the last `@`.
  */
 function split(url: string): { scheme: string; user?: string; pass?: string; hosts: { host: string; port: number }[]; path: string; query: URLSearchParams } {
-  const match = /^([a-z+]+):\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?#]*)(\/[^?#]*)?(?:\?([^#]*))?$/.exec(url);
-  if (!match) throw usage(`invalid Redis URL "${redactRedisUrl(url)}"`);
-  const [, scheme = '', user, pass, hostList = '', path = '', query = ''] = match;
+  const outer = /^([a-z+]+):\/\/(.*)$/s.exec(url);
+  const at = outer?.[2]?.lastIndexOf('@') ?? -1;
+  const userinfo = at >= 0 ? outer?.[2]?.slice(0, at) : undefined;
+  const match = outer && /^([^/?#]*)(\/[^?#]*)?(?:\?([^#]*))?$/.exec(outer[2]?.slice(at + 1) ?? '');
+  if (!outer || !match) throw usage(`invalid Redis URL "${redactRedisUrl(url)}"`);
+  if (userinfo?.includes('@')) throw usage(`the user or password in Redis URL "${redactRedisUrl(url)}" holds an unencoded "@"`, ENCODE_HINT);
+  const colon = userinfo?.indexOf(':') ?? -1;
+  const user = decodePart(colon >= 0 ? userinfo?.slice(0, colon) : userinfo, url);
+  const pass = decodePart(colon >= 0 ? userinfo?.slice(colon + 1) : undefined, url);
+  const [, hostList = '', path = '', query = ''] = match;
+  const scheme = outer[1] ?? '';
   const defaultPort = scheme === 'redis+sentinel' ? 26379 : 6379;
   const hosts = hostList.split(',').map((h) => {
     const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]*)(?::(\d+))?$/.exec(h);
@@ -36,8 +61,16 @@ function split(url: string): { scheme: string; user?: string; pass?: string; hos
     if (!m || !Number.isInteger(port) || port <= 0 || port > 65_535) throw usage(`invalid host:port "${h}" in Redis URL "${redactRedisUrl(url)}"`);
     return { host: bareHostname(m[1] ?? '') || '127.0.0.1', port };
   });
-  const decode = (s: string | undefined): string | undefined => (s ? decodeURIComponent(s) : undefined);
-  return { scheme, ...(decode(user) ? { user: decode(user) } : {}), ...(decode(pass) ? { pass: decode(pass) } : {}), hosts, path, query: new URLSearchParams(query) };
+  return { scheme, ...(user ? { user } : {}), ...(pass ? { pass } : {}), hosts, path, query: new URLSearchParams(query) };
+}
+
+/** The Sentinel master name, percent-decoded; a stray `%` is a usage error, not a crash. */
+function decodeMasterName(text: string, url: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw usage(`the master name in Redis URL "${redactRedisUrl(url)}" holds a "%" that is not followed by two hex digits`, 'write % in the master name as %25');
+  }
 }
 
 /** Read a secret from the variable a URL names (secrets are never written inline in a URL). */
@@ -64,7 +97,7 @@ export function parseRedisUrl(url: string, env: NodeJS.ProcessEnv = process.env)
       return { kind: 'single', options: { host: first.host, port: first.port, db, ...auth, ...(parts.scheme === 'rediss' ? { tls: {} } : {}) } };
     }
     case 'redis+sentinel': {
-      const name = decodeURIComponent(parts.path.slice(1));
+      const name = decodeMasterName(parts.path.slice(1), url);
       if (!name) throw usage('the Redis Sentinel URL names no master', 'add the master name the sentinels monitor: redis+sentinel://h:26379,h:26380/MASTER_NAME');
       if (parts.query.has('sentinelPassword')) throw usage('a sentinel password is never written in the URL', 'put it in an environment variable and name it: ?sentinelPasswordEnv=VAR');
       const passwordEnv = parts.query.get('sentinelPasswordEnv');

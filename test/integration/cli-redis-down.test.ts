@@ -16,6 +16,17 @@ describe('CLI producers when Redis cannot be reached', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
     expect(r.stdout).toBe('');
   });
+
+  it('with --json: enqueue prints a connect_failed Result, failures an {"error"} document (exit 5)', async () => {
+    const port = await unusedPort();
+    const url = `redis://user:hunter2@127.0.0.1:${port}`;
+    const [enqueue, failures] = await Promise.all([runCli(['enqueue', 'get-account', '--redis', url, '--json'], { timeoutMs: 20_000 }), runCli(['failures', '--redis', url, '--json'], { timeoutMs: 20_000 })]);
+    expect(enqueue.code, enqueue.stderr).toBe(5);
+    expect(JSON.parse(enqueue.stdout)).toMatchObject({ ok: false, nodeId: 'get-account', failure: { phase: 'connect', category: 'connect_failed', code: 'SVCNODE_REDIS_UNAVAILABLE' } });
+    expect(failures.code, failures.stderr).toBe(5);
+    expect(JSON.parse(failures.stdout)).toMatchObject({ error: { code: 'SVCNODE_REDIS_UNAVAILABLE' } });
+    for (const r of [enqueue, failures]) expect(r.stdout + r.stderr).not.toContain('hunter2');
+  });
 });
 
 describe('worker when Redis cannot be reached', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError, UnavailableError } from '../../src/errors.js';
-import { parseRedisUrl, redisOptions, resolvePrefix } from '../../src/queue/connection.js';
+import { parseRedisUrl, redactRedisUrl, redisOptions, resolvePrefix } from '../../src/queue/connection.js';
 import { knownRedisError } from '../../src/queue/redis-errors.js';
 
 const usageError = (f: () => unknown): InvalidInputError => {
@@ -77,6 +77,31 @@ describe('Redis URLs', () => {
       const error = usageError(() => parseRedisUrl(url));
       expect(`${error.message} ${error.hint}`).not.toContain('topsecret');
     }
+  });
+});
+
+describe('Redis URL passwords with reserved characters', () => {
+  it('masks everything up to the last @ and refuses an unencoded @ without showing any part of the password', () => {
+    const url = 'redis://app:Tr0ub4dor@Horse99@127.0.0.1:24617';
+    expect(redactRedisUrl(url)).toBe('redis://***@127.0.0.1:24617');
+    const error = usageError(() => parseRedisUrl(url));
+    expect(`${error.message} ${error.hint}`).not.toMatch(/Tr0ub4dor|Horse99/);
+    expect(error.message).toContain('redis://***@127.0.0.1:24617');
+    expect(error.hint).toContain('@ as %40');
+  });
+
+  it('refuses a % not followed by two hex digits as a usage error naming the URL, never "URI malformed"', () => {
+    const error = usageError(() => parseRedisUrl('redis://app:50%off@127.0.0.1:6379'));
+    expect(error.message).toContain('redis://***@127.0.0.1:6379');
+    expect(`${error.message} ${error.hint}`).not.toContain('50%off');
+    expect(error.hint).toContain('% as %25');
+    usageError(() => parseRedisUrl('redis+sentinel://s1:26379/master%zz'));
+  });
+
+  it('reads percent-encoded @ and %, and a / in the password', () => {
+    expect(redisOptions('redis://app:50%25off%40home@cache:6379')).toMatchObject({ username: 'app', password: '50%off@home' });
+    expect(redisOptions('redis://app:pa/ss?x@cache:6379/1')).toMatchObject({ host: 'cache', db: 1, password: 'pa/ss?x' });
+    expect(redactRedisUrl('redis://app:pa/ss?x@cache:6379/1')).toBe('redis://***@cache:6379/1');
   });
 });
 

@@ -1,0 +1,216 @@
+/**
+ * The CLI contract for bad input, as real subprocesses of the built CLI (one real redis-server):
+ * usage errors exit 2 on every command; with --json stdout holds exactly one JSON document for
+ * every outcome (an ok:false Result for dry-run and enqueue, {"error": …} elsewhere); flags and
+ * variables out of range are refused naming themselves; Redis URLs never leak a password.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Result } from '../../src/invoke/result.js';
+import { runCli, type CliResult } from '../helpers/cli.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+
+let redis: TestRedis;
+let dir: string;
+
+beforeAll(async () => {
+  redis = await startRedis();
+  dir = mkdtempSync(join(tmpdir(), 'svcnode-cli-contract-'));
+  writeFileSync(join(dir, 'array.json'), '[1, 2]');
+  writeFileSync(join(dir, 'bom.json'), '\uFEFF{"accountId": "42"}');
+  writeFileSync(join(dir, 'node.json'), JSON.stringify({ id: 'get-account', request: { method: 'GET', url: 'https://127.0.0.1:9/x' } }));
+});
+afterAll(async () => {
+  await redis?.close();
+});
+
+/** stdout parsed as exactly one JSON document (JSON.parse refuses two, or trailing text). */
+function onlyDocument(out: CliResult): Record<string, unknown> {
+  expect(out.stdout.trim(), `stderr: ${out.stderr}`).not.toBe('');
+  return JSON.parse(out.stdout) as Record<string, unknown>;
+}
+
+/** An ok:false Result whose failure is invalid_input with this code. */
+function expectInputResult(out: CliResult, nodeId: string, code: string): Result {
+  expect(out.code, out.stderr).toBe(2);
+  const result = onlyDocument(out) as unknown as Result;
+  expect(result).toMatchObject({ ok: false, nodeId, tls: null, response: null, failure: { phase: 'input', category: 'invalid_input', code } });
+  expect(result.failure?.hint).toBeTruthy();
+  return result;
+}
+
+/** `{"error": {code, message, hint}}` and exit 2. */
+function expectErrorDocument(out: CliResult, code: string): { code: string; message: string; hint: string } {
+  expect(out.code, out.stderr).toBe(2);
+  const doc = onlyDocument(out) as { error: { code: string; message: string; hint: string } };
+  expect(doc.error).toMatchObject({ code });
+  expect(doc.error.message).toBeTruthy();
+  expect(doc.error.hint).toBeTruthy();
+  expect(Object.keys(doc)).toEqual(['error']);
+  return doc.error;
+}
+
+describe.concurrent('dry-run usage errors exit 2, like every other command', () => {
+  for (const args of [['dry-run'], ['dry-run', 'a.json', 'b.json'], ['dry-run', 'x.json', '--context'], ['dry-run', 'x.json', '--bogus']]) {
+    it(`svcnode ${args.join(' ')}`, async () => {
+      const out = await runCli(args);
+      expect(out.code, out.stderr).toBe(2);
+      expect(out.stdout).toBe('');
+      expect(out.stderr).toMatch(/error: /);
+    });
+  }
+
+  it('with --json: one invalid_input Result naming the node of the file', async () => {
+    const out = await runCli(['dry-run', join(dir, 'node.json'), '--json', '--bogus']);
+    const result = expectInputResult(out, 'get-account', 'SVCNODE_USAGE');
+    expect(result.failure?.message).toContain('--bogus');
+    expectInputResult(await runCli(['dry-run', '--json']), '', 'SVCNODE_USAGE');
+    expectInputResult(await runCli(['dry-run', join(dir, 'node.json'), '--json', '--context']), 'get-account', 'SVCNODE_USAGE');
+  });
+});
+
+describe.concurrent('--json prints one document for every outcome', () => {
+  it('enqueue: a context that is not an object, or missing, is an invalid_input Result (exit 2)', async () => {
+    const array = await runCli(['enqueue', 'get-account', '--redis', redis.url, '--context', join(dir, 'array.json'), '--json']);
+    expect(expectInputResult(array, 'get-account', 'SVCNODE_INVALID_DEFINITION').failure?.message).toContain('array.json');
+    const missing = await runCli(['enqueue', 'get-account', '--redis', redis.url, '--context', join(dir, 'missing.json'), '--json', '--request-id', 'r-1']);
+    expect(expectInputResult(missing, 'get-account', 'SVCNODE_FILE_NOT_FOUND').requestId).toBe('r-1');
+  });
+
+  it('enqueue: no node id is a usage error Result', async () => {
+    const result = expectInputResult(await runCli(['enqueue', '--json']), '', 'SVCNODE_USAGE');
+    expect(result.failure?.message).toContain('nodeId');
+  });
+
+  it('enqueue --wait: no Result in time is a timeout Result (exit 5)', async () => {
+    const out = await runCli(['enqueue', 'get-account', '--redis', redis.url, '--wait', '--timeout-ms', '300', '--json']);
+    expect(out.code, out.stderr).toBe(5);
+    const result = onlyDocument(out) as unknown as Result;
+    expect(result).toMatchObject({ ok: false, nodeId: 'get-account', failure: { category: 'timeout', code: 'SVCNODE_TIMEOUT' } });
+  });
+
+  it('failures: too many arguments', async () => {
+    expect(expectErrorDocument(await runCli(['failures', 'a', 'b', '--json']), 'SVCNODE_USAGE').hint).toContain('svcnode failures --help');
+  });
+
+  it('certs status: a profiles directory that does not exist', async () => {
+    expectErrorDocument(await runCli(['certs', 'status', '--profiles', join(dir, 'nonexist'), '--json']), 'SVCNODE_FILE_NOT_FOUND');
+  });
+
+  it('certs import: a payload that is no bundle', async () => {
+    const out = await runCli(['certs', 'import', '--name', 'x', '--profiles', join(dir, 'profiles'), '--json'], { input: 'garbage\n' });
+    expectErrorDocument(out, 'SVCNODE_INVALID_BUNDLE');
+  });
+
+});
+
+describe.concurrent('Redis URL passwords with unencoded @ or % are refused without a trace of them', () => {
+  const port = (): number => redis.port;
+  const atUrl = (): string => `redis://app:Tr0ub4dor@Horse99@127.0.0.1:${port()}`;
+  const pctUrl = (): string => `redis://app:50%off@127.0.0.1:${port()}`;
+
+  const expectRefused = (out: CliResult, secretParts: string[], encoded: string): void => {
+    expect(out.code, out.stderr).toBe(2);
+    for (const part of secretParts) expect(out.stdout + out.stderr).not.toContain(part);
+    expect(out.stderr).toContain(`redis://***@127.0.0.1:${port()}`);
+    expect(out.stderr).toContain(encoded);
+    expect(out.stderr).toMatch(/SVCNODE_USAGE/);
+  };
+
+  it('failures --redis with an @ in the password (and --json)', async () => {
+    expectRefused(await runCli(['failures', '--redis', atUrl()]), ['Tr0ub4dor', 'Horse99'], '%40');
+    const json = await runCli(['failures', '--redis', atUrl(), '--json']);
+    expectRefused(json, ['Tr0ub4dor', 'Horse99'], '%40');
+    expect(expectErrorDocument(json, 'SVCNODE_USAGE').message).toContain('"@"');
+  });
+
+  it('enqueue and worker (REDIS_URL) with a % in the password', async () => {
+    expectRefused(await runCli(['enqueue', 'get-account', '--redis', pctUrl()]), ['50%off'], '%25');
+    const worker = await runCli(['worker', '--nodes', dir, '--profiles', dir], { env: { REDIS_URL: pctUrl() }, timeoutMs: 15_000 });
+    expectRefused(worker, ['50%off'], '%25');
+  });
+
+  it('worker with an @ in the password logs nothing of it', async () => {
+    expectRefused(await runCli(['worker', '--nodes', dir, '--profiles', dir, '--redis', atUrl()], { timeoutMs: 15_000 }), ['Tr0ub4dor', 'Horse99'], '%40');
+  });
+});
+
+describe.concurrent('numbers and settings out of range exit 2 naming the flag or variable', () => {
+  const worker = (args: string[], env: Record<string, string> = {}): Promise<CliResult> =>
+    runCli(['worker', '--nodes', dir, '--profiles', dir, '--redis', redis.url, ...args], { env, timeoutMs: 15_000 });
+
+  for (const [flag, value] of [
+    ['--metrics-port', '70000'],
+    ['--metrics-port', '1e9'],
+    ['--concurrency', '0'],
+    ['--lock-duration-ms', '0'],
+    ['--stalled-interval-ms', '0'],
+  ] as const) {
+    it(`worker ${flag} ${value}`, async () => {
+      const out = await worker([flag, value]);
+      expect(out.code, out.stderr).toBe(2);
+      expect(out.stderr).toContain(`${flag} must be a whole number from`);
+    });
+  }
+
+  it('worker --metrics-host / SVCNODE_METRICS_HOST that does not resolve', async () => {
+    const flag = await worker(['--metrics-host', 'no.such.host.invalid']);
+    expect(flag.code, flag.stderr).toBe(2);
+    expect(flag.stderr).toContain('--metrics-host "no.such.host.invalid"');
+    const env = await worker([], { SVCNODE_METRICS_HOST: 'no.such.host.invalid' });
+    expect(env.code, env.stderr).toBe(2);
+    expect(env.stderr).toContain('SVCNODE_METRICS_HOST "no.such.host.invalid"');
+  });
+
+  it('worker with SVCNODE_LOG_LEVEL=bogus', async () => {
+    const out = await worker([], { SVCNODE_LOG_LEVEL: 'bogus' });
+    expect(out.code, out.stderr).toBe(2);
+    expect(out.stderr).toContain('SVCNODE_LOG_LEVEL "bogus"');
+    expect(out.stderr).toContain('info');
+  });
+
+  for (const value of ['0', '3000000000']) {
+    it(`enqueue --wait --timeout-ms ${value}`, async () => {
+      const out = await runCli(['enqueue', 'get-account', '--redis', redis.url, '--wait', '--timeout-ms', value, '--json'], { timeoutMs: 10_000 });
+      expect(out.timedOut).toBe(false);
+      expect(out.code, out.stderr).toBe(2);
+      expect(out.stderr).toContain('--timeout-ms must be a whole number from 1 to 2147483647');
+      expect(expectInputResult(out, 'get-account', 'SVCNODE_USAGE').failure?.message).toContain('--timeout-ms');
+    });
+  }
+});
+
+describe('Redis data and files from other tools', () => {
+  it('failures: an index key of the wrong type is shown as broken, naming the key (exit 0)', async () => {
+    const r = new Redis(redis.url);
+    try {
+      await r.set('svcnode:failures:nodes', 'notaset');
+      const text = await runCli(['failures', '--redis', redis.url]);
+      expect(text.code, text.stderr).toBe(0);
+      expect(text.stdout).toContain('broken record');
+      expect(text.stdout).toContain('"svcnode:failures:nodes"');
+      const json = await runCli(['failures', '--redis', redis.url, '--json']);
+      expect(json.code, json.stderr).toBe(0);
+      expect(onlyDocument(json)).toMatchObject({ nodes: [], broken: { key: 'svcnode:failures:nodes', code: 'SVCNODE_BROKEN_RECORD' } });
+    } finally {
+      await r.del('svcnode:failures:nodes');
+      r.disconnect();
+    }
+  });
+
+  it('a context file with a UTF-8 byte-order mark is read', async () => {
+    const out = await runCli(['enqueue', 'get-account', '--redis', redis.url, '--context', join(dir, 'bom.json'), '--json']);
+    expect(out.code, out.stderr).toBe(0);
+    const { jobId } = onlyDocument(out) as { jobId: string };
+    const r = new Redis(redis.url);
+    try {
+      const data = JSON.parse((await r.hget(`bull:service-node-invocations:${jobId}`, 'data')) ?? '{}') as { context?: unknown };
+      expect(data.context).toEqual({ accountId: '42' });
+    } finally {
+      r.disconnect();
+    }
+  });
+});
