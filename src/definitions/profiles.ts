@@ -140,15 +140,21 @@ export async function loadProfilesDir(dir: string, opts: LoadProfileOptions = {}
     throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${root}: cannot read the profiles directory`, { cause, file: root, hint: 'pass --profiles DIR or set SVCNODE_PROFILES to the directory holding NAME.json profiles' });
   }
   const result: ProfilesDirResult = { profiles: new Map(), errors: [] };
-  for (const entry of entries) {
-    const file = join(root, entry);
-    try {
-      const profile = await loadProfile(file, opts);
-      result.profiles.set(profile.name, profile);
-    } catch (error) {
-      if (!(error instanceof InvalidInputError)) throw error;
-      result.errors.push({ file, error });
-    }
+  // Concurrently: a profile whose CRL URL does not answer must not hold up the others (10 s each).
+  const loaded = await Promise.all(
+    entries.map(async (entry): Promise<{ file: string; profile: LoadedProfile } | { file: string; error: InvalidInputError }> => {
+      const file = join(root, entry);
+      try {
+        return { file, profile: await loadProfile(file, opts) };
+      } catch (error) {
+        if (!(error instanceof InvalidInputError)) throw error;
+        return { file, error };
+      }
+    }),
+  );
+  for (const one of loaded) {
+    if ('profile' in one) result.profiles.set(one.profile.name, one.profile);
+    else result.errors.push(one);
   }
   return result;
 }

@@ -38,9 +38,9 @@ export function refreshAt(crl: LoadedCrl, fetchedAt: number): number {
  * byte is read, and the request is aborted as soon as the bytes read pass maxBytes, so a huge or
  * endless answer never sits in memory.
  */
-export async function download(url: string, maxBytes: number = CRL_FETCH_DEFAULTS.maxBytes): Promise<Buffer> {
+export async function download(url: string, maxBytes: number = CRL_FETCH_DEFAULTS.maxBytes, stop?: AbortSignal): Promise<Buffer> {
   const controller = new AbortController();
-  const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(CRL_FETCH_DEFAULTS.timeoutMs)]);
+  const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(CRL_FETCH_DEFAULTS.timeoutMs), ...(stop ? [stop] : [])]);
   const response = await fetch(url, { signal, redirect: 'follow' });
   const refuse = (message: string): Error => {
     controller.abort();
@@ -85,11 +85,17 @@ export class CrlFetcher {
   private readonly memory = new Map<string, FetchedCrl>();
   /** Downloads made by this process, per URL (for tests and logs). */
   readonly downloads = new Map<string, number>();
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly store: CrlStore = new MemoryCrlStore(),
     private readonly now: () => number = Date.now,
   ) {}
+
+  /** Abort downloads in flight and refuse new ones: the process is stopping (a signal during start-up, shutdown). */
+  stop(): void {
+    this.stopping.abort();
+  }
 
   /** Whether a loaded URL CRL is due for refresh. */
   due(crl: LoadedCrl): boolean {
@@ -119,7 +125,7 @@ export class CrlFetcher {
           if (theirs) return theirs;
         }
       }
-      const bytes = await download(url);
+      const bytes = await download(url, CRL_FETCH_DEFAULTS.maxBytes, this.stopping.signal);
       this.downloads.set(url, (this.downloads.get(url) ?? 0) + 1);
       const fetchedAt = this.now();
       const crl = await parseCrl(bytes, url, trust);

@@ -151,10 +151,17 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const crlConnection = open('worker');
   crlConnection.on('error', () => undefined);
   const crlFetcher = new CrlFetcher(new RedisCrlStore(crlConnection, keyPrefix));
+  // A stop signal while CRLs download ends their wait at once (each may take timeoutMs).
+  const stopFetches = (): void => crlFetcher.stop();
+  options.signal?.addEventListener('abort', stopFetches, { once: true });
   const registry = await Registry.load(options.nodesDir, options.profilesDir, { env, crlFetcher }).catch((error: unknown) => {
     crlConnection.disconnect();
     throw error;
   });
+  if (options.signal?.aborted) {
+    crlConnection.disconnect();
+    throw new StartAbortedError();
+  }
   for (const problem of registry.problems) {
     logger.error({ kind: problem.kind, file: problem.file, code: problem.error.code, hint: problem.error.hint }, problem.error.message);
   }
@@ -256,6 +263,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const release = async (graceMs: number): Promise<{ drained: boolean }> => {
     queueSampler.stop();
     watcher.stop();
+    crlFetcher.stop();
+    options.signal?.removeEventListener('abort', stopFetches);
     clearInterval(expiryTimer);
     revocationEvents.off('check', onRevocation);
     distributionPointEvents.off('failed', onPointFailed).off('refused', onPointRefused);

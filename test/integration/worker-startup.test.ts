@@ -2,14 +2,15 @@
  * Start-up failures end the process at once with a coded message and a documented exit code,
  * instead of leaving a worker that takes no jobs and ignores SIGTERM; and where /metrics binds.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mintCa } from '../../src/pki/mint.js';
 import { runCli, spawnCli } from '../helpers/cli.js';
-import { listen } from '../helpers/net.js';
+import { listen, waitFor } from '../helpers/net.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 
 describe('worker start-up failures', () => {
@@ -41,6 +42,32 @@ describe('worker start-up failures', () => {
       expect(r.stderr).toContain('--metrics-port');
     } finally {
       holder.close();
+    }
+  });
+
+  it('a stop signal while CRL URLs do not answer ends start-up at once; profiles download side by side', async () => {
+    const held = new Set<net.Socket>();
+    const blackhole = net.createServer((socket) => {
+      held.add(socket);
+      socket.on('error', () => undefined);
+    });
+    const port = await listen(blackhole, 0);
+    const profiles = join(dir, 'crl-profiles');
+    mkdirSync(profiles);
+    writeFileSync(join(profiles, 'ca.pem'), (await mintCa({ subject: 'CN=CRL test CA' })).certPem);
+    for (const name of ['a', 'b', 'c']) writeFileSync(join(profiles, `${name}.json`), JSON.stringify({ trust: { ca: ['ca.pem'], crl: [`http://127.0.0.1:${port}/${name}.crl`] } }));
+    const worker = spawnCli(['worker', '--redis', redis.url, '--nodes', join(dir, 'nodes'), '--profiles', profiles, '--metrics-port', '0']);
+    try {
+      // All three downloads are open at once, long before the first one's 10 s timeout.
+      await waitFor(() => held.size === 3, 5_000, 20, 'three CRL downloads at once');
+      const signalled = performance.now();
+      const exit = await worker.stop('SIGTERM', 15_000);
+      expect(performance.now() - signalled).toBeLessThan(3_000);
+      expect(exit.code).toBe(0);
+      expect(worker.stderr()).not.toContain('worker started');
+    } finally {
+      for (const socket of held) socket.destroy();
+      blackhole.close();
     }
   });
 
