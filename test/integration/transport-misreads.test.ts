@@ -130,7 +130,12 @@ describe('credentials in URLs never reach a Result', () => {
   const SECRET = 'S3cretPw';
 
   it('the userinfo of a Location that is not a URL is not quoted in the failure', async () => {
-    const s = await bank.serve({ handler: (req, res) => (req.resume(), res.writeHead(302, { location: `https://svc:${SECRET}@localhost:99999/x?access_token=T0k3n` }).end()) });
+    const s = await bank.serve({
+      handler: (req, res) => {
+        req.resume();
+        res.writeHead(302, { location: `https://svc:${SECRET}@localhost:99999/x?access_token=T0k3n` }).end();
+      },
+    });
     const url = `https://localhost:${s.port}/`;
     const r = await invokeWithRetries(node(url, { request: { method: 'GET', url, followRedirects: true } }), {}, bank.deps);
     expect(r.failure?.code).toBe('SVCNODE_BAD_REDIRECT');
@@ -140,7 +145,12 @@ describe('credentials in URLs never reach a Result', () => {
   });
 
   it('a Location kept in the response headers loses its userinfo and token values', async () => {
-    const s = await bank.serve({ handler: (req, res) => (req.resume(), res.writeHead(302, { location: `https://svc:${SECRET}@sso.bank.test/login?state=42&access_token=T0k3n` }).end()) });
+    const s = await bank.serve({
+      handler: (req, res) => {
+        req.resume();
+        res.writeHead(302, { location: `https://svc:${SECRET}@sso.bank.test/login?state=42&access_token=T0k3n` }).end();
+      },
+    });
     const r = await invokeWithRetries(node(`https://localhost:${s.port}/`, { response: { acceptStatus: ['2xx', 302] } }), {}, bank.deps);
     expect(r.response?.headers.location).toBe('https://sso.bank.test/login?state=42&access_token=[redacted]');
   });
