@@ -153,7 +153,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const crlFetcher = new CrlFetcher(new RedisCrlStore(crlConnection, keyPrefix));
   // A stop signal while CRLs download ends their wait at once (each may take timeoutMs).
   const stopFetches = (): void => crlFetcher.stop();
-  options.signal?.addEventListener('abort', stopFetches, { once: true });
+  if (options.signal?.aborted) stopFetches();
+  else options.signal?.addEventListener('abort', stopFetches, { once: true });
   const registry = await Registry.load(options.nodesDir, options.profilesDir, { env, crlFetcher }).catch((error: unknown) => {
     crlConnection.disconnect();
     throw error;
