@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Command, CommanderError } from 'commander';
 import { InvalidInputError, SvcnodeError, UnavailableError, errorMessage } from '../errors.js';
 import { failureOf, inputFailure, type Failure } from '../failures/failure.js';
 import { failedResult } from '../invoke/failed-result.js';
 import type { Result } from '../invoke/result.js';
+import { readJsonFile } from '../definitions/validator.js';
 
 /** The `--json` document of a command that failed without a result of its own: the error alone. */
 export interface ErrorDocument {
@@ -22,7 +22,7 @@ export function errorDocument(error: unknown): ErrorDocument {
 /** The node id to report for a definition file that did not load: its "id" if readable, else the file name. */
 export function nodeIdOf(file: string): string {
   try {
-    const id = (JSON.parse(readFileSync(file, 'utf8').replace(/^\uFEFF/, '')) as { id?: unknown }).id;
+    const id = (readJsonFile(file, 'SVCNODE_INVALID_DEFINITION') as { id?: unknown } | null)?.id;
     if (typeof id === 'string' && id !== '') return id;
   } catch {
     // unreadable or not JSON: the file name stands in
