@@ -28,14 +28,18 @@ function usage(message: string, hint: string = `use ${FORMS}`): InvalidInputErro
 
 const ENCODE_HINT = 'percent-encode these characters in the user and password: % as %25, @ as %40, : in the user as %3A (e.g. redis://app:50%25off%40home@host:6379)';
 
-/** Percent-decode one part of the userinfo; a stray `%` is refused without showing the part. */
-function decodePart(part: string | undefined, url: string): string | undefined {
-  if (!part) return undefined;
+/** Percent-decode `text` (`what` of `url`); a stray `%` is a usage error that never shows the text. */
+function decoded(text: string, what: string, url: string, hint: string): string {
   try {
-    return decodeURIComponent(part);
+    return decodeURIComponent(text);
   } catch {
-    throw usage(`the user or password in Redis URL "${redactRedisUrl(url)}" holds a "%" that is not followed by two hex digits`, ENCODE_HINT);
+    throw usage(`the ${what} in Redis URL "${redactRedisUrl(url)}" holds a "%" that is not followed by two hex digits`, hint);
   }
+}
+
+/** One part of the userinfo, percent-decoded (undefined when empty). */
+function decodePart(part: string | undefined, url: string): string | undefined {
+  return part ? decoded(part, 'user or password', url, ENCODE_HINT) : undefined;
 }
 
 /**
@@ -64,15 +68,6 @@ function split(url: string): { scheme: string; user?: string; pass?: string; hos
   return { scheme, ...(user ? { user } : {}), ...(pass ? { pass } : {}), hosts, path, query: new URLSearchParams(query) };
 }
 
-/** The Sentinel master name, percent-decoded; a stray `%` is a usage error, not a crash. */
-function decodeMasterName(text: string, url: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    throw usage(`the master name in Redis URL "${redactRedisUrl(url)}" holds a "%" that is not followed by two hex digits`, 'write % in the master name as %25');
-  }
-}
-
 /** Read a secret from the variable a URL names (secrets are never written inline in a URL). */
 function fromEnv(env: NodeJS.ProcessEnv, variable: string, what: string): string {
   const value = env[variable];
@@ -97,7 +92,7 @@ export function parseRedisUrl(url: string, env: NodeJS.ProcessEnv = process.env)
       return { kind: 'single', options: { host: first.host, port: first.port, db, ...auth, ...(parts.scheme === 'rediss' ? { tls: {} } : {}) } };
     }
     case 'redis+sentinel': {
-      const name = decodeMasterName(parts.path.slice(1), url);
+      const name = decoded(parts.path.slice(1), 'master name', url, 'write % in the master name as %25');
       if (!name) throw usage('the Redis Sentinel URL names no master', 'add the master name the sentinels monitor: redis+sentinel://h:26379,h:26380/MASTER_NAME');
       if (parts.query.has('sentinelPassword')) throw usage('a sentinel password is never written in the URL', 'put it in an environment variable and name it: ?sentinelPasswordEnv=VAR');
       const passwordEnv = parts.query.get('sentinelPasswordEnv');
