@@ -183,11 +183,15 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
   return failure('connect_failed', 'SVCNODE_UNEXPECTED_ERROR', `${ctx.host}: unexpected error ${rawCode ?? '(no code)'}: ${message}`, 'this error is not one svcnode knows; the worker log has its raw code: report it with the log line', phase);
 }
 
+/** The statuses nginx answers a missing or rejected client certificate with. */
+export const CERTIFICATE_STATUSES: ReadonlySet<number> = new Set([400, 495, 496]);
+
 /**
  * nginx's verdict on our certificate, sent as HTTP after the handshake (400 with its SSL error
  * page, 495, 496): a certificate failure even when the node accepts the status for business answers.
  */
 export function certificateStatusFailure(status: number, bodyText: string, ctx: ClassifyContext): Failure | undefined {
+  if (!CERTIFICATE_STATUSES.has(status)) return undefined;
   const required = status === 496 || (status === 400 && bodyText.includes('No required SSL certificate was sent'));
   const rejected = status === 495 || (status === 400 && bodyText.includes('The SSL certificate error'));
   if (required && !ctx.clientSubject) {

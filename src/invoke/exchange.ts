@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { TransportError } from '../errors.js';
-import { certificateStatusFailure, classifyError, classifyHttpStatus, type ClassifyContext } from '../failures/classify.js';
+import { CERTIFICATE_STATUSES, certificateStatusFailure, classifyError, classifyHttpStatus, type ClassifyContext } from '../failures/classify.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
 import { clientFacts } from './client-facts.js';
@@ -68,7 +68,7 @@ export function statusFailure(exchange: Exchange, accept: readonly (number | str
   const status = exchange.response?.status ?? 0;
   const accepted = accept.some((a) => (typeof a === 'number' ? a === status : a[0] === String(status)[0]));
   // nginx's verdicts on our certificate (400/495/496) count even where the node accepts the status.
-  if (accepted && status !== 400 && status !== 495 && status !== 496) return null;
+  if (accepted && !CERTIFICATE_STATUSES.has(status)) return null;
   const ctx = classifyContext(host, profile, undefined, false);
   return accepted ? (certificateStatusFailure(status, exchange.bodyText, ctx) ?? null) : classifyHttpStatus(status, exchange.bodyText, ctx);
 }
