@@ -36,6 +36,25 @@ function invalidInputResult(nodeId: string, error: InvalidInputError, requestId?
   return failedResult(nodeId, inputFailure(error, 'fix the job data'), requestId ? { requestId } : {});
 }
 
+interface Refusal {
+  nodeId: string;
+  error: InvalidInputError;
+  requestId?: string;
+  /** The metric label: never a producer-supplied id (unbounded label sets break Prometheus). */
+  label: string;
+  message: string;
+  /** Log fields beside the job id. @defaultValue the error code */
+  log?: Record<string, unknown>;
+}
+
+/** End a job that cannot run with an invalid_input Result: logged once, counted under its label. */
+function refused(deps: ProcessorDeps, job: Job, r: Refusal): Result {
+  const result = invalidInputResult(r.nodeId, r.error, r.requestId);
+  deps.logger.warn({ jobId: job.id, ...(r.log ?? { code: r.error.code }) }, r.message);
+  deps.metrics?.observeInvocation({ ...result, nodeId: r.label });
+  return result;
+}
+
 /**
  * The BullMQ processor: every invocation ends as a completed job whose return value is a Result.
  * Transient failures are retried by moving the job to delayed (no worker slot is held while it
@@ -47,17 +66,11 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       // Any producer can name a job: a wrong name is bad job data (a Result), not a failed job.
       const error = new InvalidInputError('SVCNODE_INVALID_DEFINITION', `job ${job.id ?? '?'} is named "${String(job.name).slice(0, 100)}", not "${JOB_NAME}"`, { hint: `add invocations to the queue as jobs named "${JOB_NAME}"` });
       const raw = job.data as Partial<Invocation> | undefined;
-      const result = invalidInputResult(typeof raw?.nodeId === 'string' ? raw.nodeId.slice(0, 128) : '(invalid)', error);
-      deps.logger.warn({ jobId: job.id, code: error.code }, 'job with an unknown name: ended with an invalid_input Result');
-      deps.metrics?.observeInvocation({ ...result, nodeId: '(invalid)' });
-      return result;
+      return refused(deps, job, { nodeId: typeof raw?.nodeId === 'string' ? raw.nodeId.slice(0, 128) : '(invalid)', error, label: '(invalid)', message: 'job with an unknown name: ended with an invalid_input Result' });
     }
     if (isUnparsable(job.data)) {
       const error = new InvalidInputError('SVCNODE_INVALID_DEFINITION', `job ${job.id ?? '?'} data in Redis is not valid JSON (${job.data.unparsable})`, { hint: 'enqueue through a BullMQ client, which stores data as JSON' });
-      const result = invalidInputResult('(invalid)', error);
-      deps.logger.warn({ jobId: job.id, code: error.code }, 'job data is not valid JSON: ended with an invalid_input Result');
-      deps.metrics?.observeInvocation(result);
-      return result;
+      return refused(deps, job, { nodeId: '(invalid)', error, label: '(invalid)', message: 'job data is not valid JSON: ended with an invalid_input Result' });
     }
     const raw = job.data as Partial<Invocation> | undefined;
     let data: Invocation;
@@ -65,11 +78,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       data = validateDocument<Invocation>('invocation', raw, `job ${job.id ?? '?'} data`);
     } catch (error) {
       const nodeId = typeof raw?.nodeId === 'string' ? raw.nodeId : '(invalid)';
-      const result = invalidInputResult(nodeId, error as InvalidInputError, typeof raw?.requestId === 'string' ? raw.requestId : undefined);
-      deps.logger.warn({ jobId: job.id, code: result.failure?.code }, 'invalid job data');
-      // Metric labels never take producer-supplied ids: unbounded label sets break Prometheus.
-      deps.metrics?.observeInvocation({ ...result, nodeId: '(invalid)' });
-      return result;
+      return refused(deps, job, { nodeId, error: error as InvalidInputError, ...(typeof raw?.requestId === 'string' ? { requestId: raw.requestId } : {}), label: '(invalid)', message: 'invalid job data' });
     }
     const registry = deps.registry();
     let node;
@@ -77,10 +86,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       node = registry.node(data.nodeId);
     } catch (error) {
       // Not recorded per node: arbitrary unknown ids must not create Redis keys.
-      const result = invalidInputResult(data.nodeId, error as InvalidInputError, data.requestId);
-      deps.logger.warn({ jobId: job.id, nodeId: data.nodeId }, 'unknown node');
-      deps.metrics?.observeInvocation({ ...result, nodeId: '(unknown)' });
-      return result;
+      return refused(deps, job, { nodeId: data.nodeId, error: error as InvalidInputError, ...(data.requestId ? { requestId: data.requestId } : {}), label: '(unknown)', message: 'unknown node', log: { nodeId: data.nodeId } });
     }
     const attempt = ((job.progress as Progress | undefined)?.attempt ?? 0) + 1;
     const result = storedResult(await invoke(node, data.context ?? {}, { profile: (name) => registry.profile(name), agents: deps.agents, ...(deps.tokens ? { tokens: deps.tokens } : {}) }, {
