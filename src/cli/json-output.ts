@@ -82,16 +82,19 @@ function operands(command: Command, args: readonly string[]): string[] {
 }
 
 /**
- * The one JSON document for a command-line usage error (unknown option, missing argument, bad
- * number) when the command was given --json, or undefined without --json.
+ * The one JSON document for a command-line usage error (unknown command or option, missing
+ * argument, bad number) when --json was given, or undefined without --json. A command that is
+ * unknown, or has no --json of its own, still answers a caller who asked for JSON in JSON.
  */
 export function usageErrorDocument(program: Command, argv: readonly string[], error: CommanderError): Result | ErrorDocument | undefined {
-  const found = target(program, argv.slice(2));
-  if (!found) return undefined;
+  const args = argv.slice(2);
+  const end = args.indexOf('--');
+  if (!(end === -1 ? args : args.slice(0, end)).includes('--json')) return undefined;
+  const found = target(program, args);
+  const help = found ? `svcnode ${found.path.join(' ')} --help` : 'svcnode --help';
+  const usage = new InvalidInputError('SVCNODE_USAGE', error.message.replace(/^error: /, ''), { hint: `run ${help} for usage` });
+  if (!found?.command.options.some((o) => o.long === '--json')) return errorDocument(usage);
   const { command, rest, path } = found;
-  const end = rest.indexOf('--');
-  if (!(end === -1 ? rest : rest.slice(0, end)).includes('--json') || !command.options.some((o) => o.long === '--json')) return undefined;
-  const usage = new InvalidInputError('SVCNODE_USAGE', error.message.replace(/^error: /, ''), { hint: `run svcnode ${path.join(' ')} --help for usage` });
   const [first] = operands(command, rest);
   if (path[0] === 'dry-run') return failedResult(first === undefined ? '' : nodeIdOf(first), inputFailure(usage));
   if (path[0] === 'enqueue') return failedResult(first ?? '', inputFailure(usage));

@@ -96,6 +96,15 @@ describe.concurrent('--json prints one document for every outcome', () => {
     expect(expectErrorDocument(await runCli(['failures', 'a', 'b', '--json']), 'SVCNODE_USAGE').hint).toContain('svcnode failures --help');
   });
 
+  it('an unknown command or subcommand with --json answers in JSON too (nothing on stdout without --json)', async () => {
+    expect(expectErrorDocument(await runCli(['frobnicate', '--json']), 'SVCNODE_USAGE')).toMatchObject({ message: "unknown command 'frobnicate'", hint: 'run svcnode --help for usage' });
+    expect(expectErrorDocument(await runCli(['certs', 'frob', '--json']), 'SVCNODE_USAGE').hint).toBe('run svcnode certs --help for usage');
+    expect(expectErrorDocument(await runCli(['worker', '--json']), 'SVCNODE_USAGE').message).toBe("unknown option '--json'");
+    const plain = await runCli(['frobnicate']);
+    expect([plain.code, plain.stdout]).toEqual([2, '']);
+    expect(plain.stderr).toContain("unknown command 'frobnicate'");
+  });
+
   it('certs status: a profiles directory that does not exist', async () => {
     expectErrorDocument(await runCli(['certs', 'status', '--profiles', join(dir, 'nonexist'), '--json']), 'SVCNODE_FILE_NOT_FOUND');
   });
