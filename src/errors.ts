@@ -73,6 +73,9 @@ export const ERROR_CODES = {
   SVCNODE_REDIS_WRONG_NODE: 'the Redis URL names one node of a Redis Cluster that does not own the queue (MOVED)',
   SVCNODE_REDIS_DB: 'the Redis URL selects a database number the server does not have',
   SVCNODE_REDIS_CROSSSLOT: 'the queue prefix has no hash tag, so its keys span Redis Cluster slots (CROSSSLOT)',
+  SVCNODE_REDIS_OOM: 'Redis refuses writes: it has reached its maxmemory (OOM)',
+  SVCNODE_REDIS_MISCONF: 'Redis refuses writes: it cannot save its snapshot to disk (MISCONF)',
+  SVCNODE_REDIS_READONLY: 'the Redis URL names a read-only replica, which refuses writes (READONLY)',
   SVCNODE_PORT_IN_USE: 'the --metrics-port is taken by another process',
   SVCNODE_INTERNAL_ERROR: 'a command met an error it did not expect (exit 1); `--json` prints it as {"error": …}',
 } as const;

@@ -34,7 +34,41 @@ const KNOWN: { pattern: RegExp; make: (message: string, cause: unknown) => Svcno
         hint: "use a prefix with a hash tag, e.g. --prefix '{svcnode}', the same on workers and producers",
       }),
   },
+  // Redis is up and answers reads but refuses every write: nothing moves until an operator acts.
+  {
+    pattern: /^OOM command not allowed\b/,
+    make: (message, cause) =>
+      new UnavailableError('SVCNODE_REDIS_OOM', `Redis refuses writes: it has reached its maxmemory (${message})`, {
+        cause,
+        hint: "free memory in Redis or raise its maxmemory (INFO memory shows what is used); it takes writes again as soon as there is room (under maxmemory-policy noeviction the queued jobs are kept meanwhile)",
+      }),
+  },
+  {
+    pattern: /^MISCONF\b/,
+    make: (message, cause) =>
+      new UnavailableError('SVCNODE_REDIS_MISCONF', `Redis refuses writes: it cannot save its snapshot to disk (${message})`, {
+        cause,
+        hint: "check the Redis server's disk (free space, permissions of its dir) and its log; it takes writes again once a snapshot succeeds",
+      }),
+  },
+  {
+    pattern: /^READONLY\b/,
+    make: (message, cause) =>
+      new UnavailableError('SVCNODE_REDIS_READONLY', `the Redis URL names a read-only replica, which refuses writes (${message})`, {
+        cause,
+        hint: 'point the URL at the master, or use redis+sentinel:// (or redis+cluster://) so a failover is followed',
+      }),
+  },
 ];
+
+/** Codes of Redis replies that refuse writes while reads still work (the queue cannot move). */
+const REFUSES_WRITES = new Set(['SVCNODE_REDIS_OOM', 'SVCNODE_REDIS_MISCONF', 'SVCNODE_REDIS_READONLY']);
+
+/** The coded error when Redis refused a write (OOM, MISCONF, READONLY), or undefined. */
+export function writeRefusal(error: unknown): SvcnodeError | undefined {
+  const known = knownRedisError(error);
+  return known !== undefined && REFUSES_WRITES.has(known.code) ? known : undefined;
+}
 
 /** A coded error for a known Redis reply (auth, MOVED, CROSSSLOT), or undefined. */
 export function knownRedisError(error: unknown): SvcnodeError | undefined {

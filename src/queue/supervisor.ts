@@ -4,7 +4,7 @@ import type { Result } from '../invoke/result.js';
 import type { Metrics } from '../observability/metrics.js';
 import { withTimeout, type ConnectionFactory, type RedisConnection } from './connection.js';
 import { QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
-import { knownRedisError } from './redis-errors.js';
+import { knownRedisError, writeRefusal } from './redis-errors.js';
 import { SafeWorker } from './safe-worker.js';
 
 export type Processor = (job: Job, token?: string) => Promise<Result>;
@@ -22,6 +22,8 @@ export interface SupervisorOptions {
   probe: RedisConnection;
   logger: Logger;
   metrics: Metrics;
+  /** Wait after Redis refused a write before fetching again. @defaultValue WORKER_DEFAULTS.writeRefusedPauseMs */
+  writeRefusedPauseMs?: number;
   /** How often the watchdog looks. @defaultValue WORKER_DEFAULTS.watchdogIntervalMs */
   watchdogIntervalMs?: number;
   /** Jobs waiting, free slots, nothing taken for this long: the BullMQ worker is recreated. @defaultValue WORKER_DEFAULTS.watchdogIdleMs */
@@ -50,6 +52,8 @@ export class WorkerSupervisor {
   private timer: NodeJS.Timeout | undefined;
   private closing = false;
   private readonly errors = new Map<string, { at: number; count: number }>();
+  /** The last time Redis refused one of the worker's writes, and why. */
+  private refusedWrite: { code: string; at: number } | undefined;
 
   constructor(private readonly o: SupervisorOptions) {
     ({ worker: this.worker, connection: this.connection } = this.create());
@@ -70,8 +74,12 @@ export class WorkerSupervisor {
       removeOnComplete: WORKER_DEFAULTS.removeOnComplete,
       removeOnFail: WORKER_DEFAULTS.removeOnFail,
       autorun: false,
+    }, this.o.writeRefusedPauseMs ?? WORKER_DEFAULTS.writeRefusedPauseMs);
+    worker.on('error', (error) => {
+      const refused = writeRefusal(error);
+      if (refused) this.refusedWrite = { code: refused.code, at: Date.now() };
+      this.logError('worker error', error);
     });
-    worker.on('error', (error) => this.logError('worker error', error));
     worker.on('failed', (job, error) => {
       if (job?.id) this.held.delete(job.id);
       this.o.logger.error({ jobId: job?.id, err: error.message }, 'job failed (infrastructure)');
@@ -85,6 +93,8 @@ export class WorkerSupervisor {
   private async run(job: Job, token?: string): Promise<Result> {
     if (job.id) this.held.add(job.id);
     this.lastTakenAt = Date.now();
+    // A job was moved to active: Redis takes writes again.
+    this.refusedWrite = undefined;
     try {
       return await this.o.processor(job, token);
     } catch (error) {
@@ -138,6 +148,14 @@ export class WorkerSupervisor {
     }
   }
 
+  /** The code of Redis's refusal when it refused one of the worker's writes in the last few seconds (OOM, MISCONF, READONLY). */
+  writesRefused(): string | undefined {
+    const every = this.o.watchdogIntervalMs ?? WORKER_DEFAULTS.watchdogIntervalMs;
+    const pause = this.o.writeRefusedPauseMs ?? WORKER_DEFAULTS.writeRefusedPauseMs;
+    const r = this.refusedWrite;
+    return r !== undefined && Date.now() - r.at < 2 * Math.max(every, pause) ? r.code : undefined;
+  }
+
   /** False when the worker's loop ended or the watchdog sees it idle while jobs wait. */
   takingJobs(): boolean {
     const every = this.o.watchdogIntervalMs ?? WORKER_DEFAULTS.watchdogIntervalMs;
@@ -152,7 +170,8 @@ export class WorkerSupervisor {
     this.lastCheckAt = now;
     if (!this.worker.isRunning()) return this.recreate('run loop ended');
     const probe = await this.probe();
-    if (!probe.ok || probe.paused || probe.waiting === 0 || this.held.size >= this.o.concurrency || tookSinceLastCheck) {
+    // Idle because Redis refuses writes is not a stuck worker: a new one would be refused too.
+    if (!probe.ok || probe.paused || probe.waiting === 0 || this.held.size >= this.o.concurrency || tookSinceLastCheck || this.writesRefused() !== undefined) {
       this.stuckSince = undefined;
       return;
     }

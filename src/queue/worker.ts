@@ -25,6 +25,7 @@ import { distributionPointEvents } from '../pki/distribution-points.js';
 import { warmDistributionPoints } from '../tls/cdp-warmup.js';
 import { revocationEvents, type RevocationCheck } from '../tls/revocation.js';
 import { WorkerSupervisor } from './supervisor.js';
+import { sleepOrAbort } from './sleep.js';
 
 export interface WorkerOptions {
   /** Any Redis URL form (single node, Sentinel, Cluster); or pass `connection`. */
@@ -84,13 +85,6 @@ export class StartAbortedError extends Error {
   constructor() {
     super('start-up aborted before Redis could be reached');
   }
-}
-
-function sleepOrAbort(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
-  });
 }
 
 /**
@@ -194,10 +188,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     const { supervisor } = live;
     const stale = registry.staleProfiles();
     const result = supervisor ? await supervisor.probe() : ({ ok: false, reason: 'redis unreachable', detail: 'not connected yet' } as const);
-    const reason = !result.ok ? result.reason : !supervisor?.takingJobs() ? 'worker stopped' : stale.length > 0 ? 'profiles stale' : undefined;
+    const refused = supervisor?.writesRefused();
+    const reason = !result.ok ? result.reason : refused ? 'redis refuses writes' : !supervisor?.takingJobs() ? 'worker stopped' : stale.length > 0 ? 'profiles stale' : undefined;
     return {
       status: reason ? 'down' : registry.problems.length > 0 ? 'degraded' : 'ok',
       ...(reason ? { reason } : {}),
+      ...(refused ? { code: refused } : {}),
       redis: result.ok ? 'connected' : 'disconnected',
       nodes: registry.nodes.size,
       profiles: registry.profiles.size,

@@ -1,0 +1,132 @@
+/**
+ * A Redis that is up and answers reads but refuses writes (maxmemory reached under noeviction):
+ * the worker waits instead of spinning on BullMQ's fetch, /healthz and the log name the reason,
+ * `enqueue` exits 5 with the code, and once Redis has room the waiting jobs complete.
+ */
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Result } from '../../src/invoke/result.js';
+import { runCli } from '../helpers/cli.js';
+import { createQueueFixtures, nodeDef, spawnWorker, startBackend, type QueueFixtures, type WorkerProcess } from '../helpers/fixtures.js';
+import { waitFor } from '../helpers/net.js';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import type { MtlsServer } from '../helpers/servers.js';
+
+const QUEUE = 'bull:service-node-invocations';
+
+let pki: TestPki;
+let redis: TestRedis;
+let admin: Redis;
+let backend: MtlsServer;
+let f: QueueFixtures;
+let worker: WorkerProcess | undefined;
+
+/** Fill Redis past a small maxmemory: every write that needs memory is refused from then on. */
+async function fill(): Promise<void> {
+  await admin.eval("for i = 1, 20000 do redis.call('set', 'fill:' .. i, string.rep('x', 200)) end return 1", 0);
+  await admin.config('SET', 'maxmemory', '2mb');
+}
+
+async function healthz(port: number): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+/** Calls of BullMQ's scripts (EVALSHA) Redis served since the last reset. */
+async function scriptCalls(): Promise<number> {
+  const stats = await admin.info('commandstats');
+  return Number(/cmdstat_evalsha:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+}
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  [redis, backend] = await Promise.all([startRedis({ maxmemoryPolicy: 'noeviction' }), startBackend(pki)]);
+  admin = new Redis(redis.url);
+  f = await createQueueFixtures(pki, [nodeDef('ping', `https://localhost:${backend.port}/ping`)]);
+  writeFileSync(join(f.dir, 'ctx.json'), '{"i": "1"}');
+}, 60_000);
+
+afterAll(async () => {
+  await worker?.proc.stop('SIGKILL');
+  admin?.disconnect();
+  await Promise.all([redis?.close(), backend?.close(), f?.cleanup(), pki?.cleanup()]);
+});
+
+describe('Redis refuses writes (OOM under maxmemory-policy noeviction)', () => {
+  it('the worker waits instead of spinning, says why, and completes the waiting jobs once Redis has room', async () => {
+    // Three jobs wait; then Redis fills up before any worker runs.
+    for (let i = 0; i < 3; i++) expect((await runCli(['enqueue', 'ping', '--redis', redis.url, '--context', join(f.dir, 'ctx.json')], { env: f.env })).code).toBe(0);
+    await fill();
+    worker = await spawnWorker(f, redis.url, { concurrency: 4 });
+    const port = worker.metricsPort;
+
+    await waitFor(async () => (await healthz(port)).body.reason === 'redis refuses writes', 10_000, 50, '/healthz names the refused writes');
+    expect(await healthz(port)).toMatchObject({ status: 503, body: { status: 'down', reason: 'redis refuses writes', code: 'SVCNODE_REDIS_OOM', redis: 'connected' } });
+    const logged = worker.logs().find((l) => l.code === 'SVCNODE_REDIS_OOM');
+    expect(logged?.hint).toMatch(/maxmemory/);
+
+    // BullMQ alone fetches again at once: thousands of refused scripts a second. Here one a second
+    // (plus the stalled check), measured over 15 s: longer than the watchdog takes to recreate a worker idle while jobs wait (10 s idle, checked every 2 s).
+    await admin.config('RESETSTAT');
+    await new Promise((r) => setTimeout(r, 15_000));
+    expect(await scriptCalls()).toBeLessThan(50);
+    // Not mistaken for a stuck worker (idle while jobs wait): a new one would be refused too.
+    expect(worker.logs().filter((l) => l.msg === 'BullMQ worker stopped taking jobs: recreating it')).toEqual([]);
+
+    await admin.config('SET', 'maxmemory', '0');
+    await waitFor(async () => (await admin.zcard(`${QUEUE}:completed`)) === 3, 15_000, 50, 'the three waiting jobs completed');
+    for (const id of await admin.zrange(`${QUEUE}:completed`, '0', '-1')) {
+      expect((JSON.parse((await admin.hget(`${QUEUE}:${id}`, 'returnvalue')) ?? 'null') as Result).ok).toBe(true);
+    }
+    await waitFor(async () => (await healthz(port)).status === 200, 10_000, 50, '/healthz back to 200');
+    expect(await worker.proc.stop('SIGTERM', 20_000)).toEqual({ code: 0, signal: null });
+    worker = undefined;
+  }, 60_000);
+
+  it('enqueue exits 5 with SVCNODE_REDIS_OOM and a hint, in text and in --json', async () => {
+    await fill();
+    try {
+      const args = ['enqueue', 'ping', '--redis', redis.url, '--context', join(f.dir, 'ctx.json')];
+      const text = await runCli(args, { env: f.env });
+      expect(text.code).toBe(5);
+      expect(text.stderr).toContain('SVCNODE_REDIS_OOM');
+      expect(text.stderr).toContain('maxmemory');
+      const json = await runCli([...args, '--json'], { env: f.env });
+      expect(json.code).toBe(5);
+      const result = JSON.parse(json.stdout) as Result;
+      expect(result.failure).toMatchObject({ code: 'SVCNODE_REDIS_OOM', category: 'connect_failed' });
+      expect(result.failure?.hint).toMatch(/maxmemory/);
+    } finally {
+      await admin.config('SET', 'maxmemory', '0');
+    }
+  }, 30_000);
+
+  it('a snapshot that cannot be written (MISCONF) and a read-only replica (READONLY) get their own codes', async () => {
+    const enqueue = (url: string): Promise<{ code: number | null; stdout: string }> => runCli(['enqueue', 'ping', '--redis', url, '--context', join(f.dir, 'ctx.json'), '--json'], { env: f.env });
+    const [misconf, replica] = await Promise.all([startRedis({ args: ['--save', '3600 1'] }), startRedis({ args: ['--replicaof', '127.0.0.1', String(redis.port)] })]);
+    const m = new Redis(misconf.url);
+    try {
+      // Its directory disappears (a full or unmounted disk): BGSAVE fails and Redis stops taking writes.
+      rmSync(misconf.dir, { recursive: true, force: true });
+      await m.bgsave();
+      await waitFor(async () => /rdb_last_bgsave_status:err/.test(await m.info('persistence')), 10_000, 50, 'BGSAVE failed');
+      const a = await enqueue(misconf.url);
+      expect(a.code).toBe(5);
+      const misconfFailure = (JSON.parse(a.stdout) as Result).failure;
+      expect(misconfFailure?.code).toBe('SVCNODE_REDIS_MISCONF');
+      expect(misconfFailure?.hint).toMatch(/disk/);
+
+      const b = await enqueue(replica.url);
+      expect(b.code).toBe(5);
+      const readonlyFailure = (JSON.parse(b.stdout) as Result).failure;
+      expect(readonlyFailure?.code).toBe('SVCNODE_REDIS_READONLY');
+      expect(readonlyFailure?.hint).toMatch(/master/);
+    } finally {
+      m.disconnect();
+      await Promise.all([misconf.close(), replica.close()]);
+    }
+  }, 30_000);
+});
