@@ -69,8 +69,9 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       return refused(deps, job, { nodeId: typeof raw?.nodeId === 'string' ? raw.nodeId.slice(0, 128) : '(invalid)', error, label: '(invalid)', message: 'job with an unknown name: ended with an invalid_input Result' });
     }
     if (isUnparsable(job.data)) {
-      const error = new InvalidInputError('SVCNODE_INVALID_DEFINITION', `job ${job.id ?? '?'} data in Redis is not valid JSON (${job.data.unparsable})`, { hint: 'enqueue through a BullMQ client, which stores data as JSON' });
-      return refused(deps, job, { nodeId: '(invalid)', error, label: '(invalid)', message: 'job data is not valid JSON: ended with an invalid_input Result' });
+      const { field, unparsable } = job.data;
+      const error = new InvalidInputError('SVCNODE_INVALID_DEFINITION', `job ${job.id ?? '?'} ${field} in Redis is not valid JSON (${unparsable})`, { hint: 'enqueue through a BullMQ client, which stores data, options and progress as JSON' });
+      return refused(deps, job, { nodeId: '(invalid)', error, label: '(invalid)', message: `job ${field} is not valid JSON: ended with an invalid_input Result` });
     }
     const raw = job.data as Partial<Invocation> | undefined;
     let data: Invocation;

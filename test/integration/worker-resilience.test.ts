@@ -133,6 +133,46 @@ describe('a worker that never hangs', () => {
     expect(w.logs().filter((l) => l.msg === 'worker error')).toEqual([]);
   }, 60_000);
 
+  it.each([
+    ['opts', { opts: '{"attempts": oops' }],
+    ['progress', { opts: '{}', progress: '{"step": oops' }],
+  ] as const)('ends a job whose %s in Redis is not JSON at once with an invalid_input Result (BullMQ left it in active forever)', async (field, broken) => {
+    const w = await spawnWorker(f, redis.url, { concurrency: 4 });
+    workers.push(w);
+    const id = `poison-${field}`;
+    const key = `bull:${QUEUE}:${id}`;
+    const written = Date.now();
+    await admin.hset(key, { name: 'invoke', data: '{"nodeId": "quick", "context": {}}', timestamp: String(written), delay: '0', priority: '0', ...broken });
+    await admin.lpush(`bull:${QUEUE}:wait`, id);
+    await admin.zadd(`bull:${QUEUE}:marker`, 0, '0');
+    const good = await addQuick(10);
+
+    // Well within the 30 s lock after which BullMQ would stall it and fetch it again.
+    await waitFor(async () => (await admin.zscore(`bull:${QUEUE}:completed`, id)) !== null, 10_000, 20, `${id} completed`);
+    const result = JSON.parse((await admin.hget(key, 'returnvalue')) ?? 'null') as Result;
+    expect(result).toMatchObject({ ok: false, failure: { phase: 'input', category: 'invalid_input', code: 'SVCNODE_INVALID_DEFINITION' } });
+    expect(result.failure?.message).toContain(`${field} in Redis is not valid JSON`);
+    await waitFor(async () => (await queue.getCompletedCount()) === 11, 15_000, 50, 'the other jobs completed');
+    for (const j of good) expect(((await Job.fromId(queue, j.id as string))?.returnvalue as Result).ok).toBe(true);
+    expect(await admin.llen(`bull:${QUEUE}:active`)).toBe(0);
+    expect(w.logs().filter((l) => l.jobId === id)).toHaveLength(1);
+    expect(w.logs().filter((l) => l.msg === 'worker error')).toEqual([]);
+  }, 30_000);
+
+  it('ends a job with unparsable opts queued behind others (handed over as the next job of a completion) once its lock expires', async () => {
+    const w = await spawnWorker(f, redis.url, { concurrency: 2, lockDurationMs: 2_000, stalledIntervalMs: 2_000 });
+    workers.push(w);
+    const good = await addQuick(20);
+    const key = `bull:${QUEUE}:poison-behind`;
+    await admin.hset(key, { name: 'invoke', data: '{"nodeId": "quick", "context": {}}', opts: '{"attempts": oops', timestamp: String(Date.now()), delay: '0', priority: '0' });
+    await admin.lpush(`bull:${QUEUE}:wait`, 'poison-behind');
+    await addQuick(20);
+    await waitFor(async () => (await admin.zscore(`bull:${QUEUE}:completed`, 'poison-behind')) !== null, 15_000, 50, 'poison-behind completed');
+    expect((JSON.parse((await admin.hget(key, 'returnvalue')) ?? 'null') as Result).failure?.category).toBe('invalid_input');
+    await waitFor(async () => (await queue.getCompletedCount()) === 41, 15_000, 50, 'the other jobs completed');
+    for (const j of good) expect(((await Job.fromId(queue, j.id as string))?.returnvalue as Result).ok).toBe(true);
+  }, 40_000);
+
   const inProcessWorker = async (redis: string | Redis, lines: Array<Record<string, unknown>>): Promise<RunningWorker> => {
     const sink = new Writable({
       write(chunk: Buffer, _enc, done) {
