@@ -76,6 +76,8 @@ export const ERROR_CODES = {
   SVCNODE_REDIS_OOM: 'Redis refuses writes: it has reached its maxmemory (OOM)',
   SVCNODE_REDIS_MISCONF: 'Redis refuses writes: it cannot save its snapshot to disk (MISCONF)',
   SVCNODE_REDIS_READONLY: 'the Redis URL names a read-only replica, which refuses writes (READONLY)',
+  SVCNODE_REDIS_MAXCLIENTS: 'Redis refuses new connections: it has reached its maxclients',
+  SVCNODE_REDIS_TLS_MISMATCH: 'the Redis URL scheme does not match the port: rediss:// on a plain port, or redis:// on a TLS port',
   SVCNODE_PORT_IN_USE: 'the --metrics-port is taken by another process',
   SVCNODE_INTERNAL_ERROR: 'a command met an error it did not expect (exit 1); `--json` prints it as {"error": …}',
 } as const;

@@ -7,6 +7,7 @@ import { FailureStore, type FailureSummary, type NodeFailures } from '../failure
 import type { Result } from '../invoke/result.js';
 import { DEFAULT_REDIS_URL, checkDatabase, connectTarget, isCluster, parseRedisUrl, redactRedisUrl, resolvePrefix, type RedisConnection } from './connection.js';
 import { JOB_NAME, QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
+import { diagnose } from './redis-diagnose.js';
 import { knownRedisError, translateRedisError } from './redis-errors.js';
 
 export interface ServiceNodeClientOptions {
@@ -113,7 +114,8 @@ export class ServiceNodeClient {
       };
       const timer = setTimeout(() => {
         const last = this.lastRedisError === undefined ? '' : ` (${(this.lastRedisError as Error).message})`;
-        done(new UnavailableError('SVCNODE_REDIS_UNAVAILABLE', `cannot reach Redis at ${this.where} within ${this.connectTimeoutMs} ms${last}`, { hint: 'check --redis / REDIS_URL and that Redis is running and reachable' }));
+        const unavailable = new UnavailableError('SVCNODE_REDIS_UNAVAILABLE', `cannot reach Redis at ${this.where} within ${this.connectTimeoutMs} ms${last}`, { hint: 'check --redis / REDIS_URL and that Redis is running and reachable' });
+        void diagnose(this.connection).then((diagnosis) => done(diagnosis ?? unavailable));
       }, this.connectTimeoutMs);
       this.connection.once('ready', onReady);
       this.connection.on('error', onError);

@@ -26,6 +26,7 @@ import { warmDistributionPoints } from '../tls/cdp-warmup.js';
 import { revocationEvents, type RevocationCheck } from '../tls/revocation.js';
 import { WorkerSupervisor } from './supervisor.js';
 import { sleepOrAbort } from './sleep.js';
+import { diagnose } from './redis-diagnose.js';
 
 export interface WorkerOptions {
   /** Any Redis URL form (single node, Sentinel, Cluster); or pass `connection`. */
@@ -91,7 +92,9 @@ export class StartAbortedError extends Error {
  * Resolve true once Redis answers PING, false if `signal` aborts first. An outage is waited out
  * (/healthz says 503 meanwhile); refused credentials are a configuration error and thrown at once.
  */
-async function redisOrAbort(redis: RedisConnection, signal: AbortSignal | undefined): Promise<boolean> {
+async function redisOrAbort(redis: RedisConnection, signal: AbortSignal | undefined, logger: Logger): Promise<boolean> {
+  // A raw look at the port says why, when it can (maxclients, TLS on one side only): once a while.
+  let nextDiagnosis = Date.now() + 2_000;
   while (!signal?.aborted) {
     try {
       await withTimeout(redis.ping(), 2_000, () => new Error('PING timed out'));
@@ -100,6 +103,11 @@ async function redisOrAbort(redis: RedisConnection, signal: AbortSignal | undefi
     } catch (error) {
       const known = knownRedisError(error);
       if (known?.code === 'SVCNODE_REDIS_AUTH' || known?.code === 'SVCNODE_REDIS_DB') throw known;
+      if (Date.now() >= nextDiagnosis) {
+        nextDiagnosis = Date.now() + 30_000;
+        const diagnosis = await diagnose(redis);
+        if (diagnosis) logger.error({ code: diagnosis.code, hint: diagnosis.hint }, `Redis not reachable: ${diagnosis.message}`);
+      }
       await sleepOrAbort(250, signal);
     }
   }
@@ -280,7 +288,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   try {
     if ((options.reloadIntervalMs ?? 5_000) > 0) await watcher.start();
     // /healthz answers (503) while Redis is still unreachable at start; a stop signal ends the wait.
-    if (!(await redisOrAbort(probe, options.signal))) throw new StartAbortedError();
+    if (!(await redisOrAbort(probe, options.signal, logger))) throw new StartAbortedError();
     const first = await supervisor.probe();
     if (!first.ok && first.reason === 'MOVED: wrong node') {
       // Not fatal: this node may own the slot after a failover; /healthz says 503 until then.
