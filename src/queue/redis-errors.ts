@@ -34,7 +34,7 @@ const KNOWN: { pattern: RegExp; make: (message: string, cause: unknown) => Svcno
         hint: "use a prefix with a hash tag, e.g. --prefix '{svcnode}', the same on workers and producers",
       }),
   },
-  // Redis is up and answers reads but refuses every write: nothing moves until an operator acts.
+  // Redis is up and answers, but refuses the queue's commands: nothing moves until an operator acts.
   {
     pattern: /^OOM command not allowed\b/,
     make: (message, cause) =>
@@ -59,15 +59,23 @@ const KNOWN: { pattern: RegExp; make: (message: string, cause: unknown) => Svcno
         hint: 'point the URL at the master, or use redis+sentinel:// (or redis+cluster://) so a failover is followed',
       }),
   },
+  {
+    pattern: /^NOPERM\b/,
+    make: (message, cause) =>
+      new UnavailableError('SVCNODE_REDIS_NOPERM', `the Redis user may not run the queue's commands or keys (${message})`, {
+        cause,
+        hint: "grant the URL's Redis user the queue's keys (~bull:* or ~PREFIX:*, and ~svcnode:*) and BullMQ's commands: +@all is simplest; at least @read @write @scripting @blocking @connection and INFO",
+      }),
+  },
 ];
 
-/** Codes of Redis replies that refuse writes while reads still work (the queue cannot move). */
-const REFUSES_WRITES = new Set(['SVCNODE_REDIS_OOM', 'SVCNODE_REDIS_MISCONF', 'SVCNODE_REDIS_READONLY']);
+/** Codes of Redis replies that refuse the queue's commands while Redis is up (the queue cannot move). */
+const REFUSES_COMMANDS = new Set(['SVCNODE_REDIS_OOM', 'SVCNODE_REDIS_MISCONF', 'SVCNODE_REDIS_READONLY', 'SVCNODE_REDIS_NOPERM']);
 
-/** The coded error when Redis refused a write (OOM, MISCONF, READONLY), or undefined. */
-export function writeRefusal(error: unknown): SvcnodeError | undefined {
+/** The coded error when Redis refused a command of the queue (OOM, MISCONF, READONLY, NOPERM), or undefined. */
+export function commandRefusal(error: unknown): SvcnodeError | undefined {
   const known = knownRedisError(error);
-  return known !== undefined && REFUSES_WRITES.has(known.code) ? known : undefined;
+  return known !== undefined && REFUSES_COMMANDS.has(known.code) ? known : undefined;
 }
 
 /** A coded error for a known Redis reply (auth, MOVED, CROSSSLOT), or undefined. */

@@ -1,7 +1,7 @@
 import { Job, Worker, type JobJson, type Processor, type WorkerOptions } from 'bullmq';
 import { errorMessage } from '../errors.js';
 import type { RedisConnection } from './connection.js';
-import { writeRefusal } from './redis-errors.js';
+import { commandRefusal } from './redis-errors.js';
 import { sleepOrAbort } from './sleep.js';
 
 /** Data a job gets when what Redis holds for it is not JSON; the processor answers it with `invalid_input`. */
@@ -22,22 +22,22 @@ const PARSED_FIELDS = { opts: '{}', progress: '0', parent: undefined } as const;
 
 /**
  * A BullMQ Worker that survives what a foreign producer can leave in Redis and a Redis that
- * refuses writes. BullMQ parses a job's fields after moving it to active and throws outside any
+ * refuses its commands. BullMQ parses a job's fields after moving it to active and throws outside any
  * job: the job then sits in active, stalls and is fetched again forever. Here it becomes a job
  * with stand-in data, which the processor ends with an `invalid_input` Result.
  */
 export class SafeWorker extends Worker {
-  /** Ends a pause after a refused write at once when the worker closes. */
+  /** Ends a pause after a refused command at once when the worker closes. */
   private readonly pauses = new AbortController();
   /** The worker's own (non-blocking) connection, for the repair of an unparsable job. */
   private readonly redis: RedisConnection;
 
   /**
-   * `writeRefusedPauseMs`: how long to wait before fetching again after Redis refused a write
-   * (OOM, MISCONF, READONLY). BullMQ fetches again at once, so a worker would spin at full CPU,
-   * hammering Redis, for as long as Redis is full.
+   * `refusedPauseMs`: how long to wait before fetching again after Redis refused the fetch
+   * (OOM, MISCONF, READONLY, NOPERM). BullMQ fetches again at once, so a worker would spin at full
+   * CPU, hammering Redis, for as long as Redis refuses.
    */
-  constructor(name: string, processor: Processor, opts: WorkerOptions & { connection: RedisConnection }, private readonly writeRefusedPauseMs: number) {
+  constructor(name: string, processor: Processor, opts: WorkerOptions & { connection: RedisConnection }, private readonly refusedPauseMs: number) {
     super(name, processor, opts);
     this.redis = opts.connection;
     // BullMQ's fetch is private; wrapping it is the only place that sees each failed fetch.
@@ -47,7 +47,7 @@ export class SafeWorker extends Worker {
       try {
         return await fetch(token, ...rest);
       } catch (error) {
-        if (writeRefusal(error)) await sleepOrAbort(this.writeRefusedPauseMs, this.pauses.signal);
+        if (commandRefusal(error)) await sleepOrAbort(this.refusedPauseMs, this.pauses.signal);
         else if (error instanceof SyntaxError) {
           const job = await this.unparsableJob(token, error);
           if (job) return job;

@@ -4,7 +4,7 @@ import type { Result } from '../invoke/result.js';
 import type { Metrics } from '../observability/metrics.js';
 import { withTimeout, type ConnectionFactory, type RedisConnection } from './connection.js';
 import { QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
-import { knownRedisError, writeRefusal } from './redis-errors.js';
+import { knownRedisError, commandRefusal } from './redis-errors.js';
 import { SafeWorker } from './safe-worker.js';
 
 export type Processor = (job: Job, token?: string) => Promise<Result>;
@@ -22,8 +22,8 @@ export interface SupervisorOptions {
   probe: RedisConnection;
   logger: Logger;
   metrics: Metrics;
-  /** Wait after Redis refused a write before fetching again. @defaultValue WORKER_DEFAULTS.writeRefusedPauseMs */
-  writeRefusedPauseMs?: number;
+  /** Wait after Redis refused a fetch before fetching again. @defaultValue WORKER_DEFAULTS.refusedPauseMs */
+  refusedPauseMs?: number;
   /** How often the watchdog looks. @defaultValue WORKER_DEFAULTS.watchdogIntervalMs */
   watchdogIntervalMs?: number;
   /** Jobs waiting, free slots, nothing taken for this long: the BullMQ worker is recreated. @defaultValue WORKER_DEFAULTS.watchdogIdleMs */
@@ -31,7 +31,9 @@ export interface SupervisorOptions {
 }
 
 /** Outcome of one round trip on the queue's own keys. */
-export type Probe = { ok: true; waiting: number; paused: boolean } | { ok: false; reason: 'redis unreachable' | 'MOVED: wrong node' | 'redis auth refused'; detail: string };
+export type Probe =
+  | { ok: true; waiting: number; paused: boolean }
+  | { ok: false; reason: 'redis unreachable' | 'MOVED: wrong node' | 'redis auth refused' | 'redis refuses commands'; detail: string; code?: string };
 
 /** How long a probe waits: with maxRetriesPerRequest null a command on a dead node never returns. */
 const PROBE_TIMEOUT_MS = 1_000;
@@ -52,8 +54,8 @@ export class WorkerSupervisor {
   private timer: NodeJS.Timeout | undefined;
   private closing = false;
   private readonly errors = new Map<string, { at: number; count: number }>();
-  /** The last time Redis refused one of the worker's writes, and why. */
-  private refusedWrite: { code: string; at: number } | undefined;
+  /** The last time Redis refused one of the worker's commands, and why. */
+  private refusedCommand: { code: string; at: number } | undefined;
 
   constructor(private readonly o: SupervisorOptions) {
     ({ worker: this.worker, connection: this.connection } = this.create());
@@ -74,10 +76,10 @@ export class WorkerSupervisor {
       removeOnComplete: WORKER_DEFAULTS.removeOnComplete,
       removeOnFail: WORKER_DEFAULTS.removeOnFail,
       autorun: false,
-    }, this.o.writeRefusedPauseMs ?? WORKER_DEFAULTS.writeRefusedPauseMs);
+    }, this.o.refusedPauseMs ?? WORKER_DEFAULTS.refusedPauseMs);
     worker.on('error', (error) => {
-      const refused = writeRefusal(error);
-      if (refused) this.refusedWrite = { code: refused.code, at: Date.now() };
+      const refused = commandRefusal(error);
+      if (refused) this.refusedCommand = { code: refused.code, at: Date.now() };
       this.logError('worker error', error);
     });
     worker.on('failed', (job, error) => {
@@ -93,8 +95,8 @@ export class WorkerSupervisor {
   private async run(job: Job, token?: string): Promise<Result> {
     if (job.id) this.held.add(job.id);
     this.lastTakenAt = Date.now();
-    // A job was moved to active: Redis takes writes again.
-    this.refusedWrite = undefined;
+    // A job was moved to active: Redis takes the queue's commands again.
+    this.refusedCommand = undefined;
     try {
       return await this.o.processor(job, token);
     } catch (error) {
@@ -143,16 +145,18 @@ export class WorkerSupervisor {
       return { ok: true, waiting, paused: paused !== null };
     } catch (error) {
       const known = knownRedisError(error);
+      const refused = commandRefusal(known);
+      if (refused) return { ok: false, reason: 'redis refuses commands', detail: (error as Error).message, code: refused.code };
       const reason = known?.code === 'SVCNODE_REDIS_WRONG_NODE' ? 'MOVED: wrong node' : known?.code === 'SVCNODE_REDIS_AUTH' ? 'redis auth refused' : 'redis unreachable';
       return { ok: false, reason, detail: (error as Error).message };
     }
   }
 
-  /** The code of Redis's refusal when it refused one of the worker's writes in the last few seconds (OOM, MISCONF, READONLY). */
-  writesRefused(): string | undefined {
+  /** The code of Redis's refusal when it refused one of the worker's commands in the last few seconds (OOM, MISCONF, READONLY, NOPERM). */
+  commandsRefused(): string | undefined {
     const every = this.o.watchdogIntervalMs ?? WORKER_DEFAULTS.watchdogIntervalMs;
-    const pause = this.o.writeRefusedPauseMs ?? WORKER_DEFAULTS.writeRefusedPauseMs;
-    const r = this.refusedWrite;
+    const pause = this.o.refusedPauseMs ?? WORKER_DEFAULTS.refusedPauseMs;
+    const r = this.refusedCommand;
     return r !== undefined && Date.now() - r.at < 2 * Math.max(every, pause) ? r.code : undefined;
   }
 
@@ -170,8 +174,8 @@ export class WorkerSupervisor {
     this.lastCheckAt = now;
     if (!this.worker.isRunning()) return this.recreate('run loop ended');
     const probe = await this.probe();
-    // Idle because Redis refuses writes is not a stuck worker: a new one would be refused too.
-    if (!probe.ok || probe.paused || probe.waiting === 0 || this.held.size >= this.o.concurrency || tookSinceLastCheck || this.writesRefused() !== undefined) {
+    // Idle because Redis refuses its commands is not a stuck worker: a new one would be refused too.
+    if (!probe.ok || probe.paused || probe.waiting === 0 || this.held.size >= this.o.concurrency || tookSinceLastCheck || this.commandsRefused() !== undefined) {
       this.stuckSince = undefined;
       return;
     }

@@ -24,7 +24,7 @@ import { CrlFetcher } from '../pki/crl-fetch.js';
 import { distributionPointEvents } from '../pki/distribution-points.js';
 import { warmDistributionPoints } from '../tls/cdp-warmup.js';
 import { revocationEvents, type RevocationCheck } from '../tls/revocation.js';
-import { WorkerSupervisor } from './supervisor.js';
+import { WorkerSupervisor, type Probe } from './supervisor.js';
 import { sleepOrAbort } from './sleep.js';
 import { diagnose } from './redis-diagnose.js';
 
@@ -195,9 +195,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const health = async (): Promise<HealthReport> => {
     const { supervisor } = live;
     const stale = registry.staleProfiles();
-    const result = supervisor ? await supervisor.probe() : ({ ok: false, reason: 'redis unreachable', detail: 'not connected yet' } as const);
-    const refused = supervisor?.writesRefused();
-    const reason = !result.ok ? result.reason : refused ? 'redis refuses writes' : !supervisor?.takingJobs() ? 'worker stopped' : stale.length > 0 ? 'profiles stale' : undefined;
+    const result: Probe = supervisor ? await supervisor.probe() : { ok: false, reason: 'redis unreachable', detail: 'not connected yet' };
+    const refused = result.ok ? supervisor?.commandsRefused() : result.code;
+    const reason = !result.ok ? result.reason : refused ? 'redis refuses commands' : !supervisor?.takingJobs() ? 'worker stopped' : stale.length > 0 ? 'profiles stale' : undefined;
     return {
       status: reason ? 'down' : registry.problems.length > 0 ? 'degraded' : 'ok',
       ...(reason ? { reason } : {}),

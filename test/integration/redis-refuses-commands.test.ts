@@ -35,10 +35,10 @@ async function healthz(port: number): Promise<{ status: number; body: Record<str
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-/** Calls of BullMQ's scripts (EVALSHA) Redis served since the last reset. */
+/** Calls of BullMQ's scripts (EVALSHA) Redis served or rejected (ACL) since the last reset. */
 async function scriptCalls(): Promise<number> {
-  const stats = await admin.info('commandstats');
-  return Number(/cmdstat_evalsha:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+  const line = /cmdstat_evalsha:(.*)/.exec(await admin.info('commandstats'))?.[1] ?? '';
+  return Number(/\bcalls=(\d+)/.exec(line)?.[1] ?? 0) + Number(/rejected_calls=(\d+)/.exec(line)?.[1] ?? 0);
 }
 
 beforeAll(async () => {
@@ -63,8 +63,8 @@ describe('Redis refuses writes (OOM under maxmemory-policy noeviction)', () => {
     worker = await spawnWorker(f, redis.url, { concurrency: 4 });
     const port = worker.metricsPort;
 
-    await waitFor(async () => (await healthz(port)).body.reason === 'redis refuses writes', 10_000, 50, '/healthz names the refused writes');
-    expect(await healthz(port)).toMatchObject({ status: 503, body: { status: 'down', reason: 'redis refuses writes', code: 'SVCNODE_REDIS_OOM', redis: 'connected' } });
+    await waitFor(async () => (await healthz(port)).body.reason === 'redis refuses commands', 10_000, 50, '/healthz names the refused writes');
+    expect(await healthz(port)).toMatchObject({ status: 503, body: { status: 'down', reason: 'redis refuses commands', code: 'SVCNODE_REDIS_OOM', redis: 'connected' } });
     const logged = worker.logs().find((l) => l.code === 'SVCNODE_REDIS_OOM');
     expect(logged?.hint).toMatch(/maxmemory/);
 
@@ -129,4 +129,26 @@ describe('Redis refuses writes (OOM under maxmemory-policy noeviction)', () => {
       await Promise.all([misconf.close(), replica.close()]);
     }
   }, 30_000);
+
+  it('a Redis user whose ACL does not cover the queue (NOPERM): the worker waits, /healthz and enqueue name SVCNODE_REDIS_NOPERM', async () => {
+    // A user confined to other keys: PING and SELECT work, every queue script is refused.
+    await admin.acl('SETUSER', 'bot', 'on', '>bot-pw-1', '~other:*', '+@all');
+    const url = `redis://bot:bot-pw-1@127.0.0.1:${redis.port}`;
+    const w = await spawnWorker(f, url, { concurrency: 4 });
+    try {
+      await waitFor(async () => (await healthz(w.metricsPort)).body.code === 'SVCNODE_REDIS_NOPERM', 10_000, 50, '/healthz names NOPERM');
+      expect((await healthz(w.metricsPort)).body).toMatchObject({ status: 'down', reason: 'redis refuses commands' });
+      expect(w.logs().find((l) => l.code === 'SVCNODE_REDIS_NOPERM')?.hint).toMatch(/~bull:\*/);
+      await admin.config('RESETSTAT');
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect(await scriptCalls()).toBeLessThan(15);
+    } finally {
+      expect(await w.proc.stop('SIGTERM', 20_000)).toEqual({ code: 0, signal: null });
+    }
+    const out = await runCli(['enqueue', 'ping', '--redis', url, '--context', join(f.dir, 'ctx.json'), '--json'], { env: f.env });
+    expect(out.code).toBe(5);
+    expect((JSON.parse(out.stdout) as Result).failure?.code).toBe('SVCNODE_REDIS_NOPERM');
+    // The password is a secret: not in the output.
+    expect(out.stdout + out.stderr).not.toContain('bot-pw-1');
+  }, 40_000);
 });
