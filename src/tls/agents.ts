@@ -1,16 +1,15 @@
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { PeerCertificate, SecureContext, SecureVersion, TLSSocket } from 'node:tls';
-import { HttpsProxyAgent, type HttpsProxyAgentOptions } from 'hpagent';
 import type { LoadedProfile } from '../pki/types.js';
 import { identityChecker, type IdentityRules } from './identity.js';
 import { ocspStapling, sessionCacheSize, type StaplingConnection } from './ocsp-stapling.js';
 import { instrument, newProbe, type AgentMemo, type ConnectionProbe, type PhaseLimits } from './probe.js';
-import { proxyError } from './proxy-error.js';
+import { openTunnel, type ProxyHop } from './proxy-connect.js';
 import { connectionChecker } from './revocation.js';
 import { secureContextFor } from './secure-context.js';
 import { policyKey, type TlsPolicy } from './tls-policy.js';
-import { authorityHost, proxyLocation, tlsEndpoint } from './endpoint.js';
+import { authorityHost, tlsEndpoint } from './endpoint.js';
 
 /** Everything that decides which connections may be shared. */
 export interface AgentSpec {
@@ -82,46 +81,50 @@ class DirectAgent extends https.Agent {
 }
 
 /**
- * Connections through a CONNECT proxy (hpagent alone), `http://` or `https://` (TLS to the
- * proxy, so the CONNECT and its credentials never travel in plaintext). TLS material is prebuilt
- * in the SecureContext, so nothing can throw inside the agent; the CONNECT request gets the
- * connect timeout; every error before the tunnel stands is a ProxyError.
+ * Connections through a CONNECT proxy, `http://` or `https://` (TLS to the proxy, so the CONNECT
+ * and its credentials never travel in plaintext). TLS material is prebuilt in the SecureContext;
+ * the CONNECT gets the connect timeout; every error before the tunnel stands is a ProxyError that
+ * says what the proxy answered (openTunnel).
  */
-class ProxyAgent extends HttpsProxyAgent {
+class ProxyAgent extends https.Agent {
   private readonly memo: AgentMemo = {};
   private readonly identity: Checker;
+  private readonly hop: ProxyHop;
 
   constructor(
     private readonly spec: AgentSpec & { proxyUrl: string },
     maxCachedSessions: number,
   ) {
-    super({
-      ...agentOptions(spec),
-      maxCachedSessions: sessionCacheSize(spec.profile, maxCachedSessions),
-      proxy: proxyLocation(spec.proxyUrl) as unknown as URL,
-      // hpagent passes these to https.request, and so to tls.connect, which takes a prebuilt SecureContext.
-      ...(spec.proxyTls ? { proxyRequestOptions: { secureContext: spec.proxyTls.context } as unknown as HttpsProxyAgentOptions['proxyRequestOptions'] } : {}),
-    });
+    super({ ...agentOptions(spec), maxCachedSessions: sessionCacheSize(spec.profile, maxCachedSessions) });
     this.identity = identityChecker(spec.rules);
+    this.hop = { proxyUrl: spec.proxyUrl, keepAlive: true, ...(spec.proxyTls ? { proxyTls: spec.proxyTls } : {}) };
   }
 
   override createConnection(options: https.RequestOptions, callback?: Callback): undefined {
     const probe = newProbe('proxy');
     // eslint-disable-next-line @typescript-eslint/unbound-method -- called with this agent as `this`
-    const create: CreateConnection = HttpsProxyAgent.prototype.createConnection;
+    const create: CreateConnection = https.Agent.prototype.createConnection;
     const { options: own, stapling } = connectionOptions(this.spec, this.identity, options, probe, this.spec.limits.connectMs);
-    // hpagent writes `CONNECT host:port`: an IPv6 target needs its brackets there (the TLS checks strip them).
+    // `CONNECT host:port` needs an IPv6 target in brackets (the TLS checks strip them).
     const target = typeof own.host === 'string' ? { ...own, host: authorityHost(own.host) } : own;
-    create.call(this, target, (error, stream) => {
-      if (error) {
-        callback?.(proxyError(error, this.spec.proxyUrl, this.spec.limits.connectMs), stream);
+    openTunnel(this.hop, String(target.host ?? 'localhost'), Number(target.port ?? 443), this.spec.limits.connectMs, (error, tunnel) => {
+      if (error || !tunnel) {
+        callback?.(error, undefined as unknown as Duplex);
         return;
       }
-      const socket = stream as TLSSocket;
+      let socket: TLSSocket;
+      try {
+        socket = create.call(this, { ...target, socket: tunnel }) as TLSSocket;
+      } catch (thrown) {
+        // A throw here would escape as an uncaught exception and leave the call pending.
+        tunnel.destroy();
+        callback?.(thrown as Error, undefined as unknown as Duplex);
+        return;
+      }
       socket.setTimeout(0);
       stapling?.watch(socket);
       instrument(socket, probe, this.spec.limits, true, this.memo);
-      callback?.(null, stream);
+      callback?.(null, socket);
     });
     return undefined;
   }

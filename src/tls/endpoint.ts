@@ -25,7 +25,7 @@ export function authorityHost(host: string): string {
   return isIP(host) === 6 ? `[${host}]` : host;
 }
 
-/** Where a proxy URL points, as hpagent reads it (`hostname` without IPv6 brackets, so it resolves). */
+/** Where a proxy URL points, for the CONNECT request (`hostname` without IPv6 brackets, so it resolves). */
 export interface ProxyLocation {
   protocol: string;
   hostname: string;
@@ -34,7 +34,7 @@ export interface ProxyLocation {
   password: string;
 }
 
-/** The proxy of `proxy.url` for hpagent: its IPv6 literal unbracketed, which http.request needs. */
+/** The proxy of `proxy.url`: its IPv6 literal unbracketed, which http.request needs; credentials as written. */
 export function proxyLocation(proxyUrl: string): ProxyLocation {
   const url = new URL(proxyUrl);
   return { protocol: url.protocol, hostname: bareHostname(url.hostname), port: url.port, username: url.username, password: url.password };

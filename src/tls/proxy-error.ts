@@ -1,4 +1,5 @@
 import { ProxyError, errorCode, errorMessage } from '../errors.js';
+import { describeRefusal, type ProxyAnswer } from './proxy-refusal.js';
 
 /** Codes of a TLS handshake with an `https://` proxy that failed (its certificate, versions, alerts). */
 const TLS_FAILURE = /^(?:ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_|INVALID_|HOSTNAME_MISMATCH$|UNSPECIFIED$)/;
@@ -14,23 +15,33 @@ function shown(proxyUrl: string): string {
   }
 }
 
-/**
- * Turn an error of hpagent's CONNECT into a coded ProxyError (the raw error as cause): refused
- * or unreachable proxy, TLS to an https:// proxy, 407, another refusal, or no answer in time.
- */
-export function proxyError(raw: Error, proxyUrl: string, connectMs: number): ProxyError {
-  const proxy = shown(proxyUrl);
-  const status = /^Bad response: (\d{3})$/.exec(raw.message)?.[1];
-  if (status === '407') {
-    return new ProxyError('SVCNODE_PROXY_AUTH', `the proxy ${proxy} answered 407 to CONNECT: its credentials are missing or wrong`, { cause: raw, status: 407, hint: 'put the proxy credentials in proxy.url (http://user:pass@proxy:port), percent-encoded' });
+/** The forms proxy.url's credentials could take in proxy-provided text: masked wherever it is quoted. */
+function credentialForms(proxyUrl: string): string[] {
+  try {
+    const url = new URL(proxyUrl);
+    const user = decodeURIComponent(url.username);
+    const pass = decodeURIComponent(url.password);
+    if (!user && !pass) return [];
+    const pair = `${user}:${pass}`;
+    return [Buffer.from(pair).toString('base64'), pair, pass, url.password].filter((s) => s.length > 0);
+  } catch {
+    return [];
   }
-  if (status !== undefined) {
-    const n = Number(status);
-    return new ProxyError('SVCNODE_PROXY_REFUSED', `the proxy ${proxy} refused to open a tunnel (HTTP ${status})`, {
-      cause: raw,
-      status: n,
-      hint: TRANSIENT_PROXY_STATUS.has(n) ? 'the proxy could not reach the backend: check the backend host and port, and the proxy\'s own connectivity' : 'check that the proxy allows CONNECT to this host and port',
-    });
+}
+
+/**
+ * Turn an error of a CONNECT into a coded ProxyError (the raw error as cause): refused or
+ * unreachable proxy, TLS to an https:// proxy, no answer in time, or an answer other than 200,
+ * told from `answer` (407 and its offered schemes, squid's error name, the status line).
+ */
+export function proxyError(raw: Error, proxyUrl: string, connectMs: number, answer?: ProxyAnswer): ProxyError {
+  const proxy = shown(proxyUrl);
+  const secrets = credentialForms(proxyUrl);
+  const status = answer?.status ?? Number(/^Bad response: (\d{3})$/.exec(raw.message)?.[1] ?? Number.NaN);
+  if (!Number.isNaN(status)) {
+    const said = answer ?? { status, statusText: '', challenges: [], squidError: undefined, credentialsSent: secrets.length > 0, target: 'the backend' };
+    const { code, message, hint } = describeRefusal(said, proxy, secrets);
+    return new ProxyError(code, message, { cause: raw, status, hint });
   }
   if (raw.message === 'Proxy timeout') {
     return new ProxyError('SVCNODE_PROXY_TIMEOUT', `the proxy ${proxy} did not open the tunnel within ${connectMs} ms`, { cause: raw, hint: 'check that proxy.url points at a working CONNECT proxy, or raise timeouts.connectMs' });

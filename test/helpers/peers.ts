@@ -15,7 +15,7 @@ import tls from 'node:tls';
 import { LOOPBACK, freePort, listen, trackSockets, waitFor } from './net.js';
 import { startConnectProxy, type ConnectProxy, type TestServer } from './servers.js';
 
-function requireBinary(name: string, path: string): void {
+export function requireBinary(name: string, path: string): void {
   try {
     execFileSync(path, ['-v'], { stdio: 'ignore' });
   } catch (cause) {
@@ -34,7 +34,7 @@ async function portOpen(port: number): Promise<boolean> {
   });
 }
 
-async function stop(child: ChildProcess): Promise<void> {
+export async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGTERM');
@@ -44,7 +44,7 @@ async function stop(child: ChildProcess): Promise<void> {
 }
 
 /** Spawn a daemon in the foreground and wait until its port accepts TCP. */
-async function spawnPeer(name: string, cmd: string, args: string[], port: number, log: () => string): Promise<ChildProcess> {
+export async function spawnPeer(name: string, cmd: string, args: string[], port: number, log: () => string): Promise<ChildProcess> {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
