@@ -178,7 +178,7 @@ describe('network, proxy and timeouts', () => {
   it.each([
     ['our phase timer', new SvcnodeError('SVCNODE_TIMEOUT', 'TLS handshake did not finish within 500 ms')],
     ['got ETIMEDOUT', err('ETIMEDOUT', 'Timeout awaiting response for 500ms')],
-    ['hpagent Proxy timeout', proxyError(new Error('Proxy timeout'), 'http://proxy:3128', 500)],
+    ['CONNECT timed out (Proxy timeout)', proxyError(new Error('Proxy timeout'), 'http://proxy:3128', 500)],
     ['AbortSignal.timeout', new DOMException('The operation was aborted due to timeout', 'TimeoutError')],
   ])('%s → timeout', (_label, error) => {
     expect(category(error, { ...WITH_CLIENT, proxy: true })).toBe('timeout');

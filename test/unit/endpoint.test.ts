@@ -36,7 +36,7 @@ describe('CONNECT authority and proxy location', () => {
     expect(authorityHost('api.bank.example')).toBe('api.bank.example');
   });
 
-  it('gives hpagent an IPv6 proxy host without brackets, credentials as written', () => {
+  it('gives the CONNECT request an IPv6 proxy host without brackets, credentials as written', () => {
     expect(proxyLocation('http://u:p%40ss@[::1]:3128')).toEqual({ protocol: 'http:', hostname: '::1', port: '3128', username: 'u', password: 'p%40ss' });
     expect(proxyLocation('https://proxy.bank.example')).toMatchObject({ protocol: 'https:', hostname: 'proxy.bank.example', port: '' });
   });
