@@ -160,10 +160,10 @@ export class WorkerSupervisor {
     return r !== undefined && Date.now() - r.at < 2 * Math.max(every, pause) ? r.code : undefined;
   }
 
-  /** False when the worker's loop ended or the watchdog sees it idle while jobs wait. */
+  /** False when the worker's loop ended, the watchdog sees it idle while jobs wait, or Redis refuses its commands. */
   takingJobs(): boolean {
     const every = this.o.watchdogIntervalMs ?? WORKER_DEFAULTS.watchdogIntervalMs;
-    return this.worker.isRunning() && (this.stuckSince === undefined || Date.now() - this.stuckSince < every * 2);
+    return this.worker.isRunning() && (this.stuckSince === undefined || Date.now() - this.stuckSince < every * 2) && this.commandsRefused() === undefined;
   }
 
   /** One watchdog round. */

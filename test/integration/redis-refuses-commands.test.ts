@@ -35,6 +35,11 @@ async function healthz(port: number): Promise<{ status: number; body: Record<str
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
+/** The worker's svcnode_worker_up gauge (sampled every 5 s). */
+async function workerUp(port: number): Promise<number> {
+  return Number(/^svcnode_worker_up (\d)$/m.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1]);
+}
+
 /** Calls of BullMQ's scripts (EVALSHA) Redis served or rejected (ACL) since the last reset. */
 async function scriptCalls(): Promise<number> {
   const line = /cmdstat_evalsha:(.*)/.exec(await admin.info('commandstats'))?.[1] ?? '';
@@ -65,6 +70,8 @@ describe('Redis refuses writes (OOM under maxmemory-policy noeviction)', () => {
 
     await waitFor(async () => (await healthz(port)).body.reason === 'redis refuses commands', 10_000, 50, '/healthz names the refused writes');
     expect(await healthz(port)).toMatchObject({ status: 503, body: { status: 'down', reason: 'redis refuses commands', code: 'SVCNODE_REDIS_OOM', redis: 'connected' } });
+    // The worker takes no job: svcnode_worker_up says so (the "no worker taking jobs" alert fires).
+    await waitFor(async () => (await workerUp(port)) === 0, 10_000, 100, 'svcnode_worker_up 0');
     const logged = worker.logs().find((l) => l.code === 'SVCNODE_REDIS_OOM');
     expect(logged?.hint).toMatch(/maxmemory/);
 
@@ -82,6 +89,7 @@ describe('Redis refuses writes (OOM under maxmemory-policy noeviction)', () => {
       expect((JSON.parse((await admin.hget(`${QUEUE}:${id}`, 'returnvalue')) ?? 'null') as Result).ok).toBe(true);
     }
     await waitFor(async () => (await healthz(port)).status === 200, 10_000, 50, '/healthz back to 200');
+    await waitFor(async () => (await workerUp(port)) === 1, 10_000, 100, 'svcnode_worker_up back to 1');
     expect(await worker.proc.stop('SIGTERM', 20_000)).toEqual({ code: 0, signal: null });
     worker = undefined;
   }, 60_000);
