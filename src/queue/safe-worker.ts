@@ -40,8 +40,10 @@ export class SafeWorker extends Worker {
   constructor(name: string, processor: Processor, opts: WorkerOptions & { connection: RedisConnection }, private readonly refusedPauseMs: number) {
     super(name, processor, opts);
     this.redis = opts.connection;
-    // BullMQ's fetch is private; wrapping it is the only place that sees each failed fetch.
-    const self = this as unknown as { _getNextJob: (token: string, ...rest: unknown[]) => Promise<Job | undefined> };
+    // BullMQ's fetch is private; wrapping it is the only place that sees each failed fetch. A BullMQ
+    // without it still runs (redis-refuses-commands and worker-resilience tests tell the difference).
+    const self = this as unknown as { _getNextJob?: (token: string, ...rest: unknown[]) => Promise<Job | undefined> };
+    if (typeof self._getNextJob !== 'function') return;
     const fetch = self._getNextJob.bind(this);
     self._getNextJob = async (token: string, ...rest: unknown[]): Promise<Job | undefined> => {
       try {
