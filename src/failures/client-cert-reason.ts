@@ -50,7 +50,7 @@ function purposeHint(ctx: ClientCertContext): string | undefined {
 export function refineClientVerdict(verdict: Failure, ctx: ClientCertContext): Failure {
   if (!verdict.category.startsWith('client_cert') || !ctx.clientSubject) return verdict;
   const keyType = keyTypeFailure(verdict.code, ctx);
-  if (keyType) return { ...keyType, phase: verdict.phase };
+  if (keyType) return { ...answered(keyType), phase: verdict.phase };
   const hint = verdict.category === 'client_cert_rejected' && !NOT_PURPOSE.test(verdict.code) ? purposeHint(ctx) : undefined;
   return hint ? { ...verdict, hint } : verdict;
 }
@@ -66,5 +66,10 @@ export function unsentCertificateStatus(status: number, ctx: ClientCertContext):
     return failure('client_cert_required', code, `${ctx.host} asked for a client certificate, got none (profile "${ctx.profileName}" has none) and answered ${status}`, `add a client certificate to profile "${ctx.profileName}"`);
   }
   const keyType = keyTypeFailure(code, ctx);
-  return keyType ? { ...keyType, message: `${keyType.message}; it answered ${status}` } : undefined;
+  return keyType && answered(keyType);
+}
+
+/** A verdict the server gave as an HTTP status says so. */
+function answered(f: Failure): Failure {
+  return f.code.startsWith('HTTP_') ? { ...f, message: `${f.message}; it answered ${f.code.slice(5)}` } : f;
 }

@@ -12,6 +12,7 @@ import { invoke } from '../../src/invoke/execute.js';
 import type { Result } from '../../src/invoke/result.js';
 import { mintCa, mintLeaf, type MintedCert } from '../../src/pki/mint.js';
 import { installed, startApache, startHaproxy, type Gateway } from '../helpers/cert-gateways.js';
+import { startNginx, type Nginx } from '../helpers/peers.js';
 import { waitFor } from '../helpers/net.js';
 import { useProfilesFixture } from '../helpers/profiles-fixture.js';
 import { startOpensslServer, type OpensslServer } from '../helpers/servers.js';
@@ -26,6 +27,7 @@ const fx = useProfilesFixture();
 let expired: MintedCert;
 let rsaOnly: OpensslServer;
 let ecdsaOnly: OpensslServer;
+let nginxRsaOnly: Nginx;
 let haproxy: Gateway | undefined;
 let apache: Gateway | undefined;
 
@@ -77,9 +79,10 @@ beforeAll(async () => {
 
   const openssl = (sigalgs: string): Promise<OpensslServer> =>
     startOpensslServer({ certFile: pki.files.serverCert, keyFile: pki.files.serverKey, chainFile: pki.files.intermediate, caFile: pki.files.root, verify: 'require', tls: 'both', extraArgs: ['-client_sigalgs', sigalgs] }).then((s) => fx.track(s));
-  [rsaOnly, ecdsaOnly, haproxy, apache] = await Promise.all([
+  [rsaOnly, ecdsaOnly, nginxRsaOnly, haproxy, apache] = await Promise.all([
     openssl('RSA-PSS+SHA256:rsa_pkcs1_sha256'),
     openssl('ECDSA+SHA256'),
+    startNginx({ certFile: pki.files.serverChain, keyFile: pki.files.serverKey, clientCaFile: pki.files.root, serverConf: 'ssl_conf_command ClientSignatureAlgorithms RSA-PSS+SHA256:RSA+SHA256;' }).then((s) => fx.track(s)),
     HAPROXY ? startHaproxy({ certKeyFile: pki.write('server-with-key.pem', pki.server.certPem, pki.intermediate.certPem, pki.server.keyPem), caFile: pki.files.root }).then((s) => fx.track(s)) : undefined,
     APACHE ? startApache({ certFile: pki.files.serverChain, keyFile: pki.files.serverKey, caFile: pki.files.root }).then((s) => fx.track(s)) : undefined,
   ]);
@@ -110,6 +113,16 @@ describe('a key type the server does not accept (openssl s_server -client_sigalg
     const passed = await invoke(node(ecdsaOnly.port, 'p384', '/', { maxVersion: 'TLSv1.2' }), {}, fx.deps);
     expect(passed.failure, JSON.stringify(passed.failure)).toBeNull();
     expect(passed.tls?.clientCertificate?.subject).toContain('svcnode-bot-p384');
+  });
+
+  it('nginx (ssl_conf_command ClientSignatureAlgorithms, RSA only) answers 400 "No required SSL certificate was sent": the key type, not "rejected"', async () => {
+    const r = await invoke(node(nginxRsaOnly.port, 'ec', '/json'), {}, fx.deps);
+    expect(r.response?.status).toBe(400);
+    expect(r.failure?.code).toBe('HTTP_400');
+    expectKeyTypeVerdict(r, 'RSA-PSS+SHA256, RSA+SHA256', 'EC P-256', 'RSA');
+    expect(r.failure?.message).toContain('it answered 400');
+    const control = await invoke(node(nginxRsaOnly.port, 'bank', '/json'), {}, fx.deps);
+    expect(control.failure, JSON.stringify(control.failure)).toBeNull();
   });
 
   it('dry-run --tls-only says the same', async () => {
