@@ -3,7 +3,7 @@ import type { LoadedCrl } from '../pki/crl.js';
 import type { ChainEntry, ConnectionProbe } from '../tls/probe.js';
 import { TRANSIENT_PROXY_STATUS } from '../tls/proxy-error.js';
 import type { ClientKey } from '../tls/sigalgs.js';
-import { refineClientVerdict, unsentCertificateStatus } from './client-cert-reason.js';
+import { refineClientVerdict, renegotiationBodyStatus, unsentCertificateStatus } from './client-cert-reason.js';
 import { failureOf as failure, inputFailure, type Failure } from './failure.js';
 import { ocspFailure } from './ocsp-failure.js';
 import { CRL_PENDING, REVOCATION_UNKNOWN } from './revocation-failure.js';
@@ -222,7 +222,7 @@ export function classifyHttpStatus(status: number, bodyText: string, ctx: Classi
   if (status === 403 && /Cannot perform Post-Handshake Authentication/i.test(bodyText)) {
     return failure('http_status', `HTTP_${status}`, `${ctx.host} answered 403: it asked for a client certificate by TLS 1.3 post-handshake authentication, which this client does not offer`, 'set tls.maxVersion: "TLSv1.2" on the node so the server asks for the certificate during the handshake');
   }
-  const unsent = unsentCertificateStatus(status, ctx);
+  const unsent = unsentCertificateStatus(status, ctx) ?? renegotiationBodyStatus(status, ctx);
   if (unsent) return unsent;
   return failure('http_status', `HTTP_${status}`, `${ctx.host} answered HTTP ${status}, which the node does not accept`, status >= 500 ? 'the backend failed; it may succeed on retry' : 'check the request (URL, headers, body) or add the status to response.acceptStatus');
 }

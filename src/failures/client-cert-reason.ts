@@ -73,3 +73,21 @@ export function unsentCertificateStatus(status: number, ctx: ClientCertContext):
 function answered(f: Failure): Failure {
   return f.code.startsWith('HTTP_') ? { ...f, message: `${f.message}; it answered ${f.code.slice(5)}` } : f;
 }
+
+/**
+ * A 413 on a TLS 1.2 connection whose handshake asked for no certificate although we have one:
+ * besides a plain body limit, a server that asks for the certificate by renegotiation for this
+ * path (Apache's SSLVerifyClient inside a <Location>) must buffer the request body first and
+ * refuses a body larger than that buffer. Nothing on the wire tells the two apart: name both.
+ */
+export function renegotiationBodyStatus(status: number, ctx: ClientCertContext): Failure | undefined {
+  const probe = ctx.probe;
+  if (status !== 413 || !ctx.clientSubject || probe?.protocol !== 'TLSv1.2' || probe.certificateRequested !== false) return undefined;
+  return failure(
+    'http_status',
+    'HTTP_413',
+    `${ctx.host} answered 413: the request body is larger than it accepts. Its TLS handshake asked for no client certificate: if it asks for one by TLS 1.2 renegotiation for this path (Apache's SSLVerifyClient inside a <Location>), it must buffer the body first and refuses one larger than that buffer (Apache's SSLRenegBufferSize, 128 KiB by default)`,
+    'send a smaller body, or ask the backend team to raise its body limit; if it renegotiates for the client certificate, to require the certificate at the first handshake (SSLVerifyClient for the whole virtual host) or raise SSLRenegBufferSize',
+    'response',
+  );
+}

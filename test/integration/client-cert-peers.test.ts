@@ -244,6 +244,20 @@ describe.skipIf(!APACHE)(`Apache mod_ssl: SSLVerifyClient require in a <Location
     expectKeyTypeVerdict(r, 'RSA-PSS+SHA256, RSA+SHA256', 'EC P-256', 'RSA');
   });
 
+  it('a POST body larger than the renegotiation buffer: Apache answers 413 before it renegotiates; the hint names the renegotiation', async () => {
+    const post = (size: number): NodeDefinition => ({ ...node(port('tls12'), 'bank', SECURE), request: { method: 'POST', url: `https://localhost:${port('tls12')}${SECURE}`, body: { text: 'x'.repeat(size) } } });
+    const r = await invoke(post(200_000), {}, fx.deps);
+    expectFailure(r, 'http_status', 'HTTP_413');
+    expect(r.failure?.message).toContain('TLS 1.2 renegotiation');
+    expect(r.failure?.hint).toContain('require the certificate at the first handshake');
+    expect(r.tls?.clientCertificate).toBeNull();
+    await logged(/AH02018: request body exceeds maximum size \(131072\) for SSL buffer/);
+    // A body within the buffer gets through the renegotiation (and so would the large one on the connection it authenticated).
+    const small = await invoke(post(1_000), {}, fx.deps);
+    expect(small.failure, JSON.stringify(small.failure)).toBeNull();
+    expect(small.tls?.clientCertificate?.subject).toContain('svcnode-bot');
+  });
+
   it('TLS 1.3 (post-handshake authentication, which Node does not offer): 403 with a hint that TLS 1.2 gets through, and it does', async () => {
     const r = await invoke(node(port('tls13'), 'bank', SECURE), {}, fx.deps);
     expectFailure(r, 'http_status', 'HTTP_403');
