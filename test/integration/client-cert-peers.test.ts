@@ -5,6 +5,8 @@
  * `verify optional` with an ACL answering 403), and Apache mod_ssl asking for the certificate
  * only for one path, by TLS 1.2 renegotiation (or TLS 1.3 post-handshake authentication).
  */
+import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
 import { checkHandshake } from '../../src/invoke/handshake-check.js';
@@ -13,7 +15,7 @@ import type { Result } from '../../src/invoke/result.js';
 import { mintCa, mintLeaf, type MintedCert } from '../../src/pki/mint.js';
 import { installed, startApache, startHaproxy, type Gateway } from '../helpers/cert-gateways.js';
 import { startNginx, type Nginx } from '../helpers/peers.js';
-import { waitFor } from '../helpers/net.js';
+import { listen, trackSockets, waitFor } from '../helpers/net.js';
 import { useProfilesFixture } from '../helpers/profiles-fixture.js';
 import { startOpensslServer, type OpensslServer } from '../helpers/servers.js';
 
@@ -28,6 +30,8 @@ let expired: MintedCert;
 let rsaOnly: OpensslServer;
 let ecdsaOnly: OpensslServer;
 let nginxRsaOnly: Nginx;
+let rsaOnlyOptional: OpensslServer;
+let aclServer: { port: number; certificates: boolean[] };
 let haproxy: Gateway | undefined;
 let apache: Gateway | undefined;
 
@@ -50,6 +54,26 @@ function expectKeyTypeVerdict(r: Result, sigalgs: string, key: string, wanted: s
   expect(r.failure?.hint).not.toMatch(/trusts the CA|register the client certificate/);
   // Nothing was sent, and the Result does not claim otherwise.
   expect(r.tls?.clientCertificate ?? null).toBeNull();
+}
+
+/**
+ * What haproxy's `verify optional` with an ACL does, with the client signature algorithms limited
+ * to RSA (which haproxy 2.6 cannot configure): a Node server that asks for a certificate, lets
+ * the handshake through without one, and answers 403 unless a verified certificate came.
+ */
+async function startAclServer(): Promise<{ port: number; certificates: boolean[] }> {
+  const { pki } = fx;
+  const certificates: boolean[] = [];
+  const server = https.createServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem, requestCert: true, rejectUnauthorized: false, sigalgs: 'rsa_pss_rsae_sha256:rsa_pkcs1_sha256' }, (req, res) => {
+    const socket = req.socket as TLSSocket;
+    certificates.push(socket.getPeerCertificate().subject !== undefined);
+    res.writeHead(socket.authorized ? 200 : 403, { 'content-type': 'text/plain' });
+    res.end(socket.authorized ? 'ok' : 'forbidden');
+  });
+  const sockets = trackSockets(server);
+  const port = await listen(server, 0);
+  fx.track({ host: '127.0.0.1', port, url: `https://127.0.0.1:${port}`, close: () => sockets.close() });
+  return { port, certificates };
 }
 
 beforeAll(async () => {
@@ -77,11 +101,13 @@ beforeAll(async () => {
     withClient('expired', expired),
   ]);
 
-  const openssl = (sigalgs: string): Promise<OpensslServer> =>
-    startOpensslServer({ certFile: pki.files.serverCert, keyFile: pki.files.serverKey, chainFile: pki.files.intermediate, caFile: pki.files.root, verify: 'require', tls: 'both', extraArgs: ['-client_sigalgs', sigalgs] }).then((s) => fx.track(s));
-  [rsaOnly, ecdsaOnly, nginxRsaOnly, haproxy, apache] = await Promise.all([
+  const openssl = (sigalgs: string, verify: 'require' | 'request' = 'require'): Promise<OpensslServer> =>
+    startOpensslServer({ certFile: pki.files.serverCert, keyFile: pki.files.serverKey, chainFile: pki.files.intermediate, caFile: pki.files.root, verify, tls: 'both', extraArgs: ['-client_sigalgs', sigalgs] }).then((s) => fx.track(s));
+  aclServer = await startAclServer();
+  [rsaOnly, ecdsaOnly, rsaOnlyOptional, nginxRsaOnly, haproxy, apache] = await Promise.all([
     openssl('RSA-PSS+SHA256:rsa_pkcs1_sha256'),
     openssl('ECDSA+SHA256'),
+    openssl('RSA-PSS+SHA256:rsa_pkcs1_sha256', 'request'),
     startNginx({ certFile: pki.files.serverChain, keyFile: pki.files.serverKey, clientCaFile: pki.files.root, serverConf: 'ssl_conf_command ClientSignatureAlgorithms RSA-PSS+SHA256:RSA+SHA256;' }).then((s) => fx.track(s)),
     HAPROXY ? startHaproxy({ certKeyFile: pki.write('server-with-key.pem', pki.server.certPem, pki.intermediate.certPem, pki.server.keyPem), caFile: pki.files.root }).then((s) => fx.track(s)) : undefined,
     APACHE ? startApache({ certFile: pki.files.serverChain, keyFile: pki.files.serverKey, caFile: pki.files.root }).then((s) => fx.track(s)) : undefined,
@@ -123,6 +149,25 @@ describe('a key type the server does not accept (openssl s_server -client_sigalg
     expect(r.failure?.message).toContain('it answered 400');
     const control = await invoke(node(nginxRsaOnly.port, 'bank', '/json'), {}, fx.deps);
     expect(control.failure, JSON.stringify(control.failure)).toBeNull();
+  });
+
+  it('a server that only asks (s_server -verify) lets the handshake through: the call passes, and tls.clientCertificate is null', async () => {
+    const r = await invoke(node(rsaOnlyOptional.port, 'ec'), {}, fx.deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(r.tls?.clientCertificate).toBeNull();
+    expect(r.response?.body).toContain('no client certificate available');
+  });
+
+  it('a server that only asks and answers 403 without a verified certificate: the key type, HTTP_403', async () => {
+    const r = await invoke(node(aclServer.port, 'ec'), {}, fx.deps);
+    expect(r.response?.status).toBe(403);
+    expect(r.failure?.code).toBe('HTTP_403');
+    expectKeyTypeVerdict(r, 'RSA-PSS+SHA256, RSA+SHA256', 'EC P-256', 'RSA');
+    expect(r.failure?.message).toContain('it answered 403');
+    expect(aclServer.certificates.at(-1)).toBe(false);
+    const control = await invoke(node(aclServer.port, 'bank'), {}, fx.deps);
+    expect(control.failure, JSON.stringify(control.failure)).toBeNull();
+    expect(aclServer.certificates.at(-1)).toBe(true);
   });
 
   it('dry-run --tls-only says the same', async () => {
