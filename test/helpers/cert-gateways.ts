@@ -3,15 +3,19 @@
  * a temp dir on free loopback ports: haproxy (`verify required`, and `verify optional` with an
  * ACL answering 403 without a certificate) and Apache mod_ssl (`SSLVerifyClient require` inside
  * a `<Location>`, which asks for the certificate by TLS 1.2 renegotiation, or by TLS 1.3
- * post-handshake authentication). Each logs its own verdict on the client certificate.
+ * post-handshake authentication). Each logs its own verdict on the client certificate. Plus a
+ * Node server standing in for `verify optional` + ACL where haproxy cannot limit the client
+ * signature algorithms.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import https from 'node:https';
 import net from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LOOPBACK, freePort, waitFor } from './net.js';
+import { LOOPBACK, freePort, listen, trackSockets, waitFor } from './net.js';
 import type { TestServer } from './servers.js';
 
 /** Whether a binary is on PATH (a missing peer skips its tests, with the reason in their title). */
@@ -177,4 +181,27 @@ ${vhost(ports.tls12, '+TLSv1.2')}${vhost(ports.tls13, '+TLSv1.2 +TLSv1.3')}${vho
     await stop(child);
     await rm(dir, { recursive: true, force: true });
   });
+}
+
+export interface AclServer extends TestServer {
+  /** Per request: whether the client presented a certificate. */
+  certificates: boolean[];
+}
+
+/**
+ * What haproxy's `verify optional` with an ACL does, with the signature algorithms of its
+ * CertificateRequest limited to `sigalgs`: a Node server that asks for a certificate, lets the
+ * handshake through without one, and answers 403 unless a verified certificate came.
+ */
+export async function startAclServer(o: { key: string; cert: string; ca: string; sigalgs: string }): Promise<AclServer> {
+  const certificates: boolean[] = [];
+  const server = https.createServer({ key: o.key, cert: o.cert, ca: o.ca, requestCert: true, rejectUnauthorized: false, sigalgs: o.sigalgs }, (req, res) => {
+    const socket = req.socket as TLSSocket;
+    certificates.push(socket.getPeerCertificate().subject !== undefined);
+    res.writeHead(socket.authorized ? 200 : 403, { 'content-type': 'text/plain' });
+    res.end(socket.authorized ? 'ok' : 'forbidden');
+  });
+  const sockets = trackSockets(server);
+  const port = await listen(server, 0);
+  return { host: LOOPBACK, port, url: `https://${LOOPBACK}:${port}`, certificates, close: () => sockets.close() };
 }

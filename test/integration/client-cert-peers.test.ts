@@ -5,17 +5,15 @@
  * `verify optional` with an ACL answering 403), and Apache mod_ssl asking for the certificate
  * only for one path, by TLS 1.2 renegotiation (or TLS 1.3 post-handshake authentication).
  */
-import https from 'node:https';
-import type { TLSSocket } from 'node:tls';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
 import { checkHandshake } from '../../src/invoke/handshake-check.js';
 import { invoke } from '../../src/invoke/execute.js';
 import type { Result } from '../../src/invoke/result.js';
 import { mintCa, mintLeaf, type MintedCert } from '../../src/pki/mint.js';
-import { installed, startApache, startHaproxy, type Gateway } from '../helpers/cert-gateways.js';
+import { installed, startAclServer, startApache, startHaproxy, type AclServer, type Gateway } from '../helpers/cert-gateways.js';
 import { startNginx, type Nginx } from '../helpers/peers.js';
-import { listen, trackSockets, waitFor } from '../helpers/net.js';
+import { waitFor } from '../helpers/net.js';
 import { useProfilesFixture } from '../helpers/profiles-fixture.js';
 import { startOpensslServer, type OpensslServer } from '../helpers/servers.js';
 
@@ -31,7 +29,7 @@ let rsaOnly: OpensslServer;
 let ecdsaOnly: OpensslServer;
 let nginxRsaOnly: Nginx;
 let rsaOnlyOptional: OpensslServer;
-let aclServer: { port: number; certificates: boolean[] };
+let aclServer: AclServer;
 let haproxy: Gateway | undefined;
 let apache: Gateway | undefined;
 
@@ -54,26 +52,6 @@ function expectKeyTypeVerdict(r: Result, sigalgs: string, key: string, wanted: s
   expect(r.failure?.hint).not.toMatch(/trusts the CA|register the client certificate/);
   // Nothing was sent, and the Result does not claim otherwise.
   expect(r.tls?.clientCertificate ?? null).toBeNull();
-}
-
-/**
- * What haproxy's `verify optional` with an ACL does, with the client signature algorithms limited
- * to RSA (which haproxy 2.6 cannot configure): a Node server that asks for a certificate, lets
- * the handshake through without one, and answers 403 unless a verified certificate came.
- */
-async function startAclServer(): Promise<{ port: number; certificates: boolean[] }> {
-  const { pki } = fx;
-  const certificates: boolean[] = [];
-  const server = https.createServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem, requestCert: true, rejectUnauthorized: false, sigalgs: 'rsa_pss_rsae_sha256:rsa_pkcs1_sha256' }, (req, res) => {
-    const socket = req.socket as TLSSocket;
-    certificates.push(socket.getPeerCertificate().subject !== undefined);
-    res.writeHead(socket.authorized ? 200 : 403, { 'content-type': 'text/plain' });
-    res.end(socket.authorized ? 'ok' : 'forbidden');
-  });
-  const sockets = trackSockets(server);
-  const port = await listen(server, 0);
-  fx.track({ host: '127.0.0.1', port, url: `https://127.0.0.1:${port}`, close: () => sockets.close() });
-  return { port, certificates };
 }
 
 beforeAll(async () => {
@@ -103,7 +81,8 @@ beforeAll(async () => {
 
   const openssl = (sigalgs: string, verify: 'require' | 'request' = 'require'): Promise<OpensslServer> =>
     startOpensslServer({ certFile: pki.files.serverCert, keyFile: pki.files.serverKey, chainFile: pki.files.intermediate, caFile: pki.files.root, verify, tls: 'both', extraArgs: ['-client_sigalgs', sigalgs] }).then((s) => fx.track(s));
-  aclServer = await startAclServer();
+  // haproxy's `verify optional` + ACL with the client signature algorithms limited to RSA, which haproxy 2.6 cannot configure.
+  aclServer = fx.track(await startAclServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem, sigalgs: 'rsa_pss_rsae_sha256:rsa_pkcs1_sha256' }));
   [rsaOnly, ecdsaOnly, rsaOnlyOptional, nginxRsaOnly, haproxy, apache] = await Promise.all([
     openssl('RSA-PSS+SHA256:rsa_pkcs1_sha256'),
     openssl('ECDSA+SHA256'),
