@@ -7,7 +7,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
-import { checkHandshake } from '../../src/invoke/handshake-check.js';
+import { checkHandshake, formatHandshakeFacts } from '../../src/invoke/handshake-check.js';
 import { invoke } from '../../src/invoke/execute.js';
 import type { Result } from '../../src/invoke/result.js';
 import { mintCa, mintLeaf, type MintedCert } from '../../src/pki/mint.js';
@@ -227,6 +227,14 @@ describe.skipIf(!APACHE)(`Apache mod_ssl: SSLVerifyClient require in a <Location
     expect(r.response?.body).toMatchObject({ secure: true });
     expect(r.tls?.clientCertificate?.subject).toContain('svcnode-bot');
     await logged(/GET \/secure\/index\.json HTTP\/1\.1 200 verify=SUCCESS dn=.*CN=svcnode-bot\b/);
+  });
+
+  it('dry-run --tls-only: the handshake asks for nothing, and the report says a renegotiation may still ask', async () => {
+    const r = await checkHandshake(node(port('tls12'), 'bank', SECURE), {}, fx.deps);
+    expect(r.failure).toBeNull();
+    expect(r.handshake.clientCertificateRequested).toBe(false);
+    expect(r.tls?.clientCertificate).toBeNull();
+    expect(formatHandshakeFacts(r.handshake)).toContain('TLS 1.2 renegotiation once it sees the request path');
   });
 
   it('a kept-alive connection whose first handshake asked for nothing: after /secure it reports the certificate as sent', async () => {
