@@ -220,7 +220,7 @@ export function classifyHttpStatus(status: number, bodyText: string, ctx: Classi
   const verdict = certificateStatusFailure(status, bodyText, ctx);
   if (verdict) return verdict;
   if (status === 403 && /Cannot perform Post-Handshake Authentication/i.test(bodyText)) {
-    return failure('http_status', `HTTP_${status}`, `${ctx.host} answered 403: it asked for a client certificate by TLS 1.3 post-handshake authentication, which this client does not offer`, 'set tls.maxVersion: "TLSv1.2" on the node so the server asks for the certificate during the handshake');
+    return failure('http_status', `HTTP_${status}`, `${ctx.host} answered 403: it asked for a client certificate by TLS 1.3 post-handshake authentication, which this client does not offer`, 'set tls.maxVersion: "TLSv1.2" on the node: the server then asks for the certificate by TLS 1.2 renegotiation, which this client answers');
   }
   const unsent = unsentCertificateStatus(status, ctx) ?? renegotiationBodyStatus(status, ctx);
   if (unsent) return unsent;
