@@ -1,9 +1,9 @@
 /**
  * Why a client certificate was not accepted, against the servers banks run, each checked against
- * the server's own verdict (its log): openssl s_server limited to signature algorithms our key
- * cannot make (OpenSSL then sends no certificate at all), haproxy (`verify required`, and
- * `verify optional` with an ACL answering 403), and Apache mod_ssl asking for the certificate
- * only for one path, by TLS 1.2 renegotiation (or TLS 1.3 post-handshake authentication).
+ * the server's own verdict (its log or answer): openssl s_server and nginx limited to signature
+ * algorithms our key cannot make (OpenSSL then sends no certificate at all), haproxy (`verify
+ * required`, and `verify optional` with an ACL answering 403), and Apache mod_ssl asking for the
+ * certificate for one path only, by TLS 1.2 renegotiation (or TLS 1.3 post-handshake auth).
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
@@ -58,14 +58,15 @@ beforeAll(async () => {
   const { pki } = fx;
   const now = Date.now();
   const rogueRoot = await mintCa({ subject: 'CN=Rogue Root,O=elsewhere' });
-  const [rogue, ec, ec384, serverOnly] = await Promise.all([
+  const [rogue, ec, ec384, serverOnly, old] = await Promise.all([
     mintLeaf({ subject: 'CN=svcnode-bot,O=svcnode tests', issuer: rogueRoot, usage: 'client' }),
     mintLeaf({ subject: 'CN=svcnode-bot-ec,O=svcnode tests', issuer: pki.intermediate, usage: 'client', key: { type: 'ec', curve: 'P-256' } }),
     mintLeaf({ subject: 'CN=svcnode-bot-p384,O=svcnode tests', issuer: pki.intermediate, usage: 'client', key: { type: 'ec', curve: 'P-384' } }),
     // What a PKI team issues from the web-server template: extendedKeyUsage serverAuth only.
     mintLeaf({ subject: 'CN=svcnode-bot-web,O=svcnode tests', issuer: pki.intermediate, usage: 'server', dnsNames: ['svcnode-bot.example'] }),
+    mintLeaf({ subject: 'CN=svcnode-bot-expired,O=svcnode tests', issuer: pki.intermediate, usage: 'client', notBefore: new Date(now - 30 * DAY), notAfter: new Date(now - DAY) }),
   ]);
-  expired = await mintLeaf({ subject: 'CN=svcnode-bot-expired,O=svcnode tests', issuer: pki.intermediate, usage: 'client', notBefore: new Date(now - 30 * DAY), notAfter: new Date(now - DAY) });
+  expired = old;
   const trust = { ca: [pki.files.root] };
   const withClient = async (name: string, cert: MintedCert, chain = [pki.intermediate.certPem]): Promise<void> =>
     fx.load(name, { client: { certificate: pki.write(`${name}-chain.pem`, cert.certPem, ...chain), key: pki.write(`${name}.key`, cert.keyPem) }, trust });
