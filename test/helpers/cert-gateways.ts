@@ -79,7 +79,22 @@ function gateway(ports: Record<string, number>, log: () => string, close: () => 
  * `<frontend> used=<ssl_c_used> err=<ssl_c_err> verify=<ssl_c_verify> <status> "<request>"`;
  * a refused handshake as haproxy's own line ("SSL client certificate not trusted", …).
  */
-export async function startHaproxy(o: { certKeyFile: string; caFile: string }): Promise<Gateway> {
+export function startHaproxy(o: { certKeyFile: string; caFile: string }): Promise<Gateway> {
+  return retryOnBusyPort(() => spawnHaproxy(o));
+}
+
+/** The ports are chosen before the daemon binds them, so another process may take one first: try again then. */
+async function retryOnBusyPort(start: () => Promise<Gateway>): Promise<Gateway> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (error) {
+      if (attempt === 3 || !/in use|cannot bind|could not bind|unable to bind/i.test(String(error))) throw error;
+    }
+  }
+}
+
+async function spawnHaproxy(o: { certKeyFile: string; caFile: string }): Promise<Gateway> {
   const dir = mkdtempSync(join(tmpdir(), 'svcnode-haproxy-'));
   const ports = { required: await freePort(), optional: await freePort() };
   const frontend = (name: string, port: number, verify: string, rules: string): string => `frontend ${name}
@@ -100,7 +115,10 @@ defaults
   timeout server 5s
 ${frontend('required', ports.required, 'required', '')}${frontend('optional', ports.optional, 'optional', '  http-request deny deny_status 403 unless { ssl_c_used } { ssl_c_verify 0 }\n')}`,
   );
-  const { child, output } = await spawnDaemon('haproxy', 'haproxy', ['-db', '-f', conf], Object.values(ports));
+  const { child, output } = await spawnDaemon('haproxy', 'haproxy', ['-db', '-f', conf], Object.values(ports)).catch(async (error: unknown) => {
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  });
   return gateway(ports, output, async () => {
     await stop(child);
     await rm(dir, { recursive: true, force: true });
@@ -117,7 +135,11 @@ const MODULES = '/usr/lib/apache2/modules';
  * certificate, the request for /secure makes Apache ask for one. The access log has
  * `<request> <status> verify=<SSL_CLIENT_VERIFY> dn=<SSL_CLIENT_S_DN>`, the error log mod_ssl's reasons.
  */
-export async function startApache(o: { certFile: string; keyFile: string; caFile: string }): Promise<Gateway> {
+export function startApache(o: { certFile: string; keyFile: string; caFile: string }): Promise<Gateway> {
+  return retryOnBusyPort(() => spawnApache(o));
+}
+
+async function spawnApache(o: { certFile: string; keyFile: string; caFile: string }): Promise<Gateway> {
   const dir = mkdtempSync(join(tmpdir(), 'svcnode-apache-'));
   // Apache's workers run as nobody: they must reach the documents (keys are read by the root parent).
   chmodSync(dir, 0o755);
@@ -174,8 +196,10 @@ ${vhost(ports.tls12, '+TLSv1.2')}${vhost(ports.tls13, '+TLSv1.2 +TLSv1.3')}${vho
       return '';
     }
   };
-  const { child } = await spawnDaemon('apache2', 'apache2', ['-f', conf, '-DFOREGROUND'], Object.values(ports)).catch((error: unknown) => {
-    throw new Error(`${String(error)}\n${read('error.log')}`, { cause: error });
+  const { child } = await spawnDaemon('apache2', 'apache2', ['-f', conf, '-DFOREGROUND'], Object.values(ports)).catch(async (error: unknown) => {
+    const log = read('error.log');
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`${String(error)}\n${log}`, { cause: error });
   });
   return gateway(ports, () => `${read('access.log')}${read('error.log')}`, async () => {
     await stop(child);
