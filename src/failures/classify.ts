@@ -2,6 +2,8 @@ import { InvalidInputError, ProxyError, SvcnodeError, TransportError, errorCode,
 import type { LoadedCrl } from '../pki/crl.js';
 import type { ChainEntry, ConnectionProbe } from '../tls/probe.js';
 import { TRANSIENT_PROXY_STATUS } from '../tls/proxy-error.js';
+import type { ClientKey } from '../tls/sigalgs.js';
+import { refineClientVerdict, renegotiationBodyStatus, unsentCertificateStatus } from './client-cert-reason.js';
 import { failureOf as failure, inputFailure, type Failure } from './failure.js';
 import { ocspFailure } from './ocsp-failure.js';
 import { CRL_PENDING, REVOCATION_UNKNOWN } from './revocation-failure.js';
@@ -13,6 +15,10 @@ export interface ClassifyContext {
   profileName: string;
   /** Subject of the client certificate we presented, if the profile has one. */
   clientSubject: string | undefined;
+  /** Its key, to tell whether the server's signature algorithms let us send it at all. */
+  clientKey?: ClientKey;
+  /** Its extended key usages by name (empty: any purpose). */
+  clientUsages?: readonly string[];
   /** Probe of the connection the request ran on, if one was created. */
   probe: ConnectionProbe | undefined;
   /** The chain the server presented, read from the failing connection itself. */
@@ -123,6 +129,12 @@ function postHandshakeClose(code: string, ctx: ClassifyContext): Failure | undef
     : failure('client_cert_required', code, `${ctx.host} closed the connection right after the TLS handshake: it most likely requires a client certificate, and profile "${ctx.profileName}" has none`, `add a client certificate to profile "${ctx.profileName}"`);
 }
 
+/** The server's verdict on our certificate (an alert, or a close where nothing else explains it), sharpened by what we know of it. */
+function clientVerdict(code: string, message: string, ctx: ClassifyContext): Failure | undefined {
+  const verdict = clientCertFailure(code, message, ctx) ?? postHandshakeClose(code, ctx);
+  return verdict && refineClientVerdict(verdict, ctx);
+}
+
 /** Every failure on the hop to the proxy: phase "proxy", never a server or client certificate category. */
 function proxyFailure(error: ProxyError, ctx: ClassifyContext): Failure {
   const code = error.status !== undefined ? `PROXY_${error.status}` : error.code;
@@ -153,7 +165,7 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
   if (error instanceof TransportError && RESPONSE_CODES.has(error.code)) {
     return failure('http_status', error.code, `${ctx.host}: ${message}`, error.hint ?? 'the backend answered in a way no retry can fix', 'response');
   }
-  const classified = ocspFailure(root) ?? serverCertFailure(code, message, ctx, root instanceof SvcnodeError ? root.hint : undefined) ?? clientCertFailure(code, message, ctx) ?? postHandshakeClose(code, ctx);
+  const classified = ocspFailure(root) ?? serverCertFailure(code, message, ctx, root instanceof SvcnodeError ? root.hint : undefined) ?? clientVerdict(code, message, ctx);
   if (classified) return classified;
 
   if (TIMEOUT_CODES.has(code) || (root instanceof DOMException && root.name === 'TimeoutError')) {
@@ -198,7 +210,7 @@ export function certificateStatusFailure(status: number, bodyText: string, ctx: 
     return failure('client_cert_required', `HTTP_${status}`, `${ctx.host} answered ${status}: it requires a client certificate and profile "${ctx.profileName}" has none`, `add a client certificate to profile "${ctx.profileName}"`);
   }
   if (required || rejected) {
-    return failure('client_cert_rejected', `HTTP_${status}`, `${ctx.host} answered ${status}: it rejected our client certificate "${ctx.clientSubject ?? ''}"`, 'register the client certificate (or its issuing CA) with the backend team');
+    return refineClientVerdict(failure('client_cert_rejected', `HTTP_${status}`, `${ctx.host} answered ${status}: it rejected our client certificate "${ctx.clientSubject ?? ''}"`, 'register the client certificate (or its issuing CA) with the backend team'), ctx);
   }
   return undefined;
 }
@@ -208,7 +220,9 @@ export function classifyHttpStatus(status: number, bodyText: string, ctx: Classi
   const verdict = certificateStatusFailure(status, bodyText, ctx);
   if (verdict) return verdict;
   if (status === 403 && /Cannot perform Post-Handshake Authentication/i.test(bodyText)) {
-    return failure('http_status', `HTTP_${status}`, `${ctx.host} answered 403: it asked for a client certificate by TLS 1.3 post-handshake authentication, which this client does not offer`, 'set tls.maxVersion: "TLSv1.2" on the node so the server asks for the certificate during the handshake');
+    return failure('http_status', `HTTP_${status}`, `${ctx.host} answered 403: it asked for a client certificate by TLS 1.3 post-handshake authentication, which this client does not offer`, 'set tls.maxVersion: "TLSv1.2" on the node: the server then asks for the certificate by TLS 1.2 renegotiation, which this client answers');
   }
+  const unsent = unsentCertificateStatus(status, ctx) ?? renegotiationBodyStatus(status, ctx);
+  if (unsent) return unsent;
   return failure('http_status', `HTTP_${status}`, `${ctx.host} answered HTTP ${status}, which the node does not accept`, status >= 500 ? 'the backend failed; it may succeed on retry' : 'check the request (URL, headers, body) or add the status to response.acceptStatus');
 }

@@ -1,5 +1,7 @@
+import { extKeyUsage } from '../pki/inspect.js';
 import type { LoadedProfile } from '../pki/types.js';
 import { formatDn } from '../tls/identity.js';
+import { clientKeyOf, type ClientKey } from '../tls/sigalgs.js';
 
 /** What every call needs to know about a profile's client certificate, computed once per profile. */
 export interface ClientFacts {
@@ -9,6 +11,10 @@ export interface ClientFacts {
   notAfter: number;
   /** URL-encoded PEM of the leaf, for tls.clientCertHeader. */
   headerValue: string;
+  /** The leaf's key type, to tell whether a server's signature algorithms allow it. */
+  key: ClientKey;
+  /** The leaf's extended key usages by name; empty when it has none (any purpose). */
+  extKeyUsage: string[];
 }
 
 const facts = new WeakMap<LoadedProfile, ClientFacts | null>();
@@ -25,6 +31,8 @@ export function clientFacts(profile: LoadedProfile): ClientFacts | null {
           notBefore: new Date(leaf.validFrom).getTime(),
           notAfter: new Date(leaf.validTo).getTime(),
           headerValue: encodeURIComponent(leaf.toString()),
+          key: clientKeyOf(leaf),
+          extKeyUsage: extKeyUsage(leaf),
         }
       : null;
     facts.set(profile, f);

@@ -5,6 +5,7 @@ import { CERTIFICATE_STATUSES, certificateStatusFailure, classifyError, classify
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
 import { clientFacts } from './client-facts.js';
+import { unusableKey } from '../tls/sigalgs.js';
 import { probeOf, type ConnectionProbe } from '../tls/probe.js';
 import { revocationCrls } from '../tls/revocation.js';
 import { onAbort } from './abort-fanout.js';
@@ -20,6 +21,8 @@ export interface Exchange {
   bodyText: string;
   /** Null when a response arrived; the status is judged by the caller. */
   failure: Failure | null;
+  /** The connection the exchange ran on: whether the server asked for a certificate bears on a 401/403. */
+  probe?: ConnectionProbe;
   timings: { connectMs: number; handshakeMs: number };
 }
 
@@ -32,6 +35,15 @@ export function clientCertificate(profile: LoadedProfile): TlsReport['clientCert
   return f ? { subject: f.subject, fingerprint256: f.fingerprint256 } : null;
 }
 
+/**
+ * Only what was sent: a server that asked for no certificate got none, and neither did one whose
+ * signature algorithms our key cannot make (OpenSSL then sends an empty Certificate message).
+ */
+export function certificateSent(probe: ConnectionProbe, profile: LoadedProfile): boolean {
+  const facts = clientFacts(profile);
+  return facts !== null && probe.certificateRequested !== false && unusableKey(probe.sharedSigalgs, facts.key, probe.protocol) === undefined;
+}
+
 /** The TLS part of a Result, from the connection's probe; null when no handshake completed. */
 export function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, profile: LoadedProfile): TlsReport | null {
   if (!probe?.secureAt) return null;
@@ -41,8 +53,7 @@ export function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, p
     sessionReused: probe.sessionReused,
     connectionReused: reused,
     serverChain: probe.serverChain ?? [],
-    // Only what was sent: a server that asked for no certificate got none.
-    clientCertificate: probe.certificateRequested === false ? null : clientCertificate(profile),
+    clientCertificate: certificateSent(probe, profile) ? clientCertificate(profile) : null,
     ...(probe.revocation ? { revocation: probe.revocation.map(({ profile: _profile, ...verdict }) => verdict) } : {}),
   };
 }
@@ -60,7 +71,8 @@ function withPhase(failure: Failure, error: unknown, probe: ConnectionProbe | un
 }
 
 export function classifyContext(host: string, profile: LoadedProfile, probe: ConnectionProbe | undefined, proxy: boolean): ClassifyContext {
-  return { host, profileName: profile.name, clientSubject: clientFacts(profile)?.subject, probe, proxy, ...(probe?.serverChain ? { serverChain: probe.serverChain } : {}), ...(profile.trust.crls?.length || profile.trust.distributionPoints ? { crls: revocationCrls(profile) } : {}) };
+  const facts = clientFacts(profile);
+  return { host, profileName: profile.name, clientSubject: facts?.subject, ...(facts ? { clientKey: facts.key, clientUsages: facts.extKeyUsage } : {}), probe, proxy, ...(probe?.serverChain ? { serverChain: probe.serverChain } : {}), ...(profile.trust.crls?.length || profile.trust.distributionPoints ? { crls: revocationCrls(profile) } : {}) };
 }
 
 /** Judge an HTTP status against the accepted ones (numbers or "2xx" classes). */
@@ -69,7 +81,7 @@ export function statusFailure(exchange: Exchange, accept: readonly (number | str
   const accepted = accept.some((a) => (typeof a === 'number' ? a === status : a[0] === String(status)[0]));
   // nginx's verdicts on our certificate (400/495/496) count even where the node accepts the status.
   if (accepted && !CERTIFICATE_STATUSES.has(status)) return null;
-  const ctx = classifyContext(host, profile, undefined, false);
+  const ctx = classifyContext(host, profile, exchange.probe, false);
   return accepted ? (certificateStatusFailure(status, exchange.bodyText, ctx) ?? null) : classifyHttpStatus(status, exchange.bodyText, ctx);
 }
 
@@ -146,6 +158,7 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
     if (used.secureAt !== undefined && used.connectedAt !== undefined) out.timings.handshakeMs = round(used.secureAt - used.connectedAt);
   }
   out.tls = tlsReport(used, reused, profile);
+  if (used) out.probe = used;
   if (out.response) return out;
 
   const ctx = classifyContext((rendered.target ?? rendered.url).host, profile, used, settings.spec.proxyUrl !== undefined);

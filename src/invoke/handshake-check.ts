@@ -170,7 +170,12 @@ export async function checkHandshake(node: NodeDefinition, context: Record<strin
 /** The lines `dry-run --tls-only` adds to the human report. */
 export function formatHandshakeFacts(facts: HandshakeFacts): string {
   const pad = '            ';
-  const requested = facts.clientCertificateRequested === null ? 'unknown (the handshake did not get that far)' : facts.clientCertificateRequested ? 'yes' : 'no';
+  const requested =
+    facts.clientCertificateRequested === null
+      ? 'unknown (the handshake did not get that far)'
+      : facts.clientCertificateRequested
+        ? 'yes'
+        : 'no (a server may still ask by TLS 1.2 renegotiation once it sees the request path, as Apache does for SSLVerifyClient inside a <Location>: run without --tls-only to see)';
   const lines = ['mode        TLS handshake only: no HTTP request was sent', `cert req.   ${requested}`];
   if (facts.acceptableCAs !== null) {
     if (facts.acceptableCAs.length === 0) lines.push(`${pad}no CA names (the server accepts any issuer it trusts)`);

@@ -41,8 +41,10 @@ export interface ConnectionProbe {
   responses: number;
   /** The server sent application data on this connection: an HTTP answer began (see exchange). */
   answered?: boolean;
-  /** The server asked for a client certificate (a CertificateRequest; on a resumed session, in the full handshake it resumes). */
+  /** The server asked for a client certificate (a CertificateRequest; on a resumed session, in the full handshake it resumes; or in a TLS 1.2 renegotiation). */
   certificateRequested?: boolean;
+  /** Signature algorithms of the server's last CertificateRequest that this client supports (getSharedSigalgs): the key types it accepts. */
+  sharedSigalgs?: string[];
   timedOut?: 'connect' | 'handshake';
   /** Revocation verdicts of this connection's full handshake (absent when no policy applies). */
   revocation?: RevocationCheck[];
@@ -119,6 +121,23 @@ export interface AgentMemo {
   revocation?: RevocationCheck[];
   /** Whether that handshake's server asked for a client certificate. */
   certificateRequested?: boolean;
+  /** The signature algorithms of that request. */
+  sharedSigalgs?: string[];
+}
+
+/**
+ * A TLS 1.2 handshake reached our flight: record what its CertificateRequest allowed. After the
+ * first handshake it is a renegotiation; one that asks for a certificate means ours was sent
+ * (or, with no usable signature algorithm, could not be) on this connection from now on.
+ */
+function tls12Handshake(socket: TLSSocket, probe: ConnectionProbe): void {
+  const sigalgs = socket.getSharedSigalgs();
+  if (probe.secureAt === undefined) {
+    probe.sharedSigalgs = sigalgs;
+  } else if (sigalgs.length > 0) {
+    probe.sharedSigalgs = sigalgs;
+    probe.certificateRequested = true;
+  }
 }
 
 /**
@@ -152,9 +171,15 @@ export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: Ph
   socket.prependOnceListener('end', () => {
     probe.closedAt ??= performance.now();
   });
-  socket.once('keylog', (line: Buffer) => {
-    probe.keylog = true;
-    probe.keylogLabel = line.toString('latin1', 0, Math.max(0, line.indexOf(0x20)));
+  socket.on('keylog', (line: Buffer) => {
+    if (!probe.keylog) {
+      probe.keylog = true;
+      probe.keylogLabel = line.toString('latin1', 0, Math.max(0, line.indexOf(0x20)));
+    }
+    // One CLIENT_RANDOM line per TLS 1.2 handshake, written once the server's flight (with any
+    // CertificateRequest) was read: the only sign Node gives of a renegotiation, or of what a
+    // handshake that fails right after our flight asked for.
+    if (line[13] === 0x20 && line.toString('latin1', 0, 13) === 'CLIENT_RANDOM') tls12Handshake(socket, probe);
   });
   socket.prependOnceListener('secure', () => {
     probe.secureAt = performance.now();
@@ -166,12 +191,15 @@ export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: Ph
       probe.serverChain = chainOf(peer);
       memo.serverChain = probe.serverChain;
       // OpenSSL computes shared signature algorithms on a client only from a CertificateRequest.
-      probe.certificateRequested = socket.getSharedSigalgs().length > 0;
+      probe.sharedSigalgs = socket.getSharedSigalgs();
+      probe.certificateRequested = probe.sharedSigalgs.length > 0;
       memo.certificateRequested = probe.certificateRequested;
+      memo.sharedSigalgs = probe.sharedSigalgs;
     } else {
       // Sessions are only resumed within one agent, so its last verified chain is the server's.
       probe.serverChain = memo.serverChain ?? [];
       if (memo.certificateRequested !== undefined) probe.certificateRequested = memo.certificateRequested;
+      if (memo.sharedSigalgs) probe.sharedSigalgs = memo.sharedSigalgs;
       if (memo.revocation) probe.revocation = [...memo.revocation];
     }
   });

@@ -62,6 +62,8 @@ export interface NginxOptions {
   clientCaFile: string;
   /** A DER OCSP response stapled from a file (`ssl_stapling_file`): no responder is contacted. `certFile` must hold the issuer too. */
   stapleFile?: string;
+  /** More directives for the server block, e.g. `ssl_conf_command ClientSignatureAlgorithms …;`. */
+  serverConf?: string;
 }
 
 export interface Nginx extends TestServer {
@@ -105,7 +107,7 @@ http {
     ssl_client_certificate ${o.clientCaFile};
     ssl_verify_client on;
     ssl_verify_depth 3;
-${o.stapleFile ? `    ssl_stapling on;\n    ssl_stapling_file ${o.stapleFile};\n` : ''}    gzip on;
+${o.stapleFile ? `    ssl_stapling on;\n    ssl_stapling_file ${o.stapleFile};\n` : ''}${o.serverConf ? `    ${o.serverConf}\n` : ''}    gzip on;
     gzip_min_length 0;
     gzip_types application/json text/plain;
     location /json { default_type application/json; return 200 '{"ok":true,"client":"$ssl_client_s_dn","padding":"${'x'.repeat(200)}"}'; }

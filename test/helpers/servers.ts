@@ -186,6 +186,8 @@ export interface OpensslServerOptions {
   sessionTickets?: boolean;
   /** A DER OCSP response stapled to every handshake (`-status_file`). */
   statusFile?: string;
+  /** More s_server options, e.g. `['-client_sigalgs', 'ECDSA+SHA256']`. */
+  extraArgs?: string[];
 }
 
 export interface OpensslServer extends TestServer {
@@ -221,6 +223,7 @@ function opensslArgs(o: OpensslServerOptions, port: number): string[] {
   else if (o.tls === '1.3') args.push('-tls1_3');
   if (o.sessionTickets === false) args.push('-no_ticket', '-num_tickets', '0');
   if (o.statusFile) args.push('-status_file', o.statusFile);
+  args.push(...(o.extraArgs ?? []));
   return args;
 }
 
