@@ -57,12 +57,15 @@ export function refineClientVerdict(verdict: Failure, ctx: ClientCertContext): F
 
 /**
  * A 401 or 403 from a server that asked for a client certificate (optionally, as haproxy's
- * `verify optional` does) and got none from us: the missing certificate is the likely reason.
+ * `verify optional` does) and got none from us. Our key type being refused is certain; a profile
+ * without a certificate is the likely reason of a 403 only (a 401 is HTTP authentication: a
+ * bearer token or Basic credentials, which gateways that ask for certificates optionally check).
  */
 export function unsentCertificateStatus(status: number, ctx: ClientCertContext): Failure | undefined {
   if ((status !== 401 && status !== 403) || ctx.probe?.certificateRequested !== true) return undefined;
   const code = `HTTP_${status}`;
   if (!ctx.clientSubject) {
+    if (status !== 403) return undefined;
     return failure('client_cert_required', code, `${ctx.host} asked for a client certificate, got none (profile "${ctx.profileName}" has none) and answered ${status}`, `add a client certificate to profile "${ctx.profileName}"`);
   }
   const keyType = keyTypeFailure(code, ctx);

@@ -3,10 +3,12 @@ import { InvalidInputError, SvcnodeError } from '../../src/errors.js';
 import { FAILURE_CATEGORIES, type FailureCategory } from '../../src/failures/categories.js';
 import { CLIENT_VERDICT_WINDOW_MS, classifyError, classifyHttpStatus, type ClassifyContext } from '../../src/failures/classify.js';
 import { proxyError } from '../../src/tls/proxy-error.js';
-import type { ChainEntry, ConnectionProbe } from '../../src/tls/probe.js';
+import { newProbe, type ChainEntry, type ConnectionProbe } from '../../src/tls/probe.js';
 
 const WITH_CLIENT: ClassifyContext = { host: 'api.bank.example:443', profileName: 'bank', clientSubject: 'CN=svcnode-bot', probe: undefined, proxy: false };
 const NO_CLIENT: ClassifyContext = { ...WITH_CLIENT, clientSubject: undefined };
+/** No client certificate, on a connection whose server asked for one. */
+const NO_CLIENT_ASKED: ClassifyContext = { ...NO_CLIENT, probe: { ...newProbe('direct'), certificateRequested: true } };
 
 function err(code: string | undefined, message = `error ${code ?? ''}`): Error {
   return Object.assign(new Error(message), code === undefined ? {} : { code });
@@ -200,6 +202,11 @@ describe('HTTP status', () => {
     [495, '', WITH_CLIENT, 'client_cert_rejected'],
     [400, '<html>400 The SSL certificate error</html>', WITH_CLIENT, 'client_cert_rejected'],
     [400, '{"error":"bad request"}', WITH_CLIENT, 'http_status'],
+    // A server that asks for a certificate optionally (haproxy verify optional): a 403 without one
+    // is most likely for the certificate; a 401 is HTTP authentication (a bearer token, Basic).
+    [403, '', NO_CLIENT_ASKED, 'client_cert_required'],
+    [401, '', NO_CLIENT_ASKED, 'http_status'],
+    [404, '', NO_CLIENT_ASKED, 'http_status'],
   ] as const)('%i %j → %s', (status, body, ctx, expected) => {
     const f = classifyHttpStatus(status, body, ctx);
     expect(f.category).toBe(expected);
