@@ -79,6 +79,8 @@ export const ERROR_CODES = {
   SVCNODE_REDIS_MISCONF: 'Redis refuses writes: it cannot save its snapshot to disk (MISCONF)',
   SVCNODE_REDIS_READONLY: 'the Redis URL names a read-only replica, which refuses writes (READONLY)',
   SVCNODE_REDIS_NOPERM: "the Redis user's ACL does not allow the queue's commands or keys (NOPERM)",
+  SVCNODE_REDIS_NOREPLICAS: 'Redis refuses writes: fewer replicas are in sync than its min-replicas-to-write asks (NOREPLICAS)',
+  SVCNODE_REDIS_BUSY: 'Redis answers only BUSY: a Lua script or function runs too long',
   SVCNODE_REDIS_MAXCLIENTS: 'Redis refuses new connections: it has reached its maxclients',
   SVCNODE_REDIS_TLS_MISMATCH: 'the Redis URL scheme does not match the port: rediss:// on a plain port, or redis:// on a TLS port',
   SVCNODE_PORT_IN_USE: 'the --metrics-port is taken by another process',

@@ -60,6 +60,22 @@ const KNOWN: { pattern: RegExp; make: (message: string, cause: unknown) => Svcno
       }),
   },
   {
+    pattern: /^NOREPLICAS\b/,
+    make: (message, cause) =>
+      new UnavailableError('SVCNODE_REDIS_NOREPLICAS', `Redis refuses writes: fewer replicas are in sync than its min-replicas-to-write asks (${message})`, {
+        cause,
+        hint: 'bring the replicas of this master back (redis-cli INFO replication shows them), or lower its min-replicas-to-write; writes resume once enough replicas are in sync',
+      }),
+  },
+  {
+    pattern: /^BUSY\b/,
+    make: (message, cause) =>
+      new UnavailableError('SVCNODE_REDIS_BUSY', `Redis answers nothing but BUSY: a Lua script or function runs longer than its busy-reply-threshold (${message})`, {
+        cause,
+        hint: "find the long script (the Redis log, SLOWLOG) and end it with SCRIPT KILL or FUNCTION KILL; svcnode's own scripts are short",
+      }),
+  },
+  {
     pattern: /^NOPERM\b/,
     make: (message, cause) =>
       new UnavailableError('SVCNODE_REDIS_NOPERM', `the Redis user may not run the queue's commands or keys (${message})`, {
@@ -70,9 +86,9 @@ const KNOWN: { pattern: RegExp; make: (message: string, cause: unknown) => Svcno
 ];
 
 /** Codes of Redis replies that refuse the queue's commands while Redis is up (the queue cannot move). */
-const REFUSES_COMMANDS = new Set(['SVCNODE_REDIS_OOM', 'SVCNODE_REDIS_MISCONF', 'SVCNODE_REDIS_READONLY', 'SVCNODE_REDIS_NOPERM']);
+const REFUSES_COMMANDS = new Set(['SVCNODE_REDIS_OOM', 'SVCNODE_REDIS_MISCONF', 'SVCNODE_REDIS_READONLY', 'SVCNODE_REDIS_NOREPLICAS', 'SVCNODE_REDIS_BUSY', 'SVCNODE_REDIS_NOPERM']);
 
-/** The coded error when Redis refused a command of the queue (OOM, MISCONF, READONLY, NOPERM), or undefined. */
+/** The coded error when Redis refused a command of the queue (OOM, MISCONF, READONLY, NOREPLICAS, BUSY, NOPERM), or undefined. */
 export function commandRefusal(error: unknown): SvcnodeError | undefined {
   const known = knownRedisError(error);
   return known !== undefined && REFUSES_COMMANDS.has(known.code) ? known : undefined;

@@ -3,10 +3,12 @@
  * the worker waits instead of spinning on BullMQ's fetch, /healthz and the log name the reason,
  * `enqueue` exits 5 with the code, and once Redis has room the waiting jobs complete.
  */
+import { spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Failure } from '../../src/failures/failure.js';
 import type { Result } from '../../src/invoke/result.js';
 import { runCli } from '../helpers/cli.js';
 import { createQueueFixtures, nodeDef, spawnWorker, startBackend, type QueueFixtures, type WorkerProcess } from '../helpers/fixtures.js';
@@ -112,31 +114,37 @@ describe('Redis refuses writes (OOM under maxmemory-policy noeviction)', () => {
     }
   }, 30_000);
 
-  it('a snapshot that cannot be written (MISCONF) and a read-only replica (READONLY) get their own codes', async () => {
-    const enqueue = (url: string): Promise<{ code: number | null; stdout: string }> => runCli(['enqueue', 'ping', '--redis', url, '--context', join(f.dir, 'ctx.json'), '--json'], { env: f.env });
-    const [misconf, replica] = await Promise.all([startRedis({ args: ['--save', '3600 1'] }), startRedis({ args: ['--replicaof', '127.0.0.1', String(redis.port)] })]);
+  it('MISCONF (a snapshot that cannot be written), READONLY (a replica), NOREPLICAS (min-replicas-to-write unmet) and BUSY (a long script) get their own codes', async () => {
+    const enqueue = async (url: string): Promise<Failure | null | undefined> => {
+      const out = await runCli(['enqueue', 'ping', '--redis', url, '--context', join(f.dir, 'ctx.json'), '--json'], { env: f.env });
+      expect(out.code, out.stdout).toBe(5);
+      return (JSON.parse(out.stdout) as Result).failure;
+    };
+    const [misconf, replica, guarded, busy] = await Promise.all([
+      startRedis({ args: ['--save', '3600 1'] }),
+      startRedis({ args: ['--replicaof', '127.0.0.1', String(redis.port)] }),
+      startRedis({ args: ['--min-replicas-to-write', '1'] }),
+      startRedis({ args: ['--busy-reply-threshold', '100'] }),
+    ]);
     const m = new Redis(misconf.url);
+    // Another client's script that never ends: after 100 ms Redis answers everyone else BUSY.
+    const looping = spawn('redis-cli', ['-p', String(busy.port), 'EVAL', 'local i = 0 while true do i = i + 1 end', '0'], { stdio: 'ignore' });
     try {
       // Its directory disappears (a full or unmounted disk): BGSAVE fails and Redis stops taking writes.
       rmSync(misconf.dir, { recursive: true, force: true });
       await m.bgsave();
       await waitFor(async () => /rdb_last_bgsave_status:err/.test(await m.info('persistence')), 10_000, 50, 'BGSAVE failed');
-      const a = await enqueue(misconf.url);
-      expect(a.code).toBe(5);
-      const misconfFailure = (JSON.parse(a.stdout) as Result).failure;
-      expect(misconfFailure?.code).toBe('SVCNODE_REDIS_MISCONF');
-      expect(misconfFailure?.hint).toMatch(/disk/);
-
-      const b = await enqueue(replica.url);
-      expect(b.code).toBe(5);
-      const readonlyFailure = (JSON.parse(b.stdout) as Result).failure;
-      expect(readonlyFailure?.code).toBe('SVCNODE_REDIS_READONLY');
-      expect(readonlyFailure?.hint).toMatch(/master/);
+      const [a, b, c, d] = await Promise.all([enqueue(misconf.url), enqueue(replica.url), enqueue(guarded.url), enqueue(busy.url)]);
+      expect(a).toMatchObject({ code: 'SVCNODE_REDIS_MISCONF', hint: expect.stringMatching(/disk/) as unknown });
+      expect(b).toMatchObject({ code: 'SVCNODE_REDIS_READONLY', hint: expect.stringMatching(/master/) as unknown });
+      expect(c).toMatchObject({ code: 'SVCNODE_REDIS_NOREPLICAS', hint: expect.stringMatching(/min-replicas-to-write/) as unknown });
+      expect(d).toMatchObject({ code: 'SVCNODE_REDIS_BUSY', hint: expect.stringMatching(/SCRIPT KILL/) as unknown });
     } finally {
+      looping.kill();
       m.disconnect();
-      await Promise.all([misconf.close(), replica.close()]);
+      await Promise.all([misconf.close(), replica.close(), guarded.close(), busy.close()]);
     }
-  }, 30_000);
+  }, 40_000);
 
   it('a Redis user whose ACL does not cover the queue (NOPERM): the worker waits, /healthz and enqueue name SVCNODE_REDIS_NOPERM', async () => {
     // A user confined to other keys: PING and SELECT work, every queue script is refused.
