@@ -11,11 +11,11 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import https from 'node:https';
-import net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LOOPBACK, freePort, listen, trackSockets, waitFor } from './net.js';
+import { portOpen, stop } from './peers.js';
 import type { TestServer } from './servers.js';
 
 /** Whether a binary is on PATH (a missing peer skips its tests, with the reason in their title). */
@@ -28,17 +28,6 @@ export function installed(binary: string): boolean {
   }
 }
 
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, LOOPBACK);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
 async function spawnDaemon(name: string, cmd: string, args: string[], ports: number[]): Promise<{ child: ChildProcess; output: () => string }> {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -48,15 +37,6 @@ async function spawnDaemon(name: string, cmd: string, args: string[], ports: num
   early.catch(() => undefined);
   await Promise.race([waitFor(async () => (await Promise.all(ports.map(portOpen))).every(Boolean), 10_000, 50, `${name} listening on ${ports.join(', ')}`), early]);
   return { child, output: () => out };
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
-  await exited;
-  clearTimeout(timer);
 }
 
 /** A gateway with several front ends; `port` and `url` are those of the first. */

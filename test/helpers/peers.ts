@@ -23,7 +23,8 @@ export function requireBinary(name: string, path: string): void {
   }
 }
 
-async function portOpen(port: number): Promise<boolean> {
+/** Whether something accepts TCP connections on the loopback port. */
+export function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect(port, LOOPBACK);
     s.once('connect', () => {
@@ -149,10 +150,26 @@ export async function startSquid(o: { username: string; password: string }): Pro
   const dir = mkdtempSync(join(tmpdir(), 'svcnode-squid-'));
   // squid drops to its own user for helpers and logs: the directory must be theirs to use.
   chmodSync(dir, 0o777);
-  const hash = execFileSync('openssl', ['passwd', '-apr1', '-stdin'], { input: `${o.password}\n` }).toString().trim();
+  return startSquidConfig(dir, () => squidBasicAuth(dir, o.username, o.password));
+}
+
+/** squid config lines that require Basic auth of one user (basic_ncsa_auth over an htpasswd in `dir`), then deny the rest. */
+export function squidBasicAuth(dir: string, username: string, password: string): string {
+  const hash = execFileSync('openssl', ['passwd', '-apr1', '-stdin'], { input: `${password}\n` }).toString().trim();
   const htpasswd = join(dir, 'htpasswd');
-  writeFileSync(htpasswd, `${o.username}:${hash}\n`);
+  writeFileSync(htpasswd, `${username}:${hash}\n`);
   chmodSync(htpasswd, 0o644);
+  return `auth_param basic program /usr/lib/squid/basic_ncsa_auth ${htpasswd}
+auth_param basic children 1 startup=1 idle=1
+auth_param basic realm svcnode-test
+acl authed proxy_auth REQUIRED
+http_access allow authed
+http_access deny all
+`;
+}
+
+/** A squid started from `config` (the lines after http_port, pid and logs); `dir` holds its files. */
+export async function startSquidConfig(dir: string, config: (port: number) => string): Promise<Squid> {
   const accessLog = join(dir, 'access.log');
   writeFileSync(accessLog, '');
   chmodSync(accessLog, 0o666);
@@ -169,13 +186,7 @@ cache_mem 8 MB
 coredump_dir ${dir}
 netdb_filename none
 shutdown_lifetime 0 seconds
-auth_param basic program /usr/lib/squid/basic_ncsa_auth ${htpasswd}
-auth_param basic children 1 startup=1 idle=1
-auth_param basic realm svcnode-test
-acl authed proxy_auth REQUIRED
-http_access allow authed
-http_access deny all
-`,
+${config(port)}`,
   );
   const child = await spawnPeer('squid', 'squid', ['-N', '-f', conf], port, () => {
     try {

@@ -6,57 +6,17 @@
  * in a temp dir on a free loopback port. Also: a raw one-CONNECT client that shows what a peer
  * really answers, and a proxy whose 407 body never ends.
  */
-import { execFileSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LOOPBACK, freePort, listen, trackSockets } from './net.js';
-import { requireBinary, spawnPeer, stop, type Squid } from './peers.js';
+import { LOOPBACK, listen, trackSockets } from './net.js';
+import { requireBinary, squidBasicAuth, startSquidConfig, type Squid } from './peers.js';
 import type { TestServer } from './servers.js';
 
-/** A squid started from `config` (the lines after http_port, pid and logs); `dir` holds its files. */
-async function startSquidConfig(dir: string, config: (port: number) => string): Promise<Squid> {
-  const accessLog = join(dir, 'access.log');
-  writeFileSync(accessLog, '');
-  chmodSync(accessLog, 0o666);
-  const port = await freePort();
-  const conf = join(dir, 'squid.conf');
-  writeFileSync(
-    conf,
-    `http_port ${LOOPBACK}:${port}
-pid_filename ${dir}/squid.pid
-cache_log ${dir}/cache.log
-access_log stdio:${accessLog}
-cache deny all
-cache_mem 8 MB
-coredump_dir ${dir}
-netdb_filename none
-shutdown_lifetime 0 seconds
-${config(port)}`,
-  );
-  const child = await spawnPeer('squid', 'squid', ['-N', '-f', conf], port, () => {
-    try {
-      return readFileSync(join(dir, 'cache.log'), 'utf8');
-    } catch {
-      return '';
-    }
-  });
-  return {
-    host: LOOPBACK,
-    port,
-    url: `http://${LOOPBACK}:${port}`,
-    accessLog: () => readFileSync(accessLog, 'utf8'),
-    close: async () => {
-      await stop(child);
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 function squidDir(): string {
   requireBinary('squid', 'squid');
@@ -103,10 +63,6 @@ export interface PolicySquidOptions {
 /** squid with Basic auth after a CONNECT port policy, its DNS server given (see startNxDomainDns). */
 export async function startPolicySquid(o: PolicySquidOptions): Promise<Squid> {
   const dir = squidDir();
-  const hash = execFileSync('openssl', ['passwd', '-apr1', '-stdin'], { input: `${o.password}\n` }).toString().trim();
-  const htpasswd = join(dir, 'htpasswd');
-  writeFileSync(htpasswd, `${o.username}:${hash}\n`);
-  chmodSync(htpasswd, 0o644);
   return startSquidConfig(
     dir,
     () => `dns_nameservers ${o.dnsServer}
@@ -114,13 +70,7 @@ dns_timeout 5 seconds
 ${o.closeEachAnswer ? 'client_persistent_connections off\n' : ''}acl SSL_ports port ${o.connectPorts.join(' ')}
 acl CONNECT method CONNECT
 http_access deny CONNECT !SSL_ports
-auth_param basic program /usr/lib/squid/basic_ncsa_auth ${htpasswd}
-auth_param basic children 1 startup=1 idle=1
-auth_param basic realm svcnode-test
-acl authed proxy_auth REQUIRED
-http_access allow authed
-http_access deny all
-`,
+${squidBasicAuth(dir, o.username, o.password)}`,
   );
 }
 
