@@ -20,6 +20,7 @@ import { JOB_NAME, QUEUE_NAME } from '../../src/queue/constants.js';
 import { startQueueSampler } from '../../src/queue/queue-metrics.js';
 import { REPO_ROOT } from '../helpers/cli.js';
 import { createQueueFixtures, nodeDef, spawnWorker, startBackend, type QueueFixtures, type WorkerProcess } from '../helpers/fixtures.js';
+import { createOpensslPki } from '../helpers/openssl-ca.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import type { MtlsServer } from '../helpers/servers.js';
@@ -75,6 +76,7 @@ describe('alert rules (promtool)', () => {
       'SvcnodeCertificateExpiresIn30Days',
       'SvcnodeCertificateExpiresIn7Days',
       'SvcnodeClientCertificateRejected',
+      'SvcnodeCrlOutdated',
       'SvcnodeJobsWaitTooLong',
       'SvcnodeNoWorkerTakingJobs',
       'SvcnodeNodeFailureRatioHigh',
@@ -139,6 +141,10 @@ describe('metrics a real worker exports', () => {
     backend = await startBackend(pki);
     const url = `https://localhost:${backend.port}/accounts/{{context.accountId}}`;
     f = await createQueueFixtures(pki, [nodeDef('get-account', url), nodeDef('rogue-bot', url, 'rogue')]);
+    // A profile with a trust.crl, so the CRL gauge has a sample (openssl ca -gencrl of a CA of its own).
+    const ca = createOpensslPki(join(f.dir, 'openssl-ca'));
+    const crl = ca.gencrl(ca.root, join(f.dir, 'root.crl'));
+    f.writeProfile('crl-watch', { trust: { ca: [ca.root.cert], crl: [crl], revocation: { mode: 'soft' } } });
     worker = await spawnWorker(f, redis.url, { concurrency: 2 });
     const client = new ServiceNodeClient({ redisUrl: redis.url });
     try {
