@@ -121,7 +121,7 @@ describe('alert rules (promtool)', () => {
 
   it('the dashboard has the promised panels, each with a query', () => {
     const titles = dashboard.panels.filter((p) => p.type !== 'row').map((p) => p.title);
-    for (const t of ['Invocations by node and outcome', 'Failures by node and category', 'Handshakes: full vs resumed', 'Call duration (histogram)', 'Queue depth by state', 'Oldest waiting job age', 'Certificate expiry timeline']) expect(titles).toContain(t);
+    for (const t of ['Invocations by node and outcome', 'Failures by node and category', 'Handshakes: full vs resumed', 'Call duration (histogram)', 'Queue depth by state', 'Oldest waiting job age', 'Certificate expiry timeline', 'Hours until CRL nextUpdate']) expect(titles).toContain(t);
     for (const p of dashboard.panels.filter((x) => x.type !== 'row')) expect(p.targets?.length, p.title).toBeGreaterThan(0);
   });
 });
