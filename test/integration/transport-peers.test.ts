@@ -185,6 +185,21 @@ describe('an https:// proxy (TLS to the proxy)', () => {
     assertNoSecrets(JSON.stringify(r), [PROXY_PASS, encodeURIComponent(PROXY_PASS)], 'Result');
   });
 
+  it('wrong or missing credentials over TLS to the proxy: the 407 reads as rejected or missing credentials, never retried, no secret shown', async () => {
+    const url = new URL(tlsProxy.url);
+    url.hostname = 'localhost';
+    const tls = { ca: [proxyCaFile] };
+    const wrong = await invokeWithRetries(node(`https://localhost:${backend.port}/`, { proxy: { url: withCredentials(url.href, PROXY_USER, 'Wr0ng p@ss'), tls } }), {}, deps);
+    expectProxyFailure(wrong);
+    expect(wrong.failure?.code).toBe('PROXY_407');
+    expect(wrong.failure?.message).toContain('rejected the user and password in proxy.url');
+    expect(wrong.attempts).toBe(1);
+    const missing = await invokeWithRetries(node(`https://localhost:${backend.port}/`, { proxy: { url: url.href, tls } }), {}, deps);
+    expectProxyFailure(missing);
+    expect(missing.failure?.message).toContain('proxy.url has no credentials');
+    assertNoSecrets(JSON.stringify([wrong, missing]), ['Wr0ng p@ss', encodeURIComponent('Wr0ng p@ss'), Buffer.from(`${PROXY_USER}:Wr0ng p@ss`).toString('base64')], 'Result');
+  });
+
   it('a proxy that is not listening: phase proxy, retried as transient', async () => {
     const r = await invokeWithRetries(node(`https://localhost:${backend.port}/`, { proxy: { url: 'https://localhost:1/' }, retry: { limit: 1, backoffMs: 5, maxBackoffMs: 5 } }), {}, deps);
     expectProxyFailure(r);
