@@ -68,7 +68,10 @@ export function describeSchemaError(error: ErrorObject): string {
  */
 export function validateDocument<T>(schema: SchemaName, data: unknown, source: string): T {
   const validate = validators()[schema];
-  if (validate(data)) return data as T;
+  if (validate(data)) {
+    if (schema === 'invocation') checkContextDepth((data as { context?: unknown }).context, source);
+    return data as T;
+  }
   const errors = (validate.errors ?? []).filter((e) => e.keyword !== 'if');
   const lines = [...new Set(errors.map(describeSchemaError))];
   const first = errors[0];
@@ -77,6 +80,29 @@ export function validateDocument<T>(schema: SchemaName, data: unknown, source: s
     field: first?.instancePath === '' ? '/' : first?.instancePath,
     hint: `fix the listed fields; the schema is schemas/${SCHEMA_FILES[schema]}`,
   });
+}
+
+/**
+ * How deep an invocation context may nest. Templates read a few levels; JSON.stringify (BullMQ
+ * storing the job) overflows the stack on some thousands, which was an unexplained exit 1.
+ */
+export const MAX_CONTEXT_DEPTH = 64;
+
+/** Refuse a context that nests deeper than MAX_CONTEXT_DEPTH, naming where (iteratively: no recursion on hostile depth). */
+function checkContextDepth(context: unknown, source: string): void {
+  const stack: { value: unknown; path: string; depth: number }[] = [{ value: context, path: '/context', depth: 1 }];
+  while (stack.length > 0) {
+    const { value, path, depth } = stack.pop() as { value: unknown; path: string; depth: number };
+    if (value === null || typeof value !== 'object') continue;
+    if (depth > MAX_CONTEXT_DEPTH) {
+      throw new InvalidInputError(CODES.invocation, `${source}: the context nests deeper than ${MAX_CONTEXT_DEPTH} levels (at ${path.length > 200 ? `${path.slice(0, 200)}…` : path})`, {
+        file: source,
+        field: '/context',
+        hint: `flatten the context: templates read a few levels ({{context.a.b}}), and a context may nest at most ${MAX_CONTEXT_DEPTH} levels`,
+      });
+    }
+    for (const [key, child] of Object.entries(value)) stack.push({ value: child, path: `${path}/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, depth: depth + 1 });
+  }
 }
 
 /** Read and parse a JSON file, with errors that name the file. */

@@ -105,6 +105,12 @@ describe.concurrent('--json prints one document for every outcome', () => {
     expect(plain.stderr).toContain("unknown command 'frobnicate'");
   });
 
+  it('enqueue: a context nested too deep for BullMQ to store is invalid input (exit 2), not a stack overflow (exit 1)', async () => {
+    writeFileSync(join(dir, 'deep.json'), `{"list": ${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+    const out = await runCli(['enqueue', 'get-account', '--redis', redis.url, '--context', join(dir, 'deep.json'), '--json']);
+    expect(expectInputResult(out, 'get-account', 'SVCNODE_INVALID_DEFINITION').failure?.message).toContain('nests deeper than 64 levels');
+  });
+
   it('certs status: a profiles directory that does not exist', async () => {
     expectErrorDocument(await runCli(['certs', 'status', '--profiles', join(dir, 'nonexist'), '--json']), 'SVCNODE_FILE_NOT_FOUND');
   });
