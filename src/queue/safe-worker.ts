@@ -34,7 +34,7 @@ export class SafeWorker extends Worker {
 
   /**
    * `refusedPauseMs`: how long to wait before fetching again after Redis refused the fetch
-   * (OOM, MISCONF, READONLY, NOPERM). BullMQ fetches again at once, so a worker would spin at full
+   * (OOM, MISCONF, READONLY, NOREPLICAS, BUSY, NOPERM). BullMQ fetches again at once, so a worker would spin at full
    * CPU, hammering Redis, for as long as Redis refuses.
    */
   constructor(name: string, processor: Processor, opts: WorkerOptions & { connection: RedisConnection }, private readonly refusedPauseMs: number) {

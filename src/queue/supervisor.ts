@@ -152,7 +152,7 @@ export class WorkerSupervisor {
     }
   }
 
-  /** The code of Redis's refusal when it refused one of the worker's commands in the last few seconds (OOM, MISCONF, READONLY, NOPERM). */
+  /** The code of Redis's refusal (see commandRefusal) when it refused one of the worker's commands in the last few seconds. */
   commandsRefused(): string | undefined {
     const every = this.o.watchdogIntervalMs ?? WORKER_DEFAULTS.watchdogIntervalMs;
     const pause = this.o.refusedPauseMs ?? WORKER_DEFAULTS.refusedPauseMs;
