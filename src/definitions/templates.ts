@@ -1,21 +1,17 @@
 import { InvalidInputError } from '../errors.js';
 import { unsupportedTemplates } from '../invoke/render.js';
 import type { NodeDefinition } from './types.js';
-
-/** A property name as a JSON pointer token (RFC 6901). */
-function token(key: string): string {
-  return key.replace(/~/g, '~0').replace(/\//g, '~1');
-}
+import { pointerToken } from './validator.js';
 
 /** Every templatable string of a request, with its JSON pointer. */
 function* templatedStrings(request: NodeDefinition['request']): Generator<[pointer: string, text: string]> {
   yield ['/request/url', request.url];
-  for (const [name, value] of Object.entries(request.headers ?? {})) yield [`/request/headers/${token(name)}`, value];
-  for (const [name, value] of Object.entries(request.query ?? {})) if (typeof value === 'string') yield [`/request/query/${token(name)}`, value];
+  for (const [name, value] of Object.entries(request.headers ?? {})) yield [`/request/headers/${pointerToken(name)}`, value];
+  for (const [name, value] of Object.entries(request.query ?? {})) if (typeof value === 'string') yield [`/request/query/${pointerToken(name)}`, value];
   const walk = function* (value: unknown, pointer: string): Generator<[string, string]> {
     if (typeof value === 'string') yield [pointer, value];
     else if (Array.isArray(value)) for (const [i, item] of value.entries()) yield* walk(item, `${pointer}/${i}`);
-    else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) yield* walk(v, `${pointer}/${token(k)}`);
+    else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) yield* walk(v, `${pointer}/${pointerToken(k)}`);
   };
   yield* walk(request.body, '/request/body');
 }

@@ -88,20 +88,40 @@ export function validateDocument<T>(schema: SchemaName, data: unknown, source: s
  */
 export const MAX_CONTEXT_DEPTH = 64;
 
-/** Refuse a context that nests deeper than MAX_CONTEXT_DEPTH, naming where (iteratively: no recursion on hostile depth). */
+/** A property name as a JSON pointer token (RFC 6901). */
+export function pointerToken(key: string): string {
+  return key.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+/** An object of the context, how deep it sits, and the key that leads to it (for the error only). */
+interface Level {
+  value: object;
+  depth: number;
+  key: string;
+  parent: Level | undefined;
+}
+
+/**
+ * Refuse a context that nests deeper than MAX_CONTEXT_DEPTH, naming where. Iterative (no recursion
+ * on hostile depth), and the JSON pointer is built only for the error: this runs for every job.
+ */
 function checkContextDepth(context: unknown, source: string): void {
-  const stack: { value: unknown; path: string; depth: number }[] = [{ value: context, path: '/context', depth: 1 }];
-  while (stack.length > 0) {
-    const { value, path, depth } = stack.pop() as { value: unknown; path: string; depth: number };
-    if (value === null || typeof value !== 'object') continue;
-    if (depth > MAX_CONTEXT_DEPTH) {
+  if (context === null || typeof context !== 'object') return;
+  const stack: Level[] = [{ value: context, depth: 1, key: 'context', parent: undefined }];
+  for (let level = stack.pop(); level !== undefined; level = stack.pop()) {
+    if (level.depth > MAX_CONTEXT_DEPTH) {
+      const keys: string[] = [];
+      for (let l: Level | undefined = level; l; l = l.parent) keys.unshift(pointerToken(l.key));
+      const path = `/${keys.join('/')}`;
       throw new InvalidInputError(CODES.invocation, `${source}: the context nests deeper than ${MAX_CONTEXT_DEPTH} levels (at ${path.length > 200 ? `${path.slice(0, 200)}…` : path})`, {
         file: source,
         field: '/context',
         hint: `flatten the context: templates read a few levels ({{context.a.b}}), and a context may nest at most ${MAX_CONTEXT_DEPTH} levels`,
       });
     }
-    for (const [key, child] of Object.entries(value)) stack.push({ value: child, path: `${path}/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, depth: depth + 1 });
+    for (const [key, child] of Object.entries(level.value)) {
+      if (child !== null && typeof child === 'object') stack.push({ value: child as object, depth: level.depth + 1, key, parent: level });
+    }
   }
 }
 
