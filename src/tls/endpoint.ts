@@ -39,3 +39,15 @@ export function proxyLocation(proxyUrl: string): ProxyLocation {
   const url = new URL(proxyUrl);
   return { protocol: url.protocol, hostname: bareHostname(url.hostname), port: url.port, username: url.username, password: url.password };
 }
+
+/**
+ * proxy.url's userinfo percent-decoded, or undefined without one: what the Basic
+ * Proxy-Authorization carries and what messages must mask (loading checked that it decodes).
+ */
+export function proxyCredentials(proxyUrl: string): { password: string; pair: string } | undefined {
+  const url = new URL(proxyUrl);
+  if (!url.username && !url.password) return undefined;
+  const user = decodeURIComponent(url.username);
+  const password = decodeURIComponent(url.password);
+  return { password, pair: `${user}:${password}` };
+}

@@ -3,7 +3,7 @@ import https from 'node:https';
 import { isIP, type Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { ProxyError } from '../errors.js';
-import { proxyLocation } from './endpoint.js';
+import { proxyCredentials, proxyLocation } from './endpoint.js';
 import { proxyError } from './proxy-error.js';
 import type { ProxyAnswer } from './proxy-refusal.js';
 
@@ -15,12 +15,6 @@ export interface ProxyHop {
   keepAlive: boolean;
 }
 
-/** Basic credentials of proxy.url's userinfo (percent-decoded), or none. */
-function basicCredentials(url: { username: string; password: string }): string | undefined {
-  if (!url.username && !url.password) return undefined;
-  return `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
-}
-
 /**
  * Open a CONNECT tunnel to `host:port` (an IPv6 host in brackets) through the node's proxy: TLS to
  * an https:// proxy, Basic credentials from proxy.url, no answer within `timeoutMs` (0: none) is a
@@ -29,7 +23,8 @@ function basicCredentials(url: { username: string; password: string }): string |
  */
 export function openTunnel(hop: ProxyHop, host: string, port: number, timeoutMs: number, done: (error: ProxyError | null, socket?: Socket) => void): void {
   const proxy = proxyLocation(hop.proxyUrl);
-  const authorization = basicCredentials(proxy);
+  const credentials = proxyCredentials(hop.proxyUrl);
+  const authorization = credentials && `Basic ${Buffer.from(credentials.pair).toString('base64')}`;
   const target = `${host}:${port}`;
   let settled = false;
   const finish = (error: ProxyError | null, socket?: Socket): void => {

@@ -1,4 +1,5 @@
 import { ProxyError, errorCode, errorMessage } from '../errors.js';
+import { proxyCredentials } from './endpoint.js';
 import { describeRefusal, type ProxyAnswer } from './proxy-refusal.js';
 
 /** Codes of a TLS handshake with an `https://` proxy that failed (its certificate, versions, alerts). */
@@ -18,12 +19,10 @@ function shown(proxyUrl: string): string {
 /** The forms proxy.url's credentials could take in proxy-provided text: masked wherever it is quoted. */
 function credentialForms(proxyUrl: string): string[] {
   try {
-    const url = new URL(proxyUrl);
-    const user = decodeURIComponent(url.username);
-    const pass = decodeURIComponent(url.password);
-    if (!user && !pass) return [];
-    const pair = `${user}:${pass}`;
-    return [Buffer.from(pair).toString('base64'), pair, pass, url.password].filter((s) => s.length > 0);
+    const credentials = proxyCredentials(proxyUrl);
+    if (!credentials) return [];
+    const { pair, password } = credentials;
+    return [Buffer.from(pair).toString('base64'), pair, password, new URL(proxyUrl).password].filter((s) => s.length > 0);
   } catch {
     return [];
   }
