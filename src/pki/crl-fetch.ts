@@ -1,6 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError, errorMessage } from '../errors.js';
 import { parseCrl, type LoadedCrl } from './crl.js';
 import { MemoryCrlStore, type CrlStore } from './crl-store.js';
 
@@ -161,7 +161,7 @@ export class CrlFetcher {
     try {
       crl = await parseCrl(stored.bytes, url, trust);
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = errorMessage(error);
       return unusable(message.startsWith(`${url}: `) ? message.slice(url.length + 2) : message);
     }
     if (this.now() >= refreshAt(crl, stored.fetchedAt)) return undefined;
