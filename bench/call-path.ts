@@ -4,7 +4,8 @@
  * the naive worker's processor (one keep-alive node:https call returning {status, body}), 64 jobs
  * in flight, the same backend process and a real Redis for the failure store. Both Results are
  * JSON-serialised, as BullMQ does. Alternating rounds; reports CPU µs per job and the ratio.
- * `npm run build && node dist/bench/call-path.js` (BENCH_N jobs per round, BENCH_ROUNDS rounds).
+ * `npm run build && node dist/bench/call-path.js` (BENCH_N jobs per round, BENCH_ROUNDS rounds;
+ * BENCH_VARIANTS=svcnode runs one side alone, for a profile of it).
  */
 import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -29,6 +30,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const N = Number(process.env.BENCH_N ?? 20_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4);
 const IN_FLIGHT = 64;
+const VARIANTS = (process.env.BENCH_VARIANTS ?? 'svcnode,naive').split(',').map((v) => v.trim());
 
 type Call = (job: Job) => Promise<unknown>;
 
@@ -71,10 +73,11 @@ try {
   const naive: Call = (job) => naiveCall(`https://localhost:${port}/accounts/${encodeURIComponent((job.data as { context: { accountId: string } }).context.accountId)}`, agent);
   const variants: Record<'svcnode' | 'naive', Call> = { svcnode: (job) => processor(job, 'token', signal), naive };
 
-  for (const call of Object.values(variants)) await cpuPerJob(call, 2_000);
+  const chosen = (['svcnode', 'naive'] as const).filter((v) => VARIANTS.includes(v));
+  for (const v of chosen) await cpuPerJob(variants[v], 2_000);
   const runs: Record<'svcnode' | 'naive', number[]> = { svcnode: [], naive: [] };
   for (let r = 0; r < ROUNDS; r++) {
-    for (const v of r % 2 === 0 ? (['svcnode', 'naive'] as const) : (['naive', 'svcnode'] as const)) {
+    for (const v of r % 2 === 0 ? chosen : [...chosen].reverse()) {
       const us = await cpuPerJob(variants[v], N);
       runs[v].push(us);
       console.error(`call-path round ${r + 1} ${v}: ${round(us, 1)} µs CPU per job (N=${N})`);
