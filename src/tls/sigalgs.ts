@@ -79,5 +79,19 @@ export function keyTypesFor(sigalgs: readonly string[], protocol: string | undef
  */
 export function unusableKey(sigalgs: readonly string[] | undefined, key: ClientKey | undefined, protocol: string | undefined): { sigalgs: readonly string[]; key: ClientKey } | undefined {
   if (!sigalgs?.length || !key) return undefined;
-  return sigalgs.some((s) => canSign(s, key, protocol)) ? undefined : { sigalgs, key };
+  return usable(sigalgs, key, protocol) ? undefined : { sigalgs, key };
+}
+
+/**
+ * The last verdict per list of signature algorithms. A connection keeps its list (resumed ones
+ * share their agent's) until a renegotiation brings a new one, and every response asks again.
+ */
+const verdicts = new WeakMap<readonly string[], { key: ClientKey; protocol: string | undefined; usable: boolean }>();
+
+function usable(sigalgs: readonly string[], key: ClientKey, protocol: string | undefined): boolean {
+  const known = verdicts.get(sigalgs);
+  if (known?.key === key && known.protocol === protocol) return known.usable;
+  const verdict = sigalgs.some((s) => canSign(s, key, protocol));
+  verdicts.set(sigalgs, { key, protocol, usable: verdict });
+  return verdict;
 }
