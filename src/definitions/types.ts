@@ -36,7 +36,7 @@ export interface NodeDefinition {
    */
   proxy?: { url: string; tls?: { ca?: string[] }; noProxy?: string[] };
   auth?: CertificateSessionAuth | OAuth2ClientCredentialsAuth;
-  timeouts?: { connectMs?: number; handshakeMs?: number; responseMs?: number; idleMs?: number; totalMs?: number };
+  timeouts?: { connectMs?: number; handshakeMs?: number; responseMs?: number; idleMs?: number; totalMs?: number; keepAliveMs?: number };
   retry?: { limit?: number; backoffMs?: number; maxBackoffMs?: number; nonIdempotent?: boolean };
   response?: { acceptStatus?: (number | string)[]; maxBodyBytes?: number; maxStoredBodyBytes?: number };
 }

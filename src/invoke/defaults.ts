@@ -14,6 +14,13 @@ export const DEFAULTS = {
      * platform gives a service node 20 s at most: 3 attempts of 6 s plus backoff end within 19.5 s. @defaultValue 6000
      */
     totalMs: 6_000,
+    /**
+     * Longest a kept-alive connection stays in the pool unused. Backends close idle connections
+     * after their own timeout (Node and Apache 5 s, haproxy often less, nginx 75 s); a call that
+     * picks a connection as it closes fails without an answer. Below the shortest common one,
+     * as Node's fetch (undici) does; a server's `Keep-Alive: timeout=N` lowers it to N − 1 s. @defaultValue 4000
+     */
+    keepAliveMs: 4_000,
   },
   retry: {
     /** Retries after the first attempt, for transient failures only. @defaultValue 2 */

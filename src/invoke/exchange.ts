@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
-import { TransportError } from '../errors.js';
+import { SvcnodeError, TransportError, errorCode } from '../errors.js';
 import { CERTIFICATE_STATUSES, certificateStatusFailure, classifyError, classifyHttpStatus, type ClassifyContext } from '../failures/classify.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
@@ -11,7 +11,7 @@ import { revocationCrls } from '../tls/revocation.js';
 import { onAbort } from './abort-fanout.js';
 import type { RenderedRequest } from './render.js';
 import { keptHeaders, responseBody, type Failure, type ResponseReport, type TlsReport } from './result.js';
-import { send, type CallSettings } from './transport.js';
+import { send, type CallSettings, type Sent } from './transport.js';
 
 /** The outcome of one HTTP exchange over mutual TLS, classified. */
 export interface Exchange {
@@ -85,6 +85,31 @@ export function statusFailure(exchange: Exchange, accept: readonly (number | str
   return accepted ? (certificateStatusFailure(status, exchange.bodyText, ctx) ?? null) : classifyHttpStatus(status, exchange.bodyText, ctx);
 }
 
+/** Sends again after kept-alive connections closed unanswered: several may be closing at once (a backend restart). */
+const MAX_REPLAYS = 2;
+
+/**
+ * A connection ended before any byte of the response. On a kept-alive connection that is the
+ * backend closing it for being idle as the request went out (or dropping the request).
+ */
+function closedUnanswered(error: unknown): boolean {
+  if (error instanceof TransportError && error.phase === 'response') return false;
+  const code = errorCode(error instanceof SvcnodeError && error.cause !== undefined ? error.cause : error);
+  return code === 'ECONNRESET' || code === 'EPIPE';
+}
+
+/** What a reset on a kept-alive connection means, and what to change, in place of "is the backend up". */
+function keptAliveClosed(failure: Failure, replayable: boolean, probe: ConnectionProbe | undefined, host: string): Failure {
+  const before = probe ? ` (it had answered ${probe.responses} request${probe.responses === 1 ? '' : 's'} on it)` : '';
+  return {
+    ...failure,
+    message: `${host}: the backend closed a kept-alive connection without answering${before}`,
+    hint: replayable
+      ? 'the request was sent again on other connections, which closed as well: check the backend\'s health (restarting or overloaded)'
+      : 'the backend most likely closed the connection for being idle as the request went out, and may have received it, so it is not sent again: set timeouts.keepAliveMs below the backend\'s keep-alive timeout, or retry.nonIdempotent when the endpoint tolerates a repeat',
+  };
+}
+
 /** Classify an error of `send`: cancellation and the overall deadline first, then the error itself. */
 function classifyFailure(error: unknown, ctx: ClassifyContext, settings: CallSettings, deadline: { hit: boolean }, external: AbortSignal | undefined, elapsedMs: number): Failure {
   if (external?.aborted && !deadline.hit) {
@@ -137,7 +162,17 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
   const started = performance.now();
   let error: unknown;
   try {
-    const { response, body, truncated } = await send(rendered, settings, agents, bindAbort, onSocket, extraHeaders);
+    let sent: Sent;
+    for (let replays = 0; ; replays++) {
+      try {
+        sent = await send(rendered, settings, agents, bindAbort, onSocket, extraHeaders);
+        break;
+      } catch (caught) {
+        // The pooled connection was closed under the request: the backend never answered it.
+        if (!(reused && settings.replayable && replays < MAX_REPLAYS && !aborted && closedUnanswered(caught))) throw caught;
+      }
+    }
+    const { response, body, truncated } = sent;
     if (probe) probe.responses++;
     out.response = {
       status: response.statusCode ?? 0,
@@ -162,6 +197,7 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
   if (out.response) return out;
 
   const ctx = classifyContext((rendered.target ?? rendered.url).host, profile, used, settings.spec.proxyUrl !== undefined);
-  out.failure = classifyFailure(error, ctx, settings, deadline, external, performance.now() - started);
+  const failure = classifyFailure(error, ctx, settings, deadline, external, performance.now() - started);
+  out.failure = reused && failure.category === 'connect_failed' && closedUnanswered(error) ? keptAliveClosed(failure, settings.replayable, used, ctx.host) : failure;
   return out;
 }

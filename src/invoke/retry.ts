@@ -3,7 +3,8 @@ import { isTransient } from '../failures/classify.js';
 import { DEFAULTS } from './defaults.js';
 import type { Result } from './result.js';
 
-const IDEMPOTENT = new Set<HttpMethod>(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
+/** Methods whose repetition has the effect of one request (RFC 9110 §9.2.2). */
+export const IDEMPOTENT: ReadonlySet<HttpMethod> = new Set<HttpMethod>(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
 
 /** A Retry-After header (delay-seconds or HTTP-date) in ms from `now`; undefined when absent or unreadable. */
 export function retryAfterMs(result: Result, now: number): number | undefined {

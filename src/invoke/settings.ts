@@ -3,6 +3,7 @@ import type { LoadedProfile } from '../pki/types.js';
 import type { AgentSpec } from '../tls/agents.js';
 import { bypassesProxy, proxyTlsFor } from '../tls/proxy-settings.js';
 import { DEFAULTS } from './defaults.js';
+import { IDEMPOTENT } from './retry.js';
 import type { CallSettings } from './transport.js';
 
 const cache = new WeakMap<NodeDefinition, Map<string, CallSettings>>();
@@ -55,6 +56,7 @@ function buildSettings(node: NodeDefinition, profile: LoadedProfile, url: URL, f
       connectMs: node.timeouts?.connectMs ?? DEFAULTS.timeouts.connectMs,
       handshakeMs: node.timeouts?.handshakeMs ?? DEFAULTS.timeouts.handshakeMs,
     },
+    keepAliveMs: node.timeouts?.keepAliveMs ?? DEFAULTS.timeouts.keepAliveMs,
   };
   return {
     spec,
@@ -63,5 +65,7 @@ function buildSettings(node: NodeDefinition, profile: LoadedProfile, url: URL, f
     responseMs: node.timeouts?.responseMs ?? DEFAULTS.timeouts.responseMs,
     idleMs: node.timeouts?.idleMs ?? DEFAULTS.timeouts.idleMs,
     totalMs: node.timeouts?.totalMs ?? DEFAULTS.timeouts.totalMs,
+    // Token and discovery requests fetch a token or a document: repeating one changes nothing.
+    replayable: !forNodeOrigin || IDEMPOTENT.has(node.request.method) || (node.retry?.nonIdempotent ?? DEFAULTS.retry.nonIdempotent),
   };
 }

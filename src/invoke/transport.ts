@@ -7,6 +7,7 @@ import { DEFAULTS } from './defaults.js';
 import type { RenderedRequest } from './render.js';
 import { targetOf, type RequestTarget } from './request-target.js';
 import { reportedUrl } from './result.js';
+import { noteKeepAlive } from '../tls/probe.js';
 
 /** How one HTTP exchange is made, beyond the agent. */
 export interface CallSettings {
@@ -16,6 +17,8 @@ export interface CallSettings {
   responseMs: number;
   idleMs: number;
   totalMs: number;
+  /** The request may be sent again when a kept-alive connection closes before any answer (idempotent, or retry.nonIdempotent). */
+  replayable: boolean;
 }
 
 export interface Sent {
@@ -133,6 +136,8 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
     req.on('response', (response) => {
       // The response timer keeps running until readBody re-arms it as the idle timer.
       headersIn = true;
+      const keepAlive = response.headers['keep-alive'];
+      if (typeof keepAlive === 'string') noteKeepAlive(response.socket, keepAlive);
       const status = response.statusCode ?? 0;
       const location = response.headers.location;
       if (settings.followRedirects && REDIRECTS.has(status) && location !== undefined) {

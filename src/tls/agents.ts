@@ -4,7 +4,7 @@ import type { PeerCertificate, SecureContext, SecureVersion, TLSSocket } from 'n
 import type { LoadedProfile } from '../pki/types.js';
 import { identityChecker, type IdentityRules } from './identity.js';
 import { ocspStapling, sessionCacheSize, type StaplingConnection } from './ocsp-stapling.js';
-import { instrument, newProbe, type AgentMemo, type ConnectionProbe, type PhaseLimits } from './probe.js';
+import { instrument, newProbe, probeOf, type AgentMemo, type ConnectionProbe, type PhaseLimits } from './probe.js';
 import { openTunnel, type ProxyHop } from './proxy-connect.js';
 import { connectionChecker } from './revocation.js';
 import { secureContextFor } from './secure-context.js';
@@ -24,6 +24,8 @@ export interface AgentSpec {
   /** Trust of an `https://` proxy (proxy.tls.ca); with none, the system roots verify the proxy. */
   proxyTls?: { context: SecureContext; id: string };
   limits: PhaseLimits;
+  /** Longest a pooled connection waits unused (timeouts.keepAliveMs). */
+  keepAliveMs: number;
 }
 
 type Callback = (error: Error | null, stream: Duplex) => void;
@@ -44,6 +46,29 @@ function agentOptions(spec: AgentSpec): https.AgentOptions {
 }
 
 type Checker = (host: string, cert: PeerCertificate) => Error | undefined;
+
+/** node:http's TCP keep-alive probe delay (its agent's default keepAliveMsecs). */
+const TCP_KEEPALIVE_MS = 1_000;
+/** Close this long before a server's announced `Keep-Alive: timeout=N`, as node:http does. */
+const HINT_MARGIN_MS = 1_000;
+
+/**
+ * node:http's keepSocketAlive with an idle limit: a pooled connection closes after `keepAliveMs`
+ * unused (node:http's agent keeps it until the server closes it, and a call that picks it as the
+ * close arrives gets no answer), or 1 s before the server's `Keep-Alive: timeout=N` (node:http
+ * honours that hint only when its agent has a timeout of its own). The socket timeout is set once
+ * per connection; the agent destroys a free socket when it fires.
+ */
+function keepIdle(socket: Duplex, keepAliveMs: number): boolean {
+  const net = socket as TLSSocket;
+  const hint = probeOf(socket)?.serverKeepAliveMs;
+  const limit = hint === undefined ? keepAliveMs : Math.min(keepAliveMs, hint - HINT_MARGIN_MS);
+  if (limit <= 0) return false;
+  net.setKeepAlive(true, TCP_KEEPALIVE_MS);
+  net.unref();
+  if (net.timeout !== limit) net.setTimeout(limit);
+  return true;
+}
 
 /**
  * A new connection's options: its own identity and revocation checker, which records verdicts on
@@ -77,6 +102,10 @@ class DirectAgent extends https.Agent {
     stapling?.watch(socket);
     instrument(socket, probe, this.spec.limits, false, this.memo);
     return socket;
+  }
+
+  override keepSocketAlive(socket: Duplex): boolean {
+    return keepIdle(socket, this.spec.keepAliveMs);
   }
 }
 
@@ -128,6 +157,10 @@ class ProxyAgent extends https.Agent {
     });
     return undefined;
   }
+
+  override keepSocketAlive(socket: Duplex): boolean {
+    return keepIdle(socket, this.spec.keepAliveMs);
+  }
 }
 
 const keys = new WeakMap<AgentSpec, string>();
@@ -167,6 +200,7 @@ function computeKey(spec: AgentSpec): string {
     spec.proxyTls?.id ?? null,
     spec.limits.connectMs,
     spec.limits.handshakeMs,
+    spec.keepAliveMs,
   ]);
 }
 

@@ -46,6 +46,8 @@ export interface ConnectionProbe {
   /** Signature algorithms of the server's last CertificateRequest that this client supports (getSharedSigalgs): the key types it accepts. */
   sharedSigalgs?: string[];
   timedOut?: 'connect' | 'handshake';
+  /** The server's `Keep-Alive: timeout=N` in ms: it closes the connection after that long idle. */
+  serverKeepAliveMs?: number;
   /** Revocation verdicts of this connection's full handshake (absent when no policy applies). */
   revocation?: RevocationCheck[];
 }
@@ -63,6 +65,19 @@ export function probeOf(socket: object | null | undefined): ConnectionProbe | un
 
 export function newProbe(via: ConnectionProbe['via']): ConnectionProbe {
   return { via, startedAt: performance.now(), sessionReused: false, keylog: false, responses: 0 };
+}
+
+let lastHint: { header: string; ms: number | undefined } | undefined;
+
+/** Record a response's `Keep-Alive: timeout=N` on its connection (backends send the same header on every response). */
+export function noteKeepAlive(socket: object | null, header: string): void {
+  const probe = probeOf(socket);
+  if (!probe) return;
+  if (lastHint?.header !== header) {
+    const seconds = /(?:^|[\s,])timeout\s*=\s*(\d{1,9})/i.exec(header)?.[1];
+    lastHint = { header, ms: seconds === undefined ? undefined : Number(seconds) * 1000 };
+  }
+  if (lastHint.ms !== undefined) probe.serverKeepAliveMs = lastHint.ms;
 }
 
 /** Error used to destroy a socket whose phase ran out of time. */

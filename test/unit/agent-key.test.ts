@@ -19,7 +19,7 @@ const bankRotated = profile('bank', 'v2');
 const other = profile('other', 'v1');
 
 function spec(o: Partial<AgentSpec> = {}): AgentSpec {
-  return { profile: bank, origin: new URL('https://api.bank.example'), rules: {}, limits: LIMITS, ...o };
+  return { profile: bank, origin: new URL('https://api.bank.example'), rules: {}, limits: LIMITS, keepAliveMs: 4_000, ...o };
 }
 
 
@@ -38,6 +38,7 @@ describe('agentKey', () => {
     ['another SNI', spec({ servername: 'other.example', rules: { pinnedPublicKeys: ['sha256//A'] } })],
     ['another minimum TLS version', spec({ minVersion: 'TLSv1.3', rules: { pinnedPublicKeys: ['sha256//A'] } })],
     ['a proxy', spec({ proxyUrl: 'http://proxy:3128', rules: { pinnedPublicKeys: ['sha256//A'] } })],
+    ['another idle limit (timeouts.keepAliveMs)', spec({ keepAliveMs: 500, rules: { pinnedPublicKeys: ['sha256//A'] } })],
   ])('%s gives a different key', (_label, changed) => {
     expect(agentKey(changed)).not.toBe(agentKey(spec({ rules: { pinnedPublicKeys: ['sha256//A'] } })));
   });

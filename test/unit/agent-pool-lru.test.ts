@@ -9,7 +9,7 @@ import { AgentPool, type AgentSpec } from '../../src/tls/agents.js';
 const profile: LoadedProfile = { name: 'bank', version: 'v1', file: '/p/bank.json', client: undefined, trust: { certificates: [], systemRoots: true }, policy: { minKeyBits: 2048, expiryWarningDays: 90 }, findings: [] };
 
 function spec(host: string): AgentSpec {
-  return { profile, origin: new URL(`https://${host}`), rules: {}, limits: { connectMs: 1_000, handshakeMs: 1_000 } };
+  return { profile, origin: new URL(`https://${host}`), rules: {}, limits: { connectMs: 1_000, handshakeMs: 1_000 }, keepAliveMs: 4_000 };
 }
 
 describe('AgentPool', () => {

@@ -27,6 +27,6 @@ describe('default timeouts', () => {
   it('the README states the defaults', () => {
     const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
     const s = (ms: number): string => `${ms / 1000} s`;
-    expect(readme).toContain(`| ${s(timeouts.connectMs)} / ${s(timeouts.handshakeMs)} / ${s(timeouts.responseMs)} / ${s(timeouts.idleMs)} / ${s(timeouts.totalMs)} |`);
+    expect(readme).toContain(`| ${s(timeouts.connectMs)} / ${s(timeouts.handshakeMs)} / ${s(timeouts.responseMs)} / ${s(timeouts.idleMs)} / ${s(timeouts.totalMs)} / ${s(timeouts.keepAliveMs)} |`);
   });
 });

@@ -10,6 +10,7 @@ const spec = (extra: Partial<AgentSpec> = {}): AgentSpec => ({
   origin: new URL('https://api.bank.example'),
   rules: {},
   limits: { connectMs: 1000, handshakeMs: 1000 },
+  keepAliveMs: 4000,
   ...extra,
 });
 

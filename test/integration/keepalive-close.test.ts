@@ -1,0 +1,151 @@
+/**
+ * Kept-alive connections the backend closes: an idle limit below the backend's (timeouts.keepAliveMs,
+ * and the server's `Keep-Alive: timeout=N`), and a request whose pooled connection is closed
+ * under it before any answer: sent again on another connection when that is safe, otherwise a
+ * failure that says what happened. Real Node https backends with certificates minted here.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { loadProfile } from '../../src/definitions/profiles.js';
+import type { NodeDefinition } from '../../src/definitions/types.js';
+import { invoke, type InvokeDeps } from '../../src/invoke/execute.js';
+import type { LoadedProfile } from '../../src/pki/types.js';
+import { AgentPool } from '../../src/tls/agents.js';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
+
+let pki: TestPki;
+let profile: LoadedProfile;
+let agents: AgentPool;
+let deps: InvokeDeps;
+const servers: MtlsServer[] = [];
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  profile = await loadProfile(pki.profile('bank'));
+});
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  await pki?.cleanup();
+});
+beforeEach(() => {
+  agents = new AgentPool();
+  deps = { agents, profile: () => profile };
+});
+afterEach(() => agents.destroy());
+
+/** A backend that answers every request but the `drop`-th (1-based), whose connection it closes unanswered. */
+async function backend(o: { drop?: number; keepAliveTimeoutMs?: number } = {}): Promise<MtlsServer> {
+  let seen = 0;
+  const server = await startMtlsServer({
+    key: pki.server.keyPem,
+    cert: pki.server.certPem + pki.intermediate.certPem,
+    ca: pki.root.certPem,
+    handler: (req, res) => {
+      seen++;
+      if (seen === o.drop) {
+        req.socket.destroy();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"ok":true}');
+    },
+  });
+  if (o.keepAliveTimeoutMs !== undefined) server.server.keepAliveTimeout = o.keepAliveTimeoutMs;
+  servers.push(server);
+  return server;
+}
+
+function node(server: MtlsServer, extra: Partial<NodeDefinition> = {}): NodeDefinition {
+  return { id: 'kept-alive', request: { method: 'GET', url: `https://localhost:${server.port}/accounts/1` }, tls: { profile: 'bank' }, retry: { limit: 0 }, ...extra };
+}
+
+const post = (server: MtlsServer, extra: Partial<NodeDefinition> = {}): NodeDefinition => node(server, { request: { method: 'POST', url: `https://localhost:${server.port}/payments`, body: { amount: 1 } }, ...extra });
+
+describe('a kept-alive connection closed under the request, before any answer', () => {
+  it('GET: sent again at once on another connection, within the same attempt', async () => {
+    const server = await backend({ drop: 2 });
+    expect((await invoke(node(server), {}, deps)).ok).toBe(true);
+    const r = await invoke(node(server), {}, deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(r.response?.status).toBe(200);
+    expect(r.attempts).toBe(1);
+    expect(r.tls?.connectionReused).toBe(false);
+    expect(server.requests).toBe(3);
+    expect(server.connections).toBe(2);
+  });
+
+  it('POST: not sent again (the backend may have it); the failure says what happened and what to set', async () => {
+    const server = await backend({ drop: 2 });
+    expect((await invoke(post(server), {}, deps)).ok).toBe(true);
+    const r = await invoke(post(server), {}, deps);
+    expect(r.ok).toBe(false);
+    expect(r.failure).toMatchObject({ category: 'connect_failed', phase: 'request', code: 'ECONNRESET' });
+    expect(r.failure?.message).toBe(`localhost:${server.port}: the backend closed a kept-alive connection without answering (it had answered 1 request on it)`);
+    expect(r.failure?.hint).toContain('timeouts.keepAliveMs');
+    expect(r.failure?.hint).toContain('retry.nonIdempotent');
+    expect(r.tls?.connectionReused).toBe(true);
+    expect(server.requests).toBe(2);
+  });
+
+  it('POST with retry.nonIdempotent: sent again on another connection', async () => {
+    const server = await backend({ drop: 2 });
+    const n = post(server, { retry: { limit: 0, nonIdempotent: true } });
+    expect((await invoke(n, {}, deps)).ok).toBe(true);
+    const r = await invoke(n, {}, deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(server.requests).toBe(3);
+  });
+
+  it('a fresh connection closed unanswered is not sent again and keeps its own verdict', async () => {
+    const server = await backend({ drop: 1 });
+    const r = await invoke(node(server), {}, deps);
+    // A TLS 1.3 close right after the handshake is the classifier's call (a certificate verdict or not).
+    expect(r.ok).toBe(false);
+    expect(r.failure?.message).not.toContain('kept-alive');
+    expect(server.requests).toBe(1);
+  });
+});
+
+describe('idle limit of pooled connections', () => {
+  it('timeouts.keepAliveMs: a connection unused for longer is closed, the next call opens another', async () => {
+    const server = await backend();
+    const short = node(server, { timeouts: { keepAliveMs: 300 } });
+    expect((await invoke(short, {}, deps)).ok).toBe(true);
+    await sleep(700);
+    const r = await invoke(short, {}, deps);
+    expect(r.ok).toBe(true);
+    expect(r.tls?.connectionReused).toBe(false);
+    expect(server.connections).toBe(2);
+  });
+
+  it('within the limit the connection is reused', async () => {
+    const server = await backend();
+    const n = node(server, { timeouts: { keepAliveMs: 3_000 } });
+    expect((await invoke(n, {}, deps)).ok).toBe(true);
+    await sleep(700);
+    expect((await invoke(n, {}, deps)).tls?.connectionReused).toBe(true);
+    expect(server.connections).toBe(1);
+  });
+
+  it("the server's Keep-Alive: timeout=2 closes it 1 s before the server would", async () => {
+    const server = await backend({ keepAliveTimeoutMs: 2_000 });
+    expect((await invoke(node(server), {}, deps)).ok).toBe(true);
+    await sleep(300);
+    expect((await invoke(node(server), {}, deps)).tls?.connectionReused).toBe(true);
+    await sleep(1_300);
+    const r = await invoke(node(server), {}, deps);
+    expect(r.ok).toBe(true);
+    expect(r.tls?.connectionReused).toBe(false);
+    expect(server.connections).toBe(2);
+  });
+
+  it('Keep-Alive: timeout=1 leaves no time to reuse: each call opens its own connection', async () => {
+    const server = await backend({ keepAliveTimeoutMs: 1_000 });
+    expect((await invoke(node(server), {}, deps)).ok).toBe(true);
+    const r = await invoke(node(server), {}, deps);
+    expect(r.ok).toBe(true);
+    expect(r.tls?.connectionReused).toBe(false);
+    expect(server.connections).toBe(2);
+  });
+});
