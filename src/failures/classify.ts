@@ -182,6 +182,9 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
   if (code === 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME') {
     return failure('protocol_mismatch', code, `${ctx.host} does not serve the host name it was asked for (TLS alert unrecognized_name)`, 'set tls.servername to a name the backend serves (usually the name in its certificate); a URL with an IP address sends no name unless tls.servername is set');
   }
+  if (code === 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL') {
+    return failure('protocol_mismatch', code, `${ctx.host} does not speak HTTP/1.1 on this port: it refused the protocol svcnode offers in the TLS handshake (alert no_application_protocol), as a server of HTTP/2 only (gRPC) does`, 'svcnode calls HTTP/1.1 endpoints: ask the backend team for an HTTP/1.1 listener (most gateways serve both on one port), or check the port in the URL');
+  }
   if (code.startsWith('ERR_SSL_')) {
     return failure('protocol_mismatch', code, `${ctx.host}: TLS negotiation failed: ${message}`, 'the server and the node share no TLS version or cipher: check tls.minVersion and the server\'s TLS configuration');
   }

@@ -41,6 +41,9 @@ function agentOptions(spec: AgentSpec): https.AgentOptions {
     scheduling: 'lifo',
     secureContext: secureContextFor(spec.profile, spec.minVersion, spec.policy),
     rejectUnauthorized: true,
+    // Said in the handshake, as curl does: a backend that serves only HTTP/2 (gRPC gateways, Node's
+    // http2 server) then refuses with no_application_protocol instead of answering HTTP/1.1 with a 403.
+    ALPNProtocols: ['http/1.1'],
     ...(servername ? { servername } : {}),
   };
 }

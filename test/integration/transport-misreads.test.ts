@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
 import type net from 'node:net';
+import http2 from 'node:http2';
 import tls from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
@@ -163,4 +164,23 @@ describe('credentials in URLs never reach a Result', () => {
     expect(r.request.url).toBe(`https://localhost:${s.port}/accounts?page=2&access_token=[redacted]&X-Amz-Signature=[redacted]&sig=[redacted]`);
     expect(s.requests).toBe(1);
   });
+});
+
+it('a backend of HTTP/2 only refuses the HTTP/1.1 svcnode offers in the handshake: protocol_mismatch, not its 403', async () => {
+  const p = bank.pki;
+  // Node's http2 server without HTTP/1 answers an HTTP/1.1 request with 403 when the client offers no ALPN.
+  const server = http2.createSecureServer({ key: p.server.keyPem, cert: p.server.certPem + p.intermediate.certPem, ca: p.root.certPem, requestCert: true, rejectUnauthorized: true, allowHTTP1: false });
+  server.on('stream', (stream) => {
+    stream.respond({ ':status': 200, 'content-type': 'application/json' });
+    stream.end('{}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const r = await invokeWithRetries(node(`https://localhost:${(server.address() as net.AddressInfo).port}/`), {}, bank.deps);
+    expect(r.failure).toMatchObject({ category: 'protocol_mismatch', code: 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL', phase: 'tls' });
+    expect(r.failure?.message).toContain('does not speak HTTP/1.1 on this port');
+    expect(r.attempts).toBe(1);
+  } finally {
+    server.close();
+  }
 });
