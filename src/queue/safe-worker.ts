@@ -59,6 +59,23 @@ export class SafeWorker extends Worker {
     };
   }
 
+  /**
+   * A completion hands this worker the next job in the same script; when that job's options,
+   * progress or parent do not parse, BullMQ throws after the completion was written and the next
+   * job sits in active, locked by this worker, until its lock expires. It is taken up here instead.
+   */
+  protected override async handleCompleted(result: unknown, job: Job, token: string, fetchNextCallback?: () => boolean, span?: unknown): Promise<Job> {
+    try {
+      return await super.handleCompleted(result, job, token, fetchNextCallback, span as never);
+    } catch (error) {
+      if (!(error instanceof SyntaxError)) throw error;
+      this.emit('completed', job, result, 'active');
+      const next = await this.unparsableJob(token, error);
+      if (next) return next;
+      throw error;
+    }
+  }
+
   override close(force?: boolean): Promise<void> {
     this.pauses.abort();
     return super.close(force);
