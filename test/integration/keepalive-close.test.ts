@@ -119,6 +119,26 @@ describe('idle limit of pooled connections', () => {
     expect(server.connections).toBe(2);
   });
 
+  it('the limit bounds idle time only: a response slower than keepAliveMs still arrives on a kept-alive connection', async () => {
+    const server = await startMtlsServer({
+      key: pki.server.keyPem,
+      cert: pki.server.certPem + pki.intermediate.certPem,
+      ca: pki.root.certPem,
+      handler: async (_req, res) => {
+        await sleep(800);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"ok":true}');
+      },
+    });
+    servers.push(server);
+    const slow = node(server, { timeouts: { keepAliveMs: 200, responseMs: 3_000, totalMs: 5_000 } });
+    expect((await invoke(slow, {}, deps)).ok).toBe(true);
+    const r = await invoke(slow, {}, deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(r.tls?.connectionReused).toBe(true);
+    expect(server.connections).toBe(1);
+  });
+
   it('within the limit the connection is reused', async () => {
     const server = await backend();
     const n = node(server, { timeouts: { keepAliveMs: 3_000 } });
