@@ -5,54 +5,39 @@
  * failure that says what happened. Real Node https backends with certificates minted here.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { loadProfile } from '../../src/definitions/profiles.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
 import { invoke, type InvokeDeps } from '../../src/invoke/execute.js';
-import type { LoadedProfile } from '../../src/pki/types.js';
 import { AgentPool } from '../../src/tls/agents.js';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
+import { useBankFixture } from '../helpers/bank-fixture.js';
+import type { MtlsServer } from '../helpers/servers.js';
 
-let pki: TestPki;
-let profile: LoadedProfile;
+const bank = useBankFixture();
+/** A pool per test: the tests count the connections each one opens. */
 let agents: AgentPool;
 let deps: InvokeDeps;
-const servers: MtlsServer[] = [];
-
-beforeAll(async () => {
-  pki = await createTestPki();
-  profile = await loadProfile(pki.profile('bank'));
-});
-afterAll(async () => {
-  await Promise.all(servers.map((s) => s.close()));
-  await pki?.cleanup();
-});
 beforeEach(() => {
   agents = new AgentPool();
-  deps = { agents, profile: () => profile };
+  deps = { ...bank.deps, agents };
 });
 afterEach(() => agents.destroy());
 
-/** A backend that answers every request but the `drop`-th (1-based), whose connection it closes unanswered. */
-async function backend(o: { drop?: number; keepAliveTimeoutMs?: number } = {}): Promise<MtlsServer> {
+/** A backend that answers every request (after `delayMs`) but the `drop`-th (1-based), whose connection it closes unanswered. */
+async function backend(o: { drop?: number; keepAliveTimeoutMs?: number; delayMs?: number } = {}): Promise<MtlsServer> {
   let seen = 0;
-  const server = await startMtlsServer({
-    key: pki.server.keyPem,
-    cert: pki.server.certPem + pki.intermediate.certPem,
-    ca: pki.root.certPem,
-    handler: (req, res) => {
+  const server = await bank.serve({
+    handler: async (req, res) => {
       seen++;
       if (seen === o.drop) {
         req.socket.destroy();
         return;
       }
+      if (o.delayMs) await sleep(o.delayMs);
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{"ok":true}');
     },
   });
   if (o.keepAliveTimeoutMs !== undefined) server.server.keepAliveTimeout = o.keepAliveTimeoutMs;
-  servers.push(server);
   return server;
 }
 
@@ -120,17 +105,7 @@ describe('idle limit of pooled connections', () => {
   });
 
   it('the limit bounds idle time only: a response slower than keepAliveMs still arrives on a kept-alive connection', async () => {
-    const server = await startMtlsServer({
-      key: pki.server.keyPem,
-      cert: pki.server.certPem + pki.intermediate.certPem,
-      ca: pki.root.certPem,
-      handler: async (_req, res) => {
-        await sleep(800);
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end('{"ok":true}');
-      },
-    });
-    servers.push(server);
+    const server = await backend({ delayMs: 800 });
     const slow = node(server, { timeouts: { keepAliveMs: 200, responseMs: 3_000, totalMs: 5_000 } });
     expect((await invoke(slow, {}, deps)).ok).toBe(true);
     const r = await invoke(slow, {}, deps);
