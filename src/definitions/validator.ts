@@ -133,6 +133,11 @@ export function readJsonFile(file: string, code: ErrorCode): unknown {
   } catch (cause) {
     throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${file}: cannot read file`, { cause, file, hint: 'check the path and its permissions' });
   }
+  return parseJsonText(text, file, code);
+}
+
+/** Parse the text of a JSON file (read by the caller, possibly asynchronously), with errors that name the file. */
+export function parseJsonText(text: string, file: string, code: ErrorCode): unknown {
   // Windows editors and PowerShell start UTF-8 files with a byte order mark; JSON.parse refuses it.
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   try {
