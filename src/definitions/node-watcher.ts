@@ -74,7 +74,9 @@ export class NodeWatcher {
   /** One polling round; concurrent calls share the round in progress. Never rejects: a defect is reported through `error`. */
   check(): Promise<void> {
     this.running ??= this.round()
-      .catch((error: unknown) => this.events.error(error))
+      .catch((error: unknown) => {
+        this.events.error(error);
+      })
       .finally(() => {
         this.running = undefined;
       });
@@ -93,6 +95,8 @@ export class NodeWatcher {
       released ||= nodeId !== undefined;
       this.events.removed(file, nodeId);
     }
+    if (released) this.retryFailed();
+    released = false;
     for (const file of files) {
       const print = await fingerprint(file);
       // Gone between the listing and now: judged removed in the next round.
@@ -100,28 +104,35 @@ export class NodeWatcher {
       this.seen.set(file, print);
       released = (await this.load(file)) || released;
     }
-    // A file refused for a duplicate id may load now that another file gave the id up.
-    if (released) for (const file of this.registry.failedNodeFiles()) this.seen.delete(file);
+    if (released) this.retryFailed();
+  }
+
+  /** A file refused for a duplicate id may load now that another file gave the id up: judge failed files afresh. */
+  private retryFailed(): void {
+    for (const file of this.registry.failedNodeFiles()) this.seen.delete(file);
   }
 
   /** Load one new or changed file; true when an id went out of use. */
   private async load(file: string): Promise<boolean> {
+    let change: ReturnType<Registry['replaceNode']>;
+    let node: NodeDefinition;
     try {
-      const node = await readNodeFile(file);
+      node = await readNodeFile(file);
       const inUse = this.registry.nodes.get(node.id);
       if (inUse !== undefined && this.registry.nodeIdOf(file) === node.id && JSON.stringify(inUse) === JSON.stringify(node)) {
         // Touched, or rewritten with the same text: the definition in use (and its caches) stays.
         this.registry.replaceNode(file, inUse);
         return false;
       }
-      const { previous, droppedId } = this.registry.replaceNode(file, node);
-      this.events.loaded(file, node, previous, droppedId);
-      return droppedId !== undefined;
+      change = this.registry.replaceNode(file, node);
     } catch (error) {
       const invalid = error instanceof InvalidInputError ? error : new InvalidInputError('SVCNODE_INVALID_DEFINITION', `${file}: ${errorMessage(error)}`, { cause: error, file, hint: 'fix the node definition' });
       const lastGood = this.registry.recordNodeFailure(file, invalid);
       this.events.failed(file, invalid, lastGood);
       return false;
     }
+    // Outside the try: a failing event handler is a defect of its own, not a bad file.
+    this.events.loaded(file, node, change.previous, change.droppedId);
+    return change.droppedId !== undefined;
   }
 }
