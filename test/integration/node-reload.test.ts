@@ -7,6 +7,7 @@
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Result } from '../../src/invoke/result.js';
 import type { ServiceNodeClient } from '../../src/queue/client.js';
@@ -165,6 +166,8 @@ describe('node definitions reload without a restart', () => {
     expect((await invoke('gone')).failure?.code).toBe('SVCNODE_NODE_REMOVED');
     expect(backend.requests).toBe(seen);
     expect(await health()).toMatchObject({ status: 'ok', problems: [] });
+    // Counted under the node (its id was loaded once: a bounded label), not as an unknown id.
+    expect(await get('/metrics')).toMatch(/^svcnode_invocations_total\{node="gone",outcome="invalid_input"\} [1-9]/m);
     replace(file, def('gone', '/gone/back'));
     await waitFor(async () => (await invoke('gone')).ok, 5_000, 50, 'restored');
     expect(received.at(-1)?.path).toBe('/gone/back');
@@ -178,5 +181,14 @@ describe('node definitions reload without a restart', () => {
     const old = await invoke('old-id');
     expect(old.failure?.code).toBe('SVCNODE_NODE_REMOVED');
     expect(old.failure?.message).toContain('new-id');
+  });
+
+  it('closing the worker stops polling the nodes directory', async () => {
+    await worker.close(5_000);
+    // Closed here: the rig's own close must not close it a second time.
+    worker.close = () => Promise.resolve({ drained: true });
+    replace(join(nodes, 'after.json'), def('after', '/after'));
+    await sleep(800);
+    expect(worker.registry.nodes.has('after')).toBe(false);
   });
 });

@@ -89,6 +89,16 @@ describe('NodeWatcher', () => {
     expect(seen).toEqual(['removed a.json x', 'loaded x']);
   });
 
+  it('a file added after the registry loaded but before the watcher started is loaded by the first round', async () => {
+    const registry = await Registry.load(nodes, profiles);
+    writeFileSync(join(nodes, 'a.json'), text('a', '/a'));
+    watcher = new NodeWatcher(registry, events(), { intervalMs: 3_600_000 });
+    await watcher.start();
+    await watcher.check();
+    expect(registry.node('a').id).toBe('a');
+    expect(seen).toEqual(['loaded a']);
+  });
+
   it('a nodes directory that cannot be read removes nothing', async () => {
     writeFileSync(join(nodes, 'a.json'), text('a', '/a'));
     const { registry, watcher } = await open();
