@@ -143,6 +143,8 @@ export function parseJsonText(text: string, file: string, code: ErrorCode): unkn
   try {
     return JSON.parse(text) as unknown;
   } catch (cause) {
-    throw new InvalidInputError(code, `${file}: not valid JSON (${(cause as Error).message})`, { cause, file, hint: 'fix the JSON syntax' });
+    // V8 quotes a stretch of the text ("Unexpected token 'B', "…Bearer s3c"… is not valid JSON"); the text may hold a header's token.
+    const what = (cause as Error).message.replace(/, (?:\.\.\.)?".*"(?:\.\.\.)? is not valid JSON$/s, '');
+    throw new InvalidInputError(code, `${file}: not valid JSON (${what})`, { cause, file, hint: 'fix the JSON syntax' });
   }
 }

@@ -153,6 +153,16 @@ describe('NodeWatcher', () => {
     expect(registry.node('a').id).toBe('a');
   });
 
+  it('a broken file is reported without quoting its text (it may hold a header token)', async () => {
+    writeFileSync(join(nodes, 'a.json'), text('a', '/a'));
+    const { registry, watcher } = await open();
+    writeFileSync(join(nodes, 'a.json'), '{"id": "a", "request": {"headers": {"authorization": Bearer s3cr3t-t0ken}}}');
+    await watcher.check();
+    const problem = registry.problems.find((p) => p.file === join(nodes, 'a.json'));
+    expect(problem?.error.message).toContain("not valid JSON (Unexpected token 'B')");
+    expect(problem?.error.message).not.toContain('s3cr3t');
+  });
+
   it('polls on its timer until stopped', async () => {
     const { registry, watcher } = await open(undefined, 20);
     writeFileSync(join(nodes, 'a.json'), text('a', '/a'));
