@@ -8,6 +8,7 @@ import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Result } from '../../src/invoke/result.js';
 import type { ServiceNodeClient } from '../../src/queue/client.js';
@@ -41,6 +42,10 @@ describe('node definitions reload without a restart', () => {
   /** What the backend received: path and x-version header of every request. */
   const received: { path: string | undefined; version: string | undefined }[] = [];
 
+  /** The worker's log lines. */
+  const logs: Record<string, unknown>[] = [];
+  const logged = (fields: Record<string, unknown>): void => expect(logs).toContainEqual(expect.objectContaining(fields));
+
   const invoke = (nodeId: string): Promise<Result> => client.invoke(nodeId, {}, { timeoutMs: 10_000 });
   const get = async (path: string): Promise<string> => (await fetch(`http://127.0.0.1:${worker.metricsPort ?? 0}${path}`)).text();
   const health = async (): Promise<Health> => JSON.parse(await get('/healthz')) as Health;
@@ -50,7 +55,7 @@ describe('node definitions reload without a restart', () => {
   beforeAll(async () => {
     rig = await startWorkerRig({
       dirPrefix: 'svcnode-node-reload-',
-      worker: { reloadIntervalMs: 200 },
+      worker: { reloadIntervalMs: 200, logger: pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) }) },
       nodes: (port) => ({
         'late.json': '{"id": "late", "request": {"method": "GET", "url": ',
         'steady.json': definition(port, 'steady', '/steady'),
@@ -83,6 +88,7 @@ describe('node definitions reload without a restart', () => {
     const before = received.length;
     expect((await invoke('ping')).ok).toBe(true);
     expect(received.slice(before)).toEqual([{ path: '/v2/ping', version: '2' }]);
+    logged({ level: 30, msg: 'node reloaded', nodeId: 'ping', file: join(nodes, 'ping.json') });
   });
 
   it('changed TLS rules apply to the next job: a pin the server does not match fails the call', async () => {
@@ -102,6 +108,7 @@ describe('node definitions reload without a restart', () => {
     replace(join(nodes, 'added.json'), def('added', '/added'));
     await waitFor(async () => (await invoke('added')).ok, 5_000, 50, 'added in use');
     expect(received.at(-1)?.path).toBe('/added');
+    logged({ level: 30, msg: 'node loaded', nodeId: 'added', file: join(nodes, 'added.json') });
   });
 
   it('invalid JSON over a node: the last good definition stays, /healthz degraded naming the file and code, counted; fixed: cleared', async () => {
@@ -115,6 +122,7 @@ describe('node definitions reload without a restart', () => {
     expect(report.problems).toEqual([expect.objectContaining({ kind: 'node', file, code: 'SVCNODE_INVALID_DEFINITION' })]);
     expect(report.problems[0]?.message).toContain('not valid JSON');
     expect(await failuresOf('steady.json')).toBe(counted + 1);
+    logged({ level: 50, file, nodeId: 'steady', code: 'SVCNODE_INVALID_DEFINITION', hint: 'fix the JSON syntax', msg: expect.stringContaining('node reload failed, keeping the last good definition') as unknown });
     const result = await invoke('steady');
     expect(result.ok).toBe(true);
     expect(received.at(-1)?.path).toBe('/steady');
@@ -162,6 +170,7 @@ describe('node definitions reload without a restart', () => {
     expect(removed.failure).toMatchObject({ category: 'invalid_input', hint: 'restore the file or stop enqueueing this node' });
     expect(removed.failure?.message).toContain('"gone"');
     expect(removed.failure?.message).toContain(file);
+    logged({ level: 40, msg: 'node removed: its jobs answer invalid_input until the file is back', nodeId: 'gone', file });
     const seen = backend.requests;
     expect((await invoke('gone')).failure?.code).toBe('SVCNODE_NODE_REMOVED');
     expect(backend.requests).toBe(seen);
