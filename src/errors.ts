@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   SVCNODE_UNKNOWN_NODE: 'no valid node definition has this id',
   SVCNODE_UNKNOWN_PROFILE: 'the profile a node names does not exist',
   SVCNODE_PROFILE_REMOVED: 'the profile file was removed while the worker ran; its nodes answer invalid_input until it is back',
+  SVCNODE_NODE_REMOVED: 'the node definition file was removed while the worker ran; its jobs answer invalid_input until it is back',
   SVCNODE_USAGE: 'the command line is invalid',
   SVCNODE_PIN_MISMATCH: 'the server public key matches none of tls.pinnedPublicKeys',
   SVCNODE_SUBJECT_MISMATCH: 'the server subject matches none of tls.serverSubjectPatterns',

@@ -1,16 +1,14 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
 import { checkTlsPolicy } from '../tls/tls-policy.js';
 import { checkAddresses } from './addresses.js';
 import { checkTemplates } from './templates.js';
 import type { NodeDefinition } from './types.js';
-import { readJsonFile, validateDocument } from './validator.js';
+import { parseJsonText, readJsonFile, validateDocument } from './validator.js';
 
-/** Load and validate one node definition file. */
-export function loadNodeFile(file: string): NodeDefinition {
-  const path = resolve(file);
-  const data = readJsonFile(path, 'SVCNODE_INVALID_DEFINITION');
+/** Validate parsed node definition data: schema, templates, addresses and TLS policy. */
+function checkedNode(data: unknown, path: string): NodeDefinition {
   const node = validateDocument<NodeDefinition>('node', data, path);
   checkTemplates(node, path);
   checkAddresses(node, path);
@@ -18,8 +16,37 @@ export function loadNodeFile(file: string): NodeDefinition {
   return node;
 }
 
+/** Load and validate one node definition file. */
+export function loadNodeFile(file: string): NodeDefinition {
+  const path = resolve(file);
+  return checkedNode(readJsonFile(path, 'SVCNODE_INVALID_DEFINITION'), path);
+}
+
+/** Load and validate one node definition file without blocking the event loop (reloads run beside calls). */
+export async function readNodeFile(file: string): Promise<NodeDefinition> {
+  const path = resolve(file);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${path}: cannot read file`, { cause, file: path, hint: 'check the path and its permissions' });
+  }
+  return checkedNode(parseJsonText(text, path, 'SVCNODE_INVALID_DEFINITION'), path);
+}
+
+/** A node id defined by a second file: the first file keeps it. */
+export function duplicateNodeError(file: string, id: string, owner: string): InvalidInputError {
+  return new InvalidInputError('SVCNODE_INVALID_DEFINITION', `${file}: node id "${id}" is already defined by ${owner}`, {
+    file,
+    field: '/id',
+    hint: 'node ids must be unique within the nodes directory',
+  });
+}
+
 export interface LoadedNodes {
   nodes: Map<string, NodeDefinition>;
+  /** The file each loaded node came from, by file (absolute path) → node id. */
+  files: Map<string, string>;
   /** Files that could not be used; the other nodes still load. */
   errors: { file: string; error: InvalidInputError }[];
 }
@@ -38,24 +65,22 @@ export async function loadNodesDir(dir: string): Promise<LoadedNodes> {
     });
   }
   const nodes = new Map<string, NodeDefinition>();
+  const owners = new Map<string, string>();
+  const files = new Map<string, string>();
   const errors: LoadedNodes['errors'] = [];
   for (const name of names) {
     const file = join(root, name);
     try {
       const node = loadNodeFile(file);
-      const previous = nodes.get(node.id);
-      if (previous) {
-        throw new InvalidInputError('SVCNODE_INVALID_DEFINITION', `${file}: node id "${node.id}" is already defined by another file`, {
-          file,
-          field: '/id',
-          hint: 'node ids must be unique within the nodes directory',
-        });
-      }
+      const owner = owners.get(node.id);
+      if (owner !== undefined) throw duplicateNodeError(file, node.id, `another file (${basename(owner)})`);
       nodes.set(node.id, node);
+      owners.set(node.id, file);
+      files.set(file, node.id);
     } catch (error) {
       if (!(error instanceof InvalidInputError)) throw error;
-      errors.push({ file: basename(file) === name ? file : name, error });
+      errors.push({ file, error });
     }
   }
-  return { nodes, errors };
+  return { nodes, files, errors };
 }

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
 import { loadProfilesDir } from './profiles.js';
 import type { LoadedProfile } from '../pki/types.js';
-import { loadNodesDir } from './nodes.js';
+import { duplicateNodeError, loadNodesDir } from './nodes.js';
 import type { NodeDefinition } from './types.js';
 
 /** A problem found while loading definitions: reported, the rest keeps working. */
@@ -14,45 +14,112 @@ export interface LoadProblem {
 }
 
 /**
- * Node definitions and certificate profiles of a worker, loaded and validated once at start.
- * Lookups never do I/O or node-forge work.
+ * Node definitions and certificate profiles of a worker, loaded and validated at start and
+ * replaced file by file by the watchers. Lookups never do I/O or node-forge work.
  */
 export class Registry {
   private constructor(
     readonly nodes: Map<string, NodeDefinition>,
     readonly profiles: Map<string, LoadedProfile>,
     private readonly profileErrors: Map<string, InvalidInputError>,
-    readonly problems: LoadProblem[],
+    /** Profile files that failed at start (reloads report through staleProfiles). */
+    private readonly profileProblems: LoadProblem[],
     readonly profilesDir: string,
+    readonly nodesDir: string,
+    /** Node file → the id it defines, for the nodes in use. */
+    private readonly nodeFiles: Map<string, string>,
+    /** Node file → why its current text is not in use (at start or on reload). */
+    private readonly nodeErrors: Map<string, InvalidInputError>,
   ) {}
 
   private readonly reloadFailures = new Map<string, { at: string; code: string; message: string }>();
+  /** Node id → why it went out of use (its file was removed, or now defines another id). */
+  private readonly removedNodes = new Map<string, InvalidInputError>();
 
   static async load(nodesDir: string, profilesDir: string, options: { env?: NodeJS.ProcessEnv; now?: Date; crlFetcher?: CrlFetcher } = {}): Promise<Registry> {
     const [nodes, profiles] = await Promise.all([loadNodesDir(nodesDir), loadProfilesDir(profilesDir, options)]);
     const profileErrors = new Map<string, InvalidInputError>();
-    const problems: LoadProblem[] = [
-      ...nodes.errors.map((e) => ({ kind: 'node' as const, ...e })),
-      ...profiles.errors.map((e) => ({ kind: 'profile' as const, ...e })),
-    ];
     for (const { file, error } of profiles.errors) {
       const name = file.replace(/^.*\//, '').replace(/\.json$/i, '');
       profileErrors.set(name, error);
     }
-    const registry = new Registry(nodes.nodes, profiles.profiles, profileErrors, problems, resolve(profilesDir));
-    for (const node of nodes.nodes.values()) {
-      if (!profiles.profiles.has(node.tls.profile) && !profileErrors.has(node.tls.profile)) {
+    const profileProblems = profiles.errors.map((e) => ({ kind: 'profile' as const, ...e }));
+    const nodeErrors = new Map(nodes.errors.map((e) => [e.file, e.error]));
+    return new Registry(nodes.nodes, profiles.profiles, profileErrors, profileProblems, resolve(profilesDir), resolve(nodesDir), nodes.files, nodeErrors);
+  }
+
+  /**
+   * What keeps definitions from being used, as of now: node files that fail to load (the last
+   * good definition of a file may still be in use), profiles that failed at start, and nodes
+   * naming a profile that does not exist.
+   */
+  get problems(): LoadProblem[] {
+    const problems: LoadProblem[] = [...this.nodeErrors].map(([file, error]) => ({ kind: 'node' as const, file, error }));
+    problems.push(...this.profileProblems);
+    for (const node of this.nodes.values()) {
+      if (!this.profiles.has(node.tls.profile) && !this.profileErrors.has(node.tls.profile)) {
         problems.push({
           kind: 'node',
           file: node.id,
-          error: new InvalidInputError('SVCNODE_UNKNOWN_PROFILE', `node "${node.id}" uses profile "${node.tls.profile}", which is not in ${registry.profilesDir}`, {
+          error: new InvalidInputError('SVCNODE_UNKNOWN_PROFILE', `node "${node.id}" uses profile "${node.tls.profile}", which is not in ${this.profilesDir}`, {
             field: '/tls/profile',
-            hint: `add ${join(registry.profilesDir, `${node.tls.profile}.json`)} or fix tls.profile`,
+            hint: `add ${join(this.profilesDir, `${node.tls.profile}.json`)} or fix tls.profile`,
           }),
         });
       }
     }
-    return registry;
+    return problems;
+  }
+
+  /** The id the file's node in use has, if any. */
+  nodeIdOf(file: string): string | undefined {
+    return this.nodeFiles.get(file);
+  }
+
+  /** Node files whose current text is not in use (retried when another file gives up an id). */
+  failedNodeFiles(): string[] {
+    return [...this.nodeErrors.keys()];
+  }
+
+  /**
+   * Put a file's freshly loaded node in use; clears the file's recorded failure. If the file
+   * defined another id before, that id goes out of use. Throws (changing nothing) when another
+   * file defines the id. Returns what the file defined before.
+   */
+  replaceNode(file: string, node: NodeDefinition): { previous: NodeDefinition | undefined; droppedId: string | undefined } {
+    const owner = [...this.nodeFiles].find(([f, id]) => id === node.id && f !== file)?.[0];
+    if (owner !== undefined) throw duplicateNodeError(file, node.id, owner);
+    const oldId = this.nodeFiles.get(file);
+    const previous = oldId === undefined ? undefined : this.nodes.get(oldId);
+    const droppedId = oldId !== undefined && oldId !== node.id ? oldId : undefined;
+    if (droppedId !== undefined) this.dropNode(droppedId, new InvalidInputError('SVCNODE_NODE_REMOVED', `node "${droppedId}" was removed: ${file} now defines node "${node.id}"`, { file, field: '/nodeId', hint: 'restore the file or stop enqueueing this node' }));
+    this.nodes.set(node.id, node);
+    this.nodeFiles.set(file, node.id);
+    this.nodeErrors.delete(file);
+    this.removedNodes.delete(node.id);
+    return { previous: droppedId === undefined ? previous : undefined, droppedId };
+  }
+
+  /** A node file failed to (re)load: its last good definition, if any, stays in use; the failure is a problem until the file loads. */
+  recordNodeFailure(file: string, error: InvalidInputError): NodeDefinition | undefined {
+    this.nodeErrors.set(file, error);
+    const id = this.nodeFiles.get(file);
+    return id === undefined ? undefined : this.nodes.get(id);
+  }
+
+  /** A node file was removed: its node goes out of use (jobs answer SVCNODE_NODE_REMOVED) and its problem, if any, goes. Returns the removed id. */
+  removeNodeFile(file: string): string | undefined {
+    this.nodeErrors.delete(file);
+    const id = this.nodeFiles.get(file);
+    if (id === undefined) return undefined;
+    this.nodeFiles.delete(file);
+    this.dropNode(id, new InvalidInputError('SVCNODE_NODE_REMOVED', `node "${id}" was removed: ${file} no longer exists`, { file, field: '/nodeId', hint: 'restore the file or stop enqueueing this node' }));
+    return id;
+  }
+
+  private dropNode(id: string, why: InvalidInputError): void {
+    this.nodes.delete(id);
+    this.removedNodes.set(id, why);
   }
 
   /** Put a freshly loaded profile in use (rotation); clears a recorded load failure. */
@@ -94,6 +161,8 @@ export class Registry {
   node(nodeId: string): NodeDefinition {
     const node = this.nodes.get(nodeId);
     if (node) return node;
+    const removed = this.removedNodes.get(nodeId);
+    if (removed) throw removed;
     throw new InvalidInputError('SVCNODE_UNKNOWN_NODE', `unknown node "${nodeId}": no valid definition with this id is loaded`, {
       field: '/nodeId',
       hint: 'check the nodeId, and the worker log for definitions that failed to load',

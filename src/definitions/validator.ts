@@ -133,11 +133,18 @@ export function readJsonFile(file: string, code: ErrorCode): unknown {
   } catch (cause) {
     throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${file}: cannot read file`, { cause, file, hint: 'check the path and its permissions' });
   }
+  return parseJsonText(text, file, code);
+}
+
+/** Parse the text of a JSON file (read by the caller, possibly asynchronously), with errors that name the file. */
+export function parseJsonText(text: string, file: string, code: ErrorCode): unknown {
   // Windows editors and PowerShell start UTF-8 files with a byte order mark; JSON.parse refuses it.
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   try {
     return JSON.parse(text) as unknown;
   } catch (cause) {
-    throw new InvalidInputError(code, `${file}: not valid JSON (${(cause as Error).message})`, { cause, file, hint: 'fix the JSON syntax' });
+    // V8 quotes a stretch of the text ("Unexpected token 'B', "…Bearer s3c"… is not valid JSON"); the text may hold a header's token.
+    const what = (cause as Error).message.replace(/, (?:\.\.\.)?".*"(?:\.\.\.)? is not valid JSON$/s, '');
+    throw new InvalidInputError(code, `${file}: not valid JSON (${what})`, { cause, file, hint: 'fix the JSON syntax' });
   }
 }

@@ -79,6 +79,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly nodeLoadFailures = new Counter({
+    name: 'svcnode_node_load_failures_total',
+    help: 'Node definition files that failed to load or reload',
+    labelNames: ['file'] as const,
+    registers: [this.registry],
+  });
+
   readonly queueJobs = new Gauge({
     name: 'svcnode_queue_jobs',
     help: 'Jobs in the invocation queue by state (waiting, active, delayed, prioritized, waiting-children), sampled by each worker',

@@ -86,8 +86,9 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
     try {
       node = registry.node(data.nodeId);
     } catch (error) {
-      // Not recorded per node: arbitrary unknown ids must not create Redis keys.
-      return refused(deps, job, { nodeId: data.nodeId, error: error as InvalidInputError, ...(data.requestId ? { requestId: data.requestId } : {}), label: '(unknown)', message: 'unknown node', log: { nodeId: data.nodeId } });
+      // Not recorded per node: arbitrary unknown ids must not create Redis keys. A removed node's id was once loaded (a bounded label).
+      const removed = (error as InvalidInputError).code === 'SVCNODE_NODE_REMOVED';
+      return refused(deps, job, { nodeId: data.nodeId, error: error as InvalidInputError, ...(data.requestId ? { requestId: data.requestId } : {}), label: removed ? data.nodeId : '(unknown)', message: removed ? 'removed node' : 'unknown node', log: { nodeId: data.nodeId, code: (error as InvalidInputError).code } });
     }
     const attempt = ((job.progress as Progress | undefined)?.attempt ?? 0) + 1;
     const result = storedResult(await invoke(node, data.context ?? {}, { profile: (name) => registry.profile(name), agents: deps.agents, ...(deps.tokens ? { tokens: deps.tokens } : {}) }, {

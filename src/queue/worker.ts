@@ -1,4 +1,6 @@
 import type { Logger } from 'pino';
+import { basename } from 'node:path';
+import { NodeWatcher } from '../definitions/node-watcher.js';
 import { ProfileWatcher } from '../definitions/profile-watcher.js';
 import { Registry } from '../definitions/registry.js';
 import { profileCertificates } from '../pki/certificates.js';
@@ -12,7 +14,7 @@ import { FailureStore } from '../failures/store.js';
 import { Metrics } from '../observability/metrics.js';
 import { DEFAULT_METRICS_HOST, startMetricsServer, type HealthReport } from '../observability/server.js';
 import { AgentPool } from '../tls/agents.js';
-import { InvalidInputError, errorCode } from '../errors.js';
+import { InvalidInputError, errorCode, errorMessage } from '../errors.js';
 import { DEFAULT_REDIS_URL, checkDatabase, connectionFactory, isCluster, parseRedisUrl, resolvePrefix, withTimeout, type RedisConnection } from './connection.js';
 import { QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { createProcessor } from './processor.js';
@@ -63,6 +65,8 @@ export interface RunningWorker {
   registry: Registry;
   /** The profile watcher; `check()` runs a reload round now. */
   watcher: ProfileWatcher;
+  /** The node definition watcher; `check()` runs a reload round now. */
+  nodeWatcher: NodeWatcher;
   agents: AgentPool;
   metricsPort: number | undefined;
   /** The BullMQ worker's keeper (watchdog, probes, held jobs). */
@@ -247,6 +251,29 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     { intervalMs: options.reloadIntervalMs ?? 5_000, ...(options.env ? { env: options.env } : {}), crlFetcher },
   );
 
+  const nodeWatcher = new NodeWatcher(
+    registry,
+    {
+      loaded(file, node, previous, droppedId) {
+        if (droppedId !== undefined) logger.warn({ nodeId: droppedId, file, now: node.id }, 'node removed: its file now defines another id, its jobs answer invalid_input');
+        logger.info({ nodeId: node.id, file }, previous ? 'node reloaded' : 'node loaded');
+        if (!registry.profiles.has(node.tls.profile)) logger.error({ nodeId: node.id, file, profile: node.tls.profile, code: 'SVCNODE_UNKNOWN_PROFILE' }, `node "${node.id}" uses profile "${node.tls.profile}", which is not loaded`);
+      },
+      failed(file, error, lastGood) {
+        metrics.nodeLoadFailures.inc({ file: basename(file) });
+        logger.error({ file, code: error.code, hint: error.hint, ...(lastGood ? { nodeId: lastGood.id } : {}) }, lastGood ? `node reload failed, keeping the last good definition: ${error.message}` : `node file failed to load: ${error.message}`);
+      },
+      removed(file, nodeId) {
+        if (nodeId !== undefined) logger.warn({ nodeId, file }, 'node removed: its jobs answer invalid_input until the file is back');
+        else logger.info({ file }, 'node file removed (it had no node in use)');
+      },
+      error(error) {
+        logger.error({ err: errorMessage(error) }, 'node reload round failed unexpectedly; the next round runs as usual');
+      },
+    },
+    { intervalMs: options.reloadIntervalMs ?? 5_000 },
+  );
+
   const concurrency = options.concurrency ?? WORKER_DEFAULTS.concurrency;
   const supervisor = new WorkerSupervisor({
     open,
@@ -268,6 +295,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const release = async (graceMs: number): Promise<{ drained: boolean }> => {
     queueSampler.stop();
     watcher.stop();
+    nodeWatcher.stop();
     crlFetcher.stop();
     options.signal?.removeEventListener('abort', stopFetches);
     clearInterval(expiryTimer);
@@ -286,7 +314,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   };
 
   try {
-    if ((options.reloadIntervalMs ?? 5_000) > 0) await watcher.start();
+    if ((options.reloadIntervalMs ?? 5_000) > 0) await Promise.all([watcher.start(), nodeWatcher.start()]);
     // /healthz answers (503) while Redis is still unreachable at start; a stop signal ends the wait.
     if (!(await redisOrAbort(probe, options.signal, logger))) throw new StartAbortedError();
     const first = await supervisor.probe();
@@ -310,6 +338,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     agents,
     metricsPort: server?.port,
     watcher,
+    nodeWatcher,
     supervisor,
     close: (graceMs = WORKER_DEFAULTS.shutdownGraceMs) => release(graceMs),
   };

@@ -29,7 +29,13 @@ export interface WorkerRig {
  * An in-process worker (silent, metrics on a free port) on a real Redis, with profile `bank` over
  * files in material/ and node `ping` calling an mTLS backend; a failed start-up closes what started.
  */
-export async function startWorkerRig(o: { dirPrefix: string; redis?: RedisOptions; worker: Pick<WorkerOptions, 'concurrency' | 'reloadIntervalMs'> }): Promise<WorkerRig> {
+export async function startWorkerRig(o: {
+  dirPrefix: string;
+  redis?: RedisOptions;
+  worker: Pick<WorkerOptions, 'concurrency' | 'reloadIntervalMs'> & { logger?: WorkerOptions['logger'] };
+  /** More files for nodes/ (name → text), written before the worker starts; `port` → the backend's port. */
+  nodes?: (port: number) => Record<string, string>;
+}): Promise<WorkerRig> {
   const closers: Array<() => Promise<void>> = [];
   const close = async (): Promise<void> => {
     for (const c of closers.splice(0).reverse()) await c();
@@ -51,6 +57,7 @@ export async function startWorkerRig(o: { dirPrefix: string; redis?: RedisOption
     const profileText = JSON.stringify({ client: { certificate: '../material/client.pem', key: '../material/client.key' }, trust: { ca: ['../material/root.pem'] } });
     writeFileSync(profileFile, profileText);
     writeFileSync(join(dir, 'nodes', 'ping.json'), JSON.stringify({ id: 'ping', request: { method: 'GET', url: `https://localhost:${backend.port}/ping` }, tls: { profile: 'bank' }, retry: { limit: 0 } }));
+    for (const [name, text] of Object.entries(o.nodes?.(backend.port) ?? {})) writeFileSync(join(dir, 'nodes', name), text);
     const worker = await startWorker({ redisUrl: redis.url, nodesDir: join(dir, 'nodes'), profilesDir: join(dir, 'profiles'), logger: createLogger({ level: 'silent' }), metricsPort: 0, ...o.worker });
     closers.push(async () => {
       await worker.close(5_000);

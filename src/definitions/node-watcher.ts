@@ -1,0 +1,138 @@
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { InvalidInputError, errorMessage } from '../errors.js';
+import { readNodeFile } from './nodes.js';
+import type { Registry } from './registry.js';
+import type { NodeDefinition } from './types.js';
+
+export interface NodeWatcherEvents {
+  /** A file's node was put in use; `previous` is the definition it replaced (undefined for a new node), `droppedId` an id the file no longer defines. */
+  loaded(file: string, node: NodeDefinition, previous: NodeDefinition | undefined, droppedId: string | undefined): void;
+  /** A new or changed file failed to load; `lastGood` is the file's definition that stays in use, if any. */
+  failed(file: string, error: InvalidInputError, lastGood: NodeDefinition | undefined): void;
+  /** A node file disappeared; `nodeId` is the node that went out of use, if the file had one in use. */
+  removed(file: string, nodeId: string | undefined): void;
+  /** A polling round failed for a reason of its own (a defect): logged, the next round runs as usual. */
+  error(error: unknown): void;
+}
+
+/** A cheap change detector: size, mtime and inode (an atomic rename changes the inode). */
+async function fingerprint(file: string): Promise<string | undefined> {
+  try {
+    const s = await stat(file);
+    return `${s.size}:${s.mtimeMs}:${s.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Watches the nodes directory by polling, as ProfileWatcher does for profiles. A new or changed
+ * file is read and validated off the call path (the same checks as at start); a valid one
+ * replaces the file's node, an invalid one leaves its last good definition in use and is reported.
+ * A removed file takes its node out of use.
+ */
+export class NodeWatcher {
+  private readonly seen = new Map<string, string>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly events: NodeWatcherEvents,
+    private readonly options: { intervalMs: number },
+  ) {}
+
+  /**
+   * Record the files as the registry loaded them, then poll every `intervalMs`. A file the
+   * registry does not know (added since it loaded) gets no baseline, so the first round loads it.
+   */
+  async start(): Promise<void> {
+    for (const file of (await this.files()) ?? []) {
+      const known = this.registry.nodeIdOf(file) !== undefined || this.registry.failedNodeFiles().includes(file);
+      const print = known ? await fingerprint(file) : undefined;
+      if (print !== undefined) this.seen.set(file, print);
+    }
+    this.timer = setInterval(() => void this.check(), this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** The node files now; undefined when the directory cannot be read (then nothing is judged removed). */
+  private async files(): Promise<string[] | undefined> {
+    const dir = this.registry.nodesDir;
+    try {
+      return (await readdir(dir)).filter((f) => f.toLowerCase().endsWith('.json')).sort().map((f) => join(dir, f));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** One polling round; concurrent calls share the round in progress. Never rejects: a defect is reported through `error`. */
+  check(): Promise<void> {
+    this.running ??= this.round()
+      .catch((error: unknown) => {
+        this.events.error(error);
+      })
+      .finally(() => {
+        this.running = undefined;
+      });
+    return this.running;
+  }
+
+  private async round(): Promise<void> {
+    const files = await this.files();
+    if (!files) return;
+    const present = new Set(files);
+    let released = false;
+    for (const file of [...this.seen.keys()]) {
+      if (present.has(file)) continue;
+      this.seen.delete(file);
+      const nodeId = this.registry.removeNodeFile(file);
+      released ||= nodeId !== undefined;
+      this.events.removed(file, nodeId);
+    }
+    if (released) this.retryFailed();
+    released = false;
+    for (const file of files) {
+      const print = await fingerprint(file);
+      // Gone between the listing and now: judged removed in the next round.
+      if (print === undefined || this.seen.get(file) === print) continue;
+      this.seen.set(file, print);
+      released = (await this.load(file)) || released;
+    }
+    if (released) this.retryFailed();
+  }
+
+  /** A file refused for a duplicate id may load now that another file gave the id up: judge failed files afresh. */
+  private retryFailed(): void {
+    for (const file of this.registry.failedNodeFiles()) this.seen.delete(file);
+  }
+
+  /** Load one new or changed file; true when an id went out of use. */
+  private async load(file: string): Promise<boolean> {
+    let change: ReturnType<Registry['replaceNode']>;
+    let node: NodeDefinition;
+    try {
+      node = await readNodeFile(file);
+      const inUse = this.registry.nodes.get(node.id);
+      if (inUse !== undefined && this.registry.nodeIdOf(file) === node.id && JSON.stringify(inUse) === JSON.stringify(node)) {
+        // Touched, or rewritten with the same text: the definition in use (and its caches) stays.
+        this.registry.replaceNode(file, inUse);
+        return false;
+      }
+      change = this.registry.replaceNode(file, node);
+    } catch (error) {
+      const invalid = error instanceof InvalidInputError ? error : new InvalidInputError('SVCNODE_INVALID_DEFINITION', `${file}: ${errorMessage(error)}`, { cause: error, file, hint: 'fix the node definition' });
+      const lastGood = this.registry.recordNodeFailure(file, invalid);
+      this.events.failed(file, invalid, lastGood);
+      return false;
+    }
+    // Outside the try: a failing event handler is a defect of its own, not a bad file.
+    this.events.loaded(file, node, change.previous, change.droppedId);
+    return change.droppedId !== undefined;
+  }
+}

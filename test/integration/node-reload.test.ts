@@ -1,0 +1,203 @@
+/**
+ * Node definition files are reloaded while the worker runs (polled every reloadIntervalMs): edits,
+ * new files, broken files (last good stays, /healthz degraded, counted), removed files
+ * (SVCNODE_NODE_REMOVED) and a file broken at start that gets fixed. In-process worker on a real
+ * Redis, real mTLS backend, jobs through the real queue.
+ */
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Result } from '../../src/invoke/result.js';
+import type { ServiceNodeClient } from '../../src/queue/client.js';
+import type { RunningWorker } from '../../src/queue/worker.js';
+import { waitFor } from '../helpers/net.js';
+import type { MtlsServer } from '../helpers/servers.js';
+import { startWorkerRig, type WorkerRig } from '../helpers/worker-rig.js';
+
+/** Replace a file the way deploy tools do (write beside it, rename over it): a poll never sees it half-written. */
+function replace(path: string, text: string): void {
+  writeFileSync(`${path}.tmp`, text);
+  renameSync(`${path}.tmp`, path);
+}
+
+interface Health {
+  status: string;
+  problems: { kind: string; file: string; code: string; message: string }[];
+}
+
+/** A node definition calling the backend at `path`. */
+function definition(port: number, id: string, path: string, extra: { headers?: Record<string, string>; tls?: Record<string, unknown> } = {}): string {
+  return JSON.stringify({ id, request: { method: 'GET', url: `https://localhost:${port}${path}`, ...(extra.headers ? { headers: extra.headers } : {}) }, tls: { profile: 'bank', ...extra.tls }, retry: { limit: 0 } });
+}
+
+describe('node definitions reload without a restart', () => {
+  let rig: WorkerRig | undefined;
+  let backend: MtlsServer;
+  let worker: RunningWorker;
+  let client: ServiceNodeClient;
+  let nodes: string;
+  /** What the backend received: path and x-version header of every request. */
+  const received: { path: string | undefined; version: string | undefined }[] = [];
+
+  /** The worker's log lines. */
+  const logs: Record<string, unknown>[] = [];
+  const logged = (fields: Record<string, unknown>): void => expect(logs).toContainEqual(expect.objectContaining(fields));
+
+  const invoke = (nodeId: string): Promise<Result> => client.invoke(nodeId, {}, { timeoutMs: 10_000 });
+  const get = async (path: string): Promise<string> => (await fetch(`http://127.0.0.1:${worker.metricsPort ?? 0}${path}`)).text();
+  const health = async (): Promise<Health> => JSON.parse(await get('/healthz')) as Health;
+  const def = (id: string, path: string, extra?: Parameters<typeof definition>[3]): string => definition(backend.port, id, path, extra);
+  const failuresOf = async (file: string): Promise<number> => Number(/ (\d+)$/.exec((await get('/metrics')).split('\n').find((l) => l.startsWith(`svcnode_node_load_failures_total{file="${file}"}`)) ?? '')?.[1] ?? 0);
+
+  beforeAll(async () => {
+    rig = await startWorkerRig({
+      dirPrefix: 'svcnode-node-reload-',
+      worker: { reloadIntervalMs: 200, logger: pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) }) },
+      nodes: (port) => ({
+        'late.json': '{"id": "late", "request": {"method": "GET", "url": ',
+        'steady.json': definition(port, 'steady', '/steady'),
+        'gone.json': definition(port, 'gone', '/gone'),
+        'renamed.json': definition(port, 'old-id', '/renamed'),
+        'pinned.json': definition(port, 'pinned', '/pinned'),
+      }),
+    });
+    ({ backend, worker, client } = rig);
+    nodes = join(rig.dir, 'nodes');
+    backend.server.on('request', (req: IncomingMessage) => received.push({ path: req.url, version: req.headers['x-version'] as string | undefined }));
+  });
+  afterAll(() => rig?.close());
+
+  it('a file broken at start is reported, and comes into use once fixed', async () => {
+    expect((await health()).problems).toEqual([expect.objectContaining({ kind: 'node', file: join(nodes, 'late.json'), code: 'SVCNODE_INVALID_DEFINITION' })]);
+    expect((await invoke('late')).failure?.code).toBe('SVCNODE_UNKNOWN_NODE');
+    replace(join(nodes, 'late.json'), def('late', '/late'));
+    const result = await waitFor(async () => ((await invoke('late')).ok ? await invoke('late') : undefined), 5_000, 50, 'late in use');
+    expect((result.response?.body as { path: string }).path).toBe('/late');
+    expect(received.at(-1)?.path).toBe('/late');
+    expect(await health()).toMatchObject({ status: 'ok', problems: [] });
+  });
+
+  it('an edited node: the next job after the poll calls the new path with the new headers', async () => {
+    expect((await invoke('ping')).ok).toBe(true);
+    expect(received.at(-1)).toEqual({ path: '/ping', version: undefined });
+    replace(join(nodes, 'ping.json'), def('ping', '/v2/ping', { headers: { 'x-version': '2' } }));
+    await waitFor(async () => (await invoke('ping')).ok && received.at(-1)?.path === '/v2/ping', 5_000, 50, 'new path');
+    const before = received.length;
+    expect((await invoke('ping')).ok).toBe(true);
+    expect(received.slice(before)).toEqual([{ path: '/v2/ping', version: '2' }]);
+    logged({ level: 30, msg: 'node reloaded', nodeId: 'ping', file: join(nodes, 'ping.json') });
+  });
+
+  it('changed TLS rules apply to the next job: a pin the server does not match fails the call', async () => {
+    expect((await invoke('pinned')).ok).toBe(true);
+    replace(join(nodes, 'pinned.json'), def('pinned', '/pinned', { tls: { pinnedPublicKeys: [`sha256//${'A'.repeat(43)}=`] } }));
+    const refused = await waitFor(async () => {
+      const r = await invoke('pinned');
+      return r.ok ? undefined : r;
+    }, 5_000, 50, 'pin in use');
+    expect(refused.failure?.code).toBe('SVCNODE_PIN_MISMATCH');
+    replace(join(nodes, 'pinned.json'), def('pinned', '/pinned'));
+    await waitFor(async () => (await invoke('pinned')).ok, 5_000, 50, 'pin gone');
+  });
+
+  it('a new node file: its jobs succeed without a restart', async () => {
+    expect((await invoke('added')).failure?.code).toBe('SVCNODE_UNKNOWN_NODE');
+    replace(join(nodes, 'added.json'), def('added', '/added'));
+    await waitFor(async () => (await invoke('added')).ok, 5_000, 50, 'added in use');
+    expect(received.at(-1)?.path).toBe('/added');
+    logged({ level: 30, msg: 'node loaded', nodeId: 'added', file: join(nodes, 'added.json') });
+  });
+
+  it('invalid JSON over a node: the last good definition stays, /healthz degraded naming the file and code, counted; fixed: cleared', async () => {
+    const file = join(nodes, 'steady.json');
+    const counted = await failuresOf('steady.json');
+    replace(file, '{"id": "steady", "request": {"method": "GET", "url": "https://localhost:1/broken"');
+    const report = await waitFor(async () => {
+      const h = await health();
+      return h.status === 'degraded' ? h : undefined;
+    }, 5_000, 50, 'degraded');
+    expect(report.problems).toEqual([expect.objectContaining({ kind: 'node', file, code: 'SVCNODE_INVALID_DEFINITION' })]);
+    expect(report.problems[0]?.message).toContain('not valid JSON');
+    expect(await failuresOf('steady.json')).toBe(counted + 1);
+    logged({ level: 50, file, nodeId: 'steady', code: 'SVCNODE_INVALID_DEFINITION', hint: 'fix the JSON syntax', msg: expect.stringContaining('node reload failed, keeping the last good definition') as unknown });
+    const result = await invoke('steady');
+    expect(result.ok).toBe(true);
+    expect(received.at(-1)?.path).toBe('/steady');
+    // A schema error and a template in the origin are refused the same way.
+    replace(file, def('steady', '/steady').replace('"GET"', '"FETCH"'));
+    await waitFor(async () => (await failuresOf('steady.json')) === counted + 2, 5_000, 50, 'schema error counted');
+    replace(file, JSON.stringify({ id: 'steady', request: { method: 'GET', url: 'https://{{context.host}}/steady' }, tls: { profile: 'bank' } }));
+    await waitFor(async () => (await failuresOf('steady.json')) === counted + 3, 5_000, 50, 'template error counted');
+    const templated = (await health()).problems;
+    expect(templated).toEqual([expect.objectContaining({ file, code: 'SVCNODE_INVALID_DEFINITION' })]);
+    expect(templated[0]?.message).toContain('literal scheme, host and port');
+    expect((await invoke('steady')).ok).toBe(true);
+    expect(received.at(-1)?.path).toBe('/steady');
+    replace(file, def('steady', '/steady/fixed'));
+    await waitFor(async () => (await health()).status === 'ok', 5_000, 50, 'problem cleared');
+    expect((await health()).problems).toEqual([]);
+    expect((await invoke('steady')).ok).toBe(true);
+    expect(received.at(-1)?.path).toBe('/steady/fixed');
+  });
+
+  it('a second file with an id in use is refused (degraded); the first file keeps the node', async () => {
+    const dup = join(nodes, 'zz-dup.json');
+    replace(dup, def('ping', '/dup'));
+    const report = await waitFor(async () => {
+      const h = await health();
+      return h.status === 'degraded' ? h : undefined;
+    }, 5_000, 50, 'degraded');
+    expect(report.problems).toEqual([expect.objectContaining({ file: dup, code: 'SVCNODE_INVALID_DEFINITION' })]);
+    expect(report.problems[0]?.message).toContain('already defined by');
+    expect((await invoke('ping')).ok).toBe(true);
+    expect(received.at(-1)?.path).toBe('/v2/ping');
+    rmSync(dup);
+    await waitFor(async () => (await health()).status === 'ok', 5_000, 50, 'problem cleared');
+    expect((await invoke('ping')).ok).toBe(true);
+  });
+
+  it('a removed file: its jobs end as invalid_input SVCNODE_NODE_REMOVED without a call, /healthz stays ok; restored: works', async () => {
+    const file = join(nodes, 'gone.json');
+    expect((await invoke('gone')).ok).toBe(true);
+    rmSync(file);
+    const removed = await waitFor(async () => {
+      const r = await invoke('gone');
+      return r.failure?.code === 'SVCNODE_NODE_REMOVED' ? r : undefined;
+    }, 5_000, 50, 'removed');
+    expect(removed.failure).toMatchObject({ category: 'invalid_input', hint: 'restore the file or stop enqueueing this node' });
+    expect(removed.failure?.message).toContain('"gone"');
+    expect(removed.failure?.message).toContain(file);
+    logged({ level: 40, msg: 'node removed: its jobs answer invalid_input until the file is back', nodeId: 'gone', file });
+    const seen = backend.requests;
+    expect((await invoke('gone')).failure?.code).toBe('SVCNODE_NODE_REMOVED');
+    expect(backend.requests).toBe(seen);
+    expect(await health()).toMatchObject({ status: 'ok', problems: [] });
+    // Counted under the node (its id was loaded once: a bounded label), not as an unknown id.
+    expect(await get('/metrics')).toMatch(/^svcnode_invocations_total\{node="gone",outcome="invalid_input"\} [1-9]/m);
+    replace(file, def('gone', '/gone/back'));
+    await waitFor(async () => (await invoke('gone')).ok, 5_000, 50, 'restored');
+    expect(received.at(-1)?.path).toBe('/gone/back');
+  });
+
+  it('a file whose node id changes: the new id comes into use, the old one answers SVCNODE_NODE_REMOVED', async () => {
+    expect((await invoke('old-id')).ok).toBe(true);
+    replace(join(nodes, 'renamed.json'), def('new-id', '/renamed/new'));
+    await waitFor(async () => (await invoke('new-id')).ok, 5_000, 50, 'new id in use');
+    expect(received.at(-1)?.path).toBe('/renamed/new');
+    const old = await invoke('old-id');
+    expect(old.failure?.code).toBe('SVCNODE_NODE_REMOVED');
+    expect(old.failure?.message).toContain('new-id');
+  });
+
+  it('closing the worker stops polling the nodes directory', async () => {
+    await worker.close(5_000);
+    // Closed here: the rig's own close must not close it a second time.
+    worker.close = () => Promise.resolve({ drained: true });
+    replace(join(nodes, 'after.json'), def('after', '/after'));
+    await sleep(800);
+    expect(worker.registry.nodes.has('after')).toBe(false);
+  });
+});
