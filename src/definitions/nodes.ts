@@ -1,11 +1,11 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
 import { checkTlsPolicy } from '../tls/tls-policy.js';
 import { checkAddresses } from './addresses.js';
 import { checkTemplates } from './templates.js';
 import type { NodeDefinition } from './types.js';
-import { parseJsonText, readJsonFile, validateDocument } from './validator.js';
+import { parseJsonText, readJsonFile, readJsonText, validateDocument } from './validator.js';
 
 /** Validate parsed node definition data: schema, templates, addresses and TLS policy. */
 function checkedNode(data: unknown, path: string): NodeDefinition {
@@ -25,13 +25,7 @@ export function loadNodeFile(file: string): NodeDefinition {
 /** Load and validate one node definition file without blocking the event loop (reloads run beside calls). */
 export async function readNodeFile(file: string): Promise<NodeDefinition> {
   const path = resolve(file);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (cause) {
-    throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${path}: cannot read file`, { cause, file: path, hint: 'check the path and its permissions' });
-  }
-  return checkedNode(parseJsonText(text, path, 'SVCNODE_INVALID_DEFINITION'), path);
+  return checkedNode(parseJsonText(await readJsonText(path, 'SVCNODE_INVALID_DEFINITION'), path, 'SVCNODE_INVALID_DEFINITION'), path);
 }
 
 /** A node id defined by a second file: the first file keeps it. */

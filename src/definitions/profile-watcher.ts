@@ -1,10 +1,11 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { InvalidInputError, errorMessage } from '../errors.js';
 import type { CrlFetcher } from '../pki/crl-fetch.js';
 import { loadProfile } from './profiles.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { Registry } from './registry.js';
+import { readJsonText } from './validator.js';
 import type { ProfileDocument } from './types.js';
 
 export interface ProfileWatcherEvents {
@@ -20,7 +21,7 @@ export interface ProfileWatcherEvents {
 async function dependencies(file: string): Promise<string[]> {
   const paths = [file];
   try {
-    const doc = JSON.parse(await readFile(file, 'utf8')) as ProfileDocument;
+    const doc = JSON.parse(await readJsonText(file, 'SVCNODE_INVALID_PROFILE')) as ProfileDocument;
     const at = (p: unknown): void => {
       if (typeof p === 'string') paths.push(resolve(dirname(file), p));
     };

@@ -1,9 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync, type Stats } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { InvalidInputError, type ErrorCode } from '../errors.js';
 import { PACKAGE_ROOT } from '../package-root.js';
+import { notRegular } from '../regular-file.js';
 
 /** The public schemas, by short name. */
 export const SCHEMA_FILES = {
@@ -125,15 +127,40 @@ function checkContextDepth(context: unknown, source: string): void {
   }
 }
 
+/** Largest JSON document read from a file: node definitions, profiles and contexts are kilobytes. */
+export const MAX_JSON_FILE_BYTES = 8 * 1024 * 1024;
+
+const unreadableFile = (file: string, cause: unknown): InvalidInputError => new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${file}: cannot read file`, { cause, file, hint: 'check the path and its permissions' });
+
+/** Refuse what is not a JSON document's file before opening it: a FIFO would block, a device never end, a huge file fill memory. */
+function checkDocumentFile(file: string, stats: Stats, code: ErrorCode): void {
+  const why = notRegular(stats) ?? (stats.size > MAX_JSON_FILE_BYTES ? `is ${stats.size} bytes, more than the ${MAX_JSON_FILE_BYTES} a JSON document may have` : undefined);
+  if (why) throw new InvalidInputError(code, `${file}: ${why}`, { file, hint: 'point it at the JSON file itself' });
+}
+
 /** Read and parse a JSON file, with errors that name the file. */
 export function readJsonFile(file: string, code: ErrorCode): unknown {
   let text: string;
   try {
+    const stats = statSync(file);
+    checkDocumentFile(file, stats, code);
     text = readFileSync(file, 'utf8');
   } catch (cause) {
-    throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${file}: cannot read file`, { cause, file, hint: 'check the path and its permissions' });
+    if (cause instanceof InvalidInputError) throw cause;
+    throw unreadableFile(file, cause);
   }
   return parseJsonText(text, file, code);
+}
+
+/** The text of a JSON file, read without blocking the event loop; the same checks as readJsonFile. */
+export async function readJsonText(file: string, code: ErrorCode): Promise<string> {
+  try {
+    checkDocumentFile(file, await stat(file), code);
+    return await readFile(file, 'utf8');
+  } catch (cause) {
+    if (cause instanceof InvalidInputError) throw cause;
+    throw unreadableFile(file, cause);
+  }
 }
 
 /** Parse the text of a JSON file (read by the caller, possibly asynchronously), with errors that name the file. */

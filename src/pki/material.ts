@@ -1,6 +1,7 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { BundleError } from '../errors.js';
+import { notRegular } from '../regular-file.js';
 import { bundleError } from './bundle-error.js';
 import { derShape } from './der.js';
 import { loadPrivateKey, type KeyInput } from './keys.js';
@@ -50,8 +51,12 @@ const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END ([A-Z0-9 
 export async function readLimited(file: string, maxBytes: number = MATERIAL_DEFAULTS.maxBytes): Promise<Buffer> {
   let handle;
   try {
+    // Before opening: opening a FIFO blocks a thread of libuv's small pool until something writes to it.
+    const why = notRegular(await stat(file));
+    if (why) throw bundleError('SVCNODE_FILE_NOT_FOUND', file, why, 'point the profile at the certificate, key or PKCS#12 file itself');
     handle = await open(file, 'r');
   } catch (cause) {
+    if (cause instanceof BundleError) throw cause;
     throw bundleError('SVCNODE_FILE_NOT_FOUND', file, 'cannot read file', 'check the path and its permissions; paths in a profile resolve against the profile file', cause);
   }
   try {

@@ -2,7 +2,8 @@
  * NodeWatcher and the Registry's per-file node state on real files in a temporary directory:
  * the cases the worker-level test does not reach cheaply.
  */
-import { mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -58,6 +59,25 @@ describe('NodeWatcher', () => {
   afterEach(() => {
     watcher?.stop();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a FIFO dropped into the directory is refused without opening it: the round ends and later files load', async () => {
+    const { registry, watcher } = await open();
+    const pipe = join(nodes, 'stuck.json');
+    execFileSync('mkfifo', [pipe]);
+    writeFileSync(join(nodes, 'b.json'), text('b', '/b'));
+    try {
+      await watcher.check();
+      expect(seen).toEqual(['loaded b', 'failed stuck.json SVCNODE_INVALID_DEFINITION']);
+      expect(registry.node('b').request.url).toBe('https://backend.example:8443/b');
+    } finally {
+      // A regression would leave a pool thread blocked on the pipe: release it.
+      try {
+        closeSync(openSync(pipe, constants.O_WRONLY | constants.O_NONBLOCK));
+      } catch {
+        // Nothing was waiting on it.
+      }
+    }
   });
 
   it('a touched file with the same text keeps the definition object in use (its call caches stay warm)', async () => {

@@ -1,0 +1,91 @@
+/**
+ * Paths that are not regular files, as a careless set-up produces them: a named pipe (FIFO) left
+ * where a node definition, a profile, a certificate or a CRL should be, a device, a directory.
+ * Reading a FIFO blocks until something writes to it (the CLI or worker start hung for good; an
+ * asynchronous read held one of libuv's four threads forever), so every such path is refused
+ * with a clear error before it is opened. Real CLI subprocesses, killed if they hang.
+ */
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, mkdirSync, openSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, type CliResult } from '../helpers/cli.js';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+
+/** A hang is a failure here, not a stuck run. */
+const HANG_MS = 15_000;
+let pki: TestPki;
+const fifos: string[] = [];
+
+function fifo(path: string): string {
+  execFileSync('mkfifo', [path]);
+  fifos.push(path);
+  return path;
+}
+
+beforeAll(async () => {
+  pki = await createTestPki();
+});
+afterAll(async () => {
+  // Release any reader still blocked on a FIFO (only when a check regressed): open it for writing without blocking.
+  for (const path of fifos) {
+    try {
+      closeSync(openSync(path, constants.O_WRONLY | constants.O_NONBLOCK));
+    } catch {
+      // No reader waiting: nothing to release.
+    }
+  }
+  await pki?.cleanup();
+});
+
+function expectRefused(r: CliResult, text: string): void {
+  expect(r.timedOut, 'the command hung').toBe(false);
+  expect(r.code, r.stderr + r.stdout).toBe(2);
+  expect(r.stdout + r.stderr).toContain(text);
+}
+
+describe('dry-run', () => {
+  it('a node definition that is a FIFO: exit 2 naming the file, not a hang', async () => {
+    const node = fifo(join(pki.dir, 'node-fifo.json'));
+    expectRefused(await runCli(['dry-run', node, '--profiles', pki.profilesDir], { timeoutMs: HANG_MS }), `${node}: is a named pipe (FIFO), not a regular file`);
+  });
+
+  it('a node definition that is a device or a directory', async () => {
+    expectRefused(await runCli(['dry-run', '/dev/zero', '--profiles', pki.profilesDir], { timeoutMs: HANG_MS }), '/dev/zero: is a device, not a regular file');
+    const dir = join(pki.dir, 'dir.json');
+    mkdirSync(dir);
+    expectRefused(await runCli(['dry-run', dir, '--profiles', pki.profilesDir], { timeoutMs: HANG_MS }), `${dir}: is a directory, not a regular file`);
+  });
+
+  it('a JSON document larger than 8 MiB is refused before it is read', async () => {
+    const big = join(pki.dir, 'big.json');
+    writeFileSync(big, `{"id": "big", "padding": "${'x'.repeat(9 * 1024 * 1024)}"}`);
+    expectRefused(await runCli(['dry-run', big, '--profiles', pki.profilesDir], { timeoutMs: HANG_MS }), `${big}: is ${statSync(big).size} bytes, more than the 8388608 a JSON document may have`);
+  });
+
+  it('a context file that is a FIFO', async () => {
+    const node = join(pki.dir, 'node.json');
+    execFileSync('sh', ['-c', `printf '%s' '{"id":"n","request":{"method":"GET","url":"https://localhost:1/"},"tls":{"profile":"bank"}}' > ${node}`]);
+    const context = fifo(join(pki.dir, 'context-fifo.json'));
+    expectRefused(await runCli(['dry-run', node, '--context', context, '--profiles', pki.profilesDir], { timeoutMs: HANG_MS }), 'is a named pipe (FIFO)');
+  });
+});
+
+describe('certs verify', () => {
+  it('a profile file that is a FIFO', async () => {
+    const profile = fifo(join(pki.profilesDir, 'fifo.json'));
+    expectRefused(await runCli(['certs', 'verify', profile], { timeoutMs: HANG_MS }), 'is a named pipe (FIFO), not a regular file');
+  });
+
+  it('a client certificate path that is a FIFO', async () => {
+    const cert = fifo(join(pki.dir, 'client-fifo.pem'));
+    const profile = pki.profile('cert-fifo', { client: { certificate: cert, key: pki.files.clientKey }, trust: { ca: [pki.files.root] } });
+    expectRefused(await runCli(['certs', 'verify', profile], { timeoutMs: HANG_MS }), 'is a named pipe (FIFO), not a regular file');
+  });
+
+  it('a trust.crl path that is a FIFO', async () => {
+    const crl = fifo(join(pki.dir, 'crl-fifo.pem'));
+    const profile = pki.profile('crl-fifo', { client: { certificate: pki.files.clientChain, key: pki.files.clientKey }, trust: { ca: [pki.files.root], crl: [crl] } });
+    expectRefused(await runCli(['certs', 'verify', profile], { timeoutMs: HANG_MS }), 'is a named pipe (FIFO), not a regular file');
+  });
+});
