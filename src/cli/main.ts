@@ -8,6 +8,15 @@ import { printJson, processIo } from './io.js';
 import { usageErrorDocument } from './json-output.js';
 import { registerCommands } from './commands.js';
 
+// `svcnode failures | head`: a reader that stops early ends the output quietly, as Unix tools do,
+// not with an 'Unhandled error event' stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(process.exitCode ?? 0);
+  });
+}
+
 const program = new Command('svcnode')
   .description('Outbound two-way SSL (mutual TLS) service-node runtime')
   .version((JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version)

@@ -4,13 +4,14 @@
  * every outcome (an ok:false Result for dry-run and enqueue, {"error": …} elsewhere); flags and
  * variables out of range are refused naming themselves; Redis URLs never leak a password.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Result } from '../../src/invoke/result.js';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { CLI_PATH, runCli, type CliResult } from '../helpers/cli.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 
 let redis: TestRedis;
@@ -228,4 +229,15 @@ describe('Redis data and files from other tools', () => {
       r.disconnect();
     }
   });
+});
+
+it('a reader that closes the pipe early (`svcnode dry-run --help | head -1`) ends the output quietly, exit 0, no stack trace', async () => {
+  const child = spawn(process.execPath, [CLI_PATH, 'dry-run', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Closed before the CLI writes (it starts in ~100 ms): its first write gets EPIPE.
+  child.stdout.destroy();
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  expect(stderr).not.toContain('EPIPE');
+  expect(code).toBe(0);
 });
