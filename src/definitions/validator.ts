@@ -5,7 +5,7 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.
 import addFormats from 'ajv-formats';
 import { InvalidInputError, type ErrorCode } from '../errors.js';
 import { PACKAGE_ROOT } from '../package-root.js';
-import { notRegular } from '../regular-file.js';
+import { fileProblem } from '../regular-file.js';
 
 /** The public schemas, by short name. */
 export const SCHEMA_FILES = {
@@ -134,7 +134,7 @@ const unreadableFile = (file: string, cause: unknown): InvalidInputError => new 
 
 /** Refuse what is not a JSON document's file before opening it: a FIFO would block, a device never end, a huge file fill memory. */
 function checkDocumentFile(file: string, stats: Stats, code: ErrorCode): void {
-  const why = notRegular(stats) ?? (stats.size > MAX_JSON_FILE_BYTES ? `is ${stats.size} bytes, more than the ${MAX_JSON_FILE_BYTES} a JSON document may have` : undefined);
+  const why = fileProblem(stats, MAX_JSON_FILE_BYTES);
   if (why) throw new InvalidInputError(code, `${file}: ${why}`, { file, hint: 'point it at the JSON file itself' });
 }
 

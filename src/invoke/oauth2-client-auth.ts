@@ -1,8 +1,8 @@
 import { constants, randomUUID, sign, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { OAuth2ClientCredentialsAuth } from '../definitions/types.js';
 import { InvalidInputError } from '../errors.js';
+import { NotReadableAsFile, readRegularFileSync } from '../regular-file.js';
 import type { LoadedProfile } from '../pki/types.js';
 
 /** The form and headers of a client-credentials token request, ready to POST. */
@@ -28,11 +28,11 @@ export function readClientSecret(auth: OAuth2ClientCredentialsAuth, env: NodeJS.
   }
   const file = resolve(source.file);
   try {
-    const value = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    const value = readRegularFileSync(file).toString('utf8').replace(/\r?\n$/, '');
     if (value === '') throw new Error('empty');
     return value;
   } catch (cause) {
-    throw new InvalidInputError('SVCNODE_CLIENT_SECRET_MISSING', `client secret file ${file} (auth.clientSecret) cannot be read or is empty`, { cause, file, field, hint: 'check the path (relative paths resolve against the working directory) and its permissions' });
+    throw new InvalidInputError('SVCNODE_CLIENT_SECRET_MISSING', `client secret file ${file} (auth.clientSecret) cannot be read or is empty${cause instanceof NotReadableAsFile ? `: it ${cause.message}` : ''}`, { cause, file, field, hint: 'check the path (relative paths resolve against the working directory) and its permissions' });
   }
 }
 

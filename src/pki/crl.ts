@@ -3,7 +3,7 @@ import { webcrypto, X509Certificate } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import * as x509 from '@peculiar/x509';
 import { InvalidInputError } from '../errors.js';
-import { notRegular } from '../regular-file.js';
+import { fileProblem } from '../regular-file.js';
 import { oneLineName } from './inspect.js';
 
 /**
@@ -98,7 +98,7 @@ export async function parseCrl(bytes: Buffer, source: string, trust: readonly X5
 export async function readCrlFile(file: string, trust: readonly X509Certificate[]): Promise<{ crl: LoadedCrl; bytes: Buffer }> {
   let bytes: Buffer;
   try {
-    const why = notRegular(await stat(file));
+    const why = fileProblem(await stat(file));
     if (why) throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${file}: the CRL file ${why}`, { file, field: '/trust/crl', hint: 'point trust.crl at the CRL file itself (PEM or DER)' });
     bytes = await readFile(file);
   } catch (cause) {

@@ -1,7 +1,7 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
 import { BundleError } from '../errors.js';
-import { notRegular } from '../regular-file.js';
+import { fileProblem } from '../regular-file.js';
 import { bundleError } from './bundle-error.js';
 import { derShape } from './der.js';
 import { loadPrivateKey, type KeyInput } from './keys.js';
@@ -52,7 +52,7 @@ export async function readLimited(file: string, maxBytes: number = MATERIAL_DEFA
   let handle;
   try {
     // Before opening: opening a FIFO blocks a thread of libuv's small pool until something writes to it.
-    const why = notRegular(await stat(file));
+    const why = fileProblem(await stat(file));
     if (why) throw bundleError('SVCNODE_FILE_NOT_FOUND', file, why, 'point the profile at the certificate, key or PKCS#12 file itself');
     handle = await open(file, 'r');
   } catch (cause) {

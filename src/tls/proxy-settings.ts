@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { NotReadableAsFile, readRegularFileSync } from '../regular-file.js';
 import { resolve } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { InvalidInputError } from '../errors.js';
@@ -17,9 +17,9 @@ export function proxyTlsFor(files: readonly string[]): { context: SecureContext;
   if (cached) return cached;
   const pems = files.map((file) => {
     try {
-      return readFileSync(resolve(file), 'utf8');
+      return readRegularFileSync(resolve(file)).toString('utf8');
     } catch (cause) {
-      throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `proxy.tls.ca: cannot read ${resolve(file)}`, { cause, file: resolve(file), field: '/proxy/tls/ca', hint: 'list PEM files of the proxy\'s CA; relative paths resolve against the working directory' });
+      throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `proxy.tls.ca: cannot read ${resolve(file)}${cause instanceof NotReadableAsFile ? `: it ${cause.message}` : ''}`, { cause, file: resolve(file), field: '/proxy/tls/ca', hint: 'list PEM files of the proxy\'s CA; relative paths resolve against the working directory' });
     }
   });
   let context: SecureContext;

@@ -25,6 +25,7 @@ function fifo(path: string): string {
 
 beforeAll(async () => {
   pki = await createTestPki();
+  pki.profile('bank');
 });
 afterAll(async () => {
   // Release any reader still blocked on a FIFO (only when a check regressed): open it for writing without blocking.
@@ -60,7 +61,7 @@ describe('dry-run', () => {
   it('a JSON document larger than 8 MiB is refused before it is read', async () => {
     const big = join(pki.dir, 'big.json');
     writeFileSync(big, `{"id": "big", "padding": "${'x'.repeat(9 * 1024 * 1024)}"}`);
-    expectRefused(await runCli(['dry-run', big, '--profiles', pki.profilesDir], { timeoutMs: HANG_MS }), `${big}: is ${statSync(big).size} bytes, more than the 8388608 a JSON document may have`);
+    expectRefused(await runCli(['dry-run', big, '--profiles', pki.profilesDir], { timeoutMs: HANG_MS }), `${big}: is ${statSync(big).size} bytes, more than the 8388608 allowed`);
   });
 
   it('a context file that is a FIFO', async () => {
@@ -68,6 +69,26 @@ describe('dry-run', () => {
     execFileSync('sh', ['-c', `printf '%s' '{"id":"n","request":{"method":"GET","url":"https://localhost:1/"},"tls":{"profile":"bank"}}' > ${node}`]);
     const context = fifo(join(pki.dir, 'context-fifo.json'));
     expectRefused(await runCli(['dry-run', node, '--context', context, '--profiles', pki.profilesDir], { timeoutMs: HANG_MS }), 'is a named pipe (FIFO)');
+  });
+});
+
+describe('files a call reads (the worker read them on its event loop: a FIFO froze it whole)', () => {
+  const nodeFile = (name: string, extra: Record<string, unknown>): string => {
+    const file = join(pki.dir, `${name}.json`);
+    writeFileSync(file, JSON.stringify({ id: name, request: { method: 'GET', url: 'https://localhost:1/' }, tls: { profile: 'bank' }, retry: { limit: 0 }, ...extra }));
+    return file;
+  };
+
+  it('an OAuth 2.0 client secret file that is a FIFO', async () => {
+    const secret = fifo(join(pki.dir, 'secret-fifo'));
+    const node = nodeFile('oauth-fifo', { auth: { type: 'oauth2-client-credentials', tokenUrl: 'https://localhost:1/token', clientId: 'bot', clientAuth: 'client_secret_basic', clientSecret: { file: secret } } });
+    expectRefused(await runCli(['dry-run', node, '--profiles', pki.profilesDir], { timeoutMs: HANG_MS }), `client secret file ${secret} (auth.clientSecret) cannot be read or is empty: it is a named pipe (FIFO), not a regular file`);
+  });
+
+  it('a proxy.tls.ca file that is a FIFO', async () => {
+    const ca = fifo(join(pki.dir, 'proxy-ca-fifo.pem'));
+    const node = nodeFile('proxy-ca-fifo', { proxy: { url: 'https://localhost:1', tls: { ca: [ca] } } });
+    expectRefused(await runCli(['dry-run', node, '--profiles', pki.profilesDir], { timeoutMs: HANG_MS }), `proxy.tls.ca: cannot read ${ca}: it is a named pipe (FIFO), not a regular file`);
   });
 });
 
