@@ -1,5 +1,5 @@
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { DirPoller } from './dir-poller.js';
 import { InvalidInputError, errorMessage } from '../errors.js';
 import { readNodeFile } from './nodes.js';
 import type { Registry } from './registry.js';
@@ -32,16 +32,20 @@ async function fingerprint(file: string): Promise<string | undefined> {
  * replaces the file's node, an invalid one leaves its last good definition in use and is reported.
  * A removed file takes its node out of use.
  */
-export class NodeWatcher {
+export class NodeWatcher extends DirPoller {
   private readonly seen = new Map<string, string>();
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
 
   constructor(
     private readonly registry: Registry,
     private readonly events: NodeWatcherEvents,
-    private readonly options: { intervalMs: number },
-  ) {}
+    options: { intervalMs: number },
+  ) {
+    super(options.intervalMs, (error) => events.error(error));
+  }
+
+  protected dir(): string {
+    return this.registry.nodesDir;
+  }
 
   /**
    * Record the files as the registry loaded them, then poll every `intervalMs`. A file the
@@ -53,37 +57,10 @@ export class NodeWatcher {
       const print = known ? await fingerprint(file) : undefined;
       if (print !== undefined) this.seen.set(file, print);
     }
-    this.timer = setInterval(() => void this.check(), this.options.intervalMs);
-    this.timer.unref();
+    this.startPolling();
   }
 
-  stop(): void {
-    clearInterval(this.timer);
-  }
-
-  /** The node files now; undefined when the directory cannot be read (then nothing is judged removed). */
-  private async files(): Promise<string[] | undefined> {
-    const dir = this.registry.nodesDir;
-    try {
-      return (await readdir(dir)).filter((f) => f.toLowerCase().endsWith('.json')).sort().map((f) => join(dir, f));
-    } catch {
-      return undefined;
-    }
-  }
-
-  /** One polling round; concurrent calls share the round in progress. Never rejects: a defect is reported through `error`. */
-  check(): Promise<void> {
-    this.running ??= this.round()
-      .catch((error: unknown) => {
-        this.events.error(error);
-      })
-      .finally(() => {
-        this.running = undefined;
-      });
-    return this.running;
-  }
-
-  private async round(): Promise<void> {
+  protected async round(): Promise<void> {
     const files = await this.files();
     if (!files) return;
     const present = new Set(files);

@@ -1,7 +1,8 @@
-import { readdir, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { InvalidInputError, errorMessage } from '../errors.js';
 import type { CrlFetcher } from '../pki/crl-fetch.js';
+import { DirPoller } from './dir-poller.js';
 import { loadProfile } from './profiles.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { Registry } from './registry.js';
@@ -15,6 +16,8 @@ export interface ProfileWatcherEvents {
   failed(name: string, file: string, error: InvalidInputError): void;
   /** A profile file disappeared: the profile is out of use; `previous` is what was in use. */
   removed?(name: string, file: string, previous: LoadedProfile | undefined): void;
+  /** A polling round failed for a reason of its own (a defect): logged, the next round runs as usual. */
+  error(error: unknown): void;
 }
 
 /** Paths a profile depends on, read leniently: a broken document still yields its own path. */
@@ -58,26 +61,25 @@ async function fingerprint(file: string): Promise<string> {
  * symlink swaps). A changed profile is loaded and validated; if valid it replaces the old one,
  * if not the last good bundle stays in use and the failure is reported.
  */
-export class ProfileWatcher {
+export class ProfileWatcher extends DirPoller {
   private readonly seen = new Map<string, string>();
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
 
   constructor(
     private readonly registry: Registry,
     private readonly events: ProfileWatcherEvents,
     private readonly options: { intervalMs: number; env?: NodeJS.ProcessEnv; crlFetcher?: CrlFetcher },
-  ) {}
+  ) {
+    super(options.intervalMs, (error) => events.error(error));
+  }
+
+  protected dir(): string {
+    return this.registry.profilesDir;
+  }
 
   /** Record the current state as the baseline, then poll every `intervalMs`. */
   async start(): Promise<void> {
     for (const file of (await this.files()) ?? []) this.seen.set(file, await fingerprint(file));
-    this.timer = setInterval(() => void this.check(), this.options.intervalMs);
-    this.timer.unref();
-  }
-
-  stop(): void {
-    clearInterval(this.timer);
+    this.startPolling();
   }
 
   /** A downloaded CRL of the profile is due for refresh: reload it (the download happens once per fleet). */
@@ -86,25 +88,7 @@ export class ProfileWatcher {
     return fetcher !== undefined && (this.registry.profiles.get(name)?.trust.crls ?? []).some((crl) => fetcher.due(crl));
   }
 
-  /** The profile files now; undefined when the directory cannot be read (then nothing is judged removed). */
-  private async files(): Promise<string[] | undefined> {
-    const dir = this.registry.profilesDir;
-    try {
-      return (await readdir(dir)).filter((f) => f.toLowerCase().endsWith('.json')).sort().map((f) => join(dir, f));
-    } catch {
-      return undefined;
-    }
-  }
-
-  /** One polling round; concurrent calls share the round in progress. */
-  check(): Promise<void> {
-    this.running ??= this.round().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
-  }
-
-  private async round(): Promise<void> {
+  protected async round(): Promise<void> {
     const files = await this.files();
     if (!files) return;
     const present = new Set(files);

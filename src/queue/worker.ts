@@ -247,6 +247,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         metrics.profileLoadFailures.inc({ profile: name });
         logger.error({ profile: name, file, code: error.code, hint: error.hint }, `profile reload failed, keeping the last good bundle: ${error.message}`);
       },
+      error(error) {
+        logger.error({ err: errorMessage(error) }, 'profile reload round failed unexpectedly; the next round runs as usual');
+      },
     },
     { intervalMs: options.reloadIntervalMs ?? 5_000, ...(options.env ? { env: options.env } : {}), crlFetcher },
   );

@@ -148,7 +148,7 @@ describe('refresh by profile reload', () => {
     const crlFetcher = new CrlFetcher(new RedisCrlStore(redisClient(), 'watch'), () => clock);
     const registry = await Registry.load(nodes, profiles, { crlFetcher });
     const reloaded: string[] = [];
-    const watcher = new ProfileWatcher(registry, { reloaded: (p) => void reloaded.push(p.version), failed: () => undefined }, { intervalMs: 60_000, crlFetcher });
+    const watcher = new ProfileWatcher(registry, { reloaded: (p) => void reloaded.push(p.version), failed: () => undefined, error: (error) => { throw error; } }, { intervalMs: 60_000, crlFetcher });
     await watcher.start();
     watcher.stop();
     const first = registry.profiles.get('bank');

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NodeWatcher, type NodeWatcherEvents } from '../../src/definitions/node-watcher.js';
+import { ProfileWatcher } from '../../src/definitions/profile-watcher.js';
 import { Registry } from '../../src/definitions/registry.js';
 import type { NodeDefinition } from '../../src/definitions/types.js';
 import { InvalidInputError } from '../../src/errors.js';
@@ -203,5 +204,36 @@ describe('NodeWatcher', () => {
     expect(registry.node('a')).toBe(good);
     expect(seen).toEqual(['failed a.json SVCNODE_INVALID_DEFINITION keeping a']);
     expect(registry.problems.filter((p) => p.error.code !== 'SVCNODE_UNKNOWN_PROFILE')).toEqual([expect.objectContaining({ kind: 'node', file: join(nodes, 'a.json') })]);
+  });
+});
+
+describe('ProfileWatcher, on the same poller', () => {
+  it('a throwing event handler is reported through `error`, not an unhandled rejection that would end the worker', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'svcnode-profile-watcher-'));
+    const [nodes, profiles] = [join(dir, 'nodes'), join(dir, 'profiles')];
+    mkdirSync(nodes);
+    mkdirSync(profiles);
+    const errors: string[] = [];
+    const registry = await Registry.load(nodes, profiles);
+    const watcher = new ProfileWatcher(
+      registry,
+      {
+        reloaded: () => undefined,
+        failed: () => {
+          throw new Error('handler broke');
+        },
+        error: (error) => void errors.push((error as Error).message),
+      },
+      { intervalMs: 3_600_000 },
+    );
+    try {
+      await watcher.start();
+      writeFileSync(join(profiles, 'bank.json'), '{"client": ');
+      await expect(watcher.check()).resolves.toBeUndefined();
+      expect(errors).toEqual(['handler broke']);
+    } finally {
+      watcher.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
