@@ -24,6 +24,8 @@ export interface Exchange {
   /** The connection the exchange ran on: whether the server asked for a certificate bears on a 401/403. */
   probe?: ConnectionProbe;
   timings: { connectMs: number; handshakeMs: number };
+  /** Times the request was sent again because a kept-alive connection closed under it unanswered. */
+  replays: number;
 }
 
 export function round(ms: number): number {
@@ -158,7 +160,7 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
   let unbind: (() => void) | undefined;
   if (external?.aborted) abort();
   else if (external) unbind = onAbort(external, abort);
-  const out: Exchange = { tls: null, response: null, bodyText: '', failure: null, timings: { connectMs: 0, handshakeMs: 0 } };
+  const out: Exchange = { tls: null, response: null, bodyText: '', failure: null, timings: { connectMs: 0, handshakeMs: 0 }, replays: 0 };
   const started = performance.now();
   let error: unknown;
   try {
@@ -170,6 +172,7 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
       } catch (caught) {
         // The pooled connection was closed under the request: the backend never answered it.
         if (!(reused && settings.replayable && replays < MAX_REPLAYS && !aborted && closedUnanswered(caught))) throw caught;
+        out.replays++;
       }
     }
     const { response, body, truncated } = sent;

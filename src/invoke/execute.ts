@@ -36,6 +36,8 @@ export interface InvokeOptions {
   requestId?: string;
   /** 1-based number of this attempt, reported in the Result. */
   attempt?: number;
+  /** Told when the request was sent again because a kept-alive connection closed under it unanswered (a metric: the Result does not say). */
+  onReplays?: (count: number) => void;
 }
 
 const processTokens = new MemoryTokenCache();
@@ -97,6 +99,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
     return result;
   };
   const record = (x: Exchange): void => {
+    if (x.replays > 0) options.onReplays?.(x.replays);
     result.tls = x.tls ?? result.tls;
     result.response = x.response;
     result.timings.connectMs = x.timings.connectMs || result.timings.connectMs;

@@ -72,6 +72,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly connectionReplays = new Counter({
+    name: 'svcnode_connection_replays_total',
+    help: 'Requests sent again on another connection because a kept-alive one closed under them unanswered (lower timeouts.keepAliveMs when it grows)',
+    labelNames: ['node'] as const,
+    registers: [this.registry],
+  });
+
   readonly profileLoadFailures = new Counter({
     name: 'svcnode_profile_load_failures_total',
     help: 'Profiles that failed to load or reload',

@@ -93,6 +93,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
     const attempt = ((job.progress as Progress | undefined)?.attempt ?? 0) + 1;
     const result = storedResult(await invoke(node, data.context ?? {}, { profile: (name) => registry.profile(name), agents: deps.agents, ...(deps.tokens ? { tokens: deps.tokens } : {}) }, {
       attempt,
+      onReplays: (count) => deps.metrics?.connectionReplays.inc({ node: node.id }, count),
       ...(signal ? { signal } : {}),
       ...(data.requestId ? { requestId: data.requestId } : {}),
     }), node);

@@ -4,11 +4,22 @@
  * under it before any answer: sent again on another connection when that is safe, otherwise a
  * failure that says what happened. Real Node https backends with certificates minted here.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Job } from 'bullmq';
+import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Registry } from '../../src/definitions/registry.js';
 import type { NodeDefinition } from '../../src/definitions/types.js';
+import { FailureStore } from '../../src/failures/store.js';
 import { invoke, type InvokeDeps } from '../../src/invoke/execute.js';
+import type { Result } from '../../src/invoke/result.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { Metrics } from '../../src/observability/metrics.js';
+import { createProcessor } from '../../src/queue/processor.js';
 import { AgentPool } from '../../src/tls/agents.js';
+import { startRedis } from '../helpers/redis.js';
 import { useBankFixture } from '../helpers/bank-fixture.js';
 import type { MtlsServer } from '../helpers/servers.js';
 
@@ -58,6 +69,28 @@ describe('a kept-alive connection closed under the request, before any answer', 
     expect(r.tls?.connectionReused).toBe(false);
     expect(server.requests).toBe(3);
     expect(server.connections).toBe(2);
+  });
+
+  it('the worker counts the request sent again in svcnode_connection_replays_total{node} (the Result does not say)', async () => {
+    const server = await backend({ drop: 2 });
+    const redis = await startRedis();
+    const connection = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+    try {
+      const nodes = join(bank.pki.dir, 'replay-nodes');
+      bank.pki.profile('bank');
+      mkdirSync(nodes);
+      writeFileSync(join(nodes, 'accounts.json'), JSON.stringify(node(server, { id: 'accounts' })));
+      const registry = await Registry.load(nodes, bank.pki.profilesDir);
+      const metrics = new Metrics();
+      const processor = createProcessor({ registry: () => registry, agents, store: new FailureStore(connection), metrics, logger: createLogger({ level: 'silent' }) });
+      const job = (id: string): Job => ({ id, name: 'invoke', data: { nodeId: 'accounts', context: {} }, progress: 0 }) as unknown as Job;
+      const results: Result[] = [await processor(job('1')), await processor(job('2'))];
+      expect(results.map((r) => r.ok)).toEqual([true, true]);
+      expect(await metrics.registry.metrics()).toContain('svcnode_connection_replays_total{node="accounts"} 1');
+    } finally {
+      connection.disconnect();
+      await redis.close();
+    }
   });
 
   it('POST: not sent again (the backend may have it); the failure says what happened and what to set', async () => {
