@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { NotReadableAsFile, readRegularFileSync } from '../regular-file.js';
 import { resolve } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { InvalidInputError } from '../errors.js';
+import { NotReadableAsFile, readRegularFileSync } from '../regular-file.js';
 import { bareHostname } from './endpoint.js';
 
 const contexts = new Map<string, { context: SecureContext; id: string }>();
