@@ -1,5 +1,15 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+
+/** A cheap change detector of one file: size, mtime and inode (an atomic rename changes the inode); undefined when it is gone. */
+export async function fileStamp(file: string): Promise<string | undefined> {
+  try {
+    const s = await stat(file);
+    return `${s.size}:${s.mtimeMs}:${s.ino}`;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * A directory of `*.json` files (any case) polled on an interval, which editors, atomic renames

@@ -1,5 +1,4 @@
-import { stat } from 'node:fs/promises';
-import { DirPoller } from './dir-poller.js';
+import { DirPoller, fileStamp } from './dir-poller.js';
 import { InvalidInputError, errorMessage } from '../errors.js';
 import { readNodeFile } from './nodes.js';
 import type { Registry } from './registry.js';
@@ -14,16 +13,6 @@ export interface NodeWatcherEvents {
   removed(file: string, nodeId: string | undefined): void;
   /** A polling round failed for a reason of its own (a defect): logged, the next round runs as usual. */
   error(error: unknown): void;
-}
-
-/** A cheap change detector: size, mtime and inode (an atomic rename changes the inode). */
-async function fingerprint(file: string): Promise<string | undefined> {
-  try {
-    const s = await stat(file);
-    return `${s.size}:${s.mtimeMs}:${s.ino}`;
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -54,7 +43,7 @@ export class NodeWatcher extends DirPoller {
   async start(): Promise<void> {
     for (const file of (await this.files()) ?? []) {
       const known = this.registry.nodeIdOf(file) !== undefined || this.registry.failedNodeFiles().includes(file);
-      const print = known ? await fingerprint(file) : undefined;
+      const print = known ? await fileStamp(file) : undefined;
       if (print !== undefined) this.seen.set(file, print);
     }
     this.startPolling();
@@ -75,7 +64,7 @@ export class NodeWatcher extends DirPoller {
     if (released) this.retryFailed();
     released = false;
     for (const file of files) {
-      const print = await fingerprint(file);
+      const print = await fileStamp(file);
       // Gone between the listing and now: judged removed in the next round.
       if (print === undefined || this.seen.get(file) === print) continue;
       this.seen.set(file, print);

@@ -1,8 +1,7 @@
-import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { InvalidInputError, errorMessage } from '../errors.js';
 import type { CrlFetcher } from '../pki/crl-fetch.js';
-import { DirPoller } from './dir-poller.js';
+import { DirPoller, fileStamp } from './dir-poller.js';
 import { loadProfile } from './profiles.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { Registry } from './registry.js';
@@ -44,14 +43,7 @@ async function dependencies(file: string): Promise<string[]> {
 /** A cheap change detector: size, mtime and inode of the profile and every file it names. */
 async function fingerprint(file: string): Promise<string> {
   const parts = await Promise.all(
-    (await dependencies(file)).map(async (p) => {
-      try {
-        const s = await stat(p);
-        return `${p}:${s.size}:${s.mtimeMs}:${s.ino}`;
-      } catch {
-        return `${p}:missing`;
-      }
-    }),
+    (await dependencies(file)).map(async (p) => `${p}:${(await fileStamp(p)) ?? 'missing'}`),
   );
   return parts.join('|');
 }

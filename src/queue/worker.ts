@@ -229,6 +229,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const expiryTimer = setInterval(() => logExpiry(registry, logger), 86_400_000);
   expiryTimer.unref();
 
+  /** How often profiles and node files are polled for changes; 0 turns both off. */
+  const reloadIntervalMs = options.reloadIntervalMs ?? 5_000;
   const watcher = new ProfileWatcher(
     registry,
     {
@@ -251,7 +253,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         logger.error({ err: errorMessage(error) }, 'profile reload round failed unexpectedly; the next round runs as usual');
       },
     },
-    { intervalMs: options.reloadIntervalMs ?? 5_000, ...(options.env ? { env: options.env } : {}), crlFetcher },
+    { intervalMs: reloadIntervalMs, ...(options.env ? { env: options.env } : {}), crlFetcher },
   );
 
   const nodeWatcher = new NodeWatcher(
@@ -274,7 +276,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         logger.error({ err: errorMessage(error) }, 'node reload round failed unexpectedly; the next round runs as usual');
       },
     },
-    { intervalMs: options.reloadIntervalMs ?? 5_000 },
+    { intervalMs: reloadIntervalMs },
   );
 
   const concurrency = options.concurrency ?? WORKER_DEFAULTS.concurrency;
@@ -317,7 +319,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   };
 
   try {
-    if ((options.reloadIntervalMs ?? 5_000) > 0) await Promise.all([watcher.start(), nodeWatcher.start()]);
+    if (reloadIntervalMs > 0) await Promise.all([watcher.start(), nodeWatcher.start()]);
     // /healthz answers (503) while Redis is still unreachable at start; a stop signal ends the wait.
     if (!(await redisOrAbort(probe, options.signal, logger))) throw new StartAbortedError();
     const first = await supervisor.probe();
