@@ -135,6 +135,10 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
   const onSocket = (socket: object): void => {
     probe = probeOf(socket);
     reused = probe?.secureAt !== undefined;
+    if (probe?.idleSince !== undefined) {
+      probe.idleWhenTaken = performance.now() - probe.idleSince;
+      probe.idleSince = undefined;
+    }
     // A fresh connection's first application byte (node:http's reader is attached by now): the
     // server answered, so a close after it is no verdict on our certificate. Once per connection.
     const fresh = probe;
@@ -171,7 +175,10 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
         break;
       } catch (caught) {
         // The pooled connection was closed under the request: the backend never answered it.
-        if (!(reused && settings.replayable && replays < MAX_REPLAYS && !aborted && closedUnanswered(caught))) throw caught;
+        const closed = reused && !aborted && closedUnanswered(caught);
+        // Most likely its idle timeout, reached as the request went out: this agent's limit learns it.
+        if (closed && probe?.idleWhenTaken !== undefined) probe.idleLimit?.observe(probe.idleWhenTaken);
+        if (!(closed && settings.replayable && replays < MAX_REPLAYS)) throw caught;
         out.replays++;
       }
     }

@@ -220,7 +220,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const probe = open('producer');
   const storeConnection = open('worker');
   for (const c of [probe, storeConnection]) c.on('error', () => undefined);
-  const agents = new AgentPool(options.tlsSessionResumption === false ? { maxCachedSessions: 0 } : {});
+  const agents = new AgentPool({
+    ...(options.tlsSessionResumption === false ? { maxCachedSessions: 0 } : {}),
+    onIdleLearned: (learned) => logger.info(learned, 'the backend closes idle connections sooner than timeouts.keepAliveMs: its kept-alive connections now close sooner (learned for 10 min)'),
+  });
   const store = new FailureStore(storeConnection, { prefix: keyPrefix });
   const tokens = new RedisTokenCache(storeConnection, keyPrefix);
   const processor = createProcessor({ registry: () => registry, agents, tokens, store, metrics, logger });

@@ -10,6 +10,7 @@ import { connectionChecker } from './revocation.js';
 import { secureContextFor } from './secure-context.js';
 import { policyKey, type TlsPolicy } from './tls-policy.js';
 import { authorityHost, tlsEndpoint } from './endpoint.js';
+import { IdleLimit, type IdleLearned } from './idle-limit.js';
 
 /** Everything that decides which connections may be shared. */
 export interface AgentSpec {
@@ -52,24 +53,32 @@ type Checker = (host: string, cert: PeerCertificate) => Error | undefined;
 
 /** node:http's TCP keep-alive probe delay (its agent's default keepAliveMsecs). */
 const TCP_KEEPALIVE_MS = 1_000;
-/** Close this long before a server's announced `Keep-Alive: timeout=N`, as node:http does. */
-const HINT_MARGIN_MS = 1_000;
 
 /**
- * node:http's keepSocketAlive with an idle limit: a pooled connection closes after `keepAliveMs`
- * unused (node:http's agent keeps it until the server closes it, and a call that picks it as the
- * close arrives gets no answer), or 1 s before the server's `Keep-Alive: timeout=N` (node:http
- * honours that hint only when its agent has a timeout of its own). The socket timeout is set once
- * per connection; the agent destroys a free socket when it fires.
+ * node:http's keepSocketAlive with an idle limit (see IdleLimit): a pooled connection closes
+ * after the agent's limit unused (node:http's agent keeps it until the server closes it, and a
+ * call that picks it as the close arrives gets no answer). The socket timeout is set when the
+ * limit changes; the agent destroys a free socket when it fires. A close by the backend while the
+ * connection waits in the pool teaches the limit.
  */
-function keepIdle(socket: Duplex, keepAliveMs: number): boolean {
+function keepIdle(socket: Duplex, idle: IdleLimit): boolean {
   const net = socket as TLSSocket;
-  const hint = probeOf(socket)?.serverKeepAliveMs;
-  const limit = hint === undefined ? keepAliveMs : Math.min(keepAliveMs, hint - HINT_MARGIN_MS);
+  const probe = probeOf(socket);
+  const limit = idle.limit(probe?.serverKeepAliveMs);
   if (limit <= 0) return false;
   net.setKeepAlive(true, TCP_KEEPALIVE_MS);
   net.unref();
   if (net.timeout !== limit) net.setTimeout(limit);
+  if (probe) {
+    probe.idleSince = performance.now();
+    if (probe.idleLimit === undefined) {
+      probe.idleLimit = idle;
+      // The exchange clears idleSince when it takes the connection: an 'end' with it set is the backend's idle close.
+      net.prependOnceListener('end', () => {
+        if (probe.idleSince !== undefined) idle.observe(performance.now() - probe.idleSince);
+      });
+    }
+  }
   return true;
 }
 
@@ -91,6 +100,7 @@ class DirectAgent extends https.Agent {
   constructor(
     private readonly spec: AgentSpec,
     maxCachedSessions: number,
+    private readonly idle: IdleLimit,
   ) {
     super({ ...agentOptions(spec), maxCachedSessions: sessionCacheSize(spec.profile, maxCachedSessions) });
     this.identity = identityChecker(spec.rules);
@@ -108,7 +118,7 @@ class DirectAgent extends https.Agent {
   }
 
   override keepSocketAlive(socket: Duplex): boolean {
-    return keepIdle(socket, this.spec.keepAliveMs);
+    return keepIdle(socket, this.idle);
   }
 }
 
@@ -126,6 +136,7 @@ class ProxyAgent extends https.Agent {
   constructor(
     private readonly spec: AgentSpec & { proxyUrl: string },
     maxCachedSessions: number,
+    private readonly idle: IdleLimit,
   ) {
     super({ ...agentOptions(spec), maxCachedSessions: sessionCacheSize(spec.profile, maxCachedSessions) });
     this.identity = identityChecker(spec.rules);
@@ -162,7 +173,7 @@ class ProxyAgent extends https.Agent {
   }
 
   override keepSocketAlive(socket: Duplex): boolean {
-    return keepIdle(socket, this.spec.keepAliveMs);
+    return keepIdle(socket, this.idle);
   }
 }
 
@@ -212,6 +223,8 @@ export interface AgentPoolOptions {
   maxAgents?: number;
   /** TLS sessions cached per agent for resumption; 0 forces full handshakes (always so for OCSP stapling profiles). @defaultValue 100 */
   maxCachedSessions?: number;
+  /** An agent learned that its backend closes idle connections sooner than its limit (see IdleLimit). */
+  onIdleLearned?: (learned: IdleLearned & { origin: string; profile: string }) => void;
 }
 
 /**
@@ -224,10 +237,12 @@ export class AgentPool {
   private newest: string | undefined;
   private readonly maxAgents: number;
   private readonly maxCachedSessions: number;
+  private readonly onIdleLearned: AgentPoolOptions['onIdleLearned'];
 
   constructor(options: AgentPoolOptions = {}) {
     this.maxAgents = options.maxAgents ?? 512;
     this.maxCachedSessions = options.maxCachedSessions ?? 100;
+    this.onIdleLearned = options.onIdleLearned;
   }
 
   get(spec: AgentSpec): https.Agent {
@@ -238,7 +253,9 @@ export class AgentPool {
     if (agent) {
       this.agents.delete(key);
     } else {
-      agent = spec.proxyUrl ? new ProxyAgent({ ...spec, proxyUrl: spec.proxyUrl }, this.maxCachedSessions) : new DirectAgent(spec, this.maxCachedSessions);
+      const told = this.onIdleLearned;
+      const idle = new IdleLimit(spec.keepAliveMs, told && ((learned) => told({ ...learned, origin: spec.origin.origin, profile: spec.profile.name })));
+      agent = spec.proxyUrl ? new ProxyAgent({ ...spec, proxyUrl: spec.proxyUrl }, this.maxCachedSessions, idle) : new DirectAgent(spec, this.maxCachedSessions, idle);
     }
     this.agents.set(key, agent);
     this.newest = key;

@@ -3,6 +3,7 @@ import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:t
 import { X509Certificate } from 'node:crypto';
 import { SvcnodeError } from '../errors.js';
 import { formatDn } from './identity.js';
+import type { IdleLimit } from './idle-limit.js';
 import type { RevocationCheck } from './revocation.js';
 
 /** One certificate of a chain, as reported in Results and failure records. */
@@ -48,6 +49,12 @@ export interface ConnectionProbe {
   timedOut?: 'connect' | 'handshake';
   /** The server's `Keep-Alive: timeout=N` in ms: it closes the connection after that long idle. */
   serverKeepAliveMs?: number;
+  /** performance.now() when the connection went back to the pool; cleared when a request takes it. */
+  idleSince?: number;
+  /** How long it had waited in the pool when the current request took it. */
+  idleWhenTaken?: number;
+  /** Its agent's idle limit, taught by the backend's closes (set when it first went back to the pool). */
+  idleLimit?: IdleLimit;
   /** Revocation verdicts of this connection's full handshake (absent when no policy applies). */
   revocation?: RevocationCheck[];
 }

@@ -5,12 +5,15 @@
  * required`, and `verify optional` with an ACL answering 403), and Apache mod_ssl asking for the
  * certificate for one path only, by TLS 1.2 renegotiation (or TLS 1.3 post-handshake auth).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
 import { checkHandshake, formatHandshakeFacts } from '../../src/invoke/handshake-check.js';
 import { invoke } from '../../src/invoke/execute.js';
 import type { Result } from '../../src/invoke/result.js';
 import { mintCa, mintLeaf, type MintedCert } from '../../src/pki/mint.js';
+import { AgentPool } from '../../src/tls/agents.js';
+import type { IdleLearned } from '../../src/tls/idle-limit.js';
 import { installed, startAclServer, startApache, startHaproxy, type AclServer, type Gateway } from '../helpers/cert-gateways.js';
 import { startNginx, type Nginx } from '../helpers/peers.js';
 import { waitFor } from '../helpers/net.js';
@@ -174,6 +177,29 @@ describe.skipIf(!HAPROXY)(`haproxy as the mTLS backend${HAPROXY ? '' : ' (skippe
     expect(r.failure, JSON.stringify(r.failure)).toBeNull();
     expect(r.tls?.clientCertificate?.subject).toContain('svcnode-bot');
     await logged(/required used=1 err=0 verify=0 200/);
+  });
+
+  it('timeout http-keep-alive 1500 (not announced): the first idle close teaches the agent, its next connections close first', async () => {
+    const learned: IdleLearned[] = [];
+    const agents = new AgentPool({ onIdleLearned: (l) => learned.push(l) });
+    const deps = { ...fx.deps, agents };
+    try {
+      const n = node(port('shortIdle'), 'bank');
+      expect((await invoke(n, {}, deps)).failure).toBeNull();
+      await sleep(2_000);
+      expect((await invoke(n, {}, deps)).tls?.connectionReused).toBe(false);
+      expect(learned).toHaveLength(1);
+      expect(learned[0]?.idleMs).toBeGreaterThanOrEqual(1_400);
+      // Idle 1.2 s: haproxy would still keep it; svcnode closed it at 3/4 of what haproxy allowed.
+      await sleep(1_200);
+      const r = await invoke(n, {}, deps);
+      expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+      expect(r.tls?.connectionReused).toBe(false);
+      await sleep(300);
+      expect((await invoke(n, {}, deps)).tls?.connectionReused).toBe(true);
+    } finally {
+      agents.destroy();
+    }
   });
 
   it('verify required, no certificate: client_cert_required', async () => {

@@ -5,10 +5,12 @@
  * failure that says what happened. Real Node https backends with certificates minted here.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Job } from 'bullmq';
 import { Redis } from 'ioredis';
+import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Registry } from '../../src/definitions/registry.js';
 import type { NodeDefinition } from '../../src/definitions/types.js';
@@ -19,9 +21,11 @@ import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { createProcessor } from '../../src/queue/processor.js';
 import { AgentPool } from '../../src/tls/agents.js';
+import type { IdleLearned } from '../../src/tls/idle-limit.js';
 import { startRedis } from '../helpers/redis.js';
 import { useBankFixture } from '../helpers/bank-fixture.js';
 import type { MtlsServer } from '../helpers/servers.js';
+import { startWorkerRig } from '../helpers/worker-rig.js';
 
 const bank = useBankFixture();
 /** A pool per test: the tests count the connections each one opens. */
@@ -33,19 +37,32 @@ beforeEach(() => {
 });
 afterEach(() => agents.destroy());
 
-/** A backend that answers every request (after `delayMs`) but the `drop`-th (1-based), whose connection it closes unanswered. */
-async function backend(o: { drop?: number; keepAliveTimeoutMs?: number; delayMs?: number } = {}): Promise<MtlsServer> {
+/**
+ * A backend that answers every request (after `delayMs`) but the `drop`-th (1-based), whose
+ * connection it closes unanswered. `idleCloseMs`: it closes a connection idle that long without
+ * having said so (no `Keep-Alive` header, as gunicorn and haproxy do). `dropAfterIdleMs`: a request
+ * on a connection idle that long is dropped unanswered, as when the backend's idle close crosses it.
+ */
+async function backend(o: { drop?: number; keepAliveTimeoutMs?: number; delayMs?: number; idleCloseMs?: number; dropAfterIdleMs?: number } = {}): Promise<MtlsServer> {
   let seen = 0;
+  const idleSince = new WeakMap<object, number>();
+  const idleClose = new WeakMap<object, NodeJS.Timeout>();
   const server = await bank.serve({
     handler: async (req, res) => {
       seen++;
-      if (seen === o.drop) {
+      clearTimeout(idleClose.get(req.socket));
+      const since = idleSince.get(req.socket);
+      if (seen === o.drop || (o.dropAfterIdleMs !== undefined && since !== undefined && performance.now() - since >= o.dropAfterIdleMs)) {
         req.socket.destroy();
         return;
       }
       if (o.delayMs) await sleep(o.delayMs);
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{"ok":true}');
+      // An explicit Connection header keeps node:http from announcing (or applying) its keepAliveTimeout.
+      res.writeHead(200, { 'content-type': 'application/json', ...(o.idleCloseMs === undefined ? {} : { connection: 'keep-alive' }) });
+      res.end('{"ok":true}', () => {
+        idleSince.set(req.socket, performance.now());
+        if (o.idleCloseMs !== undefined) idleClose.set(req.socket, setTimeout(() => req.socket.destroy(), o.idleCloseMs));
+      });
     },
   });
   if (o.keepAliveTimeoutMs !== undefined) server.server.keepAliveTimeout = o.keepAliveTimeoutMs;
@@ -175,5 +192,87 @@ describe('idle limit of pooled connections', () => {
     expect(r.ok).toBe(true);
     expect(r.tls?.connectionReused).toBe(false);
     expect(server.connections).toBe(2);
+  });
+});
+
+describe('the idle limit learns a backend that closes idle connections sooner without saying so', () => {
+  const learning = (): { pool: AgentPool; learned: IdleLearned[] } => {
+    const learned: IdleLearned[] = [];
+    agents.destroy();
+    agents = new AgentPool({ onIdleLearned: (l) => learned.push(l) });
+    deps = { ...bank.deps, agents };
+    return { pool: agents, learned };
+  };
+
+  it('a connection the backend closed after 1.5 s idle: the next ones close after 3/4 of that, before the backend would', async () => {
+    const { learned } = learning();
+    const server = await backend({ idleCloseMs: 1_500 });
+    expect((await invoke(node(server), {}, deps)).ok).toBe(true);
+    await sleep(2_000);
+    expect((await invoke(node(server), {}, deps)).tls?.connectionReused).toBe(false);
+    expect(learned).toHaveLength(1);
+    expect(learned[0]).toMatchObject({ origin: `https://localhost:${server.port}`, profile: 'bank', configuredMs: 4_000 });
+    expect(learned[0]?.idleMs).toBeGreaterThanOrEqual(1_400);
+    expect(learned[0]?.idleMs).toBeLessThan(2_000);
+    expect(learned[0]?.limitMs).toBe(Math.floor((learned[0]?.idleMs ?? 0) * 0.75));
+    // 1.3 s idle: within the backend's 1.5 s, past the learned limit: svcnode closed it first.
+    await sleep(1_300);
+    const r = await invoke(node(server), {}, deps);
+    expect(r.ok).toBe(true);
+    expect(r.tls?.connectionReused).toBe(false);
+    expect(server.connections).toBe(3);
+    // Within the learned limit the connection is still reused.
+    await sleep(300);
+    expect((await invoke(node(server), {}, deps)).tls?.connectionReused).toBe(true);
+  });
+
+  it('a POST whose kept-alive connection closed under it fails once; the next one after the same idle time gets a new connection', async () => {
+    const { learned } = learning();
+    const server = await backend({ dropAfterIdleMs: 1_000 });
+    expect((await invoke(post(server), {}, deps)).ok).toBe(true);
+    await sleep(1_600);
+    const failed = await invoke(post(server), {}, deps);
+    expect(failed.failure?.message).toContain('closed a kept-alive connection without answering');
+    expect(learned.map((l) => l.idleMs >= 1_500 && l.idleMs < 2_500)).toEqual([true]);
+    expect((await invoke(post(server), {}, deps)).ok).toBe(true);
+    await sleep(1_600);
+    const r = await invoke(post(server), {}, deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(r.tls?.connectionReused).toBe(false);
+  });
+
+  it('closes sooner than 1 s after the last answer teach nothing (a restart, a request limit per connection)', async () => {
+    const { learned } = learning();
+    const server = await backend({ idleCloseMs: 600 });
+    expect((await invoke(node(server), {}, deps)).ok).toBe(true);
+    await sleep(900);
+    expect((await invoke(node(server), {}, deps)).tls?.connectionReused).toBe(false);
+    await sleep(500);
+    expect((await invoke(node(server), {}, deps)).tls?.connectionReused).toBe(true);
+    expect(learned).toEqual([]);
+  });
+});
+
+describe('the worker logs what its pools learned', () => {
+  it('once, with origin, profile and the limits (a backend closing idle connections after 1.5 s)', async () => {
+    const logs: Record<string, unknown>[] = [];
+    const rig = await startWorkerRig({ dirPrefix: 'svcnode-idle-learn-', worker: { logger: pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) }) } });
+    try {
+      // No Keep-Alive header and no idle close of node:http's own: this backend closes after 1.5 s idle, silently.
+      rig.backend.server.keepAliveTimeout = 0;
+      const idleClose = new WeakMap<object, NodeJS.Timeout>();
+      rig.backend.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+        clearTimeout(idleClose.get(req.socket));
+        res.once('finish', () => idleClose.set(req.socket, setTimeout(() => req.socket.destroy(), 1_500)));
+      });
+      expect((await rig.client.invoke('ping', {}, { timeoutMs: 10_000 })).ok).toBe(true);
+      await sleep(2_000);
+      expect((await rig.client.invoke('ping', {}, { timeoutMs: 10_000 })).ok).toBe(true);
+      const learned = logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('the backend closes idle connections sooner'));
+      expect(learned).toEqual([expect.objectContaining({ origin: `https://localhost:${rig.backend.port}`, profile: 'bank', configuredMs: 4_000 })]);
+      expect(learned[0]?.limitMs).toBe(Math.floor(Number(learned[0]?.idleMs) * 0.75));
+    } finally {
+      await rig.close();
+    }
   });
 });
