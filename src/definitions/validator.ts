@@ -135,7 +135,7 @@ const unreadableFile = (file: string, cause: unknown): InvalidInputError => new 
 /** Refuse what is not a JSON document's file before opening it: a FIFO would block, a device never end, a huge file fill memory. */
 function checkDocumentFile(file: string, stats: Stats, code: ErrorCode): void {
   const why = fileProblem(stats, MAX_JSON_FILE_BYTES);
-  if (why) throw new InvalidInputError(code, `${file}: ${why}`, { file, hint: 'point it at the JSON file itself' });
+  if (why) throw new InvalidInputError(code, `${file}: ${why}`, { file, hint: stats.isFile() ? `node definitions, profiles and contexts read from files are at most ${MAX_JSON_FILE_BYTES / 2 ** 20} MiB: check that this is the right file` : 'point it at the JSON file itself' });
 }
 
 /** Read and parse a JSON file, with errors that name the file. */
