@@ -3,6 +3,7 @@ import { basename } from 'node:path';
 import { NodeWatcher } from '../definitions/node-watcher.js';
 import { ProfileWatcher } from '../definitions/profile-watcher.js';
 import { Registry } from '../definitions/registry.js';
+import type { NodeDefinition } from '../definitions/types.js';
 import { profileCertificates } from '../pki/certificates.js';
 import { dateFindings } from '../pki/findings.js';
 import { PROFILE_DEFAULTS } from '../definitions/profiles.js';
@@ -180,7 +181,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   logExpiry(registry, logger);
   logger.info({ nodes: registry.nodes.size, profiles: registry.profiles.size, problems: registry.problems.length }, 'definitions loaded');
   // Handshakes (no request) to the backends of distribution-point profiles, so their CRLs are fetched before the first call.
-  void warmDistributionPoints(registry.nodes.values(), registry.profiles).then((n) => n > 0 && logger.info({ handshakes: n }, 'learnt the CRL distribution points of backends'));
+  const warm = (nodes: Iterable<NodeDefinition>, fields: Record<string, unknown> = {}): void =>
+    void warmDistributionPoints(nodes, registry.profiles).then((n) => n > 0 && logger.info({ ...fields, handshakes: n }, 'learnt the CRL distribution points of backends'));
+  warm(registry.nodes.values());
 
   const metrics = new Metrics();
   for (const profile of registry.profiles.values()) metrics.setCertificateExpiry(profile);
@@ -265,6 +268,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       loaded(file, node, previous, droppedId) {
         if (droppedId !== undefined) logger.warn({ nodeId: droppedId, file, now: node.id }, 'node removed: its file now defines another id, its jobs answer invalid_input');
         logger.info({ nodeId: node.id, file }, previous ? 'node reloaded' : 'node loaded');
+        // A new backend (or profile) gets the start-up handshake too, so its CRLs are there before its first call.
+        if (!previous || previous.request.url !== node.request.url || previous.tls.profile !== node.tls.profile || previous.tls.servername !== node.tls.servername) warm([node], { nodeId: node.id });
         if (!registry.profiles.has(node.tls.profile)) logger.error({ nodeId: node.id, file, profile: node.tls.profile, code: 'SVCNODE_UNKNOWN_PROFILE' }, `node "${node.id}" uses profile "${node.tls.profile}", which is not loaded`);
       },
       failed(file, error, lastGood) {

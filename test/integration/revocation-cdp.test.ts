@@ -10,6 +10,7 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Job, Queue } from 'bullmq';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeDefinition, ProfileDocument } from '../../src/definitions/types.js';
 import { loadProfile } from '../../src/definitions/profiles.js';
@@ -19,6 +20,7 @@ import type { Result } from '../../src/invoke/result.js';
 import { retryDelay } from '../../src/invoke/retry.js';
 import { CrlFetcher } from '../../src/pki/crl-fetch.js';
 import { CDP_DEFAULTS, distributionPointEvents } from '../../src/pki/distribution-points.js';
+import { startWorker } from '../../src/queue/worker.js';
 import { AgentPool } from '../../src/tls/agents.js';
 import { runCli, spawnCli } from '../helpers/cli.js';
 import { profileDeps } from '../helpers/deps.js';
@@ -40,7 +42,7 @@ let redis: TestRedis;
 const hits = new Map<string, number>();
 /** Path → CRL file the test HTTP server answers with. */
 const served = new Map<string, string>();
-const leaves: Record<'good' | 'revoked' | 'stale' | 'fleet' | 'hostile', OpensslIssued | undefined> = { good: undefined, revoked: undefined, stale: undefined, fleet: undefined, hostile: undefined };
+const leaves: Record<'good' | 'revoked' | 'stale' | 'fleet' | 'hostile' | 'late', OpensslIssued | undefined> = { good: undefined, revoked: undefined, stale: undefined, fleet: undefined, hostile: undefined, late: undefined };
 const servers: Partial<Record<keyof typeof leaves, OpensslServer>> = {};
 const crl = { issuing: '', stale: '', root: '' };
 
@@ -79,14 +81,14 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${await listen(crlServer, 0)}`;
   pki = createOpensslPki(dir);
   issuing = pki.addIntermediate('cdp-issuing', 'Bank CDP Issuing CA', { crlUrl: `${base}/root.crl` });
-  for (const name of ['good', 'revoked', 'stale', 'fleet'] as const) leaves[name] = pki.issueServer(name, { ca: issuing, crlUrl: `${base}/${name}/issuing.crl` });
+  for (const name of ['good', 'revoked', 'stale', 'fleet', 'late'] as const) leaves[name] = pki.issueServer(name, { ca: issuing, crlUrl: `${base}/${name}/issuing.crl` });
   leaves.hostile = pki.issueServer('hostile', { ca: issuing, crlUrl: Array.from({ length: CDP_DEFAULTS.maxUrlsPerProfile + 8 }, (_, i) => `${base}/hostile/${i}.crl`).join(', URI:') });
   pki.revoke(issuing, (leaves.revoked as OpensslIssued).cert);
   crl.issuing = pki.gencrl(issuing, join(dir, 'issuing.crl'), { der: true });
   crl.stale = pki.gencrl(issuing, join(dir, 'issuing-stale.crl'), { lastUpdate: new Date(Date.now() - 10 * DAY), nextUpdate: new Date(Date.now() - DAY) });
   crl.root = pki.gencrl(pki.root, join(dir, 'root.crl'));
   served.set('/root.crl', crl.root);
-  for (const name of ['good', 'revoked', 'fleet'] as const) served.set(`/${name}/issuing.crl`, crl.issuing);
+  for (const name of ['good', 'revoked', 'fleet', 'late'] as const) served.set(`/${name}/issuing.crl`, crl.issuing);
   served.set('/stale/issuing.crl', crl.stale);
   const started = await Promise.all([
     startRedis(),
@@ -257,4 +259,19 @@ describe('a soft-mode warning in the Result, from the CLI and from workers', () 
       await Promise.all(workers.map((w) => w.stop()));
     }
   }, 40_000);
+
+  it("a node file added while the worker runs: its backend's leaf CRL is downloaded before any job, as at start", async () => {
+    const lateNodes = join(dir, 'late-nodes');
+    mkdirSync(lateNodes);
+    const logs: Record<string, unknown>[] = [];
+    const worker = await startWorker({ redisUrl: redis.url, nodesDir: lateNodes, profilesDir: profiles, reloadIntervalMs: 200, logger: pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) }) });
+    try {
+      expect(count('/late/issuing.crl')).toBe(0);
+      writeFileSync(join(lateNodes, 'late.json'), JSON.stringify({ id: 'late', request: { method: 'GET', url: `https://localhost:${servers.late?.port ?? 0}/` }, tls: { profile: 'cdp' }, timeouts: TIMEOUTS }));
+      await waitFor(() => count('/late/issuing.crl') === 1, 10_000);
+      expect(logs).toContainEqual(expect.objectContaining({ nodeId: 'late', handshakes: 1, msg: 'learnt the CRL distribution points of backends' }));
+    } finally {
+      await worker.close(5_000);
+    }
+  }, 20_000);
 });
