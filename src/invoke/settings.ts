@@ -17,7 +17,7 @@ const last = new WeakMap<NodeDefinition, { profile: LoadedProfile; origin: strin
  */
 export function callSettings(node: NodeDefinition, profile: LoadedProfile, origin: string, forNodeOrigin: boolean): CallSettings {
   const recent = last.get(node);
-  if (recent && recent.profile === profile && recent.origin === origin && recent.forNodeOrigin === forNodeOrigin) return recent.settings;
+  if (recent && recent.profile === profile && recent.origin === origin && recent.forNodeOrigin === forNodeOrigin && current(recent.settings, node)) return recent.settings;
   let byOrigin = cache.get(node);
   if (!byOrigin) {
     byOrigin = new Map();
@@ -25,13 +25,19 @@ export function callSettings(node: NodeDefinition, profile: LoadedProfile, origi
   }
   const key = `${profile.name}\0${profile.version}\0${origin}\0${forNodeOrigin ? 1 : 0}`;
   let settings = byOrigin.get(key);
-  if (!settings) {
+  if (!settings || !current(settings, node)) {
     if (byOrigin.size >= 64) byOrigin.clear();
     settings = buildSettings(node, profile, new URL(origin), forNodeOrigin);
     byOrigin.set(key, settings);
   }
   last.set(node, { profile, origin, forNodeOrigin, settings });
   return settings;
+}
+
+/** Settings built with a proxy.tls.ca whose files have changed since are stale: new connections get the new trust (see proxyTlsFor). */
+function current(settings: CallSettings, node: NodeDefinition): boolean {
+  const trust = settings.spec.proxyTls;
+  return trust === undefined || node.proxy?.tls?.ca === undefined || proxyTlsFor(node.proxy.tls.ca) === trust;
 }
 
 function buildSettings(node: NodeDefinition, profile: LoadedProfile, url: URL, forNodeOrigin: boolean): CallSettings {

@@ -1,20 +1,70 @@
 import { createHash } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { InvalidInputError } from '../errors.js';
 import { NotReadableAsFile, readRegularFileSync } from '../regular-file.js';
 import { bareHostname } from './endpoint.js';
 
-const contexts = new Map<string, { context: SecureContext; id: string }>();
+/** How often a cached proxy.tls.ca is checked against its files (an in-place rotation is picked up this soon). */
+export const PROXY_CA_RECHECK_MS = 1_000;
+
+interface ProxyTrust {
+  context: SecureContext;
+  id: string;
+  /** Size, mtime and inode of each file when it was read. */
+  stamp: string;
+  checkedAt: number;
+}
+
+const contexts = new Map<string, ProxyTrust>();
+
+/** Size, mtime and inode of each file (an atomic rename changes the inode); `missing` for one that is gone. */
+function stampOf(files: readonly string[]): string {
+  return files
+    .map((file) => {
+      try {
+        const s = statSync(resolve(file));
+        return `${s.size}:${s.mtimeMs}:${s.ino}`;
+      } catch {
+        return 'missing';
+      }
+    })
+    .join('\0');
+}
 
 /**
  * The trust of an `https://` proxy from proxy.tls.ca (PEM files, resolved against the working
- * directory), built once per file list; `id` (a hash of the bytes) goes into the agent key.
+ * directory), built once per file list and rebuilt when a file changes (checked at most once per
+ * PROXY_CA_RECHECK_MS); `id` (a hash of the bytes) goes into the agent key, so new connections use
+ * the new trust. A changed file that cannot be used keeps the last good trust.
  */
 export function proxyTlsFor(files: readonly string[]): { context: SecureContext; id: string } {
   const key = files.join('\0');
   const cached = contexts.get(key);
-  if (cached) return cached;
+  const now = performance.now();
+  if (cached && now - cached.checkedAt < PROXY_CA_RECHECK_MS) return cached;
+  const stamp = stampOf(files);
+  if (cached) {
+    cached.checkedAt = now;
+    if (cached.stamp === stamp) return cached;
+    try {
+      const fresh = { ...build(files), stamp, checkedAt: now };
+      contexts.set(key, fresh);
+      return fresh;
+    } catch {
+      // Mid-rotation or broken: the last good trust stays until the files are right again.
+      cached.stamp = stamp;
+      return cached;
+    }
+  }
+  const entry = { ...build(files), stamp, checkedAt: now };
+  contexts.set(key, entry);
+  return entry;
+}
+
+function build(files: readonly string[]): { context: SecureContext; id: string } {
   const pems = files.map((file) => {
     try {
       return readRegularFileSync(resolve(file)).toString('utf8');
@@ -28,9 +78,7 @@ export function proxyTlsFor(files: readonly string[]): { context: SecureContext;
   } catch (cause) {
     throw new InvalidInputError('SVCNODE_INVALID_BUNDLE', `proxy.tls.ca: the TLS library refused ${files.join(', ')}`, { cause, field: '/proxy/tls/ca', hint: 'proxy.tls.ca must list PEM certificate files' });
   }
-  const entry = { context, id: createHash('sha256').update(pems.join('\0')).digest('hex') };
-  contexts.set(key, entry);
-  return entry;
+  return { context, id: createHash('sha256').update(pems.join('\0')).digest('hex') };
 }
 
 /**

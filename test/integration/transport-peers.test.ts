@@ -6,6 +6,7 @@
  * never a certificate category of the backend, and that no byte of a CONNECT to an https://
  * proxy travels in plaintext.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -183,6 +184,21 @@ describe('an https:// proxy (TLS to the proxy)', () => {
     expect(tlsProxy.inner.connects).toBe(before);
     expect(backend.tcpConnections).toBe(backendBefore);
     assertNoSecrets(JSON.stringify(r), [PROXY_PASS, encodeURIComponent(PROXY_PASS)], 'Result');
+  });
+
+  it("proxy.tls.ca rotated in place: the node's next calls use the new file within seconds, no restart", async () => {
+    const url = new URL(tlsProxy.url);
+    url.hostname = 'localhost';
+    const caFile = pki.write('rotating-proxy-ca.pem', pki.root.certPem);
+    // One definition object throughout, as a worker holds it.
+    const n = node(`https://localhost:${backend.port}/accounts`, { proxy: { url: withCredentials(url.href), tls: { ca: [caFile] } } });
+    expect((await invoke(n, {}, deps)).failure?.code).toBe('SVCNODE_PROXY_TLS');
+    writeFileSync(caFile, readFileSync(proxyCaFile));
+    const r = await waitFor(async () => {
+      const attempt = await invoke(n, {}, deps);
+      return attempt.ok ? attempt : undefined;
+    }, 5_000, 100, 'a call through the proxy with the rotated proxy.tls.ca');
+    expect(r.failure).toBeNull();
   });
 
   it('wrong or missing credentials over TLS to the proxy: the 407 reads as rejected or missing credentials, never retried, no secret shown', async () => {
