@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -64,6 +64,19 @@ export function proxyTlsFor(files: readonly string[]): { context: SecureContext;
   return entry;
 }
 
+/** At least one PEM certificate block that parses. */
+function hasCertificate(pem: string): boolean {
+  for (const block of pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []) {
+    try {
+      new X509Certificate(block);
+      return true;
+    } catch {
+      // the next block may be whole
+    }
+  }
+  return false;
+}
+
 function build(files: readonly string[]): { context: SecureContext; id: string } {
   const pems = files.map((file) => {
     try {
@@ -71,6 +84,10 @@ function build(files: readonly string[]): { context: SecureContext; id: string }
     } catch (cause) {
       throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `proxy.tls.ca: cannot read ${resolve(file)}${cause instanceof NotReadableAsFile ? `: it ${cause.message}` : ''}`, { cause, file: resolve(file), field: '/proxy/tls/ca', hint: 'list PEM files of the proxy\'s CA; relative paths resolve against the working directory' });
     }
+  });
+  // OpenSSL skips text that is not PEM: a file without a certificate would leave the proxy untrusted, unexplained.
+  files.forEach((file, i) => {
+    if (!hasCertificate(pems[i] as string)) throw new InvalidInputError('SVCNODE_INVALID_BUNDLE', `proxy.tls.ca: ${resolve(file)} holds no PEM certificate`, { file: resolve(file), field: '/proxy/tls/ca', hint: 'proxy.tls.ca must list PEM files of the proxy\'s CA (-----BEGIN CERTIFICATE-----)' });
   });
   let context: SecureContext;
   try {

@@ -1,5 +1,10 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { bypassesProxy } from '../../src/tls/proxy-settings.js';
+import { mintCa } from '../../src/pki/mint.js';
+import { bypassesProxy, PROXY_CA_RECHECK_MS, proxyTlsFor } from '../../src/tls/proxy-settings.js';
 
 describe('bypassesProxy (NO_PROXY-style lists)', () => {
   const url = new URL('https://api.bank.example:8443/x');
@@ -24,5 +29,32 @@ describe('bypassesProxy (NO_PROXY-style lists)', () => {
   it('compares case-insensitively and without IPv6 brackets', () => {
     expect(bypassesProxy(new URL('https://API.Bank.Example/'), ['api.bank.example'], undefined)).toBe(true);
     expect(bypassesProxy(new URL('https://[::1]:9443/'), ['::1'], undefined)).toBe(true);
+  });
+});
+
+describe('proxyTlsFor (proxy.tls.ca)', () => {
+  it('is rebuilt when its file changes, and keeps the last good trust while the file is broken', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'svcnode-proxy-ca-'));
+    try {
+      const [first, second] = await Promise.all([mintCa({ subject: 'CN=Proxy Root A' }), mintCa({ subject: 'CN=Proxy Root B' })]);
+      const file = join(dir, 'proxy-ca.pem');
+      writeFileSync(file, first.certPem);
+      const a = proxyTlsFor([file]);
+      expect(proxyTlsFor([file])).toBe(a);
+      writeFileSync(file, 'not a certificate, mid-rotation');
+      await sleep(PROXY_CA_RECHECK_MS + 50);
+      expect(proxyTlsFor([file])).toBe(a);
+      writeFileSync(file, second.certPem);
+      await sleep(PROXY_CA_RECHECK_MS + 50);
+      const b = proxyTlsFor([file]);
+      expect(b).not.toBe(a);
+      expect(b.id).not.toBe(a.id);
+      // A file that never held a certificate is refused by name (OpenSSL alone would skip its text).
+      const empty = join(dir, 'empty-ca.pem');
+      writeFileSync(empty, 'see the wiki for the proxy CA\n');
+      expect(() => proxyTlsFor([empty])).toThrow(expect.objectContaining({ code: 'SVCNODE_INVALID_BUNDLE', message: `proxy.tls.ca: ${empty} holds no PEM certificate` }));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
