@@ -32,7 +32,17 @@ export interface ClassifyContext {
 
 /** Alerts the server sends about *our* certificate. */
 const CLIENT_REJECTED_ALERT = /^ERR_SSL_(?:TLSV1|SSLV3|TLSV13)_ALERT_(?:UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED|DECRYPT_ERROR|CERTIFICATE_EXPIRED)$/;
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'EHOSTDOWN', 'ENETDOWN']);
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN']);
+/**
+ * This machine, not the backend, could not open the connection: no file descriptor left (the
+ * process's or the system's), no kernel buffer, no free local port. Transient: retried.
+ */
+const LOCAL_RESOURCE_HINTS: ReadonlyMap<string, string> = new Map(Object.entries({
+  EMFILE: 'this worker process has no file descriptor left (its open-files limit, ulimit -n or systemd LimitNOFILE): raise the limit or lower --concurrency; the call never left this machine',
+  ENFILE: 'this machine has no file descriptor left (fs.file-max): the call never left it; check what holds them',
+  ENOBUFS: 'the kernel of this machine had no buffer space for the connection: the call never left it; check its memory and network buffers',
+  EADDRNOTAVAIL: 'no local address or port was free for the connection: this machine ran out of ephemeral ports (connections piling up in TIME_WAIT: keep them alive with timeouts.keepAliveMs, or widen net.ipv4.ip_local_port_range), or it has no address of the URL\'s family (IPv6)',
+}));
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'ECONNABORTED', 'SVCNODE_CONNECTION_CLOSED']);
 const TIMEOUT_CODES = new Set(['SVCNODE_TIMEOUT', 'ETIMEDOUT', 'SVCNODE_RESPONSE_TIMEOUT', 'SVCNODE_IDLE_TIMEOUT', 'SVCNODE_DEADLINE']);
 /** Our codes of the HTTP exchange that no retry can fix. */
@@ -92,7 +102,8 @@ function effectiveCode(code: string, message: string): string {
 function readableMessage(message: string): string {
   const reason = /error:[0-9A-F]+:[^:]+:[^:]+:([^:]+):/.exec(message)?.[1];
   const alert = /SSL alert number (\d+)/.exec(message)?.[1];
-  return reason ? `${reason}${alert ? ` (TLS alert ${alert})` : ''}` : message;
+  // libuv's connect errors end in " - Local (undefined:undefined)" when no socket was ever bound (EMFILE).
+  return reason ? `${reason}${alert ? ` (TLS alert ${alert})` : ''}` : message.replace(/ - Local \(undefined:undefined\)$/, '');
 }
 
 function clientCertFailure(code: string, message: string, ctx: ClassifyContext): Failure | undefined {
@@ -188,6 +199,8 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
   if (code.startsWith('ERR_SSL_')) {
     return failure('protocol_mismatch', code, `${ctx.host}: TLS negotiation failed: ${message}`, 'the server and the node share no TLS version or cipher: check tls.minVersion and the server\'s TLS configuration');
   }
+  const local = LOCAL_RESOURCE_HINTS.get(code);
+  if (local) return failure('connect_failed', code, `${ctx.host}: ${message}`, local, phase ?? 'connect');
   if (CONNECT_CODES.has(code) || RESET_CODES.has(code)) {
     return failure('connect_failed', code, `${ctx.host}: ${message}`, code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'the host name does not resolve: check the URL and DNS' : 'check that the backend is up and reachable from this machine (host, port, firewall, proxy)', phase);
   }

@@ -5,7 +5,11 @@
  * timers, one connection per attempt on a server-certificate failure (the Result still shows the
  * chain), and a close long after the handshake that is a network failure, not our certificate.
  */
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import type http from 'node:http';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import tls from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import zlib from 'node:zlib';
@@ -16,6 +20,7 @@ import { invoke } from '../../src/invoke/execute.js';
 import type { Result } from '../../src/invoke/result.js';
 import { mintCa, mintLeaf } from '../../src/pki/mint.js';
 import { useBankFixture } from '../helpers/bank-fixture.js';
+import { REPO_ROOT } from '../helpers/cli.js';
 import type { MtlsServer, MtlsServerOptions, RequestHandler } from '../helpers/servers.js';
 
 const bank = useBankFixture();
@@ -271,5 +276,43 @@ describe('a close without an alert is only our certificate when it comes right a
     const r = await invokeWithRetries(node(`https://localhost:${s.port}/`), {}, bank.deps);
     expect(r.failure).toMatchObject({ category: 'client_cert_rejected', phase: 'tls' });
     expect(r.attempts).toBe(1);
+  });
+});
+
+describe('this machine out of resources is not the backend failing', () => {
+  it('no file descriptor left (EMFILE): connect_failed with the limit to raise, retried; the next call after fds are freed passes', async () => {
+    const s = await serve((req, res) => void res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
+    // A process of its own with a low open-files limit (prlimit), filled up before the call.
+    const script = join(bank.pki.dir, 'emfile-call.mjs');
+    writeFileSync(
+      script,
+      `import fs from 'node:fs';
+const [src, profileFile, port] = process.argv.slice(2);
+const { loadProfile } = await import(src + '/definitions/profiles.js');
+const { invoke } = await import(src + '/invoke/execute.js');
+const { retryDelay } = await import(src + '/invoke/retry.js');
+const { AgentPool } = await import(src + '/tls/agents.js');
+const profile = await loadProfile(profileFile);
+const deps = { profile: () => profile, agents: new AgentPool() };
+// An IP literal: no DNS lookup, which would need a descriptor of its own.
+const node = { id: 'fd', request: { method: 'GET', url: 'https://127.0.0.1:' + port + '/' }, tls: { profile: 'bank', servername: 'localhost' }, retry: { limit: 2, backoffMs: 10 } };
+const fds = [];
+try { for (;;) fds.push(fs.openSync('/dev/null', 'r')); } catch {}
+const starved = await invoke(node, {}, deps);
+for (const fd of fds.splice(0, 32)) fs.closeSync(fd);
+const freed = await invoke(node, {}, deps);
+console.log(JSON.stringify({ failure: starved.failure, retryInMs: retryDelay(starved, node, 1, () => 0.5), freed: freed.ok, freedFailure: freed.failure }));
+process.exit(0);
+`,
+    );
+    // Asynchronously: the backend runs in this process and must answer while the child runs.
+    const { stdout: out } = await promisify(execFile)('prlimit', ['--nofile=128:128', process.execPath, script, join(REPO_ROOT, 'dist', 'src'), bank.pki.profile('bank'), String(s.port)], { encoding: 'utf8', timeout: 30_000 });
+    const { failure, retryInMs, freed, freedFailure } = JSON.parse(out) as { failure: Result['failure']; retryInMs: number | undefined; freed: boolean; freedFailure: Result['failure'] };
+    expect(failure).toMatchObject({ category: 'connect_failed', code: 'EMFILE', phase: 'connect' });
+    expect(failure?.message).toBe(`127.0.0.1:${s.port}: connect EMFILE 127.0.0.1:${s.port}`);
+    expect(failure?.hint).toContain('no file descriptor left');
+    expect(failure?.hint).toContain('ulimit -n');
+    expect(retryInMs).toBeGreaterThan(0);
+    expect(freed, JSON.stringify(freedFailure)).toBe(true);
   });
 });

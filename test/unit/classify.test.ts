@@ -148,6 +148,22 @@ describe('network, proxy and timeouts', () => {
     expect(category(err(code))).toBe('connect_failed');
   });
 
+  it.each([
+    ['EMFILE', 'ulimit -n'],
+    ['ENFILE', 'fs.file-max'],
+    ['ENOBUFS', 'buffer space'],
+    ['EADDRNOTAVAIL', 'ephemeral ports'],
+  ])('%s is this machine out of a resource, not the backend: connect_failed, phase connect, a hint about this machine', (code, words) => {
+    const f = classifyError(err(code, `connect ${code} 10.0.0.5:443 - Local (undefined:undefined)`), WITH_CLIENT);
+    expect(f).toMatchObject({ category: 'connect_failed', code, phase: 'connect', message: `api.bank.example:443: connect ${code} 10.0.0.5:443` });
+    expect(f.hint).toContain(words);
+    expect(f.hint).not.toContain('backend is up');
+  });
+
+  it('"constructor" and other Object.prototype names are no known code', () => {
+    expect(classifyError(err('constructor'), WITH_CLIENT).code).toBe('SVCNODE_UNEXPECTED_ERROR');
+  });
+
   it('an unknown error gets a code of its own (SVCNODE_UNEXPECTED_ERROR, raw code in the message), never a crash', () => {
     for (const e of [new Error('something odd'), 'a string', undefined, null, err('ERR_SOMETHING_NEW', 'new')]) {
       const f = classifyError(e, WITH_CLIENT);
