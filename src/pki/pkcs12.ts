@@ -2,11 +2,12 @@ import { createHmac, createPrivateKey, randomBytes, X509Certificate, type KeyObj
 import forge from 'node-forge';
 import { BundleError, errorMessage } from '../errors.js';
 import { bundleError, PASSPHRASE_HINT } from './bundle-error.js';
+import { KdfIterationsRefused, MAX_KDF_ITERATIONS } from './forge-kdf.js';
 
 /**
  * PKCS#12/PFX reading. Node 20 cannot load legacy RC2-40/3DES files natively, so
- * node-forge parses them — once per (bytes, passphrase): forge is slow and blocks the event
- * loop. Forge only decodes; keys and certificates go through DER to Node crypto, which
+ * node-forge parses them — once per (bytes, passphrase): forge blocks the event loop (its key
+ * derivation is corrected, made native where it can be and bounded in forge-kdf.ts). Forge only decodes; keys and certificates go through DER to Node crypto, which
  * also covers EC material that forge leaves as raw ASN.1.
  */
 
@@ -87,6 +88,9 @@ function parseWithForge(bytes: Buffer, passphrase: string | undefined, file: str
     const asn1 = forge.asn1.fromDer(forge.util.createBuffer(bytes.toString('binary')), false);
     p12 = forge.pkcs12.pkcs12FromAsn1(asn1, false, passphrase ?? '');
   } catch (cause) {
+    if (cause instanceof KdfIterationsRefused) {
+      throw bundleError('SVCNODE_INVALID_BUNDLE', file, `the PKCS#12 file asks for ${cause.iterations} key-derivation iterations, more than the ${MAX_KDF_ITERATIONS} svcnode accepts (deriving them would block the worker)`, 're-export it with a usual count (openssl pkcs12 -export -iter 10000 …) or convert it to PEM', cause);
+    }
     if (isPasswordFailure(cause)) {
       if (passphrase === undefined) {
         throw bundleError('SVCNODE_MISSING_PASSPHRASE', file, 'the PKCS#12 file is protected by a passphrase and none is configured', PASSPHRASE_HINT, cause);

@@ -5,6 +5,7 @@ import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SvcnodeError } from '../../src/errors.js';
 import { readMaterial } from '../../src/pki/material.js';
+import { MAX_KDF_ITERATIONS } from '../../src/pki/forge-kdf.js';
 import { mintLeaf } from '../../src/pki/mint.js';
 import { clearPkcs12Cache, pkcs12ForgeParseCount } from '../../src/pki/pkcs12.js';
 import { createTestPki, opensslPkcs12, type MintedCert, type TestPki } from '../helpers/pki.js';
@@ -165,6 +166,27 @@ describe('PKCS#12', () => {
     const m = await readMaterial(file, { passphrase: PASS });
     expect(m.pairedLeaf?.fingerprint256).toBe(pki.client.cert.fingerprint256);
     expect(m.certificates.map((c) => c.fingerprint256)).toContain(pki.intermediate.cert.fingerprint256);
+  });
+
+  it.each([
+    ['modern (PBES2: the UTF-8 bytes of the passphrase, as OpenSSL derives them)', false],
+    ['legacy (the passphrase as a BMPString)', true],
+  ])('opens a %s file whose passphrase is not ASCII', async (_label, legacy) => {
+    const passphrase = 'Grüße 2026 €';
+    const file = p12(legacy ? 'utf8-legacy' : 'utf8-modern', pki.client, { legacy, passphrase });
+    const m = await readMaterial(file, { passphrase });
+    expect(m.pairedLeaf?.fingerprint256).toBe(pki.client.cert.fingerprint256);
+    expect(await codeOf(readMaterial(file, { passphrase: 'Grusse 2026 €' }))).toBe('SVCNODE_BAD_PASSPHRASE');
+  });
+
+  it(`refuses a file that asks for more than ${MAX_KDF_ITERATIONS} key-derivation iterations, before deriving any`, async () => {
+    const certFile = pki.write('iter.crt', pki.client.certPem);
+    const keyFile = pki.write('iter.key', pki.client.keyPem);
+    const file = opensslPkcs12({ certFiles: [certFile], keyFile, out: join(pki.dir, 'iter.p12'), passphrase: PASS, iterations: MAX_KDF_ITERATIONS + 1 });
+    const error = await readMaterial(file, { passphrase: PASS }).then(() => undefined, (e: unknown) => e as SvcnodeError);
+    expect(error).toMatchObject({ code: 'SVCNODE_INVALID_BUNDLE' });
+    expect(error?.message).toContain(`asks for ${MAX_KDF_ITERATIONS + 1} key-derivation iterations, more than the ${MAX_KDF_ITERATIONS} svcnode accepts`);
+    expect(error?.hint).toContain('-iter 10000');
   });
 
   it('opens an empty-password file without a passphrase', async () => {
