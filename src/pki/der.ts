@@ -3,7 +3,7 @@
  * content, before handing the bytes to the parser that owns them.
  */
 
-export type DerShape = 'certificate' | 'pkcs12' | 'pkcs8' | 'encrypted-pkcs8' | 'pkcs1' | 'sec1' | 'unknown' | 'truncated';
+export type DerShape = 'certificate' | 'pkcs12' | 'pkcs7' | 'pkcs8' | 'encrypted-pkcs8' | 'pkcs1' | 'sec1' | 'unknown' | 'truncated';
 
 interface Tlv {
   tag: number;
@@ -37,6 +37,15 @@ function readTlv(buf: Buffer, offset: number, limit: number): Tlv | 'truncated' 
 const SEQUENCE = 0x30;
 const INTEGER = 0x02;
 const OCTET_STRING = 0x04;
+const OID = 0x06;
+/** 1.2.840.113549.1.7.2, PKCS#7 signedData: the .p7b/.p7c chains Windows and many CAs deliver. */
+const SIGNED_DATA = Buffer.from('2a864886f70d010702', 'hex');
+
+/** The length of the first DER element of `buf` (header and value), or undefined when it is not whole. */
+export function firstElementLength(buf: Buffer): number | undefined {
+  const tlv = readTlv(buf, 0, buf.length);
+  return tlv === undefined || tlv === 'truncated' ? undefined : tlv.end;
+}
 
 /** Classify binary material by the shape of its outer ASN.1 structure. */
 export function derShape(buf: Buffer): DerShape {
@@ -52,6 +61,7 @@ export function derShape(buf: Buffer): DerShape {
   const b = readTlv(buf, a.end, outer.end);
   if (b === 'truncated') return 'truncated';
   if (!b) return 'unknown';
+  if (a.tag === OID) return buf.subarray(a.start, a.end).equals(SIGNED_DATA) ? 'pkcs7' : 'unknown';
   if (a.tag === SEQUENCE) {
     if (b.tag === SEQUENCE) return 'certificate';
     if (b.tag === OCTET_STRING) return 'encrypted-pkcs8';

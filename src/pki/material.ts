@@ -3,17 +3,18 @@ import { open, stat } from 'node:fs/promises';
 import { BundleError } from '../errors.js';
 import { fileProblem } from '../regular-file.js';
 import { bundleError } from './bundle-error.js';
-import { derShape } from './der.js';
+import { derShape, firstElementLength } from './der.js';
 import { loadPrivateKey, type KeyInput } from './keys.js';
 import { readPkcs12 } from './pkcs12.js';
+import { pkcs7Certificates } from './pkcs7.js';
 
 /**
- * Reading one bundle file, whatever its form: PEM (any number of blocks), DER certificate, DER
- * key, or PKCS#12. The form is detected by content, never by extension. Bundles are untrusted
+ * Reading one bundle file, whatever its form: PEM (any number of blocks; ASCII, UTF-8 or UTF-16
+ * text), DER certificate, DER key, PKCS#7 chain (.p7b) or PKCS#12. The form is detected by content, never by extension. Bundles are untrusted
  * input, so files are size-limited.
  */
 
-export type MaterialForm = 'pem' | 'der-certificate' | 'der-key' | 'pkcs12';
+export type MaterialForm = 'pem' | 'der-certificate' | 'der-key' | 'pkcs12' | 'pkcs7';
 
 export interface Material {
   file: string;
@@ -44,8 +45,17 @@ export const MATERIAL_DEFAULTS = {
 } as const;
 
 const CERT_LABELS = new Set(['CERTIFICATE', 'X509 CERTIFICATE']);
+/** `openssl x509 -trustout`: a certificate followed by trust settings; the certificate is its first DER element. */
+const TRUSTED_CERT_LABEL = 'TRUSTED CERTIFICATE';
+/** A PKCS#7 chain in PEM (`openssl crl2pkcs7`, Windows' "Base-64 encoded PKCS #7"). */
+const PKCS7_LABELS = new Set(['PKCS7', 'PKCS #7 SIGNED DATA']);
 const KEY_LABELS = new Set(['PRIVATE KEY', 'ENCRYPTED PRIVATE KEY', 'RSA PRIVATE KEY', 'EC PRIVATE KEY']);
-const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END ([A-Z0-9 ]+)-----/g;
+// Spaces after a BEGIN line (and at line ends) are what e-mail and web consoles leave; OpenSSL reads them.
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 #]+)-----[ \t]*\r?\n([\s\S]*?)-----END ([A-Z0-9 #]+)-----/g;
+const PEM_BEGIN = /-----BEGIN [A-Z0-9 #]+-----/g;
+/** "-----BEGIN " in UTF-16 (little-endian; the big-endian form is its byte swap): Notepad's "Unicode" encoding. */
+const UTF16_BEGIN = Buffer.from('-----BEGIN ', 'utf16le');
+const UTF16BE_BEGIN = Buffer.from(UTF16_BEGIN).swap16();
 
 /** Read a file with a size limit; errors name the file and say what to check. */
 export async function readLimited(file: string, maxBytes: number = MATERIAL_DEFAULTS.maxBytes): Promise<Buffer> {
@@ -86,25 +96,47 @@ export function parseMaterial(bytes: Buffer, file: string, options: ReadMaterial
   if (bytes.length === 0) {
     throw bundleError('SVCNODE_NO_CERTIFICATE', file, 'the file is empty', 'supply the PEM, DER or PKCS#12 file your PKI team issued');
   }
-  if (bytes.includes('-----BEGIN ')) return parsePem(bytes, file, options);
+  if (bytes.includes('-----BEGIN ')) return parsePem(bytes, file, options, bytes.toString('latin1'));
+  const utf16 = utf16Text(bytes);
+  if (utf16 !== undefined) return parsePem(bytes, file, options, utf16);
   return parseDer(bytes, file, options);
 }
 
-function parsePem(bytes: Buffer, file: string, options: ReadMaterialOptions): Material {
-  const text = bytes.toString('latin1');
+/** The text of a PEM file saved as UTF-16 (with or without a byte-order mark), or undefined. */
+function utf16Text(bytes: Buffer): string | undefined {
+  if (bytes.length % 2 !== 0) return undefined;
+  // Each pattern also occurs one byte into text of the other byte order: only an even offset counts.
+  const even = (pattern: Buffer): boolean => {
+    for (let at = bytes.indexOf(pattern); at !== -1; at = bytes.indexOf(pattern, at + 1)) if (at % 2 === 0) return true;
+    return false;
+  };
+  if (even(UTF16_BEGIN)) return bytes.toString('utf16le').replace(/^\uFEFF/, '');
+  if (even(UTF16BE_BEGIN)) return Buffer.from(bytes).swap16().toString('utf16le').replace(/^\uFEFF/, '');
+  return undefined;
+}
+
+/** A PEM block rebuilt without trailing whitespace on its lines. */
+function cleanBlock(label: string, body: string): string {
+  return `-----BEGIN ${label}-----\n${body.split(/\r?\n/).map((line) => line.trimEnd()).join('\n')}-----END ${label}-----\n`;
+}
+
+function parsePem(bytes: Buffer, file: string, options: ReadMaterialOptions, text: string): Material {
   const material: Material = { file, bytes, form: 'pem', certificates: [], keys: [], ignoredKeys: 0 };
-  const begins = text.match(/-----BEGIN [A-Z0-9 ]+-----/g)?.length ?? 0;
+  const begins = text.match(PEM_BEGIN)?.length ?? 0;
   let blocks = 0;
   for (const match of text.matchAll(PEM_BLOCK)) {
     blocks += 1;
-    const [block, label = '', body = '', endLabel] = match;
+    const [, label = '', body = '', endLabel] = match;
     if (label !== endLabel) break; // counted as truncated below
-    if (CERT_LABELS.has(label)) {
+    const block = cleanBlock(label, body);
+    if (CERT_LABELS.has(label) || label === TRUSTED_CERT_LABEL) {
       try {
-        material.certificates.push(new X509Certificate(block));
+        material.certificates.push(label === TRUSTED_CERT_LABEL ? trustedCertificate(body) : new X509Certificate(block));
       } catch (cause) {
         throw bundleError('SVCNODE_INVALID_BUNDLE', file, `PEM certificate #${material.certificates.length + 1} is corrupt`, 'get an intact copy of the certificate from your PKI team', cause);
       }
+    } else if (PKCS7_LABELS.has(label)) {
+      material.certificates.push(...pkcs7Certificates(Buffer.from(body.replace(/\s+/g, ''), 'base64'), file));
     } else if (KEY_LABELS.has(label)) {
       if (options.keys === 'ignore') {
         material.ignoredKeys += 1;
@@ -118,6 +150,12 @@ function parsePem(bytes: Buffer, file: string, options: ReadMaterialOptions): Ma
     throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'a PEM block has no matching END line (truncated file?)', 'get an intact copy of the file; each -----BEGIN line needs its -----END line');
   }
   return material;
+}
+
+/** The certificate of a TRUSTED CERTIFICATE block (its trust settings follow it and are not used). */
+function trustedCertificate(body: string): X509Certificate {
+  const der = Buffer.from(body.replace(/\s+/g, ''), 'base64');
+  return new X509Certificate(der.subarray(0, firstElementLength(der) ?? der.length));
 }
 
 function parseDer(bytes: Buffer, file: string, options: ReadMaterialOptions): Material {
@@ -142,6 +180,11 @@ function parseDer(bytes: Buffer, file: string, options: ReadMaterialOptions): Ma
         if (options.keys === 'ignore') m.ignoredKeys = 1;
         else m.keys.push(p12.key);
       }
+      return m;
+    }
+    case 'pkcs7': {
+      const m = material('pkcs7');
+      m.certificates = pkcs7Certificates(bytes, file);
       return m;
     }
     case 'pkcs8':

@@ -21,10 +21,21 @@ export async function resolvePassphrase(source: PassphraseSource | undefined, pr
   return readPassphraseFile(resolve(dirname(profileFile), source.file));
 }
 
-/** A passphrase file's content with one trailing newline (LF or CRLF) trimmed. */
+/**
+ * A passphrase file's content with one trailing newline (LF or CRLF) trimmed, and without the
+ * byte-order mark Windows editors write first (UTF-8, or UTF-16 as Notepad's "Unicode"): the
+ * mark is invisible and never part of a passphrase.
+ */
 export async function readPassphraseFile(file: string): Promise<string> {
   const bytes = await readLimited(file, MAX_PASSPHRASE_FILE_BYTES);
-  return bytes.toString('utf8').replace(/\r?\n$/, '');
+  return decodedText(bytes).replace(/\r?\n$/, '');
+}
+
+function decodedText(bytes: Buffer): string {
+  const even = bytes.length % 2 === 0;
+  if (even && bytes[0] === 0xff && bytes[1] === 0xfe) return bytes.subarray(2).toString('utf16le');
+  if (even && bytes[0] === 0xfe && bytes[1] === 0xff) return Buffer.from(bytes.subarray(2)).swap16().toString('utf16le');
+  return bytes.toString('utf8').replace(/^\uFEFF/, '');
 }
 
 /** The passphrase source as hashed into a profile's version: where it comes from, not what it is. */

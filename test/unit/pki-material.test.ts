@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -36,6 +37,45 @@ beforeAll(async () => {
   ec = await mintLeaf({ subject: 'CN=ec-bot', issuer: pki.intermediate, usage: 'client', key: { type: 'ec', curve: 'P-256' } });
 });
 afterAll(() => pki.cleanup());
+
+describe('chains as banks and Windows CAs hand them over', () => {
+  /** `openssl …` with the output file returned. */
+  const openssl = (out: string, ...args: string[]): string => {
+    execFileSync('openssl', [...args, '-out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+    return out;
+  };
+  const chainFile = (): string => pki.write('p7-chain.pem', ec.certPem + pki.intermediate.certPem);
+
+  it.each(['PEM', 'DER'])('a PKCS#7 (.p7b) chain in %s: its certificates in order, EC included', async (form) => {
+    const file = openssl(join(pki.dir, `chain-${form}.p7b`), 'crl2pkcs7', '-nocrl', '-certfile', chainFile(), '-outform', form);
+    const m = await readMaterial(file);
+    expect(m.certificates.map((c) => c.fingerprint256)).toEqual([ec.cert.fingerprint256, pki.intermediate.cert.fingerprint256]);
+    expect(m.form).toBe(form === 'DER' ? 'pkcs7' : 'pem');
+  });
+
+  it('a TRUSTED CERTIFICATE block (openssl x509 -trustout): the certificate, its trust settings left aside', async () => {
+    const file = openssl(join(pki.dir, 'trusted.pem'), 'x509', '-in', pki.files.clientCert, '-trustout', '-addtrust', 'clientAuth');
+    expect((await readMaterial(file)).certificates.map((c) => c.fingerprint256)).toEqual([pki.client.cert.fingerprint256]);
+  });
+
+  it('spaces at line ends (as e-mail and web consoles leave them), in certificates and keys', async () => {
+    const spaced = (pem: string): string => pem.replace(/\n/g, '  \n');
+    const file = pki.write('spaced.pem', spaced(pki.client.certPem) + spaced(pki.client.keyPem));
+    const m = await readMaterial(file);
+    expect(m.certificates.map((c) => c.fingerprint256)).toEqual([pki.client.cert.fingerprint256]);
+    expect(pki.client.cert.checkPrivateKey(m.keys[0]!)).toBe(true);
+  });
+
+  it.each([
+    ['UTF-16LE with a byte-order mark (Notepad "Unicode")', (t: string) => Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(t, 'utf16le')])],
+    ['UTF-16LE without a mark', (t: string) => Buffer.from(t, 'utf16le')],
+    ['UTF-16BE with a byte-order mark', (t: string) => Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(t, 'utf16le').swap16()])],
+  ])('a PEM file saved as %s', async (_label, encode) => {
+    const file = join(pki.dir, 'utf16.pem');
+    writeFileSync(file, encode(pki.client.certPem + pki.intermediate.certPem));
+    expect((await readMaterial(file)).certificates.map((c) => c.fingerprint256)).toEqual([pki.client.cert.fingerprint256, pki.intermediate.cert.fingerprint256]);
+  });
+});
 
 describe('certificates by content', () => {
   it('reads a single PEM certificate', async () => {

@@ -116,6 +116,16 @@ describe('passphrases', () => {
     writeFileSync(join(pki.profilesDir, 'pass.txt'), `${PASS}\n`, { mode: 0o600 });
     const file = pki.profile('file', { client: { certificate: pki.files.clientChain, key, passphrase: { file: 'pass.txt' } }, trust: { ca: [pki.files.root] } });
     expect((await loadProfile(file)).client?.leaf.fingerprint256).toBe(pki.client.cert.fingerprint256);
+    // Windows editors start the file with a byte-order mark (UTF-8, or UTF-16 for Notepad's "Unicode"), never part of the passphrase.
+    for (const [name, bytes] of [
+      ['bom-utf8.txt', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(`${PASS}\r\n`)])],
+      ['bom-utf16le.txt', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(`${PASS}\r\n`, 'utf16le')])],
+      ['bom-utf16be.txt', Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(`${PASS}\r\n`, 'utf16le').swap16()])],
+    ] as const) {
+      writeFileSync(join(pki.profilesDir, name), bytes, { mode: 0o600 });
+      const bom = pki.profile(name.replace('.txt', ''), { client: { certificate: pki.files.clientChain, key, passphrase: { file: name } }, trust: { ca: [pki.files.root] } });
+      expect((await loadProfile(bom)).client?.leaf.fingerprint256, name).toBe(pki.client.cert.fingerprint256);
+    }
     const missing = pki.profile('nofile', { client: { certificate: pki.files.clientChain, key, passphrase: { file: 'absent.txt' } } });
     expect((await loadError(missing)).code).toBe('SVCNODE_FILE_NOT_FOUND');
     const unset = pki.profile('unset', { client: { certificate: pki.files.clientChain, key } });
