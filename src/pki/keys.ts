@@ -22,6 +22,10 @@ export function loadPrivateKey(input: KeyInput, passphrase: string | undefined, 
     const options = input.format === 'pem' ? { key: input.text, format: 'pem' as const } : { key: input.der, format: 'der' as const, type: input.type };
     return createPrivateKey(input.encrypted && passphrase !== undefined ? { ...options, passphrase } : options);
   } catch (cause) {
+    // OpenSSL 3 refuses the legacy PKCS#5 v1 / PKCS#12 ciphers (RC2, RC4, DES with MD5) before it tries any passphrase.
+    if (input.encrypted && errorCode(cause) === 'ERR_OSSL_EVP_UNSUPPORTED') {
+      throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'the private key is encrypted with a legacy algorithm (such as PBE-SHA1-RC2-40 or PBE-MD5-DES) that this OpenSSL no longer enables; the passphrase was not the problem', 're-encrypt it: openssl pkcs8 -topk8 -v2 aes-256-cbc -provider legacy -provider default -in OLD.key -out NEW.key', cause);
+    }
     // With a wrong passphrase, CBC padding still checks out about once in 256 tries and the garbage then
     // fails to parse as a key: any failure to open an encrypted key with a passphrase is reported as such.
     if (input.encrypted && (passphrase !== undefined || DECRYPT_FAILURES.has(errorCode(cause) ?? '') || /bad decrypt/i.test(String(cause)))) {

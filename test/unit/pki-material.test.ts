@@ -156,6 +156,16 @@ describe('private keys by content', () => {
     expect(await codeOf(readMaterial(file, { passphrase: 'wrong' }))).toBe('SVCNODE_BAD_PASSPHRASE');
   });
 
+  it('a key under a legacy cipher OpenSSL 3 no longer enables (PBE-SHA1-RC2-40) is named as such, not as a wrong passphrase', async () => {
+    const keyFile = pki.write('plain-for-rc2.key', pki.client.keyPem);
+    const file = join(pki.dir, 'rc2-40.key');
+    execFileSync('openssl', ['pkcs8', '-topk8', '-v1', 'PBE-SHA1-RC2-40', '-provider', 'legacy', '-provider', 'default', '-in', keyFile, '-out', file, '-passout', 'env:SVCNODE_TEST_KEY_PASS'], { env: { ...process.env, SVCNODE_TEST_KEY_PASS: PASS }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const error = await readMaterial(file, { passphrase: PASS }).then(() => undefined, (e: unknown) => e as SvcnodeError);
+    expect(error).toMatchObject({ code: 'SVCNODE_INVALID_BUNDLE' });
+    expect(error?.message).toContain('legacy algorithm');
+    expect(error?.hint).toContain('openssl pkcs8 -topk8 -v2 aes-256-cbc');
+  });
+
   it('can leave keys alone (certificate and trust files)', async () => {
     const file = pki.write('mixed.pem', pki.client.certPem, pki.client.key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASS }) as string);
     const m = await readMaterial(file, { keys: 'ignore' });
