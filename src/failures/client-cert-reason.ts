@@ -1,4 +1,4 @@
-import { describeKey, keyTypesFor, unusableKey, type ClientKey } from '../tls/sigalgs.js';
+import { canSign, describeKey, keyTypesFor, unusableKey, type ClientKey } from '../tls/sigalgs.js';
 import type { ConnectionProbe } from '../tls/probe.js';
 import { failureOf as failure, type Failure } from './failure.js';
 
@@ -28,11 +28,15 @@ export function keyTypeFailure(code: string, ctx: ClientCertContext): Failure | 
   if (!unusable || !ctx.clientSubject) return undefined;
   const wanted = keyTypesFor(unusable.sigalgs, probe?.protocol).join(' or ');
   const have = describeKey(unusable.key);
+  // Under TLS 1.2 the same algorithms may serve this key (an EC key on a brainpool curve, DSA).
+  const tls12 = probe?.protocol === 'TLSv1.3' && unusable.sigalgs.some((s) => canSign(s, unusable.key, 'TLSv1.2'));
   return failure(
     'client_cert_rejected',
     code,
     `${ctx.host} accepts client certificates signed only with ${unusable.sigalgs.join(', ')} (${wanted} keys), and the key of our client certificate "${ctx.clientSubject}" is ${have}: no client certificate was sent`,
-    `give profile "${ctx.profileName}" a client certificate whose key is ${wanted}, or ask the backend team to accept ${unusable.key.type === 'rsa' ? 'RSA' : have} client keys`,
+    tls12
+      ? `TLS 1.3 cannot sign with this ${have} key here; TLS 1.2 can, where the server accepts the key: set tls.maxVersion: "TLSv1.2" on the node, or give profile "${ctx.profileName}" a client certificate whose key is ${wanted}`
+      : `give profile "${ctx.profileName}" a client certificate whose key is ${wanted}, or ask the backend team to accept ${unusable.key.type === 'rsa' ? 'RSA' : have} client keys`,
   );
 }
 

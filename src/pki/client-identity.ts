@@ -3,7 +3,7 @@ import { createSecureContext } from 'node:tls';
 import { errorCode } from '../errors.js';
 import { bundleError } from './bundle-error.js';
 import { orderChain } from './chain.js';
-import { clientAuthFinding, dateFindings } from './findings.js';
+import { clientAuthFinding, dateFindings, tls13KeyFinding } from './findings.js';
 import { oneLineName } from './inspect.js';
 import { readMaterial, type Material } from './material.js';
 import type { ClientIdentity, Finding } from './types.js';
@@ -96,6 +96,7 @@ export async function loadClientIdentity(source: ClientSource, passphrase: strin
 
   findings.push(...dateFindings(leaf, 'client', certFile, policy.now, policy.expiryWarningDays));
   findings.push(...clientAuthFinding(leaf, certFile, policy.now));
+  findings.push(...tls13KeyFinding(leaf, certFile, policy.now));
   for (const cert of ordered.chain) findings.push(...dateFindings(cert, 'chain', certFile, policy.now, policy.expiryWarningDays));
 
   const identity = { leaf, chain: ordered.chain, sources: [...new Set([certFile, keyFile])] } as unknown as ClientIdentity;

@@ -10,6 +10,7 @@ export const FINDING_CODES = {
   CERT_NOT_YET_VALID: 'a chain or trust certificate is not valid yet',
   CERT_EXPIRES_SOON: 'a certificate expires within the warning window',
   NO_CLIENT_AUTH_EKU: 'the client certificate does not allow TLS client authentication',
+  TLS12_ONLY_CLIENT_KEY: 'the client key (DSA, or EC on a curve other than P-256/P-384/P-521) cannot sign a TLS 1.3 handshake here: TLS 1.3 servers get no client certificate',
   CHAIN_REORDERED: 'the intermediates were out of order and have been reordered',
   KEY_IN_TRUST_FILE: 'a trust file contains a private key, which is ignored',
   SYSTEM_ROOTS: 'no trust.ca: servers are verified against the system roots',
@@ -61,6 +62,24 @@ export function clientAuthFinding(cert: X509Certificate, file: string, now: Date
     code: 'NO_CLIENT_AUTH_EKU',
     message: `client certificate ${oneLineName(cert.subject)} allows only ${usages.join(', ')}, not clientAuth`,
     hint: 'ask your PKI team for a certificate with the TLS client authentication extended key usage',
+    ...about(cert, 'client', file, now),
+  }];
+}
+
+/** The EC curves TLS 1.3 signs with in this OpenSSL (3.0): one scheme each (RFC 8446). */
+const TLS13_CURVES = new Set(['prime256v1', 'secp384r1', 'secp521r1']);
+
+/** Warn when TLS 1.3 cannot sign with the client key: OpenSSL then sends no certificate to a TLS 1.3 server. */
+export function tls13KeyFinding(cert: X509Certificate, file: string, now: Date): Finding[] {
+  const key = cert.publicKey;
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  const what = key.asymmetricKeyType === 'dsa' ? 'DSA' : key.asymmetricKeyType === 'ec' && curve !== undefined && !TLS13_CURVES.has(curve) ? `EC ${curve}` : undefined;
+  if (what === undefined) return [];
+  return [{
+    severity: 'warning',
+    code: 'TLS12_ONLY_CLIENT_KEY',
+    message: `the key of client certificate ${oneLineName(cert.subject)} is ${what}, which this runtime cannot sign a TLS 1.3 handshake with: a TLS 1.3 server gets no client certificate`,
+    hint: 'set tls.maxVersion: "TLSv1.2" on the nodes that use this profile, or ask your PKI team for a certificate with an EC P-256/P-384 or RSA key',
     ...about(cert, 'client', file, now),
   }];
 }

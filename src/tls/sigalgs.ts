@@ -44,8 +44,9 @@ export function canSign(sigalg: string, key: ClientKey, protocol: string | undef
       return signature === 'RSA-PSS';
     case 'ec': {
       if (signature !== 'ECDSA') return false;
-      const bound = key.curve ? TLS13_ECDSA_HASH[key.curve] : undefined;
-      return !tls13 || bound === undefined || hash === bound;
+      // TLS 1.3 schemes name their curve; this OpenSSL (3.0) has none for brainpool or secp256k1 keys.
+      if (!tls13 || key.curve === undefined) return true;
+      return hash === TLS13_ECDSA_HASH[key.curve];
     }
     case 'ed25519':
       return signature === 'Ed25519';

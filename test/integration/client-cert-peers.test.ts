@@ -5,15 +5,19 @@
  * required`, and `verify optional` with an ACL answering 403), and Apache mod_ssl asking for the
  * certificate for one path only, by TLS 1.2 renegotiation (or TLS 1.3 post-handshake auth).
  */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { NodeDefinition } from '../../src/definitions/types.js';
+import type { NodeDefinition, ProfileDocument } from '../../src/definitions/types.js';
 import { checkHandshake, formatHandshakeFacts } from '../../src/invoke/handshake-check.js';
 import { invoke } from '../../src/invoke/execute.js';
 import type { Result } from '../../src/invoke/result.js';
 import { mintCa, mintLeaf, type MintedCert } from '../../src/pki/mint.js';
 import { AgentPool } from '../../src/tls/agents.js';
 import type { IdleLearned } from '../../src/tls/idle-limit.js';
+import { runCli } from '../helpers/cli.js';
 import { installed, startAclServer, startApache, startHaproxy, type AclServer, type Gateway } from '../helpers/cert-gateways.js';
 import { startNginx, type Nginx } from '../helpers/peers.js';
 import { waitFor } from '../helpers/net.js';
@@ -122,6 +126,33 @@ describe('a key type the server does not accept (openssl s_server -client_sigalg
     const passed = await invoke(node(ecdsaOnly.port, 'p384', '/', { maxVersion: 'TLSv1.2' }), {}, fx.deps);
     expect(passed.failure, JSON.stringify(passed.failure)).toBeNull();
     expect(passed.tls?.clientCertificate?.subject).toContain('svcnode-bot-p384');
+  });
+
+  it('an EC brainpoolP256r1 key (EU bank PKIs) against a plain TLS 1.3 server: certs verify warns, the verdict says TLS 1.2 signs with it, and under TLS 1.2 it passes', async () => {
+    const { pki } = fx;
+    const key = join(pki.dir, 'brainpool.key');
+    const csr = join(pki.dir, 'brainpool.csr');
+    const cert = join(pki.dir, 'brainpool.pem');
+    const intermediateKey = pki.write('intermediate.key', pki.intermediate.keyPem);
+    const ext = pki.write('brainpool.ext', 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature');
+    execFileSync('openssl', ['ecparam', '-name', 'brainpoolP256r1', '-genkey', '-noout', '-out', key]);
+    execFileSync('openssl', ['req', '-new', '-key', key, '-subj', '/CN=svcnode-bot-brainpool', '-out', csr]);
+    execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', pki.files.intermediate, '-CAkey', intermediateKey, '-CAcreateserial', '-days', '30', '-extfile', ext, '-out', cert], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const profile = pki.profile('brainpool', { client: { certificate: pki.write('brainpool-chain.pem', readFileSync(cert, 'utf8'), pki.intermediate.certPem), key }, trust: { ca: [pki.files.root] } });
+    const verify = await runCli(['certs', 'verify', profile, '--json']);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    expect(verify.stdout).toContain('TLS12_ONLY_CLIENT_KEY');
+    await fx.load('brainpool', JSON.parse(readFileSync(profile, 'utf8')) as ProfileDocument);
+    // A server of such a PKI accepts the curve (OpenSSL's default groups leave brainpool out).
+    const plain = fx.track(await startOpensslServer({ certFile: pki.files.serverCert, keyFile: pki.files.serverKey, chainFile: pki.files.intermediate, caFile: pki.files.root, verify: 'require', tls: 'both', extraArgs: ['-groups', 'X25519:P-256:P-384:brainpoolP256r1'] }));
+    const r = await invoke(node(plain.port, 'brainpool'), {}, fx.deps);
+    expectFailure(r, 'client_cert_rejected');
+    expect(r.failure?.message).toContain('is EC brainpoolP256r1: no client certificate was sent');
+    expect(r.failure?.hint).toContain('set tls.maxVersion: "TLSv1.2" on the node');
+    expect(r.failure?.hint).not.toMatch(/trusts the CA/);
+    const tls12 = await invoke(node(plain.port, 'brainpool', '/', { maxVersion: 'TLSv1.2' }), {}, fx.deps);
+    expect(tls12.failure, JSON.stringify(tls12.failure)).toBeNull();
+    expect(tls12.tls?.clientCertificate?.subject).toContain('svcnode-bot-brainpool');
   });
 
   it('nginx (ssl_conf_command ClientSignatureAlgorithms, RSA only) answers 400 "No required SSL certificate was sent": the key type, not "rejected"', async () => {
