@@ -49,7 +49,7 @@ const CERT_LABELS = new Set(['CERTIFICATE', 'X509 CERTIFICATE']);
 const TRUSTED_CERT_LABEL = 'TRUSTED CERTIFICATE';
 /** A PKCS#7 chain in PEM (`openssl crl2pkcs7`, Windows' "Base-64 encoded PKCS #7"). */
 const PKCS7_LABELS = new Set(['PKCS7', 'PKCS #7 SIGNED DATA']);
-const KEY_LABELS = new Set(['PRIVATE KEY', 'ENCRYPTED PRIVATE KEY', 'RSA PRIVATE KEY', 'EC PRIVATE KEY']);
+const KEY_LABELS = new Set(['PRIVATE KEY', 'ENCRYPTED PRIVATE KEY', 'RSA PRIVATE KEY', 'EC PRIVATE KEY', 'DSA PRIVATE KEY']);
 // Spaces after a BEGIN line (and at line ends) are what e-mail and web consoles leave; OpenSSL reads them.
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 #]+)-----[ \t]*\r?\n([\s\S]*?)-----END ([A-Z0-9 #]+)-----/g;
 const PEM_BEGIN = /-----BEGIN [A-Z0-9 #]+-----/g;
@@ -99,7 +99,16 @@ export function parseMaterial(bytes: Buffer, file: string, options: ReadMaterial
   if (bytes.includes('-----BEGIN ')) return parsePem(bytes, file, options, bytes.toString('latin1'));
   const utf16 = utf16Text(bytes);
   if (utf16 !== undefined) return parsePem(bytes, file, options, utf16);
+  const decoded = base64Der(bytes);
+  if (decoded !== undefined) return { ...parseDer(decoded, file, options), bytes };
   return parseDer(bytes, file, options);
+}
+
+/** A DER file saved as base64 text (a registration payload written to disk as it came): its bytes, or undefined. */
+function base64Der(bytes: Buffer): Buffer | undefined {
+  if (bytes[0] !== 0x4d /* 'M', the base64 of a SEQUENCE */ || !/^[A-Za-z0-9+/=\s]+$/.test(bytes.toString('latin1'))) return undefined;
+  const der = Buffer.from(bytes.toString('latin1'), 'base64');
+  return derShape(der) === 'unknown' ? undefined : der;
 }
 
 /** The text of a PEM file saved as UTF-16 (with or without a byte-order mark), or undefined. */
@@ -173,7 +182,8 @@ function parseDer(bytes: Buffer, file: string, options: ReadMaterialOptions): Ma
     }
     case 'pkcs12': {
       const m = material('pkcs12');
-      const p12 = readPkcs12(bytes, options.passphrase, file);
+      // Bytes after the PFX (a text-mode transfer adds a line end) are not part of it; OpenSSL ignores them too.
+      const p12 = readPkcs12(bytes.subarray(0, firstElementLength(bytes) ?? bytes.length), options.passphrase, file);
       m.certificates = p12.certificates;
       if (p12.leaf) m.pairedLeaf = p12.leaf;
       if (p12.key) {

@@ -123,6 +123,11 @@ function parseWithForge(bytes: Buffer, passphrase: string | undefined, file: str
     throw cause instanceof BundleError ? cause : unreadable(cause);
   }
 
+  // forge reads an RSA-PSS key as a plain RSA one and writes it back so: an RSA-PSS certificate then
+  // matches no key. The same key numbers, labelled RSA-PSS again, match it.
+  if (certificates.some((c) => c.cert.publicKey.asymmetricKeyType === 'rsa-pss')) {
+    keys = keys.map((k) => (k.key.asymmetricKeyType === 'rsa' && !certificates.some((c) => c.cert.checkPrivateKey(k.key)) ? { ...k, key: asRsaPss(k.key) } : k));
+  }
   // Pair by localKeyId first, then by public key; the pairing is always confirmed by the key itself.
   let pair: { keyIndex: number; certIndex: number } | undefined;
   for (const [keyIndex, k] of keys.entries()) {
@@ -139,4 +144,30 @@ function parseWithForge(bytes: Buffer, passphrase: string | undefined, file: str
     leafIndex: pair?.certIndex,
     certificatesDer: certificates.map((c) => c.der),
   };
+}
+
+/** id-RSASSA-PSS (1.2.840.113549.1.1.10) in DER, without parameters: any hash, as the certificate allows. */
+const RSA_PSS_ALGORITHM = Buffer.from('300b06092a864886f70d01010a', 'hex');
+
+/** A DER length field. */
+function derLength(n: number): Buffer {
+  if (n < 0x80) return Buffer.from([n]);
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256);
+  return Buffer.from([0x80 | bytes.length, ...bytes]);
+}
+
+const der = (tag: number, ...parts: Buffer[]): Buffer => {
+  const value = Buffer.concat(parts);
+  return Buffer.concat([Buffer.from([tag]), derLength(value.length), value]);
+};
+
+/** The same RSA key as an RSA-PSS one: PKCS#8 with the RSASSA-PSS algorithm around its PKCS#1 form. */
+function asRsaPss(key: KeyObject): KeyObject {
+  const pkcs1 = key.export({ type: 'pkcs1', format: 'der' });
+  try {
+    return createPrivateKey({ key: der(0x30, Buffer.from([0x02, 0x01, 0x00]), RSA_PSS_ALGORITHM, der(0x04, pkcs1)), format: 'der', type: 'pkcs8' });
+  } catch {
+    return key;
+  }
 }

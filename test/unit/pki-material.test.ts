@@ -166,6 +166,13 @@ describe('private keys by content', () => {
     expect(error?.hint).toContain('openssl pkcs8 -topk8 -v2 aes-256-cbc');
   });
 
+  it('reads a traditional DSA PRIVATE KEY block', async () => {
+    const file = join(pki.dir, 'dsa.key');
+    execFileSync('sh', ['-c', `openssl dsaparam -genkey -noout 2048 2>/dev/null | openssl pkey -traditional -out ${file}`]);
+    expect(readFileSync(file, 'utf8')).toContain('BEGIN DSA PRIVATE KEY');
+    expect((await readMaterial(file)).keys[0]?.asymmetricKeyType).toBe('dsa');
+  });
+
   it('can leave keys alone (certificate and trust files)', async () => {
     const file = pki.write('mixed.pem', pki.client.certPem, pki.client.key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASS }) as string);
     const m = await readMaterial(file, { keys: 'ignore' });
@@ -237,6 +244,31 @@ describe('PKCS#12', () => {
     expect(error).toMatchObject({ code: 'SVCNODE_INVALID_BUNDLE' });
     expect(error?.message).toContain(`asks for ${MAX_KDF_ITERATIONS + 1} key-derivation iterations, more than the ${MAX_KDF_ITERATIONS} svcnode accepts`);
     expect(error?.hint).toContain('-iter 10000');
+  });
+
+  it('reads a file with bytes after the PFX (a text-mode transfer) and one saved as base64 text', async () => {
+    const bytes = readFileSync(p12('transferred', pki.client));
+    const trailing = join(pki.dir, 'trailing.p12');
+    writeFileSync(trailing, Buffer.concat([bytes, Buffer.from('\r\n')]));
+    const base64 = join(pki.dir, 'base64.p12');
+    writeFileSync(base64, `${bytes.toString('base64').replace(/.{64}/g, '$&\n')}\n`);
+    for (const file of [trailing, base64]) {
+      const m = await readMaterial(file, { passphrase: PASS });
+      expect(m.form, file).toBe('pkcs12');
+      expect(m.pairedLeaf?.fingerprint256, file).toBe(pki.client.cert.fingerprint256);
+    }
+  });
+
+  it('pairs an RSA-PSS key with its RSA-PSS certificate (no false key mismatch)', async () => {
+    const key = join(pki.dir, 'pss.key');
+    const cert = join(pki.dir, 'pss.pem');
+    execFileSync('openssl', ['genpkey', '-algorithm', 'RSA-PSS', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', key], { stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync('openssl', ['req', '-x509', '-new', '-key', key, '-subj', '/CN=pss-bot', '-days', '30', '-out', cert], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const file = opensslPkcs12({ certFiles: [cert], keyFile: key, out: join(pki.dir, 'pss.p12'), passphrase: PASS });
+    const m = await readMaterial(file, { passphrase: PASS });
+    expect(m.pairedLeaf?.subject).toBe('CN=pss-bot');
+    expect(m.keys[0]?.asymmetricKeyType).toBe('rsa-pss');
+    expect(m.pairedLeaf?.checkPrivateKey(m.keys[0]!)).toBe(true);
   });
 
   it('opens an empty-password file without a passphrase', async () => {
