@@ -128,6 +128,11 @@ function parseWithForge(bytes: Buffer, passphrase: string | undefined, file: str
   if (certificates.some((c) => c.cert.publicKey.asymmetricKeyType === 'rsa-pss')) {
     keys = keys.map((k) => (k.key.asymmetricKeyType === 'rsa' && !certificates.some((c) => c.cert.checkPrivateKey(k.key)) ? { ...k, key: asRsaPss(k.key) } : k));
   }
+  // A profile presents one identity: a file with several must not have one picked for the operator.
+  if (keys.length > 1) {
+    const owners = keys.map((k) => certificates.find((c) => c.cert.checkPrivateKey(k.key))?.cert.subject.replace(/\n/g, ', ') ?? 'no certificate in the file');
+    throw bundleError('SVCNODE_INVALID_BUNDLE', file, `the PKCS#12 file holds ${keys.length} private keys (client identities: ${owners.join('; ')}); a profile uses one`, 'export the identity this profile should use into a file of its own (openssl pkcs12 -export with that key and certificate)');
+  }
   // Pair by localKeyId first, then by public key; the pairing is always confirmed by the key itself.
   let pair: { keyIndex: number; certIndex: number } | undefined;
   for (const [keyIndex, k] of keys.entries()) {

@@ -271,6 +271,30 @@ describe('PKCS#12', () => {
     expect(m.pairedLeaf?.checkPrivateKey(m.keys[0]!)).toBe(true);
   });
 
+  it('a file with two identities (two keys, two certificates) is refused naming both, not read as one', async () => {
+    const second = await mintLeaf({ subject: 'CN=second-bot', issuer: pki.intermediate, usage: 'client' });
+    // The authenticated safes of two single-identity files in one PFX (without a MAC, as forge writes it).
+    const safesOf = (cert: MintedCert): forge.asn1.Asn1[] => {
+      const pfx = forge.pkcs12.toPkcs12Asn1(forge.pki.privateKeyFromPem(cert.keyPem), [forge.pki.certificateFromPem(cert.certPem)], PASS, { algorithm: '3des', useMac: false });
+      const authSafe = (((pfx.value as forge.asn1.Asn1[])[1]?.value as forge.asn1.Asn1[])[1]?.value as forge.asn1.Asn1[])[0]?.value as string;
+      return forge.asn1.fromDer(authSafe).value as forge.asn1.Asn1[];
+    };
+    const { Class, Type } = forge.asn1;
+    const safes = forge.asn1.create(Class.UNIVERSAL, Type.SEQUENCE, true, [...safesOf(pki.client), ...safesOf(second)]);
+    const pfx = forge.asn1.create(Class.UNIVERSAL, Type.SEQUENCE, true, [
+      forge.asn1.create(Class.UNIVERSAL, Type.INTEGER, false, forge.asn1.integerToDer(3).getBytes()),
+      forge.asn1.create(Class.UNIVERSAL, Type.SEQUENCE, true, [
+        forge.asn1.create(Class.UNIVERSAL, Type.OID, false, forge.asn1.oidToDer(forge.pki.oids.data ?? '').getBytes()),
+        forge.asn1.create(Class.CONTEXT_SPECIFIC, 0, true, [forge.asn1.create(Class.UNIVERSAL, Type.OCTETSTRING, false, forge.asn1.toDer(safes).getBytes())]),
+      ]),
+    ]);
+    const file = join(pki.dir, 'two-identities.p12');
+    writeFileSync(file, Buffer.from(forge.asn1.toDer(pfx).getBytes(), 'binary'));
+    const error = await readMaterial(file, { passphrase: PASS }).then(() => undefined, (e: unknown) => e as SvcnodeError);
+    expect(error).toMatchObject({ code: 'SVCNODE_INVALID_BUNDLE' });
+    expect(error?.message).toContain('holds 2 private keys (client identities: CN=svcnode-bot, O=svcnode tests; CN=second-bot)');
+  });
+
   it('opens an empty-password file without a passphrase', async () => {
     const file = p12('nopass', pki.client, { passphrase: '' });
     const m = await readMaterial(file);
