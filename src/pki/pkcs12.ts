@@ -66,6 +66,29 @@ export function readPkcs12(bytes: Buffer, passphrase: string | undefined, file: 
   };
 }
 
+/** Algorithms OpenSSL writes into PKCS#12 files that forge cannot read, by OID. */
+const ALGORITHM_NAMES: Readonly<Record<string, string>> = {
+  '1.2.392.200011.61.1.1.1.2': 'camellia-128-cbc',
+  '1.2.392.200011.61.1.1.1.3': 'camellia-192-cbc',
+  '1.2.392.200011.61.1.1.1.4': 'camellia-256-cbc',
+  '1.2.410.200046.1.1.2': 'aria-128-cbc',
+  '1.2.410.200046.1.1.7': 'aria-192-cbc',
+  '1.2.410.200046.1.1.12': 'aria-256-cbc',
+  '2.16.840.1.101.3.4.2.7': 'a sha3-224 MAC',
+  '2.16.840.1.101.3.4.2.8': 'a sha3-256 MAC',
+  '2.16.840.1.101.3.4.2.9': 'a sha3-384 MAC',
+  '2.16.840.1.101.3.4.2.10': 'a sha3-512 MAC',
+};
+
+/** "camellia-256-cbc" (or "the algorithm OID …") when forge refused the file's algorithm, not its bytes or passphrase. */
+function unsupportedAlgorithm(error: unknown): string | undefined {
+  const message = errorMessage(error);
+  if (!/unsupported/i.test(message)) return undefined;
+  const oid = (error as { oid?: unknown }).oid ?? /algorithm: ([\d.]+)/.exec(message)?.[1];
+  if (typeof oid !== 'string') return undefined;
+  return Object.hasOwn(ALGORITHM_NAMES, oid) ? ALGORITHM_NAMES[oid] : `the algorithm OID ${oid}`;
+}
+
 function isPasswordFailure(error: unknown): boolean {
   return /MAC could not be verified|wrong password|Invalid password/i.test(errorMessage(error));
 }
@@ -90,6 +113,10 @@ function parseWithForge(bytes: Buffer, passphrase: string | undefined, file: str
   } catch (cause) {
     if (cause instanceof KdfIterationsRefused) {
       throw bundleError('SVCNODE_INVALID_BUNDLE', file, `the PKCS#12 file asks for ${cause.iterations} key-derivation iterations, more than the ${MAX_KDF_ITERATIONS} svcnode accepts (deriving them would block the worker)`, 're-export it with a usual count (openssl pkcs12 -export -iter 10000 …) or convert it to PEM', cause);
+    }
+    const unsupported = unsupportedAlgorithm(cause);
+    if (unsupported) {
+      throw bundleError('SVCNODE_INVALID_BUNDLE', file, `the PKCS#12 file uses ${unsupported}, which svcnode cannot read (AES, 3DES and RC2 encryption with SHA-1/SHA-2 MACs are supported)`, 're-export it: openssl pkcs12 -export -keypbe AES-256-CBC -certpbe AES-256-CBC -macalg sha256 …, or convert it to PEM', cause);
     }
     if (isPasswordFailure(cause)) {
       if (passphrase === undefined) {

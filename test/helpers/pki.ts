@@ -103,7 +103,7 @@ export async function createTestPki(o: TestPkiOptions = {}): Promise<TestPki> {
  * Run `openssl pkcs12 -export` (with `-legacy`: RC2-40/3DES, SHA1 MAC, which Node 20 cannot
  * load natively). The passphrase goes through the environment, never argv. Returns `out`.
  */
-export function opensslPkcs12(o: { certFiles: string[]; keyFile: string; out: string; passphrase: string; legacy?: boolean; iterations?: number }): string {
+export function opensslPkcs12(o: { certFiles: string[]; keyFile: string; out: string; passphrase: string; legacy?: boolean; iterations?: number; extraArgs?: string[] }): string {
   const [leaf, ...rest] = o.certFiles;
   if (leaf === undefined) throw new Error('opensslPkcs12: certFiles must name the leaf certificate first');
   const args = ['pkcs12', '-export', '-in', leaf, '-inkey', o.keyFile, '-out', o.out, '-passout', 'env:SVCNODE_TEST_P12_PASS'];
@@ -114,6 +114,7 @@ export function opensslPkcs12(o: { certFiles: string[]; keyFile: string; out: st
   }
   if (o.legacy) args.push('-legacy');
   if (o.iterations !== undefined) args.push('-iter', String(o.iterations));
+  if (o.extraArgs) args.push(...o.extraArgs);
   execFileSync('openssl', args, { env: { ...process.env, SVCNODE_TEST_P12_PASS: o.passphrase }, stdio: ['ignore', 'ignore', 'pipe'] });
   return o.out;
 }

@@ -295,6 +295,19 @@ describe('PKCS#12', () => {
     expect(error?.message).toContain('holds 2 private keys (client identities: CN=svcnode-bot, O=svcnode tests; CN=second-bot)');
   });
 
+  it.each([
+    ['camellia-256-cbc encryption', ['-keypbe', 'camellia-256-cbc', '-certpbe', 'camellia-256-cbc'], 'camellia-256-cbc'],
+    ['a sha3-256 MAC', ['-macalg', 'sha3-256'], 'a sha3-256 MAC'],
+  ])('a file with %s (OpenSSL reads it, forge does not) names the algorithm, not "corrupt"', async (_label, extraArgs, named) => {
+    const certFile = pki.write('alg.crt', pki.client.certPem);
+    const keyFile = pki.write('alg.key', pki.client.keyPem);
+    const file = opensslPkcs12({ certFiles: [certFile], keyFile, out: join(pki.dir, 'alg.p12'), passphrase: PASS, extraArgs });
+    const error = await readMaterial(file, { passphrase: PASS }).then(() => undefined, (e: unknown) => e as SvcnodeError);
+    expect(error).toMatchObject({ code: 'SVCNODE_INVALID_BUNDLE' });
+    expect(error?.message).toContain(`uses ${named}, which svcnode cannot read`);
+    expect(error?.hint).toContain('-keypbe AES-256-CBC');
+  });
+
   it('opens an empty-password file without a passphrase', async () => {
     const file = p12('nopass', pki.client, { passphrase: '' });
     const m = await readMaterial(file);
