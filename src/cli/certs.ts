@@ -60,8 +60,15 @@ async function inspectFile(file: string, passphrase: string | undefined, now: Da
   return { file: m.file, form: m.form, certificates, keys };
 }
 
+/** Curves TLS 1.3 signs with in this runtime, as describeKey names them. */
+const TLS13_CURVES = new Set(['P-256', 'P-384', 'P-521']);
+
+/** "rsa 2048", with what svcnode will make of the key when that is not plain use. */
 function keyLabel(k: { keyType: string; keyBits?: number; curve?: string }): string {
-  return `${k.keyType} ${k.keyBits ?? k.curve ?? ''}`.trim();
+  const label = `${k.keyType} ${k.keyBits ?? k.curve ?? ''}`.trim();
+  if (k.keyType === 'rsa' && k.keyBits !== undefined && k.keyBits < 2048) return `${label} (below 2048 bits: refused as a client key)`;
+  if (k.keyType === 'dsa' || (k.keyType === 'ec' && k.curve !== undefined && !TLS13_CURVES.has(k.curve))) return `${label} (as a client key: TLS 1.2 only)`;
+  return label;
 }
 
 function formatInspected(f: InspectedFile): string {

@@ -74,6 +74,15 @@ describe('svcnode certs inspect', () => {
     expect(r.stdout).toContain('SPKI pin  sha256//');
   });
 
+  it('says what svcnode will make of a key: a 1024-bit RSA key is refused as a client key; a usual key gets no remark', async () => {
+    const weak = await mintLeaf({ subject: 'CN=weak-bot', issuer: pki.intermediate, usage: 'client', key: { type: 'rsa', bits: 1024 } });
+    const r = await certs(['inspect', pki.write('weak.pem', weak.certPem, weak.keyPem), pki.files.clientCert]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('key       rsa 1024 (below 2048 bits: refused as a client key)');
+    expect(r.stdout).toContain('private key: rsa 1024 (below 2048 bits: refused as a client key), matches certificate 1');
+    expect(r.stdout).toMatch(/key {7}rsa 2048\n/);
+  });
+
   it('exits 2 naming the file and code for a wrong passphrase or corrupt file, still listing the good files', async () => {
     const key = pki.write('inspect-enc2.key', pki.client.key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASS }) as string);
     const corrupt = pki.write('corrupt.pem', pki.root.certPem.slice(0, 200));
