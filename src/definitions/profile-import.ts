@@ -15,18 +15,38 @@ export const STDIN = '<stdin>';
 
 /**
  * Decode a registration payload: PEM text as is, otherwise base64 (whitespace ignored) of a
- * PKCS#12, DER or PEM bundle, as PKI device registrations return it.
+ * PKCS#12, DER or PEM bundle, as PKI device registrations return it. Unambiguous wrappers are
+ * removed first: JSON string quotes and escapes (copied from a JSON response) and a
+ * `data:…;base64,` prefix.
  */
 export function decodePayload(text: string): Buffer {
-  if (text.includes('-----BEGIN ')) return Buffer.from(text, 'latin1');
-  const compact = text.replace(/\s+/g, '');
+  const unwrapped = unwrapPayload(text);
+  if (unwrapped.includes('-----BEGIN ')) return Buffer.from(unwrapped, 'latin1');
+  const compact = unwrapped.replace(/\s+/g, '');
   if (compact.length === 0) {
     throw bundleError('SVCNODE_NO_CERTIFICATE', STDIN, 'the payload is empty', 'pipe the base64 PKCS#12 or PEM payload into the command');
   }
   if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(compact)) {
-    throw bundleError('SVCNODE_INVALID_BUNDLE', STDIN, 'the payload is neither PEM nor base64', 'pipe the payload exactly as the registration returned it (base64 PKCS#12 or PEM)');
+    throw bundleError('SVCNODE_INVALID_BUNDLE', STDIN, 'the payload is neither PEM nor base64', 'pipe the payload exactly as the registration returned it (base64 PKCS#12 or PEM, optionally as a JSON string or a data: URL)');
   }
   return Buffer.from(compact.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+}
+
+const DATA_URL_PREFIX = /^data:[^,]*;base64,/i;
+
+function unwrapPayload(text: string): string {
+  let t = text.trim();
+  if (t.length >= 2 && t.startsWith('"') && t.endsWith('"')) {
+    let value: unknown;
+    try {
+      value = JSON.parse(t);
+    } catch {
+      throw bundleError('SVCNODE_INVALID_BUNDLE', STDIN, 'the payload is in double quotes but is not a valid JSON string', 'pipe the value exactly as the JSON response holds it, or without the quotes');
+    }
+    t = String(value).trim();
+  }
+  const prefix = DATA_URL_PREFIX.exec(t);
+  return prefix ? t.slice(prefix[0].length) : t;
 }
 
 export interface ImportOptions {
