@@ -1,8 +1,8 @@
 import { text } from 'node:stream/consumers';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { InvalidInputError } from '../errors.js';
-import { importBundle, decodePayload } from '../definitions/profile-import.js';
+import { BundleError, InvalidInputError } from '../errors.js';
+import { importBundle, decodePayload, STDIN } from '../definitions/profile-import.js';
 import { dateStatus, daysLeft } from '../pki/inspect.js';
 import { readPassphraseFile } from '../pki/passphrase.js';
 import type { PassphraseSource } from '../definitions/types.js';
@@ -33,6 +33,16 @@ async function passphrase(io: CliIo, o: ImportCliOptions): Promise<{ value: stri
   return undefined;
 }
 
+/** The payload's passphrase is given to this command, not to a profile (which import writes). */
+const IMPORT_PASSPHRASE_HINT = 'pass the payload passphrase with certs import --passphrase-env NAME or --passphrase-file PATH; the profile then reads it from the same place';
+
+function withImportHint(error: unknown): unknown {
+  if (error instanceof BundleError && error.code === 'SVCNODE_MISSING_PASSPHRASE' && error.file === STDIN) {
+    return new BundleError(error.code, error.message, { file: error.file, hint: IMPORT_PASSPHRASE_HINT, cause: error.cause });
+  }
+  return error;
+}
+
 /** `svcnode certs import --name N`: a base64 PKCS#12 or PEM payload on stdin becomes a profile. */
 export function importCommand(io: CliIo, input: NodeJS.ReadableStream = process.stdin): Command {
   return new Command('import')
@@ -56,6 +66,8 @@ export function importCommand(io: CliIo, input: NodeJS.ReadableStream = process.
           ...(o.trust ? { trust: o.trust } : {}),
           ...(o.force ? { force: true } : {}),
           env: io.env,
+        }).catch((error: unknown) => {
+          throw withImportHint(error);
         });
         const leaf = profile.client?.leaf;
         const now = new Date();

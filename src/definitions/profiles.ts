@@ -3,7 +3,7 @@ import { readdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { ProfileDocument } from '../pki/types.js';
 import { readJsonFile, validateDocument } from './validator.js';
-import { InvalidInputError } from '../errors.js';
+import { BundleError, InvalidInputError } from '../errors.js';
 import { bundleError } from '../pki/bundle-error.js';
 import { crlFindings, loadCrls } from '../pki/revocation-load.js';
 import { isCrlUrl, processCrlFetcher, type CrlFetcher } from '../pki/crl-fetch.js';
@@ -73,7 +73,7 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
   const trusted: X509Certificate[] = [];
   const seen = new Set<string>();
   for (const relative of doc.trust?.ca ?? []) {
-    const material = await readMaterial(at(relative), { keys: 'ignore' });
+    const material = await readTrustMaterial(at(relative));
     materials.push(material);
     if (material.certificates.length === 0) {
       throw bundleError('SVCNODE_NO_CERTIFICATE', material.file, 'the trust file contains no certificate', 'point trust.ca at the PEM or DER root and intermediate CA certificates that issued the server certificates');
@@ -122,6 +122,21 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
     policy: Object.freeze({ minKeyBits: policy.minKeyBits, expiryWarningDays: policy.expiryWarningDays }),
     findings: Object.freeze(findings),
   });
+}
+
+/**
+ * A trust.ca file. trust has no passphrase setting, so a PKCS#12 truststore that asks for one
+ * gets a message that says how to make it usable rather than the client-passphrase hint.
+ */
+async function readTrustMaterial(file: string): Promise<Material> {
+  try {
+    return await readMaterial(file, { keys: 'ignore' });
+  } catch (error) {
+    if (error instanceof BundleError && error.code === 'SVCNODE_MISSING_PASSPHRASE') {
+      throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'the PKCS#12 truststore in trust.ca is protected by a passphrase, and trust.ca takes none', `use a password-less PKCS#12 truststore, or convert it to PEM: openssl pkcs12 -in ${file} -nokeys -out trust.pem (then list trust.pem in trust.ca)`, error.cause);
+    }
+    throw error;
+  }
 }
 
 export interface ProfilesDirResult {

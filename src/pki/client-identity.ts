@@ -5,7 +5,8 @@ import { bundleError } from './bundle-error.js';
 import { orderChain } from './chain.js';
 import { clientAuthFinding, dateFindings, tls13KeyFinding } from './findings.js';
 import { oneLineName } from './inspect.js';
-import { readMaterial, type Material } from './material.js';
+import { derShape } from './der.js';
+import { parseMaterial, readLimited, readMaterial, type Material } from './material.js';
 import type { ClientIdentity, Finding } from './types.js';
 
 /** Loading and checking the client identity of a profile (certificate + key, or PKCS#12). */
@@ -51,10 +52,11 @@ export async function loadClientIdentity(source: ClientSource, passphrase: strin
     materials = [p12];
     warnOnOrder = false; // PKCS#12 bag order carries no meaning
   } else {
-    const certs = await readMaterial(source.certificate, { keys: 'ignore' });
-    if (certs.form === 'pkcs12') {
-      throw bundleError('SVCNODE_INVALID_BUNDLE', certs.file, '"certificate" names a PKCS#12 bundle', 'use "client": {"pkcs12": "…", "passphrase": …} for .p12/.pfx files');
-    }
+    // Recognised before parsing: opening a PKCS#12 without its passphrase would fail with a
+    // passphrase message that a profile with "passphrase" set cannot act on.
+    const certBytes = await readLimited(source.certificate);
+    if (!certBytes.includes('-----BEGIN ') && derShape(certBytes) === 'pkcs12') throw pkcs12InPemFields(source.certificate, 'certificate');
+    const certs = parseMaterial(certBytes, source.certificate, { keys: 'ignore' });
     if (certs.certificates.length === 0) {
       throw bundleError('SVCNODE_NO_CERTIFICATE', certs.file, 'the file contains no certificate', 'point "certificate" at the PEM or DER client certificate (with its intermediates)');
     }
@@ -103,6 +105,10 @@ export async function loadClientIdentity(source: ClientSource, passphrase: strin
   Object.defineProperty(identity, 'key', { value: key, enumerable: false });
   Object.defineProperty(identity, 'keyPem', { value: keyPem, enumerable: false });
   return { identity: Object.freeze(identity), findings, materials };
+}
+
+function pkcs12InPemFields(file: string, field: 'certificate' | 'key'): Error {
+  return bundleError('SVCNODE_INVALID_BUNDLE', file, `"${field}" names a PKCS#12 bundle`, 'use "client": {"pkcs12": "…", "passphrase": …} for .p12/.pfx files, instead of "certificate" and "key"');
 }
 
 /** Build the secure context the call path will build, so bad material fails at load. */

@@ -57,4 +57,34 @@ describe('svcnode certs import (base64 payload on stdin)', () => {
     expect(wrong.stderr).toContain('SVCNODE_BAD_PASSPHRASE');
     assertNoSecrets(wrong.stdout + wrong.stderr, [passphrase]);
   });
+
+  it('accepts unambiguous wrappers: a data: URL, a JSON string, a JSON string with \\n escapes', async () => {
+    const compact = p12base64.replace(/\n/g, '');
+    const payloads = {
+      'data-url': `data:application/x-pkcs12;base64,${compact}`,
+      'json-string': `"${compact}"\n`,
+      'json-escapes': JSON.stringify(readFileSync(join(pki.dir, 'device.p12')).toString('base64').replace(/(.{76})/g, '$1\n')),
+      'json-pem': JSON.stringify(pki.client.certPem + pki.intermediate.certPem + pki.client.keyPem),
+    };
+    expect(payloads['json-escapes']).toContain('\\n');
+    for (const [name, input] of Object.entries(payloads)) {
+      const r = await runCli(['certs', 'import', '--name', name, '--profiles', join(pki.dir, 'wrapped'), '--passphrase-env', 'P', '--json'], { input, env: { P: passphrase } });
+      expect(r.code, `${name}: ${r.stderr}`).toBe(0);
+      expect((JSON.parse(r.stdout) as { subject: string }).subject).toContain('CN=svcnode-bot');
+      assertNoSecrets(r.stdout + r.stderr, [passphrase]);
+    }
+    const broken = await runCli(['certs', 'import', '--name', 'broken-json', '--profiles', join(pki.dir, 'wrapped')], { input: `"${compact}\\q"` });
+    expect(broken.code).toBe(2);
+    expect(broken.stderr).toContain('not a valid JSON string');
+  });
+
+  it('names its own --passphrase-env / --passphrase-file when an encrypted payload comes without one', async () => {
+    const r = await runCli(['certs', 'import', '--name', 'nopass', '--profiles', join(pki.dir, 'bad')], { input: p12base64 });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('SVCNODE_MISSING_PASSPHRASE');
+    expect(r.stderr).toContain('certs import --passphrase-env');
+    expect(r.stderr).toContain('--passphrase-file');
+    expect(r.stderr).not.toContain('certs inspect');
+    expect(r.stderr).not.toContain('client section');
+  });
 });
