@@ -1,7 +1,7 @@
 import { createHash, type X509Certificate } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { ProfileDocument } from '../pki/types.js';
+import type { PassphraseSource, ProfileDocument } from '../pki/types.js';
 import { readJsonFile, validateDocument } from './validator.js';
 import { BundleError, InvalidInputError } from '../errors.js';
 import { bundleError } from '../pki/bundle-error.js';
@@ -63,7 +63,9 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
       ? { kind: 'pkcs12', pkcs12: at(doc.client.pkcs12) }
       : { kind: 'pem', certificate: at(doc.client.certificate), key: at(doc.client.key) };
     const passphrase = await resolvePassphrase(doc.client.passphrase, path, env);
-    const loaded = await loadClientIdentity(source, passphrase, policy);
+    const loaded = await loadClientIdentity(source, passphrase, policy).catch((error: unknown) => {
+      throw withPassphraseSource(error, doc.client?.passphrase, path);
+    });
     client = loaded.identity;
     findings.push(...loaded.findings);
     materials.push(...loaded.materials);
@@ -217,4 +219,11 @@ export function profilesFrom(dir: string, opts: LoadProfileOptions = {}): (name:
       throw error;
     }
   };
+}
+
+/** A wrong passphrase names where it came from: the file (whose byte-order mark or second line may be the cause) or the variable. */
+function withPassphraseSource(error: unknown, source: PassphraseSource | undefined, profileFile: string): unknown {
+  if (!(error instanceof BundleError) || error.code !== 'SVCNODE_BAD_PASSPHRASE' || source === undefined) return error;
+  const where = 'env' in source ? `environment variable ${source.env}` : `file ${resolve(dirname(profileFile), source.file)}`;
+  return new BundleError(error.code, `${error.message} (the passphrase from ${where})`, { ...(error.file ? { file: error.file } : {}), hint: (error.hint ?? 'check the passphrase').replace(/^check the passphrase/, `check the passphrase in ${where}`), cause: error.cause });
 }

@@ -44,7 +44,11 @@ export async function loadClientIdentity(source: ClientSource, passphrase: strin
     }
     const k = p12.keys[0];
     if (!k) throw bundleError('SVCNODE_NO_PRIVATE_KEY', p12.file, 'the PKCS#12 file contains no private key', 'export the PKCS#12 file again including the private key');
-    if (!p12.pairedLeaf) throw bundleError('SVCNODE_KEY_MISMATCH', p12.file, 'no certificate in the PKCS#12 file matches its private key', 'export the key together with its own certificate');
+    if (!p12.pairedLeaf) {
+      throw p12.certificates.length === 0
+        ? bundleError('SVCNODE_NO_CERTIFICATE', p12.file, 'the PKCS#12 file holds a private key but no certificate', 'export it again with the client certificate and its intermediates (openssl pkcs12 -export -in CERT -inkey KEY -certfile CHAIN)')
+        : bundleError('SVCNODE_KEY_MISMATCH', p12.file, 'no certificate in the PKCS#12 file matches its private key', 'export the key together with its own certificate');
+    }
     key = k;
     leaf = p12.pairedLeaf;
     others = p12.certificates;

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -108,7 +109,20 @@ describe('passphrases', () => {
     const p = await loadProfile(file, { env: { BOT_KEY_PASS: PASS } });
     expect(p.client?.keyPem).toMatch(/^-{5}BEGIN PRIVATE KEY-{5}\n/);
     expect((await loadError(file, { env: {} })).code).toBe('SVCNODE_MISSING_PASSPHRASE');
-    expect((await loadError(file, { env: { BOT_KEY_PASS: 'wrong' } })).code).toBe('SVCNODE_BAD_PASSPHRASE');
+    const wrong = await loadError(file, { env: { BOT_KEY_PASS: 'wrong' } });
+    expect(wrong.code).toBe('SVCNODE_BAD_PASSPHRASE');
+    // Where the wrong passphrase came from, which is where the operator has to look.
+    expect(wrong.message).toContain('(the passphrase from environment variable BOT_KEY_PASS)');
+    expect(wrong.hint).toMatch(/^check the passphrase in environment variable BOT_KEY_PASS \(/);
+  });
+
+  it('a PKCS#12 file with a key and no certificate says so (not "no certificate matches its key")', async () => {
+    const out = join(pki.dir, 'key-only.p12');
+    execFileSync('openssl', ['pkcs12', '-export', '-nocerts', '-inkey', pki.files.clientKey, '-out', out, '-passout', 'env:SVCNODE_TEST_P12_PASS'], { env: { ...process.env, SVCNODE_TEST_P12_PASS: PASS }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const file = pki.profile('key-only', { client: { pkcs12: out, passphrase: { env: 'P12_PASS' } }, trust: { ca: [pki.files.root] } });
+    const error = await loadError(file, { env: { P12_PASS: PASS } });
+    expect(error.code).toBe('SVCNODE_NO_CERTIFICATE');
+    expect(error.message).toContain('holds a private key but no certificate');
   });
 
   it('reads a Proc-Type encrypted key with the passphrase from a file (trailing newline trimmed)', async () => {
