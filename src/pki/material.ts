@@ -10,8 +10,9 @@ import { pkcs7Certificates } from './pkcs7.js';
 
 /**
  * Reading one bundle file, whatever its form: PEM (any number of blocks; ASCII, UTF-8 or UTF-16
- * text), DER certificate, DER key, PKCS#7 chain (.p7b) or PKCS#12. The form is detected by content, never by extension. Bundles are untrusted
- * input, so files are size-limited.
+ * text), DER certificate, DER key, PKCS#7 chain (.p7b) or PKCS#12, DER also as base64 text. The
+ * form is detected by content, never by extension. Bundles are untrusted input, so files are
+ * size-limited.
  */
 
 export type MaterialForm = 'pem' | 'der-certificate' | 'der-key' | 'pkcs12' | 'pkcs7';
