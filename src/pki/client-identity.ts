@@ -1,6 +1,6 @@
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
-import { errorCode } from '../errors.js';
+import { BundleError, errorCode } from '../errors.js';
 import { bundleError } from './bundle-error.js';
 import { orderChain } from './chain.js';
 import { clientAuthFinding, dateFindings, tls13KeyFinding } from './findings.js';
@@ -64,7 +64,10 @@ export async function loadClientIdentity(source: ClientSource, passphrase: strin
     if (certs.certificates.length === 0) {
       throw bundleError('SVCNODE_NO_CERTIFICATE', certs.file, 'the file contains no certificate', 'point "certificate" at the PEM or DER client certificate (with its intermediates)');
     }
-    const keys = await readMaterial(source.key, { passphrase });
+    const keys = await readMaterial(source.key, { passphrase }).catch((error: unknown) => {
+      // An empty file read for "key" lacks a key, not a certificate.
+      throw error instanceof BundleError && error.code === 'SVCNODE_NO_CERTIFICATE' ? bundleError('SVCNODE_NO_PRIVATE_KEY', source.key, 'the key file is empty', 'point "key" at the private key file your PKI team issued with the certificate', error) : error;
+    });
     const k = keys.keys[0];
     if (!k) {
       throw bundleError('SVCNODE_NO_PRIVATE_KEY', keys.file, 'the file contains no private key', 'point "key" at the private key file (PEM or DER, PKCS#1, PKCS#8 or SEC1)');
