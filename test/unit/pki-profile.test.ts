@@ -208,7 +208,7 @@ describe('unusable material is thrown with a stable code', () => {
     expect((await loadError(pemProfile('nokey', pki.files.clientChain, pki.files.root))).code).toBe('SVCNODE_NO_PRIVATE_KEY');
     writeFileSync(join(pki.dir, 'empty.key'), '');
     const empty = await loadError(pemProfile('emptykey', pki.files.clientChain, join(pki.dir, 'empty.key')));
-    expect([empty.code, empty.message]).toEqual(['SVCNODE_NO_PRIVATE_KEY', 'the key file is empty']);
+    expect([empty.code, empty.message]).toEqual(['SVCNODE_NO_PRIVATE_KEY', `${join(pki.dir, 'empty.key')}: the key file is empty`]);
     const trust = pki.profile('notrust', { trust: { ca: [pki.files.clientKey] } });
     expect((await loadError(trust)).code).toBe('SVCNODE_NO_CERTIFICATE');
   });
