@@ -5,7 +5,7 @@ import { fileProblem } from '../regular-file.js';
 import { bundleError } from './bundle-error.js';
 import { derShape, firstElementLength } from './der.js';
 import { loadPrivateKey, type KeyInput } from './keys.js';
-import { readPkcs12 } from './pkcs12.js';
+import { preparePkcs12, readPkcs12 } from './pkcs12.js';
 import { pkcs7Certificates } from './pkcs7.js';
 
 /**
@@ -89,7 +89,14 @@ export async function readLimited(file: string, maxBytes: number = MATERIAL_DEFA
 /** Read and parse one bundle file. */
 export async function readMaterial(file: string, options: ReadMaterialOptions = {}): Promise<Material> {
   const bytes = await readLimited(file, options.maxBytes);
+  // A PKCS#12 file is parsed on a worker thread first; parseMaterial then finds it cached.
+  if (derShape(bytes) === 'pkcs12') await preparePkcs12(pfxBytes(bytes), options.passphrase, file);
   return parseMaterial(bytes, file, options);
+}
+
+/** The PFX itself: bytes after it (a text-mode transfer adds a line end) are not part of it; OpenSSL ignores them too. */
+function pfxBytes(bytes: Buffer): Buffer {
+  return bytes.subarray(0, firstElementLength(bytes) ?? bytes.length);
 }
 
 /** Parse bundle bytes already read; `file` is used in messages only. */
@@ -183,8 +190,7 @@ function parseDer(bytes: Buffer, file: string, options: ReadMaterialOptions): Ma
     }
     case 'pkcs12': {
       const m = material('pkcs12');
-      // Bytes after the PFX (a text-mode transfer adds a line end) are not part of it; OpenSSL ignores them too.
-      const p12 = readPkcs12(bytes.subarray(0, firstElementLength(bytes) ?? bytes.length), options.passphrase, file);
+      const p12 = readPkcs12(pfxBytes(bytes), options.passphrase, file);
       m.certificates = p12.certificates;
       if (p12.leaf) m.pairedLeaf = p12.leaf;
       if (p12.key) {

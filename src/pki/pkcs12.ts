@@ -1,6 +1,7 @@
 import { createHmac, createPrivateKey, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
-import { BundleError, errorMessage } from '../errors.js';
+import { Worker } from 'node:worker_threads';
+import { BundleError, errorMessage, type ErrorCode } from '../errors.js';
 import { bundleError, PASSPHRASE_HINT } from './bundle-error.js';
 import { KdfIterationsRefused, MAX_KDF_ITERATIONS } from './forge-kdf.js';
 
@@ -21,7 +22,7 @@ export interface Pkcs12Contents {
 }
 
 /** The normalised, forge-free form kept in the cache. */
-interface Normalised {
+export interface Normalised {
   keyPem: string | undefined;
   leafIndex: number | undefined;
   certificatesDer: Buffer[];
@@ -49,14 +50,18 @@ function cacheKey(bytes: Buffer, passphrase: string | undefined): string {
   return h.digest('hex');
 }
 
+function remember(key: string, normalised: Normalised): void {
+  if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value as string);
+  cache.set(key, normalised);
+}
+
 /** Parse (or fetch from cache) a PKCS#12 file; no passphrase means the empty password. */
 export function readPkcs12(bytes: Buffer, passphrase: string | undefined, file: string): Pkcs12Contents {
   const key = cacheKey(bytes, passphrase);
   let normalised = cache.get(key);
   if (!normalised) {
     normalised = parseWithForge(bytes, passphrase, file);
-    if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value as string);
-    cache.set(key, normalised);
+    remember(key, normalised);
   }
   const certificates = normalised.certificatesDer.map((der) => new X509Certificate(der));
   return {
@@ -104,7 +109,47 @@ function toBuffer(asn1: forge.asn1.Asn1): Buffer {
   return Buffer.from(forge.asn1.toDer(asn1).getBytes(), 'binary');
 }
 
-function parseWithForge(bytes: Buffer, passphrase: string | undefined, file: string): Normalised {
+/**
+ * Parse a PKCS#12 file into the cache on a worker thread, so that its key derivation (seconds for
+ * a file with a high iteration count) never holds the event loop: a worker keeps renewing job
+ * locks and answering /healthz while a profile loads. Throws what readPkcs12 would. Where the
+ * module does not run as built JavaScript (a TypeScript loader), readPkcs12 parses in place.
+ */
+export async function preparePkcs12(bytes: Buffer, passphrase: string | undefined, file: string): Promise<void> {
+  const key = cacheKey(bytes, passphrase);
+  if (cache.has(key) || !THREADED) return;
+  const normalised = await parseOnThread(bytes, passphrase, file);
+  if (normalised) remember(key, normalised);
+}
+
+const WORKER_URL = new URL('./pkcs12-thread.js', import.meta.url);
+const THREADED = import.meta.url.endsWith('.js');
+
+/** What the thread answers: the normalised contents, or the BundleError's fields. */
+export type ThreadAnswer = { normalised: Normalised } | { error: { code: ErrorCode; message: string; hint: string | undefined; file: string | undefined } } | { failed: true };
+
+function parseOnThread(bytes: Buffer, passphrase: string | undefined, file: string): Promise<Normalised | undefined> {
+  return new Promise((resolve, reject) => {
+    let worker: Worker;
+    try {
+      worker = new Worker(WORKER_URL, { workerData: { bytes, passphrase, file } });
+    } catch {
+      resolve(undefined);
+      return;
+    }
+    // Anything but an answer (the thread could not start, crashed): readPkcs12 parses in place.
+    worker.once('error', () => resolve(undefined));
+    worker.once('exit', () => resolve(undefined));
+    worker.once('message', (answer: ThreadAnswer) => {
+      if ('normalised' in answer) resolve({ ...answer.normalised, certificatesDer: answer.normalised.certificatesDer.map((der) => Buffer.from(der)) });
+      else if ('error' in answer) reject(new BundleError(answer.error.code, answer.error.message, { ...(answer.error.file ? { file: answer.error.file } : {}), ...(answer.error.hint ? { hint: answer.error.hint } : {}) }));
+      else resolve(undefined);
+    });
+  });
+}
+
+/** The parse itself, for the worker thread. */
+export function parseWithForge(bytes: Buffer, passphrase: string | undefined, file: string): Normalised {
   forgeParses += 1;
   let p12: forge.pkcs12.Pkcs12Pfx;
   try {
