@@ -4,7 +4,7 @@ import type { AgentPool } from '../tls/agents.js';
 import { exchange, type Exchange } from './exchange.js';
 import { callSettings } from './settings.js';
 import type { AuthReport } from './auth-report.js';
-import { forgetOAuth2Token, invalidTokenChallenge, oauth2Token } from './oauth2-token.js';
+import { forgetOAuth2Token, headerSafeToken, invalidTokenChallenge, oauth2Token } from './oauth2-token.js';
 import type { Failure, ResponseReport } from './result.js';
 import { tokenKey, type TokenCache } from './token-cache.js';
 
@@ -36,6 +36,10 @@ async function token(endpoint: { url: string; header: string; field?: string }, 
   const x = await exchange({ method: 'POST', url, headers: { accept: 'application/json' }, body: undefined }, callSettings(node, profile, url.origin, false), profile, agents, signal);
   if (x.failure) return { failure: { ...x.failure, message: `authentication at ${endpoint.url}: ${x.failure.message}` }, exchange: withoutResponse(x) };
   const status = x.response?.status ?? 0;
+  if (status >= 500 || status === 429) {
+    // A pod restarting or shedding load: transient, as for an OAuth 2.0 token endpoint.
+    return { failure: authFailure(endpoint.url, `HTTP ${status}`, 'the authentication endpoint failed; the call is retried', 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE'), exchange: withoutResponse(x) };
+  }
   if (status < 200 || status > 299) {
     return {
       failure: authFailure(endpoint.url, `HTTP ${status}`, status === 401 || status === 403 ? 'the authentication endpoint does not accept this client certificate: register it (or its CA) for the bot account' : 'check the authentication endpoint URL and its health', `HTTP_${status}`),
@@ -47,6 +51,10 @@ async function token(endpoint: { url: string; header: string; field?: string }, 
   const value = body !== null && typeof body === 'object' ? (body as Record<string, unknown>)[field] : undefined;
   if (typeof value !== 'string' || value.length === 0) {
     return { failure: authFailure(endpoint.url, `the JSON answer has no string "${field}"`, 'set auth.tokens[].field to the property that holds the token', 'SVCNODE_AUTH_NO_TOKEN'), exchange: withoutResponse(x) };
+  }
+  if (!headerSafeToken(value)) {
+    // Never cached, never blamed on the invocation context: the endpoint's answer is wrong.
+    return { failure: authFailure(endpoint.url, `the "${field}" it answered has characters a header cannot carry (control characters, spaces or non-ASCII)`, 'the authentication endpoint issues malformed tokens: its team must fix it', 'SVCNODE_TOKEN_BAD_RESPONSE'), exchange: withoutResponse(x) };
   }
   await cache.set(key, value, (node.auth?.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS) * 1000, profile);
   return value;

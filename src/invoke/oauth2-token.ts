@@ -23,7 +23,21 @@ export const OAUTH2_DEFAULTS = {
   fetchLockMs: 15_000,
   /** How often a process waiting for another's token request looks for the token. @defaultValue 50 */
   fetchPollMs: 50,
+  /** Longest a token is reused, whatever expires_in says (servers send Long.MAX_VALUE for "never"). @defaultValue 86400 */
+  maxLifetimeSeconds: 86_400,
 } as const;
+
+/** expires_in as a number of seconds (a JSON number or a numeric string), or undefined when absent or unusable. */
+function expiresInSeconds(value: unknown): number | undefined {
+  const seconds = typeof value === 'number' ? value : typeof value === 'string' && /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : Number.NaN;
+  // 1e400 parses to Infinity: "never expires", as Long.MAX_VALUE says it; both get the cap.
+  return seconds > 0 ? Math.min(seconds, OAUTH2_DEFAULTS.maxLifetimeSeconds) : undefined;
+}
+
+/** A token a header can carry: visible ASCII only (RFC 6750 b64token is a subset). */
+export function headerSafeToken(token: string): boolean {
+  return /^[\x21-\x7e]+$/.test(token);
+}
 
 export type TokenOutcome = { token: string; report: AuthReport } | { failure: Failure; exchange?: Exchange; report?: AuthReport };
 
@@ -119,8 +133,16 @@ async function fetchToken(auth: OAuth2ClientCredentialsAuth, node: NodeDefinitio
       report: report(auth, endpoint, { status }),
     };
   }
+  if (!headerSafeToken(token)) {
+    // Never cached, never blamed on the invocation context: the server's answer is wrong.
+    return {
+      failure: { phase: 'auth', category: 'http_status', code: 'SVCNODE_TOKEN_BAD_RESPONSE', message: `token endpoint ${endpoint.url} answered an access_token with characters an Authorization header cannot carry (control characters, spaces or non-ASCII)`, hint: 'the authorization server issues malformed tokens: its team must fix it' },
+      exchange: seen,
+      report: report(auth, endpoint, { status }),
+    };
+  }
   const binding = tokenBinding(token, profile);
-  const expiresIn = typeof body?.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : OAUTH2_DEFAULTS.defaultExpiresInSeconds;
+  const expiresIn = expiresInSeconds(body?.expires_in) ?? OAUTH2_DEFAULTS.defaultExpiresInSeconds;
   const step = report(auth, endpoint, { status, expiresIn, binding, token: '[redacted]' });
   if (binding === 'mismatch') {
     return {

@@ -26,7 +26,7 @@ export class RedisTokenCache implements TokenCache {
   }
 
   async set(key: string, token: string, ttlMs: number, profile: LoadedProfile): Promise<void> {
-    await this.redis.set(this.key(key), sealToken(profile, key, token), 'PX', Math.max(1, Math.round(ttlMs)));
+    await this.redis.set(this.key(key), sealToken(profile, key, token), 'PX', boundedTtl(ttlMs));
   }
 
   async delete(key: string): Promise<void> {
@@ -36,9 +36,17 @@ export class RedisTokenCache implements TokenCache {
   async lock(key: string, ttlMs: number): Promise<(() => Promise<void>) | undefined> {
     const name = `${this.key(key)}:lock`;
     const owner = randomUUID();
-    if ((await this.redis.set(name, owner, 'PX', Math.max(1, Math.round(ttlMs)), 'NX')) !== 'OK') return undefined;
+    if ((await this.redis.set(name, owner, 'PX', boundedTtl(ttlMs), 'NX')) !== 'OK') return undefined;
     return async () => {
       await this.redis.eval(RELEASE, 1, name, owner);
     };
   }
+}
+
+/** Longest a cached token lives in Redis: a lifetime beyond Redis' range must never fail a job. */
+const MAX_TTL_MS = 7 * 86_400_000;
+
+/** A PX value Redis takes: 1 ms to a week, whole milliseconds (NaN and Infinity included). */
+function boundedTtl(ttlMs: number): number {
+  return Number.isFinite(ttlMs) ? Math.min(MAX_TTL_MS, Math.max(1, Math.round(ttlMs))) : MAX_TTL_MS;
 }

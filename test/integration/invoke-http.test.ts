@@ -6,6 +6,7 @@ import { gzipSync } from 'node:zlib';
 import type http from 'node:http';
 import { describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
+import { invokeWithRetries } from '../../src/invoke/attempts.js';
 import { invoke } from '../../src/invoke/execute.js';
 import { useBankFixture } from '../helpers/bank-fixture.js';
 import type { MtlsServer, RequestHandler } from '../helpers/servers.js';
@@ -107,5 +108,47 @@ describe('responses', () => {
     expect(r.failure?.code).toBe('SVCNODE_RESPONSE_TIMEOUT');
     expect(r.failure?.phase).toBe('request');
     expect(Date.now() - started).toBeLessThan(1_400);
+  });
+});
+
+describe('certificate-session endpoint answers', () => {
+  /** A session endpoint answering `session` in turn (then the last one), and an API that records the header. */
+  async function sessionBackend(session: { status: number; body: unknown }[]): Promise<{ server: MtlsServer; hits: { session: number; api: number }; seen: (string | undefined)[] }> {
+    const hits = { session: 0, api: 0 };
+    const seen: (string | undefined)[] = [];
+    const server = await serve((req, res) => {
+      req.resume();
+      if (req.url === '/session') {
+        const answer = session[Math.min(hits.session, session.length - 1)] as { status: number; body: unknown };
+        hits.session++;
+        res.writeHead(answer.status, { 'content-type': 'application/json' }).end(JSON.stringify(answer.body));
+        return;
+      }
+      hits.api++;
+      seen.push(req.headers.sessiontoken as string | undefined);
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+    });
+    return { server, hits, seen };
+  }
+  const sessionNode = (port: number): NodeDefinition =>
+    node(`https://localhost:${port}/api`, { auth: { type: 'certificate-session', tokens: [{ url: `https://localhost:${port}/session`, header: 'sessionToken' }] }, retry: { limit: 2, backoffMs: 10, maxBackoffMs: 20 } });
+
+  it('a 503 from the session endpoint (a pod restarting) is retried, as at an OAuth 2.0 token endpoint', async () => {
+    const { server, hits, seen } = await sessionBackend([{ status: 503, body: {} }, { status: 200, body: { token: 'session-token-1' } }]);
+    const r = await invokeWithRetries(sessionNode(server.port), {}, bank.deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(r.attempts).toBe(2);
+    expect(hits).toEqual({ session: 2, api: 1 });
+    expect(seen).toEqual(['session-token-1']);
+  });
+
+  it("a token with a line break is the endpoint's fault (phase auth), never sent and never cached", async () => {
+    const { server, hits } = await sessionBackend([{ status: 200, body: { token: 'abc\nX-Injected: 1' } }]);
+    for (let i = 0; i < 2; i++) {
+      const r = await invoke(sessionNode(server.port), {}, bank.deps);
+      expect(r.failure).toMatchObject({ phase: 'auth', code: 'SVCNODE_TOKEN_BAD_RESPONSE' });
+      expect(r.failure?.hint).not.toContain('invocation context');
+    }
+    expect(hits).toEqual({ session: 2, api: 0 });
   });
 });

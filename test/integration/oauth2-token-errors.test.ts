@@ -4,6 +4,7 @@
  * our certificate in the handshake. The endpoint and the API are one real mTLS server.
  */
 import type http from 'node:http';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { NodeDefinition, OAuth2ClientCredentialsAuth } from '../../src/definitions/types.js';
 import { invoke } from '../../src/invoke/execute.js';
@@ -12,6 +13,8 @@ import { mintCa } from '../../src/pki/mint.js';
 import { loadProfile } from '../../src/definitions/profiles.js';
 import type { LoadedProfile } from '../../src/pki/types.js';
 import { AgentPool } from '../../src/tls/agents.js';
+import { RedisTokenCache } from '../../src/queue/redis-token-cache.js';
+import { startRedis } from '../helpers/redis.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
 
@@ -33,7 +36,8 @@ describe('token endpoint answers', () => {
     if (req.url === '/token') {
       tokenCalls++;
       res.writeHead(answer.status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(JSON.stringify(answer.body));
+      // A string body goes out as written: JSON that JSON.stringify cannot produce (1e400).
+      res.end(typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body));
       return;
     }
     api.calls++;
@@ -108,6 +112,38 @@ describe('token endpoint answers', () => {
     const result = await call(node());
     expect(result.failure).toMatchObject({ code: 'HTTP_401' });
     expect([tokenCalls, api.calls]).toEqual([1, 1]);
+  });
+
+  it('expires_in beyond any sane lifetime (Long.MAX_VALUE, 1e400): the token is reused for a day at most, and Redis takes it (a job never fails on it)', async () => {
+    const redis = await startRedis();
+    const connection = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+    try {
+      const shared = new RedisTokenCache(connection);
+      for (const expiresIn of ['9223372036854775807', '1e400']) {
+        await connection.flushall();
+        answer = { status: 200, body: `{"access_token":"long-lived-token","token_type":"Bearer","expires_in":${expiresIn}}` };
+        const result = await invoke(node(), {}, { agents, tokens: shared, profile: () => profile });
+        expect(result.failure, JSON.stringify(result.failure)).toBeNull();
+        expect(result.auth?.expiresIn).toBe(86_400);
+        const [key] = await connection.keys('*tokens*');
+        expect(await connection.pttl(key ?? '')).toBeLessThanOrEqual(86_400_000);
+      }
+      answer = { status: 200, body: { access_token: 'string-lifetime', token_type: 'Bearer', expires_in: '3600' } };
+      expect((await call(node())).auth?.expiresIn).toBe(3600);
+    } finally {
+      connection.disconnect();
+      await redis.close();
+    }
+  });
+
+  it("an access_token with CR/LF is the endpoint's fault, phase auth, and is not cached", async () => {
+    answer = { status: 200, body: { access_token: 'abc\r\nX-Injected: 1', token_type: 'Bearer', expires_in: 600 } };
+    for (let i = 0; i < 2; i++) {
+      const result = await call(node());
+      expect(result.failure).toMatchObject({ phase: 'auth', category: 'http_status', code: 'SVCNODE_TOKEN_BAD_RESPONSE' });
+      expect(result.failure?.message).toContain('characters an Authorization header cannot carry');
+    }
+    expect([tokenCalls, api.calls]).toEqual([2, 0]);
   });
 
   it('a token endpoint that rejects our certificate in the handshake: client_cert_rejected naming the endpoint', async () => {
