@@ -7,6 +7,7 @@ import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
 import { formatDn } from '../tls/identity.js';
 import { authHeaders, forgetTokens, reauthenticates } from './auth.js';
+import { scrubSecrets } from './scrub.js';
 import { clientFacts } from './client-facts.js';
 import { DEFAULTS } from './defaults.js';
 import { exchange, round, statusFailure, type Exchange } from './exchange.js';
@@ -92,10 +93,16 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
   const started = performance.now();
   const now = deps.now?.() ?? new Date();
   const result = emptyResult(node.id, { method: node.request.method, url: reportedUrl(node.request.url) }, options);
+  /** Values of the authentication headers sent: what an echoing peer must not get into the Result. */
+  const sent: string[] = [];
   const finish = (failure: Failure | null, profile?: LoadedProfile): Result => {
     result.failure = failure && profile ? withExpiryNote(failure, profile, now) : failure;
     result.ok = failure === null;
     result.timings.totalMs = round(performance.now() - started);
+    if (sent.length > 0) {
+      result.response = scrubSecrets(result.response, sent);
+      result.failure = scrubSecrets(result.failure, sent);
+    }
     return result;
   };
   const record = (x: Exchange): void => {
@@ -134,6 +141,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
         return finish(auth.failure, profile);
       }
       Object.assign(headers, auth.headers);
+      for (const value of Object.values(auth.headers)) sent.push(value, value.replace(/^Bearer /i, ''));
     }
     const x = await exchange(rendered, settings, profile, deps.agents, options.signal, headers);
     record(x);

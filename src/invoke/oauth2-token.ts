@@ -10,6 +10,7 @@ import { certificateThumbprint, tokenBinding } from './oauth2-binding.js';
 import { tokenRequestParts } from './oauth2-client-auth.js';
 import { tokenEndpoint, type TokenEndpoint } from './oauth2-discovery.js';
 import type { Failure } from './result.js';
+import { scrubSecrets } from './scrub.js';
 import { callSettings } from './settings.js';
 import { tokenKey, type TokenCache } from './token-cache.js';
 
@@ -78,6 +79,20 @@ function registrationHint(auth: OAuth2ClientCredentialsAuth, profile: LoadedProf
 }
 
 /** Map an OAuth 2.0 error response (RFC 6749 §5.2) or another status to a coded failure. */
+/** The credentials a token request carries, which an error_description may quote back. */
+function requestSecrets(parts: { headers: Record<string, string>; form: URLSearchParams }): (string | undefined)[] {
+  const basic = /^Basic (.+)$/i.exec(parts.headers.authorization ?? '')?.[1];
+  const decoded = basic === undefined ? undefined : Buffer.from(basic, 'base64').toString('utf8');
+  const password = decoded?.slice(decoded.indexOf(':') + 1);
+  let plain: string | undefined;
+  try {
+    plain = password === undefined ? undefined : decodeURIComponent(password.replace(/\+/g, ' '));
+  } catch {
+    plain = password;
+  }
+  return [parts.form.get('client_secret') ?? undefined, parts.form.get('client_assertion') ?? undefined, basic, password, plain];
+}
+
 function tokenError(auth: OAuth2ClientCredentialsAuth, profile: LoadedProfile, url: string, status: number, body: Record<string, unknown> | undefined): Failure {
   const error = typeof body?.error === 'string' ? body.error : undefined;
   const said = `${url} answered HTTP ${status}${error ? ` ${printable(error)}` : ''}${body?.error_description ? `: ${printable(body.error_description)}` : ''}`;
@@ -123,7 +138,7 @@ async function fetchToken(auth: OAuth2ClientCredentialsAuth, node: NodeDefinitio
   }
   const status = x.response?.status ?? 0;
   const body = jsonBody(x);
-  if (status !== 200) return { failure: tokenError(auth, profile, endpoint.url, status, body), exchange: seen, report: report(auth, endpoint, { status }) };
+  if (status !== 200) return { failure: scrubSecrets(tokenError(auth, profile, endpoint.url, status, body), requestSecrets(parts)), exchange: seen, report: report(auth, endpoint, { status }) };
   const token = body?.access_token;
   const type = body?.token_type;
   if (typeof token !== 'string' || token.length === 0 || typeof type !== 'string' || type.toLowerCase() !== 'bearer') {

@@ -126,7 +126,8 @@ describe('certificate-session endpoint answers', () => {
       }
       hits.api++;
       seen.push(req.headers.sessiontoken as string | undefined);
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      // /echo returns the request's headers, as debug endpoints and some gateway error pages do.
+      res.writeHead(200, { 'content-type': 'application/json', ...(req.url === '/echo' ? { 'x-echo': String(req.headers.sessiontoken) } : {}) }).end(req.url === '/echo' ? JSON.stringify({ headers: req.headers }) : '{"ok":true}');
     });
     return { server, hits, seen };
   }
@@ -150,5 +151,15 @@ describe('certificate-session endpoint answers', () => {
       expect(r.failure?.hint).not.toContain('invocation context');
     }
     expect(hits).toEqual({ session: 2, api: 0 });
+  });
+
+  it('an API that echoes the request headers: the session token it echoes is redacted in the Result', async () => {
+    const { server } = await sessionBackend([{ status: 200, body: { token: 'session-token-echoed-back' } }]);
+    const n = sessionNode(server.port);
+    const r = await invoke({ ...n, request: { ...n.request, url: `https://localhost:${server.port}/echo` } }, {}, bank.deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(JSON.stringify(r)).not.toContain('session-token-echoed-back');
+    expect((r.response?.body as { headers: Record<string, string> }).headers.sessiontoken).toBe('[redacted]');
+    expect(r.response?.headers['x-echo']).toBe('[redacted]');
   });
 });

@@ -136,6 +136,20 @@ describe('token endpoint answers', () => {
     }
   });
 
+  it('an error_description that quotes the client secret back: the secret is redacted in the failure', async () => {
+    process.env.SVCNODE_TEST_ECHO_SECRET = 'echoed s3cret value';
+    try {
+      for (const clientAuth of ['client_secret_post', 'client_secret_basic'] as const) {
+        answer = { status: 400, body: { error: 'invalid_request', error_description: 'bad secret echoed s3cret value' } };
+        const r = await call(node({ clientAuth, clientSecret: { env: 'SVCNODE_TEST_ECHO_SECRET' } }));
+        expect(r.failure?.message, clientAuth).toContain('bad secret [redacted]');
+        expect(JSON.stringify(r), clientAuth).not.toContain('s3cret');
+      }
+    } finally {
+      delete process.env.SVCNODE_TEST_ECHO_SECRET;
+    }
+  });
+
   it("an access_token with CR/LF is the endpoint's fault, phase auth, and is not cached", async () => {
     answer = { status: 200, body: { access_token: 'abc\r\nX-Injected: 1', token_type: 'Bearer', expires_in: 600 } };
     for (let i = 0; i < 2; i++) {

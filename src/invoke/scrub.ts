@@ -1,0 +1,26 @@
+/**
+ * Secrets svcnode itself sent (tokens in headers, a client secret, an assertion) taken out of what
+ * a peer echoed back: an API that returns the request's headers, an authorization server whose
+ * error_description quotes the request. Results, failure records and Redis never hold them.
+ */
+
+/** Shorter values are not secrets worth the false matches. */
+const MIN_SECRET_CHARS = 8;
+export const REDACTED = '[redacted]';
+
+/** `value` with every occurrence of each secret replaced, in every string it holds; `value` itself when none occurs. */
+export function scrubSecrets<T>(value: T, secrets: readonly (string | undefined)[]): T {
+  const known = secrets.filter((s): s is string => typeof s === 'string' && s.length >= MIN_SECRET_CHARS);
+  if (known.length === 0 || value === null || value === undefined) return value;
+  // One serialisation decides: most Results hold none of them.
+  const text = JSON.stringify(value);
+  if (!known.some((s) => text.includes(JSON.stringify(s).slice(1, -1)))) return value;
+  return walk(value, known) as T;
+}
+
+function walk(value: unknown, secrets: readonly string[]): unknown {
+  if (typeof value === 'string') return secrets.reduce((text, secret) => text.split(secret).join(REDACTED), value);
+  if (Array.isArray(value)) return value.map((v) => walk(v, secrets));
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [walk(k, secrets) as string, walk(v, secrets)]));
+  return value;
+}
