@@ -48,7 +48,11 @@ async function token(endpoint: { url: string; header: string; field?: string }, 
   }
   const field = endpoint.field ?? 'token';
   const body = x.response?.body;
-  const value = body !== null && typeof body === 'object' ? (body as Record<string, unknown>)[field] : undefined;
+  if (body === null || typeof body !== 'object') {
+    const contentType = String(x.response?.headers['content-type'] ?? 'no content type').split(';')[0]?.trim() ?? '';
+    return { failure: authFailure(endpoint.url, `HTTP ${status} with ${contentType.replace(/[^\x20-\x7e]/g, '?').slice(0, 80)}, not a JSON object (a login page or a proxy in front of the endpoint?)`, 'check auth.tokens[].url: it must be the authentication endpoint itself', 'SVCNODE_AUTH_NO_TOKEN'), exchange: withoutResponse(x) };
+  }
+  const value = (body as Record<string, unknown>)[field];
   if (typeof value !== 'string' || value.length === 0) {
     return { failure: authFailure(endpoint.url, `the JSON answer has no string "${field}"`, 'set auth.tokens[].field to the property that holds the token', 'SVCNODE_AUTH_NO_TOKEN'), exchange: withoutResponse(x) };
   }

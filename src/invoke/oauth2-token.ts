@@ -79,6 +79,17 @@ function registrationHint(auth: OAuth2ClientCredentialsAuth, profile: LoadedProf
 }
 
 /** Map an OAuth 2.0 error response (RFC 6749 §5.2) or another status to a coded failure. */
+/** What a 200 without a usable Bearer token held instead: another token type, an OAuth error, a page that is not JSON. */
+function withoutBearer(x: Exchange, body: Record<string, unknown> | undefined, token: unknown, type: unknown): string {
+  if (body === undefined) {
+    const contentType = String(x.response?.headers['content-type'] ?? 'no content type').split(';')[0]?.trim() ?? '';
+    return `with ${printable(contentType)}, not JSON (a login page or a proxy in front of the token endpoint?)`;
+  }
+  if (typeof body.error === 'string') return `with an OAuth error instead of a token: ${printable(body.error)}${body.error_description ? `: ${printable(body.error_description)}` : ''}`;
+  if (typeof token === 'string' && token.length > 0 && typeof type === 'string') return `a token of type ${printable(type)}; svcnode sends Bearer tokens only`;
+  return 'without a Bearer access_token';
+}
+
 /** The credentials a token request carries, which an error_description may quote back. */
 function requestSecrets(parts: { headers: Record<string, string>; form: URLSearchParams }): (string | undefined)[] {
   const basic = /^Basic (.+)$/i.exec(parts.headers.authorization ?? '')?.[1];
@@ -143,7 +154,7 @@ async function fetchToken(auth: OAuth2ClientCredentialsAuth, node: NodeDefinitio
   const type = body?.token_type;
   if (typeof token !== 'string' || token.length === 0 || typeof type !== 'string' || type.toLowerCase() !== 'bearer') {
     return {
-      failure: { phase: 'auth', category: 'http_status', code: 'SVCNODE_TOKEN_BAD_RESPONSE', message: `token endpoint ${endpoint.url} answered HTTP 200 without a Bearer access_token`, hint: 'check that auth.tokenUrl is the token endpoint and that the client is set up for Bearer tokens' },
+      failure: scrubSecrets({ phase: 'auth', category: 'http_status', code: 'SVCNODE_TOKEN_BAD_RESPONSE', message: `token endpoint ${endpoint.url} answered HTTP 200 ${withoutBearer(x, body, token, type)}`, hint: 'check that auth.tokenUrl is the token endpoint and that the client is set up for Bearer tokens' }, requestSecrets(parts)),
       exchange: seen,
       report: report(auth, endpoint, { status }),
     };

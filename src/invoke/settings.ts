@@ -67,7 +67,8 @@ function buildSettings(node: NodeDefinition, profile: LoadedProfile, url: URL, f
   return {
     spec,
     followRedirects: forNodeOrigin && (node.request.followRedirects ?? false),
-    maxBodyBytes: node.response?.maxBodyBytes ?? DEFAULTS.response.maxBodyBytes,
+    // A node's own limit is about its API's answers: token and discovery answers get at least the default.
+    maxBodyBytes: forNodeOrigin ? (node.response?.maxBodyBytes ?? DEFAULTS.response.maxBodyBytes) : Math.max(node.response?.maxBodyBytes ?? 0, DEFAULTS.response.maxBodyBytes),
     responseMs: node.timeouts?.responseMs ?? DEFAULTS.timeouts.responseMs,
     idleMs: node.timeouts?.idleMs ?? DEFAULTS.timeouts.idleMs,
     totalMs: node.timeouts?.totalMs ?? DEFAULTS.timeouts.totalMs,

@@ -162,4 +162,12 @@ describe('certificate-session endpoint answers', () => {
     expect((r.response?.body as { headers: Record<string, string> }).headers.sessiontoken).toBe('[redacted]');
     expect(r.response?.headers['x-echo']).toBe('[redacted]');
   });
+
+  it('an HTML page instead of the session JSON (a login page in front of it) says so, not "set auth.tokens[].field"', async () => {
+    const { server } = await sessionBackend([{ status: 200, body: '<html>Sign in</html>' }]);
+    const r = await invoke(sessionNode(server.port), {}, bank.deps);
+    expect(r.failure).toMatchObject({ phase: 'auth', code: 'SVCNODE_AUTH_NO_TOKEN' });
+    expect(r.failure?.message).toContain('not a JSON object (a login page or a proxy in front of the endpoint?)');
+    expect(r.failure?.hint).not.toContain('field');
+  });
 });

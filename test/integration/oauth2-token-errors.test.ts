@@ -89,8 +89,22 @@ describe('token endpoint answers', () => {
     answer = { status: 200, body: { token_type: 'Bearer', expires_in: 60 } };
     expect((await call(node())).failure).toMatchObject({ phase: 'auth', code: 'SVCNODE_TOKEN_BAD_RESPONSE' });
     answer = { status: 200, body: { access_token: 'abc', token_type: 'DPoP', expires_in: 60 } };
-    expect((await call(node())).failure).toMatchObject({ phase: 'auth', code: 'SVCNODE_TOKEN_BAD_RESPONSE' });
+    const dpop = (await call(node())).failure;
+    expect(dpop).toMatchObject({ phase: 'auth', code: 'SVCNODE_TOKEN_BAD_RESPONSE' });
+    // What it was instead, each said: another token type, an OAuth error, a page that is not JSON.
+    expect(dpop?.message).toContain('answered HTTP 200 a token of type DPoP; svcnode sends Bearer tokens only');
+    answer = { status: 200, body: { error: 'invalid_client', error_description: 'unknown client' } };
+    expect((await call(node())).failure?.message).toContain('answered HTTP 200 with an OAuth error instead of a token: invalid_client: unknown client');
+    answer = { status: 200, body: '<html><body>Sign in</body></html>' };
+    expect((await call(node())).failure?.message).toContain('answered HTTP 200 with application/json, not JSON');
     expect(api.calls).toBe(0);
+  });
+
+  it('a node whose response.maxBodyBytes is tiny still reads its token answer (the limit is for its API)', async () => {
+    answer = { status: 200, body: { access_token: 'opaque-token-value', token_type: 'Bearer', expires_in: 60 } };
+    const r = await call({ ...node(), response: { maxBodyBytes: 16 } });
+    expect(r.auth?.status, JSON.stringify(r.failure)).toBe(200);
+    expect(api.authorization).toBe('Bearer opaque-token-value');
   });
 
   it('an opaque token is used as it is; a JWT without cnf is reported unbound', async () => {
