@@ -25,13 +25,27 @@ function authFailure(url: string, message: string, hint: string, code: string): 
   return { phase: 'auth', category: 'http_status', code, message: `authentication at ${url}: ${message}`, hint };
 }
 
-/** Get one token: from the cache, or by POSTing to the endpoint with the client certificate. */
-async function token(endpoint: { url: string; header: string; field?: string }, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, fresh: boolean): Promise<string | { failure: Failure; exchange?: Exchange }> {
+type Login = string | { failure: Failure; exchange?: Exchange };
+
+/** Logins under way in this process, by token key: concurrent jobs share one (a backend rate-limits them). */
+const logins = new Map<string, Promise<Login>>();
+
+/** Get one token: from the cache, or by POSTing to the endpoint with the client certificate, once for all concurrent callers. */
+async function token(endpoint: { url: string; header: string; field?: string }, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, fresh: boolean): Promise<Login> {
   const key = tokenKey(profile, endpoint.url);
   if (!fresh) {
     const cached = await cache.get(key, profile);
     if (cached) return cached;
   }
+  let pending = logins.get(key);
+  if (!pending) {
+    pending = login(endpoint, node, profile, agents, cache, signal, key).finally(() => logins.delete(key));
+    logins.set(key, pending);
+  }
+  return pending;
+}
+
+async function login(endpoint: { url: string; header: string; field?: string }, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, key: string): Promise<Login> {
   const url = new URL(endpoint.url);
   const x = await exchange({ method: 'POST', url, headers: { accept: 'application/json' }, body: undefined }, callSettings(node, profile, url.origin, false), profile, agents, signal);
   if (x.failure) return { failure: { ...x.failure, message: `authentication at ${endpoint.url}: ${x.failure.message}` }, exchange: withoutResponse(x) };

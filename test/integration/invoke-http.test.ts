@@ -113,12 +113,13 @@ describe('responses', () => {
 
 describe('certificate-session endpoint answers', () => {
   /** A session endpoint answering `session` in turn (then the last one), and an API that records the header. */
-  async function sessionBackend(session: { status: number; body: unknown }[]): Promise<{ server: MtlsServer; hits: { session: number; api: number }; seen: (string | undefined)[] }> {
+  async function sessionBackend(session: { status: number; body: unknown }[], delayMs = 0): Promise<{ server: MtlsServer; hits: { session: number; api: number }; seen: (string | undefined)[] }> {
     const hits = { session: 0, api: 0 };
     const seen: (string | undefined)[] = [];
-    const server = await serve((req, res) => {
+    const server = await serve(async (req, res) => {
       req.resume();
       if (req.url === '/session') {
+        if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
         const answer = session[Math.min(hits.session, session.length - 1)] as { status: number; body: unknown };
         hits.session++;
         res.writeHead(answer.status, { 'content-type': 'application/json' }).end(JSON.stringify(answer.body));
@@ -169,5 +170,12 @@ describe('certificate-session endpoint answers', () => {
     expect(r.failure).toMatchObject({ phase: 'auth', code: 'SVCNODE_AUTH_NO_TOKEN' });
     expect(r.failure?.message).toContain('not a JSON object (a login page or a proxy in front of the endpoint?)');
     expect(r.failure?.hint).not.toContain('field');
+  });
+
+  it('twenty concurrent jobs with no session yet log in once (Symphony pods rate-limit session logins)', async () => {
+    const { server, hits } = await sessionBackend([{ status: 200, body: { token: 'shared-session-token' } }], 150);
+    const results = await Promise.all(Array.from({ length: 20 }, () => invoke(sessionNode(server.port), {}, bank.deps)));
+    expect(results.map((r) => r.ok)).toEqual(Array.from({ length: 20 }, () => true));
+    expect(hits).toEqual({ session: 1, api: 20 });
   });
 });
