@@ -9,7 +9,7 @@ import { exchange, type Exchange } from './exchange.js';
 import { certificateThumbprint, tokenBinding } from './oauth2-binding.js';
 import { tokenRequestParts } from './oauth2-client-auth.js';
 import { tokenEndpoint, type TokenEndpoint } from './oauth2-discovery.js';
-import type { Failure } from './result.js';
+import { reportedUrl, type Failure } from './result.js';
 import { scrubSecrets } from './scrub.js';
 import { callSettings } from './settings.js';
 import { tokenKey, type TokenCache } from './token-cache.js';
@@ -79,6 +79,10 @@ function registrationHint(auth: OAuth2ClientCredentialsAuth, profile: LoadedProf
 }
 
 /** Map an OAuth 2.0 error response (RFC 6749 §5.2) or another status to a coded failure. */
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
 /** What a 200 without a usable Bearer token held instead: another token type, an OAuth error, a page that is not JSON. */
 function withoutBearer(x: Exchange, body: Record<string, unknown> | undefined, token: unknown, type: unknown): string {
   if (body === undefined) {
@@ -104,12 +108,16 @@ function requestSecrets(parts: { headers: Record<string, string>; form: URLSearc
   return [parts.form.get('client_secret') ?? undefined, parts.form.get('client_assertion') ?? undefined, basic, password, plain];
 }
 
-function tokenError(auth: OAuth2ClientCredentialsAuth, profile: LoadedProfile, url: string, status: number, body: Record<string, unknown> | undefined): Failure {
+function tokenError(auth: OAuth2ClientCredentialsAuth, profile: LoadedProfile, url: string, status: number, body: Record<string, unknown> | undefined, location: string | undefined): Failure {
   const error = typeof body?.error === 'string' ? body.error : undefined;
-  const said = `${url} answered HTTP ${status}${error ? ` ${printable(error)}` : ''}${body?.error_description ? `: ${printable(body.error_description)}` : ''}`;
+  // A redirect names where it points (reported without credentials): that is usually the token endpoint to configure.
+  const target = status >= 300 && status < 400 && location !== undefined ? ` to ${printable(reportedUrl(location))}` : '';
+  const said = `${url} answered HTTP ${status}${target}${error ? ` ${printable(error)}` : ''}${body?.error_description ? `: ${printable(body.error_description)}` : ''}`;
   const fail = (code: string, category: Failure['category'], hint: string): Failure => ({ phase: 'auth', category, code, message: `token endpoint ${said}`, hint });
   if (status >= 500 || status === 429) return fail('SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE', 'http_status', 'the token endpoint failed; the call is retried');
-  if (error === 'invalid_client') {
+  if (target) return fail('SVCNODE_TOKEN_REQUEST_REFUSED', 'http_status', 'a token endpoint answers a POST itself: set auth.tokenUrl to the URL it redirects to, if that is the token endpoint');
+  // RFC 6749 §5.2: an authorization server may refuse client authentication with a bare 401.
+  if (error === 'invalid_client' || (status === 401 && error === undefined)) {
     return fail('SVCNODE_TOKEN_REJECTED', auth.clientAuth.endsWith('tls_client_auth') ? 'client_cert_rejected' : 'http_status', registrationHint(auth, profile));
   }
   if (error === 'invalid_scope') return fail('SVCNODE_TOKEN_INVALID_SCOPE', 'http_status', `ask the authorization server to grant client "${auth.clientId}" the scope "${auth.scope ?? ''}", or fix auth.scope`);
@@ -149,7 +157,7 @@ async function fetchToken(auth: OAuth2ClientCredentialsAuth, node: NodeDefinitio
   }
   const status = x.response?.status ?? 0;
   const body = jsonBody(x);
-  if (status !== 200) return { failure: scrubSecrets(tokenError(auth, profile, endpoint.url, status, body), requestSecrets(parts)), exchange: seen, report: report(auth, endpoint, { status }) };
+  if (status !== 200) return { failure: scrubSecrets(tokenError(auth, profile, endpoint.url, status, body, headerText(x.response?.headers.location)), requestSecrets(parts)), exchange: seen, report: report(auth, endpoint, { status }) };
   const token = body?.access_token;
   const type = body?.token_type;
   if (typeof token !== 'string' || token.length === 0 || typeof type !== 'string' || type.toLowerCase() !== 'bearer') {

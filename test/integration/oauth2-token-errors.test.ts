@@ -27,7 +27,7 @@ describe('token endpoint answers', () => {
   let profile: LoadedProfile;
   const agents = new AgentPool();
   let tokens: MemoryTokenCache;
-  let answer: { status: number; body: unknown };
+  let answer: { status: number; body: unknown; headers?: Record<string, string> };
   let api: { calls: number; authorization: string | undefined; status: number; challenge?: string };
   let tokenCalls: number;
 
@@ -35,7 +35,7 @@ describe('token endpoint answers', () => {
     req.resume();
     if (req.url === '/token') {
       tokenCalls++;
-      res.writeHead(answer.status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.writeHead(answer.status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...answer.headers });
       // A string body goes out as written: JSON that JSON.stringify cannot produce (1e400).
       res.end(typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body));
       return;
@@ -162,6 +162,16 @@ describe('token endpoint answers', () => {
     } finally {
       delete process.env.SVCNODE_TEST_ECHO_SECRET;
     }
+  });
+
+  it('a bare 401 is the client refused (RFC 6749 5.2), and a redirect names where it points', async () => {
+    answer = { status: 401, body: {}, headers: { 'www-authenticate': 'Basic realm="as"' } };
+    expect((await call(node())).failure).toMatchObject({ phase: 'auth', code: 'SVCNODE_TOKEN_REJECTED', category: 'client_cert_rejected' });
+    answer = { status: 302, body: {}, headers: { location: `https://user:pw@localhost:${server.port}/oauth2/token` } };
+    const moved = (await call(node())).failure;
+    expect(moved?.message).toContain(`answered HTTP 302 to https://localhost:${server.port}/oauth2/token`);
+    expect(moved?.hint).toContain('set auth.tokenUrl to the URL it redirects to');
+    expect(JSON.stringify(moved)).not.toContain('pw@');
   });
 
   it("an access_token with CR/LF is the endpoint's fault, phase auth, and is not cached", async () => {
