@@ -12,6 +12,11 @@ export function fileProblem(stats: Stats, maxBytes = Infinity): string | undefin
   return `is ${kind}, not a regular file`;
 }
 
+/** A cheap change detector of one file from its stats: size, mtime and inode (an atomic rename changes the inode). */
+export function statsStamp(stats: Stats): string {
+  return `${stats.size}:${stats.mtimeMs}:${stats.ino}`;
+}
+
 /** What fileProblem found, thrown by readRegularFileSync; its message completes "the file …". */
 export class NotReadableAsFile extends Error {}
 

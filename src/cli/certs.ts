@@ -6,6 +6,7 @@ import { describeCertificate, describeKey, type CertificateDescription, type Key
 import { readMaterial, type MaterialForm } from '../pki/material.js';
 import { profileCertificates } from '../pki/certificates.js';
 import { readPassphraseFile } from '../pki/passphrase.js';
+import { signsTls13 } from '../tls/sigalgs.js';
 import { errorFinding, loadProfilesDir, verifyProfile } from '../definitions/profiles.js';
 import type { CertificateRole, Finding, LoadedProfile } from '../pki/types.js';
 import { importCommand } from './certs-import.js';
@@ -60,14 +61,11 @@ async function inspectFile(file: string, passphrase: string | undefined, now: Da
   return { file: m.file, form: m.form, certificates, keys };
 }
 
-/** Curves TLS 1.3 signs with in this runtime, as describeKey names them. */
-const TLS13_CURVES = new Set(['P-256', 'P-384', 'P-521']);
-
 /** "rsa 2048", with what svcnode will make of the key when that is not plain use. */
 function keyLabel(k: { keyType: string; keyBits?: number; curve?: string }): string {
   const label = `${k.keyType} ${k.keyBits ?? k.curve ?? ''}`.trim();
   if (k.keyType === 'rsa' && k.keyBits !== undefined && k.keyBits < 2048) return `${label} (below 2048 bits: refused as a client key)`;
-  if (k.keyType === 'dsa' || (k.keyType === 'ec' && k.curve !== undefined && !TLS13_CURVES.has(k.curve))) return `${label} (as a client key: TLS 1.2 only)`;
+  if (!signsTls13({ type: k.keyType, ...(k.curve === undefined ? {} : { curve: k.curve }) })) return `${label} (as a client key: TLS 1.2 only)`;
   return label;
 }
 

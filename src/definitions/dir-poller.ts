@@ -1,11 +1,11 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { statsStamp } from '../regular-file.js';
 
-/** A cheap change detector of one file: size, mtime and inode (an atomic rename changes the inode); undefined when it is gone. */
+/** The statsStamp of one file (size, mtime, inode); undefined when it is gone. */
 export async function fileStamp(file: string): Promise<string | undefined> {
   try {
-    const s = await stat(file);
-    return `${s.size}:${s.mtimeMs}:${s.ino}`;
+    return statsStamp(await stat(file));
   } catch {
     return undefined;
   }

@@ -4,7 +4,7 @@ import type { AgentPool } from '../tls/agents.js';
 import { exchange, type Exchange } from './exchange.js';
 import { callSettings } from './settings.js';
 import type { AuthReport } from './auth-report.js';
-import { forgetOAuth2Token, headerSafeToken, invalidTokenChallenge, oauth2Token } from './oauth2-token.js';
+import { answeredMediaType, forgetOAuth2Token, headerSafeToken, invalidTokenChallenge, oauth2Token } from './oauth2-token.js';
 import type { Failure, ResponseReport } from './result.js';
 import { tokenKey, type TokenCache } from './token-cache.js';
 
@@ -63,8 +63,7 @@ async function login(endpoint: { url: string; header: string; field?: string }, 
   const field = endpoint.field ?? 'token';
   const body = x.response?.body;
   if (body === null || typeof body !== 'object') {
-    const contentType = String(x.response?.headers['content-type'] ?? 'no content type').split(';')[0]?.trim() ?? '';
-    return { failure: authFailure(endpoint.url, `HTTP ${status} with ${contentType.replace(/[^\x20-\x7e]/g, '?').slice(0, 80)}, not a JSON object (a login page or a proxy in front of the endpoint?)`, 'check auth.tokens[].url: it must be the authentication endpoint itself', 'SVCNODE_AUTH_NO_TOKEN'), exchange: withoutResponse(x) };
+    return { failure: authFailure(endpoint.url, `HTTP ${status} with ${answeredMediaType(x)}, not a JSON object (a login page or a proxy in front of the endpoint?)`, 'check auth.tokens[].url: it must be the authentication endpoint itself', 'SVCNODE_AUTH_NO_TOKEN'), exchange: withoutResponse(x) };
   }
   const value = (body as Record<string, unknown>)[field];
   if (typeof value !== 'string' || value.length === 0) {

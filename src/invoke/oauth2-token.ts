@@ -83,12 +83,14 @@ function headerText(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
+/** The media type an authentication endpoint answered with, printable, for messages about an answer that is not JSON. */
+export function answeredMediaType(x: Exchange): string {
+  return printable(String(x.response?.headers['content-type'] ?? 'no content type').split(';')[0]?.trim());
+}
+
 /** What a 200 without a usable Bearer token held instead: another token type, an OAuth error, a page that is not JSON. */
 function withoutBearer(x: Exchange, body: Record<string, unknown> | undefined, token: unknown, type: unknown): string {
-  if (body === undefined) {
-    const contentType = String(x.response?.headers['content-type'] ?? 'no content type').split(';')[0]?.trim() ?? '';
-    return `with ${printable(contentType)}, not JSON (a login page or a proxy in front of the token endpoint?)`;
-  }
+  if (body === undefined) return `with ${answeredMediaType(x)}, not JSON (a login page or a proxy in front of the token endpoint?)`;
   if (typeof body.error === 'string') return `with an OAuth error instead of a token: ${printable(body.error)}${body.error_description ? `: ${printable(body.error_description)}` : ''}`;
   if (typeof token === 'string' && token.length > 0 && typeof type === 'string') return `a token of type ${printable(type)}; svcnode sends Bearer tokens only`;
   return 'without a Bearer access_token';

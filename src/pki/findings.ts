@@ -1,5 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
 import { dateStatus, daysLeft, extKeyUsage, oneLineName, validFrom, validTo } from './inspect.js';
+import { clientKeyOf, describeKey, signsTls13 } from '../tls/sigalgs.js';
 import type { CertificateRole, Finding } from './types.js';
 
 /** Stable finding codes (`certs verify`, LoadedProfile.findings); error codes of thrown errors appear without the SVCNODE_ prefix. */
@@ -66,15 +67,11 @@ export function clientAuthFinding(cert: X509Certificate, file: string, now: Date
   }];
 }
 
-/** The EC curves TLS 1.3 signs with in this OpenSSL (3.0): one scheme each (RFC 8446). */
-const TLS13_CURVES = new Set(['prime256v1', 'secp384r1', 'secp521r1']);
-
 /** Warn when TLS 1.3 cannot sign with the client key: OpenSSL then sends no certificate to a TLS 1.3 server. */
 export function tls13KeyFinding(cert: X509Certificate, file: string, now: Date): Finding[] {
-  const key = cert.publicKey;
-  const curve = key.asymmetricKeyDetails?.namedCurve;
-  const what = key.asymmetricKeyType === 'dsa' ? 'DSA' : key.asymmetricKeyType === 'ec' && curve !== undefined && !TLS13_CURVES.has(curve) ? `EC ${curve}` : undefined;
-  if (what === undefined) return [];
+  const key = clientKeyOf(cert);
+  if (signsTls13(key)) return [];
+  const what = describeKey(key);
   return [{
     severity: 'warning',
     code: 'TLS12_ONLY_CLIENT_KEY',

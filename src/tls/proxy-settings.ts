@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { InvalidInputError } from '../errors.js';
-import { NotReadableAsFile, readRegularFileSync } from '../regular-file.js';
+import { NotReadableAsFile, readRegularFileSync, statsStamp } from '../regular-file.js';
 import { bareHostname } from './endpoint.js';
 
 /** How often a cached proxy.tls.ca is checked against its files (an in-place rotation is picked up this soon). */
@@ -20,13 +20,12 @@ interface ProxyTrust {
 
 const contexts = new Map<string, ProxyTrust>();
 
-/** Size, mtime and inode of each file (an atomic rename changes the inode); `missing` for one that is gone. */
+/** The stamp of each file (statsStamp); `missing` for one that is gone. */
 function stampOf(files: readonly string[]): string {
   return files
     .map((file) => {
       try {
-        const s = statSync(resolve(file));
-        return `${s.size}:${s.mtimeMs}:${s.ino}`;
+        return statsStamp(statSync(resolve(file)));
       } catch {
         return 'missing';
       }

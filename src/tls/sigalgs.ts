@@ -13,6 +13,19 @@ const CURVE_NAMES: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P
 /** TLS 1.3 binds each ECDSA scheme to one curve (RFC 8446 §4.2.3): ecdsa_secp256r1_sha256 and so on. */
 const TLS13_ECDSA_HASH: Record<string, string> = { prime256v1: 'SHA256', secp384r1: 'SHA384', secp521r1: 'SHA512' };
 /** The key type each signature of Node's getSharedSigalgs() names ("RSA-PSS+SHA256" → RSA). */
+/** The curves TLS 1.3 signs with here, by OpenSSL's name and by the name describeKey gives them. */
+const TLS13_CURVES: ReadonlySet<string> = new Set([...Object.keys(TLS13_ECDSA_HASH), ...Object.values(CURVE_NAMES)]);
+
+/**
+ * Whether TLS 1.3 here can sign with this key at all: never with DSA, with EC only on P-256, P-384
+ * and P-521 (OpenSSL 3.0 has no TLS 1.3 scheme for brainpool or secp256k1). Unknown curves count as
+ * able, as in canSign.
+ */
+export function signsTls13(key: ClientKey): boolean {
+  if (key.type === 'dsa') return false;
+  return key.type !== 'ec' || key.curve === undefined || TLS13_CURVES.has(key.curve);
+}
+
 const KEY_OF_SIGNATURE: Record<string, string> = { RSA: 'RSA', 'RSA-PSS': 'RSA', ECDSA: 'EC', Ed25519: 'Ed25519', Ed448: 'Ed448', DSA: 'DSA' };
 
 export function clientKeyOf(cert: X509Certificate): ClientKey {
