@@ -2,6 +2,7 @@ import { DelayedError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Result } from '../invoke/result.js';
 import type { Metrics } from '../observability/metrics.js';
+import { coalesceWrites } from './coalesce-writes.js';
 import { withTimeout, type ConnectionFactory, type RedisConnection } from './connection.js';
 import { QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { knownRedisError, commandRefusal } from './redis-errors.js';
@@ -64,6 +65,7 @@ export class WorkerSupervisor {
   private create(): { worker: SafeWorker; connection: RedisConnection } {
     const connection = this.o.open('worker');
     connection.on('error', (error: Error) => this.logError('Redis connection error', error));
+    coalesceWrites(connection);
     // Two parameters on purpose: BullMQ creates an AbortController per job for a processor that
     // takes a third (its signal); calls are aborted by the worker's one shutdown signal instead.
     const worker = new SafeWorker(QUEUE_NAME, (job, token) => this.run(job, token), {
