@@ -92,17 +92,53 @@ function connectionOptions(spec: AgentSpec, identity: Checker, options: https.Re
   return { options: stapling?.options(checked) ?? checked, stapling };
 }
 
+/**
+ * What both agent kinds share: kept-alive sockets under the learned idle limit, and the pool name
+ * of a request computed once per endpoint. node:https builds that name from some thirty options
+ * on every request, three times (taking the socket, freeing it, removing it from the busy list),
+ * which showed in the per-job CPU (`npm run bench:call-path`). Its TLS part comes from this
+ * agent's own options, which take precedence over a request's, so within one agent the name
+ * depends only on the endpoint fields that make up the memo key.
+ */
+class PooledAgent extends https.Agent {
+  private readonly names = new Map<string, string>();
+
+  constructor(
+    options: https.AgentOptions,
+    private readonly idle: IdleLimit,
+  ) {
+    super(options);
+  }
+
+  override getName(options: https.RequestOptions = {}): string {
+    const o = options as https.RequestOptions & { servername?: string };
+    const key = `${o.host ?? ''}|${o.port ?? ''}|${o.localAddress ?? ''}|${o.family ?? ''}|${o.servername ?? ''}`;
+    let name = this.names.get(key);
+    if (name === undefined) {
+      name = super.getName(options);
+      // One agent serves one origin: a handful of keys (host forms, SNI); more would be a misuse.
+      if (this.names.size >= 64) this.names.clear();
+      this.names.set(key, name);
+    }
+    return name;
+  }
+
+  override keepSocketAlive(socket: Duplex): boolean {
+    return keepIdle(socket, this.idle);
+  }
+}
+
 /** Direct connections, with connect and handshake timers and a probe on every socket. */
-class DirectAgent extends https.Agent {
+class DirectAgent extends PooledAgent {
   private readonly memo: AgentMemo = {};
   private readonly identity: Checker;
 
   constructor(
     private readonly spec: AgentSpec,
     maxCachedSessions: number,
-    private readonly idle: IdleLimit,
+    idle: IdleLimit,
   ) {
-    super({ ...agentOptions(spec), maxCachedSessions: sessionCacheSize(spec.profile, maxCachedSessions) });
+    super({ ...agentOptions(spec), maxCachedSessions: sessionCacheSize(spec.profile, maxCachedSessions) }, idle);
     this.identity = identityChecker(spec.rules);
   }
 
@@ -116,10 +152,6 @@ class DirectAgent extends https.Agent {
     instrument(socket, probe, this.spec.limits, false, this.memo);
     return socket;
   }
-
-  override keepSocketAlive(socket: Duplex): boolean {
-    return keepIdle(socket, this.idle);
-  }
 }
 
 /**
@@ -128,7 +160,7 @@ class DirectAgent extends https.Agent {
  * the CONNECT gets the connect timeout; every error before the tunnel stands is a ProxyError that
  * says what the proxy answered (openTunnel).
  */
-class ProxyAgent extends https.Agent {
+class ProxyAgent extends PooledAgent {
   private readonly memo: AgentMemo = {};
   private readonly identity: Checker;
   private readonly hop: ProxyHop;
@@ -136,9 +168,9 @@ class ProxyAgent extends https.Agent {
   constructor(
     private readonly spec: AgentSpec & { proxyUrl: string },
     maxCachedSessions: number,
-    private readonly idle: IdleLimit,
+    idle: IdleLimit,
   ) {
-    super({ ...agentOptions(spec), maxCachedSessions: sessionCacheSize(spec.profile, maxCachedSessions) });
+    super({ ...agentOptions(spec), maxCachedSessions: sessionCacheSize(spec.profile, maxCachedSessions) }, idle);
     this.identity = identityChecker(spec.rules);
     this.hop = { proxyUrl: spec.proxyUrl, keepAlive: true, ...(spec.proxyTls ? { proxyTls: spec.proxyTls } : {}) };
   }
@@ -170,10 +202,6 @@ class ProxyAgent extends https.Agent {
       callback?.(null, socket);
     });
     return undefined;
-  }
-
-  override keepSocketAlive(socket: Duplex): boolean {
-    return keepIdle(socket, this.idle);
   }
 }
 

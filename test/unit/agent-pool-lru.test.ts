@@ -2,6 +2,7 @@
  * The agent pool keeps the most recently used agents: beyond maxAgents the least recently used
  * is destroyed, also when the newest one is handed out many times in a row.
  */
+import https from 'node:https';
 import { describe, expect, it } from 'vitest';
 import type { LoadedProfile } from '../../src/pki/types.js';
 import { AgentPool, type AgentSpec } from '../../src/tls/agents.js';
@@ -31,6 +32,35 @@ describe('AgentPool', () => {
     const a = pool.get(spec('a.example'));
     pool.retire('bank');
     expect(pool.get(spec('a.example'))).not.toBe(a);
+    pool.destroy();
+  });
+});
+
+describe('agent pool names', () => {
+  it("are node:https's names, computed once per endpoint: host, port, local address, family and SNI each tell them apart", () => {
+    const pool = new AgentPool();
+    // An IP-literal origin sends no SNI of its own: node:https then takes a request's servername from its Host header.
+    for (const agentSpec of [spec('10.0.0.1'), spec('a.example'), { ...spec('a.example'), servername: 'sni.example' }, { ...spec('10.0.0.1'), proxyUrl: 'http://proxy.example:3128' }]) {
+      const agent = pool.get(agentSpec);
+      const own = (agent as unknown as { options: https.RequestOptions }).options;
+      const variants: (https.RequestOptions & { servername?: string })[] = [
+        { host: 'a.example', port: 443 },
+        { host: 'a.example', port: 8443 },
+        { host: 'b.example', port: 443 },
+        { host: 'a.example', port: 443, servername: 'other.example' },
+        { host: 'a.example', port: 443, localAddress: '127.0.0.2' },
+        { host: 'a.example', port: 443, family: 6 },
+      ];
+      // Twice each, interleaved: a memo keyed on fewer fields would hand one variant another's name.
+      for (const round of [1, 2]) {
+        for (const v of variants) {
+          // As Agent.addRequest merges them: the agent's own options take precedence.
+          const merged = { ...v, ...own, ...(own.servername ? {} : { servername: v.servername }) };
+          expect(agent.getName(merged), `round ${round}: ${JSON.stringify(v)}`).toBe(https.Agent.prototype.getName.call(agent, merged));
+        }
+      }
+      expect(new Set(variants.map((v) => agent.getName({ ...v, ...own }))).size).toBe(own.servername ? 5 : 6);
+    }
     pool.destroy();
   });
 });
