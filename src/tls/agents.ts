@@ -92,16 +92,20 @@ function connectionOptions(spec: AgentSpec, identity: Checker, options: https.Re
   return { options: stapling?.options(checked) ?? checked, stapling };
 }
 
+/** The request options node:https's pool name depends on besides the agent's own. */
+type Endpoint = Pick<https.RequestOptions, 'host' | 'port' | 'localAddress' | 'family'> & { servername?: string };
+
 /**
  * What both agent kinds share: kept-alive sockets under the learned idle limit, and the pool name
  * of a request computed once per endpoint. node:https builds that name from some thirty options
  * on every request, three times (taking the socket, freeing it, removing it from the busy list),
  * which showed in the per-job CPU (`npm run bench:call-path`). Its TLS part comes from this
  * agent's own options, which take precedence over a request's, so within one agent the name
- * depends only on the endpoint fields that make up the memo key.
+ * depends only on the endpoint fields compared here.
  */
 class PooledAgent extends https.Agent {
-  private readonly names = new Map<string, string>();
+  /** The last name computed, with the endpoint fields it was computed for. */
+  private last: (Endpoint & { name: string }) | undefined;
 
   constructor(
     options: https.AgentOptions,
@@ -111,15 +115,12 @@ class PooledAgent extends https.Agent {
   }
 
   override getName(options: https.RequestOptions = {}): string {
-    const o = options as https.RequestOptions & { servername?: string };
-    const key = `${o.host ?? ''}|${o.port ?? ''}|${o.localAddress ?? ''}|${o.family ?? ''}|${o.servername ?? ''}`;
-    let name = this.names.get(key);
-    if (name === undefined) {
-      name = super.getName(options);
-      // One agent serves one origin: a handful of keys (host forms, SNI); more would be a misuse.
-      if (this.names.size >= 64) this.names.clear();
-      this.names.set(key, name);
-    }
+    const o = options as Endpoint;
+    const last = this.last;
+    // One agent serves one origin: the same fields on nearly every call, compared without building a key.
+    if (last && last.host === o.host && last.port === o.port && last.servername === o.servername && last.localAddress === o.localAddress && last.family === o.family) return last.name;
+    const name = super.getName(options);
+    this.last = { host: o.host, port: o.port, servername: o.servername, localAddress: o.localAddress, family: o.family, name };
     return name;
   }
 
