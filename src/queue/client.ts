@@ -138,7 +138,12 @@ export class ServiceNodeClient {
       const events = isCluster(c) ? c.duplicate(undefined, { redisOptions: { ...c.options.redisOptions, maxRetriesPerRequest: null } }) : c.duplicate({ maxRetriesPerRequest: null });
       events.on('error', () => undefined);
       this.eventsConnection = events;
-      this.events = new QueueEvents(QUEUE_NAME, { connection: events, ...(this.prefix ? { prefix: this.prefix } : {}) });
+      // QueueEvents starts reading at '$' only once its connection has answered CLIENT SETNAME,
+      // while waitUntilFinished checks "finished?" on the queue's connection: a job finishing in
+      // between was never reported and the caller waited out its timeout. Reading from the
+      // stream's last entry as of now leaves no such gap.
+      const lastEventId = await lastStreamId(this.connection, this.queue.toKey('events')).catch(translateRedisError);
+      this.events = new QueueEvents(QUEUE_NAME, { connection: events, lastEventId, ...(this.prefix ? { prefix: this.prefix } : {}) });
       this.events.on('error', () => undefined);
       await this.events.waitUntilReady().catch(translateRedisError);
     }
@@ -181,4 +186,10 @@ export class ServiceNodeClient {
     await this.queue.close();
     if (this.ownsConnection) await this.connection.quit().catch(() => undefined);
   }
+}
+
+/** The id of a stream's last entry, or 0-0 when it has none (reading from there misses nothing newer). */
+async function lastStreamId(connection: RedisConnection, key: string): Promise<string> {
+  const [last] = await connection.xrevrange(key, '+', '-', 'COUNT', 1);
+  return last?.[0] ?? '0-0';
 }
