@@ -9,6 +9,7 @@ import { unusableKey } from '../tls/sigalgs.js';
 import { probeOf, type ConnectionProbe } from '../tls/probe.js';
 import { revocationCrls } from '../tls/revocation.js';
 import { onAbort } from './abort-fanout.js';
+import { AttemptDeadline } from './attempt-budget.js';
 import type { RenderedRequest } from './render.js';
 import { keptHeaders, responseBody, type Failure, type ResponseReport, type TlsReport } from './result.js';
 import { send, type CallSettings, type Sent } from './transport.js';
@@ -114,11 +115,17 @@ function keptAliveClosed(failure: Failure, replayable: boolean, probe: Connectio
 
 /** Classify an error of `send`: cancellation and the overall deadline first, then the error itself. */
 function classifyFailure(error: unknown, ctx: ClassifyContext, settings: CallSettings, deadline: { hit: boolean }, external: AbortSignal | undefined, elapsedMs: number): Failure {
-  if (external?.aborted && !deadline.hit) {
+  // The attempt's budget (authentication included) ran out: a deadline, not a cancellation.
+  const attempt = external?.aborted && external.reason instanceof AttemptDeadline ? external.reason : undefined;
+  if (external?.aborted && !deadline.hit && !attempt) {
     return withPhase(classifyError(new TransportError('SVCNODE_ABORTED', 'the call was cancelled before it finished'), ctx), undefined, ctx.probe, ctx.proxy);
   }
-  if (deadline.hit && !ctx.probe?.timedOut) {
-    const deadlineError = new TransportError('SVCNODE_DEADLINE', `no complete answer within timeouts.totalMs (${settings.totalMs} ms, ${round(elapsedMs)} ms elapsed)`, { cause: error, hint: 'the backend did not answer in time: check its health or raise timeouts in the node' });
+  if ((deadline.hit || attempt) && !ctx.probe?.timedOut) {
+    const message = attempt
+      ? `no complete answer within timeouts.totalMs (${attempt.totalMs} ms) for the whole attempt, authentication included (${round(elapsedMs)} ms in this request)`
+      : `no complete answer within timeouts.totalMs (${settings.totalMs} ms, ${round(elapsedMs)} ms elapsed)`;
+    const hint = attempt ? 'the token or login request and the call together took too long: check both endpoints\' health, or raise timeouts.totalMs in the node' : 'the backend did not answer in time: check its health or raise timeouts in the node';
+    const deadlineError = new TransportError('SVCNODE_DEADLINE', message, { cause: error, hint });
     return withPhase(classifyError(deadlineError, ctx), deadlineError, ctx.probe, ctx.proxy);
   }
   return withPhase(classifyError(error, ctx), error, ctx.probe, ctx.proxy);
