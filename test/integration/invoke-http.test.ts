@@ -127,7 +127,13 @@ describe('certificate-session endpoint answers', () => {
       }
       hits.api++;
       seen.push(req.headers.sessiontoken as string | undefined);
-      // /echo returns the request's headers, as debug endpoints and some gateway error pages do.
+      // /echo returns the request's headers, as debug endpoints and some gateway error pages do;
+      // /echo-encoded quotes the token as a URL and as a form body would carry it.
+      if (req.url === '/echo-encoded') {
+        const token = String(req.headers.sessiontoken);
+        res.writeHead(200, { 'content-type': 'application/json', location: `https://localhost/next?t=${encodeURIComponent(token)}` }).end(JSON.stringify({ query: `t=${encodeURIComponent(token)}`, form: new URLSearchParams({ t: token }).toString() }));
+        return;
+      }
       res.writeHead(200, { 'content-type': 'application/json', ...(req.url === '/echo' ? { 'x-echo': String(req.headers.sessiontoken) } : {}) }).end(req.url === '/echo' ? JSON.stringify({ headers: req.headers }) : '{"ok":true}');
     });
     return { server, hits, seen };
@@ -162,6 +168,17 @@ describe('certificate-session endpoint answers', () => {
     expect(JSON.stringify(r)).not.toContain('session-token-echoed-back');
     expect((r.response?.body as { headers: Record<string, string> }).headers.sessiontoken).toBe('[redacted]');
     expect(r.response?.headers['x-echo']).toBe('[redacted]');
+  });
+
+  it('an API that quotes the session token percent- or form-encoded: redacted in those forms too', async () => {
+    const token = 'sess/tok+en=echo&more~x';
+    const { server } = await sessionBackend([{ status: 200, body: { token } }]);
+    const n = sessionNode(server.port);
+    const r = await invoke({ ...n, request: { ...n.request, url: `https://localhost:${server.port}/echo-encoded` } }, {}, bank.deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    const text = JSON.stringify(r);
+    for (const form of [token, encodeURIComponent(token), new URLSearchParams({ t: token }).toString().slice(2)]) expect(text).not.toContain(form);
+    expect(r.response?.body).toEqual({ query: 't=[redacted]', form: 't=[redacted]' });
   });
 
   it('an HTML page instead of the session JSON (a login page in front of it) says so, not "set auth.tokens[].field"', async () => {
