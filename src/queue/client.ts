@@ -52,6 +52,7 @@ export class ServiceNodeClient {
   private readonly ownsConnection: boolean;
   private readonly queue: Queue;
   private events: QueueEvents | undefined;
+  private eventsOpening: Promise<void> | undefined;
   private readonly connectTimeoutMs: number;
   private lastRedisError: unknown;
   private databaseChecked = false;
@@ -133,28 +134,37 @@ export class ServiceNodeClient {
   /** Wait for a job's Result. */
   async result(jobId: string, timeoutMs: number): Promise<Result> {
     if (!this.events) {
-      // QueueEvents blocks on XREAD, so its connection must never give up on a command.
-      const c = this.connection;
-      const events = isCluster(c) ? c.duplicate(undefined, { redisOptions: { ...c.options.redisOptions, maxRetriesPerRequest: null } }) : c.duplicate({ maxRetriesPerRequest: null });
-      events.on('error', () => undefined);
-      this.eventsConnection = events;
-      // QueueEvents starts reading at '$' only once its connection has answered CLIENT SETNAME,
-      // while waitUntilFinished checks "finished?" on the queue's connection: a job finishing in
-      // between was never reported and the caller waited out its timeout. Reading from the
-      // stream's last entry as of now leaves no such gap.
-      const lastEventId = await lastStreamId(this.connection, this.queue.toKey('events')).catch(translateRedisError);
-      this.events = new QueueEvents(QUEUE_NAME, { connection: events, lastEventId, ...(this.prefix ? { prefix: this.prefix } : {}) });
-      this.events.on('error', () => undefined);
-      await this.events.waitUntilReady().catch(translateRedisError);
+      // Concurrent first calls share one listener.
+      this.eventsOpening ??= this.openEvents().finally(() => (this.eventsOpening = undefined));
+      await this.eventsOpening;
     }
+    const events = this.events as QueueEvents;
     const job = await this.queue.getJob(jobId).catch(translateRedisError);
     if (!job) throw new Error(`job ${jobId} not found (removed after completion, or never enqueued)`);
     try {
-      return (await job.waitUntilFinished(this.events, timeoutMs)) as Result;
+      return (await job.waitUntilFinished(events, timeoutMs)) as Result;
     } catch (error) {
       if (/timed out/i.test((error as Error).message)) throw new InvokeTimeoutError(jobId, timeoutMs);
       throw error;
     }
+  }
+
+  /** Start listening to the queue's events. */
+  private async openEvents(): Promise<void> {
+    // QueueEvents starts reading at '$' only once its connection has answered CLIENT SETNAME,
+    // while waitUntilFinished checks "finished?" on the queue's connection: a job finishing in
+    // between was never reported and the caller waited out its timeout. Reading from the
+    // stream's last entry as of now leaves no such gap.
+    await this.ready();
+    const lastEventId = await lastStreamId(this.connection, this.queue.toKey('events')).catch(translateRedisError);
+    // QueueEvents blocks on XREAD, so its connection must never give up on a command.
+    const c = this.connection;
+    const events = isCluster(c) ? c.duplicate(undefined, { redisOptions: { ...c.options.redisOptions, maxRetriesPerRequest: null } }) : c.duplicate({ maxRetriesPerRequest: null });
+    events.on('error', () => undefined);
+    this.eventsConnection = events;
+    this.events = new QueueEvents(QUEUE_NAME, { connection: events, lastEventId, ...(this.prefix ? { prefix: this.prefix } : {}) });
+    this.events.on('error', () => undefined);
+    await this.events.waitUntilReady().catch(translateRedisError);
   }
 
   /** Enqueue and wait for the Result. */

@@ -77,4 +77,21 @@ describe('waiting for a Result', () => {
       admin.disconnect();
     }
   }, 30_000);
+
+  it('concurrent first waits share one events listener', async () => {
+    const client = new ServiceNodeClient({ redisUrl: redis.url });
+    const admin = new Redis(redis.url);
+    const worker = new Worker(QUEUE_NAME, (job) => Promise.resolve({ ok: true, nodeId: (job.data as { nodeId: string }).nodeId }), { connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+    try {
+      const ids = await Promise.all(['a', 'b', 'c'].map((nodeId) => client.enqueue(nodeId, {})));
+      const results = await Promise.all(ids.map((id) => client.result(id, 5_000)));
+      expect(results.map((r) => r.nodeId)).toEqual(['a', 'b', 'c']);
+      const listeners = String(await admin.client('LIST')).split('\n').filter((line) => line.includes(':qe'));
+      expect(listeners).toHaveLength(1);
+    } finally {
+      await worker.close();
+      await client.close();
+      admin.disconnect();
+    }
+  }, 30_000);
 });
