@@ -16,7 +16,6 @@ import { emptyResult } from './failed-result.js';
 import { reportedUrl, type Result } from './result.js';
 import { MemoryTokenCache, type TokenCache } from './token-cache.js';
 import { callSettings } from './settings.js';
-import type { CallSettings } from './transport.js';
 import { attemptSignal } from './attempt-budget.js';
 
 /** What a call needs from its host process (dry-run CLI or worker). */
@@ -133,49 +132,33 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
   if (node.tls.clientCertHeader && profile.client) {
     headers[node.tls.clientCertHeader.toLowerCase()] = clientFacts(profile)?.headerValue ?? '';
   }
-  if (!node.auth) {
-    const x = await exchange(rendered, settings, profile, deps.agents, options.signal, headers);
-    record(x);
-    if (x.failure) return finish(x.failure, profile);
-    return finish(statusFailure(x, node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus, (rendered.target ?? rendered.url).host, profile), profile);
-  }
-  // Authentication and the call share one timeouts.totalMs, as the attempt's budget.
-  const budget = attemptSignal(settings.totalMs, options.signal);
-  try {
-    return await authenticatedCall(node, rendered, settings, profile, deps, headers, budget.signal, { result, record, finish, sent });
-  } finally {
-    budget.done();
-  }
-}
-
-interface AttemptState {
-  result: Result;
-  record: (x: Exchange) => void;
-  finish: (failure: Failure | null, profile?: LoadedProfile) => Result;
-  /** Values of the authentication headers sent: what an echoing peer must not get into the Result. */
-  sent: string[];
-}
-
-/** Authenticate, call, and on a 401 with cached tokens authenticate once more and call again. */
-async function authenticatedCall(node: NodeDefinition, rendered: RenderedRequest, settings: CallSettings, profile: LoadedProfile, deps: InvokeDeps, headers: Record<string, string>, signal: AbortSignal, { result, record, finish, sent }: AttemptState): Promise<Result> {
   const tokens = deps.tokens ?? processTokens;
-  for (let authAttempt = 0; ; authAttempt++) {
-    const auth = await authHeaders(node, profile, deps.agents, tokens, signal, authAttempt > 0);
-    if (auth.report) result.auth = auth.report;
-    if ('failure' in auth) {
-      if (auth.exchange) record(auth.exchange);
-      return finish(auth.failure, profile);
+  // A node that authenticates first spends one timeouts.totalMs on authentication and call together.
+  const budget = node.auth ? attemptSignal(settings.totalMs, options.signal) : undefined;
+  const signal = budget?.signal ?? options.signal;
+  try {
+    for (let authAttempt = 0; ; authAttempt++) {
+      if (node.auth) {
+        const auth = await authHeaders(node, profile, deps.agents, tokens, signal, authAttempt > 0);
+        if (auth.report) result.auth = auth.report;
+        if ('failure' in auth) {
+          if (auth.exchange) record(auth.exchange);
+          return finish(auth.failure, profile);
+        }
+        Object.assign(headers, auth.headers);
+        for (const value of Object.values(auth.headers)) sent.push(value, value.replace(/^Bearer /i, ''));
+      }
+      const x = await exchange(rendered, settings, profile, deps.agents, signal, headers);
+      record(x);
+      if (x.failure) return finish(x.failure, profile);
+      // A 401 with cached tokens: they expired server-side; authenticate once more, then accept the verdict.
+      if (authAttempt === 0 && reauthenticates(node, x.response)) {
+        await forgetTokens(node, profile, tokens, headers);
+        continue;
+      }
+      return finish(statusFailure(x, node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus, (rendered.target ?? rendered.url).host, profile), profile);
     }
-    Object.assign(headers, auth.headers);
-    for (const value of Object.values(auth.headers)) sent.push(value, value.replace(/^Bearer /i, ''));
-    const x = await exchange(rendered, settings, profile, deps.agents, signal, headers);
-    record(x);
-    if (x.failure) return finish(x.failure, profile);
-    // A 401 with cached tokens: they expired server-side; authenticate once more, then accept the verdict.
-    if (authAttempt === 0 && reauthenticates(node, x.response)) {
-      await forgetTokens(node, profile, tokens, headers);
-      continue;
-    }
-    return finish(statusFailure(x, node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus, (rendered.target ?? rendered.url).host, profile), profile);
+  } finally {
+    budget?.done();
   }
 }

@@ -9,7 +9,7 @@ import { exchange, type Exchange } from './exchange.js';
 import { certificateThumbprint, tokenBinding } from './oauth2-binding.js';
 import { tokenRequestParts } from './oauth2-client-auth.js';
 import { tokenEndpoint, type TokenEndpoint } from './oauth2-discovery.js';
-import { reportedUrl, type Failure } from './result.js';
+import { headerValue, reportedUrl, type Failure } from './result.js';
 import { scrubSecrets } from './scrub.js';
 import { callSettings } from './settings.js';
 import { tokenKey, type TokenCache } from './token-cache.js';
@@ -78,11 +78,6 @@ function registrationHint(auth: OAuth2ClientCredentialsAuth, profile: LoadedProf
   return `check auth.clientId and the client secret; our certificate is ${who}`;
 }
 
-/** Map an OAuth 2.0 error response (RFC 6749 §5.2) or another status to a coded failure. */
-function headerText(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
 /** The media type an authentication endpoint answered with, printable, for messages about an answer that is not JSON. */
 export function answeredMediaType(x: Exchange): string {
   return printable(String(x.response?.headers['content-type'] ?? 'no content type').split(';')[0]?.trim());
@@ -110,6 +105,7 @@ function requestSecrets(parts: { headers: Record<string, string>; form: URLSearc
   return [parts.form.get('client_secret') ?? undefined, parts.form.get('client_assertion') ?? undefined, basic, password, plain];
 }
 
+/** Map an OAuth 2.0 error response (RFC 6749 §5.2) or another status to a coded failure. */
 function tokenError(auth: OAuth2ClientCredentialsAuth, profile: LoadedProfile, url: string, status: number, body: Record<string, unknown> | undefined, location: string | undefined): Failure {
   const error = typeof body?.error === 'string' ? body.error : undefined;
   // A redirect names where it points (reported without credentials): that is usually the token endpoint to configure.
@@ -159,7 +155,7 @@ async function fetchToken(auth: OAuth2ClientCredentialsAuth, node: NodeDefinitio
   }
   const status = x.response?.status ?? 0;
   const body = jsonBody(x);
-  if (status !== 200) return { failure: scrubSecrets(tokenError(auth, profile, endpoint.url, status, body, headerText(x.response?.headers.location)), requestSecrets(parts)), exchange: seen, report: report(auth, endpoint, { status }) };
+  if (status !== 200) return { failure: scrubSecrets(tokenError(auth, profile, endpoint.url, status, body, headerValue(x.response?.headers.location)), requestSecrets(parts)), exchange: seen, report: report(auth, endpoint, { status }) };
   const token = body?.access_token;
   const type = body?.token_type;
   if (typeof token !== 'string' || token.length === 0 || typeof type !== 'string' || type.toLowerCase() !== 'bearer') {

@@ -102,6 +102,11 @@ function decodedName(name: string): string {
  */
 const SENSITIVE_HEADER = /^(?:set-cookie2?|cookie|authorization|proxy-authorization|(?:proxy-)?authentication-info|connection|keep-alive|transfer-encoding)$|token|secret|session|passw|api-?key|credential|signature|csrf|xsrf/i;
 
+/** The first value of a response header (node:http gives arrays for repeated ones). */
+export function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
 /** The response headers a Result keeps: all but the sensitive and hop-by-hop ones. */
 export function keptHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const kept: Record<string, string | string[]> = {};

@@ -1,15 +1,14 @@
 import type { HttpMethod, NodeDefinition } from '../definitions/types.js';
 import { isTransient } from '../failures/classify.js';
 import { DEFAULTS } from './defaults.js';
-import type { Result } from './result.js';
+import { headerValue, type Result } from './result.js';
 
 /** Methods whose repetition has the effect of one request (RFC 9110 §9.2.2). */
 export const IDEMPOTENT: ReadonlySet<HttpMethod> = new Set<HttpMethod>(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
 
 /** A Retry-After header (delay-seconds or HTTP-date) in ms from `now`; undefined when absent or unreadable. */
 export function retryAfterMs(result: Result, now: number): number | undefined {
-  const header = result.response?.headers['retry-after'];
-  const value = (Array.isArray(header) ? header[0] : header)?.trim();
+  const value = headerValue(result.response?.headers['retry-after'])?.trim();
   if (!value) return undefined;
   if (/^\d+$/.test(value)) return Number(value) * 1000;
   const at = Date.parse(value);
