@@ -6,12 +6,16 @@ import { callSettings } from './settings.js';
 import type { AuthReport } from './auth-report.js';
 import { answeredMediaType, forgetOAuth2Token, headerSafeToken, invalidTokenChallenge, oauth2Token } from './oauth2-token.js';
 import type { Failure, ResponseReport } from './result.js';
+import { askedWaitMs, askedWaitNote } from './retry.js';
 import { tokenKey, type TokenCache } from './token-cache.js';
 
 /** Default reuse time of a certificate-session token (Symphony session tokens live longer). */
 export const DEFAULT_TOKEN_TTL_SECONDS = 3000;
 
-type AuthOutcome = { headers: Record<string, string>; report?: AuthReport } | { failure: Failure; exchange?: Exchange; report?: AuthReport };
+/** A failed authentication step; `retryAfterMs` is the wait its endpoint asked for (a 429 or 503 with Retry-After). */
+export type AuthFailure = { failure: Failure; exchange?: Exchange; report?: AuthReport; retryAfterMs?: number };
+
+type AuthOutcome = { headers: Record<string, string>; report?: AuthReport } | AuthFailure;
 
 /**
  * What a Result may show of a token-endpoint exchange: its TLS session and timings, never its
@@ -25,7 +29,7 @@ function authFailure(url: string, message: string, hint: string, code: string): 
   return { phase: 'auth', category: 'http_status', code, message: `authentication at ${url}: ${message}`, hint };
 }
 
-type Login = string | { failure: Failure; exchange?: Exchange };
+type Login = string | AuthFailure;
 
 /** Logins under way in this process, by token key: concurrent jobs share one (a backend rate-limits them). */
 const logins = new Map<string, Promise<Login>>();
@@ -51,8 +55,13 @@ async function login(endpoint: { url: string; header: string; field?: string }, 
   if (x.failure) return { failure: { ...x.failure, message: `authentication at ${endpoint.url}: ${x.failure.message}` }, exchange: withoutResponse(x) };
   const status = x.response?.status ?? 0;
   if (status >= 500 || status === 429) {
-    // A pod restarting or shedding load: transient, as for an OAuth 2.0 token endpoint.
-    return { failure: authFailure(endpoint.url, `HTTP ${status}`, 'the authentication endpoint failed; the call is retried', 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE'), exchange: withoutResponse(x) };
+    // A pod restarting or shedding load: transient, as for an OAuth 2.0 token endpoint; a rate limit's Retry-After is honoured.
+    const retryAfterMs = askedWaitMs(x.response?.headers['retry-after'], Date.now());
+    return {
+      failure: authFailure(endpoint.url, `HTTP ${status}${askedWaitNote(retryAfterMs)}`, 'the authentication endpoint failed; the call is retried', 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE'),
+      exchange: withoutResponse(x),
+      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+    };
   }
   if (status < 200 || status > 299) {
     return {

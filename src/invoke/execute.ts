@@ -13,7 +13,7 @@ import { DEFAULTS } from './defaults.js';
 import { exchange, round, statusFailure, type Exchange } from './exchange.js';
 import { renderRequest, type RenderedRequest } from './render.js';
 import { emptyResult } from './failed-result.js';
-import { reportedUrl, type Result } from './result.js';
+import { AUTH_RETRY_AFTER, reportedUrl, type Result } from './result.js';
 import { MemoryTokenCache, type TokenCache } from './token-cache.js';
 import { callSettings } from './settings.js';
 import { attemptSignal } from './attempt-budget.js';
@@ -143,6 +143,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
         if (auth.report) result.auth = auth.report;
         if ('failure' in auth) {
           if (auth.exchange) record(auth.exchange);
+          if (auth.retryAfterMs !== undefined) result[AUTH_RETRY_AFTER] = auth.retryAfterMs;
           return finish(auth.failure, profile);
         }
         Object.assign(headers, auth.headers);

@@ -4,12 +4,14 @@ import { InvalidInputError } from '../errors.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
 import type { AuthReport } from './auth-report.js';
+import type { AuthFailure } from './auth.js';
 import { clientFacts } from './client-facts.js';
 import { exchange, type Exchange } from './exchange.js';
 import { certificateThumbprint, tokenBinding } from './oauth2-binding.js';
 import { tokenRequestParts } from './oauth2-client-auth.js';
 import { tokenEndpoint, type TokenEndpoint } from './oauth2-discovery.js';
 import { headerValue, reportedUrl, type Failure } from './result.js';
+import { askedWaitMs, askedWaitNote } from './retry.js';
 import { scrubSecrets } from './scrub.js';
 import { callSettings } from './settings.js';
 import { tokenKey, type TokenCache } from './token-cache.js';
@@ -40,7 +42,7 @@ export function headerSafeToken(token: string): boolean {
   return /^[\x21-\x7e]+$/.test(token);
 }
 
-export type TokenOutcome = { token: string; report: AuthReport } | { failure: Failure; exchange?: Exchange; report?: AuthReport };
+export type TokenOutcome = { token: string; report: AuthReport } | AuthFailure;
 
 /** What the shared cache holds (sealed): the token and what the report needs on a hit. */
 interface CachedToken {
@@ -106,13 +108,13 @@ function requestSecrets(parts: { headers: Record<string, string>; form: URLSearc
 }
 
 /** Map an OAuth 2.0 error response (RFC 6749 §5.2) or another status to a coded failure. */
-function tokenError(auth: OAuth2ClientCredentialsAuth, profile: LoadedProfile, url: string, status: number, body: Record<string, unknown> | undefined, location: string | undefined): Failure {
+function tokenError(auth: OAuth2ClientCredentialsAuth, profile: LoadedProfile, url: string, status: number, body: Record<string, unknown> | undefined, location: string | undefined, retryAfterMs: number | undefined): Failure {
   const error = typeof body?.error === 'string' ? body.error : undefined;
   // A redirect names where it points (reported without credentials): that is usually the token endpoint to configure.
   const target = status >= 300 && status < 400 && location !== undefined ? ` to ${printable(reportedUrl(location))}` : '';
   const said = `${url} answered HTTP ${status}${target}${error ? ` ${printable(error)}` : ''}${body?.error_description ? `: ${printable(body.error_description)}` : ''}`;
   const fail = (code: string, category: Failure['category'], hint: string): Failure => ({ phase: 'auth', category, code, message: `token endpoint ${said}`, hint });
-  if (status >= 500 || status === 429) return fail('SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE', 'http_status', 'the token endpoint failed; the call is retried');
+  if (status >= 500 || status === 429) return { ...fail('SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE', 'http_status', 'the token endpoint failed; the call is retried'), message: `token endpoint ${said}${askedWaitNote(retryAfterMs)}` };
   if (target) return fail('SVCNODE_TOKEN_REQUEST_REFUSED', 'http_status', 'a token endpoint answers a POST itself: set auth.tokenUrl to the URL it redirects to, if that is the token endpoint');
   // RFC 6749 §5.2: an authorization server may refuse client authentication with a bare 401.
   if (error === 'invalid_client' || (status === 401 && error === undefined)) {
@@ -155,7 +157,12 @@ async function fetchToken(auth: OAuth2ClientCredentialsAuth, node: NodeDefinitio
   }
   const status = x.response?.status ?? 0;
   const body = jsonBody(x);
-  if (status !== 200) return { failure: scrubSecrets(tokenError(auth, profile, endpoint.url, status, body, headerValue(x.response?.headers.location)), requestSecrets(parts)), exchange: seen, report: report(auth, endpoint, { status }) };
+  if (status !== 200) {
+    // A rate limit's Retry-After (429, 503) is honoured by the retry policy.
+    const retryAfterMs = status >= 500 || status === 429 ? askedWaitMs(x.response?.headers['retry-after'], Date.now()) : undefined;
+    const failure = scrubSecrets(tokenError(auth, profile, endpoint.url, status, body, headerValue(x.response?.headers.location), retryAfterMs), requestSecrets(parts));
+    return { failure, exchange: seen, report: report(auth, endpoint, { status }), ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
+  }
   const token = body?.access_token;
   const type = body?.token_type;
   if (typeof token !== 'string' || token.length === 0 || typeof type !== 'string' || type.toLowerCase() !== 'bearer') {

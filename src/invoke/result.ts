@@ -33,6 +33,13 @@ export interface ResponseReport {
   bodyOmitted?: boolean;
 }
 
+/**
+ * The wait an authentication endpoint asked for (its `Retry-After`, in ms from when it answered).
+ * The Result never reports that endpoint's response, so the retry policy finds the wait here: a
+ * symbol key, which object spreads copy and JSON leaves out.
+ */
+export const AUTH_RETRY_AFTER: unique symbol = Symbol('svcnode.authRetryAfterMs');
+
 /** The Result contract: dry-run output, job return value, `enqueue --wait` output. */
 export interface Result {
   ok: boolean;
@@ -47,6 +54,7 @@ export interface Result {
   attempts: number;
   /** The token step of an OAuth 2.0 node (token redacted). */
   auth?: AuthReport;
+  [AUTH_RETRY_AFTER]?: number;
 }
 
 /** The URL as reported: never with user:password@, never with the value of a credential-like query parameter. */

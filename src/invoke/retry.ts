@@ -1,18 +1,28 @@
 import type { HttpMethod, NodeDefinition } from '../definitions/types.js';
 import { isTransient } from '../failures/classify.js';
 import { DEFAULTS } from './defaults.js';
-import { headerValue, type Result } from './result.js';
+import { AUTH_RETRY_AFTER, headerValue, type Result } from './result.js';
 
 /** Methods whose repetition has the effect of one request (RFC 9110 §9.2.2). */
 export const IDEMPOTENT: ReadonlySet<HttpMethod> = new Set<HttpMethod>(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
 
-/** A Retry-After header (delay-seconds or HTTP-date) in ms from `now`; undefined when absent or unreadable. */
-export function retryAfterMs(result: Result, now: number): number | undefined {
-  const value = headerValue(result.response?.headers['retry-after'])?.trim();
+/** A Retry-After value (delay-seconds or HTTP-date) in ms from `now`; undefined when absent or unreadable. */
+export function askedWaitMs(header: string | string[] | undefined, now: number): number | undefined {
+  const value = headerValue(header)?.trim();
   if (!value) return undefined;
   if (/^\d+$/.test(value)) return Number(value) * 1000;
   const at = Date.parse(value);
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+/** How a failure message mentions the wait an endpoint asked for. */
+export function askedWaitNote(ms: number | undefined): string {
+  return ms === undefined ? '' : ` (Retry-After: ${ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`})`;
+}
+
+/** The wait the Result's backend, or the authentication endpoint that failed it, asked for. */
+export function retryAfterMs(result: Result, now: number): number | undefined {
+  return result[AUTH_RETRY_AFTER] ?? askedWaitMs(result.response?.headers['retry-after'], now);
 }
 
 /**
@@ -21,7 +31,8 @@ export function retryAfterMs(result: Result, now: number): number | undefined {
  * and 429; never a redirect loop, an undecodable body or bad input); a request that may have
  * reached the backend is retried only for idempotent methods unless the node sets
  * retry.nonIdempotent. The delay has full jitter, so jobs that failed together do not retry
- * together; a server's Retry-After is honoured up to retry.maxBackoffMs.
+ * together; a server's Retry-After (the backend's, or that of the authentication endpoint that
+ * failed the attempt) is honoured up to retry.maxBackoffMs.
  */
 export function retryDelay(result: Result, node: NodeDefinition, attemptsMade: number, random: () => number = Math.random, now: number = Date.now()): number | undefined {
   const failure = result.failure;
