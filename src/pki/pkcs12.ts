@@ -148,12 +148,35 @@ function parseOnThread(bytes: Buffer, passphrase: string | undefined, file: stri
   });
 }
 
+function corrupt(file: string, cause: unknown): Error {
+  return bundleError('SVCNODE_INVALID_BUNDLE', file, 'the PKCS#12 file is corrupt, truncated or uses an unsupported encryption', 're-export it (openssl pkcs12 -export) or convert it to PEM', cause);
+}
+
 /** The parse itself, for the worker thread. */
 export function parseWithForge(bytes: Buffer, passphrase: string | undefined, file: string): Normalised {
   forgeParses += 1;
   let p12: forge.pkcs12.Pkcs12Pfx;
+  let asn1: forge.asn1.Asn1;
   try {
-    const asn1 = forge.asn1.fromDer(forge.util.createBuffer(bytes.toString('binary')), false);
+    asn1 = forge.asn1.fromDer(forge.util.createBuffer(bytes.toString('binary')), false);
+  } catch (cause) {
+    throw corrupt(file, cause);
+  }
+  // PFX ::= SEQUENCE { version, authSafe, macData OPTIONAL } (RFC 7292 §4). Without a MAC nothing
+  // tells a wrong passphrase from damage: the decryption's padding check passes for about one wrong
+  // passphrase in 250, and the garbage it yields then fails to parse.
+  const withoutMac = Array.isArray(asn1.value) && asn1.value.length < 3;
+  const wrongPassphrase = (cause: unknown): Error =>
+    passphrase === undefined
+      ? bundleError('SVCNODE_MISSING_PASSPHRASE', file, 'the PKCS#12 file is protected by a passphrase and none is configured', PASSPHRASE_HINT, cause)
+      : bundleError(
+          'SVCNODE_BAD_PASSPHRASE',
+          file,
+          `the PKCS#12 file cannot be opened with the configured passphrase${withoutMac ? ' (the file has no integrity check (MAC), so a wrong passphrase and a damaged file look alike)' : ''}`,
+          `check the passphrase (trailing spaces or newlines count)${withoutMac ? '; if it is right, the file is damaged: re-export it (openssl pkcs12 -export, which adds a MAC by default)' : ''}`,
+          cause,
+        );
+  try {
     p12 = forge.pkcs12.pkcs12FromAsn1(asn1, false, passphrase ?? '');
   } catch (cause) {
     if (cause instanceof KdfIterationsRefused) {
@@ -163,13 +186,8 @@ export function parseWithForge(bytes: Buffer, passphrase: string | undefined, fi
     if (unsupported) {
       throw bundleError('SVCNODE_INVALID_BUNDLE', file, `the PKCS#12 file uses ${unsupported}, which svcnode cannot read (AES, 3DES and RC2 encryption with SHA-1/SHA-2 MACs are supported)`, 're-export it: openssl pkcs12 -export -keypbe AES-256-CBC -certpbe AES-256-CBC -macalg sha256 …, or convert it to PEM', cause);
     }
-    if (isPasswordFailure(cause)) {
-      if (passphrase === undefined) {
-        throw bundleError('SVCNODE_MISSING_PASSPHRASE', file, 'the PKCS#12 file is protected by a passphrase and none is configured', PASSPHRASE_HINT, cause);
-      }
-      throw bundleError('SVCNODE_BAD_PASSPHRASE', file, 'the PKCS#12 file cannot be opened with the configured passphrase', 'check the passphrase (trailing spaces or newlines count)', cause);
-    }
-    throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'the PKCS#12 file is corrupt, truncated or uses an unsupported encryption', 're-export it (openssl pkcs12 -export) or convert it to PEM', cause);
+    if (isPasswordFailure(cause) || withoutMac) throw wrongPassphrase(cause);
+    throw corrupt(file, cause);
   }
 
   const bagsOf = (bagType: string): ForgeBag[] => (p12.getBags({ bagType })[bagType] ?? []);

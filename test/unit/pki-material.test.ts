@@ -8,7 +8,7 @@ import { SvcnodeError } from '../../src/errors.js';
 import { readMaterial } from '../../src/pki/material.js';
 import { MAX_KDF_ITERATIONS } from '../../src/pki/forge-kdf.js';
 import { mintLeaf } from '../../src/pki/mint.js';
-import { clearPkcs12Cache, pkcs12ForgeParseCount } from '../../src/pki/pkcs12.js';
+import { clearPkcs12Cache, parseWithForge, pkcs12ForgeParseCount } from '../../src/pki/pkcs12.js';
 import { createTestPki, opensslPkcs12, type MintedCert, type TestPki } from '../helpers/pki.js';
 
 const PASS = 'corr3ct horse';
@@ -327,6 +327,36 @@ describe('PKCS#12', () => {
     for (let i = 200; i < 260; i++) flipped[i] = (flipped[i] ?? 0) ^ 0x5a;
     writeFileSync(corrupt, flipped);
     expect(['SVCNODE_INVALID_BUNDLE', 'SVCNODE_BAD_PASSPHRASE']).toContain(await codeOf(readMaterial(corrupt, { passphrase: PASS })));
+  });
+
+  it.each([false, true])('a file without a MAC (openssl -nomac, legacy %s): every wrong passphrase reads as one, saying that damage looks alike', async (legacy) => {
+    const certFile = pki.write(`nomac-${legacy}.crt`, pki.client.certPem);
+    const keyFile = pki.write(`nomac-${legacy}.key`, pki.client.keyPem);
+    const file = opensslPkcs12({ certFiles: [certFile], keyFile, out: join(pki.dir, `nomac-${legacy}.p12`), passphrase: PASS, legacy, extraArgs: ['-nomac'] });
+    const bytes = readFileSync(file);
+    expect((await readMaterial(file, { passphrase: PASS })).pairedLeaf?.fingerprint256).toBe(pki.client.cert.fingerprint256);
+    // The decryption's padding check passes for about one wrong passphrase in 250; the garbage it
+    // yields read as a corrupt file. 1,500 tries meet such a passphrase with near certainty (fewer
+    // for the legacy ciphers, whose key derivation runs in JavaScript: 300 take about 3 s).
+    const tries = legacy ? 300 : 1_500;
+    const codes = new Map<string, number>();
+    for (let i = 0; i < tries; i++) {
+      let code = 'opened';
+      try {
+        parseWithForge(bytes, `wrong-${i}`, file);
+      } catch (error) {
+        code = (error as SvcnodeError).code;
+      }
+      codes.set(code, (codes.get(code) ?? 0) + 1);
+    }
+    expect(Object.fromEntries(codes)).toEqual({ SVCNODE_BAD_PASSPHRASE: tries });
+    const error = await readMaterial(file, { passphrase: 'wrong' }).then(() => undefined, (e: unknown) => e as SvcnodeError);
+    expect(error?.message).toContain('no integrity check (MAC), so a wrong passphrase and a damaged file look alike');
+    expect(error?.hint).toContain('if it is right, the file is damaged');
+    // A file cut short is damage, whatever the passphrase.
+    const truncated = join(pki.dir, `nomac-${legacy}-truncated.p12`);
+    writeFileSync(truncated, bytes.subarray(0, Math.floor(bytes.length * 0.6)));
+    expect(await codeOf(readMaterial(truncated, { passphrase: PASS }))).toBe('SVCNODE_INVALID_BUNDLE');
   });
 
   it('parses the same bytes with forge only once', async () => {
