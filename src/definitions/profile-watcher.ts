@@ -4,15 +4,15 @@ import type { CrlFetcher } from '../pki/crl-fetch.js';
 import { DirPoller, fileStamp } from './dir-poller.js';
 import { loadProfile } from './profiles.js';
 import type { LoadedProfile } from '../pki/types.js';
-import type { Registry } from './registry.js';
+import { profileName, type Registry } from './registry.js';
 import { readJsonText } from './validator.js';
 import type { ProfileDocument } from './types.js';
 
 export interface ProfileWatcherEvents {
   /** A profile was (re)loaded with new material; `previous` is undefined for a new profile. */
   reloaded(profile: LoadedProfile, previous: LoadedProfile | undefined): void;
-  /** A changed profile failed to load; the last good one (if any) stays in use. */
-  failed(name: string, file: string, error: InvalidInputError): void;
+  /** A new or changed profile failed to load; `kept`: the last good one stays in use (there was one). */
+  failed(name: string, file: string, error: InvalidInputError, kept: boolean): void;
   /** A profile file disappeared: the profile is out of use; `previous` is what was in use. */
   removed?(name: string, file: string, previous: LoadedProfile | undefined): void;
   /** A polling round failed for a reason of its own (a defect): logged, the next round runs as usual. */
@@ -87,13 +87,13 @@ export class ProfileWatcher extends DirPoller {
     for (const file of [...this.seen.keys()]) {
       if (present.has(file)) continue;
       this.seen.delete(file);
-      const name = file.slice(file.lastIndexOf('/') + 1).replace(/\.json$/i, '');
+      const name = profileName(file);
       const previous = this.registry.removeProfile(name, file);
       this.events.removed?.(name, file, previous);
     }
     for (const file of files) {
       const print = await fingerprint(file);
-      const name = file.slice(file.lastIndexOf('/') + 1).replace(/\.json$/i, '');
+      const name = profileName(file);
       if (this.seen.get(file) === print && !this.crlsDue(name)) continue;
       this.seen.set(file, print);
       try {
@@ -107,8 +107,8 @@ export class ProfileWatcher extends DirPoller {
         this.events.reloaded(profile, previous);
       } catch (error) {
         const invalid = error instanceof InvalidInputError ? error : new InvalidInputError('SVCNODE_INVALID_BUNDLE', `${file}: ${errorMessage(error)}`, { cause: error, file });
-        this.registry.recordProfileFailure(name, invalid);
-        this.events.failed(name, file, invalid);
+        const kept = this.registry.recordProfileFailure(name, file, invalid);
+        this.events.failed(name, file, invalid, kept);
       }
     }
   }

@@ -6,6 +6,11 @@ import type { LoadedProfile } from '../pki/types.js';
 import { duplicateNodeError, loadNodesDir } from './nodes.js';
 import type { NodeDefinition } from './types.js';
 
+/** A profile's name: its file name without `.json`. */
+export function profileName(file: string): string {
+  return file.replace(/^.*\//, '').replace(/\.json$/i, '');
+}
+
 /** A problem found while loading definitions: reported, the rest keeps working. */
 export interface LoadProblem {
   kind: 'node' | 'profile';
@@ -22,8 +27,12 @@ export class Registry {
     readonly nodes: Map<string, NodeDefinition>,
     readonly profiles: Map<string, LoadedProfile>,
     private readonly profileErrors: Map<string, InvalidInputError>,
-    /** Profile files that failed at start (reloads report through staleProfiles). */
-    private readonly profileProblems: LoadProblem[],
+    /**
+     * Profile name → why its file is not in use and no earlier version of it is: failed at start,
+     * or added (or failed) later without ever loading. A profile running on its last good bundle
+     * is reported through staleProfiles instead.
+     */
+    private readonly profileProblems: Map<string, LoadProblem>,
     readonly profilesDir: string,
     readonly nodesDir: string,
     /** Node file → the id it defines, for the nodes in use. */
@@ -39,11 +48,12 @@ export class Registry {
   static async load(nodesDir: string, profilesDir: string, options: { env?: NodeJS.ProcessEnv; now?: Date; crlFetcher?: CrlFetcher } = {}): Promise<Registry> {
     const [nodes, profiles] = await Promise.all([loadNodesDir(nodesDir), loadProfilesDir(profilesDir, options)]);
     const profileErrors = new Map<string, InvalidInputError>();
+    const profileProblems = new Map<string, LoadProblem>();
     for (const { file, error } of profiles.errors) {
-      const name = file.replace(/^.*\//, '').replace(/\.json$/i, '');
+      const name = profileName(file);
       profileErrors.set(name, error);
+      profileProblems.set(name, { kind: 'profile', file, error });
     }
-    const profileProblems = profiles.errors.map((e) => ({ kind: 'profile' as const, ...e }));
     const nodeErrors = new Map(nodes.errors.map((e) => [e.file, e.error]));
     return new Registry(nodes.nodes, profiles.profiles, profileErrors, profileProblems, resolve(profilesDir), resolve(nodesDir), nodes.files, nodeErrors);
   }
@@ -55,12 +65,13 @@ export class Registry {
    */
   get problems(): LoadProblem[] {
     const problems: LoadProblem[] = [...this.nodeErrors].map(([file, error]) => ({ kind: 'node' as const, file, error }));
-    problems.push(...this.profileProblems);
+    problems.push(...this.profileProblems.values());
+    const fileOf = new Map([...this.nodeFiles].map(([file, id]) => [id, file]));
     for (const node of this.nodes.values()) {
       if (!this.profiles.has(node.tls.profile) && !this.profileErrors.has(node.tls.profile)) {
         problems.push({
           kind: 'node',
-          file: node.id,
+          file: fileOf.get(node.id) ?? node.id,
           error: new InvalidInputError('SVCNODE_UNKNOWN_PROFILE', `node "${node.id}" uses profile "${node.tls.profile}", which is not in ${this.profilesDir}`, {
             field: '/tls/profile',
             hint: `add ${join(this.profilesDir, `${node.tls.profile}.json`)} or fix tls.profile`,
@@ -126,16 +137,23 @@ export class Registry {
   replaceProfile(profile: LoadedProfile): void {
     this.profiles.set(profile.name, profile);
     this.profileErrors.delete(profile.name);
+    this.profileProblems.delete(profile.name);
     this.reloadFailures.delete(profile.name);
   }
 
   /**
-   * A profile failed to (re)load. With a last good version, that one stays in use and the
-   * failure is only reported; without one, calls using the profile end as invalid_input.
+   * A profile file failed to (re)load. With a last good version, that one stays in use and the
+   * failure is reported as stale; without one, calls using the profile end as invalid_input and
+   * the file is a problem until it loads. Returns whether a last good version stays in use.
    */
-  recordProfileFailure(name: string, error: InvalidInputError): void {
-    if (this.profiles.has(name)) this.reloadFailures.set(name, { at: new Date().toISOString(), code: error.code, message: error.message });
-    else this.profileErrors.set(name, error);
+  recordProfileFailure(name: string, file: string, error: InvalidInputError): boolean {
+    if (this.profiles.has(name)) {
+      this.reloadFailures.set(name, { at: new Date().toISOString(), code: error.code, message: error.message });
+      return true;
+    }
+    this.profileErrors.set(name, error);
+    this.profileProblems.set(name, { kind: 'profile', file, error });
+    return false;
   }
 
   /**
@@ -145,14 +163,20 @@ export class Registry {
   removeProfile(name: string, file: string): LoadedProfile | undefined {
     const previous = this.profiles.get(name);
     this.profiles.delete(name);
+    this.profileProblems.delete(name);
     this.reloadFailures.delete(name);
+    if (previous === undefined) {
+      // It never loaded: nothing was in use, and its problem goes with the file.
+      this.profileErrors.delete(name);
+      return undefined;
+    }
     const error = new InvalidInputError('SVCNODE_PROFILE_REMOVED', `profile removed: ${file} no longer exists`, { file, hint: `restore ${file}, or point the nodes using "${name}" at another profile` });
     this.profileErrors.set(name, error);
     this.reloadFailures.set(name, { at: new Date().toISOString(), code: error.code, message: error.message });
     return previous;
   }
 
-  /** Profiles running on their last good bundle because a newer one failed to load, or removed ones. */
+  /** Profiles running on their last good bundle because a newer one failed to load, or removed ones (code SVCNODE_PROFILE_REMOVED). */
   staleProfiles(): { name: string; at: string; code: string; message: string }[] {
     return [...this.reloadFailures].map(([name, f]) => ({ name, ...f }));
   }

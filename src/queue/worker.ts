@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { basename } from 'node:path';
 import { NodeWatcher } from '../definitions/node-watcher.js';
 import { ProfileWatcher } from '../definitions/profile-watcher.js';
-import { Registry } from '../definitions/registry.js';
+import { Registry, profileName } from '../definitions/registry.js';
 import type { NodeDefinition } from '../definitions/types.js';
 import { profileCertificates } from '../pki/certificates.js';
 import { dateFindings } from '../pki/findings.js';
@@ -187,6 +187,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
 
   const metrics = new Metrics();
   for (const profile of registry.profiles.values()) metrics.setCertificateExpiry(profile);
+  // Files broken at start are load failures too: a fleet that starts with one must not read 0.
+  for (const problem of registry.problems) {
+    if (problem.error.code === 'SVCNODE_UNKNOWN_PROFILE') continue;
+    if (problem.kind === 'profile') metrics.profileLoadFailures.inc({ profile: profileName(problem.file) });
+    else metrics.nodeLoadFailures.inc({ file: basename(problem.file) });
+  }
   const onRevocation = (check: RevocationCheck): void => {
     metrics.observeRevocation(check);
     if (check.result === 'unknown') logger.warn({ profile: check.profile, subject: check.subject }, `revocation status unknown, call allowed (soft mode): ${check.message ?? ''}`);
@@ -202,11 +208,13 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const health = async (): Promise<HealthReport> => {
     const { supervisor } = live;
     const stale = registry.staleProfiles();
+    // A removed profile is a decision: its nodes answer invalid_input, the worker serves the rest (degraded).
+    const failedRotation = stale.some((p) => p.code !== 'SVCNODE_PROFILE_REMOVED');
     const result: Probe = supervisor ? await supervisor.probe() : { ok: false, reason: 'redis unreachable', detail: 'not connected yet' };
     const refused = result.ok ? supervisor?.commandsRefused() : result.code;
-    const reason = !result.ok ? result.reason : refused ? 'redis refuses commands' : !supervisor?.takingJobs() ? 'worker stopped' : stale.length > 0 ? 'profiles stale' : undefined;
+    const reason = !result.ok ? result.reason : refused ? 'redis refuses commands' : !supervisor?.takingJobs() ? 'worker stopped' : failedRotation ? 'profiles stale' : undefined;
     return {
-      status: reason ? 'down' : registry.problems.length > 0 ? 'degraded' : 'ok',
+      status: reason ? 'down' : registry.problems.length > 0 || stale.length > 0 ? 'degraded' : 'ok',
       ...(reason ? { reason } : {}),
       ...(refused ? { code: refused } : {}),
       redis: result.ok ? 'connected' : 'disconnected',
@@ -249,11 +257,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       removed(name, file, previous) {
         agents.retire(name);
         metrics.removeProfile(name);
-        logger.error({ profile: name, file, client: previous?.client?.leaf.subject.replace(/\n/g, ', ') }, 'profile removed: its nodes answer invalid_input until the file is back');
+        if (!previous) logger.info({ profile: name, file }, 'profile file removed (it had not loaded, nothing was in use)');
+        else logger.error({ profile: name, file, client: previous.client?.leaf.subject.replace(/\n/g, ', ') }, 'profile removed: its nodes answer invalid_input until the file is back');
       },
-      failed(name, file, error) {
+      failed(name, file, error, kept) {
         metrics.profileLoadFailures.inc({ profile: name });
-        logger.error({ profile: name, file, code: error.code, hint: error.hint }, `profile reload failed, keeping the last good bundle: ${error.message}`);
+        logger.error({ profile: name, file, code: error.code, hint: error.hint }, kept ? `profile reload failed, keeping the last good bundle: ${error.message}` : `profile failed to load, its nodes answer invalid_input until it does: ${error.message}`);
       },
       error(error) {
         logger.error({ err: errorMessage(error) }, 'profile reload round failed unexpectedly; the next round runs as usual');

@@ -95,4 +95,10 @@ describe('svcnode enqueue / worker CLI', () => {
     expect(await invocationsMetric(worker!.metricsPort, { node: 'get-account', outcome: 'ok' })).toBe(1);
     expect(await invocationsMetric(worker!.metricsPort, { node: 'rogue-bot', outcome: 'client_cert_rejected' })).toBe(1);
   });
+
+  it('counts the files that failed to load at start in the load-failure metrics', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${worker!.metricsPort}/metrics`)).text();
+    expect(text).toMatch(/^svcnode_profile_load_failures_total\{profile="broken"\} 1$/m);
+    expect(text).toMatch(/^svcnode_node_load_failures_total\{file="broken-node.json"\} 1$/m);
+  });
 });

@@ -106,7 +106,7 @@ describe('NodeWatcher', () => {
     rmSync(join(nodes, 'a.json'));
     await watcher.check();
     expect(registry.node('x').request.url).toContain('/from-b');
-    expect(registry.problems.map((p) => p.file)).not.toContain(join(nodes, 'b.json'));
+    expect(registry.problems.filter((p) => p.error.code === 'SVCNODE_INVALID_DEFINITION').map((p) => p.file)).not.toContain(join(nodes, 'b.json'));
     expect(seen).toEqual(['removed a.json x', 'loaded x']);
   });
 
@@ -134,10 +134,11 @@ describe('NodeWatcher', () => {
     writeFileSync(join(nodes, 'a.json'), text('a', '/a', 'missing'));
     const { registry, watcher } = await open();
     const unknown = (): string[] => registry.problems.filter((p) => p.error.code === 'SVCNODE_UNKNOWN_PROFILE').map((p) => p.file);
-    expect(unknown()).toEqual(['a']);
+    // Named by the node's file, as the log names it.
+    expect(unknown()).toEqual([join(nodes, 'a.json')]);
     writeFileSync(join(nodes, 'a.json'), text('a', '/a/changed', 'missing'));
     await watcher.check();
-    expect(unknown()).toEqual(['a']);
+    expect(unknown()).toEqual([join(nodes, 'a.json')]);
     rmSync(join(nodes, 'a.json'));
     await watcher.check();
     expect(unknown()).toEqual([]);
