@@ -150,6 +150,8 @@ export async function checkHandshake(node: NodeDefinition, context: Record<strin
   if (outcome.error !== undefined) {
     // The chain the server presented was read from this same connection before Node rejected it.
     failure = classifyError(outcome.error, classifyContext(url.host, profile, probe, settings.spec.proxyUrl !== undefined));
+    // As a call reports it: a connection that stood and then timed out or broke failed in TLS.
+    if ((failure.category === 'timeout' || failure.category === 'connect_failed') && failure.phase === 'connect' && probe?.connectedAt !== undefined) failure = { ...failure, phase: 'tls' };
   }
   // Which CAs the server accepts matters when it asked for a certificate or refused ours.
   if (outcome.requested === true || (failure !== null && failure.category.startsWith('client_cert'))) {

@@ -7,6 +7,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import net from 'node:net';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
@@ -205,6 +206,20 @@ describe('dry-run --tls-only', () => {
     expect(untrusted.code).toBe(3);
     expect(oneResult(refused).failure?.category).toBe('connect_failed');
     expect(refused.code).toBe(5);
+  });
+
+  it('a port that accepts TCP and never answers TLS: timeout in phase tls, as a call reports it', async () => {
+    const silent = net.createServer((socket) => socket.on('error', () => undefined));
+    const tracked = trackSockets(silent);
+    const port = await listen(silent, 0);
+    track({ host: LOOPBACK, port, url: '', close: () => tracked.close() });
+    const file = writeNode('silent', `https://localhost:${port}/`, { timeouts: { ...TIMEOUTS, handshakeMs: 300 } });
+    const [check, call] = await Promise.all([dryRun(file, ['--tls-only', '--json']), dryRun(file, ['--json'])]);
+    for (const r of [check, call]) {
+      expect(oneResult(r).failure).toMatchObject({ category: 'timeout', phase: 'tls' });
+      expect(oneResult(r).failure?.message).toContain('TLS handshake did not finish within 300 ms');
+      expect(r.code).toBe(5);
+    }
   });
 });
 
