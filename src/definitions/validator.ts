@@ -42,6 +42,50 @@ const PATTERN_MEANINGS: Record<string, string> = {
   [LITERAL_ORIGIN_URL]: 'must be https://host[:port]/… with a literal scheme, host and port (templates only in the path and query) and no user:password@ (credentials go in request.headers or auth)',
 };
 
+/** What a `oneOf` of the schemas allows, by schema path, where "one allowed form" says too little. */
+const ONE_OF_MEANINGS: Record<string, string> = {
+  '#/$defs/passphrase/oneOf': 'must be {"env": "VARIABLE"} or {"file": "PATH"}: a passphrase is never written in the profile',
+  '#/properties/client/oneOf': 'must be {"certificate", "key", "passphrase"?} or {"pkcs12", "passphrase"?}',
+};
+
+/**
+ * The errors of the `oneOf` alternatives the document plainly did not mean: an alternative that
+ * finds unknown properties, where another alternative finds none, is a different form (a client
+ * with `certificate` and `key` is not the `pkcs12` form), and its complaints only mislead.
+ */
+function withoutOtherForms(errors: ErrorObject[], schema: unknown): ErrorObject[] {
+  const dropped = new Set<string>();
+  for (const oneOf of errors) {
+    if (oneOf.keyword !== 'oneOf') continue;
+    const prefix = `${oneOf.schemaPath}/`;
+    // Every alternative, also those whose errors Ajv reports under a $ref's own path.
+    const alternatives = schemaAt(schema, oneOf.schemaPath);
+    const branches = new Map<string, boolean>(Array.isArray(alternatives) ? alternatives.map((_, i) => [String(i), false]) : []);
+    for (const e of errors) {
+      if (!e.schemaPath.startsWith(prefix)) continue;
+      const branch = e.schemaPath.slice(prefix.length).split('/')[0] as string;
+      branches.set(branch, (branches.get(branch) ?? false) || (e.keyword === 'additionalProperties' && e.instancePath === oneOf.instancePath));
+    }
+    if (![...branches.values()].some((other) => !other)) continue;
+    for (const [branch, other] of branches) if (other) dropped.add(`${prefix}${branch}/`);
+  }
+  const kept = dropped.size === 0 ? errors : errors.filter((e) => ![...dropped].some((d) => e.schemaPath.startsWith(d)));
+  // "must be object" beside a oneOf that says which objects adds nothing.
+  const explained = new Set(kept.filter((e) => e.keyword === 'oneOf' && ONE_OF_MEANINGS[e.schemaPath] !== undefined).map((e) => e.instancePath));
+  return explained.size === 0 ? kept : kept.filter((e) => e.keyword !== 'type' || !explained.has(e.instancePath));
+}
+
+/** The part of a schema at an Ajv schema path (`#/properties/client/oneOf`). */
+function schemaAt(schema: unknown, path: string): unknown {
+  let at = schema;
+  for (const token of path.replace(/^#\/?/, '').split('/')) {
+    if (token === '') continue;
+    if (at === null || typeof at !== 'object') return undefined;
+    at = (at as Record<string, unknown>)[token.replace(/~1/g, '/').replace(/~0/g, '~')];
+  }
+  return at;
+}
+
 /** Render one Ajv error as "<pointer>: <what is allowed>". */
 export function describeSchemaError(error: ErrorObject): string {
   const at = error.instancePath === '' ? '/' : error.instancePath;
@@ -58,7 +102,7 @@ export function describeSchemaError(error: ErrorObject): string {
     case 'type':
       return `${at}: must be ${String(p.type)}`;
     case 'oneOf':
-      return `${at}: must match exactly one allowed form`;
+      return `${at}: ${ONE_OF_MEANINGS[error.schemaPath] ?? 'must match exactly one allowed form'}`;
     default:
       return `${at}: ${error.message ?? error.keyword}`;
   }
@@ -74,7 +118,7 @@ export function validateDocument<T>(schema: SchemaName, data: unknown, source: s
     if (schema === 'invocation') checkContextDepth((data as { context?: unknown }).context, source);
     return data as T;
   }
-  const errors = (validate.errors ?? []).filter((e) => e.keyword !== 'if');
+  const errors = withoutOtherForms((validate.errors ?? []).filter((e) => e.keyword !== 'if'), validate.schema);
   const lines = [...new Set(errors.map(describeSchemaError))];
   const first = errors[0];
   throw new InvalidInputError(CODES[schema], `${source}: invalid ${schema === 'node' ? 'node definition' : schema}:\n  ${lines.join('\n  ')}`, {
