@@ -5,8 +5,12 @@ import type { Registry } from './registry.js';
 import type { NodeDefinition } from './types.js';
 
 export interface NodeWatcherEvents {
-  /** A file's node was put in use; `previous` is the definition it replaced (undefined for a new node), `droppedId` an id the file no longer defines. */
-  loaded(file: string, node: NodeDefinition, previous: NodeDefinition | undefined, droppedId: string | undefined): void;
+  /**
+   * A file's node was put in use; `previous` is the definition it replaced (undefined for a new
+   * node), `droppedId` an id the file no longer defines, `displaced` the file that had the id
+   * before (this file comes first by name).
+   */
+  loaded(file: string, node: NodeDefinition, previous: NodeDefinition | undefined, droppedId: string | undefined, displaced?: string): void;
   /** A new or changed file failed to load; `lastGood` is the file's definition that stays in use, if any. */
   failed(file: string, error: InvalidInputError, lastGood: NodeDefinition | undefined): void;
   /** A node file disappeared; `nodeId` is the node that went out of use, if the file had one in use. */
@@ -98,7 +102,7 @@ export class NodeWatcher extends DirPoller {
       return false;
     }
     // Outside the try: a failing event handler is a defect of its own, not a bad file.
-    this.events.loaded(file, node, change.previous, change.droppedId);
+    this.events.loaded(file, node, change.previous, change.droppedId, change.displaced);
     return change.droppedId !== undefined;
   }
 }

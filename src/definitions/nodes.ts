@@ -28,12 +28,12 @@ export async function readNodeFile(file: string): Promise<NodeDefinition> {
   return checkedNode(parseJsonText(await readJsonText(path, 'SVCNODE_INVALID_DEFINITION'), path, 'SVCNODE_INVALID_DEFINITION'), path);
 }
 
-/** A node id defined by a second file: the first file keeps it. */
+/** A node id defined by a second file: the file first by name keeps it (at start and on reload alike). */
 export function duplicateNodeError(file: string, id: string, owner: string): InvalidInputError {
   return new InvalidInputError('SVCNODE_INVALID_DEFINITION', `${file}: node id "${id}" is already defined by ${owner}`, {
     file,
     field: '/id',
-    hint: 'node ids must be unique within the nodes directory',
+    hint: 'node ids must be unique within the nodes directory: remove or rename one of the two files (the first by name is the one in use)',
   });
 }
 

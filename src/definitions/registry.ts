@@ -6,6 +6,11 @@ import type { LoadedProfile } from '../pki/types.js';
 import { duplicateNodeError, loadNodesDir } from './nodes.js';
 import type { NodeDefinition } from './types.js';
 
+/** Whether `file` comes before `other` in the order the nodes directory is loaded in at start. */
+function firstByName(file: string, other: string): boolean {
+  return [file, other].sort()[0] === file;
+}
+
 /** A profile's name: its file name without `.json`. */
 export function profileName(file: string): string {
   return file.replace(/^.*\//, '').replace(/\.json$/i, '');
@@ -94,12 +99,20 @@ export class Registry {
 
   /**
    * Put a file's freshly loaded node in use; clears the file's recorded failure. If the file
-   * defined another id before, that id goes out of use. Throws (changing nothing) when another
-   * file defines the id. Returns what the file defined before.
+   * defined another id before, that id goes out of use. When another file defines the id, the
+   * file first in name order has it, as at start, so every worker uses the same file whatever it
+   * saw first: a later name throws (changing nothing), an earlier one takes the id over and the
+   * other file becomes a problem (`displaced`). Returns what the id's definition was before.
    */
-  replaceNode(file: string, node: NodeDefinition): { previous: NodeDefinition | undefined; droppedId: string | undefined } {
+  replaceNode(file: string, node: NodeDefinition): { previous: NodeDefinition | undefined; droppedId: string | undefined; displaced?: string } {
     const owner = [...this.nodeFiles].find(([f, id]) => id === node.id && f !== file)?.[0];
-    if (owner !== undefined) throw duplicateNodeError(file, node.id, owner);
+    if (owner !== undefined && !firstByName(file, owner)) throw duplicateNodeError(file, node.id, owner);
+    let displaced: { file: string; previous: NodeDefinition | undefined } | undefined;
+    if (owner !== undefined) {
+      displaced = { file: owner, previous: this.nodes.get(node.id) };
+      this.nodeFiles.delete(owner);
+      this.nodeErrors.set(owner, duplicateNodeError(owner, node.id, file));
+    }
     const oldId = this.nodeFiles.get(file);
     const previous = oldId === undefined ? undefined : this.nodes.get(oldId);
     const droppedId = oldId !== undefined && oldId !== node.id ? oldId : undefined;
@@ -108,6 +121,7 @@ export class Registry {
     this.nodeFiles.set(file, node.id);
     this.nodeErrors.delete(file);
     this.removedNodes.delete(node.id);
+    if (displaced) return { previous: displaced.previous, droppedId, displaced: displaced.file };
     return { previous: droppedId === undefined ? previous : undefined, droppedId };
   }
 

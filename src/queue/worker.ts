@@ -274,8 +274,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const nodeWatcher = new NodeWatcher(
     registry,
     {
-      loaded(file, node, previous, droppedId) {
+      loaded(file, node, previous, droppedId, displaced) {
         if (droppedId !== undefined) logger.warn({ nodeId: droppedId, file, now: node.id }, 'node removed: its file now defines another id, its jobs answer invalid_input');
+        if (displaced !== undefined) metrics.nodeLoadFailures.inc({ file: basename(displaced) });
+        if (displaced !== undefined) logger.error({ nodeId: node.id, file, displaced, code: 'SVCNODE_INVALID_DEFINITION' }, `node id "${node.id}" is defined by two files: ${file} is used (the first by name, as in every worker), ${displaced} is refused until one of them changes`);
         logger.info({ nodeId: node.id, file }, previous ? 'node reloaded' : 'node loaded');
         // A new backend (or profile) gets the start-up handshake too, so its CRLs are there before its first call.
         if (!previous || previous.request.url !== node.request.url || previous.tls.profile !== node.tls.profile || previous.tls.servername !== node.tls.servername) warm([node], { nodeId: node.id });

@@ -36,7 +36,7 @@ describe('NodeWatcher', () => {
   let watcher: NodeWatcher | undefined;
 
   const events = (overrides: Partial<NodeWatcherEvents> = {}): NodeWatcherEvents => ({
-    loaded: (file, node, previous, droppedId) => seen.push(`loaded ${node.id}${previous ? ' (reloaded)' : ''}${droppedId ? ` dropping ${droppedId}` : ''}`),
+    loaded: (file, node, previous, droppedId, displaced) => seen.push(`loaded ${node.id}${previous ? ' (reloaded)' : ''}${droppedId ? ` dropping ${droppedId}` : ''}${displaced ? ` displacing ${displaced.replace(/^.*\//, '')}` : ''}`),
     failed: (file, error, lastGood) => seen.push(`failed ${file.replace(/^.*\//, '')} ${error.code}${lastGood ? ` keeping ${lastGood.id}` : ''}`),
     removed: (file, nodeId) => seen.push(`removed ${file.replace(/^.*\//, '')} ${nodeId ?? '-'}`),
     error: (error) => seen.push(`error ${(error as Error).message}`),
@@ -128,6 +128,31 @@ describe('NodeWatcher', () => {
     expect(registry.node('a').id).toBe('a');
     expect(seen).toEqual([]);
     renameSync(`${nodes}.away`, nodes);
+  });
+
+  it('a duplicate id added while running goes to the file first by name, as a worker started afterwards decides', async () => {
+    writeFileSync(join(nodes, 'good.json'), text('good', '/from-good'));
+    const { registry, watcher } = await open();
+    // Later by name: refused, the running definition stays.
+    writeFileSync(join(nodes, 'zz-copy.json'), text('good', '/from-zz'));
+    await watcher.check();
+    expect(registry.node('good').request.url).toContain('/from-good');
+    // Earlier by name ('-' sorts before '.'): it takes the id over, the other file becomes the problem.
+    writeFileSync(join(nodes, 'good-dup.json'), text('good', '/from-dup'));
+    await watcher.check();
+    expect(registry.node('good').request.url).toContain('/from-dup');
+    const duplicates = (r: Registry): string[] => r.problems.filter((p) => p.error.message.includes('already defined by')).map((p) => p.file.replace(/^.*\//, '')).sort();
+    expect(duplicates(registry)).toEqual(['good.json', 'zz-copy.json']);
+    expect(seen).toContain('loaded good (reloaded) displacing good.json');
+    // A worker starting now agrees.
+    const fresh = await Registry.load(nodes, profiles);
+    expect(fresh.node('good').request.url).toContain('/from-dup');
+    expect(duplicates(fresh)).toEqual(duplicates(registry));
+    // The first file goes: the next one by name has the id again.
+    rmSync(join(nodes, 'good-dup.json'));
+    await watcher.check();
+    expect(registry.node('good').request.url).toContain('/from-good');
+    expect(duplicates(registry)).toEqual(['zz-copy.json']);
   });
 
   it('a node naming an unknown profile stays reported across reloads; its problem goes with the node', async () => {
