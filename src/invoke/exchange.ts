@@ -47,9 +47,12 @@ export function certificateSent(probe: ConnectionProbe, profile: LoadedProfile):
   return facts !== null && probe.certificateRequested !== false && unusableKey(probe.sharedSigalgs, facts.key, probe.protocol) === undefined;
 }
 
-/** The TLS part of a Result, from the connection's probe; null when no handshake completed. */
+/**
+ * The TLS part of a Result, from the connection's probe; null when no handshake completed, nor
+ * got as far as our TLS 1.2 flight (whose server may then reject the certificate we sent).
+ */
 export function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, profile: LoadedProfile): TlsReport | null {
-  if (!probe?.secureAt) return null;
+  if (probe?.secureAt === undefined && probe?.flightAt === undefined) return null;
   return {
     protocol: probe.protocol ?? null,
     cipher: probe.cipher ?? null,

@@ -26,6 +26,8 @@ export interface ConnectionProbe {
   connectedAt?: number;
   /** The handshake finished ('secure'), before Node verified the server certificate. */
   secureAt?: number;
+  /** TLS 1.2: the server's flight was read and ours sent (the first CLIENT_RANDOM key log line); protocol, cipher and chain are known from then. */
+  flightAt?: number;
   /** The server certificate and identity verified ('secureConnect'). */
   verified?: boolean;
   /** The socket ended or closed. */
@@ -156,6 +158,15 @@ function tls12Handshake(socket: TLSSocket, probe: ConnectionProbe): void {
   const sigalgs = socket.getSharedSigalgs();
   if (probe.secureAt === undefined) {
     probe.sharedSigalgs = sigalgs;
+    if (probe.flightAt !== undefined) return;
+    // What the server presented and asked for is known now, even if it rejects our certificate
+    // before the handshake finishes (TLS 1.2 servers alert before 'secure').
+    probe.flightAt = performance.now();
+    probe.certificateRequested = sigalgs.length > 0;
+    probe.protocol = socket.getProtocol() ?? undefined;
+    probe.cipher = socket.getCipher()?.name;
+    const peer = socket.getPeerCertificate(true);
+    if (peer.raw) probe.serverChain = chainOf(peer);
   } else if (sigalgs.length > 0) {
     probe.sharedSigalgs = sigalgs;
     probe.certificateRequested = true;
