@@ -2,9 +2,9 @@ import { dirname, resolve } from 'node:path';
 import { InvalidInputError, errorMessage } from '../errors.js';
 import type { CrlFetcher } from '../pki/crl-fetch.js';
 import { DirPoller, fileStamp } from './dir-poller.js';
-import { loadProfile } from './profiles.js';
+import { loadProfile, profileName } from './profiles.js';
 import type { LoadedProfile } from '../pki/types.js';
-import { profileName, type Registry } from './registry.js';
+import type { Registry } from './registry.js';
 import { readJsonText } from './validator.js';
 import type { ProfileDocument } from './types.js';
 

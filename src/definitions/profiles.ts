@@ -33,13 +33,18 @@ export const PROFILE_DEFAULTS = {
   expiryWarningDays: 90,
 } as const;
 
+/** A profile's name: its file name without `.json`. */
+export function profileName(file: string): string {
+  return basename(file).replace(/\.json$/i, '');
+}
+
 /** Load, validate and normalise one profile; throws InvalidInputError for unusable material. */
 export async function loadProfile(file: string, opts: LoadProfileOptions = {}): Promise<LoadedProfile> {
   const path = resolve(file);
   const now = opts.now ?? new Date();
   const env = opts.env ?? process.env;
   const doc = validateDocument<ProfileDocument>('profile', readJsonFile(path, 'SVCNODE_INVALID_PROFILE'), path);
-  const name = basename(path).replace(/\.json$/i, '');
+  const name = profileName(path);
   if (doc.name !== undefined && doc.name !== name) {
     throw new InvalidInputError('SVCNODE_INVALID_PROFILE', `${path}: "name" is "${doc.name}" but the file is named ${basename(path)}`, {
       file: path,

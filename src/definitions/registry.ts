@@ -1,19 +1,14 @@
 import type { CrlFetcher } from '../pki/crl-fetch.js';
 import { join, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
-import { loadProfilesDir } from './profiles.js';
+import { loadProfilesDir, profileName } from './profiles.js';
 import type { LoadedProfile } from '../pki/types.js';
 import { duplicateNodeError, loadNodesDir } from './nodes.js';
 import type { NodeDefinition } from './types.js';
 
-/** Whether `file` comes before `other` in the order the nodes directory is loaded in at start. */
+/** Whether `file` comes before `other` in the order the nodes directory is loaded in at start (Array#sort's: UTF-16 code units, as `<`). */
 function firstByName(file: string, other: string): boolean {
-  return [file, other].sort()[0] === file;
-}
-
-/** A profile's name: its file name without `.json`. */
-export function profileName(file: string): string {
-  return file.replace(/^.*\//, '').replace(/\.json$/i, '');
+  return file < other;
 }
 
 /** A problem found while loading definitions: reported, the rest keeps working. */

@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import { basename } from 'node:path';
 import { NodeWatcher } from '../definitions/node-watcher.js';
 import { ProfileWatcher } from '../definitions/profile-watcher.js';
-import { Registry, profileName } from '../definitions/registry.js';
+import { profileName } from '../definitions/profiles.js';
+import { Registry } from '../definitions/registry.js';
 import type { NodeDefinition } from '../definitions/types.js';
 import { profileCertificates } from '../pki/certificates.js';
 import { dateFindings } from '../pki/findings.js';
@@ -276,8 +277,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     {
       loaded(file, node, previous, droppedId, displaced) {
         if (droppedId !== undefined) logger.warn({ nodeId: droppedId, file, now: node.id }, 'node removed: its file now defines another id, its jobs answer invalid_input');
-        if (displaced !== undefined) metrics.nodeLoadFailures.inc({ file: basename(displaced) });
-        if (displaced !== undefined) logger.error({ nodeId: node.id, file, displaced, code: 'SVCNODE_INVALID_DEFINITION' }, `node id "${node.id}" is defined by two files: ${file} is used (the first by name, as in every worker), ${displaced} is refused until one of them changes`);
+        if (displaced !== undefined) {
+          metrics.nodeLoadFailures.inc({ file: basename(displaced) });
+          logger.error({ nodeId: node.id, file, displaced, code: 'SVCNODE_INVALID_DEFINITION' }, `node id "${node.id}" is defined by two files: ${file} is used (the first by name, as in every worker), ${displaced} is refused until one of them changes`);
+        }
         logger.info({ nodeId: node.id, file }, previous ? 'node reloaded' : 'node loaded');
         // A new backend (or profile) gets the start-up handshake too, so its CRLs are there before its first call.
         if (!previous || previous.request.url !== node.request.url || previous.tls.profile !== node.tls.profile || previous.tls.servername !== node.tls.servername) warm([node], { nodeId: node.id });

@@ -221,7 +221,8 @@ export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: Ph
     probe.sessionReused = socket.isSessionReused();
     const peer = socket.getPeerCertificate(true);
     if (peer.raw) {
-      probe.serverChain = chainOf(peer);
+      // A TLS 1.2 handshake's chain was already read when our flight went out.
+      if (probe.flightAt === undefined || !probe.serverChain) probe.serverChain = chainOf(peer);
       memo.serverChain = probe.serverChain;
       // OpenSSL computes shared signature algorithms on a client only from a CertificateRequest.
       probe.sharedSigalgs = socket.getSharedSigalgs();
