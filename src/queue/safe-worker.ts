@@ -35,9 +35,16 @@ export class SafeWorker extends Worker {
   /**
    * `refusedPauseMs`: how long to wait before fetching again after Redis refused the fetch
    * (OOM, MISCONF, READONLY, NOREPLICAS, BUSY, NOPERM). BullMQ fetches again at once, so a worker would spin at full
-   * CPU, hammering Redis, for as long as Redis refuses.
+   * CPU, hammering Redis, for as long as Redis refuses. `released`: called when BullMQ lets go of
+   * a job, its outcome written or not (a lost lock, an unreachable Redis); no event says the latter.
    */
-  constructor(name: string, processor: Processor, opts: WorkerOptions & { connection: RedisConnection }, private readonly refusedPauseMs: number) {
+  constructor(
+    name: string,
+    processor: Processor,
+    opts: WorkerOptions & { connection: RedisConnection },
+    private readonly refusedPauseMs: number,
+    private readonly released: (job: Job) => void = () => undefined,
+  ) {
     super(name, processor, opts);
     this.redis = opts.connection;
     // BullMQ's fetch is private; wrapping it is the only place that sees each failed fetch. A BullMQ
@@ -73,6 +80,14 @@ export class SafeWorker extends Worker {
       const next = await this.unparsableJob(token, error);
       if (next) return next;
       throw error;
+    }
+  }
+
+  override async processJob(job: Job, token: string, fetchNextCallback?: () => boolean): Promise<void | Job> {
+    try {
+      return await super.processJob(job, token, fetchNextCallback);
+    } finally {
+      this.released(job);
     }
   }
 

@@ -47,8 +47,10 @@ const PROBE_TIMEOUT_MS = 1_000;
 export class WorkerSupervisor {
   private worker: SafeWorker;
   private connection: RedisConnection;
-  /** Jobs taken and not yet finished in Redis (completed, failed or moved to delayed). */
-  readonly held = new Set<string>();
+  /** Jobs taken and not yet let go: finished in Redis (completed, failed or moved to delayed) or given up. */
+  private readonly held = new Set<Job>();
+  /** Jobs let go while closing whose outcome Redis did not confirm: they return to the queue through the stall check. */
+  private unconfirmedWhileClosing = 0;
   private lastTakenAt = Date.now();
   private lastCheckAt = Date.now();
   private stuckSince: number | undefined;
@@ -78,24 +80,36 @@ export class WorkerSupervisor {
       removeOnComplete: WORKER_DEFAULTS.removeOnComplete,
       removeOnFail: WORKER_DEFAULTS.removeOnFail,
       autorun: false,
-    }, this.o.refusedPauseMs ?? WORKER_DEFAULTS.refusedPauseMs);
+    }, this.o.refusedPauseMs ?? WORKER_DEFAULTS.refusedPauseMs, (job) => this.release(job));
     worker.on('error', (error) => {
       const refused = commandRefusal(error);
       if (refused) this.refusedCommand = { code: refused.code, at: Date.now() };
       this.logError('worker error', error);
     });
+    // Keyed by the Job object, not its id: a job that stalled can be taken again while the first
+    // attempt is still running, and another worker may finish a job this one had to give up.
     worker.on('failed', (job, error) => {
-      if (job?.id) this.held.delete(job.id);
+      if (job) this.held.delete(job);
       this.o.logger.error({ jobId: job?.id, err: error.message }, 'job failed (infrastructure)');
     });
     worker.on('completed', (job) => {
-      if (job.id) this.held.delete(job.id);
+      this.held.delete(job);
     });
     return { worker, connection };
   }
 
+  /**
+   * BullMQ let go of a job. Still held here means its outcome was not written: its lock was lost
+   * (e.g. in a failover) or Redis could not be reached. The stall check returns it to the queue.
+   */
+  private release(job: Job): void {
+    if (!this.held.delete(job)) return;
+    if (this.closing) this.unconfirmedWhileClosing++;
+    this.o.logger.warn({ jobId: job.id, nodeId: (job.data as { nodeId?: unknown } | undefined)?.nodeId }, 'job outcome not confirmed by Redis: the stall check returns it to the queue');
+  }
+
   private async run(job: Job, token?: string): Promise<Result> {
-    if (job.id) this.held.add(job.id);
+    this.held.add(job);
     this.lastTakenAt = Date.now();
     // A job was moved to active: Redis takes the queue's commands again.
     this.refusedCommand = undefined;
@@ -103,7 +117,7 @@ export class WorkerSupervisor {
       return await this.o.processor(job, token);
     } catch (error) {
       // A retry already moved the job to delayed in Redis: it is no longer held.
-      if (error instanceof DelayedError && job.id) this.held.delete(job.id);
+      if (error instanceof DelayedError) this.held.delete(job);
       throw error;
     }
   }
@@ -211,7 +225,7 @@ export class WorkerSupervisor {
       () => false,
     );
     await withTimeout(closed, graceMs, () => new Error('grace period over')).catch(() => false);
-    const drained = this.held.size === 0;
+    const drained = this.held.size === 0 && this.unconfirmedWhileClosing === 0;
     // A forced close can itself wait on a dead Redis: give it a moment, then cut the sockets.
     await withTimeout(this.worker.close(true), 500, () => new Error('forced close timed out')).catch(() => undefined);
     this.connection.disconnect();

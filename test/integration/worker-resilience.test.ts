@@ -70,6 +70,7 @@ describe('a worker that never hangs', () => {
   let redis: TestRedis;
   let backend: MtlsServer;
   let slowBackend: MtlsServer;
+  let midBackend: MtlsServer;
   let f: QueueFixtures;
   let queue: Queue;
   let admin: Redis;
@@ -79,8 +80,12 @@ describe('a worker that never hangs', () => {
 
   beforeAll(async () => {
     [pki, redis] = await Promise.all([createTestPki(), startRedis()]);
-    [backend, slowBackend] = await Promise.all([startBackend(pki, { delayMs: 20 }), startBackend(pki, { delayMs: 10_000 })]);
-    f = await createQueueFixtures(pki, [nodeDef('quick', `https://localhost:${backend.port}/q/{{context.i}}`), nodeDef('stuck', `https://localhost:${slowBackend.port}/s`, 'bank', { timeouts: { responseMs: 60_000 } })]);
+    [backend, slowBackend, midBackend] = await Promise.all([startBackend(pki, { delayMs: 20 }), startBackend(pki, { delayMs: 10_000 }), startBackend(pki, { delayMs: 1_500 })]);
+    f = await createQueueFixtures(pki, [
+      nodeDef('quick', `https://localhost:${backend.port}/q/{{context.i}}`),
+      nodeDef('stuck', `https://localhost:${slowBackend.port}/s`, 'bank', { timeouts: { responseMs: 60_000 } }),
+      nodeDef('mid', `https://localhost:${midBackend.port}/m`),
+    ]);
     queue = new Queue(QUEUE, { connection: { host: redis.host, port: redis.port } });
     admin = new Redis(redis.url);
     // Two tests SIGKILL Redis: the test's own clients just reconnect.
@@ -99,7 +104,7 @@ describe('a worker that never hangs', () => {
   afterAll(async () => {
     await queue?.close();
     admin?.disconnect();
-    await Promise.all([backend?.close(), slowBackend?.close()]);
+    await Promise.all([backend?.close(), slowBackend?.close(), midBackend?.close()]);
     await redis?.close();
     await f?.cleanup();
     await pki?.cleanup();
@@ -263,5 +268,19 @@ describe('a worker that never hangs', () => {
     expect(Date.now() - started).toBeLessThan(graceMs + 2_000);
     expect(exit).toEqual({ code: 0, signal: null });
     await redis.restart();
+  }, 40_000);
+
+  it('exits 0 on SIGTERM after a job whose lock was lost earlier (its outcome unconfirmed, logged); the job is not counted as held', async () => {
+    const w = await spawnWorker(f, redis.url, { concurrency: 2 });
+    workers.push(w);
+    const job = await queue.add('invoke', { nodeId: 'mid', context: {} });
+    await waitFor(() => midBackend.requests >= 1, 10_000, 20, 'the job taken');
+    // What a failover can do: the lock is gone when the worker writes the outcome ("Missing lock").
+    expect(await admin.del(`bull:${QUEUE}:${job.id}:lock`)).toBe(1);
+    await waitFor(() => w.logs().some((l) => l.msg === 'job outcome not confirmed by Redis: the stall check returns it to the queue'), 10_000, 50, 'the unconfirmed outcome logged');
+    const line = w.logs().find((l) => l.msg === 'job outcome not confirmed by Redis: the stall check returns it to the queue');
+    expect(line).toMatchObject({ jobId: job.id, nodeId: 'mid', level: 40 });
+    // The job is in Redis's hands now (another worker, or the stall check, finishes it): not this worker's to drain.
+    expect(await w.proc.stop('SIGTERM', 20_000)).toEqual({ code: 0, signal: null });
   }, 40_000);
 });
