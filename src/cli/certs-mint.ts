@@ -8,6 +8,7 @@ import { describeCertificate } from '../pki/inspect.js';
 import { readMaterial } from '../pki/material.js';
 import { mintCa, mintLeaf, type KeySpec, type LeafUsage, type MintedCert } from '../pki/mint.js';
 import { printJson, runAction, subcommand, type CliIo } from './io.js';
+import { errorDocument } from './json-output.js';
 
 /** `svcnode certs init-ca` and `certs issue`: a private CA and certificates for test setups. */
 
@@ -81,13 +82,30 @@ function notAfter(daysValid: number): Date {
   return new Date(Date.now() + daysValid * DAY_MS);
 }
 
-function summary(cert: MintedCert, files: { certificate: string; key: string }): Record<string, string> {
-  return { ...files, subject: describeCertificate(cert.cert, new Date()).subject, validTo: new Date(cert.cert.validTo).toISOString(), fingerprint256: cert.cert.fingerprint256 };
+interface Summary {
+  certificate: string;
+  key: string;
+  subject: string;
+  validTo: string;
+  fingerprint256: string;
+  /** Present when there is something to know before using the certificate. */
+  warnings?: string[];
 }
 
-function report(io: CliIo, json: boolean | undefined, what: string, s: Record<string, string>): void {
+function summary(cert: MintedCert, files: { certificate: string; key: string }, warnings: string[] = []): Summary {
+  return {
+    ...files,
+    subject: describeCertificate(cert.cert, new Date()).subject,
+    validTo: new Date(cert.cert.validTo).toISOString(),
+    fingerprint256: cert.cert.fingerprint256,
+    ...(warnings.length > 0 ? { warnings } : {}),
+  };
+}
+
+function report(io: CliIo, json: boolean | undefined, what: string, s: Summary): void {
+  for (const w of s.warnings ?? []) io.stderr(`warning: ${w}`);
   if (json) printJson(io, s);
-  else io.stdout(`${what} ${s.subject ?? ''}, valid until ${s.validTo ?? ''}\n  certificate  ${s.certificate ?? ''}\n  private key  ${s.key ?? ''} (mode 0600; keep it secret)`);
+  else io.stdout(`${what} ${s.subject}, valid until ${s.validTo}\n  certificate  ${s.certificate}\n  private key  ${s.key} (mode 0600; keep it secret)`);
 }
 
 interface InitCaOptions { out: string; cn: string; key: string; days: number; force?: boolean; json?: boolean }
@@ -110,28 +128,73 @@ export function initCaCommand(io: CliIo): Command {
         writeOutput(files.certificate, ca.certPem, { secret: false, force: o.force === true });
         report(io, o.json, 'created CA', summary(ca, files));
         return EXIT.ok;
-      }),
+      }, o.json ? errorDocument : undefined),
     );
 }
 
 interface IssueOptions { ca: string; cn: string; out: string; client?: boolean; server?: boolean; dns?: string[]; ip?: string[]; key: string; days: number; force?: boolean; json?: boolean }
 
+const CA_DIR_HINT = 'point --ca at a directory made by `svcnode certs init-ca`';
+
+/** A file of the --ca directory: a missing one is the directory's fault, not a profile's. */
+async function readCaFile(file: string, o: { keys?: 'ignore' } = {}): ReturnType<typeof readMaterial> {
+  try {
+    return await readMaterial(file, o);
+  } catch (error) {
+    if (error instanceof InvalidInputError && error.code === 'SVCNODE_FILE_NOT_FOUND') {
+      throw new InvalidInputError(error.code, `--ca: ${error.message}`, { cause: error, file, hint: CA_DIR_HINT });
+    }
+    throw error;
+  }
+}
+
 async function loadCa(dir: string): Promise<MintedCert> {
   const certFile = join(resolve(dir), 'ca.pem');
   const keyFile = join(resolve(dir), 'ca.key');
-  const certs = await readMaterial(certFile, { keys: 'ignore' });
-  const keys = await readMaterial(keyFile);
+  const certs = await readCaFile(certFile, { keys: 'ignore' });
+  const keys = await readCaFile(keyFile);
   const cert = certs.certificates[0];
   const key = keys.keys[0];
   if (!cert || !key) {
     throw new InvalidInputError(cert ? 'SVCNODE_NO_PRIVATE_KEY' : 'SVCNODE_NO_CERTIFICATE', `${cert ? keyFile : certFile}: no ${cert ? 'private key' : 'certificate'} found`, {
       file: cert ? keyFile : certFile,
-      hint: 'point --ca at a directory made by `svcnode certs init-ca`',
+      hint: CA_DIR_HINT,
     });
   }
-  if (!cert.ca) throw new InvalidInputError('SVCNODE_INVALID_BUNDLE', `${certFile}: not a CA certificate`, { file: certFile, hint: 'point --ca at a directory made by `svcnode certs init-ca`' });
+  if (!cert.ca) throw new InvalidInputError('SVCNODE_INVALID_BUNDLE', `${certFile}: not a CA certificate`, { file: certFile, hint: CA_DIR_HINT });
   if (!cert.checkPrivateKey(key)) throw new InvalidInputError('SVCNODE_KEY_MISMATCH', `${keyFile}: does not belong to ${certFile}`, { file: keyFile, hint: 'keep ca.pem and ca.key from the same init-ca run together' });
   return { cert, key, certPem: cert.toString(), keyPem: key.export({ format: 'pem', type: 'pkcs8' }).toString() };
+}
+
+/** A DNS name as a certificate may carry it (RFC 5280 preferred name syntax), a leading `*.` allowed. */
+const DNS_LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
+
+function dnsProblem(name: string): string | undefined {
+  if (isIP(name) !== 0) return 'is an IP address: pass it with --ip (clients match an address only against IP names)';
+  const labels = name.replace(/\.$/, '').split('.');
+  if (labels[0] === '*') labels.shift();
+  if (name.length > 253 || labels.length === 0 || !labels.every((l) => DNS_LABEL.test(l))) {
+    return 'is not a DNS name: letters, digits and hyphens in dot-separated labels, a leading *. for a wildcard';
+  }
+  return undefined;
+}
+
+/** Bad --ip and --dns values, before any key is made. */
+function checkNames(o: IssueOptions): void {
+  const ip = (o.ip ?? []).find((a) => isIP(a) === 0);
+  if (ip !== undefined) throw new InvalidInputError('SVCNODE_USAGE', `--ip ${ip} is not an IPv4 or IPv6 address`, { hint: 'pass a literal address such as 127.0.0.1 or ::1' });
+  for (const name of o.dns ?? []) {
+    const problem = dnsProblem(name);
+    if (problem) throw new InvalidInputError('SVCNODE_USAGE', `--dns ${JSON.stringify(name)} ${problem}`, { hint: 'pass a host name such as api.example.com or *.example.com' });
+  }
+}
+
+/** What the operator should know about a leaf that outlives the CA that signed it. */
+function outlivesCa(leaf: MintedCert, ca: MintedCert): string[] {
+  const caEnd = new Date(ca.cert.validTo).getTime();
+  if (new Date(leaf.cert.validTo).getTime() <= caEnd) return [];
+  const daysLeft = Math.floor((caEnd - Date.now()) / DAY_MS);
+  return [`the certificate outlives its CA (valid until ${new Date(caEnd).toISOString()}): it fails verification from then on; --days ${daysLeft} or less stays within it`];
 }
 
 function escapeDn(value: string): string {
@@ -158,8 +221,7 @@ export function issueCommand(io: CliIo): Command {
     .option('--json', 'print exactly one JSON document on stdout')
     .action((o: IssueOptions) =>
       runAction(io, async () => {
-        const bad = (o.ip ?? []).find((ip) => isIP(ip) === 0);
-        if (bad !== undefined) throw new InvalidInputError('SVCNODE_USAGE', `--ip ${bad} is not an IPv4 or IPv6 address`, { hint: 'pass a literal address such as 127.0.0.1 or ::1' });
+        checkNames(o);
         const usage: LeafUsage = o.server ? (o.client ? 'both' : 'server') : 'client';
         const issuer = await loadCa(o.ca);
         const dnsNames = o.dns ?? (o.server && !o.ip ? [o.cn] : []);
@@ -169,8 +231,8 @@ export function issueCommand(io: CliIo): Command {
         const files = { certificate: join(dir, `${base}.pem`), key: join(dir, `${base}.key`) };
         writeOutput(files.key, leaf.keyPem, { secret: true, force: o.force === true });
         writeOutput(files.certificate, leaf.certPem, { secret: false, force: o.force === true });
-        report(io, o.json, `issued ${usage} certificate`, summary(leaf, files));
+        report(io, o.json, `issued ${usage} certificate`, summary(leaf, files, outlivesCa(leaf, issuer)));
         return EXIT.ok;
-      }),
+      }, o.json ? errorDocument : undefined),
     );
 }

@@ -1,4 +1,5 @@
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -225,5 +226,54 @@ describe('svcnode certs init-ca / issue', () => {
     const noCa = await certs(['issue', '--ca', join(pki.dir, 'nothing-here'), '--cn', 'x', '--out', join(pki.dir, 'x')]);
     expect(noCa.code).toBe(2);
     expect(noCa.stderr).toContain('SVCNODE_FILE_NOT_FOUND');
+    expect(noCa.stderr).toContain('certs init-ca');
+    expect(noCa.stderr).not.toContain('profile');
+  });
+
+  it('with --json, every refusal after parsing is one {"error"} document on stdout (exit 2)', async () => {
+    const ca = join(pki.dir, 'ca-json');
+    const out = join(pki.dir, 'json-out');
+    expect((await certs(['init-ca', '--out', ca, '--json'])).code).toBe(0);
+    expect((await certs(['issue', '--ca', ca, '--cn', 'taken', '--out', out])).code).toBe(0);
+    const cases: Array<[string[], string, string]> = [
+      [['init-ca', '--out', ca], 'SVCNODE_USAGE', '--force'],
+      [['issue', '--ca', ca, '--cn', 'taken', '--out', out], 'SVCNODE_USAGE', '--force'],
+      [['issue', '--ca', ca, '--cn', 'x', '--out', out, '--ip', '999.1.1.1'], 'SVCNODE_USAGE', '127.0.0.1'],
+      [['issue', '--ca', ca, '--cn', 'x', '--out', out, '--server', '--dns', 'bad name!'], 'SVCNODE_USAGE', 'api.example.com'],
+      [['issue', '--ca', join(pki.dir, 'nosuch'), '--cn', 'x', '--out', out], 'SVCNODE_FILE_NOT_FOUND', 'init-ca'],
+    ];
+    for (const [args, code, hint] of cases) {
+      const r = await certs([...args, '--json']);
+      expect(r.code, args.join(' ')).toBe(2);
+      const doc = json<{ error: { code: string; hint: string } }>(r);
+      expect(doc.error.code, args.join(' ')).toBe(code);
+      expect(doc.error.hint, args.join(' ')).toContain(hint);
+    }
+  });
+
+  it('checks --dns names (wildcards allowed, an address sent to --ip) and warns when a certificate outlives its CA', async () => {
+    const ca = join(pki.dir, 'ca-short');
+    const out = join(pki.dir, 'dns-out');
+    expect((await certs(['init-ca', '--out', ca, '--days', '10'])).code).toBe(0);
+    for (const bad of ['bad name!', 'a..b', '-lead.example.com', 'x.*.example.com', `${'a'.repeat(64)}.com`]) {
+      const r = await certs(['issue', '--ca', ca, '--cn', 'x', '--out', out, '--server', '--dns', bad]);
+      expect(r.code, bad).toBe(2);
+      expect(r.stderr, bad).toContain(`--dns ${JSON.stringify(bad)} is not a DNS name`);
+      expect(existsSync(join(out, 'x.key')), bad).toBe(false);
+    }
+    const ip = await certs(['issue', '--ca', ca, '--cn', 'x', '--out', out, '--server', '--dns', '10.0.0.1']);
+    expect(ip.code).toBe(2);
+    expect(ip.stderr).toContain('pass it with --ip');
+
+    const ok = await certs(['issue', '--ca', ca, '--cn', 'wild', '--out', out, '--server', '--dns', '*.api.example.com', '--dns', 'api-1.example.com.', '--days', '5', '--json']);
+    expect(ok.code).toBe(0);
+    expect(json(ok)).not.toHaveProperty('warnings');
+    expect(new X509Certificate(readFileSync(join(out, 'wild.pem'))).subjectAltName).toBe('DNS:*.api.example.com, DNS:api-1.example.com.');
+
+    const long = await certs(['issue', '--ca', ca, '--cn', 'long', '--out', out, '--days', '400', '--json']);
+    expect(long.code).toBe(0);
+    const doc = json<{ warnings?: string[] }>(long);
+    expect(doc.warnings).toEqual([expect.stringMatching(/^the certificate outlives its CA \(valid until .*\): .*--days (9|10) or less/)]);
+    expect(long.stderr).toContain('warning: the certificate outlives its CA');
   });
 });
