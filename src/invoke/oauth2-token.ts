@@ -158,17 +158,20 @@ async function fetchToken(auth: OAuth2ClientCredentialsAuth, node: NodeDefinitio
   }
   const status = x.response?.status ?? 0;
   const body = jsonBody(x);
+  const secrets = requestSecrets(parts);
+  // What the endpoint said is quoted cut to size: its credentials go before the cut, and any the endpoint cut itself.
+  const quotable = (): Record<string, unknown> | undefined => scrubSecrets(body, secrets, { cutShort: true });
   if (status !== 200) {
     // A rate limit's Retry-After (429, 503) is honoured by the retry policy.
     const retryAfterMs = status >= 500 || status === 429 ? askedWaitMs(x.response?.headers['retry-after'], Date.now()) : undefined;
-    const failure = scrubSecrets(tokenError(auth, profile, endpoint.url, status, body, headerValue(x.response?.headers.location), retryAfterMs), requestSecrets(parts));
+    const failure = scrubSecrets(tokenError(auth, profile, endpoint.url, status, quotable(), headerValue(x.response?.headers.location), retryAfterMs), secrets);
     return { failure, exchange: seen, report: report(auth, endpoint, { status }), ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
   }
   const token = body?.access_token;
   const type = body?.token_type;
   if (typeof token !== 'string' || token.length === 0 || typeof type !== 'string' || type.toLowerCase() !== 'bearer') {
     return {
-      failure: scrubSecrets({ phase: 'auth', category: 'http_status', code: 'SVCNODE_TOKEN_BAD_RESPONSE', message: `token endpoint ${endpoint.url} answered HTTP 200 ${withoutBearer(x, body, token, type)}`, hint: 'check that auth.tokenUrl is the token endpoint and that the client is set up for Bearer tokens' }, requestSecrets(parts)),
+      failure: scrubSecrets({ phase: 'auth', category: 'http_status', code: 'SVCNODE_TOKEN_BAD_RESPONSE', message: `token endpoint ${endpoint.url} answered HTTP 200 ${withoutBearer(x, quotable(), token, type)}`, hint: 'check that auth.tokenUrl is the token endpoint and that the client is set up for Bearer tokens' }, secrets),
       exchange: seen,
       report: report(auth, endpoint, { status }),
     };

@@ -27,19 +27,26 @@ describe('token endpoint answers', () => {
   let profile: LoadedProfile;
   const agents = new AgentPool();
   let tokens: MemoryTokenCache;
+  /** `body` as a function: the answer quotes the request's form, as some endpoints' error_description does. */
   let answer: { status: number; body: unknown; headers?: Record<string, string> };
   let api: { calls: number; authorization: string | undefined; status: number; challenge?: string };
   let tokenCalls: number;
 
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    req.resume();
     if (req.url === '/token') {
       tokenCalls++;
-      res.writeHead(answer.status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...answer.headers });
-      // A string body goes out as written: JSON that JSON.stringify cannot produce (1e400).
-      res.end(typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body));
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const { body: said } = answer;
+        const body = typeof said === 'function' ? (said as (form: string) => unknown)(Buffer.concat(chunks).toString()) : said;
+        res.writeHead(answer.status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...answer.headers });
+        // A string body goes out as written: JSON that JSON.stringify cannot produce (1e400).
+        res.end(typeof body === 'string' ? body : JSON.stringify(body));
+      });
       return;
     }
+    req.resume();
     api.calls++;
     api.authorization = req.headers.authorization;
     res.writeHead(api.status, api.challenge ? { 'www-authenticate': api.challenge } : {});
@@ -162,6 +169,35 @@ describe('token endpoint answers', () => {
     } finally {
       delete process.env.SVCNODE_TEST_ECHO_SECRET;
     }
+  });
+
+  it('an error_description that quotes the private_key_jwt assertion, whole or cut short by the endpoint: no piece of it is kept', async () => {
+    const assertions: string[] = [];
+    const form = (f: string): string => {
+      const assertion = new URLSearchParams(f).get('client_assertion') ?? '';
+      assertions.push(assertion);
+      return assertion;
+    };
+    const quotes: Array<[string, (f: string) => unknown]> = [
+      // Longer than the 200 characters a quoted description is cut to: the cut must not save a piece.
+      ['whole', (f) => ({ error: 'invalid_client', error_description: `unknown client bot assertion=${form(f)}` })],
+      ['form-encoded', (f) => ({ error: 'invalid_client', error_description: `body was ${f}` })],
+      ['cut by the endpoint', (f) => ({ error: 'invalid_client', error_description: `unknown client, assertion ${form(f).slice(0, 60)}...` })],
+      ['in a 200 without a token', (f) => ({ error: 'invalid_client', error_description: `assertion=${form(f).slice(0, 90)}` })],
+    ];
+    for (const [what, body] of quotes) {
+      answer = { status: what.startsWith('in a 200') ? 200 : 401, body };
+      const r = await call(node({ clientAuth: 'private_key_jwt' }));
+      const text = JSON.stringify(r);
+      expect(r.failure?.message, what).toContain('[redacted]');
+      const assertion = assertions.at(-1) ?? '';
+      expect(assertion.length, what).toBeGreaterThan(200);
+      // No 16 characters in a row of the assertion survive (its JWT header included, which is the same for every RS256 JWT).
+      for (let i = 0; i + 16 <= assertion.length; i += 8) expect(text, `${what} at ${i}`).not.toContain(assertion.slice(i, i + 16));
+    }
+    // The endpoint's own words around it are kept.
+    answer = { status: 401, body: quotes[0]?.[1] };
+    expect((await call(node({ clientAuth: 'private_key_jwt' }))).failure?.message).toContain('invalid_client: unknown client bot assertion=[redacted]');
   });
 
   it('a bare 401 is the client refused (RFC 6749 5.2), and a redirect names where it points', async () => {
