@@ -74,10 +74,14 @@ export class ProfileWatcher extends DirPoller {
     this.startPolling();
   }
 
-  /** A downloaded CRL of the profile is due for refresh: reload it (the download happens once per fleet). */
+  /**
+   * A downloaded CRL of the profile is due for refresh, or one that could not be downloaded may be
+   * tried again: reload it (the download happens once per fleet).
+   */
   private crlsDue(name: string): boolean {
     const fetcher = this.options.crlFetcher;
-    return fetcher !== undefined && (this.registry.profiles.get(name)?.trust.crls ?? []).some((crl) => fetcher.due(crl));
+    const trust = this.registry.profiles.get(name)?.trust;
+    return fetcher !== undefined && ((trust?.crls ?? []).some((crl) => fetcher.due(crl)) || (trust?.crlsUnavailable ?? []).some((u) => fetcher.retryDue(u.url)));
   }
 
   protected async round(): Promise<void> {

@@ -108,6 +108,7 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
   crls.push(...(await loadCaDistributionPoints(caPoints, trusted, fetcher, findings)));
   for (const { crl, bytes } of crls) version.update(`\0${crl.source}\0`).update(createHash('sha256').update(bytes).digest());
   findings.push(...crlFindings(crls.map((c) => c.crl), client, now));
+  const crlsUnavailable = findings.filter((f) => f.code === 'CRL_UNAVAILABLE').map((f) => Object.freeze({ url: f.file ?? '', message: f.message }));
   const revocation = Object.freeze({
     mode: doc.trust?.revocation?.mode ?? 'hard',
     ocsp: doc.trust?.revocation?.ocsp ?? 'off',
@@ -125,7 +126,7 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
     file: path,
     version: version.digest('hex'),
     client,
-    trust: Object.freeze({ certificates: Object.freeze(trusted), systemRoots, crls: Object.freeze(crls.map((c) => c.crl)), revocation, ...(distributionPoints ? { distributionPoints } : {}) }),
+    trust: Object.freeze({ certificates: Object.freeze(trusted), systemRoots, crls: Object.freeze(crls.map((c) => c.crl)), revocation, ...(distributionPoints ? { distributionPoints } : {}), ...(crlsUnavailable.length > 0 ? { crlsUnavailable: Object.freeze(crlsUnavailable) } : {}) }),
     policy: Object.freeze({ minKeyBits: policy.minKeyBits, expiryWarningDays: policy.expiryWarningDays }),
     findings: Object.freeze(findings),
   });

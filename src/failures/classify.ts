@@ -28,6 +28,8 @@ export interface ClassifyContext {
   now?: number;
   /** The profile's CRLs, to name the revoked certificate and its source in hints. */
   crls?: readonly LoadedCrl[];
+  /** Why CRLs the profile names could not be downloaded (CRL_UNAVAILABLE findings), for the same hints. */
+  crlsUnavailable?: readonly string[];
 }
 
 /** Alerts the server sends about *our* certificate. */

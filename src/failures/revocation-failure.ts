@@ -34,14 +34,37 @@ export function revokedHint(chain: readonly ChainEntry[] | undefined, crls: read
   return revokedInChain(chain, crls, host) ?? `a certificate of the chain ${host} presents is listed in a CRL of trust.crl; the backend team must replace it`;
 }
 
-/** What is missing when OpenSSL could not establish revocation status: the stale or absent CRLs. */
-export function unknownHint(code: string, crls: readonly LoadedCrl[] | undefined, now: Date, profileName: string): string {
+/** What the profile knows about its revocation data when a call needs it. */
+export interface RevocationFacts {
+  profileName: string;
+  crls?: readonly LoadedCrl[] | undefined;
+  /** Why trust.crl URLs (or distribution points) could not be downloaded: the CRL_UNAVAILABLE findings' messages. */
+  crlsUnavailable?: readonly string[] | undefined;
+  serverChain?: readonly ChainEntry[] | undefined;
+}
+
+/** The CAs of the presented chain (each certificate's issuer, leaf first) with no CRL among `crls`. */
+function uncoveredIssuers(chain: readonly ChainEntry[] | undefined, crls: readonly LoadedCrl[] | undefined): ChainEntry[] {
+  const have = new Set((crls ?? []).map((c) => c.issuerName));
+  const seen = new Set<string>();
+  return (chain ?? []).filter((e) => !have.has(e.issuer) && !seen.has(e.issuer) && seen.add(e.issuer));
+}
+
+/** What is missing when OpenSSL could not establish revocation status: the stale, undownloadable or absent CRLs. */
+export function unknownHint(code: string, now: Date, facts: RevocationFacts): string {
+  const { profileName, crls } = facts;
   const stale = (crls ?? []).filter((c) => c.nextUpdate !== undefined && c.nextUpdate.getTime() <= now.getTime());
   if (code === 'CRL_HAS_EXPIRED' && stale.length > 0) {
     return `the CRL ${stale.map((c) => `${c.source} (of "${c.issuerName}", due ${c.nextUpdate?.toISOString() ?? ''})`).join(', ')} is past its nextUpdate: replace it with the current CRL from your PKI, or set trust.revocation.mode "soft" in profile "${profileName}"`;
   }
   if (code === 'UNABLE_TO_GET_CRL') {
-    return `trust.crl of profile "${profileName}" lacks the CRL of a CA in the server chain: hard revocation checking needs one for every CA level (the issuing CA and the root); add it, or set trust.revocation.mode "soft"`;
+    const uncovered = uncoveredIssuers(facts.serverChain, crls);
+    const which = uncovered.length > 0 ? uncovered.map((e) => `"${e.issuer}" (issuer of "${e.subject}")`).join(' and ') : 'a CA in the server chain';
+    const unavailable = facts.crlsUnavailable ?? [];
+    if (unavailable.length > 0) {
+      return `no CRL of ${which} is loaded; profile "${profileName}" could not download one it names (${unavailable.join('; ')}): make the URL reachable from this machine (svcnode certs verify tells when it is), or set trust.revocation.mode "soft"`;
+    }
+    return `trust.crl of profile "${profileName}" has no CRL of ${which}: hard revocation checking needs one for every CA level (the issuing CA and the root); add it, or set trust.revocation.mode "soft"`;
   }
   return `the CRLs of profile "${profileName}" cannot be used for this chain (${code}): replace them with current CRLs from your PKI`;
 }

@@ -10,6 +10,7 @@ interface Ctx {
   serverChain?: ChainEntry[];
   now?: number;
   crls?: readonly LoadedCrl[];
+  crlsUnavailable?: readonly string[];
 }
 
 const SERVER_UNTRUSTED = new Set([
@@ -65,9 +66,9 @@ export function serverCertFailure(code: string, message: string, ctx: Ctx, hint?
   }
   // OpenSSL reports the last error of the chain: a missing CRL at a higher level masks a revoked leaf.
   const masked = REVOCATION_UNKNOWN_CODES.has(code) ? revokedInChain(chain, ctx.crls, ctx.host) : undefined;
-  if (masked) return failure('server_cert_revoked', code, `server certificate chain of ${ctx.host} is revoked (OpenSSL also reported ${code})`, masked);
-  if (REVOCATION_UNKNOWN_CODES.has(code) && ctx.crls && ctx.crls.length > 0) {
-    return failure('server_cert_untrusted', REVOCATION_UNKNOWN, `revocation status of the server chain of ${ctx.host} is unknown (${code}): revocation mode is hard`, unknownHint(code, ctx.crls, new Date(ctx.now ?? Date.now()), ctx.profileName));
+  if (masked) return failure('server_cert_revoked', 'CERT_REVOKED', `server certificate chain of ${ctx.host} is revoked (OpenSSL also reported ${code})`, masked);
+  if (REVOCATION_UNKNOWN_CODES.has(code) && ((ctx.crls?.length ?? 0) > 0 || (ctx.crlsUnavailable?.length ?? 0) > 0)) {
+    return failure('server_cert_untrusted', REVOCATION_UNKNOWN, `revocation status of the server chain of ${ctx.host} is unknown (${code}): revocation mode is hard`, unknownHint(code, new Date(ctx.now ?? Date.now()), ctx));
   }
   if (SERVER_EXPIRED.has(code)) {
     const bad = outOfDate(chain, ctx.now ?? Date.now());

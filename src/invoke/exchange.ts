@@ -78,7 +78,18 @@ function withPhase(failure: Failure, error: unknown, probe: ConnectionProbe | un
 
 export function classifyContext(host: string, profile: LoadedProfile, probe: ConnectionProbe | undefined, proxy: boolean): ClassifyContext {
   const facts = clientFacts(profile);
-  return { host, profileName: profile.name, clientSubject: facts?.subject, ...(facts ? { clientKey: facts.key, clientUsages: facts.extKeyUsage } : {}), probe, proxy, ...(probe?.serverChain ? { serverChain: probe.serverChain } : {}), ...(profile.trust.crls?.length || profile.trust.distributionPoints ? { crls: revocationCrls(profile) } : {}) };
+  const unavailable = profile.trust.crlsUnavailable?.map((u) => u.message) ?? [];
+  return {
+    host,
+    profileName: profile.name,
+    clientSubject: facts?.subject,
+    ...(facts ? { clientKey: facts.key, clientUsages: facts.extKeyUsage } : {}),
+    probe,
+    proxy,
+    ...(probe?.serverChain ? { serverChain: probe.serverChain } : {}),
+    ...(profile.trust.crls?.length || profile.trust.distributionPoints ? { crls: revocationCrls(profile) } : {}),
+    ...(unavailable.length > 0 ? { crlsUnavailable: unavailable } : {}),
+  };
 }
 
 /** Judge an HTTP status against the accepted ones (numbers or "2xx" classes). */

@@ -83,6 +83,8 @@ export interface FetchedCrl {
  */
 export class CrlFetcher {
   private readonly memory = new Map<string, FetchedCrl>();
+  /** When each URL last failed to give a CRL (none known before either), until one is had. */
+  private readonly failedAt = new Map<string, number>();
   /** Downloads made by this process, per URL (for tests and logs). */
   readonly downloads = new Map<string, number>();
   private readonly stopping = new AbortController();
@@ -101,6 +103,12 @@ export class CrlFetcher {
   due(crl: LoadedCrl): boolean {
     const known = this.memory.get(crl.source);
     return known !== undefined && this.now() >= refreshAt(known.crl, known.fetchedAt);
+  }
+
+  /** Whether a URL that gave no CRL may be tried again: once per minIntervalMs, so a fleet does not hammer a down server. */
+  retryDue(url: string): boolean {
+    const failed = this.failedAt.get(url);
+    return failed === undefined || this.now() >= failed + CRL_FETCH_DEFAULTS.minIntervalMs;
   }
 
   /** The current CRL of `url`, verified against `trust`; throws SVCNODE_CRL_UNAVAILABLE when none can be had. */
@@ -132,9 +140,11 @@ export class CrlFetcher {
       this.memory.set(url, { crl, bytes, fetchedAt });
       await this.store.put(url, { bytes, fetchedAt }, Math.max(refreshAt(crl, fetchedAt) - fetchedAt, CRL_FETCH_DEFAULTS.minIntervalMs));
       const problem = [...problems][0];
+      this.failedAt.delete(url);
       return { crl, bytes, fetchedAt, ...(problem ? { storedCopyProblem: problem } : {}) };
     } catch (cause) {
       if (known) return known;
+      this.failedAt.set(url, this.now());
       if (cause instanceof InvalidInputError) throw cause;
       throw new InvalidInputError('SVCNODE_CRL_UNAVAILABLE', `${url}: the CRL cannot be downloaded (${(cause as Error).message})`, {
         cause,
@@ -167,6 +177,7 @@ export class CrlFetcher {
     if (this.now() >= refreshAt(crl, stored.fetchedAt)) return undefined;
     const entry = { crl, bytes: stored.bytes, fetchedAt: stored.fetchedAt };
     this.memory.set(url, entry);
+    this.failedAt.delete(url);
     return entry;
   }
 }

@@ -66,6 +66,8 @@ export interface LoadedProfile {
     readonly revocation?: RevocationPolicy;
     /** With trust.revocation.distributionPoints: the CRLs learnt from server chains' distribution points. */
     readonly distributionPoints?: DistributionPointCrls;
+    /** CRL URLs (trust.crl, trust.ca's distribution points) that gave no CRL at load, each with why; retried by reloads. */
+    readonly crlsUnavailable?: readonly { readonly url: string; readonly message: string }[];
   };
   /** The profile's policy with defaults applied (always set by loadProfile). */
   readonly policy?: { readonly minKeyBits: number; readonly expiryWarningDays: number };

@@ -92,18 +92,30 @@ function unknownDetail(cert: X509Certificate | undefined, underWay: readonly str
   return { message: 'the certificate names no CRL distribution point', hint: `no CRL of profile "${profile.name}" covers it and it names no CRL distribution point: add its issuer's CRL to trust.crl, or set trust.revocation.mode "soft"` };
 }
 
+/** What to say when the profile's CRLs could not be downloaded and none covers the chain. */
+function unavailableDetail(profile: LoadedProfile): { message: string; hint: string } | undefined {
+  const unavailable = profile.trust.crlsUnavailable ?? [];
+  if (unavailable.length === 0) return undefined;
+  return {
+    message: `no CRL of profile "${profile.name}" could be downloaded`,
+    hint: `profile "${profile.name}" could not download ${unavailable.map((u) => u.message).join('; ')}: make the URL reachable from this machine (the worker tries again every minute; svcnode certs verify tells when it works), or set trust.revocation.mode "soft"`,
+  };
+}
+
 /**
  * Wrap the identity checker with the revocation check done after the handshake: soft mode, and
  * hard mode with distribution points (OpenSSL checks other hard-mode chains before this runs).
  * Verdicts go to revocationEvents (metrics, log) and to `record` (the connection's probe).
  */
 export function withRevocation(profile: LoadedProfile, inner: Checker, record?: RevocationRecorder, now: () => Date = () => new Date()): Checker {
-  const crls = profile.trust.crls ?? [];
+  const configured = profile.trust.crls ?? [];
   const points = profile.trust.distributionPoints;
-  if (crls.length === 0 && !points) return inner;
+  const unavailable = profile.trust.crlsUnavailable ?? [];
+  if (configured.length === 0 && !points && unavailable.length === 0) return inner;
   const soft = profile.trust.revocation?.mode === 'soft';
   return (host, cert) => {
-    if (!soft && !points) {
+    // OpenSSL checked the chain against trust.crl; with none of them loaded it checked nothing.
+    if (!soft && !points && configured.length > 0) {
       emit({ profile: profile.name, source: 'crl', result: 'ok' }, record);
       return inner(host, cert);
     }
@@ -112,19 +124,20 @@ export function withRevocation(profile: LoadedProfile, inner: Checker, record?: 
     const crls = revocationCrls(profile);
     const at = now();
     const verdict = judgeChain(crls, chain, at);
-    const detail = verdict.result === 'unknown' && points ? unknownDetail(verdict.cert, underWay, profile, crls, at) : undefined;
+    const detail = verdict.result !== 'unknown' ? undefined : points ? unknownDetail(verdict.cert, underWay, profile, crls, at) : unavailableDetail(profile);
     const message = detail ? `${verdict.message ?? ''}: ${detail.message}` : verdict.message;
     const check: RevocationCheck = { profile: profile.name, source: 'crl', result: verdict.result, ...(verdict.cert ? { subject: oneLineName(verdict.cert.subject) } : {}), ...(message ? { message } : {}) };
+    // The messages name the certificate (the leaf or a CA of the chain); the classifier names the host.
     if (verdict.result === 'revoked') {
       emit(check, record);
-      return new SvcnodeError('SVCNODE_CERT_REVOKED', `server certificate of ${host}: ${verdict.message ?? 'revoked'}`, {
+      return new SvcnodeError('SVCNODE_CERT_REVOKED', verdict.message ?? 'revoked', {
         hint: `${verdict.message ?? ''}; the backend team must replace the revoked certificate`,
       });
     }
     if (verdict.result === 'unknown' && !soft) {
       // The failed attempt is counted as server_cert_revocation_unknown by the attempt metrics.
       record?.(check);
-      return new SvcnodeError('SVCNODE_REVOCATION_UNKNOWN', `server certificate of ${host}: ${message ?? 'revocation status unknown'}`, { hint: detail?.hint ?? '' });
+      return new SvcnodeError('SVCNODE_REVOCATION_UNKNOWN', message ?? 'revocation status unknown', { hint: detail?.hint ?? '' });
     }
     emit(check, record);
     return inner(host, cert);

@@ -33,6 +33,8 @@ let redis: TestRedis;
 let crlServer: http.Server;
 let base: string;
 const hits = new Map<string, number>();
+/** Path prefixes the CRL server answers 503 for: a CRL server that is down. */
+const down = new Set<string>();
 const files: Record<string, string> = {};
 const connections: Redis[] = [];
 
@@ -52,6 +54,10 @@ beforeAll(async () => {
   crlServer = http.createServer((req, res) => {
     const path = req.url ?? '';
     hits.set(path, (hits.get(path) ?? 0) + 1);
+    if ([...down].some((prefix) => path.startsWith(prefix))) {
+      res.writeHead(503).end();
+      return;
+    }
     const name = /\/(issuing|root)\.crl$/.exec(path)?.[1];
     if (!name || !files[name]) {
       res.writeHead(404).end();
@@ -173,6 +179,44 @@ describe('refresh by profile reload', () => {
     expect(reloaded).toHaveLength(2);
     expect(registry.profiles.get('bank')?.trust.crls?.[1]?.pem).not.toBe(first?.trust.crls?.[1]?.pem);
   });
+
+  it('a CRL URL that was down at load is tried again once a minute, and the profile reloads once it answers', async () => {
+    const profiles = join(dir, 'flaky-profiles');
+    const nodes = join(dir, 'flaky-nodes');
+    mkdirSync(profiles);
+    mkdirSync(nodes);
+    const url = `${base}/flaky/issuing.crl`;
+    writeFileSync(join(profiles, 'bank.json'), JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl: [url, files.root] } }));
+    down.add('/flaky/');
+    let clock = Date.now();
+    const crlFetcher = new CrlFetcher(new RedisCrlStore(redisClient(), 'flaky'), () => clock);
+    const registry = await Registry.load(nodes, profiles, { crlFetcher });
+    const reloaded: string[] = [];
+    const watcher = new ProfileWatcher(registry, { reloaded: (p) => void reloaded.push(p.version), failed: () => undefined, error: (error) => { throw error; } }, { intervalMs: 60_000, crlFetcher });
+    await watcher.start();
+    watcher.stop();
+    expect(registry.profiles.get('bank')?.trust.crlsUnavailable).toEqual([{ url, message: expect.stringContaining('HTTP 503') as string }]);
+    expect(hits.get('/flaky/issuing.crl')).toBe(1);
+    // Within the minute: not tried again, whatever the watcher's interval.
+    clock += 30_000;
+    await watcher.check();
+    expect(hits.get('/flaky/issuing.crl')).toBe(1);
+    // Still down a minute later: tried once more, still unavailable, nothing reloaded.
+    clock += 31_000;
+    await watcher.check();
+    expect(hits.get('/flaky/issuing.crl')).toBe(2);
+    expect(reloaded).toEqual([]);
+    // Back up: the next retry loads it and the profile is reloaded with both CRLs.
+    down.delete('/flaky/');
+    clock += 61_000;
+    await watcher.check();
+    expect(hits.get('/flaky/issuing.crl')).toBe(3);
+    expect(reloaded).toHaveLength(1);
+    const bank = registry.profiles.get('bank');
+    expect(bank?.trust.crls?.map((c) => c.source)).toEqual([url, files.root]);
+    expect(bank?.trust.crlsUnavailable).toBeUndefined();
+    expect(bank?.findings.map((f) => f.code)).not.toContain('CRL_UNAVAILABLE');
+  });
 });
 
 describe('calls use downloaded CRLs', () => {
@@ -193,7 +237,7 @@ describe('calls use downloaded CRLs', () => {
     }
   });
 
-  it('an unreachable CRL URL is a CRL_UNAVAILABLE finding, and hard mode fails calls as revocation unknown', async () => {
+  it('an unreachable CRL URL is a CRL_UNAVAILABLE finding, and hard mode fails calls as revocation unknown naming the URL', async () => {
     const file = join(dir, 'bank.json');
     writeFileSync(file, JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl: [`${base}/missing/none.crl`, `${base}/call/root.crl`] } }));
     const profile = await loadProfile(file, { crlFetcher: new CrlFetcher() });
@@ -202,6 +246,28 @@ describe('calls use downloaded CRLs', () => {
     try {
       const r = await invoke({ id: 'crl-url', request: { method: 'GET', url: `https://localhost:${backend.port}/` }, tls: { profile: 'bank' }, retry: { limit: 0 } }, {}, profileDeps(new Map([['bank', profile]]), agents));
       expect(r.failure?.code, JSON.stringify(r.failure)).toBe('server_cert_revocation_unknown');
+      // The hint names the CA without a CRL and the URL that could not be downloaded, not a CRL missing from trust.crl.
+      expect(r.failure?.hint).toContain('no CRL of "CN=Bank Issuing CA" (issuer of "CN=localhost") is loaded');
+      expect(r.failure?.hint).toContain(`${base}/missing/none.crl`);
+      expect(r.failure?.hint).toContain('reachable');
+      expect(r.failure?.hint).not.toContain('has no CRL');
+    } finally {
+      agents.destroy();
+    }
+  });
+
+  it('every CRL URL unreachable: still revocation unknown naming the URLs, not a CA missing from trust.ca', async () => {
+    const file = join(dir, 'bank.json');
+    writeFileSync(file, JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl: [`${base}/missing/a.crl`, `${base}/missing/b.crl`] } }));
+    const profile = await loadProfile(file, { crlFetcher: new CrlFetcher() });
+    const agents = new AgentPool();
+    try {
+      const r = await invoke({ id: 'crl-url', request: { method: 'GET', url: `https://localhost:${backend.port}/` }, tls: { profile: 'bank' }, retry: { limit: 0 } }, {}, profileDeps(new Map([['bank', profile]]), agents));
+      // Before: no CRL loaded meant OpenSSL checked nothing, and hard mode let every call through.
+      expect(r.failure?.code, JSON.stringify(r.failure)).toBe('server_cert_revocation_unknown');
+      expect(r.failure?.message).toContain('no CRL of profile "bank" could be downloaded');
+      expect(r.failure?.hint).toContain(`${base}/missing/a.crl`);
+      expect(r.failure?.hint).toContain(`${base}/missing/b.crl`);
     } finally {
       agents.destroy();
     }

@@ -111,8 +111,13 @@ describe('hard mode (OpenSSL checks every chain level)', () => {
     const r = await call(servers.good, { ca: ca(), crl: [crl.issuing] });
     expect(r.failure?.code, JSON.stringify(r.failure)).toBe('server_cert_revocation_unknown');
     expect(r.failure?.hint).toContain('every CA level');
+    // The CA whose CRL is missing is named: the root, which issued the intermediate.
+    expect(r.failure?.hint).toContain('has no CRL of "CN=Bank Test Root" (issuer of "CN=Bank Issuing CA")');
     const masked = await call(servers.revokedLeaf, { ca: ca(), crl: [crl.issuing] });
     expect(masked.failure?.category, JSON.stringify(masked.failure)).toBe('server_cert_revoked');
+    // The code says revoked, as for every other revoked chain; the message keeps what OpenSSL reported.
+    expect(masked.failure?.code).toBe('CERT_REVOKED');
+    expect(masked.failure?.message).toContain('OpenSSL also reported UNABLE_TO_GET_CRL');
   });
 });
 
@@ -142,6 +147,13 @@ describe('soft mode', () => {
     expect(r.failure?.category, JSON.stringify(r.failure)).toBe('server_cert_revoked');
     expect(r.failure?.code).toBe('SVCNODE_CERT_REVOKED');
     expect(r.failure?.hint).toContain(`serial ${revokedLeaf.serial.replace(/^0+/, '')}`);
+    expect(r.failure?.message).toMatch(/^server certificate chain of localhost:\d+ is revoked: certificate "CN=localhost" \(serial [0-9A-F]+\) was revoked/);
+  });
+
+  it('a revoked intermediate is named as the certificate of the chain it is, not as the server certificate', async () => {
+    const r = await call(servers.revokedCa, { ca: [...ca(), issuing2.cert], crl: [crl.issuing2, crl.root], revocation: { mode: 'soft' } });
+    expect(r.failure?.category, JSON.stringify(r.failure)).toBe('server_cert_revoked');
+    expect(r.failure?.message).toMatch(/^server certificate chain of localhost:\d+ is revoked: certificate "CN=Bank Issuing CA 2" \(serial [0-9A-F]+\) was revoked/);
   });
 });
 
