@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { InvalidInputError, SvcnodeError } from '../errors.js';
 import { EXIT } from '../failures/categories.js';
 import { describeCertificate, describeKey, type CertificateDescription, type KeyDescription } from '../pki/inspect.js';
+import { findRevoked } from '../pki/crl.js';
 import { readMaterial, type MaterialForm } from '../pki/material.js';
 import { profileCertificates } from '../pki/certificates.js';
 import { readPassphraseFile } from '../pki/passphrase.js';
@@ -157,7 +158,7 @@ function verifyCommand(io: CliIo): Command {
 // ---------------------------------------------------------------------------------------------
 // certs status
 
-type Flag = 'EXPIRED' | 'NOT_YET_VALID' | 'SOON' | '';
+type Flag = 'EXPIRED' | 'NOT_YET_VALID' | 'SOON' | 'REVOKED' | '';
 
 interface StatusRow {
   profile: string;
@@ -174,17 +175,22 @@ function statusRows(p: LoadedProfile, now: Date): StatusRow[] {
   return entries.map(([role, cert]) => {
     const d = describeCertificate(cert, now);
     const msLeft = Date.parse(d.validTo) - now.getTime();
-    const flag: Flag = msLeft < 0 ? 'EXPIRED' : Date.parse(d.validFrom) > now.getTime() ? 'NOT_YET_VALID' : msLeft <= warningDays * DAY_MS ? 'SOON' : '';
+    // Revoked outranks the dates: no renewal date matters for a certificate that is already dead.
+    const revoked = findRevoked(p.trust.crls ?? [], [cert]) !== undefined;
+    const flag: Flag = revoked ? 'REVOKED' : msLeft < 0 ? 'EXPIRED' : Date.parse(d.validFrom) > now.getTime() ? 'NOT_YET_VALID' : msLeft <= warningDays * DAY_MS ? 'SOON' : '';
     return { profile: p.name, role, subject: d.subject, validTo: d.validTo, daysLeft: d.daysLeft, flag };
   });
 }
+
+/** Warnings the tables already show as a flag (SOON, EXPIRED, NOT_YET_VALID): not repeated below them. */
+const FLAGGED = new Set(['CERT_EXPIRES_SOON', 'CERT_EXPIRED', 'CERT_NOT_YET_VALID', 'CRL_EXPIRES_SOON']);
 
 function statusCommand(io: CliIo): Command {
   return subcommand('status')
     .description('expiry overview of every certificate in every profile')
     .option('--profiles <dir>', 'profiles directory (default: $SVCNODE_PROFILES)')
     .option('--json', 'print exactly one JSON document on stdout')
-    .addHelpText('after', '\nExit codes: 0 every profile loaded, 2 a profile could not be loaded (the others are still listed).')
+    .addHelpText('after', '\nExit codes: 0 every profile loaded without error findings (warnings allowed), 2 a profile could not be loaded\nor has an error finding, as certs verify reports them (the others are still listed).')
     .action((o: { profiles?: string; json?: boolean }) =>
       runAction(io, async () => {
         const dir = o.profiles ?? io.env.SVCNODE_PROFILES;
@@ -203,9 +209,13 @@ function statusCommand(io: CliIo): Command {
           io.stdout(rows.length > 0 ? formatTable(['PROFILE', 'ROLE', 'SUBJECT', 'EXPIRES', 'DAYS', 'FLAG'], cells) : 'no certificates in any profile');
           const crlTable = formatCrlTable(loaded.flatMap((p) => crlStatusRows(p, now)));
           if (crlTable) io.stdout(`\n${crlTable}`);
+          // What the flags cannot say (an unreachable CRL, a revoked client): each problem in a line of its own, as certs verify prints it.
+          const problems = loaded.flatMap((p) => p.findings.filter((f) => f.severity === 'error' || (f.severity === 'warning' && !FLAGGED.has(f.code))).map((f) => `${p.name}: ${formatFinding(f, p.file)}`));
+          if (problems.length > 0) io.stdout(`\n${problems.join('\n')}`);
           for (const { file, error } of errors) io.stderr(`profile ${file} cannot be loaded:\n${formatError(error)}`);
         }
-        return errors.length > 0 ? EXIT.invalidInput : EXIT.ok;
+        const failing = errors.length > 0 || loaded.some((p) => p.findings.some((f) => f.severity === 'error'));
+        return failing ? EXIT.invalidInput : EXIT.ok;
       }, o.json ? errorDocument : undefined),
     );
 }

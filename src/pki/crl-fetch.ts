@@ -146,7 +146,9 @@ export class CrlFetcher {
       if (known) return known;
       this.failedAt.set(url, this.now());
       if (cause instanceof InvalidInputError) throw cause;
-      throw new InvalidInputError('SVCNODE_CRL_UNAVAILABLE', `${url}: the CRL cannot be downloaded (${(cause as Error).message})`, {
+      // fetch says only "fetch failed"; the network error (ECONNREFUSED, ENOTFOUND, …) is its cause.
+      const why = (cause as { cause?: unknown }).cause instanceof Error ? errorMessage((cause as { cause: Error }).cause) : errorMessage(cause);
+      throw new InvalidInputError('SVCNODE_CRL_UNAVAILABLE', `${url}: the CRL cannot be downloaded (${why})`, {
         cause,
         file: url,
         field: '/trust/crl',

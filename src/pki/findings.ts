@@ -15,11 +15,12 @@ export const FINDING_CODES = {
   CHAIN_REORDERED: 'the intermediates were out of order and have been reordered',
   KEY_IN_TRUST_FILE: 'a trust file contains a private key, which is ignored',
   SYSTEM_ROOTS: 'no trust.ca: servers are verified against the system roots',
-  CRL_STALE: 'a trust.crl CRL is past its nextUpdate (error: hard revocation checking fails every call)',
+  CRL_STALE: 'a trust.crl CRL is past its nextUpdate (error in hard mode: revocation checking fails every call; warning in soft mode: calls go unchecked)',
   CRL_NOT_YET_VALID: 'a trust.crl CRL is not valid yet',
   CRL_EXPIRES_SOON: 'a trust.crl CRL reaches its nextUpdate within a day',
   CRL_UNAVAILABLE: 'a trust.crl URL, or the CRL distribution point of a trust.ca certificate, cannot be downloaded (error: hard revocation checking fails calls)',
   CLIENT_CERT_REVOKED: 'our own client certificate or its chain is listed in a configured CRL',
+  TRUST_CA_REVOKED: 'a trust.ca certificate is listed in a configured CRL (error: every server chain through it fails as revoked)',
   CRL_STORED_COPY_INVALID: 'the copy of a trust.crl URL shared through Redis did not parse; it was ignored and replaced by a fresh download',
 } as const;
 export type FindingCode = keyof typeof FINDING_CODES;

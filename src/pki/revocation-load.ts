@@ -1,6 +1,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { InvalidInputError } from '../errors.js';
 import { crlStatus, describeRevocation, lookup, readCrlFile, type LoadedCrl } from './crl.js';
+import { oneLineName } from './inspect.js';
 import { isCrlUrl, type CrlFetcher } from './crl-fetch.js';
 import type { ClientIdentity, Finding } from './types.js';
 
@@ -35,16 +36,21 @@ export async function loadCrls(entries: readonly string[], trust: readonly X509C
 }
 
 /**
- * CRL freshness (warning within a day of nextUpdate, error after it) and our own client
- * certificate or chain listed in a configured CRL (error: backends that check will refuse it).
+ * CRL freshness (warning within a day of nextUpdate; past it an error in hard mode, a warning in
+ * soft mode, which lets such calls through unchecked), our own client certificate or chain listed
+ * in a configured CRL (error: backends that check will refuse it), and a trust.ca certificate
+ * listed in one (error: every server chain through it fails as revoked).
  */
-export function crlFindings(crls: readonly LoadedCrl[], client: ClientIdentity | undefined, now: Date): Finding[] {
+export function crlFindings(crls: readonly LoadedCrl[], o: { client: ClientIdentity | undefined; trust: readonly X509Certificate[]; mode: 'hard' | 'soft'; now: Date }): Finding[] {
+  const { client, now } = o;
   const findings: Finding[] = [];
   for (const crl of crls) {
     const status = crlStatus(crl, now);
     const next = crl.nextUpdate?.toISOString() ?? 'never';
     if (status === 'stale') {
-      findings.push({ severity: 'error', code: 'CRL_STALE', file: crl.source, message: `the CRL of "${crl.issuerName}" was due for renewal at ${next}; hard revocation checking fails every call until it is replaced`, hint: 'fetch the current CRL from your PKI and replace the file' });
+      findings.push(o.mode === 'hard'
+        ? { severity: 'error', code: 'CRL_STALE', file: crl.source, message: `the CRL of "${crl.issuerName}" was due for renewal at ${next}; hard revocation checking fails every call until it is replaced`, hint: 'fetch the current CRL from your PKI and replace the file' }
+        : { severity: 'warning', code: 'CRL_STALE', file: crl.source, message: `the CRL of "${crl.issuerName}" was due for renewal at ${next}; soft revocation checking lets calls through without checking the certificates it covers`, hint: 'fetch the current CRL from your PKI and replace the file' });
     } else if (status === 'not-yet-valid') {
       findings.push({ severity: 'error', code: 'CRL_NOT_YET_VALID', file: crl.source, message: `the CRL of "${crl.issuerName}" is valid only from ${crl.thisUpdate.toISOString()}`, hint: "check this machine's clock" });
     } else if (crl.nextUpdate && crl.nextUpdate.getTime() - now.getTime() < CRL_WARNING_MS) {
@@ -53,7 +59,13 @@ export function crlFindings(crls: readonly LoadedCrl[], client: ClientIdentity |
     for (const cert of client ? [client.leaf, ...client.chain] : []) {
       const entry = lookup(crl, cert);
       if (entry) {
-        findings.push({ severity: 'error', code: 'CLIENT_CERT_REVOKED', file: crl.source, message: describeRevocation(cert, entry, crl.source), hint: 'our own client certificate (or its chain) is revoked: backends that check revocation will refuse it; get a new certificate from your PKI' });
+        findings.push({ severity: 'error', code: 'CLIENT_CERT_REVOKED', file: crl.source, subject: oneLineName(cert.subject), message: describeRevocation(cert, entry, crl.source), hint: 'our own client certificate (or its chain) is revoked: backends that check revocation will refuse it; get a new certificate from your PKI' });
+      }
+    }
+    for (const cert of o.trust) {
+      const entry = lookup(crl, cert);
+      if (entry) {
+        findings.push({ severity: 'error', code: 'TRUST_CA_REVOKED', file: crl.source, role: 'trust', subject: oneLineName(cert.subject), message: `trust.ca ${describeRevocation(cert, entry, crl.source)}: every server chain through it fails as server_cert_revoked`, hint: 'remove it from trust.ca and ask the backend teams it serves for chains from a current CA' });
       }
     }
   }
