@@ -93,7 +93,7 @@ function safely(judge: () => StapleVerdict | undefined, profileName: string, hos
 /** The per-connection part of OCSP stapling; undefined when the profile does not staple. */
 export interface StaplingConnection {
   /** The connection's TLS options: `requestOCSP`, and a checkServerIdentity that also judges this connection's staple. */
-  options<T extends { checkServerIdentity?: Checker }>(options: T): T & { requestOCSP: true; checkServerIdentity: Checker };
+  options<T extends { checkServerIdentity?: Checker; port?: number | string | null | undefined }>(options: T): T & { requestOCSP: true; checkServerIdentity: Checker };
   /** Listen for the staple on the connection's socket (right after it is created). */
   watch(socket: TLSSocket): void;
 }
@@ -112,7 +112,9 @@ export function ocspStapling(profile: LoadedProfile, probe: ConnectionProbe, now
       const judged: Checker = (host, cert) => {
         const first = inner(host, cert);
         if (first) return first;
-        const verdict = safely(() => judgeStaple(profile, host, cert, staple, now()), profile.name, host);
+        // Named host:port, as every other message about the backend names it.
+        const where = options.port ? `${host}:${String(options.port)}` : host;
+        const verdict = safely(() => judgeStaple(profile, where, cert, staple, now()), profile.name, where);
         if (!verdict) return undefined;
         (probe.revocation ??= []).push(verdict.check);
         // Events are what the worker counts and logs as allowed: a hard-mode unknown is counted from its

@@ -145,6 +145,8 @@ describe('failing staples', () => {
     expect(r.failure?.hint).toContain(`serial ${revoked.serial.replace(/^0+/, '')}`);
     expect(r.failure?.hint).toMatch(/revoked on \d{4}-\d{2}-\d{2}T[^ ]+Z \(keyCompromise\)/);
     expect(r.failure?.hint).toContain('OCSP staple');
+    // The backend is named host:port, as in every other failure message.
+    expect(`${r.failure?.message ?? ''} ${r.failure?.hint ?? ''}`).toContain(`of localhost:${nginxRevoked.port}`);
     expect(nginxRevoked.requests('/')).toBe(0);
     expect(seen.map((c) => [c.source, c.result])).toEqual([['ocsp', 'revoked']]);
   });
@@ -198,6 +200,7 @@ describe('no staple', () => {
     expect(r.failure?.category, JSON.stringify(r.failure)).toBe('server_cert_untrusted');
     expect(r.failure?.code).toBe('server_cert_revocation_unknown');
     expect(r.failure?.hint).toContain('stapling');
+    expect(r.failure?.message).toContain(`localhost:${s.none?.port ?? 0} sent no OCSP staple`);
   });
 
   it('stapled-required in soft mode proceeds and records an unknown OCSP check', async () => {
