@@ -142,21 +142,28 @@ describe('shared through Redis', () => {
 });
 
 describe('refresh by profile reload', () => {
-  it('a due URL CRL, or a replaced CRL file, reloads the profile with the new CRL', async () => {
-    const profiles = join(dir, 'watch-profiles');
-    const nodes = join(dir, 'watch-nodes');
+  let clock = Date.now();
+  /** A registry with profile "bank" naming `crl`, and its watcher (stopped: rounds run by check()) on a fetcher with the test's clock. */
+  const watched = async (name: string, crl: string[]): Promise<{ registry: Registry; watcher: ProfileWatcher; reloaded: string[] }> => {
+    const profiles = join(dir, `${name}-profiles`);
+    const nodes = join(dir, `${name}-nodes`);
     mkdirSync(profiles);
     mkdirSync(nodes);
-    const rootFile = join(dir, 'watch-root.crl');
-    writeFileSync(rootFile, readFileSync(files.root as string));
-    writeFileSync(join(profiles, 'bank.json'), JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl: [`${base}/watch/issuing.crl`, rootFile] } }));
-    let clock = Date.now();
-    const crlFetcher = new CrlFetcher(new RedisCrlStore(redisClient(), 'watch'), () => clock);
+    writeFileSync(join(profiles, 'bank.json'), JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl } }));
+    clock = Date.now();
+    const crlFetcher = new CrlFetcher(new RedisCrlStore(redisClient(), name), () => clock);
     const registry = await Registry.load(nodes, profiles, { crlFetcher });
     const reloaded: string[] = [];
     const watcher = new ProfileWatcher(registry, { reloaded: (p) => void reloaded.push(p.version), failed: () => undefined, error: (error) => { throw error; } }, { intervalMs: 60_000, crlFetcher });
     await watcher.start();
     watcher.stop();
+    return { registry, watcher, reloaded };
+  };
+
+  it('a due URL CRL, or a replaced CRL file, reloads the profile with the new CRL', async () => {
+    const rootFile = join(dir, 'watch-root.crl');
+    writeFileSync(rootFile, readFileSync(files.root as string));
+    const { registry, watcher, reloaded } = await watched('watch', [`${base}/watch/issuing.crl`, rootFile]);
     const first = registry.profiles.get('bank');
     await watcher.check();
     expect(reloaded).toEqual([]);
@@ -181,20 +188,9 @@ describe('refresh by profile reload', () => {
   });
 
   it('a CRL URL that was down at load is tried again once a minute, and the profile reloads once it answers', async () => {
-    const profiles = join(dir, 'flaky-profiles');
-    const nodes = join(dir, 'flaky-nodes');
-    mkdirSync(profiles);
-    mkdirSync(nodes);
     const url = `${base}/flaky/issuing.crl`;
-    writeFileSync(join(profiles, 'bank.json'), JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl: [url, files.root] } }));
     down.add('/flaky/');
-    let clock = Date.now();
-    const crlFetcher = new CrlFetcher(new RedisCrlStore(redisClient(), 'flaky'), () => clock);
-    const registry = await Registry.load(nodes, profiles, { crlFetcher });
-    const reloaded: string[] = [];
-    const watcher = new ProfileWatcher(registry, { reloaded: (p) => void reloaded.push(p.version), failed: () => undefined, error: (error) => { throw error; } }, { intervalMs: 60_000, crlFetcher });
-    await watcher.start();
-    watcher.stop();
+    const { registry, watcher, reloaded } = await watched('flaky', [url, files.root as string]);
     expect(registry.profiles.get('bank')?.trust.crlsUnavailable).toEqual([{ url, message: expect.stringContaining('HTTP 503') as string }]);
     expect(hits.get('/flaky/issuing.crl')).toBe(1);
     // Within the minute: not tried again, whatever the watcher's interval.
@@ -220,56 +216,46 @@ describe('refresh by profile reload', () => {
 });
 
 describe('calls use downloaded CRLs', () => {
-  it('a revoked server fails as server_cert_revoked, the hint naming the CRL URL', async () => {
+  /** Load a profile naming `crl` and make one call to the revoked backend with it. */
+  const callWith = async (crl: string[]): Promise<{ profile: Awaited<ReturnType<typeof loadProfile>>; result: Awaited<ReturnType<typeof invoke>> }> => {
     const file = join(dir, 'bank.json');
-    const issuingUrl = `${base}/call/issuing.crl`;
-    writeFileSync(file, JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl: [issuingUrl, `${base}/call/root.crl`] } }));
+    writeFileSync(file, JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl } }));
     const profile = await loadProfile(file, { crlFetcher: new CrlFetcher() });
     const agents = new AgentPool();
     try {
-      const before = hits.get('/call/issuing.crl');
-      const r = await invoke({ id: 'crl-url', request: { method: 'GET', url: `https://localhost:${backend.port}/` }, tls: { profile: 'bank' }, retry: { limit: 0 } }, {}, profileDeps(new Map([['bank', profile]]), agents));
-      expect(r.failure?.category, JSON.stringify(r.failure)).toBe('server_cert_revoked');
-      expect(r.failure?.hint).toContain(issuingUrl);
-      expect(hits.get('/call/issuing.crl')).toBe(before); // nothing downloaded on the call path
+      const result = await invoke({ id: 'crl-url', request: { method: 'GET', url: `https://localhost:${backend.port}/` }, tls: { profile: 'bank' }, retry: { limit: 0 } }, {}, profileDeps(new Map([['bank', profile]]), agents));
+      return { profile, result };
     } finally {
       agents.destroy();
     }
+  };
+
+  it('a revoked server fails as server_cert_revoked, the hint naming the CRL URL', async () => {
+    const issuingUrl = `${base}/call/issuing.crl`;
+    const before = hits.get('/call/issuing.crl') ?? 0;
+    const { result: r } = await callWith([issuingUrl, `${base}/call/root.crl`]);
+    expect(r.failure?.category, JSON.stringify(r.failure)).toBe('server_cert_revoked');
+    expect(r.failure?.hint).toContain(issuingUrl);
+    expect(hits.get('/call/issuing.crl')).toBe(before + 1); // downloaded once, at load; nothing on the call path
   });
 
   it('an unreachable CRL URL is a CRL_UNAVAILABLE finding, and hard mode fails calls as revocation unknown naming the URL', async () => {
-    const file = join(dir, 'bank.json');
-    writeFileSync(file, JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl: [`${base}/missing/none.crl`, `${base}/call/root.crl`] } }));
-    const profile = await loadProfile(file, { crlFetcher: new CrlFetcher() });
+    const { profile, result: r } = await callWith([`${base}/missing/none.crl`, `${base}/call/root.crl`]);
     expect(profile.findings.find((f) => f.code === 'CRL_UNAVAILABLE')?.severity).toBe('error');
-    const agents = new AgentPool();
-    try {
-      const r = await invoke({ id: 'crl-url', request: { method: 'GET', url: `https://localhost:${backend.port}/` }, tls: { profile: 'bank' }, retry: { limit: 0 } }, {}, profileDeps(new Map([['bank', profile]]), agents));
-      expect(r.failure?.code, JSON.stringify(r.failure)).toBe('server_cert_revocation_unknown');
-      // The hint names the CA without a CRL and the URL that could not be downloaded, not a CRL missing from trust.crl.
-      expect(r.failure?.hint).toContain('no CRL of "CN=Bank Issuing CA" (issuer of "CN=localhost") is loaded');
-      expect(r.failure?.hint).toContain(`${base}/missing/none.crl`);
-      expect(r.failure?.hint).toContain('reachable');
-      expect(r.failure?.hint).not.toContain('has no CRL');
-    } finally {
-      agents.destroy();
-    }
+    expect(r.failure?.code, JSON.stringify(r.failure)).toBe('server_cert_revocation_unknown');
+    // The hint names the CA without a CRL and the URL that could not be downloaded, not a CRL missing from trust.crl.
+    expect(r.failure?.hint).toContain('no CRL of "CN=Bank Issuing CA" (issuer of "CN=localhost") is loaded');
+    expect(r.failure?.hint).toContain(`${base}/missing/none.crl`);
+    expect(r.failure?.hint).toContain('reachable');
+    expect(r.failure?.hint).not.toContain('has no CRL');
   });
 
   it('every CRL URL unreachable: still revocation unknown naming the URLs, not a CA missing from trust.ca', async () => {
-    const file = join(dir, 'bank.json');
-    writeFileSync(file, JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl: [`${base}/missing/a.crl`, `${base}/missing/b.crl`] } }));
-    const profile = await loadProfile(file, { crlFetcher: new CrlFetcher() });
-    const agents = new AgentPool();
-    try {
-      const r = await invoke({ id: 'crl-url', request: { method: 'GET', url: `https://localhost:${backend.port}/` }, tls: { profile: 'bank' }, retry: { limit: 0 } }, {}, profileDeps(new Map([['bank', profile]]), agents));
-      // Before: no CRL loaded meant OpenSSL checked nothing, and hard mode let every call through.
-      expect(r.failure?.code, JSON.stringify(r.failure)).toBe('server_cert_revocation_unknown');
-      expect(r.failure?.message).toContain('no CRL of profile "bank" could be downloaded');
-      expect(r.failure?.hint).toContain(`${base}/missing/a.crl`);
-      expect(r.failure?.hint).toContain(`${base}/missing/b.crl`);
-    } finally {
-      agents.destroy();
-    }
+    const { result: r } = await callWith([`${base}/missing/a.crl`, `${base}/missing/b.crl`]);
+    // Before: no CRL loaded meant OpenSSL checked nothing, and hard mode let every call through.
+    expect(r.failure?.code, JSON.stringify(r.failure)).toBe('server_cert_revocation_unknown');
+    expect(r.failure?.message).toContain('no CRL of profile "bank" could be downloaded');
+    expect(r.failure?.hint).toContain(`${base}/missing/a.crl`);
+    expect(r.failure?.hint).toContain(`${base}/missing/b.crl`);
   });
 });
