@@ -107,13 +107,13 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
   const caPoints = followPoints ? caDistributionPoints(trusted, new Set(crlEntries)) : [];
   crls.push(...(await loadCaDistributionPoints(caPoints, trusted, fetcher, findings)));
   for (const { crl, bytes } of crls) version.update(`\0${crl.source}\0`).update(createHash('sha256').update(bytes).digest());
-  findings.push(...crlFindings(crls.map((c) => c.crl), { client, trust: trusted, mode: doc.trust?.revocation?.mode ?? 'hard', now }));
-  const crlsUnavailable = findings.filter((f) => f.code === 'CRL_UNAVAILABLE').map((f) => Object.freeze({ url: f.file ?? '', message: f.message }));
   const revocation = Object.freeze({
     mode: doc.trust?.revocation?.mode ?? 'hard',
     ocsp: doc.trust?.revocation?.ocsp ?? 'off',
     distributionPoints: doc.trust?.revocation?.distributionPoints ?? false,
   });
+  findings.push(...crlFindings(crls.map((c) => c.crl), { client, trust: trusted, mode: revocation.mode, now }));
+  const crlsUnavailable = findings.filter((f) => f.code === 'CRL_UNAVAILABLE').map((f) => Object.freeze({ url: f.file ?? '', message: f.message }));
 
   const distributionPoints = followPoints ? await DistributionPointCrls.create(name, trusted, fetcher, new Set([...crlEntries, ...crls.map((c) => c.crl.source)]), caPoints.length) : undefined;
 
