@@ -38,13 +38,32 @@ export function refreshAt(crl: LoadedCrl, fetchedAt: number): number {
  * byte is read, and the request is aborted as soon as the bytes read pass maxBytes, so a huge or
  * endless answer never sits in memory.
  */
-export async function download(url: string, maxBytes: number = CRL_FETCH_DEFAULTS.maxBytes, stop?: AbortSignal): Promise<Buffer> {
+export async function download(url: string, maxBytes: number = CRL_FETCH_DEFAULTS.maxBytes, stop?: AbortSignal, timeoutMs: number = CRL_FETCH_DEFAULTS.timeoutMs): Promise<Buffer> {
+  // One controller with a plain timer: on Node 20 a signal made by AbortSignal.any can be garbage
+  // collected while fetch waits, and then its timeout never fires (a silent server held
+  // `certs status` for undici's 300 s header timeout).
   const controller = new AbortController();
-  const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(CRL_FETCH_DEFAULTS.timeoutMs), ...(stop ? [stop] : [])]);
-  const response = await fetch(url, { signal, redirect: 'follow' });
+  const timer = setTimeout(() => controller.abort(new Error(`no complete answer within ${timeoutMs / 1000} s`)), timeoutMs);
+  const onStop = (): void => controller.abort(stop?.reason);
+  if (stop?.aborted) onStop();
+  stop?.addEventListener('abort', onStop, { once: true });
+  try {
+    return await read(url, maxBytes, controller);
+  } catch (error) {
+    // An abort surfaces as fetch's AbortError; the reason says which limit it was.
+    throw controller.signal.aborted && controller.signal.reason instanceof Error ? controller.signal.reason : error;
+  } finally {
+    clearTimeout(timer);
+    stop?.removeEventListener('abort', onStop);
+  }
+}
+
+async function read(url: string, maxBytes: number, controller: AbortController): Promise<Buffer> {
+  const response = await fetch(url, { signal: controller.signal, redirect: 'follow' });
   const refuse = (message: string): Error => {
-    controller.abort();
-    return new Error(message);
+    const error = new Error(message);
+    controller.abort(error);
+    return error;
   };
   if (!response.ok) throw refuse(`HTTP ${response.status}`);
   const declared = Number(response.headers.get('content-length') ?? '');

@@ -20,6 +20,9 @@ let deadPort: number;
 let DEAD_URL: string;
 
 let dir: string;
+/** A CRL server that takes the connection and never answers. */
+let silent: net.Server | undefined;
+const held = new Set<net.Socket>();
 let pki: OpensslPki;
 let all: string;
 let healthy: string;
@@ -56,6 +59,8 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
+  silent?.close();
+  for (const socket of held) socket.destroy();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -92,6 +97,22 @@ describe('certs status', () => {
     expect(r.stdout).toMatch(/^softstale: warning CRL_STALE .*soft revocation checking lets calls through/m);
     expect(r.stdout).toMatch(/^softstale\s.*issuing-stale\.crl.*STALE$/m);
   });
+});
+
+describe('a CRL URL that takes the connection and never answers', () => {
+  it('costs certs status one download timeout (10 s), not the HTTP client\'s 300 s', async () => {
+    silent = net.createServer((socket) => void held.add(socket.on('error', () => undefined)));
+    const port = await listen(silent, 0);
+    const url = `http://127.0.0.1:${port}/issuing.crl`;
+    const into = join(dir, 'silent');
+    profile(into, 'quiet', { trust: { ca: [pki.root.cert, pki.intermediate.cert], crl: [url, join(dir, 'root.crl')] } });
+    const started = Date.now();
+    const r = await runCli(['certs', 'status', '--profiles', into], { env: { SVCNODE_PROFILES: undefined }, timeoutMs: 60_000 });
+    const tookMs = Date.now() - started;
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stdout).toContain(`${url}: the CRL cannot be downloaded (no complete answer within 10 s)`);
+    expect(tookMs).toBeLessThan(25_000);
+  }, 70_000);
 });
 
 describe('certs verify', () => {
