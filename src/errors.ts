@@ -65,7 +65,7 @@ export const ERROR_CODES = {
   SVCNODE_BROKEN_RECORD: 'a failure record in Redis is not JSON or lacks fields; `svcnode failures` shows it as broken',
   SVCNODE_KEYLOG_FILE: 'the --keylog file cannot be opened, or others could read it',
   SVCNODE_INVALID_CRL: 'a trust.crl entry is not a CRL, or no trust.ca certificate issued it',
-  SVCNODE_CRL_UNAVAILABLE: 'a trust.crl URL cannot be downloaded and no earlier copy is known',
+  SVCNODE_CRL_UNAVAILABLE: 'a trust.crl URL gives no usable CRL (unreachable, or its answer is not a CRL of trust.ca) and no earlier copy is known',
   SVCNODE_CERT_REVOKED: 'a server certificate is listed in a current CRL of the profile (soft revocation mode, or CRL distribution points)',
   SVCNODE_REVOCATION_UNKNOWN: 'hard revocation mode with CRL distribution points: no current CRL covers a server certificate (reported as server_cert_revocation_unknown)',
   SVCNODE_OCSP_REVOKED: 'the OCSP response the server stapled says its certificate is revoked (failure category server_cert_revoked)',

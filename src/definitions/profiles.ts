@@ -102,16 +102,16 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
 
   const fetcher = opts.crlFetcher ?? processCrlFetcher;
   const crlEntries = (doc.trust?.crl ?? []).map((entry) => (isCrlUrl(entry) ? entry : at(entry)));
-  const crls = await loadCrls(crlEntries, trusted, fetcher, findings);
-  const followPoints = doc.trust?.revocation?.distributionPoints === true;
-  const caPoints = followPoints ? caDistributionPoints(trusted, new Set(crlEntries)) : [];
-  crls.push(...(await loadCaDistributionPoints(caPoints, trusted, fetcher, findings)));
-  for (const { crl, bytes } of crls) version.update(`\0${crl.source}\0`).update(createHash('sha256').update(bytes).digest());
   const revocation = Object.freeze({
     mode: doc.trust?.revocation?.mode ?? 'hard',
     ocsp: doc.trust?.revocation?.ocsp ?? 'off',
     distributionPoints: doc.trust?.revocation?.distributionPoints ?? false,
   });
+  const crls = await loadCrls(crlEntries, trusted, fetcher, findings, revocation.mode);
+  const followPoints = revocation.distributionPoints;
+  const caPoints = followPoints ? caDistributionPoints(trusted, new Set(crlEntries)) : [];
+  crls.push(...(await loadCaDistributionPoints(caPoints, trusted, fetcher, findings, revocation.mode)));
+  for (const { crl, bytes } of crls) version.update(`\0${crl.source}\0`).update(createHash('sha256').update(bytes).digest());
   findings.push(...crlFindings(crls.map((c) => c.crl), { client, trust: trusted, mode: revocation.mode, now }));
   const crlsUnavailable = findings.filter((f) => f.code === 'CRL_UNAVAILABLE').map((f) => Object.freeze({ url: f.file ?? '', message: f.message }));
 

@@ -164,14 +164,24 @@ export class CrlFetcher {
     } catch (cause) {
       if (known) return known;
       this.failedAt.set(url, this.now());
-      if (cause instanceof InvalidInputError) throw cause;
+      if (cause instanceof InvalidInputError) {
+        // An answer that is not a CRL of trust.ca (an error page with status 200, a captive portal,
+        // a proxy) is a failed download like a 503: reported, retried, never the end of the profile.
+        const said = cause.message.startsWith(`${url}: `) ? cause.message.slice(url.length + 2) : cause.message;
+        throw new InvalidInputError('SVCNODE_CRL_UNAVAILABLE', `${url}: the answer is not a usable CRL: ${said}`, {
+          cause,
+          file: url,
+          field: '/trust/crl',
+          hint: `check what the URL serves from this machine (a proxy or login page answering in its place looks the same); ${cause.hint ?? 'it must serve the CRL your PKI publishes'}; it is tried again every minute`,
+        });
+      }
       // fetch says only "fetch failed"; the network error (ECONNREFUSED, ENOTFOUND, …) is its cause.
       const why = (cause as { cause?: unknown }).cause instanceof Error ? errorMessage((cause as { cause: Error }).cause) : errorMessage(cause);
       throw new InvalidInputError('SVCNODE_CRL_UNAVAILABLE', `${url}: the CRL cannot be downloaded (${why})`, {
         cause,
         file: url,
         field: '/trust/crl',
-        hint: 'check that the CRL URL is reachable from this machine; hard revocation mode fails calls until it is',
+        hint: 'check that the CRL URL is reachable from this machine; it is tried again every minute',
       });
     } finally {
       if (claimed) await this.store.release(url);

@@ -5,6 +5,7 @@ import * as x509 from '@peculiar/x509';
 import { InvalidInputError } from '../errors.js';
 import { CRL_FETCH_DEFAULTS, type CrlFetcher } from './crl-fetch.js';
 import type { LoadedCrl } from './crl.js';
+import { unavailableFinding } from './revocation-load.js';
 import type { Finding } from './types.js';
 
 /**
@@ -66,16 +67,16 @@ export function caDistributionPoints(trust: readonly X509Certificate[], exclude:
 
 /**
  * Download the CDP CRLs of trust.ca at profile load. A URL that fails (unreachable, not a CRL,
- * not signed by trust.ca) is a CRL_UNAVAILABLE error finding and counts as no data.
+ * not signed by trust.ca) is a CRL_UNAVAILABLE finding and counts as no data.
  */
-export async function loadCaDistributionPoints(urls: readonly string[], trust: readonly X509Certificate[], fetcher: CrlFetcher, findings: Finding[]): Promise<{ crl: LoadedCrl; bytes: Buffer }[]> {
+export async function loadCaDistributionPoints(urls: readonly string[], trust: readonly X509Certificate[], fetcher: CrlFetcher, findings: Finding[], mode: 'hard' | 'soft'): Promise<{ crl: LoadedCrl; bytes: Buffer }[]> {
   // Concurrently: an unreachable URL costs one download timeout, not one per URL.
   const loaded = await Promise.all(urls.map((url) => fetcher.load(url, trust).catch((error: unknown) => error)));
   const out: { crl: LoadedCrl; bytes: Buffer }[] = [];
   loaded.forEach((entry, i) => {
     if (!(entry instanceof Error)) return void out.push(entry as { crl: LoadedCrl; bytes: Buffer });
     if (!(entry instanceof InvalidInputError)) throw entry;
-    findings.push({ severity: 'error', code: 'CRL_UNAVAILABLE', file: urls[i], message: `CRL distribution point of a trust.ca certificate: ${entry.message}`, hint: entry.hint ?? 'check that the URL is reachable from this machine' });
+    findings.push(unavailableFinding(urls[i] ?? '', `CRL distribution point of a trust.ca certificate: ${entry.message}`, entry.hint, mode));
   });
   return out;
 }

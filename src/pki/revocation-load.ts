@@ -11,10 +11,10 @@ const CRL_WARNING_MS = 1 * DAY_MS;
 
 /**
  * Read every trust.crl entry, in order; each must be signed by a trust.ca certificate. A URL that
- * cannot be downloaded becomes a CRL_UNAVAILABLE error finding: the profile still loads, and
- * hard revocation mode fails its calls until the CRL can be had.
+ * gives no usable CRL becomes a CRL_UNAVAILABLE finding: the profile still loads, and hard
+ * revocation mode fails its calls until the CRL can be had.
  */
-export async function loadCrls(entries: readonly string[], trust: readonly X509Certificate[], fetcher: CrlFetcher, findings: Finding[]): Promise<{ crl: LoadedCrl; bytes: Buffer }[]> {
+export async function loadCrls(entries: readonly string[], trust: readonly X509Certificate[], fetcher: CrlFetcher, findings: Finding[], mode: RevocationMode): Promise<{ crl: LoadedCrl; bytes: Buffer }[]> {
   const out: { crl: LoadedCrl; bytes: Buffer }[] = [];
   for (const entry of entries) {
     if (!isCrlUrl(entry)) {
@@ -29,10 +29,23 @@ export async function loadCrls(entries: readonly string[], trust: readonly X509C
       }
     } catch (error) {
       if (!(error instanceof InvalidInputError) || error.code !== 'SVCNODE_CRL_UNAVAILABLE') throw error;
-      findings.push({ severity: 'error', code: 'CRL_UNAVAILABLE', file: entry, message: error.message, ...(error.hint ? { hint: error.hint } : {}) });
+      findings.push(unavailableFinding(entry, error.message, error.hint, mode));
     }
   }
   return out;
+}
+
+type RevocationMode = 'hard' | 'soft';
+
+/**
+ * A CRL URL that gave no CRL: an error in hard mode (calls through the CA it covers fail), a
+ * warning in soft mode (they go through unchecked).
+ */
+export function unavailableFinding(url: string, message: string, hint: string | undefined, mode: RevocationMode): Finding {
+  const fix = hint ?? 'check that the URL is reachable from this machine';
+  return mode === 'hard'
+    ? { severity: 'error', code: 'CRL_UNAVAILABLE', file: url, message, hint: `${fix}; until then hard revocation checking fails the calls whose chain that CRL covers` }
+    : { severity: 'warning', code: 'CRL_UNAVAILABLE', file: url, message, hint: `${fix}; until then soft revocation checking lets the calls whose chain that CRL covers through unchecked` };
 }
 
 /**
@@ -41,7 +54,7 @@ export async function loadCrls(entries: readonly string[], trust: readonly X509C
  * in a configured CRL (error: backends that check will refuse it), and a trust.ca certificate
  * listed in one (error: every server chain through it fails as revoked).
  */
-export function crlFindings(crls: readonly LoadedCrl[], o: { client: ClientIdentity | undefined; trust: readonly X509Certificate[]; mode: 'hard' | 'soft'; now: Date }): Finding[] {
+export function crlFindings(crls: readonly LoadedCrl[], o: { client: ClientIdentity | undefined; trust: readonly X509Certificate[]; mode: RevocationMode; now: Date }): Finding[] {
   const { client, now } = o;
   const findings: Finding[] = [];
   for (const crl of crls) {

@@ -56,6 +56,7 @@ beforeAll(async () => {
   profile(all, 'revokedca', { trust: { ca: [...ca, issuing2.cert], crl: [issuingCrl, rootCrl] } });
   healthy = join(dir, 'healthy');
   profile(healthy, 'softstale', { client: { certificate: good.cert, key: good.key }, trust: { ca, crl: [staleCrl, rootCrl], revocation: { mode: 'soft' } } });
+  profile(healthy, 'softdown', { trust: { ca, crl: [DEAD_URL, rootCrl], revocation: { mode: 'soft' } } });
 }, 30_000);
 
 afterAll(async () => {
@@ -91,10 +92,11 @@ describe('certs status', () => {
     expect(of('unreach')?.crls).toContainEqual({ source: DEAD_URL, issuer: 'unknown', thisUpdate: null, nextUpdate: null, flags: ['UNAVAILABLE'] });
   });
 
-  it('exits 0 when the only problem is a warning: a stale CRL in soft mode', async () => {
+  it('exits 0 when the only problems are warnings: a stale or unavailable CRL in soft mode', async () => {
     const r = await certs(['status', '--profiles', healthy]);
     expect(r.code, r.stdout).toBe(0);
     expect(r.stdout).toMatch(/^softstale: warning CRL_STALE .*soft revocation checking lets calls through/m);
+    expect(r.stdout).toMatch(/^softdown: warning CRL_UNAVAILABLE .*soft revocation checking lets the calls whose chain that CRL covers through unchecked/m);
     expect(r.stdout).toMatch(/^softstale\s.*issuing-stale\.crl.*STALE$/m);
   });
 });

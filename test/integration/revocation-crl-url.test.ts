@@ -35,6 +35,8 @@ let base: string;
 const hits = new Map<string, number>();
 /** Path prefixes the CRL server answers 503 for: a CRL server that is down. */
 const down = new Set<string>();
+/** Path prefixes answered 200 with an HTML page instead of the CRL: a captive portal or proxy. */
+const portal = new Set<string>();
 const files: Record<string, string> = {};
 const connections: Redis[] = [];
 
@@ -56,6 +58,10 @@ beforeAll(async () => {
     hits.set(path, (hits.get(path) ?? 0) + 1);
     if ([...down].some((prefix) => path.startsWith(prefix))) {
       res.writeHead(503).end();
+      return;
+    }
+    if ([...portal].some((prefix) => path.startsWith(prefix))) {
+      res.writeHead(200, { 'content-type': 'text/html' }).end('<html>Please sign in to the guest network</html>');
       return;
     }
     const name = /\/(issuing|root)\.crl$/.exec(path)?.[1];
@@ -187,7 +193,7 @@ describe('refresh by profile reload', () => {
     expect(registry.profiles.get('bank')?.trust.crls?.[1]?.pem).not.toBe(first?.trust.crls?.[1]?.pem);
   });
 
-  it('a CRL URL that was down at load is tried again once a minute, and the profile reloads once it answers', async () => {
+  it('a CRL URL that was down at load, then answered a web page, is tried again once a minute, and the profile reloads once it serves the CRL', async () => {
     const url = `${base}/flaky/issuing.crl`;
     down.add('/flaky/');
     const { registry, watcher, reloaded } = await watched('flaky', [url, files.root as string]);
@@ -197,13 +203,18 @@ describe('refresh by profile reload', () => {
     clock += 30_000;
     await watcher.check();
     expect(hits.get('/flaky/issuing.crl')).toBe(1);
-    // Still down a minute later: tried once more, still unavailable, nothing reloaded.
+    // A minute later a portal answers 200 with a web page: still unavailable (said so), the profile
+    // still loaded, nothing reloaded.
+    down.delete('/flaky/');
+    portal.add('/flaky/');
     clock += 31_000;
     await watcher.check();
     expect(hits.get('/flaky/issuing.crl')).toBe(2);
     expect(reloaded).toEqual([]);
+    expect(registry.profiles.get('bank')?.trust.crlsUnavailable).toEqual([{ url, message: expect.stringContaining('the answer is not a usable CRL: not a CRL') as string }]);
+    expect([registry.problems, registry.staleProfiles()]).toEqual([[], []]);
     // Back up: the next retry loads it and the profile is reloaded with both CRLs.
-    down.delete('/flaky/');
+    portal.delete('/flaky/');
     clock += 61_000;
     await watcher.check();
     expect(hits.get('/flaky/issuing.crl')).toBe(3);
