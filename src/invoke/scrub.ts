@@ -6,36 +6,43 @@
 
 /** Shorter values are not secrets worth the false matches. */
 const MIN_SECRET_CHARS = 8;
-/** With `cutShort`, a secret's first characters from which on a quoted piece of it counts as the secret. */
-const CUT_MIN_CHARS = 16;
+/** With `cutShort`, a run of a secret's characters this long is redacted (half of a shorter secret, at least 8). */
+const PIECE_MAX_CHARS = 16;
 export const REDACTED = '[redacted]';
 
 /**
  * `value` with every occurrence of each secret replaced, in every string it holds; `value` itself
- * when none occurs. `cutShort`: a peer's text that may quote a secret cut short (an
- * error_description of bounded length) also loses any piece of one from its first 16 characters on.
+ * when none occurs. `cutShort`: a peer's text that may quote a secret in pieces (an
+ * error_description of bounded length, one part of a JWT, the start of a password) also loses
+ * every run of PIECE_MAX_CHARS characters of one (half of a shorter secret, at least 8).
  * Not for bodies that may hold other tokens of the same shape: every RS256 JWT starts alike.
  */
 export function scrubSecrets<T>(value: T, secrets: readonly (string | undefined)[], o: { cutShort?: boolean } = {}): T {
   const known = withEncodings(secrets.filter((s): s is string => typeof s === 'string' && s.length >= MIN_SECRET_CHARS));
   if (known.length === 0 || value === null || value === undefined) return value;
-  const sought = (s: string): string => (o.cutShort ? s.slice(0, CUT_MIN_CHARS) : s);
-  // One serialisation decides: most Results hold none of them.
+  // A peer's error text is short and rare: looked at whole. Results are looked at once, serialised: most hold no secret.
+  if (o.cutShort) return walk(value, (t) => known.reduce(withoutPieces, t)) as T;
   const text = JSON.stringify(value);
-  if (!known.some((s) => text.includes(JSON.stringify(sought(s)).slice(1, -1)))) return value;
-  return walk(value, o.cutShort ? (t) => known.reduce(withoutPieces, t) : (t) => known.reduce((x, secret) => x.split(secret).join(REDACTED), t)) as T;
+  if (!known.some((s) => text.includes(JSON.stringify(s).slice(1, -1)))) return value;
+  return walk(value, (t) => known.reduce((x, secret) => x.split(secret).join(REDACTED), t)) as T;
 }
 
-/** `text` without the secret and without any piece of it that starts as it does (16 characters or more). */
+/** `text` without any run of the secret's characters as long as a piece (see PIECE_MAX_CHARS), each run replaced whole. */
 function withoutPieces(text: string, secret: string): string {
-  const head = secret.slice(0, CUT_MIN_CHARS);
+  const piece = Math.min(PIECE_MAX_CHARS, Math.max(MIN_SECRET_CHARS, Math.ceil(secret.length / 2)));
   let out = '';
   let from = 0;
-  for (let at = text.indexOf(head); at !== -1; at = text.indexOf(head, from)) {
-    let end = at + head.length;
-    while (end - at < secret.length && text[end] === secret[end - at]) end++;
+  for (let at = 0; at + piece <= text.length; ) {
+    const inSecret = secret.indexOf(text.slice(at, at + piece));
+    if (inSecret === -1) {
+      at++;
+      continue;
+    }
+    let end = at + piece;
+    while (inSecret + (end - at) < secret.length && text[end] === secret[inSecret + (end - at)]) end++;
     out += `${text.slice(from, at)}${REDACTED}`;
     from = end;
+    at = end;
   }
   return from === 0 ? text : out + text.slice(from);
 }

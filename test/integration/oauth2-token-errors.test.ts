@@ -165,6 +165,10 @@ describe('token endpoint answers', () => {
         const r = await call(node({ clientAuth, clientSecret: { env: 'SVCNODE_TEST_ECHO_SECRET' } }));
         expect(r.failure?.message, clientAuth).toContain('bad secret [redacted]');
         expect(JSON.stringify(r), clientAuth).not.toContain('s3cret');
+        // The start of it only, as a server that masks the rest might quote it.
+        answer = { status: 400, body: { error: 'invalid_request', error_description: 'bad secret "echoed s3cr..."' } };
+        const start = await call(node({ clientAuth, clientSecret: { env: 'SVCNODE_TEST_ECHO_SECRET' } }));
+        expect(start.failure?.message, clientAuth).toContain('bad secret "[redacted]..."');
       }
     } finally {
       delete process.env.SVCNODE_TEST_ECHO_SECRET;
@@ -184,6 +188,11 @@ describe('token endpoint answers', () => {
       ['form-encoded', (f) => ({ error: 'invalid_client', error_description: `body was ${f}` })],
       ['cut by the endpoint', (f) => ({ error: 'invalid_client', error_description: `unknown client, assertion ${form(f).slice(0, 60)}...` })],
       ['in a 200 without a token', (f) => ({ error: 'invalid_client', error_description: `assertion=${form(f).slice(0, 90)}` })],
+      ['its signature alone', (f) => ({ error: 'invalid_client', error_description: `signature ${form(f).split('.')[2] ?? ''} does not verify` })],
+      ['its parts one by one', (f) => {
+        const [header, payload, signature] = form(f).split('.');
+        return { error: 'invalid_client', error_description: `header ${header ?? ''}; claims ${payload ?? ''}; sig ${(signature ?? '').slice(0, 40)}` };
+      }],
     ];
     for (const [what, body] of quotes) {
       answer = { status: what.startsWith('in a 200') ? 200 : 401, body };

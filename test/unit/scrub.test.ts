@@ -17,15 +17,18 @@ describe('scrubSecrets', () => {
     expect(scrubSecrets({ token: other }, [SECRET])).toEqual({ token: other });
   });
 
-  it('with cutShort, drops any piece from the first 16 characters on, however far it runs', () => {
-    for (const n of [16, 30, SECRET.length - 1, SECRET.length]) {
-      expect(scrubSecrets(`said: ${SECRET.slice(0, n)}...`, [SECRET], { cutShort: true }), String(n)).toBe('said: [redacted]...');
+  it('with cutShort, drops any run of 16 characters of it or more, wherever it starts, however far it runs', () => {
+    for (const [from, to] of [[0, 16], [0, 30], [0, SECRET.length - 1], [0, SECRET.length], [21, 38], [30, SECRET.length], [5, 40]]) {
+      expect(scrubSecrets(`said: ${SECRET.slice(from, to)}...`, [SECRET], { cutShort: true }), `${from}-${to}`).toBe('said: [redacted]...');
     }
     expect(scrubSecrets(`said: ${SECRET.slice(0, 15)}`, [SECRET], { cutShort: true })).toBe(`said: ${SECRET.slice(0, 15)}`);
-    expect(scrubSecrets(`${SECRET} and ${SECRET.slice(0, 20)}`, [SECRET], { cutShort: true })).toBe('[redacted] and [redacted]');
+    expect(scrubSecrets(`said: ${SECRET.slice(30, 45)}`, [SECRET], { cutShort: true })).toBe(`said: ${SECRET.slice(30, 45)}`);
+    expect(scrubSecrets(`${SECRET} and ${SECRET.slice(0, 20)}, ${SECRET.slice(-17)}`, [SECRET], { cutShort: true })).toBe('[redacted] and [redacted], [redacted]');
   });
 
-  it('with cutShort, a secret shorter than 16 characters still needs to occur whole', () => {
-    expect(scrubSecrets('bad secret s3cret-12 / s3cret-1', ['s3cret-12'], { cutShort: true })).toBe('bad secret [redacted] / s3cret-1');
+  it('with cutShort, a short secret loses any run of half its length (at least 8 characters)', () => {
+    const secret = 's3cr3t-P@ss/word-42';
+    expect(scrubSecrets(`bad secret ${secret.slice(0, 12)} / ${secret.slice(9)} / ${secret.slice(0, 9)}`, [secret], { cutShort: true })).toBe(`bad secret [redacted] / [redacted] / ${secret.slice(0, 9)}`);
+    expect(scrubSecrets('bad secret s3cret-12 / s3cret-1 / s3cret-', ['s3cret-12'], { cutShort: true })).toBe('bad secret [redacted] / [redacted] / s3cret-');
   });
 });
