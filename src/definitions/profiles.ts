@@ -5,7 +5,7 @@ import type { PassphraseSource, ProfileDocument } from '../pki/types.js';
 import { readJsonFile, validateDocument } from './validator.js';
 import { BundleError, InvalidInputError } from '../errors.js';
 import { bundleError } from '../pki/bundle-error.js';
-import { crlFindings, loadCrls } from '../pki/revocation-load.js';
+import { crlFindings, loadCrls, missingLevelFindings } from '../pki/revocation-load.js';
 import { isCrlUrl, processCrlFetcher, type CrlFetcher } from '../pki/crl-fetch.js';
 import { caDistributionPoints, DistributionPointCrls, loadCaDistributionPoints } from '../pki/distribution-points.js';
 import { loadClientIdentity, type ClientSource } from '../pki/client-identity.js';
@@ -114,6 +114,10 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
   for (const { crl, bytes } of crls) version.update(`\0${crl.source}\0`).update(createHash('sha256').update(bytes).digest());
   findings.push(...crlFindings(crls.map((c) => c.crl), { client, trust: trusted, mode: revocation.mode, now }));
   const crlsUnavailable = findings.filter((f) => f.code === 'CRL_UNAVAILABLE').map((f) => Object.freeze({ url: f.file ?? '', message: f.message }));
+  // Checked only where OpenSSL checks every level itself: hard mode with trust.crl and without distribution points.
+  if (revocation.mode === 'hard' && !followPoints && crlEntries.length > 0) {
+    findings.push(...missingLevelFindings(crls.map((c) => c.crl), trusted, crlsUnavailable.map((u) => u.url)));
+  }
 
   const distributionPoints = followPoints ? await DistributionPointCrls.create(name, trusted, fetcher, new Set([...crlEntries, ...crls.map((c) => c.crl.source)]), caPoints.length) : undefined;
 

@@ -20,6 +20,7 @@ export const FINDING_CODES = {
   CRL_EXPIRES_SOON: 'a trust.crl CRL reaches its nextUpdate within a day',
   CRL_UNAVAILABLE: 'a trust.crl URL, or the CRL distribution point of a trust.ca certificate, gives no usable CRL: unreachable, or not a CRL of trust.ca (error in hard mode: revocation checking fails calls; warning in soft mode: calls go unchecked)',
   CLIENT_CERT_REVOKED: 'our own client certificate or its chain is listed in a configured CRL',
+  CRL_MISSING: 'hard revocation mode and a trust.ca CA without a CRL in trust.crl (error: every call whose chain goes through it fails)',
   TRUST_CA_REVOKED: 'a trust.ca certificate is listed in a configured CRL (error: every server chain through it fails as revoked)',
   CRL_STORED_COPY_INVALID: 'the copy of a trust.crl URL shared through Redis did not parse; it was ignored and replaced by a fresh download',
 } as const;

@@ -38,6 +38,26 @@ export async function loadCrls(entries: readonly string[], trust: readonly X509C
 type RevocationMode = 'hard' | 'soft';
 
 /**
+ * Hard mode checks every level of a chain (OpenSSL's CRL_CHECK_ALL): a trust.ca CA without a CRL
+ * fails every call whose chain it is part of. An error finding per such CA, so certs verify says
+ * so before the first call does. `unavailable`: CRL URLs that gave nothing (one may be that CRL).
+ */
+export function missingLevelFindings(crls: readonly LoadedCrl[], trust: readonly X509Certificate[], unavailable: readonly string[]): Finding[] {
+  const covered = new Set(crls.map((c) => c.issuer.fingerprint256));
+  const maybe = unavailable.length > 0 ? ` (unless it is the CRL ${unavailable.join(', ')} would give, which could not be downloaded)` : '';
+  return trust
+    .filter((cert) => cert.ca && !covered.has(cert.fingerprint256))
+    .map((cert) => ({
+      severity: 'error' as const,
+      code: 'CRL_MISSING',
+      role: 'trust' as const,
+      subject: oneLineName(cert.subject),
+      message: `trust.crl has no CRL of trust.ca certificate "${oneLineName(cert.subject)}"${maybe}: hard revocation checking needs one for every CA level, so every call whose server chain goes through it fails as server_cert_revocation_unknown`,
+      hint: 'add the CRL this CA publishes to trust.crl (a file or its http URL), remove the CA from trust.ca if no backend uses it, or set trust.revocation.mode "soft"',
+    }));
+}
+
+/**
  * A CRL URL that gave no CRL: an error in hard mode (calls through the CA it covers fail), a
  * warning in soft mode (they go through unchecked).
  */

@@ -124,6 +124,22 @@ describe('certs verify', () => {
     expect(r.stdout).toMatch(/^error TRUST_CA_REVOKED .*root\.crl: trust\.ca certificate "CN=Bank Issuing CA 2" \(serial [0-9A-F]+\) was revoked on .* \(keyCompromise\) .*: every server chain through it fails as server_cert_revoked/m);
   });
 
+  it('hard mode with a trust.ca CA that no CRL covers: CRL_MISSING naming it (exit 2); soft mode or every level covered: none', async () => {
+    const ca = [pki.root.cert, pki.intermediate.cert];
+    const onlyIssuing = profile(join(dir, 'levels'), 'onlyissuing', { trust: { ca, crl: [join(dir, 'issuing.crl')] } });
+    const r = await certs(['verify', onlyIssuing]);
+    expect(r.code).toBe(2);
+    const missing = r.stdout.split('\n').filter((l) => l.startsWith('error CRL_MISSING'));
+    expect(missing).toHaveLength(1);
+    expect(missing[0]).toContain('trust.crl has no CRL of trust.ca certificate "CN=Bank Test Root"');
+    const soft = profile(join(dir, 'levels'), 'softlevels', { trust: { ca, crl: [join(dir, 'issuing.crl')], revocation: { mode: 'soft' } } });
+    expect((await certs(['verify', soft])).stdout).not.toContain('CRL_MISSING');
+    const both = profile(join(dir, 'levels'), 'both', { trust: { ca, crl: [join(dir, 'issuing.crl'), join(dir, 'root.crl')] } });
+    const ok = await certs(['verify', both]);
+    expect(ok.stdout).not.toContain('CRL_MISSING');
+    expect(ok.code).toBe(0);
+  });
+
   it('a stale CRL is an error in hard mode and a warning in soft mode', async () => {
     const soft = await certs(['verify', join(healthy, 'softstale.json'), '--json']);
     expect(soft.code).toBe(0);
