@@ -8,7 +8,23 @@ import type { NodeDefinition } from '../definitions/types.js';
 import { profileCertificates } from '../pki/certificates.js';
 import { dateFindings } from '../pki/findings.js';
 import { PROFILE_DEFAULTS } from '../definitions/profiles.js';
-import type { LoadedProfile } from '../pki/types.js';
+import type { Finding, LoadedProfile } from '../pki/types.js';
+
+/** A loaded profile's error and warning findings, at their level, with the hint that fixes each. */
+function logFindings(logger: Logger, profile: LoadedProfile, keep: (f: Finding) => boolean = () => true): void {
+  for (const f of profile.findings) {
+    if (f.severity === 'info' || !keep(f)) continue;
+    logger[f.severity === 'error' ? 'error' : 'warn']({ profile: profile.name, code: f.code, file: f.file, ...(f.hint ? { hint: f.hint } : {}) }, f.message);
+  }
+}
+
+/**
+ * Error findings of loaded profiles: their calls fail (a revoked or expired client certificate,
+ * a CRL hard mode cannot have), so /healthz is degraded while they last.
+ */
+function profileErrors(registry: Registry): { profile: string; code: string; file: string | undefined; message: string }[] {
+  return [...registry.profiles.values()].flatMap((p) => p.findings.filter((f) => f.severity === 'error').map((f) => ({ profile: p.name, code: f.code, file: f.file, message: f.message })));
+}
 
 /** Date findings are re-judged by logExpiry, so they are not logged twice at start. */
 const DATE_CODES = new Set(['CERT_EXPIRES_SOON', 'CERT_EXPIRED', 'CERT_NOT_YET_VALID', 'CLIENT_CERT_EXPIRED', 'CLIENT_CERT_NOT_YET_VALID']);
@@ -174,13 +190,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   for (const problem of registry.problems) {
     logger.error({ kind: problem.kind, file: problem.file, code: problem.error.code, hint: problem.error.hint }, problem.error.message);
   }
-  for (const profile of registry.profiles.values()) {
-    for (const finding of profile.findings) {
-      if (finding.severity !== 'info' && !DATE_CODES.has(finding.code)) logger.warn({ profile: profile.name, code: finding.code, file: finding.file }, finding.message);
-    }
-  }
+  for (const profile of registry.profiles.values()) logFindings(logger, profile, (f) => !DATE_CODES.has(f.code));
   logExpiry(registry, logger);
-  logger.info({ nodes: registry.nodes.size, profiles: registry.profiles.size, problems: registry.problems.length }, 'definitions loaded');
+  logger.info({ nodes: registry.nodes.size, profiles: registry.profiles.size, problems: registry.problems.length, profileErrors: profileErrors(registry).length }, 'definitions loaded');
   // Handshakes (no request) to the backends of distribution-point profiles, so their CRLs are fetched before the first call.
   const warm = (nodes: Iterable<NodeDefinition>, fields: Record<string, unknown> = {}): void =>
     void warmDistributionPoints(nodes, registry.profiles).then((n) => n > 0 && logger.info({ ...fields, handshakes: n }, 'learnt the CRL distribution points of backends'));
@@ -214,8 +226,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     const result: Probe = supervisor ? await supervisor.probe() : { ok: false, reason: 'redis unreachable', detail: 'not connected yet' };
     const refused = result.ok ? supervisor?.commandsRefused() : result.code;
     const reason = !result.ok ? result.reason : refused ? 'redis refuses commands' : !supervisor?.takingJobs() ? 'worker stopped' : failedRotation ? 'profiles stale' : undefined;
+    const errors = profileErrors(registry);
     return {
-      status: reason ? 'down' : registry.problems.length > 0 || stale.length > 0 ? 'degraded' : 'ok',
+      status: reason ? 'down' : registry.problems.length > 0 || stale.length > 0 || errors.length > 0 ? 'degraded' : 'ok',
       ...(reason ? { reason } : {}),
       ...(refused ? { code: refused } : {}),
       redis: result.ok ? 'connected' : 'disconnected',
@@ -223,6 +236,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       profiles: registry.profiles.size,
       problems: registry.problems.map((p) => ({ kind: p.kind, file: p.file, code: p.error.code, message: p.error.message })),
       staleProfiles: stale,
+      profileErrors: errors,
     };
   };
   // The port is bound before any Redis connection exists: a taken port leaves nothing to clean up.
@@ -253,7 +267,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         const retired = agents.retire(profile.name, profile.version);
         metrics.setCertificateExpiry(profile);
         logger.info({ profile: profile.name, retiredAgents: retired, client: profile.client?.leaf.subject.replace(/\n/g, ', ') }, previous ? 'profile reloaded: new connections use the new material' : 'profile loaded');
-        for (const f of profile.findings) if (f.severity !== 'info') logger.warn({ profile: profile.name, code: f.code, file: f.file }, f.message);
+        logFindings(logger, profile);
       },
       removed(name, file, previous) {
         agents.retire(name);

@@ -1,0 +1,54 @@
+/**
+ * A profile that loads but whose calls fail (here: hard revocation mode and its CRL URL down)
+ * is not "ok": the worker logs each error finding at error level with its hint, counts them in
+ * the start line, and /healthz is degraded naming them. Real worker process, real Redis.
+ */
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createQueueFixtures, spawnWorker, type QueueFixtures, type WorkerProcess } from '../helpers/fixtures.js';
+import { listen } from '../helpers/net.js';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+
+describe('a worker with a profile whose calls fail', () => {
+  let pki: TestPki;
+  let redis: TestRedis;
+  let f: QueueFixtures;
+  let worker: WorkerProcess | undefined;
+  let url: string;
+
+  beforeAll(async () => {
+    [pki, redis] = await Promise.all([createTestPki(), startRedis()]);
+    f = await createQueueFixtures(pki);
+    // A port nothing listens on: the CRL download is refused at once.
+    const probe = net.createServer();
+    const port = await listen(probe, 0);
+    await new Promise((resolve) => probe.close(resolve));
+    url = `http://127.0.0.1:${port}/root.crl`;
+    f.writeProfile('crldown', { trust: { ca: [pki.files.root], crl: [url] } });
+    worker = await spawnWorker(f, redis.url);
+  }, 60_000);
+
+  afterAll(async () => {
+    await worker?.proc.stop('SIGKILL');
+    await redis?.close();
+    await f?.cleanup();
+    await pki?.cleanup();
+  });
+
+  it('logs the error findings at error level with their hints and counts them at start', () => {
+    const logs = worker?.logs() ?? [];
+    const unavailable = logs.find((l) => l.code === 'CRL_UNAVAILABLE');
+    expect(unavailable).toMatchObject({ level: 50, profile: 'crldown', file: url });
+    expect(String(unavailable?.hint)).toContain('reachable');
+    expect(logs.find((l) => l.msg === 'definitions loaded')).toMatchObject({ problems: 0, profileErrors: 2 });
+  });
+
+  it('/healthz is degraded (200) and names the profile and the finding; the other profiles are fine', async () => {
+    const res = await fetch(`http://127.0.0.1:${worker?.metricsPort ?? 0}/healthz`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { status: string; profileErrors: { profile: string; code: string; file?: string }[] };
+    expect(body.status).toBe('degraded');
+    expect(body.profileErrors.map((e) => [e.profile, e.code]).sort()).toEqual([['crldown', 'CRL_MISSING'], ['crldown', 'CRL_UNAVAILABLE']]);
+  });
+});
