@@ -34,7 +34,7 @@ export const ERROR_CODES = {
   SVCNODE_TOKEN_INVALID_SCOPE: 'the token endpoint refused the requested scope (invalid_scope)',
   SVCNODE_TOKEN_UNAUTHORIZED_CLIENT: 'the client may not use the client_credentials grant (unauthorized_client)',
   SVCNODE_TOKEN_REQUEST_REFUSED: 'the token endpoint refused the token request for another OAuth 2.0 reason',
-  SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE: 'the token endpoint answered 5xx or 429; the call is retried',
+  SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE: 'the token endpoint answered 5xx or 429; the call is retried within its retry.limit',
   SVCNODE_TOKEN_BAD_RESPONSE: 'the token endpoint answered without a usable access_token',
   SVCNODE_TOKEN_BINDING_MISMATCH: 'the access token is bound (cnf.x5t#S256) to another certificate than ours; it was not used',
   SVCNODE_CLIENT_SECRET_MISSING: 'the client secret variable is unset or its file cannot be read',

@@ -115,7 +115,7 @@ function tokenError(auth: OAuth2ClientCredentialsAuth, profile: LoadedProfile, u
   const target = status >= 300 && status < 400 && location !== undefined ? ` to ${printable(reportedUrl(location))}` : '';
   const said = `${url} answered HTTP ${status}${target}${error ? ` ${printable(error)}` : ''}${body?.error_description ? `: ${printable(body.error_description)}` : ''}${askedWaitNote(retryAfterMs)}`;
   const fail = (code: string, category: Failure['category'], hint: string): Failure => ({ phase: 'auth', category, code, message: `token endpoint ${said}`, hint });
-  if (status >= 500 || status === 429) return fail('SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE', 'http_status', 'the token endpoint failed; the call is retried');
+  if (status >= 500 || status === 429) return fail('SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE', 'http_status', 'the token endpoint failed on its side (temporary as a rule): the call is retried within its retry.limit; if it persists, ask its team');
   if (target) return fail('SVCNODE_TOKEN_REQUEST_REFUSED', 'http_status', 'a token endpoint answers a POST itself: set auth.tokenUrl to the URL it redirects to, if that is the token endpoint');
   // RFC 6749 §5.2: an authorization server may refuse client authentication with a bare 401.
   if (error === 'invalid_client' || (status === 401 && error === undefined)) {

@@ -85,7 +85,7 @@ function unknownDetail(cert: X509Certificate | undefined, underWay: readonly str
     return { message: `the CRL ${stale.source} was due for renewal at ${due}`, hint: `the CRL ${stale.source} of "${stale.issuerName}" is past its nextUpdate (${due}) and no newer one could be had: ask the PKI team to publish a current CRL, or set trust.revocation.mode "soft" in profile "${profile.name}"` };
   }
   if (underWay.length > 0) {
-    return { message: `the CRL at ${urlList(underWay)} ${CRL_PENDING}`, hint: `the CRL at ${urlList(underWay)} (a CRL distribution point of the server chain) ${CRL_PENDING}; the call is retried, and succeeds once it is there` };
+    return { message: `the CRL at ${urlList(underWay)} ${CRL_PENDING}`, hint: `the CRL at ${urlList(underWay)} (a CRL distribution point of the server chain) ${CRL_PENDING}; the call is retried within its retry.limit, and succeeds once it is there` };
   }
   const named = cert ? distributionPointUrls(cert) : [];
   if (named.length > 0) return { message: `the CRL at ${urlList(named)} cannot be had`, hint: `the CRL distribution point ${urlList(named)} of "${cert ? oneLineName(cert.subject) : ''}" cannot be downloaded or is not current (see the worker log); add a current CRL to trust.crl of profile "${profile.name}", or set trust.revocation.mode "soft"` };

@@ -104,6 +104,8 @@ describe('in process (the retry loop of dry-run --retry)', () => {
       const result = await invoke(node, {}, deps());
       expect(result.failure?.code).toBe('SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE');
       expect(result.failure?.message).toContain('(Retry-After: 2 s)');
+      // The final Result of a node without retries must not promise one: the hint says it depends on retry.limit.
+      expect(result.failure?.hint).toContain('retried within its retry.limit');
       expect(result.response).toBeNull();
       const retrying = { ...node, retry: {} };
       expect(retryDelay(result, retrying, 1)).toBe(2_000);
