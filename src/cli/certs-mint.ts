@@ -114,7 +114,7 @@ export function initCaCommand(io: CliIo): Command {
   return subcommand('init-ca')
     .description('create a private root CA (ca.pem, ca.key) for test setups')
     .requiredOption('--out <dir>', 'directory for ca.pem and ca.key (created if missing)')
-    .option('--cn <name>', 'common name of the CA', 'svcnode Private CA')
+    .option('--cn <name>', 'common name of the CA', commonName, 'svcnode Private CA')
     .addOption(keyOption())
     .option('--days <n>', 'validity in days', days, 3650)
     .option('--force', 'replace existing files')
@@ -143,6 +143,13 @@ async function readCaFile(file: string, o: { keys?: 'ignore' } = {}): ReturnType
   } catch (error) {
     if (error instanceof InvalidInputError && error.code === 'SVCNODE_FILE_NOT_FOUND') {
       throw new InvalidInputError(error.code, `--ca: ${error.message}`, { cause: error, file, hint: CA_DIR_HINT });
+    }
+    if (error instanceof InvalidInputError && (error.code === 'SVCNODE_MISSING_PASSPHRASE' || error.code === 'SVCNODE_BAD_PASSPHRASE')) {
+      throw new InvalidInputError(error.code, `--ca: ${file} is encrypted; certs issue reads the unencrypted ca.key that init-ca writes`, {
+        cause: error,
+        file,
+        hint: `decrypt a copy for issuing (openssl pkey -in ${file} -out DIR/ca.key, mode 0600) and pass that DIR with its ca.pem as --ca`,
+      });
     }
     throw error;
   }
@@ -197,6 +204,12 @@ function outlivesCa(leaf: MintedCert, ca: MintedCert): string[] {
   return [`the certificate outlives its CA (valid until ${new Date(caEnd).toISOString()}): it fails verification from then on; --days ${daysLeft} or less stays within it`];
 }
 
+/** A common name: not empty, not only spaces (a certificate "CN=" names nobody). */
+function commonName(value: string): string {
+  if (value.trim() === '') throw new InvalidArgumentError('must not be empty');
+  return value;
+}
+
 function escapeDn(value: string): string {
   return value.replace(/([,+"\\<>;=])/g, '\\$1');
 }
@@ -209,7 +222,7 @@ export function issueCommand(io: CliIo): Command {
   return subcommand('issue')
     .description('issue a client or server certificate from a CA made by init-ca (NAME.pem, NAME.key)')
     .requiredOption('--ca <dir>', 'CA directory (ca.pem, ca.key)')
-    .requiredOption('--cn <name>', 'common name of the certificate')
+    .requiredOption('--cn <name>', 'common name of the certificate', commonName)
     .requiredOption('--out <dir>', 'directory for the certificate and key (created if missing)')
     .option('--client', 'clientAuth extended key usage (the default)')
     .option('--server', 'serverAuth extended key usage; with --client, both')

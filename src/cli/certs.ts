@@ -130,7 +130,10 @@ function inspectCommand(io: CliIo): Command {
 // certs verify
 
 function formatFinding(f: Finding, fallbackFile: string): string {
-  return `${f.severity} ${f.code} ${f.file ?? fallbackFile}: ${f.message}${f.hint ? ` (${f.hint})` : ''}`;
+  const file = f.file ?? fallbackFile;
+  // Messages of errors about a file start with it; the line names it once.
+  const message = f.message.startsWith(`${file}: `) ? f.message.slice(file.length + 2) : f.message;
+  return `${f.severity} ${f.code} ${file}: ${message}${f.hint ? ` (${f.hint})` : ''}`;
 }
 
 function verifyCommand(io: CliIo): Command {
@@ -206,7 +209,7 @@ function statusCommand(io: CliIo): Command {
         } else {
           const rows = loaded.flatMap((p) => statusRows(p, now));
           const cells = rows.map((r) => [r.profile, r.role, r.subject, r.validTo.slice(0, 10), String(r.daysLeft), r.flag]);
-          io.stdout(rows.length > 0 ? formatTable(['PROFILE', 'ROLE', 'SUBJECT', 'EXPIRES', 'DAYS', 'FLAG'], cells) : 'no certificates in any profile');
+          io.stdout(rows.length > 0 ? formatTable(['PROFILE', 'ROLE', 'SUBJECT', 'EXPIRES', 'DAYS', 'FLAG'], cells) : loaded.length === 0 ? 'no profile loaded' : 'no certificates in any profile');
           const crlTable = formatCrlTable(loaded.flatMap((p) => crlStatusRows(p, now)));
           if (crlTable) io.stdout(`\n${crlTable}`);
           // What the flags cannot say (an unreachable CRL, a revoked client): each problem in a line of its own, as certs verify prints it.

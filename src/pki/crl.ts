@@ -68,15 +68,21 @@ export async function parseCrl(bytes: Buffer, source: string, trust: readonly X5
     throw invalid('not a CRL (PEM "X509 CRL" or DER)', 'point trust.crl at the CRL file your PKI publishes (`openssl crl -in FILE -noout -text` must read it)', cause);
   }
   let issuer: X509Certificate | undefined;
+  let named = false;
   for (const candidate of trust) {
     if (new x509.X509Certificate(candidate.raw).subject !== crl.issuer) continue;
+    named = true;
     if (await crl.verify({ publicKey: new x509.X509Certificate(candidate.raw) }).catch(() => false)) {
       issuer = candidate;
       break;
     }
   }
+  if (!issuer && named) {
+    // The name is in trust.ca, the key is not: a CA re-keyed (or renewed with a new key) on one side only.
+    throw invalid(`trust.ca has a certificate named "${crl.issuer}", but this CRL's signature does not verify with its key`, `the CA was probably re-keyed: put its current certificate in trust.ca (or take the CRL of the key trust.ca has), or check that the CRL is not corrupt`);
+  }
   if (!issuer) {
-    throw invalid(`no certificate in trust.ca issued this CRL ("${crl.issuer}"), or its signature does not verify`, `add the CA "${crl.issuer}" to trust.ca, or check that the CRL file is not corrupt`);
+    throw invalid(`no certificate in trust.ca issued this CRL ("${crl.issuer}")`, `add the CA "${crl.issuer}" to trust.ca, or check that this is the CRL of a CA you trust`);
   }
   const revoked = new Map<string, RevokedEntry>();
   for (const entry of crl.entries) {

@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -249,6 +249,25 @@ describe('svcnode certs init-ca / issue', () => {
       expect(doc.error.code, args.join(' ')).toBe(code);
       expect(doc.error.hint, args.join(' ')).toContain(hint);
     }
+  });
+
+  it('refuses an empty --cn, and an encrypted ca.key with what to do instead (exit 2)', async () => {
+    for (const args of [['init-ca', '--out', join(pki.dir, 'ca-nocn'), '--cn', ''], ['issue', '--ca', join(pki.dir, 'ca-json'), '--cn', '  ', '--out', join(pki.dir, 'x')]]) {
+      const r = await certs(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toContain('--cn');
+      expect(r.stderr, args.join(' ')).toContain('must not be empty');
+    }
+    const ca = join(pki.dir, 'ca-encrypted');
+    expect((await certs(['init-ca', '--out', ca])).code).toBe(0);
+    const key = readFileSync(join(ca, 'ca.key'), 'utf8');
+    writeFileSync(join(ca, 'ca.key'), createPrivateKey(key).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASS }));
+    const r = await certs(['issue', '--ca', ca, '--cn', 'x', '--out', join(pki.dir, 'enc-out'), '--json']);
+    expect(r.code).toBe(2);
+    const doc = json<{ error: { message: string; hint: string } }>(r);
+    expect(doc.error.message).toContain('is encrypted; certs issue reads the unencrypted ca.key');
+    expect(doc.error.hint).toContain('openssl pkey');
+    expect(doc.error.hint).not.toContain('profile');
   });
 
   it('checks --dns names (wildcards allowed, an address sent to --ip) and warns when a certificate outlives its CA', async () => {

@@ -78,6 +78,7 @@ describe('certs status', () => {
       expect(lines.some((l) => l.startsWith(`${name}: error ${code} `)), `${name} ${code}\n${r.stdout}`).toBe(true);
     }
     expect(r.stdout).toContain(`${DEAD_URL}: the CRL cannot be downloaded (connect ECONNREFUSED 127.0.0.1:${deadPort})`);
+    expect(r.stdout).not.toContain(`${DEAD_URL}: ${DEAD_URL}`);
     // Warnings the tables flag already (SOON) are not repeated below them.
     expect(r.stdout).not.toContain('CERT_EXPIRES_SOON');
   });
@@ -115,6 +116,17 @@ describe('a CRL URL that takes the connection and never answers', () => {
     expect(r.stdout).toContain(`${url}: the CRL cannot be downloaded (no complete answer within 10 s)`);
     expect(tookMs).toBeLessThan(25_000);
   }, 70_000);
+});
+
+describe('certs status with no profile that loads', () => {
+  it('says no profile loaded (not "no certificates") and exits 2', async () => {
+    const into = join(dir, 'none-loads');
+    profile(into, 'broken', { trust: { ca: [pki.root.cert], crl: [join(dir, 'nothing-here.crl')] } });
+    const r = await certs(['status', '--profiles', into]);
+    expect(r.code).toBe(2);
+    expect(r.stdout.trim()).toBe('no profile loaded');
+    expect(r.stderr).toContain('broken.json');
+  });
 });
 
 describe('certs verify', () => {

@@ -161,7 +161,19 @@ describe('loading trust.crl', () => {
   it('refuses a CRL that no trust.ca certificate signed (SVCNODE_INVALID_CRL)', async () => {
     const file = join(dir, 'profiles', 'other.json');
     writeFileSync(file, JSON.stringify({ trust: { ca: [pki.root.cert], crl: [crl.issuing] } }));
-    await expect(loadProfile(file)).rejects.toMatchObject({ code: 'SVCNODE_INVALID_CRL' });
+    await expect(loadProfile(file)).rejects.toMatchObject({ code: 'SVCNODE_INVALID_CRL', hint: expect.stringContaining('add the CA "CN=Bank Issuing CA" to trust.ca') as string });
+  });
+
+  it('a CRL of a CA with the same name as a trust.ca certificate but another key: says the CA was re-keyed, not that it is missing', async () => {
+    // Another PKI: its root is also "CN=Bank Test Root", with its own key.
+    const rekeyed = createOpensslPki(join(dir, 'rekeyed'));
+    const file = join(dir, 'profiles', 'rekeyed.json');
+    writeFileSync(file, JSON.stringify({ trust: { ca: ca(), crl: [rekeyed.gencrl(rekeyed.root, join(dir, 'rekeyed-root.crl'))] } }));
+    const error = await loadProfile(file).catch((e: unknown) => e as { code: string; message: string; hint: string });
+    expect(error).toMatchObject({ code: 'SVCNODE_INVALID_CRL' });
+    expect(error.message).toContain('trust.ca has a certificate named "CN=Bank Test Root", but this CRL\'s signature does not verify with its key');
+    expect(error.hint).toContain('re-keyed');
+    expect(error.hint).not.toContain('add the CA');
   });
 
   it('refuses a file that is not a CRL', async () => {
