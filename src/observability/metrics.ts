@@ -72,6 +72,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly profileErrorFindings = new Gauge({
+    name: 'svcnode_profile_error_findings',
+    help: 'Error findings of each loaded profile by code (certs verify lists them): its calls fail while they last, e.g. CRL_UNAVAILABLE in hard mode, CLIENT_CERT_REVOKED',
+    labelNames: ['profile', 'code'] as const,
+    registers: [this.registry],
+  });
+
   readonly connectionReplays = new Counter({
     name: 'svcnode_connection_replays_total',
     help: 'Requests sent again on another connection because a kept-alive one closed under them unanswered (lower timeouts.keepAliveMs when it grows)',
@@ -153,7 +160,13 @@ export class Metrics {
     }
     this.expirySeries.set(profile.name, series);
     this.setCrlNextUpdate(profile);
+    const counts = new Map<string, number>();
+    for (const f of profile.findings) if (f.severity === 'error') counts.set(f.code, (counts.get(f.code) ?? 0) + 1);
+    for (const [code, n] of counts) this.profileErrorFindings.set({ profile: profile.name, code }, n);
+    this.findingSeries.set(profile.name, [...counts.keys()].map((code) => ({ profile: profile.name, code })));
   }
+
+  private readonly findingSeries = new Map<string, { profile: string; code: string }[]>();
 
   /** Delete every expiry series of a profile (removed, or about to be republished). */
   removeProfile(name: string): void {
@@ -161,6 +174,8 @@ export class Metrics {
     this.expirySeries.delete(name);
     for (const labels of this.crlSeries.get(name) ?? []) this.crlNextUpdate.remove(labels);
     this.crlSeries.delete(name);
+    for (const labels of this.findingSeries.get(name) ?? []) this.profileErrorFindings.remove(labels);
+    this.findingSeries.delete(name);
   }
 
   private readonly crlSeries = new Map<string, { profile: string; issuer: string; source: string }[]>();

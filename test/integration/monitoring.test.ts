@@ -80,6 +80,7 @@ describe('alert rules (promtool)', () => {
       'SvcnodeJobsWaitTooLong',
       'SvcnodeNoWorkerTakingJobs',
       'SvcnodeNodeFailureRatioHigh',
+      'SvcnodeProfileErrors',
       'SvcnodeQueueBacklogGrowing',
     ]);
     const cases = (parse(readFileSync(join(DIR, TESTS), 'utf8')) as RuleTests).tests.flatMap((t) => t.alert_rule_test ?? []);
@@ -145,6 +146,8 @@ describe('metrics a real worker exports', () => {
     const ca = createOpensslPki(join(f.dir, 'openssl-ca'));
     const crl = ca.gencrl(ca.root, join(f.dir, 'root.crl'));
     f.writeProfile('crl-watch', { trust: { ca: [ca.root.cert], crl: [crl], revocation: { mode: 'soft' } } });
+    // And one with an error finding (hard mode, the intermediate without a CRL), so the finding gauge has one.
+    f.writeProfile('crl-gap', { trust: { ca: [ca.root.cert, ca.intermediate.cert], crl: [crl] } });
     worker = await spawnWorker(f, redis.url, { concurrency: 2 });
     const client = new ServiceNodeClient({ redisUrl: redis.url });
     try {

@@ -51,4 +51,11 @@ describe('a worker with a profile whose calls fail', () => {
     expect(body.status).toBe('degraded');
     expect(body.profileErrors.map((e) => [e.profile, e.code]).sort()).toEqual([['crldown', 'CRL_MISSING'], ['crldown', 'CRL_UNAVAILABLE']]);
   });
+
+  it('/metrics counts them per profile and code (the SvcnodeProfileErrors alert reads it); a profile without any has no series', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${worker?.metricsPort ?? 0}/metrics`)).text();
+    expect(text).toContain('svcnode_profile_error_findings{profile="crldown",code="CRL_UNAVAILABLE"} 1');
+    expect(text).toContain('svcnode_profile_error_findings{profile="crldown",code="CRL_MISSING"} 1');
+    expect(text).not.toMatch(/svcnode_profile_error_findings\{profile="bank"/);
+  });
 });
