@@ -169,7 +169,10 @@ describe('loading trust.crl', () => {
     const rekeyed = createOpensslPki(join(dir, 'rekeyed'));
     const file = join(dir, 'profiles', 'rekeyed.json');
     writeFileSync(file, JSON.stringify({ trust: { ca: ca(), crl: [rekeyed.gencrl(rekeyed.root, join(dir, 'rekeyed-root.crl'))] } }));
-    const error = await loadProfile(file).catch((e: unknown) => e as { code: string; message: string; hint: string });
+    const error = await loadProfile(file).then(
+      () => ({ code: 'loaded', message: '', hint: '' }),
+      (e: unknown) => e as { code: string; message: string; hint: string },
+    );
     expect(error).toMatchObject({ code: 'SVCNODE_INVALID_CRL' });
     expect(error.message).toContain('trust.ca has a certificate named "CN=Bank Test Root", but this CRL\'s signature does not verify with its key');
     expect(error.hint).toContain('re-keyed');
