@@ -103,8 +103,9 @@ function unavailableDetail(profile: LoadedProfile): { message: string; hint: str
 }
 
 /**
- * Wrap the identity checker with the revocation check done after the handshake: soft mode, and
- * hard mode with distribution points (OpenSSL checks other hard-mode chains before this runs).
+ * Wrap the identity checker with the revocation check done after the handshake: soft mode, hard
+ * mode with distribution points, and hard mode whose trust.crl gave no CRL at all (OpenSSL
+ * checks other hard-mode chains before this runs; without a CRL it would check nothing).
  * Verdicts go to revocationEvents (metrics, log) and to `record` (the connection's probe).
  */
 export function withRevocation(profile: LoadedProfile, inner: Checker, record?: RevocationRecorder, now: () => Date = () => new Date()): Checker {
