@@ -112,14 +112,15 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
   const caPoints = followPoints ? caDistributionPoints(trusted, new Set(crlEntries)) : [];
   crls.push(...(await loadCaDistributionPoints(caPoints, trusted, fetcher, findings, revocation.mode)));
   for (const { crl, bytes } of crls) version.update(`\0${crl.source}\0`).update(createHash('sha256').update(bytes).digest());
-  findings.push(...crlFindings(crls.map((c) => c.crl), { client, trust: trusted, mode: revocation.mode, now }));
+  const loadedCrls = Object.freeze(crls.map((c) => c.crl));
+  findings.push(...crlFindings(loadedCrls, { client, trust: trusted, mode: revocation.mode, now }));
   const crlsUnavailable = findings.filter((f) => f.code === 'CRL_UNAVAILABLE').map((f) => Object.freeze({ url: f.file ?? '', message: f.message }));
   // Checked only where OpenSSL checks every level itself: hard mode with trust.crl and without distribution points.
   if (revocation.mode === 'hard' && !followPoints && crlEntries.length > 0) {
-    findings.push(...missingLevelFindings(crls.map((c) => c.crl), trusted, crlsUnavailable.map((u) => u.url)));
+    findings.push(...missingLevelFindings(loadedCrls, trusted, crlsUnavailable.map((u) => u.url)));
   }
 
-  const distributionPoints = followPoints ? await DistributionPointCrls.create(name, trusted, fetcher, new Set([...crlEntries, ...crls.map((c) => c.crl.source)]), caPoints.length) : undefined;
+  const distributionPoints = followPoints ? await DistributionPointCrls.create(name, trusted, fetcher, new Set([...crlEntries, ...loadedCrls.map((c) => c.source)]), caPoints.length) : undefined;
 
   for (const material of materials) {
     version.update(`\0${material.file}\0`).update(createHash('sha256').update(material.bytes).digest());
@@ -130,7 +131,7 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
     file: path,
     version: version.digest('hex'),
     client,
-    trust: Object.freeze({ certificates: Object.freeze(trusted), systemRoots, crls: Object.freeze(crls.map((c) => c.crl)), revocation, ...(distributionPoints ? { distributionPoints } : {}), ...(crlsUnavailable.length > 0 ? { crlsUnavailable: Object.freeze(crlsUnavailable) } : {}) }),
+    trust: Object.freeze({ certificates: Object.freeze(trusted), systemRoots, crls: loadedCrls, revocation, ...(distributionPoints ? { distributionPoints } : {}), ...(crlsUnavailable.length > 0 ? { crlsUnavailable: Object.freeze(crlsUnavailable) } : {}) }),
     policy: Object.freeze({ minKeyBits: policy.minKeyBits, expiryWarningDays: policy.expiryWarningDays }),
     findings: Object.freeze(findings),
   });

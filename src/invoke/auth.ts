@@ -6,7 +6,7 @@ import { callSettings } from './settings.js';
 import type { AuthReport } from './auth-report.js';
 import { answeredMediaType, forgetOAuth2Token, headerSafeToken, invalidTokenChallenge, oauth2Token } from './oauth2-token.js';
 import type { Failure, ResponseReport } from './result.js';
-import { askedWaitMs, askedWaitNote } from './retry.js';
+import { askedWaitMs, askedWaitNote, endpointFailedHint } from './retry.js';
 import { tokenKey, type TokenCache } from './token-cache.js';
 
 /** Default reuse time of a certificate-session token (Symphony session tokens live longer). */
@@ -58,7 +58,7 @@ async function login(endpoint: { url: string; header: string; field?: string }, 
     // A pod restarting or shedding load: transient, as for an OAuth 2.0 token endpoint; a rate limit's Retry-After is honoured.
     const retryAfterMs = askedWaitMs(x.response?.headers['retry-after'], Date.now());
     return {
-      failure: authFailure(endpoint.url, `HTTP ${status}${askedWaitNote(retryAfterMs)}`, 'the authentication endpoint failed on its side (temporary as a rule): the call is retried within its retry.limit; if it persists, ask its team', 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE'),
+      failure: authFailure(endpoint.url, `HTTP ${status}${askedWaitNote(retryAfterMs)}`, endpointFailedHint('the authentication endpoint'), 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE'),
       exchange: withoutResponse(x),
       ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
     };

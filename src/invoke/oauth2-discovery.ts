@@ -4,6 +4,7 @@ import type { AgentPool } from '../tls/agents.js';
 import type { AuthReport } from './auth-report.js';
 import { exchange, type Exchange } from './exchange.js';
 import type { Failure } from './result.js';
+import { endpointFailedHint } from './retry.js';
 import { callSettings } from './settings.js';
 
 /** The token endpoint a node uses, and where it was found. */
@@ -72,7 +73,7 @@ export async function tokenEndpoint(auth: OAuth2ClientCredentialsAuth, node: Nod
     const status = x.response?.status ?? 0;
     if (status === 404) continue;
     if (status >= 500 || status === 429) {
-      return { failure: discoveryFailure(issuer, `${url.href} answered HTTP ${status}`, 'the authorization server failed on its side (temporary as a rule): the call is retried within its retry.limit; if it persists, ask its team', 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE'), exchange: last };
+      return { failure: discoveryFailure(issuer, `${url.href} answered HTTP ${status}`, endpointFailedHint('the authorization server'), 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE'), exchange: last };
     }
     const body = x.response?.body;
     if (status !== 200 || body === null || typeof body !== 'object') {

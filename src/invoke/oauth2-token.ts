@@ -11,7 +11,7 @@ import { certificateThumbprint, tokenBinding } from './oauth2-binding.js';
 import { tokenRequestParts } from './oauth2-client-auth.js';
 import { tokenEndpoint, type TokenEndpoint } from './oauth2-discovery.js';
 import { headerValue, reportedUrl, type Failure } from './result.js';
-import { askedWaitMs, askedWaitNote } from './retry.js';
+import { askedWaitMs, askedWaitNote, endpointFailedHint } from './retry.js';
 import { scrubSecrets } from './scrub.js';
 import { callSettings } from './settings.js';
 import { tokenKey, type TokenCache } from './token-cache.js';
@@ -107,15 +107,17 @@ function requestSecrets(parts: { headers: Record<string, string>; form: URLSearc
   return [parts.form.get('client_secret') ?? undefined, parts.form.get('client_assertion') ?? undefined, basic, password, plain];
 }
 
-/** Map an OAuth 2.0 error response (RFC 6749 §5.2) or another status to a coded failure. */
-/** `retryAfterMs`: the wait a 5xx or 429 answer asked for (undefined for other statuses). */
+/**
+ * Map an OAuth 2.0 error response (RFC 6749 §5.2) or another status to a coded failure.
+ * `retryAfterMs`: the wait a 5xx or 429 answer asked for (undefined for other statuses).
+ */
 function tokenError(auth: OAuth2ClientCredentialsAuth, profile: LoadedProfile, url: string, status: number, body: Record<string, unknown> | undefined, location: string | undefined, retryAfterMs: number | undefined): Failure {
   const error = typeof body?.error === 'string' ? body.error : undefined;
   // A redirect names where it points (reported without credentials): that is usually the token endpoint to configure.
   const target = status >= 300 && status < 400 && location !== undefined ? ` to ${printable(reportedUrl(location))}` : '';
   const said = `${url} answered HTTP ${status}${target}${error ? ` ${printable(error)}` : ''}${body?.error_description ? `: ${printable(body.error_description)}` : ''}${askedWaitNote(retryAfterMs)}`;
   const fail = (code: string, category: Failure['category'], hint: string): Failure => ({ phase: 'auth', category, code, message: `token endpoint ${said}`, hint });
-  if (status >= 500 || status === 429) return fail('SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE', 'http_status', 'the token endpoint failed on its side (temporary as a rule): the call is retried within its retry.limit; if it persists, ask its team');
+  if (status >= 500 || status === 429) return fail('SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE', 'http_status', endpointFailedHint('the token endpoint'));
   if (target) return fail('SVCNODE_TOKEN_REQUEST_REFUSED', 'http_status', 'a token endpoint answers a POST itself: set auth.tokenUrl to the URL it redirects to, if that is the token endpoint');
   // RFC 6749 §5.2: an authorization server may refuse client authentication with a bare 401.
   if (error === 'invalid_client' || (status === 401 && error === undefined)) {

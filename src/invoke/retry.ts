@@ -15,6 +15,11 @@ export function askedWaitMs(header: string | string[] | undefined, now: number):
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
+/** The hint of an authentication, token or discovery endpoint that answered 5xx or 429 (`who`: e.g. "the token endpoint"). */
+export function endpointFailedHint(who: string): string {
+  return `${who} failed on its side (temporary as a rule): the call is retried within its retry.limit; if it persists, ask its team`;
+}
+
 /** How a failure message mentions the wait an endpoint asked for. */
 export function askedWaitNote(ms: number | undefined): string {
   return ms === undefined ? '' : ` (Retry-After: ${ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`})`;
