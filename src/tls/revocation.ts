@@ -92,12 +92,13 @@ function unknownDetail(cert: X509Certificate | undefined, underWay: readonly str
   return { message: 'the certificate names no CRL distribution point', hint: `no CRL of profile "${profile.name}" covers it and it names no CRL distribution point: add its issuer's CRL to trust.crl, or set trust.revocation.mode "soft"` };
 }
 
-/** What to say when the profile's CRLs could not be downloaded and none covers the chain. */
+/** What to say when CRLs of the profile could not be downloaded and none it has covers the chain. */
 function unavailableDetail(profile: LoadedProfile): { message: string; hint: string } | undefined {
   const unavailable = profile.trust.crlsUnavailable ?? [];
   if (unavailable.length === 0) return undefined;
+  const none = (profile.trust.crls ?? []).length === 0;
   return {
-    message: `no CRL of profile "${profile.name}" could be downloaded`,
+    message: none ? `no CRL of profile "${profile.name}" could be downloaded` : `the CRL at ${urlList(unavailable.map((u) => u.url))} could not be downloaded`,
     hint: `profile "${profile.name}" could not download ${unavailable.map((u) => u.message).join('; ')}: make the URL reachable from this machine (the worker tries again every minute; svcnode certs verify tells when it works), or set trust.revocation.mode "soft"`,
   };
 }

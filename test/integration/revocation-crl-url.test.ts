@@ -228,9 +228,9 @@ describe('refresh by profile reload', () => {
 
 describe('calls use downloaded CRLs', () => {
   /** Load a profile naming `crl` and make one call to the revoked backend with it. */
-  const callWith = async (crl: string[]): Promise<{ profile: Awaited<ReturnType<typeof loadProfile>>; result: Awaited<ReturnType<typeof invoke>> }> => {
+  const callWith = async (crl: string[], mode: 'hard' | 'soft' = 'hard'): Promise<{ profile: Awaited<ReturnType<typeof loadProfile>>; result: Awaited<ReturnType<typeof invoke>> }> => {
     const file = join(dir, 'bank.json');
-    writeFileSync(file, JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl } }));
+    writeFileSync(file, JSON.stringify({ trust: { ca: [pki.root.cert, pki.intermediate.cert], crl, revocation: { mode } } }));
     const profile = await loadProfile(file, { crlFetcher: new CrlFetcher() });
     const agents = new AgentPool();
     try {
@@ -268,5 +268,14 @@ describe('calls use downloaded CRLs', () => {
     expect(r.failure?.message).toContain('no CRL of profile "bank" could be downloaded');
     expect(r.failure?.hint).toContain(`${base}/missing/a.crl`);
     expect(r.failure?.hint).toContain(`${base}/missing/b.crl`);
+  });
+
+  it('soft mode, one CRL URL down and the other CRL loaded: the call goes through, its unknown verdict names the URL that failed', async () => {
+    const down = `${base}/missing/gone.crl`;
+    const { result: r } = await callWith([down, `${base}/call/root.crl`], 'soft');
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    const unknown = r.tls?.revocation?.find((c) => c.result === 'unknown');
+    expect(unknown?.message).toContain(`the CRL at ${down} could not be downloaded`);
+    expect(unknown?.message).not.toContain('no CRL of profile');
   });
 });
