@@ -6,7 +6,7 @@
  * round by round and every figure is the median over rounds of a ratio to its baseline. Prints a
  * table and writes bench/results/latest.json.
  *
- * Environment: BENCH_ROUNDS (default 5 for throughput and latency, 3 for handshake and memory), BENCH_CONCURRENCY (64), BENCH_N (throughput jobs per run; auto),
+ * Environment: BENCH_ROUNDS (default 7 for throughput after a discarded warm-up round, 5 for latency, 3 for handshake and memory), BENCH_CONCURRENCY (64), BENCH_N (throughput jobs per run; auto),
  * BENCH_LATENCY_N (400), BENCH_ONLY (throughput,handshake,latency,memory,cluster), BENCH_CLUSTER_N (4000), BENCH_VARIANTS
  * (throughput variants: svcnode,naive,raw),
  * BENCH_CPU_PROF=DIR (run the svcnode and naive workers under `node --cpu-prof` into DIR;
@@ -43,7 +43,7 @@ const RESULTS_DIR = resolve(HERE, '../../bench/results');
 const env = process.env;
 /** Rounds per section: throughput and latency runs are short, so they get more rounds against noise. */
 const ROUNDS_SET = env.BENCH_ROUNDS ? Number(env.BENCH_ROUNDS) : undefined;
-const ROUNDS = { throughput: ROUNDS_SET ?? 5, handshake: ROUNDS_SET ?? 3, latency: ROUNDS_SET ?? 5, memory: ROUNDS_SET ?? 3 };
+const ROUNDS = { throughput: ROUNDS_SET ?? 7, handshake: ROUNDS_SET ?? 3, latency: ROUNDS_SET ?? 5, memory: ROUNDS_SET ?? 3 };
 const CONCURRENCY = Number(env.BENCH_CONCURRENCY ?? 64);
 const FIXED_N = env.BENCH_N ? Number(env.BENCH_N) : undefined;
 const LATENCY_N = Number(env.BENCH_LATENCY_N ?? 400);
@@ -221,14 +221,21 @@ async function verify(b: Bench, kind: 'svcnode' | 'naive', worker: WorkerHandle)
 const rows: BenchRow[] = [];
 const results: Record<string, unknown> = {};
 
+/** A timed run should take about this long: long enough to average out a noisy machine's seconds. */
+const THROUGHPUT_RUN_MS = 4000;
+
 async function throughput(b: Bench): Promise<void> {
   const W = 1000;
   let n = FIXED_N;
   const runs: Record<'svcnode' | 'naive' | 'raw', number[]> = { svcnode: [], naive: [], raw: [] };
   const cpu: Record<'svcnode' | 'naive', Record<string, number>[]> = { svcnode: [], naive: [] };
   const stored: Record<'svcnode' | 'naive', StoredBytes[]> = { svcnode: [], naive: [] };
-  for (let r = 0; r < ROUNDS.throughput; r++) {
-    for (const v of rotate(['svcnode', 'naive', 'raw'] as const, r).filter((x) => VARIANTS.includes(x))) {
+  // Round -1 is a warm-up, discarded: the first runs of a bench meet a cold Redis, backend and page
+  // cache, and would count against whichever variant goes first. It also sizes the timed runs.
+  const warmRates: number[] = [];
+  for (let r = -1; r < ROUNDS.throughput; r++) {
+    const warmup = r < 0;
+    for (const v of rotate(['svcnode', 'naive', 'raw'] as const, r + 3).filter((x) => VARIANTS.includes(x) && !(warmup && x === 'raw'))) {
       await b.admin.flushall();
       let rate: number;
       if (v === 'raw') {
@@ -237,15 +244,18 @@ async function throughput(b: Bench): Promise<void> {
       } else {
         const w = v === 'svcnode' ? await startSvcnode(b.redisUrl, { nodesDir: b.nodesDir, profilesDir: b.profilesDir, concurrency: CONCURRENCY }) : await startNaive(b.redisUrl, b.pki, b.keepalive.port, CONCURRENCY);
         try {
-          const warmMs = await timedBatch(b.queue, W, 0, () => 'tp');
-          // Pick N from the first warm-up (which runs cold, so slower) so a timed run takes a few seconds.
-          n ??= Math.min(30_000, Math.max(2000, Math.round(((W / warmMs) * 6000) / 500) * 500));
-          const size = n;
+          await timedBatch(b.queue, W, 0, () => 'tp');
+          const size = warmup ? 4 * W : (n as number);
           const { value: ms, cpuMsPerJob } = await cpuPerJob({ worker: w.pid, redis: b.redisPid, backend: b.keepalive.child.pid as number, producer: process.pid }, size, () => timedBatch(b.queue, size, W, () => 'tp'));
+          await verify(b, v, w);
+          rate = (size / ms) * 1000;
+          if (warmup) {
+            warmRates.push(rate);
+            log(`throughput warm-up ${v}: ${Math.round(rate)} invocations/s (N=${size}, discarded)`);
+            continue;
+          }
           cpu[v].push(cpuMsPerJob);
           stored[v].push(await storedBytesPerJob(b.admin, QUEUE_NAME));
-          await verify(b, v, w);
-          rate = (n / ms) * 1000;
         } finally {
           await w.stop();
         }
@@ -253,6 +263,8 @@ async function throughput(b: Bench): Promise<void> {
       runs[v].push(rate);
       log(`throughput round ${r + 1} ${v}: ${Math.round(rate)} invocations/s (N=${n})${v === 'raw' ? '' : `, CPU ms/job ${JSON.stringify(cpu[v].at(-1))}, stored bytes/job ${JSON.stringify(stored[v].at(-1))}`}`);
     }
+    // Size the timed runs from the slower variant's warm-up rate.
+    if (warmup) n ??= Math.min(30_000, Math.max(2000, Math.round(((warmRates.length ? Math.min(...warmRates) : 1250) * THROUGHPUT_RUN_MS) / 1000 / 500) * 500));
   }
   const med = { svcnode: median(runs.svcnode), naive: median(runs.naive), raw: median(runs.raw) };
   const ratios = { svcnodeVsNaive: medianRatio(runs.svcnode, runs.naive), svcnodeVsRaw: medianRatio(runs.svcnode, runs.raw), naiveVsRaw: medianRatio(runs.naive, runs.raw) };
