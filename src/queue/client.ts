@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents } from 'bullmq';
 import type { Invocation } from '../definitions/types.js';
-import { validateDocument } from '../definitions/validator.js';
-import { UnavailableError } from '../errors.js';
+import { MAX_CONTEXT_DEPTH, MAX_JSON_FILE_BYTES, validateDocument } from '../definitions/validator.js';
+import { InvalidInputError, SvcnodeError, UnavailableError, errorMessage } from '../errors.js';
 import { FailureStore, type FailureSummary, type NodeFailures } from '../failures/store.js';
 import type { Result } from '../invoke/result.js';
 import { DEFAULT_REDIS_URL, checkDatabase, connectTarget, isCluster, parseRedisUrl, redactRedisUrl, resolvePrefix, type RedisConnection } from './connection.js';
@@ -34,6 +34,7 @@ export interface EnqueueOptions {
 
 /** Error thrown by `invoke` when no Result arrives in time. */
 export class InvokeTimeoutError extends Error {
+  override readonly name = 'InvokeTimeoutError';
   readonly code = 'SVCNODE_TIMEOUT';
   constructor(
     readonly jobId: string,
@@ -42,6 +43,13 @@ export class InvokeTimeoutError extends Error {
     super(`no Result for job ${jobId} within ${timeoutMs} ms; the job stays queued and will still run`);
   }
 }
+
+/** How long close() waits for Redis to confirm before it cuts the client's connections. */
+const CLOSE_WAIT_MS = 2_000;
+/** How long one read of the events stream blocks in Redis. */
+const EVENTS_BLOCK_MS = 2_000;
+/** Node's timer limit: the longest wait a timeoutMs can ask for. */
+const MAX_TIMEOUT_MS = 2_147_483_647;
 
 /** Producer API for bot flows: enqueue invocations and optionally wait for their Result. */
 export class ServiceNodeClient {
@@ -57,6 +65,9 @@ export class ServiceNodeClient {
   private lastRedisError: unknown;
   private databaseChecked = false;
   private eventsConnection: RedisConnection | undefined;
+  /** Aborted by close(): calls in progress end with SVCNODE_CLIENT_CLOSED instead of waiting on. */
+  private readonly closing = new AbortController();
+  private closed: Promise<void> | undefined;
 
   constructor(options: ServiceNodeClientOptions = {}) {
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
@@ -125,28 +136,62 @@ export class ServiceNodeClient {
 
   /** Validate and enqueue one invocation; returns the job id. */
   async enqueue(nodeId: string, context: Record<string, unknown> = {}, options: EnqueueOptions = {}): Promise<string> {
-    const data = validateDocument<Invocation>('invocation', { nodeId, context, ...(options.requestId ? { requestId: options.requestId } : {}) }, 'invocation');
-    await this.ready();
-    const job = await this.queue.add(JOB_NAME, data, { jobId: options.jobId ?? randomUUID() }).catch(translateRedisError);
+    this.assertOpen();
+    // The worker gets the context's JSON form: that is what is validated, so a Date or a Map fails here, not there.
+    const data = validateDocument<Invocation>('invocation', { nodeId, context: jsonForm(context), ...(options.requestId ? { requestId: options.requestId } : {}) }, 'invocation');
+    await this.whileOpen(this.ready(), 'before Redis answered; nothing was enqueued');
+    const job = await this.whileOpen(this.queue.add(JOB_NAME, data, { jobId: options.jobId ?? randomUUID() }).catch(translateRedisError), 'before Redis confirmed the enqueue: the job may or may not be queued');
     return job.id as string;
   }
 
   /** Wait for a job's Result. */
   async result(jobId: string, timeoutMs: number): Promise<Result> {
+    this.assertOpen();
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_TIMEOUT_MS) {
+      throw new InvalidInputError('SVCNODE_INVALID_OPTION', `timeoutMs must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}, not ${String(timeoutMs)}`, { field: 'timeoutMs', hint: 'pass how long to wait for the Result, e.g. 20000' });
+    }
+    const waiting = `while waiting for the Result of job ${jobId}; the job stays queued and will still run (read its Result later with result())`;
     if (!this.events) {
       // Concurrent first calls share one listener.
       this.eventsOpening ??= this.openEvents().finally(() => (this.eventsOpening = undefined));
-      await this.eventsOpening;
+      await this.whileOpen(this.eventsOpening, waiting);
     }
     const events = this.events as QueueEvents;
-    const job = await this.queue.getJob(jobId).catch(translateRedisError);
-    if (!job) throw new Error(`job ${jobId} not found (removed after completion, or never enqueued)`);
+    const job = await this.whileOpen(this.queue.getJob(jobId).catch(translateRedisError), waiting);
+    if (!job) throw new SvcnodeError('SVCNODE_JOB_NOT_FOUND', `job ${jobId} not found (removed after completion, or never enqueued)`, { hint: 'completed jobs are kept 24 h or up to 10,000; wait with invoke() or result() soon after enqueue()' });
     try {
-      return (await job.waitUntilFinished(events, timeoutMs)) as Result;
+      return (await this.whileOpen(job.waitUntilFinished(events, timeoutMs), waiting)) as Result;
     } catch (error) {
-      if (/timed out/i.test((error as Error).message)) throw new InvokeTimeoutError(jobId, timeoutMs);
-      throw error;
+      if (error instanceof SvcnodeError) throw error;
+      const message = errorMessage(error);
+      // BullMQ's own wording for its ttl; anything else is the job's failedReason.
+      if (/^Job wait .* timed out before finishing/.test(message)) throw new InvokeTimeoutError(jobId, timeoutMs);
+      throw knownRedisError(error) ?? new SvcnodeError('SVCNODE_JOB_FAILED', `job ${jobId} failed in the queue without a Result: ${message}`, { hint: 'a job fails only when infrastructure fails (it stalled too often: workers crashed or were blocked mid-call); see the worker logs' });
     }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new SvcnodeError('SVCNODE_CLIENT_CLOSED', 'this ServiceNodeClient is closed', { hint: 'create a new ServiceNodeClient; close() is for when the process is done with it' });
+  }
+
+  /** `work`, unless close() comes first: then SVCNODE_CLIENT_CLOSED saying what that means for the job. */
+  private whileOpen<T>(work: Promise<T>, meaning: string): Promise<T> {
+    const signal = this.closing.signal;
+    if (signal.aborted) return Promise.reject(new SvcnodeError('SVCNODE_CLIENT_CLOSED', `the client was closed ${meaning}`));
+    return new Promise<T>((resolve, reject) => {
+      const onClose = (): void => reject(new SvcnodeError('SVCNODE_CLIENT_CLOSED', `the client was closed ${meaning}`));
+      signal.addEventListener('abort', onClose, { once: true });
+      work.then(
+        (value) => {
+          signal.removeEventListener('abort', onClose);
+          resolve(value);
+        },
+        (error: Error) => {
+          signal.removeEventListener('abort', onClose);
+          reject(error);
+        },
+      );
+    });
   }
 
   /** Start listening to the queue's events. */
@@ -157,18 +202,24 @@ export class ServiceNodeClient {
     // stream's last entry as of now leaves no such gap.
     await this.ready();
     const lastEventId = await lastStreamId(this.connection, this.queue.toKey('events')).catch(translateRedisError);
+    // close() came meanwhile: it has released what existed, so open nothing more.
+    this.assertOpen();
     // QueueEvents blocks on XREAD, so its connection must never give up on a command.
     const c = this.connection;
     const events = isCluster(c) ? c.duplicate(undefined, { redisOptions: { ...c.options.redisOptions, maxRetriesPerRequest: null } }) : c.duplicate({ maxRetriesPerRequest: null });
     events.on('error', () => undefined);
     this.eventsConnection = events;
-    this.events = new QueueEvents(QUEUE_NAME, { connection: events, lastEventId, ...(this.prefix ? { prefix: this.prefix } : {}) });
+    // Blocking reads of 2 s (BullMQ's default is 10): its watchdog for a read stuck on a dead Redis
+    // lasts the block time plus 1 s and holds the process that long after close().
+    this.events = new QueueEvents(QUEUE_NAME, { connection: events, lastEventId, blockingTimeout: EVENTS_BLOCK_MS, ...(this.prefix ? { prefix: this.prefix } : {}) });
     this.events.on('error', () => undefined);
     await this.events.waitUntilReady().catch(translateRedisError);
   }
 
   /** Enqueue and wait for the Result. */
   async invoke(nodeId: string, context: Record<string, unknown> = {}, options: EnqueueOptions & { timeoutMs?: number } = {}): Promise<Result> {
+    // A bad timeout is refused before anything is enqueued.
+    if (options.timeoutMs !== undefined && (!Number.isInteger(options.timeoutMs) || options.timeoutMs < 1 || options.timeoutMs > MAX_TIMEOUT_MS)) return this.result('', options.timeoutMs);
     const jobId = await this.enqueue(nodeId, context, options);
     return this.result(jobId, options.timeoutMs ?? 120_000);
   }
@@ -177,25 +228,82 @@ export class ServiceNodeClient {
   failures(): Promise<FailureSummary>;
   failures(nodeId: string): Promise<NodeFailures>;
   async failures(nodeId?: string): Promise<FailureSummary | NodeFailures> {
-    await this.ready();
+    this.assertOpen();
+    await this.whileOpen(this.ready(), 'before Redis answered');
     const store = new FailureStore(this.connection, { prefix: this.prefix ? `${this.prefix}:svcnode` : 'svcnode' });
-    return (nodeId === undefined ? store.summary() : store.node(nodeId)).catch(translateRedisError);
+    return this.whileOpen<FailureSummary | NodeFailures>((nodeId === undefined ? store.summary() : store.node(nodeId)).catch(translateRedisError), 'before Redis answered');
   }
 
-  /** Release the client's connections (a connection passed in stays open). */
-  async close(): Promise<void> {
+  /**
+   * Release the client's connections (a connection passed in stays open). Calls still waiting end
+   * at once with SVCNODE_CLIENT_CLOSED; later calls are refused the same way. Resolves within about
+   * 2 s even when Redis is gone; calling it again returns the same promise.
+   */
+  close(): Promise<void> {
+    this.closed ??= this.release();
+    return this.closed;
+  }
+
+  private async release(): Promise<void> {
+    this.closing.abort();
+    // BullMQ's waitUntilFinished ends its ttl timer on the queue's 'closing' event, which only its
+    // Worker emits: without it each pending wait held the process for the rest of its timeout.
+    (this.queue as unknown as { emit(event: string, reason: string): boolean }).emit('closing', 'client closed');
+    const owned = this.ownsConnection ? [this.connection] : [];
+    const connections = [...(this.eventsConnection ? [this.eventsConnection] : []), ...owned];
     if (this.connection.status !== 'ready') {
       // Nothing to flush: do not wait for a reconnect that may never come.
-      this.eventsConnection?.disconnect();
-      if (this.ownsConnection) this.connection.disconnect();
-      await Promise.allSettled([this.events?.close(), this.queue.close()]);
+      for (const c of connections) c.disconnect();
+      await settledWithin(Promise.allSettled([this.events?.close(), this.queue.close()]), CLOSE_WAIT_MS);
       return;
     }
-    await this.events?.close();
-    await this.eventsConnection?.quit().catch(() => undefined);
-    await this.queue.close();
-    if (this.ownsConnection) await this.connection.quit().catch(() => undefined);
+    const polite = async (): Promise<void> => {
+      await this.events?.close();
+      await this.eventsConnection?.quit().catch(() => undefined);
+      await this.queue.close();
+      if (this.ownsConnection) await this.connection.quit().catch(() => undefined);
+    };
+    // A Redis that stops answering mid-close must not hold close(), or the process, for good.
+    if (!(await settledWithin(polite(), CLOSE_WAIT_MS))) for (const c of connections) c.disconnect();
   }
+}
+
+/** Whether `work` settled within `ms` (it is left to settle on its own otherwise). */
+async function settledWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([work.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The context as the worker will see it: its JSON form. Refused, naming the key, when JSON would
+ * change or drop it silently (a Map or Set, a function) or cannot carry it (a BigInt, a cycle), or
+ * when it is larger than a context file may be.
+ */
+function jsonForm(context: unknown): unknown {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(context, (key: string, value: unknown) => {
+      const kind = value instanceof Map ? 'a Map' : value instanceof Set ? 'a Set' : typeof value === 'function' ? 'a function' : typeof value === 'symbol' ? 'a symbol' : undefined;
+      if (kind) throw new InvalidInputError('SVCNODE_INVALID_DEFINITION', `invocation: the context ${key === '' ? 'itself' : `key "${key.slice(0, 100)}"`} is ${kind}, which JSON would ${kind === 'a Map' || kind === 'a Set' ? 'send as {}' : 'drop'}`, { field: '/context', hint: 'pass plain objects, arrays, strings, numbers, booleans and null' });
+      return value;
+    });
+  } catch (error) {
+    if (error instanceof SvcnodeError) throw error;
+    const deep = error instanceof RangeError ? ` (it nests too deeply: a context may nest at most ${MAX_CONTEXT_DEPTH} levels)` : '';
+    throw new InvalidInputError('SVCNODE_INVALID_DEFINITION', `invocation: the context cannot be sent as JSON: ${errorMessage(error)}${deep}`, { field: '/context', hint: 'pass plain objects, arrays, strings, numbers, booleans and null (a BigInt as a string; no cycles)' });
+  }
+  if (text === undefined) return undefined;
+  if (text.length > MAX_JSON_FILE_BYTES / 3 && Buffer.byteLength(text) > MAX_JSON_FILE_BYTES) {
+    throw new InvalidInputError('SVCNODE_INVALID_DEFINITION', `invocation: the context is ${(Buffer.byteLength(text) / 2 ** 20).toFixed(1)} MiB as JSON, more than the ${MAX_JSON_FILE_BYTES / 2 ** 20} MiB a context may be`, { field: '/context', hint: 'pass only what the node templates read; bulk data belongs in the backend, not in a queue job' });
+  }
+  return JSON.parse(text) as unknown;
 }
 
 /** The id of a stream's last entry, or 0-0 when it has none (reading from there misses nothing newer). */

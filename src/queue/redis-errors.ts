@@ -101,12 +101,26 @@ export function knownRedisError(error: unknown): SvcnodeError | undefined {
   // ioredis Cluster wraps a node's reply as "…: lastNodeError"; look at both.
   const last = (error as { lastNodeError?: unknown } | undefined)?.lastNodeError;
   for (const text of [message, last === undefined ? '' : errorMessage(last)]) {
-    for (const k of KNOWN) if (k.pattern.test(text)) return k.make(text, error);
+    for (const k of KNOWN) if (k.pattern.test(text)) return k.make(text, withoutCommand(error));
   }
   return undefined;
 }
 
 /** Rethrow a Redis error as a coded SvcnodeError when it is a known configuration mistake. */
 export function translateRedisError(error: unknown): never {
-  throw knownRedisError(error) ?? error;
+  throw knownRedisError(error) ?? withoutCommand(error);
+}
+
+/**
+ * The error without the arguments of the command that failed: ioredis attaches the command to a
+ * reply error (`command.args`), and for AUTH or HELLO those hold the password, which would then be
+ * printed by anyone who logs or inspects the error (or its `cause`).
+ */
+function withoutCommand(error: unknown): unknown {
+  // A Cluster's error carries the node's reply error, command included.
+  const last = (error as { lastNodeError?: unknown } | undefined)?.lastNodeError;
+  if (last !== undefined && last !== error) withoutCommand(last);
+  const command = (error as { command?: { name?: unknown } } | undefined)?.command;
+  if (command && typeof command === 'object') (error as { command: unknown }).command = { name: command.name };
+  return error;
 }

@@ -32,7 +32,8 @@ import { FailureStore } from '../failures/store.js';
 import { Metrics } from '../observability/metrics.js';
 import { DEFAULT_METRICS_HOST, startMetricsServer, type HealthReport } from '../observability/server.js';
 import { AgentPool } from '../tls/agents.js';
-import { InvalidInputError, errorCode, errorMessage } from '../errors.js';
+import { InvalidInputError, SvcnodeError, errorCode, errorMessage } from '../errors.js';
+import { createLogger } from '../observability/logger.js';
 import { DEFAULT_REDIS_URL, checkDatabase, connectionFactory, isCluster, parseRedisUrl, resolvePrefix, withTimeout, type RedisConnection } from './connection.js';
 import { QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { createProcessor } from './processor.js';
@@ -55,7 +56,8 @@ export interface WorkerOptions {
   connection?: RedisConnection;
   nodesDir: string;
   profilesDir: string;
-  logger: Logger;
+  /** Where the worker logs (pino). @defaultValue JSON lines on stderr at $SVCNODE_LOG_LEVEL or info, secrets redacted */
+  logger?: Logger;
   /** @defaultValue WORKER_DEFAULTS.concurrency */
   concurrency?: number;
   /** Serve /metrics and /healthz on this port (0 = any free port). */
@@ -104,9 +106,10 @@ function logExpiry(registry: Registry, logger: Logger, now = new Date()): void {
 }
 
 /** Thrown by startWorker when its signal aborts start-up before Redis answered. */
-export class StartAbortedError extends Error {
+export class StartAbortedError extends SvcnodeError {
+  override readonly name: string = 'StartAbortedError';
   constructor() {
-    super('start-up aborted before Redis could be reached');
+    super('SVCNODE_ABORTED', 'start-up aborted before Redis could be reached');
   }
 }
 
@@ -163,7 +166,7 @@ async function listenMetrics(port: number, host: string, metrics: Metrics, healt
 
 /** Start a worker: load and validate definitions, then consume the invocation queue. */
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
-  const { logger } = options;
+  const logger = options.logger ?? createLogger();
   const env = options.env ?? process.env;
   // Bad URLs and prefixes fail before anything is opened.
   const source = options.connection ?? parseRedisUrl(options.redisUrl ?? DEFAULT_REDIS_URL, env);
@@ -239,8 +242,22 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       profileErrors: errors,
     };
   };
-  // The port is bound before any Redis connection exists: a taken port leaves nothing to clean up.
-  const server = options.metricsPort === undefined ? undefined : await listenMetrics(options.metricsPort, options.metricsHost ?? DEFAULT_METRICS_HOST, metrics, health);
+  // What start-up holds so far (the CRL connection, listeners on process-wide emitters), let go when it fails before the release below exists.
+  const stopListening = (): void => {
+    crlFetcher.stop();
+    options.signal?.removeEventListener('abort', stopFetches);
+    revocationEvents.off('check', onRevocation);
+    distributionPointEvents.off('failed', onPointFailed).off('refused', onPointRefused);
+  };
+  // The port is bound before the queue's Redis connections exist.
+  const server =
+    options.metricsPort === undefined
+      ? undefined
+      : await listenMetrics(options.metricsPort, options.metricsHost ?? DEFAULT_METRICS_HOST, metrics, health).catch((error: unknown) => {
+          stopListening();
+          crlConnection.disconnect();
+          throw error;
+        });
   if (server) logger.info({ healthPort: server.port, host: options.metricsHost ?? DEFAULT_METRICS_HOST }, 'serving /metrics and /healthz');
 
   const probe = open('producer');
@@ -337,11 +354,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     queueSampler.stop();
     watcher.stop();
     nodeWatcher.stop();
-    crlFetcher.stop();
-    options.signal?.removeEventListener('abort', stopFetches);
     clearInterval(expiryTimer);
-    revocationEvents.off('check', onRevocation);
-    distributionPointEvents.off('failed', onPointFailed).off('refused', onPointRefused);
+    stopListening();
     const outcome = await supervisor.close(graceMs);
     // Calls still running past the grace period are aborted; their jobs return to the queue.
     if (!outcome.drained) shutdown.abort();
