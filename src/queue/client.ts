@@ -126,7 +126,7 @@ export class ServiceNodeClient {
       };
       const timer = setTimeout(() => {
         const last = this.lastRedisError === undefined ? '' : ` (${(this.lastRedisError as Error).message})`;
-        const unavailable = new UnavailableError('SVCNODE_REDIS_UNAVAILABLE', `cannot reach Redis at ${this.where} within ${this.connectTimeoutMs} ms${last}`, { hint: 'check --redis / REDIS_URL and that Redis is running and reachable' });
+        const unavailable = new UnavailableError('SVCNODE_REDIS_UNAVAILABLE', `cannot reach Redis at ${this.where} within ${this.connectTimeoutMs} ms${last}`, { hint: 'check the Redis URL (--redis, REDIS_URL, or the client option redisUrl) and that Redis is running and reachable' });
         void diagnose(this.connection).then((diagnosis) => done(diagnosis ?? unavailable));
       }, this.connectTimeoutMs);
       this.connection.once('ready', onReady);

@@ -59,7 +59,10 @@ function split(url: string): { scheme: string; user?: string; pass?: string; hos
   const [, hostList = '', path = '', query = ''] = match;
   const scheme = outer[1] ?? '';
   const defaultPort = scheme === 'redis+sentinel' ? 26379 : 6379;
-  const hosts = hostList.split(',').map((h) => {
+  const list = hostList.split(',');
+  const hosts = list.map((h) => {
+    // An empty entry (a stray comma) would otherwise be read as 127.0.0.1:6379, a seed nobody wrote.
+    if (h === '' && list.length > 1) throw usage(`empty entry in the host list of Redis URL "${redactRedisUrl(url)}"`, 'remove the stray comma: redis+cluster://h:p,h:p');
     const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]*)(?::(\d+))?$/.exec(h);
     const port = Number(m?.[2] ?? defaultPort);
     if (!m || !Number.isInteger(port) || port <= 0 || port > 65_535) throw usage(`invalid host:port "${h}" in Redis URL "${redactRedisUrl(url)}"`);

@@ -67,6 +67,16 @@ describe('Redis URLs', () => {
     });
   });
 
+  it('refuses an empty entry in a host list instead of seeding 127.0.0.1:6379 nobody wrote', () => {
+    for (const url of ['redis+cluster://u:topsecret@h:1,', 'redis+cluster://,h:1', 'redis+sentinel://s1:26379,,s2:26379/main']) {
+      const error = usageError(() => parseRedisUrl(url));
+      expect(error.message).toMatch(/^empty entry in the host list of Redis URL/);
+      expect(error.message).not.toContain('topsecret');
+    }
+    // A lone URL without a host keeps meaning the local default.
+    expect(parseRedisUrl('redis://:6380')).toMatchObject({ kind: 'single', options: { host: '127.0.0.1', port: 6380 } });
+  });
+
   it('points a host list on redis:// to the cluster and sentinel forms', () => {
     expect(usageError(() => parseRedisUrl('redis://h1:7000,h2:7001')).hint).toContain('redis+cluster://');
   });
