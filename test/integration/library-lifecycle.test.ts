@@ -58,7 +58,7 @@ const codeOf = async (p: Promise<unknown>): Promise<string> =>
     (error: { code?: string; message?: string }) => error.code ?? `uncoded: ${error.message}`,
   );
 
-describe('ServiceNodeClient lifecycle', () => {
+describe('ServiceNodeClient and startWorker on a real Redis', () => {
   let redis: TestRedis;
 
   beforeAll(async () => {
@@ -175,6 +175,30 @@ describe('ServiceNodeClient lifecycle', () => {
       await client.close();
     }
   }, 30_000);
+
+  it('with its metrics port taken, and no logger given: a coded error, and nothing left holding the process', async () => {
+    const taken = net.createServer();
+    const port = await listen(taken, 0);
+    const dir = mkdtempSync(join(tmpdir(), 'svcnode-lib-'));
+    try {
+      const run = await runScript(
+        `import { EventEmitter } from 'node:events';
+         const tries = [];
+         for (let i = 0; i < 12; i++) {
+           tries.push(await svcnode.startWorker({ redisUrl: ${JSON.stringify(redis.url)}, nodesDir: ${JSON.stringify(dir)}, profilesDir: ${JSON.stringify(dir)}, metricsPort: ${port}, metricsHost: '127.0.0.1', reloadIntervalMs: 0 }).then(() => 'started', (e) => e.code));
+         }
+         console.log('CODES', [...new Set(tries)].join(','));`,
+        { env: { NODE_OPTIONS: '--trace-warnings' } },
+      );
+      expect(run.stdout).toContain('CODES SVCNODE_PORT_IN_USE');
+      // Before: a Redis connection per try stayed open (the script never exited), and listeners piled up.
+      expect(run.stderr).not.toContain('MaxListenersExceededWarning');
+      expect(run.code).toBe(0);
+    } finally {
+      taken.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
 
 describe('Redis credentials in thrown errors', () => {
@@ -206,42 +230,6 @@ describe('Redis credentials in thrown errors', () => {
       }
     } finally {
       await client.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
-  }, 30_000);
-});
-
-describe('startWorker failing at start', () => {
-  let redis: TestRedis;
-
-  beforeAll(async () => {
-    redis = await startRedis();
-  }, 30_000);
-
-  afterAll(async () => {
-    await redis?.close();
-  });
-
-  it('with its metrics port taken, and no logger given: a coded error, and nothing left holding the process', async () => {
-    const taken = net.createServer();
-    const port = await listen(taken, 0);
-    const dir = mkdtempSync(join(tmpdir(), 'svcnode-lib-'));
-    try {
-      const run = await runScript(
-        `import { EventEmitter } from 'node:events';
-         const tries = [];
-         for (let i = 0; i < 12; i++) {
-           tries.push(await svcnode.startWorker({ redisUrl: ${JSON.stringify(redis.url)}, nodesDir: ${JSON.stringify(dir)}, profilesDir: ${JSON.stringify(dir)}, metricsPort: ${port}, metricsHost: '127.0.0.1', reloadIntervalMs: 0 }).then(() => 'started', (e) => e.code));
-         }
-         console.log('CODES', [...new Set(tries)].join(','));`,
-        { env: { NODE_OPTIONS: '--trace-warnings' } },
-      );
-      expect(run.stdout).toContain('CODES SVCNODE_PORT_IN_USE');
-      // Before: a Redis connection per try stayed open (the script never exited), and listeners piled up.
-      expect(run.stderr).not.toContain('MaxListenersExceededWarning');
-      expect(run.code).toBe(0);
-    } finally {
-      taken.close();
       rmSync(dir, { recursive: true, force: true });
     }
   }, 30_000);
