@@ -151,7 +151,7 @@ interface Level {
  * Refuse a context that nests deeper than MAX_CONTEXT_DEPTH, naming where. Iterative (no recursion
  * on hostile depth), and the JSON pointer is built only for the error: this runs for every job.
  */
-function checkContextDepth(context: unknown, source: string): void {
+export function checkContextDepth(context: unknown, source: string): void {
   if (context === null || typeof context !== 'object') return;
   const stack: Level[] = [{ value: context, depth: 1, key: 'context', parent: undefined }];
   for (let level = stack.pop(); level !== undefined; level = stack.pop()) {

@@ -111,16 +111,20 @@ export function translateRedisError(error: unknown): never {
   throw knownRedisError(error) ?? withoutCommand(error);
 }
 
+/** Commands whose arguments can hold a password. */
+const SECRET_COMMANDS = new Set(['auth', 'hello', 'migrate', 'config', 'acl']);
+
 /**
- * The error without the arguments of the command that failed: ioredis attaches the command to a
- * reply error (`command.args`), and for AUTH or HELLO those hold the password, which would then be
- * printed by anyone who logs or inspects the error (or its `cause`).
+ * The error without the arguments of a failed command that can carry a password: ioredis attaches
+ * the command to a reply error (`command.args`), and for AUTH or HELLO those hold the password,
+ * which anyone who logs or inspects the error (or its `cause`) would print. Other commands keep
+ * theirs: the key of a failed read names what is broken.
  */
 function withoutCommand(error: unknown): unknown {
   // A Cluster's error carries the node's reply error, command included.
   const last = (error as { lastNodeError?: unknown } | undefined)?.lastNodeError;
   if (last !== undefined && last !== error) withoutCommand(last);
   const command = (error as { command?: { name?: unknown } } | undefined)?.command;
-  if (command && typeof command === 'object') (error as { command: unknown }).command = { name: command.name };
+  if (command && typeof command === 'object' && SECRET_COMMANDS.has(String(command.name).toLowerCase())) (error as { command: unknown }).command = { name: command.name };
   return error;
 }
