@@ -168,8 +168,24 @@ export class ServiceNodeClient {
       const message = errorMessage(error);
       // BullMQ's own wording for its ttl; anything else is the job's failedReason.
       if (/^Job wait .* timed out before finishing/.test(message)) throw new InvokeTimeoutError(jobId, timeoutMs);
-      throw knownRedisError(error) ?? new SvcnodeError('SVCNODE_JOB_FAILED', `job ${jobId} failed in the queue without a Result: ${message}`, { hint: 'a job fails only when infrastructure fails (it stalled too often: workers crashed or were blocked mid-call); see the worker logs' });
+      const known = knownRedisError(error);
+      if (known) throw known;
+      // BullMQ rejects with the job's failedReason, or with the error of a Redis command: ask the job.
+      if ((await this.jobState(jobId)) === 'failed') {
+        throw new SvcnodeError('SVCNODE_JOB_FAILED', `job ${jobId} failed in the queue without a Result: ${message}`, { hint: 'a job fails only when infrastructure fails (it stalled too often: workers crashed or were blocked mid-call); see the worker logs' });
+      }
+      throw new UnavailableError('SVCNODE_REDIS_UNAVAILABLE', `lost Redis at ${this.where} ${waiting}: ${message}`, { cause: error, hint: 'check that Redis is running and reachable; then read the Result with result(jobId, timeoutMs)' });
     }
+  }
+
+  /** The job's state, or undefined when Redis does not say within CLOSE_WAIT_MS. */
+  private async jobState(jobId: string): Promise<string | undefined> {
+    let state: string | undefined;
+    await settledWithin(
+      this.queue.getJobState(jobId).then((s) => (state = s)),
+      CLOSE_WAIT_MS,
+    );
+    return state;
   }
 
   private assertOpen(): void {
