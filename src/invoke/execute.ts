@@ -87,8 +87,8 @@ function renderOrRefuse(node: NodeDefinition, context: Record<string, unknown>):
 
 /**
  * THE execution path of a service node, shared by dry-run and worker: render, check, authenticate
- * when the node asks, call over mutual TLS, classify, report. Never throws: every outcome is a
- * Result.
+ * when the node asks, call over mutual TLS, classify, report. For a node that passed validation
+ * (the registry's and dry-run's) it never throws: every outcome is a Result.
  */
 export async function invoke(node: NodeDefinition, context: Record<string, unknown>, deps: InvokeDeps, options: InvokeOptions = {}): Promise<Result> {
   const started = performance.now();
