@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents } from 'bullmq';
 import type { Invocation } from '../definitions/types.js';
-import { MAX_CONTEXT_DEPTH, MAX_JSON_FILE_BYTES, checkContextDepth, validateDocument } from '../definitions/validator.js';
+import { MAX_JSON_FILE_BYTES, checkContextDepth, validateDocument } from '../definitions/validator.js';
 import { InvalidInputError, SvcnodeError, UnavailableError, errorMessage } from '../errors.js';
 import { FailureStore, type FailureSummary, type NodeFailures } from '../failures/store.js';
 import type { Result } from '../invoke/result.js';
-import { DEFAULT_REDIS_URL, checkDatabase, connectTarget, isCluster, parseRedisUrl, redactRedisUrl, resolvePrefix, type RedisConnection } from './connection.js';
+import { DEFAULT_REDIS_URL, checkDatabase, connectTarget, isCluster, parseRedisUrl, redactRedisUrl, resolvePrefix, withTimeout, type RedisConnection } from './connection.js';
 import { JOB_NAME, QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { diagnose } from './redis-diagnose.js';
 import { knownRedisError, translateRedisError } from './redis-errors.js';
@@ -149,9 +149,7 @@ export class ServiceNodeClient {
   /** Wait for a job's Result. */
   async result(jobId: string, timeoutMs: number): Promise<Result> {
     this.assertOpen();
-    if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_TIMEOUT_MS) {
-      throw new InvalidInputError('SVCNODE_INVALID_OPTION', `timeoutMs must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}, not ${String(timeoutMs)}`, { field: 'timeoutMs', hint: 'pass how long to wait for the Result, e.g. 20000' });
-    }
+    checkTimeoutMs(timeoutMs);
     const waiting = `while waiting for the Result of job ${jobId}; the job stays queued and will still run (read its Result later with result())`;
     if (!this.events) {
       // Concurrent first calls share one listener.
@@ -179,13 +177,8 @@ export class ServiceNodeClient {
   }
 
   /** The job's state, or undefined when Redis does not say within CLOSE_WAIT_MS. */
-  private async jobState(jobId: string): Promise<string | undefined> {
-    let state: string | undefined;
-    await settledWithin(
-      this.queue.getJobState(jobId).then((s) => (state = s)),
-      CLOSE_WAIT_MS,
-    );
-    return state;
+  private jobState(jobId: string): Promise<string | undefined> {
+    return withTimeout(this.queue.getJobState(jobId), CLOSE_WAIT_MS, () => new Error('no job state in time')).catch(() => undefined);
   }
 
   private assertOpen(): void {
@@ -237,7 +230,7 @@ export class ServiceNodeClient {
   /** Enqueue and wait for the Result. */
   async invoke(nodeId: string, context: Record<string, unknown> = {}, options: EnqueueOptions & { timeoutMs?: number } = {}): Promise<Result> {
     // A bad timeout is refused before anything is enqueued.
-    if (options.timeoutMs !== undefined && (!Number.isInteger(options.timeoutMs) || options.timeoutMs < 1 || options.timeoutMs > MAX_TIMEOUT_MS)) return this.result('', options.timeoutMs);
+    if (options.timeoutMs !== undefined) checkTimeoutMs(options.timeoutMs);
     const jobId = await this.enqueue(nodeId, context, options);
     return this.result(jobId, options.timeoutMs ?? 120_000);
   }
@@ -272,7 +265,7 @@ export class ServiceNodeClient {
     if (this.connection.status !== 'ready') {
       // Nothing to flush: do not wait for a reconnect that may never come.
       for (const c of connections) c.disconnect();
-      await settledWithin(Promise.allSettled([this.events?.close(), this.queue.close()]), CLOSE_WAIT_MS);
+      await withTimeout(Promise.allSettled([this.events?.close(), this.queue.close()]), CLOSE_WAIT_MS, () => new Error('close timed out')).catch(() => undefined);
       return;
     }
     const polite = async (): Promise<void> => {
@@ -282,26 +275,25 @@ export class ServiceNodeClient {
       if (this.ownsConnection) await this.connection.quit().catch(() => undefined);
     };
     // A Redis that stops answering mid-close must not hold close(), or the process, for good.
-    if (!(await settledWithin(polite(), CLOSE_WAIT_MS))) for (const c of connections) c.disconnect();
+    const late = new Error('close timed out');
+    const cut = await withTimeout(polite(), CLOSE_WAIT_MS, () => late).then(
+      () => false,
+      (error: unknown) => error === late,
+    );
+    if (cut) for (const c of connections) c.disconnect();
   }
 }
 
-/** Whether `work` settled within `ms` (it is left to settle on its own otherwise). */
-async function settledWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([work.then(() => true, () => true), late]);
-  } finally {
-    clearTimeout(timer);
+/** Refuse a timeoutMs Node's timers cannot wait (0 and NaN waited forever, the rest not at all). */
+function checkTimeoutMs(timeoutMs: number): void {
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_TIMEOUT_MS) {
+    throw new InvalidInputError('SVCNODE_INVALID_OPTION', `timeoutMs must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}, not ${String(timeoutMs)}`, { field: 'timeoutMs', hint: 'pass how long to wait for the Result, e.g. 20000' });
   }
 }
 
 /**
  * The context as the worker will see it: its JSON form. Refused, naming the key, when JSON would
- * change or drop it silently (a Map or Set, a function) or cannot carry it (a BigInt, a cycle), or
+ * change or drop it silently (a Map or Set, a function) or cannot carry it (a BigInt), or
  * when it is larger than a context file may be.
  */
 function jsonForm(context: unknown): unknown {
@@ -314,8 +306,7 @@ function jsonForm(context: unknown): unknown {
     });
   } catch (error) {
     if (error instanceof SvcnodeError) throw error;
-    const deep = error instanceof RangeError ? ` (it nests too deeply: a context may nest at most ${MAX_CONTEXT_DEPTH} levels)` : '';
-    throw new InvalidInputError('SVCNODE_INVALID_DEFINITION', `invocation: the context cannot be sent as JSON: ${errorMessage(error)}${deep}`, { field: '/context', hint: 'pass plain objects, arrays, strings, numbers, booleans and null (a BigInt as a string; no cycles)' });
+    throw new InvalidInputError('SVCNODE_INVALID_DEFINITION', `invocation: the context cannot be sent as JSON: ${errorMessage(error)}`, { field: '/context', hint: 'pass plain objects, arrays, strings, numbers, booleans and null (a BigInt as a string; no cycles)' });
   }
   if (text === undefined) return undefined;
   if (text.length > MAX_JSON_FILE_BYTES / 3 && Buffer.byteLength(text) > MAX_JSON_FILE_BYTES) {
