@@ -63,6 +63,8 @@ export class ServiceNodeClient {
   private eventsOpening: Promise<void> | undefined;
   private readonly connectTimeoutMs: number;
   private lastRedisError: unknown;
+  /** Errors seen on any of this client's Redis connections: a wait that saw some and timed out says Redis was lost. */
+  private redisErrors = 0;
   private databaseChecked = false;
   private eventsConnection: RedisConnection | undefined;
   /** Aborted by close(): calls in progress end with SVCNODE_CLIENT_CLOSED instead of waiting on. */
@@ -85,17 +87,18 @@ export class ServiceNodeClient {
       this.ownsConnection = true;
       this.where = redactRedisUrl(url);
     }
-    this.connection.on('error', (error: Error) => {
-      this.lastRedisError = error;
-    });
+    this.connection.on('error', (error: Error) => this.noteRedisError(error));
     this.queue = new Queue(QUEUE_NAME, {
       connection: this.connection,
       ...(this.prefix ? { prefix: this.prefix } : {}),
       defaultJobOptions: { removeOnComplete: WORKER_DEFAULTS.removeOnComplete, removeOnFail: WORKER_DEFAULTS.removeOnFail },
     });
-    this.queue.on('error', (error: Error) => {
-      this.lastRedisError = error;
-    });
+    this.queue.on('error', (error: Error) => this.noteRedisError(error));
+  }
+
+  private noteRedisError(error: Error): void {
+    this.lastRedisError = error;
+    this.redisErrors++;
   }
 
   /** Wait until Redis answers, or fail with UnavailableError after connectTimeoutMs. */
@@ -157,6 +160,7 @@ export class ServiceNodeClient {
       await this.whileOpen(this.eventsOpening, waiting);
     }
     const events = this.events as QueueEvents;
+    const errorsBefore = this.redisErrors;
     const job = await this.whileOpen(this.queue.getJob(jobId).catch(translateRedisError), waiting);
     if (!job) throw new SvcnodeError('SVCNODE_JOB_NOT_FOUND', `job ${jobId} not found (removed after completion, or never enqueued)`, { hint: 'completed jobs are kept 24 h or up to 10,000; wait with invoke() or result() soon after enqueue()' });
     try {
@@ -165,7 +169,14 @@ export class ServiceNodeClient {
       if (error instanceof SvcnodeError) throw error;
       const message = errorMessage(error);
       // BullMQ's own wording for its ttl; anything else is the job's failedReason.
-      if (/^Job wait .* timed out before finishing/.test(message)) throw new InvokeTimeoutError(jobId, timeoutMs);
+      if (/^Job wait .* timed out before finishing/.test(message)) {
+        // A Result that could not arrive because Redis was gone is not a worker that took too long.
+        if (this.redisErrors !== errorsBefore) {
+          const last = errorMessage(this.lastRedisError);
+          throw new UnavailableError('SVCNODE_REDIS_UNAVAILABLE', `no Result for job ${jobId} within ${timeoutMs} ms: Redis at ${this.where} was unreachable during the wait (last error: ${last}); the job stays queued and will still run`, { hint: 'check that Redis is running and reachable; once a worker has run the job, its Result is in Redis (library: result(jobId, timeoutMs))' });
+        }
+        throw new InvokeTimeoutError(jobId, timeoutMs);
+      }
       const known = knownRedisError(error);
       if (known) throw known;
       // BullMQ rejects with the job's failedReason, or with the error of a Redis command: ask the job.
@@ -218,7 +229,7 @@ export class ServiceNodeClient {
     // QueueEvents blocks on XREAD, so its connection must never give up on a command.
     const c = this.connection;
     const events = isCluster(c) ? c.duplicate(undefined, { redisOptions: { ...c.options.redisOptions, maxRetriesPerRequest: null } }) : c.duplicate({ maxRetriesPerRequest: null });
-    events.on('error', () => undefined);
+    events.on('error', (error: Error) => this.noteRedisError(error));
     this.eventsConnection = events;
     // Blocking reads of 2 s (BullMQ's default is 10): its watchdog for a read stuck on a dead Redis
     // lasts the block time plus 1 s and holds the process that long after close().

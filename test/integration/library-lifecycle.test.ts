@@ -129,6 +129,28 @@ describe('ServiceNodeClient and startWorker on a real Redis', () => {
     }
   }, 40_000);
 
+  it('a wait that outlives Redis says Redis was lost, not that the worker was slow; with Redis up it stays a timeout', async () => {
+    const dying = await startRedis();
+    const lost = new ServiceNodeClient({ redisUrl: dying.url, connectTimeoutMs: 1000 });
+    const steady = new ServiceNodeClient({ redisUrl: redis.url, connectTimeoutMs: 1000 });
+    try {
+      const waiting = lost.invoke('nobody-runs-this', {}, { timeoutMs: 2500 }).then(
+        () => undefined,
+        (error: Error & { code?: string }) => error,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      dying.kill();
+      const error = await waiting;
+      expect(error?.code).toBe('SVCNODE_REDIS_UNAVAILABLE');
+      expect(error?.message).toMatch(/^no Result for job \S+ within 2500 ms: Redis at redis:\/\/127\.0\.0\.1:\d+ was unreachable during the wait \(last error: .+\); the job stays queued/);
+      // Before: SVCNODE_TIMEOUT, whose hint tells the operator to start a worker.
+      expect(await codeOf(steady.invoke('nobody-runs-this', {}, { timeoutMs: 500 }))).toBe('SVCNODE_TIMEOUT');
+    } finally {
+      await Promise.all([lost.close(), steady.close()]);
+      await dying.close();
+    }
+  }, 30_000);
+
   it('refuses bad timeouts and contexts JSON would change, before enqueuing anything', async () => {
     const client = new ServiceNodeClient({ redisUrl: redis.url });
     const admin = new Redis(redis.url);
