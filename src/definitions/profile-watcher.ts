@@ -13,6 +13,8 @@ export interface ProfileWatcherEvents {
   reloaded(profile: LoadedProfile, previous: LoadedProfile | undefined): void;
   /** A new or changed profile failed to load; `kept`: the last good one stays in use (there was one). */
   failed(name: string, file: string, error: InvalidInputError, kept: boolean): void;
+  /** A profile was loaded again with the same material (a CRL refresh that failed or gave the same CRL): its findings may differ. */
+  unchanged?(profile: LoadedProfile, previous: LoadedProfile): void;
   /** A profile file disappeared: the profile is out of use; `previous` is what was in use. */
   removed?(name: string, file: string, previous: LoadedProfile | undefined): void;
   /** A polling round failed for a reason of its own (a defect): logged, the next round runs as usual. */
@@ -105,6 +107,7 @@ export class ProfileWatcher extends DirPoller {
         const previous = this.registry.profiles.get(profile.name);
         if (previous?.version === profile.version) {
           this.registry.replaceProfile(profile);
+          this.events.unchanged?.(profile, previous);
           continue;
         }
         this.registry.replaceProfile(profile);

@@ -93,6 +93,8 @@ export interface FetchedCrl {
   fetchedAt: number;
   /** Set when the shared copy could not be used (corrupt, foreign or mistimed) and was replaced by a download. */
   storedCopyProblem?: string;
+  /** Set when this copy was due for refresh and the refresh failed: why (SVCNODE_CRL_UNAVAILABLE); the copy stays in use. */
+  refreshProblem?: InvalidInputError;
 }
 
 /**
@@ -118,10 +120,10 @@ export class CrlFetcher {
     this.stopping.abort();
   }
 
-  /** Whether a loaded URL CRL is due for refresh. */
+  /** Whether a loaded URL CRL is due for refresh: past its refresh point, and not tried in vain within minIntervalMs. */
   due(crl: LoadedCrl): boolean {
     const known = this.memory.get(crl.source);
-    return known !== undefined && this.now() >= refreshAt(known.crl, known.fetchedAt);
+    return known !== undefined && this.now() >= refreshAt(known.crl, known.fetchedAt) && this.retryDue(crl.source);
   }
 
   /** Whether a URL that gave no CRL may be tried again: once per minIntervalMs, so a fleet does not hammer a down server. */
@@ -162,27 +164,12 @@ export class CrlFetcher {
       this.failedAt.delete(url);
       return { crl, bytes, fetchedAt, ...(problem ? { storedCopyProblem: problem } : {}) };
     } catch (cause) {
-      if (known) return known;
+      // Tried in vain: not again within minIntervalMs, whether a copy is held or not.
       this.failedAt.set(url, this.now());
-      if (cause instanceof InvalidInputError) {
-        // An answer that is not a CRL of trust.ca (an error page with status 200, a captive portal,
-        // a proxy) is a failed download like a 503: reported, retried, never the end of the profile.
-        const said = cause.message.startsWith(`${url}: `) ? cause.message.slice(url.length + 2) : cause.message;
-        throw new InvalidInputError('SVCNODE_CRL_UNAVAILABLE', `${url}: the answer is not a usable CRL: ${said}`, {
-          cause,
-          file: url,
-          field: '/trust/crl',
-          hint: `check what the URL serves from this machine (a proxy or login page answering in its place looks the same); ${cause.hint ?? 'it must serve the CRL your PKI publishes'}; it is tried again every minute`,
-        });
-      }
-      // fetch says only "fetch failed"; the network error (ECONNREFUSED, ENOTFOUND, …) is its cause.
-      const why = (cause as { cause?: unknown }).cause instanceof Error ? errorMessage((cause as { cause: Error }).cause) : errorMessage(cause);
-      throw new InvalidInputError('SVCNODE_CRL_UNAVAILABLE', `${url}: the CRL cannot be downloaded (${why})`, {
-        cause,
-        file: url,
-        field: '/trust/crl',
-        hint: 'check that the CRL URL is reachable from this machine; it is tried again every minute',
-      });
+      const unavailable = unavailableError(url, cause);
+      // A copy in hand stays in use until its nextUpdate (CRL_STALE from then on); the caller says why it was not refreshed.
+      if (known) return this.stopping.signal.aborted ? known : { ...known, refreshProblem: unavailable };
+      throw unavailable;
     } finally {
       if (claimed) await this.store.release(url);
     }
@@ -215,3 +202,26 @@ export class CrlFetcher {
 
 /** The fetcher of processes that do not share CRLs (dry-run, certs). */
 export const processCrlFetcher = new CrlFetcher();
+
+/** Why `url` gave no CRL, as SVCNODE_CRL_UNAVAILABLE naming the URL. */
+function unavailableError(url: string, cause: unknown): InvalidInputError {
+  if (cause instanceof InvalidInputError) {
+    // An answer that is not a CRL of trust.ca (an error page with status 200, a captive portal,
+    // a proxy) is a failed download like a 503: reported, retried, never the end of the profile.
+    const said = cause.message.startsWith(`${url}: `) ? cause.message.slice(url.length + 2) : cause.message;
+    return new InvalidInputError('SVCNODE_CRL_UNAVAILABLE', `${url}: the answer is not a usable CRL: ${said}`, {
+      cause,
+      file: url,
+      field: '/trust/crl',
+      hint: `check what the URL serves from this machine (a proxy or login page answering in its place looks the same); ${cause.hint ?? 'it must serve the CRL your PKI publishes'}; it is tried again every minute`,
+    });
+  }
+  // fetch says only "fetch failed"; the network error (ECONNREFUSED, ENOTFOUND, …) is its cause.
+  const why = (cause as { cause?: unknown }).cause instanceof Error ? errorMessage((cause as { cause: Error }).cause) : errorMessage(cause);
+  return new InvalidInputError('SVCNODE_CRL_UNAVAILABLE', `${url}: the CRL cannot be downloaded (${why})`, {
+    cause,
+    file: url,
+    field: '/trust/crl',
+    hint: 'check that the CRL URL is reachable from this machine; it is tried again every minute',
+  });
+}

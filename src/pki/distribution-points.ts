@@ -3,9 +3,9 @@ import type { X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as x509 from '@peculiar/x509';
 import { InvalidInputError } from '../errors.js';
-import { CRL_FETCH_DEFAULTS, type CrlFetcher } from './crl-fetch.js';
+import { CRL_FETCH_DEFAULTS, type CrlFetcher, type FetchedCrl } from './crl-fetch.js';
 import type { LoadedCrl } from './crl.js';
-import { unavailableFinding } from './revocation-load.js';
+import { refreshFailedFinding, unavailableFinding } from './revocation-load.js';
 import type { Finding } from './types.js';
 
 /**
@@ -74,7 +74,11 @@ export async function loadCaDistributionPoints(urls: readonly string[], trust: r
   const loaded = await Promise.all(urls.map((url) => fetcher.load(url, trust).catch((error: unknown) => error)));
   const out: { crl: LoadedCrl; bytes: Buffer }[] = [];
   loaded.forEach((entry, i) => {
-    if (!(entry instanceof Error)) return void out.push(entry as { crl: LoadedCrl; bytes: Buffer });
+    if (!(entry instanceof Error)) {
+      const fetched = entry as FetchedCrl;
+      if (fetched.refreshProblem) findings.push(refreshFailedFinding(urls[i] ?? '', fetched));
+      return void out.push(fetched);
+    }
     if (!(entry instanceof InvalidInputError)) throw entry;
     findings.push(unavailableFinding(urls[i] ?? '', `CRL distribution point of a trust.ca certificate: ${entry.message}`, entry.hint, mode));
   });
@@ -168,6 +172,8 @@ export class DistributionPointCrls {
       (entry) => {
         state.crl = entry.crl;
         state.failedAt = undefined;
+        // The held copy stays in use (the fetcher retries once a minute); said, as a trust.crl URL's would be.
+        if (entry.refreshProblem) distributionPointEvents.emit('stale', { profile: this.profile, url, message: `${entry.refreshProblem.message}; the copy downloaded at ${new Date(entry.fetchedAt).toISOString()} stays in use until its nextUpdate` });
       },
       (error: unknown) => {
         state.failedAt = this.now();

@@ -22,6 +22,7 @@ export const FINDING_CODES = {
   CLIENT_CERT_REVOKED: 'our own client certificate or its chain is listed in a configured CRL',
   CRL_MISSING: 'hard revocation mode and a trust.ca CA without a CRL in trust.crl (error: every call whose chain goes through it fails)',
   TRUST_CA_REVOKED: 'a trust.ca certificate is listed in a configured CRL (error: every server chain through it fails as revoked)',
+  CRL_REFRESH_FAILED: 'a CRL from a URL was due for refresh and could not be downloaded: the copy in hand stays in use until its nextUpdate, and the download is tried again every minute',
   CRL_STORED_COPY_INVALID: 'the copy of a trust.crl URL shared through Redis did not parse; it was ignored and replaced by a fresh download',
 } as const;
 export type FindingCode = keyof typeof FINDING_CODES;

@@ -2,7 +2,7 @@ import type { X509Certificate } from 'node:crypto';
 import { InvalidInputError } from '../errors.js';
 import { crlStatus, describeRevocation, lookup, readCrlFile, type LoadedCrl } from './crl.js';
 import { oneLineName } from './inspect.js';
-import { isCrlUrl, type CrlFetcher } from './crl-fetch.js';
+import { isCrlUrl, type CrlFetcher, type FetchedCrl } from './crl-fetch.js';
 import type { ClientIdentity, Finding } from './types.js';
 
 const DAY_MS = 86_400_000;
@@ -24,6 +24,7 @@ export async function loadCrls(entries: readonly string[], trust: readonly X509C
     try {
       const fetched = await fetcher.load(entry, trust);
       out.push(fetched);
+      if (fetched.refreshProblem) findings.push(refreshFailedFinding(entry, fetched));
       if (fetched.storedCopyProblem) {
         findings.push({ severity: 'warning', code: 'CRL_STORED_COPY_INVALID', file: entry, message: fetched.storedCopyProblem, hint: 'nothing to fix at the URL; if this recurs, check what else writes the svcnode:crl:* keys in Redis' });
       }
@@ -36,6 +37,20 @@ export async function loadCrls(entries: readonly string[], trust: readonly X509C
 }
 
 type RevocationMode = 'hard' | 'soft';
+
+/** A held CRL that was due for refresh and could not be refreshed: still valid, so a warning until its nextUpdate (then CRL_STALE). */
+export function refreshFailedFinding(url: string, fetched: FetchedCrl): Finding {
+  const problem = fetched.refreshProblem as InvalidInputError;
+  const why = problem.message.startsWith(`${url}: `) ? problem.message.slice(url.length + 2) : problem.message;
+  const until = fetched.crl.nextUpdate ? `its nextUpdate (${fetched.crl.nextUpdate.toISOString()})` : 'a fresh copy can be downloaded';
+  return {
+    severity: 'warning',
+    code: 'CRL_REFRESH_FAILED',
+    file: url,
+    message: `${url}: the CRL could not be refreshed: ${why}; the copy downloaded at ${new Date(fetched.fetchedAt).toISOString()} stays in use until ${until}`,
+    hint: `${problem.hint ?? 'check that the CRL URL is reachable from this machine'}; past nextUpdate the copy is stale (CRL_STALE) and hard revocation checking fails the calls it covers`,
+  };
+}
 
 /**
  * Hard mode checks every level of a chain (OpenSSL's CRL_CHECK_ALL): a trust.ca CA without a CRL

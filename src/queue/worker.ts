@@ -214,10 +214,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     if (check.result === 'unknown') logger.warn({ profile: check.profile, subject: check.subject }, `revocation status unknown, call allowed (soft mode): ${check.message ?? ''}`);
   };
   revocationEvents.on('check', onRevocation);
-  const onPoint = (kind: string) => (e: { profile: string; url: string; message: string }): void => void logger.warn({ profile: e.profile, url: e.url }, kind === 'failed' ? `CRL distribution point not downloaded, counts as no revocation data: ${e.message}` : e.message);
+  const POINT_PREFIX: Record<string, string> = { failed: 'CRL distribution point not downloaded, counts as no revocation data: ', stale: 'CRL distribution point not refreshed: ', refused: '' };
+  const onPoint = (kind: string) => (e: { profile: string; url: string; message: string }): void => void logger.warn({ profile: e.profile, url: e.url }, `${POINT_PREFIX[kind] ?? ''}${e.message}`);
   const onPointFailed = onPoint('failed');
+  const onPointStale = onPoint('stale');
   const onPointRefused = onPoint('refused');
-  distributionPointEvents.on('failed', onPointFailed).on('refused', onPointRefused);
+  distributionPointEvents.on('failed', onPointFailed).on('stale', onPointStale).on('refused', onPointRefused);
 
   // Filled in once Redis connections exist; /healthz is served (503) before that.
   const live: { supervisor?: WorkerSupervisor } = {};
@@ -247,7 +249,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     crlFetcher.stop();
     options.signal?.removeEventListener('abort', stopFetches);
     revocationEvents.off('check', onRevocation);
-    distributionPointEvents.off('failed', onPointFailed).off('refused', onPointRefused);
+    distributionPointEvents.off('failed', onPointFailed).off('stale', onPointStale).off('refused', onPointRefused);
   };
   // The port is bound before the queue's Redis connections exist.
   const server =
@@ -285,6 +287,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         metrics.setCertificateExpiry(profile);
         logger.info({ profile: profile.name, retiredAgents: retired, client: profile.client?.leaf.subject.replace(/\n/g, ', ') }, previous ? 'profile reloaded: new connections use the new material' : 'profile loaded');
         logFindings(logger, profile);
+      },
+      unchanged(profile, previous) {
+        // Only what is new: a CRL that keeps failing to refresh is said once, not once a minute.
+        logFindings(logger, profile, (f) => !previous.findings.some((p) => p.code === f.code && p.message === f.message));
       },
       removed(name, file, previous) {
         agents.retire(name);

@@ -4,6 +4,7 @@
  * in its intermediate and leaves; a test HTTP server serves the CRLs and counts requests;
  * `openssl s_server` backends present the chains; two real worker processes share a real Redis.
  */
+import { X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -18,8 +19,8 @@ import { invokeWithRetries } from '../../src/invoke/attempts.js';
 import { invoke } from '../../src/invoke/execute.js';
 import type { Result } from '../../src/invoke/result.js';
 import { retryDelay } from '../../src/invoke/retry.js';
-import { CrlFetcher } from '../../src/pki/crl-fetch.js';
-import { CDP_DEFAULTS, distributionPointEvents } from '../../src/pki/distribution-points.js';
+import { CrlFetcher, refreshAt } from '../../src/pki/crl-fetch.js';
+import { CDP_DEFAULTS, DistributionPointCrls, distributionPointEvents } from '../../src/pki/distribution-points.js';
 import { startWorker } from '../../src/queue/worker.js';
 import { AgentPool } from '../../src/tls/agents.js';
 import { runCli, spawnCli } from '../helpers/cli.js';
@@ -191,6 +192,44 @@ describe('distribution points of trust.ca and of server chains', () => {
       });
     } finally {
       distributionPointEvents.off('refused', onRefused).off('failed', onFailed);
+    }
+  });
+});
+
+describe('refreshing a learnt distribution point', () => {
+  it('a CDP CRL whose refresh fails stays in use, is said, and is tried again once a minute, not at every handshake', async () => {
+    const leaf = pki.issueServer('refresh', { ca: issuing, crlUrl: `${base}/refresh/issuing.crl` });
+    served.set('/refresh/issuing.crl', crl.issuing);
+    const trust = [new X509Certificate(readFileSync(pki.root.cert)), new X509Certificate(readFileSync(issuing.cert))];
+    const chain = [new X509Certificate(readFileSync(leaf.cert)), trust[1] as X509Certificate];
+    let clock = Date.now();
+    const fetcher = new CrlFetcher(undefined, () => clock);
+    const points = await DistributionPointCrls.create('refresh', trust, fetcher, new Set([`${base}/root.crl`]), 0, () => clock);
+    const stale: { profile: string; url: string; message: string }[] = [];
+    const onStale = (e: (typeof stale)[number]): void => void stale.push(e);
+    distributionPointEvents.on('stale', onStale);
+    try {
+      points.learn(chain);
+      await waitFor(() => points.crls().length === 1, 5_000);
+      const held = points.crls()[0] as NonNullable<ReturnType<typeof points.crls>[number]>;
+      served.delete('/refresh/issuing.crl');
+      clock = refreshAt(held, Date.now()) + 1_000;
+      points.learn(chain);
+      await waitFor(() => stale.length === 1, 5_000);
+      expect(stale[0]).toEqual({ profile: 'refresh', url: `${base}/refresh/issuing.crl`, message: expect.stringMatching(/cannot be downloaded \(HTTP 404.*\); the copy downloaded at \S+ stays in use until its nextUpdate$/) as string });
+      expect(points.crls()).toEqual([held]);
+      // Before: due at every handshake, so each new connection downloaded again.
+      for (let i = 0; i < 5; i++) {
+        clock += 5_000;
+        points.learn(chain);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      expect(count('/refresh/issuing.crl')).toBe(2);
+      clock += 60_000;
+      points.learn(chain);
+      await waitFor(() => count('/refresh/issuing.crl') === 3 && stale.length === 2, 5_000);
+    } finally {
+      distributionPointEvents.off('stale', onStale);
     }
   });
 });

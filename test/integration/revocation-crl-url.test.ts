@@ -150,7 +150,7 @@ describe('shared through Redis', () => {
 describe('refresh by profile reload', () => {
   let clock = Date.now();
   /** A registry with profile "bank" naming `crl`, and its watcher (stopped: rounds run by check()) on a fetcher with the test's clock. */
-  const watched = async (name: string, crl: string[]): Promise<{ registry: Registry; watcher: ProfileWatcher; reloaded: string[] }> => {
+  const watched = async (name: string, crl: string[]): Promise<{ registry: Registry; watcher: ProfileWatcher; reloaded: string[]; unchanged: { before: string[]; after: string[] }[] }> => {
     const profiles = join(dir, `${name}-profiles`);
     const nodes = join(dir, `${name}-nodes`);
     mkdirSync(profiles);
@@ -160,10 +160,12 @@ describe('refresh by profile reload', () => {
     const crlFetcher = new CrlFetcher(new RedisCrlStore(redisClient(), name), () => clock);
     const registry = await Registry.load(nodes, profiles, { crlFetcher });
     const reloaded: string[] = [];
-    const watcher = new ProfileWatcher(registry, { reloaded: (p) => void reloaded.push(p.version), failed: () => undefined, error: (error) => { throw error; } }, { intervalMs: 60_000, crlFetcher });
+    const unchanged: { before: string[]; after: string[] }[] = [];
+    const codes = (p: { findings: readonly { code: string }[] }): string[] => p.findings.map((f) => f.code);
+    const watcher = new ProfileWatcher(registry, { reloaded: (p) => void reloaded.push(p.version), unchanged: (p, previous) => void unchanged.push({ before: codes(previous), after: codes(p) }), failed: () => undefined, error: (error) => { throw error; } }, { intervalMs: 60_000, crlFetcher });
     await watcher.start();
     watcher.stop();
-    return { registry, watcher, reloaded };
+    return { registry, watcher, reloaded, unchanged };
   };
 
   it('a due URL CRL, or a replaced CRL file, reloads the profile with the new CRL', async () => {
@@ -191,6 +193,47 @@ describe('refresh by profile reload', () => {
     await watcher.check();
     expect(reloaded).toHaveLength(2);
     expect(registry.profiles.get('bank')?.trust.crls?.[1]?.pem).not.toBe(first?.trust.crls?.[1]?.pem);
+  });
+
+  it('a held CRL whose refresh fails is kept, said once as CRL_REFRESH_FAILED, and tried again once a minute, not at every poll', async () => {
+    const url = `${base}/refresh-down/issuing.crl`;
+    const { registry, watcher, reloaded, unchanged } = await watched('refresh-down', [url, files.root as string]);
+    const held = registry.profiles.get('bank');
+    const crl = held?.trust.crls?.[0] as NonNullable<NonNullable<typeof held>['trust']['crls']>[number];
+    expect(hits.get('/refresh-down/issuing.crl')).toBe(1);
+    down.add('/refresh-down/');
+    try {
+      clock = refreshAt(crl, Date.now()) + 1_000;
+      await watcher.check();
+      expect(hits.get('/refresh-down/issuing.crl')).toBe(2);
+      const bank = registry.profiles.get('bank');
+      // The copy in hand stays in use: same material, so no reload (no agents retired).
+      expect(bank?.trust.crls?.[0]?.pem).toBe(crl.pem);
+      expect(reloaded).toEqual([]);
+      const said = bank?.findings.filter((f) => f.code === 'CRL_REFRESH_FAILED');
+      // The worker logs the findings an unchanged reload adds (here: the failed refresh).
+      expect(unchanged).toEqual([{ before: expect.not.arrayContaining(['CRL_REFRESH_FAILED']) as string[], after: expect.arrayContaining(['CRL_REFRESH_FAILED']) as string[] }]);
+      expect(said).toEqual([expect.objectContaining({ severity: 'warning', file: url, message: expect.stringMatching(/could not be refreshed: the CRL cannot be downloaded \(HTTP 503.*\); the copy downloaded at \S+ stays in use until its nextUpdate/) as string })]);
+      // Before: due at every poll, so every poll downloaded again (a fleet hammering a down server).
+      for (let i = 0; i < 5; i++) {
+        clock += 5_000;
+        await watcher.check();
+      }
+      expect(hits.get('/refresh-down/issuing.crl')).toBe(2);
+      clock += 60_000;
+      await watcher.check();
+      expect(hits.get('/refresh-down/issuing.crl')).toBe(3);
+      // Back up: the next try takes the new CRL and the warning is gone.
+      down.delete('/refresh-down/');
+      files.issuing = pki.gencrl(pki.intermediate, join(dir, 'issuing-refresh.crl'), { der: true });
+      clock += 61_000;
+      await watcher.check();
+      expect(hits.get('/refresh-down/issuing.crl')).toBe(4);
+      expect(reloaded).toHaveLength(1);
+      expect(registry.profiles.get('bank')?.findings.map((f) => f.code)).not.toContain('CRL_REFRESH_FAILED');
+    } finally {
+      down.delete('/refresh-down/');
+    }
   });
 
   it('a CRL URL that was down at load, then answered a web page, is tried again once a minute, and the profile reloads once it serves the CRL', async () => {
