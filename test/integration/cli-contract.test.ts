@@ -112,6 +112,13 @@ describe.concurrent('--json prints one document for every outcome', () => {
     expect(expectInputResult(out, 'get-account', 'SVCNODE_INVALID_DEFINITION').failure?.message).toContain('nests deeper than 64 levels');
   });
 
+  it('dry-run: a context nested deeper than a job may be is refused as enqueue refuses it (before, it ran: not the worker path)', async () => {
+    writeFileSync(join(dir, 'deep-100.json'), `{"a": ${'{"a": '.repeat(99)}1${'}'.repeat(100)}`);
+    writeFileSync(join(dir, 'deep-node.json'), JSON.stringify({ id: 'get-account', request: { method: 'GET', url: 'https://127.0.0.1:9/x/{{context.a.a}}' }, tls: { profile: 'bank' } }));
+    const out = await runCli(['dry-run', join(dir, 'deep-node.json'), '--context', join(dir, 'deep-100.json'), '--json']);
+    expect(expectInputResult(out, 'get-account', 'SVCNODE_INVALID_DEFINITION').failure).toMatchObject({ message: expect.stringMatching(/deep-100\.json: the context nests deeper than 64 levels \(at \/context(\/a){64}\)/) as string, phase: 'input' });
+  });
+
   it('certs status: a profiles directory that does not exist', async () => {
     expectErrorDocument(await runCli(['certs', 'status', '--profiles', join(dir, 'nonexist'), '--json']), 'SVCNODE_FILE_NOT_FOUND');
   });
