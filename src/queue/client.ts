@@ -173,7 +173,7 @@ export class ServiceNodeClient {
         // A Result that could not arrive because Redis was gone is not a worker that took too long.
         if (this.redisErrors !== errorsBefore) {
           const last = errorMessage(this.lastRedisError);
-          throw new UnavailableError('SVCNODE_REDIS_UNAVAILABLE', `no Result for job ${jobId} within ${timeoutMs} ms: Redis at ${this.where} was unreachable during the wait (last error: ${last}); the job stays queued and will still run`, { hint: 'check that Redis is running and reachable; once a worker has run the job, its Result is in Redis (library: result(jobId, timeoutMs))' });
+          throw new UnavailableError('SVCNODE_REDIS_UNAVAILABLE', `no Result for job ${jobId} within ${timeoutMs} ms: Redis at ${this.where} was unreachable during the wait (last error: ${last}); unless Redis lost its data, the job stays queued and will still run`, { hint: 'check that Redis is running and reachable; once a worker has run the job, its Result is in Redis (library: result(jobId, timeoutMs))' });
         }
         throw new InvokeTimeoutError(jobId, timeoutMs);
       }

@@ -142,7 +142,7 @@ describe('ServiceNodeClient and startWorker on a real Redis', () => {
       dying.kill();
       const error = await waiting;
       expect(error?.code).toBe('SVCNODE_REDIS_UNAVAILABLE');
-      expect(error?.message).toMatch(/^no Result for job \S+ within 2500 ms: Redis at redis:\/\/127\.0\.0\.1:\d+ was unreachable during the wait \(last error: .+\); the job stays queued/);
+      expect(error?.message).toMatch(/^no Result for job \S+ within 2500 ms: Redis at redis:\/\/127\.0\.0\.1:\d+ was unreachable during the wait \(last error: .+\); unless Redis lost its data, the job stays queued/);
       // Before: SVCNODE_TIMEOUT, whose hint tells the operator to start a worker.
       expect(await codeOf(steady.invoke('nobody-runs-this', {}, { timeoutMs: 500 }))).toBe('SVCNODE_TIMEOUT');
     } finally {
