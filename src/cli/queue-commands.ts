@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { EXIT_UNDRAINED, runWorkerProcess } from '../../workers/worker-process.js';
 import { DEFAULT_METRICS_HOST } from '../observability/server.js';
 import { exitCodeFor } from '../failures/categories.js';
-import type { FailureSummary, NodeFailures } from '../failures/store.js';
+import type { BrokenKey, FailureSummary, NodeFailures } from '../failures/store.js';
 import { createLogger } from '../observability/logger.js';
 import { ServiceNodeClient, InvokeTimeoutError } from '../queue/client.js';
 import { DEFAULT_REDIS_URL } from '../queue/connection.js';
@@ -176,10 +176,14 @@ function formatSummary(summary: Summary): string {
   const rows = summary.nodes.map((n) => {
     const failures = Object.entries(n.counts).filter(([k]) => k !== 'handshakes_ok' && k !== 'session_reused');
     const last = n.lastFailure ? `${n.lastFailure.at} ${n.lastFailure.category}${n.lastFailure.broken ? ' (broken record)' : ''}` : '-';
-    return [n.nodeId, String(n.counts.handshakes_ok ?? 0), String(n.counts.session_reused ?? 0), failures.map(([k, v]) => `${k}=${v}`).join(' ') || '-', last].map(printable);
+    return [n.nodeId, String(n.counts.handshakes_ok ?? 0), String(n.counts.session_reused ?? 0), failures.map(([k, v]) => `${k}=${v}`).join(' ') || '-', n.broken ? `${last} (broken record: see below)` : last].map(printable);
   });
   const header = ['NODE', 'HANDSHAKES_OK', 'RESUMED', 'FAILURES', 'LAST FAILURE'];
-  return `${formatTable(header, rows)}\n`;
+  return `${formatTable(header, rows)}\n${summary.nodes.flatMap((n) => n.broken ?? []).map(formatBroken).join('')}`;
+}
+
+function formatBroken(b: BrokenKey): string {
+  return `[broken record] ${printable(b.message)}\n  hint: ${b.hint}\n`;
 }
 
 function formatNode(n: NodeFailures): string {
@@ -188,7 +192,7 @@ function formatNode(n: NodeFailures): string {
     lines.push(`${r.at}  ${r.category} (${r.code}, attempt ${r.attempt})${r.broken ? ' [broken record]' : ''}`, `  ${r.message}`, `  hint: ${r.hint}`);
     if (r.serverChain[0]) lines.push(`  server: ${r.serverChain[0].subject} (issuer ${r.serverChain[0].issuer}, valid to ${r.serverChain[0].validTo})`);
   }
-  return `${lines.map(printable).join('\n')}\n`;
+  return `${lines.map(printable).join('\n')}\n${(n.broken ?? []).map(formatBroken).join('')}`;
 }
 
 /** `svcnode failures [NODE_ID]`: per-node handshake outcomes and recent failures. */

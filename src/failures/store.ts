@@ -28,14 +28,24 @@ export interface FailureRecord {
 
 export type Counts = Record<string, number>;
 
+/** A key of a node's records that holds another type than svcnode writes (WRONGTYPE): what it cannot show, and why. */
+export interface BrokenKey {
+  key: string;
+  code: 'SVCNODE_BROKEN_RECORD';
+  message: string;
+  hint: string;
+}
+
 export interface NodeFailures {
   nodeId: string;
   counts: Counts;
   recent: FailureRecord[];
+  /** Set when the node's counts or recent-failures key holds another type: that part reads as empty. */
+  broken?: BrokenKey[];
 }
 
 export interface FailureSummary {
-  nodes: { nodeId: string; counts: Counts; lastFailure: FailureRecord | null }[];
+  nodes: { nodeId: string; counts: Counts; lastFailure: FailureRecord | null; broken?: BrokenKey[] }[];
 }
 
 /** The text of a record stream entry's `record` field. */
@@ -80,11 +90,15 @@ export function readRecord(id: string, fields: string[]): FailureRecord {
   };
 }
 
-/** A key of another type (WRONGTYPE) reads as `fallback`; other errors (Redis down) still fail. */
-function ifWrongType<T>(fallback: T): (error: unknown) => T {
+/**
+ * A key of another type (WRONGTYPE) reads as `fallback` and is noted in `broken`, named with
+ * what svcnode keeps there; other errors (Redis down) still fail.
+ */
+function ifWrongType<T>(fallback: T, key: string, holds: string, broken: BrokenKey[]): (error: unknown) => T {
   return (error) => {
-    if (error instanceof Error && error.message.startsWith('WRONGTYPE')) return fallback;
-    throw error;
+    if (!(error instanceof Error) || !error.message.startsWith('WRONGTYPE')) throw error;
+    broken.push({ key, code: 'SVCNODE_BROKEN_RECORD', message: `Redis key "${key}" holds another type than the ${holds} svcnode writes there, so it cannot be shown`, hint: 'written by something other than svcnode: delete the key; the worker recreates it with the next invocation of this node' });
+    return fallback;
   };
 }
 
@@ -177,10 +191,19 @@ export class FailureStore {
     return entries.map(([id, fields]) => readRecord(id, fields));
   }
 
+  /** Counts and up to `limit` recent failures of one node (newest first); keys of another type are listed in `broken`. */
+  private async read(nodeId: string, limit: number): Promise<{ counts: Counts; recent: FailureRecord[]; broken?: BrokenKey[] }> {
+    const broken: BrokenKey[] = [];
+    const [counts, recent] = await Promise.all([
+      this.counts(nodeId).catch(ifWrongType<Counts>({}, this.key('node', nodeId, 'counts'), 'hash of counts', broken)),
+      this.recent(nodeId, limit).catch(ifWrongType<FailureRecord[]>([], this.key('node', nodeId, 'recent'), 'stream of failure records', broken)),
+    ]);
+    return { counts, recent, ...(broken.length > 0 ? { broken } : {}) };
+  }
+
   /** Counts and recent failures of one node, newest first. */
   async node(nodeId: string, limit = this.recentMax): Promise<NodeFailures> {
-    const [counts, recent] = await Promise.all([this.counts(nodeId).catch(ifWrongType({})), this.recent(nodeId, limit).catch(ifWrongType([readRecord('0-0', [])]))]);
-    return { nodeId, counts, recent };
+    return { nodeId, ...(await this.read(nodeId, limit)) };
   }
 
   /** Every node with records: counts and last failure, sorted by node id. */
@@ -188,8 +211,8 @@ export class FailureStore {
     const ids = (await this.redis.smembers(this.key('nodes'))).sort();
     const nodes = await Promise.all(
       ids.map(async (nodeId) => {
-        const [counts, last] = await Promise.all([this.counts(nodeId).catch(ifWrongType({})), this.recent(nodeId, 1).catch(ifWrongType([readRecord('0-0', [])]))]);
-        return { nodeId, counts, lastFailure: last[0] ?? null };
+        const { recent, ...rest } = await this.read(nodeId, 1);
+        return { nodeId, ...rest, lastFailure: recent[0] ?? null };
       }),
     );
     return { nodes };

@@ -34,13 +34,16 @@ describe('svcnode failures survives bad records', () => {
     r = new Redis(redis.url);
     const store = new FailureStore(r);
     await store.record(failed('good'));
-    await r.sadd('svcnode:failures:nodes', 'not-json', 'no-chain', 'escapes', 'wrong-type');
+    await r.sadd('svcnode:failures:nodes', 'not-json', 'no-chain', 'escapes', 'wrong-type', 'counts-string');
     await r.xadd('svcnode:failures:node:not-json:recent', '*', 'record', 'Unexpected{');
     await r.xadd('svcnode:failures:node:no-chain:recent', '*', 'record', JSON.stringify({ at: '2026-01-01T00:00:00.000Z', category: 'timeout', code: 'ETIMEDOUT', message: 'slow', hint: 'wait', attempt: 1 }));
     await r.xadd('svcnode:failures:node:escapes:recent', '*', 'record', JSON.stringify({ at: 'x', category: `timeout${ESC}[2J`, code: 'C', message: `${ESC}]0;owned${'\u0007'}${ESC}[31mred\r\nfake line`, hint: 'h', attempt: 1, serverChain: [{ subject: `CN=${ESC}[1mbold` }] }));
     await r.hset('svcnode:failures:node:escapes:counts', 'timeout', 'NaN-ish');
     await r.set('svcnode:failures:node:wrong-type:counts', 'a string');
     await r.set('svcnode:failures:node:wrong-type:recent', 'a string');
+    // Only the counts key broken: its real failure record must still show, beside the broken key.
+    await r.xadd('svcnode:failures:node:counts-string:recent', '*', 'record', JSON.stringify({ at: '2026-01-02T00:00:00.000Z', category: 'timeout', code: 'ETIMEDOUT', message: 'slow', hint: 'wait', attempt: 1, serverChain: [] }));
+    await r.set('svcnode:failures:node:counts-string:counts', 'a string');
   });
   afterAll(async () => {
     r?.disconnect();
@@ -74,6 +77,23 @@ describe('svcnode failures survives bad records', () => {
     const doc = JSON.parse(out.stdout) as { recent: { broken?: boolean; category: string }[] };
     expect(doc.recent[0]).toMatchObject({ broken: true, category: 'broken_record' });
     const summary = JSON.parse((await runCli(['failures', '--redis', redis.url, '--json'])).stdout) as { nodes: { nodeId: string }[] };
-    expect(summary.nodes.map((n) => n.nodeId)).toEqual(['escapes', 'good', 'no-chain', 'not-json', 'wrong-type']);
+    expect(summary.nodes.map((n) => n.nodeId)).toEqual(['counts-string', 'escapes', 'good', 'no-chain', 'not-json', 'wrong-type']);
+  });
+
+  it('a counts or records key of another type is named as broken, not shown as a node without failures', async () => {
+    const key = (id: string, part: string): string => `svcnode:failures:node:${id}:${part}`;
+    const broken = (k: string): unknown => ({ key: k, code: 'SVCNODE_BROKEN_RECORD', message: expect.stringContaining(`"${k}" holds another type`) as string, hint: expect.stringContaining('delete the key') as string });
+    const one = JSON.parse((await runCli(['failures', 'counts-string', '--redis', redis.url, '--json'])).stdout) as { counts: object; recent: { category: string }[]; broken?: unknown[] };
+    // Before: {"counts": {}} and nothing else, as if the node had never failed.
+    expect(one).toMatchObject({ counts: {}, recent: [{ category: 'timeout' }], broken: [broken(key('counts-string', 'counts'))] });
+    const both = JSON.parse((await runCli(['failures', 'wrong-type', '--redis', redis.url, '--json'])).stdout) as { recent: unknown[]; broken?: unknown[] };
+    expect(both).toMatchObject({ recent: [], broken: [broken(key('wrong-type', 'counts')), broken(key('wrong-type', 'recent'))] });
+    const summary = JSON.parse((await runCli(['failures', '--redis', redis.url, '--json'])).stdout) as { nodes: { nodeId: string; broken?: unknown[] }[] };
+    expect(summary.nodes.find((n) => n.nodeId === 'counts-string')?.broken).toEqual([broken(key('counts-string', 'counts'))]);
+    expect(summary.nodes.find((n) => n.nodeId === 'good')?.broken).toBeUndefined();
+    const text = await runCli(['failures', '--redis', redis.url]);
+    expect(text.stdout).toMatch(/counts-string .*timeout \(broken record: see below\)/);
+    expect(text.stdout).toContain(`[broken record] Redis key "${key('counts-string', 'counts')}" holds another type`);
+    expect((await runCli(['failures', 'counts-string', '--redis', redis.url])).stdout).toContain(`[broken record] Redis key "${key('counts-string', 'counts')}"`);
   });
 });
