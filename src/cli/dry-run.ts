@@ -14,6 +14,8 @@ import { checkHandshake, formatHandshakeFacts, type HandshakeResult } from '../i
 import type { Result } from '../invoke/result.js';
 import type { LoadedProfile } from '../pki/types.js';
 import { AgentPool } from '../tls/agents.js';
+import { tlsEndpoint } from '../tls/endpoint.js';
+import { sentChain } from '../tls/sent-chain.js';
 import { KEYLOG_WARNING, KeylogAgentPool, KeylogFile } from '../tls/keylog.js';
 import { readContextFile } from './context.js';
 import { formatError, printJson, runAction, subcommand, type CliIo } from './io.js';
@@ -61,13 +63,30 @@ async function dryRun(file: string, options: DryRunOptions, io: CliIo, onProfile
       }
     },
   };
+  let result: Result | HandshakeResult;
   try {
-    if (options.tlsOnly) return await checkHandshake(node, context, { ...deps, ...(keylog ? { onSocket: keylog.attach } : {}) });
-    return options.retry ? await invokeWithRetries(node, context, deps) : await invoke(node, context, deps);
+    if (options.tlsOnly) result = await checkHandshake(node, context, { ...deps, ...(keylog ? { onSocket: keylog.attach } : {}) });
+    else result = options.retry ? await invokeWithRetries(node, context, deps) : await invoke(node, context, deps);
   } finally {
     agents.destroy();
     keylog?.close();
   }
+  return withSentMarks(node, result);
+}
+
+/**
+ * The server chain with each certificate marked `sent` or not: Node completes what the server
+ * sends from trust.ca, so a server that sends only its leaf looks whole. Learnt from a second
+ * handshake that trusts nothing and sends nothing of ours (see sentChain); not through a proxy.
+ */
+async function withSentMarks<R extends Result>(node: NodeDefinition, result: R): Promise<R> {
+  const chain = result.tls?.serverChain;
+  if (!result.tls || !chain?.length || node.proxy) return result;
+  const { host, port, servername } = tlsEndpoint(new URL(node.request.url), node.tls.servername);
+  const sent = await sentChain({ host, port, ...(servername ? { servername } : {}), ...(node.tls.minVersion ? { minVersion: node.tls.minVersion } : {}), timeoutMs: (node.timeouts?.connectMs ?? DEFAULTS.timeouts.connectMs) + (node.timeouts?.handshakeMs ?? DEFAULTS.timeouts.handshakeMs) });
+  if (!sent) return result;
+  const sentSet = new Set(sent);
+  return { ...result, tls: { ...result.tls, serverChain: chain.map((c) => ({ ...c, sent: sentSet.has(c.fingerprint256) })) } };
 }
 
 /** `svcnode dry-run NODE.json`: one call through the worker's execution path, fully reported. */

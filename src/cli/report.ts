@@ -37,9 +37,12 @@ export function formatResult(result: Result): string {
       lines.push(`tls         ${tls.protocol} ${tls.cipher ?? ''} (${how})`);
     }
     tls.serverChain.forEach((c, i) => {
-      lines.push(`${i === 0 ? 'server      ' : pad}${c.subject}`);
+      lines.push(`${i === 0 ? 'server      ' : pad}${c.subject}${c.sent === false ? '  [not sent by the server: from trust.ca]' : ''}`);
       lines.push(`${pad}  issuer ${c.issuer}; valid ${c.validFrom.slice(0, 10)} to ${c.validTo.slice(0, 10)}`);
     });
+    // The root is never needed from the server; a missing intermediate fails every client that lacks it.
+    const missing = tls.serverChain.filter((c) => c.sent === false && c.subject !== c.issuer);
+    if (missing.length > 0) lines.push(`${pad}note: the server sends an incomplete chain (without ${missing.map((c) => `"${c.subject}"`).join(', ')}); svcnode completed it from trust.ca, but clients without that certificate fail: its team should send the intermediates with its leaf`);
     if (tls.clientCertificate) lines.push(`client      ${tls.clientCertificate.subject}`, `${pad}  sha256 ${tls.clientCertificate.fingerprint256}`);
     else lines.push('client      (no client certificate presented)');
   }

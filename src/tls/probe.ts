@@ -15,6 +15,11 @@ export interface ChainEntry {
   fingerprint256: string;
   /** Upper-case hex, as Node prints it; names the certificate in revocation hints. */
   serialNumber?: string;
+  /**
+   * Dry-run only: whether the server sent this certificate (false: Node took it from trust.ca to
+   * complete the chain). Absent when not checked (worker Results, a node behind a proxy).
+   */
+  sent?: boolean;
 }
 
 /** What happened on one TLS connection; attached when the connection is created. */

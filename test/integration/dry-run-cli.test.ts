@@ -123,6 +123,7 @@ beforeAll(async () => {
   const ca = createOpensslPki(join(pki.dir, 'openssl-ca'));
   const revokedLeaf = ca.issueServer('revoked');
   ca.revoke(ca.intermediate, revokedLeaf.cert);
+  profile('with-intermediate', { client: { certificate: pki.files.clientChain, key: pki.files.clientKey }, trust: { ca: [pki.files.root, pki.files.intermediate] } });
   profile('crl', { trust: { ca: [ca.root.cert, ca.intermediate.cert], crl: [ca.gencrl(ca.intermediate, join(pki.dir, 'issuing.crl')), ca.gencrl(ca.root, join(pki.dir, 'root.crl'))] } });
 
   const keyBody = (pem: string): string => pem.split('\n')[2] ?? pem;
@@ -165,6 +166,44 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(servers.map((s) => s.close()));
   await pki?.cleanup();
+});
+
+describe('the server chain as sent', () => {
+  const subjects = { leaf: 'CN=localhost, O=svcnode tests', intermediate: 'CN=svcnode Test Intermediate, O=svcnode tests', root: 'CN=svcnode Test Root, O=svcnode tests' };
+
+  it('marks what trust.ca completed: a server sending only its leaf is said to send an incomplete chain', async () => {
+    // Node completes the chain from trust.ca: before, both servers showed the same three certificates.
+    const node = writeNode('chain-leaf-only', get(`https://localhost:${leafOnly.port}/`, { tls: { profile: 'with-intermediate' } }));
+    const r = await dryRun(node);
+    expect(r.code, r.stderr).toBe(EXIT.ok);
+    expect(oneResult(r).tls?.serverChain.map((c) => [c.subject, c.sent])).toEqual([[subjects.leaf, true], [subjects.intermediate, false], [subjects.root, false]]);
+    const text = await runCli(['dry-run', node, '--profiles', pki.profilesDir], { env: { SVCNODE_PROFILES: undefined }, timeoutMs: 20_000 });
+    expect(text.stdout).toContain(`${subjects.intermediate}  [not sent by the server: from trust.ca]`);
+    expect(text.stdout).toContain(`note: the server sends an incomplete chain (without "${subjects.intermediate}")`);
+  });
+
+  it('a server sending leaf and intermediate: only the root comes from trust.ca, and no note', async () => {
+    const node = writeNode('chain-full', get(`https://localhost:${good.port}/`, { tls: { profile: 'with-intermediate' } }));
+    const r = await dryRun(node);
+    expect(r.code, r.stderr).toBe(EXIT.ok);
+    expect(oneResult(r).tls?.serverChain.map((c) => [c.subject, c.sent])).toEqual([[subjects.leaf, true], [subjects.intermediate, true], [subjects.root, false]]);
+    const text = await runCli(['dry-run', node, '--profiles', pki.profilesDir], { env: { SVCNODE_PROFILES: undefined }, timeoutMs: 20_000 });
+    expect(text.stdout).not.toContain('incomplete chain');
+  });
+
+  it('a TLS 1.2 server that demands a client certificate: read before it aborts the check (which sends none)', async () => {
+    const server = await startOpensslServer({ certFile: pki.files.serverCert, keyFile: pki.files.serverKey, caFile: pki.files.root, verify: 'require', tls: '1.2' });
+    servers.push(server);
+    const r = await dryRun(writeNode('chain-tls12', get(`https://localhost:${server.port}/`, { tls: { profile: 'with-intermediate' } })), ['--tls-only']);
+    expect(r.code, r.stderr).toBe(EXIT.ok);
+    expect(oneResult(r).tls?.serverChain.map((c) => [c.subject, c.sent])).toEqual([[subjects.leaf, true], [subjects.intermediate, false], [subjects.root, false]]);
+  });
+
+  it('a failed verification is marked too: the expired server sent its intermediate', async () => {
+    const r = await dryRun(writeNode('chain-expired', get(`https://localhost:${expiredServer.port}/`, { tls: { profile: 'with-intermediate' } })));
+    expect(r.code).toBe(EXIT.tls);
+    expect(oneResult(r).tls?.serverChain.map((c) => c.sent)).toEqual([true, true, false]);
+  });
 });
 
 describe.concurrent('every failure category, with its exit code and one JSON document on stdout', () => {
