@@ -44,6 +44,16 @@ export class InvokeTimeoutError extends Error {
   }
 }
 
+/** Refuse an id no node can have, by the invocation schema's own pattern. */
+function checkNodeId(nodeId: string): void {
+  try {
+    validateDocument<Invocation>('invocation', { nodeId }, 'node id');
+  } catch {
+    const shown = JSON.stringify(nodeId.length > 64 ? `${nodeId.slice(0, 64)}…` : nodeId);
+    throw new InvalidInputError('SVCNODE_INVALID_DEFINITION', `${shown} is not a node id: an id is 1 to 128 letters, digits, ".", "_" or "-", starting with a letter or digit`, { field: '/nodeId', hint: 'check the id against the node definition; without an id, failures lists every node that has records' });
+  }
+}
+
 /** How long close() waits for Redis to confirm before it cuts the client's connections. */
 const CLOSE_WAIT_MS = 2_000;
 /** How long one read of the events stream blocks in Redis. */
@@ -251,6 +261,8 @@ export class ServiceNodeClient {
   failures(nodeId: string): Promise<NodeFailures>;
   async failures(nodeId?: string): Promise<FailureSummary | NodeFailures> {
     this.assertOpen();
+    // An id no node can have ("../x", "*", 300 characters) is a typo to say, not an empty answer.
+    if (nodeId !== undefined) checkNodeId(nodeId);
     await this.whileOpen(this.ready(), 'before Redis answered');
     const store = new FailureStore(this.connection, { prefix: this.prefix ? `${this.prefix}:svcnode` : 'svcnode' });
     return this.whileOpen<FailureSummary | NodeFailures>((nodeId === undefined ? store.summary() : store.node(nodeId)).catch(translateRedisError), 'before Redis answered');

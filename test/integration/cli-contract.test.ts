@@ -93,6 +93,13 @@ describe.concurrent('--json prints one document for every outcome', () => {
     expect(result).toMatchObject({ ok: false, nodeId: 'get-account', failure: { category: 'timeout', code: 'SVCNODE_TIMEOUT' } });
   });
 
+  it('failures: an id no node can have is invalid input (exit 2) before Redis is asked; before, an empty answer (exit 0)', async () => {
+    for (const id of ['../x', '*', 'a'.repeat(300)]) {
+      const doc = expectErrorDocument(await runCli(['failures', id, '--redis', 'redis://127.0.0.1:1', '--json']), 'SVCNODE_INVALID_DEFINITION');
+      expect(doc.message).toMatch(/ is not a node id: an id is 1 to 128 letters/);
+    }
+  });
+
   it('failures: too many arguments', async () => {
     expect(expectErrorDocument(await runCli(['failures', 'a', 'b', '--json']), 'SVCNODE_USAGE').hint).toContain('svcnode failures --help');
   });
