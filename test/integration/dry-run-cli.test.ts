@@ -171,24 +171,27 @@ afterAll(async () => {
 describe('the server chain as sent', () => {
   const subjects = { leaf: 'CN=localhost, O=svcnode tests', intermediate: 'CN=svcnode Test Intermediate, O=svcnode tests', root: 'CN=svcnode Test Root, O=svcnode tests' };
 
-  it('marks what trust.ca completed: a server sending only its leaf is said to send an incomplete chain', async () => {
-    // Node completes the chain from trust.ca: before, both servers showed the same three certificates.
-    const node = writeNode('chain-leaf-only', get(`https://localhost:${leafOnly.port}/`, { tls: { profile: 'with-intermediate' } }));
+  /** The `sent` marks of a dry-run of `server` with trust.ca root + intermediate (JSON), and its text report. */
+  const marks = async (name: string, server: TestServer): Promise<{ chain: [string, boolean | undefined][]; text: string }> => {
+    const node = writeNode(name, get(`https://localhost:${server.port}/`, { tls: { profile: 'with-intermediate' } }));
     const r = await dryRun(node);
     expect(r.code, r.stderr).toBe(EXIT.ok);
-    expect(oneResult(r).tls?.serverChain.map((c) => [c.subject, c.sent])).toEqual([[subjects.leaf, true], [subjects.intermediate, false], [subjects.root, false]]);
     const text = await runCli(['dry-run', node, '--profiles', pki.profilesDir], { env: { SVCNODE_PROFILES: undefined }, timeoutMs: 20_000 });
-    expect(text.stdout).toContain(`${subjects.intermediate}  [not sent by the server: from trust.ca]`);
-    expect(text.stdout).toContain(`note: the server sends an incomplete chain (without "${subjects.intermediate}")`);
+    return { chain: (oneResult(r).tls?.serverChain ?? []).map((c) => [c.subject, c.sent]), text: text.stdout };
+  };
+
+  it('marks what trust.ca completed: a server sending only its leaf is said to send an incomplete chain', async () => {
+    // Node completes the chain from trust.ca: before, both servers showed the same three certificates.
+    const { chain, text } = await marks('chain-leaf-only', leafOnly);
+    expect(chain).toEqual([[subjects.leaf, true], [subjects.intermediate, false], [subjects.root, false]]);
+    expect(text).toContain(`${subjects.intermediate}  [not sent by the server: from trust.ca]`);
+    expect(text).toContain(`note: the server sends an incomplete chain (without "${subjects.intermediate}")`);
   });
 
   it('a server sending leaf and intermediate: only the root comes from trust.ca, and no note', async () => {
-    const node = writeNode('chain-full', get(`https://localhost:${good.port}/`, { tls: { profile: 'with-intermediate' } }));
-    const r = await dryRun(node);
-    expect(r.code, r.stderr).toBe(EXIT.ok);
-    expect(oneResult(r).tls?.serverChain.map((c) => [c.subject, c.sent])).toEqual([[subjects.leaf, true], [subjects.intermediate, true], [subjects.root, false]]);
-    const text = await runCli(['dry-run', node, '--profiles', pki.profilesDir], { env: { SVCNODE_PROFILES: undefined }, timeoutMs: 20_000 });
-    expect(text.stdout).not.toContain('incomplete chain');
+    const { chain, text } = await marks('chain-full', good);
+    expect(chain).toEqual([[subjects.leaf, true], [subjects.intermediate, true], [subjects.root, false]]);
+    expect(text).not.toContain('incomplete chain');
   });
 
   it('a TLS 1.2 server that demands a client certificate: read before it aborts the check (which sends none)', async () => {
