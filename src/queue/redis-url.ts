@@ -105,6 +105,10 @@ export function parseRedisUrl(url: string, env: NodeJS.ProcessEnv = process.env)
         options: {
           sentinels: parts.hosts,
           name,
+          // Follow a promotion at once (the sentinels' +switch-master): a planned failover leaves the
+          // old master up and writable until the sentinels demote it, and every write it takes in
+          // between (enqueued jobs, their Results) is erased by the resync that follows.
+          failoverDetector: true,
           ...auth,
           ...(passwordEnv ? { sentinelPassword: fromEnv(env, passwordEnv, 'sentinelPasswordEnv') } : {}),
           ...(usernameEnv ? { sentinelUsername: fromEnv(env, usernameEnv, 'sentinelUsernameEnv') } : {}),

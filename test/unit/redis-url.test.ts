@@ -31,6 +31,7 @@ describe('Redis URLs', () => {
         { host: 's2', port: 26380 },
       ],
       name: 'queue-master',
+      failoverDetector: true,
       password: 'secret',
     });
   });
@@ -42,7 +43,7 @@ describe('Redis URLs', () => {
 
   it('reads the sentinels\' password from the environment variable the URL names, never inline', () => {
     const target = parseRedisUrl('redis+sentinel://s1:26379/q?sentinelPasswordEnv=SENTINEL_PASS', { SENTINEL_PASS: 'from-env' });
-    expect(target).toEqual({ kind: 'sentinel', options: { sentinels: [{ host: 's1', port: 26379 }], name: 'q', sentinelPassword: 'from-env' } });
+    expect(target).toEqual({ kind: 'sentinel', options: { sentinels: [{ host: 's1', port: 26379 }], name: 'q', failoverDetector: true, sentinelPassword: 'from-env' } });
     const unset = usageError(() => parseRedisUrl('redis+sentinel://s1:26379/q?sentinelPasswordEnv=SENTINEL_PASS', {}));
     expect(unset.message).toContain('SENTINEL_PASS');
     const inline = usageError(() => parseRedisUrl('redis+sentinel://s1:26379/q?sentinelPassword=hunter2', {}));
