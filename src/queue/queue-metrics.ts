@@ -26,7 +26,7 @@ export interface QueueSampler {
 /**
  * Publish queue depth, the age of the oldest waiting job and whether this worker is up, every
  * `intervalMs`, for the backlog and no-worker alerts. Uses the worker's existing Redis connection;
- * a tick is skipped while the previous one still waits for Redis.
+ * a tick that finds the previous one still waiting for Redis reports the worker down.
  */
 export function startQueueSampler(metrics: Metrics, connection: Redis | Cluster, o: QueueSamplerOptions): QueueSampler {
   const queue = new Queue(QUEUE_NAME, { connection, ...(o.prefix ? { prefix: o.prefix } : {}) });
@@ -43,9 +43,17 @@ export function startQueueSampler(metrics: Metrics, connection: Redis | Cluster,
   };
   const sample = (): Promise<void> => {
     if (stopped) return Promise.resolve();
-    metrics.workerUp.set(o.isUp() ? 1 : 0);
-    inFlight ??= read()
-      .catch(() => undefined)
+    // Up means taking jobs and reaching Redis: a sample still unanswered from the last tick, or one
+    // that failed, is a Redis this worker cannot reach (its commands wait for a reconnect).
+    if (inFlight) {
+      metrics.workerUp.set(0);
+      return inFlight;
+    }
+    inFlight = read()
+      .then(
+        () => metrics.workerUp.set(!stopped && o.isUp() ? 1 : 0),
+        () => metrics.workerUp.set(0),
+      )
       .finally(() => {
         inFlight = undefined;
       });

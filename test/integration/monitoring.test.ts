@@ -253,4 +253,28 @@ describe('queue sampler', () => {
       connection.disconnect();
     }
   });
+
+  it('reports the worker down while Redis does not answer, though its BullMQ worker still counts as taking jobs', async () => {
+    const lost = await startRedis();
+    const connection = new Redis(lost.url, { maxRetriesPerRequest: null });
+    connection.on('error', () => undefined);
+    const metrics = new Metrics();
+    const up = async (): Promise<number | undefined> => (await metrics.registry.getSingleMetric('svcnode_worker_up')?.get())?.values[0]?.value;
+    const sampler = startQueueSampler(metrics, connection, { isUp: () => true, intervalMs: 60_000 });
+    try {
+      await sampler.sample();
+      expect(await up()).toBe(1);
+      lost.kill();
+      // The sample's commands wait for a reconnect that does not come; the next tick says so.
+      void sampler.sample();
+      await new Promise((r) => setTimeout(r, 200));
+      void sampler.sample();
+      // Before: 1, for as long as Redis stayed away (the alert on no worker taking jobs never fired).
+      expect(await up()).toBe(0);
+    } finally {
+      sampler.stop();
+      connection.disconnect();
+      await lost.close();
+    }
+  });
 });
