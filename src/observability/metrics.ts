@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Result } from '../invoke/result.js';
 import { profileCertificates } from '../pki/certificates.js';
+import { errorFindingsAt } from '../pki/findings.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { RevocationCheck } from '../tls/revocation.js';
 
@@ -150,7 +151,7 @@ export class Metrics {
    * Publish notAfter of every certificate of a profile (client, chain, trust anchors); series of
    * certificates the profile no longer holds (rotated-away subjects) are deleted.
    */
-  setCertificateExpiry(profile: LoadedProfile): void {
+  setCertificateExpiry(profile: LoadedProfile, now = new Date()): void {
     this.removeProfile(profile.name);
     const series: { profile: string; role: string; subject: string }[] = [];
     for (const [role, cert] of profileCertificates(profile)) {
@@ -161,7 +162,7 @@ export class Metrics {
     this.expirySeries.set(profile.name, series);
     this.setCrlNextUpdate(profile);
     const counts = new Map<string, number>();
-    for (const f of profile.findings) if (f.severity === 'error') counts.set(f.code, (counts.get(f.code) ?? 0) + 1);
+    for (const f of errorFindingsAt(profile, now)) counts.set(f.code, (counts.get(f.code) ?? 0) + 1);
     for (const [code, n] of counts) this.profileErrorFindings.set({ profile: profile.name, code }, n);
     this.findingSeries.set(profile.name, [...counts.keys()].map((code) => ({ profile: profile.name, code })));
   }

@@ -1,7 +1,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { dateStatus, daysLeft, extKeyUsage, oneLineName, validFrom, validTo } from './inspect.js';
 import { clientKeyOf, describeKey, signsTls13 } from '../tls/sigalgs.js';
-import type { CertificateRole, Finding } from './types.js';
+import type { CertificateRole, Finding, LoadedProfile } from './types.js';
 
 /** Stable finding codes (`certs verify`, LoadedProfile.findings); error codes of thrown errors appear without the SVCNODE_ prefix. */
 export const FINDING_CODES = {
@@ -55,6 +55,21 @@ export function dateFindings(cert: X509Certificate, role: CertificateRole, file:
     return [{ severity: 'warning', code: 'CERT_EXPIRES_SOON', message: `${role} certificate ${subject} expires on ${facts.validTo} (${days} days left)`, hint: 'renew it before it expires', ...facts }];
   }
   return [];
+}
+
+/** Findings about the client certificate's dates: judged again as the clock moves (errorFindingsAt). */
+const CLIENT_DATE_CODES = new Set<string>(['CLIENT_CERT_EXPIRED', 'CLIENT_CERT_NOT_YET_VALID']);
+
+/**
+ * A loaded profile's error findings judged at `now`: those about the files stay as loaded, the
+ * client certificate's validity is judged again. A certificate that expires while the worker runs
+ * is an error from that moment (its calls fail as client_cert_expired), not from the next reload.
+ */
+export function errorFindingsAt(profile: LoadedProfile, now: Date): Finding[] {
+  const loaded = profile.findings.filter((f) => f.severity === 'error' && !CLIENT_DATE_CODES.has(f.code));
+  const leaf = profile.client?.leaf;
+  const file = profile.findings.find((f) => CLIENT_DATE_CODES.has(f.code))?.file ?? profile.file;
+  return [...loaded, ...(leaf ? dateFindings(leaf, 'client', file, now, 0).filter((f) => f.severity === 'error') : [])];
 }
 
 /** Warn when the client certificate's EKU does not include clientAuth (servers may reject it). */

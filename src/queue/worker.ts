@@ -6,7 +6,7 @@ import { profileName } from '../definitions/profiles.js';
 import { Registry } from '../definitions/registry.js';
 import type { NodeDefinition } from '../definitions/types.js';
 import { profileCertificates } from '../pki/certificates.js';
-import { dateFindings } from '../pki/findings.js';
+import { dateFindings, errorFindingsAt } from '../pki/findings.js';
 import { PROFILE_DEFAULTS } from '../definitions/profiles.js';
 import type { Finding, LoadedProfile } from '../pki/types.js';
 
@@ -22,8 +22,8 @@ function logFindings(logger: Logger, profile: LoadedProfile, keep: (f: Finding) 
  * Error findings of loaded profiles: their calls fail (a revoked or expired client certificate,
  * a CRL hard mode cannot have), so /healthz is degraded while they last.
  */
-function profileErrors(registry: Registry): { profile: string; code: string; file: string | undefined; message: string }[] {
-  return [...registry.profiles.values()].flatMap((p) => p.findings.filter((f) => f.severity === 'error').map((f) => ({ profile: p.name, code: f.code, file: f.file, message: f.message })));
+function profileErrors(registry: Registry, now = new Date()): { profile: string; code: string; file: string | undefined; message: string }[] {
+  return [...registry.profiles.values()].flatMap((p) => errorFindingsAt(p, now).map((f) => ({ profile: p.name, code: f.code, file: f.file, message: f.message })));
 }
 
 /** Date findings are re-judged by logExpiry, so they are not logged twice at start. */
@@ -74,6 +74,8 @@ export interface WorkerOptions {
   stalledIntervalMs?: number;
   /** Poll the profiles directory for rotated material every this many ms (0 = never). @defaultValue 5000 */
   reloadIntervalMs?: number;
+  /** How often the client certificates' validity is judged again for /healthz, metrics and the log. @defaultValue 60000 */
+  findingsIntervalMs?: number;
   /** Resume TLS sessions on new connections (false forces full handshakes). @defaultValue true */
   tlsSessionResumption?: boolean;
   env?: NodeJS.ProcessEnv;
@@ -100,7 +102,7 @@ function logExpiry(registry: Registry, logger: Logger, now = new Date()): void {
   for (const profile of registry.profiles.values()) {
     const warningDays = profile.policy?.expiryWarningDays ?? PROFILE_DEFAULTS.expiryWarningDays;
     for (const [role, cert] of profileCertificates(profile)) {
-      for (const f of dateFindings(cert, role, profile.file, now, warningDays)) logger.warn({ profile: profile.name, code: f.code, role, daysLeft: f.daysLeft }, f.message);
+      for (const f of dateFindings(cert, role, profile.file, now, warningDays)) logger[f.severity === 'error' ? 'error' : 'warn']({ profile: profile.name, code: f.code, role, daysLeft: f.daysLeft, ...(f.hint ? { hint: f.hint } : {}) }, f.message);
     }
   }
 }
@@ -276,6 +278,23 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const shutdown = new AbortController();
   const expiryTimer = setInterval(() => logExpiry(registry, logger), 86_400_000);
   expiryTimer.unref();
+  // A client certificate that expires (or becomes valid) while the worker runs: within a minute its
+  // error finding is in /healthz, svcnode_profile_error_findings and the log, as after a reload.
+  const judged = new Map<string, string>();
+  const judgeErrors = (now = new Date()): void => {
+    for (const profile of registry.profiles.values()) {
+      const errors = errorFindingsAt(profile, now);
+      const key = `${profile.version}\0${errors.map((f) => f.code).join(',')}`;
+      const before = judged.get(profile.name);
+      judged.set(profile.name, key);
+      if (before === undefined || before === key) continue;
+      metrics.setCertificateExpiry(profile, now);
+      for (const f of errors) if (!profile.findings.some((p) => p.code === f.code && p.severity === 'error')) logger.error({ profile: profile.name, code: f.code, file: f.file, ...(f.hint ? { hint: f.hint } : {}) }, f.message);
+    }
+  };
+  judgeErrors();
+  const judgeTimer = setInterval(judgeErrors, options.findingsIntervalMs ?? 60_000);
+  judgeTimer.unref();
 
   /** How often profiles and node files are polled for changes; 0 turns both off. */
   const reloadIntervalMs = options.reloadIntervalMs ?? 5_000;
@@ -361,6 +380,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     watcher.stop();
     nodeWatcher.stop();
     clearInterval(expiryTimer);
+    clearInterval(judgeTimer);
     stopListening();
     const outcome = await supervisor.close(graceMs);
     // Calls still running past the grace period are aborted; their jobs return to the queue.

@@ -4,7 +4,10 @@
  * the start line, and /healthz is degraded naming them. Real worker process, real Redis.
  */
 import net from 'node:net';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mintLeaf } from '../../src/pki/mint.js';
+import { startWorker } from '../../src/queue/worker.js';
 import { createQueueFixtures, spawnWorker, type QueueFixtures, type WorkerProcess } from '../helpers/fixtures.js';
 import { listen } from '../helpers/net.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
@@ -58,4 +61,32 @@ describe('a worker with a profile whose calls fail', () => {
     expect(text).toContain('svcnode_profile_error_findings{profile="crldown",code="CRL_MISSING"} 1');
     expect(text).not.toMatch(/svcnode_profile_error_findings\{profile="bank"/);
   });
+});
+
+describe('a client certificate that expires while the worker runs', () => {
+  it('becomes a profile error within the judging interval: /healthz, /metrics and one error log line', async () => {
+    const [pki, redis] = await Promise.all([createTestPki(), startRedis()]);
+    const f = await createQueueFixtures(pki);
+    const soon = await mintLeaf({ subject: 'CN=svcnode-bot-soon,O=svcnode tests', issuer: pki.intermediate, usage: 'client', notAfter: new Date(Date.now() + 2_500) });
+    f.writeProfile('soon', { client: { certificate: pki.write('soon.pem', soon.certPem, pki.intermediate.certPem), key: pki.write('soon.key', soon.keyPem) }, trust: { ca: [pki.files.root] } });
+    const lines: { level: number; code?: string; profile?: string; hint?: string; msg: string }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) });
+    const worker = await startWorker({ redisUrl: redis.url, nodesDir: f.nodesDir, profilesDir: f.profilesDir, metricsPort: 0, metricsHost: '127.0.0.1', findingsIntervalMs: 200, reloadIntervalMs: 0, env: { ...process.env, ...f.env }, logger });
+    const base = `http://127.0.0.1:${worker.metricsPort ?? 0}`;
+    const errors = async (): Promise<string[]> => ((await (await fetch(`${base}/healthz`)).json()) as { profileErrors: { profile: string; code: string }[] }).profileErrors.map((e) => `${e.profile} ${e.code}`);
+    try {
+      expect(await errors()).toEqual([]);
+      await new Promise((r) => setTimeout(r, 3_200));
+      // Before: nothing until the profile was reloaded, while every call failed as client_cert_expired.
+      expect(await errors()).toEqual(['soon CLIENT_CERT_EXPIRED']);
+      expect(await (await fetch(`${base}/metrics`)).text()).toContain('svcnode_profile_error_findings{profile="soon",code="CLIENT_CERT_EXPIRED"} 1');
+      const logged = lines.filter((l) => l.code === 'CLIENT_CERT_EXPIRED');
+      expect(logged).toEqual([expect.objectContaining({ level: 50, profile: 'soon', hint: expect.stringContaining('renew') as string })]);
+    } finally {
+      await worker.close();
+      await redis.close();
+      await f.cleanup();
+      await pki.cleanup();
+    }
+  }, 30_000);
 });
