@@ -28,11 +28,17 @@ export async function runWorkerProcess(options: WorkerOptions & { shutdownGraceM
   const abort = new AbortController();
   const stop = new Promise<NodeJS.Signals>((resolve) => {
     const on = (s: NodeJS.Signals): void => {
+      if (abort.signal.aborted) {
+        // A second signal means "now" (a second Ctrl-C, an impatient supervisor): said, and the exit
+        // code says jobs may be unfinished. Held jobs return to the queue through BullMQ's stall check.
+        options.logger.warn({ signal: s, exitCode: EXIT_UNDRAINED }, 'second stop signal: exiting now without waiting for held jobs; they return to the queue once their locks expire');
+        process.exit(EXIT_UNDRAINED);
+      }
       abort.abort();
       resolve(s);
     };
-    process.once('SIGTERM', on);
-    process.once('SIGINT', on);
+    process.on('SIGTERM', on);
+    process.on('SIGINT', on);
   });
   let worker;
   try {

@@ -112,6 +112,21 @@ describe('svcnode worker processes', () => {
     expect(c.completed + c.wait).toBe(jobs.length);
   }, 60_000);
 
+  it('a second stop signal exits at once with 5, says so, and the held jobs still complete (through the stall check)', async () => {
+    const w = await start({ concurrency: 4, lockDurationMs: 2_000, stalledIntervalMs: 1_000 });
+    const jobs = await enqueue(4);
+    await waitFor(async () => (await queue.getActiveCount()) > 0 && backend.requests >= 1, 15_000, 10, 'jobs in flight');
+    w.proc.child.kill('SIGINT');
+    await waitFor(() => w.logs().some((l) => String(l.msg).startsWith('shutting down')), 5_000, 10, 'the first signal taken');
+    // Before: the default action of the second signal, exit by signal (130) with no word.
+    const exit = await w.proc.stop('SIGINT', 5_000);
+    expect(exit).toEqual({ code: 5, signal: null });
+    expect(w.logs().find((l) => String(l.msg).startsWith('second stop signal'))).toMatchObject({ level: 40, signal: 'SIGINT', exitCode: 5 });
+    await start({ concurrency: 4, lockDurationMs: 2_000, stalledIntervalMs: 1_000 });
+    await waitFor(async () => (await counts()).completed === jobs.length, 30_000, 100, 'every job completed by the next worker');
+    expect((await results(jobs)).every((r) => r.ok)).toBe(true);
+  }, 60_000);
+
   it('splits one queue between two worker processes', async () => {
     const N = 24;
     const [a, b] = await Promise.all([start({ concurrency: 2 }), start({ concurrency: 2 })]);
