@@ -36,6 +36,9 @@ export type Probe =
   | { ok: true; waiting: number; paused: boolean }
   | { ok: false; reason: 'redis unreachable' | 'MOVED: wrong node' | 'redis auth refused' | 'redis refuses commands'; detail: string; code?: string };
 
+/** How long close() lets BullMQ close cleanly once no job is held. */
+const IDLE_CLOSE_MS = 1_000;
+
 /** How long a probe waits: with maxRetriesPerRequest null a command on a dead node never returns. */
 const PROBE_TIMEOUT_MS = 1_000;
 
@@ -224,7 +227,13 @@ export class WorkerSupervisor {
       () => true,
       () => false,
     );
-    await withTimeout(closed, graceMs, () => new Error('grace period over')).catch(() => false);
+    // Nothing held is nothing to wait for: BullMQ's own close can wait on an unreachable Redis for
+    // the whole grace period. It gets a moment to close cleanly, then the forced close below.
+    const idle = new Promise<void>((resolve) => {
+      const check = (): void => void (this.held.size === 0 ? resolve() : setTimeout(check, 50).unref());
+      check();
+    }).then(() => new Promise((resolve) => setTimeout(resolve, IDLE_CLOSE_MS).unref()));
+    await withTimeout(Promise.race([closed, idle]), graceMs, () => new Error('grace period over')).catch(() => false);
     const drained = this.held.size === 0 && this.unconfirmedWhileClosing === 0;
     // A forced close can itself wait on a dead Redis: give it a moment, then cut the sockets.
     await withTimeout(this.worker.close(true), 500, () => new Error('forced close timed out')).catch(() => undefined);

@@ -257,18 +257,20 @@ describe('a worker that never hangs', () => {
     await redis.restart();
   }, 40_000);
 
-  it('exits 0 within the grace period + 2 s on SIGTERM when Redis was SIGKILLed and no job was held', async () => {
-    const graceMs = 2_000;
+  it('exits 0 within seconds on SIGTERM when Redis was SIGKILLed and no job was held, whatever the grace period', async () => {
+    const graceMs = 30_000;
     const w = await spawnWorker(f, redis.url, { concurrency: 2, extraArgs: ['--shutdown-grace-ms', String(graceMs)] });
     workers.push(w);
     redis.kill();
     await new Promise((r) => setTimeout(r, 300));
     const started = Date.now();
-    const exit = await w.proc.stop('SIGTERM', 20_000);
-    expect(Date.now() - started).toBeLessThan(graceMs + 2_000);
+    const exit = await w.proc.stop('SIGTERM', 40_000);
+    // Before: the whole grace period (BullMQ's close waits on the unreachable Redis), past a
+    // 30 s termination budget such as Kubernetes' default, so the worker got SIGKILLed there.
+    expect(Date.now() - started).toBeLessThan(5_000);
     expect(exit).toEqual({ code: 0, signal: null });
     await redis.restart();
-  }, 40_000);
+  }, 60_000);
 
   it('exits 0 on SIGTERM after a job whose lock was lost earlier (its outcome unconfirmed, logged); the job is not counted as held', async () => {
     const w = await spawnWorker(f, redis.url, { concurrency: 2 });
