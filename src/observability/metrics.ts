@@ -142,6 +142,9 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'svcnode_' });
+    // Gauges named like counters (`promtool check metrics` fails on them); the per-type
+    // svcnode_nodejs_active_{handles,requests,resources} series carry the same numbers.
+    for (const kind of ['handles', 'requests', 'resources']) this.registry.removeSingleMetric(`svcnode_nodejs_active_${kind}_total`);
   }
 
   /** Expiry series published per profile, so a rotation or removal can delete them. */

@@ -205,6 +205,17 @@ describe('metrics a real worker exports', () => {
     expect(problems).toEqual([]);
   });
 
+  it('the scraped exposition passes `promtool check metrics` (no gauge named like a counter)', async () => {
+    const file = join(f.dir, 'scraped.prom');
+    writeFileSync(file, scraped);
+    // Before: prom-client's svcnode_nodejs_active_{handles,requests,resources}_total, gauges ending in _total (exit 3).
+    const checked = await run('sh', ['-c', `promtool check metrics < ${JSON.stringify(file)}`]).then(
+      ({ stdout, stderr }) => ({ ok: true, output: stdout + stderr }),
+      (error: { stdout?: string; stderr?: string }) => ({ ok: false, output: `${error.stdout ?? ''}${error.stderr ?? ''}` }),
+    );
+    expect(checked).toEqual({ ok: true, output: '' });
+  });
+
   it('reports itself up and the queue empty', () => {
     expect(scraped).toMatch(/^svcnode_worker_up 1$/m);
     expect(scraped).toMatch(/^svcnode_queue_jobs\{state="waiting"\} 0$/m);
