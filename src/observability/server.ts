@@ -20,11 +20,13 @@ export async function startMetricsServer(
   host = DEFAULT_METRICS_HOST,
 ): Promise<{ port: number; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
+    // A query string (a cache-buster, a probe's parameters) does not change what is asked for.
+    const path = (req.url ?? '').split('?', 1)[0];
     void (async () => {
-      if (req.url === '/metrics') {
+      if (path === '/metrics') {
         res.writeHead(200, { 'content-type': metrics.registry.contentType });
         res.end(await metrics.registry.metrics());
-      } else if (req.url === '/healthz') {
+      } else if (path === '/healthz') {
         const report = await health();
         res.writeHead(report.status === 'down' ? 503 : 200, { 'content-type': 'application/json' });
         res.end(JSON.stringify(report));

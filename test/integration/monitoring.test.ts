@@ -216,6 +216,13 @@ describe('metrics a real worker exports', () => {
     expect(checked).toEqual({ ok: true, output: '' });
   });
 
+  it('answers /metrics and /healthz with a query string too (before: 404)', async () => {
+    const base = `http://127.0.0.1:${worker?.metricsPort ?? 0}`;
+    expect((await fetch(`${base}/metrics?cache=1`)).status).toBe(200);
+    expect((await fetch(`${base}/healthz?probe=k8s`)).status).toBe(200);
+    expect((await fetch(`${base}/other?x`)).status).toBe(404);
+  });
+
   it('reports itself up and the queue empty', () => {
     expect(scraped).toMatch(/^svcnode_worker_up 1$/m);
     expect(scraped).toMatch(/^svcnode_queue_jobs\{state="waiting"\} 0$/m);
