@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { Queue, QueueEvents } from 'bullmq';
 import type { Invocation } from '../definitions/types.js';
 import { MAX_JSON_FILE_BYTES, checkContextDepth, validateDocument } from '../definitions/validator.js';
@@ -71,6 +72,7 @@ export class ServiceNodeClient {
   private readonly queue: Queue;
   private events: QueueEvents | undefined;
   private eventsOpening: Promise<void> | undefined;
+  private connecting: Promise<void> | undefined;
   private readonly connectTimeoutMs: number;
   private lastRedisError: unknown;
   /** Errors seen on any of this client's Redis connections: a wait that saw some and timed out says Redis was lost. */
@@ -104,6 +106,10 @@ export class ServiceNodeClient {
       defaultJobOptions: { removeOnComplete: WORKER_DEFAULTS.removeOnComplete, removeOnFail: WORKER_DEFAULTS.removeOnFail },
     });
     this.queue.on('error', (error: Error) => this.noteRedisError(error));
+    // Each pending call listens on both (removed when it ends): a flow awaiting many Results at once
+    // is normal use, not a leak, and Node would warn from the eleventh.
+    this.queue.setMaxListeners(0);
+    setMaxListeners(0, this.closing.signal);
   }
 
   private noteRedisError(error: Error): void {
@@ -113,7 +119,8 @@ export class ServiceNodeClient {
 
   /** Wait until Redis answers, or fail with UnavailableError after connectTimeoutMs. */
   private async ready(): Promise<void> {
-    if (this.connection.status !== 'ready') await this.connected();
+    // Concurrent first calls share one wait (each would add its listeners to the connection).
+    if (this.connection.status !== 'ready') await (this.connecting ??= this.connected().finally(() => (this.connecting = undefined)));
     if (!this.databaseChecked) {
       await checkDatabase(this.connection);
       this.databaseChecked = true;

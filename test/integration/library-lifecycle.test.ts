@@ -151,6 +151,21 @@ describe('ServiceNodeClient and startWorker on a real Redis', () => {
     }
   }, 30_000);
 
+  it('awaits many Results at once without a MaxListenersExceededWarning', async () => {
+    const run = await runScript(
+      `process.on('warning', (w) => console.log('WARNING', w.name));
+       const client = new svcnode.ServiceNodeClient({ redisUrl: ${JSON.stringify(redis.url)} });
+       const ids = await Promise.all(Array.from({ length: 25 }, (_, i) => client.enqueue('nobody-runs-this', { i })));
+       const codes = await Promise.all(ids.map((id) => client.result(id, 300).then(() => 'ok', (e) => e.code)));
+       console.log('CODES', [...new Set(codes)].join(','));
+       await client.close();`,
+    );
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain('CODES SVCNODE_TIMEOUT');
+    // Before: warnings from the client's close signal, BullMQ's Queue and the connection's ready wait, from the eleventh call.
+    expect(run.stdout).not.toContain('WARNING');
+  }, 30_000);
+
   it('refuses bad timeouts and contexts JSON would change, before enqueuing anything', async () => {
     const client = new ServiceNodeClient({ redisUrl: redis.url });
     const admin = new Redis(redis.url);
