@@ -26,6 +26,9 @@ function profileErrors(registry: Registry, now = new Date()): { profile: string;
   return [...registry.profiles.values()].flatMap((p) => errorFindingsAt(p, now).map((f) => ({ profile: p.name, code: f.code, file: f.file, message: f.message })));
 }
 
+/** Past a profiles-directory poll, how long a new node's missing profile may still take to load (a slow PKCS#12, a CRL download). */
+const PROFILE_GRACE_MS = 1_000;
+
 /** Date findings are re-judged by logExpiry, so they are not logged twice at start. */
 const DATE_CODES = new Set(['CERT_EXPIRES_SOON', 'CERT_EXPIRED', 'CERT_NOT_YET_VALID', 'CLIENT_CERT_EXPIRED', 'CLIENT_CERT_NOT_YET_VALID']);
 import { FailureStore } from '../failures/store.js';
@@ -340,7 +343,13 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         logger.info({ nodeId: node.id, file }, previous ? 'node reloaded' : 'node loaded');
         // A new backend (or profile) gets the start-up handshake too, so its CRLs are there before its first call.
         if (!previous || previous.request.url !== node.request.url || previous.tls.profile !== node.tls.profile || previous.tls.servername !== node.tls.servername) warm([node], { nodeId: node.id });
-        if (!registry.profiles.has(node.tls.profile)) logger.error({ nodeId: node.id, file, profile: node.tls.profile, code: 'SVCNODE_UNKNOWN_PROFILE' }, `node "${node.id}" uses profile "${node.tls.profile}", which is not loaded`);
+        if (!registry.profiles.has(node.tls.profile)) {
+          // A new node and its new profile are often deployed together, and the nodes directory may be
+          // polled first: judged once the profiles directory has been polled again.
+          setTimeout(() => {
+            if (registry.nodes.get(node.id) === node && !registry.profiles.has(node.tls.profile)) logger.error({ nodeId: node.id, file, profile: node.tls.profile, code: 'SVCNODE_UNKNOWN_PROFILE' }, `node "${node.id}" uses profile "${node.tls.profile}", which is not loaded`);
+          }, reloadIntervalMs + PROFILE_GRACE_MS).unref();
+        }
       },
       failed(file, error, lastGood) {
         metrics.nodeLoadFailures.inc({ file: basename(file) });

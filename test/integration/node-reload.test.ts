@@ -4,7 +4,7 @@
  * (SVCNODE_NODE_REMOVED) and a file broken at start that gets fixed. In-process worker on a real
  * Redis, real mTLS backend, jobs through the real queue.
  */
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -101,6 +101,25 @@ describe('node definitions reload without a restart', () => {
     expect(refused.failure?.code).toBe('SVCNODE_PIN_MISMATCH');
     replace(join(nodes, 'pinned.json'), def('pinned', '/pinned'));
     await waitFor(async () => (await invoke('pinned')).ok, 5_000, 50, 'pin gone');
+  });
+
+  it('a new node and its new profile deployed together: no error about the profile; a profile that never comes: one', async () => {
+    const profiles = join(rig?.dir ?? '', 'profiles');
+    replace(join(nodes, 'together.json'), JSON.stringify({ id: 'together', request: { method: 'GET', url: `https://localhost:${backend.port}/together` }, tls: { profile: 'bank2' }, retry: { limit: 0 } }));
+    replace(join(nodes, 'orphan.json'), JSON.stringify({ id: 'orphan', request: { method: 'GET', url: `https://localhost:${backend.port}/orphan` }, tls: { profile: 'nowhere' }, retry: { limit: 0 } }));
+    const said = (): unknown[] => logs.filter((l) => String(l.msg).endsWith('which is not loaded')).map((l) => [l.level, l.nodeId]);
+    try {
+      await waitFor(() => logs.some((l) => l.nodeId === 'together' && l.msg === 'node loaded'), 5_000, 20, 'the node loaded first');
+      replace(join(profiles, 'bank2.json'), readFileSync(join(profiles, 'bank.json'), 'utf8'));
+      await waitFor(async () => (await invoke('together')).ok, 5_000, 50, 'together in use');
+      await waitFor(() => said().length > 0, 5_000, 50, 'the orphan said');
+      await sleep(1_500);
+      // Before: "uses profile "bank2", which is not loaded" at error level too, never cleared, though the profile came a poll later.
+      expect(said()).toEqual([[50, 'orphan']]);
+    } finally {
+      rmSync(join(nodes, 'orphan.json'));
+      await waitFor(async () => (await health()).problems.length === 0, 5_000, 50, 'the orphan gone');
+    }
   });
 
   it('a new node file: its jobs succeed without a restart', async () => {
