@@ -229,11 +229,13 @@ export class WorkerSupervisor {
     );
     // Nothing held is nothing to wait for: BullMQ's own close can wait on an unreachable Redis for
     // the whole grace period. It gets a moment to close cleanly, then the forced close below.
+    let waiting = true;
     const idle = new Promise<void>((resolve) => {
-      const check = (): void => void (this.held.size === 0 ? resolve() : setTimeout(check, 50).unref());
+      const check = (): void => void (this.held.size === 0 ? resolve() : waiting && setTimeout(check, 50).unref());
       check();
     }).then(() => new Promise((resolve) => setTimeout(resolve, IDLE_CLOSE_MS).unref()));
     await withTimeout(Promise.race([closed, idle]), graceMs, () => new Error('grace period over')).catch(() => false);
+    waiting = false;
     const drained = this.held.size === 0 && this.unconfirmedWhileClosing === 0;
     // A forced close can itself wait on a dead Redis: give it a moment, then cut the sockets.
     await withTimeout(this.worker.close(true), 500, () => new Error('forced close timed out')).catch(() => undefined);
