@@ -69,7 +69,17 @@ export class WorkerSupervisor {
 
   private create(): { worker: SafeWorker; connection: RedisConnection } {
     const connection = this.o.open('worker');
-    connection.on('error', (error: Error) => this.logError('Redis connection error', error));
+    let lost = false;
+    connection.on('error', (error: Error) => {
+      lost = true;
+      this.logError('Redis connection error', error);
+    });
+    // The end of an outage is said too, so a log reader sees when the errors stopped mattering.
+    connection.on('ready', () => {
+      if (!lost) return;
+      lost = false;
+      this.o.logger.info('Redis connection restored: the worker takes jobs again');
+    });
     coalesceWrites(connection);
     // Two parameters on purpose: BullMQ creates an AbortController per job for a processor that
     // takes a third (its signal); calls are aborted by the worker's one shutdown signal instead.

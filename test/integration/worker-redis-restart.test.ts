@@ -44,6 +44,11 @@ describe('svcnode worker across a Redis restart', () => {
     // The worker did not crash; it still shuts down cleanly.
     expect(worker.proc.child.exitCode).toBeNull();
     await waitFor(async () => (await healthz()) === 200, 10_000, 50, 'healthz back to 200');
+    // Before: the outage's errors were logged, its end was not.
+    expect(worker.logs().filter((l) => l.msg === 'Redis connection restored: the worker takes jobs again')).toHaveLength(1);
+    const firstError = worker.logs().findIndex((l) => l.msg === 'Redis connection error');
+    expect(firstError).toBeGreaterThanOrEqual(0);
+    expect(worker.logs().findIndex((l) => l.msg === 'Redis connection restored: the worker takes jobs again')).toBeGreaterThan(firstError);
     expect(await worker.proc.stop('SIGTERM', 20_000)).toEqual({ code: 0, signal: null });
   }, 120_000);
 });
