@@ -287,7 +287,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const judgeErrors = (now = new Date()): void => {
     for (const profile of registry.profiles.values()) {
       const errors = errorFindingsAt(profile, now);
-      const key = `${profile.version}\0${errors.map((f) => f.code).join(',')}`;
+      // The codes only: a reload publishes its own findings (the reloaded handler), so only the clock's changes are left here.
+      const key = errors.map((f) => f.code).join(',');
       const before = judged.get(profile.name);
       judged.set(profile.name, key);
       if (before === undefined || before === key) continue;
