@@ -280,6 +280,8 @@ async function throughput(b: Bench): Promise<void> {
   rows.push({ section: 'throughput', metric: 'worker CPU per invocation, svcnode ÷ naive', baseline: `naive ${round(wk.naive)} ms`, value: `svcnode ${round(wk.svcnode)} ms`, ratio: `${round(wk.svcnode / wk.naive)}×`, target: '', met: '' });
   const bytes = (s: StoredBytes): number => s.returnValue + s.eventEntry;
   rows.push({ section: 'throughput', metric: 'stored bytes per job (return value + events entry)', baseline: `naive ${bytes(storedMedian.naive)} B`, value: `svcnode ${bytes(storedMedian.svcnode)} B (${storedMedian.svcnode.returnValue} + ${storedMedian.svcnode.eventEntry})`, ratio: `${round(bytes(storedMedian.svcnode) / bytes(storedMedian.naive))}×`, target: '', met: '' });
+  // The raw loop's rows only when it ran (BENCH_VARIANTS may leave it out).
+  if (runs.raw.length === 0) return;
   rows.push({ section: 'throughput', metric: 'svcnode ÷ raw https loop', baseline: `raw ${fmt(med.raw)}`, value: `svcnode ${fmt(med.svcnode)}`, ratio: `${round(ratios.svcnodeVsRaw)}×`, target: '', met: '' });
   rows.push({ section: 'throughput', metric: 'naive ÷ raw https loop', baseline: `raw ${fmt(med.raw)}`, value: `naive ${fmt(med.naive)}`, ratio: `${round(ratios.naiveVsRaw)}×`, target: '', met: '' });
 }
