@@ -1,9 +1,9 @@
-import { DelayedError, type Job } from 'bullmq';
+import { DelayedError, WaitingError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Registry } from '../definitions/registry.js';
 import type { Invocation } from '../definitions/types.js';
 import { validateDocument } from '../definitions/validator.js';
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError, errorMessage } from '../errors.js';
 import type { FailureStore } from '../failures/store.js';
 import { inputFailure } from '../failures/failure.js';
 import { invoke } from '../invoke/execute.js';
@@ -56,6 +56,21 @@ function refused(deps: ProcessorDeps, job: Job, r: Refusal): Result {
 }
 
 /**
+ * Return a job whose call the shutdown cut short to the wait list. Always throws WaitingError,
+ * so BullMQ writes nothing more for it; when Redis does not take the move (unreachable, the lock
+ * already lost), the stall check returns the job after its lock expires.
+ */
+async function handBack(deps: ProcessorDeps, job: Job, token: string, nodeId: string): Promise<never> {
+  try {
+    await job.moveToWait(token);
+    deps.logger.info({ jobId: job.id, nodeId }, 'call cut short by the shutdown: job returned to the queue');
+  } catch (error) {
+    deps.logger.warn({ jobId: job.id, nodeId, err: errorMessage(error) }, 'call cut short by the shutdown; Redis did not take the job back: the stall check returns it to the queue when its lock expires');
+  }
+  throw new WaitingError();
+}
+
+/**
  * The BullMQ processor: every invocation ends as a completed job whose return value is a Result.
  * Transient failures are retried by moving the job to delayed (no worker slot is held while it
  * waits, and a crash in between loses nothing); permanent ones return at once.
@@ -97,6 +112,10 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       ...(signal ? { signal } : {}),
       ...(data.requestId ? { requestId: data.requestId } : {}),
     }), node);
+    // Cut short by the worker's shutdown: the backend did not fail, and the call is not over. The
+    // job goes back to the wait list at once, for any worker to take, instead of ending with a
+    // timeout Result or waiting out its lock for the stall check.
+    if (signal?.aborted && result.failure?.code === 'SVCNODE_ABORTED' && token !== undefined) await handBack(deps, job, token, node.id);
     // Failure records are diagnostics: losing one must not turn a finished call into a failed job.
     const recording = deps.store.record(result);
     if (recording) await recording.catch((error: unknown) => deps.logger.warn({ nodeId: node.id, err: (error as Error).message }, 'could not record the attempt'));

@@ -1,4 +1,4 @@
-import { DelayedError, type Job } from 'bullmq';
+import { DelayedError, WaitingError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Result } from '../invoke/result.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -38,6 +38,12 @@ export type Probe =
 
 /** How long close() lets BullMQ close cleanly once no job is held. */
 const IDLE_CLOSE_MS = 1_000;
+
+/**
+ * How long close() waits, once the grace period is over, for the calls it cut short to hand their
+ * jobs back to the wait list (a round trip each while Redis answers).
+ */
+const HAND_BACK_MS = 500;
 
 /** How long a probe waits: with maxRetriesPerRequest null a command on a dead node never returns. */
 const PROBE_TIMEOUT_MS = 1_000;
@@ -129,8 +135,10 @@ export class WorkerSupervisor {
     try {
       return await this.o.processor(job, token);
     } catch (error) {
-      // A retry already moved the job to delayed in Redis: it is no longer held.
+      // A retry already moved the job to delayed in Redis, or the shutdown handed it back to the
+      // wait list (or left it to the stall check): it is no longer held.
       if (error instanceof DelayedError) this.held.delete(job);
+      else if (error instanceof WaitingError) this.held.delete(job);
       throw error;
     }
   }
@@ -226,11 +234,25 @@ export class WorkerSupervisor {
     old.connection.disconnect();
   }
 
+  /** Resolves true once no job is held, false when `limitMs` passed first. */
+  private heldEmpty(limitMs: number): Promise<boolean> {
+    const until = Date.now() + limitMs;
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (this.held.size === 0) resolve(true);
+        else if (Date.now() >= until) resolve(false);
+        else setTimeout(check, 20).unref();
+      };
+      check();
+    });
+  }
+
   /**
-   * Stop taking jobs and wait up to `graceMs` for held ones to finish; then release everything,
+   * Stop taking jobs and wait up to `graceMs` for held ones to finish; then cut short the calls
+   * still running (`abortCalls`), let their jobs go back to the queue, and release everything,
    * bounded in time whatever Redis does. `drained`: every held job finished in Redis.
    */
-  async close(graceMs: number): Promise<{ drained: boolean }> {
+  async close(graceMs: number, abortCalls?: () => void): Promise<{ drained: boolean }> {
     this.closing = true;
     clearInterval(this.timer);
     const closed = this.worker.close().then(
@@ -239,14 +261,16 @@ export class WorkerSupervisor {
     );
     // Nothing held is nothing to wait for: BullMQ's own close can wait on an unreachable Redis for
     // the whole grace period. It gets a moment to close cleanly, then the forced close below.
-    let waiting = true;
-    const idle = new Promise<void>((resolve) => {
-      const check = (): void => void (this.held.size === 0 ? resolve() : waiting && setTimeout(check, 50).unref());
-      check();
-    }).then(() => new Promise((resolve) => setTimeout(resolve, IDLE_CLOSE_MS).unref()));
+    const idle = this.heldEmpty(graceMs).then((empty) => empty && new Promise((resolve) => setTimeout(resolve, IDLE_CLOSE_MS).unref()));
     await withTimeout(Promise.race([closed, idle]), graceMs, () => new Error('grace period over')).catch(() => false);
-    waiting = false;
     const drained = this.held.size === 0 && this.unconfirmedWhileClosing === 0;
+    // Calls still running are cut short; while Redis answers, each job goes back to the wait list
+    // for another worker at once (the processor's hand-back) instead of after its lock expires.
+    if (this.held.size > 0 && abortCalls) {
+      this.o.logger.warn({ jobs: this.held.size, graceMs }, 'grace period over: cutting short the calls still running');
+      abortCalls();
+      if (this.connection.status === 'ready') await this.heldEmpty(HAND_BACK_MS);
+    }
     // A forced close can itself wait on a dead Redis: give it a moment, then cut the sockets.
     await withTimeout(this.worker.close(true), 500, () => new Error('forced close timed out')).catch(() => undefined);
     this.connection.disconnect();

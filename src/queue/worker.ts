@@ -392,8 +392,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     clearInterval(expiryTimer);
     clearInterval(judgeTimer);
     stopListening();
-    const outcome = await supervisor.close(graceMs);
     // Calls still running past the grace period are aborted; their jobs return to the queue.
+    const outcome = await supervisor.close(graceMs, () => shutdown.abort());
     if (!outcome.drained) shutdown.abort();
     agents.destroy();
     await server?.close();

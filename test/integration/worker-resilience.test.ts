@@ -257,6 +257,27 @@ describe('a worker that never hangs', () => {
     await redis.restart();
   }, 40_000);
 
+  it('returns the jobs whose calls the end of the grace period cut short to the wait list at once, with no failure recorded', async () => {
+    const graceMs = 1_000;
+    const before = slowBackend.requests;
+    const w = await spawnWorker(f, redis.url, { concurrency: 4, extraArgs: ['--shutdown-grace-ms', String(graceMs)] });
+    workers.push(w);
+    const jobs = await queue.addBulk([0, 1, 2].map(() => ({ name: 'invoke', data: { nodeId: 'stuck', context: {} } })));
+    await waitFor(() => slowBackend.requests >= before + 3, 10_000, 20, 'three jobs held by the worker');
+    const started = Date.now();
+    expect(await w.proc.stop('SIGTERM', 20_000)).toEqual({ code: 5, signal: null });
+    expect(Date.now() - started).toBeLessThan(graceMs + 2_000);
+    // Before: left in active under their 30 s locks, for the stall check to find 30–45 s later.
+    expect(await admin.lrange(`bull:${QUEUE}:active`, 0, -1)).toEqual([]);
+    expect((await admin.lrange(`bull:${QUEUE}:wait`, 0, -1)).sort()).toEqual(jobs.map((j) => j.id).sort());
+    for (const job of jobs) expect(await queue.getJobState(job.id as string)).toBe('waiting');
+    // The backend did not fail: nothing is recorded against the node, no timeout Result written.
+    expect(await admin.exists('svcnode:failures:node:stuck:recent')).toBe(0);
+    expect(w.logs().filter((l) => l.msg === 'call cut short by the shutdown: job returned to the queue').map((l) => l.jobId).sort()).toEqual(jobs.map((j) => j.id).sort());
+    expect(w.logs().some((l) => l.msg === 'invocation finished' || String(l.msg).startsWith('job outcome not confirmed'))).toBe(false);
+    expect(w.logs().find((l) => l.msg === 'grace period over: cutting short the calls still running')).toMatchObject({ jobs: 3, level: 40 });
+  }, 40_000);
+
   it('exits 0 within seconds on SIGTERM when Redis was SIGKILLed and no job was held, whatever the grace period', async () => {
     const graceMs = 30_000;
     const w = await spawnWorker(f, redis.url, { concurrency: 2, extraArgs: ['--shutdown-grace-ms', String(graceMs)] });
