@@ -45,6 +45,14 @@ const IDLE_CLOSE_MS = 1_000;
  */
 const HAND_BACK_MS = 500;
 
+/**
+ * ioredis's words when no sentinel named a master it could reach, which is also what a failover
+ * looks like until the sentinels promote a replica: the sentinels themselves may well answer.
+ */
+const SENTINEL_NO_MASTER = /^All sentinels are unreachable/;
+const SENTINEL_NO_MASTER_HINT =
+  'no sentinel named a master this worker could reach (the sentinels may well be up): during a failover this lasts until they promote a replica; if it persists, check the sentinel addresses, the master name and that the master is reachable from here';
+
 /** How long a probe waits: with maxRetriesPerRequest null a command on a dead node never returns. */
 const PROBE_TIMEOUT_MS = 1_000;
 
@@ -76,8 +84,11 @@ export class WorkerSupervisor {
   private create(): { worker: SafeWorker; connection: RedisConnection } {
     const connection = this.o.open('worker');
     let lost = false;
+    // BullMQ re-emits its connection's errors as the worker's: each is logged once, here.
+    const fromConnection = new WeakSet<Error>();
     connection.on('error', (error: Error) => {
       lost = true;
+      fromConnection.add(error);
       this.logError('Redis connection error', error);
     });
     // The end of an outage is said too, so a log reader sees when the errors stopped mattering.
@@ -101,6 +112,7 @@ export class WorkerSupervisor {
       autorun: false,
     }, this.o.refusedPauseMs ?? WORKER_DEFAULTS.refusedPauseMs, (job) => this.release(job));
     worker.on('error', (error) => {
+      if (fromConnection.has(error)) return;
       const refused = commandRefusal(error);
       if (refused) this.refusedCommand = { code: refused.code, at: Date.now() };
       this.logError('worker error', error);
@@ -145,7 +157,9 @@ export class WorkerSupervisor {
 
   /** The same error once per 10 s with a count: a wrong node answers MOVED thousands of times a second. */
   private logError(message: string, error: Error): void {
-    const key = `${message}:${error.message}`;
+    // Keyed by the text alone, its numbers aside: the worker's two connections (commands, blocking
+    // fetch) meet the same outage, and ioredis counts its growing retry delay into the message.
+    const key = error.message.replace(/\d+/g, '#');
     const now = Date.now();
     const seen = this.errors.get(key);
     if (seen && now - seen.at < 10_000) {
@@ -153,7 +167,8 @@ export class WorkerSupervisor {
       return;
     }
     const known = knownRedisError(error);
-    this.o.logger.warn({ err: error.message, ...(seen?.count ? { repeated: seen.count } : {}), ...(known ? { code: known.code, hint: known.hint } : {}) }, message);
+    const hint = known?.hint ?? (SENTINEL_NO_MASTER.test(error.message) ? SENTINEL_NO_MASTER_HINT : undefined);
+    this.o.logger.warn({ err: error.message, ...(seen?.count ? { repeated: seen.count } : {}), ...(known ? { code: known.code } : {}), ...(hint ? { hint } : {}) }, message);
     this.errors.set(key, { at: now, count: 0 });
   }
 

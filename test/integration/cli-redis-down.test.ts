@@ -52,3 +52,25 @@ describe('worker when Redis cannot be reached', () => {
     }
   });
 });
+
+describe('worker when no sentinel names a reachable master', () => {
+  it('logs ioredis\'s "All sentinels are unreachable" once per 10 s (its retry delay grows in the text), with a hint', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'svcnode-nosentinel-'));
+    mkdirSync(join(dir, 'nodes'));
+    mkdirSync(join(dir, 'profiles'));
+    const port = await unusedPort();
+    const worker = spawnCli(['worker', '--redis', `redis+sentinel://127.0.0.1:${port}/mymaster`, '--nodes', join(dir, 'nodes'), '--profiles', join(dir, 'profiles'), '--metrics-port', '0'], { timeoutMs: 30_000 });
+    try {
+      await worker.waitForLine(/All sentinels are unreachable/, { stream: 'stderr', timeoutMs: 15_000 });
+      // ioredis retries every 10, 20, 30… ms, each error's text naming the delay: before, one log line per retry.
+      await new Promise((r) => setTimeout(r, 2_000));
+      const said = worker.lines.filter((l) => l.text.includes('All sentinels are unreachable')).map((l) => JSON.parse(l.text) as { hint?: string });
+      expect(said).toHaveLength(1);
+      expect(said[0]?.hint).toMatch(/during a failover this lasts until they promote a replica/);
+      expect((await worker.stop('SIGTERM', 10_000)).code).toBe(0);
+    } finally {
+      await worker.stop('SIGKILL').catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

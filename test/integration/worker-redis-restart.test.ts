@@ -49,6 +49,11 @@ describe('svcnode worker across a Redis restart', () => {
     const firstError = worker.logs().findIndex((l) => l.msg === 'Redis connection error');
     expect(firstError).toBeGreaterThanOrEqual(0);
     expect(worker.logs().findIndex((l) => l.msg === 'Redis connection restored: the worker takes jobs again')).toBeGreaterThan(firstError);
+    // Before: every error twice, as 'Redis connection error' and again as 'worker error' (BullMQ re-emits it).
+    const errorLines = worker.logs().filter((l) => l.msg === 'Redis connection error' || l.msg === 'worker error');
+    expect(errorLines.length).toBeGreaterThan(0);
+    // The same text is said again only after the 10 s rate limit, with its count.
+    for (const [i, a] of errorLines.entries()) for (const b of errorLines.slice(i + 1)) if (a.err === b.err) expect(Number(b.time) - Number(a.time)).toBeGreaterThanOrEqual(10_000);
     expect(await worker.proc.stop('SIGTERM', 20_000)).toEqual({ code: 0, signal: null });
   }, 120_000);
 });
