@@ -1,11 +1,13 @@
+import { format } from 'node:util';
 import type { Logger } from 'pino';
 import { EXIT } from '../src/failures/categories.js';
 import { WORKER_DEFAULTS } from '../src/queue/constants.js';
 import { StartAbortedError, startWorker, type WorkerOptions } from '../src/queue/worker.js';
 
 /**
- * Exit code when the grace period ran out with jobs still held (they return to the queue through
- * BullMQ's stall check), or Redis did not confirm them: a timeout, as everywhere in svcnode.
+ * Exit code when the grace period ran out with jobs still held (they go back to the queue, or
+ * through BullMQ's stall check when Redis does not answer), or Redis did not confirm them: a
+ * timeout, as everywhere in svcnode.
  */
 export const EXIT_UNDRAINED = EXIT.network;
 
@@ -18,12 +20,23 @@ function exitBy(ms: number, code: () => number | undefined): void {
 }
 
 /**
+ * The process's log is JSON lines on stderr: what a library prints there as plain text (BullMQ's
+ * "IMPORTANT! Eviction policy is …", its Redis version advice) becomes a log line of its own.
+ */
+function consoleToLog(logger: Logger): void {
+  const child = logger.child({ source: 'console' });
+  console.warn = (...args: unknown[]): void => child.warn(format(...args));
+  console.error = (...args: unknown[]): void => child.error(format(...args));
+}
+
+/**
  * Run a worker until SIGTERM or SIGINT: stop taking jobs, let held ones finish within the grace
  * period, release Redis and sockets. Resolves with the exit code: 0 when every held job finished,
  * EXIT_UNDRAINED otherwise. The grace period is a hard deadline, whatever Redis does.
  */
 export async function runWorkerProcess(options: WorkerOptions & { shutdownGraceMs?: number; logger: Logger }): Promise<number> {
   const graceMs = options.shutdownGraceMs ?? WORKER_DEFAULTS.shutdownGraceMs;
+  consoleToLog(options.logger);
   // Listen before starting, so a signal during start-up (e.g. waiting for Redis) still stops cleanly.
   const abort = new AbortController();
   const stop = new Promise<NodeJS.Signals>((resolve) => {
@@ -62,7 +75,7 @@ export async function runWorkerProcess(options: WorkerOptions & { shutdownGraceM
   const { drained } = await worker.close(graceMs);
   const code = drained ? 0 : EXIT_UNDRAINED;
   Object.assign(outcome, { code, closed: true });
-  options.logger.info({ drained, exitCode: code }, drained ? 'shutdown complete' : 'grace period over: unfinished jobs return to the queue through the stall check');
+  options.logger.info({ drained, exitCode: code }, drained ? 'shutdown complete' : 'shutdown complete with jobs unfinished: they are back in the queue, or return to it through the stall check (each is logged above)');
   exitBy(WORKER_DEFAULTS.shutdownMarginMs, () => code);
   return code;
 }

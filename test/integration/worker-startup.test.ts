@@ -82,6 +82,23 @@ describe('worker start-up failures', () => {
     expect(r.stderr).not.toContain('worker started');
   });
 
+  it('writes only JSON lines to stderr, also with a Redis whose eviction policy BullMQ warns about in plain text', async () => {
+    const lru = await startRedis({ maxmemoryPolicy: 'allkeys-lru' });
+    const w = spawnCli(['worker', '--redis', lru.url, ...dirs(), '--metrics-port', '0'], { timeoutMs: 30_000 });
+    try {
+      await w.waitForLine(/"msg":"worker started"/, { stream: 'stderr', timeoutMs: 15_000 });
+      await waitFor(() => w.stderr().includes('IMPORTANT! Eviction policy is allkeys-lru'), 5_000, 50, "BullMQ's warning");
+      expect((await w.stop('SIGTERM', 10_000)).code).toBe(0);
+      // Before: BullMQ's console.warn printed "IMPORTANT! Eviction policy is allkeys-lru. …" as bare text, 3 times.
+      const lines = w.lines.filter((l) => l.stream === 'stderr').map((l) => l.text);
+      const records = lines.map((t) => JSON.parse(t) as { level: number; msg: string; source?: string });
+      expect(records.filter((r) => r.msg.startsWith('IMPORTANT! Eviction policy is allkeys-lru')).every((r) => r.level === 40 && r.source === 'console')).toBe(true);
+    } finally {
+      await w.stop('SIGKILL').catch(() => undefined);
+      await lru.close();
+    }
+  });
+
   it.each([['enqueue', 'get-account'], ['failures']])('%s exits 5 at once when Redis refuses the password (or none is given)', async (...args) => {
     for (const url of [`redis://:wrong-pass-9z@127.0.0.1:${locked.port}`, `redis://127.0.0.1:${locked.port}`]) {
       const r = await runCli([...args, '--redis', url], { timeoutMs: 20_000 });
