@@ -13,8 +13,11 @@ export interface ProfileWatcherEvents {
   reloaded(profile: LoadedProfile, previous: LoadedProfile | undefined): void;
   /** A new or changed profile failed to load; `kept`: the last good one stays in use (there was one). */
   failed(name: string, file: string, error: InvalidInputError, kept: boolean): void;
-  /** A profile was loaded again with the same material (a CRL refresh that failed or gave the same CRL): its findings may differ. */
-  unchanged?(profile: LoadedProfile, previous: LoadedProfile): void;
+  /**
+   * A profile was loaded again with the same material (a CRL refresh that failed or gave the same
+   * CRL, or its files back as they were after a failed reload: `recovered`): its findings may differ.
+   */
+  unchanged?(profile: LoadedProfile, previous: LoadedProfile, recovered: boolean): void;
   /** A profile file disappeared: the profile is out of use; `previous` is what was in use. */
   removed?(name: string, file: string, previous: LoadedProfile | undefined): void;
   /** A polling round failed for a reason of its own (a defect): logged, the next round runs as usual. */
@@ -106,8 +109,9 @@ export class ProfileWatcher extends DirPoller {
         const profile = await loadProfile(file, { ...(this.options.env ? { env: this.options.env } : {}), ...(this.options.crlFetcher ? { crlFetcher: this.options.crlFetcher } : {}) });
         const previous = this.registry.profiles.get(profile.name);
         if (previous?.version === profile.version) {
+          const recovered = this.registry.isStale(profile.name);
           this.registry.replaceProfile(profile);
-          this.events.unchanged?.(profile, previous);
+          this.events.unchanged?.(profile, previous, recovered);
           continue;
         }
         this.registry.replaceProfile(profile);

@@ -185,6 +185,11 @@ export class Registry {
     return previous;
   }
 
+  /** Whether the profile runs on its last good bundle because a newer one failed to load. */
+  isStale(name: string): boolean {
+    return this.reloadFailures.has(name);
+  }
+
   /** Profiles running on their last good bundle because a newer one failed to load, or removed ones (code SVCNODE_PROFILE_REMOVED). */
   staleProfiles(): { name: string; at: string; code: string; message: string }[] {
     return [...this.reloadFailures].map(([name, f]) => ({ name, ...f }));

@@ -311,7 +311,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         logger.info({ profile: profile.name, retiredAgents: retired, client: profile.client?.leaf.subject.replace(/\n/g, ', ') }, previous ? 'profile reloaded: new connections use the new material' : 'profile loaded');
         logFindings(logger, profile);
       },
-      unchanged(profile, previous) {
+      unchanged(profile, previous, recovered) {
+        if (recovered) logger.info({ profile: profile.name }, 'profile loads again, with the material already in use: its reload failure is over');
         // Only what is new: a CRL that keeps failing to refresh is said once, not once a minute.
         logFindings(logger, profile, (f) => !previous.findings.some((p) => p.code === f.code && p.message === f.message));
       },

@@ -1,7 +1,9 @@
-import { renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
 import { mintLeaf } from '../../src/pki/mint.js';
 import { ServiceNodeClient } from '../../src/queue/client.js';
 import type { RunningWorker } from '../../src/queue/worker.js';
@@ -24,9 +26,18 @@ describe('rotation without restart', () => {
   let worker: RunningWorker;
   let client: ServiceNodeClient;
   let material: string;
+  /** The client certificate file in use before the corrupt replacement. */
+  let goodCert = '';
+  const logs: Array<{ msg: string; profile?: string; level: number }> = [];
 
   beforeAll(async () => {
-    rig = await startWorkerRig({ dirPrefix: 'svcnode-rotation-', redis: { appendonly: true }, worker: { concurrency: 8, reloadIntervalMs: 100 } });
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as (typeof logs)[number]);
+        done();
+      },
+    });
+    rig = await startWorkerRig({ dirPrefix: 'svcnode-rotation-', redis: { appendonly: true }, worker: { concurrency: 8, reloadIntervalMs: 100, logger: pino({ level: 'info' }, sink) } });
     ({ pki, backend, worker, client } = rig);
     material = join(rig.dir, 'material');
   });
@@ -61,6 +72,7 @@ describe('rotation without restart', () => {
   }, 60_000);
 
   it('keeps the last good identity when the replacement is corrupt, and reports the failed reload', async () => {
+    goodCert = readFileSync(join(material, 'client.pem'), 'utf8');
     replace(join(material, 'client.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
     await worker.watcher.check();
     expect(worker.registry.staleProfiles().map((s) => s.name)).toEqual(['bank']);
@@ -72,5 +84,15 @@ describe('rotation without restart', () => {
     expect(results.every((r) => r.ok)).toBe(true);
     expect(backend.requests - seen).toBe(10);
     expect(backend.lastClientSubject?.CN).toBe('svcnode-bot-rotated');
+  });
+
+  it('says so when the files come back as they were: the reload failure is over, /healthz ok again', async () => {
+    const before = logs.length;
+    replace(join(material, 'client.pem'), goodCert);
+    await worker.watcher.check();
+    expect(worker.registry.staleProfiles()).toEqual([]);
+    expect((await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`)).status).toBe(200);
+    // Before: the failure was logged at error level, its end not at all (the material is the one in use, so no "profile reloaded").
+    expect(logs.slice(before).filter((l) => l.profile === 'bank').map((l) => [l.level, l.msg])).toEqual([[30, 'profile loads again, with the material already in use: its reload failure is over']]);
   });
 });
