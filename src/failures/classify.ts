@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { InvalidInputError, ProxyError, SvcnodeError, TransportError, errorCode, errorMessage } from '../errors.js';
 import type { LoadedCrl } from '../pki/crl.js';
 import type { ChainEntry, ConnectionProbe } from '../tls/probe.js';
@@ -108,9 +109,19 @@ function readableMessage(message: string): string {
   return reason ? `${reason}${alert ? ` (TLS alert ${alert})` : ''}` : message.replace(/ - Local \(undefined:undefined\)$/, '');
 }
 
+/**
+ * TLS 1.2: the server asked for a certificate, our flight (with none in it) went out, and the
+ * server answered with a fatal alert before the handshake ended. Whatever alert it chose (OpenSSL
+ * says handshake_failure, GnuTLS decode_error), the missing certificate is what it refused.
+ */
+function refusedEmptyFlight(code: string, ctx: ClassifyContext): boolean {
+  const probe = ctx.probe;
+  return !ctx.clientSubject && /_ALERT_/.test(code) && probe?.certificateRequested === true && probe.keylogLabel === 'CLIENT_RANDOM' && probe.secureAt === undefined;
+}
+
 function clientCertFailure(code: string, message: string, ctx: ClassifyContext): Failure | undefined {
   const who = ctx.clientSubject ? `our client certificate "${ctx.clientSubject}"` : 'no client certificate';
-  if (code === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED' || (code.endsWith('ALERT_HANDSHAKE_FAILURE') && ctx.probe?.keylog && !ctx.clientSubject)) {
+  if (code === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED' || (code.endsWith('ALERT_HANDSHAKE_FAILURE') && ctx.probe?.keylog && !ctx.clientSubject) || refusedEmptyFlight(code, ctx)) {
     return ctx.clientSubject
       ? failure('client_cert_rejected', code, `${ctx.host} demanded a client certificate it accepts; it did not accept ${who}`, `check that the backend trusts the CA that issued "${ctx.clientSubject}"`)
       : failure('client_cert_required', code, `${ctx.host} requires a client certificate and profile "${ctx.profileName}" has none`, `add client.certificate and client.key (or client.pkcs12) to profile "${ctx.profileName}"`);
@@ -133,7 +144,8 @@ function postHandshakeClose(code: string, ctx: ClassifyContext): Failure | undef
   const probe = ctx.probe;
   if (!probe || probe.responses > 0 || probe.answered || !RESET_CODES.has(code)) return undefined;
   const duringOurFlight = probe.secureAt === undefined && probe.keylogLabel === 'CLIENT_RANDOM';
-  const closedAt = probe.closedAt ?? Number.POSITIVE_INFINITY;
+  // A reset is reported before the socket's close: the error in hand is when the connection ended.
+  const closedAt = probe.closedAt ?? performance.now();
   // A server that asked for no certificate has no verdict on one (a `return 444`, a Host it does not serve).
   const rightAfterTls13 = probe.secureAt !== undefined && probe.protocol === 'TLSv1.3' && !probe.sessionReused && probe.certificateRequested !== false && closedAt - probe.secureAt <= CLIENT_VERDICT_WINDOW_MS;
   if (!duringOurFlight && !rightAfterTls13) return undefined;

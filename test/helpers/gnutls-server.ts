@@ -12,6 +12,8 @@ export interface GnutlsServerOptions {
   keyFile: string;
   /** GnuTLS priority string. @defaultValue 'NORMAL' */
   priority?: string;
+  /** Trust anchors for client certificates; with it the server requires and verifies one (`--require-client-cert --verify-client-cert`). */
+  clientCaFile?: string;
 }
 
 export interface GnutlsServer extends TestServer {
@@ -32,7 +34,7 @@ export async function startGnutlsServer(o: GnutlsServerOptions): Promise<GnutlsS
 }
 
 function spawnGnutls(o: GnutlsServerOptions, port: number): Promise<GnutlsServer> {
-  const args = ['--http', '--port', String(port), '--x509certfile', o.certFile, '--x509keyfile', o.keyFile, '--priority', o.priority ?? 'NORMAL'];
+  const args = ['--http', '--port', String(port), '--x509certfile', o.certFile, '--x509keyfile', o.keyFile, '--priority', o.priority ?? 'NORMAL', ...(o.clientCaFile ? ['--x509cafile', o.clientCaFile, '--require-client-cert', '--verify-client-cert'] : [])];
   const child = spawn('gnutls-serv', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let out = '';

@@ -1,0 +1,105 @@
+/**
+ * The verdict a failed handshake gets, against TLS stacks other than OpenSSL's own habits:
+ * GnuTLS answering a missing client certificate with decode_error, a TLS 1.3 server that resets
+ * instead of closing after rejecting our certificate, a server whose clock calls our valid
+ * certificate expired, and what the Result claims we sent when we gave up on the server first.
+ */
+import type { Socket } from 'node:net';
+import tls from 'node:tls';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { NodeDefinition } from '../../src/definitions/types.js';
+import { invoke } from '../../src/invoke/execute.js';
+import { checkHandshake } from '../../src/invoke/handshake-check.js';
+import type { Result } from '../../src/invoke/result.js';
+import { mintCa, mintLeaf } from '../../src/pki/mint.js';
+import { startGnutlsServer, type GnutlsServer } from '../helpers/gnutls-server.js';
+import { closeServer, listen, trackSockets } from '../helpers/net.js';
+import { useProfilesFixture } from '../helpers/profiles-fixture.js';
+
+const TIMEOUTS = { connectMs: 3_000, handshakeMs: 3_000, responseMs: 3_000 };
+const fx = useProfilesFixture();
+
+function node(port: number, profile: string, tls: Partial<NodeDefinition['tls']> = {}): NodeDefinition {
+  return { id: `verdict-${profile}`, request: { method: 'GET', url: `https://localhost:${port}/` }, tls: { profile, ...tls }, timeouts: TIMEOUTS, retry: { limit: 0 } };
+}
+
+function failureOf(r: Result): Record<string, unknown> {
+  expect(r.ok).toBe(false);
+  return r.failure as unknown as Record<string, unknown>;
+}
+
+let gnutls12: GnutlsServer;
+let resetter: { port: number; close(): Promise<void> };
+
+/**
+ * A TLS 1.3 server that asks for a certificate and, when it does not verify the one it got (or
+ * got none), resets the TCP connection right after the handshake instead of closing it: what
+ * some load balancers do.
+ */
+async function startResetter(o: { key: string; cert: string; ca: string }): Promise<{ port: number; close(): Promise<void> }> {
+  const server = tls.createServer({ key: o.key, cert: o.cert, ca: o.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, (c) => {
+    c.on('error', () => undefined);
+    if (c.authorized) {
+      c.on('data', () => c.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok'));
+      return;
+    }
+    (c as unknown as { _parent?: Socket })._parent?.resetAndDestroy();
+  });
+  server.on('tlsClientError', () => undefined);
+  const sockets = trackSockets(server);
+  const port = await listen(server, 0);
+  return { port, close: () => closeServer(server, sockets.sockets) };
+}
+
+beforeAll(async () => {
+  const { pki } = fx;
+  const rogueRoot = await mintCa({ subject: 'CN=Rogue Root,O=elsewhere' });
+  const rogue = await mintLeaf({ subject: 'CN=svcnode-bot,O=svcnode tests', issuer: rogueRoot, usage: 'client' });
+  await Promise.all([
+    fx.load('bank'),
+    fx.load('none', { trust: { ca: [pki.files.root] } }),
+    fx.load('rogue', { client: { certificate: pki.write('rogue.pem', rogue.certPem), key: pki.write('rogue.key', rogue.keyPem) }, trust: { ca: [pki.files.root] } }),
+  ]);
+  resetter = fx.track(await startResetter({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem }));
+  gnutls12 = fx.track(await startGnutlsServer({ certFile: pki.files.serverChain, keyFile: pki.files.serverKey, clientCaFile: pki.files.root, priority: 'NORMAL:-VERS-TLS1.3' }));
+});
+
+describe('GnuTLS requiring a client certificate (TLS 1.2)', () => {
+  it('no certificate in the profile: client_cert_required, not "no shared version or cipher" (GnuTLS answers the empty Certificate with decode_error)', async () => {
+    const r = await invoke(node(gnutls12.port, 'none'), {}, fx.deps);
+    expect(failureOf(r)).toMatchObject({ phase: 'tls', category: 'client_cert_required' });
+    expect(r.failure?.hint).toContain('profile "none"');
+    const h = await checkHandshake(node(gnutls12.port, 'none'), {}, fx.deps);
+    expect(failureOf(h)).toMatchObject({ phase: 'tls', category: 'client_cert_required' });
+    expect(h.handshake.clientCertificateRequested).toBe(true);
+  });
+
+  it('control: the profile with a certificate the server trusts passes', async () => {
+    const r = await invoke(node(gnutls12.port, 'bank'), {}, fx.deps);
+    expect(r.ok, JSON.stringify(r.failure)).toBe(true);
+  });
+});
+
+describe('a TLS 1.3 server that resets the connection right after the handshake', () => {
+  // Before: the reset often surfaced before the socket's close was seen, and the verdict fell to
+  // connect_failed "check that the backend is up" (5 of 12 runs), retried.
+  it('every run: client_cert_rejected for a certificate it does not trust, client_cert_required without one', async () => {
+    const verdicts: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      for (const profile of ['rogue', 'none']) {
+        const r = await invoke(node(resetter.port, profile), {}, fx.deps);
+        verdicts.push(`${profile}:${r.failure?.phase}:${r.failure?.category}`);
+        if (i % 3 === 0) {
+          const h = await checkHandshake(node(resetter.port, profile), {}, fx.deps);
+          verdicts.push(`${profile}:${h.failure?.phase}:${h.failure?.category}`);
+        }
+      }
+    }
+    expect(new Set(verdicts)).toEqual(new Set(['rogue:tls:client_cert_rejected', 'none:tls:client_cert_required']));
+  });
+
+  it('control: a certificate it trusts gets the answer', async () => {
+    const r = await invoke(node(resetter.port, 'bank'), {}, fx.deps);
+    expect(r.ok, JSON.stringify(r.failure)).toBe(true);
+  });
+});
