@@ -40,11 +40,16 @@ export function clientCertificate(profile: LoadedProfile): TlsReport['clientCert
 
 /**
  * Only what was sent: a server that asked for no certificate got none, and neither did one whose
- * signature algorithms our key cannot make (OpenSSL then sends an empty Certificate message).
+ * signature algorithms our key cannot make (OpenSSL then sends an empty Certificate message), nor
+ * a TLS 1.3 server whose certificate or identity failed our checks: TLS 1.3 sends ours after the
+ * server's whole flight, and Node ends the connection on a failed check before that flight of
+ * ours leaves (a server that logs what it receives sees no certificate).
  */
 export function certificateSent(probe: ConnectionProbe, profile: LoadedProfile): boolean {
   const facts = clientFacts(profile);
-  return facts !== null && probe.certificateRequested !== false && unusableKey(probe.sharedSigalgs, facts.key, probe.protocol) === undefined;
+  if (facts === null || probe.certificateRequested === false) return false;
+  if (probe.protocol === 'TLSv1.3' && probe.secureAt !== undefined && probe.verified !== true) return false;
+  return unusableKey(probe.sharedSigalgs, facts.key, probe.protocol) === undefined;
 }
 
 /**

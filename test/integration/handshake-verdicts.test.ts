@@ -29,6 +29,8 @@ function failureOf(r: Result): Record<string, unknown> {
 }
 
 let gnutls12: GnutlsServer;
+/** TLS servers presenting a certificate for another host name, recording the client certificates that reached them. */
+const spies: Record<'1.2' | '1.3', { port: number; received: string[]; close(): Promise<void> }> = {} as never;
 let resetter: { port: number; close(): Promise<void> };
 
 /**
@@ -51,8 +53,26 @@ async function startResetter(o: { key: string; cert: string; ca: string }): Prom
   return { port, close: () => closeServer(server, sockets.sockets) };
 }
 
+async function startSpy(o: { key: string; cert: string; ca: string; version: tls.SecureVersion }): Promise<{ port: number; received: string[]; close(): Promise<void> }> {
+  const received: string[] = [];
+  const server = tls.createServer({ key: o.key, cert: o.cert, ca: o.ca, requestCert: true, rejectUnauthorized: false, minVersion: o.version, maxVersion: o.version }, (c) => {
+    c.on('error', () => undefined);
+    const cn = c.getPeerCertificate().subject?.CN;
+    if (cn) received.push(String(cn));
+    c.end();
+  });
+  server.on('tlsClientError', () => undefined);
+  const sockets = trackSockets(server);
+  const port = await listen(server, 0);
+  return { port, received, close: () => closeServer(server, sockets.sockets) };
+}
+
 beforeAll(async () => {
   const { pki } = fx;
+  const elsewhere = await mintLeaf({ subject: 'CN=api.other.test,O=svcnode tests', issuer: pki.intermediate, usage: 'server', dnsNames: ['api.other.test'] });
+  for (const version of ['1.2', '1.3'] as const) {
+    spies[version] = fx.track(await startSpy({ key: elsewhere.keyPem, cert: elsewhere.certPem + pki.intermediate.certPem, ca: pki.root.certPem, version: `TLSv${version}` }));
+  }
   const rogueRoot = await mintCa({ subject: 'CN=Rogue Root,O=elsewhere' });
   const rogue = await mintLeaf({ subject: 'CN=svcnode-bot,O=svcnode tests', issuer: rogueRoot, usage: 'client' });
   await Promise.all([
@@ -101,5 +121,28 @@ describe('a TLS 1.3 server that resets the connection right after the handshake'
   it('control: a certificate it trusts gets the answer', async () => {
     const r = await invoke(node(resetter.port, 'bank'), {}, fx.deps);
     expect(r.ok, JSON.stringify(r.failure)).toBe(true);
+  });
+});
+
+describe('tls.clientCertificate when we refuse the server first', () => {
+  // TLS 1.3 sends our certificate after the server's whole flight; Node checks the server's
+  // certificate before that flight of ours leaves, and a failed check ends the connection.
+  it('TLS 1.3, a server certificate for another host: null, and the server indeed received none', async () => {
+    const r = await invoke(node(spies['1.3'].port, 'bank'), {}, fx.deps);
+    expect(failureOf(r)).toMatchObject({ category: 'server_hostname_mismatch' });
+    expect(r.tls?.protocol).toBe('TLSv1.3');
+    expect(r.tls?.clientCertificate).toBeNull();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(spies['1.3'].received).toEqual([]);
+    const h = await checkHandshake(node(spies['1.3'].port, 'bank'), {}, fx.deps);
+    expect(h.tls?.clientCertificate ?? null).toBeNull();
+  });
+
+  it('TLS 1.2: our certificate went out before the server\'s Finished, and the Result says so', async () => {
+    const r = await invoke(node(spies['1.2'].port, 'bank'), {}, fx.deps);
+    expect(failureOf(r)).toMatchObject({ category: 'server_hostname_mismatch' });
+    expect(r.tls?.clientCertificate?.subject).toContain('CN=svcnode-bot');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(spies['1.2'].received).toEqual(['svcnode-bot']);
   });
 });
