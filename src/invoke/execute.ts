@@ -62,13 +62,34 @@ export function clientDateFailure(profile: LoadedProfile, now: Date): Failure | 
   );
 }
 
-/** A rejected client certificate that is close to expiry is worth mentioning in the hint. */
-function withExpiryNote(failure: Failure, profile: LoadedProfile, now: Date): Failure {
-  const leaf = profile.client?.leaf;
-  if (!leaf || !failure.category.startsWith('client_cert')) return failure;
-  const left = new Date(leaf.validTo).getTime() - now.getTime();
+const day = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
+
+/**
+ * The server's verdict on our certificate, sharpened by its dates as this machine sees them: a CA
+ * certificate sent with it that has expired is named (servers refuse the chain for it, with
+ * certificate_expired or a plain access_denied); a certificate_expired verdict on a leaf that is
+ * valid here says that the clocks disagree instead of "renew it"; one close to expiry is noted.
+ */
+export function withClientDates(failure: Failure, profile: LoadedProfile, now: Date): Failure {
+  const client = profile.client;
+  if (!client || !failure.category.startsWith('client_cert') || failure.code.startsWith('SVCNODE_CLIENT_CERT_')) return failure;
+  const at = now.getTime();
+  const stale = client.chain.find((c) => new Date(c.validTo).getTime() < at || new Date(c.validFrom).getTime() > at);
+  if (stale) {
+    const expired = new Date(stale.validTo).getTime() < at;
+    const file = client.sources.join(', ');
+    return { ...failure, hint: `the CA certificate "${formatDn(stale.subject)}" sent with our client certificate ${expired ? `expired on ${day(new Date(stale.validTo).getTime())}` : `is not valid before ${day(new Date(stale.validFrom).getTime())}`}, which is reason enough for the backend to refuse the chain: replace it in ${file} with the CA's current certificate (the PKI team publishes it); ${failure.hint}` };
+  }
+  const validTo = new Date(client.leaf.validTo).getTime();
+  if (/ALERT_CERTIFICATE_EXPIRED$/.test(failure.code)) {
+    return {
+      ...failure,
+      hint: `by this machine's clock (${now.toISOString()}) our client certificate "${formatDn(client.leaf.subject)}" and the CA certificates sent with it are valid (the certificate until ${day(validTo)}): either the backend's clock is wrong, or the chain it builds holds an expired CA certificate of its own (an old copy of our issuing CA): ask the backend team which certificate it found expired; if this machine's clock is the wrong one (check NTP), renew the certificate`,
+    };
+  }
+  const left = validTo - at;
   if (left > SOON_MS) return failure;
-  return { ...failure, hint: `${failure.hint}; note: the client certificate expires on ${new Date(leaf.validTo).toISOString().slice(0, 10)} (${Math.floor(left / 86_400_000)} days left)` };
+  return { ...failure, hint: `${failure.hint}; note: the client certificate expires on ${day(validTo)} (${Math.floor(left / 86_400_000)} days left)` };
 }
 
 /** Render, with anything the renderer throws besides its own errors (a context nested too deep to serialise, an unpaired surrogate) as bad input. */
@@ -97,7 +118,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
   /** Values of the authentication headers sent: what an echoing peer must not get into the Result. */
   const sent: string[] = [];
   const finish = (failure: Failure | null, profile?: LoadedProfile): Result => {
-    result.failure = failure && profile ? withExpiryNote(failure, profile, now) : failure;
+    result.failure = failure && profile ? withClientDates(failure, profile, now) : failure;
     result.ok = failure === null;
     result.timings.totalMs = round(performance.now() - started);
     if (sent.length > 0) {

@@ -10,7 +10,7 @@ import { probeCertificateRequest } from '../tls/certificate-request.js';
 import { probeOf, type ConnectionProbe } from '../tls/probe.js';
 import { DEFAULTS } from './defaults.js';
 import { classifyContext, round, tlsReport } from './exchange.js';
-import { clientDateFailure, type InvokeDeps } from './execute.js';
+import { clientDateFailure, withClientDates, type InvokeDeps } from './execute.js';
 import { emptyResult } from './failed-result.js';
 import { renderRequest } from './render.js';
 import { reportedUrl, type Failure, type Result, type TlsReport } from './result.js';
@@ -149,7 +149,7 @@ export async function checkHandshake(node: NodeDefinition, context: Record<strin
   let failure: Failure | null = null;
   if (outcome.error !== undefined) {
     // The chain the server presented was read from this same connection before Node rejected it.
-    failure = classifyError(outcome.error, classifyContext(url.host, profile, probe, settings.spec.proxyUrl !== undefined));
+    failure = withClientDates(classifyError(outcome.error, classifyContext(url.host, profile, probe, settings.spec.proxyUrl !== undefined)), profile, deps.now?.() ?? new Date());
     // As a call reports it: a connection that stood and then timed out or broke failed in TLS.
     if ((failure.category === 'timeout' || failure.category === 'connect_failed') && failure.phase === 'connect' && probe?.connectedAt !== undefined) failure = { ...failure, phase: 'tls' };
   }

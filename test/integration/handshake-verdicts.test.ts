@@ -13,7 +13,8 @@ import { checkHandshake } from '../../src/invoke/handshake-check.js';
 import type { Result } from '../../src/invoke/result.js';
 import { mintCa, mintLeaf } from '../../src/pki/mint.js';
 import { startGnutlsServer, type GnutlsServer } from '../helpers/gnutls-server.js';
-import { closeServer, listen, trackSockets } from '../helpers/net.js';
+import { LOOPBACK, closeServer, listen, trackSockets } from '../helpers/net.js';
+import { startOpensslServer, type OpensslServer, type TestServer } from '../helpers/servers.js';
 import { useProfilesFixture } from '../helpers/profiles-fixture.js';
 
 const TIMEOUTS = { connectMs: 3_000, handshakeMs: 3_000, responseMs: 3_000 };
@@ -30,15 +31,19 @@ function failureOf(r: Result): Record<string, unknown> {
 
 let gnutls12: GnutlsServer;
 /** TLS servers presenting a certificate for another host name, recording the client certificates that reached them. */
-const spies: Record<'1.2' | '1.3', { port: number; received: string[]; close(): Promise<void> }> = {} as never;
-let resetter: { port: number; close(): Promise<void> };
+const spies: Record<'1.2' | '1.3', TestServer & { received: string[] }> = {} as never;
+let resetter: TestServer;
+/** openssl s_server requiring a client certificate and judging it at a time 10 years ahead (`-attime`), TLS 1.3 and 1.2. */
+const future: Record<'1.2' | '1.3', OpensslServer> = {} as never;
+/** openssl s_server requiring a client certificate, judging it now. */
+let strict: OpensslServer;
 
 /**
  * A TLS 1.3 server that asks for a certificate and, when it does not verify the one it got (or
  * got none), resets the TCP connection right after the handshake instead of closing it: what
  * some load balancers do.
  */
-async function startResetter(o: { key: string; cert: string; ca: string }): Promise<{ port: number; close(): Promise<void> }> {
+async function startResetter(o: { key: string; cert: string; ca: string }): Promise<TestServer> {
   const server = tls.createServer({ key: o.key, cert: o.cert, ca: o.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, (c) => {
     c.on('error', () => undefined);
     if (c.authorized) {
@@ -50,10 +55,10 @@ async function startResetter(o: { key: string; cert: string; ca: string }): Prom
   server.on('tlsClientError', () => undefined);
   const sockets = trackSockets(server);
   const port = await listen(server, 0);
-  return { port, close: () => closeServer(server, sockets.sockets) };
+  return { host: LOOPBACK, port, url: `https://${LOOPBACK}:${port}`, close: () => closeServer(server, sockets.sockets) };
 }
 
-async function startSpy(o: { key: string; cert: string; ca: string; version: tls.SecureVersion }): Promise<{ port: number; received: string[]; close(): Promise<void> }> {
+async function startSpy(o: { key: string; cert: string; ca: string; version: tls.SecureVersion }): Promise<TestServer & { received: string[] }> {
   const received: string[] = [];
   const server = tls.createServer({ key: o.key, cert: o.cert, ca: o.ca, requestCert: true, rejectUnauthorized: false, minVersion: o.version, maxVersion: o.version }, (c) => {
     c.on('error', () => undefined);
@@ -64,7 +69,7 @@ async function startSpy(o: { key: string; cert: string; ca: string; version: tls
   server.on('tlsClientError', () => undefined);
   const sockets = trackSockets(server);
   const port = await listen(server, 0);
-  return { port, received, close: () => closeServer(server, sockets.sockets) };
+  return { host: LOOPBACK, port, url: `https://${LOOPBACK}:${port}`, received, close: () => closeServer(server, sockets.sockets) };
 }
 
 beforeAll(async () => {
@@ -80,6 +85,14 @@ beforeAll(async () => {
     fx.load('none', { trust: { ca: [pki.files.root] } }),
     fx.load('rogue', { client: { certificate: pki.write('rogue.pem', rogue.certPem), key: pki.write('rogue.key', rogue.keyPem) }, trust: { ca: [pki.files.root] } }),
   ]);
+  // A leaf valid now under an intermediate that expired last year: the chain a profile keeps after the CA renewed.
+  const lapsedCa = await mintCa({ subject: 'CN=svcnode Lapsed Issuing CA,O=svcnode tests', issuer: pki.root, pathLength: 0, notBefore: new Date(Date.now() - 800 * 86_400_000), notAfter: new Date(Date.now() - 400 * 86_400_000) });
+  const underLapsed = await mintLeaf({ subject: 'CN=svcnode-bot-lapsed,O=svcnode tests', issuer: lapsedCa, usage: 'client' });
+  await fx.load('lapsed', { client: { certificate: pki.write('lapsed.pem', underLapsed.certPem, lapsedCa.certPem), key: pki.write('lapsed.key', underLapsed.keyPem) }, trust: { ca: [pki.files.root] } });
+  const attime = String(Math.floor(Date.now() / 1000) + 10 * 365 * 86_400);
+  const opensslServer = (tls: '1.2' | '1.3', extraArgs: string[] = []): Promise<OpensslServer> =>
+    startOpensslServer({ certFile: pki.files.serverCert, keyFile: pki.files.serverKey, chainFile: pki.files.intermediate, caFile: pki.files.root, verify: 'require', tls, extraArgs }).then((x) => fx.track(x));
+  [future['1.2'], future['1.3'], strict] = await Promise.all([opensslServer('1.2', ['-attime', attime]), opensslServer('1.3', ['-attime', attime]), opensslServer('1.3')]);
   resetter = fx.track(await startResetter({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem }));
   gnutls12 = fx.track(await startGnutlsServer({ certFile: pki.files.serverChain, keyFile: pki.files.serverKey, clientCaFile: pki.files.root, priority: 'NORMAL:-VERS-TLS1.3' }));
 });
@@ -144,5 +157,26 @@ describe('tls.clientCertificate when we refuse the server first', () => {
     expect(r.tls?.clientCertificate?.subject).toContain('CN=svcnode-bot');
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(spies['1.2'].received).toEqual(['svcnode-bot']);
+  });
+});
+
+describe('the server calls our certificate expired', () => {
+  it('valid by this machine\'s clock (the server judges at another time): the hint says the clocks disagree, not "renew it"', async () => {
+    for (const version of ['1.3', '1.2'] as const) {
+      const r = await invoke(node(future[version].port, 'bank'), {}, fx.deps);
+      expect(failureOf(r), version).toMatchObject({ category: 'client_cert_expired' });
+      expect(r.failure?.code).toMatch(/ALERT_CERTIFICATE_EXPIRED$/);
+      expect(r.failure?.hint).toMatch(/^by this machine's clock \(.+\) our client certificate "CN=svcnode-bot, O=svcnode tests" and the CA certificates sent with it are valid/);
+      expect(r.failure?.hint).toContain("either the backend's clock is wrong");
+    }
+    const h = await checkHandshake(node(future['1.3'].port, 'bank'), {}, fx.deps);
+    expect(h.failure?.hint).toMatch(/^by this machine's clock/);
+  });
+
+  it('an expired intermediate in our chain: named, with its date and the file to fix', async () => {
+    const r = await invoke(node(strict.port, 'lapsed'), {}, fx.deps);
+    expect(failureOf(r).category).toMatch(/^client_cert_/);
+    expect(r.failure?.hint).toMatch(/^the CA certificate "CN=svcnode Lapsed Issuing CA, O=svcnode tests" sent with our client certificate expired on \d{4}-\d\d-\d\d, which is reason enough/);
+    expect(r.failure?.hint).toContain('lapsed.pem');
   });
 });
