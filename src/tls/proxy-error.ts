@@ -1,5 +1,6 @@
 import { ProxyError, errorCode, errorMessage } from '../errors.js';
 import { proxyCredentials } from './endpoint.js';
+import { effectiveCode, readableMessage } from './openssl-error.js';
 import { describeRefusal, type ProxyAnswer } from './proxy-refusal.js';
 
 /** Codes of a TLS handshake with an `https://` proxy that failed (its certificate, versions, alerts). */
@@ -45,16 +46,32 @@ export function proxyError(raw: Error, proxyUrl: string, connectMs: number, answ
   if (raw.message === 'Proxy timeout') {
     return new ProxyError('SVCNODE_PROXY_TIMEOUT', `the proxy ${proxy} did not open the tunnel within ${connectMs} ms`, { cause: raw, hint: 'check that proxy.url points at a working CONNECT proxy, or raise timeouts.connectMs' });
   }
-  const code = errorCode(raw) ?? '';
+  const text = readableMessage(errorMessage(raw).trim());
+  const code = effectiveCode(errorCode(raw) ?? '', errorMessage(raw));
   // node:http's parser could not read the answer to CONNECT: what listens there is no HTTP proxy.
   if (code.startsWith('HPE_')) {
-    return new ProxyError('SVCNODE_PROXY_BAD_RESPONSE', `${proxy} answered CONNECT with something that is not HTTP (${code}: ${errorMessage(raw)})`, { cause: raw, hint: 'proxy.url names a port where no HTTP proxy listens: check its host and port, and its scheme (https:// for a proxy that speaks TLS)' });
+    return new ProxyError('SVCNODE_PROXY_BAD_RESPONSE', `${proxy} answered CONNECT with something that is not HTTP (${code}: ${text})`, { cause: raw, hint: 'proxy.url names a port where no HTTP proxy listens: check its host and port, and its scheme (https:// for a proxy that speaks TLS)' });
   }
-  if (TLS_FAILURE.test(code)) {
-    return new ProxyError('SVCNODE_PROXY_TLS', `TLS to the proxy ${proxy} failed: ${code}: ${errorMessage(raw)}`, {
+  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG') {
+    return new ProxyError('SVCNODE_PROXY_TLS', `the proxy ${proxy} does not speak TLS on this port (${text}): it answered the TLS handshake in plaintext`, {
       cause: raw,
-      hint: 'the proxy\'s own certificate is not trusted or its TLS setup does not match: list the proxy\'s CA in proxy.tls.ca (this is not about the backend\'s certificate or trust.ca)',
+      hint: 'proxy.url says https://, but most proxies take CONNECT in plaintext (the tunnel to the backend is TLS all the same): write http:// in proxy.url, or the port of the proxy\'s TLS listener',
     });
   }
-  return new ProxyError('SVCNODE_PROXY_UNREACHABLE', `the proxy ${proxy} cannot be reached: ${code ? `${code}: ` : ''}${errorMessage(raw)}`, { cause: raw, hint: 'check proxy.url (host and port) and that the proxy is up and reachable from this machine; a proxy that speaks TLS needs https:// in proxy.url' });
+  if (TLS_FAILURE.test(code)) return new ProxyError('SVCNODE_PROXY_TLS', `TLS to the proxy ${proxy} failed: ${code}: ${text}`, { cause: raw, hint: proxyTlsHint(code) });
+  // The connection stood, and the proxy closed it without a word: what a TLS port does with a plaintext CONNECT.
+  if (code === 'ECONNRESET' && /socket hang up/.test(text)) {
+    return new ProxyError('SVCNODE_PROXY_UNREACHABLE', `the proxy ${proxy} closed the connection without answering CONNECT`, {
+      cause: raw,
+      hint: proxyUrl.startsWith('http:') ? 'a port that speaks TLS closes like this on a plaintext CONNECT: if the proxy takes TLS, write https:// in proxy.url; otherwise the proxy\'s log says why it hung up' : 'the proxy\'s log says why it hung up; check that proxy.url names its CONNECT port',
+    });
+  }
+  return new ProxyError('SVCNODE_PROXY_UNREACHABLE', `the proxy ${proxy} cannot be reached: ${code ? `${code}: ` : ''}${text}`, { cause: raw, hint: 'check proxy.url (host and port) and that the proxy is up and reachable from this machine; a proxy that speaks TLS needs https:// in proxy.url' });
+}
+
+/** What to do about the proxy's own certificate, by what was wrong with it. */
+function proxyTlsHint(code: string): string {
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') return "the proxy's own certificate is out of date: its operators must renew it (proxy.tls.ca is not the problem; this is not about the backend's certificate)";
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID' || code === 'HOSTNAME_MISMATCH') return "the proxy's own certificate does not name the host written in proxy.url: write the proxy's host as its certificate names it (this is not about the backend's certificate)";
+  return "the proxy's own certificate is not trusted or its TLS setup does not match: list the proxy's CA in proxy.tls.ca (this is not about the backend's certificate or trust.ca)";
 }

@@ -37,6 +37,8 @@ let deps: InvokeDeps;
 let nginx: Nginx;
 let squid: Squid;
 let tlsProxy: TlsProxy;
+/** The same kind of proxy with a certificate that expired yesterday (from the CA in proxyCaFile). */
+let lapsedProxy: TlsProxy;
 let backend: MtlsServer;
 let proxyCaFile: string;
 const peers: TestServer[] = [];
@@ -70,6 +72,9 @@ beforeAll(async () => {
   const proxyRoot = await mintCa({ subject: 'CN=Proxy Root,O=proxy ops' });
   const proxyLeaf = await mintLeaf({ subject: 'CN=localhost,O=proxy ops', issuer: proxyRoot, usage: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   proxyCaFile = pki.write('proxy-root.pem', proxyRoot.certPem);
+  const lapsedLeaf = await mintLeaf({ subject: 'CN=localhost,O=proxy ops', issuer: proxyRoot, usage: 'server', dnsNames: ['localhost'], notBefore: new Date(Date.now() - 30 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
+  lapsedProxy = await startTlsConnectProxy({ key: lapsedLeaf.keyPem, cert: lapsedLeaf.certPem });
+  peers.push(lapsedProxy);
 
   [nginx, squid, tlsProxy, backend] = await Promise.all([
     startNginx({ certFile: pki.files.serverChain, keyFile: pki.files.serverKey, clientCaFile: pki.files.root }),
@@ -216,6 +221,30 @@ describe('an https:// proxy (TLS to the proxy)', () => {
     assertNoSecrets(JSON.stringify([wrong, missing]), ['Wr0ng p@ss', encodeURIComponent('Wr0ng p@ss'), Buffer.from(`${PROXY_USER}:Wr0ng p@ss`).toString('base64')], 'Result');
   });
 
+  it('https:// in proxy.url for a proxy that takes CONNECT in plaintext (squid): SVCNODE_PROXY_TLS, the hint says http://, not retried', async () => {
+    const url = new URL(withCredentials(squid.url));
+    url.protocol = 'https:';
+    const r = await invokeWithRetries(node(`https://localhost:${backend.port}/`, { proxy: { url: url.href }, retry: { limit: 1, backoffMs: 5, maxBackoffMs: 5 } }), {}, deps);
+    expectProxyFailure(r);
+    // Before: SVCNODE_PROXY_UNREACHABLE "cannot be reached: EPROTO: write EPROTO 80…:error:0A00010B:…ssl3_record.c:350:\n", hint "needs https://", retried.
+    expect(r.failure).toMatchObject({ category: 'connect_failed', code: 'SVCNODE_PROXY_TLS' });
+    expect(r.failure?.message).toMatch(/does not speak TLS on this port \(wrong version number\)/);
+    expect(r.failure?.message).not.toMatch(/\.c:\d+|\n|error:0A/);
+    expect(r.failure?.hint).toContain('write http:// in proxy.url');
+    expect(r.attempts).toBe(1);
+    assertNoSecrets(JSON.stringify(r), [PROXY_PASS, encodeURIComponent(PROXY_PASS)], 'Result');
+  });
+
+  it("the proxy's certificate expired (its CA in proxy.tls.ca): the hint says to renew it, not to list the CA", async () => {
+    const url = new URL(lapsedProxy.url);
+    url.hostname = 'localhost';
+    const r = await invoke(node(`https://localhost:${backend.port}/`, { proxy: { url: url.href, tls: { ca: [proxyCaFile] } } }), {}, deps);
+    expectProxyFailure(r);
+    expect(r.failure).toMatchObject({ code: 'SVCNODE_PROXY_TLS' });
+    expect(r.failure?.message).toContain('CERT_HAS_EXPIRED');
+    expect(r.failure?.hint).toMatch(/^the proxy's own certificate is out of date: its operators must renew it/);
+  });
+
   it('a proxy that is not listening: phase proxy, retried as transient', async () => {
     const r = await invokeWithRetries(node(`https://localhost:${backend.port}/`, { proxy: { url: 'https://localhost:1/' }, retry: { limit: 1, backoffMs: 5, maxBackoffMs: 5 } }), {}, deps);
     expectProxyFailure(r);
@@ -247,7 +276,8 @@ describe('an https:// proxy (TLS to the proxy)', () => {
     const r = await invokeWithRetries(node(`https://localhost:${backend.port}/`, { proxy: { url: url.href }, retry: { limit: 0 } }), {}, deps);
     expectProxyFailure(r);
     expect(r.failure?.code).toBe('SVCNODE_PROXY_UNREACHABLE');
-    expect(r.failure?.hint).toContain('https://');
+    expect(r.failure?.message).toContain('closed the connection without answering CONNECT');
+    expect(r.failure?.hint).toContain('write https:// in proxy.url');
   });
 
   it('proxy.noProxy: a listed host is reached directly', async () => {
