@@ -72,7 +72,8 @@ const day = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
  */
 export function withClientDates(failure: Failure, profile: LoadedProfile, now: Date): Failure {
   const client = profile.client;
-  if (!client || !failure.category.startsWith('client_cert') || failure.code.startsWith('SVCNODE_CLIENT_CERT_')) return failure;
+  // Our own refusal to present it (clientDateFailure) already says what is out of date.
+  if (!client || !failure.category.startsWith('client_cert') || failure.code === 'SVCNODE_CLIENT_CERT_EXPIRED' || failure.code === 'SVCNODE_CLIENT_CERT_NOT_YET_VALID') return failure;
   const at = now.getTime();
   const stale = client.chain.find((c) => new Date(c.validTo).getTime() < at || new Date(c.validFrom).getTime() > at);
   if (stale) {
