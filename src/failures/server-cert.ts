@@ -39,7 +39,9 @@ function chainHint(ctx: Ctx): string {
   if (!chain || chain.length === 0) return `add the CA that issued the server certificate of ${ctx.host} to trust.ca of profile "${ctx.profileName}"`;
   const last = chain[chain.length - 1] as ChainEntry;
   if (chain.length === 1 && last.subject !== last.issuer) {
-    return `the server sent only its leaf certificate "${last.subject}"; add the intermediate "${last.issuer}" (and its root) to trust.ca of profile "${ctx.profileName}", or ask the backend team to send the full chain`;
+    // The chain as linked: an intermediate the server sent that did not issue its leaf (a common
+    // mistake after a CA renewal) is not in it, so "it sent only its leaf" would be a guess.
+    return `the server's certificate "${last.subject}" was issued by "${last.issuer}", and the server sent no certificate of that issuer (none at all, or an intermediate that did not issue it, as after a CA renewal): ask the backend team to send the intermediate "${last.issuer}" with its certificate, or add "${last.issuer}" (an intermediate or a root) to trust.ca of profile "${ctx.profileName}"`;
   }
   if (last.subject === last.issuer) {
     return `the server chain ends at the root "${last.subject}", which is not in trust.ca of profile "${ctx.profileName}"; add that root if you trust it`;

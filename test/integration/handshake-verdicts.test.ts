@@ -37,6 +37,8 @@ let resetter: TestServer;
 const future: Record<'1.2' | '1.3', OpensslServer> = {} as never;
 /** openssl s_server requiring a client certificate, judging it now. */
 let strict: OpensslServer;
+/** openssl s_server sending its leaf with an intermediate that did not issue it. */
+let wrongIntermediate: OpensslServer;
 
 /**
  * A TLS 1.3 server that asks for a certificate and, when it does not verify the one it got (or
@@ -92,6 +94,8 @@ beforeAll(async () => {
   const attime = String(Math.floor(Date.now() / 1000) + 10 * 365 * 86_400);
   const opensslServer = (tls: '1.2' | '1.3', extraArgs: string[] = []): Promise<OpensslServer> =>
     startOpensslServer({ certFile: pki.files.serverCert, keyFile: pki.files.serverKey, chainFile: pki.files.intermediate, caFile: pki.files.root, verify: 'require', tls, extraArgs }).then((x) => fx.track(x));
+  const otherCa = await mintCa({ subject: 'CN=svcnode Other Issuing CA,O=svcnode tests', issuer: pki.root, pathLength: 0 });
+  wrongIntermediate = fx.track(await startOpensslServer({ certFile: pki.files.serverCert, keyFile: pki.files.serverKey, chainFile: pki.write('other-ca.pem', otherCa.certPem), verify: 'none', tls: 'both' }));
   [future['1.2'], future['1.3'], strict] = await Promise.all([opensslServer('1.2', ['-attime', attime]), opensslServer('1.3', ['-attime', attime]), opensslServer('1.3')]);
   resetter = fx.track(await startResetter({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem }));
   gnutls12 = fx.track(await startGnutlsServer({ certFile: pki.files.serverChain, keyFile: pki.files.serverKey, clientCaFile: pki.files.root, priority: 'NORMAL:-VERS-TLS1.3' }));
@@ -178,5 +182,15 @@ describe('the server calls our certificate expired', () => {
     expect(failureOf(r).category).toMatch(/^client_cert_/);
     expect(r.failure?.hint).toMatch(/^the CA certificate "CN=svcnode Lapsed Issuing CA, O=svcnode tests" sent with our client certificate expired on \d{4}-\d\d-\d\d, which is reason enough/);
     expect(r.failure?.hint).toContain('lapsed.pem');
+  });
+});
+
+describe('the server sends an intermediate that did not issue its certificate', () => {
+  it('the hint names the issuer it lacks without claiming it sent only its leaf', async () => {
+    const r = await invoke(node(wrongIntermediate.port, 'bank'), {}, fx.deps);
+    expect(failureOf(r)).toMatchObject({ category: 'server_cert_untrusted' });
+    // Before: "the server sent only its leaf certificate …; add the intermediate …", which the backend team disputes.
+    expect(r.failure?.hint).toContain('the server sent no certificate of that issuer (none at all, or an intermediate that did not issue it');
+    expect(r.failure?.hint).toContain('"CN=svcnode Test Intermediate, O=svcnode tests" (an intermediate or a root)');
   });
 });
