@@ -6,7 +6,7 @@ import type { NodeDefinition } from '../definitions/types.js';
 import { classifyError } from '../failures/classify.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentSpec } from '../tls/agents.js';
-import { probeCertificateRequest } from '../tls/certificate-request.js';
+import { chainListed, probeCertificateRequest } from '../tls/certificate-request.js';
 import { probeOf, type ConnectionProbe } from '../tls/probe.js';
 import { DEFAULTS } from './defaults.js';
 import { classifyContext, round, tlsReport } from './exchange.js';
@@ -32,6 +32,12 @@ export interface HandshakeFacts {
   acceptableCAsSource: string;
   /** Time spent after the handshake waiting for a TLS 1.3 server's verdict on our certificate. */
   verdictWaitMs: number;
+  /**
+   * Whether the issuer of our client certificate (or a CA certificate sent with it) is among
+   * `acceptableCAs`; null when either is unknown. False: the server will most likely refuse it,
+   * even if the handshake passed (nginx judges at the HTTP layer).
+   */
+  clientIssuerListed: boolean | null;
 }
 
 export type HandshakeResult = Result & { handshake: HandshakeFacts };
@@ -109,7 +115,7 @@ function handshakeReport(probe: ConnectionProbe | undefined, profile: LoadedProf
  */
 export async function checkHandshake(node: NodeDefinition, context: Record<string, unknown>, deps: HandshakeDeps): Promise<HandshakeResult> {
   const started = performance.now();
-  const facts: HandshakeFacts = { tlsOnly: true, clientCertificateRequested: null, acceptableCAs: null, acceptableCAsSource: 'not probed', verdictWaitMs: 0 };
+  const facts: HandshakeFacts = { tlsOnly: true, clientCertificateRequested: null, acceptableCAs: null, acceptableCAsSource: 'not probed', verdictWaitMs: 0, clientIssuerListed: null };
   const result: HandshakeResult = { ...emptyResult(node.id, { method: node.request.method, url: reportedUrl(node.request.url) }), handshake: facts };
   const finish = (failure: Failure | null): HandshakeResult => {
     result.failure = failure;
@@ -158,6 +164,7 @@ export async function checkHandshake(node: NodeDefinition, context: Record<strin
     const request = await probeCertificateRequest(settings.spec, DEFAULTS.diagnosticTimeoutMs);
     if (request.outcome === 'requested') {
       facts.acceptableCAs = request.caNames;
+      if (profile.client) facts.clientIssuerListed = await chainListed(request.caNamesDer, [profile.client.leaf, ...profile.client.chain]);
       facts.clientCertificateRequested ??= true;
       facts.acceptableCAsSource = 'from the CertificateRequest of a TLS 1.2 probe that sent only a ClientHello: Node exposes no CA list, and TLS 1.3 sends it encrypted';
     } else if (request.outcome === 'not_requested') {
@@ -184,6 +191,7 @@ export function formatHandshakeFacts(facts: HandshakeFacts): string {
     facts.acceptableCAs.forEach((name, i) => lines.push(`${i === 0 ? 'CA names    ' : pad}${name}`));
   }
   if (facts.acceptableCAsSource !== 'not probed') lines.push(`${pad}(${facts.acceptableCAsSource})`);
+  if (facts.clientIssuerListed === false) lines.push(`${pad}WARNING: none of these CAs issued our client certificate or a CA certificate sent with it: the server will most likely refuse it, even though the handshake passed (nginx, for one, judges it only at the HTTP request)`);
   if (facts.verdictWaitMs > 0) lines.push(`verdict     waited ${facts.verdictWaitMs} ms after the TLS 1.3 handshake for the server's verdict on the client certificate`);
   return `${lines.join('\n')}\n`;
 }

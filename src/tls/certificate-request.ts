@@ -1,5 +1,6 @@
 import net, { type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
+import type { X509Certificate } from 'node:crypto';
 import { connect, createSecureContext, type TLSSocket } from 'node:tls';
 import type { AgentSpec } from './agents.js';
 import { proxyTunnel } from './proxy-tunnel.js';
@@ -7,7 +8,8 @@ import { tlsEndpoint } from './endpoint.js';
 
 /** The client-certificate request a server makes, as read from its TLS 1.2 handshake. */
 export type CertificateRequestProbe =
-  | { outcome: 'requested'; caNames: string[] }
+  /** `caNamesDer`: the names as sent (DER), to compare with certificates' issuers byte for byte. */
+  | { outcome: 'requested'; caNames: string[]; caNamesDer: Buffer[] }
   | { outcome: 'not_requested' }
   /** The server refused TLS 1.2, or the probe could not connect or read the handshake in time. */
   | { outcome: 'unavailable'; reason: string };
@@ -121,7 +123,7 @@ export async function probeCertificateRequest(spec: AgentSpec, timeoutMs: number
       tls = connect({ socket: wire, ...(servername ? { servername } : {}), secureContext: createSecureContext({ minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' }), rejectUnauthorized: false });
       tls.on('error', () => undefined);
     });
-    if (typeof outcome === 'object') return { outcome: 'requested', caNames: await formatNames(outcome.caNames) };
+    if (typeof outcome === 'object') return { outcome: 'requested', caNames: await formatNames(outcome.caNames), caNamesDer: outcome.caNames };
     if (outcome === 'not_requested') return { outcome: 'not_requested' };
     return { outcome: 'unavailable', reason: outcome === 'alert' ? 'the server refused a TLS 1.2 handshake' : outcome === 'closed' ? 'the server closed the TLS 1.2 probe' : 'the server answered the TLS 1.2 probe with something else than a handshake' };
   } catch (error) {
@@ -138,4 +140,21 @@ function direct(host: string, port: number, signal: AbortSignal): Promise<Socket
     socket.once('connect', () => resolve(socket));
     socket.once('error', reject);
   });
+}
+
+/**
+ * Whether a server that lists `caNamesDer` can accept our chain: the DER name of one of its CAs
+ * is the issuer or the subject of a certificate we send (leaf and intermediates). An empty list
+ * names no CA (the server accepts any issuer it trusts): true.
+ */
+export async function chainListed(caNamesDer: readonly Buffer[], sent: readonly X509Certificate[]): Promise<boolean> {
+  if (caNamesDer.length === 0) return true;
+  await import('reflect-metadata');
+  const x509 = await import('@peculiar/x509');
+  const ours: Buffer[] = [];
+  for (const cert of sent) {
+    const parsed = new x509.X509Certificate(new Uint8Array(cert.raw));
+    ours.push(Buffer.from(parsed.issuerName.toArrayBuffer()), Buffer.from(parsed.subjectName.toArrayBuffer()));
+  }
+  return caNamesDer.some((name) => ours.some((own) => own.equals(name)));
 }

@@ -167,11 +167,29 @@ describe('dry-run --tls-only', () => {
     expect(result.tls?.protocol).toBe('TLSv1.3');
     expect(result.handshake.clientCertificateRequested).toBe(true);
     expect(result.handshake.acceptableCAs).toEqual(['CN=svcnode Test Root, O=svcnode tests', 'CN=Partner Bank Root, O=Partner']);
+    // Our chain (leaf ← svcnode Test Intermediate ← svcnode Test Root) meets the list at the root.
+    expect(result.handshake.clientIssuerListed).toBe(true);
     const text = await dryRun(node, ['--tls-only']);
+    expect(text.stdout).not.toContain('WARNING');
     expect(text.code).toBe(0);
     expect(text.stdout).toContain('CA names    CN=svcnode Test Root, O=svcnode tests');
     expect(text.stdout).toContain('CN=Partner Bank Root, O=Partner');
     expect(text.stdout).toContain('no HTTP request was sent');
+  });
+
+  it('a server whose CA list does not name our issuer, and that lets the handshake through: ok, with a warning that it will most likely refuse the certificate', async () => {
+    const partner = await mintCa({ subject: 'CN=Partner Only Root,O=Partner' });
+    // -verify (not -Verify): it asks, tolerates what it cannot verify, and judges later, as nginx does at the HTTP layer.
+    const ossl = track(await startOpensslServer({ certFile: pki.files.serverCert, keyFile: pki.files.serverKey, chainFile: pki.files.intermediate, caFile: pki.write('partner-only.pem', partner.certPem), verify: 'request', tls: 'both' }));
+    const node = writeNode('ossl-other-ca', `https://localhost:${ossl.port}/`);
+    const result = oneResult(await dryRun(node, ['--tls-only', '--json']));
+    expect(result.ok, JSON.stringify(result.failure)).toBe(true);
+    expect(result.handshake.acceptableCAs).toEqual(['CN=Partner Only Root, O=Partner']);
+    expect(result.handshake.clientIssuerListed).toBe(false);
+    // Before: "result OK" beside a CA list that does not hold our issuer, and no word about it.
+    const text = await dryRun(node, ['--tls-only']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('WARNING: none of these CAs issued our client certificate or a CA certificate sent with it');
   });
 
   it('a server that asks for no certificate: requested false, no client certificate reported, no verdict wait', async () => {
