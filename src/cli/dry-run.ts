@@ -1,4 +1,5 @@
 import { dirname, join, resolve } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import type { Command } from 'commander';
 import { loadNodeFile } from '../definitions/nodes.js';
 import { profilesFrom } from '../definitions/profiles.js';
@@ -12,9 +13,9 @@ import { invoke, type InvokeDeps } from '../invoke/execute.js';
 import { failedResult } from '../invoke/failed-result.js';
 import { checkHandshake, formatHandshakeFacts, type HandshakeResult } from '../invoke/handshake-check.js';
 import type { Result } from '../invoke/result.js';
+import { callSettings } from '../invoke/settings.js';
 import type { LoadedProfile } from '../pki/types.js';
 import { AgentPool } from '../tls/agents.js';
-import { tlsEndpoint } from '../tls/endpoint.js';
 import { sentChain } from '../tls/sent-chain.js';
 import { KEYLOG_WARNING, KeylogAgentPool, KeylogFile } from '../tls/keylog.js';
 import { readContextFile } from './context.js';
@@ -49,12 +50,14 @@ async function dryRun(file: string, options: DryRunOptions, io: CliIo, onProfile
   const load = profilesFrom(profilesDir, { env: io.env });
   if (keylog) io.stderr(`warning: --keylog ${keylog.file} ${KEYLOG_WARNING}`);
   const agents = keylog ? new KeylogAgentPool(keylog) : new AgentPool();
+  let loaded: LoadedProfile | undefined;
   const deps: InvokeDeps = {
     agents,
     profile: async (name) => {
       try {
         const profile = await load(name);
         onProfile(profile);
+        loaded = profile;
         return profile;
       } catch (error) {
         // Also said on stderr, as plainly as the other commands say it; the Result carries it too.
@@ -67,23 +70,25 @@ async function dryRun(file: string, options: DryRunOptions, io: CliIo, onProfile
   try {
     if (options.tlsOnly) result = await checkHandshake(node, context, { ...deps, ...(keylog ? { onSocket: keylog.attach } : {}) });
     else result = options.retry ? await invokeWithRetries(node, context, deps) : await invoke(node, context, deps);
+    return loaded ? await withSentMarks(node, loaded, result, keylog?.attach) : result;
   } finally {
     agents.destroy();
     keylog?.close();
   }
-  return withSentMarks(node, result);
 }
 
 /**
  * The server chain with each certificate marked `sent` or not: Node completes what the server
  * sends from trust.ca, so a server that sends only its leaf looks whole. Learnt from a second
- * handshake that trusts nothing and sends nothing of ours (see sentChain); not through a proxy.
+ * handshake, the node's way (proxy, SNI, versions, ciphers), that trusts nothing and sends
+ * nothing of ours (see sentChain); its secrets go to the key log too.
  */
-async function withSentMarks<R extends Result>(node: NodeDefinition, result: R): Promise<R> {
+async function withSentMarks<R extends Result>(node: NodeDefinition, profile: LoadedProfile, result: R, onSocket?: (socket: TLSSocket) => void): Promise<R> {
   const chain = result.tls?.serverChain;
-  if (!result.tls || !chain?.length || node.proxy) return result;
-  const { host, port, servername } = tlsEndpoint(new URL(node.request.url), node.tls.servername);
-  const sent = await sentChain({ host, port, ...(servername ? { servername } : {}), ...(node.tls.minVersion ? { minVersion: node.tls.minVersion } : {}), timeoutMs: (node.timeouts?.connectMs ?? DEFAULTS.timeouts.connectMs) + (node.timeouts?.handshakeMs ?? DEFAULTS.timeouts.handshakeMs) });
+  if (!result.tls || !chain?.length) return result;
+  const url = new URL(result.request.url);
+  const { spec } = callSettings(node, profile, url.origin, true);
+  const sent = await sentChain(spec, spec.limits.connectMs + spec.limits.handshakeMs, onSocket);
   if (!sent) return result;
   const sentSet = new Set(sent);
   return { ...result, tls: { ...result.tls, serverChain: chain.map((c) => ({ ...c, sent: sentSet.has(c.fingerprint256) })) } };

@@ -1,5 +1,10 @@
-import { connect, createSecureContext, type SecureVersion, type TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
+import { connect, createSecureContext, type TLSSocket } from 'node:tls';
+import type { AgentSpec } from './agents.js';
+import { tlsEndpoint } from './endpoint.js';
 import { peerCertificates } from './probe.js';
+import { proxyTunnel } from './proxy-tunnel.js';
+import { policyOptions } from './tls-policy.js';
 
 /**
  * A CA certificate that issues nothing (its key was discarded when it was made). A trust store
@@ -21,21 +26,22 @@ KvalqCfjPeiFBHHrORs5584g
 -----END CERTIFICATE-----
 `;
 
-export interface SentChainTarget {
-  host: string;
-  port: number;
-  servername?: string;
-  minVersion?: SecureVersion;
-  timeoutMs: number;
-}
-
 /**
  * The SHA-256 fingerprints of the certificates the server sends, leaf first (Node's colon form),
  * read from a handshake of its own that trusts nothing and presents no client certificate (the
  * server is not verified on it, so nothing of ours is sent), then closed before any HTTP byte.
- * Undefined when the server cannot be reached or shows no certificate within `timeoutMs`.
+ * It goes the node's way: through its proxy, with its SNI, protocol versions, ciphers and
+ * renegotiation setting (a server that takes only the node's cipher would refuse another). Undefined
+ * when the server cannot be reached or shows no certificate within `timeoutMs`.
  */
-export function sentChain(t: SentChainTarget): Promise<string[] | undefined> {
+export async function sentChain(spec: AgentSpec, timeoutMs: number, onSocket?: (socket: TLSSocket) => void): Promise<string[] | undefined> {
+  const { host, port, servername } = tlsEndpoint(spec.origin, spec.servername);
+  let tunnel: Socket | undefined;
+  try {
+    if (spec.proxyUrl) tunnel = await proxyTunnel({ ...spec, proxyUrl: spec.proxyUrl }, host, port, timeoutMs);
+  } catch {
+    return undefined;
+  }
   return new Promise((resolve) => {
     let socket: TLSSocket | undefined;
     let done = false;
@@ -44,20 +50,20 @@ export function sentChain(t: SentChainTarget): Promise<string[] | undefined> {
       done = true;
       clearTimeout(timer);
       socket?.destroy();
+      tunnel?.destroy();
       resolve(value);
     };
     const read = (): void => {
       const chain = peerCertificates(socket?.getPeerCertificate(true)).map((c) => c.fingerprint256);
       if (chain.length > 0) finish(chain);
     };
-    const timer = setTimeout(() => finish(undefined), t.timeoutMs);
+    const timer = setTimeout(() => finish(undefined), timeoutMs);
     timer.unref();
     try {
       socket = connect({
-        host: t.host,
-        port: t.port,
-        ...(t.servername ? { servername: t.servername } : {}),
-        secureContext: createSecureContext({ ca: ISSUES_NOTHING, ...(t.minVersion ? { minVersion: t.minVersion } : {}) }),
+        ...(tunnel ? { socket: tunnel } : { host, port }),
+        ...(servername ? { servername } : {}),
+        secureContext: createSecureContext({ ca: ISSUES_NOTHING, minVersion: spec.minVersion ?? 'TLSv1.2', ...policyOptions(spec.policy) }),
         rejectUnauthorized: false,
         ALPNProtocols: ['http/1.1'],
       });
@@ -65,6 +71,7 @@ export function sentChain(t: SentChainTarget): Promise<string[] | undefined> {
       finish(undefined);
       return;
     }
+    onSocket?.(socket);
     // TLS 1.2: the server's flight (its certificates) has been read when the first key-log line
     // comes; a server that demands a client certificate aborts right after, before 'secureConnect'.
     socket.once('keylog', read);

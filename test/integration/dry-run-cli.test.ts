@@ -202,6 +202,24 @@ describe('the server chain as sent', () => {
     expect(oneResult(r).tls?.serverChain.map((c) => [c.subject, c.sent])).toEqual([[subjects.leaf, true], [subjects.intermediate, false], [subjects.root, false]]);
   });
 
+  it('behind the node\'s proxy: marked through a tunnel of its own (before, the marks were left out)', async () => {
+    const proxy = await startConnectProxy();
+    servers.push(proxy);
+    const r = await dryRun(writeNode('chain-proxy', get(`https://localhost:${leafOnly.port}/`, { tls: { profile: 'with-intermediate' }, proxy: { url: proxy.url } })));
+    expect(r.code, r.stderr).toBe(EXIT.ok);
+    expect(oneResult(r).tls?.serverChain.map((c) => [c.subject, c.sent])).toEqual([[subjects.leaf, true], [subjects.intermediate, false], [subjects.root, false]]);
+    // The call's tunnel and the check's.
+    expect(proxy.tunnels).toBe(2);
+  });
+
+  it("with the node's cipher list, against a server that takes only that cipher (before, the check offered others and got nothing)", async () => {
+    const server = await startOpensslServer({ certFile: pki.files.serverCert, keyFile: pki.files.serverKey, verify: 'none', tls: '1.2', extraArgs: ['-cipher', 'CAMELLIA256-SHA'] });
+    servers.push(server);
+    const r = await dryRun(writeNode('chain-cipher', get(`https://localhost:${server.port}/`, { tls: { profile: 'with-intermediate', maxVersion: 'TLSv1.2', ciphers: 'CAMELLIA256-SHA' } })));
+    expect(r.code, r.stderr).toBe(EXIT.ok);
+    expect(oneResult(r).tls?.serverChain.map((c) => [c.subject, c.sent])).toEqual([[subjects.leaf, true], [subjects.intermediate, false], [subjects.root, false]]);
+  });
+
   it('a failed verification is marked too: the expired server sent its intermediate', async () => {
     const r = await dryRun(writeNode('chain-expired', get(`https://localhost:${expiredServer.port}/`, { tls: { profile: 'with-intermediate' } })));
     expect(r.code).toBe(EXIT.tls);

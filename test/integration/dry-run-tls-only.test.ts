@@ -280,14 +280,27 @@ describe('dry-run --keylog', () => {
     const client = parse(lines);
     const tls13 = [...client.values()].filter((c) => c.has('CLIENT_HANDSHAKE_TRAFFIC_SECRET'));
     const tls12 = [...client.values()].filter((c) => c.has('CLIENT_RANDOM'));
-    expect(tls13).toHaveLength(2);
-    expect(tls12).toHaveLength(1);
+    // Each dry-run opens two connections: the call (or check) and the one that learns which certificates the server sends.
+    // Before: only the first of the two was in the file.
+    expect(tls13).toHaveLength(4);
+    expect(tls12).toHaveLength(2);
     for (const c of tls13) {
       expect([...c.keys()].sort()).toEqual(['CLIENT_HANDSHAKE_TRAFFIC_SECRET', 'CLIENT_TRAFFIC_SECRET_0', 'EXPORTER_SECRET', 'SERVER_HANDSHAKE_TRAFFIC_SECRET', 'SERVER_TRAFFIC_SECRET_0']);
     }
     // Same client random, same secrets on the server side: the file decrypts these connections.
     const server = parse([...serverLines, ...serverLines12]);
-    for (const [random, secrets] of client) expect(server.get(random), `connection ${random}`).toEqual(secrets);
+    // The check's connection closes before the server has read all of our flight: under TLS 1.3 the
+    // server has its handshake secrets (which decrypt the certificates) but no client traffic
+    // secret; under TLS 1.2 (certificates in plaintext) it may have derived nothing yet. Every
+    // secret the server did derive matches ours, and it knows at least the five connections that
+    // got that far (three calls or checks, two TLS 1.3 checks of the chain).
+    let known = 0;
+    for (const [random, secrets] of client) {
+      const derived = server.get(random);
+      if (derived) known++;
+      for (const [label, secret] of derived ?? []) expect(secrets.get(label), `${label} of ${random}`).toBe(secret);
+    }
+    expect(known).toBeGreaterThanOrEqual(5);
   });
 
   it('refuses an existing key log file that others can read (exit 2) and a worker --keylog or NODE_OPTIONS=--tls-keylog (exit 2)', async () => {
