@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   SVCNODE_SUBJECT_MISMATCH: 'the server subject matches none of tls.serverSubjectPatterns',
   SVCNODE_CLIENT_CERT_EXPIRED: 'the client certificate is expired, so it was not presented',
   SVCNODE_CLIENT_CERT_NOT_YET_VALID: 'the client certificate is not valid yet, so it was not presented',
+  SVCNODE_RENEWAL_OUT_OF_DATE: 'a profile reloaded while the worker runs holds a client certificate that is expired (refused: the last good one stays in use, the profile is stale) or not valid yet (a renewal staged early: logged, and taken when it becomes valid)',
   SVCNODE_CROSS_ORIGIN_REDIRECT: 'the backend redirected to another origin, which is never followed',
   SVCNODE_TIMEOUT: 'a TCP connect or TLS handshake did not finish within its timeout',
   SVCNODE_AUTH_NO_TOKEN: 'a certificate-session endpoint answered without the token field',

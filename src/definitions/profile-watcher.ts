@@ -1,9 +1,11 @@
+import type { X509Certificate } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import { InvalidInputError, errorMessage } from '../errors.js';
 import type { CrlFetcher } from '../pki/crl-fetch.js';
 import { DirPoller, fileStamp } from './dir-poller.js';
 import { loadProfile, profileName } from './profiles.js';
 import type { LoadedProfile } from '../pki/types.js';
+import { formatDn } from '../tls/identity.js';
 import type { Registry } from './registry.js';
 import { readJsonText } from './validator.js';
 import type { ProfileDocument } from './types.js';
@@ -18,6 +20,8 @@ export interface ProfileWatcherEvents {
    * CRL, or its files back as they were after a failed reload: `recovered`): its findings may differ.
    */
   unchanged?(profile: LoadedProfile, previous: LoadedProfile, recovered: boolean): void;
+  /** A changed profile holds a client certificate not valid yet: the one in use stays until it is (then it is loaded again). */
+  deferred?(name: string, file: string, why: InvalidInputError): void;
   /** A profile file disappeared: the profile is out of use; `previous` is what was in use. */
   removed?(name: string, file: string, previous: LoadedProfile | undefined): void;
   /** A polling round failed for a reason of its own (a defect): logged, the next round runs as usual. */
@@ -60,6 +64,8 @@ async function fingerprint(file: string): Promise<string> {
  */
 export class ProfileWatcher extends DirPoller {
   private readonly seen = new Map<string, string>();
+  /** Files whose new client certificate was held back as not valid yet, and when it becomes valid. */
+  private readonly heldBack = new Map<string, number>();
 
   constructor(
     private readonly registry: Registry,
@@ -103,11 +109,25 @@ export class ProfileWatcher extends DirPoller {
     for (const file of files) {
       const print = await fingerprint(file);
       const name = profileName(file);
-      if (this.seen.get(file) === print && !this.crlsDue(name)) continue;
+      const validFrom = this.heldBack.get(file);
+      if (this.seen.get(file) === print && !this.crlsDue(name) && !(validFrom !== undefined && Date.now() >= validFrom)) continue;
       this.seen.set(file, print);
+      this.heldBack.delete(file);
       try {
         const profile = await loadProfile(file, { ...(this.options.env ? { env: this.options.env } : {}), ...(this.options.crlFetcher ? { crlFetcher: this.options.crlFetcher } : {}) });
         const previous = this.registry.profiles.get(profile.name);
+        const outOfDate = outOfDateRenewal(profile, previous, file, Date.now());
+        if (outOfDate?.validFrom !== undefined) {
+          // Staged early: nothing is wrong yet, and the profile in use is not stale.
+          this.heldBack.set(file, outOfDate.validFrom);
+          this.events.deferred?.(name, file, outOfDate.error);
+          continue;
+        }
+        if (outOfDate) {
+          const kept = this.registry.recordProfileFailure(name, file, outOfDate.error);
+          this.events.failed(name, file, outOfDate.error, kept);
+          continue;
+        }
         if (previous?.version === profile.version) {
           const recovered = this.registry.isStale(profile.name);
           this.registry.replaceProfile(profile);
@@ -123,4 +143,25 @@ export class ProfileWatcher extends DirPoller {
       }
     }
   }
+}
+
+/**
+ * A reload whose client certificate is out of date while the one in use is not: a renewal staged
+ * before its notBefore (`validFrom`: tried again then), or an old file copied back (refused like
+ * any bad bundle: the last good one stays in use).
+ */
+function outOfDateRenewal(profile: LoadedProfile, previous: LoadedProfile | undefined, file: string, now: number): { error: InvalidInputError; validFrom?: number } | undefined {
+  const leaf = profile.client?.leaf;
+  const inUse = previous?.client?.leaf;
+  if (!leaf || !inUse || leaf.fingerprint256 === inUse.fingerprint256) return undefined;
+  const valid = (c: X509Certificate): boolean => Date.parse(c.validFrom) <= now && now <= Date.parse(c.validTo);
+  if (valid(leaf) || !valid(inUse)) return undefined;
+  const notYet = Date.parse(leaf.validFrom) > now;
+  const subject = formatDn(leaf.subject);
+  const when = notYet ? `is not valid before ${new Date(leaf.validFrom).toISOString()}` : `expired on ${new Date(leaf.validTo).toISOString()}`;
+  const error = new InvalidInputError('SVCNODE_RENEWAL_OUT_OF_DATE', `${file}: the new client certificate "${subject}" ${when}; the one in use ("${formatDn(inUse.subject)}", valid until ${new Date(inUse.validTo).toISOString()}) stays in use`, {
+    file,
+    hint: notYet ? 'nothing to do if the renewal was staged early: the worker switches to it when it becomes valid; otherwise check the certificate\'s dates and this machine\'s clock' : 'the file holds an expired certificate: put the current one (or its renewal) back',
+  });
+  return notYet ? { error, validFrom: Date.parse(leaf.validFrom) } : { error };
 }

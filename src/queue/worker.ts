@@ -322,6 +322,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         if (!previous) logger.info({ profile: name, file }, 'profile file removed (it had not loaded, nothing was in use)');
         else logger.error({ profile: name, file, client: previous.client?.leaf.subject.replace(/\n/g, ', ') }, 'profile removed: its nodes answer invalid_input until the file is back');
       },
+      deferred(name, file, why) {
+        logger.warn({ profile: name, file, code: why.code, hint: why.hint }, `profile reload deferred: ${why.message}`);
+      },
       failed(name, file, error, kept) {
         metrics.profileLoadFailures.inc({ profile: name });
         logger.error({ profile: name, file, code: error.code, hint: error.hint }, kept ? `profile reload failed, keeping the last good bundle: ${error.message}` : `profile failed to load, its nodes answer invalid_input until it does: ${error.message}`);

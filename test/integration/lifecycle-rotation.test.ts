@@ -95,4 +95,40 @@ describe('rotation without restart', () => {
     // Before: the failure was logged at error level, its end not at all (the material is the one in use, so no "profile reloaded").
     expect(logs.slice(before).filter((l) => l.profile === 'bank').map((l) => [l.level, l.msg])).toEqual([[30, 'profile loads again, with the material already in use: its reload failure is over']]);
   });
+
+  it('an expired certificate copied over the one in use is refused like any bad bundle: the last good identity stays, the profile is stale', async () => {
+    const old = await mintLeaf({ subject: 'CN=svcnode-bot-old,O=svcnode tests', issuer: pki.intermediate, usage: 'client', notBefore: new Date(Date.now() - 400 * 86_400_000), notAfter: new Date(Date.now() - 30 * 86_400_000) });
+    const keyBefore = readFileSync(join(material, 'client.key'), 'utf8');
+    replace(join(material, 'client.pem'), old.certPem + pki.intermediate.certPem);
+    replace(join(material, 'client.key'), old.keyPem);
+    await worker.watcher.check();
+    // Before: "profile reloaded", and every call failed SVCNODE_CLIENT_CERT_EXPIRED.
+    expect(worker.registry.staleProfiles()).toEqual([expect.objectContaining({ name: 'bank', code: 'SVCNODE_RENEWAL_OUT_OF_DATE' })]);
+    const r = await client.invoke('ping', {}, { timeoutMs: 10_000 });
+    expect(r.ok, JSON.stringify(r.failure)).toBe(true);
+    expect(backend.lastClientSubject?.CN).toBe('svcnode-bot-rotated');
+    replace(join(material, 'client.pem'), goodCert);
+    replace(join(material, 'client.key'), keyBefore);
+    await worker.watcher.check();
+    expect(worker.registry.staleProfiles()).toEqual([]);
+  });
+
+  it('a renewal staged before its notBefore: the identity in use stays, /healthz ok, and the worker switches when it becomes valid', async () => {
+    const validFrom = Date.now() + 2_500;
+    const staged = await mintLeaf({ subject: 'CN=svcnode-bot-staged,O=svcnode tests', issuer: pki.intermediate, usage: 'client', notBefore: new Date(validFrom), notAfter: new Date(validFrom + 365 * 86_400_000) });
+    const before = logs.length;
+    replace(join(material, 'client.pem'), staged.certPem + pki.intermediate.certPem);
+    replace(join(material, 'client.key'), staged.keyPem);
+    await worker.watcher.check();
+    expect(logs.slice(before).some((l) => l.level === 40 && l.msg.startsWith('profile reload deferred: ') && l.msg.includes('"CN=svcnode-bot-staged, O=svcnode tests" is not valid before'))).toBe(true);
+    expect(worker.registry.staleProfiles()).toEqual([]);
+    expect((await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`)).status).toBe(200);
+    // Before: taken at once, and every call failed SVCNODE_CLIENT_CERT_NOT_YET_VALID until then.
+    const early = await client.invoke('ping', {}, { timeoutMs: 10_000 });
+    expect(early.ok, JSON.stringify(early.failure)).toBe(true);
+    expect(backend.lastClientSubject?.CN).toBe('svcnode-bot-rotated');
+    // The files do not change again: the watcher comes back to them at notBefore by itself (it polls every 100 ms here).
+    await waitFor(async () => Date.now() > validFrom && (await client.invoke('ping', {}, { timeoutMs: 10_000 })).ok && backend.lastClientSubject?.CN === 'svcnode-bot-staged', 15_000, 200, 'the staged renewal in use');
+    expect(worker.registry.staleProfiles()).toEqual([]);
+  }, 30_000);
 });
