@@ -93,10 +93,12 @@ export function importCommand(io: CliIo, input: NodeJS.ReadableStream = process.
               `  status   ${summary.status.toUpperCase()}`,
               `  valid    ${summary.validFrom ?? '?'} → ${summary.validTo ?? '?'} (${summary.daysLeft ?? '?'} days left)`,
               ...profile.findings.filter((f) => f.severity !== 'info').map((f) => `  ${f.severity} ${f.code}: ${f.message}`),
+              ...(status === 'not_yet_valid' ? ['  note     a renewal staged early: running workers keep the certificate they use until this one becomes valid, then switch to it'] : []),
             ].join('\n'),
           );
         }
-        return status === 'valid' ? 0 : 2;
+        // Written either way: an expired certificate was refused before anything was (exit 2).
+        return 0;
       }, o.json ? errorDocument : undefined),
     );
 }

@@ -7,6 +7,7 @@ import { BundleError, InvalidInputError, SvcnodeError } from '../errors.js';
 import { bundleError } from '../pki/bundle-error.js';
 import { orderChain } from '../pki/chain.js';
 import { parseMaterial } from '../pki/material.js';
+import { formatDn } from '../tls/identity.js';
 import { loadProfile } from './profiles.js';
 import type { LoadedProfile } from '../pki/types.js';
 
@@ -122,6 +123,15 @@ export async function importBundle(o: ImportOptions): Promise<ImportResult> {
       await loadProfile(join(stage, `${o.name}.json`), loadOptions);
     } catch (error) {
       throw asPayloadError(error, stage);
+    }
+    // An expired certificate would replace a working one for nothing: refused before anything moves.
+    // One not valid yet is a renewal staged early: written (workers keep theirs until it is valid).
+    const now = o.now ?? new Date();
+    if (now.getTime() > Date.parse(leaf.validTo)) {
+      throw new InvalidInputError('SVCNODE_INVALID_BUNDLE', `${STDIN}: the client certificate "${formatDn(leaf.subject)}" expired on ${new Date(leaf.validTo).toISOString()}; nothing was written`, {
+        file: STDIN,
+        hint: 'import its renewal (the PKI team or the registration portal issues it); the profile in place, if any, is untouched',
+      });
     }
     const rollback = await moveIntoPlace(files.map(([relative]) => [join(stage, relative), join(dir, relative)]), join(dir, o.name), stage);
     try {

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mintLeaf } from '../../src/pki/mint.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestPki, opensslPkcs12, type TestPki } from '../helpers/pki.js';
 import { assertNoSecrets } from '../helpers/secrets.js';
@@ -96,5 +97,26 @@ describe('certs import writes nothing when it fails', () => {
     expect(after['bank/client.key']?.startsWith('600 ')).toBe(true);
     expect(after['bank.json']?.startsWith('600 ')).toBe(true);
     assertNoSecrets(first.stdout + first.stderr + replaced.stdout + replaced.stderr, [PASS, pki.client.keyPem]);
+  });
+
+  it('an expired certificate, --force over a working profile: exit 2, nothing written; a renewal not valid yet is written (exit 0) with a note', async () => {
+    const profiles = join(pki.dir, 'dates');
+    expect((await runCli(['certs', 'import', '--name', 'bank', '--profiles', profiles], { input: goodPayload })).code).toBe(0);
+    const before = snapshot(profiles);
+    const day = 86_400_000;
+    const old = await mintLeaf({ subject: 'CN=svcnode-bot-old,O=svcnode tests', issuer: pki.intermediate, usage: 'client', notBefore: new Date(Date.now() - 400 * day), notAfter: new Date(Date.now() - 30 * day) });
+    const expired = await runCli(['certs', 'import', '--name', 'bank', '--profiles', profiles, '--force'], { input: old.certPem + pki.intermediate.certPem + old.keyPem });
+    // Before: the expired certificate replaced the working one, then the command exited 2 ("status EXPIRED").
+    expect(expired.code).toBe(2);
+    expect(expired.stderr).toMatch(/SVCNODE_INVALID_BUNDLE.*the client certificate "CN=svcnode-bot-old, O=svcnode tests" expired on .*; nothing was written/);
+    expect(snapshot(profiles)).toEqual(before);
+
+    const staged = await mintLeaf({ subject: 'CN=svcnode-bot-next,O=svcnode tests', issuer: pki.intermediate, usage: 'client', notBefore: new Date(Date.now() + 2 * day), notAfter: new Date(Date.now() + 400 * day) });
+    const renewal = await runCli(['certs', 'import', '--name', 'bank', '--profiles', profiles, '--force'], { input: staged.certPem + pki.intermediate.certPem + staged.keyPem });
+    expect(renewal.code, renewal.stderr).toBe(0);
+    expect(renewal.stdout).toContain('status   NOT_YET_VALID');
+    expect(renewal.stdout).toContain('running workers keep the certificate they use until this one becomes valid');
+    expect(readFileSync(join(profiles, 'bank', 'client-chain.pem'), 'utf8')).toContain(staged.certPem.trim());
+    assertNoSecrets(expired.stdout + expired.stderr + renewal.stdout + renewal.stderr, [old.keyPem, staged.keyPem]);
   });
 });
