@@ -1,10 +1,10 @@
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
-import { BundleError, errorCode } from '../errors.js';
+import { BundleError, errorCode, errorMessage } from '../errors.js';
 import { bundleError } from './bundle-error.js';
 import { orderChain } from './chain.js';
 import { clientAuthFinding, dateFindings, tls13KeyFinding } from './findings.js';
-import { oneLineName } from './inspect.js';
+import { oneLineName, weakSignatureDigest } from './inspect.js';
 import { derShape } from './der.js';
 import { parseMaterial, readLimited, readMaterial, type Material } from './material.js';
 import type { ClientIdentity, Finding } from './types.js';
@@ -68,16 +68,16 @@ export async function loadClientIdentity(source: ClientSource, passphrase: strin
       // An empty file read for "key" lacks a key, not a certificate.
       throw error instanceof BundleError && error.code === 'SVCNODE_NO_CERTIFICATE' ? bundleError('SVCNODE_NO_PRIVATE_KEY', source.key, 'the key file is empty', 'point "key" at the private key file your PKI team issued with the certificate', error) : error;
     });
-    const k = keys.keys[0];
-    if (!k) {
+    if (keys.keys.length === 0) {
       throw bundleError('SVCNODE_NO_PRIVATE_KEY', keys.file, 'the file contains no private key', 'point "key" at the private key file (PEM or DER, PKCS#1, PKCS#8 or SEC1)');
     }
-    const match = certs.certificates.find((c) => c.checkPrivateKey(k));
-    if (!match) {
-      throw bundleError('SVCNODE_KEY_MISMATCH', keys.file, `the private key does not belong to the certificate ${oneLineName(certs.certificates[0]?.subject ?? '')} in ${certs.file}`, 'use the key that was generated with this certificate request, or the certificate issued for this key');
+    // A file may hold several keys (an old one left above the new): the one that matches is used.
+    const pair = keys.keys.map((candidate) => ({ candidate, cert: certs.certificates.find((c) => c.checkPrivateKey(candidate)) })).find((p) => p.cert !== undefined);
+    if (!pair?.cert) {
+      throw bundleError('SVCNODE_KEY_MISMATCH', keys.file, `the private key${keys.keys.length > 1 ? ` (any of the ${keys.keys.length} in the file)` : ''} does not belong to the certificate ${oneLineName(certs.certificates[0]?.subject ?? '')} in ${certs.file}`, 'use the key that was generated with this certificate request, or the certificate issued for this key');
     }
-    key = k;
-    leaf = match;
+    key = pair.candidate;
+    leaf = pair.cert;
     others = certs.certificates;
     certFile = certs.file;
     keyFile = keys.file;
@@ -101,7 +101,7 @@ export async function loadClientIdentity(source: ClientSource, passphrase: strin
     findings.push({ severity: 'warning', code: 'CHAIN_REORDERED', file: certFile, message: `the certificates in ${certFile} are not in leaf-then-issuer order; they are sent reordered`, hint: 'put the client certificate first, then its issuer, then that issuer\'s issuer' });
   }
   const keyPem = key.export({ format: 'pem', type: 'pkcs8' }).toString();
-  assertUsableInTls(keyPem, [leaf, ...ordered.chain], keyFile);
+  assertUsableInTls(keyPem, [leaf, ...ordered.chain], keyFile, certFile);
 
   findings.push(...dateFindings(leaf, 'client', certFile, policy.now, policy.expiryWarningDays));
   findings.push(...clientAuthFinding(leaf, certFile, policy.now));
@@ -119,13 +119,19 @@ function pkcs12InPemFields(file: string, field: 'certificate' | 'key'): Error {
 }
 
 /** Build the secure context the call path will build, so bad material fails at load. */
-function assertUsableInTls(keyPem: string, certs: X509Certificate[], file: string): void {
+function assertUsableInTls(keyPem: string, certs: X509Certificate[], file: string, certFile: string): void {
   try {
     createSecureContext({ key: keyPem, cert: certs.map((c) => c.toString()).join('\n') });
   } catch (cause) {
-    if (errorCode(cause) === 'ERR_OSSL_X509_KEY_VALUES_MISMATCH') {
+    const code = errorCode(cause);
+    if (code === 'ERR_OSSL_X509_KEY_VALUES_MISMATCH') {
       throw bundleError('SVCNODE_KEY_MISMATCH', file, 'the private key does not belong to the client certificate', 'use the key that was generated with this certificate', cause);
     }
-    throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'OpenSSL refuses this key and certificate', 'check the key type and size (RSA ≥ 2048 or EC P-256/P-384)', cause);
+    // The certificates, not the key: one of them is signed with a digest OpenSSL 3 no longer accepts.
+    const weak = code === 'ERR_SSL_CA_MD_TOO_WEAK' ? certs.find((c) => weakSignatureDigest(c) !== undefined) : undefined;
+    if (weak) {
+      throw bundleError('SVCNODE_INVALID_BUNDLE', certFile, `the certificate ${oneLineName(weak.subject)} is signed with ${weakSignatureDigest(weak) ?? ''} by its issuer, which OpenSSL 3 refuses for TLS ("ca md too weak")`, 'ask the PKI team to reissue it signed with SHA-256 or better (the key is fine and can stay)', cause);
+    }
+    throw bundleError('SVCNODE_INVALID_BUNDLE', file, `OpenSSL refuses this key and certificate (${code ?? errorMessage(cause)})`, 'check the key type and size (RSA ≥ 2048 or EC P-256/P-384)', cause);
   }
 }

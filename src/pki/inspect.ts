@@ -140,3 +140,37 @@ export function describeCertificate(cert: X509Certificate, now: Date): Certifica
   if (key.curve !== undefined) description.curve = key.curve;
   return description;
 }
+
+/** DER of the signature-algorithm OIDs OpenSSL 3 refuses at its default security level, by digest. */
+const WEAK_SIGNATURES: readonly [string, Buffer][] = [
+  ['SHA-1', Buffer.from('06092a864886f70d010105', 'hex')], // sha1WithRSAEncryption
+  ['SHA-1', Buffer.from('06072a8648ce3d0401', 'hex')], // ecdsa-with-SHA1
+  ['SHA-1', Buffer.from('06072a8648ce380403', 'hex')], // dsa-with-sha1
+  ['MD5', Buffer.from('06092a864886f70d010104', 'hex')], // md5WithRSAEncryption
+  ['MD2', Buffer.from('06092a864886f70d010102', 'hex')], // md2WithRSAEncryption
+];
+
+/** Offset just past a DER header (tag and length) at `at`, and the content length; undefined when malformed. */
+function derHeader(der: Buffer, at: number): { start: number; length: number } | undefined {
+  const first = der[at + 1];
+  if (first === undefined) return undefined;
+  if (first < 0x80) return { start: at + 2, length: first };
+  const bytes = first & 0x7f;
+  if (bytes === 0 || bytes > 4 || at + 2 + bytes > der.length) return undefined;
+  return { start: at + 2 + bytes, length: der.readUIntBE(at + 2, bytes) };
+}
+
+/**
+ * The digest of the certificate's own signature (made by its issuer) when OpenSSL 3 refuses it
+ * for TLS ("ca md too weak"): SHA-1, MD5 or MD2; undefined for any other. Read from the DER:
+ * Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm AlgorithmIdentifier, … }.
+ */
+export function weakSignatureDigest(cert: X509Certificate): string | undefined {
+  const der = cert.raw;
+  const outer = derHeader(der, 0);
+  const tbs = outer && derHeader(der, outer.start);
+  const algorithm = tbs && derHeader(der, tbs.start + tbs.length);
+  if (!algorithm) return undefined;
+  const oid = der.subarray(algorithm.start, algorithm.start + algorithm.length);
+  return WEAK_SIGNATURES.find(([, prefix]) => oid.subarray(0, prefix.length).equals(prefix))?.[0];
+}

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -201,6 +201,29 @@ describe('PKCS#12 profiles', () => {
 describe('unusable material is thrown with a stable code', () => {
   it('key does not match the certificate', async () => {
     expect((await loadError(pemProfile('mismatch', pki.files.clientChain, pki.files.serverKey))).code).toBe('SVCNODE_KEY_MISMATCH');
+  });
+
+  it('a key file holding another key above the right one: the matching key is used (before: "does not belong to the certificate")', async () => {
+    const other = await mintLeaf({ subject: 'CN=other', issuer: pki.intermediate, usage: 'client', key: { type: 'ec', curve: 'P-256' } });
+    const keys = pki.write('two-keys.key', other.keyPem, pki.client.keyPem);
+    const profile = await loadProfile(pemProfile('twokeys', pki.files.clientChain, keys));
+    expect(profile.client?.leaf.subject).toContain('CN=svcnode-bot');
+  });
+
+  it('a client certificate signed with SHA-1: named with its file and the fix, not blamed on the key', async () => {
+    // openssl signs the leaf with -sha1 (the intermediate's key, our key pair).
+    const dir = pki.dir;
+    const csr = join(dir, 'sha1.csr');
+    execFileSync('openssl', ['req', '-new', '-key', pki.files.clientKey, '-subj', '/CN=svcnode-bot-sha1', '-out', csr]);
+    const intKey = pki.write('int.key', pki.intermediate.keyPem);
+    const leaf = join(dir, 'sha1-leaf.pem');
+    execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', pki.files.intermediate, '-CAkey', intKey, '-set_serial', '7', '-days', '30', '-sha1', '-out', leaf], { stdio: 'ignore' });
+    const chain = pki.write('sha1-chain.pem', readFileSync(leaf, 'utf8'), pki.intermediate.certPem);
+    const e = await loadError(pemProfile('sha1', chain, pki.files.clientKey));
+    // Before: "<key file>: OpenSSL refuses this key and certificate (check the key type and size …)".
+    expect([e.code, e.file]).toEqual(['SVCNODE_INVALID_BUNDLE', chain]);
+    expect(e.message).toContain('the certificate CN=svcnode-bot-sha1 is signed with SHA-1 by its issuer, which OpenSSL 3 refuses for TLS');
+    expect(e.hint).toContain('reissue it signed with SHA-256');
   });
 
   it('a certificate file without a certificate, a key file without a key, a trust file without a certificate', async () => {
