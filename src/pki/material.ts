@@ -104,12 +104,39 @@ export function parseMaterial(bytes: Buffer, file: string, options: ReadMaterial
   if (bytes.length === 0) {
     throw bundleError('SVCNODE_NO_CERTIFICATE', file, 'the file is empty', 'supply the PEM, DER or PKCS#12 file your PKI team issued');
   }
+  return readable(parseBytes(bytes, file, options));
+}
+
+function parseBytes(bytes: Buffer, file: string, options: ReadMaterialOptions): Material {
   if (bytes.includes('-----BEGIN ')) return parsePem(bytes, file, options, bytes.toString('latin1'));
   const utf16 = utf16Text(bytes);
   if (utf16 !== undefined) return parsePem(bytes, file, options, utf16);
   const decoded = base64Der(bytes);
   if (decoded !== undefined) return { ...parseDer(decoded, file, options), bytes };
   return parseDer(bytes, file, options);
+}
+
+/**
+ * OpenSSL parses a certificate whose dates or public key are damaged (a flipped bit, a bad copy)
+ * and fails only when they are read: at the handshake, or in a report. Refused here instead,
+ * naming the file and the certificate, the same way for every command and the worker.
+ */
+function readable(material: Material): Material {
+  for (const [i, cert] of material.certificates.entries()) {
+    let damaged: string | undefined;
+    if (Number.isNaN(Date.parse(cert.validFrom)) || Number.isNaN(Date.parse(cert.validTo))) damaged = 'its validity dates cannot be read';
+    else {
+      try {
+        void cert.publicKey;
+      } catch {
+        damaged = 'its public key cannot be read';
+      }
+    }
+    if (damaged) {
+      throw bundleError('SVCNODE_INVALID_BUNDLE', material.file, `certificate #${i + 1} (${cert.subject.replace(/\n/g, ', ')}) is damaged: ${damaged}`, 'get an intact copy of the certificate from your PKI team (a file damaged in transfer reads like this)');
+    }
+  }
+  return material;
 }
 
 /** A DER file saved as base64 text (a registration payload written to disk as it came): its bytes, or undefined. */

@@ -164,6 +164,27 @@ describe('svcnode certs status', () => {
     expect(doc.errors).toEqual([expect.objectContaining({ code: 'KEY_MISMATCH', profileFile: join(dir, 'broken.json'), file: pki.files.serverKey })]);
   });
 
+  it('a certificate with damaged dates (a bad copy): named with its file by inspect, verify and status (exit 2); status still lists the other profiles', async () => {
+    // Two digits of the intermediate's notBefore overwritten: OpenSSL parses it, and reading the date fails.
+    const der = Buffer.from(pki.intermediate.cert.raw);
+    const at = der.indexOf(Buffer.from([0x17, 0x0d]));
+    der.write('AB', at + 2, 'latin1');
+    const damaged = pki.write('damaged-int.pem', `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n`);
+    const dir2 = join(pki.dir, 'status-damaged');
+    pki.write(join(dir2, 'bank.json'), JSON.stringify({ client: { certificate: pki.files.clientChain, key: pki.files.clientKey }, trust: { ca: [pki.files.root] } }));
+    const bad = pki.write(join(dir2, 'bad.json'), JSON.stringify({ trust: { ca: [damaged] } }));
+    // Before: inspect and status "error: Invalid time value", exit 1, nothing listed; verify "no problems found".
+    const inspect = await certs(['inspect', damaged]);
+    const verify = await certs(['verify', bad]);
+    const status = await certs(['status', '--profiles', dir2, '--json']);
+    for (const r of [inspect, verify, status]) {
+      expect(r.code, r.stdout + r.stderr).toBe(2);
+      expect(r.stdout + r.stderr).toContain('certificate #1 (CN=svcnode Test Intermediate, O=svcnode tests) is damaged: its validity dates cannot be read');
+      expect(r.stdout + r.stderr).not.toContain('SVCNODE_INTERNAL_ERROR');
+    }
+    expect(json<{ profiles: { name: string }[] }>(status).profiles.map((p) => p.name)).toEqual(['bank']);
+  });
+
   it('exits 0 when every profile loads, and 2 without a directory', async () => {
     const ok = join(pki.dir, 'status-ok');
     pki.write(join(ok, 'bank.json'), JSON.stringify({ trust: { ca: [pki.files.root] } }));
