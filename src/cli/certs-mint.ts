@@ -1,4 +1,5 @@
-import { chmodSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
@@ -39,18 +40,28 @@ function keyOption(): Option {
 // ---------------------------------------------------------------------------------------------
 // certs init-ca / certs issue
 
-/** Write a file, refusing to replace one unless forced; keys get mode 0600. */
-function writeOutput(file: string, content: string, o: { secret: boolean; force: boolean }): void {
-  try {
-    writeFileSync(file, content, { mode: o.secret ? 0o600 : 0o644, flag: o.force ? 'w' : 'wx' });
-    if (o.secret) chmodSync(file, 0o600); // an existing file keeps its old mode otherwise
-  } catch (cause) {
-    const exists = (cause as NodeJS.ErrnoException).code === 'EEXIST';
-    throw new InvalidInputError(exists ? 'SVCNODE_USAGE' : 'SVCNODE_FILE_NOT_FOUND', `${file}: ${exists ? 'already exists' : 'cannot be written'}`, {
-      cause,
-      file,
-      hint: exists ? 'choose another --out directory or pass --force to replace it' : 'check that the --out directory is writable',
-    });
+/**
+ * Write the outputs of one command (key, certificate), all or none: without `force` every path
+ * is checked before anything is written, so a refusal leaves no key beside an old certificate.
+ * Each file is written beside its target and renamed over it, which replaces a symbolic link at
+ * the target instead of writing through it. Keys get mode 0600.
+ */
+function writeOutputs(outputs: readonly { file: string; content: string; secret: boolean }[], force: boolean): void {
+  if (!force) {
+    const taken = outputs.find((o) => lstatSync(o.file, { throwIfNoEntry: false }) !== undefined);
+    if (taken) {
+      throw new InvalidInputError('SVCNODE_USAGE', `${taken.file}: already exists; nothing was written`, { file: taken.file, hint: 'choose another --out directory or pass --force to replace it' });
+    }
+  }
+  for (const o of outputs) {
+    const temporary = `${o.file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    try {
+      writeFileSync(temporary, o.content, { mode: o.secret ? 0o600 : 0o644, flag: 'wx' });
+      renameSync(temporary, o.file);
+    } catch (cause) {
+      rmSync(temporary, { force: true });
+      throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${o.file}: cannot be written`, { cause, file: o.file, hint: 'check that the --out directory is writable' });
+    }
   }
 }
 
@@ -73,6 +84,9 @@ function prepareDir(dir: string): string {
   try {
     makeDirs(path);
   } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === 'ENOTDIR' && existsSync(path)) {
+      throw new InvalidInputError('SVCNODE_USAGE', `${path}: is a file, not a directory`, { cause, file: path, hint: '--out names the directory the files go to (created when missing): point it elsewhere' });
+    }
     throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${path}: cannot create the output directory`, { cause, file: path, hint: 'check the path and permissions' });
   }
   return path;
@@ -124,8 +138,7 @@ export function initCaCommand(io: CliIo): Command {
         const dir = prepareDir(o.out);
         const ca = await mintCa({ subject: `CN=${escapeDn(o.cn)}`, key: KEY_SPECS[o.key] ?? { type: 'rsa', bits: 2048 }, notAfter: notAfter(o.days) });
         const files = { certificate: join(dir, 'ca.pem'), key: join(dir, 'ca.key') };
-        writeOutput(files.key, ca.keyPem, { secret: true, force: o.force === true });
-        writeOutput(files.certificate, ca.certPem, { secret: false, force: o.force === true });
+        writeOutputs([{ file: files.key, content: ca.keyPem, secret: true }, { file: files.certificate, content: ca.certPem, secret: false }], o.force === true);
         report(io, o.json, 'created CA', summary(ca, files));
         return EXIT.ok;
       }, o.json ? errorDocument : undefined),
@@ -242,8 +255,7 @@ export function issueCommand(io: CliIo): Command {
         const dir = prepareDir(o.out);
         const base = fileBase(o.cn);
         const files = { certificate: join(dir, `${base}.pem`), key: join(dir, `${base}.key`) };
-        writeOutput(files.key, leaf.keyPem, { secret: true, force: o.force === true });
-        writeOutput(files.certificate, leaf.certPem, { secret: false, force: o.force === true });
+        writeOutputs([{ file: files.key, content: leaf.keyPem, secret: true }, { file: files.certificate, content: leaf.certPem, secret: false }], o.force === true);
         report(io, o.json, `issued ${usage} certificate`, summary(leaf, files, outlivesCa(leaf, issuer)));
         return EXIT.ok;
       }, o.json ? errorDocument : undefined),
