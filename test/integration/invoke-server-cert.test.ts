@@ -125,6 +125,9 @@ describe('server_hostname_mismatch', () => {
     const r = await invoke(node(`https://${host}:${otherHost.port}/`), {}, fx.deps);
     expectFailure(r, 'server_hostname_mismatch', ['ERR_TLS_CERT_ALTNAME_INVALID']);
     expect(otherHost.requests).toBe(0);
+    // Before: Node's text, "IP: 127.0.0.1 is not in the cert's list: " (empty) or "Host: localhost. is not in …".
+    expect(r.failure?.message).toBe(`the server certificate of ${host}:${otherHost.port} is not for "${host}": it names DNS:otherhost`);
+    expect(r.failure?.hint).toContain(`a certificate that names "${host}"`);
   });
 
   it('pass: tls.servername names the host the certificate is for', async () => {
