@@ -32,6 +32,8 @@ export interface ClassifyContext {
   crls?: readonly LoadedCrl[];
   /** Why CRLs the profile names could not be downloaded (CRL_UNAVAILABLE findings), for the same hints. */
   crlsUnavailable?: readonly string[];
+  /** The node's TLS settings that decide what the handshake offers (for protocol hints). */
+  tls?: { minVersion?: string; maxVersion?: string; ciphers?: string; servername?: string };
 }
 
 /** Alerts the server sends about *our* certificate. */
@@ -152,6 +154,22 @@ function hostnameFailure(error: unknown, ctx: ClassifyContext): Failure | undefi
   );
 }
 
+/** What to change when the server and the node agree on no TLS version or cipher, from the node's own settings. */
+function negotiationHint(code: string, ctx: ClassifyContext): string {
+  const t = ctx.tls ?? {};
+  if (/ALERT_PROTOCOL_VERSION$|UNSUPPORTED_PROTOCOL$/.test(code)) {
+    if (t.minVersion === 'TLSv1.3') return 'the node asks for TLS 1.3 at least (tls.minVersion) and the server does not offer it: set tls.minVersion to TLSv1.2, or ask the backend team to enable TLS 1.3';
+    if (t.maxVersion === 'TLSv1.2') return 'the node offers TLS 1.2 at most (tls.maxVersion) and the server does not accept it: remove tls.maxVersion, or ask the backend team to enable TLS 1.2';
+    return 'the server accepts neither TLS 1.2 nor TLS 1.3: it most likely speaks only TLS 1.0/1.1, which svcnode does not use (tls.minVersion cannot go lower); the backend team must enable TLS 1.2 or later';
+  }
+  if (/ALERT_HANDSHAKE_FAILURE$|NO_SHARED_CIPHER$|NO_CIPHERS_AVAILABLE$/.test(code)) {
+    return t.ciphers
+      ? `the server accepts none of the ciphers in the node's tls.ciphers ("${t.ciphers}"): widen the list (\`openssl s_client -connect HOST:PORT -cipher ALL\` shows what the server takes), or drop it to offer OpenSSL's defaults`
+      : "the server accepts none of the ciphers offered (OpenSSL's defaults; TLS 1.3's cannot be changed): if it needs an older TLS 1.2 cipher, set tls.ciphers to it (and tls.maxVersion TLSv1.2); `openssl s_client -connect HOST:PORT -cipher ALL` shows what it takes";
+  }
+  return "the server and the node share no TLS version or cipher: check tls.minVersion, tls.maxVersion and tls.ciphers against the server's TLS configuration";
+}
+
 /** Unwrap our generic network wrapper to the raw error it carries. */
 function rawOf(error: unknown): unknown {
   return error instanceof TransportError && error.code === 'SVCNODE_NETWORK' ? error.cause : error;
@@ -198,11 +216,13 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
   if (code === 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL') {
     return failure('protocol_mismatch', code, `${ctx.host} does not speak HTTP/1.1 on this port: it refused the protocol svcnode offers in the TLS handshake (alert no_application_protocol), as a server of HTTP/2 only (gRPC) does`, 'svcnode calls HTTP/1.1 endpoints: ask the backend team for an HTTP/1.1 listener (most gateways serve both on one port), or check the port in the URL');
   }
-  if (code.startsWith('ERR_SSL_')) {
-    return failure('protocol_mismatch', code, `${ctx.host}: TLS negotiation failed: ${message}`, 'the server and the node share no TLS version or cipher: check tls.minVersion and the server\'s TLS configuration');
-  }
+  if (code.startsWith('ERR_SSL_')) return failure('protocol_mismatch', code, `${ctx.host}: TLS negotiation failed: ${message}`, negotiationHint(code, ctx));
   const local = LOCAL_RESOURCE_HINTS.get(code);
   if (local) return failure('connect_failed', code, `${ctx.host}: ${message}`, local, phase ?? 'connect');
+  // TCP stood and the server hung up before it answered our ClientHello: not a backend that is down.
+  if (RESET_CODES.has(code) && ctx.probe?.connectedAt !== undefined && !ctx.probe.keylog && ctx.probe.protocol === undefined && !ctx.proxy) {
+    return failure('connect_failed', code, `${ctx.host} closed the connection during the TLS handshake, before answering: ${message}`, `the port accepts TCP but its TLS server hung up on our ClientHello: a server that routes by SNI does this for a name it has no route for (this call sent ${ctx.tls?.servername ? `"${ctx.tls.servername}"` : 'no name: the URL holds an IP address'}; set tls.servername to the name the backend expects), as does one that accepts none of the versions or ciphers offered; the backend's TLS log has the reason`, phase);
+  }
   if (CONNECT_CODES.has(code) || RESET_CODES.has(code)) {
     return failure('connect_failed', code, `${ctx.host}: ${message}`, code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'the host name does not resolve: check the URL and DNS' : 'check that the backend is up and reachable from this machine (host, port, firewall, proxy)', phase);
   }

@@ -3,7 +3,8 @@ import type { Readable } from 'node:stream';
 import { SvcnodeError, TransportError, errorCode } from '../errors.js';
 import { CERTIFICATE_STATUSES, certificateStatusFailure, classifyError, classifyHttpStatus, type ClassifyContext } from '../failures/classify.js';
 import type { LoadedProfile } from '../pki/types.js';
-import type { AgentPool } from '../tls/agents.js';
+import type { AgentPool, AgentSpec } from '../tls/agents.js';
+import { tlsEndpoint } from '../tls/endpoint.js';
 import { clientFacts } from './client-facts.js';
 import { unusableKey } from '../tls/sigalgs.js';
 import { probeOf, type ConnectionProbe } from '../tls/probe.js';
@@ -81,11 +82,13 @@ function withPhase(failure: Failure, error: unknown, probe: ConnectionProbe | un
   return phase === failure.phase ? failure : { ...failure, phase };
 }
 
-export function classifyContext(host: string, profile: LoadedProfile, probe: ConnectionProbe | undefined, proxy: boolean): ClassifyContext {
+export function classifyContext(host: string, profile: LoadedProfile, probe: ConnectionProbe | undefined, proxy: boolean, spec?: AgentSpec): ClassifyContext {
   const facts = clientFacts(profile);
   const unavailable = profile.trust.crlsUnavailable?.map((u) => u.message) ?? [];
+  const servername = spec ? tlsEndpoint(spec.origin, spec.servername).servername : undefined;
   return {
     host,
+    ...(spec ? { tls: { ...(spec.minVersion ? { minVersion: spec.minVersion } : {}), ...(spec.policy?.maxVersion ? { maxVersion: spec.policy.maxVersion } : {}), ...(spec.policy?.ciphers ? { ciphers: spec.policy.ciphers } : {}), ...(servername ? { servername } : {}) } } : {}),
     profileName: profile.name,
     clientSubject: facts?.subject,
     ...(facts ? { clientKey: facts.key, clientUsages: facts.extKeyUsage } : {}),
@@ -232,7 +235,7 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
   if (used) out.probe = used;
   if (out.response) return out;
 
-  const ctx = classifyContext((rendered.target ?? rendered.url).host, profile, used, settings.spec.proxyUrl !== undefined);
+  const ctx = classifyContext((rendered.target ?? rendered.url).host, profile, used, settings.spec.proxyUrl !== undefined, settings.spec);
   const failure = classifyFailure(error, ctx, settings, deadline, external, performance.now() - started);
   out.failure = reused && failure.category === 'connect_failed' && closedUnanswered(error) ? keptAliveClosed(failure, settings.replayable, used, ctx.host) : failure;
   return out;

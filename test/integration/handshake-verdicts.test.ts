@@ -4,7 +4,7 @@
  * instead of closing after rejecting our certificate, a server whose clock calls our valid
  * certificate expired, and what the Result claims we sent when we gave up on the server first.
  */
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import tls from 'node:tls';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
@@ -192,5 +192,52 @@ describe('the server sends an intermediate that did not issue its certificate', 
     // Before: "the server sent only its leaf certificate …; add the intermediate …", which the backend team disputes.
     expect(r.failure?.hint).toContain('the server sent no certificate of that issuer (none at all, or an intermediate that did not issue it');
     expect(r.failure?.hint).toContain('"CN=svcnode Test Intermediate, O=svcnode tests" (an intermediate or a root)');
+  });
+});
+
+describe('no TLS version or cipher in common: the hint follows the node\'s own settings', () => {
+  const servers: Record<string, OpensslServer> = {};
+  let hangUp: TestServer;
+  beforeAll(async () => {
+    const { pki } = fx;
+    const ossl = (extraArgs: string[], tls: '1.2' | '1.3' | 'both' = '1.2'): Promise<OpensslServer> => startOpensslServer({ certFile: pki.files.serverCert, keyFile: pki.files.serverKey, chainFile: pki.files.intermediate, verify: 'none', tls, extraArgs }).then((x) => fx.track(x));
+    [servers.tls12, servers.camellia, servers.tls10] = await Promise.all([ossl([]), ossl(['-cipher', 'CAMELLIA256-SHA']), ossl(['-tls1', '-cipher', 'DEFAULT@SECLEVEL=0'], 'both')]);
+    // Reads the ClientHello and hangs up, as an SNI router without a route for the name does.
+    const server = net.createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', () => socket.destroy());
+    });
+    const sockets = trackSockets(server);
+    const port = await listen(server, 0);
+    hangUp = fx.track({ host: LOOPBACK, port, url: `https://${LOOPBACK}:${port}`, close: () => closeServer(server, sockets.sockets) });
+  });
+
+  it('tls.minVersion TLSv1.3 against a TLS 1.2 server: the hint names tls.minVersion', async () => {
+    const r = await invoke(node(servers.tls12?.port ?? 0, 'bank', { minVersion: 'TLSv1.3' }), {}, fx.deps);
+    expect(failureOf(r)).toMatchObject({ category: 'protocol_mismatch' });
+    expect(r.failure?.hint).toMatch(/^the node asks for TLS 1\.3 at least \(tls\.minVersion\)/);
+  });
+
+  it('a TLS 1.0-only server: the backend must enable TLS 1.2 (tls.minVersion cannot go lower)', async () => {
+    const r = await invoke(node(servers.tls10?.port ?? 0, 'bank'), {}, fx.deps);
+    expect(failureOf(r)).toMatchObject({ category: 'protocol_mismatch' });
+    expect(r.failure?.hint).toContain('it most likely speaks only TLS 1.0/1.1');
+  });
+
+  it('a server that takes one cipher the defaults leave out: the hint names tls.ciphers; with a list of its own, that list', async () => {
+    const plain = await invoke(node(servers.camellia?.port ?? 0, 'bank'), {}, fx.deps);
+    expect(failureOf(plain)).toMatchObject({ category: 'protocol_mismatch' });
+    expect(plain.failure?.hint).toMatch(/^the server accepts none of the ciphers offered .*set tls\.ciphers/);
+    const listed = await invoke(node(servers.camellia?.port ?? 0, 'bank', { maxVersion: 'TLSv1.2', ciphers: 'AES128-SHA' }), {}, fx.deps);
+    expect(listed.failure?.hint).toContain('none of the ciphers in the node\'s tls.ciphers ("AES128-SHA")');
+    const fits = await invoke(node(servers.camellia?.port ?? 0, 'bank', { maxVersion: 'TLSv1.2', ciphers: 'CAMELLIA256-SHA' }), {}, fx.deps);
+    expect(fits.failure?.category ?? 'ok').not.toBe('protocol_mismatch');
+  });
+
+  it('a server that hangs up on the ClientHello: said so, with the name sent in SNI, not "check that the backend is up"', async () => {
+    const r = await invoke(node(hangUp.port, 'bank'), {}, fx.deps);
+    expect(failureOf(r)).toMatchObject({ category: 'connect_failed' });
+    expect(r.failure?.message).toContain('closed the connection during the TLS handshake, before answering');
+    expect(r.failure?.hint).toContain('this call sent "localhost"');
   });
 });
