@@ -4,9 +4,9 @@ import type { PeerCertificate, SecureContext, SecureVersion, TLSSocket } from 'n
 import type { LoadedProfile } from '../pki/types.js';
 import { identityChecker, type IdentityRules } from './identity.js';
 import { ocspStapling, sessionCacheSize, type StaplingConnection } from './ocsp-stapling.js';
-import { instrument, newProbe, probeOf, type AgentMemo, type ConnectionProbe, type PhaseLimits } from './probe.js';
+import { instrument, newProbe, probeOf, type AgentMemo, type ConnectionProbe, type PhaseLimits, type ResumedCheck } from './probe.js';
 import { openTunnel, type ProxyHop } from './proxy-connect.js';
-import { connectionChecker } from './revocation.js';
+import { connectionChecker, resumedRevocationCheck } from './revocation.js';
 import { secureContextFor } from './secure-context.js';
 import { policyKey, type TlsPolicy } from './tls-policy.js';
 import { authorityHost, tlsEndpoint } from './endpoint.js';
@@ -133,6 +133,7 @@ class PooledAgent extends https.Agent {
 class DirectAgent extends PooledAgent {
   private readonly memo: AgentMemo = {};
   private readonly identity: Checker;
+  private readonly resumed: ResumedCheck | undefined;
 
   constructor(
     private readonly spec: AgentSpec,
@@ -141,6 +142,7 @@ class DirectAgent extends PooledAgent {
   ) {
     super({ ...agentOptions(spec), maxCachedSessions: sessionCacheSize(spec.profile, maxCachedSessions) }, idle);
     this.identity = identityChecker(spec.rules);
+    this.resumed = resumedRevocationCheck(spec.profile);
   }
 
   override createConnection(options: https.RequestOptions, callback?: Callback): Duplex | null | undefined {
@@ -150,7 +152,7 @@ class DirectAgent extends PooledAgent {
     const { options: own, stapling } = connectionOptions(this.spec, this.identity, options, probe);
     const socket = create.call(this, own, callback) as TLSSocket;
     stapling?.watch(socket);
-    instrument(socket, probe, this.spec.limits, false, this.memo);
+    instrument(socket, probe, this.spec.limits, false, this.memo, this.resumed);
     return socket;
   }
 }
@@ -164,6 +166,7 @@ class DirectAgent extends PooledAgent {
 class ProxyAgent extends PooledAgent {
   private readonly memo: AgentMemo = {};
   private readonly identity: Checker;
+  private readonly resumed: ResumedCheck | undefined;
   private readonly hop: ProxyHop;
 
   constructor(
@@ -173,6 +176,7 @@ class ProxyAgent extends PooledAgent {
   ) {
     super({ ...agentOptions(spec), maxCachedSessions: sessionCacheSize(spec.profile, maxCachedSessions) }, idle);
     this.identity = identityChecker(spec.rules);
+    this.resumed = resumedRevocationCheck(spec.profile);
     this.hop = { proxyUrl: spec.proxyUrl, keepAlive: true, ...(spec.proxyTls ? { proxyTls: spec.proxyTls } : {}) };
   }
 
@@ -199,7 +203,7 @@ class ProxyAgent extends PooledAgent {
       }
       socket.setTimeout(0);
       stapling?.watch(socket);
-      instrument(socket, probe, this.spec.limits, true, this.memo);
+      instrument(socket, probe, this.spec.limits, true, this.memo, this.resumed);
       callback?.(null, socket);
     });
     return undefined;

@@ -152,7 +152,16 @@ export interface AgentMemo {
   certificateRequested?: boolean;
   /** The signature algorithms of that request. */
   sharedSigalgs?: string[];
+  /** That handshake's chain, up to its first self-signed certificate: what a resumed session is judged by again. */
+  issued?: X509Certificate[];
 }
+
+/**
+ * Judges a resumed session again: it skips certificate verification, yet what was true of the
+ * chain at the full handshake (not revoked, CRLs current) may no longer be. An error ends the
+ * connection as a failed verification would.
+ */
+export type ResumedCheck = (chain: readonly X509Certificate[], probe: ConnectionProbe) => Error | undefined;
 
 /**
  * A TLS 1.2 handshake reached our flight: record what its CertificateRequest allowed. After the
@@ -179,13 +188,26 @@ function tls12Handshake(socket: TLSSocket, probe: ConnectionProbe): void {
 }
 
 /**
+ * Fail a resumed session as a failed verification fails a full handshake. Node's own 'secure'
+ * listener (onConnectSecure, after ours) reads the handle's verifyError and, on an error, destroys
+ * the socket before 'secureConnect', so the request is never written; for a resumed session it
+ * checks nothing else. Destroying the socket here instead would make that listener throw on the
+ * released handle (an uncaught exception).
+ */
+function refuseResumed(socket: TLSSocket, error: Error): void {
+  const handle = (socket as unknown as { _handle?: { verifyError?: () => Error | null } })._handle;
+  if (handle && typeof handle.verifyError === 'function') handle.verifyError = () => error;
+  else process.nextTick(() => socket.destroy(error));
+}
+
+/**
  * Attach a probe to a TLS socket: phase timers and handshake facts. The presented chain is read
  * on 'secure', before Node's own verification can destroy the socket, so a failed handshake
  * still reports what the server sent without a second connection. Pins and subject patterns
  * need no check here on resumed sessions: sessions only come from the same agent, and the pool
  * keys agents by those rules (see AgentPool).
  */
-export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: PhaseLimits, alreadyConnected: boolean, memo: AgentMemo): void {
+export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: PhaseLimits, alreadyConnected: boolean, memo: AgentMemo, resumedCheck?: ResumedCheck): void {
   probes.set(socket, probe);
   let stopHandshakeTimer = (): void => undefined;
   const startHandshake = (): void => {
@@ -234,12 +256,21 @@ export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: Ph
       probe.certificateRequested = probe.sharedSigalgs.length > 0;
       memo.certificateRequested = probe.certificateRequested;
       memo.sharedSigalgs = probe.sharedSigalgs;
+      if (resumedCheck) memo.issued = issuedCertificates(peer);
     } else {
       // Sessions are only resumed within one agent, so its last verified chain is the server's.
       probe.serverChain = memo.serverChain ?? [];
       if (memo.certificateRequested !== undefined) probe.certificateRequested = memo.certificateRequested;
       if (memo.sharedSigalgs) probe.sharedSigalgs = memo.sharedSigalgs;
-      if (memo.revocation) probe.revocation = [...memo.revocation];
+      if (!resumedCheck || !memo.issued) {
+        if (memo.revocation) probe.revocation = [...memo.revocation];
+        return;
+      }
+      // The CRL verdict is made again, now; the OCSP verdict of the full handshake stands (no staple comes on resumption).
+      const ocsp = memo.revocation?.filter((v) => v.source === 'ocsp') ?? [];
+      if (ocsp.length > 0) probe.revocation = [...ocsp];
+      const refused = resumedCheck(memo.issued, probe);
+      if (refused) refuseResumed(socket, refused);
     }
   });
   socket.once('secureConnect', () => {

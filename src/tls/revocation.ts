@@ -7,7 +7,7 @@ import { oneLineName } from '../pki/inspect.js';
 import { distributionPointUrls } from '../pki/distribution-points.js';
 import { CRL_PENDING } from '../failures/revocation-failure.js';
 import type { LoadedProfile } from '../pki/types.js';
-import { issuedCertificates, type ConnectionProbe } from './probe.js';
+import { issuedCertificates, type ConnectionProbe, type ResumedCheck } from './probe.js';
 
 /**
  * Revocation checks of server chains against the profile's CRLs. Hard mode uses OpenSSL's own
@@ -103,47 +103,76 @@ function unavailableDetail(profile: LoadedProfile): { message: string; hint: str
   };
 }
 
+/** Whether revocation is checked for the profile's calls at all. */
+function hasPolicy(profile: LoadedProfile): boolean {
+  return (profile.trust.crls ?? []).length > 0 || profile.trust.distributionPoints !== undefined || (profile.trust.crlsUnavailable ?? []).length > 0;
+}
+
+/**
+ * Judge a server chain against the profile's CRLs now: the error that fails the connection
+ * (revoked; or, in hard mode, no current CRL), or undefined. Verdicts go to revocationEvents
+ * (metrics, log) and to `record` (the connection's probe).
+ */
+function judge(profile: LoadedProfile, chain: readonly X509Certificate[], record: RevocationRecorder | undefined, at: Date): Error | undefined {
+  const points = profile.trust.distributionPoints;
+  const soft = profile.trust.revocation?.mode === 'soft';
+  const underWay = points?.learn(chain) ?? [];
+  const crls = revocationCrls(profile);
+  const verdict = judgeChain(crls, chain, at);
+  const detail = verdict.result !== 'unknown' ? undefined : points ? unknownDetail(verdict.cert, underWay, profile, crls, at) : unavailableDetail(profile) ?? staleDetail(verdict.cert, profile, crls, at);
+  const message = detail ? `${verdict.message ?? ''}: ${detail.message}` : verdict.message;
+  const check: RevocationCheck = { profile: profile.name, source: 'crl', result: verdict.result, ...(verdict.cert ? { subject: oneLineName(verdict.cert.subject) } : {}), ...(message ? { message } : {}) };
+  // The messages name the certificate (the leaf or a CA of the chain); the classifier names the host.
+  if (verdict.result === 'revoked') {
+    emit(check, record);
+    return new SvcnodeError('SVCNODE_CERT_REVOKED', verdict.message ?? 'revoked', {
+      hint: `${verdict.message ?? ''}; the backend team must replace the revoked certificate`,
+    });
+  }
+  if (verdict.result === 'unknown' && !soft) {
+    // The failed attempt is counted as server_cert_revocation_unknown by the attempt metrics.
+    record?.(check);
+    return new SvcnodeError('SVCNODE_REVOCATION_UNKNOWN', message ?? 'revocation status unknown', { hint: detail?.hint ?? '' });
+  }
+  emit(check, record);
+  return undefined;
+}
+
+/** A trust.crl CRL (hard mode, checked by OpenSSL at full handshakes) that went past its nextUpdate since. */
+function staleDetail(cert: X509Certificate | undefined, profile: LoadedProfile, crls: readonly LoadedCrl[], at: Date): { message: string; hint: string } | undefined {
+  const stale = cert ? crls.find((crl) => lookup(crl, cert) !== undefined && crlStatus(crl, at) !== 'current') : undefined;
+  if (!stale) return undefined;
+  const due = stale.nextUpdate?.toISOString() ?? '';
+  return { message: `the CRL ${stale.source} was due for renewal at ${due}`, hint: `the CRL ${stale.source} of "${stale.issuerName}" is past its nextUpdate (${due}): replace it with a current one (or make its URL serve one), or set trust.revocation.mode "soft" in profile "${profile.name}"` };
+}
+
 /**
  * Wrap the identity checker with the revocation check done after the handshake: soft mode, hard
  * mode with distribution points, and hard mode whose trust.crl gave no CRL at all (OpenSSL
  * checks other hard-mode chains before this runs; without a CRL it would check nothing).
- * Verdicts go to revocationEvents (metrics, log) and to `record` (the connection's probe).
  */
 export function withRevocation(profile: LoadedProfile, inner: Checker, record?: RevocationRecorder, now: () => Date = () => new Date()): Checker {
-  const configured = profile.trust.crls ?? [];
-  const points = profile.trust.distributionPoints;
-  const unavailable = profile.trust.crlsUnavailable ?? [];
-  if (configured.length === 0 && !points && unavailable.length === 0) return inner;
-  const soft = profile.trust.revocation?.mode === 'soft';
+  if (!hasPolicy(profile)) return inner;
+  const opensslChecks = profile.trust.revocation?.mode !== 'soft' && !profile.trust.distributionPoints && (profile.trust.crls ?? []).length > 0;
   return (host, cert) => {
     // OpenSSL checked the chain against trust.crl; with none of them loaded it checked nothing.
-    if (!soft && !points && configured.length > 0) {
+    if (opensslChecks) {
       emit({ profile: profile.name, source: 'crl', result: 'ok' }, record);
       return inner(host, cert);
     }
-    const chain = issuedCertificates(cert);
-    const underWay = points?.learn(chain) ?? [];
-    const crls = revocationCrls(profile);
-    const at = now();
-    const verdict = judgeChain(crls, chain, at);
-    const detail = verdict.result !== 'unknown' ? undefined : points ? unknownDetail(verdict.cert, underWay, profile, crls, at) : unavailableDetail(profile);
-    const message = detail ? `${verdict.message ?? ''}: ${detail.message}` : verdict.message;
-    const check: RevocationCheck = { profile: profile.name, source: 'crl', result: verdict.result, ...(verdict.cert ? { subject: oneLineName(verdict.cert.subject) } : {}), ...(message ? { message } : {}) };
-    // The messages name the certificate (the leaf or a CA of the chain); the classifier names the host.
-    if (verdict.result === 'revoked') {
-      emit(check, record);
-      return new SvcnodeError('SVCNODE_CERT_REVOKED', verdict.message ?? 'revoked', {
-        hint: `${verdict.message ?? ''}; the backend team must replace the revoked certificate`,
-      });
-    }
-    if (verdict.result === 'unknown' && !soft) {
-      // The failed attempt is counted as server_cert_revocation_unknown by the attempt metrics.
-      record?.(check);
-      return new SvcnodeError('SVCNODE_REVOCATION_UNKNOWN', message ?? 'revocation status unknown', { hint: detail?.hint ?? '' });
-    }
-    emit(check, record);
-    return inner(host, cert);
+    return judge(profile, issuedCertificates(cert), record, now()) ?? inner(host, cert);
   };
+}
+
+/**
+ * The check of a resumed session, when a revocation policy applies: the chain of the full
+ * handshake judged against the CRLs as they are now (a certificate revoked since, a CRL gone past
+ * its nextUpdate in hard mode), which also starts the refresh of a learnt CRL that is due. A
+ * resumed session skips certificate verification, OpenSSL's CRL check and checkServerIdentity.
+ */
+export function resumedRevocationCheck(profile: LoadedProfile, now: () => Date = () => new Date()): ResumedCheck | undefined {
+  if (!hasPolicy(profile)) return undefined;
+  return (chain, probe) => judge(profile, chain, (check) => (probe.revocation ??= []).push(check), now());
 }
 
 /** The checker of one connection: its verdicts are also recorded on the connection's probe, for the Result. */
