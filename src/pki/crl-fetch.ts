@@ -120,6 +120,11 @@ export class CrlFetcher {
     this.stopping.abort();
   }
 
+  /** The CRL of `url` this process holds now (the latest download, whichever profile made it). */
+  held(url: string): LoadedCrl | undefined {
+    return this.memory.get(url)?.crl;
+  }
+
   /** Whether a loaded URL CRL is due for refresh: past its refresh point, and not tried in vain within minIntervalMs. */
   due(crl: LoadedCrl): boolean {
     const known = this.memory.get(crl.source);

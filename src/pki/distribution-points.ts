@@ -158,6 +158,9 @@ export class DistributionPointCrls {
           this.states.set(url, state);
           this.learnt.add(url);
         }
+        // The same URL may be another profile's trust.crl, refreshed by its reload: its newer copy counts here too.
+        const held = this.fetcher.held(url);
+        if (held && state.crl && held !== state.crl && held.thisUpdate.getTime() > state.crl.thisUpdate.getTime()) state.crl = held;
         const retry = state.failedAt !== undefined && this.now() - state.failedAt >= CRL_FETCH_DEFAULTS.minIntervalMs;
         if (!state.downloading && (state.crl ? this.fetcher.due(state.crl) : state.failedAt === undefined || retry)) this.download(url, state);
         if (state.downloading) underWay.push(url);

@@ -36,9 +36,10 @@ let server: OpensslServer;
 /** The CRL file the distribution point serves. */
 let served = '';
 let hits = 0;
+const after: Array<() => Promise<void>> = [];
 
-function node(retry: NodeDefinition['retry'] = { limit: 0 }): NodeDefinition {
-  return { id: 'resumed', request: { method: 'GET', url: `https://localhost:${server.port}/` }, tls: { profile: 'bank' }, timeouts: TIMEOUTS, retry };
+function node(retry: NodeDefinition['retry'] = { limit: 0 }, to: OpensslServer = server): NodeDefinition {
+  return { id: 'resumed', request: { method: 'GET', url: `https://localhost:${to.port}/` }, tls: { profile: 'bank' }, timeouts: TIMEOUTS, retry };
 }
 
 async function profileWith(trust: NonNullable<ProfileDocument['trust']>, crlFetcher = new CrlFetcher()): Promise<LoadedProfile> {
@@ -47,8 +48,8 @@ async function profileWith(trust: NonNullable<ProfileDocument['trust']>, crlFetc
   return loadProfile(file, { crlFetcher });
 }
 
-function call(profile: LoadedProfile, agents: AgentPool, retry?: NodeDefinition['retry']): Promise<Result & { attempts?: number }> {
-  return invokeWithRetries(node(retry), {}, profileDeps(new Map([['bank', profile]]), agents));
+function call(profile: LoadedProfile, agents: AgentPool, retry?: NodeDefinition['retry'], to?: OpensslServer): Promise<Result & { attempts?: number }> {
+  return invokeWithRetries(node(retry, to), {}, profileDeps(new Map([['bank', profile]]), agents));
 }
 
 beforeAll(async () => {
@@ -68,7 +69,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   crlServer?.closeAllConnections();
-  await Promise.all([server?.close(), new Promise((r) => (crlServer ? crlServer.close(r) : r(undefined)))]);
+  await Promise.all([server?.close(), ...after.map((close) => close()), new Promise((r) => (crlServer ? crlServer.close(r) : r(undefined)))]);
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -123,6 +124,43 @@ describe('revocation on resumed TLS sessions', () => {
     }
   }, 30_000);
 });
+
+
+describe('a distribution point that is also another profile\'s trust.crl URL', () => {
+  it("the learnt copy takes the newer CRL the other profile's reload downloaded (it stayed stale, failing every new connection)", async () => {
+    // A leaf of its own: the one above was revoked. Same issuer, same distribution point.
+    const fresh = pki.issueServer('shared', { ca: issuing, crlUrl: `${base}/live/issuing.crl` });
+    const other = await startOpensslServer({ certFile: fresh.cert, keyFile: fresh.key, chainFile: issuing.cert, verify: 'none', tls: 'both' });
+    after.push(() => other.close());
+    served = pki.gencrl(issuing, join(dir, 'shared-a.crl'), { nextUpdate: new Date(Date.now() + 3_000) });
+    let skew = 0;
+    const fetcher = new CrlFetcher(undefined, () => Date.now() + skew);
+    const rootCrl = pki.gencrl(pki.root, join(dir, 'root-shared.crl'));
+    const learning = await profileWith({ crl: [rootCrl], revocation: { distributionPoints: true, mode: 'hard' } }, fetcher);
+    const first = await withPool((agents) => call(learning, agents, { limit: 5, backoffMs: 200 }, other));
+    expect(first.failure, JSON.stringify(first.failure)).toBeNull();
+    await new Promise((resolve) => setTimeout(resolve, 3_500));
+    // The URL serves a current CRL now; another profile lists it in trust.crl and reloads (a minute later, as the fetcher sees it).
+    served = pki.gencrl(issuing, join(dir, 'shared-b.crl'));
+    skew = CRL_FETCH_DEFAULTS.minIntervalMs + 1_000;
+    const listing = await profileWith({ crl: [rootCrl, `${base}/live/issuing.crl`], revocation: { mode: 'hard' } }, fetcher);
+    expect(listing.trust.crls?.some((c) => c.source === `${base}/live/issuing.crl` && (c.nextUpdate?.getTime() ?? 0) > Date.now() + 3_600_000)).toBe(true);
+    const downloads = hits;
+    const later = await withPool((agents) => call(learning, agents, undefined, other));
+    expect(later.failure, JSON.stringify(later.failure)).toBeNull();
+    expect(hits).toBe(downloads);
+  }, 30_000);
+});
+
+/** Run with a pool of its own, destroyed after. */
+async function withPool<T>(fn: (agents: AgentPool) => Promise<T>): Promise<T> {
+  const agents = new AgentPool();
+  try {
+    return await fn(agents);
+  } finally {
+    agents.destroy();
+  }
+}
 
 /** The nextUpdate of the profile's CRL of the issuing CA. */
 function readCrlNextUpdate(profile: LoadedProfile): string {
