@@ -45,6 +45,12 @@ export function formatResult(result: Result): string {
     if (missing.length > 0) lines.push(`${pad}note: the server sends an incomplete chain (without ${missing.map((c) => `"${c.subject}"`).join(', ')}); svcnode completed it from trust.ca, but clients without that certificate fail: its team should send the intermediates with its leaf`);
     if (tls.clientCertificate) lines.push(`client      ${tls.clientCertificate.subject}`, `${pad}  sha256 ${tls.clientCertificate.fingerprint256}`);
     else lines.push('client      (no client certificate presented)');
+    // Every verdict: an `unknown` on a call that went through is the soft-mode warning, and must not read as a clean OK.
+    (tls.revocation ?? []).forEach((v, i) => {
+      const what = v.result === 'ok' ? 'ok: not revoked' : v.result === 'revoked' ? 'REVOKED' : 'UNKNOWN: not checked (no current revocation data)';
+      lines.push(`${i === 0 ? 'revocation  ' : pad}${v.source ?? 'crl'} ${what}${v.subject ? ` (${v.subject})` : ''}`);
+      if (v.message && v.result !== 'ok') lines.push(`${pad}  ${v.message}`);
+    });
   }
   if (result.auth) lines.push(...tokenLines(result.auth, pad));
   const t = result.timings;
@@ -58,7 +64,8 @@ export function formatResult(result: Result): string {
   if (f) {
     lines.push(`FAILED      ${f.category} (${f.code}, phase ${f.phase})`, `${pad}${indent(f.message, pad)}`, `hint        ${f.hint}`);
   } else {
-    lines.push('result      OK');
+    const unchecked = (result.tls?.revocation ?? []).some((v) => v.result === 'unknown');
+    lines.push(unchecked ? 'result      OK, revocation status unknown (soft mode let the call through)' : 'result      OK');
   }
   return `${lines.join('\n')}\n`;
 }

@@ -268,7 +268,13 @@ describe('a soft-mode warning in the Result, from the CLI and from workers', () 
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const result = JSON.parse(r.stdout) as Result;
     expect(result.ok).toBe(true);
-    expect(result.tls?.revocation).toEqual([{ source: 'crl', result: 'unknown', subject: 'CN=localhost', message: 'no current CRL covers "CN=localhost"' }]);
+    expect(result.tls?.revocation).toEqual([{ source: 'crl', result: 'unknown', subject: 'CN=localhost', message: expect.stringMatching(/^no current CRL covers "CN=localhost": the CRL .*issuing-stale\.crl was due for renewal at /) as string }]);
+    // Before: the text report printed "result OK" and no revocation line at all.
+    const text = await runCli(['dry-run', join(nodes, 'soft-stale.json'), '--profiles', profiles], { env: { SVCNODE_PROFILES: undefined } });
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('revocation  crl UNKNOWN: not checked (no current revocation data) (CN=localhost)');
+    expect(text.stdout).toContain('no current CRL covers "CN=localhost"');
+    expect(text.stdout).toContain('result      OK, revocation status unknown (soft mode let the call through)');
   });
 
   it('two worker processes: each CDP CRL is downloaded once for the fleet, the leaf\'s at start; a job returns the soft-mode warning', async () => {
@@ -290,7 +296,7 @@ describe('a soft-mode warning in the Result, from the CLI and from workers', () 
       expect(count('/fleet/issuing.crl') - before.leaf).toBe(1);
       const soft = results[8] as Result;
       expect(soft.ok, JSON.stringify(soft.failure)).toBe(true);
-      expect(soft.tls?.revocation).toEqual([{ source: 'crl', result: 'unknown', subject: 'CN=localhost', message: 'no current CRL covers "CN=localhost"' }]);
+      expect(soft.tls?.revocation).toEqual([{ source: 'crl', result: 'unknown', subject: 'CN=localhost', message: expect.stringMatching(/^no current CRL covers "CN=localhost": the CRL .*issuing-stale\.crl was due for renewal at /) as string }]);
       // Stored Results stay lean: the fleet's verdicts were all ok, so they carry none.
       expect(results[0]?.tls).not.toHaveProperty('revocation');
     } finally {
