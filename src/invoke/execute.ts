@@ -93,6 +93,30 @@ export function withClientDates(failure: Failure, profile: LoadedProfile, now: D
   return { ...failure, hint: `${failure.hint}; note: the client certificate expires on ${day(validTo)} (${Math.floor(left / 86_400_000)} days left)` };
 }
 
+/** The backend's words in a `WWW-Authenticate: Bearer error="…", error_description="…"` challenge, if any. */
+function bearerError(headers: Record<string, string | string[]> | undefined): string | undefined {
+  const value = headers?.['www-authenticate'];
+  const text = Array.isArray(value) ? value.join(', ') : (value ?? '');
+  const error = /\berror\s*=\s*"?([\w.-]+)"?/i.exec(text)?.[1];
+  const description = /\berror_description\s*=\s*"([^"]{0,200})"/i.exec(text)?.[1];
+  return error ? `${error}${description ? `: ${description}` : ''}` : undefined;
+}
+
+/** A 401 on the retry with a token or session obtained just before: what the backend refuses is the credential itself. */
+function freshCredentialsRefused(node: NodeDefinition, x: Exchange, host: string): Failure {
+  const oauth = node.auth?.type === 'oauth2-client-credentials';
+  const said = bearerError(x.response?.headers);
+  return failureOf(
+    'http_status',
+    'HTTP_401',
+    `${host} answered 401 again to a ${oauth ? 'token' : 'session'} obtained just before (the cached one was dropped after its first 401)${said ? `: ${said}` : ''}`,
+    oauth
+      ? 'the backend does not accept tokens this authorization server issues for this client: check auth.scope and the audience or resource in auth.params, and that the backend trusts the token issuer (and, for certificate-bound tokens, sees our client certificate)'
+      : 'the backend refuses the session its login endpoint gave: check that auth.tokens name the login endpoint of this backend, and the header each token goes into',
+    'response',
+  );
+}
+
 /** Render, with anything the renderer throws besides its own errors (a context nested too deep to serialise, an unpaired surrogate) as bad input. */
 function renderOrRefuse(node: NodeDefinition, context: Record<string, unknown>): RenderedRequest {
   try {
@@ -175,9 +199,14 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
       record(x);
       if (x.failure) return finish(x.failure, profile);
       // A 401 with cached tokens: they expired server-side; authenticate once more, then accept the verdict.
-      if (authAttempt === 0 && reauthenticates(node, x.response)) {
-        await forgetTokens(node, profile, tokens, headers);
-        continue;
+      if (reauthenticates(node, x.response)) {
+        if (authAttempt === 0) {
+          await forgetTokens(node, profile, tokens, headers);
+          continue;
+        }
+        // Refused again with credentials fetched a moment ago: not an expiry, and no status to accept.
+        const accepted = (node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus).some((a) => (typeof a === 'number' ? a === 401 : a[0] === '4'));
+        if (!accepted) return finish(freshCredentialsRefused(node, x, (rendered.target ?? rendered.url).host), profile);
       }
       return finish(statusFailure(x, node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus, (rendered.target ?? rendered.url).host, profile), profile);
     }

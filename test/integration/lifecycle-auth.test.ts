@@ -108,6 +108,8 @@ describe('certificate-session authentication and client-certificate header', () 
     podState.alwaysUnauthorized = false;
     expect(denied.failure?.category).toBe('http_status');
     expect(denied.response?.status).toBe(401);
+    expect(denied.failure?.message).toContain('answered 401 again to a session obtained just before');
+    expect(denied.failure?.hint).toContain('the backend refuses the session its login endpoint gave');
     expect(podState.apiCalls - apiBefore).toBe(2); // the call, one re-authenticated call, no loop
     expect([podState.sessionAuths - before.s, podState.keyAuths - before.k]).toEqual([3, 3]);
   });

@@ -88,6 +88,9 @@ describe('OAuth 2.0 access tokens: cache, refresh, re-authentication, binding', 
     f.as.resource.rejectAll = true;
     const result = await invoke(f.node(), {}, deps);
     expect(result.failure).toMatchObject({ category: 'http_status', code: 'HTTP_401' });
+    // Before: "answered HTTP 401, which the node does not accept", hint "add the status to response.acceptStatus".
+    expect(result.failure?.message).toMatch(/answered 401 again to a token obtained just before .*: invalid_token/);
+    expect(result.failure?.hint).toContain('does not accept tokens this authorization server issues for this client');
     expect(f.as.tokenRequests).toHaveLength(2);
     expect(f.as.resource.requests).toBe(2);
     f.as.resource.rejectAll = false;
