@@ -52,7 +52,8 @@ async function token(endpoint: { url: string; header: string; field?: string }, 
 async function login(endpoint: { url: string; header: string; field?: string }, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, key: string): Promise<Login> {
   const url = new URL(endpoint.url);
   const x = await exchange({ method: 'POST', url, headers: { accept: 'application/json' }, body: undefined }, callSettings(node, profile, url.origin, false), profile, agents, signal);
-  if (x.failure) return { failure: { ...x.failure, message: `authentication at ${endpoint.url}: ${x.failure.message}` }, exchange: withoutResponse(x) };
+  // Every failure of the login is phase auth (the node's own request was not made), but one on the way to a proxy.
+  if (x.failure) return { failure: { ...x.failure, phase: x.failure.phase === 'proxy' ? 'proxy' : 'auth', message: `authentication at ${endpoint.url}: ${x.failure.message}` }, exchange: withoutResponse(x) };
   const status = x.response?.status ?? 0;
   if (status >= 500 || status === 429) {
     // A pod restarting or shedding load: transient, as for an OAuth 2.0 token endpoint; a rate limit's Retry-After is honoured.

@@ -156,7 +156,8 @@ async function fetchToken(auth: OAuth2ClientCredentialsAuth, node: NodeDefinitio
   // The token response is never reported: only its status, timing and a redacted summary.
   const seen: Exchange = { ...x, response: null, bodyText: '' };
   if (x.failure) {
-    return { failure: { ...x.failure, phase: x.failure.phase === 'request' || x.failure.phase === 'response' ? 'auth' : x.failure.phase, message: `token endpoint ${endpoint.url}: ${x.failure.message}` }, exchange: seen, report: report(auth, endpoint, {}) };
+    // Every failure of the token request is phase auth (the node's own request was not made), but one on the way to a proxy.
+    return { failure: { ...x.failure, phase: x.failure.phase === 'proxy' ? 'proxy' : 'auth', message: `token endpoint ${endpoint.url}: ${x.failure.message}` }, exchange: seen, report: report(auth, endpoint, {}) };
   }
   const status = x.response?.status ?? 0;
   const body = jsonBody(x);

@@ -4,6 +4,7 @@
  * our certificate in the handshake. The endpoint and the API are one real mTLS server.
  */
 import type http from 'node:http';
+import net from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { NodeDefinition, OAuth2ClientCredentialsAuth } from '../../src/definitions/types.js';
@@ -14,6 +15,7 @@ import { loadProfile } from '../../src/definitions/profiles.js';
 import type { LoadedProfile } from '../../src/pki/types.js';
 import { AgentPool } from '../../src/tls/agents.js';
 import { RedisTokenCache } from '../../src/queue/redis-token-cache.js';
+import { listen } from '../helpers/net.js';
 import { startRedis } from '../helpers/redis.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
@@ -232,7 +234,21 @@ describe('token endpoint answers', () => {
   it('a token endpoint that rejects our certificate in the handshake: client_cert_rejected naming the endpoint', async () => {
     const result = await call(node({}, strict));
     expect(result.failure?.category).toBe('client_cert_rejected');
+    // The node's own request was not made: phase auth (before: tls, as if the backend had refused us).
+    expect(result.failure?.phase).toBe('auth');
     expect(result.failure?.message).toContain(`https://localhost:${strict.port}/token`);
     expect(api.calls).toBe(0);
+  });
+
+  it('a token endpoint that does not answer: timeout in phase auth, as every other failure of the token request', async () => {
+    const silent = net.createServer((socket) => socket.on('error', () => undefined));
+    const port = await listen(silent, 0);
+    try {
+      const result = await call({ ...node({ tokenUrl: `https://localhost:${port}/token` }), timeouts: { connectMs: 2_000, handshakeMs: 300, responseMs: 2_000 } });
+      expect(result.failure).toMatchObject({ category: 'timeout', phase: 'auth' });
+      expect(api.calls).toBe(0);
+    } finally {
+      silent.close();
+    }
   });
 });
