@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
 import { BundleError } from '../errors.js';
@@ -249,6 +250,10 @@ function parseDer(bytes: Buffer, file: string, options: ReadMaterialOptions): Ma
     case 'truncated':
       throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'the DER data ends before its declared length (truncated file?)', 'get an intact copy of the file');
     case 'unknown':
+      // A Java KeyStore (magic FEEDFEED; JCEKS: CECECECE), as Java-based installers hand them over.
+      if (bytes.length >= 4 && (bytes.readUInt32BE(0) === 0xfeedfeed || bytes.readUInt32BE(0) === 0xcececece)) {
+        throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'a Java KeyStore (JKS/JCEKS), which svcnode does not read', `convert it to PKCS#12: keytool -importkeystore -srckeystore ${basename(file)} -destkeystore ${basename(file).replace(/\.(jks|jceks|keystore)$/i, '')}.p12 -deststoretype PKCS12, then use the .p12`);
+      }
       throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'not a PEM, DER or PKCS#12 certificate or key file', 'supply a PEM, DER (.cer/.der) or PKCS#12 (.p12/.pfx) file');
   }
 }

@@ -121,6 +121,18 @@ describe('certificates by content', () => {
   });
 });
 
+describe('files that are not PEM, DER or PKCS#12', () => {
+  it('a Java KeyStore (JKS magic FEEDFEED): named as such, with the keytool command that converts it', async () => {
+    const file = pki.write('bot.jks', '');
+    writeFileSync(file, Buffer.concat([Buffer.from('feedfeed00000002', 'hex'), Buffer.alloc(64, 1)]));
+    const error = await readMaterial(file).then(() => undefined, (e: unknown) => e as SvcnodeError);
+    expect(error?.code).toBe('SVCNODE_INVALID_BUNDLE');
+    // Before: "not a PEM, DER or PKCS#12 certificate or key file".
+    expect(error?.message).toContain('a Java KeyStore (JKS/JCEKS)');
+    expect(error?.hint).toBe('convert it to PKCS#12: keytool -importkeystore -srckeystore bot.jks -destkeystore bot.p12 -deststoretype PKCS12, then use the .p12');
+  });
+});
+
 describe('private keys by content', () => {
   const rsa = () => pki.client.key;
   const forms: [string, () => string | Buffer][] = [
