@@ -10,6 +10,7 @@ import { isCrlUrl, processCrlFetcher, type CrlFetcher } from '../pki/crl-fetch.j
 import { caDistributionPoints, DistributionPointCrls, loadCaDistributionPoints } from '../pki/distribution-points.js';
 import { loadClientIdentity, type ClientSource } from '../pki/client-identity.js';
 import { dateFindings } from '../pki/findings.js';
+import { oneLineName } from '../pki/inspect.js';
 import { readMaterial, type Material } from '../pki/material.js';
 import { describeSource, resolvePassphrase } from '../pki/passphrase.js';
 import type { ClientIdentity, Finding, LoadedProfile } from '../pki/types.js';
@@ -96,6 +97,7 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
     }
   }
   const systemRoots = doc.trust?.systemRoots === true || trusted.length === 0;
+  findings.push(...trustFindings(trusted, systemRoots, path, client));
   if (trusted.length === 0) {
     findings.push({ severity: 'info', code: 'SYSTEM_ROOTS', file: path, message: 'no trust.ca: server certificates are verified against the system (Mozilla) roots', hint: 'list your private root and intermediate CAs in trust.ca to pin trust to them' });
   }
@@ -237,4 +239,36 @@ function withPassphraseSource(error: unknown, source: PassphraseSource | undefin
   if (!(error instanceof BundleError) || error.code !== 'SVCNODE_BAD_PASSPHRASE' || source === undefined) return error;
   const where = 'env' in source ? `environment variable ${source.env}` : `file ${resolve(dirname(profileFile), source.file)}`;
   return new BundleError(error.code, `${error.message} (the passphrase from ${where})`, { ...(error.file ? { file: error.file } : {}), hint: (error.hint ?? 'check the passphrase').replace(/^check the passphrase/, `check the passphrase in ${where}`), cause: error.cause });
+}
+
+/**
+ * What trust.ca (and the client chain beside it) cannot do: anchor nothing (no root and no system
+ * roots: every call fails), hold server or client certificates that verify nothing, or leave our
+ * client certificate's issuer out (sent by neither the chain file nor trust.ca).
+ */
+function trustFindings(trusted: readonly X509Certificate[], systemRoots: boolean, path: string, client: ClientIdentity | undefined): Finding[] {
+  const findings: Finding[] = [];
+  const selfSigned = (c: X509Certificate): boolean => c.checkIssued(c) && c.verify(c.publicKey);
+  for (const cert of trusted) {
+    if (cert.ca || selfSigned(cert)) continue;
+    findings.push({ severity: 'warning', code: 'TRUST_NOT_CA', file: path, subject: oneLineName(cert.subject), message: `trust.ca holds "${oneLineName(cert.subject)}", which is not a CA certificate: it verifies no server`, hint: 'list the root and intermediate CAs that issued the server certificates, not the server (or client) certificate itself' });
+  }
+  if (!systemRoots && trusted.length > 0 && !trusted.some(selfSigned)) {
+    const top = trusted.find((c) => c.ca) ?? trusted[0];
+    findings.push({
+      severity: 'error',
+      code: 'TRUST_NO_ROOT',
+      file: path,
+      message: `trust.ca holds no root (self-signed) certificate${top ? `; "${oneLineName(top.subject)}" is issued by "${oneLineName(top.issuer)}"` : ''}: OpenSSL ends every chain at a root in trust.ca, so every server fails as untrusted`,
+      hint: `add the root that issued it${top ? ` ("${oneLineName(top.issuer)}")` : ''} to trust.ca (Java truststores accept an intermediate alone; OpenSSL does not)`,
+    });
+  }
+  const leaf = client?.leaf;
+  if (client && leaf && !selfSigned(leaf)) {
+    const issuers = [...client.chain, ...trusted];
+    if (!issuers.some((c) => leaf.checkIssued(c))) {
+      findings.push({ severity: 'warning', code: 'CLIENT_CHAIN_INCOMPLETE', file: client.sources[0] ?? path, subject: oneLineName(leaf.subject), message: `the issuer of the client certificate, "${oneLineName(leaf.issuer)}", is neither in ${client.sources[0] ?? 'the certificate file'} nor in trust.ca: only the certificate is sent, and a server that trusts only the root refuses it`, hint: `append the "${oneLineName(leaf.issuer)}" certificate to the client certificate file (or the PKCS#12), after the client certificate` });
+    }
+  }
+  return findings;
 }

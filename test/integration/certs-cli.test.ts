@@ -114,12 +114,12 @@ describe('svcnode certs verify', () => {
 
   it('warns about expiry soon (exit 0) and errors on an expired client certificate (exit 2), as JSON', async () => {
     const soon = await mintLeaf({ subject: 'CN=soon', issuer: pki.intermediate, usage: 'client', notAfter: new Date(Date.now() + 20 * DAY) });
-    const s = await certs(['verify', pki.profile('soon', { client: { certificate: pki.write('soon.pem', soon.certPem), key: pki.write('soon.key', soon.keyPem) }, trust: { ca: [pki.files.root] } }), '--json']);
+    const s = await certs(['verify', pki.profile('soon', { client: { certificate: pki.write('soon.pem', soon.certPem, pki.intermediate.certPem), key: pki.write('soon.key', soon.keyPem) }, trust: { ca: [pki.files.root] } }), '--json']);
     expect(s.code).toBe(0);
     expect(json(s)).toMatchObject({ profile: 'soon', ok: true, findings: [{ severity: 'warning', code: 'CERT_EXPIRES_SOON', daysLeft: 19 }] });
 
     const expired = await mintLeaf({ subject: 'CN=expired', issuer: pki.intermediate, usage: 'client', notBefore: new Date(Date.now() - 10 * DAY), notAfter: new Date(Date.now() - DAY) });
-    const e = await certs(['verify', pki.profile('expired', { client: { certificate: pki.write('expired.pem', expired.certPem), key: pki.write('expired.key', expired.keyPem) }, trust: { ca: [pki.files.root] } })]);
+    const e = await certs(['verify', pki.profile('expired', { client: { certificate: pki.write('expired.pem', expired.certPem, pki.intermediate.certPem), key: pki.write('expired.key', expired.keyPem) }, trust: { ca: [pki.files.root] } })]);
     expect(e.code).toBe(2);
     expect(e.stdout).toMatch(/^error CLIENT_CERT_EXPIRED /m);
   });

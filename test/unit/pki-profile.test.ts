@@ -269,10 +269,25 @@ describe('findings', () => {
     expect(codes(p.findings)).toEqual(['CHAIN_REORDERED']);
   });
 
+  it('trust.ca that anchors nothing, or holds a server certificate; a client chain without its issuer', async () => {
+    // A Java-truststore habit: the intermediate alone. Every call then fails "unable to get issuer certificate".
+    const intOnly = await loadProfile(pki.profile('int-only', { client: { certificate: pki.files.clientChain, key: pki.files.clientKey }, trust: { ca: [pki.files.intermediate] } }));
+    expect(intOnly.findings).toEqual([expect.objectContaining({ severity: 'error', code: 'TRUST_NO_ROOT', message: expect.stringContaining('"CN=svcnode Test Intermediate, O=svcnode tests" is issued by "CN=svcnode Test Root, O=svcnode tests"') as string })]);
+    const withSystem = await loadProfile(pki.profile('int-system', { trust: { ca: [pki.files.intermediate], systemRoots: true } }));
+    expect(codes(withSystem.findings)).toEqual([]);
+    const leafTrust = await loadProfile(pki.profile('leaf-trust', { trust: { ca: [pki.files.root, pki.files.serverCert] } }));
+    expect(leafTrust.findings).toEqual([expect.objectContaining({ severity: 'warning', code: 'TRUST_NOT_CA', subject: 'CN=localhost, O=svcnode tests' })]);
+    const leafOnly = await loadProfile(pemProfile('leaf-only', pki.files.clientCert, pki.files.clientKey));
+    expect(leafOnly.findings).toEqual([expect.objectContaining({ severity: 'warning', code: 'CLIENT_CHAIN_INCOMPLETE', file: pki.files.clientCert })]);
+    // The issuer in trust.ca is sent by Node to complete the chain: complete enough.
+    const fromTrust = await loadProfile(pemProfile('leaf-trusted-int', pki.files.clientCert, pki.files.clientKey, { trust: { ca: [pki.files.root, pki.files.intermediate] } }));
+    expect(codes(fromTrust.findings)).toEqual([]);
+  });
+
   it('warns when the client certificate lacks the clientAuth EKU', async () => {
     for (const usage of ['none', 'server'] as const) {
       const leaf = await mintLeaf({ subject: `CN=${usage}`, issuer: pki.intermediate, usage });
-      const p = await loadProfile(pemProfile(`eku-${usage}`, pki.write(`${usage}.crt`, leaf.certPem), pki.write(`${usage}.key`, leaf.keyPem)));
+      const p = await loadProfile(pemProfile(`eku-${usage}`, pki.write(`${usage}.crt`, leaf.certPem, pki.intermediate.certPem), pki.write(`${usage}.key`, leaf.keyPem)));
       expect(p.findings).toMatchObject([{ severity: 'warning', code: 'NO_CLIENT_AUTH_EKU', role: 'client' }]);
     }
   });
@@ -281,18 +296,18 @@ describe('findings', () => {
     const now = Date.now();
     const expired = await mintLeaf({ subject: 'CN=expired', issuer: pki.intermediate, usage: 'client', notBefore: new Date(now - 30 * DAY), notAfter: new Date(now - DAY) });
     const future = await mintLeaf({ subject: 'CN=future', issuer: pki.intermediate, usage: 'client', notBefore: new Date(now + 2 * DAY) });
-    const e = await loadProfile(pemProfile('expired', pki.write('expired.crt', expired.certPem), pki.write('expired.key', expired.keyPem)));
+    const e = await loadProfile(pemProfile('expired', pki.write('expired.crt', expired.certPem, pki.intermediate.certPem), pki.write('expired.key', expired.keyPem)));
     expect(e.findings).toMatchObject([{ severity: 'error', code: 'CLIENT_CERT_EXPIRED', role: 'client' }]);
-    const f = await loadProfile(pemProfile('future', pki.write('future.crt', future.certPem), pki.write('future.key', future.keyPem)));
+    const f = await loadProfile(pemProfile('future', pki.write('future.crt', future.certPem, pki.intermediate.certPem), pki.write('future.key', future.keyPem)));
     expect(f.findings).toMatchObject([{ severity: 'error', code: 'CLIENT_CERT_NOT_YET_VALID' }]);
   });
 
   it('warns about certificates expiring within 90 days with the date and days left', async () => {
     const now = new Date();
     const soon = await mintLeaf({ subject: 'CN=soon', issuer: pki.intermediate, usage: 'client', notAfter: new Date(now.getTime() + 30 * DAY + 3_600_000) });
-    const p = await loadProfile(pemProfile('soon', pki.write('soon.crt', soon.certPem), pki.write('soon.key', soon.keyPem)), { now });
+    const p = await loadProfile(pemProfile('soon', pki.write('soon.crt', soon.certPem, pki.intermediate.certPem), pki.write('soon.key', soon.keyPem)), { now });
     expect(p.findings).toEqual([expect.objectContaining({ severity: 'warning', code: 'CERT_EXPIRES_SOON', role: 'client', daysLeft: 30, validTo: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as unknown })]);
-    const quiet = await loadProfile(pemProfile('soon-policy', pki.write('soon.crt', soon.certPem), pki.write('soon.key', soon.keyPem), { policy: { expiryWarningDays: 10 } }), { now });
+    const quiet = await loadProfile(pemProfile('soon-policy', pki.write('soon.crt', soon.certPem, pki.intermediate.certPem), pki.write('soon.key', soon.keyPem), { policy: { expiryWarningDays: 10 } }), { now });
     expect(quiet.findings).toEqual([]);
   });
 
