@@ -262,5 +262,9 @@ export function classifyHttpStatus(status: number, bodyText: string, ctx: Classi
   }
   const unsent = unsentCertificateStatus(status, ctx) ?? renegotiationBodyStatus(status, ctx);
   if (unsent) return unsent;
+  // The server asked for a certificate and got ours: a 403 may be its verdict on it, given at the HTTP layer.
+  if (status === 403 && ctx.probe?.certificateRequested === true && ctx.clientSubject) {
+    return failure('http_status', `HTTP_${status}`, `${ctx.host} answered HTTP 403 after asking for a client certificate and getting ours ("${ctx.clientSubject}")`, `if the 403 is about the certificate (nginx "ssl_verify_client optional_no_ca" checked by the application, an error_page for 495/496; the body may say), register it or its issuing CA with the backend team (\`svcnode certs inspect\` shows its fingerprint); otherwise check the request (URL, headers, body) and the bot account's rights`);
+  }
   return failure('http_status', `HTTP_${status}`, `${ctx.host} answered HTTP ${status}, which the node does not accept`, status >= 500 ? 'the backend failed; it may succeed on retry' : 'check the request (URL, headers, body) or add the status to response.acceptStatus');
 }

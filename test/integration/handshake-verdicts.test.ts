@@ -14,7 +14,7 @@ import type { Result } from '../../src/invoke/result.js';
 import { mintCa, mintLeaf } from '../../src/pki/mint.js';
 import { startGnutlsServer, type GnutlsServer } from '../helpers/gnutls-server.js';
 import { LOOPBACK, closeServer, listen, trackSockets } from '../helpers/net.js';
-import { startOpensslServer, type OpensslServer, type TestServer } from '../helpers/servers.js';
+import { startMtlsServer, startOpensslServer, type OpensslServer, type TestServer } from '../helpers/servers.js';
 import { useProfilesFixture } from '../helpers/profiles-fixture.js';
 
 const TIMEOUTS = { connectMs: 3_000, handshakeMs: 3_000, responseMs: 3_000 };
@@ -239,5 +239,22 @@ describe('no TLS version or cipher in common: the hint follows the node\'s own s
     expect(failureOf(r)).toMatchObject({ category: 'connect_failed' });
     expect(r.failure?.message).toContain('closed the connection during the TLS handshake, before answering');
     expect(r.failure?.hint).toContain('this call sent "localhost"');
+  });
+});
+
+describe('a 403 from a server that asked for our certificate and got it', () => {
+  it('the hint says the 403 may be its verdict on the certificate, not "add the status to response.acceptStatus"', async () => {
+    const { pki } = fx;
+    // nginx "ssl_verify_client optional_no_ca" with the application judging $ssl_client_verify, in Node.
+    const judging = fx.track(await startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem, rejectUnauthorized: false, handler: (req, res) => {
+      req.resume();
+      const authorized = (req.socket as tls.TLSSocket).authorized;
+      res.writeHead(authorized ? 200 : 403, { 'content-type': 'text/plain' }).end(authorized ? 'ok' : 'client cert: FAILED');
+    } }));
+    const r = await invoke(node(judging.port, 'rogue'), {}, fx.deps);
+    expect(failureOf(r)).toMatchObject({ category: 'http_status', code: 'HTTP_403', phase: 'response' });
+    expect(r.failure?.message).toContain('after asking for a client certificate and getting ours ("CN=svcnode-bot, O=svcnode tests")');
+    expect(r.failure?.hint).toContain('register it or its issuing CA with the backend team');
+    expect(r.failure?.hint).not.toContain('acceptStatus');
   });
 });
