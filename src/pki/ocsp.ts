@@ -52,6 +52,13 @@ const SIGNATURES: Record<string, string | null> = {
   '1.3.101.112': null,
 };
 
+/** Signature algorithms refused for their digest, by name for messages. */
+const WEAK_SIGNATURES: Record<string, string> = {
+  '1.2.840.113549.1.1.5': 'SHA-1 with RSA',
+  '1.2.840.10045.4.1': 'SHA-1 with ECDSA',
+  '1.2.840.113549.1.1.4': 'MD5 with RSA',
+};
+
 const CRL_REASONS = ['unspecified', 'keyCompromise', 'cACompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'certificateHold', '', 'removeFromCRL', 'privilegeWithdrawn', 'aACompromise'];
 
 function problem(kind: StapleProblem['problem'], reason: string): StapleProblem {
@@ -145,7 +152,10 @@ export function verifyStaple(der: Uint8Array, leaf: X509Certificate, issuer: X50
   const signer = signerOf(basic, issuer, now);
   if (!(signer instanceof X509Certificate)) return signer;
   const algorithm = SIGNATURES[basic.signatureAlgorithm.algorithm];
-  if (algorithm === undefined || !basic.tbsResponseDataRaw) return problem('invalid', `the response is signed with an unsupported algorithm (${basic.signatureAlgorithm.algorithm})`);
+  if (algorithm === undefined || !basic.tbsResponseDataRaw) {
+    const weak = WEAK_SIGNATURES[basic.signatureAlgorithm.algorithm];
+    return problem('invalid', weak ? `the response is signed with ${weak}, which svcnode refuses (SHA-256 or better is required)` : `the response is signed with an unsupported algorithm (${basic.signatureAlgorithm.algorithm})`);
+  }
   let valid: boolean;
   try {
     valid = verify(algorithm, new Uint8Array(basic.tbsResponseDataRaw), signer.publicKey, new Uint8Array(basic.signature));
@@ -156,7 +166,10 @@ export function verifyStaple(der: Uint8Array, leaf: X509Certificate, issuer: X50
   const single = basic.tbsResponseData.responses.find((r) => matches(r.certID, leaf, issuer));
   if (!single) {
     const serials = basic.tbsResponseData.responses.map((r) => normalSerial(hex(r.certID.serialNumber))).join(', ');
-    return problem('mismatch', `the staple is about serial ${serials || '(none)'}, not the server certificate "${oneLineName(leaf.subject)}" (serial ${normalSerial(leaf.serialNumber)})`);
+    const sameSerial = basic.tbsResponseData.responses.some((r) => normalSerial(hex(r.certID.serialNumber)) === normalSerial(leaf.serialNumber));
+    return problem('mismatch', sameSerial
+      ? `the staple is about serial ${normalSerial(leaf.serialNumber)} of another issuer (its issuer name and key hashes are not those of "${oneLineName(issuer.subject)}"), not the server certificate "${oneLineName(leaf.subject)}"`
+      : `the staple is about serial ${serials || '(none)'}, not the server certificate "${oneLineName(leaf.subject)}" (serial ${normalSerial(leaf.serialNumber)})`);
   }
   const t = now.getTime();
   if (single.thisUpdate.getTime() > t + OCSP_SKEW_MS) return problem('stale', `the staple is valid only from ${single.thisUpdate.toISOString()}`);

@@ -45,7 +45,7 @@ export interface OpensslPki {
    * `issuer` puts another CA's key hash into the CertID.
    * Valid for `minutes` (`-nmin`), else one day (`-ndays 1`).
    */
-  ocspResponse(ca: OpensslCa, cert: string, out: string, o?: { signer?: { cert: string; key: string }; minutes?: number; noCerts?: boolean; issuer?: OpensslCa }): string;
+  ocspResponse(ca: OpensslCa, cert: string, out: string, o?: { signer?: { cert: string; key: string }; minutes?: number; noCerts?: boolean; issuer?: OpensslCa; digest?: string }): string;
 }
 
 function openssl(args: string[], cwd?: string): string {
@@ -161,7 +161,7 @@ export function createOpensslPki(base: string): OpensslPki {
     issueResponder: (name, ca = intermediate) => sign(ca, `/CN=${name}`, join(base, name), 'v3_ocsp'),
     ocspResponse: (ca, cert, out, o = {}) => {
       const signer = o.signer ?? ca;
-      openssl(['ocsp', '-index', join(ca.dir, 'index.txt'), '-CA', ca.cert, '-issuer', (o.issuer ?? ca).cert, '-cert', cert, '-rsigner', signer.cert, '-rkey', signer.key, '-respout', out, '-noverify', ...(o.signer && !o.noCerts ? [] : ['-resp_no_certs']), ...(o.minutes ? ['-nmin', String(o.minutes)] : ['-ndays', '1'])]);
+      openssl(['ocsp', '-index', join(ca.dir, 'index.txt'), '-CA', ca.cert, '-issuer', (o.issuer ?? ca).cert, '-cert', cert, '-rsigner', signer.cert, '-rkey', signer.key, '-respout', out, '-noverify', ...(o.signer && !o.noCerts ? [] : ['-resp_no_certs']), ...(o.minutes ? ['-nmin', String(o.minutes)] : ['-ndays', '1']), ...(o.digest ? ['-rmd', o.digest] : [])]);
       return out;
     },
     gencrl: (ca, out, o = {}) => {

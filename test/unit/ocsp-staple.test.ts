@@ -62,6 +62,7 @@ beforeAll(() => {
   make('otherCaNoCerts', good.cert, { signer: other, noCerts: true });
   // Signed by the issuer, but the CertID carries another CA's key hash (`openssl ocsp -issuer OTHER -cert GOOD`).
   make('sameSerialOtherIssuer', good.cert, { issuer: other });
+  make('sha1', good.cert, { digest: 'sha1' });
   const forged = Buffer.from(der.good as Buffer);
   forged.writeUInt8(forged.readUInt8(forged.length - 1) ^ 0x01, forged.length - 1);
   der.forged = forged;
@@ -108,6 +109,12 @@ describe('verifyStaple', () => {
     expect(verifyStaple(der.good as Buffer, cert(good), cert(other), now())).toMatchObject({ ok: false });
     const v = verifyStaple(der.sameSerialOtherIssuer as Buffer, cert(good), issuer, now());
     expect(v, JSON.stringify(v)).toMatchObject({ ok: false, problem: 'mismatch' });
+    // Before: "about serial 1000, not the server certificate … (serial 1000)".
+    expectProblem(v, 'mismatch', `about serial ${good.serial.replace(/^0+/, '')} of another issuer`);
+  });
+
+  it('a response signed with SHA-1 is refused by name, not by OID', () => {
+    expectProblem(verifyStaple(der.sha1 as Buffer, cert(good), issuer, now()), 'invalid', 'signed with SHA-1 with ECDSA, which svcnode refuses');
   });
 
   it('refuses a forged signature, a signer without OCSPSigning, a responder of another CA, another CA as signer', () => {
