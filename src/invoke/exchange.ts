@@ -71,6 +71,16 @@ export function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, p
 }
 
 /**
+ * A chain OpenSSL itself found revoked (hard mode with trust.crl) has no verdict from our checker:
+ * the Result's tls.revocation gets the one the failure states, as soft mode and OCSP give theirs.
+ */
+export function withRevokedVerdict(tls: TlsReport | null, failure: Failure): TlsReport | null {
+  if (!tls || failure.category !== 'server_cert_revoked' || tls.revocation?.some((v) => v.result === 'revoked')) return tls;
+  const subject = /certificate "([^"]+)"/.exec(failure.hint)?.[1];
+  return { ...tls, revocation: [...(tls.revocation ?? []), { source: failure.code.startsWith('SVCNODE_OCSP') ? 'ocsp' : 'crl', result: 'revoked', ...(subject ? { subject } : {}), message: failure.message }] };
+}
+
+/**
  * Network failures and timeouts without a phase of their own say how far the connection got:
  * connect, tls, or request (verified, so the request may have reached the backend).
  */
@@ -237,6 +247,7 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
 
   const ctx = classifyContext((rendered.target ?? rendered.url).host, profile, used, settings.spec.proxyUrl !== undefined, settings.spec);
   const failure = classifyFailure(error, ctx, settings, deadline, external, performance.now() - started);
+  out.tls = withRevokedVerdict(out.tls, failure);
   out.failure = reused && failure.category === 'connect_failed' && closedUnanswered(error) ? keptAliveClosed(failure, settings.replayable, used, ctx.host) : failure;
   return out;
 }

@@ -9,7 +9,7 @@ import type { AgentSpec } from '../tls/agents.js';
 import { chainListed, probeCertificateRequest } from '../tls/certificate-request.js';
 import { probeOf, type ConnectionProbe } from '../tls/probe.js';
 import { DEFAULTS } from './defaults.js';
-import { classifyContext, round, tlsReport } from './exchange.js';
+import { classifyContext, round, tlsReport, withRevokedVerdict } from './exchange.js';
 import { clientDateFailure, withClientDates, type InvokeDeps } from './execute.js';
 import { emptyResult } from './failed-result.js';
 import { renderRequest } from './render.js';
@@ -158,6 +158,7 @@ export async function checkHandshake(node: NodeDefinition, context: Record<strin
     failure = withClientDates(classifyError(outcome.error, classifyContext(url.host, profile, probe, settings.spec.proxyUrl !== undefined, settings.spec)), profile, deps.now?.() ?? new Date());
     // As a call reports it: a connection that stood and then timed out or broke failed in TLS.
     if ((failure.category === 'timeout' || failure.category === 'connect_failed') && failure.phase === 'connect' && probe?.connectedAt !== undefined) failure = { ...failure, phase: 'tls' };
+    result.tls = withRevokedVerdict(result.tls, failure);
   }
   // Which CAs the server accepts matters when it asked for a certificate or refused ours.
   if (outcome.requested === true || (failure !== null && failure.category.startsWith('client_cert'))) {

@@ -91,6 +91,8 @@ describe('hard mode (OpenSSL checks every chain level)', () => {
     expect(r.failure?.hint).toContain(`serial ${revokedLeaf.serial.replace(/^0+/, '')}`);
     expect(r.failure?.hint).toMatch(/revoked on \d{4}-\d{2}-\d{2}T/);
     expect(r.failure?.hint).toContain(crl.issuing);
+    // OpenSSL found it (hard mode): the Result carries the verdict as soft mode does (before: no tls.revocation at all).
+    expect(r.tls?.revocation).toEqual([{ source: 'crl', result: 'revoked', subject: 'CN=localhost', message: r.failure?.message }]);
   });
 
   it('a revoked intermediate fails as server_cert_revoked, naming the intermediate and the root CRL', async () => {
