@@ -7,6 +7,7 @@ import type { NodeDefinition } from '../definitions/types.js';
 import { InvalidInputError } from '../errors.js';
 import { exitCodeFor } from '../failures/categories.js';
 import { inputFailure } from '../failures/failure.js';
+import { CRL_PENDING } from '../failures/revocation-failure.js';
 import { invokeWithRetries } from '../invoke/attempts.js';
 import { DEFAULTS } from '../invoke/defaults.js';
 import { invoke, type InvokeDeps } from '../invoke/execute.js';
@@ -70,6 +71,8 @@ async function dryRun(file: string, options: DryRunOptions, io: CliIo, onProfile
   try {
     if (options.tlsOnly) result = await checkHandshake(node, context, { ...deps, ...(keylog ? { onSocket: keylog.attach } : {}) });
     else result = options.retry ? await invokeWithRetries(node, context, deps) : await invoke(node, context, deps);
+    // A worker retries a pending distribution-point CRL; a dry-run makes one attempt unless told.
+    if (!options.retry && result.failure?.hint.includes(CRL_PENDING)) result = { ...result, failure: { ...result.failure, hint: `${result.failure.hint}; a dry-run makes one attempt: run it with --retry to wait for the download` } };
     return loaded ? await withSentMarks(node, loaded, result, keylog?.attach) : result;
   } finally {
     agents.destroy();

@@ -277,6 +277,17 @@ describe('a soft-mode warning in the Result, from the CLI and from workers', () 
     expect(text.stdout).toContain('result      OK, revocation status unknown (soft mode let the call through)');
   });
 
+  it('dry-run of a hard-mode node whose leaf CRL is being downloaded: the hint says a dry-run makes one attempt unless --retry', async () => {
+    const once = await runCli(['dry-run', join(nodes, 'fleet.json'), '--profiles', profiles, '--json'], { env: { SVCNODE_PROFILES: undefined } });
+    expect(once.code).toBe(3);
+    const result = JSON.parse(once.stdout) as Result;
+    expect(result.failure?.hint).toContain(PENDING);
+    // Before: only "the call is retried within its retry.limit", which a dry-run without --retry does not do.
+    expect(result.failure?.hint).toContain('a dry-run makes one attempt: run it with --retry to wait for the download');
+    const retried = await runCli(['dry-run', join(nodes, 'fleet.json'), '--profiles', profiles, '--json', '--retry'], { env: { SVCNODE_PROFILES: undefined } });
+    expect(retried.code, retried.stdout).toBe(0);
+  });
+
   it('two worker processes: each CDP CRL is downloaded once for the fleet, the leaf\'s at start; a job returns the soft-mode warning', async () => {
     const before = { root: count('/root.crl'), leaf: count('/fleet/issuing.crl') };
     const args = ['worker', '--redis', redis.url, '--nodes', nodes, '--profiles', profiles, '--metrics-port', '0'];
