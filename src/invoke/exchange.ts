@@ -13,7 +13,7 @@ import { onAbort } from './abort-fanout.js';
 import { AttemptDeadline } from './attempt-budget.js';
 import type { RenderedRequest } from './render.js';
 import { keptHeaders, responseBody, type Failure, type ResponseReport, type TlsReport } from './result.js';
-import { send, type CallSettings, type Sent } from './transport.js';
+import { partialResponse, send, type CallSettings, type Sent } from './transport.js';
 
 /** The outcome of one HTTP exchange over mutual TLS, classified. */
 export interface Exchange {
@@ -77,7 +77,7 @@ export function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, p
 export function withRevokedVerdict(tls: TlsReport | null, failure: Failure): TlsReport | null {
   if (!tls || failure.category !== 'server_cert_revoked' || tls.revocation?.some((v) => v.result === 'revoked')) return tls;
   const subject = /certificate "([^"]+)"/.exec(failure.hint)?.[1];
-  return { ...tls, revocation: [...(tls.revocation ?? []), { source: failure.code.startsWith('SVCNODE_OCSP') ? 'ocsp' : 'crl', result: 'revoked', ...(subject ? { subject } : {}), message: failure.message }] };
+  return { ...tls, revocation: [...(tls.revocation ?? []), { source: 'crl', result: 'revoked', ...(subject ? { subject } : {}), message: failure.message }] };
 }
 
 /**
@@ -248,6 +248,9 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
   const ctx = classifyContext((rendered.target ?? rendered.url).host, profile, used, settings.spec.proxyUrl !== undefined, settings.spec);
   const failure = classifyFailure(error, ctx, settings, deadline, external, performance.now() - started);
   out.tls = withRevokedVerdict(out.tls, failure);
+  // Headers had arrived (the body then stalled, broke or did not decode): the status is part of the story.
+  const partial = partialResponse(error);
+  if (partial) out.response = { status: partial.status, headers: keptHeaders(partial.headers), body: null };
   out.failure = reused && failure.category === 'connect_failed' && closedUnanswered(error) ? keptAliveClosed(failure, settings.replayable, used, ctx.host) : failure;
   return out;
 }

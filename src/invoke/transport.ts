@@ -86,17 +86,28 @@ export function send(rendered: RenderedRequest, settings: CallSettings, agents: 
   return exchangeHttp({ method: rendered.method, target: rendered.target ?? targetOf(rendered.url), headers, payload }, settings, agent, bindAbort, onSocket, DEFAULTS.maxRedirects);
 }
 
+/** The status line and headers that arrived before an exchange failed (its body stalled, broke or did not decode). */
+const answeredBefore = new WeakMap<object, { status: number; headers: IncomingMessage['headers'] }>();
+
+/** What the backend had answered when `error` ended the exchange, if headers had arrived. */
+export function partialResponse(error: unknown): { status: number; headers: IncomingMessage['headers'] } | undefined {
+  return typeof error === 'object' && error !== null ? answeredBefore.get(error) : undefined;
+}
+
 function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bindAbort: BindAbort, onSocket: (s: object) => void, redirectsLeft: number): Promise<Sent> {
   const headers = a.payload === undefined ? a.headers : { ...a.headers, 'content-length': String(a.payload.length) };
   return new Promise<Sent>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     let headersIn = false;
+    let answered: IncomingMessage | undefined;
     let settled = false;
     const fail = (error: unknown): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      reject(coded(error, headersIn ? 'response' : undefined));
+      const failed = coded(error, headersIn ? 'response' : undefined);
+      if (answered) answeredBefore.set(failed, { status: answered.statusCode ?? 0, headers: answered.headers });
+      reject(failed);
     };
     let req: ReturnType<typeof https.request>;
     try {
@@ -136,6 +147,7 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
     req.on('response', (response) => {
       // The response timer keeps running until readBody re-arms it as the idle timer.
       headersIn = true;
+      answered = response;
       const keepAlive = response.headers['keep-alive'];
       if (typeof keepAlive === 'string') noteKeepAlive(response.socket, keepAlive);
       const status = response.statusCode ?? 0;

@@ -223,6 +223,8 @@ describe('timers', () => {
     const r = await invoke(node(`https://localhost:${s.port}/`, { timeouts: { responseMs: 3_000, idleMs: 300, totalMs: 10_000 } }), {}, bank.deps);
     expect(r.failure).toMatchObject({ category: 'timeout', code: 'SVCNODE_IDLE_TIMEOUT', phase: 'response' });
     expect(Date.now() - started).toBeLessThan(1_200);
+    // The status line and headers had arrived: kept (before: response null, the 200 lost), without a body.
+    expect(r.response).toEqual({ status: 200, headers: expect.objectContaining({ 'content-type': 'text/plain' }) as unknown, body: null });
   });
 });
 
