@@ -59,7 +59,7 @@ async function login(endpoint: { url: string; header: string; field?: string }, 
     // A pod restarting or shedding load: transient, as for an OAuth 2.0 token endpoint; a rate limit's Retry-After is honoured.
     const retryAfterMs = askedWaitMs(x.response?.headers['retry-after'], Date.now());
     return {
-      failure: authFailure(endpoint.url, `HTTP ${status}${askedWaitNote(retryAfterMs)}`, endpointFailedHint('the authentication endpoint'), 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE'),
+      failure: authFailure(endpoint.url, `HTTP ${status}${askedWaitNote(retryAfterMs)}`, endpointFailedHint('the authentication endpoint', status), 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE'),
       exchange: withoutResponse(x),
       ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
     };

@@ -73,7 +73,7 @@ export async function tokenEndpoint(auth: OAuth2ClientCredentialsAuth, node: Nod
     const status = x.response?.status ?? 0;
     if (status === 404) continue;
     if (status >= 500 || status === 429) {
-      return { failure: discoveryFailure(issuer, `${url.href} answered HTTP ${status}`, endpointFailedHint('the authorization server'), 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE'), exchange: last };
+      return { failure: discoveryFailure(issuer, `${url.href} answered HTTP ${status}`, endpointFailedHint('the authorization server', status), 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE'), exchange: last };
     }
     const body = x.response?.body;
     if (status !== 200 || body === null || typeof body !== 'object') {

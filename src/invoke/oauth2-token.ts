@@ -11,6 +11,7 @@ import { certificateThumbprint, tokenBinding } from './oauth2-binding.js';
 import { tokenRequestParts } from './oauth2-client-auth.js';
 import { tokenEndpoint, type TokenEndpoint } from './oauth2-discovery.js';
 import { headerValue, reportedUrl, type Failure } from './result.js';
+import { DEFAULTS } from './defaults.js';
 import { askedWaitMs, askedWaitNote, endpointFailedHint } from './retry.js';
 import { scrubSecrets } from './scrub.js';
 import { callSettings } from './settings.js';
@@ -87,6 +88,7 @@ export function answeredMediaType(x: Exchange): string {
 
 /** What a 200 without a usable Bearer token held instead: another token type, an OAuth error, a page that is not JSON. */
 function withoutBearer(x: Exchange, body: Record<string, unknown> | undefined, token: unknown, type: unknown): string {
+  if (body === undefined && x.response?.truncated) return `with ${answeredMediaType(x)} larger than svcnode reads from a token endpoint (response.maxBodyBytes, at least ${DEFAULTS.response.maxBodyBytes} bytes there): not a token answer`;
   if (body === undefined) return `with ${answeredMediaType(x)}, not JSON (a login page or a proxy in front of the token endpoint?)`;
   if (typeof body.error === 'string') return `with an OAuth error instead of a token: ${printable(body.error)}${body.error_description ? `: ${printable(body.error_description)}` : ''}`;
   if (typeof token === 'string' && token.length > 0 && typeof type === 'string') return `a token of type ${printable(type)}; svcnode sends Bearer tokens only`;
@@ -117,13 +119,17 @@ function tokenError(auth: OAuth2ClientCredentialsAuth, profile: LoadedProfile, u
   const target = status >= 300 && status < 400 && location !== undefined ? ` to ${printable(reportedUrl(location))}` : '';
   const said = `${url} answered HTTP ${status}${target}${error ? ` ${printable(error)}` : ''}${body?.error_description ? `: ${printable(body.error_description)}` : ''}${askedWaitNote(retryAfterMs)}`;
   const fail = (code: string, category: Failure['category'], hint: string): Failure => ({ phase: 'auth', category, code, message: `token endpoint ${said}`, hint });
-  if (status >= 500 || status === 429) return fail('SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE', 'http_status', endpointFailedHint('the token endpoint'));
+  if (status >= 500 || status === 429) return fail('SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE', 'http_status', endpointFailedHint('the token endpoint', status));
   if (target) return fail('SVCNODE_TOKEN_REQUEST_REFUSED', 'http_status', 'a token endpoint answers a POST itself: set auth.tokenUrl to the URL it redirects to, if that is the token endpoint');
   // RFC 6749 §5.2: an authorization server may refuse client authentication with a bare 401.
   if (error === 'invalid_client' || (status === 401 && error === undefined)) {
     return fail('SVCNODE_TOKEN_REJECTED', auth.clientAuth.endsWith('tls_client_auth') ? 'client_cert_rejected' : 'http_status', registrationHint(auth, profile));
   }
-  if (error === 'invalid_scope') return fail('SVCNODE_TOKEN_INVALID_SCOPE', 'http_status', `ask the authorization server to grant client "${auth.clientId}" the scope "${auth.scope ?? ''}", or fix auth.scope`);
+  if (error === 'invalid_scope') {
+    return fail('SVCNODE_TOKEN_INVALID_SCOPE', 'http_status', auth.scope === undefined
+      ? `the node sends no auth.scope, and the authorization server gives client "${auth.clientId}" no default scope it accepts: set auth.scope to a scope the client is registered for, or ask its team to grant one`
+      : `ask the authorization server to grant client "${auth.clientId}" the scope "${auth.scope}", or fix auth.scope`);
+  }
   if (error === 'unauthorized_client') return fail('SVCNODE_TOKEN_UNAUTHORIZED_CLIENT', 'http_status', `ask the authorization server to allow the client_credentials grant for client "${auth.clientId}"`);
   return fail('SVCNODE_TOKEN_REQUEST_REFUSED', 'http_status', 'check auth.tokenUrl or auth.issuer, auth.params and the client registration');
 }

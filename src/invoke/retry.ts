@@ -16,7 +16,8 @@ export function askedWaitMs(header: string | string[] | undefined, now: number):
 }
 
 /** The hint of an authentication, token or discovery endpoint that answered 5xx or 429 (`who`: e.g. "the token endpoint"). */
-export function endpointFailedHint(who: string): string {
+export function endpointFailedHint(who: string, status?: number): string {
+  if (status === 429) return `${who} is rate-limiting this client (HTTP 429): the call is retried within its retry.limit, after the wait it asks for (Retry-After); if it persists, ask its team to raise the limit for this client`;
   return `${who} failed on its side (temporary as a rule): the call is retried within its retry.limit; if it persists, ask its team`;
 }
 

@@ -94,6 +94,24 @@ describe('token endpoint answers', () => {
     expect(api.calls).toBe(0);
   });
 
+  it('invalid_scope without auth.scope, a 429, an answer too large to read: each said for what it is', async () => {
+    answer = { status: 400, body: { error: 'invalid_scope' } };
+    const scope = (await call(node())).failure;
+    expect(scope).toMatchObject({ code: 'SVCNODE_TOKEN_INVALID_SCOPE' });
+    // Before: 'ask the authorization server to grant client "bot" the scope ""'.
+    expect(scope?.hint).toContain('the node sends no auth.scope');
+    answer = { status: 429, body: { error: 'slow_down' }, headers: { 'retry-after': '1' } };
+    const limited = (await call(node())).failure;
+    expect(limited).toMatchObject({ code: 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE' });
+    // Before: "the token endpoint failed on its side".
+    expect(limited?.hint).toContain('is rate-limiting this client (HTTP 429)');
+    answer = { status: 200, body: `{"access_token":"${'x'.repeat(1_200_000)}","token_type":"Bearer"}` };
+    const big = (await call(node())).failure;
+    // Before: "answered HTTP 200 with application/json, not JSON".
+    expect(big?.message).toContain('larger than svcnode reads from a token endpoint');
+    expect(api.calls).toBe(0);
+  });
+
   it('a 200 without a Bearer access_token is SVCNODE_TOKEN_BAD_RESPONSE', async () => {
     answer = { status: 200, body: { token_type: 'Bearer', expires_in: 60 } };
     expect((await call(node())).failure).toMatchObject({ phase: 'auth', code: 'SVCNODE_TOKEN_BAD_RESPONSE' });
