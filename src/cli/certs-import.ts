@@ -1,8 +1,10 @@
-import { text } from 'node:stream/consumers';
+import { buffer } from 'node:stream/consumers';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { BundleError, InvalidInputError } from '../errors.js';
 import { importBundle, decodePayload, STDIN } from '../definitions/profile-import.js';
+import { bundleError } from '../pki/bundle-error.js';
+import { derShape } from '../pki/der.js';
 import { dateStatus, daysLeft } from '../pki/inspect.js';
 import { readPassphraseFile } from '../pki/passphrase.js';
 import type { PassphraseSource } from '../definitions/types.js';
@@ -56,7 +58,12 @@ export function importCommand(io: CliIo, input: NodeJS.ReadableStream = process.
     .option('--json', 'print exactly one JSON document on stdout')
     .action((o: ImportCliOptions) =>
       runAction(io, async () => {
-        const payload = decodePayload(await text(input));
+        const raw = await buffer(input);
+        // The file itself piped in, not its base64: said so, with the two ways that work.
+        if (derShape(raw) === 'pkcs12') {
+          throw bundleError('SVCNODE_INVALID_BUNDLE', STDIN, 'a binary PKCS#12 file, where the command reads its base64 (as registrations return it)', 'pipe its base64 instead (base64 -w0 FILE.p12 | svcnode certs import …), or point a profile\'s client.pkcs12 at the file');
+        }
+        const payload = decodePayload(raw.toString('utf8'));
         const pass = await passphrase(io, o);
         const { profile, profileFile, files } = await importBundle({
           name: o.name,

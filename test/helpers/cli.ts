@@ -27,7 +27,7 @@ export interface CliOptions {
   /** @defaultValue the repository root */
   cwd?: string;
   /** Written to stdin, which is then closed. Without it stdin is closed immediately. */
-  input?: string;
+  input?: string | Buffer;
   /** SIGKILL after this long. @defaultValue 30_000 for `runCli`, none for `spawnCli` */
   timeoutMs?: number;
   /** Script to run instead of the built CLI (the helpers' self-test uses this). */

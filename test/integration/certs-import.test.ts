@@ -52,6 +52,11 @@ describe('svcnode certs import (base64 payload on stdin)', () => {
     const corrupt = await runCli(['certs', 'import', '--name', 'x', '--profiles', join(pki.dir, 'bad')], { input: 'not a payload!' });
     expect(corrupt.code).toBe(2);
     expect(corrupt.stderr).toContain('SVCNODE_INVALID_BUNDLE');
+    // The .p12 file itself piped in (before: "the payload is neither PEM nor base64").
+    const binary = await runCli(['certs', 'import', '--name', 'z', '--profiles', join(pki.dir, 'bad'), '--passphrase-env', 'P'], { input: readFileSync(join(pki.dir, 'device.p12')), env: { P: passphrase } });
+    expect(binary.code).toBe(2);
+    expect(binary.stderr).toContain('<stdin>: a binary PKCS#12 file, where the command reads its base64');
+    expect(binary.stderr).toContain('base64 -w0 FILE.p12 | svcnode certs import');
     const wrong = await runCli(['certs', 'import', '--name', 'y', '--profiles', join(pki.dir, 'bad'), '--passphrase-env', 'P'], { input: p12base64, env: { P: 'wrong' } });
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toContain('SVCNODE_BAD_PASSPHRASE');
