@@ -62,6 +62,10 @@ export async function loadClientIdentity(source: ClientSource, passphrase: strin
     if (!certBytes.includes('-----BEGIN ') && derShape(certBytes) === 'pkcs12') throw pkcs12InPemFields(source.certificate, 'certificate');
     const certs = parseMaterial(certBytes, source.certificate, { keys: 'ignore' });
     if (certs.certificates.length === 0) {
+      // The request sent to the CA, kept by mistake instead of what the CA sent back.
+      if (certBytes.includes('-----BEGIN CERTIFICATE REQUEST-----') || certBytes.includes('-----BEGIN NEW CERTIFICATE REQUEST-----')) {
+        throw bundleError('SVCNODE_NO_CERTIFICATE', certs.file, 'the file holds a certificate signing request (CSR), not a certificate', 'use the certificate the CA issued for this request (the PKI team or the registration portal returns it)');
+      }
       throw bundleError('SVCNODE_NO_CERTIFICATE', certs.file, 'the file contains no certificate', 'point "certificate" at the PEM or DER client certificate (with its intermediates)');
     }
     const keys = await readMaterial(source.key, { passphrase }).catch((error: unknown) => {

@@ -226,6 +226,13 @@ describe('unusable material is thrown with a stable code', () => {
     expect(e.hint).toContain('reissue it signed with SHA-256');
   });
 
+  it('a certificate signing request where the certificate belongs: named as a CSR', async () => {
+    const csr = pki.write('bot.csr', execFileSync('openssl', ['req', '-new', '-key', pki.files.clientKey, '-subj', '/CN=svcnode-bot']).toString());
+    const e = await loadError(pemProfile('csr', csr, pki.files.clientKey));
+    // Before: "the file contains no certificate".
+    expect([e.code, e.message]).toEqual(['SVCNODE_NO_CERTIFICATE', `${csr}: the file holds a certificate signing request (CSR), not a certificate`]);
+  });
+
   it('a certificate file without a certificate, a key file without a key, a trust file without a certificate', async () => {
     expect((await loadError(pemProfile('nocert', pki.files.clientKey, pki.files.clientKey))).code).toBe('SVCNODE_NO_CERTIFICATE');
     expect((await loadError(pemProfile('nokey', pki.files.clientChain, pki.files.root))).code).toBe('SVCNODE_NO_PRIVATE_KEY');
