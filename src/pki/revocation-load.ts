@@ -95,14 +95,17 @@ export function crlFindings(crls: readonly LoadedCrl[], o: { client: ClientIdent
   for (const crl of crls) {
     const status = crlStatus(crl, now);
     const next = crl.nextUpdate?.toISOString() ?? 'never';
+    // A URL's CRL is refreshed by downloading it again; a file's by replacing it.
+    const fromUrl = isCrlUrl(crl.source);
+    const renew = fromUrl ? `make ${crl.source} serve a current CRL (the worker downloads it again once a minute while it is due)` : 'fetch the current CRL from your PKI and replace the file';
     if (status === 'stale') {
       findings.push(o.mode === 'hard'
-        ? { severity: 'error', code: 'CRL_STALE', file: crl.source, message: `the CRL of "${crl.issuerName}" was due for renewal at ${next}; hard revocation checking fails every call until it is replaced`, hint: 'fetch the current CRL from your PKI and replace the file' }
-        : { severity: 'warning', code: 'CRL_STALE', file: crl.source, message: `the CRL of "${crl.issuerName}" was due for renewal at ${next}; soft revocation checking lets calls through without checking the certificates it covers`, hint: 'fetch the current CRL from your PKI and replace the file' });
+        ? { severity: 'error', code: 'CRL_STALE', file: crl.source, message: `the CRL of "${crl.issuerName}" was due for renewal at ${next}; hard revocation checking fails every call until it is replaced`, hint: renew }
+        : { severity: 'warning', code: 'CRL_STALE', file: crl.source, message: `the CRL of "${crl.issuerName}" was due for renewal at ${next}; soft revocation checking lets calls through without checking the certificates it covers`, hint: renew });
     } else if (status === 'not-yet-valid') {
       findings.push({ severity: 'error', code: 'CRL_NOT_YET_VALID', file: crl.source, message: `the CRL of "${crl.issuerName}" is valid only from ${crl.thisUpdate.toISOString()}`, hint: "check this machine's clock" });
     } else if (crl.nextUpdate && crl.nextUpdate.getTime() - now.getTime() < CRL_WARNING_MS) {
-      findings.push({ severity: 'warning', code: 'CRL_EXPIRES_SOON', file: crl.source, message: `the CRL of "${crl.issuerName}" is due for renewal at ${next}`, hint: 'make sure the CRL file is refreshed from your PKI before then' });
+      findings.push({ severity: 'warning', code: 'CRL_EXPIRES_SOON', file: crl.source, message: `the CRL of "${crl.issuerName}" is due for renewal at ${next}`, hint: fromUrl ? `make sure ${crl.source} serves its successor before then` : 'make sure the CRL file is refreshed from your PKI before then' });
     }
     for (const cert of client ? [client.leaf, ...client.chain] : []) {
       const entry = lookup(crl, cert);

@@ -98,7 +98,7 @@ function unavailableDetail(profile: LoadedProfile): { message: string; hint: str
   if (unavailable.length === 0) return undefined;
   const none = (profile.trust.crls ?? []).length === 0;
   return {
-    message: none ? `no CRL of profile "${profile.name}" could be downloaded` : `the CRL at ${urlList(unavailable.map((u) => u.url))} could not be downloaded`,
+    message: none ? `no CRL of profile "${profile.name}" could be had from its URLs` : `the CRL at ${urlList(unavailable.map((u) => u.url))} could not be had (unreachable, or its answer is not a usable CRL)`,
     hint: `profile "${profile.name}" could not download ${unavailable.map((u) => u.message).join('; ')}: make the URL reachable from this machine (the worker tries again every minute; svcnode certs verify tells when it works), or set trust.revocation.mode "soft"`,
   };
 }

@@ -16,6 +16,7 @@ import { Registry } from '../../src/definitions/registry.js';
 import { invoke } from '../../src/invoke/execute.js';
 import { CrlFetcher, refreshAt } from '../../src/pki/crl-fetch.js';
 import { loadProfile } from '../../src/definitions/profiles.js';
+import { crlFindings } from '../../src/pki/revocation-load.js';
 import { RedisCrlStore } from '../../src/queue/redis-crl-store.js';
 import { AgentPool } from '../../src/tls/agents.js';
 import { spawnCli } from '../helpers/cli.js';
@@ -83,6 +84,18 @@ afterAll(async () => {
 });
 
 const trust = (): X509Certificate[] => [new X509Certificate(readFileSync(pki.root.cert)), new X509Certificate(readFileSync(pki.intermediate.cert))];
+
+describe('what the findings and verdicts of a URL CRL say', () => {
+  it('a stale or soon-due URL CRL is renewed at its URL, not by "replacing the file"', async () => {
+    const url = `${base}/hints/issuing.crl`;
+    const { crl } = await new CrlFetcher().load(url, trust());
+    const later = new Date((crl.nextUpdate?.getTime() ?? 0) + 60_000);
+    const [stale] = crlFindings([crl], { client: undefined, trust: trust(), mode: 'hard', now: later });
+    expect(stale).toMatchObject({ code: 'CRL_STALE', hint: `make ${url} serve a current CRL (the worker downloads it again once a minute while it is due)` });
+    const [soon] = crlFindings([crl], { client: undefined, trust: trust(), mode: 'hard', now: new Date((crl.nextUpdate?.getTime() ?? 0) - 3_600_000) });
+    expect(soon).toMatchObject({ code: 'CRL_EXPIRES_SOON', hint: `make sure ${url} serves its successor before then` });
+  });
+});
 
 describe('shared through Redis', () => {
   it('two fetchers (two workers) download each CRL once per refresh', async () => {
@@ -308,7 +321,7 @@ describe('calls use downloaded CRLs', () => {
     const { result: r } = await callWith([`${base}/missing/a.crl`, `${base}/missing/b.crl`]);
     // Before: no CRL loaded meant OpenSSL checked nothing, and hard mode let every call through.
     expect(r.failure?.code, JSON.stringify(r.failure)).toBe('server_cert_revocation_unknown');
-    expect(r.failure?.message).toContain('no CRL of profile "bank" could be downloaded');
+    expect(r.failure?.message).toContain('no CRL of profile "bank" could be had from its URLs');
     expect(r.failure?.hint).toContain(`${base}/missing/a.crl`);
     expect(r.failure?.hint).toContain(`${base}/missing/b.crl`);
   });
@@ -318,7 +331,8 @@ describe('calls use downloaded CRLs', () => {
     const { result: r } = await callWith([down, `${base}/call/root.crl`], 'soft');
     expect(r.failure, JSON.stringify(r.failure)).toBeNull();
     const unknown = r.tls?.revocation?.find((c) => c.result === 'unknown');
-    expect(unknown?.message).toContain(`the CRL at ${down} could not be downloaded`);
+    // (Also said of an answer that is no usable CRL, which "could not be downloaded" misnamed.)
+    expect(unknown?.message).toContain(`the CRL at ${down} could not be had (unreachable, or its answer is not a usable CRL)`);
     expect(unknown?.message).not.toContain('no CRL of profile');
   });
 });
