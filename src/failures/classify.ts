@@ -192,7 +192,7 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
   if (error instanceof TransportError && RESPONSE_CODES.has(error.code)) {
     return failure('http_status', error.code, `${ctx.host}: ${message}`, error.hint ?? 'the backend answered in a way no retry can fix', 'response');
   }
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID' && !ctx.proxy) {
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
     const named = hostnameFailure(root, ctx);
     if (named) return named;
   }

@@ -116,6 +116,12 @@ describe('nginx as the mTLS backend (ssl_verify_client on, gzip on)', () => {
 });
 
 describe('squid as a CONNECT proxy with basic auth', () => {
+  it('a hostname mismatch beyond the proxy reads as without one: the name asked for and the names the certificate holds', async () => {
+    const r = await invoke(node(`https://localhost:${nginx.port}/json`, { proxy: { url: withCredentials(squid.url) }, tls: { profile: 'bank', servername: 'api.other.example' } }), {}, deps);
+    expect(r.failure).toMatchObject({ category: 'server_hostname_mismatch', phase: 'tls' });
+    expect(r.failure?.message).toBe(`the server certificate of localhost:${nginx.port} is not for "api.other.example": it names DNS:localhost, IP:127.0.0.1`);
+  });
+
   it('pass: mTLS to nginx through squid; squid logged the tunnel; credentials stay out of the Result', async () => {
     const own = new AgentPool();
     const r = await invoke(node(`https://localhost:${nginx.port}/json`, { proxy: { url: withCredentials(squid.url) } }), {}, { ...deps, agents: own });
