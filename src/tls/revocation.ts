@@ -26,7 +26,7 @@ export interface RevocationCheck {
   source?: 'crl' | 'ocsp';
 }
 
-/** Emits 'check' with a RevocationCheck for every full handshake a revocation policy applies to. */
+/** Emits 'check' with a RevocationCheck for every handshake a revocation policy applies to (full, and resumed ones judged again against the CRLs). */
 export const revocationEvents = new EventEmitter();
 
 /** Records a connection's verdicts (on its probe), besides the process-wide event. */
