@@ -96,6 +96,12 @@ export async function loadClientIdentity(source: ClientSource, passphrase: strin
 
   const ordered = orderChain(leaf, others);
   if (ordered.unlinked.length > 0) {
+    // An old and a renewed copy of the same CA (same name): one links, the other reads as a stranger.
+    const twin = ordered.unlinked.map((u) => ({ u, linked: ordered.chain.find((c) => c.subject === u.subject) })).find((p) => p.linked);
+    if (twin?.linked) {
+      const copy = (c: X509Certificate): string => `serial ${c.serialNumber}, valid until ${new Date(c.validTo).toISOString().slice(0, 10)}`;
+      throw bundleError('SVCNODE_CHAIN_BROKEN', certFile, `the file holds two certificates for "${oneLineName(twin.u.subject)}" (${copy(twin.linked)}; ${copy(twin.u)}), as after a CA renewal`, 'keep only the current one (the newer, not expired) and remove the other from the file');
+    }
     const names = ordered.unlinked.map((c) => oneLineName(c.subject)).join('; ');
     throw bundleError('SVCNODE_CHAIN_BROKEN', certFile, `certificates that do not link to the client certificate ${oneLineName(leaf.subject)}: ${names}`, 'include only the client certificate and the intermediates that issued it (each issuing the one before)');
   }

@@ -250,6 +250,24 @@ describe('unusable material is thrown with a stable code', () => {
     expect((await loadError(pemProfile('corruptkey', pki.files.clientChain, corruptKey))).code).toBe('SVCNODE_INVALID_BUNDLE');
   });
 
+  it('an old and a renewed copy of the intermediate in one file: both named, with serial and date, not "does not link"', async () => {
+    // The same name and key, signed again by the root (a CA renewal): either copy verifies the client certificate.
+    const dir = pki.dir;
+    const intKey = pki.write('twin-int.key', pki.intermediate.keyPem);
+    const rootKey = pki.write('twin-root.key', pki.root.keyPem);
+    const csr = join(dir, 'twin.csr');
+    execFileSync('openssl', ['req', '-new', '-key', intKey, '-subj', '/CN=svcnode Test Intermediate/O=svcnode tests', '-out', csr]);
+    const ext = pki.write('twin.ext', 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n');
+    const renewed = join(dir, 'twin-renewed.pem');
+    execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', pki.files.root, '-CAkey', rootKey, '-set_serial', '4242', '-days', '400', '-extfile', ext, '-out', renewed], { stdio: 'ignore' });
+    const both = pki.write('twin-chain.pem', pki.client.certPem, pki.intermediate.certPem, readFileSync(renewed, 'utf8'));
+    const e = await loadError(pemProfile('twin', both, pki.files.clientKey));
+    expect(e.code).toBe('SVCNODE_CHAIN_BROKEN');
+    // Before: "certificates that do not link to the client certificate …: CN=svcnode Test Intermediate, O=svcnode tests".
+    expect(e.message).toMatch(/holds two certificates for "CN=svcnode Test Intermediate, O=svcnode tests" \(serial \w+, valid until \d{4}-\d\d-\d\d; serial \w+, valid until \d{4}-\d\d-\d\d\), as after a CA renewal/);
+    expect(e.hint).toContain('keep only the current one');
+  });
+
   it('intermediates that do not link to the client certificate', async () => {
     const broken = pki.write('broken-chain.pem', pki.client.certPem, foreign.certPem);
     expect((await loadError(pemProfile('broken', broken, pki.files.clientKey))).code).toBe('SVCNODE_CHAIN_BROKEN');
