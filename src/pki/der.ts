@@ -74,3 +74,34 @@ export function derShape(buf: Buffer): DerShape {
   if (b.tag === OCTET_STRING && version === 1) return 'sec1';
   return 'unknown';
 }
+
+/** A DER OBJECT IDENTIFIER's content in dotted form (first two arcs packed in the first byte). */
+function dottedOid(content: Buffer): string {
+  const arcs: number[] = [];
+  let value = 0;
+  for (const byte of content) {
+    value = value * 128 + (byte & 0x7f);
+    if (byte & 0x80) continue;
+    if (arcs.length === 0) arcs.push(value < 80 ? Math.floor(value / 40) : 2, value < 80 ? value % 40 : value - 80);
+    else arcs.push(value);
+    value = 0;
+  }
+  return arcs.join('.');
+}
+
+/**
+ * The OID of a certificate's signatureAlgorithm (the issuer's signature), dotted, or undefined
+ * when the DER does not have that shape: Certificate ::= SEQUENCE { tbsCertificate,
+ * signatureAlgorithm AlgorithmIdentifier ::= SEQUENCE { algorithm OID, … }, signature }.
+ */
+export function signatureAlgorithmOid(der: Buffer): string | undefined {
+  const outer = readTlv(der, 0, der.length);
+  if (!outer || outer === 'truncated') return undefined;
+  const tbs = readTlv(der, outer.start, outer.end);
+  if (!tbs || tbs === 'truncated') return undefined;
+  const algorithm = readTlv(der, tbs.end, outer.end);
+  if (!algorithm || algorithm === 'truncated' || algorithm.tag !== SEQUENCE) return undefined;
+  const oid = readTlv(der, algorithm.start, algorithm.end);
+  if (!oid || oid === 'truncated' || oid.tag !== OID) return undefined;
+  return dottedOid(der.subarray(oid.start, oid.end));
+}

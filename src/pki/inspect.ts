@@ -1,4 +1,5 @@
 import { createHash, createPublicKey, type KeyObject, type X509Certificate } from 'node:crypto';
+import { signatureAlgorithmOid } from './der.js';
 
 /** Plain-data views of certificates and keys, for CLI output, findings and pin checks. */
 
@@ -141,36 +142,23 @@ export function describeCertificate(cert: X509Certificate, now: Date): Certifica
   return description;
 }
 
-/** DER of the signature-algorithm OIDs OpenSSL 3 refuses at its default security level, by digest. */
-const WEAK_SIGNATURES: readonly [string, Buffer][] = [
-  ['SHA-1', Buffer.from('06092a864886f70d010105', 'hex')], // sha1WithRSAEncryption
-  ['SHA-1', Buffer.from('06072a8648ce3d0401', 'hex')], // ecdsa-with-SHA1
-  ['SHA-1', Buffer.from('06072a8648ce380403', 'hex')], // dsa-with-sha1
-  ['MD5', Buffer.from('06092a864886f70d010104', 'hex')], // md5WithRSAEncryption
-  ['MD2', Buffer.from('06092a864886f70d010102', 'hex')], // md2WithRSAEncryption
-];
-
-/** Offset just past a DER header (tag and length) at `at`, and the content length; undefined when malformed. */
-function derHeader(der: Buffer, at: number): { start: number; length: number } | undefined {
-  const first = der[at + 1];
-  if (first === undefined) return undefined;
-  if (first < 0x80) return { start: at + 2, length: first };
-  const bytes = first & 0x7f;
-  if (bytes === 0 || bytes > 4 || at + 2 + bytes > der.length) return undefined;
-  return { start: at + 2 + bytes, length: der.readUIntBE(at + 2, bytes) };
-}
+/**
+ * Signature algorithms refused for their digest (OpenSSL 3 at its default security level for
+ * certificates, svcnode for OCSP responses), by OID: the digest and the algorithm's name.
+ */
+export const WEAK_SIGNATURES: Readonly<Record<string, { digest: string; name: string }>> = {
+  '1.2.840.113549.1.1.5': { digest: 'SHA-1', name: 'SHA-1 with RSA' },
+  '1.2.840.10045.4.1': { digest: 'SHA-1', name: 'SHA-1 with ECDSA' },
+  '1.2.840.10040.4.3': { digest: 'SHA-1', name: 'SHA-1 with DSA' },
+  '1.2.840.113549.1.1.4': { digest: 'MD5', name: 'MD5 with RSA' },
+  '1.2.840.113549.1.1.2': { digest: 'MD2', name: 'MD2 with RSA' },
+};
 
 /**
  * The digest of the certificate's own signature (made by its issuer) when OpenSSL 3 refuses it
- * for TLS ("ca md too weak"): SHA-1, MD5 or MD2; undefined for any other. Read from the DER:
- * Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm AlgorithmIdentifier, … }.
+ * for TLS ("ca md too weak"): SHA-1, MD5 or MD2; undefined for any other.
  */
 export function weakSignatureDigest(cert: X509Certificate): string | undefined {
-  const der = cert.raw;
-  const outer = derHeader(der, 0);
-  const tbs = outer && derHeader(der, outer.start);
-  const algorithm = tbs && derHeader(der, tbs.start + tbs.length);
-  if (!algorithm) return undefined;
-  const oid = der.subarray(algorithm.start, algorithm.start + algorithm.length);
-  return WEAK_SIGNATURES.find(([, prefix]) => oid.subarray(0, prefix.length).equals(prefix))?.[0];
+  const oid = signatureAlgorithmOid(cert.raw);
+  return oid === undefined ? undefined : WEAK_SIGNATURES[oid]?.digest;
 }

@@ -3,7 +3,7 @@ import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { Certificate } from '@peculiar/asn1-x509';
 import { BasicOCSPResponse, id_kp_OCSPSigning, id_pkix_ocsp_basic, OCSPResponse, OCSPResponseStatus, type CertID, type SingleResponse } from '@peculiar/asn1-ocsp';
 import { normalSerial } from './crl.js';
-import { oneLineName } from './inspect.js';
+import { oneLineName, WEAK_SIGNATURES } from './inspect.js';
 
 /**
  * Verification of a stapled OCSP response (RFC 6960) for one server certificate: ASN.1 by
@@ -50,13 +50,6 @@ const SIGNATURES: Record<string, string | null> = {
   '1.2.840.10045.4.3.3': 'sha384',
   '1.2.840.10045.4.3.4': 'sha512',
   '1.3.101.112': null,
-};
-
-/** Signature algorithms refused for their digest, by name for messages. */
-const WEAK_SIGNATURES: Record<string, string> = {
-  '1.2.840.113549.1.1.5': 'SHA-1 with RSA',
-  '1.2.840.10045.4.1': 'SHA-1 with ECDSA',
-  '1.2.840.113549.1.1.4': 'MD5 with RSA',
 };
 
 const CRL_REASONS = ['unspecified', 'keyCompromise', 'cACompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'certificateHold', '', 'removeFromCRL', 'privilegeWithdrawn', 'aACompromise'];
@@ -153,7 +146,7 @@ export function verifyStaple(der: Uint8Array, leaf: X509Certificate, issuer: X50
   if (!(signer instanceof X509Certificate)) return signer;
   const algorithm = SIGNATURES[basic.signatureAlgorithm.algorithm];
   if (algorithm === undefined || !basic.tbsResponseDataRaw) {
-    const weak = WEAK_SIGNATURES[basic.signatureAlgorithm.algorithm];
+    const weak = WEAK_SIGNATURES[basic.signatureAlgorithm.algorithm]?.name;
     return problem('invalid', weak ? `the response is signed with ${weak}, which svcnode refuses (SHA-256 or better is required)` : `the response is signed with an unsupported algorithm (${basic.signatureAlgorithm.algorithm})`);
   }
   let valid: boolean;
