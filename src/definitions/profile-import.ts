@@ -6,6 +6,7 @@ import type { PassphraseSource, ProfileDocument } from '../pki/types.js';
 import { BundleError, InvalidInputError, SvcnodeError } from '../errors.js';
 import { bundleError } from '../pki/bundle-error.js';
 import { orderChain } from '../pki/chain.js';
+import { dateStatus } from '../pki/inspect.js';
 import { parseMaterial } from '../pki/material.js';
 import { formatDn } from '../tls/identity.js';
 import { loadProfile } from './profiles.js';
@@ -127,7 +128,7 @@ export async function importBundle(o: ImportOptions): Promise<ImportResult> {
     // An expired certificate would replace a working one for nothing: refused before anything moves.
     // One not valid yet is a renewal staged early: written (workers keep theirs until it is valid).
     const now = o.now ?? new Date();
-    if (now.getTime() > Date.parse(leaf.validTo)) {
+    if (dateStatus(leaf, now) === 'expired') {
       throw new InvalidInputError('SVCNODE_INVALID_BUNDLE', `${STDIN}: the client certificate "${formatDn(leaf.subject)}" expired on ${new Date(leaf.validTo).toISOString()}; nothing was written`, {
         file: STDIN,
         hint: 'import its renewal (the PKI team or the registration portal issues it); the profile in place, if any, is untouched',

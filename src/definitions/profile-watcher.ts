@@ -1,9 +1,9 @@
-import type { X509Certificate } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import { InvalidInputError, errorMessage } from '../errors.js';
 import type { CrlFetcher } from '../pki/crl-fetch.js';
 import { DirPoller, fileStamp } from './dir-poller.js';
 import { loadProfile, profileName } from './profiles.js';
+import { dateStatus } from '../pki/inspect.js';
 import type { LoadedProfile } from '../pki/types.js';
 import { formatDn } from '../tls/identity.js';
 import type { Registry } from './registry.js';
@@ -154,9 +154,9 @@ function outOfDateRenewal(profile: LoadedProfile, previous: LoadedProfile | unde
   const leaf = profile.client?.leaf;
   const inUse = previous?.client?.leaf;
   if (!leaf || !inUse || leaf.fingerprint256 === inUse.fingerprint256) return undefined;
-  const valid = (c: X509Certificate): boolean => Date.parse(c.validFrom) <= now && now <= Date.parse(c.validTo);
-  if (valid(leaf) || !valid(inUse)) return undefined;
-  const notYet = Date.parse(leaf.validFrom) > now;
+  const at = new Date(now);
+  if (dateStatus(leaf, at) === 'valid' || dateStatus(inUse, at) !== 'valid') return undefined;
+  const notYet = dateStatus(leaf, at) === 'not_yet_valid';
   const subject = formatDn(leaf.subject);
   const when = notYet ? `is not valid before ${new Date(leaf.validFrom).toISOString()}` : `expired on ${new Date(leaf.validTo).toISOString()}`;
   const error = new InvalidInputError('SVCNODE_RENEWAL_OUT_OF_DATE', `${file}: the new client certificate "${subject}" ${when}; the one in use ("${formatDn(inUse.subject)}", valid until ${new Date(inUse.validTo).toISOString()}) stays in use`, {

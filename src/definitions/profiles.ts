@@ -5,6 +5,7 @@ import type { PassphraseSource, ProfileDocument } from '../pki/types.js';
 import { readJsonFile, validateDocument } from './validator.js';
 import { BundleError, InvalidInputError } from '../errors.js';
 import { bundleError } from '../pki/bundle-error.js';
+import { isSelfSigned } from '../pki/chain.js';
 import { crlFindings, loadCrls, missingLevelFindings } from '../pki/revocation-load.js';
 import { isCrlUrl, processCrlFetcher, type CrlFetcher } from '../pki/crl-fetch.js';
 import { caDistributionPoints, DistributionPointCrls, loadCaDistributionPoints } from '../pki/distribution-points.js';
@@ -248,12 +249,11 @@ function withPassphraseSource(error: unknown, source: PassphraseSource | undefin
  */
 function trustFindings(trusted: readonly X509Certificate[], systemRoots: boolean, path: string, client: ClientIdentity | undefined): Finding[] {
   const findings: Finding[] = [];
-  const selfSigned = (c: X509Certificate): boolean => c.checkIssued(c) && c.verify(c.publicKey);
   for (const cert of trusted) {
-    if (cert.ca || selfSigned(cert)) continue;
+    if (cert.ca || isSelfSigned(cert)) continue;
     findings.push({ severity: 'warning', code: 'TRUST_NOT_CA', file: path, subject: oneLineName(cert.subject), message: `trust.ca holds "${oneLineName(cert.subject)}", which is not a CA certificate: it verifies no server`, hint: 'list the root and intermediate CAs that issued the server certificates, not the server (or client) certificate itself' });
   }
-  if (!systemRoots && trusted.length > 0 && !trusted.some(selfSigned)) {
+  if (!systemRoots && trusted.length > 0 && !trusted.some(isSelfSigned)) {
     const top = trusted.find((c) => c.ca) ?? trusted[0];
     findings.push({
       severity: 'error',
@@ -264,7 +264,7 @@ function trustFindings(trusted: readonly X509Certificate[], systemRoots: boolean
     });
   }
   const leaf = client?.leaf;
-  if (client && leaf && !selfSigned(leaf)) {
+  if (client && leaf && !isSelfSigned(leaf)) {
     const issuers = [...client.chain, ...trusted];
     if (!issuers.some((c) => leaf.checkIssued(c))) {
       findings.push({ severity: 'warning', code: 'CLIENT_CHAIN_INCOMPLETE', file: client.sources[0] ?? path, subject: oneLineName(leaf.subject), message: `the issuer of the client certificate, "${oneLineName(leaf.issuer)}", is neither in ${client.sources[0] ?? 'the certificate file'} nor in trust.ca: only the certificate is sent, and a server that trusts only the root refuses it`, hint: `append the "${oneLineName(leaf.issuer)}" certificate to the client certificate file (or the PKCS#12), after the client certificate` });

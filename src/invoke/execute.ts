@@ -3,6 +3,7 @@ import type { NodeDefinition } from '../definitions/types.js';
 import { InvalidInputError, errorMessage } from '../errors.js';
 import { classifyError } from '../failures/classify.js';
 import { failureOf, type Failure } from '../failures/failure.js';
+import { dateStatus } from '../pki/inspect.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
 import { formatDn } from '../tls/identity.js';
@@ -74,10 +75,9 @@ export function withClientDates(failure: Failure, profile: LoadedProfile, now: D
   const client = profile.client;
   // Our own refusal to present it (clientDateFailure) already says what is out of date.
   if (!client || !failure.category.startsWith('client_cert') || failure.code === 'SVCNODE_CLIENT_CERT_EXPIRED' || failure.code === 'SVCNODE_CLIENT_CERT_NOT_YET_VALID') return failure;
-  const at = now.getTime();
-  const stale = client.chain.find((c) => new Date(c.validTo).getTime() < at || new Date(c.validFrom).getTime() > at);
+  const stale = client.chain.find((c) => dateStatus(c, now) !== 'valid');
   if (stale) {
-    const expired = new Date(stale.validTo).getTime() < at;
+    const expired = dateStatus(stale, now) === 'expired';
     const file = client.sources.join(', ');
     return { ...failure, hint: `the CA certificate "${formatDn(stale.subject)}" sent with our client certificate ${expired ? `expired on ${day(new Date(stale.validTo).getTime())}` : `is not valid before ${day(new Date(stale.validFrom).getTime())}`}, which is reason enough for the backend to refuse the chain: replace it in ${file} with the CA's current certificate (the PKI team publishes it); ${failure.hint}` };
   }
@@ -88,7 +88,7 @@ export function withClientDates(failure: Failure, profile: LoadedProfile, now: D
       hint: `by this machine's clock (${now.toISOString()}) our client certificate "${formatDn(client.leaf.subject)}" and the CA certificates sent with it are valid (the certificate until ${day(validTo)}): either the backend's clock is wrong, or the chain it builds holds an expired CA certificate of its own (an old copy of our issuing CA): ask the backend team which certificate it found expired; if this machine's clock is the wrong one (check NTP), renew the certificate`,
     };
   }
-  const left = validTo - at;
+  const left = validTo - now.getTime();
   if (left > SOON_MS) return failure;
   return { ...failure, hint: `${failure.hint}; note: the client certificate expires on ${day(validTo)} (${Math.floor(left / 86_400_000)} days left)` };
 }

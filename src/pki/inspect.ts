@@ -1,4 +1,5 @@
 import { createHash, createPublicKey, type KeyObject, type X509Certificate } from 'node:crypto';
+import { isSelfSigned } from './chain.js';
 import { signatureAlgorithmOid } from './der.js';
 
 /** Plain-data views of certificates and keys, for CLI output, findings and pin checks. */
@@ -133,7 +134,7 @@ export function describeCertificate(cert: X509Certificate, now: Date): Certifica
     subjectAltNames: subjectAltNames(cert),
     extKeyUsage: extKeyUsage(cert),
     isCa: cert.ca,
-    selfSigned: cert.checkIssued(cert) && cert.verify(cert.publicKey),
+    selfSigned: isSelfSigned(cert),
     fingerprint256: cert.fingerprint256,
     spkiPin: key.spkiPin,
   };
