@@ -110,10 +110,15 @@ export function classifyContext(host: string, profile: LoadedProfile, probe: Con
   };
 }
 
+/** Whether `status` is among the accepted ones (numbers or "2xx" classes). */
+export function accepts(accept: readonly (number | string)[], status: number): boolean {
+  return accept.some((a) => (typeof a === 'number' ? a === status : a[0] === String(status)[0]));
+}
+
 /** Judge an HTTP status against the accepted ones (numbers or "2xx" classes). */
 export function statusFailure(exchange: Exchange, accept: readonly (number | string)[], host: string, profile: LoadedProfile): Failure | null {
   const status = exchange.response?.status ?? 0;
-  const accepted = accept.some((a) => (typeof a === 'number' ? a === status : a[0] === String(status)[0]));
+  const accepted = accepts(accept, status);
   // nginx's verdicts on our certificate (400/495/496) count even where the node accepts the status.
   if (accepted && !CERTIFICATE_STATUSES.has(status)) return null;
   const ctx = classifyContext(host, profile, exchange.probe, false);

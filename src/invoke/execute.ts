@@ -11,7 +11,8 @@ import { authHeaders, forgetTokens, reauthenticates } from './auth.js';
 import { scrubSecrets } from './scrub.js';
 import { clientFacts } from './client-facts.js';
 import { DEFAULTS } from './defaults.js';
-import { exchange, round, statusFailure, type Exchange } from './exchange.js';
+import { accepts, exchange, round, statusFailure, type Exchange } from './exchange.js';
+import { bearerError } from './oauth2-token.js';
 import { renderRequest, type RenderedRequest } from './render.js';
 import { emptyResult } from './failed-result.js';
 import { AUTH_RETRY_AFTER, reportedUrl, type Result } from './result.js';
@@ -91,15 +92,6 @@ export function withClientDates(failure: Failure, profile: LoadedProfile, now: D
   const left = validTo - now.getTime();
   if (left > SOON_MS) return failure;
   return { ...failure, hint: `${failure.hint}; note: the client certificate expires on ${day(validTo)} (${Math.floor(left / 86_400_000)} days left)` };
-}
-
-/** The backend's words in a `WWW-Authenticate: Bearer error="…", error_description="…"` challenge, if any. */
-function bearerError(headers: Record<string, string | string[]> | undefined): string | undefined {
-  const value = headers?.['www-authenticate'];
-  const text = Array.isArray(value) ? value.join(', ') : (value ?? '');
-  const error = /\berror\s*=\s*"?([\w.-]+)"?/i.exec(text)?.[1];
-  const description = /\berror_description\s*=\s*"([^"]{0,200})"/i.exec(text)?.[1];
-  return error ? `${error}${description ? `: ${description}` : ''}` : undefined;
 }
 
 /** A 401 on the retry with a token or session obtained just before: what the backend refuses is the credential itself. */
@@ -205,8 +197,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
           continue;
         }
         // Refused again with credentials fetched a moment ago: not an expiry, and no status to accept.
-        const accepted = (node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus).some((a) => (typeof a === 'number' ? a === 401 : a[0] === '4'));
-        if (!accepted) return finish(freshCredentialsRefused(node, x, (rendered.target ?? rendered.url).host), profile);
+        if (!accepts(node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus, 401)) return finish(freshCredentialsRefused(node, x, (rendered.target ?? rendered.url).host), profile);
       }
       return finish(statusFailure(x, node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus, (rendered.target ?? rendered.url).host, profile), profile);
     }

@@ -280,9 +280,21 @@ export async function forgetOAuth2Token(auth: OAuth2ClientCredentialsAuth, profi
   await cache.delete(key);
 }
 
+/** The WWW-Authenticate challenges of a response, as one text. */
+function challenges(headers: Record<string, string | string[]> | undefined): string {
+  const value = headers?.['www-authenticate'];
+  return Array.isArray(value) ? value.join(', ') : (value ?? '');
+}
+
 /** RFC 6750 §3.1: only an invalid (expired, revoked) token is worth one new token request. */
 export function invalidTokenChallenge(headers: Record<string, string | string[]> | undefined): boolean {
-  const value = headers?.['www-authenticate'];
-  const text = Array.isArray(value) ? value.join(', ') : (value ?? '');
-  return /\bBearer\b[^]*\berror\s*=\s*"?invalid_token"?/i.test(text);
+  return /\bBearer\b[^]*\berror\s*=\s*"?invalid_token"?/i.test(challenges(headers));
+}
+
+/** The backend's words in a `WWW-Authenticate: Bearer error="…", error_description="…"` challenge, if any. */
+export function bearerError(headers: Record<string, string | string[]> | undefined): string | undefined {
+  const text = challenges(headers);
+  const error = /\berror\s*=\s*"?([\w.-]+)"?/i.exec(text)?.[1];
+  const description = /\berror_description\s*=\s*"([^"]{0,200})"/i.exec(text)?.[1];
+  return error ? `${error}${description ? `: ${description}` : ''}` : undefined;
 }
