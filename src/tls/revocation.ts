@@ -77,9 +77,14 @@ function urlList(urls: readonly string[]): string {
   return urls.length <= 3 ? urls.join(', ') : `${urls.slice(0, 3).join(', ')} and ${urls.length - 3} more`;
 }
 
+/** The CRL of `cert`'s issuer that the profile holds but is no longer current, if any. */
+function staleCrlOf(cert: X509Certificate | undefined, crls: readonly LoadedCrl[], at: Date): LoadedCrl | undefined {
+  return cert ? crls.find((crl) => lookup(crl, cert) !== undefined && crlStatus(crl, at) !== 'current') : undefined;
+}
+
 /** What to say about a chain no current CRL covers: the downloads under way, or what is missing. */
 function unknownDetail(cert: X509Certificate | undefined, underWay: readonly string[], profile: LoadedProfile, crls: readonly LoadedCrl[], now: Date): { message: string; hint: string } {
-  const stale = cert ? crls.find((crl) => lookup(crl, cert) !== undefined && crlStatus(crl, now) !== 'current') : undefined;
+  const stale = staleCrlOf(cert, crls, now);
   if (stale && underWay.length === 0) {
     const due = stale.nextUpdate?.toISOString() ?? '';
     return { message: `the CRL ${stale.source} was due for renewal at ${due}`, hint: `the CRL ${stale.source} of "${stale.issuerName}" is past its nextUpdate (${due}) and no newer one could be had: ask the PKI team to publish a current CRL, or set trust.revocation.mode "soft" in profile "${profile.name}"` };
@@ -140,7 +145,7 @@ function judge(profile: LoadedProfile, chain: readonly X509Certificate[], record
 
 /** A trust.crl CRL (hard mode, checked by OpenSSL at full handshakes) that went past its nextUpdate since. */
 function staleDetail(cert: X509Certificate | undefined, profile: LoadedProfile, crls: readonly LoadedCrl[], at: Date): { message: string; hint: string } | undefined {
-  const stale = cert ? crls.find((crl) => lookup(crl, cert) !== undefined && crlStatus(crl, at) !== 'current') : undefined;
+  const stale = staleCrlOf(cert, crls, at);
   if (!stale) return undefined;
   const due = stale.nextUpdate?.toISOString() ?? '';
   return { message: `the CRL ${stale.source} was due for renewal at ${due}`, hint: `the CRL ${stale.source} of "${stale.issuerName}" is past its nextUpdate (${due}): replace it with a current one (or make its URL serve one), or set trust.revocation.mode "soft" in profile "${profile.name}"` };
