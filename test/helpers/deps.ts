@@ -1,6 +1,6 @@
 import type { InvokeDeps } from '../../src/invoke/execute.js';
 import type { LoadedProfile } from '../../src/pki/types.js';
-import type { AgentPool } from '../../src/tls/agents.js';
+import { AgentPool } from '../../src/tls/agents.js';
 
 /** InvokeDeps over a fixed set of loaded test profiles; an unknown name is a test bug. */
 export function profileDeps(profiles: ReadonlyMap<string, LoadedProfile>, agents: AgentPool): InvokeDeps {
@@ -12,4 +12,14 @@ export function profileDeps(profiles: ReadonlyMap<string, LoadedProfile>, agents
       return p;
     },
   };
+}
+
+/** Run `fn` with an AgentPool of its own (a fresh process, as far as connections and sessions go), destroyed after. */
+export async function withAgents<T>(fn: (agents: AgentPool) => Promise<T>): Promise<T> {
+  const agents = new AgentPool();
+  try {
+    return await fn(agents);
+  } finally {
+    agents.destroy();
+  }
 }

@@ -22,9 +22,8 @@ import { retryDelay } from '../../src/invoke/retry.js';
 import { CrlFetcher, refreshAt } from '../../src/pki/crl-fetch.js';
 import { CDP_DEFAULTS, DistributionPointCrls, distributionPointEvents } from '../../src/pki/distribution-points.js';
 import { startWorker } from '../../src/queue/worker.js';
-import { AgentPool } from '../../src/tls/agents.js';
 import { runCli, spawnCli } from '../helpers/cli.js';
-import { profileDeps } from '../helpers/deps.js';
+import { profileDeps, withAgents } from '../helpers/deps.js';
 import { listen, waitFor } from '../helpers/net.js';
 import { createOpensslPki, type OpensslCa, type OpensslIssued, type OpensslPki } from '../helpers/openssl-ca.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
@@ -60,14 +59,6 @@ async function profileWith(revocation: NonNullable<ProfileDocument['trust']>['re
   return loadProfile(file, { crlFetcher: new CrlFetcher() });
 }
 
-async function withAgents<T>(fn: (agents: AgentPool) => Promise<T>): Promise<T> {
-  const agents = new AgentPool();
-  try {
-    return await fn(agents);
-  } finally {
-    agents.destroy();
-  }
-}
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'svcnode-cdp-'));

@@ -18,7 +18,7 @@ import type { Result } from '../../src/invoke/result.js';
 import { CRL_FETCH_DEFAULTS, CrlFetcher } from '../../src/pki/crl-fetch.js';
 import type { LoadedProfile } from '../../src/pki/types.js';
 import { AgentPool } from '../../src/tls/agents.js';
-import { profileDeps } from '../helpers/deps.js';
+import { profileDeps, withAgents } from '../helpers/deps.js';
 import { listen, waitFor } from '../helpers/net.js';
 import { createOpensslPki, type OpensslCa, type OpensslIssued, type OpensslPki } from '../helpers/openssl-ca.js';
 import { startOpensslServer, type OpensslServer } from '../helpers/servers.js';
@@ -137,7 +137,7 @@ describe('a distribution point that is also another profile\'s trust.crl URL', (
     const fetcher = new CrlFetcher(undefined, () => Date.now() + skew);
     const rootCrl = pki.gencrl(pki.root, join(dir, 'root-shared.crl'));
     const learning = await profileWith({ crl: [rootCrl], revocation: { distributionPoints: true, mode: 'hard' } }, fetcher);
-    const first = await withPool((agents) => call(learning, agents, { limit: 5, backoffMs: 200 }, other));
+    const first = await withAgents((agents) => call(learning, agents, { limit: 5, backoffMs: 200 }, other));
     expect(first.failure, JSON.stringify(first.failure)).toBeNull();
     await new Promise((resolve) => setTimeout(resolve, 3_500));
     // The URL serves a current CRL now; another profile lists it in trust.crl and reloads (a minute later, as the fetcher sees it).
@@ -146,21 +146,11 @@ describe('a distribution point that is also another profile\'s trust.crl URL', (
     const listing = await profileWith({ crl: [rootCrl, `${base}/live/issuing.crl`], revocation: { mode: 'hard' } }, fetcher);
     expect(listing.trust.crls?.some((c) => c.source === `${base}/live/issuing.crl` && (c.nextUpdate?.getTime() ?? 0) > Date.now() + 3_600_000)).toBe(true);
     const downloads = hits;
-    const later = await withPool((agents) => call(learning, agents, undefined, other));
+    const later = await withAgents((agents) => call(learning, agents, undefined, other));
     expect(later.failure, JSON.stringify(later.failure)).toBeNull();
     expect(hits).toBe(downloads);
   }, 30_000);
 });
-
-/** Run with a pool of its own, destroyed after. */
-async function withPool<T>(fn: (agents: AgentPool) => Promise<T>): Promise<T> {
-  const agents = new AgentPool();
-  try {
-    return await fn(agents);
-  } finally {
-    agents.destroy();
-  }
-}
 
 /** The nextUpdate of the profile's CRL of the issuing CA. */
 function readCrlNextUpdate(profile: LoadedProfile): string {
