@@ -134,26 +134,6 @@ function proxyFailure(error: ProxyError, ctx: ClassifyContext): Failure {
   return failure('connect_failed', code, error.message, hint, 'proxy');
 }
 
-/**
- * Node's hostname check error carries the host it checked and the certificate: the message says
- * which name was asked for and which the certificate holds (Node's own text lists none for an
- * IP address, and shows the host with the trailing dot it checks with).
- */
-function hostnameFailure(error: unknown, ctx: ClassifyContext): Failure | undefined {
-  const e = error as { host?: unknown; cert?: { subjectaltname?: unknown; subject?: { CN?: unknown } } };
-  if (typeof e.host !== 'string') return undefined;
-  const host = e.host.replace(/\.$/, '');
-  const altnames = typeof e.cert?.subjectaltname === 'string' && e.cert.subjectaltname !== '' ? e.cert.subjectaltname.replace(/IP Address:/g, 'IP:') : undefined;
-  const cn = typeof e.cert?.subject?.CN === 'string' ? e.cert.subject.CN : undefined;
-  const holds = altnames ? `it names ${altnames}` : `it has no subjectAltName${cn ? `, only the subject CN=${cn}` : ''}`;
-  return failure(
-    'server_hostname_mismatch',
-    'ERR_TLS_CERT_ALTNAME_INVALID',
-    `the server certificate of ${ctx.host} is not for "${host}": ${holds}`,
-    `call the backend by a name its certificate holds (in request.url, or tls.servername when the URL must keep an address), or ask the backend team for a certificate that names "${host}"${/^[\d.]+$|:/.test(host) ? ' (an IP address must be listed as an IP subjectAltName)' : ''}`,
-  );
-}
-
 /** What to change when the server and the node agree on no TLS version or cipher, from the node's own settings. */
 function negotiationHint(code: string, ctx: ClassifyContext): string {
   const t = ctx.tls ?? {};
@@ -192,11 +172,7 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
   if (error instanceof TransportError && RESPONSE_CODES.has(error.code)) {
     return failure('http_status', error.code, `${ctx.host}: ${message}`, error.hint ?? 'the backend answered in a way no retry can fix', 'response');
   }
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
-    const named = hostnameFailure(root, ctx);
-    if (named) return named;
-  }
-  const classified = ocspFailure(root) ?? serverCertFailure(code, message, ctx, root instanceof SvcnodeError ? root.hint : undefined) ?? clientVerdict(code, message, ctx);
+  const classified = ocspFailure(root) ?? serverCertFailure(code, message, ctx, root) ?? clientVerdict(code, message, ctx);
   if (classified) return classified;
 
   if (TIMEOUT_CODES.has(code) || (root instanceof DOMException && root.name === 'TimeoutError')) {

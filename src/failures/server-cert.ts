@@ -1,3 +1,4 @@
+import { SvcnodeError } from '../errors.js';
 import type { LoadedCrl } from '../pki/crl.js';
 import type { ChainEntry } from '../tls/probe.js';
 import { failureOf as failure, type Failure } from './failure.js';
@@ -56,8 +57,29 @@ function outOfDate(chain: readonly ChainEntry[] | undefined, now: number): { ent
   return entry ? { entry, index } : undefined;
 }
 
-/** Classify a verification error of the backend's certificate chain; `hint` is our own checker's, when it gave one. */
-export function serverCertFailure(code: string, message: string, ctx: Ctx, hint?: string): Failure | undefined {
+/**
+ * Node's hostname check error carries the host it checked and the certificate: the message says
+ * which name was asked for and which the certificate holds (Node's own text lists none for an
+ * IP address, and shows the host with the trailing dot it checks with).
+ */
+function hostnameFailure(error: unknown, ctx: Ctx): Failure | undefined {
+  const e = error as { host?: unknown; cert?: { subjectaltname?: unknown; subject?: { CN?: unknown } } };
+  if (typeof e.host !== 'string') return undefined;
+  const host = e.host.replace(/\.$/, '');
+  const altnames = typeof e.cert?.subjectaltname === 'string' && e.cert.subjectaltname !== '' ? e.cert.subjectaltname.replace(/IP Address:/g, 'IP:') : undefined;
+  const cn = typeof e.cert?.subject?.CN === 'string' ? e.cert.subject.CN : undefined;
+  const holds = altnames ? `it names ${altnames}` : `it has no subjectAltName${cn ? `, only the subject CN=${cn}` : ''}`;
+  return failure(
+    'server_hostname_mismatch',
+    'ERR_TLS_CERT_ALTNAME_INVALID',
+    `the server certificate of ${ctx.host} is not for "${host}": ${holds}`,
+    `call the backend by a name its certificate holds (in request.url, or tls.servername when the URL must keep an address), or ask the backend team for a certificate that names "${host}"${/^[\d.]+$|:/.test(host) ? ' (an IP address must be listed as an IP subjectAltName)' : ''}`,
+  );
+}
+
+/** Classify a verification error of the backend's certificate chain; `error` is the raw error (our own checker's carries a hint, Node's hostname check the names). */
+export function serverCertFailure(code: string, message: string, ctx: Ctx, error?: unknown): Failure | undefined {
+  const hint = error instanceof SvcnodeError ? error.hint : undefined;
   const chain = ctx.serverChain;
   const leaf = chain?.[0];
   if (code === 'SVCNODE_REVOCATION_UNKNOWN') {
@@ -96,7 +118,7 @@ export function serverCertFailure(code: string, message: string, ctx: Ctx, hint?
     return failure('server_cert_untrusted', code, `server certificate of ${ctx.host} failed verification: ${message}`, 'run `openssl s_client -connect HOST:PORT -showcerts` to see the chain and ask the backend team to fix it');
   }
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
-    return failure('server_hostname_mismatch', code, message, `connect with the host name the certificate names, or set tls.servername${leaf ? ` (server certificate subject "${leaf.subject}")` : ''}`);
+    return hostnameFailure(error, ctx) ?? failure('server_hostname_mismatch', code, message, `connect with the host name the certificate names, or set tls.servername${leaf ? ` (server certificate subject "${leaf.subject}")` : ''}`);
   }
   if (code === 'SVCNODE_PIN_MISMATCH' || code === 'SVCNODE_SUBJECT_MISMATCH') {
     return failure('server_identity_mismatch', code, message, 'the server presented a different identity than the node expects: verify the backend before changing tls.pinnedPublicKeys or tls.serverSubjectPatterns');
