@@ -94,6 +94,25 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Where `svcnode_profile_stale` reads the stale profiles from at each scrape (the worker's registry). */
+  private staleSource: () => readonly { name: string; code: string }[] = () => [];
+
+  readonly profileStale: Gauge<'profile' | 'code'> = new Gauge({
+    name: 'svcnode_profile_stale',
+    help: '1 for each profile that runs on its last good bundle because its files failed to reload (code: why); /healthz lists it under staleProfiles',
+    labelNames: ['profile', 'code'] as const,
+    registers: [this.registry],
+    collect: (): void => {
+      this.profileStale.reset();
+      for (const p of this.staleSource()) if (p.code !== 'SVCNODE_PROFILE_REMOVED') this.profileStale.set({ profile: p.name, code: p.code }, 1);
+    },
+  });
+
+  /** Publish the registry's stale profiles (a removed profile is a decision, not counted). */
+  staleProfilesFrom(source: () => readonly { name: string; code: string }[]): void {
+    this.staleSource = source;
+  }
+
   readonly nodeLoadFailures = new Counter({
     name: 'svcnode_node_load_failures_total',
     help: 'Node definition files that failed to load or reload',

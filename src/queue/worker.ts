@@ -207,6 +207,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   warm(registry.nodes.values());
 
   const metrics = new Metrics();
+  metrics.staleProfilesFrom(() => registry.staleProfiles());
   for (const profile of registry.profiles.values()) metrics.setCertificateExpiry(profile);
   // Files broken at start are load failures too: a fleet that starts with one must not read 0.
   for (const problem of registry.problems) {
@@ -230,12 +231,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const live: { supervisor?: WorkerSupervisor } = {};
   const health = async (): Promise<HealthReport> => {
     const { supervisor } = live;
+    // A stale profile still calls with its last good bundle, and a removed one is a decision: both
+    // degrade (200), as a 503 would invite a restart, which loses the last good bundle.
     const stale = registry.staleProfiles();
-    // A removed profile is a decision: its nodes answer invalid_input, the worker serves the rest (degraded).
-    const failedRotation = stale.some((p) => p.code !== 'SVCNODE_PROFILE_REMOVED');
     const result: Probe = supervisor ? await supervisor.probe() : { ok: false, reason: 'redis unreachable', detail: 'not connected yet' };
     const refused = result.ok ? supervisor?.commandsRefused() : result.code;
-    const reason = !result.ok ? result.reason : refused ? 'redis refuses commands' : !supervisor?.takingJobs() ? 'worker stopped' : failedRotation ? 'profiles stale' : undefined;
+    const reason = !result.ok ? result.reason : refused ? 'redis refuses commands' : !supervisor?.takingJobs() ? 'worker stopped' : undefined;
     const errors = profileErrors(registry);
     return {
       status: reason ? 'down' : registry.problems.length > 0 || stale.length > 0 || errors.length > 0 ? 'degraded' : 'ok',

@@ -76,9 +76,14 @@ describe('rotation without restart', () => {
     replace(join(material, 'client.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
     await worker.watcher.check();
     expect(worker.registry.staleProfiles().map((s) => s.name)).toEqual(['bank']);
+    // Degraded, not down: the worker calls with the last good bundle, and a restart on a 503 would lose it.
     const health = await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`);
-    expect(health.status).toBe(503);
-    expect(((await health.json()) as { reason?: string }).reason).toBe('profiles stale');
+    expect(health.status).toBe(200);
+    const report = (await health.json()) as { status: string; reason?: string; staleProfiles: Array<{ name: string; code: string }> };
+    expect([report.status, report.reason, report.staleProfiles.map((p) => p.name)]).toEqual(['degraded', undefined, ['bank']]);
+    // And it can be alerted on: one series per stale profile, with the code of the failure.
+    const metrics = await (await fetch(`http://127.0.0.1:${worker.metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(new RegExp(`^svcnode_profile_stale\\{profile="bank",code="${report.staleProfiles[0]?.code}"\\} 1$`, 'm'));
     const seen = backend.requests;
     const results = await Promise.all(Array.from({ length: 10 }, () => client.invoke('ping', {}, { timeoutMs: 10_000 })));
     expect(results.every((r) => r.ok)).toBe(true);
@@ -91,7 +96,9 @@ describe('rotation without restart', () => {
     replace(join(material, 'client.pem'), goodCert);
     await worker.watcher.check();
     expect(worker.registry.staleProfiles()).toEqual([]);
-    expect((await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`)).status).toBe(200);
+    const health = (await (await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`)).json()) as { status: string };
+    expect(health.status).toBe('ok');
+    expect(await (await fetch(`http://127.0.0.1:${worker.metricsPort}/metrics`)).text()).not.toMatch(/^svcnode_profile_stale\{/m);
     // Before: the failure was logged at error level, its end not at all (the material is the one in use, so no "profile reloaded").
     expect(logs.slice(before).filter((l) => l.profile === 'bank').map((l) => [l.level, l.msg])).toEqual([[30, 'profile loads again, with the material already in use: its reload failure is over']]);
   });

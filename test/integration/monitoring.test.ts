@@ -19,6 +19,7 @@ import { ServiceNodeClient } from '../../src/queue/client.js';
 import { JOB_NAME, QUEUE_NAME } from '../../src/queue/constants.js';
 import { startQueueSampler } from '../../src/queue/queue-metrics.js';
 import { REPO_ROOT } from '../helpers/cli.js';
+import { waitFor } from '../helpers/net.js';
 import { createQueueFixtures, nodeDef, spawnWorker, startBackend, type QueueFixtures, type WorkerProcess } from '../helpers/fixtures.js';
 import { createOpensslPki } from '../helpers/openssl-ca.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
@@ -81,6 +82,7 @@ describe('alert rules (promtool)', () => {
       'SvcnodeNoWorkerTakingJobs',
       'SvcnodeNodeFailureRatioHigh',
       'SvcnodeProfileErrors',
+      'SvcnodeProfileStale',
       'SvcnodeQueueBacklogGrowing',
     ]);
     const cases = (parse(readFileSync(join(DIR, TESTS), 'utf8')) as RuleTests).tests.flatMap((t) => t.alert_rule_test ?? []);
@@ -148,7 +150,10 @@ describe('metrics a real worker exports', () => {
     f.writeProfile('crl-watch', { trust: { ca: [ca.root.cert], crl: [crl], revocation: { mode: 'soft' } } });
     // And one with an error finding (hard mode, the intermediate without a CRL), so the finding gauge has one.
     f.writeProfile('crl-gap', { trust: { ca: [ca.root.cert, ca.intermediate.cert], crl: [crl] } });
+    // And one whose files then fail to reload, so the stale-profile gauge has a sample.
+    const rotating = f.writeProfile('rotating', readFileSync(join(f.profilesDir, 'bank.json'), 'utf8').replace('"name": "bank"', '"name": "rotating"'));
     worker = await spawnWorker(f, redis.url, { concurrency: 2 });
+    writeFileSync(rotating, '{"client": ');
     const client = new ServiceNodeClient({ redisUrl: redis.url });
     try {
       const results = await Promise.all([client.invoke('get-account', { accountId: '1' }, { timeoutMs: 20_000 }), client.invoke('rogue-bot', { accountId: '2' }, { timeoutMs: 20_000 })]);
@@ -156,7 +161,9 @@ describe('metrics a real worker exports', () => {
     } finally {
       await client.close();
     }
-    const text = await (await fetch(`http://127.0.0.1:${worker.metricsPort}/metrics`)).text();
+    const metricsUrl = `http://127.0.0.1:${worker.metricsPort}/metrics`;
+    await waitFor(async () => (await (await fetch(metricsUrl)).text()).includes('svcnode_profile_stale{'), 15_000);
+    const text = await (await fetch(metricsUrl)).text();
     scraped = text;
     for (const line of text.split('\n')) {
       const type = /^# TYPE (\S+) (\w+)/.exec(line);
