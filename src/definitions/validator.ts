@@ -38,58 +38,110 @@ function validators(): Record<SchemaName, ValidateFunction> {
 
 /** The schema's pattern of a call URL (request.url, auth token endpoints), explained in words. */
 const LITERAL_ORIGIN_URL = '^https://[^/?#@{}\\\\\\s]+(?:[/?#].*)?$';
+/** The schema's pattern of an OAuth 2.0 token endpoint or issuer. */
+const AUTHORIZATION_SERVER_URL = '^https://[^/?#@{}]+(/[^?#{}]*)?$';
 const PATTERN_MEANINGS: Record<string, string> = {
   [LITERAL_ORIGIN_URL]: 'must be https://host[:port]/… with a literal scheme, host and port (templates only in the path and query) and no user:password@ (credentials go in request.headers or auth)',
+  [AUTHORIZATION_SERVER_URL]: 'must be https://host[:port][/path] (the authorization server is called over mutual TLS), without templates, user:password@, query or fragment',
 };
 
 /** What a `oneOf` of the schemas allows, by schema path, where "one allowed form" says too little. */
 const ONE_OF_MEANINGS: Record<string, string> = {
   '#/$defs/passphrase/oneOf': 'must be {"env": "VARIABLE"} or {"file": "PATH"}: a passphrase is never written in the profile',
   '#/properties/client/oneOf': 'must be {"certificate", "key", "passphrase"?} or {"pkcs12", "passphrase"?}',
+  '#/properties/auth/oneOf/1/oneOf': 'needs exactly one of "tokenUrl" (the token endpoint) or "issuer" (whose metadata names the token endpoint), not both',
+};
+
+/** What clientAuth a client secret does not fit uses instead. */
+function withoutSecret(clientAuth: unknown): string {
+  if (clientAuth === 'tls_client_auth' || clientAuth === 'self_signed_tls_client_auth') return `${clientAuth} authenticates with the client certificate`;
+  if (clientAuth === 'private_key_jwt') return "private_key_jwt authenticates with a JWT signed by the profile's private key";
+  return 'only client_secret_basic and client_secret_post use a client secret';
+}
+
+/**
+ * Messages of schema places whose keyword alone does not say what to change, by schema path: the
+ * field's JSON pointer and what to do; `holder` is the object that holds (or lacks) the field.
+ */
+const PLACE_MEANINGS: Record<string, (holder: Record<string, unknown>, at: string) => string> = {
+  '#/properties/auth/oneOf/1/allOf/0/else/properties/clientSecret/false schema': (auth, at) => `${at}: ${withoutSecret(auth.clientAuth)}; remove clientSecret or use clientAuth client_secret_basic (or client_secret_post)`,
+  '#/properties/auth/oneOf/1/allOf/0/then/required': (auth, at) => `${at}/clientSecret: ${String(auth.clientAuth)} needs a client secret: add clientSecret {"env": "VARIABLE"} or {"file": "PATH"}, or use clientAuth tls_client_auth`,
 };
 
 /**
- * The errors of the `oneOf` alternatives the document plainly did not mean: an alternative that
- * finds unknown properties, where another alternative finds none, is a different form (a client
- * with `certificate` and `key` is not the `pkcs12` form), and its complaints only mislead.
+ * How plainly an error of a `oneOf` alternative says the document meant another form: a wrong
+ * `const` beside it (`"type"`) says so outright, each property the alternative does not know a little.
+ */
+function otherness(error: ErrorObject, at: string): number {
+  if (error.keyword === 'const' && error.instancePath.startsWith(`${at}/`) && !error.instancePath.slice(at.length + 1).includes('/')) return 100;
+  return error.keyword === 'additionalProperties' && error.instancePath === at ? 1 : 0;
+}
+
+/**
+ * The errors of the alternative of each `oneOf` the document is closest to: the others are other
+ * forms (a client with `certificate` and `key` is not the `pkcs12` form), and their complaints
+ * only mislead. When one alternative remains and says what is wrong, "must match exactly one
+ * allowed form" adds nothing; alternatives that only lack their own field (`tokenUrl` or
+ * `issuer`) give way to the `oneOf`'s meaning.
  */
 function withoutOtherForms(errors: ErrorObject[], schema: unknown): ErrorObject[] {
   const dropped = new Set<string>();
+  const settled = new Set<ErrorObject>();
   for (const oneOf of errors) {
     if (oneOf.keyword !== 'oneOf') continue;
     const prefix = `${oneOf.schemaPath}/`;
     // Every alternative, also those whose errors Ajv reports under a $ref's own path.
     const alternatives = schemaAt(schema, oneOf.schemaPath);
-    const branches = new Map<string, boolean>(Array.isArray(alternatives) ? alternatives.map((_, i) => [String(i), false]) : []);
+    const distance = new Map<string, number>(Array.isArray(alternatives) ? alternatives.map((_, i) => [String(i), 0]) : []);
+    const own: ErrorObject[] = [];
     for (const e of errors) {
       if (!e.schemaPath.startsWith(prefix)) continue;
       const branch = e.schemaPath.slice(prefix.length).split('/')[0] as string;
-      branches.set(branch, (branches.get(branch) ?? false) || (e.keyword === 'additionalProperties' && e.instancePath === oneOf.instancePath));
+      distance.set(branch, (distance.get(branch) ?? 0) + otherness(e, oneOf.instancePath));
+      own.push(e);
     }
-    if (![...branches.values()].some((other) => !other)) continue;
-    for (const [branch, other] of branches) if (other) dropped.add(`${prefix}${branch}/`);
+    const closest = Math.min(...distance.values());
+    const kept = [...distance.keys()].filter((branch) => distance.get(branch) === closest);
+    if (kept.length < distance.size) {
+      for (const [branch, d] of distance) if (d > closest) dropped.add(`${prefix}${branch}/`);
+      if (kept.length === 1 && ONE_OF_MEANINGS[oneOf.schemaPath] === undefined && own.some((e) => e.schemaPath.startsWith(`${prefix}${kept[0] ?? ''}/`))) settled.add(oneOf);
+    } else if (ONE_OF_MEANINGS[oneOf.schemaPath] !== undefined && own.length > 0 && own.every((e) => e.keyword === 'required' && e.instancePath === oneOf.instancePath)) {
+      dropped.add(prefix);
+    }
   }
-  const kept = dropped.size === 0 ? errors : errors.filter((e) => ![...dropped].some((d) => e.schemaPath.startsWith(d)));
+  const kept = errors.filter((e) => !settled.has(e) && ![...dropped].some((d) => e.schemaPath.startsWith(d)));
   // "must be object" beside a oneOf that says which objects adds nothing.
   const explained = new Set(kept.filter((e) => e.keyword === 'oneOf' && ONE_OF_MEANINGS[e.schemaPath] !== undefined).map((e) => e.instancePath));
   return explained.size === 0 ? kept : kept.filter((e) => e.keyword !== 'type' || !explained.has(e.instancePath));
 }
 
-/** The part of a schema at an Ajv schema path (`#/properties/client/oneOf`). */
-function schemaAt(schema: unknown, path: string): unknown {
-  let at = schema;
-  for (const token of path.replace(/^#\/?/, '').split('/')) {
-    if (token === '') continue;
+/** The value at a JSON pointer of a document (RFC 6901). */
+function valueAt(document: unknown, pointer: string): unknown {
+  let at = document;
+  for (const token of pointer.split('/').slice(1)) {
     if (at === null || typeof at !== 'object') return undefined;
     at = (at as Record<string, unknown>)[token.replace(/~1/g, '/').replace(/~0/g, '~')];
   }
   return at;
 }
 
-/** Render one Ajv error as "<pointer>: <what is allowed>". */
-export function describeSchemaError(error: ErrorObject): string {
+/** The part of a schema at an Ajv schema path (`#/properties/client/oneOf`). */
+function schemaAt(schema: unknown, path: string): unknown {
+  return valueAt(schema, path.replace(/^#/, ''));
+}
+
+/**
+ * Render one Ajv error as "<pointer>: <what is allowed>"; with the validated `document`, places
+ * of PLACE_MEANINGS say what to change in terms of the fields beside the offending one.
+ */
+export function describeSchemaError(error: ErrorObject, document?: unknown): string {
   const at = error.instancePath === '' ? '/' : error.instancePath;
   const p = error.params as Record<string, unknown>;
+  const place = PLACE_MEANINGS[error.schemaPath];
+  if (place) {
+    const holder = valueAt(document, error.keyword === 'required' ? error.instancePath : error.instancePath.replace(/\/[^/]*$/, ''));
+    return place(holder !== null && typeof holder === 'object' ? (holder as Record<string, unknown>) : {}, error.instancePath);
+  }
   switch (error.keyword) {
     case 'required':
       return `${at}: missing required property "${String(p.missingProperty)}"`;
@@ -119,7 +171,7 @@ export function validateDocument<T>(schema: SchemaName, data: unknown, source: s
     return data as T;
   }
   const errors = withoutOtherForms((validate.errors ?? []).filter((e) => e.keyword !== 'if'), validate.schema);
-  const lines = [...new Set(errors.map(describeSchemaError))];
+  const lines = [...new Set(errors.map((e) => describeSchemaError(e, data)))];
   const first = errors[0];
   throw new InvalidInputError(CODES[schema], `${source}: invalid ${schema === 'node' ? 'node definition' : schema}:\n  ${lines.join('\n  ')}`, {
     file: source,

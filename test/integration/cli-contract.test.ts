@@ -126,6 +126,15 @@ describe.concurrent('--json prints one document for every outcome', () => {
     expect(expectInputResult(out, 'get-account', 'SVCNODE_INVALID_DEFINITION').failure).toMatchObject({ message: expect.stringMatching(/deep-100\.json: the context nests deeper than 64 levels \(at \/context(\/a){64}\)/) as string, phase: 'input' });
   });
 
+  it('dry-run: a clientSecret beside tls_client_auth is invalid_input (exit 2) naming the field and the fix (before, "/auth: must NOT be valid")', async () => {
+    const auth = { type: 'oauth2-client-credentials', tokenUrl: 'https://127.0.0.1:9/token', clientId: 'bot', clientAuth: 'tls_client_auth', clientSecret: { env: 'BANK_CLIENT_SECRET' } };
+    writeFileSync(join(dir, 'secret-tls.json'), JSON.stringify({ id: 'secret-tls', request: { method: 'GET', url: 'https://127.0.0.1:9/x' }, tls: { profile: 'bank' }, auth }));
+    const failure = expectInputResult(await runCli(['dry-run', join(dir, 'secret-tls.json'), '--json']), 'secret-tls', 'SVCNODE_INVALID_DEFINITION').failure;
+    expect(failure?.message).toContain('/auth/clientSecret: tls_client_auth authenticates with the client certificate; remove clientSecret or use clientAuth client_secret_basic');
+    expect(failure?.message).not.toContain('must NOT be valid');
+    expect(failure?.message).not.toContain('one allowed form');
+  });
+
   it('certs status: a profiles directory that does not exist', async () => {
     expectErrorDocument(await runCli(['certs', 'status', '--profiles', join(dir, 'nonexist'), '--json']), 'SVCNODE_FILE_NOT_FOUND');
   });

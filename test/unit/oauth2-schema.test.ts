@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
+import type { InvalidInputError } from '../../src/errors.js';
 import { validateDocument } from '../../src/definitions/validator.js';
 import { REPO_ROOT } from '../helpers/cli.js';
 
@@ -43,5 +44,39 @@ describe('node schema: oauth2-client-credentials', () => {
     ['a param that smuggles a secret', { ...auth, params: { client_secret: 'x' } }],
   ])('refuses %s', (_what, a) => {
     expect(() => check(a)).toThrow(expect.objectContaining({ code: 'SVCNODE_INVALID_DEFINITION' }));
+  });
+});
+
+describe('node schema: what the auth refusals say', () => {
+  function lines(a: Record<string, unknown>): string[] {
+    try {
+      check(a);
+    } catch (error) {
+      return (error as InvalidInputError).message.split('\n').slice(1).map((l) => l.trim());
+    }
+    throw new Error('the definition was valid');
+  }
+
+  it.each([
+    ['a clientSecret for tls_client_auth', { ...auth, clientSecret: { env: 'X' } }, '/auth/clientSecret: tls_client_auth authenticates with the client certificate; remove clientSecret or use clientAuth client_secret_basic (or client_secret_post)'],
+    ['a clientSecret for private_key_jwt', { ...auth, clientAuth: 'private_key_jwt', clientSecret: { file: '/s' } }, "/auth/clientSecret: private_key_jwt authenticates with a JWT signed by the profile's private key; remove clientSecret or use clientAuth client_secret_basic (or client_secret_post)"],
+    ['client_secret_post without clientSecret', { ...auth, clientAuth: 'client_secret_post' }, '/auth/clientSecret: client_secret_post needs a client secret: add clientSecret {"env": "VARIABLE"} or {"file": "PATH"}, or use clientAuth tls_client_auth'],
+    ['both tokenUrl and issuer', { ...auth, issuer: 'https://as.example' }, '/auth: needs exactly one of "tokenUrl" (the token endpoint) or "issuer" (whose metadata names the token endpoint), not both'],
+    ['neither tokenUrl nor issuer', { ...auth, tokenUrl: undefined }, '/auth: needs exactly one of "tokenUrl" (the token endpoint) or "issuer" (whose metadata names the token endpoint), not both'],
+    ['an http token endpoint', { ...auth, tokenUrl: 'http://as.example/token' }, '/auth/tokenUrl: must be https://host[:port][/path] (the authorization server is called over mutual TLS), without templates, user:password@, query or fragment'],
+    ['an http issuer', { ...auth, tokenUrl: undefined, issuer: 'http://as.example' }, '/auth/issuer: must be https://host[:port][/path] (the authorization server is called over mutual TLS), without templates, user:password@, query or fragment'],
+    ['a misspelt field', { ...auth, scopes: 'accounts' }, '/auth: unknown property "scopes" (check the spelling against the schema)'],
+  ])('%s: one line, at the field, saying what to change', (_what, a, line) => {
+    expect(lines(a)).toEqual([line]);
+  });
+
+  it('a certificate-session node is not told about the OAuth 2.0 fields', () => {
+    expect(lines({ type: 'certificate-session', tokens: [{ url: 'http://pod.example/login', header: 'sessionToken' }] })).toEqual([
+      '/auth/tokens/0/url: must be https://host[:port]/… with a literal scheme, host and port (templates only in the path and query) and no user:password@ (credentials go in request.headers or auth)',
+    ]);
+  });
+
+  it('the client secret is never quoted', () => {
+    expect(lines({ ...auth, clientAuth: 'client_secret_basic', clientSecret: 'S3cret-inline' }).join('\n')).not.toContain('S3cret-inline');
   });
 });
