@@ -29,6 +29,24 @@ function authFailure(url: string, message: string, hint: string, code: string): 
   return { phase: 'auth', category: 'http_status', code, message: `authentication at ${url}: ${message}`, hint };
 }
 
+/**
+ * A login endpoint's 401 or 403. The endpoint authenticates by the client certificate, so when it
+ * got ours this is its verdict on it, as an OAuth 2.0 invalid_client is; without one it never judged it.
+ */
+function loginRefused(url: string, status: number, x: Exchange): Failure {
+  const ours = x.tls?.clientCertificate;
+  if (!ours) {
+    return authFailure(url, `HTTP ${status}, without our client certificate (the endpoint did not ask for one)`, 'a TLS-terminating proxy in front of the authentication endpoint must ask for the client certificate and pass it on; or auth.tokens[].url is not the authentication endpoint', `HTTP_${status}`);
+  }
+  return {
+    phase: 'auth',
+    category: 'client_cert_rejected',
+    code: 'SVCNODE_TOKEN_REJECTED',
+    message: `authentication at ${url}: HTTP ${status} to our client certificate "${ours.subject}"`,
+    hint: `the authentication endpoint does not accept this client certificate: register it (or its CA) for the bot account: subject "${ours.subject}", SHA-256 ${ours.fingerprint256}`,
+  };
+}
+
 type Login = string | AuthFailure;
 
 /** Logins under way in this process, by token key: concurrent jobs share one (a backend rate-limits them). */
@@ -64,11 +82,9 @@ async function login(endpoint: { url: string; header: string; field?: string }, 
       ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
     };
   }
+  if (status === 401 || status === 403) return { failure: loginRefused(endpoint.url, status, x), exchange: withoutResponse(x) };
   if (status < 200 || status > 299) {
-    return {
-      failure: authFailure(endpoint.url, `HTTP ${status}`, status === 401 || status === 403 ? 'the authentication endpoint does not accept this client certificate: register it (or its CA) for the bot account' : 'check the authentication endpoint URL and its health', `HTTP_${status}`),
-      exchange: withoutResponse(x),
-    };
+    return { failure: authFailure(endpoint.url, `HTTP ${status}`, 'check the authentication endpoint URL and its health', `HTTP_${status}`), exchange: withoutResponse(x) };
   }
   const field = endpoint.field ?? 'token';
   const body = x.response?.body;

@@ -3,6 +3,7 @@ import type { TLSSocket } from 'node:tls';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
+import { exitCodeFor } from '../../src/failures/categories.js';
 import { invoke } from '../../src/invoke/execute.js';
 import { MemoryTokenCache } from '../../src/invoke/token-cache.js';
 import { loadProfile } from '../../src/definitions/profiles.js';
@@ -32,6 +33,8 @@ function mockPod() {
       state.sessionAuths++;
       return json(200, { token: token('session'), name: 'sessionToken', cn: peer.subject?.CN });
     }
+    const refusal = /^\/refuse\/(\d{3})$/.exec(req.url ?? '')?.[1];
+    if (req.method === 'POST' && refusal) return json(Number(refusal), { message: 'Invalid user session token' });
     if (req.method === 'POST' && req.url === '/keyauth/v1/authenticate') {
       state.keyAuths++;
       return json(200, { token: token('km'), name: 'keyManagerToken' });
@@ -134,13 +137,29 @@ describe('certificate-session authentication and client-certificate header', () 
     }
   });
 
-  it('an authentication endpoint that rejects the bot ends as a clear failure, not a hang', async () => {
+  it.each([401, 403])('a login endpoint answering %i to our certificate rejects it (client_cert_rejected, exit 3, as invalid_client), naming the certificate to register', async (status) => {
     const bad = node({
-      auth: { type: 'certificate-session', tokens: [{ url: `https://localhost:${pod.port}/nope/authenticate`, header: 'sessionToken' }] },
+      auth: { type: 'certificate-session', tokens: [{ url: `https://localhost:${pod.port}/refuse/${status}`, header: 'sessionToken' }] },
     });
+    const apiBefore = podState.apiCalls;
     const result = await invoke(bad, {}, deps(new MemoryTokenCache()));
-    expect(result.failure?.category).toBe('http_status');
-    expect(result.failure?.message).toContain('/nope/authenticate');
+    expect(result.failure).toMatchObject({ phase: 'auth', category: 'client_cert_rejected', code: 'SVCNODE_TOKEN_REJECTED' });
+    expect(exitCodeFor(result.failure?.category)).toBe(3);
+    expect(result.failure?.message).toContain(`/refuse/${status}`);
+    expect(result.failure?.hint).toContain(pki.client.cert.fingerprint256);
+    expect(podState.apiCalls - apiBefore).toBe(0);
+  });
+
+  it('a login endpoint that never asked for our certificate and answers 401 stays http_status: it did not judge the certificate', async () => {
+    const plain = await startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem, requestCert: false, handler: mockPod().handler });
+    try {
+      const bad = node({ auth: { type: 'certificate-session', tokens: [{ url: `https://localhost:${plain.port}/refuse/401`, header: 'sessionToken' }] } });
+      const result = await invoke(bad, {}, deps(new MemoryTokenCache()));
+      expect(result.failure).toMatchObject({ phase: 'auth', category: 'http_status', code: 'HTTP_401' });
+      expect(result.failure?.hint).not.toContain('does not accept this client certificate');
+    } finally {
+      await plain.close();
+    }
   });
 
   it('client-certificate header mode sends the URL-encoded PEM in the named header', async () => {
