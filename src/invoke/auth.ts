@@ -52,9 +52,22 @@ type Login = string | AuthFailure;
 /** Logins under way in this process, by token key: concurrent jobs share one (a backend rate-limits them). */
 const logins = new Map<string, Promise<Login>>();
 
+/** How long a node reuses a session token, in seconds. */
+function sessionTtlSeconds(node: NodeDefinition): number {
+  return node.auth?.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
+}
+
+/**
+ * The cache key of a session token: per profile, endpoint and reuse time, so that nodes sharing
+ * an endpoint share its token only when they reuse it as long, and each node's ttlSeconds holds.
+ */
+function sessionKey(node: NodeDefinition, profile: LoadedProfile, url: string): string {
+  return tokenKey(profile, `${url}\0ttl=${sessionTtlSeconds(node)}`);
+}
+
 /** Get one token: from the cache, or by POSTing to the endpoint with the client certificate, once for all concurrent callers. */
 async function token(endpoint: { url: string; header: string; field?: string }, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, fresh: boolean): Promise<Login> {
-  const key = tokenKey(profile, endpoint.url);
+  const key = sessionKey(node, profile, endpoint.url);
   if (!fresh) {
     const cached = await cache.get(key, profile);
     if (cached) return cached;
@@ -99,14 +112,14 @@ async function login(endpoint: { url: string; header: string; field?: string }, 
     // Never cached, never blamed on the invocation context: the endpoint's answer is wrong.
     return { failure: authFailure(endpoint.url, `the "${field}" it answered has characters a header cannot carry (control characters, spaces or non-ASCII)`, 'the authentication endpoint issues malformed tokens: its team must fix it', 'SVCNODE_TOKEN_BAD_RESPONSE'), exchange: withoutResponse(x) };
   }
-  await cache.set(key, value, (node.auth?.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS) * 1000, profile);
+  await cache.set(key, value, sessionTtlSeconds(node) * 1000, profile);
   return value;
 }
 
 /**
  * Headers of an authenticating node: `Authorization: Bearer` for OAuth 2.0 client credentials;
  * for a certificate-session node (e.g. sessionToken and keyManagerToken for a Symphony
- * bot): one token per endpoint, cached per profile and endpoint across jobs.
+ * bot): one token per endpoint, cached per profile, endpoint and ttlSeconds across jobs.
  */
 export async function authHeaders(node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, fresh: boolean): Promise<AuthOutcome> {
   const auth = node.auth;
@@ -137,5 +150,5 @@ export function reauthenticates(node: NodeDefinition, response: ResponseReport |
 export async function forgetTokens(node: NodeDefinition, profile: LoadedProfile, cache: TokenCache, sent: Record<string, string> = {}): Promise<void> {
   const auth = node.auth;
   if (auth?.type === 'oauth2-client-credentials') return forgetOAuth2Token(auth, profile, cache, sent.authorization?.replace(/^Bearer /, ''));
-  await Promise.all((auth?.tokens ?? []).map((t) => cache.delete(tokenKey(profile, t.url))));
+  await Promise.all((auth?.tokens ?? []).map((t) => cache.delete(sessionKey(node, profile, t.url))));
 }

@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } f
 import type { LoadedProfile } from '../pki/types.js';
 
 /**
- * Where certificate-session tokens are kept between calls. Keys name (profile version, endpoint);
+ * Where certificate-session tokens are kept between calls. Keys name (profile version, endpoint, reuse time);
  * implementations never store a token in clear text outside the process.
  */
 export interface TokenCache {

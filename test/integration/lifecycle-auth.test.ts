@@ -2,7 +2,7 @@ import type http from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NodeDefinition } from '../../src/definitions/types.js';
+import type { CertificateSessionAuth, NodeDefinition } from '../../src/definitions/types.js';
 import { exitCodeFor } from '../../src/failures/categories.js';
 import { invoke } from '../../src/invoke/execute.js';
 import { MemoryTokenCache } from '../../src/invoke/token-cache.js';
@@ -134,6 +134,35 @@ describe('certificate-session authentication and client-certificate header', () 
     } finally {
       a.disconnect();
       b.disconnect();
+    }
+  });
+
+  it.each(['memory', 'redis'] as const)("nodes sharing a login endpoint each keep their own ttlSeconds (%s cache): a short one logs in again, a long one keeps its token", async (kind) => {
+    const connection = kind === 'redis' ? new Redis(redis.url) : undefined;
+    try {
+      const d = deps(connection ? new RedisTokenCache(connection, `svcnode-ttl-${Date.now()}`) : new MemoryTokenCache());
+      const withTtl = (id: string, ttlSeconds: number): NodeDefinition => {
+        const n = node();
+        return { ...n, id, auth: { ...(n.auth as CertificateSessionAuth), ttlSeconds } };
+      };
+      const long = withTtl('session-long', 3000);
+      const short = withTtl('session-short', 1);
+      const before = podState.sessionAuths;
+      const logins = (): number => podState.sessionAuths - before;
+      expect((await invoke(long, {}, d)).ok).toBe(true);
+      expect(logins()).toBe(1);
+      await new Promise((resolve) => setTimeout(resolve, 1_200));
+      expect((await invoke(short, {}, d)).ok).toBe(true);
+      expect(logins()).toBe(2); // the long node's token is older than the short node's ttlSeconds
+      expect((await invoke(short, {}, d)).ok).toBe(true);
+      expect((await invoke(long, {}, d)).ok).toBe(true);
+      expect(logins()).toBe(2);
+      await new Promise((resolve) => setTimeout(resolve, 1_200));
+      expect((await invoke(short, {}, d)).ok).toBe(true);
+      expect((await invoke(long, {}, d)).ok).toBe(true);
+      expect(logins()).toBe(3); // the short node's logins never shortened the long node's reuse
+    } finally {
+      connection?.disconnect();
     }
   });
 
