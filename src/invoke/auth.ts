@@ -4,7 +4,7 @@ import type { AgentPool } from '../tls/agents.js';
 import { exchange, type Exchange } from './exchange.js';
 import { callSettings } from './settings.js';
 import type { AuthReport } from './auth-report.js';
-import { answeredMediaType, forgetOAuth2Token, headerSafeToken, invalidTokenChallenge, oauth2Token } from './oauth2-token.js';
+import { answeredMediaType, forgetOAuth2Token, headerSafeToken, invalidTokenChallenge, oauth2Token, oversizedAnswer } from './oauth2-token.js';
 import type { Failure, ResponseReport } from './result.js';
 import { askedWaitMs, askedWaitNote, endpointFailedHint } from './retry.js';
 import { tokenKey, type TokenCache } from './token-cache.js';
@@ -102,7 +102,8 @@ async function login(endpoint: { url: string; header: string; field?: string }, 
   const field = endpoint.field ?? 'token';
   const body = x.response?.body;
   if (body === null || typeof body !== 'object') {
-    return { failure: authFailure(endpoint.url, `HTTP ${status} with ${answeredMediaType(x)}, not a JSON object (a login page or a proxy in front of the endpoint?)`, 'check auth.tokens[].url: it must be the authentication endpoint itself', 'SVCNODE_AUTH_NO_TOKEN'), exchange: withoutResponse(x) };
+    const what = x.response?.truncated ? oversizedAnswer(x, 'an authentication endpoint') : `with ${answeredMediaType(x)}, not a JSON object (a login page or a proxy in front of the endpoint?)`;
+    return { failure: authFailure(endpoint.url, `HTTP ${status} ${what}`, 'check auth.tokens[].url: it must be the authentication endpoint itself', 'SVCNODE_AUTH_NO_TOKEN'), exchange: withoutResponse(x) };
   }
   const value = (body as Record<string, unknown>)[field];
   if (typeof value !== 'string' || value.length === 0) {

@@ -86,9 +86,14 @@ export function answeredMediaType(x: Exchange): string {
   return printable(String(x.response?.headers['content-type'] ?? 'no content type').split(';')[0]?.trim());
 }
 
+/** An authentication endpoint's answer cut at the body limit, whatever JSON it began with: too large to be a token answer. */
+export function oversizedAnswer(x: Exchange, endpoint: string): string {
+  return `with ${answeredMediaType(x)} larger than svcnode reads from ${endpoint} (response.maxBodyBytes, at least ${DEFAULTS.response.maxBodyBytes} bytes there): not a token answer`;
+}
+
 /** What a 200 without a usable Bearer token held instead: another token type, an OAuth error, a page that is not JSON. */
 function withoutBearer(x: Exchange, body: Record<string, unknown> | undefined, token: unknown, type: unknown): string {
-  if (body === undefined && x.response?.truncated) return `with ${answeredMediaType(x)} larger than svcnode reads from a token endpoint (response.maxBodyBytes, at least ${DEFAULTS.response.maxBodyBytes} bytes there): not a token answer`;
+  if (body === undefined && x.response?.truncated) return oversizedAnswer(x, 'a token endpoint');
   if (body === undefined) return `with ${answeredMediaType(x)}, not JSON (a login page or a proxy in front of the token endpoint?)`;
   if (typeof body.error === 'string') return `with an OAuth error instead of a token: ${printable(body.error)}${body.error_description ? `: ${printable(body.error_description)}` : ''}`;
   if (typeof token === 'string' && token.length > 0 && typeof type === 'string') return `a token of type ${printable(type)}; svcnode sends Bearer tokens only`;

@@ -189,6 +189,15 @@ describe('certificate-session endpoint answers', () => {
     expect(r.failure?.hint).not.toContain('field');
   });
 
+  it('a session answer larger than svcnode reads says so, not "not a JSON object"', async () => {
+    const { server } = await sessionBackend([{ status: 200, body: { token: 'session-token-big', pad: 'x'.repeat(5 * 1024 * 1024) } }]);
+    const r = await invoke(sessionNode(server.port), {}, bank.deps);
+    expect(r.failure).toMatchObject({ phase: 'auth', code: 'SVCNODE_AUTH_NO_TOKEN' });
+    expect(r.failure?.message).toContain('larger than svcnode reads from an authentication endpoint');
+    expect(r.failure?.message).not.toContain('not a JSON object');
+    expect(JSON.stringify(r)).not.toContain('session-token-big');
+  });
+
   it('twenty concurrent jobs with no session yet log in once (Symphony pods rate-limit session logins)', async () => {
     const { server, hits } = await sessionBackend([{ status: 200, body: { token: 'shared-session-token' } }], 150);
     const results = await Promise.all(Array.from({ length: 20 }, () => invoke(sessionNode(server.port), {}, bank.deps)));
