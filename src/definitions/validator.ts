@@ -87,8 +87,14 @@ function otherness(error: ErrorObject, at: string): number {
 function withoutOtherForms(errors: ErrorObject[], schema: unknown): ErrorObject[] {
   const dropped = new Set<string>();
   const settled = new Set<ErrorObject>();
+  const mistyped = new Set(errors.filter((e) => e.keyword === 'type').map((e) => e.instancePath));
   for (const oneOf of errors) {
     if (oneOf.keyword !== 'oneOf') continue;
+    // A value of another type passes every alternative that only looks at properties: its type is what is wrong.
+    if (mistyped.has(oneOf.instancePath) && (oneOf.params as { passingSchemas?: unknown }).passingSchemas !== null) {
+      settled.add(oneOf);
+      continue;
+    }
     const prefix = `${oneOf.schemaPath}/`;
     // Every alternative, also those whose errors Ajv reports under a $ref's own path.
     const alternatives = schemaAt(schema, oneOf.schemaPath);
@@ -147,6 +153,8 @@ export function describeSchemaError(error: ErrorObject, document?: unknown): str
       return `${at}: missing required property "${String(p.missingProperty)}"`;
     case 'additionalProperties':
       return `${at}: unknown property "${String(p.additionalProperty)}" (check the spelling against the schema)`;
+    case 'const':
+      return `${at}: must be ${JSON.stringify(p.allowedValue)}`;
     case 'enum':
       return `${at}: must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
     case 'pattern':

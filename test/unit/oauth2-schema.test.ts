@@ -66,6 +66,7 @@ describe('node schema: what the auth refusals say', () => {
     ['an http token endpoint', { ...auth, tokenUrl: 'http://as.example/token' }, '/auth/tokenUrl: must be https://host[:port][/path] (the authorization server is called over mutual TLS), without templates, user:password@, query or fragment'],
     ['an http issuer', { ...auth, tokenUrl: undefined, issuer: 'http://as.example' }, '/auth/issuer: must be https://host[:port][/path] (the authorization server is called over mutual TLS), without templates, user:password@, query or fragment'],
     ['a misspelt field', { ...auth, scopes: 'accounts' }, '/auth: unknown property "scopes" (check the spelling against the schema)'],
+    ['a misspelt type', { ...auth, type: 'oauth2' }, '/auth/type: must be "oauth2-client-credentials"'],
   ])('%s: one line, at the field, saying what to change', (_what, a, line) => {
     expect(lines(a)).toEqual([line]);
   });
@@ -74,6 +75,17 @@ describe('node schema: what the auth refusals say', () => {
     expect(lines({ type: 'certificate-session', tokens: [{ url: 'http://pod.example/login', header: 'sessionToken' }] })).toEqual([
       '/auth/tokens/0/url: must be https://host[:port]/… with a literal scheme, host and port (templates only in the path and query) and no user:password@ (credentials go in request.headers or auth)',
     ]);
+  });
+
+  it('an auth that is not an object is told so, not about tokenUrl and issuer', () => {
+    let message = '';
+    try {
+      validateDocument('node', { ...base, auth: 'tls_client_auth' }, 'node.json');
+    } catch (error) {
+      message = (error as InvalidInputError).message;
+    }
+    expect(message).toContain('/auth: must be object');
+    expect(message).not.toContain('tokenUrl');
   });
 
   it('the client secret is never quoted', () => {
