@@ -200,7 +200,8 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
     return failure('connect_failed', code, `${ctx.host} closed the connection during the TLS handshake, before answering: ${message}`, `the port accepts TCP but its TLS server hung up on our ClientHello: a server that routes by SNI does this for a name it has no route for (this call sent ${ctx.tls?.servername ? `"${ctx.tls.servername}"` : 'no name: the URL holds an IP address'}; set tls.servername to the name the backend expects), as does one that accepts none of the versions or ciphers offered; the backend's TLS log has the reason`, phase);
   }
   if (CONNECT_CODES.has(code) || RESET_CODES.has(code)) {
-    return failure('connect_failed', code, `${ctx.host}: ${message}`, code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'the host name does not resolve: check the URL and DNS' : 'check that the backend is up and reachable from this machine (host, port, firewall, proxy)', phase);
+    const own = root instanceof SvcnodeError ? root.hint : undefined;
+    return failure('connect_failed', code, `${ctx.host}: ${message}`, own ?? (code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'the host name does not resolve: check the URL and DNS' : 'check that the backend is up and reachable from this machine (host, port, firewall, proxy)'), phase);
   }
   if (code === 'EINVAL') {
     return failure('connect_failed', code, `${ctx.host}: the address cannot be used as written (${message})`, 'an IPv6 link-local address needs its zone (fe80::1%eth0) and a host name has at most 253 characters: fix the URL', phase);

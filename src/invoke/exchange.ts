@@ -162,7 +162,8 @@ function classifyFailure(error: unknown, ctx: ClassifyContext, settings: CallSet
       ? `no complete answer within timeouts.totalMs (${attempt.totalMs} ms) for the whole attempt, authentication included (${round(elapsedMs)} ms in this request)`
       : `no complete answer within timeouts.totalMs (${settings.totalMs} ms, ${round(elapsedMs)} ms elapsed)`;
     const hint = attempt ? 'the token or login request and the call together took too long: check both endpoints\' health, or raise timeouts.totalMs in the node' : 'the backend did not answer in time: check its health or raise timeouts in the node';
-    const deadlineError = new TransportError('SVCNODE_DEADLINE', message, { cause: error, hint });
+    // Headers in hand: the body or its decoding ran out of time, and the Result keeps the status.
+    const deadlineError = new TransportError('SVCNODE_DEADLINE', message, { cause: error, hint, ...(partialResponse(error) ? { phase: 'response' as const } : {}) });
     return withPhase(classifyError(deadlineError, ctx), deadlineError, ctx.probe, ctx.proxy);
   }
   return withPhase(classifyError(error, ctx), error, ctx.probe, ctx.proxy);

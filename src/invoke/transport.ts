@@ -133,11 +133,28 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
       }
       clearTimeout(timer);
       armedMs = ms;
-      timer = setTimeout(() => req.destroy(timeoutError()), ms);
+      timer = setTimeout(() => stop(timeoutError()), ms);
       timer.unref();
     };
-    bindAbort(() => req.destroy(new TransportError('SVCNODE_ABORTED', 'the call was aborted')));
+    // Settled here too: a request node:http already destroyed (an upgrade it did not expect) emits nothing more.
+    const stop = (error: SvcnodeError): void => {
+      req.destroy(error);
+      fail(error);
+    };
+    bindAbort(() => stop(new TransportError('SVCNODE_ABORTED', 'the call was aborted')));
     req.on('socket', onSocket);
+    // A 101 to a request that asked for no upgrade: without this listener node:http drops the socket and says nothing.
+    req.on('upgrade', (response: IncomingMessage, socket: { destroy(): void }) => {
+      socket.destroy();
+      headersIn = true;
+      answered = response;
+      const to = typeof response.headers.upgrade === 'string' ? ` to "${response.headers.upgrade.slice(0, 64)}"` : '';
+      fail(new TransportError('SVCNODE_BAD_RESPONSE', `the backend answered ${response.statusCode ?? 101} Switching Protocols${to} to a plain HTTP request`, { phase: 'response', hint: 'the URL names an endpoint that speaks another protocol (a WebSocket endpoint, or a gateway that upgrades every request): check the path and port in request.url' }));
+    });
+    // Whatever else ends the request without an error or a response must not leave the call hanging.
+    req.on('close', () => {
+      if (!settled && !headersIn) fail(new TransportError('SVCNODE_CONNECTION_CLOSED', 'the connection closed before any response arrived', { hint: 'the backend (or a load balancer in front of it) closed the connection without answering: check its logs' }));
+    });
     // The response timer runs from the request being sent until headers arrive, whichever comes first:
     // a backend may answer before a large upload ends.
     req.on('finish', () => {
@@ -201,10 +218,13 @@ function readBody(response: IncomingMessage, method: string, settings: CallSetti
   const chunks: Buffer[] = [];
   let size = 0;
   let finished = false;
+  const decoding = body !== response;
+  // One idle timer per response, restarted per chunk received (no new timer object on the hot
+  // path): a compressed body's bytes count as they arrive, not as they decode.
+  if (decoding) response.on('data', refresh);
   body.on('data', (chunk: Buffer) => {
     if (finished) return;
-    // One idle timer per response, restarted per chunk (no new timer object on the hot path).
-    refresh();
+    if (!decoding) refresh();
     size += chunk.length;
     if (size <= settings.maxBodyBytes) {
       chunks.push(chunk);
@@ -220,7 +240,7 @@ function readBody(response: IncomingMessage, method: string, settings: CallSetti
     finished = true;
     done({ response, body: Buffer.concat(chunks), truncated: false });
   });
-  if (body !== response) {
+  if (decoding) {
     body.on('error', (error: Error) => {
       if (finished) return;
       finished = true;
@@ -228,11 +248,21 @@ function readBody(response: IncomingMessage, method: string, settings: CallSetti
       fail(new TransportError('SVCNODE_DECODE_FAILED', `the response body does not decode as its Content-Encoding "${response.headers['content-encoding'] ?? ''}" says: ${errorMessage(error)}`, { cause: error, phase: 'response', hint: 'the backend sent a corrupt compressed body: its team must fix the compression' }));
     });
   }
+  const brokenOff = (): TransportError => {
+    const announced = response.headers['content-length'];
+    const read = decoding ? `${size} decoded bytes` : `${size}${announced === undefined ? '' : ` of the ${announced} announced`} bytes`;
+    return new TransportError('SVCNODE_CONNECTION_CLOSED', `the connection closed before the response body ended (after ${read})`, {
+      phase: 'response',
+      hint: 'the backend (or a proxy or load balancer in front of it) broke off its answer: check its logs; an idempotent request is retried',
+    });
+  };
   response.on('error', (error: Error) => {
-    if (!finished) fail(error);
+    if (finished) return;
+    // node:http's "aborted" (ECONNRESET) for a body cut short says nothing of what was cut.
+    fail(errorMessage(error) === 'aborted' ? brokenOff() : error);
   });
   response.on('close', () => {
     // Closed before the body ended (reset, abort) and no error surfaced: do not hang.
-    if (!finished && !response.complete) fail(new TransportError('SVCNODE_CONNECTION_CLOSED', 'the connection closed before the response body ended', { phase: 'response' }));
+    if (!finished && !response.complete) fail(brokenOff());
   });
 }

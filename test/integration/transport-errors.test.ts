@@ -228,6 +228,68 @@ describe('timers', () => {
   });
 });
 
+describe('answers that end the exchange in unusual ways still end it, and say how', () => {
+  it('a 101 Switching Protocols to a plain GET is a coded response failure at once (before: the call hung past totalMs)', async () => {
+    const s = await serve((req) => {
+      req.resume();
+      req.socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    });
+    const started = Date.now();
+    const r = await invoke(node(`https://localhost:${s.port}/ws`, { timeouts: { responseMs: 2_000, idleMs: 2_000, totalMs: 4_000 } }), {}, bank.deps);
+    expect(r.failure).toMatchObject({ category: 'http_status', code: 'SVCNODE_BAD_RESPONSE', phase: 'response' });
+    expect(r.failure?.message).toContain('101 Switching Protocols to "websocket"');
+    expect(Date.now() - started).toBeLessThan(1_500);
+    // Permanent: sent once.
+    expect(s.requests).toBe(1);
+  }, 15_000);
+
+  it('timeouts.idleMs counts the bytes received, not the decoded output: a gzip body trickling byte by byte is read', async () => {
+    const gz = zlib.gzipSync(Buffer.from('{"trickled":true}'));
+    const s = await serve((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': String(gz.length) });
+      let i = 0;
+      const next = (): void => {
+        if (res.destroyed) return;
+        if (i === gz.length) return void res.end();
+        res.write(gz.subarray(i, ++i));
+        setTimeout(next, 40).unref();
+      };
+      next();
+    });
+    // The 10-byte gzip header alone takes 400 ms and decodes to nothing.
+    const r = await invoke(node(`https://localhost:${s.port}/`, { timeouts: { responseMs: 2_000, idleMs: 250, totalMs: 10_000 } }), {}, bank.deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(r.response?.body).toEqual({ trickled: true });
+  });
+
+  it('a connection closed before Content-Length was reached says so, with what arrived (before: ECONNRESET "aborted", "is the backend up")', async () => {
+    const s = await serve((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100' });
+      res.write('0123456789', () => setTimeout(() => res.socket?.destroy(), 50));
+    });
+    const r = await invoke(node(`https://localhost:${s.port}/`, { retry: { limit: 0 } }), {}, bank.deps);
+    expect(r.failure).toMatchObject({ category: 'connect_failed', code: 'SVCNODE_CONNECTION_CLOSED', phase: 'response' });
+    expect(r.failure?.message).toContain('after 10 of the 100 announced bytes');
+    expect(r.failure?.hint).toContain('broke off its answer');
+    expect(r.response).toMatchObject({ status: 200, body: null });
+  });
+
+  it('totalMs running out after the headers is phase response, beside the status it keeps (before: phase request)', async () => {
+    const s = await serve((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('a');
+      const tick = setInterval(() => (res.destroyed ? clearInterval(tick) : res.write('b')), 100);
+      tick.unref();
+    });
+    const r = await invoke(node(`https://localhost:${s.port}/`, { retry: { limit: 0 }, timeouts: { responseMs: 2_000, idleMs: 2_000, totalMs: 600 } }), {}, bank.deps);
+    expect(r.failure).toMatchObject({ category: 'timeout', code: 'SVCNODE_DEADLINE', phase: 'response' });
+    expect(r.response?.status).toBe(200);
+  });
+});
+
 describe('one connection per attempt', () => {
   it('a server_cert_* failure: the backend sees one TCP connection per attempt, and the Result shows the presented chain', async () => {
     const otherRoot = await mintCa({ subject: 'CN=Unrelated Root,O=elsewhere' });
@@ -261,14 +323,14 @@ describe('a close without an alert is only our certificate when it comes right a
   });
 
   it.each([
-    ['cut inside the status line and headers', 'HTTP/1.1 200 OK\r\nContent-Le'],
-    ['cut inside the body', 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789'],
-  ])('a response %s right after a TLS 1.3 handshake is a network failure, retried: the server answered, so it took our certificate', async (_label, reply) => {
+    ['cut inside the status line and headers', 'HTTP/1.1 200 OK\r\nContent-Le', 'ECONNRESET'],
+    ['cut inside the body', 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789', 'SVCNODE_CONNECTION_CLOSED'],
+  ])('a response %s right after a TLS 1.3 handshake is a network failure, retried: the server answered, so it took our certificate', async (_label, reply, code) => {
     const s = await answering(reply);
     const r = await invokeWithRetries(node(`https://localhost:${s.port}/`, { retry: { limit: 1, backoffMs: 10, maxBackoffMs: 10 } }), {}, bank.deps);
     expect(r.tls?.protocol).toBe('TLSv1.3');
     expect(r.failure?.category, JSON.stringify(r.failure)).toBe('connect_failed');
-    expect(r.failure?.code).toBe('ECONNRESET');
+    expect(r.failure?.code).toBe(code);
     expect(r.attempts).toBe(2);
     expect(s.requests()).toBe(2);
   });
