@@ -59,8 +59,23 @@ function checkRequestOrigin(raw: string, file: string): void {
   }
 }
 
-/** Addresses of a node that would only fail at call time as "unexpected error": refused at load instead. */
+/**
+ * Headers that frame the message or the connection: svcnode writes them itself. One from the
+ * definition would go out beside svcnode's own (Transfer-Encoding with Content-Length is the
+ * request-smuggling ambiguity RFC 9112 forbids), or describe a body that is not sent.
+ */
+const FRAMING_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade']);
+
+function checkRequestHeaders(headers: Record<string, string> | undefined, file: string): void {
+  for (const name of Object.keys(headers ?? {})) {
+    if (!FRAMING_HEADERS.has(name.toLowerCase())) continue;
+    throw invalid(file, `/request/headers/${name}`, 'frames the message or the connection, which svcnode does itself (Content-Length from the rendered body, kept-alive connections per origin)', `remove "${name}" from request.headers`);
+  }
+}
+
+/** Addresses and headers of a node that would only fail (or go wrong) at call time: refused at load instead. */
 export function checkAddresses(node: NodeDefinition, file: string): void {
   checkRequestOrigin(node.request.url, file);
+  checkRequestHeaders(node.request.headers, file);
   if (node.proxy) checkProxyUrl(node.proxy.url, file);
 }

@@ -184,6 +184,49 @@ function parsedUrl(rawUrl: string, request: NodeDefinition['request'], context: 
   return url;
 }
 
+/** Anything but printable ASCII and tab: a value that holds it goes through UTF-8 (controls are then node:http's to refuse). */
+const NON_ASCII = /[^ -~\t]/;
+/** A UTF-16 surrogate without its pair: no UTF-8 encodes it. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * A rendered header value as node:http must be given it: CR, LF or NUL refused (header
+ * injection), a value beyond ASCII as its UTF-8 bytes, as curl sends it (node:http would send
+ * U+0080–U+00FF as single Latin-1 bytes and refuse anything above).
+ */
+function headerValue(rendered: string, field: string): string {
+  if (/[\r\n\0]/.test(rendered)) {
+    throw templateError(field, 'rendered header value contains CR, LF or NUL', 'header values may not contain line breaks; check the context value');
+  }
+  if (!NON_ASCII.test(rendered)) return rendered;
+  if (LONE_SURROGATE.test(rendered)) throw templateError(field, 'rendered header value contains an unpaired surrogate (a broken UTF-16 string)', 'fix the value in the invocation context');
+  return Buffer.from(rendered, 'utf8').toString('latin1');
+}
+
+/** `application/x-www-form-urlencoded`, whatever its parameters. */
+const FORM = /^\s*application\/x-www-form-urlencoded\s*(?:;|$)/i;
+
+/** A value as one form-encoded field name or value (space as `+`). */
+const formEncode = (text: string): string => encodeURIComponent(text).replace(/%20/g, '+');
+
+/**
+ * The request body. A string is sent as text, with objects and arrays from the context as JSON;
+ * under a form content type each context value is form-encoded, so a value cannot add or change
+ * fields, and an object body is sent as its fields. Otherwise an object body is JSON.
+ */
+function renderBody(template: unknown, contentType: string | undefined, context: Record<string, unknown>): RenderedRequest['body'] {
+  const form = contentType !== undefined && FORM.test(contentType);
+  if (typeof template === 'string') {
+    return { payload: renderString(template, context, '/request/body', form ? formEncode : undefined), contentType: 'text/plain; charset=utf-8' };
+  }
+  const rendered = renderJson(template, context, '/request/body');
+  if (form && rendered !== null && typeof rendered === 'object' && !Array.isArray(rendered)) {
+    const fields = Object.entries(rendered).map(([name, value]) => `${formEncode(name)}=${formEncode(asText(value))}`);
+    return { payload: fields.join('&'), contentType: 'application/x-www-form-urlencoded' };
+  }
+  return { payload: JSON.stringify(rendered), contentType: 'application/json' };
+}
+
 /**
  * Render a node's request from an invocation context. Values placed in the URL are percent-encoded;
  * a header value that would contain CR or LF is rejected (header injection).
@@ -199,19 +242,11 @@ export function renderRequest(node: NodeDefinition, context: Record<string, unkn
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(request.headers ?? {})) {
     const field = `/request/headers/${name}`;
-    const rendered = renderString(value, context, field);
-    if (/[\r\n\0]/.test(rendered)) {
-      throw templateError(field, 'rendered header value contains CR, LF or NUL', 'header values may not contain line breaks; check the context value');
-    }
-    headers[name.toLowerCase()] = rendered;
+    headers[name.toLowerCase()] = headerValue(renderString(value, context, field), field);
   }
   let body: RenderedRequest['body'];
   if (request.body !== undefined && request.method !== 'GET' && request.method !== 'HEAD') {
-    const rendered = renderJson(request.body, context, '/request/body');
-    body =
-      typeof request.body === 'string'
-        ? { payload: String(rendered), contentType: 'text/plain; charset=utf-8' }
-        : { payload: JSON.stringify(rendered), contentType: 'application/json' };
+    body = renderBody(request.body, headers['content-type'], context);
   }
   return {
     method: request.method,

@@ -11,6 +11,7 @@ import type { NodeDefinition } from '../../src/definitions/types.js';
 import { validateDocument } from '../../src/definitions/validator.js';
 import { InvalidInputError } from '../../src/errors.js';
 import { invoke, type InvokeDeps } from '../../src/invoke/execute.js';
+import { loadNodeFile } from '../../src/definitions/nodes.js';
 import { loadProfile } from '../../src/definitions/profiles.js';
 import { AgentPool } from '../../src/tls/agents.js';
 import { runCli } from '../helpers/cli.js';
@@ -131,5 +132,72 @@ describe('context values cannot move the path', () => {
     const result = await invoke(node(`https://localhost:${backend.port}/v1/../accounts/{{context.id}}`), { id: '7' }, deps);
     expect(result.ok).toBe(true);
     expect(paths).toEqual(['/accounts/7']);
+  });
+});
+
+describe('bodies and headers say what the definition meant, whatever the context holds', () => {
+  let echo: MtlsServer;
+  const seen: { headers: Record<string, string | string[] | undefined>; body: string }[] = [];
+  beforeAll(async () => {
+    echo = await startMtlsServer({
+      key: pki.server.keyPem,
+      cert: pki.server.certPem + pki.intermediate.certPem,
+      ca: pki.root.certPem,
+      handler: (req, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          seen.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+        });
+      },
+    });
+  });
+  afterAll(() => echo?.close());
+
+  const post = (request: Partial<NodeDefinition['request']>): NodeDefinition => ({ ...node(`https://localhost:${echo.port}/pay`), request: { method: 'POST', url: `https://localhost:${echo.port}/pay`, ...request } });
+  const last = (): (typeof seen)[number] => seen[seen.length - 1] as (typeof seen)[number];
+
+  it('a form body encodes each context value: a value cannot add or override fields (before: amount=99999 went through)', async () => {
+    const r = await invoke(post({ headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'user={{context.u}}&amount=10' }), { u: 'bob&amount=99999&to=mallory lee' }, deps);
+    expect(r.failure).toBeNull();
+    const form = new URLSearchParams(last().body);
+    expect([form.get('user'), form.getAll('amount'), form.has('to')]).toEqual(['bob&amount=99999&to=mallory lee', ['10'], false]);
+  });
+
+  it('an object body under a form content type is sent as its fields, not as JSON', async () => {
+    const r = await invoke(post({ headers: { 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' }, body: { name: '{{context.name}}', amount: 10, note: 'a&b' } }), { name: 'Jürgen M' }, deps);
+    expect(r.failure).toBeNull();
+    expect(last().body).toBe('name=J%C3%BCrgen+M&amount=10&note=a%26b');
+    expect(Object.fromEntries(new URLSearchParams(last().body))).toEqual({ name: 'Jürgen M', amount: '10', note: 'a&b' });
+  });
+
+  it('a string body that is one template of an object or array sends it as JSON text (before: "[object Object]", "1,two")', async () => {
+    await invoke(post({ body: '{{context.obj}}' }), { obj: { k: [1, 'two'] } }, deps);
+    expect(last().body).toBe('{"k":[1,"two"]}');
+    await invoke(post({ body: '{{context.list}}' }), { list: [1, 'two'] }, deps);
+    expect(last().body).toBe('[1,"two"]');
+  });
+
+  it('a header value beyond ASCII is sent as UTF-8, as curl sends it (before: "ü" as one Latin-1 byte, "€" refused)', async () => {
+    for (const value of ['Müller', 'price 5€', 'emoji 🙂']) {
+      const r = await invoke(post({ headers: { 'x-val': '{{context.h}}' } }), { h: value }, deps);
+      expect(r.failure).toBeNull();
+      expect(Buffer.from(String(last().headers['x-val']), 'latin1').toString('utf8')).toBe(value);
+    }
+  });
+
+  it('an unpaired surrogate in a header value is invalid input naming the header, and nothing is sent', async () => {
+    const before = seen.length;
+    const r = await invoke(post({ headers: { 'x-val': '{{context.h}}' } }), { h: 'broken \uD800 value' }, deps);
+    expect(r.failure).toMatchObject({ category: 'invalid_input', code: 'SVCNODE_TEMPLATE' });
+    expect(r.failure?.message).toContain('/request/headers/x-val');
+    expect(seen.length).toBe(before);
+  });
+
+  it.each(['Transfer-Encoding', 'content-length', 'Connection', 'upgrade'])('a %s header in the definition is refused at load, naming it (before: sent beside svcnode\'s own framing)', (name) => {
+    const file = join(dir, `framing-${name}.json`);
+    writeFileSync(file, JSON.stringify(post({ headers: { [name]: 'chunked' }, body: { a: 1 } })));
+    expect(() => loadNodeFile(file)).toThrow(new RegExp(`/request/headers/${name}: frames the message`));
   });
 });
