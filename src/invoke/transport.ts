@@ -160,7 +160,12 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
     req.on('finish', () => {
       if (!headersIn && !settled) arm(settings.responseMs, () => new TransportError('SVCNODE_RESPONSE_TIMEOUT', `no response within ${settings.responseMs} ms after the request was sent`, { phase: 'request', hint: 'the backend accepted the request but did not answer in time: check its health or raise timeouts.responseMs' }));
     });
-    req.on('error', fail);
+    req.on('error', (error: Error) => {
+      // Bytes after a complete answer (more than its Content-Length) read as a malformed next
+      // answer: this one stands, as curl keeps it, and node:http does not reuse the connection.
+      if (answered?.complete && errorCode(error)?.startsWith('HPE_')) return;
+      fail(error);
+    });
     req.on('response', (response) => {
       // The response timer keeps running until readBody re-arms it as the idle timer.
       headersIn = true;
@@ -188,7 +193,8 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
           return;
         }
         settled = true;
-        const toGet = status === 303 || ((status === 301 || status === 302) && a.method === 'POST');
+        // 303 makes any method but HEAD a GET (RFC 9110 15.4.4); 301 and 302 do so only for POST, as browsers and curl do.
+        const toGet = (status === 303 && a.method !== 'HEAD') || ((status === 301 || status === 302) && a.method === 'POST');
         const nextHeaders = { ...a.headers };
         if (toGet) delete nextHeaders['content-type'];
         exchangeHttp({ method: toGet ? 'GET' : a.method, target: targetOf(next), headers: nextHeaders, payload: toGet ? undefined : a.payload }, settings, agent, bindAbort, onSocket, redirectsLeft - 1).then(resolve, reject);

@@ -118,6 +118,25 @@ describe('an answer that is not HTTP/1.1 is a coded response failure, not an une
   });
 });
 
+describe('bytes after a complete answer (more than its Content-Length) do not spoil it', () => {
+  it('the announced body is kept, as curl keeps it, and the connection is not reused (before: SVCNODE_BAD_RESPONSE "check the port")', async () => {
+    const s = await answering('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n0123456789');
+    const r = await invokeWithRetries(node(`https://localhost:${s.port}/`), {}, bank.deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(r.response).toMatchObject({ status: 200, body: '01234' });
+    // The server answers once per connection: a second call that reused this one would never be answered.
+    const again = await invokeWithRetries(node(`https://localhost:${s.port}/`, { retry: { limit: 0 }, timeouts: { responseMs: 1_000 } }), {}, bank.deps);
+    expect(again.failure, JSON.stringify(again.failure)).toBeNull();
+    expect(s.requests()).toBe(2);
+  });
+
+  it('a compressed answer followed by stray bytes is decoded whole', async () => {
+    const gz = zlib.gzipSync(JSON_BODY);
+    const s = await answering((socket) => socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: ${gz.length}\r\n\r\n`), gz, Buffer.from('junk')])));
+    expectDecoded(await invokeWithRetries(node(`https://localhost:${s.port}/`), {}, bank.deps));
+  });
+});
+
 describe('context values the HTTP layer refuses are invalid input: exit 2, never retried, no connection', () => {
   const echo: RequestHandler = (req, res) => {
     req.resume();
@@ -151,6 +170,20 @@ describe('context values the HTTP layer refuses are invalid input: exit 2, never
 });
 
 describe('redirects', () => {
+  it('a 303 to a HEAD stays a HEAD (before: followed with GET, the body downloaded)', async () => {
+    const methods: string[] = [];
+    const s = await serve((req, res) => {
+      methods.push(`${req.method ?? ''} ${req.url ?? ''}`);
+      req.resume();
+      if (req.url === '/start') res.writeHead(303, { location: '/final' }).end();
+      else res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '5' }).end(req.method === 'HEAD' ? undefined : 'hello');
+    });
+    const url = `https://localhost:${s.port}/start`;
+    const r = await invoke(node(url, { request: { method: 'HEAD', url, followRedirects: true } }), {}, bank.deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(methods).toEqual(['HEAD /start', 'HEAD /final']);
+  });
+
   it('a redirect to the same host on another port is another origin: refused, that server never contacted', async () => {
     const other = await serve((req, res) => {
       req.resume();
