@@ -10,6 +10,7 @@ import { crlFindings, loadCrls, missingLevelFindings } from '../pki/revocation-l
 import { isCrlUrl, processCrlFetcher, type CrlFetcher } from '../pki/crl-fetch.js';
 import { caDistributionPoints, DistributionPointCrls, loadCaDistributionPoints } from '../pki/distribution-points.js';
 import { loadClientIdentity, type ClientSource } from '../pki/client-identity.js';
+import { clientPath, clientPathFindings } from '../pki/client-path.js';
 import { dateFindings } from '../pki/findings.js';
 import { oneLineName } from '../pki/inspect.js';
 import { readMaterial, type Material } from '../pki/material.js';
@@ -80,7 +81,8 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
   }
 
   const trusted: X509Certificate[] = [];
-  const seen = new Set<string>();
+  /** Each trust.ca certificate's file, by fingerprint. */
+  const seen = new Map<string, string>();
   for (const relative of doc.trust?.ca ?? []) {
     const material = await readTrustMaterial(at(relative));
     materials.push(material);
@@ -92,13 +94,19 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
     }
     for (const cert of material.certificates) {
       if (seen.has(cert.fingerprint256)) continue;
-      seen.add(cert.fingerprint256);
+      seen.set(cert.fingerprint256, material.file);
       trusted.push(cert);
       findings.push(...dateFindings(cert, 'trust', material.file, now, policy.expiryWarningDays));
     }
   }
   const systemRoots = doc.trust?.systemRoots === true || trusted.length === 0;
   findings.push(...trustFindings(trusted, systemRoots, path, client));
+  if (client) {
+    const certFile = client.sources[0] ?? path;
+    const sent = client.chain.map((cert) => ({ cert, role: 'chain' as const, file: certFile }));
+    const anchors = trusted.map((cert) => ({ cert, role: 'trust' as const, file: seen.get(cert.fingerprint256) ?? path }));
+    findings.push(...clientPathFindings(clientPath({ cert: client.leaf, role: 'client', file: certFile }, sent, anchors)));
+  }
   if (trusted.length === 0) {
     findings.push({ severity: 'info', code: 'SYSTEM_ROOTS', file: path, message: 'no trust.ca: server certificates are verified against the system (Mozilla) roots', hint: 'list your private root and intermediate CAs in trust.ca to pin trust to them' });
   }

@@ -105,3 +105,66 @@ export function signatureAlgorithmOid(der: Buffer): string | undefined {
   if (!oid || oid === 'truncated' || oid.tag !== OID) return undefined;
   return dottedOid(der.subarray(oid.start, oid.end));
 }
+
+/** One extension of a certificate: its OID (dotted), criticality and extnValue's content. */
+export interface CertificateExtension {
+  oid: string;
+  critical: boolean;
+  value: Buffer;
+}
+
+const BOOLEAN = 0x01;
+/** tbsCertificate's `extensions [3] EXPLICIT`. */
+const EXTENSIONS = 0xa3;
+
+/** The children of the constructed element `parent`, or undefined when one is malformed. */
+function children(der: Buffer, parent: Tlv): Tlv[] | undefined {
+  const out: Tlv[] = [];
+  for (let offset = parent.start; offset < parent.end;) {
+    const child = readTlv(der, offset, parent.end);
+    if (!child || child === 'truncated') return undefined;
+    out.push(child);
+    offset = child.end;
+  }
+  return out;
+}
+
+/**
+ * A certificate's extensions, in order, or undefined when the DER does not have the shape
+ * tbsCertificate { …, extensions [3] EXPLICIT SEQUENCE OF Extension } with
+ * Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }.
+ */
+export function certificateExtensions(der: Buffer): CertificateExtension[] | undefined {
+  const outer = readTlv(der, 0, der.length);
+  if (!outer || outer === 'truncated') return undefined;
+  const tbs = readTlv(der, outer.start, outer.end);
+  if (!tbs || tbs === 'truncated' || tbs.tag !== SEQUENCE) return undefined;
+  const wrapper = children(der, tbs)?.find((c) => c.tag === EXTENSIONS);
+  if (!wrapper) return [];
+  const list = readTlv(der, wrapper.start, wrapper.end);
+  if (!list || list === 'truncated' || list.tag !== SEQUENCE) return undefined;
+  const extensions: CertificateExtension[] = [];
+  for (const extension of children(der, list) ?? []) {
+    const [id, second, third] = children(der, extension) ?? [];
+    if (id?.tag !== OID || !second) return undefined;
+    const critical = second.tag === BOOLEAN && der[second.start] !== 0;
+    const value = second.tag === BOOLEAN ? third : second;
+    if (value?.tag !== OCTET_STRING) return undefined;
+    extensions.push({ oid: dottedOid(der.subarray(id.start, id.end)), critical, value: der.subarray(value.start, value.end) });
+  }
+  return extensions;
+}
+
+/**
+ * The pathLenConstraint of a basicConstraints extension value
+ * (SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLenConstraint INTEGER OPTIONAL }), undefined when absent.
+ */
+export function pathLenConstraint(value: Buffer): number | undefined {
+  const outer = readTlv(value, 0, value.length);
+  if (!outer || outer === 'truncated' || outer.tag !== SEQUENCE) return undefined;
+  const integer = children(value, outer)?.find((c) => c.tag === INTEGER);
+  if (!integer || integer.end - integer.start > 4) return undefined;
+  let n = 0;
+  for (let i = integer.start; i < integer.end; i++) n = n * 256 + (value[i] ?? 0);
+  return n;
+}

@@ -286,11 +286,13 @@ describe('unusable material is thrown with a stable code', () => {
 
 describe('findings', () => {
   it('reorders out-of-order intermediates and warns', async () => {
-    const int2 = await mintCa({ subject: 'CN=Issuing CA 2', issuer: pki.intermediate });
+    // Under an intermediate without pathlen: the test PKI's (pathlen 0) may not have a CA below it.
+    const int1 = await mintCa({ subject: 'CN=Issuing CA 1', issuer: pki.root });
+    const int2 = await mintCa({ subject: 'CN=Issuing CA 2', issuer: int1 });
     const leaf = await mintLeaf({ subject: 'CN=deep-bot', issuer: int2, usage: 'client' });
-    const file = pki.write('shuffled.pem', pki.intermediate.certPem, leaf.certPem, int2.certPem);
+    const file = pki.write('shuffled.pem', int1.certPem, leaf.certPem, int2.certPem);
     const p = await loadProfile(pemProfile('shuffled', file, pki.write('deep.key', leaf.keyPem)));
-    expect(p.client?.chain.map((c) => c.subject)).toEqual([int2.cert.subject, pki.intermediate.cert.subject]);
+    expect(p.client?.chain.map((c) => c.subject)).toEqual([int2.cert.subject, int1.cert.subject]);
     expect(codes(p.findings)).toEqual(['CHAIN_REORDERED']);
   });
 
@@ -307,6 +309,58 @@ describe('findings', () => {
     // The issuer in trust.ca is sent by Node to complete the chain: complete enough.
     const fromTrust = await loadProfile(pemProfile('leaf-trusted-int', pki.files.clientCert, pki.files.clientKey, { trust: { ca: [pki.files.root, pki.files.intermediate] } }));
     expect(codes(fromTrust.findings)).toEqual([]);
+  });
+
+  it('a client chain a server refuses: an unknown critical extension, a CA key under 2048 bits, a broken pathlen', async () => {
+    // Each chain is the one `openssl verify -auth_level 2` (a server at security level 2) refuses.
+    const refusedBy = (chain: string, trust: string): string => {
+      try {
+        execFileSync('openssl', ['verify', '-auth_level', '2', '-CAfile', trust, '-untrusted', chain, chain], { stdio: 'pipe' });
+        return 'OK';
+      } catch (error) {
+        const { stdout, stderr } = error as { stdout?: Buffer; stderr?: Buffer };
+        return `${String(stdout)}${String(stderr)}`;
+      }
+    };
+    const intKey = pki.write('crit-int.key', pki.intermediate.keyPem);
+    const csr = join(pki.dir, 'crit.csr');
+    execFileSync('openssl', ['req', '-new', '-key', pki.files.clientKey, '-subj', '/CN=svcnode-bot-crit', '-out', csr]);
+    const ext = pki.write('crit.ext', 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n1.2.3.4.5.6.7=critical,ASN1:UTF8String:hello\n');
+    const critLeaf = join(pki.dir, 'crit-leaf.pem');
+    execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', pki.files.intermediate, '-CAkey', intKey, '-set_serial', '9', '-days', '365', '-extfile', ext, '-out', critLeaf], { stdio: 'ignore' });
+    const critChain = pki.write('crit-chain.pem', readFileSync(critLeaf, 'utf8'), pki.intermediate.certPem);
+    const weakCa = await mintCa({ subject: 'CN=Weak Issuing CA', issuer: pki.root, key: { type: 'rsa', bits: 1024 } });
+    const byWeak = await mintLeaf({ subject: 'CN=bot-by-weak', issuer: weakCa, usage: 'client' });
+    const weakChain = pki.write('weak-ca-chain.pem', byWeak.certPem, weakCa.certPem);
+    const sub = await mintCa({ subject: 'CN=Sub CA', issuer: pki.intermediate });
+    const bySub = await mintLeaf({ subject: 'CN=bot-by-sub', issuer: sub, usage: 'client' });
+    const subChain = pki.write('pathlen-chain.pem', bySub.certPem, sub.certPem, pki.intermediate.certPem);
+    const weakRoot = await mintCa({ subject: 'CN=Weak Root', key: { type: 'rsa', bits: 1024 } });
+    const strongInt = await mintCa({ subject: 'CN=Strong Issuing CA', issuer: weakRoot });
+    const byWeakRoot = await mintLeaf({ subject: 'CN=bot-by-weak-root', issuer: strongInt, usage: 'client' });
+    const weakRootFile = pki.write('weak-root.pem', weakRoot.certPem);
+    const weakRootChain = pki.write('weak-root-chain.pem', byWeakRoot.certPem, strongInt.certPem);
+    expect(refusedBy(critChain, pki.files.root)).toContain('unhandled critical extension');
+    expect(refusedBy(weakChain, pki.files.root)).toContain('CA certificate key too weak');
+    expect(refusedBy(subChain, pki.files.root)).toContain('path length constraint exceeded');
+    expect(refusedBy(weakRootChain, weakRootFile)).toContain('CA certificate key too weak');
+    expect(refusedBy(pki.files.clientChain, pki.files.root)).toContain('OK');
+
+    // Before: no findings for any of them ("no problems found").
+    const crit = await loadProfile(pemProfile('crit-ext', critChain, pki.files.clientKey));
+    expect(crit.findings).toEqual([expect.objectContaining({ severity: 'warning', code: 'CLIENT_CHAIN_CRITICAL_EXTENSION', file: critChain, role: 'client', subject: 'CN=svcnode-bot-crit' })]);
+    expect(crit.findings[0]?.message).toContain('1.2.3.4.5.6.7');
+    const weak = await loadProfile(pemProfile('weak-ca', weakChain, pki.write('by-weak.key', byWeak.keyPem)));
+    expect(weak.findings).toEqual([expect.objectContaining({ severity: 'warning', code: 'CLIENT_CHAIN_WEAK_CA_KEY', file: weakChain, role: 'chain', subject: 'CN=Weak Issuing CA' })]);
+    expect(weak.findings[0]?.message).toContain('1024-bit RSA key');
+    const pathlen = await loadProfile(pemProfile('pathlen', subChain, pki.write('by-sub.key', bySub.keyPem)));
+    expect(pathlen.findings).toEqual([expect.objectContaining({ severity: 'warning', code: 'CLIENT_CHAIN_PATH_LENGTH', file: subChain, role: 'chain', subject: 'CN=svcnode Test Intermediate, O=svcnode tests' })]);
+    expect(pathlen.findings[0]?.message).toContain('"CN=Sub CA"');
+    // The root that completes the chain is the server's too: found in trust.ca and named with its file.
+    const root = await loadProfile(pemProfile('weak-root', weakRootChain, pki.write('by-weak-root.key', byWeakRoot.keyPem), { trust: { ca: [weakRootFile] } }));
+    expect(root.findings).toEqual([expect.objectContaining({ code: 'CLIENT_CHAIN_WEAK_CA_KEY', file: weakRootFile, role: 'trust', subject: 'CN=Weak Root' })]);
+    // The test PKI's own chain (intermediate with pathlen 0, leaf directly below) stays clean.
+    expect(codes((await loadProfile(pki.profile('clean'))).findings)).toEqual([]);
   });
 
   it('warns when the client certificate lacks the clientAuth EKU', async () => {

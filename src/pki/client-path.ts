@@ -1,0 +1,104 @@
+import type { X509Certificate } from 'node:crypto';
+import { issuedBy, isSelfSigned } from './chain.js';
+import { certificateExtensions, pathLenConstraint } from './der.js';
+import { oneLineName } from './inspect.js';
+import type { CertificateRole, Finding } from './types.js';
+
+/**
+ * What a server's OpenSSL refuses in the client chain it receives, beyond dates and names:
+ * a critical extension it does not know, a CA key below security level 2, a broken pathlen.
+ */
+
+/** One certificate on the client's path, with the file it came from. */
+export interface PathEntry {
+  cert: X509Certificate;
+  role: CertificateRole;
+  file: string;
+}
+
+/** The extensions OpenSSL 3.0 processes (X509_supported_extension); any other marked critical fails verification. */
+const KNOWN_EXTENSIONS: ReadonlySet<string> = new Set([
+  '2.16.840.1.113730.1.1', // nsCertType
+  '2.5.29.15', // keyUsage
+  '2.5.29.17', // subjectAltName
+  '2.5.29.19', // basicConstraints
+  '2.5.29.30', // nameConstraints
+  '2.5.29.31', // cRLDistributionPoints
+  '2.5.29.32', // certificatePolicies
+  '2.5.29.33', // policyMappings
+  '2.5.29.36', // policyConstraints
+  '2.5.29.37', // extKeyUsage
+  '2.5.29.54', // inhibitAnyPolicy
+  '1.3.6.1.5.5.7.1.7', // ipAddrBlocks (RFC 3779)
+  '1.3.6.1.5.5.7.1.8', // autonomousSysIds (RFC 3779)
+  '1.3.6.1.5.5.7.1.14', // proxyCertInfo
+  '1.3.6.1.5.5.7.48.1.5', // OCSP noCheck
+]);
+const BASIC_CONSTRAINTS = '2.5.29.19';
+/** OpenSSL security level 2 (the default of current distributions): RSA and DSA keys need 2048 bits. */
+const MIN_CA_KEY_BITS = 2048;
+
+/**
+ * The path a server verifies: the client certificate, the chain sent with it, then the trust.ca
+ * certificates that carry it to a root (the server holds its own copy of that root).
+ */
+export function clientPath(leaf: PathEntry, chain: readonly PathEntry[], trusted: readonly PathEntry[]): PathEntry[] {
+  const path = [leaf, ...chain];
+  for (let top = path[path.length - 1]; top && !isSelfSigned(top.cert);) {
+    const current: X509Certificate = top.cert;
+    const next = trusted.find((t) => !path.some((p) => p.cert.fingerprint256 === t.cert.fingerprint256) && issuedBy(current, t.cert));
+    if (next) path.push(next);
+    top = next;
+  }
+  return path;
+}
+
+const WHAT: Record<CertificateRole, string> = { client: 'the client certificate', chain: 'the intermediate', trust: 'the trust.ca certificate' };
+
+function about(entry: PathEntry): Pick<Finding, 'file' | 'role' | 'subject'> {
+  return { file: entry.file, role: entry.role, subject: oneLineName(entry.cert.subject) };
+}
+
+/** Findings for every certificate of `path` (leaf first) that a server refuses, each naming its file and subject. */
+export function clientPathFindings(path: readonly PathEntry[]): Finding[] {
+  const findings: Finding[] = [];
+  path.forEach((entry, depth) => {
+    const name = `${WHAT[entry.role]} "${oneLineName(entry.cert.subject)}"`;
+    const extensions = certificateExtensions(entry.cert.raw) ?? [];
+    for (const unknown of extensions.filter((e) => e.critical && !KNOWN_EXTENSIONS.has(e.oid))) {
+      findings.push({
+        severity: 'warning',
+        code: 'CLIENT_CHAIN_CRITICAL_EXTENSION',
+        message: `${name} in ${entry.file} has the critical extension ${unknown.oid}, which OpenSSL does not know: a server refuses the client chain ("unhandled critical extension", alert 46 certificate_unknown)`,
+        hint: `ask the PKI team to reissue "${oneLineName(entry.cert.subject)}" without extension ${unknown.oid}, or with it marked non-critical`,
+        ...about(entry),
+      });
+    }
+    const key = entry.cert.publicKey;
+    const bits = key.asymmetricKeyDetails?.modulusLength;
+    const type = key.asymmetricKeyType;
+    if (depth > 0 && (type === 'rsa' || type === 'rsa-pss' || type === 'dsa') && bits !== undefined && bits < MIN_CA_KEY_BITS) {
+      findings.push({
+        severity: 'warning',
+        code: 'CLIENT_CHAIN_WEAK_CA_KEY',
+        message: `${name} in ${entry.file} has a ${bits}-bit ${type === 'dsa' ? 'DSA' : 'RSA'} key: a server at OpenSSL security level 2 refuses the client chain ("CA certificate key too weak", alert 42 bad_certificate)`,
+        hint: `ask the PKI team for a client certificate issued under a CA with an RSA key of ${MIN_CA_KEY_BITS} bits or more (or an EC key), with that CA's chain`,
+        ...about(entry),
+      });
+    }
+    const constraint = extensions.find((e) => e.oid === BASIC_CONSTRAINTS);
+    const pathLen = constraint ? pathLenConstraint(constraint.value) : undefined;
+    if (pathLen === undefined || depth < 2) return;
+    // RFC 5280 §4.2.1.9: intermediates between it and the leaf, self-issued ones not counted.
+    const below = path.slice(1, depth).filter((p) => p.cert.subject !== p.cert.issuer);
+    if (below.length <= pathLen) return;
+    findings.push({
+      severity: 'warning',
+      code: 'CLIENT_CHAIN_PATH_LENGTH',
+      message: `${name} in ${entry.file} allows ${pathLen} intermediate CA${pathLen === 1 ? '' : 's'} below it (pathlen:${pathLen}), but the client chain has ${below.length} (${below.map((p) => `"${oneLineName(p.cert.subject)}"`).join(', ')}): a server refuses it ("path length constraint exceeded", alert 48 unknown_ca)`,
+      hint: `ask the PKI team to issue the client certificate ${pathLen === 0 ? 'directly from' : `from a CA at most ${pathLen} level${pathLen === 1 ? '' : 's'} below`} "${oneLineName(entry.cert.subject)}", or to reissue that CA with pathlen:${below.length} or more`,
+      ...about(entry),
+    });
+  });
+  return findings;
+}
