@@ -43,6 +43,9 @@ export function formatResult(result: Result): string {
     // The root is never needed from the server; a missing intermediate fails every client that lacks it.
     const missing = tls.serverChain.filter((c) => c.sent === false && c.subject !== c.issuer);
     if (missing.length > 0) lines.push(`${pad}note: the server sends an incomplete chain (without ${missing.map((c) => `"${c.subject}"`).join(', ')}); svcnode completed it from trust.ca, but clients without that certificate fail: its team should send the intermediates with its leaf`);
+    // Node falls back to the CN; clients that require the name in subjectAltName refuse the certificate.
+    const leaf = tls.serverChain[0];
+    if (leaf?.noSubjectAltName) lines.push(`${pad}note: the server certificate "${leaf.subject}" has no subjectAltName: svcnode matched the host name against its CN, but browsers, Go (1.15 and later) and many gateways refuse such a certificate: its team should reissue it with the host name as a subjectAltName`);
     if (tls.clientCertificate) lines.push(`client      ${tls.clientCertificate.subject}`, `${pad}  sha256 ${tls.clientCertificate.fingerprint256}`);
     else lines.push('client      (no client certificate presented)');
     // Every verdict: an `unknown` on a call that went through is the soft-mode warning, and must not read as a clean OK.

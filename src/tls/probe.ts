@@ -20,6 +20,11 @@ export interface ChainEntry {
    * complete the chain). Absent when not checked (worker Results, a node behind a proxy).
    */
   sent?: boolean;
+  /**
+   * Set (true) on a leaf without a subjectAltName extension: Node matched the host name against
+   * its CN, which browsers, Go and many gateways no longer do.
+   */
+  noSubjectAltName?: true;
 }
 
 /** What happened on one TLS connection; attached when the connection is created. */
@@ -123,13 +128,14 @@ export function issuedCertificates(cert: DetailedPeerCertificate | PeerCertifica
 
 /** Walk a detailed peer certificate into chain entries, leaf first. */
 export function chainOf(cert: DetailedPeerCertificate | PeerCertificate | undefined): ChainEntry[] {
-  return peerCertificates(cert).map((x) => ({
+  return peerCertificates(cert).map((x, i) => ({
     subject: formatDn(x.subject),
     issuer: formatDn(x.issuer),
     validFrom: new Date(x.validFrom).toISOString(),
     validTo: new Date(x.validTo).toISOString(),
     fingerprint256: x.fingerprint256,
     serialNumber: x.serialNumber,
+    ...(i === 0 && x.subjectAltName === undefined ? { noSubjectAltName: true as const } : {}),
   }));
 }
 

@@ -220,6 +220,25 @@ describe('the server chain as sent', () => {
     expect(oneResult(r).tls?.serverChain.map((c) => [c.subject, c.sent])).toEqual([[subjects.leaf, true], [subjects.intermediate, false], [subjects.root, false]]);
   });
 
+  it('a server certificate with only a CN (no subjectAltName): ok, with a note that other clients refuse it', async () => {
+    const cnOnly = await mintLeaf({ subject: 'CN=localhost,O=cn only', issuer: pki.intermediate, usage: 'server' });
+    const server = await startMtlsServer({ key: cnOnly.keyPem, cert: cnOnly.certPem + pki.intermediate.certPem, ca: pki.root.certPem });
+    servers.push(server);
+    const node = writeNode('cn-only', get(`https://localhost:${server.port}/`));
+    const r = await dryRun(node);
+    expect(r.code, r.stderr).toBe(EXIT.ok);
+    const result = oneResult(r);
+    expect(result.ok).toBe(true);
+    // Before: ok without a word; Node matched "localhost" against the CN.
+    expect(result.tls?.serverChain.map((c) => c.noSubjectAltName)).toEqual([true, undefined, undefined]);
+    const text = await runCli(['dry-run', node, '--profiles', pki.profilesDir], { env: { SVCNODE_PROFILES: undefined }, timeoutMs: 20_000 });
+    expect(text.code).toBe(EXIT.ok);
+    expect(text.stdout).toContain('note: the server certificate "CN=localhost, O=cn only" has no subjectAltName');
+    expect(text.stdout).toContain('result      OK');
+    const withNames = await marks('san-present', good);
+    expect(withNames.text).not.toContain('subjectAltName');
+  });
+
   it('a failed verification is marked too: the expired server sent its intermediate', async () => {
     const r = await dryRun(writeNode('chain-expired', get(`https://localhost:${expiredServer.port}/`, { tls: { profile: 'with-intermediate' } })));
     expect(r.code).toBe(EXIT.tls);
