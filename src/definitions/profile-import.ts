@@ -8,6 +8,7 @@ import { bundleError } from '../pki/bundle-error.js';
 import { orderChain } from '../pki/chain.js';
 import { dateStatus } from '../pki/inspect.js';
 import { parseMaterial } from '../pki/material.js';
+import { assertOneIdentity } from '../pki/pkcs12.js';
 import { formatDn } from '../tls/identity.js';
 import { loadProfile } from './profiles.js';
 import type { LoadedProfile } from '../pki/types.js';
@@ -90,6 +91,7 @@ export async function importBundle(o: ImportOptions): Promise<ImportResult> {
     throw new InvalidInputError('SVCNODE_USAGE', `invalid profile name "${o.name}"`, { hint: 'use letters, digits, ".", "_" and "-"' });
   }
   const material = parseMaterial(o.payload, STDIN, { passphrase: o.passphrase?.value });
+  if (material.form === 'pkcs12') assertOneIdentity(STDIN, material.keys, material.certificates);
   const { leaf, key } = pickIdentity(material.certificates, material.keys, material.pairedLeaf);
   const { chain } = orderChain(leaf, material.certificates);
   const dir = resolve(o.profilesDir);

@@ -7,6 +7,7 @@ import { clientAuthFinding, dateFindings, tls13KeyFinding } from './findings.js'
 import { oneLineName, weakSignatureDigest } from './inspect.js';
 import { derShape } from './der.js';
 import { parseMaterial, readLimited, readMaterial, type Material } from './material.js';
+import { assertOneIdentity } from './pkcs12.js';
 import type { ClientIdentity, Finding } from './types.js';
 
 /** Loading and checking the client identity of a profile (certificate + key, or PKCS#12). */
@@ -42,6 +43,7 @@ export async function loadClientIdentity(source: ClientSource, passphrase: strin
     if (p12.form !== 'pkcs12') {
       throw bundleError('SVCNODE_INVALID_BUNDLE', p12.file, `"pkcs12" names a ${p12.form} file, not a PKCS#12 bundle`, 'use "client": {"certificate": …, "key": …} for PEM or DER files');
     }
+    assertOneIdentity(p12.file, p12.keys, p12.certificates);
     const k = p12.keys[0];
     if (!k) throw bundleError('SVCNODE_NO_PRIVATE_KEY', p12.file, 'the PKCS#12 file contains no private key', 'export the PKCS#12 file again including the private key');
     if (!p12.pairedLeaf) {

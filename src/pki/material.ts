@@ -221,10 +221,8 @@ function parseDer(bytes: Buffer, file: string, options: ReadMaterialOptions): Ma
       const p12 = readPkcs12(pfxBytes(bytes), options.passphrase, file);
       m.certificates = p12.certificates;
       if (p12.leaf) m.pairedLeaf = p12.leaf;
-      if (p12.key) {
-        if (options.keys === 'ignore') m.ignoredKeys = 1;
-        else m.keys.push(p12.key);
-      }
+      if (options.keys === 'ignore') m.ignoredKeys = p12.keys.length;
+      else m.keys.push(...p12.keys);
       return m;
     }
     case 'pkcs7': {

@@ -13,9 +13,9 @@ import { KdfIterationsRefused, MAX_KDF_ITERATIONS } from './forge-kdf.js';
  */
 
 export interface Pkcs12Contents {
-  /** The private key, if the file holds one. */
-  key: KeyObject | undefined;
-  /** The certificate paired with the key (by localKeyId, else by public key). */
+  /** Every private key, in bag order (a profile takes a file with one; `certs inspect` lists them all). */
+  keys: KeyObject[];
+  /** The certificate paired with the first key (by localKeyId, else by public key). */
   leaf: X509Certificate | undefined;
   /** Every certificate in the file, leaf included, in bag order. */
   certificates: X509Certificate[];
@@ -23,7 +23,7 @@ export interface Pkcs12Contents {
 
 /** The normalised, forge-free form kept in the cache. */
 export interface Normalised {
-  keyPem: string | undefined;
+  keyPems: string[];
   leafIndex: number | undefined;
   certificatesDer: Buffer[];
 }
@@ -65,7 +65,7 @@ export function readPkcs12(bytes: Buffer, passphrase: string | undefined, file: 
   }
   const certificates = normalised.certificatesDer.map((der) => new X509Certificate(der));
   return {
-    key: normalised.keyPem === undefined ? undefined : createPrivateKey(normalised.keyPem),
+    keys: normalised.keyPems.map((pem) => createPrivateKey(pem)),
     leaf: normalised.leafIndex === undefined ? undefined : certificates[normalised.leafIndex],
     certificates,
   };
@@ -218,27 +218,25 @@ export function parseWithForge(bytes: Buffer, passphrase: string | undefined, fi
   if (certificates.some((c) => c.cert.publicKey.asymmetricKeyType === 'rsa-pss')) {
     keys = keys.map((k) => (k.key.asymmetricKeyType === 'rsa' && !certificates.some((c) => c.cert.checkPrivateKey(k.key)) ? { ...k, key: asRsaPss(k.key) } : k));
   }
-  // A profile presents one identity: a file with several must not have one picked for the operator.
-  if (keys.length > 1) {
-    const owners = keys.map((k) => certificates.find((c) => c.cert.checkPrivateKey(k.key))?.cert.subject.replace(/\n/g, ', ') ?? 'no certificate in the file');
-    throw bundleError('SVCNODE_INVALID_BUNDLE', file, `the PKCS#12 file holds ${keys.length} private keys (client identities: ${owners.join('; ')}); a profile uses one`, 'export the identity this profile should use into a file of its own (openssl pkcs12 -export with that key and certificate)');
-  }
-  // Pair by localKeyId first, then by public key; the pairing is always confirmed by the key itself.
-  let pair: { keyIndex: number; certIndex: number } | undefined;
-  for (const [keyIndex, k] of keys.entries()) {
-    const byId = certificates.findIndex((c) => k.localKeyId !== undefined && c.localKeyId === k.localKeyId && c.cert.checkPrivateKey(k.key));
-    const certIndex = byId >= 0 ? byId : certificates.findIndex((c) => c.cert.checkPrivateKey(k.key));
-    if (certIndex >= 0) {
-      pair = { keyIndex, certIndex };
-      break;
-    }
-  }
-  const chosenKey = keys[pair?.keyIndex ?? 0]?.key;
+  // Pair the first key by localKeyId first, then by public key; the pairing is always confirmed by the key itself.
+  const first = keys[0];
+  const byId = certificates.findIndex((c) => first?.localKeyId !== undefined && c.localKeyId === first.localKeyId && c.cert.checkPrivateKey(first.key));
+  const certIndex = !first ? -1 : byId >= 0 ? byId : certificates.findIndex((c) => c.cert.checkPrivateKey(first.key));
   return {
-    keyPem: chosenKey?.export({ format: 'pem', type: 'pkcs8' }).toString(),
-    leafIndex: pair?.certIndex,
+    keyPems: keys.map((k) => k.key.export({ format: 'pem', type: 'pkcs8' }).toString()),
+    leafIndex: certIndex >= 0 ? certIndex : undefined,
     certificatesDer: certificates.map((c) => c.der),
   };
+}
+
+/**
+ * A profile presents one identity: a PKCS#12 file with several must not have one picked for the
+ * operator. Throws, naming each key's certificate, when `keys` holds more than one.
+ */
+export function assertOneIdentity(file: string, keys: readonly KeyObject[], certificates: readonly X509Certificate[]): void {
+  if (keys.length <= 1) return;
+  const owners = keys.map((k) => certificates.find((c) => c.checkPrivateKey(k))?.subject.replace(/\n/g, ', ') ?? 'no certificate in the file');
+  throw bundleError('SVCNODE_INVALID_BUNDLE', file, `the PKCS#12 file holds ${keys.length} private keys (client identities: ${owners.join('; ')}); a profile uses one`, 'export the identity this profile should use into a file of its own (openssl pkcs12 -export with that key and certificate; svcnode certs inspect lists each key with its certificate)');
 }
 
 /** id-RSASSA-PSS (1.2.840.113549.1.1.10) in DER, without parameters: any hash, as the certificate allows. */

@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
+import forge from 'node-forge';
 import type { ProfileDocument } from '../../src/definitions/types.js';
 import { mintCa, mintLeaf, type KeySpec, type MintedCert } from '../../src/pki/mint.js';
 
@@ -117,4 +118,28 @@ export function opensslPkcs12(o: { certFiles: string[]; keyFile: string; out: st
   if (o.extraArgs) args.push(...o.extraArgs);
   execFileSync('openssl', args, { env: { ...process.env, SVCNODE_TEST_P12_PASS: o.passphrase }, stdio: ['ignore', 'ignore', 'pipe'] });
   return o.out;
+}
+
+/**
+ * A PKCS#12 file holding several identities (a key and its certificate each), as a Java keystore
+ * with two PrivateKeyEntry aliases is: the authenticated safes of single-identity files in one
+ * PFX, 3DES, without a MAC (as forge writes it). Returns `out`.
+ */
+export function multiIdentityPkcs12(out: string, identities: readonly MintedCert[], passphrase: string): string {
+  const safesOf = (cert: MintedCert): forge.asn1.Asn1[] => {
+    const pfx = forge.pkcs12.toPkcs12Asn1(forge.pki.privateKeyFromPem(cert.keyPem), [forge.pki.certificateFromPem(cert.certPem)], passphrase, { algorithm: '3des', useMac: false });
+    const authSafe = (((pfx.value as forge.asn1.Asn1[])[1]?.value as forge.asn1.Asn1[])[1]?.value as forge.asn1.Asn1[])[0]?.value as string;
+    return forge.asn1.fromDer(authSafe).value as forge.asn1.Asn1[];
+  };
+  const { Class, Type } = forge.asn1;
+  const safes = forge.asn1.create(Class.UNIVERSAL, Type.SEQUENCE, true, identities.flatMap(safesOf));
+  const pfx = forge.asn1.create(Class.UNIVERSAL, Type.SEQUENCE, true, [
+    forge.asn1.create(Class.UNIVERSAL, Type.INTEGER, false, forge.asn1.integerToDer(3).getBytes()),
+    forge.asn1.create(Class.UNIVERSAL, Type.SEQUENCE, true, [
+      forge.asn1.create(Class.UNIVERSAL, Type.OID, false, forge.asn1.oidToDer(forge.pki.oids.data ?? '').getBytes()),
+      forge.asn1.create(Class.CONTEXT_SPECIFIC, 0, true, [forge.asn1.create(Class.UNIVERSAL, Type.OCTETSTRING, false, forge.asn1.toDer(safes).getBytes())]),
+    ]),
+  ]);
+  writeFileSync(out, Buffer.from(forge.asn1.toDer(pfx).getBytes(), 'binary'));
+  return out;
 }

@@ -7,7 +7,7 @@ import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintLeaf } from '../../src/pki/mint.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
-import { createTestPki, opensslPkcs12, type TestPki } from '../helpers/pki.js';
+import { createTestPki, multiIdentityPkcs12, opensslPkcs12, type TestPki } from '../helpers/pki.js';
 import { assertNoSecrets } from '../helpers/secrets.js';
 
 const PASS = 'cli-Passphrase-42';
@@ -82,6 +82,22 @@ describe('svcnode certs inspect', () => {
     expect(r.stdout).toContain('key       rsa 1024 (below 2048 bits: refused as a client key)');
     expect(r.stdout).toContain('private key: rsa 1024 (below 2048 bits: refused as a client key), matches certificate 1');
     expect(r.stdout).toMatch(/key {7}rsa 2048\n/);
+  });
+
+  it('a PKCS#12 with two identities: every certificate and key listed, to find the one to export (a profile still refuses it)', async () => {
+    const second = await mintLeaf({ subject: 'CN=second-bot', issuer: pki.intermediate, usage: 'client', key: { type: 'rsa', bits: 3072 } });
+    const file = multiIdentityPkcs12(join(pki.dir, 'two.p12'), [pki.client, second], PASS);
+    // Before: exit 2, "holds 2 private keys", and nothing listed.
+    const r = await certs(['inspect', file, '--passphrase-env', 'P12_PASS'], { P12_PASS: PASS });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('certificate 1: CN=svcnode-bot, O=svcnode tests');
+    expect(r.stdout).toContain('certificate 2: CN=second-bot');
+    expect(r.stdout).toContain('private key: rsa 2048, matches certificate 1');
+    expect(r.stdout).toContain('private key: rsa 3072, matches certificate 2');
+    const profile = pki.profile('two-identities', { client: { pkcs12: file, passphrase: { env: 'P12_PASS' } }, trust: { ca: [pki.files.root] } });
+    const v = await certs(['verify', profile, '--json'], { P12_PASS: PASS });
+    expect(v.code).toBe(2);
+    expect(json<{ findings: { code: string; message: string }[] }>(v).findings).toEqual([expect.objectContaining({ code: 'INVALID_BUNDLE', message: expect.stringContaining('holds 2 private keys (client identities: CN=svcnode-bot, O=svcnode tests; CN=second-bot)') as unknown })]);
   });
 
   it('exits 2 naming the file and code for a wrong passphrase or corrupt file, still listing the good files', async () => {

@@ -1,9 +1,10 @@
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadProfile } from '../../src/definitions/profiles.js';
 import { runCli } from '../helpers/cli.js';
-import { createTestPki, opensslPkcs12, type TestPki } from '../helpers/pki.js';
+import { mintLeaf } from '../../src/pki/mint.js';
+import { createTestPki, multiIdentityPkcs12, opensslPkcs12, type TestPki } from '../helpers/pki.js';
 import { assertNoSecrets } from '../helpers/secrets.js';
 
 describe('svcnode certs import (base64 payload on stdin)', () => {
@@ -61,6 +62,16 @@ describe('svcnode certs import (base64 payload on stdin)', () => {
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toContain('SVCNODE_BAD_PASSPHRASE');
     assertNoSecrets(wrong.stdout + wrong.stderr, [passphrase]);
+  });
+
+  it('refuses a PKCS#12 payload with two identities, naming both, and writes nothing', async () => {
+    const second = await mintLeaf({ subject: 'CN=second-bot', issuer: pki.intermediate, usage: 'client' });
+    const file = multiIdentityPkcs12(join(pki.dir, 'two.p12'), [pki.client, second], passphrase);
+    const profiles = join(pki.dir, 'two-imported');
+    const r = await runCli(['certs', 'import', '--name', 'two', '--profiles', profiles, '--passphrase-env', 'P'], { input: readFileSync(file).toString('base64'), env: { P: passphrase } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('<stdin>: the PKCS#12 file holds 2 private keys (client identities: CN=svcnode-bot, O=svcnode tests; CN=second-bot)');
+    expect(existsSync(join(profiles, 'two.json'))).toBe(false);
   });
 
   it('accepts unambiguous wrappers: a data: URL, a JSON string, a JSON string with \\n escapes', async () => {

@@ -5,11 +5,12 @@ import { join } from 'node:path';
 import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SvcnodeError } from '../../src/errors.js';
+import { loadProfile } from '../../src/definitions/profiles.js';
 import { readMaterial } from '../../src/pki/material.js';
 import { MAX_KDF_ITERATIONS } from '../../src/pki/forge-kdf.js';
 import { mintLeaf } from '../../src/pki/mint.js';
 import { clearPkcs12Cache, parseWithForge, pkcs12ForgeParseCount } from '../../src/pki/pkcs12.js';
-import { createTestPki, opensslPkcs12, type MintedCert, type TestPki } from '../helpers/pki.js';
+import { createTestPki, multiIdentityPkcs12, opensslPkcs12, type MintedCert, type TestPki } from '../helpers/pki.js';
 
 const PASS = 'corr3ct horse';
 
@@ -283,27 +284,16 @@ describe('PKCS#12', () => {
     expect(m.pairedLeaf?.checkPrivateKey(m.keys[0]!)).toBe(true);
   });
 
-  it('a file with two identities (two keys, two certificates) is refused naming both, not read as one', async () => {
+  it('a file with two identities (two keys, two certificates): both read, for certs inspect; a profile refuses it naming both', async () => {
     const second = await mintLeaf({ subject: 'CN=second-bot', issuer: pki.intermediate, usage: 'client' });
-    // The authenticated safes of two single-identity files in one PFX (without a MAC, as forge writes it).
-    const safesOf = (cert: MintedCert): forge.asn1.Asn1[] => {
-      const pfx = forge.pkcs12.toPkcs12Asn1(forge.pki.privateKeyFromPem(cert.keyPem), [forge.pki.certificateFromPem(cert.certPem)], PASS, { algorithm: '3des', useMac: false });
-      const authSafe = (((pfx.value as forge.asn1.Asn1[])[1]?.value as forge.asn1.Asn1[])[1]?.value as forge.asn1.Asn1[])[0]?.value as string;
-      return forge.asn1.fromDer(authSafe).value as forge.asn1.Asn1[];
-    };
-    const { Class, Type } = forge.asn1;
-    const safes = forge.asn1.create(Class.UNIVERSAL, Type.SEQUENCE, true, [...safesOf(pki.client), ...safesOf(second)]);
-    const pfx = forge.asn1.create(Class.UNIVERSAL, Type.SEQUENCE, true, [
-      forge.asn1.create(Class.UNIVERSAL, Type.INTEGER, false, forge.asn1.integerToDer(3).getBytes()),
-      forge.asn1.create(Class.UNIVERSAL, Type.SEQUENCE, true, [
-        forge.asn1.create(Class.UNIVERSAL, Type.OID, false, forge.asn1.oidToDer(forge.pki.oids.data ?? '').getBytes()),
-        forge.asn1.create(Class.CONTEXT_SPECIFIC, 0, true, [forge.asn1.create(Class.UNIVERSAL, Type.OCTETSTRING, false, forge.asn1.toDer(safes).getBytes())]),
-      ]),
-    ]);
-    const file = join(pki.dir, 'two-identities.p12');
-    writeFileSync(file, Buffer.from(forge.asn1.toDer(pfx).getBytes(), 'binary'));
-    const error = await readMaterial(file, { passphrase: PASS }).then(() => undefined, (e: unknown) => e as SvcnodeError);
-    expect(error).toMatchObject({ code: 'SVCNODE_INVALID_BUNDLE' });
+    const file = multiIdentityPkcs12(join(pki.dir, 'two-identities.p12'), [pki.client, second], PASS);
+    // Before: readMaterial refused the file, so certs inspect could not show which identity to export.
+    const m = await readMaterial(file, { passphrase: PASS });
+    expect(m.certificates.map((c) => c.subject)).toEqual([pki.client.cert.subject, second.cert.subject]);
+    expect(m.keys.map((k) => [pki.client.cert, second.cert].findIndex((c) => c.checkPrivateKey(k)))).toEqual([0, 1]);
+    const profile = pki.profile('two-identities', { client: { pkcs12: file, passphrase: { env: 'TWO_PASS' } }, trust: { ca: [pki.files.root] } });
+    const error = await loadProfile(profile, { env: { TWO_PASS: PASS } }).then(() => undefined, (e: unknown) => e as SvcnodeError);
+    expect(error).toMatchObject({ code: 'SVCNODE_INVALID_BUNDLE', file });
     expect(error?.message).toContain('holds 2 private keys (client identities: CN=svcnode-bot, O=svcnode tests; CN=second-bot)');
   });
 
