@@ -1,5 +1,6 @@
 import { createHmac, createPrivateKey, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
+import { basename } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { BundleError, errorMessage, type ErrorCode } from '../errors.js';
 import { bundleError, PASSPHRASE_HINT } from './bundle-error.js';
@@ -85,13 +86,41 @@ const ALGORITHM_NAMES: Readonly<Record<string, string>> = {
   '2.16.840.1.101.3.4.2.10': 'a sha3-512 MAC',
 };
 
-/** "camellia-256-cbc" (or "the algorithm OID …") when forge refused the file's algorithm, not its bytes or passphrase. */
-function unsupportedAlgorithm(error: unknown): string | undefined {
+/**
+ * PKCS#12 encryptions OpenSSL 3 reads only with -legacy and forge not at all (RFC 7292 appendix C):
+ * re-encrypting the file with AES-256 makes it readable.
+ */
+const LEGACY_CIPHERS: Readonly<Record<string, string>> = {
+  '1.2.840.113549.1.12.1.1': 'RC4-128 (pbeWithSHAAnd128BitRC4)',
+  '1.2.840.113549.1.12.1.2': 'RC4-40 (pbeWithSHAAnd40BitRC4)',
+  '1.2.840.113549.1.12.1.4': '2-key 3DES (pbeWithSHAAnd2-KeyTripleDES-CBC)',
+  '1.2.840.113549.1.12.1.5': 'RC2-128 (pbeWithSHAAnd128BitRC2-CBC)',
+};
+
+/** secretBag: a Java keystore's SecretKeyEntry (a symmetric key), which is neither a certificate nor a private key. */
+const SECRET_BAG = '1.2.840.113549.1.12.10.1.5';
+
+/** The OID forge names when it refused the file's algorithm or bag type, not its bytes or passphrase. */
+function unsupportedOid(error: unknown): string | undefined {
   const message = errorMessage(error);
   if (!/unsupported/i.test(message)) return undefined;
   const oid = (error as { oid?: unknown }).oid ?? /algorithm: ([\d.]+)/.exec(message)?.[1];
-  if (typeof oid !== 'string') return undefined;
-  return Object.hasOwn(ALGORITHM_NAMES, oid) ? ALGORITHM_NAMES[oid] : `the algorithm OID ${oid}`;
+  return typeof oid === 'string' ? oid : undefined;
+}
+
+/** What forge cannot read, said so that the installer can act on it. */
+function unsupportedContent(oid: string, file: string, cause: unknown): Error {
+  const name = basename(file);
+  const stem = name.replace(/\.(p12|pfx)$/i, '');
+  if (oid === SECRET_BAG) {
+    return bundleError('SVCNODE_INVALID_BUNDLE', file, 'the PKCS#12 file holds a secret-key entry (a Java SecretKeyEntry: a symmetric key, not a certificate or private key), which svcnode cannot read', `export the store without it: keytool -importkeystore -srckeystore ${name} -destkeystore ${stem}-client.p12 -deststoretype PKCS12 -srcalias ALIAS, with ALIAS the PrivateKeyEntry that keytool -list -keystore ${name} shows, then use ${stem}-client.p12`, cause);
+  }
+  const cipher = LEGACY_CIPHERS[oid];
+  if (cipher) {
+    return bundleError('SVCNODE_INVALID_BUNDLE', file, `the PKCS#12 file is encrypted with ${cipher}, which svcnode cannot read (AES, 3-key 3DES and RC2-40 are supported)`, `re-encrypt it with AES-256: openssl pkcs12 -legacy -in ${name} -nodes -out ${stem}.pem, then openssl pkcs12 -export -in ${stem}.pem -keypbe AES-256-CBC -certpbe AES-256-CBC -macalg sha256 -out ${stem}-aes.p12, and delete ${stem}.pem (it holds the key unencrypted)`, cause);
+  }
+  const algorithm = Object.hasOwn(ALGORITHM_NAMES, oid) ? ALGORITHM_NAMES[oid] : `the algorithm OID ${oid}`;
+  return bundleError('SVCNODE_INVALID_BUNDLE', file, `the PKCS#12 file uses ${algorithm}, which svcnode cannot read (AES, 3-key 3DES and RC2-40 encryption with SHA-1/SHA-2 MACs are supported)`, 're-export it: openssl pkcs12 -export -keypbe AES-256-CBC -certpbe AES-256-CBC -macalg sha256 …, or convert it to PEM', cause);
 }
 
 function isPasswordFailure(error: unknown): boolean {
@@ -182,10 +211,8 @@ export function parseWithForge(bytes: Buffer, passphrase: string | undefined, fi
     if (cause instanceof KdfIterationsRefused) {
       throw bundleError('SVCNODE_INVALID_BUNDLE', file, `the PKCS#12 file asks for ${cause.iterations} key-derivation iterations, more than the ${MAX_KDF_ITERATIONS} svcnode accepts (deriving them would block the worker)`, 're-export it with a usual count (openssl pkcs12 -export -iter 10000 …) or convert it to PEM', cause);
     }
-    const unsupported = unsupportedAlgorithm(cause);
-    if (unsupported) {
-      throw bundleError('SVCNODE_INVALID_BUNDLE', file, `the PKCS#12 file uses ${unsupported}, which svcnode cannot read (AES, 3DES and RC2 encryption with SHA-1/SHA-2 MACs are supported)`, 're-export it: openssl pkcs12 -export -keypbe AES-256-CBC -certpbe AES-256-CBC -macalg sha256 …, or convert it to PEM', cause);
-    }
+    const unsupported = unsupportedOid(cause);
+    if (unsupported) throw unsupportedContent(unsupported, file, cause);
     if (isPasswordFailure(cause) || withoutMac) throw wrongPassphrase(cause);
     throw corrupt(file, cause);
   }

@@ -125,19 +125,26 @@ export function opensslPkcs12(o: { certFiles: string[]; keyFile: string; out: st
  * with two PrivateKeyEntry aliases is: the authenticated safes of single-identity files in one
  * PFX, 3DES, without a MAC (as forge writes it). Returns `out`.
  */
-export function multiIdentityPkcs12(out: string, identities: readonly MintedCert[], passphrase: string): string {
+export function multiIdentityPkcs12(out: string, identities: readonly MintedCert[], passphrase: string, o: { secretKey?: boolean } = {}): string {
   const safesOf = (cert: MintedCert): forge.asn1.Asn1[] => {
     const pfx = forge.pkcs12.toPkcs12Asn1(forge.pki.privateKeyFromPem(cert.keyPem), [forge.pki.certificateFromPem(cert.certPem)], passphrase, { algorithm: '3des', useMac: false });
     const authSafe = (((pfx.value as forge.asn1.Asn1[])[1]?.value as forge.asn1.Asn1[])[1]?.value as forge.asn1.Asn1[])[0]?.value as string;
     return forge.asn1.fromDer(authSafe).value as forge.asn1.Asn1[];
   };
   const { Class, Type } = forge.asn1;
-  const safes = forge.asn1.create(Class.UNIVERSAL, Type.SEQUENCE, true, identities.flatMap(safesOf));
+  const oid = (dotted: string): forge.asn1.Asn1 => forge.asn1.create(Class.UNIVERSAL, Type.OID, false, forge.asn1.oidToDer(dotted).getBytes());
+  const explicit = (inner: forge.asn1.Asn1): forge.asn1.Asn1 => forge.asn1.create(Class.CONTEXT_SPECIFIC, 0, true, [inner]);
+  const octets = (bytes: string): forge.asn1.Asn1 => forge.asn1.create(Class.UNIVERSAL, Type.OCTETSTRING, false, bytes);
+  const seq = (items: forge.asn1.Asn1[]): forge.asn1.Asn1 => forge.asn1.create(Class.UNIVERSAL, Type.SEQUENCE, true, items);
+  // With `secretKey`: a Java SecretKeyEntry too, a secretBag (1.2.840.113549.1.12.10.1.5) holding 16 bytes as an AES key.
+  const secretBag = seq([oid('1.2.840.113549.1.12.10.1.5'), explicit(seq([oid('2.16.840.1.101.3.4.1'), explicit(octets('k'.repeat(16)))]))]);
+  const secretSafe = seq([oid(forge.pki.oids.data ?? ''), explicit(octets(forge.asn1.toDer(seq([secretBag])).getBytes()))]);
+  const safes = seq([...identities.flatMap(safesOf), ...(o.secretKey ? [secretSafe] : [])]);
   const pfx = forge.asn1.create(Class.UNIVERSAL, Type.SEQUENCE, true, [
     forge.asn1.create(Class.UNIVERSAL, Type.INTEGER, false, forge.asn1.integerToDer(3).getBytes()),
     forge.asn1.create(Class.UNIVERSAL, Type.SEQUENCE, true, [
-      forge.asn1.create(Class.UNIVERSAL, Type.OID, false, forge.asn1.oidToDer(forge.pki.oids.data ?? '').getBytes()),
-      forge.asn1.create(Class.CONTEXT_SPECIFIC, 0, true, [forge.asn1.create(Class.UNIVERSAL, Type.OCTETSTRING, false, forge.asn1.toDer(safes).getBytes())]),
+      oid(forge.pki.oids.data ?? ''),
+      explicit(octets(forge.asn1.toDer(safes).getBytes())),
     ]),
   ]);
   writeFileSync(out, Buffer.from(forge.asn1.toDer(pfx).getBytes(), 'binary'));

@@ -298,6 +298,32 @@ describe('PKCS#12', () => {
   });
 
   it.each([
+    ['RC2-128', 'PBE-SHA1-RC2-128', 'RC2-128 (pbeWithSHAAnd128BitRC2-CBC)'],
+    ['2-key 3DES', 'PBE-SHA1-2DES', '2-key 3DES (pbeWithSHAAnd2-KeyTripleDES-CBC)'],
+    ['RC4-128', 'PBE-SHA1-RC4-128', 'RC4-128 (pbeWithSHAAnd128BitRC4)'],
+    ['RC4-40', 'PBE-SHA1-RC4-40', 'RC4-40 (pbeWithSHAAnd40BitRC4)'],
+  ])('a file encrypted with %s names the cipher and the openssl commands that re-encrypt it with AES-256', async (_label, pbe, named) => {
+    const certFile = pki.write('legacy-cipher.crt', pki.client.certPem);
+    const keyFile = pki.write('legacy-cipher.key', pki.client.keyPem);
+    const file = opensslPkcs12({ certFiles: [certFile], keyFile, out: join(pki.dir, `${pbe}.p12`), passphrase: PASS, legacy: true, extraArgs: ['-keypbe', pbe, '-certpbe', pbe] });
+    const error = await readMaterial(file, { passphrase: PASS }).then(() => undefined, (e: unknown) => e as SvcnodeError);
+    // Before: "uses the algorithm OID 1.2.840.113549.1.12.1.x, which svcnode cannot read (AES, 3DES and RC2 … are supported)".
+    expect(error).toMatchObject({ code: 'SVCNODE_INVALID_BUNDLE', file });
+    expect(error?.message).toContain(`is encrypted with ${named}, which svcnode cannot read`);
+    expect(error?.hint).toContain(`openssl pkcs12 -legacy -in ${pbe}.p12 -nodes -out ${pbe}.pem, then openssl pkcs12 -export -in ${pbe}.pem -keypbe AES-256-CBC -certpbe AES-256-CBC`);
+    expect(`${error?.message ?? ''}${error?.hint ?? ''}`).not.toContain(PASS);
+  });
+
+  it('a file with a Java secret-key entry (secretBag) is named as such, with the keytool command that exports the store without it', async () => {
+    const file = multiIdentityPkcs12(join(pki.dir, 'with-secret.pfx'), [pki.client], PASS, { secretKey: true });
+    const error = await readMaterial(file, { passphrase: PASS }).then(() => undefined, (e: unknown) => e as SvcnodeError);
+    // Before: "uses the algorithm OID 1.2.840.113549.1.12.10.1.5, which svcnode cannot read".
+    expect(error).toMatchObject({ code: 'SVCNODE_INVALID_BUNDLE', file });
+    expect(error?.message).toContain('holds a secret-key entry (a Java SecretKeyEntry: a symmetric key, not a certificate or private key)');
+    expect(error?.hint).toContain('keytool -importkeystore -srckeystore with-secret.pfx -destkeystore with-secret-client.p12 -deststoretype PKCS12 -srcalias ALIAS');
+  });
+
+  it.each([
     ['camellia-256-cbc encryption', ['-keypbe', 'camellia-256-cbc', '-certpbe', 'camellia-256-cbc'], 'camellia-256-cbc'],
     ['a sha3-256 MAC', ['-macalg', 'sha3-256'], 'a sha3-256 MAC'],
   ])('a file with %s (OpenSSL reads it, forge does not) names the algorithm, not "corrupt"', async (_label, extraArgs, named) => {
