@@ -4,7 +4,7 @@ import { InvalidInputError, SvcnodeError } from '../errors.js';
 import { EXIT } from '../failures/categories.js';
 import { describeCertificate, describeKey, type CertificateDescription, type KeyDescription } from '../pki/inspect.js';
 import { findRevoked } from '../pki/crl.js';
-import { readMaterial, type MaterialForm } from '../pki/material.js';
+import { ARGUMENT_FILE_HINTS, readMaterial, type MaterialForm } from '../pki/material.js';
 import { profileCertificates } from '../pki/certificates.js';
 import { readPassphraseFile } from '../pki/passphrase.js';
 import { signsTls13 } from '../tls/sigalgs.js';
@@ -52,7 +52,7 @@ async function passphraseFrom(io: CliIo, o: { passphraseEnv?: string; passphrase
 }
 
 async function inspectFile(file: string, passphrase: string | undefined, now: Date): Promise<InspectedFile> {
-  const m = await readMaterial(resolve(file), { passphrase });
+  const m = await readMaterial(resolve(file), { passphrase, hints: ARGUMENT_FILE_HINTS });
   const certificates = m.certificates.map((c) => describeCertificate(c, now));
   const keys = m.keys.map((k) => {
     const key = describeKey(k);

@@ -35,6 +35,8 @@ export interface Material {
 
 export interface ReadMaterialOptions {
   passphrase?: string | undefined;
+  /** What to do when the file cannot be read. @defaultValue PROFILE_FILE_HINTS */
+  hints?: FileHints;
   /** `ignore`: count keys without decrypting them (certificate and trust files). @defaultValue 'decrypt' */
   keys?: 'decrypt' | 'ignore';
   /** @defaultValue MATERIAL_DEFAULTS.maxBytes */
@@ -59,22 +61,46 @@ const PEM_BEGIN = /-----BEGIN [A-Z0-9 #]+-----/g;
 const UTF16_BEGIN = Buffer.from('-----BEGIN ', 'utf16le');
 const UTF16BE_BEGIN = Buffer.from(UTF16_BEGIN).swap16();
 
-/** Read a file with a size limit; errors name the file and say what to check. */
-export async function readLimited(file: string, maxBytes: number = MATERIAL_DEFAULTS.maxBytes): Promise<Buffer> {
+/** What a read error says to do, by the caller: a profile's files, a command-line argument, a passphrase file. */
+export interface FileHints {
+  /** What the file should hold, for the size limit ("certificate material"). */
+  what: string;
+  /** The path is not a regular file (a FIFO, a directory, a device) or is too large. */
+  notAFile: string;
+  /** The path cannot be opened. */
+  missing: string;
+}
+
+/** The files a profile names. */
+export const PROFILE_FILE_HINTS: FileHints = {
+  what: 'certificate material',
+  notAFile: 'point the profile at the certificate, key or PKCS#12 file itself',
+  missing: 'check the path and its permissions; paths in a profile resolve against the profile file',
+};
+
+/** Files named on the command line (`certs inspect FILE…`). */
+export const ARGUMENT_FILE_HINTS: FileHints = {
+  what: 'certificate material',
+  notAFile: 'name the certificate, key or PKCS#12 file itself',
+  missing: 'check the path and its permissions (a relative path resolves against the current directory)',
+};
+
+/** Read a file with a size limit; errors name the file and say what to check (`hints`). */
+export async function readLimited(file: string, maxBytes: number = MATERIAL_DEFAULTS.maxBytes, hints: FileHints = PROFILE_FILE_HINTS): Promise<Buffer> {
   let handle;
   try {
     // Before opening: opening a FIFO blocks a thread of libuv's small pool until something writes to it.
     const why = fileProblem(await stat(file));
-    if (why) throw bundleError('SVCNODE_FILE_NOT_FOUND', file, why, 'point the profile at the certificate, key or PKCS#12 file itself');
+    if (why) throw bundleError('SVCNODE_FILE_NOT_FOUND', file, why, hints.notAFile);
     handle = await open(file, 'r');
   } catch (cause) {
     if (cause instanceof BundleError) throw cause;
-    throw bundleError('SVCNODE_FILE_NOT_FOUND', file, 'cannot read file', 'check the path and its permissions; paths in a profile resolve against the profile file', cause);
+    throw bundleError('SVCNODE_FILE_NOT_FOUND', file, 'cannot read file', hints.missing, cause);
   }
   try {
     const { size } = await handle.stat();
     if (size > maxBytes) {
-      throw bundleError('SVCNODE_BUNDLE_TOO_LARGE', file, `file is ${size} bytes, more than the ${maxBytes} bytes allowed for certificate material`, 'point the profile at the certificate, key or PKCS#12 file itself');
+      throw bundleError('SVCNODE_BUNDLE_TOO_LARGE', file, `file is ${size} bytes, more than the ${maxBytes} bytes allowed for ${hints.what}`, hints.notAFile);
     }
     const bytes = Buffer.alloc(size);
     const { bytesRead } = await handle.read(bytes, 0, size, 0);
@@ -89,7 +115,7 @@ export async function readLimited(file: string, maxBytes: number = MATERIAL_DEFA
 
 /** Read and parse one bundle file. */
 export async function readMaterial(file: string, options: ReadMaterialOptions = {}): Promise<Material> {
-  const bytes = await readLimited(file, options.maxBytes);
+  const bytes = await readLimited(file, options.maxBytes, options.hints);
   // A PKCS#12 file is parsed on a worker thread first; parseMaterial then finds it cached.
   if (derShape(bytes) === 'pkcs12') await preparePkcs12(pfxBytes(bytes), options.passphrase, file);
   return parseMaterial(bytes, file, options);

@@ -1,9 +1,23 @@
 import { dirname, resolve } from 'node:path';
 import type { PassphraseSource } from './types.js';
 import { bundleError } from './bundle-error.js';
-import { readLimited } from './material.js';
+import { readLimited, type FileHints } from './material.js';
 
 const MAX_PASSPHRASE_FILE_BYTES = 64 * 1024;
+
+/** A profile's passphrase.file: not a certificate file, so its own hints. */
+const PASSPHRASE_FILE_HINTS: FileHints = {
+  what: 'a passphrase file',
+  notAFile: 'point passphrase.file at a regular file that holds only the passphrase, or pass the passphrase in an environment variable ({"env": NAME})',
+  missing: 'check the path and its permissions; passphrase.file resolves against the profile file',
+};
+
+/** A passphrase file named on the command line (`--passphrase-file`). */
+export const PASSPHRASE_ARGUMENT_HINTS: FileHints = {
+  what: 'a passphrase file',
+  notAFile: 'pass --passphrase-file a regular file that holds only the passphrase, or use --passphrase-env NAME',
+  missing: 'check the path and its permissions (a relative path resolves against the current directory)',
+};
 
 /**
  * Resolve a passphrase source: `{"env": NAME}` from the injected environment, or `{"file": PATH}`
@@ -18,7 +32,7 @@ export async function resolvePassphrase(source: PassphraseSource | undefined, pr
     }
     return value;
   }
-  return readPassphraseFile(resolve(dirname(profileFile), source.file));
+  return readPassphraseFile(resolve(dirname(profileFile), source.file), PASSPHRASE_FILE_HINTS);
 }
 
 /**
@@ -26,8 +40,8 @@ export async function resolvePassphrase(source: PassphraseSource | undefined, pr
  * byte-order mark Windows editors write first (UTF-8, or UTF-16 as Notepad's "Unicode"): the
  * mark is invisible and never part of a passphrase.
  */
-export async function readPassphraseFile(file: string): Promise<string> {
-  const bytes = await readLimited(file, MAX_PASSPHRASE_FILE_BYTES);
+export async function readPassphraseFile(file: string, hints: FileHints = PASSPHRASE_ARGUMENT_HINTS): Promise<string> {
+  const bytes = await readLimited(file, MAX_PASSPHRASE_FILE_BYTES, hints);
   return decodedText(bytes).replace(/\r?\n$/, '');
 }
 

@@ -100,6 +100,15 @@ describe('svcnode certs inspect', () => {
     expect(json<{ findings: { code: string; message: string }[] }>(v).findings).toEqual([expect.objectContaining({ code: 'INVALID_BUNDLE', message: expect.stringContaining('holds 2 private keys (client identities: CN=svcnode-bot, O=svcnode tests; CN=second-bot)') as unknown })]);
   });
 
+  it('a missing file: a hint about the path, not about profiles (inspect reads no profile)', async () => {
+    const r = await certs(['inspect', 'no-such-file.pem']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`error [SVCNODE_FILE_NOT_FOUND]: ${join(pki.dir, 'no-such-file.pem')}: cannot read file`);
+    // Before: "check the path and its permissions; paths in a profile resolve against the profile file".
+    expect(r.stderr).toContain('hint: check the path and its permissions (a relative path resolves against the current directory)');
+    expect(r.stderr).not.toContain('profile');
+  });
+
   it('exits 2 naming the file and code for a wrong passphrase or corrupt file, still listing the good files', async () => {
     const key = pki.write('inspect-enc2.key', pki.client.key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASS }) as string);
     const corrupt = pki.write('corrupt.pem', pki.root.certPem.slice(0, 200));

@@ -106,6 +106,19 @@ describe('certs verify', () => {
     expectRefused(await runCli(['certs', 'verify', profile], { timeoutMs: HANG_MS }), 'is a named pipe (FIFO), not a regular file');
   });
 
+  it('a passphrase file that is a FIFO: a hint of its own, not the one for certificate files', async () => {
+    const pass = fifo(join(pki.dir, 'pass-fifo'));
+    const profile = pki.profile('pass-fifo', { client: { certificate: pki.files.clientChain, key: pki.files.clientKey, passphrase: { file: pass } }, trust: { ca: [pki.files.root] } });
+    const r = await runCli(['certs', 'verify', profile, '--json'], { timeoutMs: HANG_MS });
+    expectRefused(r, 'is a named pipe (FIFO), not a regular file');
+    // Before: "point the profile at the certificate, key or PKCS#12 file itself".
+    const [finding] = (JSON.parse(r.stdout) as { findings: { code: string; file: string; hint: string }[] }).findings;
+    expect(finding).toMatchObject({ code: 'FILE_NOT_FOUND', file: pass });
+    expect(finding?.hint).toContain('point passphrase.file at a regular file that holds only the passphrase');
+    const inspect = await runCli(['certs', 'inspect', pki.files.clientKey, '--passphrase-file', pass], { timeoutMs: HANG_MS });
+    expectRefused(inspect, 'hint: pass --passphrase-file a regular file that holds only the passphrase, or use --passphrase-env NAME');
+  });
+
   it('a trust.crl path that is a FIFO', async () => {
     const crl = fifo(join(pki.dir, 'crl-fifo.pem'));
     const profile = pki.profile('crl-fifo', { client: { certificate: pki.files.clientChain, key: pki.files.clientKey }, trust: { ca: [pki.files.root], crl: [crl] } });
