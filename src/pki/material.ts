@@ -57,6 +57,8 @@ const KEY_LABELS = new Set(['PRIVATE KEY', 'ENCRYPTED PRIVATE KEY', 'RSA PRIVATE
 // Spaces after a BEGIN line (and at line ends) are what e-mail and web consoles leave; OpenSSL reads them.
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 #]+)-----[ \t]*\r?\n([\s\S]*?)-----END ([A-Z0-9 #]+)-----/g;
 const PEM_BEGIN = /-----BEGIN [A-Z0-9 #]+-----/g;
+/** A BEGIN line followed by a backslash and "n" rather than a line break. */
+const LITERAL_NEWLINE_BEGIN = /-----BEGIN [A-Z0-9 #]+-----(?:\\r)?\\n/;
 /** "-----BEGIN " in UTF-16 (little-endian; the big-endian form is its byte swap): Notepad's "Unicode" encoding. */
 const UTF16_BEGIN = Buffer.from('-----BEGIN ', 'utf16le');
 const UTF16BE_BEGIN = Buffer.from(UTF16_BEGIN).swap16();
@@ -191,8 +193,10 @@ function cleanBlock(label: string, body: string): string {
   return `-----BEGIN ${label}-----\n${body.split(/\r?\n/).map((line) => line.trimEnd()).join('\n')}-----END ${label}-----\n`;
 }
 
-function parsePem(bytes: Buffer, file: string, options: ReadMaterialOptions, text: string): Material {
+function parsePem(bytes: Buffer, file: string, options: ReadMaterialOptions, original: string): Material {
   const material: Material = { file, bytes, form: 'pem', certificates: [], keys: [], ignoredKeys: 0 };
+  // Lines ended by CR alone (classic Mac OS, some web consoles' downloads) read as ended by LF.
+  const text = original.includes('\n') ? original : original.replace(/\r/g, '\n');
   const begins = text.match(PEM_BEGIN)?.length ?? 0;
   let blocks = 0;
   for (const match of text.matchAll(PEM_BLOCK)) {
@@ -218,6 +222,10 @@ function parsePem(bytes: Buffer, file: string, options: ReadMaterialOptions, tex
     }
   }
   if (blocks !== begins) {
+    // A PEM copied out of a JSON string: "\n" escapes where its line breaks belong.
+    if (LITERAL_NEWLINE_BEGIN.test(text)) {
+      throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'the PEM text has literal "\\n" escapes instead of line breaks (as copied from a JSON string)', 'save it with real line breaks (jq -r prints a JSON string that way, or replace each \\n in an editor), then use that file');
+    }
     throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'a PEM block has no matching END line (truncated file?)', 'get an intact copy of the file; each -----BEGIN line needs its -----END line');
   }
   return material;

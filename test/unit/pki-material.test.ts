@@ -134,6 +134,29 @@ describe('files that are not PEM, DER or PKCS#12', () => {
   });
 });
 
+describe('PEM line endings', () => {
+  it('reads a PEM chain and key whose lines end with CR alone (before: "a PEM block has no matching END line")', async () => {
+    const chain = pki.write('cr-only.pem', pki.client.certPem, pki.intermediate.certPem);
+    writeFileSync(chain, readFileSync(chain, 'latin1').replace(/\n/g, '\r'), 'latin1');
+    const key = pki.write('cr-only.key', pki.client.keyPem);
+    writeFileSync(key, readFileSync(key, 'latin1').replace(/\n/g, '\r'), 'latin1');
+    const m = await readMaterial(chain);
+    expect(m.certificates.map((c) => c.fingerprint256)).toEqual([pki.client.cert.fingerprint256, pki.intermediate.cert.fingerprint256]);
+    const k = await readMaterial(key);
+    expect(pki.client.cert.checkPrivateKey(k.keys[0]!)).toBe(true);
+  });
+
+  it('a PEM saved with literal \\n escapes (copied from a JSON string) is named as such, with what to do', async () => {
+    const file = pki.write('escaped.pem', JSON.stringify(pki.client.certPem + pki.client.keyPem));
+    const error = await readMaterial(file).then(() => undefined, (e: unknown) => e as SvcnodeError);
+    // Before: "a PEM block has no matching END line (truncated file?)".
+    expect(error).toMatchObject({ code: 'SVCNODE_INVALID_BUNDLE', file });
+    expect(error?.message).toContain('the PEM text has literal "\\n" escapes instead of line breaks (as copied from a JSON string)');
+    expect(error?.hint).toContain('save it with real line breaks');
+    expect(`${error?.message ?? ''}${error?.hint ?? ''}`).not.toContain(pki.client.keyPem.split('\n')[1]);
+  });
+});
+
 describe('private keys by content', () => {
   const rsa = () => pki.client.key;
   const forms: [string, () => string | Buffer][] = [
