@@ -195,7 +195,7 @@ function cleanBlock(label: string, body: string): string {
 
 function parsePem(bytes: Buffer, file: string, options: ReadMaterialOptions, original: string): Material {
   const material: Material = { file, bytes, form: 'pem', certificates: [], keys: [], ignoredKeys: 0 };
-  // Lines ended by CR alone (classic Mac OS, some web consoles' downloads) read as ended by LF.
+  // Lines ended by CR alone (classic Mac OS line ends) read as ended by LF; OpenSSL finds no line in them.
   const text = original.includes('\n') ? original : original.replace(/\r/g, '\n');
   const begins = text.match(PEM_BEGIN)?.length ?? 0;
   let blocks = 0;
