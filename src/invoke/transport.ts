@@ -62,10 +62,15 @@ function coded(error: unknown, phase: TransportError['phase']): SvcnodeError {
     return new TransportError('SVCNODE_BAD_RESPONSE', `the response headers are larger than the 16 KiB node:http reads (${code})`, { cause: error, phase: 'response', hint: 'the backend sends oversized headers (large cookies or SSO context headers): its team must make them smaller' });
   }
   if (code?.startsWith('HPE_')) {
+    // Only an answer that does not begin as HTTP says another protocol is on the port; anything
+    // later is an HTTP server breaking the syntax (bare LF line ends, folded headers, a space before a colon).
+    const notHttp = code === 'HPE_INVALID_CONSTANT' || code === 'HPE_INVALID_VERSION';
     return new TransportError('SVCNODE_BAD_RESPONSE', `the answer is not valid HTTP/1.1: ${errorMessage(error)} (${code})`, {
       cause: error,
       phase: 'response',
-      hint: 'check the port in the URL: the backend there speaks another protocol over TLS, or its HTTP server is broken; its team must fix a malformed response',
+      hint: notHttp
+        ? 'check the port in the URL: the backend there speaks another protocol over TLS, or its HTTP server is broken; its team must fix a malformed response'
+        : 'the backend\'s HTTP server breaks the HTTP/1.1 syntax node:http enforces (e.g. lines ended by LF alone, folded headers, a space before a colon, both Transfer-Encoding and Content-Length): its team must fix the response; `curl -v` shows the raw answer',
     });
   }
   return new TransportError('SVCNODE_NETWORK', errorMessage(error), { cause: error, ...(phase ? { phase } : {}) });

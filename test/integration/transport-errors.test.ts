@@ -104,15 +104,17 @@ async function answering(reply: string | ((socket: tls.TLSSocket) => void)): Pro
 
 describe('an answer that is not HTTP/1.1 is a coded response failure, not an unexpected error', () => {
   it.each([
-    ['another protocol on the port (an SSH banner over TLS)', 'SSH-2.0-OpenSSH_9.2\r\n', 'HPE_INVALID_CONSTANT'],
-    ['a malformed Content-Length', 'HTTP/1.1 200 OK\r\nContent-Length: 12a\r\n\r\n', 'HPE_INVALID_CONTENT_LENGTH'],
-    ['a control character in a header value', 'HTTP/1.1 200 OK\r\nX-Id: a\u0001b\r\nContent-Length: 0\r\n\r\n', 'HPE_INVALID_HEADER_TOKEN'],
-  ])('%s → http_status / SVCNODE_BAD_RESPONSE, phase response, not retried', async (_label, reply, parserCode) => {
+    ['another protocol on the port (an SSH banner over TLS)', 'SSH-2.0-OpenSSH_9.2\r\n', 'HPE_INVALID_CONSTANT', /check the port/],
+    // An HTTP server breaking the syntax is not "another protocol on the port" (before: every case said so).
+    ['a malformed Content-Length', 'HTTP/1.1 200 OK\r\nContent-Length: 12a\r\n\r\n', 'HPE_INVALID_CONTENT_LENGTH', /breaks the HTTP\/1.1 syntax/],
+    ['a control character in a header value', 'HTTP/1.1 200 OK\r\nX-Id: a\u0001b\r\nContent-Length: 0\r\n\r\n', 'HPE_INVALID_HEADER_TOKEN', /breaks the HTTP\/1.1 syntax/],
+    ['lines ended by LF alone', 'HTTP/1.1 200 OK\nContent-Length: 0\n\n', 'HPE_', /lines ended by LF alone/],
+  ])('%s → http_status / SVCNODE_BAD_RESPONSE, phase response, not retried', async (_label, reply, parserCode, hint) => {
     const s = await answering(reply);
     const r = await invokeWithRetries(node(`https://localhost:${s.port}/`), {}, bank.deps);
     expect(r.failure).toMatchObject({ category: 'http_status', code: 'SVCNODE_BAD_RESPONSE', phase: 'response' });
     expect(r.failure?.message).toContain(parserCode);
-    expect(r.failure?.hint).toMatch(/port/);
+    expect(r.failure?.hint).toMatch(hint);
     expect(r.attempts).toBe(1);
     expect(s.requests()).toBe(1);
   });
