@@ -4,38 +4,66 @@ import zlib from 'node:zlib';
 import { TransportError } from '../errors.js';
 
 /**
- * `deflate` as servers really send it: zlib-wrapped (RFC 9110) or raw (RFC 1951), told apart by
- * the zlib header of the first bytes.
+ * A decoder made once the body's first `need` bytes are in. A chunked body may turn out empty
+ * only at its end: empty is no coded body (no valid gzip or br stream) and decodes to nothing.
  */
-class AnyInflate extends Transform {
-  private inner: zlib.Inflate | zlib.InflateRaw | undefined;
+class Deferred extends Transform {
+  private inner: Transform | undefined;
+  private head: Buffer | undefined;
+
+  constructor(private readonly need: number, private readonly make: (head: Buffer) => Transform) {
+    super();
+  }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (!this.inner) {
-      const b0 = chunk[0] ?? 0;
-      const b1 = chunk[1] ?? 0;
-      const wrapped = chunk.length >= 2 && (b0 & 0x0f) === 8 && ((b0 << 8) | b1) % 31 === 0;
-      const inner = wrapped ? zlib.createInflate() : zlib.createInflateRaw();
-      inner.on('data', (data: Buffer) => this.push(data));
-      inner.on('error', (error: Error) => this.destroy(error));
-      this.inner = inner;
+    let inner = this.inner;
+    if (!inner) {
+      const head = this.head ? Buffer.concat([this.head, chunk]) : chunk;
+      if (head.length < this.need) {
+        this.head = head;
+        callback();
+        return;
+      }
+      this.head = undefined;
+      inner = this.start(head);
+      chunk = head;
     }
-    this.inner.write(chunk, () => callback());
+    inner.write(chunk, () => callback());
   }
 
   override _flush(callback: TransformCallback): void {
-    if (!this.inner) {
+    const head = this.head;
+    this.head = undefined;
+    const inner = this.inner ?? (head && head.length > 0 ? this.start(head) : undefined);
+    if (!inner) {
       callback();
       return;
     }
-    this.inner.once('end', () => callback());
-    this.inner.end();
+    inner.once('end', () => callback());
+    if (head && head.length > 0) inner.end(head);
+    else inner.end();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.inner?.destroy();
     callback(error);
   }
+
+  private start(head: Buffer): Transform {
+    const inner = this.make(head);
+    inner.on('data', (data: Buffer) => this.push(data));
+    inner.on('error', (error: Error) => this.destroy(error));
+    this.inner = inner;
+    return inner;
+  }
+}
+
+/** `deflate` as servers really send it: zlib-wrapped (RFC 9110) or raw (RFC 1951), told apart by a zlib header in the first two bytes. */
+function inflater(head: Buffer): Transform {
+  const b0 = head[0] ?? 0;
+  const b1 = head[1] ?? 0;
+  const wrapped = head.length >= 2 && (b0 & 0x0f) === 8 && ((b0 << 8) | b1) % 31 === 0;
+  return wrapped ? zlib.createInflate() : zlib.createInflateRaw();
 }
 
 function hasNoBody(response: IncomingMessage, method: string): boolean {
@@ -47,11 +75,11 @@ function decoder(coding: string): Transform | undefined {
   switch (coding) {
     case 'gzip':
     case 'x-gzip':
-      return zlib.createGunzip();
+      return new Deferred(1, () => zlib.createGunzip());
     case 'deflate':
-      return new AnyInflate();
+      return new Deferred(2, inflater);
     case 'br':
-      return zlib.createBrotliDecompress();
+      return new Deferred(1, () => zlib.createBrotliDecompress());
     default:
       return undefined;
   }
@@ -62,7 +90,7 @@ function decoder(coding: string): Transform | undefined {
  * ("gzip, br" was applied gzip first, so it is undone br first). An unknown coding is a coded,
  * permanent error rather than raw bytes handed back as if they were the body. A response without
  * a body (to HEAD, 204, 304, Content-Length 0) is not decoded: its Content-Encoding may describe
- * the body a GET would get (RFC 9110), and an empty input is no valid gzip or br stream.
+ * the body a GET would get (RFC 9110); a chunked body that ends empty decodes to nothing.
  */
 export function decodedBody(response: IncomingMessage, method: string): Readable {
   const header = response.headers['content-encoding'];
