@@ -23,9 +23,9 @@ export interface TlsReport {
 export interface ResponseReport {
   status: number;
   headers: Record<string, string | string[]>;
-  /** Parsed JSON when the content type says so, else text (base64 when not UTF-8); null for an empty body. */
+  /** Parsed JSON when the content type says so, else text in its declared charset (base64 when not text in it, UTF-8 when none); null for an empty body. */
   body: unknown;
-  /** `base64` when the body is not UTF-8 text. */
+  /** `base64` when the body is not text in its declared charset (UTF-8 when none). */
   bodyEncoding?: 'base64';
   /** The body is not whole: cut at response.maxBodyBytes on receipt, or at response.maxStoredBodyBytes when stored. */
   truncated?: boolean;
@@ -155,22 +155,81 @@ function withoutCutCharacter(body: Buffer): Buffer {
 /** UTF-8 bytes of the JSON text each parsed body came from (a bound on its re-serialisation). */
 const sourceBytes = new WeakMap<object, number>();
 
-/** The body of a response as a Result holds it: JSON when declared, text when UTF-8, else base64. */
-export function responseBody(body: Buffer, contentType: string | undefined, truncated: boolean): Pick<ResponseReport, 'body' | 'bodyEncoding'> {
-  if (body.length === 0) return { body: null };
-  const text = truncated ? withoutCutCharacter(body) : body;
-  if (!isUtf8(text)) return { body: body.toString('base64'), bodyEncoding: 'base64' };
-  const decoded = text.toString('utf8');
+/** Charsets other than UTF-8 declared by content types with parameters (null: none, UTF-8, or one TextDecoder does not know). */
+const charsets = new Map<string, string | null>();
+
+/** The WHATWG name of the charset a content type declares, when it is not UTF-8. */
+function foreignCharset(contentType: string): string | null {
+  // Most content types carry no parameter: no lookup, no regex.
+  if (!contentType.includes(';')) return null;
+  let charset = charsets.get(contentType);
+  if (charset === undefined) {
+    const label = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1];
+    charset = null;
+    try {
+      const encoding = label === undefined ? 'utf-8' : new TextDecoder(label).encoding;
+      if (encoding !== 'utf-8') charset = encoding;
+    } catch {
+      // An unknown charset: the body is read as UTF-8 (or base64), as without one.
+    }
+    if (charsets.size >= 512) charsets.clear();
+    charsets.set(contentType, charset);
+  }
+  return charset;
+}
+
+/**
+ * windows-1252 at bytes 0x80–0x9F (the ISO-8859-1 and US-ASCII labels mean it too, as in
+ * browsers): TextDecoder in Node 20.18.3 and later reads them as Latin-1 (nodejs/node#60888).
+ */
+const WINDOWS_1252_C1 = '\u20ac\u0081\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152\u008d\u017d\u008f\u0090\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a\u0153\u009d\u017e\u0178';
+
+/** Text of `body` in `charset`; throws when the bytes are not of it. `truncated`: a character the cut split is left out. */
+function decodedAs(body: Buffer, charset: string, truncated: boolean): string {
+  if (charset === 'windows-1252') return body.toString('latin1').replace(/[\x80-\x9f]/g, (c) => WINDOWS_1252_C1[c.charCodeAt(0) - 0x80] as string);
+  // fatal: bytes foreign to the charset make base64, not U+FFFD; stream: a cut character is left out.
+  return new TextDecoder(charset, { fatal: true }).decode(body, { stream: truncated });
+}
+
+function base64(body: Buffer): Pick<ResponseReport, 'body' | 'bodyEncoding'> {
+  return { body: body.toString('base64'), bodyEncoding: 'base64' };
+}
+
+/** Decoded text as a Result holds it: parsed when the content type says JSON and it parses (`utf8Bytes`: its size as UTF-8, when known). */
+function textBody(text: string, utf8Bytes: number | undefined, contentType: string | undefined, truncated: boolean): Pick<ResponseReport, 'body'> {
   if (!truncated && contentType && /[/+]json\b/i.test(contentType)) {
     try {
-      const parsed = JSON.parse(decoded) as unknown;
-      if (parsed !== null && typeof parsed === 'object') sourceBytes.set(parsed, text.length);
+      const parsed = JSON.parse(text) as unknown;
+      if (parsed !== null && typeof parsed === 'object') sourceBytes.set(parsed, utf8Bytes ?? Buffer.byteLength(text));
       return { body: parsed };
     } catch {
-      return { body: decoded };
+      return { body: text };
     }
   }
-  return { body: decoded };
+  return { body: text };
+}
+
+/**
+ * The body of a response as a Result holds it: text in its declared charset (UTF-8 when none),
+ * parsed when the content type says JSON, without a byte-order mark; else base64.
+ */
+export function responseBody(body: Buffer, contentType: string | undefined, truncated: boolean): Pick<ResponseReport, 'body' | 'bodyEncoding'> {
+  if (body.length === 0) return { body: null };
+  const charset = contentType === undefined ? null : foreignCharset(contentType);
+  if (charset !== null) {
+    let text: string;
+    try {
+      text = decodedAs(body, charset, truncated);
+    } catch {
+      return base64(body);
+    }
+    return textBody(text, undefined, contentType, truncated);
+  }
+  let text = truncated ? withoutCutCharacter(body) : body;
+  if (!isUtf8(text)) return base64(body);
+  // A UTF-8 byte-order mark (Windows tools write one) is no part of the text, and JSON.parse refuses it.
+  if (text[0] === 0xef && text[1] === 0xbb && text[2] === 0xbf) text = text.subarray(3);
+  return textBody(text.toString('utf8'), text.length, contentType, truncated);
 }
 
 /**

@@ -67,3 +67,41 @@ describe('deflate: zlib-wrapped or raw, told apart once two bytes are in', () =>
     expect(r.response?.body).toEqual(JSON.parse(json));
   });
 });
+
+describe('a body is read in the charset its Content-Type declares', () => {
+  const json = '{"name":"Café Müller","note":"naïve"}';
+  const doc = JSON.parse(json) as unknown;
+
+  async function answer(contentType: string, body: Buffer): Promise<Awaited<ReturnType<typeof invokeWithRetries>>> {
+    const s = await bank.serve({
+      handler: (req, res) => {
+        req.resume();
+        res.writeHead(200, { 'content-type': contentType, 'content-length': body.length }).end(body);
+      },
+    });
+    return invokeWithRetries(node(`https://localhost:${s.port}/`), {}, bank.deps);
+  }
+
+  it.each([
+    ['utf-16le', Buffer.from(json, 'utf16le')],
+    ['utf-16be', Buffer.from(json, 'utf16le').swap16()],
+    ['iso-8859-1', Buffer.from(json, 'latin1')],
+    ['windows-1252', Buffer.from(json, 'latin1')],
+  ])('JSON in %s is parsed', async (charset, body) => {
+    const r = await answer(`application/json; charset=${charset}`, body);
+    expect(r.ok).toBe(true);
+    expect(r.response?.body).toEqual(doc);
+    expect(r.response?.bodyEncoding).toBeUndefined();
+  });
+
+  it('JSON behind a UTF-8 byte-order mark is parsed', async () => {
+    const r = await answer('application/json', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(json)]));
+    expect(r.response?.body).toEqual(doc);
+  });
+
+  it('text in ISO-8859-1 is text, not base64', async () => {
+    const r = await answer('text/plain; charset=ISO-8859-1', Buffer.from('Grüße aus Köln', 'latin1'));
+    expect(r.response?.body).toBe('Grüße aus Köln');
+    expect(r.response?.bodyEncoding).toBeUndefined();
+  });
+});

@@ -110,6 +110,53 @@ describe('response bodies', () => {
   });
 });
 
+describe('response bodies in their declared charset', () => {
+  const utf16be = (text: string): Buffer => Buffer.from(text, 'utf16le').swap16();
+
+  it('JSON in UTF-16 (LE, BE, with or without BOM), ISO-8859-1 or windows-1252 is decoded and parsed', () => {
+    const json = '{"name":"café","note":"naïve"}';
+    const doc = { name: 'café', note: 'naïve' };
+    expect(responseBody(Buffer.from(json, 'utf16le'), 'application/json; charset=utf-16le', false)).toEqual({ body: doc });
+    expect(responseBody(Buffer.from(`\uFEFF${json}`, 'utf16le'), 'application/json;charset="UTF-16"', false)).toEqual({ body: doc });
+    expect(responseBody(utf16be(json), 'application/json; Charset=UTF-16BE', false)).toEqual({ body: doc });
+    expect(responseBody(Buffer.from(json, 'latin1'), 'application/json; charset=iso-8859-1', false)).toEqual({ body: doc });
+    expect(responseBody(Buffer.from([...Buffer.from('{"price":"5 '), 0x80, ...Buffer.from('"}')]), 'application/vnd.bank+json; charset=windows-1252', false)).toEqual({ body: { price: '5 €' } });
+  });
+
+  it('a UTF-8 byte-order mark is no part of the body: JSON behind one is parsed, text loses it', () => {
+    expect(responseBody(Buffer.from('\uFEFF{"hello":"wörld"}'), 'application/json', false)).toEqual({ body: { hello: 'wörld' } });
+    expect(responseBody(Buffer.from('\uFEFFhello'), 'text/plain', false)).toEqual({ body: 'hello' });
+  });
+
+  it('text in a declared charset other than UTF-8 is kept as text', () => {
+    expect(responseBody(Buffer.from('Grüße', 'latin1'), 'text/plain; charset=ISO-8859-1', false)).toEqual({ body: 'Grüße' });
+    expect(responseBody(Buffer.from('Grüße', 'utf16le'), 'text/csv; charset=utf-16le', false)).toEqual({ body: 'Grüße' });
+    // As in browsers, an ISO-8859-1 label reads 0x80–0x9F as windows-1252 (typographic quotes, €).
+    expect(responseBody(Buffer.from([0x49, 0x92, 0x6d, 0x20, 0x80]), 'text/plain; charset=iso-8859-1', false)).toEqual({ body: 'I’m €' });
+  });
+
+  it('bytes that are not of the declared charset are base64; an unknown charset or UTF-8 reads as before', () => {
+    expect(responseBody(Buffer.from([0x7b, 0x00, 0x22]), 'application/json; charset=utf-16le', false)).toEqual({ body: 'ewAi', bodyEncoding: 'base64' });
+    expect(responseBody(Buffer.from('{"a":"é"}'), 'application/json; charset=x-unknown', false)).toEqual({ body: { a: 'é' } });
+    expect(responseBody(Buffer.from('{"a":"é"}'), 'application/json; charset=utf-8', false)).toEqual({ body: { a: 'é' } });
+    expect(responseBody(Buffer.from([0xe9]), 'text/plain; charset=utf-8', false)).toEqual({ body: '6Q==', bodyEncoding: 'base64' });
+  });
+
+  it('a UTF-16 body cut in the middle of a character is text without it', () => {
+    const cut = Buffer.from('ab😀', 'utf16le').subarray(0, 7);
+    expect(responseBody(cut, 'text/plain; charset=utf-16le', true)).toEqual({ body: 'ab' });
+  });
+
+  it('a parsed body decoded from another charset still respects the stored bound', () => {
+    const source = `[${Array.from({ length: 1_000 }, () => '"ééé"').join(',')}]`;
+    const { body } = responseBody(Buffer.from(source, 'latin1'), 'application/json; charset=iso-8859-1', false);
+    expect(Array.isArray(body) && body[0]).toBe('ééé');
+    const stored = storedResult(result(body), { response: { maxStoredBodyBytes: 4096 } });
+    expect(Buffer.byteLength(JSON.stringify(stored.response?.body))).toBeLessThanOrEqual(4096);
+    expect(stored.response?.truncated).toBe(true);
+  });
+});
+
 describe('bound proofs without re-serialising', () => {
   it('a parsed JSON body whose numbers grow when re-serialised still respects the limit', () => {
     const source = `[${Array.from({ length: 300 }, () => '1e20').join(',')}]`;
