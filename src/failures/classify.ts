@@ -243,5 +243,12 @@ export function classifyHttpStatus(status: number, bodyText: string, ctx: Classi
   if (status === 403 && ctx.probe?.certificateRequested === true && ctx.clientSubject) {
     return failure('http_status', `HTTP_${status}`, `${ctx.host} answered HTTP 403 after asking for a client certificate and getting ours ("${ctx.clientSubject}")`, `if the 403 is about the certificate (nginx "ssl_verify_client optional_no_ca" checked by the application, an error_page for 495/496; the body may say), register it or its issuing CA with the backend team (\`svcnode certs inspect\` shows its fingerprint); otherwise check the request (URL, headers, body) and the bot account's rights`);
   }
-  return failure('http_status', `HTTP_${status}`, `${ctx.host} answered HTTP ${status}, which the node does not accept`, status >= 500 ? 'the backend failed; it may succeed on retry' : 'check the request (URL, headers, body) or add the status to response.acceptStatus');
+  return failure('http_status', `HTTP_${status}`, `${ctx.host} answered HTTP ${status}, which the node does not accept`, statusHint(status));
+}
+
+/** What to do about a status the node does not accept, as far as the status alone tells. */
+function statusHint(status: number): string {
+  if (status === 429) return "the backend is rate-limiting this client: an idempotent call is retried within retry.limit, after the wait it asks for (Retry-After); if it persists, call it less often or ask the backend team to raise this client's limit";
+  if (status >= 500) return 'the backend failed; it may succeed on retry';
+  return 'check the request (URL, headers, body) or add the status to response.acceptStatus';
 }

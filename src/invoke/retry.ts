@@ -1,7 +1,8 @@
 import type { HttpMethod, NodeDefinition } from '../definitions/types.js';
 import { isTransient } from '../failures/classify.js';
+import type { Failure } from '../failures/failure.js';
 import { DEFAULTS } from './defaults.js';
-import { AUTH_RETRY_AFTER, headerValue, type Result } from './result.js';
+import { AUTH_RETRY_AFTER, headerValue, type ResponseReport, type Result } from './result.js';
 
 /** Methods whose repetition has the effect of one request (RFC 9110 §9.2.2). */
 export const IDEMPOTENT: ReadonlySet<HttpMethod> = new Set<HttpMethod>(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
@@ -24,6 +25,21 @@ export function endpointFailedHint(who: string, status?: number): string {
 /** How a failure message mentions the wait an endpoint asked for. */
 export function askedWaitNote(ms: number | undefined): string {
   return ms === undefined ? '' : ` (Retry-After: ${ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`})`;
+}
+
+/** Statuses whose Retry-After the retry policy honours: 429 and 5xx. */
+function asksToWait(status: number): boolean {
+  return status === 429 || status >= 500;
+}
+
+/** A failure of a 429 or 5xx answer that quotes the wait the backend asked for (`HTTP 429 (Retry-After: 30 s)`), as the retry policy reads it. */
+export function quotingAskedWait(failure: Failure | null, response: ResponseReport | null, now: number = Date.now()): Failure | null {
+  if (!failure || !response || failure.category !== 'http_status' || !asksToWait(response.status)) return failure;
+  const said = `HTTP ${response.status}`;
+  const at = failure.message.indexOf(said);
+  const note = askedWaitNote(askedWaitMs(response.headers['retry-after'], now));
+  if (at === -1 || note === '') return failure;
+  return { ...failure, message: `${failure.message.slice(0, at + said.length)}${note}${failure.message.slice(at + said.length)}` };
 }
 
 /** The wait the Result's backend, or the authentication endpoint that failed it, asked for. */
@@ -51,4 +67,24 @@ export function retryDelay(result: Result, node: NodeDefinition, attemptsMade: n
   const asked = retryAfterMs(result, now);
   if (asked !== undefined) return Math.min(asked, policy.maxBackoffMs);
   return Math.floor(random() * Math.min(policy.backoffMs * 2 ** (attemptsMade - 1), policy.maxBackoffMs));
+}
+
+/**
+ * A Result as the retry policy leaves it: when it gives up on a 429 or 5xx, the hint says how many
+ * attempts were made and why no more, instead of promising a retry. Other Results are unchanged.
+ */
+export function settledResult(result: Result, node: NodeDefinition): Result {
+  const failure = result.failure;
+  const status = result.response?.status ?? 0;
+  if (!failure || failure.code !== `HTTP_${status}` || !asksToWait(status) || retryDelay(result, node, result.attempts, () => 0) !== undefined) return result;
+  const policy = { ...DEFAULTS.retry, ...node.retry };
+  const said = `${status === 429 ? 'the backend rate-limited this client' : 'the backend failed'} (HTTP ${status})`;
+  const advice = status === 429 ? "call it less often, or ask the backend team to raise this client's limit" : 'check its health, or ask its team';
+  const n = result.attempts;
+  const on = n === 1 ? 'on the only attempt' : `on the last of ${n} attempts`;
+  let hint: string;
+  if (n > policy.limit) hint = `${said} ${on} (retry.limit ${policy.limit}): ${advice}`;
+  else if (!IDEMPOTENT.has(node.request.method) && !policy.nonIdempotent) hint = `${said} ${on}: a ${node.request.method} that reached the backend is retried only with retry.nonIdempotent: true; ${advice}`;
+  else return result;
+  return { ...result, failure: { ...failure, hint } };
 }

@@ -9,7 +9,7 @@ import { inputFailure } from '../failures/failure.js';
 import { invoke } from '../invoke/execute.js';
 import { failedResult } from '../invoke/failed-result.js';
 import { storedResult, type Result } from '../invoke/result.js';
-import { retryDelay } from '../invoke/retry.js';
+import { retryDelay, settledResult } from '../invoke/retry.js';
 import type { TokenCache } from '../invoke/token-cache.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { AgentPool } from '../tls/agents.js';
@@ -106,12 +106,12 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       return refused(deps, job, { nodeId: data.nodeId, error: error as InvalidInputError, ...(data.requestId ? { requestId: data.requestId } : {}), label: removed ? data.nodeId : '(unknown)', message: removed ? 'removed node' : 'unknown node', log: { nodeId: data.nodeId, code: (error as InvalidInputError).code } });
     }
     const attempt = ((job.progress as Progress | undefined)?.attempt ?? 0) + 1;
-    const result = storedResult(await invoke(node, data.context ?? {}, { profile: (name) => registry.profile(name), agents: deps.agents, ...(deps.tokens ? { tokens: deps.tokens } : {}) }, {
+    const result = storedResult(settledResult(await invoke(node, data.context ?? {}, { profile: (name) => registry.profile(name), agents: deps.agents, ...(deps.tokens ? { tokens: deps.tokens } : {}) }, {
       attempt,
       onReplays: (count) => deps.metrics?.connectionReplays.inc({ node: node.id }, count),
       ...(signal ? { signal } : {}),
       ...(data.requestId ? { requestId: data.requestId } : {}),
-    }), node);
+    }), node), node);
     // Cut short by the worker's shutdown: the backend did not fail, and the call is not over. The
     // job goes back to the wait list at once, for any worker to take, instead of ending with a
     // timeout Result or waiting out its lock for the stall check.

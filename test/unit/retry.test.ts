@@ -3,7 +3,7 @@ import type { HttpMethod, NodeDefinition } from '../../src/definitions/types.js'
 import { FAILURE_CATEGORIES, type FailureCategory, type FailurePhase } from '../../src/failures/categories.js';
 import { DEFAULTS } from '../../src/invoke/defaults.js';
 import type { Result } from '../../src/invoke/result.js';
-import { retryDelay } from '../../src/invoke/retry.js';
+import { quotingAskedWait, retryDelay, settledResult } from '../../src/invoke/retry.js';
 
 function node(method: HttpMethod, retry?: NodeDefinition['retry']): NodeDefinition {
   return { id: 'retry', request: { method, url: 'https://api.example/' }, tls: { profile: 'bank' }, ...(retry ? { retry } : {}) };
@@ -133,6 +133,34 @@ describe('Retry-After', () => {
 
   it('an unreadable value falls back to the jittered backoff', () => {
     expect(retryDelay(result('http_status', { status: 503, headers: { 'retry-after': 'soon' } }), n, 1, () => 0.5, now)).toBe(50);
+  });
+});
+
+describe('the wording of a 429 or 5xx', () => {
+  const now = Date.parse('2026-01-01T00:00:00Z');
+  const statusFailure = (status: number, headers: Record<string, string> = {}): Result => {
+    const r = result('http_status', { status, code: `HTTP_${status}`, headers });
+    return { ...r, failure: { ...(r.failure as NonNullable<Result['failure']>), message: `api.example answered HTTP ${status}, which the node does not accept` } };
+  };
+  const quoted = (r: Result): string | undefined => quotingAskedWait(r.failure, r.response, now)?.message;
+
+  it('quotes a readable Retry-After of a 429 or 5xx only', () => {
+    expect(quoted(statusFailure(429, { 'retry-after': '30' }))).toBe('api.example answered HTTP 429 (Retry-After: 30 s), which the node does not accept');
+    expect(quoted(statusFailure(503, { 'retry-after': 'Thu, 01 Jan 2026 00:00:03 GMT' }))).toContain('HTTP 503 (Retry-After: 3 s)');
+    expect(quoted(statusFailure(503, { 'retry-after': 'soon' }))).not.toContain('Retry-After');
+    expect(quoted(statusFailure(404, { 'retry-after': '30' }))).not.toContain('Retry-After');
+    expect(quotingAskedWait(null, statusFailure(503, { 'retry-after': '1' }).response, now)).toBeNull();
+  });
+
+  it('a Result the policy would still retry keeps its hint; one it gives up on says how many attempts were made', () => {
+    const n = node('GET', { limit: 2 });
+    expect(settledResult({ ...statusFailure(503), attempts: 2 }, n).failure?.hint).toBe('h');
+    expect(settledResult({ ...statusFailure(503), attempts: 3 }, n).failure?.hint).toMatch(/^the backend failed \(HTTP 503\) on the last of 3 attempts \(retry\.limit 2\)/);
+    expect(settledResult({ ...statusFailure(429), attempts: 1 }, node('GET', { limit: 0 })).failure?.hint).toMatch(/^the backend rate-limited this client \(HTTP 429\) on the only attempt \(retry\.limit 0\)/);
+    expect(settledResult(statusFailure(503), node('PATCH')).failure?.hint).toContain('a PATCH that reached the backend is retried only with retry.nonIdempotent: true');
+    expect(settledResult({ ...statusFailure(404), attempts: 3 }, n).failure?.hint).toBe('h');
+    const ok = result(null, { status: 200 });
+    expect(settledResult(ok, n)).toBe(ok);
   });
 });
 
