@@ -2,7 +2,8 @@
  * A backend that sheds load (429 or 5xx, with or without Retry-After): the failure message quotes
  * the wait it asked for, the 429 hint speaks of rate limiting, and the Result the retry policy
  * gives up on says how many attempts were made instead of promising a retry, in the dry-run's
- * retry loop and in a worker on a real Redis. A real mTLS server, certificates minted per run.
+ * retry loop (in process and as the built CLI) and in a worker on a real Redis. A real mTLS
+ * server, certificates minted per run.
  */
 import { writeFileSync } from 'node:fs';
 import type http from 'node:http';
@@ -11,7 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
 import { invokeWithRetries } from '../../src/invoke/attempts.js';
 import { invoke } from '../../src/invoke/execute.js';
+import type { Result } from '../../src/invoke/result.js';
 import { useBankFixture } from '../helpers/bank-fixture.js';
+import { runCli } from '../helpers/cli.js';
 import type { MtlsServer } from '../helpers/servers.js';
 import { startMtlsServer } from '../helpers/servers.js';
 import { startWorkerRig, type WorkerRig } from '../helpers/worker-rig.js';
@@ -79,6 +82,17 @@ describe('in process (one attempt, and the retry loop of dry-run --retry)', () =
     expect(server.requests - before).toBe(1);
     expect(r.failure?.hint).toContain('retry.nonIdempotent');
     expect(r.failure?.hint).not.toContain('may succeed on retry');
+  });
+
+  it('svcnode dry-run --retry --json: the 503 Result counts the attempts, exit 4', async () => {
+    const file = join(bank.pki.dir, 'shedding.json');
+    writeFileSync(file, JSON.stringify(node(server.port, '/503/1', { retry: { limit: 1 } })));
+    const run = await runCli(['dry-run', file, '--profiles', bank.pki.profilesDir, '--retry', '--json']);
+    expect(run.code, run.stderr).toBe(4);
+    const r = JSON.parse(run.stdout) as Result;
+    expect(r.attempts).toBe(2);
+    expect(r.failure?.message).toContain('HTTP 503 (Retry-After: 1 s)');
+    expect(r.failure?.hint).toContain('2 attempts');
   });
 });
 
