@@ -32,16 +32,15 @@ class Deferred extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    const head = this.head;
-    this.head = undefined;
-    const inner = this.inner ?? (head && head.length > 0 ? this.start(head) : undefined);
-    if (!inner) {
+    // Fewer than `need` bytes in all: the decoder is made from them (and fails them, as it should).
+    const head = this.inner ? undefined : this.head;
+    if (!this.inner && !head?.length) {
       callback();
       return;
     }
+    const inner = this.inner ?? this.start(head as Buffer);
     inner.once('end', () => callback());
-    if (head && head.length > 0) inner.end(head);
-    else inner.end();
+    inner.end(head);
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
