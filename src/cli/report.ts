@@ -30,6 +30,8 @@ function tokenLines(a: AuthReport, pad: string): string[] {
 export function formatResult(result: Result): string {
   const pad = '            ';
   const lines = [`node        ${result.nodeId}${result.requestId ? `  (request ${result.requestId})` : ''}`, `request     ${result.request.method} ${result.request.url}`];
+  for (const hop of result.request.redirects ?? []) lines.push(`${pad}${hop.status} → ${hop.method} ${hop.url}`);
+  if (result.request.resent) lines.push(`${pad}sent ${result.request.resent + 1} times: a kept-alive connection closed under it unanswered (the backend may have received it more than once)`);
   const tls = result.tls;
   if (tls) {
     if (tls.protocol) {

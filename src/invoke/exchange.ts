@@ -13,7 +13,7 @@ import { onAbort } from './abort-fanout.js';
 import { AttemptDeadline } from './attempt-budget.js';
 import type { RenderedRequest } from './render.js';
 import { keptHeaders, responseBody, type Failure, type ResponseReport, type TlsReport } from './result.js';
-import { partialResponse, send, type CallSettings, type Sent } from './transport.js';
+import { partialResponse, send, type CallSettings, type Redirect, type Sent } from './transport.js';
 
 /** The outcome of one HTTP exchange over mutual TLS, classified. */
 export interface Exchange {
@@ -28,6 +28,8 @@ export interface Exchange {
   timings: { connectMs: number; handshakeMs: number };
   /** Times the request was sent again because a kept-alive connection closed under it unanswered. */
   replays: number;
+  /** Redirects followed to the response. */
+  redirects?: Redirect[];
 }
 
 export function round(ms: number): number {
@@ -228,6 +230,7 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
       }
     }
     const { response, body, truncated } = sent;
+    if (sent.redirects) out.redirects = sent.redirects;
     if (probe) probe.responses++;
     out.response = {
       status: response.statusCode ?? 0,

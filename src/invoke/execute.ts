@@ -190,6 +190,9 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
       }
       const x = await exchange(rendered, settings, profile, deps.agents, signal, headers);
       record(x);
+      // What happened to the request itself: sent again on a new connection, redirected.
+      if (x.replays > 0) result.request.resent = x.replays;
+      if (x.redirects) result.request.redirects = x.redirects;
       if (x.failure) return finish(x.failure, profile);
       // A 401 with cached tokens: they expired server-side; authenticate once more, then accept the verdict.
       if (reauthenticates(node, x.response)) {

@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Failure } from '../failures/failure.js';
+import type { Redirect } from './transport.js';
 import type { ChainEntry } from '../tls/probe.js';
 import type { RevocationCheck } from '../tls/revocation.js';
 import type { AuthReport } from './auth-report.js';
@@ -45,7 +46,14 @@ export interface Result {
   ok: boolean;
   nodeId: string;
   requestId?: string;
-  request: { method: string; url: string };
+  request: {
+    method: string;
+    url: string;
+    /** Redirects followed (request.followRedirects), in order: each status and the request it led to; the response is the last one's. */
+    redirects?: Redirect[];
+    /** Times the request was sent again on a new connection because a kept-alive one closed under it unanswered (idempotent methods only). */
+    resent?: number;
+  };
   tls: TlsReport | null;
   response: ResponseReport | null;
   failure: Failure | null;
@@ -238,6 +246,7 @@ export function responseBody(body: Buffer, contentType: string | undefined, trun
  */
 function textChars(r: Result): number {
   let n = r.nodeId.length + r.request.url.length + r.request.method.length + (r.requestId?.length ?? 0);
+  for (const hop of r.request.redirects ?? []) n += hop.url.length + hop.method.length + 40;
   if (r.failure) n += r.failure.message.length + r.failure.hint.length + r.failure.code.length + r.failure.category.length + r.failure.phase.length;
   if (r.tls) {
     n += (r.tls.protocol?.length ?? 0) + (r.tls.cipher?.length ?? 0) + (r.tls.clientCertificate ? r.tls.clientCertificate.subject.length + r.tls.clientCertificate.fingerprint256.length : 0);
@@ -253,6 +262,8 @@ const FAST_PATH_TEXT_CHARS = 1_190;
 export const STORED_RESULT_OVERHEAD_BYTES = 16_384;
 const HEADER_BUDGET_BYTES = 8_192;
 const TEXT_BUDGET_CHARS = 1_024;
+/** Each followed redirect's URL is cut shorter: up to DEFAULTS.maxRedirects of them. */
+const HOP_URL_CHARS = 256;
 
 /** Bytes of `JSON.stringify(text)`, or the number of chars of `text` whose JSON fits `limit` bytes. */
 function jsonChars(text: string, limit: number): { bytes: number; fits: number } {
@@ -357,7 +368,7 @@ export function storedResult(result: Result, node: { response?: { maxStoredBodyB
     };
   }
   if (stored.failure) stored.failure = { ...stored.failure, message: short(stored.failure.message), hint: short(stored.failure.hint) };
-  stored.request = { ...stored.request, url: short(stored.request.url) };
+  stored.request = { ...stored.request, url: short(stored.request.url), ...(stored.request.redirects ? { redirects: stored.request.redirects.map((hop) => ({ ...hop, url: cut(hop.url, HOP_URL_CHARS) })) } : {}) };
   if (stored.requestId !== undefined) stored.requestId = short(stored.requestId);
   if (stored.response && Buffer.byteLength(JSON.stringify(stored)) > bound) stored.response = { ...stored.response, body: null, bodyOmitted: true };
   return stored;

@@ -25,6 +25,15 @@ export interface Sent {
   response: IncomingMessage;
   body: Buffer;
   truncated: boolean;
+  /** The redirects followed to this response, in order: the status and the request that followed it. */
+  redirects?: Redirect[];
+}
+
+/** One redirect followed: its status, and the method and URL (as reported) of the request it led to. */
+export interface Redirect {
+  status: number;
+  method: string;
+  url: string;
 }
 
 const USER_AGENT = 'svcnode';
@@ -202,7 +211,9 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
         const toGet = (status === 303 && a.method !== 'HEAD') || ((status === 301 || status === 302) && a.method === 'POST');
         const nextHeaders = { ...a.headers };
         if (toGet) delete nextHeaders['content-type'];
-        exchangeHttp({ method: toGet ? 'GET' : a.method, target: targetOf(next), headers: nextHeaders, payload: toGet ? undefined : a.payload }, settings, agent, bindAbort, onSocket, redirectsLeft - 1).then(resolve, reject);
+        const method = toGet ? 'GET' : a.method;
+        const hop = { status, method, url: reportedUrl(next) };
+        exchangeHttp({ method, target: targetOf(next), headers: nextHeaders, payload: toGet ? undefined : a.payload }, settings, agent, bindAbort, onSocket, redirectsLeft - 1).then((sent) => resolve({ ...sent, redirects: [hop, ...(sent.redirects ?? [])] }), reject);
         return;
       }
       readBody(response, a.method, settings, arm, () => timer?.refresh(), fail, (sent) => {

@@ -86,9 +86,11 @@ describe('a kept-alive connection closed under the request, before any answer', 
     expect(r.tls?.connectionReused).toBe(false);
     expect(server.requests).toBe(3);
     expect(server.connections).toBe(2);
+    // The Result says the backend may have had it twice (before: nothing did; the first call was sent once).
+    expect(r.request.resent).toBe(1);
   });
 
-  it('the worker counts the request sent again in svcnode_connection_replays_total{node} (the Result does not say)', async () => {
+  it('the worker counts the request sent again in svcnode_connection_replays_total{node}, and its stored Result says so', async () => {
     const server = await backend({ drop: 2 });
     const redis = await startRedis();
     const connection = new Redis(redis.url, { maxRetriesPerRequest: 1 });
@@ -103,6 +105,7 @@ describe('a kept-alive connection closed under the request, before any answer', 
       const job = (id: string): Job => ({ id, name: 'invoke', data: { nodeId: 'accounts', context: {} }, progress: 0 }) as unknown as Job;
       const results: Result[] = [await processor(job('1')), await processor(job('2'))];
       expect(results.map((r) => r.ok)).toEqual([true, true]);
+      expect(results.map((r) => r.request.resent)).toEqual([undefined, 1]);
       expect(await metrics.registry.metrics()).toContain('svcnode_connection_replays_total{node="accounts"} 1');
     } finally {
       connection.disconnect();

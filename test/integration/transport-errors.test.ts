@@ -172,6 +172,27 @@ describe('context values the HTTP layer refuses are invalid input: exit 2, never
 });
 
 describe('redirects', () => {
+  it('the Result names each redirect followed and the request it led to (before: only the first request, as if it had answered)', async () => {
+    const s = await serve((req, res) => {
+      req.resume();
+      if (req.url === '/pay') res.writeHead(303, { location: '/status/1' }).end();
+      else if (req.url === '/status/1') res.writeHead(307, { location: `https://localhost:${s.port}/status/final?x=1` }).end();
+      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ method: req.method, url: req.url }));
+    });
+    const url = `https://localhost:${s.port}/pay`;
+    const r = await invoke(node(url, { request: { method: 'POST', url, body: { a: 1 }, followRedirects: true } }), {}, bank.deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect(r.request).toEqual({
+      method: 'POST',
+      url,
+      redirects: [
+        { status: 303, method: 'GET', url: `https://localhost:${s.port}/status/1` },
+        { status: 307, method: 'GET', url: `https://localhost:${s.port}/status/final?x=1` },
+      ],
+    });
+    expect(r.response?.body).toEqual({ method: 'GET', url: '/status/final?x=1' });
+  });
+
   it('a 303 to a HEAD stays a HEAD (before: followed with GET, the body downloaded)', async () => {
     const methods: string[] = [];
     const s = await serve((req, res) => {

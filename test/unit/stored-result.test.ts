@@ -69,6 +69,14 @@ describe('stored Result bound', () => {
     hostile.response = { status: 500, headers, body: 'b'.repeat(100_000) };
     expect(size(storedResult(hostile, {}))).toBeLessThanOrEqual(32_768 + STORED_RESULT_OVERHEAD_BYTES);
   });
+
+  it('long Locations of followed redirects are cut, and the body still fits beside them', () => {
+    const hops = Array.from({ length: 5 }, (_, i) => ({ status: 307, method: 'GET', url: `https://h/${String(i).repeat(8_000)}` }));
+    const stored = storedResult(result('b'.repeat(40_000), { request: { method: 'GET', url: 'https://h/x', redirects: hops } }), {});
+    expect(size(stored)).toBeLessThanOrEqual(32_768 + STORED_RESULT_OVERHEAD_BYTES);
+    expect(stored.request.redirects?.map((h) => [h.status, h.url.length <= 260])).toEqual(hops.map(() => [307, true]));
+    expect(stored.response?.bodyOmitted).toBeUndefined();
+  });
 });
 
 describe('what a Result never holds', () => {
