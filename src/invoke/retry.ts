@@ -54,7 +54,7 @@ export function retryAfterMs(result: Result, now: number): number | undefined {
  * reached the backend is retried only for idempotent methods unless the node sets
  * retry.nonIdempotent. The delay has full jitter, so jobs that failed together do not retry
  * together; a server's Retry-After (the backend's, or that of the authentication endpoint that
- * failed the attempt) is honoured up to retry.maxBackoffMs.
+ * failed the attempt) is honoured when it is within retry.maxBackoffMs, and ends the retries when longer.
  */
 export function retryDelay(result: Result, node: NodeDefinition, attemptsMade: number, random: () => number = Math.random, now: number = Date.now()): number | undefined {
   const failure = result.failure;
@@ -64,8 +64,10 @@ export function retryDelay(result: Result, node: NodeDefinition, attemptsMade: n
   if (!isTransient(failure, result.response?.status ?? 0)) return undefined;
   const mayHaveReachedBackend = failure.phase === 'request' || failure.phase === 'response';
   if (mayHaveReachedBackend && !IDEMPOTENT.has(node.request.method) && !policy.nonIdempotent) return undefined;
+  // A wait longer than the node may take ends the retries: a retry sooner than asked hammers a
+  // backend that asked for quiet, and a later one outlives the platform's wait.
   const asked = retryAfterMs(result, now);
-  if (asked !== undefined) return Math.min(asked, policy.maxBackoffMs);
+  if (asked !== undefined) return asked <= policy.maxBackoffMs ? asked : undefined;
   return Math.floor(random() * Math.min(policy.backoffMs * 2 ** (attemptsMade - 1), policy.maxBackoffMs));
 }
 
@@ -85,6 +87,7 @@ export function settledResult(result: Result, node: NodeDefinition): Result {
   let hint: string;
   if (n > policy.limit) hint = `${said} ${on} (retry.limit ${policy.limit}): ${advice}`;
   else if (!IDEMPOTENT.has(node.request.method) && !policy.nonIdempotent) hint = `${said} ${on}: a ${node.request.method} that reached the backend is retried only with retry.nonIdempotent: true; ${advice}`;
+  else if ((retryAfterMs(result, Date.now()) ?? 0) > policy.maxBackoffMs) hint = `${said} ${on}, and asked to be called again later than retry.maxBackoffMs (${policy.maxBackoffMs} ms) allows: not retried sooner than it asked; ${advice}`;
   else return result;
   return { ...result, failure: { ...failure, hint } };
 }

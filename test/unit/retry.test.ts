@@ -121,9 +121,10 @@ describe('Retry-After', () => {
   const n = node('GET', { limit: 3, backoffMs: 100, maxBackoffMs: 5_000 });
   const now = Date.parse('2026-01-01T00:00:00Z');
 
-  it('delay-seconds are honoured up to maxBackoffMs', () => {
+  it('delay-seconds within maxBackoffMs are honoured; a longer wait ends the retries instead of a retry sooner than asked', () => {
     expect(retryDelay(result('http_status', { status: 503, headers: { 'retry-after': '2' } }), n, 1, () => 0, now)).toBe(2_000);
-    expect(retryDelay(result('http_status', { status: 429, headers: { 'retry-after': '120' } }), n, 1, () => 0, now)).toBe(5_000);
+    expect(retryDelay(result('http_status', { status: 429, headers: { 'retry-after': '5' } }), n, 1, () => 0, now)).toBe(5_000);
+    expect(retryDelay(result('http_status', { status: 429, headers: { 'retry-after': '120' } }), n, 1, () => 0, now)).toBeUndefined();
   });
 
   it('an HTTP date is honoured relative to now; one in the past means at once', () => {
@@ -159,6 +160,8 @@ describe('the wording of a 429 or 5xx', () => {
     expect(settledResult({ ...statusFailure(429), attempts: 1 }, node('GET', { limit: 0 })).failure?.hint).toMatch(/^the backend rate-limited this client \(HTTP 429\) on the only attempt \(retry\.limit 0\)/);
     expect(settledResult(statusFailure(503), node('PATCH')).failure?.hint).toContain('a PATCH that reached the backend is retried only with retry.nonIdempotent: true');
     expect(settledResult({ ...statusFailure(404), attempts: 3 }, n).failure?.hint).toBe('h');
+    // A wait longer than maxBackoffMs ended the retries: the hint says so.
+    expect(settledResult({ ...statusFailure(503, { 'retry-after': '3600' }), attempts: 1 }, n).failure?.hint).toMatch(/^the backend failed \(HTTP 503\) on the only attempt, and asked to be called again later than retry\.maxBackoffMs \(10000 ms\) allows/);
     const ok = result(null, { status: 200 });
     expect(settledResult(ok, n)).toBe(ok);
   });
