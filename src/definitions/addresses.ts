@@ -73,9 +73,12 @@ function checkRequestHeaders(headers: Record<string, string> | undefined, file: 
   }
 }
 
-/** Addresses and headers of a node that would only fail (or go wrong) at call time: refused at load instead. */
+/** Addresses, headers and a body of a node that would only fail (or go wrong) at call time: refused at load instead. */
 export function checkAddresses(node: NodeDefinition, file: string): void {
   checkRequestOrigin(node.request.url, file);
   checkRequestHeaders(node.request.headers, file);
+  if (node.request.body !== undefined && (node.request.method === 'GET' || node.request.method === 'HEAD')) {
+    throw invalid(file, '/request/body', `is never sent with ${node.request.method} (it would be dropped without a word)`, 'remove request.body, or use the method the backend takes a body with (POST, PUT, PATCH)');
+  }
   if (node.proxy) checkProxyUrl(node.proxy.url, file);
 }

@@ -195,6 +195,12 @@ describe('bodies and headers say what the definition meant, whatever the context
     expect(seen.length).toBe(before);
   });
 
+  it.each(['GET', 'HEAD'])('a body on a %s is refused at load (before: dropped without a word)', (method) => {
+    const file = join(dir, `body-${method}.json`);
+    writeFileSync(file, JSON.stringify(post({ method: method as 'GET', body: { q: 1 } })));
+    expect(() => loadNodeFile(file)).toThrow(new RegExp(`/request/body: is never sent with ${method}`));
+  });
+
   it.each(['Transfer-Encoding', 'content-length', 'Connection', 'upgrade'])('a %s header in the definition is refused at load, naming it (before: sent beside svcnode\'s own framing)', (name) => {
     const file = join(dir, `framing-${name}.json`);
     writeFileSync(file, JSON.stringify(post({ headers: { [name]: 'chunked' }, body: { a: 1 } })));
