@@ -104,6 +104,12 @@ export async function loadClientIdentity(source: ClientSource, passphrase: strin
       const copy = (c: X509Certificate): string => `serial ${c.serialNumber}, valid until ${new Date(c.validTo).toISOString().slice(0, 10)}`;
       throw bundleError('SVCNODE_CHAIN_BROKEN', certFile, `the file holds two certificates for "${oneLineName(twin.u.subject)}" (${copy(twin.linked)}; ${copy(twin.u)}), as after a CA renewal`, 'keep only the current one (the newer, not expired) and remove the other from the file');
     }
+    // Named and signed as the issuer, yet not one to OpenSSL: its keyUsage forbids signing certificates.
+    const top = ordered.chain[ordered.chain.length - 1] ?? leaf;
+    const signer = ordered.unlinked.find((u) => top.issuer === u.subject && top.verify(u.publicKey));
+    if (signer) {
+      throw bundleError('SVCNODE_CHAIN_BROKEN', certFile, `"${oneLineName(signer.subject)}" signed "${oneLineName(top.subject)}" but may not sign certificates (its keyUsage lacks keyCertSign): OpenSSL, here and on every server, does not take it as the issuer`, 'ask the PKI team for a client certificate issued by a CA whose keyUsage includes keyCertSign, with that CA\'s chain');
+    }
     const names = ordered.unlinked.map((c) => oneLineName(c.subject)).join('; ');
     throw bundleError('SVCNODE_CHAIN_BROKEN', certFile, `certificates that do not link to the client certificate ${oneLineName(leaf.subject)}: ${names}`, 'include only the client certificate and the intermediates that issued it (each issuing the one before)');
   }

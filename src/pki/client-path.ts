@@ -6,7 +6,8 @@ import type { CertificateRole, Finding } from './types.js';
 
 /**
  * What a server's OpenSSL refuses in the client chain it receives, beyond dates and names:
- * a critical extension it does not know, a CA key below security level 2, a broken pathlen.
+ * a critical extension it does not know, an issuer that is not a CA, a CA key below security
+ * level 2, a broken pathlen.
  */
 
 /** One certificate on the client's path, with the file it came from. */
@@ -71,6 +72,18 @@ export function clientPathFindings(path: readonly PathEntry[]): Finding[] {
         code: 'CLIENT_CHAIN_CRITICAL_EXTENSION',
         message: `${name} in ${entry.file} has the critical extension ${unknown.oid}, which OpenSSL does not know: a server refuses the client chain ("unhandled critical extension", alert 46 certificate_unknown)`,
         hint: `ask the PKI team to reissue "${oneLineName(entry.cert.subject)}" without extension ${unknown.oid}, or with it marked non-critical`,
+        ...about(entry),
+      });
+    }
+    // A self-signed root without basicConstraints (an X.509 v1 root) is a CA to OpenSSL. (An issuer
+    // whose keyUsage lacks keyCertSign never gets here: OpenSSL does not link it, see client-identity.)
+    const v1Root = !extensions.some((e) => e.oid === BASIC_CONSTRAINTS) && isSelfSigned(entry.cert);
+    if (depth > 0 && !entry.cert.ca && !v1Root) {
+      findings.push({
+        severity: 'warning',
+        code: 'CLIENT_CHAIN_NOT_CA',
+        message: `${name} in ${entry.file} issued "${oneLineName((path[depth - 1] as PathEntry).cert.subject)}" but is not a CA certificate (basicConstraints without CA:TRUE): a server refuses the client chain ("invalid CA certificate", alert 48 unknown_ca)`,
+        hint: `the certificate that signed "${oneLineName((path[depth - 1] as PathEntry).cert.subject)}" must be a CA: ask the PKI team for a client certificate issued by a proper issuing CA, with that CA's chain`,
         ...about(entry),
       });
     }

@@ -363,6 +363,48 @@ describe('findings', () => {
     expect(codes((await loadProfile(pki.profile('clean'))).findings)).toEqual([]);
   });
 
+  it('a client chain whose issuer is not a CA (CA:FALSE, or keyUsage without keyCertSign) is named: servers refuse it', async () => {
+    const verify = (chain: string): string => {
+      try {
+        execFileSync('openssl', ['verify', '-CAfile', pki.files.root, '-untrusted', chain, chain], { stdio: 'pipe' });
+        return 'OK';
+      } catch (error) {
+        const { stdout, stderr } = error as { stdout?: Buffer; stderr?: Buffer };
+        return `${String(stdout)}${String(stderr)}`;
+      }
+    };
+    // An issuing CA without pathlen (the test PKI's intermediate has pathlen:0), then an issuer
+    // minted by openssl under it with the extensions under test, then a client leaf under that.
+    const open = await mintCa({ subject: 'CN=Open Issuing CA', issuer: pki.root });
+    const openCert = pki.write('open-int.pem', open.certPem);
+    const openKey = pki.write('open-int.key', open.keyPem);
+    const issueUnder = (name: string, ext: string): { chain: string; key: string } => {
+      const key = join(pki.dir, `${name}.key`);
+      execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key], { stdio: 'ignore' });
+      const csr = join(pki.dir, `${name}.csr`);
+      execFileSync('openssl', ['req', '-new', '-key', key, '-subj', `/CN=${name}`, '-out', csr], { stdio: 'ignore' });
+      const issuer = join(pki.dir, `${name}.pem`);
+      execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', openCert, '-CAkey', openKey, '-set_serial', '21', '-days', '365', '-extfile', pki.write(`${name}.ext`, ext), '-out', issuer], { stdio: 'ignore' });
+      const leafKey = join(pki.dir, `${name}-leaf.key`);
+      execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', leafKey], { stdio: 'ignore' });
+      const leafCsr = join(pki.dir, `${name}-leaf.csr`);
+      execFileSync('openssl', ['req', '-new', '-key', leafKey, '-subj', `/CN=bot-under-${name}`, '-out', leafCsr], { stdio: 'ignore' });
+      const leaf = join(pki.dir, `${name}-leaf.pem`);
+      execFileSync('openssl', ['x509', '-req', '-in', leafCsr, '-CA', issuer, '-CAkey', key, '-set_serial', '22', '-days', '365', '-extfile', pki.write(`${name}-leaf.ext`, 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n'), '-out', leaf], { stdio: 'ignore' });
+      return { chain: pki.write(`${name}-chain.pem`, readFileSync(leaf, 'utf8'), readFileSync(issuer, 'utf8'), open.certPem), key: leafKey };
+    };
+    const notCa = issueUnder('not-a-ca', 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n');
+    const noCertSign = issueUnder('no-certsign', 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,digitalSignature\n');
+    expect(verify(notCa.chain)).toContain('invalid CA certificate');
+    expect(verify(noCertSign.chain)).toContain('key usage does not include certificate signing');
+    // Before: no finding ("no problems found"), and every call then failed with an alert.
+    const p = await loadProfile(pemProfile('issuer-not-a-ca', notCa.chain, notCa.key));
+    expect(p.findings).toEqual([expect.objectContaining({ severity: 'warning', code: 'CLIENT_CHAIN_NOT_CA', file: notCa.chain, role: 'chain', subject: 'CN=not-a-ca' })]);
+    expect(p.findings[0]?.message).toContain('basicConstraints without CA:TRUE');
+    // OpenSSL does not even take a CA without keyCertSign as the issuer: refused at load, saying why (before: "certificates that do not link").
+    await expect(loadProfile(pemProfile('issuer-no-certsign', noCertSign.chain, noCertSign.key))).rejects.toThrow(/"CN=no-certsign" signed "CN=bot-under-no-certsign" but may not sign certificates \(its keyUsage lacks keyCertSign\)/);
+  });
+
   it('warns when the client certificate lacks the clientAuth EKU', async () => {
     for (const usage of ['none', 'server'] as const) {
       const leaf = await mintLeaf({ subject: `CN=${usage}`, issuer: pki.intermediate, usage });
