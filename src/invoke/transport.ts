@@ -189,7 +189,6 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
       const status = response.statusCode ?? 0;
       const location = response.headers.location;
       if (settings.followRedirects && REDIRECTS.has(status) && location !== undefined) {
-        clearTimeout(timer);
         response.resume();
         let next: URL;
         try {
@@ -206,14 +205,27 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
           fail(new TransportError('SVCNODE_TOO_MANY_REDIRECTS', `more than ${DEFAULTS.maxRedirects} redirects (last: ${status} to ${next.pathname})`, { phase: 'response', hint: 'the backend redirects in a loop: fix its redirect rules or call the final URL directly' }));
           return;
         }
-        settled = true;
         // 303 makes any method but HEAD a GET (RFC 9110 15.4.4); 301 and 302 do so only for POST, as browsers and curl do.
         const toGet = (status === 303 && a.method !== 'HEAD') || ((status === 301 || status === 302) && a.method === 'POST');
         const nextHeaders = { ...a.headers };
         if (toGet) delete nextHeaders['content-type'];
         const method = toGet ? 'GET' : a.method;
         const hop = { status, method, url: reportedUrl(next) };
-        exchangeHttp({ method, target: targetOf(next), headers: nextHeaders, payload: toGet ? undefined : a.payload }, settings, agent, bindAbort, onSocket, redirectsLeft - 1).then((sent) => resolve({ ...sent, redirects: [hop, ...(sent.redirects ?? [])] }), reject);
+        // The redirect's own body is read to its end first: its connection then goes back to the
+        // pool (node:http frees it a tick after 'end') and carries the next request (same origin).
+        arm(settings.idleMs, () => new TransportError('SVCNODE_IDLE_TIMEOUT', `the body of the ${status} redirect paused for more than ${settings.idleMs} ms`, { phase: 'response', hint: 'the backend stalled while sending its redirect: check its health or raise timeouts.idleMs' }));
+        response.on('end', () =>
+          process.nextTick(() => {
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            exchangeHttp({ method, target: targetOf(next), headers: nextHeaders, payload: toGet ? undefined : a.payload }, settings, agent, bindAbort, onSocket, redirectsLeft - 1).then((sent) => resolve({ ...sent, redirects: [hop, ...(sent.redirects ?? [])] }), reject);
+          }),
+        );
+        response.on('error', fail);
+        response.on('close', () => {
+          if (!response.complete) fail(new TransportError('SVCNODE_CONNECTION_CLOSED', `the connection closed before the body of the ${status} redirect ended`, { phase: 'response', hint: 'the backend (or a proxy or load balancer in front of it) broke off its answer: check its logs; an idempotent request is retried' }));
+        });
         return;
       }
       readBody(response, a.method, settings, arm, () => timer?.refresh(), fail, (sent) => {

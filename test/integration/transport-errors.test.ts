@@ -193,6 +193,32 @@ describe('redirects', () => {
     expect(r.response?.body).toEqual({ method: 'GET', url: '/status/final?x=1' });
   });
 
+  it('each redirect is followed on the same kept-alive connection (before: a new connection and handshake per hop)', async () => {
+    const s = await serve((req, res) => {
+      req.resume();
+      const hop = Number(/^\/hop\/(\d)$/.exec(req.url ?? '')?.[1] ?? 9);
+      if (hop < 4) res.writeHead(hop % 2 === 0 ? 302 : 307, { location: `/hop/${hop + 1}`, 'content-type': 'text/html' }).end(`<a href="/hop/${hop + 1}">moved</a>`);
+      else res.writeHead(200, { 'content-type': 'text/plain' }).end('arrived');
+    });
+    const url = `https://localhost:${s.port}/hop/0`;
+    const r = await invoke(node(url, { request: { method: 'GET', url, followRedirects: true } }), {}, bank.deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    expect([r.response?.body, r.request.redirects?.length, s.requests, s.tcpConnections]).toEqual(['arrived', 4, 5, 1]);
+  });
+
+  it('a redirect whose body stalls ends in the idle timeout, not a hang', async () => {
+    const s = await serve((req, res) => {
+      req.resume();
+      res.writeHead(302, { location: '/next', 'content-type': 'text/html', 'content-length': '100' });
+      res.write('<a href="/next">');
+    });
+    const url = `https://localhost:${s.port}/start`;
+    const started = Date.now();
+    const r = await invoke(node(url, { request: { method: 'GET', url, followRedirects: true }, retry: { limit: 0 }, timeouts: { responseMs: 2_000, idleMs: 300, totalMs: 5_000 } }), {}, bank.deps);
+    expect(r.failure).toMatchObject({ category: 'timeout', code: 'SVCNODE_IDLE_TIMEOUT', phase: 'response' });
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+
   it('a 303 to a HEAD stays a HEAD (before: followed with GET, the body downloaded)', async () => {
     const methods: string[] = [];
     const s = await serve((req, res) => {
