@@ -83,10 +83,19 @@ const KNOWN: { pattern: RegExp; make: (message: string, cause: unknown) => Svcno
         hint: "grant the URL's Redis user the queue's keys (~bull:* or ~PREFIX:*, and ~svcnode:*) and BullMQ's commands: +@all is simplest; at least @read @write @scripting @blocking @connection and INFO",
       }),
   },
+  // A multi-key command (every BullMQ script) on a slot being migrated: TRYAGAIN, or ioredis's redirections running out between the two nodes.
+  {
+    pattern: /^TRYAGAIN\b|^Too many Cluster redirections\. Last error: (?:ReplyError: )?(?:TRYAGAIN|ASK)\b/,
+    make: (message, cause) =>
+      new UnavailableError('SVCNODE_REDIS_TRYAGAIN', `Redis Cluster refuses the queue's scripts while their slot migrates (${message})`, {
+        cause,
+        hint: "the queue's slot is migrating between cluster nodes; jobs wait until it completes. If it does not (a reshard stopped half-way), finish it with redis-cli --cluster fix, or end it with CLUSTER SETSLOT <slot> STABLE on both nodes",
+      }),
+  },
 ];
 
 /** Codes of Redis replies that refuse the queue's commands while Redis is up (the queue cannot move). */
-const REFUSES_COMMANDS = new Set(['SVCNODE_REDIS_OOM', 'SVCNODE_REDIS_MISCONF', 'SVCNODE_REDIS_READONLY', 'SVCNODE_REDIS_NOREPLICAS', 'SVCNODE_REDIS_BUSY', 'SVCNODE_REDIS_NOPERM']);
+const REFUSES_COMMANDS = new Set(['SVCNODE_REDIS_OOM', 'SVCNODE_REDIS_MISCONF', 'SVCNODE_REDIS_READONLY', 'SVCNODE_REDIS_NOREPLICAS', 'SVCNODE_REDIS_BUSY', 'SVCNODE_REDIS_NOPERM', 'SVCNODE_REDIS_TRYAGAIN']);
 
 /** The coded error when Redis refused a command of the queue (OOM, MISCONF, READONLY, NOREPLICAS, BUSY, NOPERM), or undefined. */
 export function commandRefusal(error: unknown): SvcnodeError | undefined {

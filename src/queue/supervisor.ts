@@ -2,6 +2,7 @@ import { DelayedError, WaitingError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Result } from '../invoke/result.js';
 import type { Metrics } from '../observability/metrics.js';
+import { onTryAgain } from './cluster-retries.js';
 import { coalesceWrites } from './coalesce-writes.js';
 import { withTimeout, type ConnectionFactory, type RedisConnection } from './connection.js';
 import { QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
@@ -76,6 +77,8 @@ export class WorkerSupervisor {
   private readonly errors = new Map<string, { at: number; count: number }>();
   /** The last time Redis refused one of the worker's commands, and why. */
   private refusedCommand: { code: string; at: number } | undefined;
+  /** The slot migration under way, as TRYAGAIN replies tell it: first and last seen. */
+  private migration: { since: number; last: number } | undefined;
 
   constructor(private readonly o: SupervisorOptions) {
     ({ worker: this.worker, connection: this.connection } = this.create());
@@ -98,6 +101,7 @@ export class WorkerSupervisor {
       this.o.logger.info('Redis connection restored: the worker takes jobs again');
     });
     coalesceWrites(connection);
+    onTryAgain(connection, (error) => this.slotMigrating(error));
     // Two parameters on purpose: BullMQ creates an AbortController per job for a processor that
     // takes a third (its signal); calls are aborted by the worker's one shutdown signal instead.
     const worker = new SafeWorker(QUEUE_NAME, (job, token) => this.run(job, token), {
@@ -114,6 +118,7 @@ export class WorkerSupervisor {
     worker.on('error', (error) => {
       if (fromConnection.has(error)) return;
       const refused = commandRefusal(error);
+      if (refused?.code === 'SVCNODE_REDIS_TRYAGAIN') return this.slotMigrating(error);
       if (refused) this.refusedCommand = { code: refused.code, at: Date.now() };
       this.logError('worker error', error);
     });
@@ -137,6 +142,32 @@ export class WorkerSupervisor {
     if (!this.held.delete(job)) return;
     if (this.closing) this.unconfirmedWhileClosing++;
     this.o.logger.warn({ jobId: job.id, nodeId: (job.data as { nodeId?: unknown } | undefined)?.nodeId }, 'job outcome not confirmed by Redis: the stall check returns it to the queue');
+  }
+
+  /** Redis Cluster refused a script of the worker (TRYAGAIN): the queue's slot migrates. Said once per migration. */
+  private slotMigrating(error: Error): void {
+    const refused = commandRefusal(error);
+    if (!refused) return;
+    const now = Date.now();
+    this.refusedCommand = { code: refused.code, at: now };
+    if (this.migration) {
+      this.migration.last = now;
+      return;
+    }
+    this.migration = { since: now, last: now };
+    this.o.logger.warn({ err: error.message, code: refused.code, hint: refused.hint }, "Redis Cluster refuses the queue's scripts: the queue's slot is migrating between cluster nodes, and jobs wait until it completes");
+  }
+
+  /** The end of a slot migration: no TRYAGAIN for a while. */
+  private migrationOver(now: number): void {
+    if (!this.migration || now - this.migration.last < this.refusalWindowMs) return;
+    this.o.logger.info({ code: 'SVCNODE_REDIS_TRYAGAIN', refusedForMs: this.migration.last - this.migration.since }, "Redis Cluster takes the queue's scripts again: the slot migration is over");
+    this.migration = undefined;
+  }
+
+  /** How long a refusal counts after Redis last refused: a fetch is retried every refusedPauseMs, the watchdog looks every watchdogIntervalMs. */
+  private get refusalWindowMs(): number {
+    return 2 * Math.max(this.o.watchdogIntervalMs ?? WORKER_DEFAULTS.watchdogIntervalMs, this.o.refusedPauseMs ?? WORKER_DEFAULTS.refusedPauseMs);
   }
 
   private async run(job: Job, token?: string): Promise<Result> {
@@ -206,10 +237,8 @@ export class WorkerSupervisor {
 
   /** The code of Redis's refusal (see commandRefusal) when it refused one of the worker's commands in the last few seconds. */
   commandsRefused(): string | undefined {
-    const every = this.o.watchdogIntervalMs ?? WORKER_DEFAULTS.watchdogIntervalMs;
-    const pause = this.o.refusedPauseMs ?? WORKER_DEFAULTS.refusedPauseMs;
     const r = this.refusedCommand;
-    return r !== undefined && Date.now() - r.at < 2 * Math.max(every, pause) ? r.code : undefined;
+    return r !== undefined && Date.now() - r.at < this.refusalWindowMs ? r.code : undefined;
   }
 
   /** False when the worker's loop ended, the watchdog sees it idle while jobs wait, or Redis refuses its commands. */
@@ -222,6 +251,7 @@ export class WorkerSupervisor {
   async check(): Promise<void> {
     if (this.closing) return;
     const now = Date.now();
+    this.migrationOver(now);
     const tookSinceLastCheck = this.lastTakenAt >= this.lastCheckAt;
     this.lastCheckAt = now;
     if (!this.worker.isRunning()) return this.recreate('run loop ended');

@@ -136,6 +136,36 @@ export function startBackend(pki: TestPki, o: BackendOptions = {}): Promise<Mtls
   });
 }
 
+/** A backend whose answers wait until the test opens the gate (to act on Redis while calls are in flight). */
+export interface GatedBackend {
+  server: MtlsServer;
+  /** Paths of the requests received so far, answered or not. */
+  arrived: string[];
+  /** Answer the requests waiting and every later one at once. */
+  open(): void;
+}
+
+/** startBackend's answer, held back until `open()`. */
+export async function startGatedBackend(pki: TestPki): Promise<GatedBackend> {
+  const arrived: string[] = [];
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const server = await startMtlsServer({
+    key: pki.server.keyPem,
+    cert: pki.server.certPem + pki.intermediate.certPem,
+    ca: pki.root.certPem,
+    handler: async (req, res) => {
+      req.resume();
+      arrived.push(req.url ?? '');
+      await gate;
+      const body = JSON.stringify({ ok: true, path: req.url });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    },
+  });
+  return { server, arrived, open };
+}
+
 export interface WorkerProcess {
   proc: CliProcess;
   /** Port of /metrics and /healthz. */

@@ -1,0 +1,116 @@
+/**
+ * Redis Cluster with the queue's slot half-way through a migration (CLUSTER SETSLOT MIGRATING /
+ * IMPORTING, held): single-key reads still answer, BullMQ's multi-key scripts get TRYAGAIN and no
+ * job moves. /healthz and svcnode_worker_up say so, one line is logged, and all recovers once the
+ * migration is undone.
+ */
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ServiceNodeClient } from '../../src/queue/client.js';
+import { startWorker, type RunningWorker } from '../../src/queue/worker.js';
+import { createQueueFixtures, nodeDef, startGatedBackend, type GatedBackend, type QueueFixtures } from '../helpers/fixtures.js';
+import { waitFor } from '../helpers/net.js';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { keySlot, startCluster, type TestCluster } from '../helpers/redis-cluster.js';
+
+let pki: TestPki | undefined;
+let cluster: TestCluster | undefined;
+let backend: GatedBackend | undefined;
+let f: QueueFixtures | undefined;
+let worker: RunningWorker | undefined;
+let client: ServiceNodeClient | undefined;
+const logs: Record<string, unknown>[] = [];
+
+beforeAll(async () => {
+  [pki, cluster] = await Promise.all([createTestPki(), startCluster(3, 0)]);
+  backend = await startGatedBackend(pki);
+  f = await createQueueFixtures(pki, [nodeDef('gated', `https://localhost:${backend.server.port}/call/{{context.i}}`)]);
+  worker = await startWorker({
+    redisUrl: cluster.url,
+    nodesDir: f.nodesDir,
+    profilesDir: f.profilesDir,
+    metricsPort: 0,
+    metricsHost: '127.0.0.1',
+    reloadIntervalMs: 0,
+    concurrency: 4,
+    env: { ...process.env, ...f.env },
+    logger: pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) }),
+  });
+  client = new ServiceNodeClient({ redisUrl: cluster.url });
+}, 90_000);
+
+afterAll(async () => {
+  await client?.close();
+  await worker?.close(2_000);
+  await backend?.server.close();
+  await cluster?.close();
+  await f?.cleanup();
+  await pki?.cleanup();
+});
+
+async function healthz(port: number): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+async function workerUp(port: number): Promise<number> {
+  return Number(/^svcnode_worker_up (\d)$/m.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1]);
+}
+
+async function admin<T>(port: number, run: (r: Redis) => Promise<T>): Promise<T> {
+  const r = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1 });
+  try {
+    return await run(r);
+  } finally {
+    r.disconnect();
+  }
+}
+
+describe("the queue's slot migrating between cluster nodes", () => {
+  it('/healthz is 503 "redis refuses commands" (SVCNODE_REDIS_TRYAGAIN) and svcnode_worker_up 0 while it lasts, one line is logged, and the jobs complete once it ends', async () => {
+    if (!cluster || !worker || !client || !backend) throw new Error('set-up failed');
+    const port = worker.metricsPort as number;
+    await waitFor(async () => (await healthz(port)).status === 200, 10_000, 100, '/healthz 200 at start');
+
+    const ids = [await client.enqueue('gated', { i: '1' }), await client.enqueue('gated', { i: '2' })];
+    await waitFor(() => backend?.arrived.length === 2, 10_000, 20, 'both calls in flight');
+
+    const slot = keySlot('{svcnode}');
+    const owner = await cluster.masterOf(slot);
+    const masters = await Promise.all(cluster.nodes.map(async (n) => ({ n, id: await admin(n.port, (r) => r.call('CLUSTER', 'MYID') as Promise<string>) })));
+    const from = masters.find((m) => m.n.port === owner.port);
+    const to = masters.find((m) => m.n.port !== owner.port);
+    if (!from || !to) throw new Error('no second master');
+    await admin(to.n.port, (r) => r.call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', from.id));
+    await admin(from.n.port, (r) => r.call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', to.id));
+    try {
+      // The calls end; writing their Results is a multi-key script, refused while the slot migrates.
+      backend.open();
+      await waitFor(async () => (await healthz(port)).body.code === 'SVCNODE_REDIS_TRYAGAIN', 10_000, 100, '/healthz names the migration');
+      expect(await healthz(port)).toMatchObject({ status: 503, body: { status: 'down', reason: 'redis refuses commands', code: 'SVCNODE_REDIS_TRYAGAIN', redis: 'connected' } });
+      await waitFor(async () => (await workerUp(port)) === 0, 12_000, 100, 'svcnode_worker_up 0');
+      // Held longer than the worker's 10 s window for repeating an error: still one line.
+      await sleep(11_000);
+      expect((await healthz(port)).status).toBe(503);
+      // Nothing finished meanwhile (the job hashes are still on the old owner).
+      for (const id of ids) expect(await admin(from.n.port, (r) => r.hget(`{svcnode}:service-node-invocations:${id}`, 'finishedOn'))).toBeNull();
+    } finally {
+      await admin(to.n.port, (r) => r.call('CLUSTER', 'SETSLOT', String(slot), 'STABLE'));
+      await admin(from.n.port, (r) => r.call('CLUSTER', 'SETSLOT', String(slot), 'STABLE'));
+    }
+
+    for (const id of ids) expect((await client.result(id, 20_000)).ok).toBe(true);
+    await waitFor(async () => (await healthz(port)).status === 200, 15_000, 100, '/healthz back to 200');
+    expect((await healthz(port)).body.status).toBe('ok');
+    await waitFor(async () => (await workerUp(port)) === 1, 15_000, 100, 'svcnode_worker_up back to 1');
+
+    const said = (level: number): Record<string, unknown>[] => logs.filter((l) => l.code === 'SVCNODE_REDIS_TRYAGAIN' && l.level === level);
+    expect(said(40)).toHaveLength(1);
+    expect(said(40)[0]?.hint).toMatch(/slot is migrating between cluster nodes; jobs wait until it completes/);
+    // Its end is said too, once.
+    await waitFor(() => said(30).length > 0, 10_000, 100, 'the end of the migration logged');
+    expect(said(30)).toHaveLength(1);
+  }, 120_000);
+});
