@@ -54,6 +54,11 @@ const SENTINEL_NO_MASTER = /^All sentinels are unreachable/;
 const SENTINEL_NO_MASTER_HINT =
   'no sentinel named a master this worker could reach (the sentinels may well be up): during a failover this lasts until they promote a replica; if it persists, check the sentinel addresses, the master name and that the master is reachable from here';
 
+/** BullMQ's words when the job's key is gone as it writes the outcome (a failover dropped writes not yet replicated). */
+const MISSING_JOB_KEY = /^Missing key for job (.+)\. \w+$/;
+const JOB_KEY_LOST_HINT =
+  "no worker will run it again and a flow waiting for it reads SVCNODE_JOB_NOT_FOUND; find out whether the backend acted on it before enqueuing it again (with the same requestId): see the README, Operations, 'Failover loses the last writes'";
+
 /** How long a probe waits: with maxRetriesPerRequest null a command on a dead node never returns. */
 const PROBE_TIMEOUT_MS = 1_000;
 
@@ -79,6 +84,8 @@ export class WorkerSupervisor {
   private refusedCommand: { code: string; at: number } | undefined;
   /** The slot migration under way, as TRYAGAIN replies tell it: first and last seen. */
   private migration: { since: number; last: number } | undefined;
+  /** Ids of held jobs whose key BullMQ found gone when it wrote their outcome. */
+  private readonly keyLost = new Set<string>();
 
   constructor(private readonly o: SupervisorOptions) {
     ({ worker: this.worker, connection: this.connection } = this.create());
@@ -117,6 +124,11 @@ export class WorkerSupervisor {
     }, this.o.refusedPauseMs ?? WORKER_DEFAULTS.refusedPauseMs, (job) => this.release(job));
     worker.on('error', (error) => {
       if (fromConnection.has(error)) return;
+      const lostId = MISSING_JOB_KEY.exec(error.message)?.[1];
+      if (lostId !== undefined && [...this.held].some((job) => job.id === lostId)) {
+        this.keyLost.add(lostId);
+        return;
+      }
       const refused = commandRefusal(error);
       if (refused?.code === 'SVCNODE_REDIS_TRYAGAIN') return this.slotMigrating(error);
       if (refused) this.refusedCommand = { code: refused.code, at: Date.now() };
@@ -141,7 +153,12 @@ export class WorkerSupervisor {
   private release(job: Job): void {
     if (!this.held.delete(job)) return;
     if (this.closing) this.unconfirmedWhileClosing++;
-    this.o.logger.warn({ jobId: job.id, nodeId: (job.data as { nodeId?: unknown } | undefined)?.nodeId }, 'job outcome not confirmed by Redis: the stall check returns it to the queue');
+    const nodeId = (job.data as { nodeId?: unknown } | undefined)?.nodeId;
+    if (job.id !== undefined && this.keyLost.delete(job.id)) {
+      this.o.logger.error({ jobId: job.id, nodeId, code: 'SVCNODE_JOB_KEY_LOST', hint: JOB_KEY_LOST_HINT }, 'job gone from Redis (lost in a failover that dropped writes not yet replicated): the invocation ran, but its Result could not be stored');
+      return;
+    }
+    this.o.logger.warn({ jobId: job.id, nodeId }, 'job outcome not confirmed by Redis: the stall check returns it to the queue');
   }
 
   /** Redis Cluster refused a script of the worker (TRYAGAIN): the queue's slot migrates. Said once per migration. */

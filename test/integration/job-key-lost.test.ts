@@ -1,0 +1,69 @@
+/**
+ * A job whose key vanishes from Redis while its call runs (what a failover that drops writes not
+ * yet replicated does): the worker says so, coded, with the job and node ids, instead of promising
+ * that the stall check returns a job that no longer exists.
+ */
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ServiceNodeClient } from '../../src/queue/client.js';
+import { startWorker, type RunningWorker } from '../../src/queue/worker.js';
+import { createQueueFixtures, nodeDef, startGatedBackend, type GatedBackend, type QueueFixtures } from '../helpers/fixtures.js';
+import { waitFor } from '../helpers/net.js';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+
+let pki: TestPki | undefined;
+let redis: TestRedis | undefined;
+let backend: GatedBackend | undefined;
+let f: QueueFixtures | undefined;
+let worker: RunningWorker | undefined;
+let client: ServiceNodeClient | undefined;
+const logs: Record<string, unknown>[] = [];
+
+beforeAll(async () => {
+  [pki, redis] = await Promise.all([createTestPki(), startRedis()]);
+  backend = await startGatedBackend(pki);
+  f = await createQueueFixtures(pki, [nodeDef('gated', `https://localhost:${backend.server.port}/call`)]);
+  worker = await startWorker({
+    redisUrl: redis.url,
+    nodesDir: f.nodesDir,
+    profilesDir: f.profilesDir,
+    reloadIntervalMs: 0,
+    env: { ...process.env, ...f.env },
+    logger: pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) }),
+  });
+  client = new ServiceNodeClient({ redisUrl: redis.url });
+}, 60_000);
+
+afterAll(async () => {
+  await client?.close();
+  await worker?.close(2_000);
+  await backend?.server.close();
+  await redis?.close();
+  await f?.cleanup();
+  await pki?.cleanup();
+});
+
+describe('a job whose key is gone from Redis when its outcome is written', () => {
+  it('is logged at error level as SVCNODE_JOB_KEY_LOST with job and node ids, not as returned by the stall check', async () => {
+    if (!redis || !backend || !client) throw new Error('set-up failed');
+    const id = await client.enqueue('gated', {});
+    await waitFor(() => backend?.arrived.length === 1, 10_000, 20, 'the call in flight');
+    const admin = new Redis(redis.url);
+    try {
+      expect(await admin.del(`bull:service-node-invocations:${id}`)).toBe(1);
+    } finally {
+      admin.disconnect();
+    }
+    backend.open();
+
+    const lost = await waitFor(() => logs.find((l) => l.code === 'SVCNODE_JOB_KEY_LOST'), 10_000, 20, 'the lost job logged');
+    expect(lost).toMatchObject({ level: 50, jobId: id, nodeId: 'gated' });
+    expect(lost.hint).toMatch(/Failover loses the last writes/);
+    // Said once, and nothing claims the stall check will bring it back.
+    expect(logs.filter((l) => l.jobId === id)).toHaveLength(1);
+    expect(logs.filter((l) => String(l.err).startsWith('Missing key'))).toEqual([]);
+    expect(backend.arrived).toHaveLength(1);
+  }, 30_000);
+});
