@@ -84,6 +84,7 @@ export const ERROR_CODES = {
   SVCNODE_REDIS_NOREPLICAS: 'Redis refuses writes: fewer replicas are in sync than its min-replicas-to-write asks (NOREPLICAS)',
   SVCNODE_REDIS_BUSY: 'Redis answers only BUSY: a Lua script or function runs too long',
   SVCNODE_REDIS_TRYAGAIN: "the queue's Redis Cluster slot is migrating between nodes: the queue's scripts are refused (TRYAGAIN) until the migration completes or is undone",
+  SVCNODE_REDIS_FAILOVER: 'a failover is under way: the node a blocking command waited on became a replica (UNBLOCKED); the worker follows the new master by itself',
   SVCNODE_REDIS_MAXCLIENTS: 'Redis refuses new connections: it has reached its maxclients',
   SVCNODE_REDIS_TLS_MISMATCH: 'the Redis URL scheme does not match the port: rediss:// on a plain port, or redis:// on a TLS port',
   SVCNODE_PORT_IN_USE: 'the --metrics-port is taken by another process',

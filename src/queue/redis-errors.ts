@@ -92,6 +92,14 @@ const KNOWN: { pattern: RegExp; make: (message: string, cause: unknown) => Svcno
         hint: "the queue's slot is migrating between cluster nodes; jobs wait until it completes. If it does not (a reshard stopped half-way), finish it with redis-cli --cluster fix, or end it with CLUSTER SETSLOT <slot> STABLE on both nodes",
       }),
   },
+  {
+    pattern: /^UNBLOCKED\b/,
+    make: (message, cause) =>
+      new UnavailableError('SVCNODE_REDIS_FAILOVER', `a failover is under way: the node this blocking command waited on became a replica (${message})`, {
+        cause,
+        hint: 'the normal trace of a failover (planned or not): the worker follows the new master by itself, nothing to do unless it keeps coming; see the README on failover for what a failover can lose',
+      }),
+  },
 ];
 
 /** Codes of Redis replies that refuse the queue's commands while Redis is up (the queue cannot move). */

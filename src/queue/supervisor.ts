@@ -54,6 +54,19 @@ const SENTINEL_NO_MASTER = /^All sentinels are unreachable/;
 const SENTINEL_NO_MASTER_HINT =
   'no sentinel named a master this worker could reach (the sentinels may well be up): during a failover this lasts until they promote a replica; if it persists, check the sentinel addresses, the master name and that the master is reachable from here';
 
+/**
+ * ioredis's words for an outage under way, with what they mean. Not in redis-errors' table: its
+ * errors are configuration mistakes or refusals, on which producers fail at once instead of waiting.
+ */
+const OUTAGE_TRACES: { pattern: RegExp; code?: string; hint: string }[] = [
+  { pattern: SENTINEL_NO_MASTER, hint: SENTINEL_NO_MASTER_HINT },
+  {
+    pattern: /^Failed to refresh slots cache/,
+    code: 'SVCNODE_REDIS_UNAVAILABLE',
+    hint: 'no node of the Redis Cluster answered for its slot map: the cluster is down or unreachable from here (a failover in progress ends within cluster-node-timeout); the worker reconnects by itself, takes jobs again once the cluster answers and logs "Redis connection restored"',
+  },
+];
+
 /** BullMQ's words when the job's key is gone as it writes the outcome (a failover dropped writes not yet replicated). */
 const MISSING_JOB_KEY = /^Missing key for job (.+)\. \w+$/;
 const JOB_KEY_LOST_HINT =
@@ -215,8 +228,10 @@ export class WorkerSupervisor {
       return;
     }
     const known = knownRedisError(error);
-    const hint = known?.hint ?? (SENTINEL_NO_MASTER.test(error.message) ? SENTINEL_NO_MASTER_HINT : undefined);
-    this.o.logger.warn({ err: error.message, ...(seen?.count ? { repeated: seen.count } : {}), ...(known ? { code: known.code } : {}), ...(hint ? { hint } : {}) }, message);
+    const trace = known ? undefined : OUTAGE_TRACES.find((t) => t.pattern.test(error.message));
+    const code = known?.code ?? trace?.code;
+    const hint = known?.hint ?? trace?.hint;
+    this.o.logger.warn({ err: error.message, ...(seen?.count ? { repeated: seen.count } : {}), ...(code ? { code } : {}), ...(hint ? { hint } : {}) }, message);
     this.errors.set(key, { at: now, count: 0 });
   }
 

@@ -2,7 +2,7 @@
  * Redis Cluster with the queue's slot half-way through a migration (CLUSTER SETSLOT MIGRATING /
  * IMPORTING, held): single-key reads still answer, BullMQ's multi-key scripts get TRYAGAIN and no
  * job moves. /healthz and svcnode_worker_up say so, one line is logged, and all recovers once the
- * migration is undone.
+ * migration is undone. Then the whole cluster goes down and comes back: the log names the outage.
  */
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -113,4 +113,18 @@ describe("the queue's slot migrating between cluster nodes", () => {
     await waitFor(() => said(30).length > 0, 10_000, 100, 'the end of the migration logged');
     expect(said(30)).toHaveLength(1);
   }, 120_000);
+
+  it('a whole-cluster outage is logged with SVCNODE_REDIS_UNAVAILABLE and a hint, and its end too', async () => {
+    if (!cluster || !worker) throw new Error('set-up failed');
+    const port = worker.metricsPort as number;
+    await waitFor(async () => (await healthz(port)).status === 200, 15_000, 100, '/healthz 200 before the outage');
+    const before = logs.length;
+    await Promise.all(cluster.nodes.map((n) => n.stop()));
+    const line = await waitFor(() => logs.slice(before).find((l) => /^Failed to refresh slots cache/.test(String(l.err))), 30_000, 100, 'the outage logged');
+    expect(line).toMatchObject({ code: 'SVCNODE_REDIS_UNAVAILABLE', hint: expect.stringMatching(/no node of the Redis Cluster answered/) as unknown });
+    await Promise.all(cluster.nodes.map((n) => n.restart()));
+    await cluster.waitHealthy();
+    await waitFor(async () => (await healthz(port)).status === 200, 30_000, 100, '/healthz 200 after the outage');
+    await waitFor(() => logs.slice(before).some((l) => l.msg === 'Redis connection restored: the worker takes jobs again'), 10_000, 100, 'the end of the outage logged');
+  }, 90_000);
 });
