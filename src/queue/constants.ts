@@ -20,7 +20,7 @@ export const WORKER_DEFAULTS = {
   watchdogIdleMs: 10_000,
   /** Past the grace period, this long at most for sockets to close before the process exits anyway. @defaultValue 1500 */
   shutdownMarginMs: 1_500,
-  /** After Redis refused the fetch of a job (OOM, MISCONF, READONLY, NOREPLICAS, BUSY, NOPERM), the wait before fetching again. @defaultValue 1000 */
+  /** After Redis refused the fetch of a job (OOM, MISCONF, READONLY, NOREPLICAS, BUSY, NOPERM, TRYAGAIN), the wait before fetching again. @defaultValue 1000 */
   refusedPauseMs: 1_000,
   /** Completed jobs kept: 24 h, at most 10,000. */
   removeOnComplete: { age: 86_400, count: 10_000 },

@@ -34,7 +34,7 @@ export class SafeWorker extends Worker {
 
   /**
    * `refusedPauseMs`: how long to wait before fetching again after Redis refused the fetch
-   * (OOM, MISCONF, READONLY, NOREPLICAS, BUSY, NOPERM). BullMQ fetches again at once, so a worker would spin at full
+   * (OOM, MISCONF, READONLY, NOREPLICAS, BUSY, NOPERM, TRYAGAIN once ioredis gave up retrying it). BullMQ fetches again at once, so a worker would spin at full
    * CPU, hammering Redis, for as long as Redis refuses. `released`: called when BullMQ lets go of
    * a job, its outcome written or not (a lost lock, an unreachable Redis); no event says the latter.
    */
