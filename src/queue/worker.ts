@@ -118,30 +118,43 @@ export class StartAbortedError extends SvcnodeError {
   }
 }
 
+/** Redis answers, but to say the URL or its credentials are wrong: waiting would not change that. */
+const FATAL_AT_START = new Set(['SVCNODE_REDIS_AUTH', 'SVCNODE_REDIS_DB']);
+
 /**
  * Resolve true once Redis answers PING, false if `signal` aborts first. An outage is waited out
  * (/healthz says 503 meanwhile); refused credentials are a configuration error and thrown at once.
  */
 async function redisOrAbort(redis: RedisConnection, signal: AbortSignal | undefined, logger: Logger): Promise<boolean> {
+  // A Cluster's PING waits while no node lets it in: the node's refusal (WRONGPASS, NOAUTH) comes only as an 'error' event.
+  let lastError: unknown;
+  const onError = (error: unknown): void => {
+    lastError = error;
+  };
+  redis.on('error', onError);
   // A raw look at the port says why, when it can (maxclients, TLS on one side only): once a while.
   let nextDiagnosis = Date.now() + 2_000;
-  while (!signal?.aborted) {
-    try {
-      await withTimeout(redis.ping(), 2_000, () => new Error('PING timed out'));
-      await withTimeout(checkDatabase(redis), 2_000, () => new Error('SELECT timed out'));
-      return true;
-    } catch (error) {
-      const known = knownRedisError(error);
-      if (known?.code === 'SVCNODE_REDIS_AUTH' || known?.code === 'SVCNODE_REDIS_DB') throw known;
-      if (Date.now() >= nextDiagnosis) {
-        nextDiagnosis = Date.now() + 30_000;
-        const diagnosis = await diagnose(redis);
-        if (diagnosis) logger.error({ code: diagnosis.code, hint: diagnosis.hint }, `Redis not reachable: ${diagnosis.message}`);
+  try {
+    while (!signal?.aborted) {
+      try {
+        await withTimeout(redis.ping(), 2_000, () => new Error('PING timed out'));
+        await withTimeout(checkDatabase(redis), 2_000, () => new Error('SELECT timed out'));
+        return true;
+      } catch (error) {
+        const known = [error, lastError].map(knownRedisError).find((k) => k !== undefined && FATAL_AT_START.has(k.code));
+        if (known) throw known;
+        if (Date.now() >= nextDiagnosis) {
+          nextDiagnosis = Date.now() + 30_000;
+          const diagnosis = await diagnose(redis);
+          if (diagnosis) logger.error({ code: diagnosis.code, hint: diagnosis.hint }, `Redis not reachable: ${diagnosis.message}`);
+        }
+        await sleepOrAbort(250, signal);
       }
-      await sleepOrAbort(250, signal);
     }
+    return false;
+  } finally {
+    redis.off('error', onError);
   }
-  return false;
 }
 
 /** Warn when Redis can evict or lose queued jobs. */

@@ -60,7 +60,11 @@ export interface TestCluster {
 }
 
 async function cmd(port: number, ...args: (string | number)[]): Promise<string> {
-  const r = new Redis({ host: LOOPBACK, port, maxRetriesPerRequest: 1, lazyConnect: true, connectTimeout: 1_000, retryStrategy: () => null });
+  return cmdAs(undefined, port, ...args);
+}
+
+async function cmdAs(password: string | undefined, port: number, ...args: (string | number)[]): Promise<string> {
+  const r = new Redis({ host: LOOPBACK, port, maxRetriesPerRequest: 1, lazyConnect: true, connectTimeout: 1_000, retryStrategy: () => null, ...(password ? { password } : {}) });
   r.on('error', () => undefined);
   try {
     await r.connect();
@@ -70,14 +74,21 @@ async function cmd(port: number, ...args: (string | number)[]): Promise<string> 
   }
 }
 
+export interface ClusterOptions {
+  /** Every node's `requirepass` and `masterauth`; the URL and seeds carry none. */
+  password?: string;
+}
+
 /** `masters` masters with `replicasPerMaster` replicas each; fast failover (node timeout 1 s). */
-export async function startCluster(masters = 3, replicasPerMaster = 1): Promise<TestCluster> {
+export async function startCluster(masters = 3, replicasPerMaster = 1, o: ClusterOptions = {}): Promise<TestCluster> {
+  const auth = o.password ? ['--requirepass', o.password, '--masterauth', o.password] : [];
+  const ask = (port: number, ...args: (string | number)[]): Promise<string> => cmdAs(o.password, port, ...args);
   const taken = new Set<number>();
   const ports: number[] = [];
   for (let i = 0; i < masters * (1 + replicasPerMaster); i++) ports.push(await clusterPort(taken));
   const nodes = await Promise.all(
     ports.map((port) =>
-      startRedis({ port, appendonly: true, args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000', '--cluster-replica-validity-factor', '0'] }),
+      startRedis({ port, appendonly: true, args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000', '--cluster-replica-validity-factor', '0', ...auth] }),
     ),
   );
   const cluster: TestCluster = {
@@ -87,7 +98,7 @@ export async function startCluster(masters = 3, replicasPerMaster = 1): Promise<
     async masterOf(slot) {
       for (const node of nodes) {
         try {
-          const slots = JSON.parse(JSON.stringify(await clusterSlots(node.port))) as [number, number, [string, number]][];
+          const slots = JSON.parse(JSON.stringify(await clusterSlots(node.port, o.password))) as [number, number, [string, number]][];
           const range = slots.find(([from, to]) => slot >= from && slot <= to);
           const owner = nodes.find((n) => n.port === range?.[2][1]);
           if (owner) return owner;
@@ -98,15 +109,15 @@ export async function startCluster(masters = 3, replicasPerMaster = 1): Promise<
       throw new Error(`no live node knows the master of slot ${slot}`);
     },
     async replicasOf(master) {
-      const id = await cmd(master.port, 'CLUSTER', 'MYID');
-      const lines = (await cmd(master.port, 'CLUSTER', 'NODES')).split('\n').filter((l) => l.includes(`slave ${id}`) || l.split(' ')[3] === id);
+      const id = await ask(master.port, 'CLUSTER', 'MYID');
+      const lines = (await ask(master.port, 'CLUSTER', 'NODES')).split('\n').filter((l) => l.includes(`slave ${id}`) || l.split(' ')[3] === id);
       return lines.map((l) => Number(/:(\d+)@/.exec(l)?.[1])).flatMap((p) => nodes.filter((n) => n.port === p));
     },
     async waitHealthy(timeoutMs = 30_000) {
       await waitFor(
         async () => {
           for (const node of nodes) {
-            const info = await cmd(node.port, 'CLUSTER', 'INFO').catch(() => 'dead');
+            const info = await ask(node.port, 'CLUSTER', 'INFO').catch(() => 'dead');
             if (info !== 'dead' && !info.includes('cluster_state:ok')) return false;
           }
           return true;
@@ -121,10 +132,10 @@ export async function startCluster(masters = 3, replicasPerMaster = 1): Promise<
     },
   };
   try {
-    await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `${LOOPBACK}:${p}`), '--cluster-replicas', String(replicasPerMaster), '--cluster-yes'], { timeout: 30_000 });
+    await run('redis-cli', [...(o.password ? ['--no-auth-warning', '-a', o.password] : []), '--cluster', 'create', ...ports.map((p) => `${LOOPBACK}:${p}`), '--cluster-replicas', String(replicasPerMaster), '--cluster-yes'], { timeout: 30_000 });
     await cluster.waitHealthy();
     // Replicas must have synced before a master is killed, or the promotion has nothing to serve.
-    await waitFor(async () => (await Promise.all(nodes.map((n) => cmd(n.port, 'INFO', 'replication')))).every((i) => !i.includes('role:slave') || i.includes('master_link_status:up')), 20_000, 100, 'replicas in sync');
+    await waitFor(async () => (await Promise.all(nodes.map((n) => ask(n.port, 'INFO', 'replication')))).every((i) => !i.includes('role:slave') || i.includes('master_link_status:up')), 20_000, 100, 'replicas in sync');
   } catch (error) {
     await cluster.close();
     throw error;
@@ -132,8 +143,8 @@ export async function startCluster(masters = 3, replicasPerMaster = 1): Promise<
   return cluster;
 }
 
-async function clusterSlots(port: number): Promise<unknown> {
-  const r = new Redis({ host: LOOPBACK, port, maxRetriesPerRequest: 1, lazyConnect: true, connectTimeout: 1_000, retryStrategy: () => null });
+async function clusterSlots(port: number, password?: string): Promise<unknown> {
+  const r = new Redis({ host: LOOPBACK, port, maxRetriesPerRequest: 1, lazyConnect: true, connectTimeout: 1_000, retryStrategy: () => null, ...(password ? { password } : {}) });
   r.on('error', () => undefined);
   try {
     await r.connect();
