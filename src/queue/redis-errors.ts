@@ -19,6 +19,14 @@ const KNOWN: { pattern: RegExp; make: (message: string, cause: unknown) => Svcno
       }),
   },
   {
+    pattern: /cluster support disabled/i,
+    make: (message, cause) =>
+      new InvalidInputError('SVCNODE_REDIS_NOT_CLUSTER', `the Redis URL names a Redis Cluster, but this server is not one (${message})`, {
+        cause,
+        hint: 'use redis://host:port for a single server (redis+sentinel:// for Sentinel), or enable cluster mode on the servers (cluster-enabled yes)',
+      }),
+  },
+  {
     pattern: /DB index is out of range/i,
     make: (message, cause) =>
       new InvalidInputError('SVCNODE_REDIS_DB', `the Redis URL selects a database this server does not have (${message})`, {

@@ -119,14 +119,14 @@ export class StartAbortedError extends SvcnodeError {
 }
 
 /** Redis answers, but to say the URL or its credentials are wrong: waiting would not change that. */
-const FATAL_AT_START = new Set(['SVCNODE_REDIS_AUTH', 'SVCNODE_REDIS_DB']);
+const FATAL_AT_START = new Set(['SVCNODE_REDIS_AUTH', 'SVCNODE_REDIS_DB', 'SVCNODE_REDIS_NOT_CLUSTER']);
 
 /**
  * Resolve true once Redis answers PING, false if `signal` aborts first. An outage is waited out
  * (/healthz says 503 meanwhile); refused credentials are a configuration error and thrown at once.
  */
 async function redisOrAbort(redis: RedisConnection, signal: AbortSignal | undefined, logger: Logger): Promise<boolean> {
-  // A Cluster's PING waits while no node lets it in: the node's refusal (WRONGPASS, NOAUTH) comes only as an 'error' event.
+  // A Cluster's PING waits while no node lets it in: the node's refusal (WRONGPASS, NOAUTH, cluster support disabled) comes only as an 'error' event.
   let lastError: unknown;
   const onError = (error: unknown): void => {
     lastError = error;
