@@ -21,6 +21,9 @@ function roleOptions(role: Role): RedisOptions {
   return role === 'worker' ? { maxRetriesPerRequest: null, disconnectTimeout: 200 } : { maxRetriesPerRequest: 1, enableOfflineQueue: true, disconnectTimeout: 200 };
 }
 
+/** Redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, a closed connection) a cluster command may take before it fails. */
+const CLUSTER_MAX_REDIRECTIONS = 300;
+
 /** Open a connection to a parsed target. */
 export function connectTarget(target: RedisTarget, role: Role): RedisConnection {
   if (target.kind !== 'cluster') return new Redis({ ...target.options, ...roleOptions(role) });
@@ -28,8 +31,10 @@ export function connectTarget(target: RedisTarget, role: Role): RedisConnection 
     ...target.options,
     redisOptions: { ...target.options.redisOptions, ...roleOptions(role) },
     // During a failover the surviving nodes answer MOVED towards the dead master until a replica
-    // is promoted: redirections are spaced out, and a worker's budget (300 × 100 ms) outlasts a
-    // failover with the default cluster-node-timeout (15 s), so no job fails on the way.
+    // is promoted, and while the queue's slot migrates BullMQ's multi-key scripts get TRYAGAIN
+    // until the slot is handed over: redirections are spaced out, and the budget (300, about 30 s
+    // of either) outlasts a failover with the default cluster-node-timeout (15 s) and a reshard of
+    // the slot, so neither a job nor an enqueue fails on the way.
     enableOfflineQueue: true,
     retryDelayOnMoved: 100,
     retryDelayOnFailover: 200,
@@ -37,7 +42,7 @@ export function connectTarget(target: RedisTarget, role: Role): RedisConnection 
     retryDelayOnTryAgain: 200,
     slotsRefreshTimeout: 2_000,
     clusterRetryStrategy: (times) => Math.min(100 * times, 2_000),
-    maxRedirections: role === 'worker' ? 300 : 50,
+    maxRedirections: CLUSTER_MAX_REDIRECTIONS,
   });
 }
 

@@ -91,9 +91,18 @@ const KNOWN: { pattern: RegExp; make: (message: string, cause: unknown) => Svcno
         hint: "grant the URL's Redis user the queue's keys (~bull:* or ~PREFIX:*, and ~svcnode:*) and BullMQ's commands: +@all is simplest; at least @read @write @scripting @blocking @connection and INFO",
       }),
   },
-  // A multi-key command (every BullMQ script) on a slot being migrated: TRYAGAIN, or ioredis's redirections running out between the two nodes.
+  // ioredis's words when a cluster command used up its redirections (maxRedirections); the last reply says why.
   {
-    pattern: /^TRYAGAIN\b|^Too many Cluster redirections\. Last error: (?:ReplyError: )?(?:TRYAGAIN|ASK)\b/,
+    pattern: /^Too many Cluster redirections\b/,
+    make: (message, cause) =>
+      new UnavailableError('SVCNODE_REDIS_REDIRECTS', `the Redis Cluster kept redirecting the command (${message})`, {
+        cause,
+        hint: "the queue's slot was moving longer than the connection waits: TRYAGAIN or ASK while it migrates to another master (a reshard), MOVED or CLUSTERDOWN while its master fails over; retry once that is over (an enqueue with the same jobId is not queued twice), and if it lasts, look for a slot left open with redis-cli --cluster check",
+      }),
+  },
+  // A multi-key command (every BullMQ script) on a slot being migrated: TRYAGAIN (ioredis retries it; its redirections running out is the entry above).
+  {
+    pattern: /^TRYAGAIN\b/,
     make: (message, cause) =>
       new UnavailableError('SVCNODE_REDIS_TRYAGAIN', `Redis Cluster refuses the queue's scripts while their slot migrates (${message})`, {
         cause,

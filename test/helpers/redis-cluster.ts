@@ -56,7 +56,19 @@ export interface TestCluster {
   replicasOf(master: TestRedis): Promise<TestRedis[]>;
   /** Wait until every live node reports cluster_state:ok and agrees on `slot`'s master. */
   waitHealthy(timeoutMs?: number): Promise<void>;
+  /** Open a migration of `slot` from its master to `target`, the steps of `redis-cli --cluster reshard`. */
+  migrateSlot(slot: number, target: TestRedis): Promise<SlotMigration>;
   close(): Promise<void>;
+}
+
+/** A slot between IMPORTING/MIGRATING and SETSLOT NODE: multi-key commands on it get TRYAGAIN meanwhile. */
+export interface SlotMigration {
+  /** MIGRATE up to `count` keys, `batch` per command, pausing `pauseMs` between commands; resolves with the number moved. */
+  move(count: number, o?: { batch?: number; pauseMs?: number }): Promise<number>;
+  /** Give the slot to the target on every node (SETSLOT NODE) and close the migration's connections. */
+  finish(): Promise<void>;
+  /** Close the migration's connections and leave the slot open. */
+  abandon(): void;
 }
 
 async function cmd(port: number, ...args: (string | number)[]): Promise<string> {
@@ -126,6 +138,40 @@ export async function startCluster(masters = 3, replicasPerMaster = 1, o: Cluste
         100,
         'cluster_state:ok on every live node',
       );
+    },
+    async migrateSlot(slot, target) {
+      const source = await cluster.masterOf(slot);
+      const connect = (port: number): Redis => new Redis({ host: LOOPBACK, port, maxRetriesPerRequest: 1, ...(o.password ? { password: o.password } : {}) });
+      const [from, to] = [connect(source.port), connect(target.port)];
+      const [fromId, toId] = [String(await from.call('CLUSTER', 'MYID')), String(await to.call('CLUSTER', 'MYID'))];
+      await to.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId);
+      await from.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId);
+      const abandon = (): void => {
+        from.disconnect();
+        to.disconnect();
+      };
+      return {
+        async move(count, mo = {}) {
+          let moved = 0;
+          while (moved < count) {
+            const keys = (await from.call('CLUSTER', 'GETKEYSINSLOT', slot, Math.min(mo.batch ?? 10, count - moved))) as string[];
+            if (keys.length === 0) break;
+            await from.call('MIGRATE', LOOPBACK, target.port, '', 0, 5_000, ...(o.password ? ['AUTH', o.password] : []), 'KEYS', ...keys);
+            moved += keys.length;
+            if (mo.pauseMs) await new Promise((resolve) => setTimeout(resolve, mo.pauseMs));
+          }
+          return moved;
+        },
+        async finish() {
+          try {
+            // Target first, then source, as redis-cli does: no node sends MOVED to one that would send it back.
+            for (const node of [target, source, ...nodes.filter((n) => n !== target && n !== source)]) await ask(node.port, 'CLUSTER', 'SETSLOT', slot, 'NODE', toId).catch(() => undefined);
+          } finally {
+            abandon();
+          }
+        },
+        abandon,
+      };
     },
     close: async () => {
       await Promise.all(nodes.map((n) => n.close()));
