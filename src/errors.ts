@@ -88,6 +88,7 @@ export const ERROR_CODES = {
   SVCNODE_REDIS_MAXCLIENTS: 'Redis refuses new connections: it has reached its maxclients',
   SVCNODE_REDIS_TLS_MISMATCH: 'the Redis URL scheme does not match the port: rediss:// on a plain port, or redis:// on a TLS port',
   SVCNODE_REDIS_REDIRECTS: "the Redis Cluster kept redirecting a command (MOVED, ASK, TRYAGAIN) beyond the connection's budget: the queue's slot was migrating or failing over",
+  SVCNODE_REDIS_CLUSTER_DOWN: 'the Redis Cluster nodes answer but report cluster_state:fail: some slots have no working master',
   SVCNODE_REDIS_NOT_CLUSTER: 'the Redis URL is a cluster URL (redis+cluster://) but the server has cluster support disabled',
   SVCNODE_PORT_IN_USE: 'the --metrics-port is taken by another process',
   SVCNODE_CLIENT_CLOSED: 'a ServiceNodeClient call came after close(), or close() ended a wait for a Result (the job itself still runs)',

@@ -1,6 +1,7 @@
 import net from 'node:net';
+import { Redis, type RedisOptions } from 'ioredis';
 import { UnavailableError, type SvcnodeError } from '../errors.js';
-import { isCluster, type RedisConnection } from './connection.js';
+import { isCluster, withTimeout, type RedisConnection } from './connection.js';
 
 /** How long the raw look at a port may take in all. */
 const DIAGNOSE_MS = 1_500;
@@ -61,4 +62,29 @@ export function diagnose(connection: RedisConnection): Promise<SvcnodeError | un
   if (isCluster(connection) || connection.options.sentinels) return Promise.resolve(undefined);
   const { host, port, tls } = connection.options;
   return host !== undefined && port !== undefined ? diagnoseRedisPort(host, port, tls !== undefined) : Promise.resolve(undefined);
+}
+
+/**
+ * Why a Redis Cluster never becomes ready although its nodes answer: they report cluster_state:fail
+ * (slots no master serves), and ioredis only retries, silently. Asks the seeds one by one; undefined
+ * when none answers or one reports the cluster ok.
+ */
+export async function diagnoseCluster(seeds: { host: string; port: number }[], redisOptions: RedisOptions = {}): Promise<SvcnodeError | undefined> {
+  for (const { host, port } of seeds) {
+    const node = new Redis({ ...redisOptions, host, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: DIAGNOSE_MS });
+    node.on('error', () => undefined);
+    try {
+      const info = String(await withTimeout(node.connect().then(() => node.call('CLUSTER', 'INFO')), DIAGNOSE_MS, () => new Error('CLUSTER INFO timed out')));
+      if (!/^cluster_state:fail\b/m.test(info)) return undefined;
+      const ok = Number(/^cluster_slots_ok:(\d+)/m.exec(info)?.[1] ?? 0);
+      return new UnavailableError('SVCNODE_REDIS_CLUSTER_DOWN', `the Redis Cluster is down: ${host}:${port} answers, but reports cluster_state:fail (${16_384 - ok} of 16384 slots have no working master)`, {
+        hint: 'every slot needs a master that is up: bring back the failed master (or let its replica take over), or assign the uncovered slots (redis-cli --cluster check HOST:PORT shows them, redis-cli --cluster fix assigns them); the worker starts once the cluster reports cluster_state:ok',
+      });
+    } catch {
+      // this seed does not answer: ask the next one
+    } finally {
+      node.disconnect();
+    }
+  }
+  return undefined;
 }

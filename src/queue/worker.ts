@@ -50,7 +50,7 @@ import { warmDistributionPoints } from '../tls/cdp-warmup.js';
 import { revocationEvents, type RevocationCheck } from '../tls/revocation.js';
 import { WorkerSupervisor, type Probe } from './supervisor.js';
 import { sleepOrAbort } from './sleep.js';
-import { diagnose } from './redis-diagnose.js';
+import { diagnose, diagnoseCluster } from './redis-diagnose.js';
 
 export interface WorkerOptions {
   /** Any Redis URL form (single node, Sentinel, Cluster); or pass `connection`. */
@@ -118,6 +118,12 @@ export class StartAbortedError extends SvcnodeError {
   }
 }
 
+/** Why Redis does not answer at start, found by looking around the client (see redis-diagnose): `run` looks, `found` is what it saw last. */
+interface Diagnosis {
+  run: () => Promise<SvcnodeError | undefined>;
+  found?: SvcnodeError | undefined;
+}
+
 /** Redis answers, but to say the URL or its credentials are wrong: waiting would not change that. */
 const FATAL_AT_START = new Set(['SVCNODE_REDIS_AUTH', 'SVCNODE_REDIS_DB', 'SVCNODE_REDIS_NOT_CLUSTER']);
 
@@ -125,7 +131,7 @@ const FATAL_AT_START = new Set(['SVCNODE_REDIS_AUTH', 'SVCNODE_REDIS_DB', 'SVCNO
  * Resolve true once Redis answers PING, false if `signal` aborts first. An outage is waited out
  * (/healthz says 503 meanwhile); refused credentials are a configuration error and thrown at once.
  */
-async function redisOrAbort(redis: RedisConnection, signal: AbortSignal | undefined, logger: Logger): Promise<boolean> {
+async function redisOrAbort(redis: RedisConnection, signal: AbortSignal | undefined, logger: Logger, diagnosis: Diagnosis): Promise<boolean> {
   // A Cluster's PING waits while no node lets it in: the node's refusal (WRONGPASS, NOAUTH, cluster support disabled) comes only as an 'error' event.
   let lastError: unknown;
   const onError = (error: unknown): void => {
@@ -145,8 +151,9 @@ async function redisOrAbort(redis: RedisConnection, signal: AbortSignal | undefi
         if (known) throw known;
         if (Date.now() >= nextDiagnosis) {
           nextDiagnosis = Date.now() + 30_000;
-          const diagnosis = await diagnose(redis);
-          if (diagnosis) logger.error({ code: diagnosis.code, hint: diagnosis.hint }, `Redis not reachable: ${diagnosis.message}`);
+          diagnosis.found = await diagnosis.run();
+          const found = diagnosis.found;
+          if (found) logger.error({ code: found.code, hint: found.hint }, `Redis not reachable: ${found.message}`);
         }
         await sleepOrAbort(250, signal);
       }
@@ -242,14 +249,18 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
 
   // Filled in once Redis connections exist; /healthz is served (503) before that.
   const live: { supervisor?: WorkerSupervisor } = {};
+  // A cluster whose nodes answer but report cluster_state:fail never gets ready: ask its seeds why.
+  const seeds = 'kind' in source && source.kind === 'cluster' ? source : undefined;
+  const diagnosis: Diagnosis = { run: () => (seeds ? diagnoseCluster(seeds.nodes, seeds.options.redisOptions) : diagnose(probe)) };
   const health = async (): Promise<HealthReport> => {
     const { supervisor } = live;
     // A stale profile still calls with its last good bundle, and a removed one is a decision: both
     // degrade (200), as a 503 would invite a restart, which loses the last good bundle.
     const stale = registry.staleProfiles();
-    const result: Probe = supervisor ? await supervisor.probe() : { ok: false, reason: 'redis unreachable', detail: 'not connected yet' };
+    const found = supervisor ? undefined : diagnosis.found;
+    const result: Probe = supervisor ? await supervisor.probe() : { ok: false, reason: 'redis unreachable', detail: 'not connected yet', ...(found ? { code: found.code } : {}) };
     const refused = result.ok ? supervisor?.commandsRefused() : result.code;
-    const reason = !result.ok ? result.reason : refused ? 'redis refuses commands' : !supervisor?.takingJobs() ? 'worker stopped' : undefined;
+    const reason = found?.code === 'SVCNODE_REDIS_CLUSTER_DOWN' ? 'redis cluster down' : !result.ok ? result.reason : refused ? 'redis refuses commands' : !supervisor?.takingJobs() ? 'worker stopped' : undefined;
     const errors = profileErrors(registry);
     return {
       status: reason ? 'down' : registry.problems.length > 0 || stale.length > 0 || errors.length > 0 ? 'degraded' : 'ok',
@@ -425,7 +436,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   try {
     if (reloadIntervalMs > 0) await Promise.all([watcher.start(), nodeWatcher.start()]);
     // /healthz answers (503) while Redis is still unreachable at start; a stop signal ends the wait.
-    if (!(await redisOrAbort(probe, options.signal, logger))) throw new StartAbortedError();
+    if (!(await redisOrAbort(probe, options.signal, logger, diagnosis))) throw new StartAbortedError();
     const first = await supervisor.probe();
     if (!first.ok && first.reason === 'MOVED: wrong node') {
       // Not fatal: this node may own the slot after a failover; /healthz says 503 until then.

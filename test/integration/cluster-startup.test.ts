@@ -1,13 +1,16 @@
 /**
  * svcnode on a redis+cluster:// URL that cannot work (real redis-server processes, the real CLI):
  * refused credentials exit 5 within 10 s, as on a single node, and a server without cluster support
- * exits 2 naming the fix, instead of a worker waiting forever and an enqueue blaming the network.
+ * exits 2 naming the fix, instead of a worker waiting forever and an enqueue blaming the network. A
+ * cluster whose nodes answer but report cluster_state:fail is waited for, and said so.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, spawnCli } from '../helpers/cli.js';
+import { waitFor } from '../helpers/net.js';
 import { startCluster, type TestCluster } from '../helpers/redis-cluster.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 
@@ -18,6 +21,7 @@ describe('worker start-up on a Redis Cluster', () => {
   let dir: string;
   let locked: TestCluster;
   let plain: TestRedis;
+  let failing: TestCluster;
   const dirs = (): string[] => ['--nodes', join(dir, 'nodes'), '--profiles', join(dir, 'profiles'), '--metrics-port', '0'];
   const seeds = (cluster: TestCluster, userinfo = ''): string => `redis+cluster://${userinfo}${cluster.seeds.slice(0, 2).map((s) => `${s.host}:${s.port}`).join(',')}`;
 
@@ -25,10 +29,10 @@ describe('worker start-up on a Redis Cluster', () => {
     dir = mkdtempSync(join(tmpdir(), 'svcnode-cluster-startup-'));
     mkdirSync(join(dir, 'nodes'));
     mkdirSync(join(dir, 'profiles'));
-    [locked, plain] = await Promise.all([startCluster(3, 0, { password: PASSWORD }), startRedis()]);
+    [locked, plain, failing] = await Promise.all([startCluster(3, 0, { password: PASSWORD }), startRedis(), startCluster(3, 0)]);
   });
   afterAll(async () => {
-    await Promise.all([locked?.close(), plain?.close()]);
+    await Promise.all([locked?.close(), plain?.close(), failing?.close()]);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -74,4 +78,33 @@ describe('worker start-up on a Redis Cluster', () => {
     expect(r.code).toBe(2);
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, failure: { category: 'invalid_input', code: 'SVCNODE_REDIS_NOT_CLUSTER' } });
   });
+
+  it('waits for a cluster in cluster_state:fail, logging why with a hint and answering /healthz "redis cluster down", and starts once it is ok', async () => {
+    // One slot served by no master: every node answers, and every node reports cluster_state:fail.
+    const owner = await failing.masterOf(16_383);
+    const admins = failing.nodes.map((n) => new Redis({ host: n.host, port: n.port, maxRetriesPerRequest: 1 }));
+    try {
+      for (const admin of admins) await admin.call('CLUSTER', 'DELSLOTS', 16_383);
+      await waitFor(async () => (await Promise.all(admins.map((a) => a.call('CLUSTER', 'INFO')))).every((i) => String(i).includes('cluster_state:fail')), 10_000, 100, 'cluster_state:fail on every node');
+      const w = spawnCli(['worker', '--redis', seeds(failing), ...dirs()], { timeoutMs: 60_000 });
+      try {
+        const serving = JSON.parse(await w.waitForLine(/serving \/metrics and \/healthz/, { stream: 'stderr' })) as { healthPort: number };
+        const line = JSON.parse(await w.waitForLine(/SVCNODE_REDIS_CLUSTER_DOWN/, { stream: 'stderr', timeoutMs: 8_000 })) as { msg: string; hint: string };
+        expect(line.msg).toContain('cluster_state:fail');
+        expect(line.hint).toContain('redis-cli --cluster');
+        const r = await fetch(`http://127.0.0.1:${serving.healthPort}/healthz`);
+        expect(r.status).toBe(503);
+        expect(await r.json()).toMatchObject({ reason: 'redis cluster down', code: 'SVCNODE_REDIS_CLUSTER_DOWN' });
+        await admins[failing.nodes.indexOf(owner)]?.call('CLUSTER', 'ADDSLOTS', 16_383);
+        await w.waitForLine(/"msg":"worker started"/, { stream: 'stderr', timeoutMs: 15_000 });
+        // Said once, not once per attempt.
+        expect(w.lines.filter((l) => l.text.includes('SVCNODE_REDIS_CLUSTER_DOWN'))).toHaveLength(1);
+        expect((await w.stop('SIGTERM', 10_000)).code).toBe(0);
+      } finally {
+        await w.stop('SIGKILL').catch(() => undefined);
+      }
+    } finally {
+      for (const admin of admins) admin.disconnect();
+    }
+  }, 60_000);
 });
