@@ -100,7 +100,7 @@ const KNOWN: { pattern: RegExp; make: (message: string, cause: unknown) => Svcno
         hint: "the queue's slot was moving longer than the connection waits: TRYAGAIN or ASK while it migrates to another master (a reshard), MOVED or CLUSTERDOWN while its master fails over; retry once that is over (an enqueue with the same jobId is not queued twice), and if it lasts, look for a slot left open with redis-cli --cluster check",
       }),
   },
-  // A multi-key command (every BullMQ script) on a slot being migrated: TRYAGAIN (ioredis retries it; its redirections running out is the entry above).
+  // A multi-key command (every BullMQ script) on a slot being migrated: TRYAGAIN, which ioredis retries (its redirections running out is the entry above).
   {
     pattern: /^TRYAGAIN\b/,
     make: (message, cause) =>
@@ -120,7 +120,7 @@ const KNOWN: { pattern: RegExp; make: (message: string, cause: unknown) => Svcno
 ];
 
 /** Codes of Redis replies that refuse the queue's commands while Redis is up (the queue cannot move). */
-const REFUSES_COMMANDS = new Set(['SVCNODE_REDIS_OOM', 'SVCNODE_REDIS_MISCONF', 'SVCNODE_REDIS_READONLY', 'SVCNODE_REDIS_NOREPLICAS', 'SVCNODE_REDIS_BUSY', 'SVCNODE_REDIS_NOPERM', 'SVCNODE_REDIS_TRYAGAIN']);
+const REFUSES_COMMANDS = new Set(['SVCNODE_REDIS_OOM', 'SVCNODE_REDIS_MISCONF', 'SVCNODE_REDIS_READONLY', 'SVCNODE_REDIS_NOREPLICAS', 'SVCNODE_REDIS_BUSY', 'SVCNODE_REDIS_NOPERM', 'SVCNODE_REDIS_TRYAGAIN', 'SVCNODE_REDIS_REDIRECTS']);
 
 /** The coded error when Redis refused a command of the queue (OOM, MISCONF, READONLY, NOREPLICAS, BUSY, NOPERM), or undefined. */
 export function commandRefusal(error: unknown): SvcnodeError | undefined {
