@@ -72,6 +72,9 @@ const MISSING_JOB_KEY = /^Missing key for job (.+)\. \w+$/;
 const JOB_KEY_LOST_HINT =
   "no worker will run it again and a flow waiting for it reads SVCNODE_JOB_NOT_FOUND; find out whether the backend acted on it before enqueuing it again (with the same requestId): see the README, Operations, 'Failover loses the last writes'";
 
+const STALLED_HINT =
+  "its worker was killed or blocked past its lock (timeouts above lockDurationMs, a stopped process), or a failover dropped its completion; an invocation that reached the backend runs twice: see the README, Operations, 'Failover loses the last writes'";
+
 /** How long a probe waits: with maxRetriesPerRequest null a command on a dead node never returns. */
 const PROBE_TIMEOUT_MS = 1_000;
 
@@ -156,6 +159,10 @@ export class WorkerSupervisor {
     worker.on('completed', (job) => {
       this.held.delete(job);
     });
+    // A job whose worker died, lost its lock, or whose completion a failover dropped: it runs again.
+    worker.on('stalled', (jobId) => {
+      this.o.logger.warn({ jobId, hint: STALLED_HINT }, 'job returned to the queue by the stall check: it will run again, and the backend may already have had it');
+    });
     return { worker, connection };
   }
 
@@ -203,6 +210,9 @@ export class WorkerSupervisor {
   private async run(job: Job, token?: string): Promise<Result> {
     this.held.add(job);
     this.lastTakenAt = Date.now();
+    if (job.stalledCounter > 0) {
+      this.o.logger.warn({ jobId: job.id, nodeId: (job.data as { nodeId?: unknown } | undefined)?.nodeId, stalled: job.stalledCounter }, 'running a job the stall check returned to the queue: the backend may have had this invocation before');
+    }
     // A job was moved to active: Redis takes the queue's commands again.
     this.refusedCommand = undefined;
     try {

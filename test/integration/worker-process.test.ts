@@ -84,6 +84,14 @@ describe('svcnode worker processes', () => {
     }
     // The jobs the dead worker held were handed to the new one (stalled-job recovery).
     for (const id of held) expect(await (await Job.fromId(queue, id))?.getState()).toBe('completed');
+    // Each is named in the log, as returned by the stall check and as run again (before: nothing said
+    // that the backend may have had these invocations twice).
+    const returned = b.logs().filter((l) => String(l.msg).startsWith('job returned to the queue by the stall check')).map((l) => l.jobId);
+    const rerun = b.logs().filter((l) => String(l.msg).startsWith('running a job the stall check returned')).map((l) => l.jobId);
+    // (A job held at the look may have completed just before the kill: the stalled ones are among those held.)
+    expect(returned.length).toBeGreaterThan(0);
+    expect(held).toEqual(expect.arrayContaining(returned));
+    expect(new Set(rerun)).toEqual(new Set(returned));
     expect(await invocationsMetric(b.metricsPort, { node: 'slow', outcome: 'ok' })).toBeGreaterThan(0);
     expect(b.proc.child.exitCode).toBeNull();
   }, 90_000);
