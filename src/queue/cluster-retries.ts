@@ -1,15 +1,20 @@
 import { isCluster, type RedisConnection } from './connection.js';
 
+/** Replies a Cluster connection retries by itself: a migrating slot, or a cluster without a master for a slot. */
+export type ClusterRetry = 'TRYAGAIN' | 'CLUSTERDOWN';
+
 /**
- * Calls `listener` with each TRYAGAIN a Cluster connection meets. While the queue's slot migrates,
- * ioredis retries every multi-key command (all of BullMQ's scripts) by itself for up to
- * maxRedirections × retryDelayOnTryAgain without a word, so a queue that stands still would look healthy.
+ * Calls `listener` with each TRYAGAIN or CLUSTERDOWN a Cluster connection meets. While the queue's
+ * slot migrates, or its master has failed and no replica is promoted yet, ioredis retries every
+ * command by itself (up to maxRedirections times) without a word, so a queue that stands still
+ * would look healthy, and a failover would leave no trace in the log.
  */
-export function onTryAgain(connection: RedisConnection, listener: (error: Error) => void): void {
+export function onClusterRetry(connection: RedisConnection, listener: (kind: ClusterRetry, error: Error) => void): void {
   if (!isCluster(connection)) return;
   const handle = connection.handleError.bind(connection);
   connection.handleError = (error, ttl, handlers) => {
-    if (/^TRYAGAIN\b/.test(error.message)) listener(error);
+    const kind = /^(TRYAGAIN|CLUSTERDOWN)\b/.exec(error.message)?.[1] as ClusterRetry | undefined;
+    if (kind) listener(kind, error);
     handle(error, ttl, handlers);
   };
 }

@@ -2,7 +2,7 @@ import { DelayedError, WaitingError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Result } from '../invoke/result.js';
 import type { Metrics } from '../observability/metrics.js';
-import { onTryAgain } from './cluster-retries.js';
+import { onClusterRetry } from './cluster-retries.js';
 import { coalesceWrites } from './coalesce-writes.js';
 import { withTimeout, type ConnectionFactory, type RedisConnection } from './connection.js';
 import { QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
@@ -72,6 +72,9 @@ const MISSING_JOB_KEY = /^Missing key for job (.+)\. \w+$/;
 const JOB_KEY_LOST_HINT =
   "no worker will run it again and a flow waiting for it reads SVCNODE_JOB_NOT_FOUND; find out whether the backend acted on it before enqueuing it again (with the same requestId): see the README, Operations, 'Failover loses the last writes'";
 
+const CLUSTER_DOWN_HINT =
+  "a master of the cluster failed and its replica is not promoted yet (this lasts about cluster-node-timeout), or a slot has no master at all: if it lasts, redis-cli --cluster check HOST:PORT shows the uncovered slots and redis-cli --cluster fix assigns them; see the README on failover for what a failover can lose";
+
 const STALLED_HINT =
   "its worker was killed or blocked past its lock (timeouts above lockDurationMs, a stopped process), or a failover dropped its completion; an invocation that reached the backend runs twice: see the README, Operations, 'Failover loses the last writes'";
 
@@ -98,6 +101,8 @@ export class WorkerSupervisor {
   private readonly errors = new Map<string, { at: number; count: number }>();
   /** The last time Redis refused one of the worker's commands, and why. */
   private refusedCommand: { code: string; at: number } | undefined;
+  /** The CLUSTERDOWN episode under way: first and last seen. */
+  private downSince: { since: number; last: number } | undefined;
   /** The slot migration under way, as TRYAGAIN replies tell it: first and last seen. */
   private migration: { since: number; last: number } | undefined;
   /** Ids of held jobs whose key BullMQ found gone when it wrote their outcome. */
@@ -105,6 +110,8 @@ export class WorkerSupervisor {
 
   constructor(private readonly o: SupervisorOptions) {
     ({ worker: this.worker, connection: this.connection } = this.create());
+    // The health probe's connection meets a cluster outage first when the worker idles.
+    onClusterRetry(o.probe, (kind, error) => kind === 'CLUSTERDOWN' && this.clusterDown(error));
   }
 
   private create(): { worker: SafeWorker; connection: RedisConnection } {
@@ -124,7 +131,7 @@ export class WorkerSupervisor {
       this.o.logger.info('Redis connection restored: the worker takes jobs again');
     });
     coalesceWrites(connection);
-    onTryAgain(connection, (error) => this.slotMigrating(error));
+    onClusterRetry(connection, (kind, error) => (kind === 'TRYAGAIN' ? this.slotMigrating(error) : this.clusterDown(error)));
     // Two parameters on purpose: BullMQ creates an AbortController per job for a processor that
     // takes a third (its signal); calls are aborted by the worker's one shutdown signal instead.
     const worker = new SafeWorker(QUEUE_NAME, (job, token) => this.run(job, token), {
@@ -200,6 +207,29 @@ export class WorkerSupervisor {
     if (!this.migration || now - this.migration.last < this.refusalWindowMs) return;
     this.o.logger.info({ code: 'SVCNODE_REDIS_TRYAGAIN', refusedForMs: this.migration.last - this.migration.since }, "Redis Cluster takes the queue's scripts again: the slot migration is over");
     this.migration = undefined;
+  }
+
+  /** Redis Cluster answered CLUSTERDOWN (a slot without a master: a failover under way, or worse). Said once per outage. */
+  private clusterDown(error: Error): void {
+    const now = Date.now();
+    if (this.downSince) {
+      this.downSince.last = now;
+      return;
+    }
+    this.downSince = { since: now, last: now };
+    this.o.logger.warn({ err: error.message, code: 'SVCNODE_REDIS_CLUSTER_DOWN', hint: CLUSTER_DOWN_HINT }, 'Redis Cluster is down for the queue: a slot has no working master; jobs wait until a replica takes over');
+  }
+
+  /** The end of a CLUSTERDOWN episode: none for a while. */
+  private clusterUpAgain(now: number): void {
+    if (!this.downSince || now - this.downSince.last < this.refusalWindowMs) return;
+    this.o.logger.info({ code: 'SVCNODE_REDIS_CLUSTER_DOWN', downForMs: this.downSince.last - this.downSince.since }, 'Redis Cluster serves the queue again');
+    this.downSince = undefined;
+  }
+
+  /** True while Redis Cluster answers CLUSTERDOWN (seen within the refusal window). */
+  clusterIsDown(): boolean {
+    return this.downSince !== undefined && Date.now() - this.downSince.last < this.refusalWindowMs;
   }
 
   /** How long a refusal counts after Redis last refused: a fetch is retried every refusedPauseMs, the watchdog looks every watchdogIntervalMs. */
@@ -294,6 +324,7 @@ export class WorkerSupervisor {
     if (this.closing) return;
     const now = Date.now();
     this.migrationOver(now);
+    this.clusterUpAgain(now);
     const tookSinceLastCheck = this.lastTakenAt >= this.lastCheckAt;
     this.lastCheckAt = now;
     if (!this.worker.isRunning()) return this.recreate('run loop ended');

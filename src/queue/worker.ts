@@ -260,12 +260,13 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     const found = supervisor ? undefined : diagnosis.found;
     const result: Probe = supervisor ? await supervisor.probe() : { ok: false, reason: 'redis unreachable', detail: 'not connected yet', ...(found ? { code: found.code } : {}) };
     const refused = result.ok ? supervisor?.commandsRefused() : result.code;
-    const reason = found?.code === 'SVCNODE_REDIS_CLUSTER_DOWN' ? 'redis cluster down' : !result.ok ? result.reason : refused ? 'redis refuses commands' : !supervisor?.takingJobs() ? 'worker stopped' : undefined;
+    const down = found?.code === 'SVCNODE_REDIS_CLUSTER_DOWN' || supervisor?.clusterIsDown() === true;
+    const reason = down ? 'redis cluster down' : !result.ok ? result.reason : refused ? 'redis refuses commands' : !supervisor?.takingJobs() ? 'worker stopped' : undefined;
     const errors = profileErrors(registry);
     return {
       status: reason ? 'down' : registry.problems.length > 0 || stale.length > 0 || errors.length > 0 ? 'degraded' : 'ok',
       ...(reason ? { reason } : {}),
-      ...(refused ? { code: refused } : {}),
+      ...(down ? { code: 'SVCNODE_REDIS_CLUSTER_DOWN' } : refused ? { code: refused } : {}),
       redis: result.ok ? 'connected' : 'disconnected',
       nodes: registry.nodes.size,
       profiles: registry.profiles.size,

@@ -114,6 +114,29 @@ describe("the queue's slot migrating between cluster nodes", () => {
     expect(said(30)).toHaveLength(1);
   }, 120_000);
 
+  it('a cluster without a master for a slot (CLUSTERDOWN) is logged once, /healthz says so, and its end is logged (before: nothing, "redis unreachable")', async () => {
+    if (!cluster || !worker) throw new Error('set-up failed');
+    const port = worker.metricsPort as number;
+    await waitFor(async () => (await healthz(port)).status === 200, 15_000, 100, '/healthz 200 before');
+    const before = logs.length;
+    // Slot 16383 (no key of the queue) served by no one: the whole cluster answers CLUSTERDOWN.
+    const owner = await cluster.masterOf(16383);
+    await Promise.all(cluster.nodes.map((n) => admin(n.port, (r) => r.call('CLUSTER', 'DELSLOTS', '16383')).catch(() => undefined)));
+    try {
+      await waitFor(async () => (await healthz(port)).body.reason === 'redis cluster down', 15_000, 100, '/healthz names the cluster down');
+      expect(await healthz(port)).toMatchObject({ status: 503, body: { status: 'down', code: 'SVCNODE_REDIS_CLUSTER_DOWN' } });
+      await sleep(1_000);
+      const down = logs.slice(before).filter((l) => l.code === 'SVCNODE_REDIS_CLUSTER_DOWN' && l.level === 40);
+      expect(down).toHaveLength(1);
+      expect(down[0]?.hint).toMatch(/replica is not promoted yet/);
+    } finally {
+      await admin(owner.port, (r) => r.call('CLUSTER', 'ADDSLOTS', '16383'));
+    }
+    await cluster.waitHealthy();
+    await waitFor(async () => (await healthz(port)).status === 200, 30_000, 100, '/healthz 200 after');
+    await waitFor(() => logs.slice(before).some((l) => l.msg === 'Redis Cluster serves the queue again'), 15_000, 100, 'the end logged');
+  }, 90_000);
+
   it('a whole-cluster outage is logged with SVCNODE_REDIS_UNAVAILABLE and a hint, and its end too', async () => {
     if (!cluster || !worker) throw new Error('set-up failed');
     const port = worker.metricsPort as number;
