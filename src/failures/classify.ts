@@ -231,7 +231,7 @@ export function certificateStatusFailure(status: number, bodyText: string, ctx: 
 }
 
 /** Any status the node does not accept: nginx's certificate verdicts first, then the status itself. */
-export function classifyHttpStatus(status: number, bodyText: string, ctx: ClassifyContext): Failure {
+export function classifyHttpStatus(status: number, bodyText: string, ctx: ClassifyContext, askedWait = ''): Failure {
   const verdict = certificateStatusFailure(status, bodyText, ctx);
   if (verdict) return verdict;
   if (status === 403 && /Cannot perform Post-Handshake Authentication/i.test(bodyText)) {
@@ -243,7 +243,7 @@ export function classifyHttpStatus(status: number, bodyText: string, ctx: Classi
   if (status === 403 && ctx.probe?.certificateRequested === true && ctx.clientSubject) {
     return failure('http_status', `HTTP_${status}`, `${ctx.host} answered HTTP 403 after asking for a client certificate and getting ours ("${ctx.clientSubject}")`, `if the 403 is about the certificate (nginx "ssl_verify_client optional_no_ca" checked by the application, an error_page for 495/496; the body may say), register it or its issuing CA with the backend team (\`svcnode certs inspect\` shows its fingerprint); otherwise check the request (URL, headers, body) and the bot account's rights`);
   }
-  return failure('http_status', `HTTP_${status}`, `${ctx.host} answered HTTP ${status}, which the node does not accept`, statusHint(status));
+  return failure('http_status', `HTTP_${status}`, `${ctx.host} answered HTTP ${status}${askedWait}, which the node does not accept`, statusHint(status));
 }
 
 /** What to do about a status the node does not accept, as far as the status alone tells. */

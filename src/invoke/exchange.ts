@@ -13,6 +13,7 @@ import { onAbort } from './abort-fanout.js';
 import { AttemptDeadline } from './attempt-budget.js';
 import type { RenderedRequest } from './render.js';
 import { keptHeaders, responseBody, type Failure, type ResponseReport, type TlsReport } from './result.js';
+import { retryAfterNote } from './retry.js';
 import { partialResponse, send, type CallSettings, type Redirect, type Sent } from './transport.js';
 
 /** The outcome of one HTTP exchange over mutual TLS, classified. */
@@ -124,7 +125,7 @@ export function statusFailure(exchange: Exchange, accept: readonly (number | str
   // nginx's verdicts on our certificate (400/495/496) count even where the node accepts the status.
   if (accepted && !CERTIFICATE_STATUSES.has(status)) return null;
   const ctx = classifyContext(host, profile, exchange.probe, false);
-  return accepted ? (certificateStatusFailure(status, exchange.bodyText, ctx) ?? null) : classifyHttpStatus(status, exchange.bodyText, ctx);
+  return accepted ? (certificateStatusFailure(status, exchange.bodyText, ctx) ?? null) : classifyHttpStatus(status, exchange.bodyText, ctx, exchange.response ? retryAfterNote(exchange.response) : '');
 }
 
 /** Sends again after kept-alive connections closed unanswered: several may be closing at once (a backend restart). */

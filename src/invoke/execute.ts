@@ -16,7 +16,6 @@ import { bearerError } from './oauth2-token.js';
 import { renderRequest, type RenderedRequest } from './render.js';
 import { emptyResult } from './failed-result.js';
 import { AUTH_RETRY_AFTER, reportedUrl, type Result } from './result.js';
-import { quotingAskedWait } from './retry.js';
 import { MemoryTokenCache, type TokenCache } from './token-cache.js';
 import { callSettings } from './settings.js';
 import { attemptSignal } from './attempt-budget.js';
@@ -203,7 +202,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
         // Refused again with credentials fetched a moment ago: not an expiry, and no status to accept.
         if (!accepts(node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus, 401)) return finish(freshCredentialsRefused(node, x, (rendered.target ?? rendered.url).host), profile);
       }
-      return finish(quotingAskedWait(statusFailure(x, node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus, (rendered.target ?? rendered.url).host, profile), x.response), profile);
+      return finish(statusFailure(x, node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus, (rendered.target ?? rendered.url).host, profile), profile);
     }
   } finally {
     budget?.done();

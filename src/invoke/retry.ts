@@ -1,6 +1,5 @@
 import type { HttpMethod, NodeDefinition } from '../definitions/types.js';
 import { isTransient } from '../failures/classify.js';
-import type { Failure } from '../failures/failure.js';
 import { DEFAULTS } from './defaults.js';
 import { AUTH_RETRY_AFTER, headerValue, type ResponseReport, type Result } from './result.js';
 
@@ -32,14 +31,9 @@ function asksToWait(status: number): boolean {
   return status === 429 || status >= 500;
 }
 
-/** A failure of a 429 or 5xx answer that quotes the wait the backend asked for (`HTTP 429 (Retry-After: 30 s)`), as the retry policy reads it. */
-export function quotingAskedWait(failure: Failure | null, response: ResponseReport | null, now: number = Date.now()): Failure | null {
-  if (!failure || !response || failure.category !== 'http_status' || !asksToWait(response.status)) return failure;
-  const said = `HTTP ${response.status}`;
-  const at = failure.message.indexOf(said);
-  const note = askedWaitNote(askedWaitMs(response.headers['retry-after'], now));
-  if (at === -1 || note === '') return failure;
-  return { ...failure, message: `${failure.message.slice(0, at + said.length)}${note}${failure.message.slice(at + said.length)}` };
+/** How the failure of a 429 or 5xx answer quotes the wait it asked for (` (Retry-After: 30 s)`), as the retry policy reads it; '' for other statuses or no readable wait. */
+export function retryAfterNote(response: ResponseReport, now: number = Date.now()): string {
+  return asksToWait(response.status) ? askedWaitNote(askedWaitMs(response.headers['retry-after'], now)) : '';
 }
 
 /** The wait the Result's backend, or the authentication endpoint that failed it, asked for. */

@@ -3,7 +3,8 @@ import type { HttpMethod, NodeDefinition } from '../../src/definitions/types.js'
 import { FAILURE_CATEGORIES, type FailureCategory, type FailurePhase } from '../../src/failures/categories.js';
 import { DEFAULTS } from '../../src/invoke/defaults.js';
 import type { Result } from '../../src/invoke/result.js';
-import { quotingAskedWait, retryDelay, settledResult } from '../../src/invoke/retry.js';
+import { classifyHttpStatus } from '../../src/failures/classify.js';
+import { retryAfterNote, retryDelay, settledResult } from '../../src/invoke/retry.js';
 
 function node(method: HttpMethod, retry?: NodeDefinition['retry']): NodeDefinition {
   return { id: 'retry', request: { method, url: 'https://api.example/' }, tls: { profile: 'bank' }, ...(retry ? { retry } : {}) };
@@ -143,14 +144,18 @@ describe('the wording of a 429 or 5xx', () => {
     const r = result('http_status', { status, code: `HTTP_${status}`, headers });
     return { ...r, failure: { ...(r.failure as NonNullable<Result['failure']>), message: `api.example answered HTTP ${status}, which the node does not accept` } };
   };
-  const quoted = (r: Result): string | undefined => quotingAskedWait(r.failure, r.response, now)?.message;
+  // The message the classifier writes for the response, with the note the retry policy reads from it.
+  const quoted = (r: Result): string | undefined => {
+    const response = r.response as NonNullable<Result['response']>;
+    return classifyHttpStatus(response.status, '', { host: 'api.example', profileName: 'bank', clientSubject: undefined, probe: undefined, proxy: false }, retryAfterNote(response, now)).message;
+  };
 
   it('quotes a readable Retry-After of a 429 or 5xx only', () => {
     expect(quoted(statusFailure(429, { 'retry-after': '30' }))).toBe('api.example answered HTTP 429 (Retry-After: 30 s), which the node does not accept');
     expect(quoted(statusFailure(503, { 'retry-after': 'Thu, 01 Jan 2026 00:00:03 GMT' }))).toContain('HTTP 503 (Retry-After: 3 s)');
     expect(quoted(statusFailure(503, { 'retry-after': 'soon' }))).not.toContain('Retry-After');
     expect(quoted(statusFailure(404, { 'retry-after': '30' }))).not.toContain('Retry-After');
-    expect(quotingAskedWait(null, statusFailure(503, { 'retry-after': '1' }).response, now)).toBeNull();
+    expect(retryAfterNote({ status: 503, headers: {}, body: null }, now)).toBe('');
   });
 
   it('a Result the policy would still retry keeps its hint; one it gives up on says how many attempts were made', () => {
