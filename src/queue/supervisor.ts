@@ -78,6 +78,42 @@ const CLUSTER_DOWN_HINT =
 const STALLED_HINT =
   "its worker was killed or blocked past its lock (timeouts above lockDurationMs, a stopped process), or a failover dropped its completion; an invocation that reached the backend runs twice: see the README, Operations, 'Failover loses the last writes'";
 
+/**
+ * A condition Redis Cluster reports over and over while it lasts (TRYAGAIN, CLUSTERDOWN): said
+ * once when it starts and once when none has come for `windowMs`.
+ */
+class Episode {
+  private span: { since: number; last: number } | undefined;
+
+  /** Note one report; true when it starts a new episode. */
+  seen(now: number): boolean {
+    if (this.span) {
+      this.span.last = now;
+      return false;
+    }
+    this.span = { since: now, last: now };
+    return true;
+  }
+
+  /** Whether one was reported within `windowMs`. */
+  active(now: number, windowMs: number): boolean {
+    return this.span !== undefined && now - this.span.last < windowMs;
+  }
+
+  /** The episode's length once none has come for `windowMs` (and it is then closed); else undefined. */
+  ended(now: number, windowMs: number): number | undefined {
+    if (!this.span || now - this.span.last < windowMs) return undefined;
+    const length = this.span.last - this.span.since;
+    this.span = undefined;
+    return length;
+  }
+}
+
+/** The node a job names, for log lines (its data is the producer's: anything). */
+function nodeIdOf(job: Job): unknown {
+  return (job.data as { nodeId?: unknown } | undefined)?.nodeId;
+}
+
 /** How long a probe waits: with maxRetriesPerRequest null a command on a dead node never returns. */
 const PROBE_TIMEOUT_MS = 1_000;
 
@@ -101,10 +137,10 @@ export class WorkerSupervisor {
   private readonly errors = new Map<string, { at: number; count: number }>();
   /** The last time Redis refused one of the worker's commands, and why. */
   private refusedCommand: { code: string; at: number } | undefined;
-  /** The CLUSTERDOWN episode under way: first and last seen. */
-  private downSince: { since: number; last: number } | undefined;
-  /** The slot migration under way, as TRYAGAIN replies tell it: first and last seen. */
-  private migration: { since: number; last: number } | undefined;
+  /** The CLUSTERDOWN episode under way. */
+  private readonly down = new Episode();
+  /** The slot migration under way, as TRYAGAIN replies tell it. */
+  private readonly migration = new Episode();
   /** Ids of held jobs whose key BullMQ found gone when it wrote their outcome. */
   private readonly keyLost = new Set<string>();
 
@@ -180,7 +216,7 @@ export class WorkerSupervisor {
   private release(job: Job): void {
     if (!this.held.delete(job)) return;
     if (this.closing) this.unconfirmedWhileClosing++;
-    const nodeId = (job.data as { nodeId?: unknown } | undefined)?.nodeId;
+    const nodeId = nodeIdOf(job);
     if (job.id !== undefined && this.keyLost.delete(job.id)) {
       this.o.logger.error({ jobId: job.id, nodeId, code: 'SVCNODE_JOB_KEY_LOST', hint: JOB_KEY_LOST_HINT }, 'job gone from Redis (lost in a failover that dropped writes not yet replicated): the invocation ran, but its Result could not be stored');
       return;
@@ -194,42 +230,31 @@ export class WorkerSupervisor {
     if (!refused) return;
     const now = Date.now();
     this.refusedCommand = { code: refused.code, at: now };
-    if (this.migration) {
-      this.migration.last = now;
-      return;
-    }
-    this.migration = { since: now, last: now };
+    if (!this.migration.seen(now)) return;
     this.o.logger.warn({ err: error.message, code: refused.code, hint: refused.hint }, "Redis Cluster refuses the queue's scripts: the queue's slot is migrating between cluster nodes, and jobs wait until it completes");
   }
 
   /** The end of a slot migration: no TRYAGAIN for a while. */
   private migrationOver(now: number): void {
-    if (!this.migration || now - this.migration.last < this.refusalWindowMs) return;
-    this.o.logger.info({ code: 'SVCNODE_REDIS_TRYAGAIN', refusedForMs: this.migration.last - this.migration.since }, "Redis Cluster takes the queue's scripts again: the slot migration is over");
-    this.migration = undefined;
+    const refusedForMs = this.migration.ended(now, this.refusalWindowMs);
+    if (refusedForMs !== undefined) this.o.logger.info({ code: 'SVCNODE_REDIS_TRYAGAIN', refusedForMs }, "Redis Cluster takes the queue's scripts again: the slot migration is over");
   }
 
   /** Redis Cluster answered CLUSTERDOWN (a slot without a master: a failover under way, or worse). Said once per outage. */
   private clusterDown(error: Error): void {
-    const now = Date.now();
-    if (this.downSince) {
-      this.downSince.last = now;
-      return;
-    }
-    this.downSince = { since: now, last: now };
+    if (!this.down.seen(Date.now())) return;
     this.o.logger.warn({ err: error.message, code: 'SVCNODE_REDIS_CLUSTER_DOWN', hint: CLUSTER_DOWN_HINT }, 'Redis Cluster is down for the queue: a slot has no working master; jobs wait until a replica takes over');
   }
 
   /** The end of a CLUSTERDOWN episode: none for a while. */
   private clusterUpAgain(now: number): void {
-    if (!this.downSince || now - this.downSince.last < this.refusalWindowMs) return;
-    this.o.logger.info({ code: 'SVCNODE_REDIS_CLUSTER_DOWN', downForMs: this.downSince.last - this.downSince.since }, 'Redis Cluster serves the queue again');
-    this.downSince = undefined;
+    const downForMs = this.down.ended(now, this.refusalWindowMs);
+    if (downForMs !== undefined) this.o.logger.info({ code: 'SVCNODE_REDIS_CLUSTER_DOWN', downForMs }, 'Redis Cluster serves the queue again');
   }
 
   /** True while Redis Cluster answers CLUSTERDOWN (seen within the refusal window). */
   clusterIsDown(): boolean {
-    return this.downSince !== undefined && Date.now() - this.downSince.last < this.refusalWindowMs;
+    return this.down.active(Date.now(), this.refusalWindowMs);
   }
 
   /** How long a refusal counts after Redis last refused: a fetch is retried every refusedPauseMs, the watchdog looks every watchdogIntervalMs. */
@@ -241,7 +266,7 @@ export class WorkerSupervisor {
     this.held.add(job);
     this.lastTakenAt = Date.now();
     if (job.stalledCounter > 0) {
-      this.o.logger.warn({ jobId: job.id, nodeId: (job.data as { nodeId?: unknown } | undefined)?.nodeId, stalled: job.stalledCounter }, 'running a job the stall check returned to the queue: the backend may have had this invocation before');
+      this.o.logger.warn({ jobId: job.id, nodeId: nodeIdOf(job), stalled: job.stalledCounter }, 'running a job the stall check returned to the queue: the backend may have had this invocation before');
     }
     // A job was moved to active: Redis takes the queue's commands again.
     this.refusedCommand = undefined;
