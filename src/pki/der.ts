@@ -89,17 +89,23 @@ function dottedOid(content: Buffer): string {
   return arcs.join('.');
 }
 
+/** A certificate's outer SEQUENCE and its first element, tbsCertificate; undefined when malformed. */
+function certificateTbs(der: Buffer): { outer: Tlv; tbs: Tlv } | undefined {
+  const outer = readTlv(der, 0, der.length);
+  if (!outer || outer === 'truncated') return undefined;
+  const tbs = readTlv(der, outer.start, outer.end);
+  return !tbs || tbs === 'truncated' ? undefined : { outer, tbs };
+}
+
 /**
  * The OID of a certificate's signatureAlgorithm (the issuer's signature), dotted, or undefined
  * when the DER does not have that shape: Certificate ::= SEQUENCE { tbsCertificate,
  * signatureAlgorithm AlgorithmIdentifier ::= SEQUENCE { algorithm OID, … }, signature }.
  */
 export function signatureAlgorithmOid(der: Buffer): string | undefined {
-  const outer = readTlv(der, 0, der.length);
-  if (!outer || outer === 'truncated') return undefined;
-  const tbs = readTlv(der, outer.start, outer.end);
-  if (!tbs || tbs === 'truncated') return undefined;
-  const algorithm = readTlv(der, tbs.end, outer.end);
+  const parts = certificateTbs(der);
+  if (!parts) return undefined;
+  const algorithm = readTlv(der, parts.tbs.end, parts.outer.end);
   if (!algorithm || algorithm === 'truncated' || algorithm.tag !== SEQUENCE) return undefined;
   const oid = readTlv(der, algorithm.start, algorithm.end);
   if (!oid || oid === 'truncated' || oid.tag !== OID) return undefined;
@@ -135,10 +141,8 @@ function children(der: Buffer, parent: Tlv): Tlv[] | undefined {
  * Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }.
  */
 export function certificateExtensions(der: Buffer): CertificateExtension[] | undefined {
-  const outer = readTlv(der, 0, der.length);
-  if (!outer || outer === 'truncated') return undefined;
-  const tbs = readTlv(der, outer.start, outer.end);
-  if (!tbs || tbs === 'truncated' || tbs.tag !== SEQUENCE) return undefined;
+  const tbs = certificateTbs(der)?.tbs;
+  if (tbs?.tag !== SEQUENCE) return undefined;
   const wrapper = children(der, tbs)?.find((c) => c.tag === EXTENSIONS);
   if (!wrapper) return [];
   const list = readTlv(der, wrapper.start, wrapper.end);
