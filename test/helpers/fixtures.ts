@@ -11,8 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
+import { pino } from 'pino';
 import type { NodeDefinition, ProfileDocument } from '../../src/definitions/types.js';
 import { mintCa, mintLeaf, type MintedCert } from '../../src/pki/mint.js';
+import { startWorker, type RunningWorker, type WorkerOptions } from '../../src/queue/worker.js';
 import { spawnCli, type CliProcess } from './cli.js';
 import type { TestPki } from './pki.js';
 import { startMtlsServer, type MtlsServer } from './servers.js';
@@ -274,4 +276,17 @@ function flatten(value: unknown): string {
   if (Array.isArray(value)) return value.map(flatten).join('\n');
   if (value && typeof value === 'object') return Object.entries(value).map(([k, v]) => `${k}\n${flatten(v)}`).join('\n');
   return String(value);
+}
+
+/** An in-process worker on the fixtures' nodes and profiles, no reloads, whose log lines (info and up) land in `logs`. */
+export function startLoggedWorker(f: QueueFixtures, redisUrl: string, logs: Record<string, unknown>[], extra: Partial<WorkerOptions> = {}): Promise<RunningWorker> {
+  return startWorker({
+    redisUrl,
+    nodesDir: f.nodesDir,
+    profilesDir: f.profilesDir,
+    reloadIntervalMs: 0,
+    env: { ...process.env, ...f.env },
+    logger: pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) }),
+    ...extra,
+  });
 }

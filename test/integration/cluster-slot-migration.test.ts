@@ -5,12 +5,11 @@
  * migration is undone. Then the whole cluster goes down and comes back: the log names the outage.
  */
 import { Redis } from 'ioredis';
-import { pino } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServiceNodeClient } from '../../src/queue/client.js';
-import { startWorker, type RunningWorker } from '../../src/queue/worker.js';
-import { createQueueFixtures, nodeDef, startGatedBackend, type GatedBackend, type QueueFixtures } from '../helpers/fixtures.js';
+import type { RunningWorker } from '../../src/queue/worker.js';
+import { createQueueFixtures, nodeDef, startGatedBackend, startLoggedWorker, type GatedBackend, type QueueFixtures } from '../helpers/fixtures.js';
 import { waitFor } from '../helpers/net.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { keySlot, startCluster, type TestCluster } from '../helpers/redis-cluster.js';
@@ -27,17 +26,7 @@ beforeAll(async () => {
   [pki, cluster] = await Promise.all([createTestPki(), startCluster(3, 0)]);
   backend = await startGatedBackend(pki);
   f = await createQueueFixtures(pki, [nodeDef('gated', `https://localhost:${backend.server.port}/call/{{context.i}}`)]);
-  worker = await startWorker({
-    redisUrl: cluster.url,
-    nodesDir: f.nodesDir,
-    profilesDir: f.profilesDir,
-    metricsPort: 0,
-    metricsHost: '127.0.0.1',
-    reloadIntervalMs: 0,
-    concurrency: 4,
-    env: { ...process.env, ...f.env },
-    logger: pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) }),
-  });
+  worker = await startLoggedWorker(f, cluster.url, logs, { metricsPort: 0, metricsHost: '127.0.0.1', concurrency: 4 });
   client = new ServiceNodeClient({ redisUrl: cluster.url });
 }, 90_000);
 

@@ -4,11 +4,10 @@
  * that the stall check returns a job that no longer exists.
  */
 import { Redis } from 'ioredis';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServiceNodeClient } from '../../src/queue/client.js';
-import { startWorker, type RunningWorker } from '../../src/queue/worker.js';
-import { createQueueFixtures, nodeDef, startGatedBackend, type GatedBackend, type QueueFixtures } from '../helpers/fixtures.js';
+import type { RunningWorker } from '../../src/queue/worker.js';
+import { createQueueFixtures, nodeDef, startGatedBackend, startLoggedWorker, type GatedBackend, type QueueFixtures } from '../helpers/fixtures.js';
 import { waitFor } from '../helpers/net.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
@@ -25,14 +24,7 @@ beforeAll(async () => {
   [pki, redis] = await Promise.all([createTestPki(), startRedis()]);
   backend = await startGatedBackend(pki);
   f = await createQueueFixtures(pki, [nodeDef('gated', `https://localhost:${backend.server.port}/call`)]);
-  worker = await startWorker({
-    redisUrl: redis.url,
-    nodesDir: f.nodesDir,
-    profilesDir: f.profilesDir,
-    reloadIntervalMs: 0,
-    env: { ...process.env, ...f.env },
-    logger: pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) }),
-  });
+  worker = await startLoggedWorker(f, redis.url, logs);
   client = new ServiceNodeClient({ redisUrl: redis.url });
 }, 60_000);
 
