@@ -60,6 +60,11 @@ export interface Result {
   timings: { connectMs: number; handshakeMs: number; totalMs: number };
   /** Attempts made for this invocation (1 when not retried). */
   attempts: number;
+  /**
+   * Times the stall check returned this job to the queue before this run (a worker died, or lost
+   * its job lock, mid-call): the backend may have had the invocation before. Absent when 0.
+   */
+  stalled?: number;
   /** The token step of an OAuth 2.0 node (token redacted). */
   auth?: AuthReport;
   [AUTH_RETRY_AFTER]?: number;

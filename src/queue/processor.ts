@@ -112,6 +112,8 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       ...(signal ? { signal } : {}),
       ...(data.requestId ? { requestId: data.requestId } : {}),
     }), node), node);
+    // A job the stall check handed back: its earlier run may have reached the backend, and the Result says so.
+    if (job.stalledCounter > 0) result.stalled = job.stalledCounter;
     // Cut short by the worker's shutdown: the backend did not fail, and the call is not over. The
     // job goes back to the wait list at once, for any worker to take, instead of ending with a
     // timeout Result or waiting out its lock for the stall check.

@@ -92,6 +92,11 @@ describe('svcnode worker processes', () => {
     expect(returned.length).toBeGreaterThan(0);
     expect(held).toEqual(expect.arrayContaining(returned));
     expect(new Set(rerun)).toEqual(new Set(returned));
+    // The Result of each job run again says so (before: it read like a first run, attempts 1).
+    const all = await results(jobs);
+    const stalled = jobs.filter((_, i) => all[i]?.stalled !== undefined).map((j) => j.id);
+    expect(new Set(stalled)).toEqual(new Set(returned));
+    for (const [i, j] of jobs.entries()) if (returned.includes(j.id)) expect(all[i]).toMatchObject({ ok: true, attempts: 1, stalled: 1 });
     expect(await invocationsMetric(b.metricsPort, { node: 'slow', outcome: 'ok' })).toBeGreaterThan(0);
     expect(b.proc.child.exitCode).toBeNull();
   }, 90_000);
