@@ -11,22 +11,26 @@ export const CRL_PENDING = 'is being downloaded in the background';
 /** OpenSSL's verdicts when a CRL is missing, stale, not yet valid or unusable for a chain level. */
 export const REVOCATION_UNKNOWN_CODES = new Set(['UNABLE_TO_GET_CRL', 'CRL_HAS_EXPIRED', 'CRL_NOT_YET_VALID', 'UNABLE_TO_GET_CRL_ISSUER', 'CRL_SIGNATURE_FAILURE', 'UNABLE_TO_DECRYPT_CRL_SIGNATURE', 'DIFFERENT_CRL_SCOPE']);
 
-/**
- * Which certificate of the presented chain a CRL lists: certificate, serial, date and source.
- * Undefined when none is listed.
- */
-export function revokedInChain(chain: readonly ChainEntry[] | undefined, crls: readonly LoadedCrl[] | undefined, host: string): string | undefined {
+/** The first certificate of a presented chain that one of `crls` lists, with its entry and that CRL. */
+export function revokedEntry(chain: readonly ChainEntry[] | undefined, crls: readonly LoadedCrl[] | undefined): { entry: ChainEntry; serial: string; crl: LoadedCrl; revocationDate: Date; reason?: string } | undefined {
   for (const entry of chain ?? []) {
     if (!entry.serialNumber) continue;
     const serial = normalSerial(entry.serialNumber);
     for (const crl of crls ?? []) {
       const revoked = crl.issuerName === entry.issuer ? crl.revoked.get(serial) : undefined;
-      if (revoked) {
-        return `certificate "${entry.subject}" (serial ${serial}) of ${host} was revoked on ${revoked.revocationDate.toISOString()}${revoked.reason ? ` (${revoked.reason})` : ''} according to ${crl.source}; the backend team must replace it`;
-      }
+      if (revoked) return { entry, serial, crl, revocationDate: revoked.revocationDate, ...(revoked.reason ? { reason: revoked.reason } : {}) };
     }
   }
   return undefined;
+}
+
+/**
+ * Which certificate of the presented chain a CRL lists: certificate, serial, date and source.
+ * Undefined when none is listed.
+ */
+export function revokedInChain(chain: readonly ChainEntry[] | undefined, crls: readonly LoadedCrl[] | undefined, host: string): string | undefined {
+  const r = revokedEntry(chain, crls);
+  return r && `certificate "${r.entry.subject}" (serial ${r.serial}) of ${host} was revoked on ${r.revocationDate.toISOString()}${r.reason ? ` (${r.reason})` : ''} according to ${r.crl.source}; the backend team must replace it`;
 }
 
 /** The hint of a revoked chain, also when the diagnostic handshake could not name the certificate. */

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { SvcnodeError, TransportError, errorCode } from '../errors.js';
 import { CERTIFICATE_STATUSES, certificateStatusFailure, classifyError, classifyHttpStatus, type ClassifyContext } from '../failures/classify.js';
+import { revokedEntry } from '../failures/revocation-failure.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool, AgentSpec } from '../tls/agents.js';
 import { tlsEndpoint } from '../tls/endpoint.js';
@@ -77,9 +78,9 @@ export function tlsReport(probe: ConnectionProbe | undefined, reused: boolean, p
  * A chain OpenSSL itself found revoked (hard mode with trust.crl) has no verdict from our checker:
  * the Result's tls.revocation gets the one the failure states, as soft mode and OCSP give theirs.
  */
-export function withRevokedVerdict(tls: TlsReport | null, failure: Failure): TlsReport | null {
+export function withRevokedVerdict(tls: TlsReport | null, failure: Failure, crls: ClassifyContext['crls']): TlsReport | null {
   if (!tls || failure.category !== 'server_cert_revoked' || tls.revocation?.some((v) => v.result === 'revoked')) return tls;
-  const subject = /certificate "([^"]+)"/.exec(failure.hint)?.[1];
+  const subject = revokedEntry(tls.serverChain, crls)?.entry.subject;
   return { ...tls, revocation: [...(tls.revocation ?? []), { source: 'crl', result: 'revoked', ...(subject ? { subject } : {}), message: failure.message }] };
 }
 
@@ -257,7 +258,7 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
 
   const ctx = classifyContext((rendered.target ?? rendered.url).host, profile, used, settings.spec.proxyUrl !== undefined, settings.spec);
   const failure = classifyFailure(error, ctx, settings, deadline, external, performance.now() - started);
-  out.tls = withRevokedVerdict(out.tls, failure);
+  out.tls = withRevokedVerdict(out.tls, failure, ctx.crls);
   // Headers had arrived (the body then stalled, broke or did not decode): the status is part of the story.
   const partial = partialResponse(error);
   if (partial) out.response = { status: partial.status, headers: keptHeaders(partial.headers), body: null };

@@ -155,10 +155,11 @@ export async function checkHandshake(node: NodeDefinition, context: Record<strin
   let failure: Failure | null = null;
   if (outcome.error !== undefined) {
     // The chain the server presented was read from this same connection before Node rejected it.
-    failure = withClientDates(classifyError(outcome.error, classifyContext(url.host, profile, probe, settings.spec.proxyUrl !== undefined, settings.spec)), profile, deps.now?.() ?? new Date());
+    const ctx = classifyContext(url.host, profile, probe, settings.spec.proxyUrl !== undefined, settings.spec);
+    failure = withClientDates(classifyError(outcome.error, ctx), profile, deps.now?.() ?? new Date());
     // As a call reports it: a connection that stood and then timed out or broke failed in TLS.
     if ((failure.category === 'timeout' || failure.category === 'connect_failed') && failure.phase === 'connect' && probe?.connectedAt !== undefined) failure = { ...failure, phase: 'tls' };
-    result.tls = withRevokedVerdict(result.tls, failure);
+    result.tls = withRevokedVerdict(result.tls, failure, ctx.crls);
   }
   // Which CAs the server accepts matters when it asked for a certificate or refused ours.
   if (outcome.requested === true || (failure !== null && failure.category.startsWith('client_cert'))) {

@@ -100,6 +100,7 @@ describe('hard mode (OpenSSL checks every chain level)', () => {
     expect(r.failure?.category, JSON.stringify(r.failure)).toBe('server_cert_revoked');
     expect(r.failure?.hint).toContain('CN=Bank Issuing CA 2');
     expect(r.failure?.hint).toContain(crl.root);
+    expect(r.tls?.revocation).toEqual([{ source: 'crl', result: 'revoked', subject: 'CN=Bank Issuing CA 2', message: r.failure?.message }]);
   });
 
   it('a stale CRL fails with server_cert_revocation_unknown under server_cert_untrusted', async () => {
