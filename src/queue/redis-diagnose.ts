@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, type Cluster, type RedisOptions } from 'ioredis';
 import { UnavailableError, type SvcnodeError } from '../errors.js';
 import { isCluster, withTimeout, type RedisConnection } from './connection.js';
 
@@ -57,11 +57,35 @@ function look(host: string, port: number, ping: boolean): Promise<Seen> {
   });
 }
 
-/** The diagnosis of a single-node connection that does not get through (Sentinel and Cluster: none). */
+/**
+ * The diagnosis of a connection that does not get through: a single node's port, or a Cluster's
+ * state asked of its startup nodes (a ready Cluster given to the library has no URL to read them
+ * from). Sentinel: none.
+ */
 export function diagnose(connection: RedisConnection): Promise<SvcnodeError | undefined> {
-  if (isCluster(connection) || connection.options.sentinels) return Promise.resolve(undefined);
+  if (isCluster(connection)) return diagnoseCluster(startupSeeds(connection), connection.options.redisOptions);
+  if (connection.options.sentinels) return Promise.resolve(undefined);
   const { host, port, tls } = connection.options;
   return host !== undefined && port !== undefined ? diagnoseRedisPort(host, port, tls !== undefined) : Promise.resolve(undefined);
+}
+
+/** A Cluster's startup nodes as ioredis accepts them (a port, "host:port", a redis:// URL, or {host, port}), as host and port. */
+function startupSeeds(cluster: Cluster): { host: string; port: number }[] {
+  const nodes = (cluster as unknown as { startupNodes?: unknown[] }).startupNodes ?? [];
+  return nodes.flatMap((node) => {
+    if (typeof node === 'number') return [{ host: '127.0.0.1', port: node }];
+    if (typeof node === 'string') {
+      if (/^\d+$/.test(node)) return [{ host: '127.0.0.1', port: Number(node) }];
+      try {
+        const url = new URL(node.includes('://') ? node : `redis://${node}`);
+        return [{ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 6379) }];
+      } catch {
+        return [];
+      }
+    }
+    const { host, port } = (node ?? {}) as { host?: string; port?: number };
+    return [{ host: host ?? '127.0.0.1', port: port ?? 6379 }];
+  });
 }
 
 /**

@@ -7,8 +7,10 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorker } from '../../src/queue/worker.js';
 import { runCli, spawnCli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/net.js';
 import { startCluster, type TestCluster } from '../helpers/redis-cluster.js';
@@ -79,13 +81,21 @@ describe('worker start-up on a Redis Cluster', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, failure: { category: 'invalid_input', code: 'SVCNODE_REDIS_NOT_CLUSTER' } });
   });
 
-  it('waits for a cluster in cluster_state:fail, logging why with a hint and answering /healthz "redis cluster down", and starts once it is ok', async () => {
-    // One slot served by no master: every node answers, and every node reports cluster_state:fail.
+  /** Run `fn` while one slot (16383) is served by no master: every node answers, and every node reports cluster_state:fail. */
+  const withSlotUnserved = async (fn: (restore: () => Promise<unknown>) => Promise<void>): Promise<void> => {
     const owner = await failing.masterOf(16_383);
     const admins = failing.nodes.map((n) => new Redis({ host: n.host, port: n.port, maxRetriesPerRequest: 1 }));
     try {
       for (const admin of admins) await admin.call('CLUSTER', 'DELSLOTS', 16_383);
       await waitFor(async () => (await Promise.all(admins.map((a) => a.call('CLUSTER', 'INFO')))).every((i) => String(i).includes('cluster_state:fail')), 10_000, 100, 'cluster_state:fail on every node');
+      await fn(async () => admins[failing.nodes.indexOf(owner)]?.call('CLUSTER', 'ADDSLOTS', 16_383));
+    } finally {
+      for (const admin of admins) admin.disconnect();
+    }
+  };
+
+  it('waits for a cluster in cluster_state:fail, logging why with a hint and answering /healthz "redis cluster down", and starts once it is ok', async () => {
+    await withSlotUnserved(async (restore) => {
       const w = spawnCli(['worker', '--redis', seeds(failing), ...dirs()], { timeoutMs: 60_000 });
       try {
         const serving = JSON.parse(await w.waitForLine(/serving \/metrics and \/healthz/, { stream: 'stderr' })) as { healthPort: number };
@@ -95,7 +105,7 @@ describe('worker start-up on a Redis Cluster', () => {
         const r = await fetch(`http://127.0.0.1:${serving.healthPort}/healthz`);
         expect(r.status).toBe(503);
         expect(await r.json()).toMatchObject({ reason: 'redis cluster down', code: 'SVCNODE_REDIS_CLUSTER_DOWN' });
-        await admins[failing.nodes.indexOf(owner)]?.call('CLUSTER', 'ADDSLOTS', 16_383);
+        await restore();
         await w.waitForLine(/"msg":"worker started"/, { stream: 'stderr', timeoutMs: 15_000 });
         // Said once, not once per attempt.
         expect(w.lines.filter((l) => l.text.includes('SVCNODE_REDIS_CLUSTER_DOWN'))).toHaveLength(1);
@@ -103,8 +113,27 @@ describe('worker start-up on a Redis Cluster', () => {
       } finally {
         await w.stop('SIGKILL').catch(() => undefined);
       }
-    } finally {
-      for (const admin of admins) admin.disconnect();
-    }
+    });
+  }, 60_000);
+
+  it('says why a ready Cluster object given to the library does not start, from its startup nodes', async () => {
+    await withSlotUnserved(async (restore) => {
+      const connection = new Cluster([`${failing.seeds[0]?.host}:${failing.seeds[0]?.port}`, failing.seeds[1] as { host: string; port: number }]);
+      const logs: Record<string, unknown>[] = [];
+      const stop = new AbortController();
+      const starting = startWorker({ connection, nodesDir: join(dir, 'nodes'), profilesDir: join(dir, 'profiles'), reloadIntervalMs: 0, signal: stop.signal, logger: pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) }) });
+      try {
+        // Before: no seed list without a URL, so nothing was said while the worker waited.
+        await waitFor(() => logs.some((l) => l.code === 'SVCNODE_REDIS_CLUSTER_DOWN'), 8_000, 50, 'SVCNODE_REDIS_CLUSTER_DOWN logged');
+        expect(String(logs.find((l) => l.code === 'SVCNODE_REDIS_CLUSTER_DOWN')?.msg)).toContain('cluster_state:fail (1 of 16384 slots have no working master)');
+        await restore();
+        const worker = await starting;
+        await worker.close();
+      } finally {
+        stop.abort();
+        await starting.then((w) => w.close(), () => undefined);
+        connection.disconnect();
+      }
+    });
   }, 60_000);
 });
