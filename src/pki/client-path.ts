@@ -1,4 +1,4 @@
-import type { X509Certificate } from 'node:crypto';
+import type { KeyObject, X509Certificate } from 'node:crypto';
 import { issuedBy, isSelfSigned } from './chain.js';
 import { certificateExtensions, pathLenConstraint } from './der.js';
 import { oneLineName } from './inspect.js';
@@ -38,6 +38,24 @@ const KNOWN_EXTENSIONS: ReadonlySet<string> = new Set([
 const BASIC_CONSTRAINTS = '2.5.29.19';
 /** OpenSSL security level 2 (the default of current distributions): RSA and DSA keys need 2048 bits. */
 const MIN_CA_KEY_BITS = 2048;
+/** The smallest EC key of the same level (112-bit security): a 224-bit curve. */
+const MIN_EC_CA_KEY_BITS = 224;
+
+/** A named curve's size in bits, read from its name (prime192v1, secp160k1, brainpoolP512r1, sect163k1); undefined when it carries none. */
+function curveBits(curve: string | undefined): number | undefined {
+  const bits = curve ? /\d{3}/.exec(curve)?.[0] : undefined;
+  return bits === undefined ? undefined : Number(bits);
+}
+
+/** How a CA key under security level 2 is described ("1024-bit RSA key", "192-bit EC key (prime192v1)"); undefined when it is strong enough. */
+function weakCaKey(key: KeyObject): string | undefined {
+  const type = key.asymmetricKeyType;
+  const details = key.asymmetricKeyDetails;
+  if ((type === 'rsa' || type === 'rsa-pss' || type === 'dsa') && details?.modulusLength !== undefined && details.modulusLength < MIN_CA_KEY_BITS) return `${details.modulusLength}-bit ${type === 'dsa' ? 'DSA' : 'RSA'} key`;
+  const bits = type === 'ec' ? curveBits(details?.namedCurve) : undefined;
+  if (bits !== undefined && bits < MIN_EC_CA_KEY_BITS) return `${bits}-bit EC key (${details?.namedCurve ?? ''})`;
+  return undefined;
+}
 
 /**
  * The path a server verifies: the client certificate, the chain sent with it, then the trust.ca
@@ -87,15 +105,13 @@ export function clientPathFindings(path: readonly PathEntry[]): Finding[] {
         ...about(entry),
       });
     }
-    const key = entry.cert.publicKey;
-    const bits = key.asymmetricKeyDetails?.modulusLength;
-    const type = key.asymmetricKeyType;
-    if (depth > 0 && (type === 'rsa' || type === 'rsa-pss' || type === 'dsa') && bits !== undefined && bits < MIN_CA_KEY_BITS) {
+    const weak = depth > 0 ? weakCaKey(entry.cert.publicKey) : undefined;
+    if (weak) {
       findings.push({
         severity: 'warning',
         code: 'CLIENT_CHAIN_WEAK_CA_KEY',
-        message: `${name} in ${entry.file} has a ${bits}-bit ${type === 'dsa' ? 'DSA' : 'RSA'} key: a server at OpenSSL security level 2 refuses the client chain ("CA certificate key too weak", alert 42 bad_certificate)`,
-        hint: `ask the PKI team for a client certificate issued under a CA with an RSA key of ${MIN_CA_KEY_BITS} bits or more (or an EC key), with that CA's chain`,
+        message: `${name} in ${entry.file} has a ${weak}: a server at OpenSSL security level 2 refuses the client chain ("CA certificate key too weak", alert 42 bad_certificate)`,
+        hint: `ask the PKI team for a client certificate issued under a CA with an RSA key of ${MIN_CA_KEY_BITS} bits or more, or an EC key on a curve of ${MIN_EC_CA_KEY_BITS} bits or more (P-256), with that CA's chain`,
         ...about(entry),
       });
     }

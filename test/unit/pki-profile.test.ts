@@ -311,7 +311,7 @@ describe('findings', () => {
     expect(codes(fromTrust.findings)).toEqual([]);
   });
 
-  it('a client chain a server refuses: an unknown critical extension, a CA key under 2048 bits, a broken pathlen', async () => {
+  it('a client chain a server refuses: an unknown critical extension, a CA key under 2048 bits (RSA) or 224 bits (EC), a broken pathlen', async () => {
     // Each chain is the one `openssl verify -auth_level 2` (a server at security level 2) refuses.
     const refusedBy = (chain: string, trust: string): string => {
       try {
@@ -345,6 +345,18 @@ describe('findings', () => {
     expect(refusedBy(subChain, pki.files.root)).toContain('path length constraint exceeded');
     expect(refusedBy(weakRootChain, weakRootFile)).toContain('CA certificate key too weak');
     expect(refusedBy(pki.files.clientChain, pki.files.root)).toContain('OK');
+    // An EC CA on a 192-bit curve is as weak to a server (security level 2 needs 224 bits).
+    const ecKey = join(pki.dir, 'ec192-ca.key');
+    execFileSync('openssl', ['ecparam', '-name', 'prime192v1', '-genkey', '-noout', '-out', ecKey]);
+    const ecCsr = join(pki.dir, 'ec192-ca.csr');
+    execFileSync('openssl', ['req', '-new', '-key', ecKey, '-subj', '/CN=Weak EC Issuing CA', '-out', ecCsr]);
+    const caExt = pki.write('ec192-ca.ext', 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n');
+    const ecCa = join(pki.dir, 'ec192-ca.pem');
+    execFileSync('openssl', ['x509', '-req', '-in', ecCsr, '-CA', pki.files.root, '-CAkey', pki.write('ec-root.key', pki.root.keyPem), '-set_serial', '21', '-days', '365', '-extfile', caExt, '-out', ecCa], { stdio: 'ignore' });
+    const byEcLeaf = join(pki.dir, 'by-ec192.pem');
+    execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', ecCa, '-CAkey', ecKey, '-set_serial', '22', '-days', '365', '-extfile', pki.write('by-ec192.ext', 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n'), '-out', byEcLeaf], { stdio: 'ignore' });
+    const ecChain = pki.write('ec192-chain.pem', readFileSync(byEcLeaf, 'utf8'), readFileSync(ecCa, 'utf8'));
+    expect(refusedBy(ecChain, pki.files.root)).toContain('CA certificate key too weak');
 
     // Before: no findings for any of them ("no problems found").
     const crit = await loadProfile(pemProfile('crit-ext', critChain, pki.files.clientKey));
@@ -353,6 +365,9 @@ describe('findings', () => {
     const weak = await loadProfile(pemProfile('weak-ca', weakChain, pki.write('by-weak.key', byWeak.keyPem)));
     expect(weak.findings).toEqual([expect.objectContaining({ severity: 'warning', code: 'CLIENT_CHAIN_WEAK_CA_KEY', file: weakChain, role: 'chain', subject: 'CN=Weak Issuing CA' })]);
     expect(weak.findings[0]?.message).toContain('1024-bit RSA key');
+    const ec = await loadProfile(pemProfile('weak-ec-ca', ecChain, pki.files.clientKey));
+    expect(ec.findings).toEqual([expect.objectContaining({ severity: 'warning', code: 'CLIENT_CHAIN_WEAK_CA_KEY', file: ecChain, role: 'chain', subject: 'CN=Weak EC Issuing CA' })]);
+    expect(ec.findings[0]?.message).toContain('192-bit EC key (prime192v1)');
     const pathlen = await loadProfile(pemProfile('pathlen', subChain, pki.write('by-sub.key', bySub.keyPem)));
     expect(pathlen.findings).toEqual([expect.objectContaining({ severity: 'warning', code: 'CLIENT_CHAIN_PATH_LENGTH', file: subChain, role: 'chain', subject: 'CN=svcnode Test Intermediate, O=svcnode tests' })]);
     expect(pathlen.findings[0]?.message).toContain('"CN=Sub CA"');
