@@ -14,7 +14,7 @@ import { importCommand } from './certs-import.js';
 import { DAY_MS, initCaCommand, issueCommand } from './certs-mint.js';
 import { crlStatusRows, formatCrlTable } from './crl-status.js';
 import { formatTable } from './table.js';
-import { formatError, printJson, runAction, subcommand, type CliIo } from './io.js';
+import { formatError, printJson, printable, runAction, subcommand, type CliIo } from './io.js';
 import { errorDocument } from './json-output.js';
 
 /** `svcnode certs …`: inspect, verify and monitor bundles; mint a private CA for test setups. */
@@ -36,8 +36,8 @@ export function certsCommand(io: CliIo): Command {
 interface InspectedFile {
   file: string;
   form: MaterialForm;
-  certificates: CertificateDescription[];
-  keys: (KeyDescription & { matchesCertificate: number | null })[];
+  certificates: (CertificateDescription & { alias?: string })[];
+  keys: (KeyDescription & { matchesCertificate: number | null; alias?: string })[];
 }
 
 async function passphraseFrom(io: CliIo, o: { passphraseEnv?: string; passphraseFile?: string }): Promise<string | undefined> {
@@ -53,11 +53,13 @@ async function passphraseFrom(io: CliIo, o: { passphraseEnv?: string; passphrase
 
 async function inspectFile(file: string, passphrase: string | undefined, now: Date): Promise<InspectedFile> {
   const m = await readMaterial(resolve(file), { passphrase, hints: ARGUMENT_FILE_HINTS });
-  const certificates = m.certificates.map((c) => describeCertificate(c, now));
-  const keys = m.keys.map((k) => {
+  // A PKCS#12 entry's friendlyName is the alias keytool lists (and -srcalias takes).
+  const alias = (name: string | undefined): { alias?: string } => (name === undefined ? {} : { alias: name });
+  const certificates = m.certificates.map((c, i) => ({ ...describeCertificate(c, now), ...alias(m.aliases?.certificates[i]) }));
+  const keys = m.keys.map((k, i) => {
     const key = describeKey(k);
     const index = certificates.findIndex((c) => c.spkiPin === key.spkiPin);
-    return { ...key, matchesCertificate: index >= 0 ? index + 1 : null };
+    return { ...key, matchesCertificate: index >= 0 ? index + 1 : null, ...alias(m.aliases?.keys[i]) };
   });
   return { file: m.file, form: m.form, certificates, keys };
 }
@@ -74,8 +76,9 @@ function formatInspected(f: InspectedFile): string {
   const lines = [`${f.file} (${f.form})`];
   f.certificates.forEach((c, i) => {
     const left = c.daysLeft < 0 ? `EXPIRED ${-c.daysLeft} days ago` : `${c.daysLeft} days left`;
+    lines.push(`  certificate ${i + 1}: ${c.subject}`);
+    if (c.alias !== undefined) lines.push(`    alias     ${printable(c.alias)}`);
     lines.push(
-      `  certificate ${i + 1}: ${c.subject}`,
       `    issuer    ${c.issuer}${c.selfSigned ? ' (self-signed)' : ''}`,
       `    serial    ${c.serial}`,
       `    valid     ${c.validFrom} → ${c.validTo} (${left})`,
@@ -88,7 +91,7 @@ function formatInspected(f: InspectedFile): string {
   });
   for (const k of f.keys) {
     const match = k.matchesCertificate === null ? 'no certificate in this file' : `certificate ${k.matchesCertificate}`;
-    lines.push(`  private key: ${keyLabel(k)}, matches ${match}`, `    SPKI pin  ${k.spkiPin}`);
+    lines.push(`  private key: ${keyLabel(k)}, matches ${match}`, ...(k.alias === undefined ? [] : [`    alias     ${printable(k.alias)}`]), `    SPKI pin  ${k.spkiPin}`);
   }
   if (f.certificates.length === 0 && f.keys.length === 0) lines.push('  (no certificates or keys)');
   return lines.join('\n');

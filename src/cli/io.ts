@@ -2,6 +2,12 @@ import { Command } from 'commander';
 import { InvalidInputError, SvcnodeError, UnavailableError, errorMessage } from '../errors.js';
 import { EXIT } from '../failures/categories.js';
 
+/** Text from Redis or a file made safe for a terminal: control characters (ESC, CR, …) shown escaped. */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** Output streams and environment of one command run; injected so commands are testable. */
 export interface CliIo {
   stdout: (text: string) => void;

@@ -8,7 +8,7 @@ import { ServiceNodeClient, InvokeTimeoutError } from '../queue/client.js';
 import { DEFAULT_REDIS_URL } from '../queue/connection.js';
 import { WORKER_DEFAULTS } from '../queue/constants.js';
 import { readContextFile } from './context.js';
-import { printJson, runAction, type CliIo } from './io.js';
+import { printJson, printable, runAction, type CliIo } from './io.js';
 import { errorDocument, failedResultDocument } from './json-output.js';
 import { checkLogLevel, checkMetricsHost, wholeNumber } from './options.js';
 import { formatResult } from './report.js';
@@ -140,12 +140,6 @@ export function enqueueCommand(io: CliIo): Command {
         }
       }, options.json ? (error) => failedResultDocument(nodeId, error, options.requestId) : undefined),
     );
-}
-
-/** Text from Redis made safe for a terminal: control characters (ESC, CR, …) shown escaped. */
-export function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** The summary when the index of nodes is broken: nothing to list, and why. */

@@ -31,6 +31,8 @@ export interface Material {
   ignoredKeys: number;
   /** PKCS#12 only: the certificate paired with the key. */
   pairedLeaf?: X509Certificate;
+  /** PKCS#12 only: each certificate's and key's friendlyName (alias), in the orders above. */
+  aliases?: { keys: (string | undefined)[]; certificates: (string | undefined)[] };
 }
 
 export interface ReadMaterialOptions {
@@ -255,6 +257,7 @@ function parseDer(bytes: Buffer, file: string, options: ReadMaterialOptions): Ma
       const p12 = readPkcs12(pfxBytes(bytes), options.passphrase, file);
       m.certificates = p12.certificates;
       if (p12.leaf) m.pairedLeaf = p12.leaf;
+      m.aliases = p12.aliases;
       if (options.keys === 'ignore') m.ignoredKeys = p12.keys.length;
       else m.keys.push(...p12.keys);
       return m;

@@ -20,6 +20,8 @@ export interface Pkcs12Contents {
   leaf: X509Certificate | undefined;
   /** Every certificate in the file, leaf included, in bag order. */
   certificates: X509Certificate[];
+  /** Each key's and certificate's friendlyName (the alias keytool lists), in the same orders; undefined where a bag has none. */
+  aliases: { keys: (string | undefined)[]; certificates: (string | undefined)[] };
 }
 
 /** The normalised, forge-free form kept in the cache. */
@@ -27,6 +29,8 @@ export interface Normalised {
   keyPems: string[];
   leafIndex: number | undefined;
   certificatesDer: Buffer[];
+  keyAliases: (string | undefined)[];
+  certificateAliases: (string | undefined)[];
 }
 
 const CACHE_LIMIT = 64;
@@ -69,6 +73,7 @@ export function readPkcs12(bytes: Buffer, passphrase: string | undefined, file: 
     keys: normalised.keyPems.map((pem) => createPrivateKey(pem)),
     leaf: normalised.leafIndex === undefined ? undefined : certificates[normalised.leafIndex],
     certificates,
+    aliases: { keys: normalised.keyAliases, certificates: normalised.certificateAliases },
   };
 }
 
@@ -131,7 +136,7 @@ interface ForgeBag {
   key?: forge.pki.PrivateKey | null;
   cert?: forge.pki.Certificate | null;
   asn1?: forge.asn1.Asn1;
-  attributes?: { localKeyId?: string[] };
+  attributes?: { localKeyId?: string[]; friendlyName?: string[] };
 }
 
 function toBuffer(asn1: forge.asn1.Asn1): Buffer {
@@ -223,18 +228,18 @@ export function parseWithForge(bytes: Buffer, passphrase: string | undefined, fi
 
   const unreadable = (cause?: unknown): Error =>
     bundleError('SVCNODE_INVALID_BUNDLE', file, 'the PKCS#12 file holds a key or certificate that cannot be read', 're-export it (openssl pkcs12 -export) or convert it to PEM', cause);
-  let certificates: { der: Buffer; cert: X509Certificate; localKeyId: string | undefined }[];
-  let keys: { key: KeyObject; localKeyId: string | undefined }[];
+  let certificates: { der: Buffer; cert: X509Certificate; localKeyId: string | undefined; alias: string | undefined }[];
+  let keys: { key: KeyObject; localKeyId: string | undefined; alias: string | undefined }[];
   try {
     certificates = certBags.map((bag) => {
       const der = bag.cert ? toBuffer(forge.pki.certificateToAsn1(bag.cert)) : bag.asn1 ? toBuffer(bag.asn1) : undefined;
       if (!der) throw unreadable();
-      return { der, cert: new X509Certificate(der), localKeyId: bag.attributes?.localKeyId?.[0] };
+      return { der, cert: new X509Certificate(der), localKeyId: bag.attributes?.localKeyId?.[0], alias: bag.attributes?.friendlyName?.[0] };
     });
     keys = keyBags.map((bag) => {
       const der = bag.key ? toBuffer(forge.pki.wrapRsaPrivateKey(forge.pki.privateKeyToAsn1(bag.key))) : bag.asn1 ? toBuffer(bag.asn1) : undefined;
       if (!der) throw unreadable();
-      return { key: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }), localKeyId: bag.attributes?.localKeyId?.[0] };
+      return { key: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }), localKeyId: bag.attributes?.localKeyId?.[0], alias: bag.attributes?.friendlyName?.[0] };
     });
   } catch (cause) {
     throw cause instanceof BundleError ? cause : unreadable(cause);
@@ -253,6 +258,8 @@ export function parseWithForge(bytes: Buffer, passphrase: string | undefined, fi
     keyPems: keys.map((k) => k.key.export({ format: 'pem', type: 'pkcs8' }).toString()),
     leafIndex: certIndex >= 0 ? certIndex : undefined,
     certificatesDer: certificates.map((c) => c.der),
+    keyAliases: keys.map((k) => k.alias),
+    certificateAliases: certificates.map((c) => c.alias),
   };
 }
 

@@ -125,9 +125,10 @@ export function opensslPkcs12(o: { certFiles: string[]; keyFile: string; out: st
  * with two PrivateKeyEntry aliases is: the authenticated safes of single-identity files in one
  * PFX, 3DES, without a MAC (as forge writes it). Returns `out`.
  */
-export function multiIdentityPkcs12(out: string, identities: readonly MintedCert[], passphrase: string, o: { secretKey?: boolean } = {}): string {
-  const safesOf = (cert: MintedCert): forge.asn1.Asn1[] => {
-    const pfx = forge.pkcs12.toPkcs12Asn1(forge.pki.privateKeyFromPem(cert.keyPem), [forge.pki.certificateFromPem(cert.certPem)], passphrase, { algorithm: '3des', useMac: false });
+export function multiIdentityPkcs12(out: string, identities: readonly MintedCert[], passphrase: string, o: { secretKey?: boolean; aliases?: readonly string[] } = {}): string {
+  const safesOf = (cert: MintedCert, i: number): forge.asn1.Asn1[] => {
+    const alias = o.aliases?.[i];
+    const pfx = forge.pkcs12.toPkcs12Asn1(forge.pki.privateKeyFromPem(cert.keyPem), [forge.pki.certificateFromPem(cert.certPem)], passphrase, { algorithm: '3des', useMac: false, ...(alias === undefined ? {} : { friendlyName: alias }) });
     const authSafe = (((pfx.value as forge.asn1.Asn1[])[1]?.value as forge.asn1.Asn1[])[1]?.value as forge.asn1.Asn1[])[0]?.value as string;
     return forge.asn1.fromDer(authSafe).value as forge.asn1.Asn1[];
   };

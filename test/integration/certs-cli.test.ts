@@ -86,14 +86,20 @@ describe('svcnode certs inspect', () => {
 
   it('a PKCS#12 with two identities: every certificate and key listed, to find the one to export (a profile still refuses it)', async () => {
     const second = await mintLeaf({ subject: 'CN=second-bot', issuer: pki.intermediate, usage: 'client', key: { type: 'rsa', bits: 3072 } });
-    const file = multiIdentityPkcs12(join(pki.dir, 'two.p12'), [pki.client, second], PASS);
+    // Aliases as keytool lists them (friendlyName); the second holds an ESC, which a terminal must not get raw.
+    const file = multiIdentityPkcs12(join(pki.dir, 'two.p12'), [pki.client, second], PASS, { aliases: ['bot-prod', 'bot-2\u001b[31m'] });
     // Before: exit 2, "holds 2 private keys", and nothing listed.
     const r = await certs(['inspect', file, '--passphrase-env', 'P12_PASS'], { P12_PASS: PASS });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain('certificate 1: CN=svcnode-bot, O=svcnode tests');
-    expect(r.stdout).toContain('certificate 2: CN=second-bot');
-    expect(r.stdout).toContain('private key: rsa 2048, matches certificate 1');
-    expect(r.stdout).toContain('private key: rsa 3072, matches certificate 2');
+    expect(r.stdout).toContain('certificate 1: CN=svcnode-bot, O=svcnode tests\n    alias     bot-prod\n');
+    expect(r.stdout).toContain('certificate 2: CN=second-bot\n    alias     bot-2\\u001b[31m\n');
+    expect(r.stdout).toContain('private key: rsa 2048, matches certificate 1\n    alias     bot-prod\n');
+    expect(r.stdout).toContain('private key: rsa 3072, matches certificate 2\n    alias     bot-2\\u001b[31m\n');
+    expect(r.stdout).not.toContain('\u001b');
+    // The aliases are what keytool -importkeystore -srcalias takes: --json gives them as they are.
+    const j = json<{ files: { certificates: { subject: string; alias?: string }[]; keys: { alias?: string }[] }[] }>(await certs(['inspect', file, '--passphrase-env', 'P12_PASS', '--json'], { P12_PASS: PASS }));
+    expect(j.files[0]?.certificates.map((c) => c.alias)).toEqual(['bot-prod', 'bot-2\u001b[31m']);
+    expect(j.files[0]?.keys.map((k) => k.alias)).toEqual(['bot-prod', 'bot-2\u001b[31m']);
     const profile = pki.profile('two-identities', { client: { pkcs12: file, passphrase: { env: 'P12_PASS' } }, trust: { ca: [pki.files.root] } });
     const v = await certs(['verify', profile, '--json'], { P12_PASS: PASS });
     expect(v.code).toBe(2);
