@@ -31,6 +31,20 @@ interface Progress {
   attempt?: number;
 }
 
+/** The longest node id and request id the invocation schema takes. */
+const MAX_NODE_ID = 128;
+const MAX_REQUEST_ID = 200;
+
+function cut(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
+/** The attempts svcnode recorded before this one (0 when the progress is not what svcnode writes: a producer can set it). */
+function attemptsBefore(job: Job): number {
+  const made = (job.progress as Progress | null | undefined)?.attempt;
+  return typeof made === 'number' && Number.isSafeInteger(made) && made >= 0 ? made : 0;
+}
+
 /** The Result of a job that could not be run: its data or node id is invalid. */
 function invalidInputResult(nodeId: string, error: InvalidInputError, requestId?: string): Result {
   return failedResult(nodeId, inputFailure(error, 'fix the job data'), requestId ? { requestId } : {});
@@ -85,16 +99,18 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
     }
     if (isUnparsable(job.data)) {
       const { field, unparsable } = job.data;
-      const error = new InvalidInputError('SVCNODE_INVALID_DEFINITION', `job ${job.id ?? '?'} ${field} in Redis is not valid JSON (${unparsable})`, { hint: 'enqueue through a BullMQ client, which stores data, options and progress as JSON' });
-      return refused(deps, job, { nodeId: '(invalid)', error, label: '(invalid)', message: `job ${field} is not valid JSON: ended with an invalid_input Result` });
+      const error = new InvalidInputError('SVCNODE_INVALID_DEFINITION', `job ${job.id ?? '?'} ${field} in Redis ${unparsable}`, { hint: 'enqueue through a BullMQ client, which stores data, options and progress as JSON (options as an object)' });
+      return refused(deps, job, { nodeId: '(invalid)', error, label: '(invalid)', message: `job ${field} in Redis cannot be read: ended with an invalid_input Result` });
     }
     const raw = job.data as Partial<Invocation> | undefined;
     let data: Invocation;
     try {
       data = validateDocument<Invocation>('invocation', raw, `job ${job.id ?? '?'} data`);
     } catch (error) {
-      const nodeId = typeof raw?.nodeId === 'string' ? raw.nodeId : '(invalid)';
-      return refused(deps, job, { nodeId, error: error as InvalidInputError, ...(typeof raw?.requestId === 'string' ? { requestId: raw.requestId } : {}), label: '(invalid)', message: 'invalid job data' });
+      // Echoed as far as they are bounded: the stored Result keeps its size whatever a producer wrote.
+      const nodeId = typeof raw?.nodeId === 'string' ? cut(raw.nodeId, MAX_NODE_ID) : '(invalid)';
+      const requestId = typeof raw?.requestId === 'string' && raw.requestId.length <= MAX_REQUEST_ID ? raw.requestId : undefined;
+      return refused(deps, job, { nodeId, error: error as InvalidInputError, ...(requestId ? { requestId } : {}), label: '(invalid)', message: 'invalid job data' });
     }
     const registry = deps.registry();
     let node;
@@ -105,7 +121,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       const removed = (error as InvalidInputError).code === 'SVCNODE_NODE_REMOVED';
       return refused(deps, job, { nodeId: data.nodeId, error: error as InvalidInputError, ...(data.requestId ? { requestId: data.requestId } : {}), label: removed ? data.nodeId : '(unknown)', message: removed ? 'removed node' : 'unknown node', log: { nodeId: data.nodeId, code: (error as InvalidInputError).code } });
     }
-    const attempt = ((job.progress as Progress | undefined)?.attempt ?? 0) + 1;
+    const attempt = attemptsBefore(job) + 1;
     const result = storedResult(settledResult(await invoke(node, data.context ?? {}, { profile: (name) => registry.profile(name), agents: deps.agents, ...(deps.tokens ? { tokens: deps.tokens } : {}) }, {
       attempt,
       onReplays: (count) => deps.metrics?.connectionReplays.inc({ node: node.id }, count),

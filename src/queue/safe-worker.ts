@@ -1,12 +1,13 @@
+import { isUtf8 } from 'node:buffer';
 import { Job, Worker, type JobJson, type Processor, type WorkerOptions } from 'bullmq';
 import { errorMessage } from '../errors.js';
 import type { RedisConnection } from './connection.js';
 import { commandRefusal } from './redis-errors.js';
 import { sleepOrAbort } from './sleep.js';
 
-/** Data a job gets when what Redis holds for it is not JSON; the processor answers it with `invalid_input`. */
+/** Data a job gets when what Redis holds for it is not JSON (or not the JSON BullMQ takes); the processor answers it with `invalid_input`. */
 export interface UnparsableJobData {
-  /** The parser's message. */
+  /** What is wrong with the field: `is not valid JSON (the parser's message)`, `is not a JSON object (null)`. */
   unparsable: string;
   /** The job field that did not parse. */
   field: 'data' | 'opts' | 'progress' | 'parent';
@@ -20,6 +21,18 @@ export function isUnparsable(data: unknown): data is UnparsableJobData {
 /** Job hash fields BullMQ parses as JSON when it fetches a job, and what stands in for a broken one. */
 const PARSED_FIELDS = { opts: '{}', progress: '0', parent: undefined } as const;
 
+/** What BullMQ throws when a job's fields do not parse (SyntaxError) or parse to what it cannot read (TypeError: opts `null`). */
+function isJobParseError(error: unknown): error is SyntaxError | TypeError {
+  return error instanceof SyntaxError || error instanceof TypeError;
+}
+
+/**
+ * Job options whose retention BullMQ would take over the worker's: a producer's removeOnComplete
+ * trims every producer's Results (`{count: 1}` keeps one), `true` drops the Result it was added
+ * for, and `null` fails BullMQ's completion script after the call (which then ran again).
+ */
+const RETENTION_OPTIONS = ['removeOnComplete', 'removeOnFail'] as const;
+
 /**
  * A BullMQ Worker that survives what a foreign producer can leave in Redis and a Redis that
  * refuses its commands. BullMQ parses a job's fields after moving it to active and throws outside any
@@ -31,6 +44,14 @@ export class SafeWorker extends Worker {
   private readonly pauses = new AbortController();
   /** The worker's own (non-blocking) connection, for the repair of an unparsable job. */
   private readonly redis: RedisConnection;
+  /**
+   * Jobs whose attempts counter in Redis (`atm`) is not an integer: BullMQ's completion script
+   * increments it after taking the job out of active, so it would fail there and leave the job in
+   * no list at all. Reset to 0 before the call.
+   */
+  private readonly badCounters = new WeakSet<Job>();
+  /** Jobs whose data holds U+FFFD, which may stand for bytes that are not UTF-8: their call would send the replacement characters. */
+  private readonly maybeNotUtf8 = new WeakSet<Job>();
 
   /**
    * `refusedPauseMs`: how long to wait before fetching again after Redis refused the fetch
@@ -57,7 +78,7 @@ export class SafeWorker extends Worker {
         return await fetch(token, ...rest);
       } catch (error) {
         if (commandRefusal(error)) await sleepOrAbort(this.refusedPauseMs, this.pauses.signal);
-        else if (error instanceof SyntaxError) {
+        else if (isJobParseError(error)) {
           const job = await this.unparsableJob(token, error);
           if (job) return job;
         }
@@ -75,7 +96,7 @@ export class SafeWorker extends Worker {
     try {
       return await super.handleCompleted(result, job, token, fetchNextCallback, span as never);
     } catch (error) {
-      if (!(error instanceof SyntaxError)) throw error;
+      if (!isJobParseError(error)) throw error;
       this.emit('completed', job, result, 'active');
       const next = await this.unparsableJob(token, error);
       if (next) return next;
@@ -84,6 +105,13 @@ export class SafeWorker extends Worker {
   }
 
   override async processJob(job: Job, token: string, fetchNextCallback?: () => boolean): Promise<void | Job> {
+    // The worker owns retention (README: Operations): what a producer set is not applied.
+    for (const option of RETENTION_OPTIONS) delete job.opts[option];
+    if (this.badCounters.has(job) && job.id !== undefined) await this.redis.hset(this.toKey(job.id), 'atm', '0');
+    if (this.maybeNotUtf8.has(job) && job.id !== undefined) {
+      const bytes = await this.redis.hgetBuffer(this.toKey(job.id), 'data');
+      if (bytes && !isUtf8(bytes)) job.data = { unparsable: `is not UTF-8 (${notUtf8At(bytes)}): job data must be JSON text in UTF-8`, field: 'data' } satisfies UnparsableJobData;
+    }
     try {
       return await super.processJob(job, token, fetchNextCallback);
     } finally {
@@ -97,11 +125,16 @@ export class SafeWorker extends Worker {
   }
 
   protected override createJob(data: JobJson, jobId: string): Job {
+    let job: Job;
     try {
-      return super.createJob(data, jobId);
+      job = super.createJob(data, jobId);
     } catch (error) {
-      return super.createJob({ ...data, data: JSON.stringify({ unparsable: errorMessage(error), field: 'data' } satisfies UnparsableJobData) }, jobId);
+      job = super.createJob({ ...data, data: JSON.stringify({ unparsable: `is not valid JSON (${errorMessage(error)})`, field: 'data' } satisfies UnparsableJobData) }, jobId);
     }
+    if (!Number.isInteger(data.attemptsMade ?? 0)) this.badCounters.add(job);
+    // ioredis decodes bytes that are not UTF-8 as U+FFFD: only then are the stored bytes read again.
+    if (typeof data.data === 'string' && data.data.includes('\uFFFD')) this.maybeNotUtf8.add(job);
+    return job;
   }
 
   /**
@@ -109,7 +142,7 @@ export class SafeWorker extends Worker {
    * parent did not parse: those fields are replaced in Redis by what BullMQ accepts, and the job
    * is handed to the processor with stand-in data. Undefined when no such job is found.
    */
-  private async unparsableJob(token: string, error: SyntaxError): Promise<Job | undefined> {
+  private async unparsableJob(token: string, error: SyntaxError | TypeError): Promise<Job | undefined> {
     const client = this.redis;
     const active = await client.lrange(this.toKey('active'), 0, -1);
     const locks = active.length === 0 ? [] : await client.mget(active.map((id) => `${this.toKey(id)}:lock`));
@@ -118,28 +151,40 @@ export class SafeWorker extends Worker {
     const key = this.toKey(id);
     const names = Object.keys(PARSED_FIELDS) as (keyof typeof PARSED_FIELDS)[];
     const values = await client.hmget(key, ...names);
-    let field: UnparsableJobData['field'] | undefined;
+    let broken: Pick<UnparsableJobData, 'field' | 'unparsable'> | undefined;
     for (const [i, name] of names.entries()) {
       const value = values[i];
-      if (value === null || value === undefined || parses(value)) continue;
-      field ??= name;
+      if (value === null || value === undefined) continue;
+      const wrong = unusable(name, value, error);
+      if (wrong === undefined) continue;
+      broken ??= { field: name, unparsable: wrong };
       const standIn = PARSED_FIELDS[name];
       await (standIn === undefined ? client.hdel(key, name) : client.hset(key, name, standIn));
     }
-    if (field === undefined) return undefined;
+    if (broken === undefined) return undefined;
     const job = await Job.fromId(this, id);
     if (!job) return undefined;
-    job.data = { unparsable: errorMessage(error), field } satisfies UnparsableJobData;
+    job.data = broken satisfies UnparsableJobData;
     job.token = token;
     return job;
   }
 }
 
-function parses(text: string): boolean {
+/** Where the first byte sequence that is not UTF-8 starts ("byte 41"): where decoding and encoding again first changes the bytes. */
+function notUtf8At(bytes: Buffer): string {
+  const again = Buffer.from(bytes.toString('utf8'), 'utf8');
+  let i = 0;
+  while (i < bytes.length && bytes[i] === again[i]) i++;
+  return `byte ${i}`;
+}
+
+/** Why BullMQ cannot read a job field (undefined when it can): not JSON at all, or options that are not an object. */
+function unusable(name: keyof typeof PARSED_FIELDS, text: string, error: Error): string | undefined {
+  let value: unknown;
   try {
-    JSON.parse(text);
-    return true;
+    value = JSON.parse(text);
   } catch {
-    return false;
+    return `is not valid JSON (${errorMessage(error)})`;
   }
+  return name === 'opts' && (typeof value !== 'object' || value === null) ? `is not a JSON object (${text.slice(0, 40)})` : undefined;
 }

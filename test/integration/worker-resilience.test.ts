@@ -139,12 +139,14 @@ describe('a worker that never hangs', () => {
   }, 60_000);
 
   it.each([
-    ['opts', { opts: '{"attempts": oops' }],
-    ['progress', { opts: '{}', progress: '{"step": oops' }],
-  ] as const)('ends a job whose %s in Redis is not JSON at once with an invalid_input Result (BullMQ left it in active forever)', async (field, broken) => {
+    ['opts', 'is not valid JSON', { opts: '{"attempts": oops' }],
+    ['progress', 'is not valid JSON', { opts: '{}', progress: '{"step": oops' }],
+    // JSON, but not options (json.dumps(None) from a hand-written producer): BullMQ threw a TypeError and the job cycled through active for good.
+    ['opts', 'is not a JSON object (null)', { opts: 'null' }],
+  ] as const)('ends a job whose %s in Redis %s at once with an invalid_input Result (BullMQ left it in active forever)', async (field, wrong, broken) => {
     const w = await spawnWorker(f, redis.url, { concurrency: 4 });
     workers.push(w);
-    const id = `poison-${field}`;
+    const id = `poison-${field}-${broken.opts.length}`;
     const key = `bull:${QUEUE}:${id}`;
     const written = Date.now();
     await admin.hset(key, { name: 'invoke', data: '{"nodeId": "quick", "context": {}}', timestamp: String(written), delay: '0', priority: '0', ...broken });
@@ -156,7 +158,7 @@ describe('a worker that never hangs', () => {
     await waitFor(async () => (await admin.zscore(`bull:${QUEUE}:completed`, id)) !== null, 10_000, 20, `${id} completed`);
     const result = JSON.parse((await admin.hget(key, 'returnvalue')) ?? 'null') as Result;
     expect(result).toMatchObject({ ok: false, failure: { phase: 'input', category: 'invalid_input', code: 'SVCNODE_INVALID_DEFINITION' } });
-    expect(result.failure?.message).toContain(`${field} in Redis is not valid JSON`);
+    expect(result.failure?.message).toContain(`${field} in Redis ${wrong}`);
     await waitFor(async () => (await queue.getCompletedCount()) === 11, 15_000, 50, 'the other jobs completed');
     for (const j of good) expect(((await Job.fromId(queue, j.id as string))?.returnvalue as Result).ok).toBe(true);
     expect(await admin.llen(`bull:${QUEUE}:active`)).toBe(0);
@@ -180,6 +182,70 @@ describe('a worker that never hangs', () => {
     for (const j of [...good, ...behind]) expect(((await Job.fromId(queue, j.id as string))?.returnvalue as Result).ok).toBe(true);
     expect(await admin.llen(`bull:${QUEUE}:active`)).toBe(0);
     expect(w.logs().filter((l) => l.msg === 'worker error')).toEqual([]);
+  }, 40_000);
+
+  it("keeps the worker's retention whatever a producer set, and completes a job whose removeOnComplete is null or whose attempts counter is not a number, calling the backend once", async () => {
+    const w = await spawnWorker(f, redis.url, { concurrency: 4 });
+    workers.push(w);
+    const others = await addQuick(10);
+    await waitFor(async () => (await queue.getCompletedCount()) === 10, 15_000, 50, 'first jobs completed');
+    // Through BullMQ's own client: before, {count: 1} trimmed every completed job but this one, and true dropped its own Result.
+    const trimming = await queue.add('invoke', { nodeId: 'quick', context: { i: 'trim' } }, { removeOnComplete: { count: 1 } });
+    const dropping = await queue.add('invoke', { nodeId: 'quick', context: { i: 'drop' } }, { removeOnComplete: true });
+    await waitFor(async () => (await queue.getCompletedCount()) === 12, 15_000, 50, 'producer-retention jobs completed');
+    for (const j of [...others, trimming, dropping]) expect(((await Job.fromId(queue, j.id as string))?.returnvalue as Result | undefined)?.ok, `job ${j.id}`).toBe(true);
+    // A hand-written producer: {"removeOnComplete": null} failed BullMQ's completion script after the call (the call ran 4 times, the job ended failed); an atm that is not a number left the job in no list.
+    const before = backend.requests;
+    const raw = async (id: string, fields: Record<string, string>): Promise<void> => {
+      await admin.hset(`bull:${QUEUE}:${id}`, { name: 'invoke', data: `{"nodeId": "quick", "context": {"i": "${id}"}}`, opts: '{}', timestamp: String(Date.now()), delay: '0', priority: '0', ...fields });
+      await admin.lpush(`bull:${QUEUE}:wait`, id);
+      await admin.zadd(`bull:${QUEUE}:marker`, 0, '0');
+    };
+    await raw('roc-null', { opts: '{"removeOnComplete": null, "removeOnFail": null}' });
+    await raw('atm-text', { atm: 'abc' });
+    for (const id of ['roc-null', 'atm-text']) {
+      await waitFor(async () => (await admin.zscore(`bull:${QUEUE}:completed`, id)) !== null, 10_000, 20, `${id} completed`);
+      expect((JSON.parse((await admin.hget(`bull:${QUEUE}:${id}`, 'returnvalue')) ?? 'null') as Result).ok, id).toBe(true);
+    }
+    expect(backend.requests - before).toBe(2);
+    expect(await queue.getJobCounts('failed', 'active', 'wait')).toEqual({ failed: 0, active: 0, wait: 0 });
+    expect(w.logs().filter((l) => l.msg === 'worker error')).toEqual([]);
+  }, 40_000);
+
+  it('a job whose data is not UTF-8 ends with an invalid_input Result naming the byte, without a call; echoed ids stay bounded and attempts a number', async () => {
+    const w = await spawnWorker(f, redis.url, { concurrency: 4 });
+    workers.push(w);
+    const raw = async (id: string, data: Buffer | string, fields: Record<string, string> = {}): Promise<void> => {
+      await admin.hset(`bull:${QUEUE}:${id}`, { name: 'invoke', data, opts: '{}', timestamp: String(Date.now()), delay: '0', priority: '0', ...fields });
+      await admin.lpush(`bull:${QUEUE}:wait`, id);
+      await admin.zadd(`bull:${QUEUE}:marker`, 0, '0');
+    };
+    const resultOf = async (id: string): Promise<Result> => {
+      await waitFor(async () => (await admin.zscore(`bull:${QUEUE}:completed`, id)) !== null, 10_000, 20, `${id} completed`);
+      return JSON.parse((await admin.hget(`bull:${QUEUE}:${id}`, 'returnvalue')) ?? 'null') as Result;
+    };
+    const before = backend.requests;
+    // Latin-1 bytes from a legacy system (before: sent as U+FFFD, Result ok).
+    const latin1 = Buffer.concat([Buffer.from('{"nodeId": "quick", "context": {"i": "J'), Buffer.from([0xfc]), Buffer.from('rgen"}}')]);
+    await raw('latin1', latin1);
+    const bad = await resultOf('latin1');
+    expect(bad.failure).toMatchObject({ category: 'invalid_input', code: 'SVCNODE_INVALID_DEFINITION' });
+    expect(bad.failure?.message).toContain(`data in Redis is not UTF-8 (byte ${latin1.indexOf(0xfc)})`);
+    // A real U+FFFD is UTF-8: the call runs.
+    await raw('replacement-char', '{"nodeId": "quick", "context": {"i": "\uFFFD"}}');
+    expect((await resultOf('replacement-char')).ok).toBe(true);
+    expect(backend.requests - before).toBe(1);
+
+    // Before: a 1 MiB requestId or nodeId was echoed whole into the stored Result (and its events entry).
+    await raw('long-ids', JSON.stringify({ nodeId: `n${'x'.repeat(1 << 20)}`, context: {}, requestId: 'r'.repeat(1 << 20) }));
+    const long = await resultOf('long-ids');
+    expect(long.failure?.category).toBe('invalid_input');
+    expect(long.requestId).toBeUndefined();
+    expect(long.nodeId).toHaveLength(129);
+    expect(Buffer.byteLength((await admin.hget(`bull:${QUEUE}:long-ids`, 'returnvalue')) ?? '')).toBeLessThan(16_384);
+    // A producer-set progress does not make attempts a string ("1" + 1 was "11").
+    await raw('odd-progress', '{"nodeId": "quick", "context": {"i": "p"}}', { progress: '{"attempt": "1"}' });
+    expect(await resultOf('odd-progress')).toMatchObject({ ok: true, attempts: 1 });
   }, 40_000);
 
   const inProcessWorker = async (redis: string | Redis, lines: Array<Record<string, unknown>>): Promise<RunningWorker> => {
