@@ -106,7 +106,7 @@ export class SafeWorker extends Worker {
 
   override async processJob(job: Job, token: string, fetchNextCallback?: () => boolean): Promise<void | Job> {
     // The worker owns retention (README: Operations): what a producer set is not applied.
-    for (const option of RETENTION_OPTIONS) delete job.opts[option];
+    for (const option of RETENTION_OPTIONS) if (option in job.opts) delete job.opts[option];
     if (this.badCounters.has(job) && job.id !== undefined) await this.redis.hset(this.toKey(job.id), 'atm', '0');
     if (this.maybeNotUtf8.has(job) && job.id !== undefined) {
       const bytes = await this.redis.hgetBuffer(this.toKey(job.id), 'data');
