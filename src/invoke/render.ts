@@ -8,7 +8,10 @@ export interface RenderedRequest {
   url: URL;
   /** The request's target without parsing `url` again; absent on requests built elsewhere (token endpoints). */
   target?: RequestTarget;
+  /** By lowercase name (one value per name, whatever case the definition used). */
   headers: Record<string, string>;
+  /** Header names as the definition writes them, by lowercase name, for the wire; absent when none has a capital. */
+  headerNames?: Readonly<Record<string, string>>;
   /** Serialized body and its default content type, if any. */
   body: { payload: string; contentType: string } | undefined;
 }
@@ -256,6 +259,24 @@ export function renderRequest(node: NodeDefinition, context: Record<string, unkn
       return (url ??= new URL(target.href));
     },
     headers,
+    ...headerNamesOf(node),
     body,
   };
+}
+
+const namesOf = new WeakMap<NodeDefinition, { headerNames?: Readonly<Record<string, string>> }>();
+
+/**
+ * The spelling of every header name a node sets (request.headers, tls.clientCertHeader, the
+ * header of each login token), for the wire: HTTP names are case-insensitive, but some gateways
+ * match them as written (Boomi's certificate header). Once per definition.
+ */
+function headerNamesOf(node: NodeDefinition): { headerNames?: Readonly<Record<string, string>> } {
+  let got = namesOf.get(node);
+  if (got) return got;
+  const written = [...Object.keys(node.request.headers ?? {}), ...(node.tls.clientCertHeader ? [node.tls.clientCertHeader] : []), ...(node.auth?.tokens ?? []).map((t) => t.header)];
+  const names = Object.fromEntries(written.filter((name) => name !== name.toLowerCase()).map((name) => [name.toLowerCase(), name]));
+  got = Object.keys(names).length > 0 ? { headerNames: names } : {};
+  namesOf.set(node, got);
+  return got;
 }

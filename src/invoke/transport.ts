@@ -44,8 +44,21 @@ const REFUSED_BY_HTTP = new Set(['ERR_INVALID_CHAR', 'ERR_INVALID_HTTP_TOKEN', '
 interface Attempt {
   method: string;
   target: RequestTarget;
+  /** By lowercase name. */
   headers: Record<string, string>;
+  /** The definition's spelling of header names, by lowercase name (RenderedRequest.headerNames). */
+  names: Readonly<Record<string, string>> | undefined;
   payload: Buffer | undefined;
+}
+
+/** How svcnode's own headers are spelt on the wire (as curl spells them). */
+const WIRE_NAMES: Readonly<Record<string, string>> = { 'user-agent': 'User-Agent', 'accept-encoding': 'Accept-Encoding', accept: 'Accept', 'content-type': 'Content-Type', 'content-length': 'Content-Length', authorization: 'Authorization' };
+
+/** The headers as sent: a definition's names as it writes them, svcnode's own as curl spells them, others as they are. */
+function onWire(headers: Record<string, string>, names: Readonly<Record<string, string>> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name in headers) out[names?.[name] ?? WIRE_NAMES[name] ?? name] = headers[name] as string;
+  return out;
 }
 
 /** Registers how to abort the request in flight (deadline, job cancelled). */
@@ -97,7 +110,7 @@ export function send(rendered: RenderedRequest, settings: CallSettings, agents: 
   const payload = rendered.body ? Buffer.from(rendered.body.payload, 'utf8') : rendered.method === 'GET' || rendered.method === 'HEAD' ? undefined : Buffer.alloc(0);
   if (rendered.body && headers['content-type'] === undefined) headers['content-type'] = rendered.body.contentType;
   const agent = agents.get(settings.spec);
-  return exchangeHttp({ method: rendered.method, target: rendered.target ?? targetOf(rendered.url), headers, payload }, settings, agent, bindAbort, onSocket, DEFAULTS.maxRedirects);
+  return exchangeHttp({ method: rendered.method, target: rendered.target ?? targetOf(rendered.url), headers, names: rendered.headerNames, payload }, settings, agent, bindAbort, onSocket, DEFAULTS.maxRedirects);
 }
 
 /** The status line and headers that arrived before an exchange failed (its body stalled, broke or did not decode). */
@@ -127,7 +140,7 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
     try {
       // Options rather than a URL: node:https would turn a URL back into these on every request.
       const { hostname, port, path } = a.target;
-      req = https.request({ protocol: 'https:', hostname, ...(port === '' ? {} : { port: Number(port) }), path, method: a.method, headers, agent });
+      req = https.request({ protocol: 'https:', hostname, ...(port === '' ? {} : { port: Number(port) }), path, method: a.method, headers: onWire(headers, a.names), agent });
     } catch (error) {
       fail(error);
       return;
@@ -219,7 +232,7 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
             if (settled) return;
             settled = true;
             clearTimeout(timer);
-            exchangeHttp({ method, target: targetOf(next), headers: nextHeaders, payload: toGet ? undefined : a.payload }, settings, agent, bindAbort, onSocket, redirectsLeft - 1).then((sent) => resolve({ ...sent, redirects: [hop, ...(sent.redirects ?? [])] }), reject);
+            exchangeHttp({ method, target: targetOf(next), headers: nextHeaders, names: a.names, payload: toGet ? undefined : a.payload }, settings, agent, bindAbort, onSocket, redirectsLeft - 1).then((sent) => resolve({ ...sent, redirects: [hop, ...(sent.redirects ?? [])] }), reject);
           }),
         );
         response.on('error', fail);

@@ -20,7 +20,7 @@ import { assertNoSecrets } from '../helpers/secrets.js';
  * with a client certificate; the API accepts only the current tokens.
  */
 function mockPod() {
-  const state = { sessionAuths: 0, keyAuths: 0, generation: 1, alwaysUnauthorized: false, apiCalls: 0, lastCertHeader: undefined as string | undefined };
+  const state = { sessionAuths: 0, keyAuths: 0, generation: 1, alwaysUnauthorized: false, apiCalls: 0, lastCertHeader: undefined as string | undefined, lastHeaderNames: [] as string[] };
   const token = (kind: string): string => `${kind}-${state.generation}-secret`;
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     req.resume();
@@ -41,6 +41,7 @@ function mockPod() {
     }
     state.apiCalls++;
     state.lastCertHeader = req.headers['x-client-cert'] as string | undefined;
+    state.lastHeaderNames = req.rawHeaders.filter((_, i) => i % 2 === 0);
     if (state.alwaysUnauthorized || req.headers.sessiontoken !== token('session') || req.headers.keymanagertoken !== token('km')) {
       return json(401, { message: 'Unauthorized' });
     }
@@ -99,6 +100,8 @@ describe('certificate-session authentication and client-certificate header', () 
     const second = await invoke(node(), {}, d);
     expect([first.ok, second.ok]).toEqual([true, true]);
     expect([podState.sessionAuths - before.s, podState.keyAuths - before.k]).toEqual([1, 1]);
+    // Token headers go out spelt as the definition writes them (before: sessiontoken, keymanagertoken).
+    expect(podState.lastHeaderNames).toEqual(expect.arrayContaining(['sessionToken', 'keyManagerToken']));
 
     podState.generation++; // the pod expires every session
     const third = await invoke(node(), {}, d);
@@ -192,9 +195,12 @@ describe('certificate-session authentication and client-certificate header', () 
   });
 
   it('client-certificate header mode sends the URL-encoded PEM in the named header', async () => {
-    const headerNode: NodeDefinition = { id: 'gateway', request: { method: 'GET', url: `https://localhost:${pod.port}/gateway` }, tls: { profile: 'bot', clientCertHeader: 'X-Client-Cert' }, response: { acceptStatus: [401] } };
+    const headerNode: NodeDefinition = { id: 'gateway', request: { method: 'GET', url: `https://localhost:${pod.port}/gateway`, headers: { 'Idempotency-Key': 'k-1', 'x-lower': 'v' } }, tls: { profile: 'bot', clientCertHeader: 'X-Client-Cert' }, response: { acceptStatus: [401] } };
     const result = await invoke(headerNode, {}, deps(new MemoryTokenCache()));
     expect(result.ok).toBe(true);
+    // Names as written (a gateway may match them case-sensitively, as Boomi's certificate header does); svcnode's own as curl spells them.
+    expect(podState.lastHeaderNames).toEqual(expect.arrayContaining(['X-Client-Cert', 'Idempotency-Key', 'x-lower', 'User-Agent', 'Accept-Encoding', 'Host']));
+    expect(podState.lastHeaderNames.filter((n) => n.toLowerCase() === 'x-client-cert')).toHaveLength(1);
     expect(podState.lastCertHeader).toBeDefined();
     expect(decodeURIComponent(podState.lastCertHeader ?? '')).toBe(pki.client.certPem);
   });
