@@ -275,7 +275,7 @@ function trustFindings(trusted: readonly X509Certificate[], systemRoots: boolean
   if (client && leaf && !isSelfSigned(leaf)) {
     const issuers = [...client.chain, ...trusted];
     if (!issuers.some((c) => leaf.checkIssued(c))) {
-      findings.push({ severity: 'warning', code: 'CLIENT_CHAIN_INCOMPLETE', file: client.sources[0] ?? path, subject: oneLineName(leaf.subject), message: `the issuer of the client certificate, "${oneLineName(leaf.issuer)}", is neither in ${client.sources[0] ?? 'the certificate file'} nor in trust.ca: only the certificate is sent, and a server that trusts only the root refuses it`, hint: `append the "${oneLineName(leaf.issuer)}" certificate to the client certificate file (or the PKCS#12), after the client certificate` });
+      findings.push({ severity: 'warning', code: 'CLIENT_CHAIN_INCOMPLETE', file: client.sources[0] ?? path, subject: oneLineName(leaf.subject), message: `the issuer of the client certificate, "${oneLineName(leaf.issuer)}", is neither in ${client.sources[0] ?? 'the certificate file'} nor in trust.ca: only the certificate is sent. That is enough when "${oneLineName(leaf.issuer)}" is itself the root the server trusts; when it is an intermediate, a server that trusts only the root refuses the certificate`, hint: `if "${oneLineName(leaf.issuer)}" is an intermediate CA, append its certificate to the client certificate file (or the PKCS#12), after the client certificate; if it is the root the server trusts, nothing is missing` });
     }
   }
   return findings;

@@ -16,7 +16,7 @@ export const FINDING_CODES = {
   KEY_IN_TRUST_FILE: 'a trust file contains a private key, which is ignored',
   TRUST_NOT_CA: 'trust.ca holds a certificate that is not a CA (a server or client certificate): it verifies nothing',
   TRUST_NO_ROOT: 'trust.ca holds no root (self-signed) certificate and the system roots are off (error: OpenSSL ends every chain at a root in trust.ca, so every server fails as untrusted)',
-  CLIENT_CHAIN_INCOMPLETE: 'the client certificate\'s issuer is neither sent with it nor in trust.ca: a server that trusts only the root refuses it',
+  CLIENT_CHAIN_INCOMPLETE: 'the client certificate\'s issuer is neither sent with it nor in trust.ca: when that issuer is an intermediate, a server that trusts only the root refuses it',
   CLIENT_CHAIN_CRITICAL_EXTENSION: 'a certificate of the client chain has a critical extension OpenSSL does not know: servers refuse the chain (alert 46 certificate_unknown)',
   CLIENT_CHAIN_NOT_CA: 'a certificate that issued one of the client chain is not a CA (basicConstraints without CA:TRUE): servers refuse the chain (alert 48 unknown_ca)',
   CLIENT_CHAIN_WEAK_CA_KEY: 'a CA certificate of the client chain (or the trust.ca root above it) has an RSA or DSA key under 2048 bits: servers at OpenSSL security level 2 refuse the chain (alert 42 bad_certificate)',
