@@ -10,7 +10,7 @@ export type RedisTarget =
   | { kind: 'sentinel'; options: RedisOptions }
   | { kind: 'cluster'; nodes: { host: string; port: number }[]; options: ClusterOptions };
 
-const FORMS = 'redis://[user:pass@]host:port[/db], rediss://…, redis+sentinel://[user:pass@]h:p,h:p/MASTER_NAME[?sentinelPasswordEnv=VAR], redis+cluster://[user:pass@]h:p,h:p[,…] or rediss+cluster://…';
+const FORMS = 'redis://[user:pass@]host:port[/db][?db=N], rediss://…, redis+sentinel://[user:pass@]h:p,h:p/MASTER_NAME[?sentinelPasswordEnv=VAR&db=N], redis+cluster://[user:pass@]h:p,h:p[,…] or rediss+cluster://…';
 
 /**
  * The URL with its userinfo masked, for messages: everything between `scheme://` and the LAST `@`,
@@ -71,6 +71,51 @@ function split(url: string): { scheme: string; user?: string; pass?: string; hos
   return { scheme, ...(user ? { user } : {}), ...(pass ? { pass } : {}), hosts, path, query: new URLSearchParams(query) };
 }
 
+/** The query parameters each scheme reads; any other is refused rather than ignored (redis-py, for one, reads `?db=`). */
+const QUERY_PARAMETERS: Record<string, readonly string[]> = {
+  redis: ['db'],
+  rediss: ['db'],
+  'redis+sentinel': ['sentinelPasswordEnv', 'sentinelUsernameEnv', 'db'],
+  'redis+cluster': ['db'],
+  'rediss+cluster': ['db'],
+};
+
+/** A parameter name as a message shows it: quoted (control characters escaped) and cut short. */
+function shown(name: string): string {
+  return JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name);
+}
+
+/** Refuse a query parameter the scheme does not read, naming it (never its value, which may be a secret). */
+function checkQuery(scheme: string, query: URLSearchParams): void {
+  const supported = QUERY_PARAMETERS[scheme] ?? [];
+  for (const name of new Set(query.keys())) {
+    if (supported.includes(name)) continue;
+    throw usage(`the Redis URL has a query parameter svcnode does not support: ${shown(name)}`, `drop it: ${scheme}:// takes only ${supported.map((p) => `?${p}=`).join(', ')}`);
+  }
+}
+
+/** Largest database number a Redis server can have (its 'databases' setting is an int). */
+const MAX_DB = 2_147_483_647;
+
+/** A database number of the URL, digits only as Redis's SELECT takes them. */
+function databaseNumber(text: string, where: string): number {
+  const db = /^\d{1,10}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(db <= MAX_DB)) throw usage(`invalid database number ${shown(text)} in the ${where} of the Redis URL`, "write the database as digits, /N or ?db=N (0 to 15 on a default server), or leave it out for database 0");
+  return db;
+}
+
+/**
+ * The database a URL selects: `/N` or `?db=N` (as redis-py reads it), 0 when neither is given.
+ * Two numbers that disagree are refused: redis-py would take `?db=`, another client the path.
+ */
+function database(path: string | undefined, query: URLSearchParams): number {
+  const fromPath = path ? databaseNumber(path, 'path') : undefined;
+  const values = [...new Set(query.getAll('db'))].map((v) => databaseNumber(v, '?db= parameter'));
+  const all = [...new Set([...(fromPath === undefined ? [] : [fromPath]), ...values])];
+  if (all.length > 1) throw usage(`the Redis URL selects two databases (${fromPath === undefined ? '' : `/${fromPath} and `}${values.map((v) => `?db=${v}`).join(' and ')})`, 'write the database once, as /N or as ?db=N');
+  return all[0] ?? 0;
+}
+
 /** Read a secret from the variable a URL names (secrets are never written inline in a URL). */
 function fromEnv(env: NodeJS.ProcessEnv, variable: string, what: string): string {
   const value = env[variable];
@@ -89,22 +134,25 @@ export function parseRedisUrl(url: string, env: NodeJS.ProcessEnv = process.env)
   switch (parts.scheme) {
     case 'redis':
     case 'rediss': {
+      checkQuery(parts.scheme, parts.query);
       if (parts.hosts.length !== 1 || !first) throw usage(`Redis URL "${redactRedisUrl(url)}" lists several hosts`, 'use redis+cluster://h:p,h:p for a Redis Cluster or redis+sentinel://h:p,h:p/MASTER_NAME for Sentinel');
-      const db = Number(parts.path.slice(1) || 0);
-      if (!Number.isInteger(db) || db < 0) throw usage(`invalid database number "${parts.path.slice(1)}" in Redis URL`);
+      const db = database(parts.path.slice(1), parts.query);
       return { kind: 'single', options: { host: first.host, port: first.port, db, ...auth, ...(parts.scheme === 'rediss' ? { tls: {} } : {}) } };
     }
     case 'redis+sentinel': {
       const name = decoded(parts.path.slice(1), 'master name', url, 'write % in the master name as %25');
       if (!name) throw usage('the Redis Sentinel URL names no master', 'add the master name the sentinels monitor: redis+sentinel://h:26379,h:26380/MASTER_NAME');
       if (parts.query.has('sentinelPassword')) throw usage('a sentinel password is never written in the URL', 'put it in an environment variable and name it: ?sentinelPasswordEnv=VAR');
+      checkQuery(parts.scheme, parts.query);
       const passwordEnv = parts.query.get('sentinelPasswordEnv');
       const usernameEnv = parts.query.get('sentinelUsernameEnv');
+      const db = database(undefined, parts.query);
       return {
         kind: 'sentinel',
         options: {
           sentinels: parts.hosts,
           name,
+          ...(db ? { db } : {}),
           // Follow a promotion at once (the sentinels' +switch-master): a planned failover leaves the
           // old master up and writable until the sentinels demote it, and every write it takes in
           // between (enqueued jobs, their Results) is erased by the resync that follows.
@@ -117,7 +165,9 @@ export function parseRedisUrl(url: string, env: NodeJS.ProcessEnv = process.env)
     }
     case 'redis+cluster':
     case 'rediss+cluster': {
+      checkQuery(parts.scheme, parts.query);
       if (parts.path && parts.path !== '/') throw usage('a Redis Cluster URL has no database or path', 'Redis Cluster has only database 0: drop the /… part');
+      if (database(undefined, parts.query) !== 0) throw usage('a Redis Cluster URL selects a database other than 0 (?db=)', 'Redis Cluster has only database 0: drop ?db=');
       const redisOptions: RedisOptions = { ...auth, ...(parts.scheme === 'rediss+cluster' ? { tls: {} } : {}) };
       return { kind: 'cluster', nodes: parts.hosts, options: { redisOptions } };
     }

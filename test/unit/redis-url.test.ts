@@ -91,6 +91,51 @@ describe('Redis URLs', () => {
   });
 });
 
+describe('the database in the query, as redis-py reads it', () => {
+  it('reads ?db=N as /N (before, it was served from database 0)', () => {
+    expect(redisOptions('redis://127.0.0.1:6379?db=8')).toMatchObject({ host: '127.0.0.1', port: 6379, db: 8 });
+    expect(redisOptions('rediss://cache:6390/?db=3')).toMatchObject({ db: 3, tls: {} });
+    expect(redisOptions('redis://cache:6379/3?db=3')).toMatchObject({ db: 3 });
+    expect(redisOptions('redis://cache:6379/03')).toMatchObject({ db: 3 });
+    expect(redisOptions('redis+sentinel://s1:26379/q?db=2')).toMatchObject({ name: 'q', db: 2 });
+    expect(parseRedisUrl('redis+cluster://a:7000?db=0')).toMatchObject({ kind: 'cluster' });
+  });
+
+  it('refuses a path and a ?db= that disagree, naming both', () => {
+    const error = usageError(() => parseRedisUrl('redis://cache:6379/3?db=5'));
+    expect(error.message).toContain('/3');
+    expect(error.message).toContain('?db=5');
+    usageError(() => parseRedisUrl('redis://cache:6379?db=1&db=2'));
+  });
+
+  it('checks ?db= as it checks /N: digits only, within what a server can have', () => {
+    for (const url of ['redis://h?db=', 'redis://h?db=-1', 'redis://h?db=abc', 'redis://h?db=1e1', 'redis://h?db=4294967296', 'redis://h/1e1', 'redis://h/+3', 'redis://h/99999999999']) {
+      usageError(() => parseRedisUrl(url));
+    }
+    // A number the server may lack is for the server to refuse (SVCNODE_REDIS_DB), as /99 is.
+    expect(redisOptions('redis://h?db=99')).toMatchObject({ db: 99 });
+  });
+
+  it('refuses ?db= other than 0 on a cluster, which has only database 0', () => {
+    expect(usageError(() => parseRedisUrl('redis+cluster://a:7000,b:7001?db=3')).hint).toContain('only database 0');
+  });
+
+  it('refuses a query parameter it does not read, naming it and listing the supported ones, never showing its value', () => {
+    const cases: [string, string, string[]][] = [
+      ['redis://h:6379?password=hunter2', 'password', ['?db=']],
+      ['rediss://h:6379/1?ssl_cert_reqs=none', 'ssl_cert_reqs', ['?db=']],
+      ['redis+cluster://a:7000?readFrom=replica', 'readFrom', ['?db=']],
+      ['redis+sentinel://s1:26379/q?sentinelPasswordEnv=X&role=slave', 'role', ['?sentinelPasswordEnv=', '?sentinelUsernameEnv=', '?db=']],
+    ];
+    for (const [url, name, supported] of cases) {
+      const error = usageError(() => parseRedisUrl(url, { X: 'x' }));
+      expect(error.message).toContain(`"${name}"`);
+      for (const p of supported) expect(error.hint).toContain(p);
+      expect(`${error.message} ${error.hint}`).not.toContain('hunter2');
+    }
+  });
+});
+
 describe('Redis URL passwords with reserved characters', () => {
   it('masks everything up to the last @ and refuses an unencoded @ without showing any part of the password', () => {
     const url = 'redis://app:Tr0ub4dor@Horse99@127.0.0.1:24617';
