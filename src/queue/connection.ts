@@ -66,6 +66,12 @@ export function producerConnection(url: string, env: NodeJS.ProcessEnv = process
   return connectTarget(parseRedisUrl(url, env), 'producer');
 }
 
+/** The database a parsed target or a ready connection works on (a cluster has only database 0). */
+export function databaseOf(source: RedisTarget | RedisConnection): number {
+  if ('kind' in source) return source.kind === 'cluster' ? 0 : (source.options.db ?? 0);
+  return isCluster(source) ? 0 : (source.options.db ?? 0);
+}
+
 /** True for an ioredis Cluster (the library accepts ready instances of either kind). */
 export function isCluster(connection: RedisConnection): connection is Cluster {
   return (connection as { isCluster?: boolean }).isCluster === true;

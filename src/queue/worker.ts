@@ -37,7 +37,7 @@ import { DEFAULT_METRICS_HOST, startMetricsServer, type HealthReport } from '../
 import { AgentPool } from '../tls/agents.js';
 import { InvalidInputError, SvcnodeError, errorCode, errorMessage } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
-import { DEFAULT_REDIS_URL, checkDatabase, connectionFactory, isCluster, parseRedisUrl, resolvePrefix, withTimeout, type RedisConnection } from './connection.js';
+import { DEFAULT_REDIS_URL, checkDatabase, connectionFactory, databaseOf, isCluster, parseRedisUrl, resolvePrefix, withTimeout, type RedisConnection } from './connection.js';
 import { QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { createProcessor } from './processor.js';
 import { startQueueSampler } from './queue-metrics.js';
@@ -452,7 +452,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   supervisor.start();
   live.supervisor = supervisor;
   void queueSampler.sample();
-  logger.info({ queue: QUEUE_NAME, prefix: prefix ?? 'bull', cluster, concurrency, metricsPort: server?.port }, 'worker started');
+  logger.info({ queue: QUEUE_NAME, prefix: prefix ?? 'bull', db: databaseOf(source), cluster, concurrency, metricsPort: server?.port }, 'worker started');
 
   return {
     registry,

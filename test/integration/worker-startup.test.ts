@@ -109,20 +109,36 @@ describe('worker start-up failures', () => {
     }
   });
 
-  it.each([['worker'], ['enqueue', 'get-account'], ['failures']])('%s exits 2 when the URL selects a database the server lacks, and never works on database 0 instead', async (...args) => {
+  it.each([['worker'], ['enqueue', 'get-account'], ['failures']])('%s exits 2 when the URL selects a database the server lacks (/16 or ?db=16), and never works on database 0 instead', async (...args) => {
     const db0 = new Redis({ port: redis.port, lazyConnect: true });
     // A job of database 0's queue, which a worker that fell back to database 0 would take.
     const wait = 'bull:service-node-invocations:wait';
     await db0.rpush(wait, 'job-of-db-0');
     try {
-      const r = await runCli([...args, '--redis', `${redis.url}/16`, ...(args[0] === 'worker' ? [...dirs(), '--metrics-port', '0'] : [])], { timeoutMs: 20_000 });
-      expect(r.code).toBe(2);
-      expect(r.stderr).toContain('SVCNODE_REDIS_DB');
-      expect(r.stderr).not.toContain('worker started');
-      expect(await db0.lrange(wait, 0, -1)).toEqual(['job-of-db-0']);
+      for (const url of [`${redis.url}/16`, `${redis.url}?db=16`]) {
+        const r = await runCli([...args, '--redis', url, ...(args[0] === 'worker' ? [...dirs(), '--metrics-port', '0'] : [])], { timeoutMs: 20_000 });
+        expect(r.code, url).toBe(2);
+        expect(r.stderr).toContain('SVCNODE_REDIS_DB');
+        expect(r.stderr).not.toContain('worker started');
+        expect(await db0.lrange(wait, 0, -1)).toEqual(['job-of-db-0']);
+      }
     } finally {
       await db0.del(wait);
       db0.disconnect();
+    }
+  });
+
+  it('a worker on ?db=N (as redis-py reads a shared REDIS_URL) serves database N and says so; before, database 0', async () => {
+    const worker = spawnCli(['worker', '--redis', `${redis.url}?db=5`, ...dirs(), '--metrics-port', '0'], { timeoutMs: 60_000 });
+    try {
+      const started = JSON.parse(await worker.waitForLine(/"msg":"worker started"/, { stream: 'stderr', timeoutMs: 20_000 })) as { db?: number };
+      // No node is loaded: a worker that takes the job answers with an unknown_node Result (exit 2); one on database 0 never sees it (exit 5).
+      const r = await runCli(['enqueue', 'no-such-node', '--redis', `${redis.url}/5`, '--wait', '--timeout-ms', '15000', '--json'], { timeoutMs: 30_000 });
+      expect(r.code, r.stdout).toBe(2);
+      expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, failure: { category: 'invalid_input', code: 'SVCNODE_UNKNOWN_NODE' } });
+      expect(started.db).toBe(5);
+    } finally {
+      await worker.stop('SIGTERM', 10_000);
     }
   });
 
@@ -132,6 +148,9 @@ describe('worker start-up failures', () => {
     [['failures', '--redis', 'redis+cluster://127.0.0.1:7000,127.0.0.1:7001', '--prefix', 'bull'], "'{bull}'"],
     [['enqueue', 'n', '--redis', 'redis+sentinel://127.0.0.1:26379'], 'MASTER_NAME'],
     [['enqueue', 'n', '--redis', 'redis://127.0.0.1:7000,127.0.0.1:7001'], 'redis+cluster://'],
+    [['worker', '--redis', 'redis://127.0.0.1:7000?ssl_cert_reqs=none'], 'takes only ?db='],
+    [['failures', '--redis', 'redis://127.0.0.1:7000/3?db=5'], '?db=N'],
+    [['enqueue', 'n', '--redis', 'redis+cluster://127.0.0.1:7000?db=2'], 'only database 0'],
   ])('%j exits 2 at once with a hint naming the fix', async (args, hint) => {
     const r = await runCli(args[0] === 'worker' ? [...args, ...dirs()] : args, { timeoutMs: 20_000 });
     expect(r.code).toBe(2);
