@@ -6,7 +6,7 @@ import { MAX_JSON_FILE_BYTES, checkContextDepth, validateDocument } from '../def
 import { InvalidInputError, SvcnodeError, UnavailableError, errorMessage } from '../errors.js';
 import { FailureStore, type FailureSummary, type NodeFailures } from '../failures/store.js';
 import type { Result } from '../invoke/result.js';
-import { DEFAULT_REDIS_URL, checkDatabase, connectTarget, isCluster, parseRedisUrl, redactRedisUrl, resolvePrefix, withTimeout, type RedisConnection } from './connection.js';
+import { DEFAULT_REDIS_URL, checkDatabase, connectTarget, isCluster, parseRedisUrl, redactRedisUrl, resolvePrefix, svcnodeKeyPrefix, withTimeout, type RedisConnection } from './connection.js';
 import { JOB_NAME, QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { diagnose } from './redis-diagnose.js';
 import { knownRedisError, translateRedisError } from './redis-errors.js';
@@ -271,7 +271,7 @@ export class ServiceNodeClient {
     // An id no node can have ("../x", "*", 300 characters) is a typo to say, not an empty answer.
     if (nodeId !== undefined) checkNodeId(nodeId);
     await this.whileOpen(this.ready(), 'before Redis answered');
-    const store = new FailureStore(this.connection, { prefix: this.prefix ? `${this.prefix}:svcnode` : 'svcnode' });
+    const store = new FailureStore(this.connection, { prefix: svcnodeKeyPrefix(this.prefix) });
     return this.whileOpen<FailureSummary | NodeFailures>((nodeId === undefined ? store.summary() : store.node(nodeId)).catch(translateRedisError), 'before Redis answered');
   }
 

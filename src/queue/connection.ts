@@ -2,7 +2,7 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { translateRedisError } from './redis-errors.js';
 import { parseRedisUrl, type RedisTarget } from './redis-url.js';
 
-export { DEFAULT_REDIS_URL, parseRedisUrl, redactRedisUrl, resolvePrefix, CLUSTER_PREFIX, type RedisTarget } from './redis-url.js';
+export { DEFAULT_REDIS_URL, parseRedisUrl, redactRedisUrl, resolvePrefix, svcnodeKeyPrefix, BULLMQ_PREFIX, CLUSTER_PREFIX, type RedisTarget } from './redis-url.js';
 
 /** A connection to one node (or Sentinel's master) or to a Redis Cluster. */
 export type RedisConnection = Redis | Cluster;

@@ -184,6 +184,18 @@ export function hasHashTag(prefix: string): boolean {
 /** Default BullMQ prefix on a Redis Cluster. */
 export const CLUSTER_PREFIX = '{svcnode}';
 
+/** BullMQ's own default prefix, used off a cluster when none is given. */
+export const BULLMQ_PREFIX = 'bull';
+
+/**
+ * Where svcnode keeps its own keys (failure records, the token cache, CRL copies) beside a queue
+ * prefix: `svcnode` under BullMQ's default, given (`--prefix bull`) or not, so both write the same
+ * keys; `PREFIX:svcnode` under any other (`{svcnode}:svcnode` with the cluster default).
+ */
+export function svcnodeKeyPrefix(prefix: string | undefined): string {
+  return prefix === undefined || prefix === '' || prefix === BULLMQ_PREFIX ? 'svcnode' : `${prefix}:svcnode`;
+}
+
 /**
  * The queue prefix to use: the given one, else `{svcnode}` on a cluster and BullMQ's own elsewhere
  * (undefined). On a cluster a prefix without a hash tag is refused: BullMQ's scripts touch several

@@ -37,7 +37,7 @@ import { DEFAULT_METRICS_HOST, startMetricsServer, type HealthReport } from '../
 import { AgentPool } from '../tls/agents.js';
 import { InvalidInputError, SvcnodeError, errorCode, errorMessage } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
-import { DEFAULT_REDIS_URL, checkDatabase, connectionFactory, databaseOf, isCluster, parseRedisUrl, resolvePrefix, withTimeout, type RedisConnection } from './connection.js';
+import { BULLMQ_PREFIX, DEFAULT_REDIS_URL, checkDatabase, connectionFactory, databaseOf, isCluster, parseRedisUrl, resolvePrefix, svcnodeKeyPrefix, withTimeout, type RedisConnection } from './connection.js';
 import { QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { createProcessor } from './processor.js';
 import { startQueueSampler } from './queue-metrics.js';
@@ -198,7 +198,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const cluster = 'kind' in source ? source.kind === 'cluster' : isCluster(source);
   const prefix = resolvePrefix(cluster, options.prefix);
   const open = connectionFactory(source);
-  const keyPrefix = prefix ? `${prefix}:svcnode` : 'svcnode';
+  const keyPrefix = svcnodeKeyPrefix(prefix);
   // trust.crl URLs are downloaded once per fleet and shared through Redis (a Redis outage only means each worker downloads).
   const crlConnection = open('worker');
   crlConnection.on('error', () => undefined);
@@ -452,7 +452,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   supervisor.start();
   live.supervisor = supervisor;
   void queueSampler.sample();
-  logger.info({ queue: QUEUE_NAME, prefix: prefix ?? 'bull', db: databaseOf(source), cluster, concurrency, metricsPort: server?.port }, 'worker started');
+  logger.info({ queue: QUEUE_NAME, prefix: prefix || BULLMQ_PREFIX, db: databaseOf(source), cluster, concurrency, metricsPort: server?.port }, 'worker started');
 
   return {
     registry,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError, UnavailableError } from '../../src/errors.js';
-import { parseRedisUrl, redactRedisUrl, redisOptions, resolvePrefix } from '../../src/queue/connection.js';
+import { parseRedisUrl, redactRedisUrl, redisOptions, resolvePrefix, svcnodeKeyPrefix } from '../../src/queue/connection.js';
 import { knownRedisError } from '../../src/queue/redis-errors.js';
 
 const usageError = (f: () => unknown): InvalidInputError => {
@@ -167,6 +167,15 @@ describe('queue prefix', () => {
     expect(resolvePrefix(false, undefined)).toBeUndefined();
     expect(resolvePrefix(true, 'app:{q1}')).toBe('app:{q1}');
     expect(resolvePrefix(false, 'plain')).toBe('plain');
+  });
+
+  it('keeps svcnode\'s own keys at svcnode:* under BullMQ\'s default prefix, given or not, and beside any other prefix', () => {
+    expect(svcnodeKeyPrefix(undefined)).toBe('svcnode');
+    expect(svcnodeKeyPrefix('bull')).toBe('svcnode');
+    expect(svcnodeKeyPrefix('myp')).toBe('myp:svcnode');
+    // The cluster default and the same prefix given explicitly agree.
+    expect(svcnodeKeyPrefix(resolvePrefix(true, undefined))).toBe('{svcnode}:svcnode');
+    expect(svcnodeKeyPrefix(resolvePrefix(true, '{svcnode}'))).toBe('{svcnode}:svcnode');
   });
 
   it('refuses a cluster prefix without a hash tag, with the fix in the hint', () => {
