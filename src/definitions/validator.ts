@@ -175,7 +175,7 @@ export function describeSchemaError(error: ErrorObject, document?: unknown): str
 export function validateDocument<T>(schema: SchemaName, data: unknown, source: string): T {
   const validate = validators()[schema];
   if (validate(data)) {
-    if (schema === 'invocation') checkContextDepth((data as { context?: unknown }).context, source);
+    if (schema === 'invocation') checkContext((data as { context?: unknown }).context, source);
     return data as T;
   }
   const errors = withoutOtherForms((validate.errors ?? []).filter((e) => e.keyword !== 'if'), validate.schema);
@@ -207,19 +207,36 @@ interface Level {
   parent: Level | undefined;
 }
 
+/** The JSON pointer of `key` under `level` (of the level itself without a key), cut to 200 characters for messages. */
+function pointerOf(level: Level, key?: string): string {
+  const keys = key === undefined ? [] : [pointerToken(key)];
+  for (let l: Level | undefined = level; l; l = l.parent) keys.unshift(pointerToken(l.key));
+  const path = `/${keys.join('/')}`;
+  return path.length > 200 ? `${path.slice(0, 200)}…` : path;
+}
+
 /**
- * Refuse a context that nests deeper than MAX_CONTEXT_DEPTH, naming where. Iterative (no recursion
- * on hostile depth), and the JSON pointer is built only for the error: this runs for every job.
+ * Why a context number would not arrive as sent, if it would not: JSON readers (JSON.parse here)
+ * round an integer beyond 2^53 to the nearest double, and 1e400 reads as Infinity.
  */
-export function checkContextDepth(context: unknown, source: string): void {
+function inexactNumber(n: number): string | undefined {
+  if (!Number.isFinite(n)) return 'is not a finite number';
+  if (Number.isInteger(n) && !Number.isSafeInteger(n)) return 'is an integer beyond 2^53';
+  return undefined;
+}
+
+/**
+ * Refuse a context that nests deeper than MAX_CONTEXT_DEPTH, or holds a number that does not
+ * survive JSON exactly (a Python producer's 2**53 + 1 would be called as 2**53), naming where.
+ * Iterative (no recursion on hostile depth), and the JSON pointer is built only for the error:
+ * this runs for every job.
+ */
+export function checkContext(context: unknown, source: string): void {
   if (context === null || typeof context !== 'object') return;
   const stack: Level[] = [{ value: context, depth: 1, key: 'context', parent: undefined }];
   for (let level = stack.pop(); level !== undefined; level = stack.pop()) {
     if (level.depth > MAX_CONTEXT_DEPTH) {
-      const keys: string[] = [];
-      for (let l: Level | undefined = level; l; l = l.parent) keys.unshift(pointerToken(l.key));
-      const path = `/${keys.join('/')}`;
-      throw new InvalidInputError(CODES.invocation, `${source}: the context nests deeper than ${MAX_CONTEXT_DEPTH} levels (at ${path.length > 200 ? `${path.slice(0, 200)}…` : path})`, {
+      throw new InvalidInputError(CODES.invocation, `${source}: the context nests deeper than ${MAX_CONTEXT_DEPTH} levels (at ${pointerOf(level)})`, {
         file: source,
         field: '/context',
         hint: `flatten the context: templates read a few levels ({{context.a.b}}), and a context may nest at most ${MAX_CONTEXT_DEPTH} levels`,
@@ -227,6 +244,12 @@ export function checkContextDepth(context: unknown, source: string): void {
     }
     for (const [key, child] of Object.entries(level.value)) {
       if (child !== null && typeof child === 'object') stack.push({ value: child as object, depth: level.depth + 1, key, parent: level });
+      else if (typeof child === 'number') {
+        const why = inexactNumber(child);
+        if (why === undefined) continue;
+        const path = pointerOf(level, key);
+        throw new InvalidInputError(CODES.invocation, `${source}: the context value at ${path} ${why}`, { file: source, field: path, hint: 'send it as a string (JSON numbers beyond 2^53 lose digits)' });
+      }
     }
   }
 }

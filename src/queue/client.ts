@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { Queue, QueueEvents } from 'bullmq';
 import type { Invocation } from '../definitions/types.js';
-import { MAX_JSON_FILE_BYTES, checkContextDepth, validateDocument } from '../definitions/validator.js';
+import { MAX_JSON_FILE_BYTES, checkContext, validateDocument } from '../definitions/validator.js';
 import { InvalidInputError, SvcnodeError, UnavailableError, errorMessage } from '../errors.js';
 import { FailureStore, type FailureSummary, type NodeFailures } from '../failures/store.js';
 import type { Result } from '../invoke/result.js';
@@ -158,8 +158,8 @@ export class ServiceNodeClient {
   async enqueue(nodeId: string, context: Record<string, unknown> = {}, options: EnqueueOptions = {}): Promise<string> {
     this.assertOpen();
     // The worker gets the context's JSON form: that is what is validated, so a Date or a Map fails here, not there.
-    // Depth first: serialising a hostile depth would overflow the stack.
-    checkContextDepth(context, 'invocation');
+    // Checked before serialising: a hostile depth would overflow the stack, and JSON sends Infinity and NaN as null.
+    checkContext(context, 'invocation');
     const data = validateDocument<Invocation>('invocation', { nodeId, context: jsonForm(context), ...(options.requestId ? { requestId: options.requestId } : {}) }, 'invocation');
     await this.whileOpen(this.ready(), 'before Redis answered; nothing was enqueued');
     const job = await this.whileOpen(this.queue.add(JOB_NAME, data, { jobId: options.jobId ?? randomUUID() }).catch(translateRedisError), 'before Redis confirmed the enqueue: the job may or may not be queued');

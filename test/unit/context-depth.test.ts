@@ -28,3 +28,37 @@ describe('invocation context depth', () => {
     expect(() => validateDocument('invocation', { nodeId: 'n', context: wide }, 'invocation')).not.toThrow();
   });
 });
+
+describe('invocation context numbers', () => {
+  const refusal = (context: unknown): InvalidInputError => {
+    try {
+      validateDocument('invocation', { nodeId: 'n', context }, 'job 7 data');
+    } catch (error) {
+      expect(error).toBeInstanceOf(InvalidInputError);
+      return error as InvalidInputError;
+    }
+    return expect.fail(`${JSON.stringify(context)} was accepted`);
+  };
+
+  it('refuses an integer beyond 2^53 or a number that is not finite, naming its JSON pointer, with the same code as the depth refusal', () => {
+    const cases: [string, string][] = [
+      ['{"accountId": 9007199254740993}', '/context/accountId'],
+      ['{"accountId": 9007199254740992}', '/context/accountId'],
+      ['{"a": {"b~c/d": [0, -9007199254740993]}}', '/context/a/b~0c~1d/1'],
+      ['{"amount": 12345678901234567891}', '/context/amount'],
+      ['{"amount": 1e400}', '/context/amount'],
+      ['{"amount": -1e400}', '/context/amount'],
+      ['{"amount": 1e300}', '/context/amount'],
+    ];
+    for (const [json, pointer] of cases) {
+      const error = refusal(JSON.parse(json));
+      expect(error).toMatchObject({ code: 'SVCNODE_INVALID_DEFINITION', field: pointer, hint: 'send it as a string (JSON numbers beyond 2^53 lose digits)' });
+      expect(error.message).toContain(`job 7 data: the context value at ${pointer} `);
+    }
+  });
+
+  it('keeps every number JSON carries exactly: safe integers, 2^53 - 1, fractions', () => {
+    const context = JSON.parse('{"a": 9007199254740991, "b": -9007199254740991, "c": 1.5, "d": 0.1, "e": -0, "f": 1e-300, "g": [42, {"h": 3.141592653589793}], "s": "9007199254740993"}') as unknown;
+    expect(() => validateDocument('invocation', { nodeId: 'n', context }, 'job 7 data')).not.toThrow();
+  });
+});
