@@ -2,10 +2,10 @@ import { Command } from 'commander';
 import { InvalidInputError, SvcnodeError, UnavailableError, errorMessage } from '../errors.js';
 import { EXIT } from '../failures/categories.js';
 
-/** Text from Redis or a file made safe for a terminal: control characters (ESC, CR, …) shown escaped. */
+/** Text from Redis or a file made safe for a terminal: control characters (ESC, CR, …) and bidirectional overrides (which reorder what is shown) escaped. */
 export function printable(text: string): string {
   // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** Output streams and environment of one command run; injected so commands are testable. */

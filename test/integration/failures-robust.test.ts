@@ -37,7 +37,7 @@ describe('svcnode failures survives bad records', () => {
     await r.sadd('svcnode:failures:nodes', 'not-json', 'no-chain', 'escapes', 'wrong-type', 'counts-string');
     await r.xadd('svcnode:failures:node:not-json:recent', '*', 'record', 'Unexpected{');
     await r.xadd('svcnode:failures:node:no-chain:recent', '*', 'record', JSON.stringify({ at: '2026-01-01T00:00:00.000Z', category: 'timeout', code: 'ETIMEDOUT', message: 'slow', hint: 'wait', attempt: 1 }));
-    await r.xadd('svcnode:failures:node:escapes:recent', '*', 'record', JSON.stringify({ at: 'x', category: `timeout${ESC}[2J`, code: 'C', message: `${ESC}]0;owned${'\u0007'}${ESC}[31mred\r\nfake line`, hint: 'h', attempt: 1, serverChain: [{ subject: `CN=${ESC}[1mbold` }] }));
+    await r.xadd('svcnode:failures:node:escapes:recent', '*', 'record', JSON.stringify({ at: 'x', category: `timeout${ESC}[2J`, code: 'C', message: `${ESC}]0;owned${'\u0007'}${ESC}[31mred\r\nfake line \u202eevil\u202c`, hint: 'h', attempt: 1, serverChain: [{ subject: `CN=${ESC}[1mbold` }] }));
     await r.hset('svcnode:failures:node:escapes:counts', 'timeout', 'NaN-ish');
     await r.set('svcnode:failures:node:wrong-type:counts', 'a string');
     await r.set('svcnode:failures:node:wrong-type:recent', 'a string');
@@ -68,6 +68,9 @@ describe('svcnode failures survives bad records', () => {
     }
     const escapes = await runCli(['failures', 'escapes', '--redis', redis.url]);
     expect(escapes.stdout).toContain('\\u001b]0;owned\\u0007');
+    // A right-to-left override would reorder what the terminal shows (Trojan-source style).
+    expect(escapes.stdout).not.toContain('\u202e');
+    expect(escapes.stdout).toContain('\\u202eevil\\u202c');
     expect(escapes.stdout.split('\n').filter((l) => l.startsWith('fake line'))).toEqual([]);
   });
 
