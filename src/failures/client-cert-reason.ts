@@ -69,7 +69,8 @@ export function unsentCertificateStatus(status: number, ctx: ClientCertContext):
   if ((status !== 401 && status !== 403) || ctx.probe?.certificateRequested !== true) return undefined;
   const code = `HTTP_${status}`;
   if (!ctx.clientSubject) {
-    if (status !== 403) return undefined;
+    // A 401 is most often about credentials (it stays http_status), but this server asked for a certificate we do not have.
+    if (status === 401) return failure('http_status', code, `${ctx.host} answered HTTP 401 after asking for a client certificate, which profile "${ctx.profileName}" does not have`, `if the 401 is about the certificate (a gateway's "Certificate authorization required"), add a client certificate to profile "${ctx.profileName}"; otherwise check the request's credentials (headers, auth)`);
     return failure('client_cert_required', code, `${ctx.host} asked for a client certificate, got none (profile "${ctx.profileName}" has none) and answered ${status}`, `add a client certificate to profile "${ctx.profileName}"`);
   }
   const keyType = keyTypeFailure(code, ctx);

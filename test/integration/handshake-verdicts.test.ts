@@ -257,4 +257,17 @@ describe('a 403 from a server that asked for our certificate and got it', () => 
     expect(r.failure?.hint).toContain('register it or its issuing CA with the backend team');
     expect(r.failure?.hint).not.toContain('acceptStatus');
   });
+
+  it('a 401 after asking for a certificate the profile does not have stays http_status, and the hint says so (a Boomi gateway)', async () => {
+    const { pki } = fx;
+    const gateway = fx.track(await startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem, rejectUnauthorized: false, handler: (req, res) => {
+      req.resume();
+      res.writeHead(401, { 'content-type': 'text/plain' }).end('Certificate authorization required');
+    } }));
+    const r = await invoke(node(gateway.port, 'none'), {}, fx.deps);
+    expect(failureOf(r)).toMatchObject({ category: 'http_status', code: 'HTTP_401', phase: 'response' });
+    // Before: "check the request (URL, headers, body) or add the status to response.acceptStatus".
+    expect(r.failure?.message).toContain('answered HTTP 401 after asking for a client certificate, which profile "none" does not have');
+    expect(r.failure?.hint).toContain('add a client certificate to profile "none"');
+  });
 });
