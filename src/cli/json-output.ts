@@ -38,7 +38,10 @@ export function commandFailure(error: unknown): Failure | undefined {
   if (error instanceof InvalidInputError) return inputFailure(error);
   if (error instanceof UnavailableError) return failureOf('connect_failed', error.code, error.message, error.hint ?? 'check that Redis is up and the URL is right', 'connect');
   const code = (error as { code?: unknown } | undefined)?.code;
-  if (code === 'SVCNODE_TIMEOUT') return failureOf('timeout', code, errorMessage(error), 'start a worker (svcnode worker) or wait longer (--timeout-ms)', 'request');
+  if (code === 'SVCNODE_TIMEOUT') {
+    const hint = (error as { hint?: unknown }).hint;
+    return failureOf('timeout', code, errorMessage(error), typeof hint === 'string' ? hint : 'start a worker (svcnode worker) or wait longer (--timeout-ms)', 'request');
+  }
   return undefined;
 }
 

@@ -131,7 +131,7 @@ export function enqueueCommand(io: CliIo): Command {
             return exitCodeFor(result.failure?.category);
           } catch (error) {
             if (!(error instanceof InvokeTimeoutError)) throw error;
-            io.stderr(`error [${error.code}]: ${error.message}`);
+            io.stderr(`error [${error.code}]: ${error.message}\n  hint: ${error.hint}`);
             if (options.json) printJson(io, failedResultDocument(nodeId, error, options.requestId));
             return 5;
           }

@@ -6,7 +6,7 @@ import { MAX_JSON_FILE_BYTES, checkContext, validateDocument } from '../definiti
 import { InvalidInputError, SvcnodeError, UnavailableError, errorMessage } from '../errors.js';
 import { FailureStore, type FailureSummary, type NodeFailures } from '../failures/store.js';
 import type { Result } from '../invoke/result.js';
-import { DEFAULT_REDIS_URL, checkDatabase, connectTarget, isCluster, parseRedisUrl, redactRedisUrl, resolvePrefix, svcnodeKeyPrefix, withTimeout, type RedisConnection } from './connection.js';
+import { BULLMQ_PREFIX, DEFAULT_REDIS_URL, checkDatabase, connectTarget, isCluster, parseRedisUrl, redactRedisUrl, resolvePrefix, svcnodeKeyPrefix, withTimeout, type RedisConnection } from './connection.js';
 import { JOB_NAME, QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { diagnose } from './redis-diagnose.js';
 import { knownRedisError, translateRedisError } from './redis-errors.js';
@@ -37,11 +37,16 @@ export interface EnqueueOptions {
 export class InvokeTimeoutError extends Error {
   override readonly name = 'InvokeTimeoutError';
   readonly code = 'SVCNODE_TIMEOUT';
+  /** What to do: start a worker when none serves the queue, else wait longer. */
+  readonly hint: string;
   constructor(
     readonly jobId: string,
     timeoutMs: number,
+    /** No worker was connected to the queue (prefix) when the wait ended; undefined when Redis would not say. */
+    noWorker?: { prefix: string },
   ) {
-    super(`no Result for job ${jobId} within ${timeoutMs} ms; the job stays queued and will still run`);
+    super(`no Result for job ${jobId} within ${timeoutMs} ms; ${noWorker ? `no worker is connected to this queue (prefix "${noWorker.prefix}") on this Redis: the job stays queued and runs once one is` : 'the job stays queued and will still run'}`);
+    this.hint = noWorker ? `start a worker with the same Redis URL and prefix (svcnode worker --redis … --prefix ${noWorker.prefix}), or check the producer's --prefix` : 'wait longer (--timeout-ms), or add workers if the queue is backed up';
   }
 }
 
@@ -192,7 +197,7 @@ export class ServiceNodeClient {
           const last = errorMessage(this.lastRedisError);
           throw new UnavailableError('SVCNODE_REDIS_UNAVAILABLE', `no Result for job ${jobId} within ${timeoutMs} ms: Redis at ${this.where} was unreachable during the wait (last error: ${last}); unless Redis lost its data, the job stays queued and will still run`, { hint: 'check that Redis is running and reachable; once a worker has run the job, its Result is in Redis (library: result(jobId, timeoutMs))' });
         }
-        throw new InvokeTimeoutError(jobId, timeoutMs);
+        throw new InvokeTimeoutError(jobId, timeoutMs, (await this.workersConnected()) === 0 ? { prefix: this.prefix ?? BULLMQ_PREFIX } : undefined);
       }
       const known = knownRedisError(error);
       if (known) throw known;
@@ -202,6 +207,14 @@ export class ServiceNodeClient {
       }
       throw new UnavailableError('SVCNODE_REDIS_UNAVAILABLE', `lost Redis at ${this.where} ${waiting}: ${message}`, { cause: error, hint: 'check that Redis is running and reachable; then read the Result with result(jobId, timeoutMs)' });
     }
+  }
+
+  /**
+   * Workers connected to this queue (BullMQ names their connections; CLIENT LIST), or undefined
+   * when Redis does not say within CLOSE_WAIT_MS (CLIENT refused by an ACL, a cluster node down).
+   */
+  private workersConnected(): Promise<number | undefined> {
+    return withTimeout(this.queue.getWorkersCount(), CLOSE_WAIT_MS, () => new Error('no worker count in time')).catch(() => undefined);
   }
 
   /** The job's state, or undefined when Redis does not say within CLOSE_WAIT_MS. */

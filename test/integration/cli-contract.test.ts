@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Result } from '../../src/invoke/result.js';
@@ -91,6 +92,28 @@ describe.concurrent('--json prints one document for every outcome', () => {
     expect(out.code, out.stderr).toBe(5);
     const result = onlyDocument(out) as unknown as Result;
     expect(result).toMatchObject({ ok: false, nodeId: 'get-account', failure: { category: 'timeout', code: 'SVCNODE_TIMEOUT' } });
+  });
+
+  it('enqueue --wait: the timeout says when no worker serves the queue (a prefix no worker uses), and not when one does', async () => {
+    // Before: "the job stays queued and will still run", which it never would on a prefix no worker serves.
+    const none = await runCli(['enqueue', 'get-account', '--redis', redis.url, '--prefix', 'other', '--wait', '--timeout-ms', '300', '--json']);
+    expect(none.code, none.stderr).toBe(5);
+    const lonely = (onlyDocument(none) as unknown as Result).failure;
+    expect(lonely?.message).toContain('no worker is connected to this queue (prefix "other") on this Redis');
+    expect(lonely?.hint).toContain('--prefix other');
+    expect(none.stderr).toContain('hint: start a worker with the same Redis URL and prefix');
+    // A (busy) worker on the queue: the job will run, and the message says so.
+    const busy = new Worker('service-node-invocations', () => new Promise(() => undefined), { connection: { host: redis.host, port: redis.port }, prefix: 'busy', autorun: false });
+    try {
+      await busy.waitUntilReady();
+      const served = await runCli(['enqueue', 'get-account', '--redis', redis.url, '--prefix', 'busy', '--wait', '--timeout-ms', '300', '--json']);
+      expect(served.code, served.stderr).toBe(5);
+      const failure = (onlyDocument(served) as unknown as Result).failure;
+      expect(failure?.message).toContain('the job stays queued and will still run');
+      expect(failure?.hint).toContain('wait longer (--timeout-ms)');
+    } finally {
+      await busy.close(true);
+    }
   });
 
   it('failures: an id no node can have is invalid input (exit 2) before Redis is asked; before, an empty answer (exit 0)', async () => {
