@@ -90,7 +90,7 @@ function formatInspected(f: InspectedFile): string {
     lines.push(`    sha256    ${c.fingerprint256}`, `    SPKI pin  ${c.spkiPin}`);
   });
   for (const k of f.keys) {
-    const match = k.matchesCertificate === null ? 'no certificate in this file' : `certificate ${k.matchesCertificate}`;
+    const match = k.matchesCertificate === null ? 'no certificate in this file (certs verify checks a key against a certificate in another file)' : `certificate ${k.matchesCertificate}`;
     lines.push(`  private key: ${keyLabel(k)}, matches ${match}`, ...(k.alias === undefined ? [] : [`    alias     ${printable(k.alias)}`]), `    SPKI pin  ${k.spkiPin}`);
   }
   if (f.certificates.length === 0 && f.keys.length === 0) lines.push('  (no certificates or keys)');

@@ -29,7 +29,7 @@ export function loadPrivateKey(input: KeyInput, passphrase: string | undefined, 
     // With a wrong passphrase, CBC padding still checks out about once in 256 tries and the garbage then
     // fails to parse as a key: any failure to open an encrypted key with a passphrase is reported as such.
     if (input.encrypted && (passphrase !== undefined || DECRYPT_FAILURES.has(errorCode(cause) ?? '') || /bad decrypt/i.test(String(cause)))) {
-      throw bundleError('SVCNODE_BAD_PASSPHRASE', file, 'the private key cannot be decrypted with the configured passphrase', 'check the passphrase (trailing spaces or newlines count); if it is right, the key file is corrupt', cause);
+      throw bundleError('SVCNODE_BAD_PASSPHRASE', file, 'the private key cannot be decrypted with the configured passphrase', 'check the passphrase (spaces count, and so does a newline inside the value; a passphrase file loses one trailing newline); if it is right, the key file is corrupt', cause);
     }
     throw bundleError('SVCNODE_INVALID_BUNDLE', file, 'the private key is corrupt or in an unsupported format', 'export the key again as PKCS#8 PEM (openssl pkcs8 -topk8)', cause);
   }

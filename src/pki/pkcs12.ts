@@ -207,7 +207,7 @@ export function parseWithForge(bytes: Buffer, passphrase: string | undefined, fi
           'SVCNODE_BAD_PASSPHRASE',
           file,
           `the PKCS#12 file cannot be opened with the configured passphrase${withoutMac ? ' (the file has no integrity check (MAC), so a wrong passphrase and a damaged file look alike)' : ''}`,
-          `check the passphrase (trailing spaces or newlines count)${withoutMac ? '; if it is right, the file is damaged: re-export it (openssl pkcs12 -export, which adds a MAC by default)' : ''}`,
+          `check the passphrase (spaces count, and so does a newline inside the value; a passphrase file loses one trailing newline)${withoutMac ? '; if it is right, the file is damaged: re-export it (openssl pkcs12 -export, which adds a MAC by default)' : ''}`,
           cause,
         );
   try {
