@@ -68,7 +68,7 @@ export const ERROR_CODES = {
   SVCNODE_INVALID_CRL: 'a trust.crl entry is not a CRL, or no trust.ca certificate issued it',
   SVCNODE_CRL_UNAVAILABLE: 'a trust.crl URL gives no usable CRL (unreachable, or its answer is not a CRL of trust.ca) and no earlier copy is known',
   SVCNODE_CERT_REVOKED: 'a server certificate is listed in a current CRL of the profile (soft revocation mode, or CRL distribution points)',
-  SVCNODE_REVOCATION_UNKNOWN: 'hard revocation mode with CRL distribution points: no current CRL covers a server certificate (reported as server_cert_revocation_unknown)',
+  SVCNODE_REVOCATION_UNKNOWN: 'hard revocation mode with CRL distribution points: no current CRL covers a server certificate (a Result then carries failure.code server_cert_revocation_unknown, not this code)',
   SVCNODE_OCSP_REVOKED: 'the OCSP response the server stapled says its certificate is revoked (failure category server_cert_revoked)',
   SVCNODE_OCSP_NO_STATUS: 'hard revocation mode and no current OCSP status: no staple under stapled-required, a stale staple, or status unknown (failure code server_cert_revocation_unknown)',
   SVCNODE_OCSP_STAPLE_INVALID: 'the stapled OCSP response is malformed, unsuccessful, or not signed by the issuer or its delegated OCSP responder',
