@@ -186,6 +186,15 @@ describe('svcnode certs status', () => {
     expect(r.stderr).toContain('broken.json');
   });
 
+  it('prints the expiry warning of a SOON certificate in a line, as certs verify prints it (the README promises each warning)', async () => {
+    const r = await certs(['status', '--profiles', dir]);
+    // Before: only the SOON flag in the table, while --json and certs verify had CERT_EXPIRES_SOON.
+    const line = r.stdout.split('\n').find((l) => l.startsWith('gateway: '));
+    expect(line, r.stdout).toMatch(/^gateway: warning CERT_EXPIRES_SOON .*CN=soon-bot.*\(30 days left\)/);
+    const verify = await certs(['verify', join(dir, 'gateway.json')]);
+    expect(verify.stdout.trim().split('\n')).toContain(line?.slice('gateway: '.length));
+  });
+
   it('reads SVCNODE_PROFILES and prints one JSON document', async () => {
     const r = await certs(['status', '--json'], { SVCNODE_PROFILES: dir });
     expect(r.code).toBe(2);
