@@ -12,7 +12,7 @@ import { invokeWithRetries } from '../invoke/attempts.js';
 import { DEFAULTS } from '../invoke/defaults.js';
 import { invoke, type InvokeDeps } from '../invoke/execute.js';
 import { failedResult } from '../invoke/failed-result.js';
-import { checkHandshake, formatHandshakeFacts, type HandshakeResult } from '../invoke/handshake-check.js';
+import { checkHandshake, type HandshakeResult } from '../invoke/handshake-check.js';
 import type { Result } from '../invoke/result.js';
 import { callSettings } from '../invoke/settings.js';
 import type { LoadedProfile } from '../pki/types.js';
@@ -22,7 +22,7 @@ import { KEYLOG_WARNING, KeylogAgentPool, KeylogFile } from '../tls/keylog.js';
 import { readContextFile } from './context.js';
 import { formatError, printJson, runAction, subcommand, type CliIo } from './io.js';
 import { failedResultDocument, nodeIdOf } from './json-output.js';
-import { formatResult } from './report.js';
+import { formatHandshakeReport, formatResult } from './report.js';
 
 interface DryRunOptions {
   context?: string;
@@ -116,7 +116,7 @@ export function dryRunCommand(io: CliIo): Command {
           for (const f of profile.findings) if (f.severity !== 'info') io.stderr(`${f.severity} ${f.code} ${f.file ?? profile.file}: ${f.message}`);
         });
         if (options.json) printJson(io, result);
-        else io.stdout(formatResult(result) + ('handshake' in result ? formatHandshakeFacts(result.handshake) : ''));
+        else io.stdout(formatResult(result) + ('handshake' in result ? formatHandshakeReport(result) : ''));
         return exitCodeFor(result.failure?.category);
       }, options.json ? (error) => failedResultDocument(nodeIdOf(file), error) : undefined),
     );

@@ -1,4 +1,5 @@
 import type { AuthReport } from '../invoke/auth-report.js';
+import type { HandshakeResult } from '../invoke/handshake-check.js';
 import type { Result } from '../invoke/result.js';
 
 function bodyPreview(body: unknown, max = 2000): string {
@@ -72,5 +73,34 @@ export function formatResult(result: Result): string {
     const unchecked = (result.tls?.revocation ?? []).some((v) => v.result === 'unknown');
     lines.push(unchecked ? 'result      OK, revocation status unknown (soft mode let the call through)' : 'result      OK');
   }
+  return `${lines.join('\n')}\n`;
+}
+
+/** What an unlisted issuer means beside the verdict: a cause of a refusal, or a refusal still to come. */
+function unlistedIssuerWarning(failure: Result['failure']): string {
+  const what = 'WARNING: none of these CAs issued our client certificate or a CA certificate sent with it';
+  if (!failure) return `${what}: the server will most likely refuse it, even though the handshake passed (nginx, for one, judges it only at the HTTP request)`;
+  if (failure.category === 'client_cert_rejected') return `${what}: most likely why the server refused it`;
+  return `${what}: once the failure above is fixed, the server will most likely refuse it`;
+}
+
+/** The lines `dry-run --tls-only` adds to the human report, worded after the verdict. */
+export function formatHandshakeReport(result: HandshakeResult): string {
+  const facts = result.handshake;
+  const pad = '            ';
+  const requested =
+    facts.clientCertificateRequested === null
+      ? 'unknown (the handshake did not get that far)'
+      : facts.clientCertificateRequested
+        ? 'yes'
+        : 'no (a server may still ask by TLS 1.2 renegotiation once it sees the request path, as Apache does for SSLVerifyClient inside a <Location>: run without --tls-only to see)';
+  const lines = ['mode        TLS handshake only: no HTTP request was sent', `cert req.   ${requested}`];
+  if (facts.acceptableCAs !== null) {
+    if (facts.acceptableCAs.length === 0) lines.push(`${pad}no CA names (the server accepts any issuer it trusts)`);
+    facts.acceptableCAs.forEach((name, i) => lines.push(`${i === 0 ? 'CA names    ' : pad}${name}`));
+  }
+  if (facts.acceptableCAsSource !== 'not probed') lines.push(`${pad}(${facts.acceptableCAsSource})`);
+  if (facts.clientIssuerListed === false) lines.push(`${pad}${unlistedIssuerWarning(result.failure)}`);
+  if (facts.verdictWaitMs > 0) lines.push(`verdict     waited ${facts.verdictWaitMs} ms after the TLS 1.3 handshake for the server's verdict on the client certificate`);
   return `${lines.join('\n')}\n`;
 }

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { NodeDefinition, ProfileDocument } from '../../src/definitions/types.js';
-import { checkHandshake, formatHandshakeFacts } from '../../src/invoke/handshake-check.js';
+import { checkHandshake } from '../../src/invoke/handshake-check.js';
+import { formatHandshakeReport } from '../../src/cli/report.js';
 import { invoke } from '../../src/invoke/execute.js';
 import type { Result } from '../../src/invoke/result.js';
 import { mintCa, mintLeaf, type MintedCert } from '../../src/pki/mint.js';
@@ -293,7 +294,7 @@ describe.skipIf(!APACHE)(`Apache mod_ssl: SSLVerifyClient require in a <Location
     expect(r.failure).toBeNull();
     expect(r.handshake.clientCertificateRequested).toBe(false);
     expect(r.tls?.clientCertificate).toBeNull();
-    expect(formatHandshakeFacts(r.handshake)).toContain('TLS 1.2 renegotiation once it sees the request path');
+    expect(formatHandshakeReport(r)).toContain('TLS 1.2 renegotiation once it sees the request path');
   });
 
   it('a kept-alive connection whose first handshake asked for nothing: after /secure it reports the certificate as sent', async () => {

@@ -192,6 +192,21 @@ describe('dry-run --tls-only', () => {
     expect(text.stdout).toContain('WARNING: none of these CAs issued our client certificate or a CA certificate sent with it');
   });
 
+  it('a server that trusts another CA and refuses the handshake: the warning names the unlisted issuer as the likely cause, not "the handshake passed"', async () => {
+    const partner = await mintCa({ subject: 'CN=Partner Strict Root,O=Partner' });
+    const ossl = track(await startOpensslServer({ certFile: pki.files.serverCert, keyFile: pki.files.serverKey, chainFile: pki.files.intermediate, caFile: pki.write('partner-strict.pem', partner.certPem), verify: 'require', tls: 'both' }));
+    const node = writeNode('ossl-wrong-ca', `https://localhost:${ossl.port}/`);
+    const result = oneResult(await dryRun(node, ['--tls-only', '--json']));
+    expect(result.failure?.category, JSON.stringify(result.failure)).toBe('client_cert_rejected');
+    expect(result.handshake.clientIssuerListed).toBe(false);
+    const text = await dryRun(node, ['--tls-only']);
+    expect(text.code).toBe(3);
+    expect(text.stdout).toMatch(/^FAILED {6}client_cert_rejected /m);
+    // Before: "... the server will most likely refuse it, even though the handshake passed", under FAILED.
+    expect(text.stdout).not.toContain('handshake passed');
+    expect(text.stdout).toContain('WARNING: none of these CAs issued our client certificate or a CA certificate sent with it: most likely why the server refused it');
+  });
+
   it('a server that asks for no certificate: requested false, no client certificate reported, no verdict wait', async () => {
     const backend = track(await startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, requestCert: false, rejectUnauthorized: false }));
     const result = oneResult(await dryRun(writeNode('no-request', `https://localhost:${backend.port}/`), ['--tls-only', '--json']));
