@@ -17,6 +17,7 @@ import { ServiceNodeClient } from '../src/queue/client.js';
 import { startWorker } from '../src/queue/worker.js';
 import { createLogger } from '../src/observability/logger.js';
 import { formatResult } from '../src/cli/report.js';
+import { closingLine, unexpectedLine, type Expected } from './demo-expectations.js';
 
 const DAY = 86_400_000;
 
@@ -115,15 +116,18 @@ async function main(): Promise<void> {
     cleanups.push(() => client.close());
 
     console.log('4. enqueueing invocations\n');
-    const runs = [
-      ['get-account', { accountId: '42' }],
-      ['get-account', { accountId: '43' }],
-      ['expired-backend', { accountId: '42' }],
-      ['unregistered-bot', { accountId: '42' }],
-      ['backend-down', { accountId: '42' }],
-    ] as const;
+    const runs: [string, Record<string, string>, Expected][] = [
+      ['get-account', { accountId: '42' }, null],
+      ['get-account', { accountId: '43' }, null],
+      ['expired-backend', { accountId: '42' }, 'server_cert_expired'],
+      ['unregistered-bot', { accountId: '42' }, 'client_cert_rejected'],
+      ['backend-down', { accountId: '42' }, 'connect_failed'],
+    ];
     const results = await Promise.all(runs.map(([id, ctx]) => client.invoke(id, { ...ctx }, { timeoutMs: 30_000 })));
-    for (const result of results) console.log(`${formatResult(result)}`);
+    results.forEach((result, i) => {
+      const unexpected = unexpectedLine(result, runs[i]?.[2] ?? null);
+      console.log(`${formatResult(result)}${unexpected ? `${unexpected}\n` : ''}`);
+    });
 
     console.log('5. per-node handshake and failure records (svcnode failures)\n');
     const summary = await client.failures();
@@ -131,9 +135,9 @@ async function main(): Promise<void> {
       const counts = Object.entries(n.counts).map(([k, v]) => `${k}=${v}`).join(' ');
       console.log(`${n.nodeId.padEnd(18)} ${counts}${n.lastFailure ? `\n${' '.repeat(19)}last: ${n.lastFailure.category}: ${n.lastFailure.hint}` : ''}`);
     }
-    const ok = results.filter((r) => r.ok).length;
-    console.log(`\ndemo finished: ${ok} ok, ${results.length - ok} failed as expected (${results.filter((r) => !r.ok).map((r) => r.failure?.category).join(', ')})`);
-    if (ok !== 2) process.exitCode = 1;
+    const closing = closingLine(results, runs.map(([, , expected]) => expected));
+    console.log(`\n${closing.line}`);
+    if (!closing.asExpected) process.exitCode = 1;
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup();
   }
