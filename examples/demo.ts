@@ -2,7 +2,8 @@
  * `npm run demo`: the main job end to end on one machine. Mints a throwaway PKI, starts a local
  * mTLS backend and a local Redis on free ports, runs a worker, enqueues invocations to a good
  * node and to nodes that fail in different ways, prints the Results and the per-node failure
- * table, and cleans up.
+ * table, and cleans up. Its keys live under a random prefix of its own, removed at the end (an
+ * interrupt or a failure included), so a Redis given by REDIS_URL shares no job with its workers.
  */
 import 'reflect-metadata';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -17,7 +18,9 @@ import { ServiceNodeClient } from '../src/queue/client.js';
 import { startWorker } from '../src/queue/worker.js';
 import { createLogger } from '../src/observability/logger.js';
 import { formatResult } from '../src/cli/report.js';
+import { redactRedisUrl } from '../src/queue/connection.js';
 import { closingLine, unexpectedLine, type Expected } from './demo-expectations.js';
+import { demoPrefix, removeDemoKeys } from './demo-keys.js';
 
 const DAY = 86_400_000;
 
@@ -34,6 +37,7 @@ async function startRedis(dir: string): Promise<{ url: string; process: ChildPro
   const port = await freePort();
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--dir', dir], { stdio: 'ignore' });
   const failed = new Promise<never>((_, reject) => child.once('error', () => reject(new Error('redis-server not found: install it (apt-get install -y redis-server) or set REDIS_URL'))));
+  failed.catch(() => undefined);
   for (let i = 0; i < 100; i++) {
     const up = await Promise.race([
       failed,
@@ -48,6 +52,7 @@ async function startRedis(dir: string): Promise<{ url: string; process: ChildPro
     if (up) return { url: `redis://127.0.0.1:${port}`, process: child };
     await sleep(50);
   }
+  child.kill('SIGKILL');
   throw new Error('redis-server did not start');
 }
 
@@ -55,7 +60,18 @@ function listen(server: https.Server): Promise<number> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
 }
 
-async function main(): Promise<void> {
+/** SIGINT or SIGTERM: the demo stops waiting and cleans up (its keys in a shared Redis first of all). */
+class Interrupted extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`${signal}: stopping the demo`);
+  }
+}
+
+async function main(signal: AbortSignal): Promise<void> {
+  const interrupted = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason instanceof Error ? signal.reason : new Error('interrupted')), { once: true }));
+  interrupted.catch(() => undefined);
+  /** Waits for `work`, or rejects at once on an interrupt. */
+  const step = <T>(work: Promise<T>): Promise<T> => Promise.race([work, interrupted]);
   const dir = await mkdtemp(join(tmpdir(), 'svcnode-demo-'));
   const nodesDir = join(dir, 'nodes');
   const profilesDir = join(dir, 'profiles');
@@ -97,8 +113,22 @@ async function main(): Promise<void> {
       backend.close();
       expiredBackend.close();
     });
-    const redis = await startRedis(dir);
-    cleanups.push(() => void redis.process?.kill('SIGTERM'));
+    // Cleanups wait for what is still starting: an interrupt must not leave a redis-server or a worker behind.
+    const redisStart = startRedis(dir);
+    cleanups.push(async () => void (await redisStart.catch(() => undefined))?.process?.kill('SIGTERM'));
+    const redis = await step(redisStart);
+    // Never the fleet's queue: workers on a shared Redis would take the demo's jobs and the demo's worker theirs.
+    const prefix = demoPrefix(redis.url);
+    cleanups.push(async () => {
+      try {
+        const removed = await removeDemoKeys(redis.url, prefix);
+        if (!redis.process) console.log(`removed the demo's ${removed} keys (${prefix}:*) from ${redactRedisUrl(redis.url)}`);
+      } catch (error) {
+        const why = error instanceof Error ? error.message : String(error);
+        console.error(`could not remove the demo's keys, if it wrote any (${prefix}:*), from ${redactRedisUrl(redis.url)}: ${why}\nonce Redis answers: redis-cli --scan --pattern '${prefix}:*' | xargs redis-cli unlink`);
+        process.exitCode = 1;
+      }
+    });
 
     const node = (id: string, url: string, profile: string, extra: object = {}) => ({ id, request: { method: 'GET', url }, tls: { profile }, retry: { limit: 1, backoffMs: 200 }, timeouts: { connectMs: 2000 }, ...extra });
     const nodes = [
@@ -109,10 +139,11 @@ async function main(): Promise<void> {
     ];
     for (const n of nodes) await writeFile(join(nodesDir, `${n.id}.json`), JSON.stringify(n, null, 2));
 
-    console.log(`3. starting a worker (Redis ${redis.url})`);
-    const worker = await startWorker({ redisUrl: redis.url, nodesDir, profilesDir, logger: createLogger({ level: 'error' }), concurrency: 8 });
-    cleanups.push(() => worker.close(5000));
-    const client = new ServiceNodeClient({ redisUrl: redis.url });
+    console.log(`3. starting a worker (Redis ${redactRedisUrl(redis.url)}, key prefix ${prefix})`);
+    const workerStart = startWorker({ redisUrl: redis.url, prefix, nodesDir, profilesDir, logger: createLogger({ level: 'error' }), concurrency: 8, signal });
+    cleanups.push(async () => (await workerStart.catch(() => undefined))?.close(5000));
+    await step(workerStart);
+    const client = new ServiceNodeClient({ redisUrl: redis.url, prefix });
     cleanups.push(() => client.close());
 
     console.log('4. enqueueing invocations\n');
@@ -123,14 +154,14 @@ async function main(): Promise<void> {
       ['unregistered-bot', { accountId: '42' }, 'client_cert_rejected'],
       ['backend-down', { accountId: '42' }, 'connect_failed'],
     ];
-    const results = await Promise.all(runs.map(([id, ctx]) => client.invoke(id, { ...ctx }, { timeoutMs: 30_000 })));
+    const results = await step(Promise.all(runs.map(([id, ctx]) => client.invoke(id, { ...ctx }, { timeoutMs: 30_000 }))));
     results.forEach((result, i) => {
       const unexpected = unexpectedLine(result, runs[i]?.[2] ?? null);
       console.log(`${formatResult(result)}${unexpected ? `${unexpected}\n` : ''}`);
     });
 
     console.log('5. per-node handshake and failure records (svcnode failures)\n');
-    const summary = await client.failures();
+    const summary = await step(client.failures());
     for (const n of summary.nodes) {
       const counts = Object.entries(n.counts).map(([k, v]) => `${k}=${v}`).join(' ');
       console.log(`${n.nodeId.padEnd(18)} ${counts}${n.lastFailure ? `\n${' '.repeat(19)}last: ${n.lastFailure.category}: ${n.lastFailure.hint}` : ''}`);
@@ -138,9 +169,30 @@ async function main(): Promise<void> {
     const closing = closingLine(results, runs.map(([, , expected]) => expected));
     console.log(`\n${closing.line}`);
     if (!closing.asExpected) process.exitCode = 1;
+  } catch (error) {
+    if (!(error instanceof Interrupted)) throw error;
+    console.error(error.message);
   } finally {
-    for (const cleanup of cleanups.reverse()) await cleanup();
+    // Each step runs even when one before it fails: the keys must go whatever else went wrong.
+    for (const cleanup of cleanups.reverse()) {
+      try {
+        await cleanup();
+      } catch (error) {
+        console.error(`cleanup: ${error instanceof Error ? error.message : String(error)}`);
+        process.exitCode ??= 1;
+      }
+    }
   }
 }
 
-await main();
+const stop = new AbortController();
+const onSignal = (signal: NodeJS.Signals): void => {
+  process.exitCode = signal === 'SIGINT' ? 130 : 143;
+  stop.abort(new Interrupted(signal));
+};
+process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+try {
+  await main(stop.signal);
+} finally {
+  process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+}
