@@ -177,23 +177,3 @@ export async function checkHandshake(node: NodeDefinition, context: Record<strin
   }
   return finish(failure);
 }
-
-/** The lines `dry-run --tls-only` adds to the human report. */
-export function formatHandshakeFacts(facts: HandshakeFacts): string {
-  const pad = '            ';
-  const requested =
-    facts.clientCertificateRequested === null
-      ? 'unknown (the handshake did not get that far)'
-      : facts.clientCertificateRequested
-        ? 'yes'
-        : 'no (a server may still ask by TLS 1.2 renegotiation once it sees the request path, as Apache does for SSLVerifyClient inside a <Location>: run without --tls-only to see)';
-  const lines = ['mode        TLS handshake only: no HTTP request was sent', `cert req.   ${requested}`];
-  if (facts.acceptableCAs !== null) {
-    if (facts.acceptableCAs.length === 0) lines.push(`${pad}no CA names (the server accepts any issuer it trusts)`);
-    facts.acceptableCAs.forEach((name, i) => lines.push(`${i === 0 ? 'CA names    ' : pad}${name}`));
-  }
-  if (facts.acceptableCAsSource !== 'not probed') lines.push(`${pad}(${facts.acceptableCAsSource})`);
-  if (facts.clientIssuerListed === false) lines.push(`${pad}WARNING: none of these CAs issued our client certificate or a CA certificate sent with it: the server will most likely refuse it, even though the handshake passed (nginx, for one, judges it only at the HTTP request)`);
-  if (facts.verdictWaitMs > 0) lines.push(`verdict     waited ${facts.verdictWaitMs} ms after the TLS 1.3 handshake for the server's verdict on the client certificate`);
-  return `${lines.join('\n')}\n`;
-}
