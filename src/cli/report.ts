@@ -1,6 +1,7 @@
 import type { AuthReport } from '../invoke/auth-report.js';
 import type { HandshakeResult } from '../invoke/handshake-check.js';
 import type { Result } from '../invoke/result.js';
+import { terminalSafe } from './io.js';
 
 function bodyPreview(body: unknown, max = 2000): string {
   if (body === null || body === undefined) return '(empty)';
@@ -73,7 +74,8 @@ export function formatResult(result: Result): string {
     const unchecked = (result.tls?.revocation ?? []).some((v) => v.result === 'unknown');
     lines.push(unchecked ? 'result      OK, revocation status unknown (soft mode let the call through)' : 'result      OK');
   }
-  return `${lines.join('\n')}\n`;
+  // Bodies, headers, messages and subjects hold what a backend sent.
+  return terminalSafe(`${lines.join('\n')}\n`);
 }
 
 /** What an unlisted issuer means beside the verdict: a cause of a refusal, or a refusal still to come. */
@@ -102,5 +104,5 @@ export function formatHandshakeReport(result: HandshakeResult): string {
   if (facts.acceptableCAsSource !== 'not probed') lines.push(`${pad}(${facts.acceptableCAsSource})`);
   if (facts.clientIssuerListed === false) lines.push(`${pad}${unlistedIssuerWarning(result.failure)}`);
   if (facts.verdictWaitMs > 0) lines.push(`verdict     waited ${facts.verdictWaitMs} ms after the TLS 1.3 handshake for the server's verdict on the client certificate`);
-  return `${lines.join('\n')}\n`;
+  return terminalSafe(`${lines.join('\n')}\n`);
 }

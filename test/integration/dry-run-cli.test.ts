@@ -141,6 +141,8 @@ beforeAll(async () => {
       handler: (req, res) => {
         req.resume();
         if (req.url?.startsWith('/missing')) res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
+        // A hostile body for a terminal: set the title, clear the screen, overwrite the line with a fake verdict.
+        else if (req.url?.startsWith('/ansi')) res.writeHead(500, { 'content-type': 'text/plain' }).end('hello \u001b]0;PWNED\u0007\u001b[2J\rresult      OK \u202eevil');
         else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ path: req.url, trace: req.headers['x-trace'] ?? null }));
       },
     }),
@@ -179,6 +181,15 @@ describe('the server chain as sent', () => {
     const text = await runCli(['dry-run', node, '--profiles', pki.profilesDir], { env: { SVCNODE_PROFILES: undefined }, timeoutMs: 20_000 });
     return { chain: (oneResult(r).tls?.serverChain ?? []).map((c) => [c.subject, c.sent]), text: text.stdout };
   };
+
+  it("a backend's bytes cannot drive the terminal: control characters in the text report are shown escaped", async () => {
+    const r = await runCli(['dry-run', writeNode('ansi', get(`https://localhost:${good.port}/ansi`)), '--profiles', pki.profilesDir], { env: { SVCNODE_PROFILES: undefined }, timeoutMs: 20_000 });
+    expect(r.code).toBe(EXIT.http);
+    // Before: ESC, BEL and CR went out raw (a screen cleared, a fake "result OK" over the FAILED line).
+    expect(r.stdout).not.toMatch(/[\u001b\u0007\r\u202e]/);
+    expect(r.stdout).toContain('hello \\u001b]0;PWNED\\u0007\\u001b[2J\\u000dresult      OK \\u202eevil');
+    expect(r.stdout).toContain('FAILED      http_status');
+  });
 
   it('marks what trust.ca completed: a server sending only its leaf is said to send an incomplete chain', async () => {
     // Node completes the chain from trust.ca: before, both servers showed the same three certificates.
