@@ -1,5 +1,5 @@
 import { buffer } from 'node:stream/consumers';
-import { resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { Command } from 'commander';
 import { BundleError, InvalidInputError } from '../errors.js';
 import { importBundle, decodePayload, STDIN } from '../definitions/profile-import.js';
@@ -35,6 +35,14 @@ async function passphrase(io: CliIo, o: ImportCliOptions): Promise<{ value: stri
   return undefined;
 }
 
+/** Where the written profile reads the passphrase from: referenced, never copied. */
+function passphraseLine(source: PassphraseSource): string {
+  if ('env' in source) return `read from environment variable ${source.env} (set it wherever the profile is used)`;
+  return isAbsolute(source.file)
+    ? `read from ${source.file}, by its absolute path: it lies outside the profiles directory and is not copied, so every host using this profile needs it at that path`
+    : `read from ${source.file}, relative to the profile: it lies under the profiles directory and travels with it (it is not copied)`;
+}
+
 /** The payload's passphrase is given to this command, not to a profile (which import writes). */
 const IMPORT_PASSPHRASE_HINT = 'pass the payload passphrase with certs import --passphrase-env NAME or --passphrase-file PATH; the profile then reads it from the same place';
 
@@ -52,8 +60,8 @@ export function importCommand(io: CliIo, input: NodeJS.ReadableStream = process.
     .requiredOption('--name <name>', 'profile name (writes PROFILES/NAME.json and PROFILES/NAME/)')
     .option('--profiles <dir>', 'profiles directory (default: $SVCNODE_PROFILES, else ./profiles)')
     .option('--passphrase-env <name>', 'environment variable holding the payload passphrase; the profile reads it from there too')
-    .option('--passphrase-file <file>', 'file holding the payload passphrase; the profile reads it from there too')
-    .option('--trust <file...>', 'CA certificate files that verify the servers this profile calls')
+    .option('--passphrase-file <file>', 'file holding the payload passphrase; the profile reads it from there too (referenced, not copied: relative when under the profiles directory, else absolute)')
+    .option('--trust <file...>', 'CA certificate files that verify the servers this profile calls (copied into PROFILES/NAME/trust.pem)')
     .option('--force', 'replace an existing profile')
     .option('--json', 'print exactly one JSON document on stdout')
     .action((o: ImportCliOptions) =>
@@ -65,7 +73,7 @@ export function importCommand(io: CliIo, input: NodeJS.ReadableStream = process.
         }
         const payload = decodePayload(raw.toString('utf8'));
         const pass = await passphrase(io, o);
-        const { profile, profileFile, files } = await importBundle({
+        const { profile, profileFile, files, passphrase: reference, trust, staleTrustFile } = await importBundle({
           name: o.name,
           profilesDir: o.profiles ?? io.env.SVCNODE_PROFILES ?? 'profiles',
           payload,
@@ -89,6 +97,8 @@ export function importCommand(io: CliIo, input: NodeJS.ReadableStream = process.
           validFrom: leaf ? new Date(leaf.validFrom).toISOString() : null,
           validTo: leaf ? new Date(leaf.validTo).toISOString() : null,
           daysLeft: leaf ? daysLeft(leaf, now) : null,
+          ...(reference ? { passphrase: reference } : {}),
+          ...(trust ? { trust } : {}),
           findings: profile.findings,
         };
         if (o.json) printJson(io, summary);
@@ -99,6 +109,10 @@ export function importCommand(io: CliIo, input: NodeJS.ReadableStream = process.
               `  client   ${summary.subject ?? '(none)'}`,
               `  status   ${summary.status.toUpperCase()}`,
               `  valid    ${summary.validFrom ?? '?'} → ${summary.validTo ?? '?'} (${summary.daysLeft ?? '?'} days left)`,
+              ...(trust ? [`  trust    ${trust.file}: ${trust.certificates} certificate${trust.certificates === 1 ? '' : 's'} copied from ${trust.from.join(', ')} (the profile no longer needs ${trust.from.length === 1 ? 'that file' : 'those files'})`] : []),
+              ...(trust && trust.ignoredKeys.length > 0 ? [`  note     the private key in ${trust.ignoredKeys.join(', ')} was not copied: trust files hold CA certificates only`] : []),
+              ...(reference ? [`  passphrase ${passphraseLine(reference)}`] : []),
+              ...(staleTrustFile ? [`  note     ${staleTrustFile} of the replaced profile is kept but no longer listed (no --trust): servers are verified against the system roots; pass --trust again to keep trusting its CAs`] : []),
               ...profile.findings.filter((f) => f.severity !== 'info').map((f) => `  ${f.severity} ${f.code}: ${f.message}`),
               ...(status === 'not_yet_valid' ? ['  note     a renewal staged early: running workers keep the certificate they use until this one becomes valid, then switch to it'] : []),
             ].join('\n'),
