@@ -1,4 +1,4 @@
-import type { AuthReport } from '../invoke/auth-report.js';
+import type { OAuth2AuthReport } from '../invoke/auth-report.js';
 import type { HandshakeResult } from '../invoke/handshake-check.js';
 import type { Result } from '../invoke/result.js';
 import { terminalSafe } from './io.js';
@@ -11,7 +11,7 @@ function bodyPreview(body: unknown, max = 2000): string {
 
 const indent = (text: string, pad: string): string => text.split('\n').join(`\n${pad}`);
 
-const BINDING: Record<NonNullable<AuthReport['binding']>, string> = {
+const BINDING: Record<NonNullable<OAuth2AuthReport['binding']>, string> = {
   checked: 'cnf.x5t#S256 checked: bound to our certificate',
   mismatch: 'cnf.x5t#S256 MISMATCH: bound to another certificate, not used',
   unbound: 'JWT without cnf: not certificate-bound',
@@ -19,7 +19,11 @@ const BINDING: Record<NonNullable<AuthReport['binding']>, string> = {
 };
 
 /** The token step of an OAuth 2.0 node; the token itself is never shown. */
-function tokenLines(a: AuthReport, pad: string): string[] {
+function tokenLines(a: OAuth2AuthReport, pad: string): string[] {
+  if (a.tokenEndpoint === null) {
+    // Discovery failed: no token request was made.
+    return [`token       not requested: no token endpoint discovered (${a.clientAuth})`, `${pad}metadata GET ${a.metadataUrl ?? '?'}: ${a.status === null ? 'no answer' : `HTTP ${a.status}`}`];
+  }
   const source = a.endpointSource === 'tokenUrl' ? 'auth.tokenUrl' : `discovered ${a.endpointSource}`;
   const status = a.cached ? 'from cache' : a.status === null ? 'no answer' : `HTTP ${a.status}`;
   return [

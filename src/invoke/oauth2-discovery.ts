@@ -10,10 +10,20 @@ import { callSettings } from './settings.js';
 /** The token endpoint a node uses, and where it was found. */
 export interface TokenEndpoint {
   url: string;
-  source: AuthReport['endpointSource'];
+  source: Exclude<AuthReport['endpointSource'], 'discovery'>;
+  /** The authorization server metadata document it was read from (issuer nodes). */
+  metadataUrl?: string;
 }
 
-export type Discovered = TokenEndpoint | { failure: Failure; exchange?: Exchange };
+/** Discovery that found no token endpoint: the metadata URL asked last and the status it answered (null: no answer). */
+export interface DiscoveryFailure {
+  failure: Failure;
+  exchange?: Exchange;
+  metadataUrl: string;
+  status: number | null;
+}
+
+export type Discovered = TokenEndpoint | DiscoveryFailure;
 
 /** Metadata is fetched once per (profile material, issuer) and process; failures are not remembered. */
 const discovered = new Map<string, TokenEndpoint>();
@@ -30,6 +40,24 @@ function discoveryFailure(issuer: string, message: string, hint: string, code = 
   return { phase: 'auth', category, code, message: `authorization server metadata of ${issuer}: ${message}`, hint };
 }
 
+/** A classifier's hint, which speaks of "the backend", said of the authorization server. */
+function ofAuthorizationServer(hint: string): string {
+  return hint.replace(/\bthe backend team\b/g, "the authorization server's team").replace(/\bthe backend\b/g, 'the authorization server');
+}
+
+/**
+ * The metadata request failed on its way (connect, TLS, timeout): phase auth like every failure of
+ * the token step (the node's own request was not made), but one on the way to a proxy, and a hint
+ * about the authorization server, not the node's backend.
+ */
+function metadataFetchFailed(f: Failure, issuer: string, url: URL): Failure {
+  const message = `authorization server metadata at ${url.href}: ${f.message}`;
+  if (f.phase === 'proxy') return { ...f, message };
+  const unreachable = f.category === 'connect_failed' || f.category === 'timeout';
+  const hint = `the authorization server of issuer ${issuer} (auth.issuer): ${ofAuthorizationServer(f.hint)}${unreachable ? '; check auth.issuer (scheme, host, port), or set auth.tokenUrl to the token endpoint instead of discovering it' : ''}`;
+  return { ...f, phase: 'auth', message, hint };
+}
+
 function httpsUrl(value: unknown): string | undefined {
   if (typeof value !== 'string') return undefined;
   try {
@@ -40,18 +68,21 @@ function httpsUrl(value: unknown): string | undefined {
 }
 
 /** Judge one metadata document: the issuer must be ours (RFC 8414 §3.3), the endpoint https. */
-function fromMetadata(issuer: string, doc: Record<string, unknown>): Discovered {
+function fromMetadata(issuer: string, doc: Record<string, unknown>, metadataUrl: string, exchanged: Exchange): Discovered {
   if (doc.issuer !== issuer) {
     return {
       failure: discoveryFailure(issuer, `the metadata names issuer ${JSON.stringify(String(doc.issuer)).slice(0, 200)}, not ${issuer}`, 'set auth.issuer to the exact issuer identifier of the authorization server (scheme, host, path, trailing slash); a mismatch can also mean the metadata was served by another server', 'SVCNODE_ISSUER_MISMATCH', 'server_identity_mismatch'),
+      exchange: exchanged,
+      metadataUrl,
+      status: 200,
     };
   }
   const aliases = doc.mtls_endpoint_aliases;
   const alias = aliases !== null && typeof aliases === 'object' ? httpsUrl((aliases as Record<string, unknown>).token_endpoint) : undefined;
-  if (alias) return { url: alias, source: 'mtls_endpoint_aliases' };
+  if (alias) return { url: alias, source: 'mtls_endpoint_aliases', metadataUrl };
   const plain = httpsUrl(doc.token_endpoint);
-  if (plain) return { url: plain, source: 'token_endpoint' };
-  return { failure: discoveryFailure(issuer, 'the metadata has no https token_endpoint', 'check auth.issuer, or set auth.tokenUrl instead') };
+  if (plain) return { url: plain, source: 'token_endpoint', metadataUrl };
+  return { failure: discoveryFailure(issuer, `${metadataUrl} names no https token_endpoint`, `the authorization server of issuer ${issuer} publishes no https token endpoint: set auth.tokenUrl to it`), exchange: exchanged, metadataUrl, status: 200 };
 }
 
 /**
@@ -65,26 +96,34 @@ export async function tokenEndpoint(auth: OAuth2ClientCredentialsAuth, node: Nod
   const key = `${profile.name}\0${profile.version}\0${issuer}`;
   const known = discovered.get(key);
   if (known) return known;
-  let last: Exchange | undefined;
+  let last: { exchange: Exchange; url: URL } | undefined;
   for (const url of metadataUrls(issuer)) {
     const x = await exchange({ method: 'GET', url, headers: { accept: 'application/json' }, body: undefined }, callSettings(node, profile, url.origin, false), profile, agents, signal);
-    last = { ...x, response: null };
-    if (x.failure) return { failure: { ...x.failure, phase: x.failure.phase === 'request' || x.failure.phase === 'response' ? 'auth' : x.failure.phase, message: `authorization server metadata at ${url.href}: ${x.failure.message}` }, exchange: last };
+    const seen = { ...x, response: null };
+    last = { exchange: seen, url };
+    if (x.failure) return { failure: metadataFetchFailed(x.failure, issuer, url), exchange: seen, metadataUrl: url.href, status: x.response?.status ?? null };
     const status = x.response?.status ?? 0;
+    const failed = (failure: Failure): DiscoveryFailure => ({ failure, exchange: seen, metadataUrl: url.href, status });
     if (status === 404) continue;
     if (status >= 500 || status === 429) {
-      return { failure: discoveryFailure(issuer, `${url.href} answered HTTP ${status}`, endpointFailedHint('the authorization server', status), 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE'), exchange: last };
+      return failed(discoveryFailure(issuer, `${url.href} answered HTTP ${status}`, endpointFailedHint(`the authorization server of issuer ${issuer}`, status), 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE'));
     }
     const body = x.response?.body;
-    if (status !== 200 || body === null || typeof body !== 'object') {
-      return { failure: discoveryFailure(issuer, `${url.href} answered HTTP ${status} without a JSON metadata document`, 'check auth.issuer, or set auth.tokenUrl instead'), exchange: last };
+    if (status !== 200 || body === null || typeof body !== 'object' || Array.isArray(body)) {
+      const type = String(x.response?.headers['content-type'] ?? 'no content type').split(';')[0]?.trim().replace(/[^\x20-\x7e]/g, '?').slice(0, 100);
+      return failed(discoveryFailure(issuer, `${url.href} answered HTTP ${status} with ${type}, not a JSON metadata document`, `${url.href} is not the metadata of an authorization server (a login page, or a proxy in front of it?): check auth.issuer, the issuer identifier of the authorization server, or set auth.tokenUrl to its token endpoint instead`));
     }
-    const found = fromMetadata(issuer, body as Record<string, unknown>);
+    const found = fromMetadata(issuer, body as Record<string, unknown>, url.href, seen);
     if ('url' in found) {
       if (discovered.size >= MAX_ISSUERS) discovered.clear();
       discovered.set(key, found);
     }
     return found;
   }
-  return { failure: discoveryFailure(issuer, 'neither /.well-known/openid-configuration nor /.well-known/oauth-authorization-server exists (HTTP 404)', 'check auth.issuer, or set auth.tokenUrl instead'), ...(last ? { exchange: last } : {}) };
+  const tried = metadataUrls(issuer).map((u) => u.href).join(' and ');
+  return {
+    failure: discoveryFailure(issuer, `neither ${tried} exists (HTTP 404)`, `no authorization server publishes metadata for issuer ${issuer} there: check auth.issuer (the issuer identifier, exactly as the authorization server names itself), or set auth.tokenUrl to its token endpoint instead`),
+    ...(last ? { exchange: last.exchange, metadataUrl: last.url.href } : { metadataUrl: issuer }),
+    status: 404,
+  };
 }

@@ -3,13 +3,13 @@ import type { NodeDefinition, OAuth2ClientCredentialsAuth } from '../definitions
 import { InvalidInputError } from '../errors.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
-import type { AuthReport } from './auth-report.js';
+import type { OAuth2AuthReport as AuthReport } from './auth-report.js';
 import type { AuthFailure } from './auth.js';
 import { clientFacts } from './client-facts.js';
 import { exchange, type Exchange } from './exchange.js';
 import { certificateThumbprint, tokenBinding } from './oauth2-binding.js';
 import { tokenRequestParts } from './oauth2-client-auth.js';
-import { tokenEndpoint, type TokenEndpoint } from './oauth2-discovery.js';
+import { tokenEndpoint, type DiscoveryFailure, type TokenEndpoint } from './oauth2-discovery.js';
 import { headerValue, reportedUrl, type Failure } from './result.js';
 import { DEFAULTS } from './defaults.js';
 import { askedWaitMs, askedWaitNote, endpointFailedHint } from './retry.js';
@@ -51,7 +51,9 @@ interface CachedToken {
   exp: number;
   b: NonNullable<AuthReport['binding']>;
   e: string;
-  s: AuthReport['endpointSource'];
+  s: TokenEndpoint['source'];
+  /** The metadata URL the endpoint was discovered from (absent in entries cached before it was kept). */
+  m?: string;
 }
 
 /** Fetches in flight per cache key: concurrent jobs wait for one token request (no stampede). */
@@ -63,7 +65,12 @@ export function oauth2TokenKey(auth: OAuth2ClientCredentialsAuth, profile: Loade
 }
 
 function report(auth: OAuth2ClientCredentialsAuth, endpoint: TokenEndpoint, fields: Partial<AuthReport>): AuthReport {
-  return { type: 'oauth2-client-credentials', tokenEndpoint: endpoint.url, endpointSource: endpoint.source, clientAuth: auth.clientAuth, status: null, cached: false, expiresIn: null, binding: null, token: null, ...fields };
+  return { type: 'oauth2-client-credentials', tokenEndpoint: endpoint.url, endpointSource: endpoint.source, ...(endpoint.metadataUrl ? { metadataUrl: endpoint.metadataUrl } : {}), clientAuth: auth.clientAuth, status: null, cached: false, expiresIn: null, binding: null, token: null, ...fields };
+}
+
+/** The token step that never reached a token endpoint: discovery failed at `metadataUrl`. */
+function discoveryReport(auth: OAuth2ClientCredentialsAuth, d: DiscoveryFailure): AuthReport {
+  return { type: 'oauth2-client-credentials', tokenEndpoint: null, endpointSource: 'discovery', metadataUrl: reportedUrl(d.metadataUrl), clientAuth: auth.clientAuth, status: d.status, cached: false, expiresIn: null, binding: null, token: null };
 }
 
 /** Printable, bounded text from the authorization server (error_description). */
@@ -154,7 +161,7 @@ function jsonBody(x: Exchange): Record<string, unknown> | undefined {
 /** POST the token request over mutual TLS, judge the answer and the binding, store a usable token. */
 async function fetchToken(auth: OAuth2ClientCredentialsAuth, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, key: string, signal: AbortSignal | undefined, now: () => Date): Promise<TokenOutcome> {
   const endpoint = await tokenEndpoint(auth, node, profile, agents, signal);
-  if ('failure' in endpoint) return endpoint;
+  if ('failure' in endpoint) return { failure: endpoint.failure, ...(endpoint.exchange ? { exchange: endpoint.exchange } : {}), report: discoveryReport(auth, endpoint) };
   const url = new URL(endpoint.url);
   let parts;
   try {
@@ -209,7 +216,7 @@ async function fetchToken(auth: OAuth2ClientCredentialsAuth, node: NodeDefinitio
     };
   }
   const reuseSeconds = expiresIn - Math.min(OAUTH2_DEFAULTS.refreshSkewSeconds, expiresIn / 4);
-  const entry: CachedToken = { t: token, exp: now().getTime() + reuseSeconds * 1000, b: binding, e: endpoint.url, s: endpoint.source };
+  const entry: CachedToken = { t: token, exp: now().getTime() + reuseSeconds * 1000, b: binding, e: endpoint.url, s: endpoint.source, ...(endpoint.metadataUrl ? { m: endpoint.metadataUrl } : {}) };
   await cache.set(key, JSON.stringify(entry), reuseSeconds * 1000, profile);
   return { token, report: step };
 }
@@ -226,7 +233,7 @@ async function cached(cache: TokenCache, key: string, profile: LoadedProfile, no
 }
 
 function fromCache(auth: OAuth2ClientCredentialsAuth, hit: CachedToken, at: number): TokenOutcome {
-  return { token: hit.t, report: report(auth, { url: hit.e, source: hit.s }, { cached: true, expiresIn: Math.max(0, Math.round((hit.exp - at) / 1000)), binding: hit.b, token: '[redacted]' }) };
+  return { token: hit.t, report: report(auth, { url: hit.e, source: hit.s, ...(hit.m ? { metadataUrl: hit.m } : {}) }, { cached: true, expiresIn: Math.max(0, Math.round((hit.exp - at) / 1000)), binding: hit.b, token: '[redacted]' }) };
 }
 
 /**
