@@ -1,4 +1,4 @@
-import type { OAuth2AuthReport } from '../invoke/auth-report.js';
+import type { OAuth2AuthReport, SessionAuthReport } from '../invoke/auth-report.js';
 import type { HandshakeResult } from '../invoke/handshake-check.js';
 import type { Result } from '../invoke/result.js';
 import { terminalSafe } from './io.js';
@@ -32,6 +32,14 @@ function tokenLines(a: OAuth2AuthReport, pad: string): string[] {
   ];
 }
 
+/** The login step of a certificate-session node: one line per endpoint asked; tokens are never shown. */
+function loginLines(a: SessionAuthReport, pad: string): string[] {
+  return a.endpoints.map((e, i) => {
+    const outcome = e.cached ? 'token from cache (no login request)' : `${e.status === null ? 'no answer' : `HTTP ${e.status}`} in ${e.ms ?? 0} ms`;
+    return `${i === 0 ? 'login       ' : pad}POST ${e.url} → ${e.header}: ${outcome}`;
+  });
+}
+
 /** The human-readable report of a Result (dry-run and `enqueue --wait` without --json). */
 export function formatResult(result: Result): string {
   const pad = '            ';
@@ -63,9 +71,12 @@ export function formatResult(result: Result): string {
       if (v.message && v.result !== 'ok') lines.push(`${pad}  ${v.message}`);
     });
   }
-  if (result.auth) lines.push(...tokenLines(result.auth, pad));
+  if (result.auth?.type === 'oauth2-client-credentials') lines.push(...tokenLines(result.auth, pad));
+  else if (result.auth?.type === 'certificate-session') lines.push(...loginLines(result.auth, pad));
   const t = result.timings;
-  lines.push(`timings     connect ${t.connectMs} ms, handshake ${t.handshakeMs} ms, total ${t.totalMs} ms${result.attempts > 1 ? `, ${result.attempts} attempts` : ''}`);
+  // A kept-alive connection with a handshake measured: the authentication step of this call opened it.
+  const whose = result.auth && tls?.connectionReused && (t.connectMs > 0 || t.handshakeMs > 0) ? ` (the connection the ${result.auth.type === 'certificate-session' ? 'login' : 'token step'} opened, which the call reused)` : '';
+  lines.push(`timings     connect ${t.connectMs} ms, handshake ${t.handshakeMs} ms${whose}, total ${t.totalMs} ms${result.attempts > 1 ? `, ${result.attempts} attempts` : ''}`);
   if (result.response) {
     const type = result.response.headers['content-type'];
     lines.push(`response    HTTP ${result.response.status}${type ? ` (${String(type)})` : ''}${result.response.truncated ? ' [body truncated]' : ''}`);

@@ -29,5 +29,25 @@ export interface OAuth2AuthReport {
   token: '[redacted]' | null;
 }
 
+/** One login endpoint of a certificate-session node (auth.tokens[], in order). Never holds the token. */
+export interface SessionLoginReport {
+  /** The endpoint, reported as request.url is (no userinfo, credential-like query values redacted). */
+  url: string;
+  /** The header the token is sent in. */
+  header: string;
+  /** The token came from the cache (this process's or, for workers, Redis): no login request was made. */
+  cached: boolean;
+  /** HTTP status of the login response; null when cached or no answer arrived. */
+  status: number | null;
+  /** Duration of the login request, connection included; null when cached. */
+  ms: number | null;
+}
+
+/** The login step of a certificate-session node: each endpoint asked, up to the one that failed. */
+export interface SessionAuthReport {
+  type: 'certificate-session';
+  endpoints: SessionLoginReport[];
+}
+
 /** The authentication step of a node, as reported in the Result (`auth`) and by dry-run. */
-export type AuthReport = OAuth2AuthReport;
+export type AuthReport = OAuth2AuthReport | SessionAuthReport;

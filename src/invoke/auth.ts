@@ -1,21 +1,30 @@
+import { performance } from 'node:perf_hooks';
 import type { NodeDefinition } from '../definitions/types.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
-import { exchange, type Exchange } from './exchange.js';
+import { exchange, round, type Exchange } from './exchange.js';
 import { callSettings } from './settings.js';
-import type { AuthReport } from './auth-report.js';
+import type { AuthReport, SessionLoginReport } from './auth-report.js';
 import { answeredMediaType, forgetOAuth2Token, headerSafeToken, invalidTokenChallenge, oauth2Token, oversizedAnswer } from './oauth2-token.js';
-import type { Failure, ResponseReport } from './result.js';
+import { reportedUrl, type Failure, type ResponseReport } from './result.js';
 import { askedWaitMs, askedWaitNote, endpointFailedHint } from './retry.js';
 import { tokenKey, type TokenCache } from './token-cache.js';
 
 /** Default reuse time of a certificate-session token (Symphony session tokens live longer). */
 export const DEFAULT_TOKEN_TTL_SECONDS = 3000;
 
-/** A failed authentication step; `retryAfterMs` is the wait its endpoint asked for (a 429 or 503 with Retry-After). */
-export type AuthFailure = { failure: Failure; exchange?: Exchange; report?: AuthReport; retryAfterMs?: number };
+/**
+ * A failed authentication step: `exchange` is the one that failed, `exchanges` those of the step
+ * that went well before it (the failed one may ride a connection they opened); `retryAfterMs` is
+ * the wait its endpoint asked for (a 429 or 503 with Retry-After).
+ */
+export type AuthFailure = { failure: Failure; exchange?: Exchange; exchanges?: Exchange[]; report?: AuthReport; retryAfterMs?: number };
 
-type AuthOutcome = { headers: Record<string, string>; report?: AuthReport } | AuthFailure;
+/**
+ * The headers an authenticated call sends, the step's report, and the exchanges it made (their
+ * connections, which the call may reuse: execute takes the handshake timings from them then).
+ */
+type AuthOutcome = { headers: Record<string, string>; report?: AuthReport; exchanges?: Exchange[] } | AuthFailure;
 
 /**
  * What a Result may show of a token-endpoint exchange: its TLS session and timings, never its
@@ -26,7 +35,7 @@ function withoutResponse(x: Exchange): Exchange {
 }
 
 function authFailure(url: string, message: string, hint: string, code: string): Failure {
-  return { phase: 'auth', category: 'http_status', code, message: `authentication at ${url}: ${message}`, hint };
+  return { phase: 'auth', category: 'http_status', code, message: `authentication at ${reportedUrl(url)}: ${message}`, hint };
 }
 
 /**
@@ -42,12 +51,13 @@ function loginRefused(url: string, status: number, x: Exchange): Failure {
     phase: 'auth',
     category: 'client_cert_rejected',
     code: 'SVCNODE_TOKEN_REJECTED',
-    message: `authentication at ${url}: HTTP ${status} to our client certificate "${ours.subject}"`,
+    message: `authentication at ${reportedUrl(url)}: HTTP ${status} to our client certificate "${ours.subject}"`,
     hint: `the authentication endpoint does not accept this client certificate: register it (or its CA) for the bot account: subject "${ours.subject}", SHA-256 ${ours.fingerprint256}`,
   };
 }
 
-type Login = string | AuthFailure;
+/** A session token (or why there is none), with what the report says of its endpoint. */
+type Login = ({ token: string; exchange?: Exchange } | AuthFailure) & { step: SessionLoginReport };
 
 /** Logins under way in this process, by token key: concurrent jobs share one (a backend rate-limits them). */
 const logins = new Map<string, Promise<Login>>();
@@ -70,7 +80,7 @@ async function token(endpoint: { url: string; header: string; field?: string }, 
   const key = sessionKey(node, profile, endpoint.url);
   if (!fresh) {
     const cached = await cache.get(key, profile);
-    if (cached) return cached;
+    if (cached) return { token: cached, step: { url: reportedUrl(endpoint.url), header: endpoint.header, cached: true, status: null, ms: null } };
   }
   let pending = logins.get(key);
   if (!pending) {
@@ -81,40 +91,48 @@ async function token(endpoint: { url: string; header: string; field?: string }, 
 }
 
 async function login(endpoint: { url: string; header: string; field?: string }, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, key: string): Promise<Login> {
+  const started = performance.now();
+  const outcome = await attemptLogin(endpoint, node, profile, agents, cache, signal, key);
+  const x = outcome.exchange;
+  return { ...outcome, step: { url: reportedUrl(endpoint.url), header: endpoint.header, cached: false, status: x?.response?.status ?? null, ms: round(performance.now() - started) }, ...(x ? { exchange: withoutResponse(x) } : {}) };
+}
+
+/** POST to a login endpoint with the client certificate and read the token; the exchange is returned with its response, which login() strips. */
+async function attemptLogin(endpoint: { url: string; header: string; field?: string }, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, key: string): Promise<{ token: string; exchange: Exchange } | AuthFailure> {
   const url = new URL(endpoint.url);
   const x = await exchange({ method: 'POST', url, headers: { accept: 'application/json' }, body: undefined }, callSettings(node, profile, url.origin, false), profile, agents, signal);
   // Every failure of the login is phase auth (the node's own request was not made), but one on the way to a proxy.
-  if (x.failure) return { failure: { ...x.failure, phase: x.failure.phase === 'proxy' ? 'proxy' : 'auth', message: `authentication at ${endpoint.url}: ${x.failure.message}` }, exchange: withoutResponse(x) };
+  if (x.failure) return { failure: { ...x.failure, phase: x.failure.phase === 'proxy' ? 'proxy' : 'auth', message: `authentication at ${reportedUrl(endpoint.url)}: ${x.failure.message}` }, exchange: x };
   const status = x.response?.status ?? 0;
   if (status >= 500 || status === 429) {
     // A pod restarting or shedding load: transient, as for an OAuth 2.0 token endpoint; a rate limit's Retry-After is honoured.
     const retryAfterMs = askedWaitMs(x.response?.headers['retry-after'], Date.now());
     return {
       failure: authFailure(endpoint.url, `HTTP ${status}${askedWaitNote(retryAfterMs)}`, endpointFailedHint('the authentication endpoint', status), 'SVCNODE_TOKEN_ENDPOINT_UNAVAILABLE'),
-      exchange: withoutResponse(x),
+      exchange: x,
       ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
     };
   }
-  if (status === 401 || status === 403) return { failure: loginRefused(endpoint.url, status, x), exchange: withoutResponse(x) };
+  if (status === 401 || status === 403) return { failure: loginRefused(endpoint.url, status, x), exchange: x };
   if (status < 200 || status > 299) {
-    return { failure: authFailure(endpoint.url, `HTTP ${status}`, 'check the authentication endpoint URL and its health', `HTTP_${status}`), exchange: withoutResponse(x) };
+    return { failure: authFailure(endpoint.url, `HTTP ${status}`, 'check the authentication endpoint URL and its health', `HTTP_${status}`), exchange: x };
   }
   const field = endpoint.field ?? 'token';
   const body = x.response?.body;
   if (body === null || typeof body !== 'object') {
     const what = x.response?.truncated ? oversizedAnswer(x, 'an authentication endpoint') : `with ${answeredMediaType(x)}, not a JSON object (a login page or a proxy in front of the endpoint?)`;
-    return { failure: authFailure(endpoint.url, `HTTP ${status} ${what}`, 'check auth.tokens[].url: it must be the authentication endpoint itself', 'SVCNODE_AUTH_NO_TOKEN'), exchange: withoutResponse(x) };
+    return { failure: authFailure(endpoint.url, `HTTP ${status} ${what}`, 'check auth.tokens[].url: it must be the authentication endpoint itself', 'SVCNODE_AUTH_NO_TOKEN'), exchange: x };
   }
   const value = (body as Record<string, unknown>)[field];
   if (typeof value !== 'string' || value.length === 0) {
-    return { failure: authFailure(endpoint.url, `the JSON answer has no string "${field}"`, 'set auth.tokens[].field to the property that holds the token', 'SVCNODE_AUTH_NO_TOKEN'), exchange: withoutResponse(x) };
+    return { failure: authFailure(endpoint.url, `the JSON answer has no string "${field}"`, 'set auth.tokens[].field to the property that holds the token', 'SVCNODE_AUTH_NO_TOKEN'), exchange: x };
   }
   if (!headerSafeToken(value)) {
     // Never cached, never blamed on the invocation context: the endpoint's answer is wrong.
-    return { failure: authFailure(endpoint.url, `the "${field}" it answered has characters a header cannot carry (control characters, spaces or non-ASCII)`, 'the authentication endpoint issues malformed tokens: its team must fix it', 'SVCNODE_TOKEN_BAD_RESPONSE'), exchange: withoutResponse(x) };
+    return { failure: authFailure(endpoint.url, `the "${field}" it answered has characters a header cannot carry (control characters, spaces or non-ASCII)`, 'the authentication endpoint issues malformed tokens: its team must fix it', 'SVCNODE_TOKEN_BAD_RESPONSE'), exchange: x };
   }
   await cache.set(key, value, sessionTtlSeconds(node) * 1000, profile);
-  return value;
+  return { token: value, exchange: x };
 }
 
 /**
@@ -130,15 +148,20 @@ export async function authHeaders(node: NodeDefinition, profile: LoadedProfile, 
   }
   if (auth.type === 'oauth2-client-credentials') {
     const got = await oauth2Token(auth, node, profile, agents, cache, signal);
-    return 'failure' in got ? got : { headers: { authorization: `Bearer ${got.token}` }, report: got.report };
+    return 'failure' in got ? got : { headers: { authorization: `Bearer ${got.token}` }, report: got.report, ...(got.exchanges ? { exchanges: got.exchanges } : {}) };
   }
   const headers: Record<string, string> = {};
-  for (const endpoint of node.auth?.tokens ?? []) {
+  const endpoints: SessionLoginReport[] = [];
+  const exchanges: Exchange[] = [];
+  for (const endpoint of auth.tokens) {
     const got = await token(endpoint, node, profile, agents, cache, signal, fresh);
-    if (typeof got !== 'string') return got;
-    headers[endpoint.header.toLowerCase()] = got;
+    endpoints.push(got.step);
+    const report: AuthReport = { type: 'certificate-session', endpoints: [...endpoints] };
+    if ('failure' in got) return { failure: got.failure, report, exchanges, ...(got.exchange ? { exchange: got.exchange } : {}), ...(got.retryAfterMs === undefined ? {} : { retryAfterMs: got.retryAfterMs }) };
+    headers[endpoint.header.toLowerCase()] = got.token;
+    if (got.exchange) exchanges.push(got.exchange);
   }
-  return { headers };
+  return { headers, report: { type: 'certificate-session', endpoints }, exchanges };
 }
 
 /** Whether a response means the tokens are stale: any 401 for a session, a 401 invalid_token challenge for OAuth 2.0. */

@@ -109,6 +109,11 @@ function freshCredentialsRefused(node: NodeDefinition, x: Exchange, host: string
   );
 }
 
+/** The exchange of this invocation that opened the kept-alive connection `x` ran on, if one did. */
+function openerOf(x: Exchange, earlier: readonly Exchange[]): Exchange | undefined {
+  return x.probe === undefined ? undefined : earlier.find((e) => e.probe === x.probe && e.tls?.connectionReused === false);
+}
+
 /** Render, with anything the renderer throws besides its own errors (a context nested too deep to serialise, an unpaired surrogate) as bad input. */
 function renderOrRefuse(node: NodeDefinition, context: Record<string, unknown>): RenderedRequest {
   try {
@@ -171,6 +176,8 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
     headers[node.tls.clientCertHeader.toLowerCase()] = clientFacts(profile)?.headerValue ?? '';
   }
   const tokens = deps.tokens ?? processTokens;
+  /** The exchanges of the authentication step: the call may ride a connection one of them opened. */
+  const authExchanges: Exchange[] = [];
   // A node that authenticates first spends one timeouts.totalMs on authentication and call together.
   const budget = node.auth ? attemptSignal(settings.totalMs, options.signal) : undefined;
   const signal = budget?.signal ?? options.signal;
@@ -180,15 +187,23 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
         const auth = await authHeaders(node, profile, deps.agents, tokens, signal, authAttempt > 0);
         if (auth.report) result.auth = auth.report;
         if ('failure' in auth) {
-          if (auth.exchange) record(auth.exchange);
+          if (auth.exchange) {
+            record(auth.exchange);
+            const opener = auth.exchange.tls?.connectionReused ? openerOf(auth.exchange, [...authExchanges, ...(auth.exchanges ?? [])]) : undefined;
+            if (opener) result.timings = { ...result.timings, connectMs: opener.timings.connectMs, handshakeMs: opener.timings.handshakeMs };
+          }
           if (auth.retryAfterMs !== undefined) result[AUTH_RETRY_AFTER] = auth.retryAfterMs;
           return finish(auth.failure, profile);
         }
+        authExchanges.push(...(auth.exchanges ?? []));
         Object.assign(headers, auth.headers);
         for (const value of Object.values(auth.headers)) sent.push(value, value.replace(/^Bearer /i, ''));
       }
       const x = await exchange(rendered, settings, profile, deps.agents, signal, headers);
       record(x);
+      // On the connection the login or token request just opened: its connect and handshake are the ones behind `tls`.
+      const opener = x.tls?.connectionReused ? openerOf(x, authExchanges) : undefined;
+      if (opener) result.timings = { ...result.timings, connectMs: opener.timings.connectMs, handshakeMs: opener.timings.handshakeMs };
       // What happened to the request itself: sent again on a new connection, redirected.
       if (x.replays > 0) result.request.resent = x.replays;
       if (x.redirects) result.request.redirects = x.redirects;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { LoadedProfile } from '../pki/types.js';
-import type { AuthReport } from './auth-report.js';
+import type { OAuth2AuthReport as AuthReport } from './auth-report.js';
 
 const thumbprints = new WeakMap<LoadedProfile, string>();
 

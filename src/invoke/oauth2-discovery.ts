@@ -1,7 +1,7 @@
 import type { NodeDefinition, OAuth2ClientCredentialsAuth } from '../definitions/types.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
-import type { AuthReport } from './auth-report.js';
+import type { OAuth2AuthReport as AuthReport } from './auth-report.js';
 import { exchange, type Exchange } from './exchange.js';
 import type { Failure } from './result.js';
 import { endpointFailedHint } from './retry.js';
@@ -13,6 +13,8 @@ export interface TokenEndpoint {
   source: Exclude<AuthReport['endpointSource'], 'discovery'>;
   /** The authorization server metadata document it was read from (issuer nodes). */
   metadataUrl?: string;
+  /** The metadata request, when this call made it (its connection may carry the token request and the call). */
+  exchange?: Exchange;
 }
 
 /** Discovery that found no token endpoint: the metadata URL asked last and the status it answered (null: no answer). */
@@ -114,11 +116,11 @@ export async function tokenEndpoint(auth: OAuth2ClientCredentialsAuth, node: Nod
       return failed(discoveryFailure(issuer, `${url.href} answered HTTP ${status} with ${type}, not a JSON metadata document`, `${url.href} is not the metadata of an authorization server (a login page, or a proxy in front of it?): check auth.issuer, the issuer identifier of the authorization server, or set auth.tokenUrl to its token endpoint instead`));
     }
     const found = fromMetadata(issuer, body as Record<string, unknown>, url.href, seen);
-    if ('url' in found) {
-      if (discovered.size >= MAX_ISSUERS) discovered.clear();
-      discovered.set(key, found);
-    }
-    return found;
+    if (!('url' in found)) return found;
+    if (discovered.size >= MAX_ISSUERS) discovered.clear();
+    // Remembered without the exchange: its connection is no business of later calls.
+    discovered.set(key, found);
+    return { ...found, exchange: seen };
   }
   const tried = metadataUrls(issuer).map((u) => u.href).join(' and ');
   return {

@@ -43,7 +43,8 @@ export function headerSafeToken(token: string): boolean {
   return /^[\x21-\x7e]+$/.test(token);
 }
 
-export type TokenOutcome = { token: string; report: AuthReport } | AuthFailure;
+/** A token with its report, and the exchanges (metadata, token request) this call made for it. */
+export type TokenOutcome = { token: string; report: AuthReport; exchanges?: Exchange[] } | AuthFailure;
 
 /** What the shared cache holds (sealed): the token and what the report needs on a hit. */
 interface CachedToken {
@@ -162,6 +163,13 @@ function jsonBody(x: Exchange): Record<string, unknown> | undefined {
 async function fetchToken(auth: OAuth2ClientCredentialsAuth, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, key: string, signal: AbortSignal | undefined, now: () => Date): Promise<TokenOutcome> {
   const endpoint = await tokenEndpoint(auth, node, profile, agents, signal);
   if ('failure' in endpoint) return { failure: endpoint.failure, ...(endpoint.exchange ? { exchange: endpoint.exchange } : {}), report: discoveryReport(auth, endpoint) };
+  const outcome = await requestToken(auth, endpoint, node, profile, agents, cache, key, signal, now);
+  // The metadata request's connection may be the one the token request and the call ride.
+  return endpoint.exchange ? { ...outcome, exchanges: [endpoint.exchange, ...(outcome.exchanges ?? [])] } : outcome;
+}
+
+/** The token request to a known endpoint. */
+async function requestToken(auth: OAuth2ClientCredentialsAuth, endpoint: TokenEndpoint, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, key: string, signal: AbortSignal | undefined, now: () => Date): Promise<TokenOutcome> {
   const url = new URL(endpoint.url);
   let parts;
   try {
@@ -218,7 +226,7 @@ async function fetchToken(auth: OAuth2ClientCredentialsAuth, node: NodeDefinitio
   const reuseSeconds = expiresIn - Math.min(OAUTH2_DEFAULTS.refreshSkewSeconds, expiresIn / 4);
   const entry: CachedToken = { t: token, exp: now().getTime() + reuseSeconds * 1000, b: binding, e: endpoint.url, s: endpoint.source, ...(endpoint.metadataUrl ? { m: endpoint.metadataUrl } : {}) };
   await cache.set(key, JSON.stringify(entry), reuseSeconds * 1000, profile);
-  return { token, report: step };
+  return { token, report: step, exchanges: [seen] };
 }
 
 async function cached(cache: TokenCache, key: string, profile: LoadedProfile, now: number): Promise<CachedToken | undefined> {

@@ -65,7 +65,7 @@ export interface Result {
    * its job lock, mid-call): the backend may have had the invocation before. Absent when 0.
    */
   stalled?: number;
-  /** The token step of an OAuth 2.0 node (token redacted). */
+  /** The authentication step: an OAuth 2.0 node's token step (token redacted), a certificate-session node's logins (tokens never shown). */
   auth?: AuthReport;
   [AUTH_RETRY_AFTER]?: number;
 }
@@ -258,7 +258,15 @@ function textChars(r: Result): number {
     for (const e of r.tls.serverChain) n += e.subject.length + e.issuer.length + e.validFrom.length + e.validTo.length + e.fingerprint256.length + 90;
     for (const v of r.tls.revocation ?? []) n += (v.subject?.length ?? 0) + (v.message?.length ?? 0) + 40;
   }
+  if (r.auth?.type === 'certificate-session') for (const e of r.auth.endpoints) n += e.url.length + e.header.length + 60;
+  else if (r.auth) n += (r.auth.tokenEndpoint?.length ?? 0) + (r.auth.metadataUrl?.length ?? 0) + 150;
   return n;
+}
+
+/** The authentication report with its URLs cut: four login endpoints at most (the schema's limit), each like a redirect's. */
+function storedAuth(auth: AuthReport): AuthReport {
+  if (auth.type === 'certificate-session') return { ...auth, endpoints: auth.endpoints.slice(0, 4).map((e) => ({ ...e, url: cut(e.url, HOP_URL_CHARS) })) };
+  return { ...auth, ...(auth.tokenEndpoint === null ? {} : { tokenEndpoint: cut(auth.tokenEndpoint, HOP_URL_CHARS) }), ...(auth.metadataUrl === undefined ? {} : { metadataUrl: cut(auth.metadataUrl, HOP_URL_CHARS) }) };
 }
 /** (16 KiB overhead − 8 KiB headers − 1 KiB of keys and numbers) ÷ 6 bytes per escaped char. */
 const FAST_PATH_TEXT_CHARS = 1_190;
@@ -375,6 +383,7 @@ export function storedResult(result: Result, node: { response?: { maxStoredBodyB
   if (stored.failure) stored.failure = { ...stored.failure, message: short(stored.failure.message), hint: short(stored.failure.hint) };
   stored.request = { ...stored.request, url: short(stored.request.url), ...(stored.request.redirects ? { redirects: stored.request.redirects.map((hop) => ({ ...hop, url: cut(hop.url, HOP_URL_CHARS) })) } : {}) };
   if (stored.requestId !== undefined) stored.requestId = short(stored.requestId);
+  if (stored.auth) stored.auth = storedAuth(stored.auth);
   if (stored.response && Buffer.byteLength(JSON.stringify(stored)) > bound) stored.response = { ...stored.response, body: null, bodyOmitted: true };
   return stored;
 }

@@ -1,4 +1,6 @@
+import { writeFileSync } from 'node:fs';
 import type http from 'node:http';
+import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +12,7 @@ import { loadProfile } from '../../src/definitions/profiles.js';
 import type { LoadedProfile } from '../../src/pki/types.js';
 import { RedisTokenCache } from '../../src/queue/redis-token-cache.js';
 import { AgentPool } from '../../src/tls/agents.js';
+import { runCli } from '../helpers/cli.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
@@ -192,6 +195,82 @@ describe('certificate-session authentication and client-certificate header', () 
     } finally {
       await plain.close();
     }
+  });
+
+  it('the Result reports each login (URL, status, ms, cached; never a token), and the timings of the connection the login opened', async () => {
+    const d = deps(new MemoryTokenCache());
+    const first = await invoke(node(), {}, d);
+    expect(first.ok).toBe(true);
+    // Before: no auth key at all for a certificate-session node.
+    expect(first.auth).toEqual({
+      type: 'certificate-session',
+      endpoints: [
+        { url: `https://localhost:${pod.port}/sessionauth/v1/authenticate`, header: 'sessionToken', cached: false, status: 200, ms: expect.any(Number) as unknown },
+        { url: `https://localhost:${pod.port}/keyauth/v1/authenticate`, header: 'keyManagerToken', cached: false, status: 200, ms: expect.any(Number) as unknown },
+      ],
+    });
+    // The call rode the connection the first login opened: its handshake is that one's (before: 0 and 0).
+    expect(first.tls?.connectionReused).toBe(true);
+    expect(first.timings.connectMs).toBeGreaterThan(0);
+    expect(first.timings.handshakeMs).toBeGreaterThan(0);
+
+    const second = await invoke(node(), {}, d);
+    expect(second.auth).toEqual({
+      type: 'certificate-session',
+      endpoints: [
+        { url: `https://localhost:${pod.port}/sessionauth/v1/authenticate`, header: 'sessionToken', cached: true, status: null, ms: null },
+        { url: `https://localhost:${pod.port}/keyauth/v1/authenticate`, header: 'keyManagerToken', cached: true, status: null, ms: null },
+      ],
+    });
+    // Kept alive from the first invocation: no connect and no handshake in this one.
+    expect(second.tls?.connectionReused).toBe(true);
+    expect([second.timings.connectMs, second.timings.handshakeMs]).toEqual([0, 0]);
+    assertNoSecrets(JSON.stringify([first, second]), [`session-${podState.generation}-secret`, `km-${podState.generation}-secret`]);
+  });
+
+  it('a failed login is reported up to the endpoint that failed, its URL without credential query values', async () => {
+    const bad = node({
+      auth: {
+        type: 'certificate-session',
+        tokens: [
+          { url: `https://localhost:${pod.port}/sessionauth/v1/authenticate`, header: 'sessionToken' },
+          // The pod answers 401 to a path it does not know (the query keeps it from matching /refuse/NNN).
+          { url: `https://localhost:${pod.port}/login?api_key=k-123`, header: 'keyManagerToken' },
+          { url: `https://localhost:${pod.port}/keyauth/v1/authenticate`, header: 'otherToken' },
+        ],
+      },
+    });
+    const result = await invoke(bad, {}, deps(new MemoryTokenCache()));
+    expect(result.failure).toMatchObject({ phase: 'auth', code: 'SVCNODE_TOKEN_REJECTED' });
+    expect(result.auth).toMatchObject({
+      type: 'certificate-session',
+      endpoints: [
+        { header: 'sessionToken', cached: false, status: 200 },
+        { url: `https://localhost:${pod.port}/login?api_key=[redacted]`, header: 'keyManagerToken', cached: false, status: 401 },
+      ],
+    });
+    expect((result.auth as { endpoints: unknown[] }).endpoints).toHaveLength(2);
+    // The refusal came on the connection the first login opened: its handshake, not 0.
+    expect(result.tls?.connectionReused).toBe(true);
+    expect(result.timings.handshakeMs).toBeGreaterThan(0);
+    // Before: the failure message quoted the login URL with its api_key value.
+    expect(JSON.stringify(result)).not.toContain('k-123');
+  });
+
+  it('dry-run prints a login line per endpoint and says whose handshake the timings are', async () => {
+    const file = join(pki.dir, 'symphony-messages.json');
+    writeFileSync(file, JSON.stringify(node()));
+    const text = await runCli(['dry-run', file, '--profiles', pki.profilesDir]);
+    expect(text.code, text.stdout + text.stderr).toBe(0);
+    expect(text.stdout).toMatch(new RegExp(`^login {7}POST https://localhost:${pod.port}/sessionauth/v1/authenticate → sessionToken: HTTP 200 in [\\d.]+ ms$`, 'm'));
+    expect(text.stdout).toMatch(new RegExp(`^ {12}POST https://localhost:${pod.port}/keyauth/v1/authenticate → keyManagerToken: HTTP 200 in [\\d.]+ ms$`, 'm'));
+    expect(text.stdout).toMatch(/^timings {5}connect [\d.]+ ms, handshake [\d.]+ ms \(the connection the login opened, which the call reused\), total/m);
+    expect(text.stdout).not.toMatch(/handshake 0 ms/);
+    const json = await runCli(['dry-run', file, '--profiles', pki.profilesDir, '--json']);
+    const result = JSON.parse(json.stdout) as { auth: { type: string; endpoints: unknown[] } };
+    expect(result.auth.type).toBe('certificate-session');
+    expect(result.auth.endpoints).toHaveLength(2);
+    assertNoSecrets(text.stdout + json.stdout, [`session-${podState.generation}-secret`, `km-${podState.generation}-secret`]);
   });
 
   it('client-certificate header mode sends the URL-encoded PEM in the named header', async () => {

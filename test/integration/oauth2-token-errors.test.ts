@@ -130,7 +130,7 @@ describe('token endpoint answers', () => {
   it('a node whose response.maxBodyBytes is tiny still reads its token answer (the limit is for its API)', async () => {
     answer = { status: 200, body: { access_token: 'opaque-token-value', token_type: 'Bearer', expires_in: 60 } };
     const r = await call({ ...node(), response: { maxBodyBytes: 16 } });
-    expect(r.auth?.status, JSON.stringify(r.failure)).toBe(200);
+    expect(r.auth, JSON.stringify(r.failure)).toMatchObject({ status: 200 });
     expect(api.authorization).toBe('Bearer opaque-token-value');
   });
 
@@ -165,12 +165,12 @@ describe('token endpoint answers', () => {
         answer = { status: 200, body: `{"access_token":"long-lived-token","token_type":"Bearer","expires_in":${expiresIn}}` };
         const result = await invoke(node(), {}, { agents, tokens: shared, profile: () => profile });
         expect(result.failure, JSON.stringify(result.failure)).toBeNull();
-        expect(result.auth?.expiresIn).toBe(86_400);
+        expect(result.auth).toMatchObject({ expiresIn: 86_400 });
         const [key] = await connection.keys('*tokens*');
         expect(await connection.pttl(key ?? '')).toBeLessThanOrEqual(86_400_000);
       }
       answer = { status: 200, body: { access_token: 'string-lifetime', token_type: 'Bearer', expires_in: '3600' } };
-      expect((await call(node())).auth?.expiresIn).toBe(3600);
+      expect((await call(node())).auth).toMatchObject({ expiresIn: 3600 });
     } finally {
       connection.disconnect();
       await redis.close();

@@ -80,6 +80,14 @@ describe('stored Result bound', () => {
 });
 
 describe('what a Result never holds', () => {
+  it('long certificate-session login URLs are cut like redirect URLs, and the body still fits beside them', () => {
+    const endpoints = Array.from({ length: 4 }, (_, i) => ({ url: `https://pod.example/login/${i}/${'x'.repeat(8_000)}`, header: `h${i}`, cached: false, status: 200, ms: 12.5 }));
+    const stored = storedResult(result('b'.repeat(40_000), { auth: { type: 'certificate-session', endpoints } }), {});
+    expect(size(stored)).toBeLessThan(32_768 + STORED_RESULT_OVERHEAD_BYTES);
+    expect(stored.auth?.type === 'certificate-session' && stored.auth.endpoints.map((e) => [e.header, e.status, e.url.length <= 257])).toEqual([['h0', 200, true], ['h1', 200, true], ['h2', 200, true], ['h3', 200, true]]);
+    expect(stored.response?.truncated).toBe(true);
+  });
+
   it('drops cookies, authorization-like and token headers, keeps the rest', () => {
     const kept = keptHeaders({
       'content-type': 'application/json',
