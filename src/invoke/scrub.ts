@@ -3,6 +3,7 @@
  * a peer echoed back: an API that returns the request's headers, an authorization server whose
  * error_description quotes the request. Results, failure records and Redis never hold them.
  */
+import { withoutRuns } from '../secret-runs.js';
 
 /** Shorter values are not secrets worth the false matches. */
 const MIN_SECRET_CHARS = 8;
@@ -29,22 +30,7 @@ export function scrubSecrets<T>(value: T, secrets: readonly (string | undefined)
 
 /** `text` without any run of the secret's characters as long as a piece (see PIECE_MAX_CHARS), each run replaced whole. */
 function withoutPieces(text: string, secret: string): string {
-  const piece = Math.min(PIECE_MAX_CHARS, Math.max(MIN_SECRET_CHARS, Math.ceil(secret.length / 2)));
-  let out = '';
-  let from = 0;
-  for (let at = 0; at + piece <= text.length; ) {
-    const inSecret = secret.indexOf(text.slice(at, at + piece));
-    if (inSecret === -1) {
-      at++;
-      continue;
-    }
-    let end = at + piece;
-    while (inSecret + (end - at) < secret.length && text[end] === secret[inSecret + (end - at)]) end++;
-    out += `${text.slice(from, at)}${REDACTED}`;
-    from = end;
-    at = end;
-  }
-  return from === 0 ? text : out + text.slice(from);
+  return withoutRuns(text, secret, Math.min(PIECE_MAX_CHARS, Math.max(MIN_SECRET_CHARS, Math.ceil(secret.length / 2))), REDACTED);
 }
 
 /**

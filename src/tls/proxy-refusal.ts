@@ -1,4 +1,5 @@
 import type { ErrorCode } from '../errors.js';
+import { withoutRuns } from '../secret-runs.js';
 
 /** What a proxy answered to a CONNECT it did not grant, as far as messages use it. */
 export interface ProxyAnswer {
@@ -26,16 +27,25 @@ export interface Refusal {
 const MAX_QUOTED = 80;
 const MAX_SCHEMES = 6;
 
+/** A run of this many characters of a credential in proxy-provided text is masked: a proxy may echo them cut short. */
+const MASKED_RUN_CHARS = 8;
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
 /**
- * Proxy-provided text made safe to quote: control characters (C0, DEL, C1, bidi overrides) become
- * spaces, runs of space shrink to one, the result is cut at MAX_QUOTED characters, and any of
- * `secrets` (the proxy credentials) is masked, should a proxy echo them.
+ * Proxy-provided text made safe to quote: any of `secrets` (the proxy credentials) is masked, and
+ * any run of MASKED_RUN_CHARS characters of one, should a proxy echo them whole or in part (with
+ * its control characters as written or as spaces); then control characters (C0, DEL, C1, bidi
+ * overrides) become spaces, runs of space shrink to one, and the result is cut at MAX_QUOTED characters.
  */
 export function quoted(text: string, secrets: readonly string[] = []): string {
-  // eslint-disable-next-line no-control-regex -- matching control characters is the point
-  let clean = text.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, ' ');
-  for (const secret of secrets) if (secret.length > 0) clean = clean.split(secret).join('***');
-  clean = clean.replace(/\s+/g, ' ').trim();
+  let clean = text;
+  for (const secret of secrets) {
+    clean = withoutRuns(clean, secret, MASKED_RUN_CHARS, '***');
+    const spaced = secret.replace(CONTROLS, ' ');
+    if (spaced !== secret) clean = withoutRuns(clean, spaced, MASKED_RUN_CHARS, '***');
+  }
+  clean = clean.replace(CONTROLS, ' ').replace(/\s+/g, ' ').trim();
   return clean.length > MAX_QUOTED ? `${clean.slice(0, MAX_QUOTED - 1)}…` : clean;
 }
 
