@@ -60,16 +60,28 @@ function metadataFetchFailed(f: Failure, issuer: string, url: URL): Failure {
   return { ...f, phase: 'auth', message, hint };
 }
 
-function httpsUrl(value: unknown): string | undefined {
-  if (typeof value !== 'string') return undefined;
+/** Longest discovered endpoint taken, as for auth.tokenUrl: every Result of the node reports it. */
+const MAX_ENDPOINT_CHARS = 2048;
+
+/** Why a discovered endpoint breaks the rules of auth.tokenUrl (https, no userinfo, query or fragment, at most 2 KiB), or undefined. */
+function endpointFault(value: string): string | undefined {
+  if (value.length > MAX_ENDPOINT_CHARS) return `is ${value.length} characters long (at most ${MAX_ENDPOINT_CHARS})`;
+  let url: URL;
   try {
-    return new URL(value).protocol === 'https:' ? value : undefined;
+    url = new URL(value);
   } catch {
-    return undefined;
+    return 'is not a URL';
   }
+  if (url.protocol !== 'https:') return 'is not https';
+  if (url.username !== '' || url.password !== '') return 'has user:password@';
+  if (value.includes('?') || value.includes('#')) return 'has a query or fragment';
+  // The URL parser drops tabs and newlines that the value as written still holds.
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  if (/[\s\u0000-\u001f\u007f]/.test(value)) return 'has spaces or control characters';
+  return undefined;
 }
 
-/** Judge one metadata document: the issuer must be ours (RFC 8414 §3.3), the endpoint https. */
+/** Judge one metadata document: the issuer must be ours (RFC 8414 §3.3), the endpoint usable as auth.tokenUrl. */
 function fromMetadata(issuer: string, doc: Record<string, unknown>, metadataUrl: string, exchanged: Exchange): Discovered {
   if (doc.issuer !== issuer) {
     return {
@@ -80,11 +92,13 @@ function fromMetadata(issuer: string, doc: Record<string, unknown>, metadataUrl:
     };
   }
   const aliases = doc.mtls_endpoint_aliases;
-  const alias = aliases !== null && typeof aliases === 'object' ? httpsUrl((aliases as Record<string, unknown>).token_endpoint) : undefined;
-  if (alias) return { url: alias, source: 'mtls_endpoint_aliases', metadataUrl };
-  const plain = httpsUrl(doc.token_endpoint);
-  if (plain) return { url: plain, source: 'token_endpoint', metadataUrl };
-  return { failure: discoveryFailure(issuer, `${metadataUrl} names no https token_endpoint`, `the authorization server of issuer ${issuer} publishes no https token endpoint: set auth.tokenUrl to it`), exchange: exchanged, metadataUrl, status: 200 };
+  const alias = aliases !== null && typeof aliases === 'object' ? (aliases as Record<string, unknown>).token_endpoint : undefined;
+  const [field, url, source] = typeof alias === 'string' ? ['mtls_endpoint_aliases.token_endpoint', alias, 'mtls_endpoint_aliases' as const] : ['token_endpoint', doc.token_endpoint, 'token_endpoint' as const];
+  const failed = (failure: Failure): DiscoveryFailure => ({ failure, exchange: exchanged, metadataUrl, status: 200 });
+  if (typeof url !== 'string') return failed(discoveryFailure(issuer, `${metadataUrl} names no https token_endpoint`, `the authorization server of issuer ${issuer} publishes no https token endpoint: set auth.tokenUrl to it`));
+  const fault = endpointFault(url);
+  if (fault) return failed(discoveryFailure(issuer, `the metadata's ${field} ${fault}`, 'a token endpoint follows the rules of auth.tokenUrl: ask the authorization server team to fix its metadata, or set auth.tokenUrl instead'));
+  return { url, source, metadataUrl };
 }
 
 /**

@@ -246,30 +246,32 @@ export function responseBody(body: Buffer, contentType: string | undefined, trun
 }
 
 /**
- * Characters of a Result's texts besides body and headers. Each takes at most 6 bytes per char
- * as JSON, so up to FAST_PATH_TEXT_CHARS they fit in the overhead left beside 8 KiB of headers.
+ * An upper bound on the bytes of `value` as JSON, without serialising it: 6 bytes a character
+ * (`\u0000`), 24 a number. Counts every field, so a field added to the Result later is counted too.
  */
-function textChars(r: Result): number {
-  let n = r.nodeId.length + r.request.url.length + r.request.method.length + (r.requestId?.length ?? 0);
-  for (const hop of r.request.redirects ?? []) n += hop.url.length + hop.method.length + 40;
-  if (r.failure) n += r.failure.message.length + r.failure.hint.length + r.failure.code.length + r.failure.category.length + r.failure.phase.length;
-  if (r.tls) {
-    n += (r.tls.protocol?.length ?? 0) + (r.tls.cipher?.length ?? 0) + (r.tls.clientCertificate ? r.tls.clientCertificate.subject.length + r.tls.clientCertificate.fingerprint256.length : 0);
-    for (const e of r.tls.serverChain) n += e.subject.length + e.issuer.length + e.validFrom.length + e.validTo.length + e.fingerprint256.length + 90;
-    for (const v of r.tls.revocation ?? []) n += (v.subject?.length ?? 0) + (v.message?.length ?? 0) + 40;
+function jsonBound(value: unknown): number {
+  if (typeof value === 'string') return value.length * 6 + 2;
+  if (typeof value === 'number') return 24;
+  if (value === null || typeof value !== 'object') return 5;
+  let n = 2;
+  if (Array.isArray(value)) {
+    for (const v of value as unknown[]) n += jsonBound(v) + 1;
+    return n;
   }
-  if (r.auth?.type === 'certificate-session') for (const e of r.auth.endpoints) n += e.url.length + e.header.length + 60;
-  else if (r.auth) n += (r.auth.tokenEndpoint?.length ?? 0) + (r.auth.metadataUrl?.length ?? 0) + 150;
+  for (const key in value) n += key.length * 6 + 4 + jsonBound((value as Record<string, unknown>)[key]);
   return n;
 }
 
-/** The authentication report with its URLs cut: four login endpoints at most (the schema's limit), each like a redirect's. */
-function storedAuth(auth: AuthReport): AuthReport {
-  if (auth.type === 'certificate-session') return { ...auth, endpoints: auth.endpoints.slice(0, 4).map((e) => ({ ...e, url: cut(e.url, HOP_URL_CHARS) })) };
-  return { ...auth, ...(auth.tokenEndpoint === null ? {} : { tokenEndpoint: cut(auth.tokenEndpoint, HOP_URL_CHARS) }), ...(auth.metadataUrl === undefined ? {} : { metadataUrl: cut(auth.metadataUrl, HOP_URL_CHARS) }) };
+/** jsonBound of a Result but its body and headers, which boundedBody and boundedHeaders bound. */
+function boundBesideBody(r: Result): number {
+  return jsonBound(r.response ? { ...r, response: { ...r.response, body: null, headers: null } } : r);
 }
-/** (16 KiB overhead − 8 KiB headers − 1 KiB of keys and numbers) ÷ 6 bytes per escaped char. */
-const FAST_PATH_TEXT_CHARS = 1_190;
+
+/** The authentication report with its URLs cut: four login endpoints at most (the schema's limit), each like a redirect's. */
+function storedAuth(auth: AuthReport, chars: number): AuthReport {
+  if (auth.type === 'certificate-session') return { ...auth, endpoints: auth.endpoints.slice(0, 4).map((e) => ({ ...e, url: cut(e.url, chars), header: cut(e.header, chars) })) };
+  return { ...auth, ...(auth.tokenEndpoint === null ? {} : { tokenEndpoint: cut(auth.tokenEndpoint, chars) }), ...(auth.metadataUrl === undefined ? {} : { metadataUrl: cut(auth.metadataUrl, chars) }) };
+}
 
 /** Bytes a Result may hold beyond its body: headers, chain, messages, timings. */
 export const STORED_RESULT_OVERHEAD_BYTES = 16_384;
@@ -357,7 +359,7 @@ function storedVerdicts(tls: TlsReport, ok: boolean): TlsReport {
  * The Result as a worker stores it (job return value, and the copy in the queue's events
  * stream): the body within `maxStoredBodyBytes` of JSON, headers within 8 KiB, and on success
  * no server chain (`serverChain: []`) and only the revocation warnings (at most 4 verdicts). The whole document stays under
- * `maxStoredBodyBytes + STORED_RESULT_OVERHEAD_BYTES`; dry-run reports stay complete.
+ * `maxStoredBodyBytes + STORED_RESULT_OVERHEAD_BYTES`, whatever it holds; dry-run reports stay complete.
  */
 export function storedResult(result: Result, node: { response?: { maxStoredBodyBytes?: number } }): Result {
   const maxStoredBodyBytes = node.response?.maxStoredBodyBytes ?? DEFAULTS.response.maxStoredBodyBytes;
@@ -366,11 +368,13 @@ export function storedResult(result: Result, node: { response?: { maxStoredBodyB
   if (stored.tls && result.ok && stored.tls.serverChain.length > 0) stored.tls = { ...stored.tls, serverChain: [] };
   if (stored.tls?.revocation) stored.tls = storedVerdicts(stored.tls, result.ok);
   if (stored.response) stored.response = boundedBody({ ...stored.response, headers: boundedHeaders(stored.response.headers) }, maxStoredBodyBytes);
-  const bound = Math.max(maxStoredBodyBytes, 0) + STORED_RESULT_OVERHEAD_BYTES;
+  // Room is left for what the processor adds afterwards (`stalled`).
+  const bound = Math.max(maxStoredBodyBytes, 0) + STORED_RESULT_OVERHEAD_BYTES - LATER_FIELDS_BYTES;
+  const fits = (r: Result): boolean => Buffer.byteLength(JSON.stringify(r)) <= bound;
   // The common case needs no serialisation to prove the bound: short texts, few chain entries.
-  if (textChars(stored) <= FAST_PATH_TEXT_CHARS) return stored;
-  if (Buffer.byteLength(JSON.stringify(stored)) <= bound) return stored;
-  // Hostile sizes elsewhere (a huge chain, long subjects or messages): keep the facts, cut the text.
+  if (boundBesideBody(stored) + HEADER_BUDGET_BYTES <= STORED_RESULT_OVERHEAD_BYTES - LATER_FIELDS_BYTES) return stored;
+  if (fits(stored)) return stored;
+  // Hostile sizes elsewhere (a huge chain, long subjects, messages or a discovered endpoint): keep the facts, cut the text.
   const short = (t: string): string => cut(t, TEXT_BUDGET_CHARS);
   if (stored.tls) {
     stored.tls = {
@@ -383,7 +387,40 @@ export function storedResult(result: Result, node: { response?: { maxStoredBodyB
   if (stored.failure) stored.failure = { ...stored.failure, message: short(stored.failure.message), hint: short(stored.failure.hint) };
   stored.request = { ...stored.request, url: short(stored.request.url), ...(stored.request.redirects ? { redirects: stored.request.redirects.map((hop) => ({ ...hop, url: cut(hop.url, HOP_URL_CHARS) })) } : {}) };
   if (stored.requestId !== undefined) stored.requestId = short(stored.requestId);
-  if (stored.auth) stored.auth = storedAuth(stored.auth);
-  if (stored.response && Buffer.byteLength(JSON.stringify(stored)) > bound) stored.response = { ...stored.response, body: null, bodyOmitted: true };
-  return stored;
+  if (stored.auth) stored.auth = storedAuth(stored.auth, HOP_URL_CHARS);
+  if (fits(stored)) return stored;
+  if (stored.response) stored.response = { ...stored.response, body: null, bodyOmitted: true };
+  if (fits(stored)) return stored;
+  // Still too large: something not cut above. The verdict and what identifies the call, nothing else.
+  return skeleton(stored, TEXT_BUDGET_CHARS, fits) ?? (skeleton(stored, SKELETON_TEXT_CHARS) as Result);
+}
+
+/** Bytes left for fields the processor sets on a stored Result (`"stalled":N`). */
+const LATER_FIELDS_BYTES = 64;
+/** Texts of a skeleton are cut this short when longer ones do not fit: its 8 texts then take at most 8 × 6 × 129 bytes, far under 16 KiB with the rest. */
+const SKELETON_TEXT_CHARS = 128;
+
+/**
+ * The last resort of the bound: whether the call succeeded, its identity, status, failure and
+ * token step, each text cut to `chars`; nothing else (no body, headers but Retry-After, TLS or redirects).
+ * Undefined when `fits` refuses it.
+ */
+function skeleton(r: Result, chars: number, fits: (r: Result) => boolean = () => true): Result | undefined {
+  const c = (t: string): string => cut(t, chars);
+  const retryAfter = headerValue(r.response?.headers['retry-after']);
+  const out: Result = {
+    ok: r.ok,
+    nodeId: c(r.nodeId),
+    ...(r.requestId === undefined ? {} : { requestId: c(r.requestId) }),
+    request: { method: c(r.request.method), url: c(r.request.url), ...(r.request.resent === undefined ? {} : { resent: r.request.resent }) },
+    tls: null,
+    response: r.response ? { status: r.response.status, headers: retryAfter === undefined ? {} : { 'retry-after': cut(retryAfter, 64) }, body: null, bodyOmitted: true } : null,
+    failure: r.failure ? { phase: r.failure.phase, category: r.failure.category, code: c(r.failure.code), message: c(r.failure.message), hint: c(r.failure.hint) } : null,
+    timings: { connectMs: r.timings.connectMs, handshakeMs: r.timings.handshakeMs, totalMs: r.timings.totalMs },
+    attempts: r.attempts,
+    ...(r.stalled === undefined ? {} : { stalled: r.stalled }),
+    ...(r.auth ? { auth: storedAuth(r.auth, chars) } : {}),
+  };
+  if (r[AUTH_RETRY_AFTER] !== undefined) out[AUTH_RETRY_AFTER] = r[AUTH_RETRY_AFTER];
+  return fits(out) ? out : undefined;
 }

@@ -70,6 +70,27 @@ describe('stored Result bound', () => {
     expect(size(storedResult(hostile, {}))).toBeLessThanOrEqual(32_768 + STORED_RESULT_OVERHEAD_BYTES);
   });
 
+  it('a discovered token endpoint of 900 KB in auth (a cached report) is cut: the Result keeps its bound', () => {
+    const auth = { type: 'oauth2-client-credentials' as const, tokenEndpoint: `https://as/token?pad=${'x'.repeat(900_000)}`, endpointSource: 'token_endpoint' as const, clientAuth: 'tls_client_auth' as const, status: null, cached: true, expiresIn: 300, binding: 'opaque' as const, token: '[redacted]' as const };
+    const stored = storedResult(result({ ok: 1 }, { auth }), {});
+    expect(size(stored)).toBeLessThanOrEqual(32_768 + STORED_RESULT_OVERHEAD_BYTES);
+    expect(stored.auth).toMatchObject({ endpointSource: 'token_endpoint', cached: true, binding: 'opaque' });
+    expect(stored.response?.body).toEqual({ ok: 1 });
+  });
+
+  it('a field storedResult knows nothing of (a later addition) cannot break the bound either', () => {
+    for (const maxStoredBodyBytes of [0, 32_768]) {
+      const later = { ...result('b'.repeat(100_000)), later: { note: '\u0001'.repeat(200_000), list: Array.from({ length: 1000 }, () => 'y'.repeat(100)) } } as Result;
+      later.failure = { phase: 'response', category: 'http_status', code: 'C'.repeat(50_000), message: '\u0001'.repeat(50_000), hint: 'h'.repeat(50_000) };
+      later.nodeId = '\u0001'.repeat(50_000);
+      later.requestId = '\u0001'.repeat(50_000);
+      later.request = { method: '\u0001'.repeat(50_000), url: '\u0001'.repeat(50_000) };
+      const stored = storedResult(later, { response: { maxStoredBodyBytes } });
+      expect(size(stored), String(maxStoredBodyBytes)).toBeLessThanOrEqual(maxStoredBodyBytes + STORED_RESULT_OVERHEAD_BYTES - 64);
+      expect(stored).toMatchObject({ ok: true, response: { status: 200, body: null, bodyOmitted: true }, failure: { code: expect.stringMatching(/^C+…$/) as unknown } });
+    }
+  });
+
   it('long Locations of followed redirects are cut, and the body still fits beside them', () => {
     const hops = Array.from({ length: 5 }, (_, i) => ({ status: 307, method: 'GET', url: `https://h/${String(i).repeat(8_000)}` }));
     const stored = storedResult(result('b'.repeat(40_000), { request: { method: 'GET', url: 'https://h/x', redirects: hops } }), {});

@@ -1,0 +1,120 @@
+/**
+ * A backend that echoes what it was sent, into every part of a Result it can reach: redirect
+ * Locations carrying the access or session token, bodies quoting a definition's own credential
+ * headers, a token endpoint redirecting to a URL with the client secret, and discovery metadata
+ * whose token endpoint is ~900 KB long. The Result, as invoked and as a worker stores it, holds
+ * no secret (nor a cut piece of one) and stays under the stored bound. One real mTLS server.
+ */
+import { randomBytes } from 'node:crypto';
+import type http from 'node:http';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { NodeDefinition } from '../../src/definitions/types.js';
+import { loadProfile } from '../../src/definitions/profiles.js';
+import { DEFAULTS } from '../../src/invoke/defaults.js';
+import { invoke } from '../../src/invoke/execute.js';
+import { STORED_RESULT_OVERHEAD_BYTES, storedResult, type Result } from '../../src/invoke/result.js';
+import { MemoryTokenCache } from '../../src/invoke/token-cache.js';
+import type { LoadedProfile } from '../../src/pki/types.js';
+import { AgentPool } from '../../src/tls/agents.js';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
+
+const secret = (label: string): string => `${label}-${randomBytes(12).toString('hex')}`;
+const ACCESS_TOKEN = secret('access');
+const SESSION_TOKEN = secret('session');
+const CLIENT_SECRET = secret('client');
+const BOUND = DEFAULTS.response.maxStoredBodyBytes + STORED_RESULT_OVERHEAD_BYTES;
+const PAD = 900_000;
+
+describe('secrets a backend echoes into a Result', () => {
+  let pki: TestPki;
+  let server: MtlsServer;
+  let profile: LoadedProfile;
+  const agents = new AgentPool();
+  let tokens: MemoryTokenCache;
+  let base: string;
+
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    req.resume();
+    const url = new URL(req.url ?? '/', 'https://localhost');
+    const json = (status: number, body: unknown, headers: Record<string, string> = {}): void => {
+      res.writeHead(status, { 'content-type': 'application/json', ...headers });
+      res.end(JSON.stringify(body));
+    };
+    if (url.pathname === '/token') return json(200, { access_token: ACCESS_TOKEN, token_type: 'Bearer', expires_in: 300 });
+    if (url.pathname === '/session') return json(200, { token: SESSION_TOKEN });
+    if (url.pathname === '/token/redirect') {
+      res.writeHead(302, { location: `https://localhost/login?x=${'a'.repeat(140)}&cs=${CLIENT_SECRET}` });
+      return void res.end();
+    }
+    if (url.pathname === '/redirtok') {
+      const bearer = (req.headers.authorization ?? '').replace(/^Bearer /, '');
+      const session = String(req.headers.sessiontoken ?? '');
+      res.writeHead(302, { location: `/echo/next?t=${bearer}&s=${session}&e=${encodeURIComponent(bearer)}#f=${session}` });
+      return void res.end();
+    }
+    if (url.pathname === '/badredir') {
+      // Not a URL (an unclosed IPv6 literal): the message quotes it cut at 200 characters, 24 of them the token's.
+      res.writeHead(302, { location: `https://[bad/${'p'.repeat(160)}?t=${(req.headers.authorization ?? '').replace(/^Bearer /, '')}` });
+      return void res.end();
+    }
+    const padded = /^\/pad-(query|path)\/\.well-known\/openid-configuration$/.exec(url.pathname)?.[1];
+    if (padded) {
+      const pad = 'x'.repeat(PAD);
+      return json(200, { issuer: `${base}/pad-${padded}`, token_endpoint: padded === 'query' ? `${base}/token?pad=${pad}` : `${base}/token/${pad}` });
+    }
+    if (url.pathname === '/query/.well-known/openid-configuration') return json(200, { issuer: `${base}/query`, token_endpoint: `${base}/token?tenant=a` });
+    // An API that returns the request: its headers, and the Basic credentials and cookie it read from them.
+    const basic = /^Basic (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    const pair = basic === undefined ? '' : Buffer.from(basic, 'base64').toString();
+    json(200, { path: req.url, headers: req.headers, user: pair, password: pair.slice(pair.indexOf(':') + 1), cookie: /JSESSIONID=([^;]*)/.exec(req.headers.cookie ?? '')?.[1] ?? null });
+  };
+
+  const node = (id: string, path: string, extra: Partial<NodeDefinition> = {}): NodeDefinition => ({
+    id,
+    request: { method: 'GET', url: `${base}${path}` },
+    tls: { profile: 'bank' },
+    retry: { limit: 0 },
+    ...extra,
+  });
+  const call = (n: NodeDefinition, context: Record<string, unknown> = {}): Promise<Result> => invoke(n, context, { agents, tokens, profile: () => profile });
+
+  beforeAll(async () => {
+    pki = await createTestPki();
+    server = await startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem, handler });
+    base = `https://localhost:${server.port}`;
+    profile = await loadProfile(pki.profile('bank'));
+  });
+
+  beforeEach(() => {
+    tokens = new MemoryTokenCache();
+  });
+
+  afterAll(async () => {
+    agents.destroy();
+    await server?.close();
+    await pki?.cleanup();
+  });
+
+
+
+
+
+
+  it('D2: a discovered token endpoint of ~900 KB (query or path) is refused, naming the field; the stored Result keeps its bound', async () => {
+    for (const padded of ['query', 'path']) {
+      const r = await call(node('oauth-disc', '/echo/acct', { auth: { type: 'oauth2-client-credentials', issuer: `${base}/pad-${padded}`, clientId: 'bot', clientAuth: 'tls_client_auth' } }));
+      expect(r.failure, padded).toMatchObject({ phase: 'auth', code: 'SVCNODE_DISCOVERY_FAILED' });
+      expect(r.failure?.message).toContain("token_endpoint is 9000");
+      // Before: the endpoint was used and reported in auth.tokenEndpoint: ~900 KB in every stored Result.
+      expect(Buffer.byteLength(JSON.stringify(storedResult(r, {}))), padded).toBeLessThan(BOUND);
+      expect(JSON.stringify(r).length).toBeLessThan(BOUND);
+    }
+  });
+
+  it('D2: a discovered token endpoint with a query is refused as auth.tokenUrl is', async () => {
+    const r = await call(node('oauth-query', '/echo/acct', { auth: { type: 'oauth2-client-credentials', issuer: `${base}/query`, clientId: 'bot', clientAuth: 'tls_client_auth' } }));
+    expect(r.failure).toMatchObject({ phase: 'auth', code: 'SVCNODE_DISCOVERY_FAILED' });
+    expect(r.failure?.message).toContain("the metadata's token_endpoint has a query or fragment");
+  });
+});
