@@ -124,7 +124,8 @@ function requestSecrets(parts: { headers: Record<string, string>; form: URLSearc
 
 /**
  * Map an OAuth 2.0 error response (RFC 6749 §5.2) or another status to a coded failure.
- * `retryAfterMs`: the wait a 5xx or 429 answer asked for (undefined for other statuses).
+ * `retryAfterMs`: the wait a 5xx or 429 answer asked for (undefined for other statuses). `body`
+ * and `location` come with the request's credentials taken out already: their texts are cut here.
  */
 function tokenError(auth: OAuth2ClientCredentialsAuth, profile: LoadedProfile, url: string, status: number, body: Record<string, unknown> | undefined, location: string | undefined, retryAfterMs: number | undefined): Failure {
   const error = typeof body?.error === 'string' ? body.error : undefined;
@@ -190,17 +191,18 @@ async function requestToken(auth: OAuth2ClientCredentialsAuth, endpoint: TokenEn
   const secrets = requestSecrets(parts);
   // What the endpoint said is quoted cut to size: its credentials go before the cut, and any the endpoint cut itself.
   const quotable = (): Record<string, unknown> | undefined => scrubSecrets(body, secrets, { cutShort: true });
+  const heard = (): Exchange => (x.response ? { ...x, response: { ...x.response, headers: scrubSecrets(x.response.headers, secrets, { cutShort: true }) } } : x);
   if (status !== 200) {
     // A rate limit's Retry-After (429, 503) is honoured by the retry policy.
     const retryAfterMs = status >= 500 || status === 429 ? askedWaitMs(x.response?.headers['retry-after'], Date.now()) : undefined;
-    const failure = scrubSecrets(tokenError(auth, profile, endpoint.url, status, quotable(), headerValue(x.response?.headers.location), retryAfterMs), secrets);
+    const failure = scrubSecrets(tokenError(auth, profile, endpoint.url, status, quotable(), headerValue(heard().response?.headers.location), retryAfterMs), secrets);
     return { failure, exchange: seen, report: report(auth, endpoint, { status }), ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
   }
   const token = body?.access_token;
   const type = body?.token_type;
   if (typeof token !== 'string' || token.length === 0 || typeof type !== 'string' || type.toLowerCase() !== 'bearer') {
     return {
-      failure: scrubSecrets({ phase: 'auth', category: 'http_status', code: 'SVCNODE_TOKEN_BAD_RESPONSE', message: `token endpoint ${endpoint.url} answered HTTP 200 ${withoutBearer(x, quotable(), token, type)}`, hint: 'check that auth.tokenUrl is the token endpoint and that the client is set up for Bearer tokens' }, secrets),
+      failure: scrubSecrets({ phase: 'auth', category: 'http_status', code: 'SVCNODE_TOKEN_BAD_RESPONSE', message: `token endpoint ${endpoint.url} answered HTTP 200 ${withoutBearer(heard(), quotable(), token, type)}`, hint: 'check that auth.tokenUrl is the token endpoint and that the client is set up for Bearer tokens' }, secrets),
       exchange: seen,
       report: report(auth, endpoint, { status }),
     };

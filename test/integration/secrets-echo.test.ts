@@ -17,14 +17,19 @@ import { MemoryTokenCache } from '../../src/invoke/token-cache.js';
 import type { LoadedProfile } from '../../src/pki/types.js';
 import { AgentPool } from '../../src/tls/agents.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { assertNoSecrets } from '../helpers/secrets.js';
 import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
 
 const secret = (label: string): string => `${label}-${randomBytes(12).toString('hex')}`;
 const ACCESS_TOKEN = secret('access');
 const SESSION_TOKEN = secret('session');
 const CLIENT_SECRET = secret('client');
+const SECRET_ENV = 'SVCNODE_TEST_ECHO_SECRET';
 const BOUND = DEFAULTS.response.maxStoredBodyBytes + STORED_RESULT_OVERHEAD_BYTES;
 const PAD = 900_000;
+
+/** Each form a secret may take in a stored Result: whole, and its first 8 characters (a cut piece). */
+const forms = (secrets: readonly string[]): string[] => secrets.flatMap((s) => [s, s.slice(0, 8)]);
 
 describe('secrets a backend echoes into a Result', () => {
   let pki: TestPki;
@@ -100,6 +105,20 @@ describe('secrets a backend echoes into a Result', () => {
 
 
 
+  it('D8a: a token endpoint redirecting to a URL with the client secret: no piece of the secret in the failure', async () => {
+    process.env[SECRET_ENV] = CLIENT_SECRET;
+    try {
+      for (const clientAuth of ['client_secret_basic', 'client_secret_post'] as const) {
+        const r = await call(node('token-redirect', '/echo/x', { auth: { type: 'oauth2-client-credentials', tokenUrl: `${base}/token/redirect`, clientId: 'bot', clientAuth, clientSecret: { env: SECRET_ENV } } }));
+        expect(r.failure?.code, clientAuth).toBe('SVCNODE_TOKEN_REQUEST_REFUSED');
+        expect(r.failure?.message).toContain('answered HTTP 302 to https://localhost/login?x=aaaa');
+        // Before: the Location was cut at 200 characters, then scrubbed for the whole secret: its first 24 characters stayed.
+        assertNoSecrets(JSON.stringify(r), forms([CLIENT_SECRET]), `Result (${clientAuth})`);
+      }
+    } finally {
+      delete process.env[SECRET_ENV];
+    }
+  });
 
   it('D2: a discovered token endpoint of ~900 KB (query or path) is refused, naming the field; the stored Result keeps its bound', async () => {
     for (const padded of ['query', 'path']) {
