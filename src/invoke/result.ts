@@ -6,6 +6,7 @@ import type { ChainEntry } from '../tls/probe.js';
 import type { RevocationCheck } from '../tls/revocation.js';
 import type { AuthReport } from './auth-report.js';
 import { DEFAULTS } from './defaults.js';
+import { MIN_SECRET_CHARS, REDACTED } from './scrub.js';
 
 export type { Failure };
 
@@ -70,9 +71,13 @@ export interface Result {
   [AUTH_RETRY_AFTER]?: number;
 }
 
-/** The URL as reported: never with user:password@, never with the value of a credential-like query parameter. */
-export function reportedUrl(url: URL | string): string {
-  return withoutQuerySecrets(withoutUserinfo(url));
+/**
+ * The URL as reported: never with user:password@, never with the value of a credential-like
+ * parameter (query, fragment or `;` path parameter), nor with one that equals any of `secrets`
+ * (what the call sent: tokens, keys), as written or percent-decoded.
+ */
+export function reportedUrl(url: URL | string, secrets: readonly string[] = []): string {
+  return withoutParamSecrets(withoutUserinfo(url), secrets);
 }
 
 function withoutUserinfo(url: URL | string): string {
@@ -91,62 +96,101 @@ function withoutUserinfo(url: URL | string): string {
   return copy.href;
 }
 
-/** Names of query parameters that carry credentials (`access_token`, `client_secret`, `X-Amz-Signature`, `api_key`, `sig`). */
-const SENSITIVE_PARAM = /token|secret|session|passw|pwd|api[-_]?key|credential|signature|^sig$|^key$/i;
-const MAYBE_SENSITIVE = /token|secret|session|passw|pwd|key|credential|sig/i;
+/** Names of parameters that carry credentials (`access_token`, `client_secret`, `X-Amz-Signature`, `api_key`, `jsessionid`, `sig`). */
+const SENSITIVE_PARAM = /token|secret|session|passw|pwd|(?:^|[-_.])pass(?:$|[-_.])|api[-_]?key|credential|signature|^sig$|^key$/i;
+const MAYBE_SENSITIVE = /token|secret|session|pass|pwd|key|credential|sig/i;
 
-function withoutQuerySecrets(href: string): string {
-  const start = href.indexOf('?');
+/** `href` with the values of credential parameters redacted: `;name=value` in the path, `name=value` in the query and fragment (split at `&` and `;`). */
+function withoutParamSecrets(href: string, secrets: readonly string[]): string {
+  const start = href.search(/[;?#]/);
   if (start === -1) return href;
-  const hash = href.indexOf('#', start);
-  const end = hash === -1 ? href.length : hash;
-  const query = href.slice(start + 1, end);
-  if (!MAYBE_SENSITIVE.test(query)) return href;
-  const redacted = query.split('&').map((pair) => {
-    const eq = pair.indexOf('=');
-    return eq > 0 && SENSITIVE_PARAM.test(decodedName(pair.slice(0, eq))) ? `${pair.slice(0, eq)}=[redacted]` : pair;
-  });
-  return `${href.slice(0, start + 1)}${redacted.join('&')}${href.slice(end)}`;
+  const sent = secrets.length === 0 ? secrets : secrets.filter((s) => s.length >= MIN_SECRET_CHARS);
+  if (sent.length === 0 && !MAYBE_SENSITIVE.test(href.slice(start))) return href;
+  const hash = href.indexOf('#');
+  const query = href.indexOf('?');
+  const queryAt = query !== -1 && (hash === -1 || query < hash) ? query : -1;
+  const pathEnd = queryAt !== -1 ? queryAt : hash !== -1 ? hash : href.length;
+  const path = href.slice(0, pathEnd).replace(/;([^;/=]*)=([^;/]*)/g, (all, name: string, value: string) => (redacts(name, value, sent) ? `;${name}=${REDACTED}` : all));
+  const queryText = queryAt === -1 ? '' : `?${withoutPairSecrets(href.slice(queryAt + 1, hash === -1 ? href.length : hash), sent)}`;
+  const fragment = hash === -1 ? '' : `#${withoutPairSecrets(href.slice(hash + 1), sent)}`;
+  return `${path}${queryText}${fragment}`;
 }
 
-function decodedName(name: string): string {
+function withoutPairSecrets(params: string, sent: readonly string[]): string {
+  return params
+    .split(/([&;])/)
+    .map((pair, i) => {
+      if (i % 2 === 1) return pair;
+      const eq = pair.indexOf('=');
+      if (eq === -1) return sent.length > 0 && equalsSent(pair, sent) ? REDACTED : pair;
+      return eq > 0 && redacts(pair.slice(0, eq), pair.slice(eq + 1), sent) ? `${pair.slice(0, eq)}=${REDACTED}` : pair;
+    })
+    .join('');
+}
+
+function redacts(name: string, value: string, sent: readonly string[]): boolean {
+  return SENSITIVE_PARAM.test(decoded(name)) || (sent.length > 0 && equalsSent(value, sent));
+}
+
+/** Whether `value` is one of `sent` as written, percent-decoded, or form-decoded (`+` as a space). */
+function equalsSent(value: string, sent: readonly string[]): boolean {
+  const plain = decoded(value, false);
+  const form = decoded(value);
+  return sent.some((s) => s === value || s === plain || s === form);
+}
+
+function decoded(text: string, form = true): string {
   try {
-    return decodeURIComponent(name.replace(/\+/g, ' '));
+    return decodeURIComponent(form ? text.replace(/\+/g, ' ') : text);
   } catch {
-    return name;
+    return text;
   }
 }
 
+/** Response headers that describe our socket, not the answer: never kept. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding']);
 /**
- * Response headers never kept in a Result: cookies, credentials, tokens, signatures; and the
- * hop-by-hop ones (`connection`, `keep-alive`, `transfer-encoding`), which describe our socket.
+ * Names of headers that carry credentials, in a response or a request: cookies, authorization,
+ * tokens, keys, passwords, signatures (`_` as `-`: `x-api_key`).
  */
-const SENSITIVE_HEADER = /^(?:set-cookie2?|cookie|authorization|proxy-authorization|(?:proxy-)?authentication-info|connection|keep-alive|transfer-encoding)$|token|secret|session|passw|api-?key|credential|signature|csrf|xsrf/i;
+const CREDENTIAL_HEADER = /cookie|authoriz|authentication-info|token|secret|session|passw|pwd|(?:^|[-_])pass(?:$|[-_])|api[-_]?key|(?:^|[-_])key(?:$|[-_])|credential|signature|csrf|xsrf/i;
 
 /** The first value of a response header (node:http gives arrays for repeated ones). */
 export function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-/** The response headers a Result keeps: all but the sensitive and hop-by-hop ones. */
+/** The response headers a Result keeps: all but the credential and hop-by-hop ones, URLs in them without credentials. */
 export function keptHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const kept: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || sensitive(name)) continue;
-    // A redirect target may carry credentials of its own (userinfo, a token in the query).
-    kept[name] = (name === 'location' || name === 'content-location') && typeof value === 'string' ? reportedUrl(value) : value;
+    if (value === undefined || HOP_BY_HOP.has(name) || credentialHeader(name)) continue;
+    // A redirect target or a linked URL may carry credentials of its own (userinfo, a token in the query).
+    const urls = URL_HEADERS[name];
+    kept[name] = urls === undefined ? value : typeof value === 'string' ? urls(value) : value.map(urls);
   }
   return kept;
 }
 
+/** Headers that hold URLs, and how each loses its credentials. */
+const URL_HEADERS: Readonly<Record<string, (value: string) => string>> = {
+  location: (value) => reportedUrl(value),
+  'content-location': (value) => reportedUrl(value),
+  // RFC 8288: `<uri>; rel=…`, several separated by commas.
+  link: (value) => value.replace(/<([^>]*)>/g, (_, uri: string) => `<${reportedUrl(uri)}>`),
+  // `5; url=https://…` (quoted or not), as browsers read it.
+  refresh: (value) => value.replace(/(\burl\s*=\s*['"]?)([^'"]*)/i, (_, head: string, uri: string) => `${head}${reportedUrl(uri)}`),
+};
+
 /** Verdicts per header name: backends send the same few names on every response. */
 const verdicts = new Map<string, boolean>();
 
-function sensitive(name: string): boolean {
+/** Whether a header of this name (lowercase) carries credentials: dropped from Results, its value secret when sent. */
+export function credentialHeader(name: string): boolean {
   let verdict = verdicts.get(name);
   if (verdict === undefined) {
-    verdict = SENSITIVE_HEADER.test(name);
+    verdict = CREDENTIAL_HEADER.test(name);
     if (verdicts.size >= 512) verdicts.clear();
     verdicts.set(name, verdict);
   }

@@ -6,7 +6,7 @@
 import { withoutRuns } from '../secret-runs.js';
 
 /** Shorter values are not secrets worth the false matches. */
-const MIN_SECRET_CHARS = 8;
+export const MIN_SECRET_CHARS = 8;
 /** With `cutShort`, a run of a secret's characters this long is redacted (half of a shorter secret, at least 8). */
 const PIECE_MAX_CHARS = 16;
 export const REDACTED = '[redacted]';

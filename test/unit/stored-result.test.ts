@@ -126,6 +126,37 @@ describe('what a Result never holds', () => {
     expect(Object.keys(kept).sort()).toEqual(['content-type', 'etag', 'www-authenticate', 'x-request-id']);
   });
 
+  it('drops header names with _ for -, pass as a word, and keys; URLs in Link and Refresh lose credential values', () => {
+    const kept = keptHeaders({
+      'x-api_key': 'SECRET',
+      'x-client-pass': 'SECRET',
+      'x-functions-key': 'SECRET',
+      'x-bypass-cache': '1',
+      link: '<https://h/next?access_token=SECRET&page=2>; rel="next", <https://h/last;jsessionid=SECRET>; rel="last"',
+      refresh: "5; url='https://h/a?session=SECRET'",
+      'content-location': 'https://h/cb#access_token=SECRET&token_type=bearer&state=s1',
+    });
+    expect(Object.keys(kept).sort()).toEqual(['content-location', 'link', 'refresh', 'x-bypass-cache']);
+    expect(kept.link).toBe('<https://h/next?access_token=[redacted]&page=2>; rel="next", <https://h/last;jsessionid=[redacted]>; rel="last"');
+    expect(kept.refresh).toBe("5; url='https://h/a?session=[redacted]'");
+    expect(kept['content-location']).toBe('https://h/cb#access_token=[redacted]&token_type=[redacted]&state=s1');
+  });
+
+  it('reported URLs lose credential values in the fragment, ;-path parameters and ;-separated query parameters', () => {
+    expect(reportedUrl('https://app.example/cb#access_token=SECRET&token_type=bearer&state=s1')).toBe('https://app.example/cb#access_token=[redacted]&token_type=[redacted]&state=s1');
+    expect(reportedUrl('/app;jsessionid=SECRET?x=1')).toBe('/app;jsessionid=[redacted]?x=1');
+    expect(reportedUrl('/a?x=1;session=SECRET;y=2')).toBe('/a?x=1;session=[redacted];y=2');
+    expect(reportedUrl('/a?pass=SECRET&passenger=3&bypass=4')).toBe('/a?pass=[redacted]&passenger=3&bypass=4');
+    expect(reportedUrl('/a;v=1/b?x=1#top')).toBe('/a;v=1/b?x=1#top');
+  });
+
+  it('reported URLs lose any parameter value equal to a secret the call sent, as written or percent-decoded', () => {
+    const sent = ['s3cr3t+token/value', 'short'];
+    expect(reportedUrl('https://h/next?t=s3cr3t%2Btoken%2Fvalue&s=short&n=1', sent)).toBe('https://h/next?t=[redacted]&s=short&n=1');
+    expect(reportedUrl('https://h/next;k=s3cr3t+token%2fvalue?s3cr3t%2btoken/value#f=s3cr3t%2Btoken%2Fvalue', sent)).toBe('https://h/next;k=[redacted]?[redacted]#f=[redacted]');
+    expect(reportedUrl('https://h/next?t=other', sent)).toBe('https://h/next?t=other');
+  });
+
   it('reported URLs carry no userinfo', () => {
     expect(reportedUrl(new URL('https://admin:S3cretPW@h:8443/a?b=1'))).toBe('https://h:8443/a?b=1');
     expect(reportedUrl('https://admin:S3cretPW@h/{{context.x}}')).not.toContain('S3cretPW');
