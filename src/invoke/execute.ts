@@ -8,14 +8,14 @@ import type { LoadedProfile } from '../pki/types.js';
 import type { AgentPool } from '../tls/agents.js';
 import { formatDn } from '../tls/identity.js';
 import { authHeaders, forgetTokens, reauthenticates } from './auth.js';
-import { scrubSecrets } from './scrub.js';
+import { headerSecrets, scrubSecrets } from './scrub.js';
 import { clientFacts } from './client-facts.js';
 import { DEFAULTS } from './defaults.js';
 import { accepts, exchange, round, statusFailure, type Exchange } from './exchange.js';
 import { bearerError } from './oauth2-token.js';
 import { renderRequest, type RenderedRequest } from './render.js';
 import { emptyResult } from './failed-result.js';
-import { AUTH_RETRY_AFTER, reportedUrl, type Result } from './result.js';
+import { AUTH_RETRY_AFTER, credentialHeader, headerValue, reportedUrl, type Result } from './result.js';
 import { MemoryTokenCache, type TokenCache } from './token-cache.js';
 import { callSettings } from './settings.js';
 import { attemptSignal } from './attempt-budget.js';
@@ -129,6 +129,25 @@ function renderOrRefuse(node: NodeDefinition, context: Record<string, unknown>):
 }
 
 /**
+ * A Result without any of the secrets the call sent (`sent`), wherever a peer's text reached:
+ * the request's URL and redirects (a backend chose their Locations), the response, the token
+ * step and the failure (in pieces too: a message may have cut what it quotes).
+ */
+function withoutSent(result: Result, sent: readonly string[]): void {
+  const { request, response } = result;
+  const redirects = request.redirects?.map((hop) => ({ ...hop, url: reportedUrl(hop.url, sent) }));
+  const urls = { ...request, url: reportedUrl(request.url, sent), ...(redirects ? { redirects } : {}) };
+  const location = headerValue(response?.headers.location);
+  const answer = response && location !== undefined ? { ...response, headers: { ...response.headers, location: reportedUrl(location, sent) } } : response;
+  const parts = scrubSecrets({ request: urls, tls: result.tls, response: answer, ...(result.auth ? { auth: result.auth } : {}) }, sent);
+  result.request = parts.request;
+  result.tls = parts.tls;
+  result.response = parts.response;
+  if (parts.auth) result.auth = parts.auth;
+  result.failure = scrubSecrets(result.failure, sent, { cutShort: true });
+}
+
+/**
  * THE execution path of a service node, shared by dry-run and worker: render, check, authenticate
  * when the node asks, call over mutual TLS, classify, report. For a node that passed validation
  * (the registry's and dry-run's) it never throws: every outcome is a Result.
@@ -137,16 +156,13 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
   const started = performance.now();
   const now = deps.now?.() ?? new Date();
   const result = emptyResult(node.id, { method: node.request.method, url: reportedUrl(node.request.url) }, options);
-  /** Values of the authentication headers sent: what an echoing peer must not get into the Result. */
+  /** Credentials the request carried (its own credential headers, those of `auth`): what an echoing peer must not get into the Result. */
   const sent: string[] = [];
   const finish = (failure: Failure | null, profile?: LoadedProfile): Result => {
     result.failure = failure && profile ? withClientDates(failure, profile, now) : failure;
     result.ok = failure === null;
     result.timings.totalMs = round(performance.now() - started);
-    if (sent.length > 0) {
-      result.response = scrubSecrets(result.response, sent);
-      result.failure = scrubSecrets(result.failure, sent);
-    }
+    if (sent.length > 0) withoutSent(result, sent);
     return result;
   };
   const record = (x: Exchange): void => {
@@ -162,6 +178,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
   try {
     rendered = renderOrRefuse(node, context);
     result.request.url = reportedUrl((rendered.target ?? rendered.url).href);
+    for (const name in rendered.headers) if (credentialHeader(name)) sent.push(...headerSecrets(name, rendered.headers[name] as string));
     const loaded = deps.profile(node.tls.profile);
     profile = loaded instanceof Promise ? await loaded : loaded;
   } catch (error) {
@@ -197,7 +214,7 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
         }
         authExchanges.push(...(auth.exchanges ?? []));
         Object.assign(headers, auth.headers);
-        for (const value of Object.values(auth.headers)) sent.push(value, value.replace(/^Bearer /i, ''));
+        for (const [name, value] of Object.entries(auth.headers)) sent.push(...headerSecrets(name, value));
       }
       const x = await exchange(rendered, settings, profile, deps.agents, signal, headers);
       record(x);

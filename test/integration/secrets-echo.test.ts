@@ -24,6 +24,11 @@ const secret = (label: string): string => `${label}-${randomBytes(12).toString('
 const ACCESS_TOKEN = secret('access');
 const SESSION_TOKEN = secret('session');
 const CLIENT_SECRET = secret('client');
+const BASIC_USER = 'bot-user';
+const BASIC_PASSWORD = secret('basicpw');
+const API_KEY = secret('apikey');
+const JSESSIONID = secret('jsid');
+const USER_TOKEN = secret('usertoken');
 const SECRET_ENV = 'SVCNODE_TEST_ECHO_SECRET';
 const BOUND = DEFAULTS.response.maxStoredBodyBytes + STORED_RESULT_OVERHEAD_BYTES;
 const PAD = 900_000;
@@ -101,9 +106,44 @@ describe('secrets a backend echoes into a Result', () => {
     await pki?.cleanup();
   });
 
+  it('D1: the access token a redirect Location carries is not in request.redirects, as the Result or as stored', async () => {
+    const r = await call(node('oauth-redir', '/redirtok', { request: { method: 'GET', url: `${base}/redirtok`, followRedirects: true }, auth: { type: 'oauth2-client-credentials', tokenUrl: `${base}/token`, clientId: 'bot', clientAuth: 'tls_client_auth' } }));
+    expect(r.ok, JSON.stringify(r.failure)).toBe(true);
+    expect(r.request.redirects).toHaveLength(1);
+    // Before: /echo/next?t=<the access token>&s=&e=<the access token>#f=
+    expect(r.request.redirects?.[0]?.url).toContain('/echo/next?t=[redacted]');
+    assertNoSecrets(JSON.stringify(r), [ACCESS_TOKEN], 'Result');
+    assertNoSecrets(JSON.stringify(storedResult(r, {})), [ACCESS_TOKEN], 'stored Result');
+  });
 
+  it('D1: a failure message that quotes a Location cut short keeps no piece of the access token', async () => {
+    const r = await call(node('oauth-badredir', '/badredir', { request: { method: 'GET', url: `${base}/badredir`, followRedirects: true }, auth: { type: 'oauth2-client-credentials', tokenUrl: `${base}/token`, clientId: 'bot', clientAuth: 'tls_client_auth' } }));
+    expect(r.failure?.code).toBe('SVCNODE_BAD_REDIRECT');
+    expect(r.failure?.message).toContain('?t=[redacted]');
+    // Before: the message ended with the token's first 24 characters (cut, then scrubbed for the whole token only).
+    assertNoSecrets(JSON.stringify(storedResult(r, {})), forms([ACCESS_TOKEN]), 'stored Result');
+  });
 
+  it('D1: the certificate-session token a redirect Location carries is not in request.redirects', async () => {
+    const r = await call(node('sess-redir', '/redirtok', { request: { method: 'GET', url: `${base}/redirtok`, followRedirects: true }, auth: { type: 'certificate-session', tokens: [{ url: `${base}/session`, header: 'sessionToken' }] } }));
+    expect(r.ok, JSON.stringify(r.failure)).toBe(true);
+    expect(r.request.redirects?.[0]?.url).toContain('s=[redacted]');
+    assertNoSecrets(JSON.stringify(storedResult(r, {})), [SESSION_TOKEN], 'stored Result');
+  });
 
+  it("D7: a definition's own Authorization (Basic), X-Api-Key, Cookie and a templated Bearer header, echoed, are redacted", async () => {
+    const basic = Buffer.from(`${BASIC_USER}:${BASIC_PASSWORD}`).toString('base64');
+    const statics = await call(node('static-auth', '/echo/static', { request: { method: 'GET', url: `${base}/echo/static`, headers: { Authorization: `Basic ${basic}`, 'X-Api-Key': API_KEY, Cookie: `theme=dark; JSESSIONID=${JSESSIONID}` } } }));
+    expect(statics.ok, JSON.stringify(statics.failure)).toBe(true);
+    const body = statics.response?.body as Record<string, unknown>;
+    expect(body.password).toBe('[redacted]');
+    expect(body.cookie).toBe('[redacted]');
+    assertNoSecrets(JSON.stringify(storedResult(statics, {})), [basic, `${BASIC_USER}:${BASIC_PASSWORD}`, BASIC_PASSWORD, API_KEY, JSESSIONID], 'stored Result');
+
+    const templated = await call(node('user-token', '/echo/user', { request: { method: 'GET', url: `${base}/echo/user?u={{context.userToken}}`, headers: { Authorization: 'Bearer {{context.userToken}}' } } }), { userToken: USER_TOKEN });
+    expect(templated.ok, JSON.stringify(templated.failure)).toBe(true);
+    assertNoSecrets(JSON.stringify(storedResult(templated, {})), [USER_TOKEN], 'stored Result');
+  });
 
   it('D8a: a token endpoint redirecting to a URL with the client secret: no piece of the secret in the failure', async () => {
     process.env[SECRET_ENV] = CLIENT_SECRET;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { scrubSecrets } from '../../src/invoke/scrub.js';
+import { headerSecrets, scrubSecrets } from '../../src/invoke/scrub.js';
 
 const SECRET = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJib3QifQ.c2lnbmF0dXJl';
 
@@ -30,5 +30,20 @@ describe('scrubSecrets', () => {
     const secret = 's3cr3t-P@ss/word-42';
     expect(scrubSecrets(`bad secret ${secret.slice(0, 12)} / ${secret.slice(9)} / ${secret.slice(0, 9)}`, [secret], { cutShort: true })).toBe(`bad secret [redacted] / [redacted] / ${secret.slice(0, 9)}`);
     expect(scrubSecrets('bad secret s3cret-12 / s3cret-1 / s3cret-', ['s3cret-12'], { cutShort: true })).toBe('bad secret [redacted] / [redacted] / s3cret-');
+  });
+});
+
+describe('headerSecrets', () => {
+  it('Basic: the header value, the base64, the decoded user:password and the password', () => {
+    const b64 = Buffer.from('bot-user:pa:ss word').toString('base64');
+    expect(headerSecrets('authorization', `Basic ${b64}`)).toEqual([`Basic ${b64}`, b64, 'bot-user:pa:ss word', 'pa:ss word']);
+  });
+
+  it('Bearer and other schemes: the value and the credentials; Cookie: the value and each cookie value; others: the value', () => {
+    expect(headerSecrets('proxy-authorization', 'Bearer abc.def.ghi ')).toEqual(['Bearer abc.def.ghi ', 'abc.def.ghi']);
+    expect(headerSecrets('cookie', 'theme=dark; JSESSIONID=ABCDEF0123456789')).toEqual(['theme=dark; JSESSIONID=ABCDEF0123456789', 'dark', 'ABCDEF0123456789']);
+    expect(headerSecrets('x-api-key', 'k-123456789')).toEqual(['k-123456789']);
+    // Not base64 of a user:password: nothing decoded is added.
+    expect(headerSecrets('authorization', 'Basic %%%notbase64')).toEqual(['Basic %%%notbase64', '%%%notbase64']);
   });
 });
