@@ -1,6 +1,6 @@
 import { DirPoller, fileStamp } from './dir-poller.js';
-import { InvalidInputError, errorMessage } from '../errors.js';
-import { readNodeFile } from './nodes.js';
+import type { InvalidInputError } from '../errors.js';
+import { nodeLoadError, readNodeFile } from './nodes.js';
 import type { Registry } from './registry.js';
 import type { NodeDefinition } from './types.js';
 
@@ -96,7 +96,7 @@ export class NodeWatcher extends DirPoller {
       }
       change = this.registry.replaceNode(file, node);
     } catch (error) {
-      const invalid = error instanceof InvalidInputError ? error : new InvalidInputError('SVCNODE_INVALID_DEFINITION', `${file}: ${errorMessage(error)}`, { cause: error, file, hint: 'fix the node definition' });
+      const invalid = nodeLoadError(file, error);
       const lastGood = this.registry.recordNodeFailure(file, invalid);
       this.events.failed(file, invalid, lastGood);
       return false;

@@ -1,6 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError, errorMessage } from '../errors.js';
 import { checkTlsPolicy } from '../tls/tls-policy.js';
 import { checkAddresses } from './addresses.js';
 import { checkTemplates } from './templates.js';
@@ -26,6 +26,16 @@ export function loadNodeFile(file: string): NodeDefinition {
 export async function readNodeFile(file: string): Promise<NodeDefinition> {
   const path = resolve(file);
   return checkedNode(parseJsonText(await readJsonText(path, 'SVCNODE_INVALID_DEFINITION'), path, 'SVCNODE_INVALID_DEFINITION'), path);
+}
+
+/**
+ * Why a node file cannot be used, as an InvalidInputError: one already is; anything else a load
+ * throws (a defect the file provokes) is the file's problem too, at start as on reload, so one
+ * file never stops the others from loading.
+ */
+export function nodeLoadError(file: string, error: unknown): InvalidInputError {
+  if (error instanceof InvalidInputError) return error;
+  return new InvalidInputError('SVCNODE_INVALID_DEFINITION', `${file}: ${errorMessage(error)}`, { cause: error, file, hint: 'fix the node definition' });
 }
 
 /** A node id defined by a second file: the file first by name keeps it (at start and on reload alike). */
@@ -72,8 +82,7 @@ export async function loadNodesDir(dir: string): Promise<LoadedNodes> {
       owners.set(node.id, file);
       files.set(file, node.id);
     } catch (error) {
-      if (!(error instanceof InvalidInputError)) throw error;
-      errors.push({ file, error });
+      errors.push({ file, error: nodeLoadError(file, error) });
     }
   }
   return { nodes, files, errors };

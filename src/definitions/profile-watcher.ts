@@ -1,8 +1,8 @@
 import { dirname, resolve } from 'node:path';
-import { InvalidInputError, errorMessage } from '../errors.js';
+import { InvalidInputError } from '../errors.js';
 import type { CrlFetcher } from '../pki/crl-fetch.js';
 import { DirPoller, fileStamp } from './dir-poller.js';
-import { loadProfile, profileName } from './profiles.js';
+import { loadProfile, profileLoadError, profileName } from './profiles.js';
 import { dateStatus } from '../pki/inspect.js';
 import type { LoadedProfile } from '../pki/types.js';
 import { formatDn } from '../tls/identity.js';
@@ -137,7 +137,7 @@ export class ProfileWatcher extends DirPoller {
         this.registry.replaceProfile(profile);
         this.events.reloaded(profile, previous);
       } catch (error) {
-        const invalid = error instanceof InvalidInputError ? error : new InvalidInputError('SVCNODE_INVALID_BUNDLE', `${file}: ${errorMessage(error)}`, { cause: error, file });
+        const invalid = profileLoadError(file, error);
         const kept = this.registry.recordProfileFailure(name, file, invalid);
         this.events.failed(name, file, invalid, kept);
       }

@@ -3,7 +3,7 @@ import { readdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { PassphraseSource, ProfileDocument } from '../pki/types.js';
 import { readJsonFile, validateDocument } from './validator.js';
-import { BundleError, InvalidInputError } from '../errors.js';
+import { BundleError, InvalidInputError, errorMessage } from '../errors.js';
 import { bundleError } from '../pki/bundle-error.js';
 import { isSelfSigned } from '../pki/chain.js';
 import { crlFindings, loadCrls, missingLevelFindings } from '../pki/revocation-load.js';
@@ -163,6 +163,15 @@ async function readTrustMaterial(file: string): Promise<Material> {
   }
 }
 
+/**
+ * Why a profile file cannot be used, as an InvalidInputError: one already is; anything else a load
+ * throws is the profile's problem too, at start as on reload, so one profile never stops the others.
+ */
+export function profileLoadError(file: string, error: unknown): InvalidInputError {
+  if (error instanceof InvalidInputError) return error;
+  return new InvalidInputError('SVCNODE_INVALID_BUNDLE', `${file}: ${errorMessage(error)}`, { cause: error, file });
+}
+
 export interface ProfilesDirResult {
   profiles: Map<string, LoadedProfile>;
   /** Profiles that could not be loaded; the others still are. */
@@ -186,8 +195,7 @@ export async function loadProfilesDir(dir: string, opts: LoadProfileOptions = {}
       try {
         return { file, profile: await loadProfile(file, opts) };
       } catch (error) {
-        if (!(error instanceof InvalidInputError)) throw error;
-        return { file, error };
+        return { file, error: profileLoadError(file, error) };
       }
     }),
   );

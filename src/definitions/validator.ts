@@ -173,6 +173,8 @@ export function describeSchemaError(error: ErrorObject, document?: unknown): str
  * offending JSON pointer. Validation does not modify `data`.
  */
 export function validateDocument<T>(schema: SchemaName, data: unknown, source: string): T {
+  // Before Ajv, templates and hashing, whose recursion a few thousand levels overflow.
+  if (schema !== 'invocation') checkDocumentDepth(data, source, schema);
   const validate = validators()[schema];
   if (validate(data)) {
     if (schema === 'invocation') checkContext((data as { context?: unknown }).context, source);
@@ -199,20 +201,46 @@ export function pointerToken(key: string): string {
   return key.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
-/** An object of the context, how deep it sits, and the key that leads to it (for the error only). */
+/** An object of a document or context, how deep it sits, and the key that leads to it (for the error only; none for a document's root). */
 interface Level {
   value: object;
   depth: number;
-  key: string;
+  key: string | undefined;
   parent: Level | undefined;
 }
 
 /** The JSON pointer of `key` under `level` (of the level itself without a key), cut to 200 characters for messages. */
 function pointerOf(level: Level, key?: string): string {
   const keys = key === undefined ? [] : [pointerToken(key)];
-  for (let l: Level | undefined = level; l; l = l.parent) keys.unshift(pointerToken(l.key));
+  for (let l: Level | undefined = level; l; l = l.parent) if (l.key !== undefined) keys.unshift(pointerToken(l.key));
   const path = `/${keys.join('/')}`;
   return path.length > 200 ? `${path.slice(0, 200)}…` : path;
+}
+
+/**
+ * How deep a node definition or profile may nest, its request body included. Real ones nest a
+ * handful of levels; a few thousand overflowed the stack in validation (an exit 1 of every worker
+ * at start, SVCNODE_INTERNAL_ERROR in dry-run).
+ */
+export const MAX_DOCUMENT_DEPTH = 64;
+
+/** Refuse a node definition or profile nesting deeper than MAX_DOCUMENT_DEPTH, naming the file and where; iterative. */
+function checkDocumentDepth(data: unknown, source: string, schema: 'node' | 'profile'): void {
+  if (data === null || typeof data !== 'object') return;
+  const stack: Level[] = [{ value: data, depth: 1, key: undefined, parent: undefined }];
+  for (let level = stack.pop(); level !== undefined; level = stack.pop()) {
+    if (level.depth > MAX_DOCUMENT_DEPTH) {
+      const at = pointerOf(level);
+      throw new InvalidInputError(CODES[schema], `${source}: the ${schema === 'node' ? 'node definition' : 'profile'} nests deeper than ${MAX_DOCUMENT_DEPTH} levels (at ${at})`, {
+        file: source,
+        field: at,
+        hint: schema === 'node' ? `flatten request.body: a node definition, its body included, may nest at most ${MAX_DOCUMENT_DEPTH} levels` : `a profile may nest at most ${MAX_DOCUMENT_DEPTH} levels: check that this is the profile you meant`,
+      });
+    }
+    for (const [key, child] of Object.entries(level.value)) {
+      if (child !== null && typeof child === 'object') stack.push({ value: child as object, depth: level.depth + 1, key, parent: level });
+    }
+  }
 }
 
 /**
