@@ -1,5 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { InvalidInputError } from '../errors.js';
 import { statsStamp } from '../regular-file.js';
 
 /** The statsStamp of one file (size, mtime, inode); undefined when it is gone. */
@@ -11,6 +12,32 @@ export async function fileStamp(file: string): Promise<string | undefined> {
   }
 }
 
+/** The `*.json` files (any case) of a directory, sorted by name, as absolute paths; throws when it cannot be read. */
+async function jsonFiles(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((f) => f.toLowerCase().endsWith('.json')).sort().map((f) => join(dir, f));
+}
+
+/**
+ * Polls in a row that must fail to read a directory before its files are judged removed. One
+ * failed poll alone is not acted on: a secrets manager's symlink swap that is not atomic
+ * (`ln -sfn` unlinks, then links) leaves the name missing for a moment, and taking every profile
+ * out of use for a poll interval would fail every call meanwhile. Two take 1–2 intervals.
+ */
+export const UNREADABLE_POLLS = 2;
+
+/** What a directory that cannot be read means for the worker, naming it, its errno code and what to do. */
+export function unreadableDirectoryError(kind: 'node' | 'profile', dir: string, cause: unknown): InvalidInputError {
+  const errno = (cause as { code?: unknown } | null)?.code;
+  const what = kind === 'node' ? 'nodes' : 'profiles';
+  const option = kind === 'node' ? '--nodes (SVCNODE_NODES)' : '--profiles (SVCNODE_PROFILES)';
+  const hint = `restore the directory (or its mount, or its permissions), or point ${option} at the right one and restart`;
+  return new InvalidInputError(
+    'SVCNODE_FILE_NOT_FOUND',
+    `${dir}: the ${what} directory cannot be read${typeof errno === 'string' ? ` (${errno})` : ''}: every ${kind} of it is out of use until it can be read again; ${hint}`,
+    { cause, file: dir, hint },
+  );
+}
+
 /**
  * A directory of `*.json` files (any case) polled on an interval, which editors, atomic renames
  * and mounted-secret symlink swaps cannot fool the way they fool fs.watch. Subclasses judge each
@@ -20,6 +47,8 @@ export async function fileStamp(file: string): Promise<string | undefined> {
 export abstract class DirPoller {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** Polls in a row that could not read the directory. */
+  private failedPolls = 0;
 
   protected constructor(
     private readonly intervalMs: number,
@@ -32,6 +61,12 @@ export abstract class DirPoller {
   /** One round: compare the files with what was seen, and act on the differences. */
   protected abstract round(): Promise<void>;
 
+  /** The directory could not be read on UNREADABLE_POLLS polls in a row (`cause`: the last error); once, before the round judges every file removed. */
+  protected abstract directoryUnreadable(cause: unknown): void;
+
+  /** The directory can be read again after directoryUnreadable; before the round loads its files. */
+  protected abstract directoryReadable(): void;
+
   /** Run a round every `intervalMs` from now on, without keeping the process alive. */
   protected startPolling(): void {
     this.timer = setInterval(() => void this.check(), this.intervalMs);
@@ -42,13 +77,28 @@ export abstract class DirPoller {
     clearInterval(this.timer);
   }
 
-  /** The directory's JSON files now; undefined when it cannot be read (then nothing is judged removed). */
+  /** The directory's JSON files now, for a baseline; undefined when it cannot be read. */
   protected async files(): Promise<string[] | undefined> {
-    const dir = this.dir();
+    return jsonFiles(this.dir()).catch(() => undefined);
+  }
+
+  /**
+   * The directory's JSON files for a round. A directory that cannot be read (removed, renamed,
+   * unmounted, its permissions changed) never reads as "no change", which kept every file's
+   * definition in use with a healthy status: from the UNREADABLE_POLLS-th failed poll in a row it
+   * reads as empty, so every file is judged removed. Before that, undefined: skip the round.
+   */
+  protected async listing(): Promise<string[] | undefined> {
     try {
-      return (await readdir(dir)).filter((f) => f.toLowerCase().endsWith('.json')).sort().map((f) => join(dir, f));
-    } catch {
-      return undefined;
+      const files = await jsonFiles(this.dir());
+      if (this.failedPolls >= UNREADABLE_POLLS) this.directoryReadable();
+      this.failedPolls = 0;
+      return files;
+    } catch (cause) {
+      this.failedPolls++;
+      if (this.failedPolls < UNREADABLE_POLLS) return undefined;
+      if (this.failedPolls === UNREADABLE_POLLS) this.directoryUnreadable(cause);
+      return [];
     }
   }
 

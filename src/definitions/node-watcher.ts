@@ -1,4 +1,4 @@
-import { DirPoller, fileStamp } from './dir-poller.js';
+import { DirPoller, fileStamp, unreadableDirectoryError } from './dir-poller.js';
 import type { InvalidInputError } from '../errors.js';
 import { nodeLoadError, readNodeFile } from './nodes.js';
 import type { Registry } from './registry.js';
@@ -15,6 +15,14 @@ export interface NodeWatcherEvents {
   failed(file: string, error: InvalidInputError, lastGood: NodeDefinition | undefined): void;
   /** A node file disappeared; `nodeId` is the node that went out of use, if the file had one in use. */
   removed(file: string, nodeId: string | undefined): void;
+  /**
+   * The nodes directory cannot be read (removed, renamed, unmounted) on two polls in a row: every
+   * node of it goes out of use (`removed` follows for each file). Without this handler the error
+   * goes to `error`, so it is logged all the same.
+   */
+  unreadable?(dir: string, error: InvalidInputError): void;
+  /** The nodes directory can be read again after `unreadable`; its files load as new ones. */
+  readable?(dir: string): void;
   /** A polling round failed for a reason of its own (a defect): logged, the next round runs as usual. */
   error(error: unknown): void;
 }
@@ -53,8 +61,20 @@ export class NodeWatcher extends DirPoller {
     this.startPolling();
   }
 
+  protected directoryUnreadable(cause: unknown): void {
+    const error = unreadableDirectoryError('node', this.dir(), cause);
+    this.registry.setDirectoryProblem('node', error);
+    if (this.events.unreadable) this.events.unreadable(this.dir(), error);
+    else this.events.error(error);
+  }
+
+  protected directoryReadable(): void {
+    this.registry.setDirectoryProblem('node', undefined);
+    this.events.readable?.(this.dir());
+  }
+
   protected async round(): Promise<void> {
-    const files = await this.files();
+    const files = await this.listing();
     if (!files) return;
     const present = new Set(files);
     let released = false;

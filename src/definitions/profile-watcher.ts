@@ -1,7 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
 import type { CrlFetcher } from '../pki/crl-fetch.js';
-import { DirPoller, fileStamp } from './dir-poller.js';
+import { DirPoller, fileStamp, unreadableDirectoryError } from './dir-poller.js';
 import { loadProfile, profileLoadError, profileName } from './profiles.js';
 import { dateStatus } from '../pki/inspect.js';
 import type { LoadedProfile } from '../pki/types.js';
@@ -24,6 +24,14 @@ export interface ProfileWatcherEvents {
   deferred?(name: string, file: string, why: InvalidInputError): void;
   /** A profile file disappeared: the profile is out of use; `previous` is what was in use. */
   removed?(name: string, file: string, previous: LoadedProfile | undefined): void;
+  /**
+   * The profiles directory cannot be read (removed, renamed, unmounted) on two polls in a row:
+   * every profile of it goes out of use (`removed` follows for each file). Without this handler
+   * the error goes to `error`, so it is logged all the same.
+   */
+  unreadable?(dir: string, error: InvalidInputError): void;
+  /** The profiles directory can be read again after `unreadable`; its profiles load as new ones. */
+  readable?(dir: string): void;
   /** A polling round failed for a reason of its own (a defect): logged, the next round runs as usual. */
   error(error: unknown): void;
 }
@@ -95,8 +103,20 @@ export class ProfileWatcher extends DirPoller {
     return fetcher !== undefined && ((trust?.crls ?? []).some((crl) => fetcher.due(crl)) || (trust?.crlsUnavailable ?? []).some((u) => fetcher.retryDue(u.url)));
   }
 
+  protected directoryUnreadable(cause: unknown): void {
+    const error = unreadableDirectoryError('profile', this.dir(), cause);
+    this.registry.setDirectoryProblem('profile', error);
+    if (this.events.unreadable) this.events.unreadable(this.dir(), error);
+    else this.events.error(error);
+  }
+
+  protected directoryReadable(): void {
+    this.registry.setDirectoryProblem('profile', undefined);
+    this.events.readable?.(this.dir());
+  }
+
   protected async round(): Promise<void> {
-    const files = await this.files();
+    const files = await this.listing();
     if (!files) return;
     const present = new Set(files);
     for (const file of [...this.seen.keys()]) {

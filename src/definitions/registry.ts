@@ -42,6 +42,8 @@ export class Registry {
   ) {}
 
   private readonly reloadFailures = new Map<string, { at: string; code: string; message: string }>();
+  /** The nodes or profiles directory that cannot be read (every file of it is out of use), by kind. */
+  private readonly directoryProblems = new Map<LoadProblem['kind'], LoadProblem>();
   /** Node id → why it went out of use (its file was removed, or now defines another id). */
   private readonly removedNodes = new Map<string, InvalidInputError>();
 
@@ -64,7 +66,8 @@ export class Registry {
    * naming a profile that does not exist.
    */
   get problems(): LoadProblem[] {
-    const problems: LoadProblem[] = [...this.nodeErrors].map(([file, error]) => ({ kind: 'node' as const, file, error }));
+    const problems: LoadProblem[] = [...this.directoryProblems.values()];
+    problems.push(...[...this.nodeErrors].map(([file, error]) => ({ kind: 'node' as const, file, error })));
     problems.push(...this.profileProblems.values());
     const fileOf = new Map([...this.nodeFiles].map(([file, id]) => [id, file]));
     for (const node of this.nodes.values()) {
@@ -183,6 +186,15 @@ export class Registry {
     this.profileErrors.set(name, error);
     this.reloadFailures.set(name, { at: new Date().toISOString(), code: error.code, message: error.message });
     return previous;
+  }
+
+  /**
+   * The nodes or profiles directory cannot be read (`error`), and its files are being taken out of
+   * use: a problem (so /healthz is degraded) until it can be read again (`undefined`).
+   */
+  setDirectoryProblem(kind: LoadProblem['kind'], error: InvalidInputError | undefined): void {
+    if (error) this.directoryProblems.set(kind, { kind, file: kind === 'node' ? this.nodesDir : this.profilesDir, error });
+    else this.directoryProblems.delete(kind);
   }
 
   /** Whether the profile runs on its last good bundle because a newer one failed to load. */
