@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { EXIT } from '../src/failures/categories.js';
 import { WORKER_DEFAULTS } from '../src/queue/constants.js';
 import { StartAbortedError, startWorker, type WorkerOptions } from '../src/queue/worker.js';
+import { stuckReads } from '../src/regular-file.js';
 
 /**
  * Exit code when the grace period ran out with jobs still held (they go back to the queue, or
@@ -15,8 +16,21 @@ export const EXIT_UNDRAINED = EXIT.network;
  * The last word on exiting: an unref'd timer that ends the process if something (a socket to a
  * dead Redis) still holds the event loop. It never delays a process that can exit by itself.
  */
-function exitBy(ms: number, code: () => number | undefined): void {
-  setTimeout(() => process.exit(code()), ms).unref();
+function exitBy(ms: number, code: () => number | undefined, logger?: Logger): void {
+  setTimeout(() => exitNow(code(), logger), ms).unref();
+}
+
+/**
+ * process.exit(), unless a file read given up on (a hung mount) still holds a libuv thread:
+ * process.exit() joins those threads and would wait for the kernel forever, so the process ends
+ * by the default action of SIGTERM instead (exit status 143, what a supervisor's stop expects).
+ */
+function exitNow(code: number | undefined, logger?: Logger): void {
+  const stuck = stuckReads();
+  if (stuck.length === 0) process.exit(code);
+  logger?.error({ files: stuck, exitCode: code }, 'a file read never answered and holds a thread process.exit() would wait for: ending the process by SIGTERM instead');
+  process.removeAllListeners('SIGTERM');
+  process.kill(process.pid, 'SIGTERM');
 }
 
 /**
@@ -45,7 +59,7 @@ export async function runWorkerProcess(options: WorkerOptions & { shutdownGraceM
         // A second signal means "now" (a second Ctrl-C, an impatient supervisor): said, and the exit
         // code says jobs may be unfinished. Held jobs return to the queue through BullMQ's stall check.
         options.logger.warn({ signal: s, exitCode: EXIT_UNDRAINED }, 'second stop signal: exiting now without waiting for held jobs; they return to the queue once their locks expire');
-        process.exit(EXIT_UNDRAINED);
+        exitNow(EXIT_UNDRAINED, options.logger);
       }
       abort.abort();
       resolve(s);
@@ -68,14 +82,20 @@ export async function runWorkerProcess(options: WorkerOptions & { shutdownGraceM
   const signal = await stop;
   options.logger.info({ signal, graceMs }, 'shutting down: no new jobs, finishing held ones');
   const outcome = { code: EXIT_UNDRAINED, closed: false };
-  exitBy(graceMs + WORKER_DEFAULTS.shutdownMarginMs, () => {
-    if (!outcome.closed) options.logger.error({ graceMs }, 'shutdown deadline reached: exiting with jobs unconfirmed');
-    return outcome.code;
-  });
+  exitBy(
+    graceMs + WORKER_DEFAULTS.shutdownMarginMs,
+    () => {
+      if (!outcome.closed) options.logger.error({ graceMs }, 'shutdown deadline reached: exiting with jobs unconfirmed');
+      return outcome.code;
+    },
+    options.logger,
+  );
   const { drained } = await worker.close(graceMs);
   const code = drained ? 0 : EXIT_UNDRAINED;
   Object.assign(outcome, { code, closed: true });
   options.logger.info({ drained, exitCode: code }, drained ? 'shutdown complete' : 'shutdown complete with jobs unfinished: they are back in the queue, or return to it through the stall check (each is logged above)');
-  exitBy(WORKER_DEFAULTS.shutdownMarginMs, () => code);
+  // A read given up on keeps the event loop alive: do not wait the margin for it.
+  if (stuckReads().length > 0) exitNow(code, options.logger);
+  exitBy(WORKER_DEFAULTS.shutdownMarginMs, () => code, options.logger);
   return code;
 }

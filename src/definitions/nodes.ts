@@ -72,18 +72,25 @@ export async function loadNodesDir(dir: string): Promise<LoadedNodes> {
   const owners = new Map<string, string>();
   const files = new Map<string, string>();
   const errors: LoadedNodes['errors'] = [];
-  for (const name of names) {
-    const file = join(root, name);
-    try {
-      const node = loadNodeFile(file);
-      const owner = owners.get(node.id);
-      if (owner !== undefined) throw duplicateNodeError(file, node.id, `another file (${basename(owner)})`);
-      nodes.set(node.id, node);
-      owners.set(node.id, file);
-      files.set(file, node.id);
-    } catch (error) {
-      errors.push({ file, error: nodeLoadError(file, error) });
+  // Read as the watcher reads (without blocking, each read given up after a while: a file whose
+  // mount hangs must not hang the start), then judged in name order (the first by name keeps an id).
+  const paths = names.map((name) => join(root, name));
+  const outcomes = await Promise.allSettled(paths.map((file) => readNodeFile(file)));
+  for (const [i, file] of paths.entries()) {
+    const outcome = outcomes[i];
+    if (outcome?.status !== 'fulfilled') {
+      errors.push({ file, error: nodeLoadError(file, outcome?.reason) });
+      continue;
     }
+    const node = outcome.value;
+    const owner = owners.get(node.id);
+    if (owner !== undefined) {
+      errors.push({ file, error: duplicateNodeError(file, node.id, `another file (${basename(owner)})`) });
+      continue;
+    }
+    nodes.set(node.id, node);
+    owners.set(node.id, file);
+    files.set(file, node.id);
   }
   return { nodes, files, errors };
 }

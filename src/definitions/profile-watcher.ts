@@ -7,7 +7,7 @@ import { dateStatus } from '../pki/inspect.js';
 import type { LoadedProfile } from '../pki/types.js';
 import { formatDn } from '../tls/identity.js';
 import type { Registry } from './registry.js';
-import { readJsonText } from './validator.js';
+import { parseJsonText, readJsonText } from './validator.js';
 import type { ProfileDocument } from './types.js';
 
 export interface ProfileWatcherEvents {
@@ -40,7 +40,7 @@ export interface ProfileWatcherEvents {
 async function dependencies(file: string): Promise<string[]> {
   const paths = [file];
   try {
-    const doc = JSON.parse(await readJsonText(file, 'SVCNODE_INVALID_PROFILE')) as ProfileDocument;
+    const doc = parseJsonText(await readJsonText(file, 'SVCNODE_INVALID_PROFILE'), file, 'SVCNODE_INVALID_PROFILE') as ProfileDocument;
     const at = (p: unknown): void => {
       if (typeof p === 'string') paths.push(resolve(dirname(file), p));
     };

@@ -1,11 +1,10 @@
-import { readFileSync, statSync, type Stats } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { InvalidInputError, type ErrorCode } from '../errors.js';
 import { PACKAGE_ROOT } from '../package-root.js';
-import { fileProblem } from '../regular-file.js';
+import { NotReadableAsFile, readBounded, readBoundedSync, type UnreadableReason } from '../regular-file.js';
 
 /** The public schemas, by short name. */
 export const SCHEMA_FILES = {
@@ -287,34 +286,40 @@ export const MAX_JSON_FILE_BYTES = 8 * 1024 * 1024;
 
 const unreadableFile = (file: string, cause: unknown): InvalidInputError => new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${file}: cannot read file`, { cause, file, hint: 'check the path and its permissions' });
 
-/** Refuse what is not a JSON document's file before opening it: a FIFO would block, a device never end, a huge file fill memory. */
-function checkDocumentFile(file: string, stats: Stats, code: ErrorCode): void {
-  const why = fileProblem(stats, MAX_JSON_FILE_BYTES);
-  if (why) throw new InvalidInputError(code, `${file}: ${why}`, { file, hint: stats.isFile() ? `node definitions, profiles and contexts read from files are at most ${MAX_JSON_FILE_BYTES / 2 ** 20} MiB: check that this is the right file` : 'point it at the JSON file itself' });
+/** What hint a refusal of the readers gets: the size limit, the filesystem that did not answer, or "the JSON file itself". */
+const REFUSAL_HINTS: Record<UnreadableReason, string> = {
+  'too-large': `node definitions, profiles and contexts read from files are at most ${MAX_JSON_FILE_BYTES / 2 ** 20} MiB: check that this is the right file`,
+  timeout: 'its filesystem did not answer (a hung network or FUSE mount?): check the mount; the file is read again once it answers',
+  'not-a-file': 'point it at the JSON file itself',
+};
+
+/** The error of a JSON document's file that could not be read: a refusal names the file and why, anything else is "cannot read file". */
+function readError(file: string, cause: unknown, code: ErrorCode): InvalidInputError {
+  if (cause instanceof NotReadableAsFile) return new InvalidInputError(code, `${file}: ${cause.message}`, { cause, file, hint: REFUSAL_HINTS[cause.reason] });
+  return unreadableFile(file, cause);
 }
 
-/** Read and parse a JSON file, with errors that name the file. */
+/**
+ * Read and parse a JSON file, with errors that name the file. Read through readBoundedSync: what is
+ * not a regular file (a FIFO, a device, a /proc file) is refused before it is read, and at most
+ * MAX_JSON_FILE_BYTES + 1 bytes are read whatever its size says.
+ */
 export function readJsonFile(file: string, code: ErrorCode): unknown {
   let text: string;
   try {
-    const stats = statSync(file);
-    checkDocumentFile(file, stats, code);
-    text = readFileSync(file, 'utf8');
+    text = readBoundedSync(file, MAX_JSON_FILE_BYTES).toString('utf8');
   } catch (cause) {
-    if (cause instanceof InvalidInputError) throw cause;
-    throw unreadableFile(file, cause);
+    throw readError(file, cause, code);
   }
   return parseJsonText(text, file, code);
 }
 
-/** The text of a JSON file, read without blocking the event loop; the same checks as readJsonFile. */
+/** The text of a JSON file, read without blocking the event loop (and given up after READ_TIMEOUT_MS); the same checks as readJsonFile. */
 export async function readJsonText(file: string, code: ErrorCode): Promise<string> {
   try {
-    checkDocumentFile(file, await stat(file), code);
-    return await readFile(file, 'utf8');
+    return (await readBounded(file, MAX_JSON_FILE_BYTES)).toString('utf8');
   } catch (cause) {
-    if (cause instanceof InvalidInputError) throw cause;
-    throw unreadableFile(file, cause);
+    throw readError(file, cause, code);
   }
 }
 

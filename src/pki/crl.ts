@@ -1,9 +1,8 @@
 import 'reflect-metadata';
 import { webcrypto, X509Certificate } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
 import * as x509 from '@peculiar/x509';
 import { InvalidInputError } from '../errors.js';
-import { fileProblem } from '../regular-file.js';
+import { NotReadableAsFile, readBounded } from '../regular-file.js';
 import { oneLineName } from './inspect.js';
 
 /**
@@ -100,15 +99,19 @@ export async function parseCrl(bytes: Buffer, source: string, trust: readonly X5
   });
 }
 
-/** Read and verify a CRL file (PEM or DER). */
+/** Largest CRL file read, as for a download (CRL_FETCH_DEFAULTS.maxBytes): big CAs publish CRLs of some MiB. */
+export const MAX_CRL_FILE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Read and verify a CRL file (PEM or DER), through the bounded reader: what is not a regular file
+ * (a FIFO, a /proc file) is refused before it is read, and at most MAX_CRL_FILE_BYTES + 1 bytes are read.
+ */
 export async function readCrlFile(file: string, trust: readonly X509Certificate[]): Promise<{ crl: LoadedCrl; bytes: Buffer }> {
   let bytes: Buffer;
   try {
-    const why = fileProblem(await stat(file));
-    if (why) throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${file}: the CRL file ${why}`, { file, field: '/trust/crl', hint: 'point trust.crl at the CRL file itself (PEM or DER)' });
-    bytes = await readFile(file);
+    bytes = await readBounded(file, MAX_CRL_FILE_BYTES);
   } catch (cause) {
-    if (cause instanceof InvalidInputError) throw cause;
+    if (cause instanceof NotReadableAsFile) throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${file}: the CRL file ${cause.message}`, { cause, file, field: '/trust/crl', hint: cause.reason === 'timeout' ? 'its filesystem did not answer: check the mount' : 'point trust.crl at the CRL file itself (PEM or DER)' });
     throw new InvalidInputError('SVCNODE_FILE_NOT_FOUND', `${file}: cannot read the CRL file`, { cause, file, field: '/trust/crl', hint: 'check the path in trust.crl (relative paths resolve against the profile file)' });
   }
   return { crl: await parseCrl(bytes, file, trust), bytes };

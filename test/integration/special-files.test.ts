@@ -3,10 +3,12 @@
  * where a node definition, a profile, a certificate or a CRL should be, a device, a directory.
  * Reading a FIFO blocks until something writes to it (the CLI or worker start hung for good; an
  * asynchronous read held one of libuv's four threads forever), so every such path is refused
- * with a clear error before it is opened. Real CLI subprocesses, killed if they hang.
+ * with a clear error before it is opened. So are kernel pseudo-files (/proc, /sys), which stat
+ * as regular files of size 0 whatever they hold: /proc/self/pagemap read on for gigabytes, and
+ * /proc/kmsg blocked. Real CLI subprocesses, killed if they hang.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, constants, mkdirSync, openSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, openSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, type CliResult } from '../helpers/cli.js';
@@ -124,4 +126,38 @@ describe('certs verify', () => {
     const profile = pki.profile('crl-fifo', { client: { certificate: pki.files.clientChain, key: pki.files.clientKey }, trust: { ca: [pki.files.root], crl: [crl] } });
     expectRefused(await runCli(['certs', 'verify', profile], { timeoutMs: HANG_MS }), 'is a named pipe (FIFO), not a regular file');
   });
+});
+
+describe.runIf(process.platform === 'linux')('kernel pseudo-files (regular files of size 0 to stat)', () => {
+  const node = (): string => {
+    const file = join(pki.dir, 'pseudo-node.json');
+    writeFileSync(file, JSON.stringify({ id: 'n', request: { method: 'GET', url: 'https://localhost:1/' }, tls: { profile: 'bank' }, retry: { limit: 0 } }));
+    return file;
+  };
+
+  it('a /proc file as --context: exit 2 with an invalid_input Result naming it (before: memory grew without bound, or a hang)', async () => {
+    const contexts = ['/proc/self/pagemap', ...(existsSync('/proc/kmsg') ? ['/proc/kmsg'] : [])];
+    for (const context of contexts) {
+      const r = await runCli(['dry-run', node(), '--context', context, '--profiles', pki.profilesDir, '--json'], { timeoutMs: HANG_MS });
+      expectRefused(r, `${context}: is a file of procfs (/proc)`);
+      expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, failure: { category: 'invalid_input', message: expect.stringContaining('not a regular file') as unknown } });
+    }
+  }, 2 * HANG_MS);
+
+  it('a /sys file as the node definition', async () => {
+    const file = '/sys/kernel/mm/transparent_hugepage/enabled';
+    if (!existsSync(file)) return;
+    expectRefused(await runCli(['dry-run', file, '--profiles', pki.profilesDir], { timeoutMs: HANG_MS }), `${file}: is a file of sysfs (/sys)`);
+  });
+
+  it('a /proc file as a CRL, a client secret or a proxy CA', async () => {
+    const profile = pki.profile('crl-proc', { client: { certificate: pki.files.clientChain, key: pki.files.clientKey }, trust: { ca: [pki.files.root], crl: ['/proc/self/status'] } });
+    expectRefused(await runCli(['certs', 'verify', profile], { timeoutMs: HANG_MS }), '/proc/self/status: the CRL file is a file of procfs (/proc)');
+    const oauth = join(pki.dir, 'oauth-proc.json');
+    writeFileSync(oauth, JSON.stringify({ id: 'oauth-proc', request: { method: 'GET', url: 'https://localhost:1/' }, tls: { profile: 'bank' }, retry: { limit: 0 }, auth: { type: 'oauth2-client-credentials', tokenUrl: 'https://localhost:1/token', clientId: 'bot', clientAuth: 'client_secret_basic', clientSecret: { file: '/proc/self/environ' } } }));
+    expectRefused(await runCli(['dry-run', oauth, '--profiles', pki.profilesDir], { timeoutMs: HANG_MS }), 'client secret file /proc/self/environ (auth.clientSecret) cannot be read or is empty: it is a file of procfs (/proc)');
+    const proxy = join(pki.dir, 'proxy-proc.json');
+    writeFileSync(proxy, JSON.stringify({ id: 'proxy-proc', request: { method: 'GET', url: 'https://localhost:1/' }, tls: { profile: 'bank' }, retry: { limit: 0 }, proxy: { url: 'https://localhost:1', tls: { ca: ['/proc/self/status'] } } }));
+    expectRefused(await runCli(['dry-run', proxy, '--profiles', pki.profilesDir], { timeoutMs: HANG_MS }), 'proxy.tls.ca: cannot read /proc/self/status: it is a file of procfs (/proc)');
+  }, 4 * HANG_MS);
 });
