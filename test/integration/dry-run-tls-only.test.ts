@@ -5,7 +5,7 @@
  * `openssl s_server -Verify 1 -CAfile` that names its CAs, a CONNECT proxy. Key log lines are
  * compared with the secrets the servers themselves derived. Needs `npm run build` first.
  */
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, linkSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -335,5 +335,49 @@ describe('dry-run --keylog', () => {
     const viaNode = await runCli(['worker', '--nodes', nodesDir, '--profiles', pki.profilesDir, '--redis', 'redis://127.0.0.1:1'], { env: { NODE_OPTIONS: `--tls-keylog=${file}` }, timeoutMs: 10_000 });
     expect(viaNode.code).toBe(2);
     expect(viaNode.stderr).toContain('--tls-keylog');
+  });
+
+  it('refuses a key log name another user put there first: a file of theirs (even 0600), a symlink, a hard link (exit 2, nothing written)', async () => {
+    const backend = track(await startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem }));
+    const node = writeNode('keylog-planted', `https://localhost:${backend.port}/`);
+    const refused = async (keylog: string, why: RegExp): Promise<void> => {
+      const r = await dryRun(node, ['--keylog', keylog]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain('SVCNODE_KEYLOG_FILE');
+      expect(r.stderr).toMatch(why);
+    };
+    const ownFile = (name: string): string => {
+      const path = join(pki.dir, name);
+      writeFileSync(path, '', { mode: 0o600 });
+      return path;
+    };
+
+    // Before: appended to (the probe's repro: a 0600 file of nobody's in a 1777 directory).
+    if (process.getuid?.() === 0) {
+      const theirs = ownFile('nobody.log');
+      chownSync(theirs, 65534, 65534);
+      await refused(theirs, /belongs to another user \(uid 65534/);
+      expect(statSync(theirs).size).toBe(0);
+    }
+    // Before: followed, to a file of ours or to a name it then created.
+    const target = ownFile('target.log');
+    const link = join(pki.dir, 'link.log');
+    symlinkSync(target, link);
+    await refused(link, /is a symbolic link/);
+    const dangling = join(pki.dir, 'dangling.log');
+    symlinkSync(join(pki.dir, 'created-by-svcnode.log'), dangling);
+    await refused(dangling, /is a symbolic link/);
+    expect(existsSync(join(pki.dir, 'created-by-svcnode.log'))).toBe(false);
+    // A second name of the same file: the secrets would be readable there too.
+    linkSync(target, join(pki.dir, 'hardlink.log'));
+    await refused(join(pki.dir, 'hardlink.log'), /has 2 hard links/);
+    expect(statSync(target).size).toBe(0);
+    expect(backend.tcpConnections).toBe(0);
+
+    // A new name is created (0600), and reused on the next run.
+    const fresh = join(pki.dir, 'fresh.log');
+    expect((await dryRun(node, ['--keylog', fresh, '--tls-only'])).code).toBe(0);
+    expect(statSync(fresh).mode & 0o777).toBe(0o600);
+    expect((await dryRun(node, ['--keylog', fresh, '--tls-only'])).code).toBe(0);
   });
 });
