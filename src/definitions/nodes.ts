@@ -5,7 +5,7 @@ import { checkTlsPolicy } from '../tls/tls-policy.js';
 import { checkAddresses } from './addresses.js';
 import { checkTemplates } from './templates.js';
 import type { NodeDefinition } from './types.js';
-import { parseJsonText, readJsonFile, readJsonText, validateDocument } from './validator.js';
+import { parseDocumentText, readDocumentFile, readJsonText, validateDocument } from './validator.js';
 
 /** Validate parsed node definition data: schema, templates, addresses and TLS policy. */
 function checkedNode(data: unknown, path: string): NodeDefinition {
@@ -19,13 +19,13 @@ function checkedNode(data: unknown, path: string): NodeDefinition {
 /** Load and validate one node definition file. */
 export function loadNodeFile(file: string): NodeDefinition {
   const path = resolve(file);
-  return checkedNode(readJsonFile(path, 'SVCNODE_INVALID_DEFINITION'), path);
+  return checkedNode(readDocumentFile('node', path), path);
 }
 
 /** Load and validate one node definition file without blocking the event loop (reloads run beside calls). */
 export async function readNodeFile(file: string): Promise<NodeDefinition> {
   const path = resolve(file);
-  return checkedNode(parseJsonText(await readJsonText(path, 'SVCNODE_INVALID_DEFINITION'), path, 'SVCNODE_INVALID_DEFINITION'), path);
+  return checkedNode(parseDocumentText('node', await readJsonText(path, 'SVCNODE_INVALID_DEFINITION'), path), path);
 }
 
 /**

@@ -2,7 +2,7 @@ import { createHash, type X509Certificate } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { PassphraseSource, ProfileDocument } from '../pki/types.js';
-import { parseJsonText, readJsonText, validateDocument } from './validator.js';
+import { parseDocumentText, readJsonText, validateDocument } from './validator.js';
 import { BundleError, InvalidInputError, errorMessage } from '../errors.js';
 import { bundleError } from '../pki/bundle-error.js';
 import { isSelfSigned } from '../pki/chain.js';
@@ -46,7 +46,7 @@ export async function loadProfile(file: string, opts: LoadProfileOptions = {}): 
   const path = resolve(file);
   const now = opts.now ?? new Date();
   const env = opts.env ?? process.env;
-  const doc = validateDocument<ProfileDocument>('profile', parseJsonText(await readJsonText(path, 'SVCNODE_INVALID_PROFILE'), path, 'SVCNODE_INVALID_PROFILE'), path);
+  const doc = validateDocument<ProfileDocument>('profile', parseDocumentText('profile', await readJsonText(path, 'SVCNODE_INVALID_PROFILE'), path), path);
   const name = profileName(path);
   if (doc.name !== undefined && doc.name !== name) {
     throw new InvalidInputError('SVCNODE_INVALID_PROFILE', `${path}: "name" is "${doc.name}" but the file is named ${basename(path)}`, {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
+import jsonc from 'jsonc-parser';
 import { InvalidInputError, type ErrorCode } from '../errors.js';
 import { PACKAGE_ROOT } from '../package-root.js';
 import { NotReadableAsFile, readBounded, readBoundedSync, type UnreadableReason } from '../regular-file.js';
@@ -314,6 +315,64 @@ export function readJsonFile(file: string, code: ErrorCode): unknown {
   return parseJsonText(text, file, code);
 }
 
+/**
+ * The parsed text of a node definition or profile file, refused when it nests too deep or holds a
+ * key twice in one object. JSON.parse keeps the last of two equal keys while a reviewer (or
+ * another reader) sees the first: `"url"` twice is a definition that calls what nobody reviewed.
+ */
+export function parseDocumentText(schema: 'node' | 'profile', text: string, file: string): unknown {
+  const data = parseJsonText(text, file, CODES[schema]);
+  // First: the key scan below recurses once per level.
+  checkDocumentDepth(data, file, schema);
+  checkUniqueKeys(withoutBom(text), file, schema);
+  return data;
+}
+
+/** Read a node definition or profile file synchronously (the dry-run): readJsonFile, then parseDocumentText's checks. */
+export function readDocumentFile(schema: 'node' | 'profile', file: string): unknown {
+  let text: string;
+  try {
+    text = readBoundedSync(file, MAX_JSON_FILE_BYTES).toString('utf8');
+  } catch (cause) {
+    throw readError(file, cause, CODES[schema]);
+  }
+  return parseDocumentText(schema, text, file);
+}
+
+/**
+ * Refuse an object holding a key twice (after unescaping: `"url"` and `"\u0075rl"` are one key),
+ * naming the key and its JSON pointer. JSON text already parsed: jsonc-parser's scanner only finds
+ * the keys, in the order and with the unescaping JSON.parse applies.
+ */
+function checkUniqueKeys(text: string, file: string, schema: 'node' | 'profile'): void {
+  const open: Set<string>[] = [];
+  let duplicate: { key: string; path: jsonc.JSONPath } | undefined;
+  jsonc.visit(text, {
+    onObjectBegin: () => {
+      open.push(new Set());
+      return duplicate === undefined;
+    },
+    onObjectEnd: () => {
+      open.pop();
+    },
+    onObjectProperty: (key, _offset, _length, _line, _column, path) => {
+      const keys = open.at(-1);
+      if (keys === undefined || duplicate !== undefined) return;
+      if (keys.has(key)) duplicate = { key, path: [...path(), key] };
+      keys.add(key);
+    },
+  });
+  if (duplicate === undefined) return;
+  const full = `/${duplicate.path.map((t) => pointerToken(String(t))).join('/')}`;
+  const at = full.length > 200 ? `${full.slice(0, 200)}…` : full;
+  const name = JSON.stringify(duplicate.key.length > 100 ? `${duplicate.key.slice(0, 100)}…` : duplicate.key);
+  throw new InvalidInputError(CODES[schema], `${file}: the key ${name} appears twice in one object (at ${at}): JSON readers disagree on which one counts (JSON.parse keeps the last, a reviewer reads the first)`, {
+    file,
+    field: at,
+    hint: 'remove one of the two',
+  });
+}
+
 /** The text of a JSON file, read without blocking the event loop (and given up after READ_TIMEOUT_MS); the same checks as readJsonFile. */
 export async function readJsonText(file: string, code: ErrorCode): Promise<string> {
   try {
@@ -323,10 +382,14 @@ export async function readJsonText(file: string, code: ErrorCode): Promise<strin
   }
 }
 
+/** Windows editors and PowerShell start UTF-8 files with a byte order mark; JSON.parse refuses it. */
+function withoutBom(text: string): string {
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
 /** Parse the text of a JSON file (read by the caller, possibly asynchronously), with errors that name the file. */
 export function parseJsonText(text: string, file: string, code: ErrorCode): unknown {
-  // Windows editors and PowerShell start UTF-8 files with a byte order mark; JSON.parse refuses it.
-  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  text = withoutBom(text);
   try {
     return JSON.parse(text) as unknown;
   } catch (cause) {

@@ -3,7 +3,7 @@
  * the dry-run use, and the real CLI): template typos, proxy URLs whose credentials cut the URL
  * short, host names DNS cannot look up. Files written by Windows tools (a UTF-8 BOM, `.JSON`) load.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -152,4 +152,49 @@ describe('files written by Windows tools', () => {
     expect(registry.problems.map((p) => p.error.code)).toEqual(['SVCNODE_INVALID_PROFILE']);
     expect(() => registry.profile('BANK')).toThrow(/failed to load/);
   });
+});
+
+describe('a key twice in one object is refused at load (JSON.parse keeps the last, a reviewer reads the first)', () => {
+  /** A node file with `request` written as raw JSON text. */
+  const rawNode = (request: string, name = `node-${++count}.json`, into = dir): string => {
+    const file = join(into, name);
+    writeFileSync(file, `{"id": "dup-${count}", "request": ${request}, "tls": {"profile": "bank"}}`);
+    return file;
+  };
+
+  it.each([
+    ['request.url twice', '{"method": "GET", "url": "https://h.example/reviewed-path", "url": "https://h.example/admin/delete-all"}', '/request/url', '"url"'],
+    ['the second spelled with an escape', '{"method": "GET", "url": "https://h.example/a", "\\u0075rl": "https://h.example/b"}', '/request/url', '"url"'],
+    ['a key of an object in a body array', '{"method": "POST", "url": "https://h.example/a", "body": {"items": [{"n": 1}, {"to": "a", "to": "b"}]}}', '/request/body/items/1/to', '"to"'],
+    ['a header name with a slash', '{"method": "GET", "url": "https://h.example/a", "headers": {"x/y": "1", "x/y": "2"}}', '/request/headers/x~1y', '"x/y"'],
+  ])('%s', (_what, request, pointer, key) => {
+    const file = rawNode(request);
+    const error = loadError(file);
+    expect(error).toMatchObject({ code: 'SVCNODE_INVALID_DEFINITION', file, field: pointer });
+    expect(error.message).toContain(`${file}: the key ${key} appears twice in one object (at ${pointer})`);
+  });
+
+  it('equal keys in different objects, and a byte order mark, are fine', () => {
+    const file = rawNode('{"method": "POST", "url": "https://h.example/a", "headers": {"x-a": "1"}, "body": {"x-a": "2", "n": {"x-a": 3}, "list": [{"k": 1}, {"k": 2}]}}');
+    writeFileSync(file, `\uFEFF${readFileSync(file, 'utf8')}`);
+    expect(loadNodeFile(file).request.body).toEqual({ 'x-a': '2', n: { 'x-a': 3 }, list: [{ k: 1 }, { k: 2 }] });
+  });
+
+  it('a profile with a key twice; a worker reports the node file as a load problem and loads the others; dry-run exits 2', async () => {
+    const profile = join(dir, 'dup-profile.json');
+    writeFileSync(profile, '{"trust": {"systemRoots": true, "systemRoots": false}}');
+    await expect(loadProfile(profile)).rejects.toMatchObject({ code: 'SVCNODE_INVALID_PROFILE', field: '/trust/systemRoots' });
+
+    const nodes = join(dir, 'dup-nodes');
+    mkdirSync(nodes);
+    nodeFile({ id: 'good' }, {}, { in: nodes, name: 'good.json' });
+    const bad = rawNode('{"method": "GET", "method": "DELETE", "url": "https://h.example/a"}', 'bad.json', nodes);
+    const loaded = await loadNodesDir(nodes);
+    expect([...loaded.nodes.keys()]).toEqual(['good']);
+    expect(loaded.errors.map((e) => [e.file, e.error.code, e.error.field])).toEqual([[bad, 'SVCNODE_INVALID_DEFINITION', '/request/method']]);
+
+    const r = await runCli(['dry-run', bad, '--profiles', dir, '--json'], { env: { SVCNODE_PROFILES: undefined }, timeoutMs: 20_000 });
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, failure: { category: 'invalid_input', code: 'SVCNODE_INVALID_DEFINITION' } });
+  }, 30_000);
 });
