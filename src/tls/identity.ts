@@ -44,9 +44,26 @@ export function compileSubjectPattern(pattern: string): RegExp {
   return re;
 }
 
+/**
+ * The DN's RDNs, split at each ',' with the blanks around it dropped. A linear scan: splitting by
+ * the regular expression "blanks, comma, blanks" retries from every blank of a run, O(n²) on a
+ * certificate subject holding a long run of spaces (seconds of a blocked event loop per handshake).
+ */
+function rdnsOf(dn: string): string[] {
+  const parts = dn.split(',');
+  const last = parts.length - 1;
+  for (let i = 0; i <= last; i++) {
+    let part = parts[i] as string;
+    if (i > 0) part = part.trimStart();
+    if (i < last) part = part.trimEnd();
+    parts[i] = part;
+  }
+  return parts;
+}
+
 /** True when a pattern matches the DN in certificate order or in reverse (RFC 4514, CN first) order. */
 export function subjectMatches(dn: string, patterns: readonly string[]): boolean {
-  const parts = dn.split(/\s*,\s*/);
+  const parts = rdnsOf(dn);
   const forms = [parts.join(','), [...parts].reverse().join(',')];
   return patterns.some((p) => forms.some((form) => subjectPatternMatches(p, form)));
 }
