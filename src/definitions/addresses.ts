@@ -68,7 +68,12 @@ const FRAMING_HEADERS = new Set(['content-length', 'transfer-encoding', 'connect
 
 function checkRequestHeaders(headers: Record<string, string> | undefined, file: string): void {
   for (const name of Object.keys(headers ?? {})) {
-    if (!FRAMING_HEADERS.has(name.toLowerCase())) continue;
+    const lower = name.toLowerCase();
+    // Gateways and load balancers route by Host: one from the definition (or the context) would call another backend than request.url names.
+    if (lower === 'host') {
+      throw invalid(file, `/request/headers/${name}`, 'would send the request to the virtual host it names, which request.url does not show (gateways route by Host)', `remove "${name}" from request.headers: put the host in request.url (svcnode sends it as Host), and use tls.servername for another SNI name`);
+    }
+    if (!FRAMING_HEADERS.has(lower)) continue;
     throw invalid(file, `/request/headers/${name}`, 'frames the message or the connection, which svcnode does itself (Content-Length from the rendered body, kept-alive connections per origin)', `remove "${name}" from request.headers`);
   }
 }

@@ -207,3 +207,35 @@ describe('bodies and headers say what the definition meant, whatever the context
     expect(() => loadNodeFile(file)).toThrow(new RegExp(`/request/headers/${name}: frames the message`));
   });
 });
+
+describe('a Host header cannot steer the call to another virtual host', () => {
+  it.each([
+    ['Host', '{{context.region}}.customer-api.internal'],
+    ['host', 'admin-api.internal'],
+    ['HOST', 'localhost'],
+  ])('a %s header in the definition is refused at load, naming it (before: a context value chose the gateway route)', (name, value) => {
+    const file = join(dir, `host-${name}.json`);
+    writeFileSync(file, JSON.stringify({ ...node(`https://localhost:${backend.port}/v1/accounts/{{context.account}}`), request: { method: 'GET', url: `https://localhost:${backend.port}/v1/accounts/{{context.account}}`, headers: { [name]: value } } }));
+    let error: unknown;
+    try {
+      loadNodeFile(file);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(InvalidInputError);
+    expect(error).toMatchObject({ code: 'SVCNODE_INVALID_DEFINITION', field: `/request/headers/${name}` });
+    expect((error as InvalidInputError).hint).toMatch(/request\.url.*tls\.servername/);
+  });
+
+  it('dry-run of a definition with a Host header exits 2 naming the field, and sends nothing', async () => {
+    const file = join(dir, 'tenant.json');
+    writeFileSync(file, JSON.stringify({ ...node(`https://localhost:${backend.port}/v1/accounts/42`), request: { method: 'GET', url: `https://localhost:${backend.port}/v1/accounts/42`, headers: { Host: '{{context.region}}.api.internal' } } }));
+    const ctx = join(dir, 'tenant-ctx.json');
+    writeFileSync(ctx, JSON.stringify({ region: 'admin-api.internal:443#' }));
+    const seen = backend.requests;
+    const r = await runCli(['dry-run', file, '--context', ctx, '--profiles', join(pki.profile('bank'), '..'), '--json']);
+    expect(r.code).toBe(2);
+    expect(`${r.stdout}${r.stderr}`).toContain('/request/headers/Host');
+    expect(backend.requests).toBe(seen);
+  });
+});
