@@ -47,6 +47,11 @@ function checkRequestOrigin(raw: string, file: string): void {
   const field = '/request/url';
   const origin = /^https:\/\/[^/?#]+/.exec(raw)?.[0];
   if (origin === undefined) return; // the schema has refused it already
+  // The URL parser reads `\` in an https path as `/`, rendering splits the path at `/`: `v1\{{context.a}}` let ".." move it.
+  const path = raw.slice(origin.length).split(/[?#]/, 1)[0] ?? '';
+  if (path.includes('\\')) {
+    throw invalid(file, field, 'the path holds a backslash, which URL parsers read as "/" (a context value ".." next to it would move the path)', 'write "/" to separate path segments, or "%5C" for a literal backslash');
+  }
   let url: URL;
   try {
     url = new URL(origin);

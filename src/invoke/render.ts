@@ -118,8 +118,8 @@ const DOT_SEGMENT = /^(?:\.|%2e){1,2}$/i;
 /** A URL template split once: its literal origin, path segments, and query/fragment tail. */
 interface UrlTemplate {
   origin: string;
-  /** Path segments; `templated` when the segment holds a `{{…}}`. */
-  segments: { text: string; templated: boolean }[];
+  /** Path segments, each after its separator (`/`, or `\\`, which the URL parser reads as `/`); `templated` when it holds a `{{…}}`. */
+  segments: { sep: string; text: string; templated: boolean }[];
   tail: string;
   /** The origin parsed once; undefined when the URL parser must judge it (and refuse it). */
   parts: OriginParts | undefined;
@@ -137,7 +137,13 @@ function urlTemplate(template: string): UrlTemplate {
   const rest = template.slice(origin.length);
   const end = rest.search(/[?#]/);
   const path = end === -1 ? rest : rest.slice(0, end);
-  parsed = { origin, segments: path.split('/').map((text) => ({ text, templated: text.includes('{{') })), tail: end === -1 ? '' : rest.slice(end), parts: originParts(origin) };
+  // Split at `\` too: the WHATWG parser reads it as `/` in an https path, so `v1\{{context.a}}` must not let ".." through.
+  const segments = path.split(/(?=[/\\])/).map((piece) => {
+    const sep = piece[0] === '/' || piece[0] === '\\' ? piece[0] : '';
+    const text = piece.slice(sep.length);
+    return { sep, text, templated: text.includes('{{') };
+  });
+  parsed = { origin, segments, tail: end === -1 ? '' : rest.slice(end), parts: originParts(origin) };
   if (urlTemplates.size >= 1024) urlTemplates.clear();
   urlTemplates.set(template, parsed);
   return parsed;
@@ -152,7 +158,7 @@ function renderUrl(template: UrlTemplate, context: Record<string, unknown>): str
   let url = '';
   for (let i = 0; i < segments.length; i++) {
     const segment = segments[i] as UrlTemplate['segments'][number];
-    if (i > 0) url += '/';
+    url += segment.sep;
     if (!segment.templated) {
       url += segment.text;
       continue;

@@ -239,3 +239,35 @@ describe('a Host header cannot steer the call to another virtual host', () => {
     expect(backend.requests).toBe(seen);
   });
 });
+
+describe('a backslash in the path of request.url', () => {
+  const url = (): string => `https://localhost:${backend.port}/api/v1\\{{context.a}}\\secret-admin`;
+
+  it('is refused at load with a hint to write "/" or %5C (before: ".." from the context escaped the path); in the query it loads', () => {
+    const file = join(dir, 'backslash.json');
+    writeFileSync(file, JSON.stringify(node(url())));
+    let error: unknown;
+    try {
+      loadNodeFile(file);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toMatchObject({ code: 'SVCNODE_INVALID_DEFINITION', field: '/request/url' });
+    expect((error as InvalidInputError).hint).toContain('%5C');
+    // In the query the parser keeps a backslash as it is: that loads.
+    const query = join(dir, 'backslash-query.json');
+    writeFileSync(query, JSON.stringify(node(`https://localhost:${backend.port}/users?login=CORP\\{{context.user}}`)));
+    expect(loadNodeFile(query).request.url).toContain('CORP\\');
+  });
+
+  it('an unvalidated definition still cannot be moved by ".." next to a backslash: it separates segments', async () => {
+    const seen = backend.requests;
+    const refused = await invoke(node(url()), { a: '..' }, deps);
+    expect(refused.failure).toMatchObject({ category: 'invalid_input', code: 'SVCNODE_TEMPLATE' });
+    expect(backend.requests).toBe(seen);
+    paths.length = 0;
+    const r = await invoke(node(url()), { a: 'x' }, deps);
+    expect(r.ok).toBe(true);
+    expect(paths).toEqual(['/api/v1/x/secret-admin']);
+  });
+});
