@@ -1,4 +1,5 @@
 import { InvalidInputError } from '../errors.js';
+import { isFormType, isJsonType, jsonSlots, mediaTypeOf } from '../invoke/render.js';
 import type { NodeDefinition } from './types.js';
 
 /** Longest DNS name getaddrinfo accepts (longer ones fail with EINVAL at call time). */
@@ -83,6 +84,24 @@ function checkRequestHeaders(headers: Record<string, string> | undefined, file: 
   }
 }
 
+/**
+ * A body its content type cannot carry safely: an array under a form type (its JSON text would go
+ * out labelled as a form, "&" and "=" in it read as fields), a JSON text whose template follows a
+ * backslash inside a string (the value would complete the escape).
+ */
+function checkBody(request: NodeDefinition['request'], file: string): void {
+  let contentType: string | undefined;
+  for (const [name, value] of Object.entries(request.headers ?? {})) if (name.toLowerCase() === 'content-type') contentType = value;
+  if (contentType === undefined || request.body === undefined) return;
+  const type = mediaTypeOf(contentType);
+  if (isFormType(type) && Array.isArray(request.body)) {
+    throw invalid(file, '/request/body', `is an array, which cannot be sent as ${type} fields`, 'write request.body as an object of fields, or send JSON with content-type application/json');
+  }
+  if (typeof request.body === 'string' && isJsonType(type) && jsonSlots(request.body).includes('escape')) {
+    throw invalid(file, '/request/body', 'has a template right after a backslash inside a JSON string', 'remove the backslash: svcnode JSON-escapes values placed inside quotes; or write request.body as a JSON object');
+  }
+}
+
 /** Addresses, headers and a body of a node that would only fail (or go wrong) at call time: refused at load instead. */
 export function checkAddresses(node: NodeDefinition, file: string): void {
   checkRequestOrigin(node.request.url, file);
@@ -90,5 +109,6 @@ export function checkAddresses(node: NodeDefinition, file: string): void {
   if (node.request.body !== undefined && (node.request.method === 'GET' || node.request.method === 'HEAD')) {
     throw invalid(file, '/request/body', `is never sent with ${node.request.method} (it would be dropped without a word)`, 'remove request.body, or use the method the backend takes a body with (POST, PUT, PATCH)');
   }
+  checkBody(node.request, file);
   if (node.proxy) checkProxyUrl(node.proxy.url, file);
 }

@@ -212,21 +212,115 @@ function headerValue(rendered: string, field: string): string {
   return Buffer.from(rendered, 'utf8').toString('latin1');
 }
 
-/** `application/x-www-form-urlencoded`, whatever its parameters. */
-const FORM = /^\s*application\/x-www-form-urlencoded\s*(?:;|$)/i;
+const FORM_TYPE = 'application/x-www-form-urlencoded';
+/** The first token of a Content-Type, up to `;`, `,` or a blank: what PHP and most servers take for the media type. */
+const MEDIA_TYPE = /^\s*([^;,\s]*)/;
+
+/**
+ * The media type a Content-Type names, lower-cased. A list (`application/x-www-form-urlencoded,text/plain`)
+ * is read by its first entry, as PHP reads it: judging the whole value let such a body escape form encoding.
+ */
+export function mediaTypeOf(contentType: string): string {
+  return (MEDIA_TYPE.exec(contentType)?.[1] ?? '').toLowerCase();
+}
+
+/** `application/x-www-form-urlencoded`, whatever its parameters or what follows it. */
+export function isFormType(mediaType: string): boolean {
+  return mediaType === FORM_TYPE;
+}
+
+/** `application/json`, `text/json` or a `+json` type (`application/problem+json`). */
+export function isJsonType(mediaType: string): boolean {
+  return mediaType === 'application/json' || mediaType.endsWith('+json') || mediaType === 'text/json';
+}
 
 /** A value as one form-encoded field name or value (space as `+`). */
 const formEncode = (text: string): string => encodeURIComponent(text).replace(/%20/g, '+');
 
 /**
+ * Where each template of a JSON text template stands: inside a string literal, in place of a value,
+ * or right after a backslash inside a string literal (where the value would complete an escape).
+ */
+export type JsonSlot = 'string' | 'value' | 'escape';
+
+const jsonSlotsCache = new Map<string, JsonSlot[]>();
+
+/** The slot of every template of `template`, in order, read by JSON's string-literal rules (once per template). */
+export function jsonSlots(template: string): JsonSlot[] {
+  let slots = jsonSlotsCache.get(template);
+  if (slots) return slots;
+  slots = [];
+  let inString = false;
+  let escaped = false;
+  for (const piece of piecesOf(template)) {
+    if (typeof piece !== 'string') {
+      slots.push(escaped ? 'escape' : inString ? 'string' : 'value');
+      escaped = false;
+      continue;
+    }
+    for (let i = 0; i < piece.length; i++) {
+      const ch = piece.charCodeAt(i);
+      if (escaped) escaped = false;
+      else if (ch === 0x5c) escaped = inString;
+      else if (ch === 0x22) inString = !inString;
+    }
+  }
+  if (jsonSlotsCache.size >= 1024) jsonSlotsCache.clear();
+  jsonSlotsCache.set(template, slots);
+  return slots;
+}
+
+/** A string that is one JSON scalar as written: a number, true, false, null or a quoted string. */
+// eslint-disable-next-line no-control-regex -- JSON refuses raw control characters in a string: so must this
+const JSON_SCALAR = /^[ \t\r\n]*(?:-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null|"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*")[ \t\r\n]*$/;
+
+const JSON_BODY_HINT = 'write request.body as a JSON object ({"to": "{{context.to}}"}): it keeps value types and escapes every value';
+
+/**
+ * A string body under a JSON content type: a value inside a string literal is JSON-escaped (a
+ * quote in it cannot end the string and add members); a value in place of a JSON value must be
+ * one (a number, true, false, null or a quoted string; objects and arrays from the context go in
+ * as their JSON), never a fragment that adds members.
+ */
+function renderJsonText(template: string, context: Record<string, unknown>): string {
+  const field = '/request/body';
+  const slots = jsonSlots(template);
+  let out = '';
+  let t = 0;
+  for (const piece of piecesOf(template)) {
+    if (typeof piece === 'string') {
+      out += piece;
+      continue;
+    }
+    const slot = slots[t++];
+    const value = lookup(piece, context, field);
+    if (slot === 'string') out += JSON.stringify(asText(value)).slice(1, -1);
+    else if (slot === 'value' && (typeof value !== 'string' || JSON_SCALAR.test(value))) out += asText(value);
+    else if (slot === 'value') {
+      throw templateError(field, `context variable "${piece.expression}" stands outside quotes in a JSON body and is a string that is not one JSON value (a number, true, false, null or a quoted string)`, `put the template inside quotes, or ${JSON_BODY_HINT}`);
+    } else {
+      throw templateError(field, `the template "{{${piece.expression}}}" follows a backslash inside a JSON string`, `remove the backslash: svcnode JSON-escapes the value itself; or ${JSON_BODY_HINT}`);
+    }
+  }
+  return out;
+}
+
+/**
  * The request body. A string is sent as text, with objects and arrays from the context as JSON;
  * under a form content type each context value is form-encoded, so a value cannot add or change
- * fields, and an object body is sent as its fields. Otherwise an object body is JSON.
+ * fields, and an object body is sent as its fields; under a JSON content type each value is
+ * JSON-escaped or must be one JSON value. Otherwise an object body is JSON.
  */
 function renderBody(template: unknown, contentType: string | undefined, context: Record<string, unknown>): RenderedRequest['body'] {
-  const form = contentType !== undefined && FORM.test(contentType);
+  const type = contentType === undefined ? '' : mediaTypeOf(contentType);
+  const form = isFormType(type);
   if (typeof template === 'string') {
-    return { payload: renderString(template, context, '/request/body', form ? formEncode : undefined), contentType: 'text/plain; charset=utf-8' };
+    const payload = isJsonType(type) ? renderJsonText(template, context) : renderString(template, context, '/request/body', form ? formEncode : undefined);
+    return { payload, contentType: 'text/plain; charset=utf-8' };
+  }
+  if (form && Array.isArray(template)) {
+    // Its JSON text would go out labelled as a form, and a form parser reads "&" and "=" in it as fields.
+    throw templateError('/request/body', `an array body cannot be sent as ${FORM_TYPE} fields`, 'write request.body as an object of fields, or send JSON with content-type application/json');
   }
   const rendered = renderJson(template, context, '/request/body');
   if (form && rendered !== null && typeof rendered === 'object' && !Array.isArray(rendered)) {

@@ -201,6 +201,82 @@ describe('bodies and headers say what the definition meant, whatever the context
     expect(() => loadNodeFile(file)).toThrow(new RegExp(`/request/body: is never sent with ${method}`));
   });
 
+  describe('form bodies: the media type is read as servers read it, and what cannot be form-encoded is refused', () => {
+    it('a form type followed by a list entry still form-encodes each value (before: sent raw, PHP parsed amount=9999)', async () => {
+      const r = await invoke(post({ headers: { 'content-type': 'application/x-www-form-urlencoded,text/plain' }, body: 'grant_type=password&user={{context.u}}&amount=1' }), { u: 'bob&amount=9999&admin=1' }, deps);
+      expect(r.failure).toBeNull();
+      const form = new URLSearchParams(last().body);
+      expect([form.get('user'), form.getAll('amount'), form.has('admin')]).toEqual(['bob&amount=9999&admin=1', ['1'], false]);
+    });
+
+    it('an object body under a form type followed by a blank or parameters is sent as its fields', async () => {
+      for (const type of ['APPLICATION/X-WWW-FORM-URLENCODED text/plain', '\tapplication/x-www-form-urlencoded;charset=utf-8']) {
+        const r = await invoke(post({ headers: { 'Content-Type': type }, body: { user: '{{context.u}}', amount: 1 } }), { u: 'bob&amount=9999' }, deps);
+        expect(r.failure).toBeNull();
+        expect(last().body, type).toBe('user=bob%26amount%3D9999&amount=1');
+      }
+    });
+
+    it('an array body under a form type is refused at load (before: its JSON text went out labelled as a form)', () => {
+      const file = join(dir, 'form-array.json');
+      writeFileSync(file, JSON.stringify(post({ headers: { 'Content-Type': 'application/x-www-form-urlencoded; charset=utf-8' }, body: ['{{context.u}}'] })));
+      expect(() => loadNodeFile(file)).toThrow(expect.objectContaining({ code: 'SVCNODE_INVALID_DEFINITION', field: '/request/body' }) as Error);
+    });
+
+    it('an unvalidated definition whose content type the context names: an array body under a form type is invalid input, nothing sent', async () => {
+      const before = seen.length;
+      const r = await invoke(post({ headers: { 'content-type': '{{context.ct}}' }, body: ['{{context.u}}'] }), { ct: 'application/x-www-form-urlencoded', u: 'bob&amount=9999&admin=1' }, deps);
+      expect(r.failure).toMatchObject({ category: 'invalid_input', code: 'SVCNODE_TEMPLATE' });
+      expect(seen.length).toBe(before);
+    });
+  });
+
+  describe('a string body under a JSON content type', () => {
+    const transfer = '{"to":"{{context.to}}","amount":10}';
+
+    it('escapes a value placed inside quotes: it cannot close the string and add members (before: "amount":99999 went through)', async () => {
+      const to = 'alice","amount":99999,"x":"';
+      const r = await invoke(post({ headers: { 'Content-Type': 'application/json' }, body: transfer }), { to }, deps);
+      expect(r.failure).toBeNull();
+      expect(JSON.parse(last().body)).toEqual({ to, amount: 10 });
+      // Without a JSON content type a string body is text: values go in as they are.
+      await invoke(post({ body: 'to={{context.to}}' }), { to: 'a "b"' }, deps);
+      expect(last().body).toBe('to=a "b"');
+    });
+
+    it.each([
+      ['application/json; charset=utf-8', 'line\nbreak \\ back "quote" \u0001 ü'],
+      ['application/vnd.api+json', '\\'],
+      ['TEXT/JSON', '{"a":1}'],
+    ])('under %s every value arrives as the string it was', async (type, to) => {
+      const r = await invoke(post({ headers: { 'content-type': type }, body: transfer }), { to }, deps);
+      expect(r.failure).toBeNull();
+      expect(JSON.parse(last().body)).toEqual({ to, amount: 10 });
+    });
+
+    it('a value outside quotes goes in when it is one JSON value; a fragment that adds members is invalid input, nothing sent', async () => {
+      const body = '{"amount": {{context.amount}}, "note": {{context.note}}}';
+      const type = { 'content-type': 'application/json' };
+      for (const [amount, note] of [[12.5, 'null'], ['12.50', '"ok"'], [true, { k: ['v'] }]] as const) {
+        const r = await invoke(post({ headers: type, body }), { amount, note }, deps);
+        expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+        expect(JSON.parse(last().body)).toEqual({ amount: typeof amount === 'string' ? 12.5 : amount, note: typeof note === 'string' ? (JSON.parse(note) as unknown) : note });
+      }
+      const before = seen.length;
+      for (const amount of ['1, "admin": true', 'abc', '"a", "b": "c"']) {
+        const r = await invoke(post({ headers: type, body }), { amount, note: 1 }, deps);
+        expect(r.failure, amount).toMatchObject({ category: 'invalid_input', code: 'SVCNODE_TEMPLATE' });
+      }
+      expect(seen.length).toBe(before);
+    });
+
+    it('a template right after a backslash inside a JSON string is refused at load', () => {
+      const file = join(dir, 'json-escape.json');
+      writeFileSync(file, JSON.stringify(post({ headers: { 'Content-Type': 'application/json' }, body: '{"to":"a\\{{context.to}}"}' })));
+      expect(() => loadNodeFile(file)).toThrow(expect.objectContaining({ code: 'SVCNODE_INVALID_DEFINITION', field: '/request/body' }) as Error);
+    });
+  });
+
   it.each(['Transfer-Encoding', 'content-length', 'Connection', 'upgrade'])('a %s header in the definition is refused at load, naming it (before: sent beside svcnode\'s own framing)', (name) => {
     const file = join(dir, `framing-${name}.json`);
     writeFileSync(file, JSON.stringify(post({ headers: { [name]: 'chunked' }, body: { a: 1 } })));

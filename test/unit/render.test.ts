@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
 import { InvalidInputError } from '../../src/errors.js';
-import { renderRequest, renderString } from '../../src/invoke/render.js';
+import { jsonSlots, mediaTypeOf, renderRequest, renderString } from '../../src/invoke/render.js';
 
 function node(request: Partial<NodeDefinition['request']>): NodeDefinition {
   return { id: 'render', request: { method: 'GET', url: 'https://api.example/', ...request }, tls: { profile: 'bank' } };
@@ -90,6 +90,29 @@ describe('body', () => {
   it('GET and HEAD send no body', () => {
     expect(renderRequest(node({ method: 'GET', body: { a: 1 } }), {}).body).toBeUndefined();
     expect(renderRequest(node({ method: 'HEAD', body: 'x' }), {}).body).toBeUndefined();
+  });
+});
+
+describe('content types and JSON text bodies', () => {
+  it.each([
+    [' Application/X-WWW-Form-URLEncoded , text/plain', 'application/x-www-form-urlencoded'],
+    ['application/x-www-form-urlencoded,text/plain', 'application/x-www-form-urlencoded'],
+    ['application/json;charset=utf-8', 'application/json'],
+    ['text/plain application/x-www-form-urlencoded', 'text/plain'],
+    ['', ''],
+  ])('the media type of "%s" is its first token: %s', (contentType, type) => {
+    expect(mediaTypeOf(contentType)).toBe(type);
+  });
+
+  it('templates are placed by JSON string-literal rules, escaped quotes and backslashes included', () => {
+    expect(jsonSlots('["{{context.a}}", {{context.b}}, "x\\{{context.c}}"]')).toEqual(['string', 'value', 'escape']);
+    expect(jsonSlots('{"a":"x\\"{{context.v}}"}')).toEqual(['string']);
+    expect(jsonSlots('{"a":"x\\\\", "b": {{context.v}}}')).toEqual(['value']);
+  });
+
+  it('a value after an escaped quote is still inside the string, and escaped', () => {
+    const r = renderRequest(node({ method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":"x\\"{{context.v}}"}' }), { v: '"}, "b": {"c' });
+    expect(JSON.parse(r.body?.payload ?? 'null')).toEqual({ a: 'x""}, "b": {"c' });
   });
 });
 
