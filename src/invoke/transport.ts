@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import https from 'node:https';
+import type { Readable } from 'node:stream';
 import { InvalidInputError, SvcnodeError, TransportError, errorCode, errorMessage } from '../errors.js';
 import type { AgentPool, AgentSpec } from '../tls/agents.js';
 import { decodedBody } from './decode.js';
@@ -127,11 +128,14 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
     let timer: NodeJS.Timeout | undefined;
     let headersIn = false;
     let answered: IncomingMessage | undefined;
+    /** A coded body's decoder chain: destroyed with the exchange, or its zlib stages inflate on after the Result. */
+    let decoder: Readable | undefined;
     let settled = false;
     const fail = (error: unknown): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      decoder?.destroy();
       const failed = coded(error, headersIn ? 'response' : undefined);
       if (answered) answeredBefore.set(failed, { status: answered.statusCode ?? 0, headers: answered.headers });
       reject(failed);
@@ -241,7 +245,7 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
         });
         return;
       }
-      readBody(response, a.method, settings, arm, () => timer?.refresh(), fail, (sent) => {
+      decoder = readBody(response, a.method, settings, arm, () => timer?.refresh(), fail, (sent) => {
         settled = true;
         clearTimeout(timer);
         resolve(sent);
@@ -251,15 +255,18 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
   });
 }
 
-/** Read the decoded body up to maxBodyBytes; every pause between chunks is bounded by idleMs. */
-function readBody(response: IncomingMessage, method: string, settings: CallSettings, arm: (ms: number, error: () => SvcnodeError) => void, refresh: () => void, fail: (error: unknown) => void, done: (sent: Sent) => void): void {
+/**
+ * Read the decoded body up to maxBodyBytes; every pause between chunks is bounded by idleMs.
+ * Returns the decoder chain of a coded body, for the exchange to destroy when it fails.
+ */
+function readBody(response: IncomingMessage, method: string, settings: CallSettings, arm: (ms: number, error: () => SvcnodeError) => void, refresh: () => void, fail: (error: unknown) => void, done: (sent: Sent) => void): Readable | undefined {
   let body;
   try {
     body = decodedBody(response, method);
   } catch (error) {
     response.destroy();
     fail(error);
-    return;
+    return undefined;
   }
   arm(settings.idleMs, () => new TransportError('SVCNODE_IDLE_TIMEOUT', `the response body paused for more than ${settings.idleMs} ms`, { phase: 'response', hint: 'the backend stalled while sending its answer: check its health or raise timeouts.idleMs' }));
   const chunks: Buffer[] = [];
@@ -281,6 +288,8 @@ function readBody(response: IncomingMessage, method: string, settings: CallSetti
     chunks.push(chunk.subarray(0, chunk.length - (size - settings.maxBodyBytes)));
     done({ response, body: Buffer.concat(chunks), truncated: true });
     response.destroy();
+    // A bomb's stages would go on inflating what they hold into nothing.
+    if (decoding) body.destroy();
   });
   body.on('end', () => {
     if (finished) return;
@@ -312,4 +321,5 @@ function readBody(response: IncomingMessage, method: string, settings: CallSetti
     // Closed before the body ended (reset, abort) and no error surfaced: do not hang.
     if (!finished && !response.complete) fail(brokenOff());
   });
+  return decoding ? body : undefined;
 }
