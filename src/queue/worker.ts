@@ -328,6 +328,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
 
   /** How often profiles and node files are polled for changes; 0 turns both off. */
   const reloadIntervalMs = options.reloadIntervalMs ?? 5_000;
+  // A nodes or profiles directory gone (unmounted, renamed, a failed symlink swap): its files are out of use until it is back.
+  const directoryUnreadable = (dir: string, error: InvalidInputError): void => logger.error({ dir, code: error.code, hint: error.hint }, error.message);
+  const directoryReadable = (dir: string): void => logger.info({ dir }, 'directory readable again: its files are loaded');
   const watcher = new ProfileWatcher(
     registry,
     {
@@ -355,6 +358,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         metrics.profileLoadFailures.inc({ profile: name });
         logger.error({ profile: name, file, code: error.code, hint: error.hint }, kept ? `profile reload failed, keeping the last good bundle: ${error.message}` : `profile failed to load, its nodes answer invalid_input until it does: ${error.message}`);
       },
+      unreadable: directoryUnreadable,
+      readable: directoryReadable,
       error(error) {
         logger.error({ err: errorMessage(error) }, 'profile reload round failed unexpectedly; the next round runs as usual');
       },
@@ -390,6 +395,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         if (nodeId !== undefined) logger.warn({ nodeId, file }, 'node removed: its jobs answer invalid_input until the file is back');
         else logger.info({ file }, 'node file removed (it had no node in use)');
       },
+      unreadable: directoryUnreadable,
+      readable: directoryReadable,
       error(error) {
         logger.error({ err: errorMessage(error) }, 'node reload round failed unexpectedly; the next round runs as usual');
       },

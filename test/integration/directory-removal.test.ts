@@ -65,9 +65,13 @@ describe('a removed or renamed profiles or nodes directory', () => {
     const lines = errorLinesNaming(`${profiles}: the profiles directory cannot be read`);
     expect(lines).toHaveLength(1);
     expect(JSON.stringify(lines[0])).toMatch(/ENOENT.*restore the directory/);
+    // Its own line, not "reload round failed unexpectedly" (the message of a defect).
+    expect(lines[0]).toMatchObject({ dir: profiles, code: 'SVCNODE_FILE_NOT_FOUND' });
+    expect(logs.filter((l) => String(l.msg).includes('failed unexpectedly'))).toEqual([]);
 
     renameSync(`${profiles}.gone`, profiles);
     await worker.watcher.check();
+    expect(logs.some((l) => l.dir === profiles && l.msg === 'directory readable again: its files are loaded')).toBe(true);
     expect((await invoke()).ok).toBe(true);
     expect(await health()).toMatchObject({ status: 'ok', problems: [], staleProfiles: [] });
   });
