@@ -211,7 +211,8 @@ function exchangeHttp(a: Attempt, settings: CallSettings, agent: https.Agent, bi
         try {
           next = new URL(location, a.target.href);
         } catch (error) {
-          fail(new TransportError('SVCNODE_BAD_REDIRECT', `the ${status} redirect's Location "${reportedUrl(location).slice(0, 200)}" is not a URL`, { cause: error, phase: 'response', hint: 'the backend sends a broken Location header: its team must fix it' }));
+          // Uncut: the Result scrubs the secrets the request carried from the whole text, and bounds it when stored.
+          fail(new TransportError('SVCNODE_BAD_REDIRECT', `the ${status} redirect's Location "${reportedUrl(location)}" is not a URL`, { cause: error, phase: 'response', hint: 'the backend sends a broken Location header: its team must fix it' }));
           return;
         }
         if (next.origin !== a.target.origin) {

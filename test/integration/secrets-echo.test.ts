@@ -64,8 +64,8 @@ describe('secrets a backend echoes into a Result', () => {
       return void res.end();
     }
     if (url.pathname === '/badredir') {
-      // Not a URL (an unclosed IPv6 literal): the message quotes it cut at 200 characters, 24 of them the token's.
-      res.writeHead(302, { location: `https://[bad/${'p'.repeat(160)}?t=${(req.headers.authorization ?? '').replace(/^Bearer /, '')}` });
+      // Not a URL (an unclosed IPv6 literal): a message that cut it at 200 characters would keep the token's first 10, too few to be told as a piece of it.
+      res.writeHead(302, { location: `https://[bad/${'p'.repeat(174)}?t=${(req.headers.authorization ?? '').replace(/^Bearer /, '')}` });
       return void res.end();
     }
     const padded = /^\/pad-(query|path)\/\.well-known\/openid-configuration$/.exec(url.pathname)?.[1];
