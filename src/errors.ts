@@ -47,7 +47,7 @@ export const ERROR_CODES = {
   SVCNODE_BAD_REDIRECT: 'a redirect (followRedirects) whose Location header is not a URL; not retried',
   SVCNODE_BAD_RESPONSE: 'the backend answered with something that is not valid HTTP/1.1 (another protocol on this port, a malformed status line or header); not retried',
   SVCNODE_DECODE_FAILED: 'the response body does not decode per its Content-Encoding (corrupt gzip, deflate or br); not retried',
-  SVCNODE_UNSUPPORTED_ENCODING: 'the response uses a Content-Encoding other than gzip, deflate, br or identity; not retried',
+  SVCNODE_UNSUPPORTED_ENCODING: 'the response uses a Content-Encoding other than gzip, deflate, br or identity, or stacks more than five; not retried',
   SVCNODE_RESPONSE_TIMEOUT: 'the response headers did not arrive within timeouts.responseMs after the request was sent',
   SVCNODE_IDLE_TIMEOUT: 'the response body paused longer than timeouts.idleMs between chunks',
   SVCNODE_DEADLINE: 'the attempt did not finish within timeouts.totalMs',
