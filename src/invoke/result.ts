@@ -167,21 +167,21 @@ export function keptHeaders(headers: IncomingHttpHeaders): Record<string, string
     const value = headers[name];
     if (value === undefined || HOP_BY_HOP.has(name) || credentialHeader(name)) continue;
     // A redirect target or a linked URL may carry credentials of its own (userinfo, a token in the query).
-    const urls = URL_HEADERS[name];
+    const urls = URL_HEADERS.get(name);
     kept[name] = urls === undefined ? value : typeof value === 'string' ? urls(value) : value.map(urls);
   }
   return kept;
 }
 
 /** Headers that hold URLs, and how each loses its credentials. */
-const URL_HEADERS: Readonly<Record<string, (value: string) => string>> = {
-  location: (value) => reportedUrl(value),
-  'content-location': (value) => reportedUrl(value),
+const URL_HEADERS: ReadonlyMap<string, (value: string) => string> = new Map<string, (value: string) => string>([
+  ['location', (value) => reportedUrl(value)],
+  ['content-location', (value) => reportedUrl(value)],
   // RFC 8288: `<uri>; rel=…`, several separated by commas.
-  link: (value) => value.replace(/<([^>]*)>/g, (_, uri: string) => `<${reportedUrl(uri)}>`),
+  ['link', (value) => value.replace(/<([^>]*)>/g, (_, uri: string) => `<${reportedUrl(uri)}>`)],
   // `5; url=https://…` (quoted or not), as browsers read it.
-  refresh: (value) => value.replace(/(\burl\s*=\s*['"]?)([^'"]*)/i, (_, head: string, uri: string) => `${head}${reportedUrl(uri)}`),
-};
+  ['refresh', (value) => value.replace(/(\burl\s*=\s*['"]?)([^'"]*)/i, (_, head: string, uri: string) => `${head}${reportedUrl(uri)}`)],
+]);
 
 /** Verdicts per header name: backends send the same few names on every response. */
 const verdicts = new Map<string, boolean>();
