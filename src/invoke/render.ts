@@ -375,7 +375,8 @@ function headerNamesOf(node: NodeDefinition): { headerNames?: Readonly<Record<st
   let got = namesOf.get(node);
   if (got) return got;
   const written = [...Object.keys(node.request.headers ?? {}), ...(node.tls.clientCertHeader ? [node.tls.clientCertHeader] : []), ...(node.auth?.tokens ?? []).map((t) => t.header)];
-  const names = Object.fromEntries(written.filter((name) => name !== name.toLowerCase()).map((name) => [name.toLowerCase(), name]));
+  // Without a prototype: a header named "constructor" must find no name here.
+  const names = Object.assign(Object.create(null) as Record<string, string>, Object.fromEntries(written.filter((name) => name !== name.toLowerCase()).map((name) => [name.toLowerCase(), name])));
   got = Object.keys(names).length > 0 ? { headerNames: names } : {};
   namesOf.set(node, got);
   return got;

@@ -53,7 +53,7 @@ interface Attempt {
 }
 
 /** How svcnode's own headers are spelt on the wire (as curl spells them). */
-const WIRE_NAMES: Readonly<Record<string, string>> = { 'user-agent': 'User-Agent', 'accept-encoding': 'Accept-Encoding', accept: 'Accept', 'content-type': 'Content-Type', 'content-length': 'Content-Length', authorization: 'Authorization' };
+const WIRE_NAMES: Readonly<Record<string, string>> = Object.assign(Object.create(null) as Record<string, string>, { 'user-agent': 'User-Agent', 'accept-encoding': 'Accept-Encoding', accept: 'Accept', 'content-type': 'Content-Type', 'content-length': 'Content-Length', authorization: 'Authorization' });
 
 /** The headers as sent: a definition's names as it writes them, svcnode's own as curl spells them, others as they are. */
 function onWire(headers: Record<string, string>, names: Readonly<Record<string, string>> | undefined): Record<string, string> {
