@@ -20,7 +20,8 @@ import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { assertNoSecrets } from '../helpers/secrets.js';
 import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
 
-const secret = (label: string): string => `${label}-${randomBytes(12).toString('hex')}`;
+// Random first: a cut piece (the first 8 characters) must not be a word the Result holds anyway ("client-c" is in "oauth2-client-credentials").
+const secret = (label: string): string => `${randomBytes(12).toString('hex')}-${label}`;
 const ACCESS_TOKEN = secret('access');
 const SESSION_TOKEN = secret('session');
 const CLIENT_SECRET = secret('client');
