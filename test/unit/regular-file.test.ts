@@ -69,7 +69,7 @@ describe('a read that does not answer in time', () => {
     writeFileSync(file, '{}');
     // Every libuv thread busy (as with reads stuck on a hung mount): the read waits for a thread.
     const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
-    const busy = Array.from({ length: threads }, () => new Promise<void>((resolve) => pbkdf2('p', 's', 100_000, 64, 'sha512', () => resolve())));
+    const busy = Array.from({ length: threads }, () => new Promise<void>((resolve) => pbkdf2('p', 's', 1_000_000, 64, 'sha512', () => resolve())));
     const first = await refusal(() => readBounded(file, 100, 50));
     expect(first.reason).toBe('timeout');
     expect(stuckReads()).toEqual([file]);
