@@ -107,12 +107,13 @@ export class SafeWorker extends Worker {
   override async processJob(job: Job, token: string, fetchNextCallback?: () => boolean): Promise<void | Job> {
     // The worker owns retention (README: Operations): what a producer set is not applied.
     for (const option of RETENTION_OPTIONS) if (option in job.opts) delete job.opts[option];
-    if (this.badCounters.has(job) && job.id !== undefined) await this.redis.hset(this.toKey(job.id), 'atm', '0');
-    if (this.maybeNotUtf8.has(job) && job.id !== undefined) {
-      const bytes = await this.redis.hgetBuffer(this.toKey(job.id), 'data');
-      if (bytes && !isUtf8(bytes)) job.data = { unparsable: `is not UTF-8 (${notUtf8At(bytes)}): job data must be JSON text in UTF-8`, field: 'data' } satisfies UnparsableJobData;
-    }
     try {
+      // Inside the try: a Redis that refuses these still lets the job go (released), for the stall check to return it.
+      if (this.badCounters.has(job) && job.id !== undefined) await this.redis.hset(this.toKey(job.id), 'atm', '0');
+      if (this.maybeNotUtf8.has(job) && job.id !== undefined) {
+        const bytes = await this.redis.hgetBuffer(this.toKey(job.id), 'data');
+        if (bytes && !isUtf8(bytes)) job.data = { unparsable: `is not UTF-8 (${notUtf8At(bytes)}): job data must be JSON text in UTF-8`, field: 'data' } satisfies UnparsableJobData;
+      }
       return await super.processJob(job, token, fetchNextCallback);
     } finally {
       this.released(job);
