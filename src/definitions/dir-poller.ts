@@ -38,6 +38,19 @@ export function unreadableDirectoryError(kind: 'node' | 'profile', dir: string, 
   );
 }
 
+/** What a DirPoller's owner hears besides the files' own events. */
+export interface DirectoryEvents {
+  /**
+   * The directory cannot be read (removed, renamed, unmounted) on consecutive polls: every file of
+   * it goes out of use. Without this handler the error goes to `error`, so it is logged all the same.
+   */
+  unreadable?(dir: string, error: InvalidInputError): void;
+  /** The directory can be read again after `unreadable`; its files load as new ones. */
+  readable?(dir: string): void;
+  /** A polling round failed for a reason of its own (a defect): logged, the next round runs as usual. */
+  error(error: unknown): void;
+}
+
 /**
  * A directory of `*.json` files (any case) polled on an interval, which editors, atomic renames
  * and mounted-secret symlink swaps cannot fool the way they fool fs.watch. Subclasses judge each
@@ -50,9 +63,16 @@ export abstract class DirPoller {
   /** Polls in a row that could not read the directory. */
   private failedPolls = 0;
 
+  /**
+   * `kind` names what the directory holds; `directoryEvents` hears of a round that failed (a defect) and of
+   * the directory becoming unreadable (else through `error`) and readable again; `setProblem`
+   * records the unreadable directory where /healthz reads it (the registry).
+   */
   protected constructor(
     private readonly intervalMs: number,
-    private readonly onError: (error: unknown) => void,
+    private readonly kind: 'node' | 'profile',
+    private readonly directoryEvents: DirectoryEvents,
+    private readonly setProblem: (kind: 'node' | 'profile', error: InvalidInputError | undefined) => void,
   ) {}
 
   /** The directory polled. */
@@ -62,10 +82,18 @@ export abstract class DirPoller {
   protected abstract round(): Promise<void>;
 
   /** The directory could not be read on UNREADABLE_POLLS polls in a row (`cause`: the last error); once, before the round judges every file removed. */
-  protected abstract directoryUnreadable(cause: unknown): void;
+  private directoryUnreadable(cause: unknown): void {
+    const error = unreadableDirectoryError(this.kind, this.dir(), cause);
+    this.setProblem(this.kind, error);
+    if (this.directoryEvents.unreadable) this.directoryEvents.unreadable(this.dir(), error);
+    else this.directoryEvents.error(error);
+  }
 
   /** The directory can be read again after directoryUnreadable; before the round loads its files. */
-  protected abstract directoryReadable(): void;
+  private directoryReadable(): void {
+    this.setProblem(this.kind, undefined);
+    this.directoryEvents.readable?.(this.dir());
+  }
 
   /** Run a round every `intervalMs` from now on, without keeping the process alive. */
   protected startPolling(): void {
@@ -106,7 +134,7 @@ export abstract class DirPoller {
   check(): Promise<void> {
     this.running ??= this.round()
       .catch((error: unknown) => {
-        this.onError(error);
+        this.directoryEvents.error(error);
       })
       .finally(() => {
         this.running = undefined;

@@ -1,4 +1,4 @@
-import { DirPoller, fileStamp, unreadableDirectoryError } from './dir-poller.js';
+import { DirPoller, fileStamp } from './dir-poller.js';
 import type { InvalidInputError } from '../errors.js';
 import { nodeLoadError, readNodeFile } from './nodes.js';
 import type { Registry } from './registry.js';
@@ -41,7 +41,7 @@ export class NodeWatcher extends DirPoller {
     private readonly events: NodeWatcherEvents,
     options: { intervalMs: number },
   ) {
-    super(options.intervalMs, (error) => events.error(error));
+    super(options.intervalMs, 'node', events, (kind, error) => registry.setDirectoryProblem(kind, error));
   }
 
   protected dir(): string {
@@ -59,18 +59,6 @@ export class NodeWatcher extends DirPoller {
       if (print !== undefined) this.seen.set(file, print);
     }
     this.startPolling();
-  }
-
-  protected directoryUnreadable(cause: unknown): void {
-    const error = unreadableDirectoryError('node', this.dir(), cause);
-    this.registry.setDirectoryProblem('node', error);
-    if (this.events.unreadable) this.events.unreadable(this.dir(), error);
-    else this.events.error(error);
-  }
-
-  protected directoryReadable(): void {
-    this.registry.setDirectoryProblem('node', undefined);
-    this.events.readable?.(this.dir());
   }
 
   protected async round(): Promise<void> {

@@ -1,7 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
 import type { CrlFetcher } from '../pki/crl-fetch.js';
-import { DirPoller, fileStamp, unreadableDirectoryError } from './dir-poller.js';
+import { DirPoller, fileStamp } from './dir-poller.js';
 import { loadProfile, profileLoadError, profileName } from './profiles.js';
 import { dateStatus } from '../pki/inspect.js';
 import type { LoadedProfile } from '../pki/types.js';
@@ -80,7 +80,7 @@ export class ProfileWatcher extends DirPoller {
     private readonly events: ProfileWatcherEvents,
     private readonly options: { intervalMs: number; env?: NodeJS.ProcessEnv; crlFetcher?: CrlFetcher },
   ) {
-    super(options.intervalMs, (error) => events.error(error));
+    super(options.intervalMs, 'profile', events, (kind, error) => registry.setDirectoryProblem(kind, error));
   }
 
   protected dir(): string {
@@ -101,18 +101,6 @@ export class ProfileWatcher extends DirPoller {
     const fetcher = this.options.crlFetcher;
     const trust = this.registry.profiles.get(name)?.trust;
     return fetcher !== undefined && ((trust?.crls ?? []).some((crl) => fetcher.due(crl)) || (trust?.crlsUnavailable ?? []).some((u) => fetcher.retryDue(u.url)));
-  }
-
-  protected directoryUnreadable(cause: unknown): void {
-    const error = unreadableDirectoryError('profile', this.dir(), cause);
-    this.registry.setDirectoryProblem('profile', error);
-    if (this.events.unreadable) this.events.unreadable(this.dir(), error);
-    else this.events.error(error);
-  }
-
-  protected directoryReadable(): void {
-    this.registry.setDirectoryProblem('profile', undefined);
-    this.events.readable?.(this.dir());
   }
 
   protected async round(): Promise<void> {
