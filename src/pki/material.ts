@@ -1,8 +1,6 @@
 import { basename } from 'node:path';
 import { X509Certificate, type KeyObject } from 'node:crypto';
-import { open, stat } from 'node:fs/promises';
-import { BundleError } from '../errors.js';
-import { fileProblem } from '../regular-file.js';
+import { NotReadableAsFile, READ_TIMEOUT_MS, readBounded } from '../regular-file.js';
 import { bundleError } from './bundle-error.js';
 import { derShape, firstElementLength } from './der.js';
 import { loadPrivateKey, type KeyInput } from './keys.js';
@@ -89,31 +87,19 @@ export const ARGUMENT_FILE_HINTS: FileHints = {
   missing: 'check the path and its permissions (a relative path resolves against the current directory)',
 };
 
-/** Read a file with a size limit; errors name the file and say what to check (`hints`). */
-export async function readLimited(file: string, maxBytes: number = MATERIAL_DEFAULTS.maxBytes, hints: FileHints = PROFILE_FILE_HINTS): Promise<Buffer> {
-  let handle;
+/**
+ * Read a file with a size limit through the bounded reader (a FIFO, device or /proc file is refused
+ * before it is read; a filesystem that does not answer is given up after READ_TIMEOUT_MS); errors
+ * name the file and say what to check (`hints`).
+ */
+export async function readLimited(file: string, maxBytes: number = MATERIAL_DEFAULTS.maxBytes, hints: FileHints = PROFILE_FILE_HINTS, timeoutMs: number = READ_TIMEOUT_MS): Promise<Buffer> {
   try {
-    // Before opening: opening a FIFO blocks a thread of libuv's small pool until something writes to it.
-    const why = fileProblem(await stat(file));
-    if (why) throw bundleError('SVCNODE_FILE_NOT_FOUND', file, why, hints.notAFile);
-    handle = await open(file, 'r');
+    return await readBounded(file, maxBytes, timeoutMs);
   } catch (cause) {
-    if (cause instanceof BundleError) throw cause;
-    throw bundleError('SVCNODE_FILE_NOT_FOUND', file, 'cannot read file', hints.missing, cause);
-  }
-  try {
-    const { size } = await handle.stat();
-    if (size > maxBytes) {
-      throw bundleError('SVCNODE_BUNDLE_TOO_LARGE', file, `file is ${size} bytes, more than the ${maxBytes} bytes allowed for ${hints.what}`, hints.notAFile);
-    }
-    const bytes = Buffer.alloc(size);
-    const { bytesRead } = await handle.read(bytes, 0, size, 0);
-    return bytes.subarray(0, bytesRead);
-  } catch (cause) {
-    if (cause instanceof BundleError) throw cause;
-    throw bundleError('SVCNODE_FILE_NOT_FOUND', file, 'cannot read file', 'check that the path names a readable file', cause);
-  } finally {
-    await handle.close();
+    if (!(cause instanceof NotReadableAsFile)) throw bundleError('SVCNODE_FILE_NOT_FOUND', file, 'cannot read file', hints.missing, cause);
+    if (cause.reason === 'too-large') throw bundleError('SVCNODE_BUNDLE_TOO_LARGE', file, `file ${cause.message} for ${hints.what}`, hints.notAFile);
+    if (cause.reason === 'timeout') throw bundleError('SVCNODE_FILE_NOT_FOUND', file, `the file ${cause.message}`, 'its filesystem did not answer: check the mount');
+    throw bundleError('SVCNODE_FILE_NOT_FOUND', file, cause.message, hints.notAFile);
   }
 }
 

@@ -150,9 +150,12 @@ describe.runIf(process.platform === 'linux')('kernel pseudo-files (regular files
     expectRefused(await runCli(['dry-run', file, '--profiles', pki.profilesDir], { timeoutMs: HANG_MS }), `${file}: is a file of sysfs (/sys)`);
   });
 
-  it('a /proc file as a CRL, a client secret or a proxy CA', async () => {
+  it('a /proc file as a CRL, a client certificate, a client secret or a proxy CA', async () => {
     const profile = pki.profile('crl-proc', { client: { certificate: pki.files.clientChain, key: pki.files.clientKey }, trust: { ca: [pki.files.root], crl: ['/proc/self/status'] } });
     expectRefused(await runCli(['certs', 'verify', profile], { timeoutMs: HANG_MS }), '/proc/self/status: the CRL file is a file of procfs (/proc)');
+    // Before: "the file is empty" (a /proc file stats as 0 bytes), which sent the operator looking for the wrong thing.
+    const certProc = pki.profile('cert-proc', { client: { certificate: '/proc/self/status', key: pki.files.clientKey }, trust: { ca: [pki.files.root] } });
+    expectRefused(await runCli(['certs', 'verify', certProc], { timeoutMs: HANG_MS }), '/proc/self/status: is a file of procfs (/proc)');
     const oauth = join(pki.dir, 'oauth-proc.json');
     writeFileSync(oauth, JSON.stringify({ id: 'oauth-proc', request: { method: 'GET', url: 'https://localhost:1/' }, tls: { profile: 'bank' }, retry: { limit: 0 }, auth: { type: 'oauth2-client-credentials', tokenUrl: 'https://localhost:1/token', clientId: 'bot', clientAuth: 'client_secret_basic', clientSecret: { file: '/proc/self/environ' } } }));
     expectRefused(await runCli(['dry-run', oauth, '--profiles', pki.profilesDir], { timeoutMs: HANG_MS }), 'client secret file /proc/self/environ (auth.clientSecret) cannot be read or is empty: it is a file of procfs (/proc)');

@@ -1,15 +1,17 @@
 import { execFileSync } from 'node:child_process';
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createPrivateKey, pbkdf2, X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SvcnodeError } from '../../src/errors.js';
 import { loadProfile } from '../../src/definitions/profiles.js';
-import { readMaterial } from '../../src/pki/material.js';
+import { PROFILE_FILE_HINTS, readLimited, readMaterial } from '../../src/pki/material.js';
+import { stuckReads } from '../../src/regular-file.js';
 import { MAX_KDF_ITERATIONS } from '../../src/pki/forge-kdf.js';
 import { mintLeaf } from '../../src/pki/mint.js';
 import { clearPkcs12Cache, parseWithForge, pkcs12ForgeParseCount } from '../../src/pki/pkcs12.js';
+import { waitFor } from '../helpers/net.js';
 import { createTestPki, multiIdentityPkcs12, opensslPkcs12, type MintedCert, type TestPki } from '../helpers/pki.js';
 
 const PASS = 'corr3ct horse';
@@ -120,6 +122,24 @@ describe('certificates by content', () => {
     writeFileSync(big, Buffer.alloc(1024 * 1024 + 1, 0x41));
     expect(await codeOf(readMaterial(big))).toBe('SVCNODE_BUNDLE_TOO_LARGE');
   });
+
+  it('a read that does not answer in time (a hung mount) is given up, naming the file and the mount', async () => {
+    const file = pki.files.clientChain;
+    // Every libuv thread busy, as reads stuck on a hung NFS or FUSE mount leave them: the read waits for a thread.
+    const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+    const busy = Array.from({ length: threads }, () => new Promise<void>((resolve) => pbkdf2('p', 's', 1_000_000, 64, 'sha512', () => resolve())));
+    const error = await readLimited(file, 1024 * 1024, PROFILE_FILE_HINTS, 50).then(
+      () => undefined,
+      (e: unknown) => e as SvcnodeError,
+    );
+    await Promise.all(busy);
+    expect(error?.code).toBe('SVCNODE_FILE_NOT_FOUND');
+    expect(error?.message).toBe(`${file}: the file did not answer a read within 50 ms`);
+    expect(error?.hint).toContain('check the mount');
+    // Once the threads are free the file reads again.
+    await waitFor(() => stuckReads().length === 0 || undefined, 10_000, 20, 'the given-up read to end');
+    expect((await readMaterial(file)).certificates.length).toBeGreaterThan(0);
+  }, 30_000);
 });
 
 describe('files that are not PEM, DER or PKCS#12', () => {
