@@ -1,5 +1,5 @@
 import { InvalidInputError } from '../errors.js';
-import { isFormType, isJsonType, jsonSlots, mediaTypeOf } from '../invoke/render.js';
+import { isFormType, isJsonType, isMultipartType, jsonSlots, mediaTypeOf, multipartBoundary } from '../invoke/render.js';
 import type { NodeDefinition } from './types.js';
 
 /** Longest DNS name getaddrinfo accepts (longer ones fail with EINVAL at call time). */
@@ -72,9 +72,19 @@ function checkRequestOrigin(raw: string, file: string): void {
  */
 const FRAMING_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade']);
 
+/**
+ * Headers that gateways and reverse proxies trust to pick the virtual host or path (Spring's
+ * ForwardedHeaderFilter, IIS URL Rewrite, Symfony's trusted proxies): a value from the context
+ * would let an invocation choose the backend, which only the definition may (the origin rule).
+ */
+const ROUTING_HEADERS = new Set(['forwarded', 'x-forwarded-host', 'x-forwarded-server', 'x-forwarded-prefix', 'x-host', 'x-original-host', 'x-original-url', 'x-rewrite-url', 'x-http-host-override']);
+
 function checkRequestHeaders(headers: Record<string, string> | undefined, file: string): void {
-  for (const name of Object.keys(headers ?? {})) {
+  for (const [name, value] of Object.entries(headers ?? {})) {
     const lower = name.toLowerCase();
+    if (ROUTING_HEADERS.has(lower) && value.includes('{{')) {
+      throw invalid(file, `/request/headers/${name}`, 'takes a value from the invocation context, and gateways that trust it route by it: the context would pick the backend', `write "${name}" as a fixed value, or remove it; what the call reaches must come from the definition`);
+    }
     // Gateways and load balancers route by Host: one from the definition (or the context) would call another backend than request.url names.
     if (lower === 'host') {
       throw invalid(file, `/request/headers/${name}`, 'would send the request to the virtual host it names, which request.url does not show (gateways route by Host)', `remove "${name}" from request.headers: put the host in request.url (svcnode sends it as Host), and use tls.servername for another SNI name`);
@@ -91,9 +101,22 @@ function checkRequestHeaders(headers: Record<string, string> | undefined, file: 
  */
 function checkBody(request: NodeDefinition['request'], file: string): void {
   let contentType: string | undefined;
-  for (const [name, value] of Object.entries(request.headers ?? {})) if (name.toLowerCase() === 'content-type') contentType = value;
+  let headerName = 'content-type';
+  for (const [name, value] of Object.entries(request.headers ?? {})) {
+    if (name.toLowerCase() !== 'content-type') continue;
+    contentType = value;
+    headerName = name;
+  }
   if (contentType === undefined || request.body === undefined) return;
   const type = mediaTypeOf(contentType);
+  if (isMultipartType(type)) {
+    if (typeof request.body !== 'string') {
+      throw invalid(file, '/request/body', `is ${Array.isArray(request.body) ? 'an array' : 'a JSON value'}, which would go out as JSON text labelled ${type}`, `write request.body as the ${type} text itself (parts between --boundary lines), or send JSON with content-type application/json`);
+    }
+    if (!contentType.includes('{{') && multipartBoundary(contentType) === undefined) {
+      throw invalid(file, `/request/headers/${headerName}`, `${type} needs a boundary parameter: without one no server can find the parts`, `write it as "${type}; boundary=…" with the boundary request.body uses`);
+    }
+  }
   if (isFormType(type) && Array.isArray(request.body)) {
     throw invalid(file, '/request/body', `is an array, which cannot be sent as ${type} fields`, 'write request.body as an object of fields, or send JSON with content-type application/json');
   }

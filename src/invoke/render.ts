@@ -237,6 +237,31 @@ export function isJsonType(mediaType: string): boolean {
 /** A value as one form-encoded field name or value (space as `+`). */
 const formEncode = (text: string): string => encodeURIComponent(text).replace(/%20/g, '+');
 
+/** `multipart/form-data`, `multipart/mixed`, …: bodies whose parts a boundary delimits. */
+export function isMultipartType(mediaType: string): boolean {
+  return mediaType.startsWith('multipart/');
+}
+
+/** The `boundary` parameter of a multipart Content-Type (RFC 2046), quoted or not; undefined when it has none. */
+export function multipartBoundary(contentType: string): string | undefined {
+  const match = /;\s*boundary\s*=\s*(?:"([^"]*)"|([^;,\s]+))/i.exec(contentType);
+  return match?.[1] || match?.[2] || undefined;
+}
+
+/**
+ * Values placed in a multipart body must not hold its delimiter: `--boundary` in a context value
+ * would end the part it stands in and start one of the value's making (a field the definition
+ * never had, or a second copy of one it has). Refused, as multipart writers choose a boundary no
+ * part holds; the value is not repeated.
+ */
+function withoutDelimiter(boundary: string): Encoder {
+  const delimiter = `--${boundary}`;
+  return (text) => {
+    if (!text.includes(delimiter)) return text;
+    throw templateError('/request/body', `a context value holds the multipart delimiter "${delimiter}": it would end its part and start another`, 'fix the value in the invocation context, or give the content type a boundary that values cannot hold');
+  };
+}
+
 /**
  * Where each template of a JSON text template stands: inside a string literal, in place of a value,
  * or right after a backslash inside a string literal (where the value would complete an escape).
@@ -315,7 +340,9 @@ function renderBody(template: unknown, contentType: string | undefined, context:
   const type = contentType === undefined ? '' : mediaTypeOf(contentType);
   const form = isFormType(type);
   if (typeof template === 'string') {
-    const payload = isJsonType(type) ? renderJsonText(template, context) : renderString(template, context, '/request/body', form ? formEncode : undefined);
+    const boundary = isMultipartType(type) ? multipartBoundary(contentType as string) : undefined;
+    const encode = form ? formEncode : boundary === undefined ? undefined : withoutDelimiter(boundary);
+    const payload = isJsonType(type) ? renderJsonText(template, context) : renderString(template, context, '/request/body', encode);
     return { payload, contentType: 'text/plain; charset=utf-8' };
   }
   if (form && Array.isArray(template)) {

@@ -277,6 +277,48 @@ describe('bodies and headers say what the definition meant, whatever the context
     });
   });
 
+  describe('a string body under a multipart content type', () => {
+    const form = 'multipart/form-data; boundary=svcnode-b0undary';
+    const body = ['--svcnode-b0undary', 'Content-Disposition: form-data; name="memo"', '', '{{context.memo}}', '--svcnode-b0undary', 'Content-Disposition: form-data; name="amount"', '', '10', '--svcnode-b0undary--', ''].join('\r\n');
+    /** The parts a server reads, by name: what undici's FormData parser (as Node's fetch) makes of the body. */
+    const parts = async (raw: string, type: string): Promise<Record<string, string[]>> => {
+      const data = await new Response(raw, { headers: { 'content-type': type } }).formData();
+      const out: Record<string, string[]> = {};
+      for (const [name, value] of data.entries()) (out[name] ??= []).push(typeof value === 'string' ? value : await value.text());
+      return out;
+    };
+
+    it('a value holding the boundary is invalid input and nothing is sent (before: it ended the part and added "amount=99999")', async () => {
+      const memo = 'thanks\r\n--svcnode-b0undary\r\nContent-Disposition: form-data; name="amount"\r\n\r\n99999';
+      const before = seen.length;
+      const r = await invoke(post({ headers: { 'Content-Type': form }, body }), { memo }, deps);
+      expect(r.failure).toMatchObject({ category: 'invalid_input', code: 'SVCNODE_TEMPLATE', message: expect.stringContaining('multipart delimiter "--svcnode-b0undary"') as unknown });
+      expect(r.failure?.message).not.toContain('99999');
+      expect(seen.length).toBe(before);
+    });
+
+    it('other values, line breaks included, arrive as the part they stand in', async () => {
+      for (const [type, memo] of [
+        [form, 'line one\r\nline two -- svcnode'],
+        ['multipart/form-data; boundary="svcnode-b0undary"; charset=utf-8', 'ü --svcnode-b0undar'],
+      ] as const) {
+        const r = await invoke(post({ headers: { 'content-type': type }, body }), { memo }, deps);
+        expect(r.failure).toBeNull();
+        expect(await parts(last().body, type)).toEqual({ memo: [memo], amount: ['10'] });
+      }
+    });
+
+    it('a multipart type without a boundary, or with a JSON body, is refused at load', () => {
+      const file = join(dir, 'multipart.json');
+      writeFileSync(file, JSON.stringify(post({ headers: { 'Content-Type': 'multipart/form-data' }, body })));
+      expect(() => loadNodeFile(file)).toThrow(expect.objectContaining({ code: 'SVCNODE_INVALID_DEFINITION', field: '/request/headers/Content-Type' }) as Error);
+      writeFileSync(file, JSON.stringify(post({ headers: { 'Content-Type': form }, body: { memo: '{{context.memo}}' } })));
+      expect(() => loadNodeFile(file)).toThrow(expect.objectContaining({ code: 'SVCNODE_INVALID_DEFINITION', field: '/request/body' }) as Error);
+      writeFileSync(file, JSON.stringify(post({ headers: { 'Content-Type': form }, body })));
+      expect(loadNodeFile(file).id).toBe('hostile');
+    });
+  });
+
   it.each(['Transfer-Encoding', 'content-length', 'Connection', 'upgrade'])('a %s header in the definition is refused at load, naming it (before: sent beside svcnode\'s own framing)', (name) => {
     const file = join(dir, `framing-${name}.json`);
     writeFileSync(file, JSON.stringify(post({ headers: { [name]: 'chunked' }, body: { a: 1 } })));
@@ -313,6 +355,27 @@ describe('a Host header cannot steer the call to another virtual host', () => {
     expect(r.code).toBe(2);
     expect(`${r.stdout}${r.stderr}`).toContain('/request/headers/Host');
     expect(backend.requests).toBe(seen);
+  });
+});
+
+describe('headers gateways route by take no value from the context', () => {
+  const withHeader = (name: string, value: string): NodeDefinition => ({ ...node(`https://localhost:${backend.port}/v1/accounts/42`), request: { method: 'GET', url: `https://localhost:${backend.port}/v1/accounts/42`, headers: { [name]: value } } });
+
+  it.each([
+    ['X-Forwarded-Host', '{{context.tenant}}.api.internal'],
+    ['forwarded', 'host={{context.tenant}};proto=https'],
+    ['X-Original-URL', '/admin/{{context.path}}'],
+  ])('a templated %s header is refused at load, naming it (before: the context chose the route of a gateway that trusts it)', (name, value) => {
+    const file = join(dir, `route-${name}.json`);
+    writeFileSync(file, JSON.stringify(withHeader(name, value)));
+    expect(() => loadNodeFile(file)).toThrow(expect.objectContaining({ code: 'SVCNODE_INVALID_DEFINITION', field: `/request/headers/${name}` }) as Error);
+  });
+
+  it('a fixed value is the definition\'s own choice, and is sent', async () => {
+    const file = join(dir, 'route-fixed.json');
+    writeFileSync(file, JSON.stringify(withHeader('X-Forwarded-Host', 'customer-api.internal')));
+    const r = await invoke(loadNodeFile(file), {}, deps);
+    expect(r.failure).toBeNull();
   });
 });
 
