@@ -7,7 +7,7 @@ import { callSettings } from './settings.js';
 import type { AuthReport, SessionLoginReport } from './auth-report.js';
 import { answeredMediaType, forgetOAuth2Token, headerSafeToken, invalidTokenChallenge, oauth2Token, oversizedAnswer } from './oauth2-token.js';
 import { reportedUrl, type Failure, type ResponseReport } from './result.js';
-import { askedWaitMs, askedWaitNote, endpointFailedHint } from './retry.js';
+import { askedWaitMs, askedWaitNote, authStepFailure, endpointFailedHint } from './retry.js';
 import { tokenKey, type TokenCache } from './token-cache.js';
 
 /** Default reuse time of a certificate-session token (Symphony session tokens live longer). */
@@ -101,8 +101,7 @@ async function login(endpoint: { url: string; header: string; field?: string }, 
 async function attemptLogin(endpoint: { url: string; header: string; field?: string }, node: NodeDefinition, profile: LoadedProfile, agents: AgentPool, cache: TokenCache, signal: AbortSignal | undefined, key: string): Promise<{ token: string; exchange: Exchange } | AuthFailure> {
   const url = new URL(endpoint.url);
   const x = await exchange({ method: 'POST', url, headers: { accept: 'application/json' }, body: undefined }, callSettings(node, profile, url.origin, false), profile, agents, signal);
-  // Every failure of the login is phase auth (the node's own request was not made), but one on the way to a proxy.
-  if (x.failure) return { failure: { ...x.failure, phase: x.failure.phase === 'proxy' ? 'proxy' : 'auth', message: `authentication at ${reportedUrl(endpoint.url)}: ${x.failure.message}` }, exchange: x };
+  if (x.failure) return { failure: authStepFailure(x.failure, `authentication at ${reportedUrl(endpoint.url)}: ${x.failure.message}`, 'the authentication endpoint', 'check its url in auth.tokens (scheme, host, port)'), exchange: x };
   const status = x.response?.status ?? 0;
   if (status >= 500 || status === 429) {
     // A pod restarting or shedding load: transient, as for an OAuth 2.0 token endpoint; a rate limit's Retry-After is honoured.

@@ -4,7 +4,7 @@ import type { AgentPool } from '../tls/agents.js';
 import type { OAuth2AuthReport as AuthReport } from './auth-report.js';
 import { exchange, type Exchange } from './exchange.js';
 import type { Failure } from './result.js';
-import { endpointFailedHint } from './retry.js';
+import { authStepFailure, endpointFailedHint } from './retry.js';
 import { callSettings } from './settings.js';
 
 /** The token endpoint a node uses, and where it was found. */
@@ -42,22 +42,14 @@ function discoveryFailure(issuer: string, message: string, hint: string, code = 
   return { phase: 'auth', category, code, message: `authorization server metadata of ${issuer}: ${message}`, hint };
 }
 
-/** A classifier's hint, which speaks of "the backend", said of the authorization server. */
-function ofAuthorizationServer(hint: string): string {
-  return hint.replace(/\bthe backend team\b/g, "the authorization server's team").replace(/\bthe backend\b/g, 'the authorization server');
-}
-
 /**
  * The metadata request failed on its way (connect, TLS, timeout): phase auth like every failure of
  * the token step (the node's own request was not made), but one on the way to a proxy, and a hint
  * about the authorization server, not the node's backend.
  */
 function metadataFetchFailed(f: Failure, issuer: string, url: URL): Failure {
-  const message = `authorization server metadata at ${url.href}: ${f.message}`;
-  if (f.phase === 'proxy') return { ...f, message };
-  const unreachable = f.category === 'connect_failed' || f.category === 'timeout';
-  const hint = `the authorization server of issuer ${issuer} (auth.issuer): ${ofAuthorizationServer(f.hint)}${unreachable ? '; check auth.issuer (scheme, host, port), or set auth.tokenUrl to the token endpoint instead of discovering it' : ''}`;
-  return { ...f, phase: 'auth', message, hint };
+  const failure = authStepFailure(f, `authorization server metadata at ${url.href}: ${f.message}`, 'the authorization server', 'check auth.issuer (scheme, host, port), or set auth.tokenUrl to the token endpoint instead of discovering it');
+  return failure.phase === 'proxy' ? failure : { ...failure, hint: `the authorization server of issuer ${issuer} (auth.issuer): ${failure.hint}` };
 }
 
 /** Longest discovered endpoint taken, as for auth.tokenUrl: every Result of the node reports it. */

@@ -12,7 +12,7 @@ import { tokenRequestParts } from './oauth2-client-auth.js';
 import { tokenEndpoint, type DiscoveryFailure, type TokenEndpoint } from './oauth2-discovery.js';
 import { headerValue, reportedUrl, type Failure } from './result.js';
 import { DEFAULTS } from './defaults.js';
-import { askedWaitMs, askedWaitNote, endpointFailedHint } from './retry.js';
+import { askedWaitMs, askedWaitNote, authStepFailure, endpointFailedHint } from './retry.js';
 import { scrubSecrets } from './scrub.js';
 import { callSettings } from './settings.js';
 import { tokenKey, type TokenCache } from './token-cache.js';
@@ -183,8 +183,8 @@ async function requestToken(auth: OAuth2ClientCredentialsAuth, endpoint: TokenEn
   // The token response is never reported: only its status, timing and a redacted summary.
   const seen: Exchange = { ...x, response: null, bodyText: '' };
   if (x.failure) {
-    // Every failure of the token request is phase auth (the node's own request was not made), but one on the way to a proxy.
-    return { failure: { ...x.failure, phase: x.failure.phase === 'proxy' ? 'proxy' : 'auth', message: `token endpoint ${endpoint.url}: ${x.failure.message}` }, exchange: seen, report: report(auth, endpoint, {}) };
+    const check = endpoint.source === 'tokenUrl' ? 'check auth.tokenUrl (scheme, host, port)' : `check the ${endpoint.source} the metadata of auth.issuer names, or set auth.tokenUrl instead`;
+    return { failure: authStepFailure(x.failure, `token endpoint ${endpoint.url}: ${x.failure.message}`, 'the authorization server', check), exchange: seen, report: report(auth, endpoint, {}) };
   }
   const status = x.response?.status ?? 0;
   const body = jsonBody(x);

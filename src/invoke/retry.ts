@@ -1,7 +1,7 @@
 import type { HttpMethod, NodeDefinition } from '../definitions/types.js';
 import { isTransient } from '../failures/classify.js';
 import { DEFAULTS } from './defaults.js';
-import { AUTH_RETRY_AFTER, headerValue, type ResponseReport, type Result } from './result.js';
+import { AUTH_RETRY_AFTER, headerValue, type Failure, type ResponseReport, type Result } from './result.js';
 
 /** Methods whose repetition has the effect of one request (RFC 9110 §9.2.2). */
 export const IDEMPOTENT: ReadonlySet<HttpMethod> = new Set<HttpMethod>(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
@@ -19,6 +19,19 @@ export function askedWaitMs(header: string | string[] | undefined, now: number):
 export function endpointFailedHint(who: string, status?: number): string {
   if (status === 429) return `${who} is rate-limiting this client (HTTP 429): the call is retried within its retry.limit, after the wait it asks for (Retry-After); if it persists, ask its team to raise the limit for this client`;
   return `${who} failed on its side (temporary as a rule): the call is retried within its retry.limit; if it persists, ask its team`;
+}
+
+/**
+ * A failure of an authentication step's own request (discovery, token, login) on its way (connect,
+ * TLS, timeout): phase auth, as the node's own request was not made, but one on the way to a proxy
+ * stays phase proxy. The classifier's hint speaks of "the backend": said here of `who` (the server
+ * the step called), with `check` added when it could not be reached.
+ */
+export function authStepFailure(f: Failure, message: string, who: string, check: string): Failure {
+  if (f.phase === 'proxy') return { ...f, message };
+  const unreachable = f.category === 'connect_failed' || f.category === 'timeout';
+  const hint = f.hint.replace(/\bthe backend team\b/g, `${who}'s team`).replace(/\bthe backend\b/g, who);
+  return { ...f, phase: 'auth', message, hint: unreachable ? `${hint}; ${check}` : hint };
 }
 
 /** How a failure message mentions the wait an endpoint asked for. */

@@ -9,6 +9,7 @@ import type { NodeDefinition } from '../../src/definitions/types.js';
 import { invokeWithRetries } from '../../src/invoke/attempts.js';
 import { invoke } from '../../src/invoke/execute.js';
 import { useBankFixture } from '../helpers/bank-fixture.js';
+import { freePort } from '../helpers/net.js';
 import type { MtlsServer, RequestHandler } from '../helpers/servers.js';
 
 const bank = useBankFixture();
@@ -148,6 +149,13 @@ describe('certificate-session endpoint answers', () => {
     expect(r.attempts).toBe(2);
     expect(hits).toEqual({ session: 2, api: 1 });
     expect(seen).toEqual(['session-token-1']);
+  });
+
+  it('a session endpoint that refuses connections: phase auth, a hint about the authentication endpoint, not the backend', async () => {
+    const r = await invoke(sessionNode(await freePort()), {}, bank.deps);
+    expect(r.failure).toMatchObject({ phase: 'auth', category: 'connect_failed', code: 'ECONNREFUSED' });
+    // Before: "check that the backend is up and reachable", when the backend was never called.
+    expect(r.failure?.hint).toBe('check that the authentication endpoint is up and reachable from this machine (host, port, firewall, proxy); check its url in auth.tokens (scheme, host, port)');
   });
 
   it("a token with a line break is the endpoint's fault (phase auth), never sent and never cached", async () => {

@@ -129,7 +129,9 @@ describe('OAuth 2.0 access tokens: cache, refresh, re-authentication, binding', 
   it('a token endpoint that is down is a transient failure and retried', async () => {
     const down = f.node({ tokenUrl: `https://localhost:${await unusedPort()}/token` }, 'bank', { request: { method: 'POST', url: `${f.as.resource.url}/payments` } });
     const refused = await invoke(down, {}, deps);
-    expect(refused.failure).toMatchObject({ category: 'connect_failed' });
+    expect(refused.failure).toMatchObject({ phase: 'auth', category: 'connect_failed' });
+    // Before: "check that the backend is up and reachable", when the backend was never called.
+    expect(refused.failure?.hint).toBe('check that the authorization server is up and reachable from this machine (host, port, firewall, proxy); check auth.tokenUrl (scheme, host, port)');
     expect(retryDelay(refused, { ...down, retry: { limit: 2 } }, 1)).toBeGreaterThan(0);
 
     f.as.unavailable = 1;
