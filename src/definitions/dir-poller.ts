@@ -1,7 +1,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidInputError } from '../errors.js';
-import { statsStamp } from '../regular-file.js';
+import { NotReadableAsFile, READ_TIMEOUT_MS, statsStamp } from '../regular-file.js';
 
 /** The statsStamp of one file (size, mtime, inode); undefined when it is gone. */
 export async function fileStamp(file: string): Promise<string | undefined> {
@@ -25,6 +25,31 @@ async function jsonFiles(dir: string): Promise<string[]> {
  */
 export const UNREADABLE_POLLS = 2;
 
+/** errno codes of a process short of file descriptors or memory: they say nothing of the directory or file read. */
+const RESOURCE_ERRNOS = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN', 'EINTR']);
+
+/**
+ * Whether a read failed for a reason the next poll may not meet: the process out of file
+ * descriptors or memory (a worker with many connections open), or a read given up for time (a
+ * hung mount). That is no verdict on the directory or the file: nothing in use goes out of use
+ * for it (which would fail every call meanwhile), and the next poll reads again.
+ */
+export function transientReadFailure(error: unknown): boolean {
+  let e = error;
+  for (let depth = 0; depth < 8 && e !== null && typeof e === 'object'; depth++) {
+    if (e instanceof NotReadableAsFile && e.reason === 'timeout') return true;
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && RESOURCE_ERRNOS.has(code)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/** A directory listing that did not answer within READ_TIMEOUT_MS (a hung network or FUSE mount). */
+function listingTimeout(dir: string): NotReadableAsFile {
+  return new NotReadableAsFile(`listing ${dir} did not answer within ${READ_TIMEOUT_MS} ms (a hung mount?)`, 'timeout');
+}
+
 /** What a directory that cannot be read means for the worker, naming it, its errno code and what to do. */
 export function unreadableDirectoryError(kind: 'node' | 'profile', dir: string, cause: unknown): InvalidInputError {
   const errno = (cause as { code?: unknown } | null)?.code;
@@ -38,6 +63,13 @@ export function unreadableDirectoryError(kind: 'node' | 'profile', dir: string, 
   );
 }
 
+/** A listing that failed for a transient reason (transientReadFailure): what is in use stays in use. */
+function transientListingError(kind: 'node' | 'profile', dir: string, cause: unknown): Error {
+  const errno = (cause as { code?: unknown } | null)?.code;
+  const why = typeof errno === 'string' ? `${errno}: the process is short of file descriptors or memory` : cause instanceof Error ? cause.message : String(cause);
+  return new Error(`${dir}: the ${kind === 'node' ? 'nodes' : 'profiles'} directory could not be listed (${why}); every ${kind} in use stays in use, and each poll tries again`, { cause });
+}
+
 /** What a DirPoller's owner hears besides the files' own events. */
 export interface DirectoryEvents {
   /**
@@ -47,7 +79,10 @@ export interface DirectoryEvents {
   unreadable?(dir: string, error: InvalidInputError): void;
   /** The directory can be read again after `unreadable`; its files load as new ones. */
   readable?(dir: string): void;
-  /** A polling round failed for a reason of its own (a defect): logged, the next round runs as usual. */
+  /**
+   * A polling round failed for a reason of its own (a defect), or the directory could not be listed
+   * for a transient reason (transientReadFailure: said once per run): logged, the next round runs as usual.
+   */
   error(error: unknown): void;
 }
 
@@ -62,6 +97,10 @@ export abstract class DirPoller {
   private running: Promise<void> | undefined;
   /** Polls in a row that could not read the directory. */
   private failedPolls = 0;
+  /** A listing given up for time that still holds a libuv thread: no second one is started meanwhile. */
+  private stuckListing: Promise<unknown> | undefined;
+  /** Whether the current run of transient listing failures has been reported. */
+  private transientReported = false;
 
   /**
    * `kind` names what the directory holds; `directoryEvents` hears of a round that failed (a defect) and of
@@ -118,15 +157,52 @@ export abstract class DirPoller {
    */
   protected async listing(): Promise<string[] | undefined> {
     try {
-      const files = await jsonFiles(this.dir());
+      const files = await this.listWithin(READ_TIMEOUT_MS);
       if (this.failedPolls >= UNREADABLE_POLLS) this.directoryReadable();
       this.failedPolls = 0;
+      this.transientReported = false;
       return files;
     } catch (cause) {
+      if (transientReadFailure(cause)) {
+        // Not counted towards UNREADABLE_POLLS: the round is skipped, what is in use stays, said once per run.
+        if (!this.transientReported) this.directoryEvents.error(transientListingError(this.kind, this.dir(), cause));
+        this.transientReported = true;
+        return undefined;
+      }
       this.failedPolls++;
       if (this.failedPolls < UNREADABLE_POLLS) return undefined;
       if (this.failedPolls === UNREADABLE_POLLS) this.directoryUnreadable(cause);
       return [];
+    }
+  }
+
+  /**
+   * jsonFiles, given up after `timeoutMs`: a directory on a hung mount must not stall every later
+   * round. The listing given up goes on holding a libuv thread until the kernel answers; until then
+   * no other listing is started (each would take one more of the pool's four threads, which DNS
+   * lookups need too), and the poll reads as timed out.
+   */
+  private async listWithin(timeoutMs: number): Promise<string[]> {
+    if (this.stuckListing) throw listingTimeout(this.dir());
+    const listing = jsonFiles(this.dir());
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const stuck = listing.then(
+          () => undefined,
+          () => undefined,
+        );
+        this.stuckListing = stuck;
+        void stuck.then(() => {
+          if (this.stuckListing === stuck) this.stuckListing = undefined;
+        });
+        reject(listingTimeout(this.dir()));
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([listing, late]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -1,10 +1,11 @@
-import { DirPoller, fileStamp } from './dir-poller.js';
+import { DirPoller, fileStamp, transientReadFailure, type DirectoryEvents } from './dir-poller.js';
 import type { InvalidInputError } from '../errors.js';
 import { nodeLoadError, readNodeFile } from './nodes.js';
 import type { Registry } from './registry.js';
 import type { NodeDefinition } from './types.js';
 
-export interface NodeWatcherEvents {
+/** What a NodeWatcher reports; an unreadable nodes directory takes every node of it out of use (`removed` follows for each file). */
+export interface NodeWatcherEvents extends DirectoryEvents {
   /**
    * A file's node was put in use; `previous` is the definition it replaced (undefined for a new
    * node), `droppedId` an id the file no longer defines, `displaced` the file that had the id
@@ -15,16 +16,6 @@ export interface NodeWatcherEvents {
   failed(file: string, error: InvalidInputError, lastGood: NodeDefinition | undefined): void;
   /** A node file disappeared; `nodeId` is the node that went out of use, if the file had one in use. */
   removed(file: string, nodeId: string | undefined): void;
-  /**
-   * The nodes directory cannot be read (removed, renamed, unmounted) on two polls in a row: every
-   * node of it goes out of use (`removed` follows for each file). Without this handler the error
-   * goes to `error`, so it is logged all the same.
-   */
-  unreadable?(dir: string, error: InvalidInputError): void;
-  /** The nodes directory can be read again after `unreadable`; its files load as new ones. */
-  readable?(dir: string): void;
-  /** A polling round failed for a reason of its own (a defect): logged, the next round runs as usual. */
-  error(error: unknown): void;
 }
 
 /**
@@ -104,6 +95,8 @@ export class NodeWatcher extends DirPoller {
       }
       change = this.registry.replaceNode(file, node);
     } catch (error) {
+      // Out of descriptors, or a hung mount: read again next round rather than when the file next changes.
+      if (transientReadFailure(error)) this.seen.delete(file);
       const invalid = nodeLoadError(file, error);
       const lastGood = this.registry.recordNodeFailure(file, invalid);
       this.events.failed(file, invalid, lastGood);

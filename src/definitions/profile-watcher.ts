@@ -1,7 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
 import type { CrlFetcher } from '../pki/crl-fetch.js';
-import { DirPoller, fileStamp } from './dir-poller.js';
+import { DirPoller, fileStamp, transientReadFailure, type DirectoryEvents } from './dir-poller.js';
 import { loadProfile, profileLoadError, profileName } from './profiles.js';
 import { dateStatus } from '../pki/inspect.js';
 import type { LoadedProfile } from '../pki/types.js';
@@ -10,7 +10,8 @@ import type { Registry } from './registry.js';
 import { parseJsonText, readJsonText } from './validator.js';
 import type { ProfileDocument } from './types.js';
 
-export interface ProfileWatcherEvents {
+/** What a ProfileWatcher reports; an unreadable profiles directory takes every profile of it out of use (`removed` follows for each file). */
+export interface ProfileWatcherEvents extends DirectoryEvents {
   /** A profile was (re)loaded with new material; `previous` is undefined for a new profile. */
   reloaded(profile: LoadedProfile, previous: LoadedProfile | undefined): void;
   /** A new or changed profile failed to load; `kept`: the last good one stays in use (there was one). */
@@ -24,16 +25,6 @@ export interface ProfileWatcherEvents {
   deferred?(name: string, file: string, why: InvalidInputError): void;
   /** A profile file disappeared: the profile is out of use; `previous` is what was in use. */
   removed?(name: string, file: string, previous: LoadedProfile | undefined): void;
-  /**
-   * The profiles directory cannot be read (removed, renamed, unmounted) on two polls in a row:
-   * every profile of it goes out of use (`removed` follows for each file). Without this handler
-   * the error goes to `error`, so it is logged all the same.
-   */
-  unreadable?(dir: string, error: InvalidInputError): void;
-  /** The profiles directory can be read again after `unreadable`; its profiles load as new ones. */
-  readable?(dir: string): void;
-  /** A polling round failed for a reason of its own (a defect): logged, the next round runs as usual. */
-  error(error: unknown): void;
 }
 
 /** Paths a profile depends on, read leniently: a broken document still yields its own path. */
@@ -145,6 +136,8 @@ export class ProfileWatcher extends DirPoller {
         this.registry.replaceProfile(profile);
         this.events.reloaded(profile, previous);
       } catch (error) {
+        // Out of descriptors, or a hung mount: read again next round rather than when the files next change.
+        if (transientReadFailure(error)) this.seen.delete(file);
         const invalid = profileLoadError(file, error);
         const kept = this.registry.recordProfileFailure(name, file, invalid);
         this.events.failed(name, file, invalid, kept);

@@ -98,7 +98,7 @@ export async function readLimited(file: string, maxBytes: number = MATERIAL_DEFA
   } catch (cause) {
     if (!(cause instanceof NotReadableAsFile)) throw bundleError('SVCNODE_FILE_NOT_FOUND', file, 'cannot read file', hints.missing, cause);
     if (cause.reason === 'too-large') throw bundleError('SVCNODE_BUNDLE_TOO_LARGE', file, `file ${cause.message} for ${hints.what}`, hints.notAFile);
-    if (cause.reason === 'timeout') throw bundleError('SVCNODE_FILE_NOT_FOUND', file, `the file ${cause.message}`, 'its filesystem did not answer: check the mount');
+    if (cause.reason === 'timeout') throw bundleError('SVCNODE_FILE_NOT_FOUND', file, `the file ${cause.message}`, 'its filesystem did not answer: check the mount', cause);
     throw bundleError('SVCNODE_FILE_NOT_FOUND', file, cause.message, hints.notAFile);
   }
 }

@@ -361,7 +361,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       unreadable: directoryUnreadable,
       readable: directoryReadable,
       error(error) {
-        logger.error({ err: errorMessage(error) }, 'profile reload round failed unexpectedly; the next round runs as usual');
+        logger.error({ err: errorMessage(error) }, 'profile reload round failed; the next round runs as usual');
       },
     },
     { intervalMs: reloadIntervalMs, ...(options.env ? { env: options.env } : {}), crlFetcher },
@@ -398,7 +398,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       unreadable: directoryUnreadable,
       readable: directoryReadable,
       error(error) {
-        logger.error({ err: errorMessage(error) }, 'node reload round failed unexpectedly; the next round runs as usual');
+        logger.error({ err: errorMessage(error) }, 'node reload round failed; the next round runs as usual');
       },
     },
     { intervalMs: reloadIntervalMs },
