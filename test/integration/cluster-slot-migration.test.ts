@@ -6,38 +6,12 @@
  */
 import { Redis } from 'ioredis';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ServiceNodeClient } from '../../src/queue/client.js';
-import type { RunningWorker } from '../../src/queue/worker.js';
-import { createQueueFixtures, nodeDef, startGatedBackend, startLoggedWorker, type GatedBackend, type QueueFixtures } from '../helpers/fixtures.js';
+import { describe, expect, it } from 'vitest';
+import { useGatedWorker } from '../helpers/gated-worker.js';
 import { waitFor } from '../helpers/net.js';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { keySlot, startCluster, type TestCluster } from '../helpers/redis-cluster.js';
+import { keySlot, startCluster } from '../helpers/redis-cluster.js';
 
-let pki: TestPki | undefined;
-let cluster: TestCluster | undefined;
-let backend: GatedBackend | undefined;
-let f: QueueFixtures | undefined;
-let worker: RunningWorker | undefined;
-let client: ServiceNodeClient | undefined;
-const logs: Record<string, unknown>[] = [];
-
-beforeAll(async () => {
-  [pki, cluster] = await Promise.all([createTestPki(), startCluster(3, 0)]);
-  backend = await startGatedBackend(pki);
-  f = await createQueueFixtures(pki, [nodeDef('gated', `https://localhost:${backend.server.port}/call/{{context.i}}`)]);
-  worker = await startLoggedWorker(f, cluster.url, logs, { metricsPort: 0, metricsHost: '127.0.0.1', concurrency: 4 });
-  client = new ServiceNodeClient({ redisUrl: cluster.url });
-}, 90_000);
-
-afterAll(async () => {
-  await client?.close();
-  await worker?.close(2_000);
-  await backend?.server.close();
-  await cluster?.close();
-  await f?.cleanup();
-  await pki?.cleanup();
-});
+const run = useGatedWorker(() => startCluster(3, 0), '/call/{{context.i}}', { metricsPort: 0, metricsHost: '127.0.0.1', concurrency: 4 }, 90_000);
 
 async function healthz(port: number): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`http://127.0.0.1:${port}/healthz`);
@@ -59,12 +33,12 @@ async function admin<T>(port: number, run: (r: Redis) => Promise<T>): Promise<T>
 
 describe("the queue's slot migrating between cluster nodes", () => {
   it('/healthz is 503 "redis refuses commands" (SVCNODE_REDIS_TRYAGAIN) and svcnode_worker_up 0 while it lasts, one line is logged, and the jobs complete once it ends', async () => {
-    if (!cluster || !worker || !client || !backend) throw new Error('set-up failed');
+    const { store: cluster, worker, client, backend, logs } = run;
     const port = worker.metricsPort as number;
     await waitFor(async () => (await healthz(port)).status === 200, 10_000, 100, '/healthz 200 at start');
 
     const ids = [await client.enqueue('gated', { i: '1' }), await client.enqueue('gated', { i: '2' })];
-    await waitFor(() => backend?.arrived.length === 2, 10_000, 20, 'both calls in flight');
+    await waitFor(() => backend.arrived.length === 2, 10_000, 20, 'both calls in flight');
 
     const slot = keySlot('{svcnode}');
     const owner = await cluster.masterOf(slot);
@@ -104,7 +78,7 @@ describe("the queue's slot migrating between cluster nodes", () => {
   }, 120_000);
 
   it('a cluster without a master for a slot (CLUSTERDOWN) is logged once, /healthz says so, and its end is logged (before: nothing, "redis unreachable")', async () => {
-    if (!cluster || !worker) throw new Error('set-up failed');
+    const { store: cluster, worker, logs } = run;
     const port = worker.metricsPort as number;
     await waitFor(async () => (await healthz(port)).status === 200, 15_000, 100, '/healthz 200 before');
     const before = logs.length;
@@ -127,7 +101,7 @@ describe("the queue's slot migrating between cluster nodes", () => {
   }, 90_000);
 
   it('a whole-cluster outage is logged with SVCNODE_REDIS_UNAVAILABLE and a hint, and its end too', async () => {
-    if (!cluster || !worker) throw new Error('set-up failed');
+    const { store: cluster, worker, logs } = run;
     const port = worker.metricsPort as number;
     await waitFor(async () => (await healthz(port)).status === 200, 15_000, 100, '/healthz 200 before the outage');
     const before = logs.length;

@@ -4,44 +4,18 @@
  * that the stall check returns a job that no longer exists.
  */
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ServiceNodeClient } from '../../src/queue/client.js';
-import type { RunningWorker } from '../../src/queue/worker.js';
-import { createQueueFixtures, nodeDef, startGatedBackend, startLoggedWorker, type GatedBackend, type QueueFixtures } from '../helpers/fixtures.js';
+import { describe, expect, it } from 'vitest';
+import { useGatedWorker } from '../helpers/gated-worker.js';
 import { waitFor } from '../helpers/net.js';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startRedis } from '../helpers/redis.js';
 
-let pki: TestPki | undefined;
-let redis: TestRedis | undefined;
-let backend: GatedBackend | undefined;
-let f: QueueFixtures | undefined;
-let worker: RunningWorker | undefined;
-let client: ServiceNodeClient | undefined;
-const logs: Record<string, unknown>[] = [];
-
-beforeAll(async () => {
-  [pki, redis] = await Promise.all([createTestPki(), startRedis()]);
-  backend = await startGatedBackend(pki);
-  f = await createQueueFixtures(pki, [nodeDef('gated', `https://localhost:${backend.server.port}/call`)]);
-  worker = await startLoggedWorker(f, redis.url, logs);
-  client = new ServiceNodeClient({ redisUrl: redis.url });
-}, 60_000);
-
-afterAll(async () => {
-  await client?.close();
-  await worker?.close(2_000);
-  await backend?.server.close();
-  await redis?.close();
-  await f?.cleanup();
-  await pki?.cleanup();
-});
+const run = useGatedWorker(() => startRedis(), '/call');
 
 describe('a job whose key is gone from Redis when its outcome is written', () => {
   it('is logged at error level as SVCNODE_JOB_KEY_LOST with job and node ids, not as returned by the stall check', async () => {
-    if (!redis || !backend || !client) throw new Error('set-up failed');
+    const { store: redis, backend, client, logs } = run;
     const id = await client.enqueue('gated', {});
-    await waitFor(() => backend?.arrived.length === 1, 10_000, 20, 'the call in flight');
+    await waitFor(() => backend.arrived.length === 1, 10_000, 20, 'the call in flight');
     const admin = new Redis(redis.url);
     try {
       expect(await admin.del(`bull:service-node-invocations:${id}`)).toBe(1);
