@@ -149,20 +149,28 @@ async function readBoundedNow(file: string, maxBytes: number): Promise<Buffer> {
 export async function readBounded(file: string, maxBytes: number, timeoutMs: number = READ_TIMEOUT_MS): Promise<Buffer> {
   const key = resolve(file);
   if (stuck.has(key)) throw new NotReadableAsFile(`did not answer a read within ${timeoutMs} ms, and that read is still waiting`, 'timeout');
-  const read = readBoundedNow(file, maxBytes);
+  return givenUpAfter(readBoundedNow(file, maxBytes), timeoutMs, new NotReadableAsFile(`did not answer a read within ${timeoutMs} ms`, 'timeout'), (read) => {
+    stuck.set(key, read);
+    return () => stuck.delete(key);
+  });
+}
+
+/**
+ * `work`, or `late` thrown once `timeoutMs` has passed. A filesystem operation cannot be
+ * cancelled: the one given up goes on holding a libuv thread. `onGivenUp` hears of it then (to
+ * refuse another meanwhile) and returns what to do once it ends.
+ */
+export async function givenUpAfter<T>(work: Promise<T>, timeoutMs: number, late: Error, onGivenUp: (work: Promise<T>) => () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
+  const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      stuck.set(key, read);
-      read.then(
-        () => stuck.delete(key),
-        () => stuck.delete(key),
-      );
-      reject(new NotReadableAsFile(`did not answer a read within ${timeoutMs} ms`, 'timeout'));
+      const ended = onGivenUp(work);
+      work.then(ended, ended);
+      reject(late);
     }, timeoutMs);
   });
   try {
-    return await Promise.race([read, late]);
+    return await Promise.race([work, timeout]);
   } finally {
     clearTimeout(timer);
   }

@@ -1,7 +1,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidInputError } from '../errors.js';
-import { NotReadableAsFile, READ_TIMEOUT_MS, statsStamp } from '../regular-file.js';
+import { givenUpAfter, NotReadableAsFile, READ_TIMEOUT_MS, statsStamp } from '../regular-file.js';
 
 /** The statsStamp of one file (size, mtime, inode); undefined when it is gone. */
 export async function fileStamp(file: string): Promise<string | undefined> {
@@ -184,26 +184,12 @@ export abstract class DirPoller {
    */
   private async listWithin(timeoutMs: number): Promise<string[]> {
     if (this.stuckListing) throw listingTimeout(this.dir());
-    const listing = jsonFiles(this.dir());
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const stuck = listing.then(
-          () => undefined,
-          () => undefined,
-        );
-        this.stuckListing = stuck;
-        void stuck.then(() => {
-          if (this.stuckListing === stuck) this.stuckListing = undefined;
-        });
-        reject(listingTimeout(this.dir()));
-      }, timeoutMs);
+    return givenUpAfter(jsonFiles(this.dir()), timeoutMs, listingTimeout(this.dir()), (listing) => {
+      this.stuckListing = listing;
+      return () => {
+        if (this.stuckListing === listing) this.stuckListing = undefined;
+      };
     });
-    try {
-      return await Promise.race([listing, late]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   /** One polling round now; concurrent calls share the round in progress. Never rejects. */
