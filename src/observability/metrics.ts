@@ -28,6 +28,9 @@ class PendingCounts<L extends string> {
   }
 }
 
+/** How long a removed node's series stay after the last job that named it: some scrape intervals. @defaultValue 10 min */
+export const NODE_SERIES_GRACE_MS = 10 * 60_000;
+
 /** Prometheus metrics of a worker process. */
 export class Metrics {
   readonly registry = new Registry();
@@ -159,7 +162,8 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor() {
+  /** `nodeSeriesGraceMs`: how long a removed node's series stay after the last job that named it. */
+  constructor(private readonly nodeSeriesGraceMs: number = NODE_SERIES_GRACE_MS) {
     collectDefaultMetrics({ register: this.registry, prefix: 'svcnode_' });
     // Gauges named like counters (`promtool check metrics` fails on them); the per-type
     // svcnode_nodejs_active_{handles,requests,resources} series carry the same numbers.
@@ -213,6 +217,40 @@ export class Metrics {
       series.push(labels);
     }
     this.crlSeries.set(profile.name, series);
+  }
+
+  /** Removed nodes whose series are deleted when the timer fires, by node id. */
+  private readonly retiring = new Map<string, NodeJS.Timeout>();
+
+  /**
+   * A node went out of use (its file removed, or now defining another id): its series are deleted
+   * once `nodeSeriesGraceMs` has passed without a job naming it, so that scrapers read its last counts first.
+   * A job for the removed id calls this again (its refusal is counted under the id), so the series
+   * go once jobs stop naming it. Without this, every node id a worker ever loaded kept some 17
+   * series for the life of the process, and a platform deploying nodes under new ids grew /metrics for good.
+   */
+  retireNode(node: string): void {
+    clearTimeout(this.retiring.get(node));
+    const timer = setTimeout(() => {
+      this.retiring.delete(node);
+      void this.removeNode(node);
+    }, this.nodeSeriesGraceMs);
+    timer.unref();
+    this.retiring.set(node, timer);
+  }
+
+  /** A node id in use again (a file defines it): its series stay. */
+  keepNode(node: string): void {
+    clearTimeout(this.retiring.get(node));
+    this.retiring.delete(node);
+  }
+
+  /** Delete every series labelled with `node` (counts still pending are flushed first, then deleted too). */
+  async removeNode(node: string): Promise<void> {
+    for (const metric of [this.invocations, this.attempts, this.handshakes, this.connectionReplays] as Counter<string>[]) {
+      for (const { labels } of (await metric.get()).values) if (labels.node === node) metric.remove(labels as Record<string, string>);
+    }
+    this.duration.remove({ node });
   }
 
   /** Count a revocation verdict reached after the handshake (soft mode, or a hard-mode pass). */

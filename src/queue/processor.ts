@@ -119,6 +119,8 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
     } catch (error) {
       // Not recorded per node: arbitrary unknown ids must not create Redis keys. A removed node's id was once loaded (a bounded label).
       const removed = (error as InvalidInputError).code === 'SVCNODE_NODE_REMOVED';
+      // Its series go once jobs stop naming it (Metrics.retireNode).
+      if (removed) deps.metrics?.retireNode(data.nodeId);
       return refused(deps, job, { nodeId: data.nodeId, error: error as InvalidInputError, ...(data.requestId ? { requestId: data.requestId } : {}), label: removed ? data.nodeId : '(unknown)', message: removed ? 'removed node' : 'unknown node', log: { nodeId: data.nodeId, code: (error as InvalidInputError).code } });
     }
     const attempt = attemptsBefore(job) + 1;

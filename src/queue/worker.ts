@@ -79,6 +79,8 @@ export interface WorkerOptions {
   reloadIntervalMs?: number;
   /** How often the client certificates' validity is judged again for /healthz, metrics and the log. @defaultValue 60000 */
   findingsIntervalMs?: number;
+  /** How long a removed node's metric series stay after the last job that named it. @defaultValue NODE_SERIES_GRACE_MS (10 min) */
+  nodeSeriesGraceMs?: number;
   /** Resume TLS sessions on new connections (false forces full handshakes). @defaultValue true */
   tlsSessionResumption?: boolean;
   env?: NodeJS.ProcessEnv;
@@ -226,7 +228,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     void warmDistributionPoints(nodes, registry.profiles).then((n) => n > 0 && logger.info({ ...fields, handshakes: n }, 'learnt the CRL distribution points of backends'));
   warm(registry.nodes.values());
 
-  const metrics = new Metrics();
+  const metrics = new Metrics(options.nodeSeriesGraceMs);
   metrics.staleProfilesFrom(() => registry.staleProfiles());
   for (const profile of registry.profiles.values()) metrics.setCertificateExpiry(profile);
   // Files broken at start are load failures too: a fleet that starts with one must not read 0.
@@ -371,7 +373,11 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     registry,
     {
       loaded(file, node, previous, droppedId, displaced) {
-        if (droppedId !== undefined) logger.warn({ nodeId: droppedId, file, now: node.id }, 'node removed: its file now defines another id, its jobs answer invalid_input');
+        metrics.keepNode(node.id);
+        if (droppedId !== undefined) {
+          metrics.retireNode(droppedId);
+          logger.warn({ nodeId: droppedId, file, now: node.id }, 'node removed: its file now defines another id, its jobs answer invalid_input');
+        }
         if (displaced !== undefined) {
           metrics.nodeLoadFailures.inc({ file: basename(displaced) });
           logger.error({ nodeId: node.id, file, displaced, code: 'SVCNODE_INVALID_DEFINITION' }, `node id "${node.id}" is defined by two files: ${file} is used (the first by name, as in every worker), ${displaced} is refused until one of them changes`);
@@ -392,8 +398,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         logger.error({ file, code: error.code, hint: error.hint, ...(lastGood ? { nodeId: lastGood.id } : {}) }, lastGood ? `node reload failed, keeping the last good definition: ${error.message}` : `node file failed to load: ${error.message}`);
       },
       removed(file, nodeId) {
-        if (nodeId !== undefined) logger.warn({ nodeId, file }, 'node removed: its jobs answer invalid_input until the file is back');
-        else logger.info({ file }, 'node file removed (it had no node in use)');
+        if (nodeId === undefined) {
+          logger.info({ file }, 'node file removed (it had no node in use)');
+          return;
+        }
+        metrics.retireNode(nodeId);
+        logger.warn({ nodeId, file }, 'node removed: its jobs answer invalid_input until the file is back');
       },
       unreadable: directoryUnreadable,
       readable: directoryReadable,

@@ -55,7 +55,7 @@ describe('node definitions reload without a restart', () => {
   beforeAll(async () => {
     rig = await startWorkerRig({
       dirPrefix: 'svcnode-node-reload-',
-      worker: { reloadIntervalMs: 200, logger: pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) }) },
+      worker: { reloadIntervalMs: 200, nodeSeriesGraceMs: 1_500, logger: pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) }) },
       nodes: (port) => ({
         'late.json': '{"id": "late", "request": {"method": "GET", "url": ',
         'steady.json': definition(port, 'steady', '/steady'),
@@ -199,6 +199,34 @@ describe('node definitions reload without a restart', () => {
     replace(file, def('gone', '/gone/back'));
     await waitFor(async () => (await invoke('gone')).ok, 5_000, 50, 'restored');
     expect(received.at(-1)?.path).toBe('/gone/back');
+  });
+
+  it("a removed node's series leave /metrics once no job has named it for the grace period (before: kept for the life of the process)", async () => {
+    const series = async (): Promise<string[]> => (await get('/metrics')).split('\n').filter((l) => l.includes('node="brief"'));
+    writeFileSync(join(nodes, 'brief.json'), def('brief', '/brief'));
+    await waitFor(async () => (await invoke('brief')).ok, 5_000, 50, 'brief in use');
+    // Invocations, attempts, handshakes and the duration histogram (buckets, sum, count).
+    expect((await series()).length).toBeGreaterThan(12);
+    rmSync(join(nodes, 'brief.json'));
+    await waitFor(async () => (await invoke('brief')).failure?.code === 'SVCNODE_NODE_REMOVED', 5_000, 50, 'brief removed');
+    // Kept while jobs still name it: its refusals are counted under it.
+    expect(await series()).toContainEqual(expect.stringMatching(/^svcnode_invocations_total\{node="brief",outcome="invalid_input"\} [1-9]/));
+    await waitFor(async () => (await series()).length === 0 || undefined, 10_000, 100, 'the series of brief gone');
+    // A later job for the id counts it again, and its series go again once jobs stop.
+    expect((await invoke('brief')).failure?.code).toBe('SVCNODE_NODE_REMOVED');
+    expect(await series()).toEqual([expect.stringMatching(/^svcnode_invocations_total\{node="brief",outcome="invalid_input"\} 1$/)]);
+    await waitFor(async () => (await series()).length === 0 || undefined, 10_000, 100, 'the series of brief gone again');
+    // The other nodes' series stay.
+    expect(await get('/metrics')).toMatch(/^svcnode_invocations_total\{node="steady",outcome="ok"\} [1-9]/m);
+    // Back within the grace period: its series stay past it.
+    writeFileSync(join(nodes, 'brief.json'), def('brief', '/brief'));
+    await waitFor(async () => (await invoke('brief')).ok, 5_000, 50, 'brief back in use');
+    rmSync(join(nodes, 'brief.json'));
+    await waitFor(async () => (await invoke('brief')).failure?.code === 'SVCNODE_NODE_REMOVED', 5_000, 50, 'brief removed again');
+    writeFileSync(join(nodes, 'brief.json'), def('brief', '/brief'));
+    await waitFor(async () => (await invoke('brief')).ok, 5_000, 50, 'brief restored');
+    await sleep(2_000);
+    expect(await series()).toContainEqual(expect.stringMatching(/^svcnode_invocations_total\{node="brief",outcome="ok"\} [1-9]/));
   });
 
   it('a file whose node id changes: the new id comes into use, the old one answers SVCNODE_NODE_REMOVED', async () => {
