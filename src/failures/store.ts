@@ -110,7 +110,12 @@ export interface FailureStoreOptions {
   prefix?: string;
   /** Failures kept per node. @defaultValue 50 */
   recentMax?: number;
+  /** A node's records go this long after their last write (a node removed, or renamed, leaves none behind for good). @defaultValue FAILURE_RETENTION_SECONDS (30 days) */
+  retentionSeconds?: number;
 }
+
+/** How long a node's counts and failures stay after the last attempt that wrote to them: 30 days. */
+export const FAILURE_RETENTION_SECONDS = 30 * 86_400;
 
 /**
  * Per-node handshake and failure records in Redis: a hash of counts per category (per attempt)
@@ -119,8 +124,7 @@ export interface FailureStoreOptions {
 export class FailureStore {
   private readonly prefix: string;
   private readonly recentMax: number;
-  /** Node ids this store has added to the index set. */
-  private readonly indexed = new Set<string>();
+  private readonly retentionSeconds: number;
 
   constructor(
     private readonly redis: Redis | Cluster,
@@ -128,6 +132,7 @@ export class FailureStore {
   ) {
     this.prefix = options.prefix ?? 'svcnode';
     this.recentMax = options.recentMax ?? 50;
+    this.retentionSeconds = options.retentionSeconds ?? FAILURE_RETENTION_SECONDS;
   }
 
   private key(...parts: string[]): string {
@@ -136,15 +141,16 @@ export class FailureStore {
 
   /**
    * Record one attempt's Result: its failure, or a successful handshake. A success on a reused
-   * keep-alive connection has nothing to count, so once the node is indexed it costs no Redis
-   * round trip (that MULTI was ~10% of a worker's CPU per invocation in `npm run bench`), and
-   * no promise either: it returns undefined, so the caller has nothing to await.
+   * keep-alive connection has nothing to count: it costs no Redis round trip (that MULTI was ~10%
+   * of a worker's CPU per invocation in `npm run bench`) and no promise either (undefined, so the
+   * caller has nothing to await), and it does not list the node (`svcnode failures` listed every
+   * node id that ever ran, most with nothing to show).
    */
   record(result: AttemptOutcome): Promise<void> | undefined {
     const tlsFailed = result.failure?.phase === 'tls';
     const tls = result.tls;
     const handshake = Boolean(tls?.protocol && !tls.connectionReused && !tlsFailed);
-    if (!handshake && !result.failure && this.indexed.has(result.nodeId)) return undefined;
+    if (!handshake && !result.failure) return undefined;
     return this.write(result, handshake);
   }
 
@@ -168,12 +174,14 @@ export class FailureStore {
         ...(result.requestId ? { requestId: result.requestId } : {}),
         serverChain: tls?.serverChain ?? [],
       };
+      const recent = this.key('node', result.nodeId, 'recent');
       multi.hincrby(counts, f.category, 1);
-      multi.xadd(this.key('node', result.nodeId, 'recent'), 'MAXLEN', '~', String(this.recentMax), '*', 'record', JSON.stringify(entry));
+      multi.xadd(recent, 'MAXLEN', '~', String(this.recentMax), '*', 'record', JSON.stringify(entry));
+      multi.expire(recent, this.retentionSeconds);
     }
+    multi.expire(counts, this.retentionSeconds);
     multi.sadd(this.key('nodes'), result.nodeId);
     await multi.exec();
-    this.indexed.add(result.nodeId);
   }
 
   private async counts(nodeId: string): Promise<Counts> {
@@ -206,15 +214,22 @@ export class FailureStore {
     return { nodeId, ...(await this.read(nodeId, limit)) };
   }
 
-  /** Every node with records: counts and last failure, sorted by node id. */
+  /**
+   * Every node with records: counts and last failure, sorted by node id. A node whose records
+   * expired (FailureStoreOptions.retentionSeconds) is left out, and taken out of the index.
+   */
   async summary(): Promise<FailureSummary> {
     const ids = (await this.redis.smembers(this.key('nodes'))).sort();
-    const nodes = await Promise.all(
+    const read = await Promise.all(
       ids.map(async (nodeId) => {
         const { recent, ...rest } = await this.read(nodeId, 1);
         return { nodeId, ...rest, lastFailure: recent[0] ?? null };
       }),
     );
+    const nodes = read.filter((n) => Object.keys(n.counts).length > 0 || n.lastFailure !== null || n.broken !== undefined);
+    const gone = read.filter((n) => !nodes.includes(n)).map((n) => n.nodeId);
+    // Best effort: a reader without write rights still gets the listing.
+    if (gone.length > 0) await this.redis.srem(this.key('nodes'), ...gone).catch(() => undefined);
     return { nodes };
   }
 }
