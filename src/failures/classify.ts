@@ -39,6 +39,13 @@ export interface ClassifyContext {
 /** Alerts the server sends about *our* certificate. */
 const CLIENT_REJECTED_ALERT = /^ERR_SSL_(?:TLSV1|SSLV3|TLSV13)_ALERT_(?:UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED|DECRYPT_ERROR|CERTIFICATE_EXPIRED)$/;
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN']);
+
+/** Hints of connect codes that do not mean "the backend is down". */
+const CONNECT_HINTS = new Map([
+  ['ENOTFOUND', 'the host name does not resolve: check the URL and DNS'],
+  // EAI_AGAIN: the resolver failed or could not be reached (SERVFAIL, no answer), not a name that does not exist.
+  ['EAI_AGAIN', 'the DNS server failed to answer for this name (a temporary DNS failure, not a name that does not exist): check the resolver in /etc/resolv.conf and that this machine reaches it; the call is retried within retry.limit'],
+]);
 /**
  * This machine, not the backend, could not open the connection: no file descriptor left (the
  * process's or the system's), no kernel buffer, no free local port. Transient: retried.
@@ -155,6 +162,22 @@ function rawOf(error: unknown): unknown {
   return error instanceof TransportError && error.code === 'SVCNODE_NETWORK' ? error.cause : error;
 }
 
+/**
+ * A host name with several addresses that all failed: Node (autoSelectFamily) throws an
+ * AggregateError whose own message is empty, one error per address tried. Its message lists
+ * them; its code is ECONNREFUSED when any address refused (the host answered: it is down, not
+ * out of reach), else the first address's.
+ */
+function everyAddressFailed(root: unknown): { code: string | undefined; message: string } | undefined {
+  if (!(root instanceof AggregateError) || !Array.isArray(root.errors) || root.errors.length === 0) return undefined;
+  const errors = root.errors as unknown[];
+  const codes = errors.map(errorCode);
+  return {
+    code: codes.find((c) => c === 'ECONNREFUSED') ?? codes.find((c) => c !== undefined) ?? errorCode(root),
+    message: `no address of the host took the connection: ${errors.map((e) => errorMessage(e)).join('; ')}`,
+  };
+}
+
 /** Map any error of a call to a Failure with one of the failure categories. */
 export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
   if (error instanceof InvalidInputError) {
@@ -164,8 +187,9 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
   }
   if (error instanceof ProxyError) return proxyFailure(error, ctx);
   const root = rawOf(error);
-  const raw = errorMessage(root).trim();
-  const rawCode = errorCode(root);
+  const addresses = everyAddressFailed(root);
+  const raw = addresses?.message ?? errorMessage(root).trim();
+  const rawCode = addresses?.code ?? errorCode(root);
   const code = effectiveCode(rawCode ?? 'UNKNOWN', raw);
   const message = readableMessage(raw);
   const phase = error instanceof TransportError ? error.phase : undefined;
@@ -176,7 +200,9 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
   if (classified) return classified;
 
   if (TIMEOUT_CODES.has(code) || (root instanceof DOMException && root.name === 'TimeoutError')) {
-    const hint = root instanceof SvcnodeError && root.hint ? root.hint : 'the backend did not answer in time: check its health or raise timeouts in the node';
+    // Each address had Node's 250 ms (autoSelectFamilyAttemptTimeout), whatever the node's timeouts say.
+    const unanswered = addresses ? 'no address of the host answered the connection attempt (each is tried for 250 ms before the next): check that the host is reachable from this machine (firewall, routing, proxy)' : undefined;
+    const hint = root instanceof SvcnodeError && root.hint ? root.hint : (unanswered ?? 'the backend did not answer in time: check its health or raise timeouts in the node');
     return failure('timeout', code, `${ctx.host}: ${message}`, hint, phase);
   }
   if (code === 'SVCNODE_ABORTED') return failure('timeout', code, message, 'the worker was shutting down or the job was cancelled; it is safe to retry idempotent requests', phase ?? 'request');
@@ -201,7 +227,7 @@ export function classifyError(error: unknown, ctx: ClassifyContext): Failure {
   }
   if (CONNECT_CODES.has(code) || RESET_CODES.has(code)) {
     const own = root instanceof SvcnodeError ? root.hint : undefined;
-    return failure('connect_failed', code, `${ctx.host}: ${message}`, own ?? (code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'the host name does not resolve: check the URL and DNS' : 'check that the backend is up and reachable from this machine (host, port, firewall, proxy)'), phase);
+    return failure('connect_failed', code, `${ctx.host}: ${message}`, own ?? CONNECT_HINTS.get(code) ?? 'check that the backend is up and reachable from this machine (host, port, firewall, proxy)', phase);
   }
   if (code === 'EINVAL') {
     return failure('connect_failed', code, `${ctx.host}: the address cannot be used as written (${message})`, 'an IPv6 link-local address needs its zone (fe80::1%eth0) and a host name has at most 253 characters: fix the URL', phase);

@@ -8,7 +8,7 @@ import type { AgentPool, AgentSpec } from '../tls/agents.js';
 import { tlsEndpoint } from '../tls/endpoint.js';
 import { clientFacts } from './client-facts.js';
 import { unusableKey } from '../tls/sigalgs.js';
-import { probeOf, type ConnectionProbe } from '../tls/probe.js';
+import { phaseTimings, probeOf, type ConnectionProbe } from '../tls/probe.js';
 import { revocationCrls } from '../tls/revocation.js';
 import { onAbort } from './abort-fanout.js';
 import { AttemptDeadline } from './attempt-budget.js';
@@ -249,8 +249,8 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
   }
   const used: ConnectionProbe | undefined = probe;
   if (used && !reused) {
-    if (used.connectedAt !== undefined) out.timings.connectMs = round(used.connectedAt - used.startedAt);
-    if (used.secureAt !== undefined && used.connectedAt !== undefined) out.timings.handshakeMs = round(used.secureAt - used.connectedAt);
+    const times = phaseTimings(used);
+    out.timings = { connectMs: round(times.connectMs), handshakeMs: round(times.handshakeMs) };
   }
   out.tls = tlsReport(used, reused, profile);
   if (used) out.probe = used;

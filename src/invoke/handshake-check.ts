@@ -7,7 +7,7 @@ import { classifyError } from '../failures/classify.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { AgentSpec } from '../tls/agents.js';
 import { chainListed, probeCertificateRequest } from '../tls/certificate-request.js';
-import { probeOf, type ConnectionProbe } from '../tls/probe.js';
+import { phaseTimings, probeOf, type ConnectionProbe } from '../tls/probe.js';
 import { DEFAULTS } from './defaults.js';
 import { classifyContext, round, tlsReport, withRevokedVerdict } from './exchange.js';
 import { clientDateFailure, withClientDates, type InvokeDeps } from './execute.js';
@@ -148,8 +148,10 @@ export async function checkHandshake(node: NodeDefinition, context: Record<strin
   outcome.socket?.destroy();
   facts.verdictWaitMs = outcome.waitedMs;
   facts.clientCertificateRequested = outcome.requested;
-  if (probe?.connectedAt !== undefined) result.timings.connectMs = round(probe.connectedAt - probe.startedAt);
-  if (probe?.secureAt !== undefined && probe.connectedAt !== undefined) result.timings.handshakeMs = round(probe.secureAt - probe.connectedAt);
+  if (probe) {
+    const times = phaseTimings(probe);
+    result.timings = { ...result.timings, connectMs: round(times.connectMs), handshakeMs: round(times.handshakeMs) };
+  }
   result.tls = handshakeReport(probe, profile, outcome.requested);
 
   let failure: Failure | null = null;

@@ -152,7 +152,7 @@ class DirectAgent extends PooledAgent {
     const { options: own, stapling } = connectionOptions(this.spec, this.identity, options, probe);
     const socket = create.call(this, own, callback) as TLSSocket;
     stapling?.watch(socket);
-    instrument(socket, probe, this.spec.limits, false, this.memo, this.resumed);
+    instrument(socket, probe, this.spec.limits, false, this.memo, this.resumed, typeof own.host === 'string' ? own.host : undefined);
     return socket;
   }
 }

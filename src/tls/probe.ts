@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
@@ -59,6 +60,8 @@ export interface ConnectionProbe {
   /** Signature algorithms of the server's last CertificateRequest that this client supports (getSharedSigalgs): the key types it accepts. */
   sharedSigalgs?: string[];
   timedOut?: 'connect' | 'handshake';
+  /** A host name is being looked up (getaddrinfo) and has not answered yet: a connect timeout then is a name lookup's. */
+  lookingUp?: boolean;
   /** The server's `Keep-Alive: timeout=N` in ms: it closes the connection after that long idle. */
   serverKeepAliveMs?: number;
   /** performance.now() when the connection went back to the pool; cleared when a request takes it. */
@@ -99,10 +102,36 @@ export function noteKeepAlive(socket: object | null, header: string): void {
   if (lastHint.ms !== undefined) probe.serverKeepAliveMs = lastHint.ms;
 }
 
+/**
+ * Connect and handshake times of a connection, in ms (unrounded). A phase that ran out of time counts until
+ * the connection was given up (a connect timeout: the time spent, not 0); one that did not
+ * happen is 0.
+ */
+export function phaseTimings(probe: ConnectionProbe): { connectMs: number; handshakeMs: number } {
+  const givenUp = probe.closedAt ?? performance.now();
+  const connectedAt = probe.connectedAt ?? (probe.timedOut === 'connect' ? givenUp : undefined);
+  const secureAt = probe.secureAt ?? (probe.timedOut === 'handshake' ? givenUp : undefined);
+  return {
+    connectMs: connectedAt === undefined ? 0 : connectedAt - probe.startedAt,
+    handshakeMs: secureAt === undefined || probe.connectedAt === undefined ? 0 : secureAt - probe.connectedAt,
+  };
+}
+
 /** Error used to destroy a socket whose phase ran out of time. */
 export function phaseTimeout(phase: 'connect' | 'handshake', ms: number): SvcnodeError {
   return new SvcnodeError('SVCNODE_TIMEOUT', `${phase === 'connect' ? 'TCP connect' : 'TLS handshake'} did not finish within ${ms} ms`, {
     hint: phase === 'connect' ? 'check that the host is reachable from this machine (firewall, routing, proxy)' : 'the server accepted TCP but did not complete TLS: check that the port speaks TLS and is not overloaded',
+  });
+}
+
+/**
+ * The connect timeout of a connection whose host name had not been looked up yet: no packet went
+ * to the backend, so firewalls and routing to it are not the place to look. The lookup runs on
+ * one of libuv's four threads, which lookups a DNS server does not answer can all hold.
+ */
+export function lookupTimeout(ms: number): SvcnodeError {
+  return new SvcnodeError('SVCNODE_TIMEOUT', `the host name lookup did not finish within ${ms} ms (timeouts.connectMs): no connection was attempted`, {
+    hint: 'the DNS server did not answer in time: check the resolver in /etc/resolv.conf and that this machine reaches it (lookups of names it does not answer hold one of the 4 lookup threads each, UV_THREADPOOL_SIZE, and delay every other lookup of the worker)',
   });
 }
 
@@ -142,7 +171,7 @@ export function chainOf(cert: DetailedPeerCertificate | PeerCertificate | undefi
 function arm(socket: TLSSocket, ms: number, phase: 'connect' | 'handshake', probe: ConnectionProbe): () => void {
   const timer = setTimeout(() => {
     probe.timedOut = phase;
-    socket.destroy(phaseTimeout(phase, ms));
+    socket.destroy(phase === 'connect' && probe.lookingUp ? lookupTimeout(ms) : phaseTimeout(phase, ms));
   }, ms);
   timer.unref();
   return () => clearTimeout(timer);
@@ -213,7 +242,7 @@ function refuseResumed(socket: TLSSocket, error: Error): void {
  * need no check here on resumed sessions: sessions only come from the same agent, and the pool
  * keys agents by those rules (see AgentPool).
  */
-export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: PhaseLimits, alreadyConnected: boolean, memo: AgentMemo, resumedCheck?: ResumedCheck): void {
+export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: PhaseLimits, alreadyConnected: boolean, memo: AgentMemo, resumedCheck?: ResumedCheck, host?: string): void {
   probes.set(socket, probe);
   let stopHandshakeTimer = (): void => undefined;
   const startHandshake = (): void => {
@@ -224,6 +253,13 @@ export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: Ph
     startHandshake();
   } else {
     const stopConnectTimer = arm(socket, limits.connectMs, 'connect', probe);
+    // Node emits 'lookup' once getaddrinfo answers; an IP address needs none.
+    if (host !== undefined && isIP(host) === 0) {
+      probe.lookingUp = true;
+      socket.once('lookup', () => {
+        probe.lookingUp = false;
+      });
+    }
     socket.once('connect', () => {
       stopConnectTimer();
       startHandshake();

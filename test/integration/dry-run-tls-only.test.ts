@@ -252,6 +252,9 @@ describe('dry-run --tls-only', () => {
       expect(oneResult(r).failure).toMatchObject({ category: 'timeout', phase: 'tls' });
       expect(oneResult(r).failure?.message).toContain('TLS handshake did not finish within 300 ms');
       expect(r.code).toBe(5);
+      // The time the phase took until it was given up (before: 0, as if nothing had been spent).
+      expect(oneResult(r).timings.handshakeMs).toBeGreaterThanOrEqual(290);
+      expect(oneResult(r).timings.handshakeMs).toBeLessThan(2_000);
     }
   });
 });

@@ -1,9 +1,11 @@
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError, SvcnodeError } from '../../src/errors.js';
 import { FAILURE_CATEGORIES, type FailureCategory } from '../../src/failures/categories.js';
 import { CLIENT_VERDICT_WINDOW_MS, classifyError, classifyHttpStatus, type ClassifyContext } from '../../src/failures/classify.js';
 import { proxyError } from '../../src/tls/proxy-error.js';
-import { newProbe, type ChainEntry, type ConnectionProbe } from '../../src/tls/probe.js';
+import { lookupTimeout, newProbe, type ChainEntry, type ConnectionProbe } from '../../src/tls/probe.js';
+import { unusedPort } from '../helpers/servers.js';
 
 const WITH_CLIENT: ClassifyContext = { host: 'api.bank.example:443', profileName: 'bank', clientSubject: 'CN=svcnode-bot', probe: undefined, proxy: false };
 const NO_CLIENT: ClassifyContext = { ...WITH_CLIENT, clientSubject: undefined };
@@ -246,5 +248,42 @@ describe('purity', () => {
       expect(a.phase).toBe(FAILURE_CATEGORIES[a.category].phase);
       expect(JSON.stringify(error, Object.getOwnPropertyNames(error))).toBe(before);
     }
+  });
+});
+
+describe('name lookup and several addresses', () => {
+  /** The error Node gives for a host name whose `addresses` all fail on `port` (autoSelectFamily, a real connection attempt to each). */
+  function connectToAll(addresses: string[], port: number): Promise<unknown> {
+    return new Promise((resolve) => {
+      const socket = net.connect({ host: 'api.bank.example', port, autoSelectFamily: true, lookup: (_host, _options, callback) => (callback as (e: null, a: { address: string; family: number }[]) => void)(null, addresses.map((address) => ({ address, family: 4 }))) });
+      socket.on('error', resolve);
+    });
+  }
+
+  it('every address refusing: the message lists each, ECONNREFUSED (before: "api.bank.example:443: " with nothing after it)', async () => {
+    const port = await unusedPort();
+    const error = await connectToAll(['127.0.0.1', '127.0.0.2'], port);
+    expect(error).toBeInstanceOf(AggregateError);
+    const f = classifyError(error, WITH_CLIENT);
+    expect(f).toMatchObject({ category: 'connect_failed', code: 'ECONNREFUSED', hint: 'check that the backend is up and reachable from this machine (host, port, firewall, proxy)' });
+    expect(f.message).toBe(`api.bank.example:443: no address of the host took the connection: connect ECONNREFUSED 127.0.0.1:${port}; connect ECONNREFUSED 127.0.0.2:${port}`);
+  });
+
+  it("every address out of reach within Node's 250 ms each: not told to raise the node's timeouts, which do not apply", () => {
+    const error = Object.assign(new AggregateError([err('ETIMEDOUT', 'connect ETIMEDOUT 127.0.0.1:443'), err('ETIMEDOUT', 'connect ETIMEDOUT 127.0.0.2:443')], ''), { code: 'ETIMEDOUT' });
+    const f = classifyError(error, WITH_CLIENT);
+    expect(f).toMatchObject({ category: 'timeout', code: 'ETIMEDOUT', message: 'api.bank.example:443: no address of the host took the connection: connect ETIMEDOUT 127.0.0.1:443; connect ETIMEDOUT 127.0.0.2:443' });
+    expect(f.hint).toMatch(/^no address of the host answered the connection attempt \(each is tried for 250 ms/);
+  });
+
+  it('EAI_AGAIN (the DNS server failed) is not told to check the URL as a name that does not exist is', () => {
+    expect(classifyError(err('EAI_AGAIN', 'getaddrinfo EAI_AGAIN api.bank.example'), WITH_CLIENT)).toMatchObject({ category: 'connect_failed', hint: expect.stringMatching(/^the DNS server failed to answer for this name .*\/etc\/resolv\.conf/) as unknown });
+    expect(classifyError(err('ENOTFOUND', 'getaddrinfo ENOTFOUND api.bank.example'), WITH_CLIENT).hint).toBe('the host name does not resolve: check the URL and DNS');
+  });
+
+  it('our lookup timeout keeps its own message and DNS hint', () => {
+    const f = classifyError(lookupTimeout(3_000), WITH_CLIENT);
+    expect(f).toMatchObject({ category: 'timeout', code: 'SVCNODE_TIMEOUT', message: 'api.bank.example:443: the host name lookup did not finish within 3000 ms (timeouts.connectMs): no connection was attempted' });
+    expect(f.hint).toMatch(/^the DNS server did not answer in time/);
   });
 });
