@@ -62,7 +62,7 @@ export const ERROR_CODES = {
   SVCNODE_PROXY_AUTH_REQUIRED: 'the proxy answered 407 and proxy.url has no credentials',
   SVCNODE_PROXY_AUTH_SCHEME: 'the proxy answered 407 offering only schemes svcnode does not speak (NTLM, Negotiate/Kerberos, Digest); svcnode supports Basic proxy authentication only',
   SVCNODE_PROXY_REFUSED: 'the proxy refused to open the tunnel (its HTTP status is in the message)',
-  SVCNODE_PROXY_TIMEOUT: 'the proxy did not open the tunnel within timeouts.connectMs',
+  SVCNODE_PROXY_TIMEOUT: 'the proxy did not open the tunnel within timeouts.connectMs; the message says how far it got (its name not looked up, its port not taking the connection, or CONNECT sent and not answered: a working proxy still trying the backend)',
   SVCNODE_BROKEN_RECORD: 'a failure record in Redis is not JSON or lacks fields; `svcnode failures` shows it as broken',
   SVCNODE_KEYLOG_FILE: 'the --keylog file cannot be opened, or others could read it',
   SVCNODE_INVALID_CRL: 'a trust.crl entry is not a CRL, or no trust.ca certificate issued it',

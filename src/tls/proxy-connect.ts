@@ -4,7 +4,7 @@ import { isIP, type Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { ProxyError } from '../errors.js';
 import { proxyCredentials, proxyLocation } from './endpoint.js';
-import { proxyError } from './proxy-error.js';
+import { proxyError, type ProxyStage } from './proxy-error.js';
 import type { ProxyAnswer } from './proxy-refusal.js';
 
 /** The proxy hop of a node: `proxy.url` (credentials in its userinfo) and the trust of an https:// proxy. */
@@ -76,7 +76,17 @@ export function openTunnel(hop: ProxyHop, host: string, port: number, timeoutMs:
       target,
     });
   });
-  request.once('timeout', () => request.destroy(new Error('Proxy timeout')));
+  // How far the hop got when time ran out: the proxy's name looked up, its port connected.
+  let stage: ProxyStage = isIP(proxy.hostname) === 0 ? 'lookup' : 'connect';
+  request.once('socket', (socket: Socket) => {
+    socket.once('lookup', () => {
+      if (stage === 'lookup') stage = 'connect';
+    });
+    socket.once('connect', () => {
+      stage = 'answer';
+    });
+  });
+  request.once('timeout', () => request.destroy(Object.assign(new Error('Proxy timeout'), { stage, target })));
   request.once('error', (error) => {
     quiet();
     fail(error);

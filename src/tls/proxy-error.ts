@@ -29,6 +29,28 @@ function credentialForms(proxyUrl: string): string[] {
   }
 }
 
+/** How far the hop to the proxy got: its host name not looked up yet, its port not connected, or CONNECT sent and not answered. */
+export type ProxyStage = 'lookup' | 'connect' | 'answer';
+
+/**
+ * The tunnel not open within connectMs, said by how far it got. A proxy that took the connection
+ * but has not answered CONNECT is most often working: still resolving the backend's name or
+ * connecting to it, with timeouts of its own longer than ours (squid's are minutes).
+ */
+function proxyTimeout(raw: Error, proxy: string, connectMs: number): ProxyError {
+  const { stage, target = 'the backend' } = raw as Error & { stage?: ProxyStage; target?: string };
+  if (stage === 'lookup') {
+    return new ProxyError('SVCNODE_PROXY_TIMEOUT', `the host name lookup of the proxy ${proxy} did not finish within ${connectMs} ms: no connection to it was attempted`, { cause: raw, hint: 'the DNS server did not answer in time for the proxy\'s name: check the resolver in /etc/resolv.conf, or write the proxy\'s address in proxy.url' });
+  }
+  if (stage === 'connect') {
+    return new ProxyError('SVCNODE_PROXY_TIMEOUT', `the proxy ${proxy} did not take the connection within ${connectMs} ms`, { cause: raw, hint: 'check that the host and port in proxy.url are reachable from this machine (firewall, routing), or raise timeouts.connectMs' });
+  }
+  return new ProxyError('SVCNODE_PROXY_TIMEOUT', `the proxy ${proxy} took the connection but did not answer CONNECT within ${connectMs} ms`, {
+    cause: raw,
+    hint: `a working proxy answers this late while it still resolves or connects to ${target} (its own timeouts are longer than timeouts.connectMs): check the proxy's log for ${target} and that the backend is reachable from the proxy; a port where no HTTP proxy listens can stay silent the same way`,
+  });
+}
+
 /**
  * Turn an error of a CONNECT into a coded ProxyError (the raw error as cause): refused or
  * unreachable proxy, TLS to an https:// proxy, no answer in time, or an answer other than 200,
@@ -43,9 +65,7 @@ export function proxyError(raw: Error, proxyUrl: string, connectMs: number, answ
     const { code, message, hint } = describeRefusal(said, proxy, secrets);
     return new ProxyError(code, message, { cause: raw, status, hint });
   }
-  if (raw.message === 'Proxy timeout') {
-    return new ProxyError('SVCNODE_PROXY_TIMEOUT', `the proxy ${proxy} did not open the tunnel within ${connectMs} ms`, { cause: raw, hint: 'check that proxy.url points at a working CONNECT proxy, or raise timeouts.connectMs' });
-  }
+  if (raw.message === 'Proxy timeout') return proxyTimeout(raw, proxy, connectMs);
   const text = readableMessage(errorMessage(raw).trim());
   const code = effectiveCode(errorCode(raw) ?? '', errorMessage(raw));
   // node:http's parser could not read the answer to CONNECT: what listens there is no HTTP proxy.

@@ -3,6 +3,7 @@
  * connection failures, CONNECT proxies (auth, 407, stall), phase timeouts, HTTP status, session
  * resumption and keep-alive reuse, and the retry policy as the dry-run --retry path runs it.
  */
+import { spawn } from 'node:child_process';
 import type http from 'node:http';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { NodeDefinition } from '../../src/definitions/types.js';
@@ -178,6 +179,23 @@ describe('timeout: each ends within its configured timeout + 1 s', () => {
     expect(r.failure?.phase).toBe('proxy');
     expect(r.failure?.code).toBe('SVCNODE_PROXY_TIMEOUT');
     expect(proxy.connects).toBe(1);
+    // Before: "check that proxy.url points at a working CONNECT proxy", also for a working proxy still trying the backend.
+    expect(r.failure?.message).toBe(`localhost:${server.port}: the proxy ${proxy.url} took the connection but did not answer CONNECT within ${SHORT} ms`);
+    expect(r.failure?.hint).toMatch(new RegExp(`^a working proxy answers this late while it still resolves or connects to localhost:${server.port} .*check the proxy's log`));
+  });
+
+  it('a proxy whose port does not take the connection (its accept queue full, as a SYN black hole)', async () => {
+    // A listener that never accepts, its queue filled first: a further connect() waits for good.
+    const holder = spawn('/usr/bin/python3', ['-c', 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\np=s.getsockname()[1]\nc=socket.create_connection(("127.0.0.1",p))\nprint(p,flush=True)\ntime.sleep(60)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const port = await new Promise<number>((resolve) => holder.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+      const r = await invoke(node('https://backend.example:443/', { proxy: { url: `http://127.0.0.1:${port}` }, timeouts: short }), {}, deps);
+      expectTimely(r);
+      expect(r.failure).toMatchObject({ category: 'timeout', phase: 'proxy', code: 'SVCNODE_PROXY_TIMEOUT', message: `backend.example: the proxy http://127.0.0.1:${port} did not take the connection within ${SHORT} ms` });
+      expect(r.failure?.hint).toMatch(/^check that the host and port in proxy\.url are reachable from this machine/);
+    } finally {
+      holder.kill();
+    }
   });
 
   it('a server that accepts TCP and never completes the TLS handshake', async () => {
