@@ -95,6 +95,7 @@ export const ERROR_CODES = {
   SVCNODE_JOB_NOT_FOUND: 'ServiceNodeClient.result() names a job that is not in the queue (never enqueued, or removed after completion)',
   SVCNODE_JOB_FAILED: 'the job failed in BullMQ\'s sense (it stalled too often, or a worker could not store its Result): no Result exists',
   SVCNODE_JOB_KEY_LOST: 'the job is gone from Redis while a worker ran it (a failover dropped writes not yet replicated): the backend was called, its Result could not be stored',
+  SVCNODE_AGENTS_EVICTED: 'logged (at most every 10 min) when the worker dropped a keep-alive agent with connections to stay within maxAgents: more (profile, backend) pairs carry traffic than it keeps agents for, and calls pay full handshakes',
   SVCNODE_INVALID_OPTION: 'a library call got an option outside its range (e.g. timeoutMs not a whole number from 1 to 2147483647)',
   SVCNODE_INTERNAL_ERROR: 'a command met an error it did not expect (exit 1); `--json` prints it as {"error": …}',
 } as const;

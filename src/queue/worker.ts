@@ -52,6 +52,9 @@ import { WorkerSupervisor, type Probe } from './supervisor.js';
 import { sleepOrAbort } from './sleep.js';
 import { diagnose, diagnoseCluster } from './redis-diagnose.js';
 
+/** How often a worker says that its agent pool evicts agents in use. */
+const EVICTION_LOG_INTERVAL_MS = 10 * 60_000;
+
 export interface WorkerOptions {
   /** Any Redis URL form (single node, Sentinel, Cluster); or pass `connection`. */
   redisUrl?: string;
@@ -79,6 +82,8 @@ export interface WorkerOptions {
   reloadIntervalMs?: number;
   /** How often the client certificates' validity is judged again for /healthz, metrics and the log. @defaultValue 60000 */
   findingsIntervalMs?: number;
+  /** Keep-alive agents kept, one per (profile, backend origin) pair in use. @defaultValue MAX_AGENTS (4096) */
+  maxAgents?: number;
   /** How long a removed node's metric series stay after the last job that named it. @defaultValue NODE_SERIES_GRACE_MS (10 min) */
   nodeSeriesGraceMs?: number;
   /** Resume TLS sessions on new connections (false forces full handshakes). @defaultValue true */
@@ -298,8 +303,19 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const probe = open('producer');
   const storeConnection = open('worker');
   for (const c of [probe, storeConnection]) c.on('error', () => undefined);
+  let evictionSaidAt = -Infinity;
   const agents = new AgentPool({
     ...(options.tlsSessionResumption === false ? { maxCachedSessions: 0 } : {}),
+    ...(options.maxAgents === undefined ? {} : { maxAgents: options.maxAgents }),
+    onEvicted: (evicted) => {
+      // An idle agent going is housekeeping; one with connections means pairs in use outnumber the pool.
+      if (evicted.openSockets === 0 || performance.now() - evictionSaidAt < EVICTION_LOG_INTERVAL_MS) return;
+      evictionSaidAt = performance.now();
+      logger.warn(
+        { ...evicted, code: 'SVCNODE_AGENTS_EVICTED', hint: 'raise the maxAgents worker option above the number of (profile, backend) pairs that carry traffic' },
+        'more (profile, backend) pairs carry traffic than the worker keeps agents for: connections and TLS sessions in use were dropped, and calls pay full handshakes (said at most every 10 min)',
+      );
+    },
     onIdleLearned: (learned) => logger.info(learned, 'the backend closes idle connections sooner than timeouts.keepAliveMs: its kept-alive connections now close sooner (learned for 10 min)'),
   });
   const store = new FailureStore(storeConnection, { prefix: keyPrefix });

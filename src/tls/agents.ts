@@ -136,7 +136,7 @@ class DirectAgent extends PooledAgent {
   private readonly resumed: ResumedCheck | undefined;
 
   constructor(
-    private readonly spec: AgentSpec,
+    readonly spec: AgentSpec,
     maxCachedSessions: number,
     idle: IdleLimit,
   ) {
@@ -170,7 +170,7 @@ class ProxyAgent extends PooledAgent {
   private readonly hop: ProxyHop;
 
   constructor(
-    private readonly spec: AgentSpec & { proxyUrl: string },
+    readonly spec: AgentSpec & { proxyUrl: string },
     maxCachedSessions: number,
     idle: IdleLimit,
   ) {
@@ -252,13 +252,27 @@ function computeKey(spec: AgentSpec): string {
 }
 
 export interface AgentPoolOptions {
-  /** Agents kept; the least recently used beyond this are destroyed. @defaultValue 512 */
+  /** Agents kept; the least recently used beyond this are destroyed. @defaultValue MAX_AGENTS (4096) */
   maxAgents?: number;
+  /**
+   * An agent was destroyed to stay within maxAgents; `openSockets` > 0 means it was in use (its
+   * connections and TLS sessions are lost, and reopened by the next call): more (profile, origin)
+   * pairs carry traffic than maxAgents, and calls pay a full handshake each.
+   */
+  onEvicted?: (evicted: { profile: string; origin: string; openSockets: number; maxAgents: number }) => void;
   /** TLS sessions cached per agent for resumption; 0 forces full handshakes (always so for OCSP stapling profiles). @defaultValue 100 */
   maxCachedSessions?: number;
   /** An agent learned that its backend closes idle connections sooner than its limit (see IdleLimit). */
   onIdleLearned?: (learned: IdleLearned & { origin: string; profile: string }) => void;
 }
+
+/**
+ * Agents kept by default: one per (profile, origin) pair that carries traffic. At 512, a worker
+ * with 600 pairs in use (200 profiles × 3 backends) destroyed an agent on nearly every call and
+ * ran 10× slower on full handshakes; an idle agent costs little (its sockets close after
+ * keepAliveMs, its TLS session cache holds at most maxCachedSessions small entries).
+ */
+export const MAX_AGENTS = 4096;
 
 /**
  * Keep-alive agents per pool key (see agentKey). Least recently used agents beyond `maxAgents`
@@ -271,11 +285,13 @@ export class AgentPool {
   private readonly maxAgents: number;
   private readonly maxCachedSessions: number;
   private readonly onIdleLearned: AgentPoolOptions['onIdleLearned'];
+  private readonly onEvicted: AgentPoolOptions['onEvicted'];
 
   constructor(options: AgentPoolOptions = {}) {
-    this.maxAgents = options.maxAgents ?? 512;
+    this.maxAgents = options.maxAgents ?? MAX_AGENTS;
     this.maxCachedSessions = options.maxCachedSessions ?? 100;
     this.onIdleLearned = options.onIdleLearned;
+    this.onEvicted = options.onEvicted;
   }
 
   get(spec: AgentSpec): https.Agent {
@@ -295,7 +311,10 @@ export class AgentPool {
     while (this.agents.size > this.maxAgents) {
       const [oldestKey, oldest] = this.agents.entries().next().value as [string, https.Agent];
       this.agents.delete(oldestKey);
+      const openSockets = socketsOf(oldest);
       oldest.destroy();
+      const evicted = (oldest as Partial<Pick<DirectAgent, 'spec'>>).spec;
+      if (this.onEvicted && evicted) this.onEvicted({ profile: evicted.profile.name, origin: evicted.origin.origin, openSockets, maxAgents: this.maxAgents });
     }
     return agent;
   }
@@ -325,9 +344,7 @@ export class AgentPool {
   /** Open sockets across all agents (in use + idle). */
   socketCount(): number {
     let n = 0;
-    for (const agent of this.agents.values()) {
-      for (const list of [...Object.values(agent.sockets), ...Object.values(agent.freeSockets)]) n += list?.length ?? 0;
-    }
+    for (const agent of this.agents.values()) n += socketsOf(agent);
     return n;
   }
 
@@ -335,4 +352,11 @@ export class AgentPool {
     for (const agent of this.agents.values()) agent.destroy();
     this.agents.clear();
   }
+}
+
+/** Open sockets of one agent (in use + idle). */
+function socketsOf(agent: https.Agent): number {
+  let n = 0;
+  for (const list of [...Object.values(agent.sockets), ...Object.values(agent.freeSockets)]) n += list?.length ?? 0;
+  return n;
 }

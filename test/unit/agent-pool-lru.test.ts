@@ -5,7 +5,8 @@
 import https from 'node:https';
 import { describe, expect, it } from 'vitest';
 import type { LoadedProfile } from '../../src/pki/types.js';
-import { AgentPool, type AgentSpec } from '../../src/tls/agents.js';
+import { AgentPool, MAX_AGENTS, type AgentSpec } from '../../src/tls/agents.js';
+import { unusedPort } from '../helpers/servers.js';
 
 const profile: LoadedProfile = { name: 'bank', version: 'v1', file: '/p/bank.json', client: undefined, trust: { certificates: [], systemRoots: true }, policy: { minKeyBits: 2048, expiryWarningDays: 90 }, findings: [] };
 
@@ -24,6 +25,34 @@ describe('AgentPool', () => {
     // b was the least recently used: evicted, so its next use gets a new agent; a survived.
     expect(pool.get(spec('a.example'))).toBe(a);
     expect(pool.get(spec('b.example'))).not.toBe(b);
+    pool.destroy();
+  });
+
+  it('keeps 4096 agents by default (at 512, 600 pairs in use thrashed: a full handshake per call)', () => {
+    const pool = new AgentPool();
+    const first = pool.get(spec('h0.example'));
+    for (let i = 1; i < MAX_AGENTS; i++) pool.get(spec(`h${i}.example`));
+    expect(MAX_AGENTS).toBe(4096);
+    expect(pool.size).toBe(4096);
+    expect(pool.get(spec('h0.example'))).toBe(first);
+    pool.destroy();
+  });
+
+  it('says which agent it evicted and whether it had connections (an agent in use: pairs outnumber maxAgents)', async () => {
+    const evicted: { profile: string; origin: string; openSockets: number; maxAgents: number }[] = [];
+    const pool = new AgentPool({ maxAgents: 1, onEvicted: (e) => evicted.push(e) });
+    const busy = pool.get(spec('127.0.0.1'));
+    // A call in flight on it: a socket still connecting to a closed port.
+    const request = https.request({ agent: busy, host: '127.0.0.1', port: await unusedPort(), path: '/' });
+    const ended = new Promise((resolve) => request.on('error', resolve));
+    request.end();
+    pool.get(spec('b.example'));
+    pool.get(spec('c.example'));
+    await ended;
+    expect(evicted).toEqual([
+      { profile: 'bank', origin: 'https://127.0.0.1', openSockets: 1, maxAgents: 1 },
+      { profile: 'bank', origin: 'https://b.example', openSockets: 0, maxAgents: 1 },
+    ]);
     pool.destroy();
   });
 
