@@ -12,6 +12,7 @@ import { storedResult, type Result } from '../invoke/result.js';
 import { retryDelay, settledResult } from '../invoke/retry.js';
 import type { TokenCache } from '../invoke/token-cache.js';
 import type { Metrics } from '../observability/metrics.js';
+import { RepeatGate } from '../observability/repeat-gate.js';
 import type { AgentPool } from '../tls/agents.js';
 import { JOB_NAME } from './constants.js';
 import { isUnparsable } from './safe-worker.js';
@@ -61,13 +62,21 @@ interface Refusal {
   log?: Record<string, unknown>;
 }
 
-/** End a job that cannot run with an invalid_input Result: logged once, counted under its label. */
-function refused(deps: ProcessorDeps, job: Job, r: Refusal): Result {
+/**
+ * End a job that cannot run with an invalid_input Result, counted under its label; logged at most
+ * once a minute per message, node and code, with how many were held back (`repeated`): a flow
+ * that keeps calling a removed node logged one line per job.
+ */
+function refused(deps: ProcessorDeps, gate: RepeatGate, job: Job, r: Refusal): Result {
   const result = invalidInputResult(r.nodeId, r.error, r.requestId);
-  deps.logger.warn({ jobId: job.id, ...(r.log ?? { code: r.error.code }) }, r.message);
+  const repeated = gate.pass(`${r.message}\u0000${r.nodeId}\u0000${r.error.code}`);
+  if (repeated !== undefined) deps.logger.warn({ jobId: job.id, ...(r.log ?? { code: r.error.code }), ...(repeated ? { repeated } : {}) }, r.message);
   deps.metrics?.observeInvocation({ ...result, nodeId: r.label });
   return result;
 }
+
+/** How long a refusal of the same kind stays out of the log after it was logged. */
+const REFUSAL_LOG_WINDOW_MS = 60_000;
 
 /**
  * Return a job whose call the shutdown cut short to the wait list. Always throws WaitingError,
@@ -90,17 +99,18 @@ async function handBack(deps: ProcessorDeps, job: Job, token: string, nodeId: st
  * waits, and a crash in between loses nothing); permanent ones return at once.
  */
 export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string, signal?: AbortSignal) => Promise<Result> {
+  const gate = new RepeatGate(REFUSAL_LOG_WINDOW_MS);
   return async (job, token, signal) => {
     if (job.name !== JOB_NAME) {
       // Any producer can name a job: a wrong name is bad job data (a Result), not a failed job.
       const error = new InvalidInputError('SVCNODE_INVALID_DEFINITION', `job ${job.id ?? '?'} is named "${String(job.name).slice(0, 100)}", not "${JOB_NAME}"`, { hint: `add invocations to the queue as jobs named "${JOB_NAME}"` });
       const raw = job.data as Partial<Invocation> | undefined;
-      return refused(deps, job, { nodeId: typeof raw?.nodeId === 'string' ? raw.nodeId.slice(0, 128) : '(invalid)', error, label: '(invalid)', message: 'job with an unknown name: ended with an invalid_input Result' });
+      return refused(deps, gate, job, { nodeId: typeof raw?.nodeId === 'string' ? raw.nodeId.slice(0, 128) : '(invalid)', error, label: '(invalid)', message: 'job with an unknown name: ended with an invalid_input Result' });
     }
     if (isUnparsable(job.data)) {
       const { field, unparsable } = job.data;
       const error = new InvalidInputError('SVCNODE_INVALID_DEFINITION', `job ${job.id ?? '?'} ${field} in Redis ${unparsable}`, { hint: 'enqueue through a BullMQ client, which stores data, options and progress as JSON (options as an object)' });
-      return refused(deps, job, { nodeId: '(invalid)', error, label: '(invalid)', message: `job ${field} in Redis cannot be read: ended with an invalid_input Result` });
+      return refused(deps, gate, job, { nodeId: '(invalid)', error, label: '(invalid)', message: `job ${field} in Redis cannot be read: ended with an invalid_input Result` });
     }
     const raw = job.data as Partial<Invocation> | undefined;
     let data: Invocation;
@@ -110,7 +120,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       // Echoed as far as they are bounded: the stored Result keeps its size whatever a producer wrote.
       const nodeId = typeof raw?.nodeId === 'string' ? cut(raw.nodeId, MAX_NODE_ID) : '(invalid)';
       const requestId = typeof raw?.requestId === 'string' && raw.requestId.length <= MAX_REQUEST_ID ? raw.requestId : undefined;
-      return refused(deps, job, { nodeId, error: error as InvalidInputError, ...(requestId ? { requestId } : {}), label: '(invalid)', message: 'invalid job data' });
+      return refused(deps, gate, job, { nodeId, error: error as InvalidInputError, ...(requestId ? { requestId } : {}), label: '(invalid)', message: 'invalid job data' });
     }
     const registry = deps.registry();
     let node;
@@ -121,7 +131,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       const removed = (error as InvalidInputError).code === 'SVCNODE_NODE_REMOVED';
       // Its series go once jobs stop naming it (Metrics.retireNode).
       if (removed) deps.metrics?.retireNode(data.nodeId);
-      return refused(deps, job, { nodeId: data.nodeId, error: error as InvalidInputError, ...(data.requestId ? { requestId: data.requestId } : {}), label: removed ? data.nodeId : '(unknown)', message: removed ? 'removed node' : 'unknown node', log: { nodeId: data.nodeId, code: (error as InvalidInputError).code } });
+      return refused(deps, gate, job, { nodeId: data.nodeId, error: error as InvalidInputError, ...(data.requestId ? { requestId: data.requestId } : {}), label: removed ? data.nodeId : '(unknown)', message: removed ? 'removed node' : 'unknown node', log: { nodeId: data.nodeId, code: (error as InvalidInputError).code } });
     }
     const attempt = attemptsBefore(job) + 1;
     const result = storedResult(settledResult(await invoke(node, data.context ?? {}, { profile: (name) => registry.profile(name), agents: deps.agents, ...(deps.tokens ? { tokens: deps.tokens } : {}) }, {

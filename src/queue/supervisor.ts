@@ -6,6 +6,7 @@ import { onClusterRetry } from './cluster-retries.js';
 import { coalesceWrites } from './coalesce-writes.js';
 import { withTimeout, type ConnectionFactory, type RedisConnection } from './connection.js';
 import { QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
+import { RepeatGate } from '../observability/repeat-gate.js';
 import { knownRedisError, commandRefusal } from './redis-errors.js';
 import { SafeWorker } from './safe-worker.js';
 
@@ -134,7 +135,7 @@ export class WorkerSupervisor {
   private stuckSince: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closing = false;
-  private readonly errors = new Map<string, { at: number; count: number }>();
+  private readonly errors = new RepeatGate(10_000);
   /** The last time Redis refused one of the worker's commands, and why. */
   private refusedCommand: { code: string; at: number } | undefined;
   /** The CLUSTERDOWN episode under way. */
@@ -285,19 +286,13 @@ export class WorkerSupervisor {
   private logError(message: string, error: Error): void {
     // Keyed by the text alone, its numbers aside: the worker's two connections (commands, blocking
     // fetch) meet the same outage, and ioredis counts its growing retry delay into the message.
-    const key = error.message.replace(/\d+/g, '#');
-    const now = Date.now();
-    const seen = this.errors.get(key);
-    if (seen && now - seen.at < 10_000) {
-      seen.count++;
-      return;
-    }
+    const repeated = this.errors.pass(error.message.replace(/\d+/g, '#'));
+    if (repeated === undefined) return;
     const known = knownRedisError(error);
     const trace = known ? undefined : OUTAGE_TRACES.find((t) => t.pattern.test(error.message));
     const code = known?.code ?? trace?.code;
     const hint = known?.hint ?? trace?.hint;
-    this.o.logger.warn({ err: error.message, ...(seen?.count ? { repeated: seen.count } : {}), ...(code ? { code } : {}), ...(hint ? { hint } : {}) }, message);
-    this.errors.set(key, { at: now, count: 0 });
+    this.o.logger.warn({ err: error.message, ...(repeated ? { repeated } : {}), ...(code ? { code } : {}), ...(hint ? { hint } : {}) }, message);
   }
 
   /** The BullMQ worker now in use (it changes when the watchdog recreates it). */

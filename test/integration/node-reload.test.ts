@@ -229,6 +229,16 @@ describe('node definitions reload without a restart', () => {
     expect(await series()).toContainEqual(expect.stringMatching(/^svcnode_invocations_total\{node="brief",outcome="ok"\} [1-9]/));
   });
 
+  it('jobs for an unknown node: each answered invalid_input, logged once a minute per id (before: a line per job)', async () => {
+    const before = logs.length;
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => invoke(i % 2 === 0 ? 'no-such-node' : 'no-such-other')));
+    expect(results.every((r) => r.failure?.code === 'SVCNODE_UNKNOWN_NODE')).toBe(true);
+    const lines = logs.slice(before).filter((l) => l.msg === 'unknown node');
+    expect(lines.map((l) => l.nodeId).sort()).toEqual(['no-such-node', 'no-such-other']);
+    // Still counted, every one.
+    expect(await get('/metrics')).toMatch(/^svcnode_invocations_total\{node="\(unknown\)",outcome="invalid_input"\} (4\d|[5-9]\d|\d{3,})$/m);
+  });
+
   it('a file whose node id changes: the new id comes into use, the old one answers SVCNODE_NODE_REMOVED', async () => {
     expect((await invoke('old-id')).ok).toBe(true);
     replace(join(nodes, 'renamed.json'), def('new-id', '/renamed/new'));
