@@ -219,7 +219,7 @@ export class Metrics {
     this.crlSeries.set(profile.name, series);
   }
 
-  /** Removed nodes whose series are deleted when the timer fires, by node id. */
+  /** Removed nodes (by id) and node files (`file\u0000NAME`) whose series are deleted when the timer fires. */
   private readonly retiring = new Map<string, NodeJS.Timeout>();
 
   /**
@@ -230,19 +230,41 @@ export class Metrics {
    * series for the life of the process, and a platform deploying nodes under new ids grew /metrics for good.
    */
   retireNode(node: string): void {
-    clearTimeout(this.retiring.get(node));
-    const timer = setTimeout(() => {
-      this.retiring.delete(node);
-      void this.removeNode(node);
-    }, this.nodeSeriesGraceMs);
-    timer.unref();
-    this.retiring.set(node, timer);
+    this.retire(node, () => void this.removeNode(node));
   }
 
   /** A node id in use again (a file defines it): its series stay. */
   keepNode(node: string): void {
-    clearTimeout(this.retiring.get(node));
-    this.retiring.delete(node);
+    this.keep(node);
+  }
+
+  /**
+   * A node file was removed: its `svcnode_node_load_failures_total{file}` series goes after the
+   * same grace as a node's (a fixed file keeps its count, as dashboards sum it over a day). Before,
+   * every bad file name ever seen stayed in /metrics.
+   */
+  retireNodeFile(file: string): void {
+    this.retire(`file\u0000${file}`, () => this.nodeLoadFailures.remove({ file }));
+  }
+
+  /** A node file of this name is back: its series stays. */
+  keepNodeFile(file: string): void {
+    this.keep(`file\u0000${file}`);
+  }
+
+  private retire(key: string, remove: () => void): void {
+    clearTimeout(this.retiring.get(key));
+    const timer = setTimeout(() => {
+      this.retiring.delete(key);
+      remove();
+    }, this.nodeSeriesGraceMs);
+    timer.unref();
+    this.retiring.set(key, timer);
+  }
+
+  private keep(key: string): void {
+    clearTimeout(this.retiring.get(key));
+    this.retiring.delete(key);
   }
 
   /** Delete every series labelled with `node` (counts still pending are flushed first, then deleted too). */

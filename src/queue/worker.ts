@@ -390,6 +390,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     {
       loaded(file, node, previous, droppedId, displaced) {
         metrics.keepNode(node.id);
+        metrics.keepNodeFile(basename(file));
         if (droppedId !== undefined) {
           metrics.retireNode(droppedId);
           logger.warn({ nodeId: droppedId, file, now: node.id }, 'node removed: its file now defines another id, its jobs answer invalid_input');
@@ -410,10 +411,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         }
       },
       failed(file, error, lastGood) {
+        metrics.keepNodeFile(basename(file));
         metrics.nodeLoadFailures.inc({ file: basename(file) });
         logger.error({ file, code: error.code, hint: error.hint, ...(lastGood ? { nodeId: lastGood.id } : {}) }, lastGood ? `node reload failed, keeping the last good definition: ${error.message}` : `node file failed to load: ${error.message}`);
       },
       removed(file, nodeId) {
+        metrics.retireNodeFile(basename(file));
         if (nodeId === undefined) {
           logger.info({ file }, 'node file removed (it had no node in use)');
           return;

@@ -229,6 +229,22 @@ describe('node definitions reload without a restart', () => {
     expect(await series()).toContainEqual(expect.stringMatching(/^svcnode_invocations_total\{node="brief",outcome="ok"\} [1-9]/));
   });
 
+  it("a removed bad file's load-failure series leaves /metrics after the grace period; a fixed one keeps its count (before: every bad file name stayed)", async () => {
+    const file = join(nodes, 'broken-once.json');
+    writeFileSync(file, '{"id": "broken-once", ');
+    await waitFor(async () => (await failuresOf('broken-once.json')) === 1, 5_000, 50, 'the bad file counted');
+    rmSync(file);
+    await waitFor(async () => !(await get('/metrics')).includes('file="broken-once.json"') || undefined, 10_000, 100, 'its series gone');
+    // Fixed instead of removed: the count stays, past the grace period.
+    const fixed = join(nodes, 'broken-then-fixed.json');
+    writeFileSync(fixed, '{"id": "broken-then-fixed", ');
+    await waitFor(async () => (await failuresOf('broken-then-fixed.json')) === 1, 5_000, 50, 'the second bad file counted');
+    writeFileSync(fixed, def('broken-then-fixed', '/fixed'));
+    await waitFor(async () => (await invoke('broken-then-fixed')).ok, 5_000, 50, 'fixed');
+    await sleep(2_000);
+    expect(await failuresOf('broken-then-fixed.json')).toBe(1);
+  });
+
   it('jobs for an unknown node: each answered invalid_input, logged once a minute per id (before: a line per job)', async () => {
     const before = logs.length;
     const results = await Promise.all(Array.from({ length: 40 }, (_, i) => invoke(i % 2 === 0 ? 'no-such-node' : 'no-such-other')));
