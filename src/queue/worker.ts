@@ -52,6 +52,12 @@ import { WorkerSupervisor, type Probe } from './supervisor.js';
 import { sleepOrAbort } from './sleep.js';
 import { diagnose, diagnoseCluster } from './redis-diagnose.js';
 
+/**
+ * Problems /healthz lists; the rest are counted (`problemsNotShown`) and each is in the log and in
+ * `svcnode_node_load_failures_total`. A thousand bad files made every probe's answer 217 KB.
+ */
+const MAX_HEALTH_PROBLEMS = 20;
+
 /** How often a worker says that its agent pool evicts agents in use. */
 const EVICTION_LOG_INTERVAL_MS = 10 * 60_000;
 
@@ -277,7 +283,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       redis: result.ok ? 'connected' : 'disconnected',
       nodes: registry.nodes.size,
       profiles: registry.profiles.size,
-      problems: registry.problems.map((p) => ({ kind: p.kind, file: p.file, code: p.error.code, message: p.error.message })),
+      problems: registry.problems.slice(0, MAX_HEALTH_PROBLEMS).map((p) => ({ kind: p.kind, file: p.file, code: p.error.code, message: p.error.message })),
+      ...(registry.problems.length > MAX_HEALTH_PROBLEMS ? { problemsNotShown: registry.problems.length - MAX_HEALTH_PROBLEMS } : {}),
       staleProfiles: stale,
       profileErrors: errors,
     };

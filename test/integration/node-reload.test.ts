@@ -24,6 +24,7 @@ function replace(path: string, text: string): void {
 }
 
 interface Health {
+  problemsNotShown?: number;
   status: string;
   problems: { kind: string; file: string; code: string; message: string }[];
 }
@@ -243,6 +244,19 @@ describe('node definitions reload without a restart', () => {
     await waitFor(async () => (await invoke('broken-then-fixed')).ok, 5_000, 50, 'fixed');
     await sleep(2_000);
     expect(await failuresOf('broken-then-fixed.json')).toBe(1);
+  });
+
+  it('/healthz lists at most 20 problems and counts the rest (before: every bad file, 217 KB for a thousand)', async () => {
+    const bad = Array.from({ length: 25 }, (_, i) => join(nodes, `zz-bad-${String(i).padStart(2, '0')}.json`));
+    for (const file of bad) writeFileSync(file, '{"id": ');
+    const h = await waitFor(async () => {
+      const report = await health();
+      return (report.problemsNotShown ?? 0) >= 5 ? report : undefined;
+    }, 10_000, 100, 'the bad files reported');
+    expect(h.status).toBe('degraded');
+    expect(h.problems).toHaveLength(20);
+    for (const file of bad) rmSync(file);
+    await waitFor(async () => (await health()).problemsNotShown === undefined || undefined, 10_000, 100, 'the count gone');
   });
 
   it('jobs for an unknown node: each answered invalid_input, logged once a minute per id (before: a line per job)', async () => {
