@@ -366,6 +366,18 @@ describe('a Host header cannot steer the call to another virtual host', () => {
   });
 });
 
+describe('tls.servername', () => {
+  it.each(['127.0.0.1', '::1', '[::1]'])('%s, an IP address, is refused at load (before: sent as SNI against RFC 6066, with a Node deprecation warning)', (servername) => {
+    expect(loadError(`sni-${servername.replace(/\W/g, '')}`, { ...withHeader('Accept', 'application/json'), tls: { profile: 'bank', servername } })).toMatchObject({ code: 'SVCNODE_INVALID_DEFINITION', field: '/tls/servername' });
+  });
+
+  it('a DNS name loads', () => {
+    const file = join(dir, 'sni-name.json');
+    writeFileSync(file, JSON.stringify({ ...withHeader('Accept', 'application/json'), tls: { profile: 'bank', servername: 'api.bank.example' } }));
+    expect(loadNodeFile(file).tls.servername).toBe('api.bank.example');
+  });
+});
+
 describe('headers gateways route by take no value from the context', () => {
   it.each([
     ['X-Forwarded-Host', '{{context.tenant}}.api.internal'],
