@@ -5,7 +5,8 @@
 import { execFile } from 'node:child_process';
 import net from 'node:net';
 import { promisify } from 'node:util';
-import { Redis } from 'ioredis';
+import { Queue, type Job } from 'bullmq';
+import { Cluster, Redis } from 'ioredis';
 import { LOOPBACK, waitFor } from './net.js';
 import { startRedis, type TestRedis } from './redis.js';
 
@@ -277,4 +278,40 @@ async function sentinelSeesReplica(port: number, name: string, password?: string
   } finally {
     r.disconnect();
   }
+}
+
+/** `count` filler keys in `slot` on its master, so a migration has something to move; the master and another master to move it to. */
+export async function fillSlot(cluster: TestCluster, slot: number, count: number): Promise<{ owner: TestRedis; target: TestRedis }> {
+  const owner = await cluster.masterOf(slot);
+  const target = cluster.nodes.find((n) => n !== owner);
+  if (!target) throw new Error('no second master');
+  const admin = new Redis({ host: owner.host, port: owner.port });
+  try {
+    const pipeline = admin.pipeline();
+    for (let i = 0; i < count; i++) pipeline.set(`{svcnode}:fill:${i}`, 'x');
+    await pipeline.exec();
+  } finally {
+    admin.disconnect();
+  }
+  return { owner, target };
+}
+
+/** A producer on the cluster as the README shows it (an ioredis Cluster, the hash-tagged prefix), `n` jobs of node `slow` added, waited for until a quarter completed. */
+export async function queueQuarterDone(cluster: TestCluster, n: number): Promise<{ producer: Cluster; queue: Queue; jobs: Job[]; completed: () => Promise<number> }> {
+  const producer = new Cluster(cluster.seeds, { redisOptions: { maxRetriesPerRequest: null } });
+  const queue = new Queue('service-node-invocations', { connection: producer, prefix: '{svcnode}' });
+  queue.on('error', () => undefined);
+  const jobs = await queue.addBulk(Array.from({ length: n }, (_, i) => ({ name: 'invoke', data: { nodeId: 'slow', context: { i: String(i) } } })));
+  const completed = (): Promise<number> => queue.getCompletedCount();
+  await waitFor(async () => (await completed()) >= n / 4, 60_000, 50, 'a quarter of the jobs completed');
+  return { producer, queue, jobs, completed };
+}
+
+/** SIGKILL the master owning the queue's slot; resolves with the ms until a replica was promoted. */
+export async function killQueueMaster(cluster: TestCluster, timeoutMs: number): Promise<number> {
+  const owner = await cluster.masterOf(keySlot('{svcnode}'));
+  const killedAt = Date.now();
+  owner.kill();
+  await waitFor(async () => (await cluster.masterOf(keySlot('{svcnode}'))).port !== owner.port, timeoutMs, 100, 'a replica promoted');
+  return Date.now() - killedAt;
 }

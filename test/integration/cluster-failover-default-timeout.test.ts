@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Result } from '../../src/invoke/result.js';
 import { spawnWorker } from '../helpers/fixtures.js';
 import { waitFor } from '../helpers/net.js';
-import { keySlot, startCluster, type TestCluster } from '../helpers/redis-cluster.js';
+import { killQueueMaster, queueQuarterDone, startCluster, type TestCluster } from '../helpers/redis-cluster.js';
 import { longestFinishGap, slowNodeRun } from '../helpers/slow-node-run.js';
 
 const N = 1_500;
@@ -29,18 +29,10 @@ describe('a Redis Cluster failover with the default 15 s node timeout', () => {
     // svcnode's defaults but the concurrency: a 30 s lock outlives the ~15 s outage.
     run.workers.push(...(await Promise.all([spawnWorker(f, cluster.url, { concurrency: 16 }), spawnWorker(f, cluster.url, { concurrency: 16 })])));
     const pids = run.workers.map((w) => w.proc.child.pid);
-    producer = new Cluster(cluster.seeds, { redisOptions: { maxRetriesPerRequest: null } });
-    queue = new Queue('service-node-invocations', { connection: producer, prefix: '{svcnode}' });
-    queue.on('error', () => undefined);
-    const jobs = await queue.addBulk(Array.from({ length: N }, (_, i) => ({ name: 'invoke', data: { nodeId: 'slow', context: { i: String(i) } } })));
-    const completed = async (): Promise<number> => (await queue?.getCompletedCount()) ?? 0;
-    await waitFor(async () => (await completed()) >= N / 4, 60_000, 50, 'a quarter of the jobs completed');
-
-    const owner = await cluster.masterOf(keySlot('{svcnode}'));
-    const killedAt = Date.now();
-    owner.kill();
-    await waitFor(async () => (await cluster.masterOf(keySlot('{svcnode}'))).port !== owner.port, 60_000, 200, 'a replica promoted');
-    const promotedAfterMs = Date.now() - killedAt;
+    const started = await queueQuarterDone(cluster, N);
+    ({ producer, queue } = started);
+    const { jobs, completed } = started;
+    const promotedAfterMs = await killQueueMaster(cluster, 60_000);
     expect(promotedAfterMs).toBeGreaterThan(10_000);
 
     try {

@@ -13,7 +13,7 @@ import type { Result } from '../../src/invoke/result.js';
 import { runCli } from '../helpers/cli.js';
 import { spawnWorker, type QueueFixtures } from '../helpers/fixtures.js';
 import { waitFor } from '../helpers/net.js';
-import { keySlot, startCluster, type TestCluster } from '../helpers/redis-cluster.js';
+import { keySlot, killQueueMaster, queueQuarterDone, startCluster, type TestCluster } from '../helpers/redis-cluster.js';
 import { longestFinishGap, slowNodeRun } from '../helpers/slow-node-run.js';
 
 function writeContext(dir: string, context: Record<string, string>): string {
@@ -74,19 +74,10 @@ describe('svcnode workers on a Redis Cluster', () => {
     workers.push(...(await Promise.all([spawnWorker(f, cluster.url, fast), spawnWorker(f, cluster.url, fast)])));
     const pids = workers.map((w) => w.proc.child.pid);
 
-    // The producer side exactly as the README shows it: an ioredis Cluster and the hash-tagged prefix.
-    producer = new Cluster(cluster.seeds, { redisOptions: { maxRetriesPerRequest: null } });
-    queue = new Queue('service-node-invocations', { connection: producer, prefix: '{svcnode}' });
-    queue.on('error', () => undefined);
-    const jobs = await queue.addBulk(Array.from({ length: N }, (_, i) => ({ name: 'invoke', data: { nodeId: 'slow', context: { i: String(i) } } })));
-    const completed = async (): Promise<number> => (await queue?.getCompletedCount()) ?? 0;
-    await waitFor(async () => (await completed()) >= N / 4, 60_000, 50, 'a quarter of the jobs completed');
-
-    const owner = await cluster.masterOf(keySlot('{svcnode}:service-node-invocations:wait'));
-    const killedAt = Date.now();
-    owner.kill();
-    await waitFor(async () => (await cluster?.masterOf(keySlot('{svcnode}')))?.port !== owner.port, 30_000, 100, 'a replica promoted');
-    const promotedAfterMs = Date.now() - killedAt;
+    const run = await queueQuarterDone(cluster, N);
+    ({ producer, queue } = run);
+    const { jobs, completed } = run;
+    const promotedAfterMs = await killQueueMaster(cluster, 30_000);
 
     try {
       await waitFor(async () => (await completed()) === N, 120_000, 200, `all ${N} jobs completed`);

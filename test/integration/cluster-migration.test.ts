@@ -7,7 +7,7 @@
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ServiceNodeClient } from '../../src/index.js';
-import { keySlot, startCluster, type SlotMigration, type TestCluster } from '../helpers/redis-cluster.js';
+import { fillSlot, keySlot, startCluster, type SlotMigration, type TestCluster } from '../helpers/redis-cluster.js';
 
 const SLOT = keySlot('{svcnode}');
 
@@ -24,20 +24,7 @@ describe('enqueue during a migration of the queue slot', () => {
   });
 
   /** A master other than the slot's, and the slot filled with `count` keys so a migration has something to move. */
-  async function prepare(count: number): Promise<{ target: TestCluster['nodes'][number] }> {
-    const owner = await cluster.masterOf(SLOT);
-    const target = cluster.nodes.find((n) => n !== owner);
-    if (!target) throw new Error('no second master');
-    const admin = new Redis({ host: owner.host, port: owner.port });
-    try {
-      const pipeline = admin.pipeline();
-      for (let i = 0; i < count; i++) pipeline.set(`{svcnode}:fill:${i}`, 'x');
-      await pipeline.exec();
-    } finally {
-      admin.disconnect();
-    }
-    return { target };
-  }
+  const prepare = (count: number): Promise<{ target: TestCluster['nodes'][number] }> => fillSlot(cluster, SLOT, count);
 
   it('every enqueue issued during a 10 s migration is confirmed and stored', async () => {
     const { target } = await prepare(2_000);

@@ -5,13 +5,12 @@
  * TRYAGAIN or ASK meanwhile, lock renewals included. Every job must end as a completed job with an
  * ok Result; a call made twice (a lock lost meanwhile) must say so in its Result (`stalled`).
  */
-import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Result } from '../../src/invoke/result.js';
 import { ServiceNodeClient } from '../../src/queue/client.js';
 import { spawnWorker } from '../helpers/fixtures.js';
 import { waitFor } from '../helpers/net.js';
-import { keySlot, startCluster, type TestCluster } from '../helpers/redis-cluster.js';
+import { fillSlot, keySlot, startCluster, type TestCluster } from '../helpers/redis-cluster.js';
 import { slowNodeRun } from '../helpers/slow-node-run.js';
 
 const SLOT = keySlot('{svcnode}');
@@ -36,18 +35,8 @@ describe('a reshard of the queue slot under load', () => {
     }, 40);
     try {
       await waitFor(() => i >= 60 || undefined, 20_000, 20, '60 jobs enqueued before the reshard');
-      const owner = await cluster.masterOf(SLOT);
-      const target = cluster.nodes.find((n) => n !== owner);
-      if (!target) throw new Error('no second master');
       // Filler keys in the slot make the move last ~10 s, as a slot holding a busy queue's history does.
-      const admin = new Redis({ host: owner.host, port: owner.port });
-      try {
-        const pipeline = admin.pipeline();
-        for (let k = 0; k < 1_000; k++) pipeline.set(`{svcnode}:fill:${k}`, 'x');
-        await pipeline.exec();
-      } finally {
-        admin.disconnect();
-      }
+      const { target } = await fillSlot(cluster, SLOT, 1_000);
       const migration = await cluster.migrateSlot(SLOT, target);
       const started = performance.now();
       try {
