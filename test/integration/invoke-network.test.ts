@@ -184,14 +184,18 @@ describe('timeout: each ends within its configured timeout + 1 s', () => {
     expect(r.failure?.hint).toMatch(new RegExp(`^a working proxy answers this late while it still resolves or connects to localhost:${server.port} .*check the proxy's log`));
   });
 
-  it('a proxy whose port does not take the connection (its accept queue full, as a SYN black hole)', async () => {
+  it.each([
+    ['127.0.0.1', 'AF_INET', '127.0.0.1'],
+    ['::1', 'AF_INET6', '[::1]'],
+  ])('a proxy at %s whose port does not take the connection (its accept queue full, as a SYN black hole)', async (address, family, host) => {
     // A listener that never accepts, its queue filled first: a further connect() waits for good.
-    const holder = spawn('/usr/bin/python3', ['-c', 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\np=s.getsockname()[1]\nc=socket.create_connection(("127.0.0.1",p))\nprint(p,flush=True)\ntime.sleep(60)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const holder = spawn('/usr/bin/python3', ['-c', `import socket,sys,time\ns=socket.socket(socket.${family})\ns.bind(("${address}",0))\ns.listen(0)\np=s.getsockname()[1]\nc=socket.create_connection(("${address}",p))\nprint(p,flush=True)\ntime.sleep(60)`], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       const port = await new Promise<number>((resolve) => holder.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
-      const r = await invoke(node('https://backend.example:443/', { proxy: { url: `http://127.0.0.1:${port}` }, timeouts: short }), {}, deps);
+      const r = await invoke(node('https://backend.example:443/', { proxy: { url: `http://${host}:${port}` }, timeouts: short }), {}, deps);
       expectTimely(r);
-      expect(r.failure).toMatchObject({ category: 'timeout', phase: 'proxy', code: 'SVCNODE_PROXY_TIMEOUT', message: `backend.example: the proxy http://127.0.0.1:${port} did not take the connection within ${SHORT} ms` });
+      // An address in brackets needs no lookup: not reported as one.
+      expect(r.failure).toMatchObject({ category: 'timeout', phase: 'proxy', code: 'SVCNODE_PROXY_TIMEOUT', message: `backend.example: the proxy http://${host}:${port} did not take the connection within ${SHORT} ms` });
       expect(r.failure?.hint).toMatch(/^check that the host and port in proxy\.url are reachable from this machine/);
     } finally {
       holder.kill();
