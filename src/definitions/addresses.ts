@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { InvalidInputError } from '../errors.js';
+import { bareHostname } from '../tls/endpoint.js';
 import { isFormType, isJsonType, isMultipartType, jsonSlots, mediaTypeOf, multipartBoundary } from '../invoke/render.js';
 import type { NodeDefinition } from './types.js';
 
@@ -136,7 +137,7 @@ export function checkAddresses(node: NodeDefinition, file: string): void {
   checkBody(node.request, file);
   if (node.proxy) checkProxyUrl(node.proxy.url, file);
   const servername = node.tls.servername;
-  if (servername !== undefined && isIP(servername.replace(/^\[(.*)\]$/, '$1')) !== 0) {
+  if (servername !== undefined && isIP(bareHostname(servername)) !== 0) {
     // Node sends it all the same (with a deprecation warning it says it will stop honouring), and strict servers abort the handshake.
     throw invalid(file, '/tls/servername', `is an IP address, which TLS may not send as a server name (RFC 6066)`, 'leave tls.servername unset: a URL with an IP address is verified against the certificate\'s IP addresses; set it only to a DNS name the backend serves');
   }

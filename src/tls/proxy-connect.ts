@@ -77,7 +77,7 @@ export function openTunnel(hop: ProxyHop, host: string, port: number, timeoutMs:
     });
   });
   // How far the hop got when time ran out: the proxy's name looked up, its port connected.
-  let stage: ProxyStage = isIP(proxy.hostname.replace(/^\[(.*)\]$/, '$1')) === 0 ? 'lookup' : 'connect';
+  let stage: ProxyStage = isIP(proxy.hostname) === 0 ? 'lookup' : 'connect';
   request.once('socket', (socket: Socket) => {
     socket.once('lookup', () => {
       if (stage === 'lookup') stage = 'connect';
