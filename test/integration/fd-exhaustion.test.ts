@@ -6,15 +6,12 @@
  * A listing on a hung mount is given up the same way. The built NodeWatcher runs in a child
  * process whose descriptor limit (or libuv thread pool) is small, with real files.
  */
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../helpers/cli.js';
+import { distModule, outputOf, poolBusyFor } from '../helpers/child-script.js';
 
-const dist = (path: string): string => pathToFileURL(join(REPO_ROOT, 'dist', 'src', path)).href;
 
 /**
  * The child: a watcher over `nodes`, then every descriptor but one taken. The first round's
@@ -25,8 +22,8 @@ const dist = (path: string): string => pathToFileURL(join(REPO_ROOT, 'dist', 'sr
 const CHILD = `
 import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Registry } from '${dist('definitions/registry.js')}';
-import { NodeWatcher } from '${dist('definitions/node-watcher.js')}';
+import { Registry } from '${distModule('definitions/registry.js')}';
+import { NodeWatcher } from '${distModule('definitions/node-watcher.js')}';
 const [nodes, profiles] = process.argv.slice(1);
 const node = (id) => JSON.stringify({ id, request: { method: 'GET', url: 'https://backend.example:8443/' + id }, tls: { profile: 'bank' } });
 const registry = await Registry.load(nodes, profiles);
@@ -67,11 +64,10 @@ process.stdout.write(JSON.stringify({ during, after: { seen, inUse: [...registry
  * rounds list again.
  */
 const HUNG_CHILD = `
-import { pbkdf2, pbkdf2Sync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Registry } from '${dist('definitions/registry.js')}';
-import { NodeWatcher } from '${dist('definitions/node-watcher.js')}';
+import { Registry } from '${distModule('definitions/registry.js')}';
+import { NodeWatcher } from '${distModule('definitions/node-watcher.js')}';
 const [nodes, profiles] = process.argv.slice(1);
 const registry = await Registry.load(nodes, profiles);
 const seen = [];
@@ -84,11 +80,8 @@ const watcher = new NodeWatcher(registry, {
 }, { intervalMs: 3600000 });
 await watcher.start();
 writeFileSync(join(nodes, 'fresh.json'), JSON.stringify({ id: 'fresh', request: { method: 'GET', url: 'https://backend.example:8443/fresh' }, tls: { profile: 'bank' } }));
+${poolBusyFor(9_000)}
 let started = performance.now();
-pbkdf2Sync('p', 's', 200000, 64, 'sha512');
-const iterations = Math.ceil((9000 / (performance.now() - started)) * 200000);
-const busy = new Promise((resolve) => pbkdf2('p', 's', iterations, 64, 'sha512', resolve));
-started = performance.now();
 await watcher.check();
 const firstMs = performance.now() - started;
 started = performance.now();
@@ -115,9 +108,7 @@ async function runChild(dir: string, script: string, shell: string): Promise<Chi
   mkdirSync(nodes, { recursive: true });
   mkdirSync(profiles);
   writeFileSync(join(nodes, 'keep.json'), JSON.stringify({ id: 'keep', request: { method: 'GET', url: 'https://backend.example:8443/keep' }, tls: { profile: 'bank' } }));
-  const out = await new Promise<string>((resolve, reject) => {
-    execFile('bash', ['-c', `${shell} && exec "$0" --input-type=module -e "$1" "$2" "$3"`, process.execPath, script, nodes, profiles], { timeout: 40_000 }, (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout)));
-  });
+  const out = await outputOf('bash', ['-c', `${shell} && exec "$0" --input-type=module -e "$1" "$2" "$3"`, process.execPath, script, nodes, profiles], { timeoutMs: 40_000 });
   return JSON.parse(out) as ChildReport;
 }
 

@@ -6,31 +6,23 @@
  * Before, the Result said "TCP connect did not finish" with a firewall hint and connectMs 0; no
  * packet had gone out. A call to an IP address needs no lookup and goes through meanwhile.
  */
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Result } from '../../src/invoke/result.js';
-import { REPO_ROOT } from '../helpers/cli.js';
+import { distModule, outputOf, poolBusyFor } from '../helpers/child-script.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
 
-const dist = (path: string): string => pathToFileURL(join(REPO_ROOT, 'dist', 'src', path)).href;
 
 /** Loads the profile, busies the one pool thread ~4 s, then calls `localhost` and `127.0.0.1` at once. */
 const CHILD = `
-import { pbkdf2, pbkdf2Sync } from 'node:crypto';
-import { loadProfile } from '${dist('definitions/profiles.js')}';
-import { invoke } from '${dist('invoke/execute.js')}';
-import { AgentPool } from '${dist('tls/agents.js')}';
+import { loadProfile } from '${distModule('definitions/profiles.js')}';
+import { invoke } from '${distModule('invoke/execute.js')}';
+import { AgentPool } from '${distModule('tls/agents.js')}';
 const [profileFile, port] = process.argv.slice(1);
 const profile = await loadProfile(profileFile);
 const deps = { profile: () => profile, agents: new AgentPool() };
 const node = (id, host) => ({ id, request: { method: 'GET', url: 'https://' + host + ':' + port + '/' + id }, tls: { profile: 'bank', servername: 'localhost' }, retry: { limit: 0 }, timeouts: { connectMs: 1000 } });
-let started = performance.now();
-pbkdf2Sync('p', 's', 100000, 64, 'sha512');
-const iterations = Math.ceil((4000 / (performance.now() - started)) * 100000);
-const busy = new Promise((resolve) => pbkdf2('p', 's', iterations, 64, 'sha512', resolve));
+${poolBusyFor(4_000)}
 const [named, literal] = await Promise.all([invoke(node('named', 'localhost'), {}, deps), invoke(node('literal', '127.0.0.1'), {}, deps)]);
 await busy;
 deps.agents.destroy();
@@ -51,9 +43,7 @@ describe('a host name lookup that does not answer in time', () => {
   });
 
   it('is reported as the lookup, with a DNS hint and the time spent; an IP address call goes through meanwhile', async () => {
-    const out = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, ['--input-type=module', '-e', CHILD, pki.profile('bank'), String(backend.port)], { env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, timeout: 30_000 }, (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout)));
-    });
+    const out = await outputOf(process.execPath, ['--input-type=module', '-e', CHILD, pki.profile('bank'), String(backend.port)], { env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, timeoutMs: 30_000 });
     const { named, literal } = JSON.parse(out) as { named: Result; literal: Result };
     expect(named.failure).toMatchObject({ phase: 'connect', category: 'timeout', code: 'SVCNODE_TIMEOUT', message: `localhost:${backend.port}: the host name lookup did not finish within 1000 ms (timeouts.connectMs): no connection was attempted` });
     expect(named.failure?.hint).toMatch(/^the DNS server did not answer in time: check the resolver in \/etc\/resolv\.conf/);

@@ -5,12 +5,12 @@
  * data), so everything else the example does (the key it reads, the wait, the JSON it parses, the
  * fields it prints) runs for real.
  */
-import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { outputOf } from '../helpers/child-script.js';
 import { REPO_ROOT } from '../helpers/cli.js';
 import { unusedPort } from '../helpers/servers.js';
 import { startWorkerRig, type WorkerRig } from '../helpers/worker-rig.js';
@@ -84,9 +84,7 @@ describe("the README's Python example", () => {
     if (!rig) throw new Error('set-up failed');
     const code = readmeExample().replaceAll('redis://127.0.0.1:6379', rig.redis.url);
     const path = bullmqStandIn(rig.dir);
-    const out = await new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
-      execFile(PYTHON, ['-c', code], { env: { ...process.env, PYTHONPATH: path }, timeout: 60_000 }, (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve({ stdout, stderr })));
-    });
-    expect(out.stdout).toBe('connect_failed check that the backend is up and reachable from this machine (host, port, firewall, proxy)\n');
+    const out = await outputOf(PYTHON, ['-c', code], { env: { ...process.env, PYTHONPATH: path }, timeoutMs: 60_000 });
+    expect(out).toBe('connect_failed check that the backend is up and reachable from this machine (host, port, firewall, proxy)\n');
   }, 90_000);
 });
