@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { createPrivateKey, pbkdf2, X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import forge from 'node-forge';
@@ -13,6 +13,7 @@ import { mintLeaf } from '../../src/pki/mint.js';
 import { clearPkcs12Cache, parseWithForge, pkcs12ForgeParseCount } from '../../src/pki/pkcs12.js';
 import { waitFor } from '../helpers/net.js';
 import { createTestPki, multiIdentityPkcs12, opensslPkcs12, type MintedCert, type TestPki } from '../helpers/pki.js';
+import { holdThreadPool } from '../helpers/thread-pool.js';
 
 const PASS = 'corr3ct horse';
 
@@ -126,13 +127,12 @@ describe('certificates by content', () => {
   it('a read that does not answer in time (a hung mount) is given up, naming the file and the mount', async () => {
     const file = pki.files.clientChain;
     // Every libuv thread busy, as reads stuck on a hung NFS or FUSE mount leave them: the read waits for a thread.
-    const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
-    const busy = Array.from({ length: threads }, () => new Promise<void>((resolve) => pbkdf2('p', 's', 1_000_000, 64, 'sha512', () => resolve())));
+    const busy = holdThreadPool();
     const error = await readLimited(file, 1024 * 1024, PROFILE_FILE_HINTS, 50).then(
       () => undefined,
       (e: unknown) => e as SvcnodeError,
     );
-    await Promise.all(busy);
+    await busy;
     expect(error?.code).toBe('SVCNODE_FILE_NOT_FOUND');
     expect(error?.message).toBe(`${file}: the file did not answer a read within 50 ms`);
     expect(error?.hint).toContain('check the mount');

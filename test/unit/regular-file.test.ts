@@ -4,13 +4,13 @@
  * are refused before they are opened, and an asynchronous read that does not answer is given up
  * without a second one being started for the same file.
  */
-import { pbkdf2 } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NotReadableAsFile, readBounded, readBoundedSync, stuckReads } from '../../src/regular-file.js';
 import { waitFor } from '../helpers/net.js';
+import { holdThreadPool } from '../helpers/thread-pool.js';
 
 let dir: string;
 beforeAll(() => {
@@ -68,15 +68,14 @@ describe('a read that does not answer in time', () => {
     const file = join(dir, 'slow.json');
     writeFileSync(file, '{}');
     // Every libuv thread busy (as with reads stuck on a hung mount): the read waits for a thread.
-    const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
-    const busy = Array.from({ length: threads }, () => new Promise<void>((resolve) => pbkdf2('p', 's', 1_000_000, 64, 'sha512', () => resolve())));
+    const busy = holdThreadPool();
     const first = await refusal(() => readBounded(file, 100, 50));
     expect(first.reason).toBe('timeout');
     expect(stuckReads()).toEqual([file]);
     const second = await refusal(() => readBounded(file, 100, 50));
     expect(second.reason).toBe('timeout');
     expect(second.message).toContain('still waiting');
-    await Promise.all(busy);
+    await busy;
     await waitFor(() => stuckReads().length === 0 || undefined, 10_000, 20, 'the given-up read to end');
     expect((await readBounded(file, 100, 5_000)).toString()).toBe('{}');
   }, 30_000);
