@@ -11,6 +11,7 @@ import { secureContextFor } from './secure-context.js';
 import { policyKey, type TlsPolicy } from './tls-policy.js';
 import { authorityHost, tlsEndpoint } from './endpoint.js';
 import { IdleLimit, type IdleLearned } from './idle-limit.js';
+import { sharedLookup } from './lookup.js';
 
 /** Everything that decides which connections may be shared. */
 export interface AgentSpec {
@@ -45,6 +46,8 @@ function agentOptions(spec: AgentSpec): https.AgentOptions {
     // Said in the handshake, as curl does: a backend that serves only HTTP/2 (gRPC gateways, Node's
     // http2 server) then refuses with no_application_protocol instead of answering HTTP/1.1 with a 403.
     ALPNProtocols: ['http/1.1'],
+    // Calls to one host name share its lookup: a name the DNS server does not answer holds one of libuv's threads, not one per call.
+    lookup: sharedLookup,
     ...(servername ? { servername } : {}),
   };
 }

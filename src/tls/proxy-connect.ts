@@ -6,6 +6,7 @@ import type { ProxyError } from '../errors.js';
 import { proxyCredentials, proxyLocation } from './endpoint.js';
 import { proxyError, type ProxyStage } from './proxy-error.js';
 import type { ProxyAnswer } from './proxy-refusal.js';
+import { sharedLookup } from './lookup.js';
 
 /** The proxy hop of a node: `proxy.url` (credentials in its userinfo) and the trust of an https:// proxy. */
 export interface ProxyHop {
@@ -46,6 +47,7 @@ export function openTunnel(hop: ProxyHop, host: string, port: number, timeoutMs:
     headers: { host: target, connection: hop.keepAlive ? 'keep-alive' : 'close', ...(authorization ? { 'proxy-authorization': authorization } : {}) },
     agent: false,
     timeout: timeoutMs,
+    lookup: sharedLookup,
     // The proxy's own TLS: a prebuilt context (nothing to throw here), SNI unless the proxy is an IP.
     ...(hop.proxyTls ? { secureContext: hop.proxyTls.context } : {}),
     ...(proxy.protocol === 'https:' && isIP(proxy.hostname) === 0 ? { servername: proxy.hostname } : {}),

@@ -1,0 +1,36 @@
+/** sharedLookup: concurrent lookups of one name and options share one getaddrinfo (real lookups of localhost). */
+import dns, { type LookupAddress } from 'node:dns';
+import { describe, expect, it } from 'vitest';
+import { lookupsInFlight, sharedLookup } from '../../src/tls/lookup.js';
+
+function lookup(hostname: string, options: dns.LookupOptions): Promise<{ address: string | LookupAddress[]; family: number | undefined }> {
+  return new Promise((resolve, reject) => sharedLookup(hostname, options, (error, address, family) => (error ? reject(error) : resolve({ address, family }))));
+}
+
+describe('sharedLookup', () => {
+  it('answers concurrent callers of one name and options from one lookup, each with its own copy, as dns.lookup would', async () => {
+    const expected = await dns.promises.lookup('localhost', { all: true });
+    const calls = Array.from({ length: 5 }, () => lookup('localhost', { all: true, hints: dns.ADDRCONFIG }));
+    // Other options are another lookup.
+    const single = lookup('localhost', { family: 4 });
+    expect(lookupsInFlight()).toBe(2);
+    const answers = await Promise.all(calls);
+    for (const { address } of answers) expect(address).toEqual(expected);
+    expect(answers[0]?.address).not.toBe(answers[1]?.address);
+    expect(await single).toEqual({ address: '127.0.0.1', family: 4 });
+    expect(lookupsInFlight()).toBe(0);
+  });
+
+  it('passes an error to every caller and keeps nothing', async () => {
+    const failed = await Promise.allSettled([lookup('no-such-name.invalid', {}), lookup('no-such-name.invalid', {})]);
+    for (const r of failed) expect(r).toMatchObject({ status: 'rejected', reason: { code: 'ENOTFOUND' } });
+    expect(lookupsInFlight()).toBe(0);
+  });
+
+  it('leaves nothing waiting when dns.lookup refuses its arguments', () => {
+    expect(() => sharedLookup('localhost', { family: 5 }, () => undefined)).toThrow(/family/);
+    expect(lookupsInFlight()).toBe(0);
+    // The same arguments again throw too, instead of joining a lookup that never runs.
+    expect(() => sharedLookup('localhost', { family: 5 }, () => undefined)).toThrow(/family/);
+  });
+});
