@@ -7,7 +7,7 @@
  * table and writes bench/results/latest.json.
  *
  * Environment: BENCH_ROUNDS (default 7 for throughput after a discarded warm-up round, 5 for latency, 3 for handshake and memory), BENCH_CONCURRENCY (64), BENCH_N (throughput jobs per run; auto),
- * BENCH_LATENCY_N (400), BENCH_ONLY (throughput,handshake,latency,memory,cluster), BENCH_CLUSTER_N (4000), BENCH_VARIANTS
+ * BENCH_LATENCY_N (400), BENCH_ONLY (throughput,handshake,latency,memory,cluster,scrape), BENCH_CLUSTER_N (4000), BENCH_VARIANTS
  * (throughput variants: svcnode,naive,raw),
  * BENCH_CPU_PROF=DIR (run the svcnode and naive workers under `node --cpu-prof` into DIR;
  * BENCH_CPU_PROF_INTERVAL_US sets the sampling interval, default 1000),
@@ -29,6 +29,7 @@ import { JOB_NAME, QUEUE_NAME } from '../src/queue/constants.js';
 import { startWorker } from '../src/queue/worker.js';
 import { KEY_TYPES, mintPki, writeNode, writeProfile, writeScaleFixture, type KeyType, type Pki } from './lib/fixtures.js';
 import { clusterThroughput } from './cluster.js';
+import { scrapeBench } from './scrape.js';
 import { machineInfo } from './lib/machine.js';
 import type { BenchRow } from './lib/row.js';
 import { cpuMsOf, forkTracked, freePort, installCleanup, onceMessage, rssOf, spawnTracked, stop, waitForJsonLine } from './lib/proc.js';
@@ -47,7 +48,7 @@ const ROUNDS = { throughput: ROUNDS_SET ?? 7, handshake: ROUNDS_SET ?? 3, latenc
 const CONCURRENCY = Number(env.BENCH_CONCURRENCY ?? 64);
 const FIXED_N = env.BENCH_N ? Number(env.BENCH_N) : undefined;
 const LATENCY_N = Number(env.BENCH_LATENCY_N ?? 400);
-const ONLY = new Set((env.BENCH_ONLY ?? 'throughput,handshake,latency,memory,cluster').split(',').map((s) => s.trim()));
+const ONLY = new Set((env.BENCH_ONLY ?? 'throughput,handshake,latency,memory,cluster,scrape').split(',').map((s) => s.trim()));
 /** Throughput variants to run (for profiling one of them): svcnode,naive,raw. */
 const VARIANTS = (env.BENCH_VARIANTS ?? 'svcnode,naive,raw').split(',').map((s) => s.trim());
 const CPU_PROF = env.BENCH_CPU_PROF ? resolve(env.BENCH_CPU_PROF) : undefined;
@@ -498,6 +499,11 @@ async function main(): Promise<void> {
       const c = await clusterThroughput({ cli: CLI, nodesDir, profilesDir, nodeId: 'tp', tmp, rounds: ROUNDS.throughput, concurrency: CONCURRENCY, log });
       results.cluster = c.result;
       rows.push(...c.rows);
+    }
+    if (ONLY.has('scrape')) {
+      const s = await scrapeBench(ROUNDS.memory, log);
+      results.scrape = s.result;
+      rows.push(...s.rows);
     }
   } finally {
     await queue.close();

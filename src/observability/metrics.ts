@@ -1,9 +1,11 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Result } from '../invoke/result.js';
 import { profileCertificates } from '../pki/certificates.js';
 import { errorFindingsAt } from '../pki/findings.js';
 import type { LoadedProfile } from '../pki/types.js';
 import type { RevocationCheck } from '../tls/revocation.js';
+import { SlicedHistogram } from './sliced-histogram.js';
 
 /**
  * Per-call counts kept in a plain map and added to their prom-client counter when it is
@@ -61,13 +63,8 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly duration = new Histogram({
-    name: 'svcnode_call_duration_seconds',
-    help: 'Duration of one call attempt',
-    labelNames: ['node'] as const,
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers: [this.registry],
-  });
+  /** Per node: rendered in slices at a scrape (prom-client renders a metric in one piece, which at thousands of nodes held the thread for a scrape). */
+  readonly duration = new SlicedHistogram('svcnode_call_duration_seconds', 'Duration of one call attempt', 'node', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
 
   readonly certificateExpiry = new Gauge({
     name: 'svcnode_certificate_expiry_timestamp_seconds',
@@ -168,6 +165,21 @@ export class Metrics {
     // Gauges named like counters (`promtool check metrics` fails on them); the per-type
     // svcnode_nodejs_active_{handles,requests,resources} series carry the same numbers.
     for (const kind of ['handles', 'requests', 'resources']) this.registry.removeSingleMetric(`svcnode_nodejs_active_${kind}_total`);
+  }
+
+  /**
+   * `/metrics`: every metric in Prometheus text format, one metric (and one slice of the per-node
+   * histogram) at a time with the event loop let through in between, so a scrape does not hold
+   * up calls and lock renewals (prom-client's `registry.metrics()` renders all in one piece).
+   */
+  async exposition(): Promise<string> {
+    const parts: string[] = [];
+    for (const metric of this.registry.getMetricsAsArray()) {
+      parts.push(await this.registry.getSingleMetricAsString(metric.name));
+      await yieldToLoop();
+    }
+    parts.push(await this.duration.text());
+    return `${parts.join('\n\n')}\n`;
   }
 
   /** Expiry series published per profile, so a rotation or removal can delete them. */
@@ -272,7 +284,7 @@ export class Metrics {
     for (const metric of [this.invocations, this.attempts, this.handshakes, this.connectionReplays] as Counter<string>[]) {
       for (const { labels } of (await metric.get()).values) if (labels.node === node) metric.remove(labels as Record<string, string>);
     }
-    this.duration.remove({ node });
+    this.duration.remove(node);
   }
 
   /** Count a revocation verdict reached after the handshake (soft mode, or a hard-mode pass). */
@@ -284,7 +296,7 @@ export class Metrics {
   observeAttempt(result: Result): void {
     const outcome = result.failure?.category ?? 'ok';
     this.pendingAttempts.add(result.nodeId, outcome);
-    this.duration.observe({ node: result.nodeId }, result.timings.totalMs / 1000);
+    this.duration.observe(result.nodeId, result.timings.totalMs / 1000);
     const tls = result.tls;
     // Hard-mode verdicts reached by OpenSSL in the handshake (the checker only sees passes).
     if (result.failure?.code === 'CERT_REVOKED') this.revocationChecks.inc({ result: 'revoked' });

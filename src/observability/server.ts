@@ -25,7 +25,7 @@ export async function startMetricsServer(
     void (async () => {
       if (path === '/metrics') {
         res.writeHead(200, { 'content-type': metrics.registry.contentType });
-        res.end(await metrics.registry.metrics());
+        res.end(await metrics.exposition());
       } else if (path === '/healthz') {
         const report = await health();
         res.writeHead(report.status === 'down' ? 503 : 200, { 'content-type': 'application/json' });
