@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { InvalidInputError } from '../errors.js';
 import { bareHostname } from '../tls/endpoint.js';
+import { cidrBlock } from '../tls/proxy-settings.js';
 import { isFormType, isJsonType, isMultipartType, jsonSlots, mediaTypeOf, multipartBoundary } from '../invoke/render.js';
 import type { NodeDefinition } from './types.js';
 
@@ -43,6 +44,18 @@ function checkProxyUrl(raw: string, file: string): void {
     throw invalid(file, field, 'the credentials contain a % that does not start a percent-encoded byte', PROXY_CREDENTIALS_HINT);
   }
   if (url.port === '0') throw invalid(file, field, 'the port must be 1–65535', 'fix the proxy port');
+}
+
+/**
+ * proxy.noProxy entries with a `/` are CIDR blocks, or nothing that could ever match (a URL, a
+ * path, a prefix length the family does not have): refused instead of silently never matching.
+ */
+function checkNoProxy(entries: readonly string[], file: string): void {
+  entries.forEach((entry, i) => {
+    if (entry.includes('/') && cidrBlock(entry) === undefined) {
+      throw invalid(file, `/proxy/noProxy/${i}`, `"${entry.slice(0, 100)}" is neither a host nor a CIDR block (address/prefix, prefix up to 32 for IPv4 and 128 for IPv6), so it could never match`, 'write a host name (api.example), a domain (.example), host:port, a CIDR block (10.0.0.0/8, fd00::/8) or *');
+    }
+  });
 }
 
 /** request.url's literal origin must parse, and its host name be one DNS can look up. */
@@ -135,7 +148,10 @@ export function checkAddresses(node: NodeDefinition, file: string): void {
     throw invalid(file, '/request/body', `is never sent with ${node.request.method} (it would be dropped without a word)`, 'remove request.body, or use the method the backend takes a body with (POST, PUT, PATCH)');
   }
   checkBody(node.request, file);
-  if (node.proxy) checkProxyUrl(node.proxy.url, file);
+  if (node.proxy) {
+    checkProxyUrl(node.proxy.url, file);
+    checkNoProxy(node.proxy.noProxy ?? [], file);
+  }
   const servername = node.tls.servername;
   if (servername !== undefined && isIP(bareHostname(servername)) !== 0) {
     // Node sends it all the same (with a deprecation warning it says it will stop honouring), and strict servers abort the handshake.

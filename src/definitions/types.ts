@@ -32,7 +32,7 @@ export interface NodeDefinition {
   /**
    * CONNECT proxy: `http://` or `https://` (TLS to the proxy, verified against `tls.ca`, PEM files
    * resolved against the working directory). `noProxy` lists hosts (`example.com`, `.example.com`,
-   * `host:port`, `*`) reached directly.
+   * `host:port`, CIDR blocks for IP-address URLs, `*`) reached directly.
    */
   proxy?: { url: string; tls?: { ca?: string[] }; noProxy?: string[] };
   auth?: CertificateSessionAuth | OAuth2ClientCredentialsAuth;

@@ -1,6 +1,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { BlockList, isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { InvalidInputError } from '../errors.js';
@@ -97,23 +98,62 @@ function build(files: readonly string[]): { context: SecureContext; id: string }
   return { context, id: createHash('sha256').update(pems.join('\0')).digest('hex') };
 }
 
+/** A CIDR block (`10.0.0.0/8`, `fd00::/8`): its address, prefix length and family; undefined when `entry` is not one. */
+export function cidrBlock(entry: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
+  const m = /^\[?([0-9a-f.:]+)\]?\/(\d{1,3})$/i.exec(entry.trim());
+  if (!m) return undefined;
+  const version = isIP(m[1] as string);
+  const prefix = Number(m[2]);
+  if (version === 0 || prefix > (version === 4 ? 32 : 128)) return undefined;
+  return { address: m[1] as string, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** Parsed CIDR entries, by their text (NO_PROXY and node lists name the same few). */
+const blocks = new Map<string, { list: BlockList; family: 'ipv4' | 'ipv6' } | null>();
+
+function blockOf(entry: string): { list: BlockList; family: 'ipv4' | 'ipv6' } | null {
+  let block = blocks.get(entry);
+  if (block === undefined) {
+    const cidr = cidrBlock(entry);
+    block = null;
+    if (cidr) {
+      block = { list: new BlockList(), family: cidr.family };
+      block.list.addSubnet(cidr.address, cidr.prefix, cidr.family);
+    }
+    if (blocks.size >= 256) blocks.clear();
+    blocks.set(entry, block);
+  }
+  return block;
+}
+
+/** A host name without its trailing dot (`api.example.` is the fully qualified `api.example`). */
+const withoutRootDot = (name: string): string => (name.endsWith('.') ? name.slice(0, -1) : name);
+
 /**
  * NO_PROXY-style bypass: a host (`api.example`), a domain suffix (`.example` or `example`
- * also matching subdomains), `host:port`, or `*`. The node's list and the worker's NO_PROXY
- * environment variable both apply.
+ * also matching subdomains), `host:port`, a CIDR block matching IP-address URLs
+ * (`10.0.0.0/8`, `fd00::/8`; names are not resolved for it, as curl does), or `*`. Names compare
+ * without a trailing dot. The node's list and the worker's NO_PROXY environment variable both apply.
  */
 export function bypassesProxy(url: URL, nodeList: readonly string[] | undefined, envList: string | undefined): boolean {
-  const host = bareHostname(url.hostname).toLowerCase();
+  const host = withoutRootDot(bareHostname(url.hostname).toLowerCase());
   const port = url.port || '443';
+  const ipVersion = isIP(host);
   const entries = [...(nodeList ?? []), ...(envList ? envList.split(/[\s,]+/) : [])];
   return entries.some((raw) => {
     const entry = raw.trim().toLowerCase();
     if (entry === '') return false;
     if (entry === '*') return true;
+    if (entry.includes('/')) {
+      const block = blockOf(entry);
+      const family = ipVersion === 4 ? 'ipv4' : 'ipv6';
+      // A block matches addresses of its own family only (BlockList would match IPv4 in ::/0 as ::ffff:a.b.c.d).
+      return ipVersion !== 0 && block !== null && block.family === family && block.list.check(host, family);
+    }
     // `host:port`, `[v6]:port`; a bare IPv6 address has several colons and no port.
     const bareV6 = !entry.startsWith('[') && entry.indexOf(':') !== entry.lastIndexOf(':');
     const m = bareV6 ? undefined : /^(.*?)(?::(\d+))?$/.exec(entry);
-    const name = bareHostname((m?.[1] ?? entry).replace(/^\*?\./, ''));
+    const name = withoutRootDot(bareHostname((m?.[1] ?? entry).replace(/^\*?\./, '')));
     if (m?.[2] !== undefined && m[2] !== port) return false;
     return host === name || host.endsWith(`.${name}`);
   });

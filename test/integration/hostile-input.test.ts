@@ -378,6 +378,20 @@ describe('tls.servername', () => {
   });
 });
 
+describe('proxy.noProxy', () => {
+  it.each(['10.0.0.0/33', 'fd00::/129', 'http://proxy.internal/', 'internal.example/24'])('%s, which could never match, is refused at load naming the entry (before: accepted, and the call silently went through the proxy)', (entry) => {
+    const error = loadError(`noproxy-${entry.replace(/\W/g, '')}`, { ...withHeader('Accept', 'application/json'), proxy: { url: 'http://proxy.internal:3128', noProxy: ['api.bank.example', entry] } });
+    expect(error).toMatchObject({ code: 'SVCNODE_INVALID_DEFINITION', field: '/proxy/noProxy/1' });
+    expect(error.hint).toContain('CIDR block (10.0.0.0/8, fd00::/8)');
+  });
+
+  it('CIDR blocks load', () => {
+    const file = join(dir, 'noproxy-cidr.json');
+    writeFileSync(file, JSON.stringify({ ...withHeader('Accept', 'application/json'), proxy: { url: 'http://proxy.internal:3128', noProxy: ['10.0.0.0/8', '[fd00::]/8', '*'] } }));
+    expect(loadNodeFile(file).proxy?.noProxy).toEqual(['10.0.0.0/8', '[fd00::]/8', '*']);
+  });
+});
+
 describe('headers gateways route by take no value from the context', () => {
   it.each([
     ['X-Forwarded-Host', '{{context.tenant}}.api.internal'],

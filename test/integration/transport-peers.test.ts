@@ -292,6 +292,17 @@ describe('an https:// proxy (TLS to the proxy)', () => {
     expect(r.failure, JSON.stringify(r.failure)).toBeNull();
     expect(tlsProxy.inner.connects).toBe(before);
   });
+
+  it('proxy.noProxy: an IP-address URL inside a listed CIDR block, and a host name written with its root dot, go directly', async () => {
+    const r = await invoke(node(`https://127.0.0.1:${backend.port}/`, { proxy: { url: 'https://localhost:1/', noProxy: ['10.0.0.0/8', '127.0.0.0/8'] } }), {}, deps);
+    expect(r.failure, JSON.stringify(r.failure)).toBeNull();
+    // Direct: whatever the resolver makes of `localhost.` (glibc's /etc/hosts reading does not know it), not the (unreachable) proxy.
+    const dotted = await invoke(node(`https://localhost.:${backend.port}/`, { proxy: { url: 'https://localhost:1/', noProxy: ['localhost'] }, retry: { limit: 0 } }), {}, deps);
+    expect(dotted.failure?.phase, JSON.stringify(dotted.failure)).not.toBe('proxy');
+    // Outside the block: the (unreachable) proxy is used.
+    const outside = await invoke(node(`https://127.0.0.1:${backend.port}/`, { proxy: { url: 'https://localhost:1/', noProxy: ['10.0.0.0/8'] }, retry: { limit: 0 } }), {}, deps);
+    expect(outside.failure?.phase).toBe('proxy');
+  });
 });
 
 /** Whether this machine has an IPv6 loopback to test on (some containers have none). */
