@@ -109,6 +109,26 @@ function freshCredentialsRefused(node: NodeDefinition, x: Exchange, host: string
   );
 }
 
+/** Statuses a name-based gateway gives a request whose Host names no virtual host it serves, or another one than the TLS server name (421 Misdirected Request). */
+const MISROUTED_STATUSES = new Set([400, 404, 421]);
+
+/**
+ * A 400/404/421 when tls.servername differs from the URL's host: the handshake reached the
+ * virtual host the server name chose, but the request's Host header still names the URL's host,
+ * and gateways (nginx, haproxy, ingress controllers) route requests by Host. The definition cannot
+ * set Host, so the hint says how to put the name in the URL instead.
+ */
+function routedByHost(failure: Failure | null, node: NodeDefinition, target: { hostname: string; host: string }, x: Exchange): Failure | null {
+  const servername = node.tls.servername;
+  const status = x.response?.status;
+  if (!failure || failure.category !== 'http_status' || status === undefined || !MISROUTED_STATUSES.has(status) || !servername) return failure;
+  if (x.redirects?.length || servername.toLowerCase() === target.hostname.toLowerCase()) return failure;
+  return {
+    ...failure,
+    hint: `the handshake named "${servername}" (tls.servername) but the request's Host header is "${target.host}" (request.url): gateways that serve several names route requests by Host, so this one may have gone to another virtual host${status === 421 ? ' (421: the server says so)' : ''}: write the name in request.url (https://${servername}${target.host.slice(target.hostname.length + (target.host.startsWith('[') ? 2 : 0))}/…) and let DNS or /etc/hosts give its address; otherwise ${failure.hint}`,
+  };
+}
+
 /** The exchange of this invocation that opened the kept-alive connection `x` ran on, if one did. */
 function openerOf(x: Exchange, earlier: readonly Exchange[]): Exchange | undefined {
   return x.probe === undefined ? undefined : earlier.find((e) => e.probe === x.probe && e.tls?.connectionReused === false);
@@ -234,7 +254,8 @@ export async function invoke(node: NodeDefinition, context: Record<string, unkno
         // Refused again with credentials fetched a moment ago: not an expiry, and no status to accept.
         if (!accepts(node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus, 401)) return finish(freshCredentialsRefused(node, x, (rendered.target ?? rendered.url).host), profile);
       }
-      return finish(statusFailure(x, node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus, (rendered.target ?? rendered.url).host, profile), profile);
+      const target = rendered.target ?? rendered.url;
+      return finish(routedByHost(statusFailure(x, node.response?.acceptStatus ?? DEFAULTS.response.acceptStatus, target.host, profile), node, target, x), profile);
     }
   } finally {
     budget?.done();

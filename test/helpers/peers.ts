@@ -65,6 +65,8 @@ export interface NginxOptions {
   stapleFile?: string;
   /** More directives for the server block, e.g. `ssl_conf_command ClientSignatureAlgorithms …;`. */
   serverConf?: string;
+  /** A default server beside it (same certificate, no client certificate asked) that answers 404 to requests whose Host is not `localhost`: name-based routing. */
+  hostRouting?: boolean;
 }
 
 export interface Nginx extends TestServer {
@@ -114,7 +116,18 @@ ${o.stapleFile ? `    ssl_stapling on;\n    ssl_stapling_file ${o.stapleFile};\n
     location /json { default_type application/json; return 200 '{"ok":true,"client":"$ssl_client_s_dn","padding":"${'x'.repeat(200)}"}'; }
     location /loop { return 302 /loop; }
   }
-}
+${
+  o.hostRouting
+    ? `  server {
+    listen ${LOOPBACK}:${port} ssl default_server;
+    server_name _;
+    ssl_certificate ${o.certFile};
+    ssl_certificate_key ${o.keyFile};
+    location / { return 404; }
+  }
+`
+    : ''
+}}
 `,
   );
   const child = await spawnPeer('nginx', 'nginx', ['-c', conf, '-p', dir, '-e', join(dir, 'error.log')], port, () => {

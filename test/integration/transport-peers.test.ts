@@ -91,6 +91,25 @@ afterAll(async () => {
   await pki?.cleanup();
 });
 
+describe('nginx routing by Host (a default server beside the mTLS one)', () => {
+  let routing: Nginx;
+  beforeAll(async () => {
+    routing = await startNginx({ certFile: pki.files.serverChain, keyFile: pki.files.serverKey, clientCaFile: pki.files.root, hostRouting: true });
+  }, 30_000);
+  afterAll(() => routing?.close());
+
+  it('an address URL with tls.servername: the 404 (or 421) hint says Host named the address while SNI named the server, and how to put the name in the URL', async () => {
+    const r = await invoke(node(`https://127.0.0.1:${routing.port}/json`, { tls: { profile: 'bank', servername: 'localhost' }, retry: { limit: 0 } }), {}, deps);
+    expect(r.failure?.category, JSON.stringify(r.failure)).toBe('http_status');
+    expect([404, 421]).toContain(r.response?.status);
+    expect(r.failure?.hint).toContain(`the handshake named "localhost" (tls.servername) but the request's Host header is "127.0.0.1:${routing.port}"`);
+    expect(r.failure?.hint).toContain(`write the name in request.url (https://localhost:${routing.port}/…)`);
+    // As the hint says: the name in the URL reaches the virtual host.
+    const named = await invoke(node(`https://localhost:${routing.port}/json`), {}, deps);
+    expect(named.failure, JSON.stringify(named.failure)).toBeNull();
+  });
+});
+
 describe('nginx as the mTLS backend (ssl_verify_client on, gzip on)', () => {
   it('pass: mutual TLS, and the gzip body nginx compressed is decoded', async () => {
     const r = await invoke(node(`https://localhost:${nginx.port}/json`), {}, deps);
