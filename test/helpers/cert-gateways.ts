@@ -2,7 +2,7 @@
  * The TLS front ends banks put before their APIs, as mTLS backends with their own config files in
  * a temp dir on free loopback ports: haproxy (`verify required`, `verify optional` with an ACL
  * answering 403 without a certificate, and `shortIdle`: idle connections closed after 1.5 s without
- * a Keep-Alive header) and Apache mod_ssl (`SSLVerifyClient require` inside
+ * a Keep-Alive header), plus `tcpNoServer` (TCP mode, its only server down), and Apache mod_ssl (`SSLVerifyClient require` inside
  * a `<Location>`, which asks for the certificate by TLS 1.2 renegotiation, or by TLS 1.3
  * post-handshake authentication). Each logs its own verdict on the client certificate. Plus a
  * Node server standing in for `verify optional` + ACL where haproxy cannot limit the client
@@ -77,7 +77,7 @@ async function retryOnBusyPort(start: () => Promise<Gateway>): Promise<Gateway> 
 
 async function spawnHaproxy(o: { certKeyFile: string; caFile: string }): Promise<Gateway> {
   const dir = mkdtempSync(join(tmpdir(), 'svcnode-haproxy-'));
-  const ports = { required: await freePort(), optional: await freePort(), shortIdle: await freePort() };
+  const ports = { required: await freePort(), optional: await freePort(), shortIdle: await freePort(), tcpNoServer: await freePort() };
   const frontend = (name: string, port: number, verify: string, rules: string): string => `frontend ${name}
   bind ${LOOPBACK}:${port} ssl crt ${o.certKeyFile} ca-file ${o.caFile} verify ${verify}
   log-format "${name} used=%[ssl_c_used] err=%[ssl_c_err] verify=%[ssl_c_verify] %ST %{+Q}r"
@@ -94,7 +94,17 @@ defaults
   timeout connect 2s
   timeout client 5s
   timeout server 5s
-${frontend('required', ports.required, 'required', '')}${frontend('optional', ports.optional, 'optional', '  http-request deny deny_status 403 unless { ssl_c_used } { ssl_c_verify 0 }\n')}${frontend('shortIdle', ports.shortIdle, 'required', '  timeout http-keep-alive 1500\n')}`,
+${frontend('required', ports.required, 'required', '')}${frontend('optional', ports.optional, 'optional', '  http-request deny deny_status 403 unless { ssl_c_used } { ssl_c_verify 0 }\n')}${frontend('shortIdle', ports.shortIdle, 'required', '  timeout http-keep-alive 1500\n')}
+# TCP mode (a port-forward, a Kubernetes Service) whose only server is down: it accepts, then closes.
+frontend tcpNoServer
+  mode tcp
+  bind ${LOOPBACK}:${ports.tcpNoServer}
+  default_backend down
+backend down
+  mode tcp
+  retries 0
+  server s1 ${LOOPBACK}:1
+`,
   );
   const { child, output } = await spawnDaemon('haproxy', 'haproxy', ['-db', '-f', conf], Object.values(ports)).catch(async (error: unknown) => {
     await rm(dir, { recursive: true, force: true });

@@ -234,6 +234,13 @@ describe.skipIf(!HAPROXY)(`haproxy as the mTLS backend${HAPROXY ? '' : ' (skippe
     }
   });
 
+  it('a TCP-mode front end whose server is down accepts and closes: the hint names a load balancer without a healthy server, beside SNI and ciphers', async () => {
+    const r = await invoke(node(port('tcpNoServer'), 'bank'), {}, fx.deps);
+    expectFailure(r, 'connect_failed');
+    expect(r.failure?.message).toContain('closed the connection during the TLS handshake, before answering');
+    expect(r.failure?.hint).toContain('a TCP load balancer or port-forward (haproxy in TCP mode, a Kubernetes Service) with no healthy server behind it');
+  });
+
   it('verify required, no certificate: client_cert_required', async () => {
     const r = await invoke(node(port('required'), 'none'), {}, fx.deps);
     expectFailure(r, 'client_cert_required');
