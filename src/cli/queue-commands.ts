@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { EXIT_UNDRAINED, runWorkerProcess } from '../../workers/worker-process.js';
 import { DEFAULT_METRICS_HOST } from '../observability/server.js';
-import { exitCodeFor } from '../failures/categories.js';
+import { FAILURE_CATEGORIES, exitCodeFor } from '../failures/categories.js';
 import type { BrokenKey, FailureSummary, NodeFailures } from '../failures/store.js';
 import { createLogger } from '../observability/logger.js';
 import { ServiceNodeClient, InvokeTimeoutError } from '../queue/client.js';
@@ -164,16 +164,18 @@ function brokenIndex(error: unknown): Summary {
   };
 }
 
-function formatSummary(summary: Summary): string {
+function formatSummary(summary: Summary, total?: { nodes: number; failing: number; shown: number }, narrowed = false): string {
   if (summary.broken) return `no node can be listed [broken record]: ${printable(summary.broken.message)}\n  hint: ${summary.broken.hint}\n`;
-  if (summary.nodes.length === 0) return 'no invocations recorded yet\n';
+  if (total?.nodes === 0) return 'no invocations recorded yet\n';
+  const counted = total ? `${total.nodes} node${total.nodes === 1 ? '' : 's'} with records, ${total.failing} with failures${narrowed ? `; ${total.shown} shown` : ''}\n` : '';
+  if (summary.nodes.length === 0) return `no node matches\n${counted}`;
   const rows = summary.nodes.map((n) => {
     const failures = Object.entries(n.counts).filter(([k]) => k !== 'handshakes_ok' && k !== 'session_reused');
     const last = n.lastFailure ? `${n.lastFailure.at} ${n.lastFailure.category}${n.lastFailure.broken ? ' (broken record)' : ''}` : '-';
     return [n.nodeId, String(n.counts.handshakes_ok ?? 0), String(n.counts.session_reused ?? 0), failures.map(([k, v]) => `${k}=${v}`).join(' ') || '-', n.broken ? `${last} (broken record: see below)` : last].map(printable);
   });
   const header = ['NODE', 'HANDSHAKES_OK', 'RESUMED', 'FAILURES', 'LAST FAILURE'];
-  return `${formatTable(header, rows)}\n${summary.nodes.flatMap((n) => n.broken ?? []).map(formatBroken).join('')}`;
+  return `${formatTable(header, rows)}\n${summary.nodes.flatMap((n) => n.broken ?? []).map(formatBroken).join('')}${counted}`;
 }
 
 function formatBroken(b: BrokenKey): string {
@@ -189,6 +191,45 @@ function formatNode(n: NodeFailures): string {
   return `${lines.map(printable).join('\n')}\n${(n.broken ?? []).map(formatBroken).join('')}`;
 }
 
+/** Counts that are not failures: successful handshakes beside them. */
+const NOT_FAILURES = new Set(['handshakes_ok', 'session_reused']);
+
+type SummaryNode = FailureSummary['nodes'][number];
+
+function failureCount(n: SummaryNode): number {
+  let total = 0;
+  for (const [k, v] of Object.entries(n.counts)) if (!NOT_FAILURES.has(k)) total += v;
+  return total;
+}
+
+const SORTS = ['node', 'failures', 'recent'] as const;
+type SortKey = (typeof SORTS)[number];
+
+interface ListingOptions {
+  failing?: boolean;
+  category?: string;
+  sort?: SortKey;
+  limit?: number;
+}
+
+/**
+ * The listing as asked: nodes with failures only (`--failing`, `--category`), sorted by id, by
+ * failures (most first) or by the last failure (latest first), cut to `--limit`. The counts in
+ * the human summary line are of the whole listing, before the cut.
+ */
+function listing(summary: Summary, o: ListingOptions): Summary & { total?: { nodes: number; failing: number; shown: number } } {
+  if (summary.broken) return summary;
+  let nodes = summary.nodes;
+  const failing = nodes.filter((n) => failureCount(n) > 0).length;
+  if (o.failing) nodes = nodes.filter((n) => failureCount(n) > 0);
+  if (o.category !== undefined) nodes = nodes.filter((n) => (n.counts[o.category as string] ?? 0) > 0);
+  const byId = (a: SummaryNode, b: SummaryNode): number => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0);
+  if (o.sort === 'failures') nodes = [...nodes].sort((a, b) => failureCount(b) - failureCount(a) || byId(a, b));
+  else if (o.sort === 'recent') nodes = [...nodes].sort((a, b) => (b.lastFailure?.at ?? '').localeCompare(a.lastFailure?.at ?? '') || byId(a, b));
+  const shown = o.limit === undefined ? nodes : nodes.slice(0, o.limit);
+  return { nodes: shown, total: { nodes: summary.nodes.length, failing, shown: shown.length } };
+}
+
 /** `svcnode failures [NODE_ID]`: per-node handshake outcomes and recent failures. */
 export function failuresCommand(io: CliIo): Command {
   return new Command('failures')
@@ -197,14 +238,28 @@ export function failuresCommand(io: CliIo): Command {
     .argument('[nodeId]', 'show the recent failures of this node')
     .option('--redis <url>', REDIS_HELP)
     .option('--prefix <prefix>', PREFIX_HELP)
+    .option('--failing', 'list only nodes with at least one failure (not those with successful handshakes only)')
+    .addOption(new Option('--category <category>', 'list only nodes with failures of this category').choices(Object.keys(FAILURE_CATEGORIES)))
+    .addOption(new Option('--sort <order>', 'order of the listing: node (by id), failures (most first) or recent (latest failure first)').choices(SORTS).default('node'))
+    .option('--limit <n>', 'list at most this many nodes', wholeNumber('--limit', 1))
     .option('--json', 'print exactly one JSON document on stdout')
-    .action((nodeId: string | undefined, options: { redis?: string; json?: boolean; prefix?: string }) =>
+    .action((nodeId: string | undefined, options: { redis?: string; json?: boolean; prefix?: string } & ListingOptions) =>
       runAction(io, async () => {
+        const narrowed = options.failing === true || options.category !== undefined || options.sort !== 'node' || options.limit !== undefined;
+        if (nodeId !== undefined && narrowed) {
+          throw new InvalidInputError('SVCNODE_USAGE', '--failing, --category, --sort and --limit shape the listing of all nodes, not the failures of one node', { hint: `run "svcnode failures ${nodeId.slice(0, 60)}" alone, or drop the node id` });
+        }
         const client = new ServiceNodeClient({ redisUrl: redisUrl(io, options.redis), env: io.env, connectTimeoutMs: CLI_REDIS_TIMEOUT_MS, ...(options.prefix ? { prefix: options.prefix } : {}) });
         try {
-          const data = nodeId === undefined ? await client.failures().catch(brokenIndex) : await client.failures(nodeId);
+          if (nodeId !== undefined) {
+            const data = await client.failures(nodeId);
+            if (options.json) printJson(io, data);
+            else io.stdout(formatNode(data));
+            return 0;
+          }
+          const { total, ...data } = listing(await client.failures().catch(brokenIndex), options);
           if (options.json) printJson(io, data);
-          else io.stdout('nodes' in data ? formatSummary(data) : formatNode(data));
+          else io.stdout(formatSummary(data, total, narrowed));
           return 0;
         } finally {
           await client.close();
