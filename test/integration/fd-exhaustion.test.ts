@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { distModule, outputOf, poolBusyFor } from '../helpers/child-script.js';
+import { createTestPki } from '../helpers/pki.js';
 
 
 /**
@@ -96,6 +97,48 @@ watcher.stop();
 process.stdout.write(JSON.stringify({ during, after: { seen, inUse: [...registry.nodes.keys()].sort() } }));
 `;
 
+/**
+ * The child for profiles: the same EMFILE round over a profiles directory. `bad.json` fails (not
+ * JSON) and its `failed` event takes the last descriptor, so `fresh.json`, a good profile read
+ * next, meets EMFILE; once descriptors are free, the next round loads it without it changing.
+ * (Here the profile document itself could not be read, so the change detector had not seen the
+ * files it names yet either; the watcher also forgets a profile whose load failed that way.)
+ */
+const PROFILE_CHILD = `
+import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Registry } from '${distModule('definitions/registry.js')}';
+import { ProfileWatcher } from '${distModule('definitions/profile-watcher.js')}';
+const [nodes, profiles, freshDoc] = process.argv.slice(1);
+const registry = await Registry.load(nodes, profiles);
+const seen = [];
+const fds = [];
+let grab = false;
+const watcher = new ProfileWatcher(registry, {
+  reloaded: (profile) => seen.push('reloaded ' + profile.name),
+  failed: (name, file, error) => {
+    seen.push('failed ' + name + ' ' + error.code + (/EMFILE/.test(String(error.cause?.code ?? error.message)) ? ' EMFILE' : ''));
+    if (grab) { grab = false; fds.push(openSync('/dev/null', 'r')); }
+  },
+  removed: (name) => seen.push('removed ' + name),
+  unreadable: () => seen.push('unreadable'),
+  error: (error) => seen.push('error ' + error.message),
+}, { intervalMs: 3600000 });
+await watcher.start();
+writeFileSync(join(profiles, 'bad.json'), '{not json');
+writeFileSync(join(profiles, 'fresh.json'), freshDoc);
+try { for (;;) fds.push(openSync('/dev/null', 'r')); } catch (error) { if (error.code !== 'EMFILE') throw error; }
+closeSync(fds.pop());
+grab = true;
+await watcher.check();
+const during = { seen: [...seen], inUse: [...registry.profiles.keys()].sort() };
+for (const fd of fds) closeSync(fd);
+seen.length = 0;
+await watcher.check();
+watcher.stop();
+process.stdout.write(JSON.stringify({ during, after: { seen, inUse: [...registry.profiles.keys()].sort() } }));
+`;
+
 interface ChildReport {
   during: { seen: string[]; inUse: string[]; firstMs?: number; secondMs?: number };
   after: { seen: string[]; inUse: string[] };
@@ -132,6 +175,26 @@ describe.runIf(process.platform === 'linux')('a worker out of file descriptors',
     // Before: fresh.json's stamp was taken as judged, and it stayed unloaded until the file changed.
     expect(after.seen).toEqual(['loaded fresh']);
     expect(after.inUse).toEqual(['fresh', 'keep']);
+  }, 40_000);
+
+  it('reads a profile whose load met EMFILE again next round (before: not until its files changed)', async () => {
+    const pki = await createTestPki();
+    try {
+      const base = join(dir, 'profiles-emfile');
+      const freshDoc = JSON.stringify({ client: { certificate: pki.files.clientChain, key: pki.files.clientKey }, trust: { ca: [pki.files.root] } });
+      const nodes = join(base, 'nodes');
+      const profiles = join(base, 'profiles');
+      mkdirSync(nodes, { recursive: true });
+      mkdirSync(profiles);
+      const out = await outputOf('bash', ['-c', 'ulimit -n 128 && exec "$0" --input-type=module -e "$1" "$2" "$3" "$4"', process.execPath, PROFILE_CHILD, nodes, profiles, freshDoc], { timeoutMs: 40_000 });
+      const { during, after } = JSON.parse(out) as ChildReport;
+      expect(during.seen).toEqual(['failed bad SVCNODE_INVALID_PROFILE', expect.stringMatching(/^failed fresh \S+ EMFILE$/) as unknown]);
+      expect(during.inUse).toEqual([]);
+      expect(after.seen).toEqual(['reloaded fresh']);
+      expect(after.inUse).toEqual(['fresh']);
+    } finally {
+      await pki.cleanup();
+    }
   }, 40_000);
 
   it('on a hung mount a listing is given up after 5 s, no second one is started while it waits, and what is in use stays', async () => {
