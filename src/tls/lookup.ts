@@ -11,12 +11,12 @@ function keyOf(hostname: string, options: LookupOptions): string {
 
 /**
  * `dns.lookup` for svcnode's connections, with concurrent lookups of one name sharing one
- * getaddrinfo call. getaddrinfo cannot be cancelled and runs on libuv's thread pool (4 threads
- * unless UV_THREADPOOL_SIZE says otherwise); a name the DNS server does not answer holds a thread
- * until the resolver gives up (`options timeout:… attempts:…`, 10 s by default). Before, every
- * call to such a node held a thread of its own: a handful of jobs for one such name held all
- * four, and calls to healthy names, /etc/hosts ones included, then timed out in their lookup.
- * Now a name holds one thread however many calls wait on it. Nothing is cached: the next lookup
+ * getaddrinfo call. getaddrinfo cannot be cancelled and runs on libuv's thread pool, where lookups
+ * may take half the threads (2 of 4 unless UV_THREADPOOL_SIZE says otherwise); a name the DNS
+ * server does not answer holds its thread until the resolver gives up (`options timeout:…
+ * attempts:…`, 10 s by default). Before, every call to such a node held a slot of its own: two
+ * jobs for one such name held both, and calls to healthy names, /etc/hosts ones included, then
+ * timed out in their lookup. Now a name holds one slot however many calls wait on it. Nothing is cached: the next lookup
  * after an answer asks the resolver again, as `dns.lookup` does.
  */
 export function sharedLookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {

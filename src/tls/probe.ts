@@ -126,12 +126,12 @@ export function phaseTimeout(phase: 'connect' | 'handshake', ms: number): Svcnod
 
 /**
  * The connect timeout of a connection whose host name had not been looked up yet: no packet went
- * to the backend, so firewalls and routing to it are not the place to look. The lookup runs on
- * one of libuv's four threads, which names a DNS server does not answer can all hold (one each: sharedLookup).
+ * to the backend, so firewalls and routing to it are not the place to look. Lookups run on half of
+ * libuv's four threads at most, which names a DNS server does not answer can hold (one each: sharedLookup).
  */
 export function lookupTimeout(ms: number): SvcnodeError {
   return new SvcnodeError('SVCNODE_TIMEOUT', `the host name lookup did not finish within ${ms} ms (timeouts.connectMs): no connection was attempted`, {
-    hint: 'the DNS server did not answer in time: check the resolver in /etc/resolv.conf and that this machine reaches it (each name it does not answer holds one of the 4 lookup threads, UV_THREADPOOL_SIZE, until the resolver gives up; four such names delay every other lookup of the worker)',
+    hint: 'the DNS server did not answer in time: check the resolver in /etc/resolv.conf and that this machine reaches it (each name it does not answer holds one of the 2 lookup slots of the 4-thread pool, UV_THREADPOOL_SIZE, until the resolver gives up; two such names delay every other lookup of the worker)',
   });
 }
 

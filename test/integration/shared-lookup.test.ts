@@ -1,8 +1,8 @@
 /**
  * Calls to a host name the DNS server does not answer share one lookup. getaddrinfo runs on
- * libuv's thread pool (4 threads) and cannot be cancelled: before, each such call held a thread
- * until the resolver gave up, so a few jobs for one such name held them all, and a call to a
- * healthy name (even one in /etc/hosts) then timed out in its own lookup.
+ * libuv's thread pool, where lookups get half the threads (2 of 4), and cannot be cancelled:
+ * before, each such call held a slot until the resolver gave up, so two jobs for one such name
+ * held both, and a call to a healthy name (even one in /etc/hosts) then timed out in its own lookup.
  *
  * Real getaddrinfo against a real (silent) resolver, without touching the machine's: the child
  * runs in a mount namespace (`unshare -m`, root) whose /etc/resolv.conf names a UDP socket of this
@@ -85,7 +85,7 @@ describe.skipIf(process.getuid?.() !== 0 || !canUnshare())('host name lookups (a
     const out = await outputOf('unshare', ['-m', '--', 'sh', '-c', script, join(dir, 'resolv.conf'), process.execPath, join(dir, 'child.mjs'), pki.profile('bank'), String(backend.port)], { timeoutMs: 30_000 });
     const { healthy, failed } = JSON.parse(out) as { healthy: Result; failed: Result[] };
 
-    // Before: the eight lookups held the four threads, and this one waited past its 2.5 s.
+    // Before: the eight lookups held both slots lookups have (half of the 4 threads), and this one waited past its 2.5 s.
     expect(healthy.failure, JSON.stringify(healthy.failure)).toBeNull();
     expect(healthy.response?.status).toBe(200);
     expect(failed).toHaveLength(8);

@@ -27,10 +27,10 @@ describe('sharedLookup', () => {
     expect(lookupsInFlight()).toBe(0);
   });
 
-  it('leaves nothing waiting when dns.lookup refuses its arguments', () => {
-    expect(() => sharedLookup('localhost', { family: 5 }, () => undefined)).toThrow(/family/);
+  it('gives arguments dns.lookup refuses to every caller as an error, and leaves nothing waiting', async () => {
+    await expect(lookup('localhost', { family: 5 })).rejects.toThrow(/family/);
     expect(lookupsInFlight()).toBe(0);
-    // The same arguments again throw too, instead of joining a lookup that never runs.
-    expect(() => sharedLookup('localhost', { family: 5 }, () => undefined)).toThrow(/family/);
+    // The same arguments again fail too, instead of joining a lookup that never answers.
+    await expect(lookup('localhost', { family: 5 })).rejects.toThrow(/family/);
   });
 });
