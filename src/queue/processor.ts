@@ -77,6 +77,14 @@ function refused(deps: ProcessorDeps, gate: RepeatGate, job: Job, r: Refusal): R
 
 /** How long a refusal of the same kind stays out of the log after it was logged. */
 const REFUSAL_LOG_WINDOW_MS = 60_000;
+/**
+ * How long a node's retries of one failure category, and its failed invocations of one code, stay
+ * out of the log after one was logged (with `repeated`: how many were held back). A backend
+ * refusing 100 jobs a second logged ~300 lines a second (5 GB a day); each attempt is still in
+ * the node's failure records and metrics, and each job's Result.
+ */
+const RETRY_LOG_WINDOW_MS = 60_000;
+const FAILURE_LOG_WINDOW_MS = 10_000;
 
 /**
  * Return a job whose call the shutdown cut short to the wait list. Always throws WaitingError,
@@ -100,6 +108,8 @@ async function handBack(deps: ProcessorDeps, job: Job, token: string, nodeId: st
  */
 export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string, signal?: AbortSignal) => Promise<Result> {
   const gate = new RepeatGate(REFUSAL_LOG_WINDOW_MS);
+  const retries = new RepeatGate(RETRY_LOG_WINDOW_MS);
+  const failures = new RepeatGate(FAILURE_LOG_WINDOW_MS);
   return async (job, token, signal) => {
     if (job.name !== JOB_NAME) {
       // Any producer can name a job: a wrong name is bad job data (a Result), not a failed job.
@@ -152,7 +162,8 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
     deps.metrics?.observeAttempt(result);
     const delay = retryDelay(result, node, attempt);
     if (delay !== undefined && token !== undefined && !signal?.aborted) {
-      deps.logger.info({ jobId: job.id, nodeId: node.id, attempt, category: result.failure?.category, delayMs: delay }, 'transient failure, retrying');
+      const repeated = retries.pass(`${node.id}\u0000${result.failure?.category ?? ''}`);
+      if (repeated !== undefined) deps.logger.info({ jobId: job.id, nodeId: node.id, attempt, category: result.failure?.category, code: result.failure?.code, delayMs: delay, ...(repeated ? { repeated } : {}) }, 'transient failure, retrying');
       await job.updateProgress({ attempt });
       await job.moveToDelayed(Date.now() + delay, token);
       throw new DelayedError();
@@ -161,7 +172,10 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
     // An error svcnode does not know is a defect to report: logged with its raw code and message.
     const unexpected = result.failure?.code === 'SVCNODE_UNEXPECTED_ERROR';
     const level = result.ok ? 'debug' : unexpected ? 'error' : 'warn';
-    if (deps.logger.isLevelEnabled(level)) deps.logger[level]({ jobId: job.id, nodeId: node.id, attempt, category: result.failure?.category ?? 'ok', code: result.failure?.code, totalMs: result.timings.totalMs, ...(unexpected ? { err: result.failure?.message } : {}) }, 'invocation finished');
+    if (deps.logger.isLevelEnabled(level)) {
+      const repeated = result.ok ? 0 : failures.pass(`${node.id}\u0000${result.failure?.code ?? ''}`);
+      if (repeated !== undefined) deps.logger[level]({ jobId: job.id, nodeId: node.id, attempt, category: result.failure?.category ?? 'ok', code: result.failure?.code, totalMs: result.timings.totalMs, ...(unexpected ? { err: result.failure?.message } : {}), ...(repeated ? { repeated } : {}) }, 'invocation finished');
+    }
     return result;
   };
 }
