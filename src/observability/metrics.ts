@@ -87,6 +87,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly deferredJobs = new Counter({
+    name: 'svcnode_jobs_deferred_total',
+    help: 'Jobs put back to wait (not sent, no attempt counted) because their node had a quarter of the worker\'s slots held by calls running for over 1 s (a slow or silent backend)',
+    labelNames: ['node'] as const,
+    registers: [this.registry],
+  });
+
   readonly profileLoadFailures = new Counter({
     name: 'svcnode_profile_load_failures_total',
     help: 'Profiles that failed to load or reload',
@@ -281,7 +288,7 @@ export class Metrics {
 
   /** Delete every series labelled with `node` (counts still pending are flushed first, then deleted too). */
   async removeNode(node: string): Promise<void> {
-    for (const metric of [this.invocations, this.attempts, this.handshakes, this.connectionReplays] as Counter<string>[]) {
+    for (const metric of [this.invocations, this.attempts, this.handshakes, this.connectionReplays, this.deferredJobs] as Counter<string>[]) {
       for (const { labels } of (await metric.get()).values) if (labels.node === node) metric.remove(labels as Record<string, string>);
     }
     this.duration.remove(node);

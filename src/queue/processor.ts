@@ -1,20 +1,21 @@
 import { DelayedError, WaitingError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Registry } from '../definitions/registry.js';
-import type { Invocation } from '../definitions/types.js';
+import type { Invocation, NodeDefinition } from '../definitions/types.js';
 import { validateDocument } from '../definitions/validator.js';
 import { InvalidInputError, errorMessage } from '../errors.js';
 import type { FailureStore } from '../failures/store.js';
-import { inputFailure } from '../failures/failure.js';
+import { failureOf, inputFailure } from '../failures/failure.js';
 import { invoke } from '../invoke/execute.js';
 import { failedResult } from '../invoke/failed-result.js';
-import { storedResult, type Result } from '../invoke/result.js';
+import { reportedUrl, storedResult, type Result } from '../invoke/result.js';
 import { retryDelay, settledResult } from '../invoke/retry.js';
 import type { TokenCache } from '../invoke/token-cache.js';
 import type { Metrics } from '../observability/metrics.js';
 import { RepeatGate } from '../observability/repeat-gate.js';
 import type { AgentPool } from '../tls/agents.js';
 import { JOB_NAME } from './constants.js';
+import { SLOW_CALL_MS, type NodeSlots } from './node-slots.js';
 import { isUnparsable } from './safe-worker.js';
 
 export interface ProcessorDeps {
@@ -26,6 +27,8 @@ export interface ProcessorDeps {
   store: FailureStore;
   metrics?: Metrics;
   logger: Logger;
+  /** Calls in flight per node: a node with this many calls running for over 1 s gets no more slots (its jobs wait). @defaultValue no limit */
+  slots?: NodeSlots;
 }
 
 interface Progress {
@@ -101,6 +104,40 @@ async function handBack(deps: ProcessorDeps, job: Job, token: string, nodeId: st
   throw new WaitingError();
 }
 
+/** A job of a saturated node older than this (since it was added) ends with a Result instead of waiting again. */
+export const SATURATED_DEADLINE_MS = 5 * 60_000;
+/** How long a node stays out of the log after saying it is saturated. */
+const SATURATED_LOG_WINDOW_MS = 60_000;
+
+/** How long a job of a saturated node waits before it is taken again: a quarter of its age, 1–15 s, ±25% so waiting jobs do not return together. */
+function saturatedDelay(job: Job, now: number): number {
+  return Math.round(Math.min(15_000, Math.max(1_000, (now - job.timestamp) / 4)) * (0.75 + Math.random() * 0.5));
+}
+
+/** The origin of a node's URL as written (templates never reach it), for the Result of a call not made. */
+function definedOrigin(node: NodeDefinition): string {
+  return /^https:\/\/[^/?#]+/i.exec(node.request.url)?.[0] ?? '';
+}
+
+/** The Result of a job of a saturated node that waited SATURATED_DEADLINE_MS: not sent. */
+function saturatedResult(node: NodeDefinition, job: Job, slow: number, requestId: string | undefined): Result {
+  const waited = Math.round((Date.now() - job.timestamp) / 1000);
+  const origin = definedOrigin(node);
+  const result = failedResult(
+    node.id,
+    failureOf(
+      'timeout',
+      'SVCNODE_NODE_SATURATED',
+      `${origin.replace(/^https:\/\//i, '') || node.id}: not sent: ${slow} calls to node "${node.id}" had been running for over ${SLOW_CALL_MS / 1000} s (its share of the worker's slots) each time this job was taken, and it waited ${waited} s`,
+      'the backend is slow or does not answer: see its recent failures (svcnode failures NODE) and check it; the node\'s share of slots is a quarter of the worker\'s concurrency (the maxSlowCallsPerNode worker option)',
+      'connect',
+    ),
+    { request: { method: node.request.method, url: reportedUrl(origin) }, ...(requestId ? { requestId } : {}) },
+  );
+  result.attempts = attemptsBefore(job);
+  return result;
+}
+
 /**
  * The BullMQ processor: every invocation ends as a completed job whose return value is a Result.
  * Transient failures are retried by moving the job to delayed (no worker slot is held while it
@@ -110,6 +147,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
   const gate = new RepeatGate(REFUSAL_LOG_WINDOW_MS);
   const retries = new RepeatGate(RETRY_LOG_WINDOW_MS);
   const failures = new RepeatGate(FAILURE_LOG_WINDOW_MS);
+  const saturation = new RepeatGate(SATURATED_LOG_WINDOW_MS);
   return async (job, token, signal) => {
     if (job.name !== JOB_NAME) {
       // Any producer can name a job: a wrong name is bad job data (a Result), not a failed job.
@@ -143,13 +181,39 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       if (removed) deps.metrics?.retireNode(data.nodeId);
       return refused(deps, gate, job, { nodeId: data.nodeId, error: error as InvalidInputError, ...(data.requestId ? { requestId: data.requestId } : {}), label: removed ? data.nodeId : '(unknown)', message: removed ? 'removed node' : 'unknown node', log: { nodeId: data.nodeId, code: (error as InvalidInputError).code } });
     }
+    const slots = deps.slots;
+    if (slots && token !== undefined && slots.saturated(node.id)) {
+      const now = Date.now();
+      if (now - job.timestamp < SATURATED_DEADLINE_MS) {
+        // The job waits without holding a slot, and without counting as an attempt.
+        deps.metrics?.deferredJobs.inc({ node: node.id });
+        const repeated = saturation.pass(node.id);
+        if (repeated !== undefined) deps.logger.warn({ nodeId: node.id, slowCalls: slots.limit, ...(repeated ? { repeated } : {}) }, `node saturated: ${slots.limit} of its calls have run for over ${SLOW_CALL_MS / 1000} s (a slow or silent backend); its further jobs wait so that other nodes keep their slots`);
+        await job.moveToDelayed(now + saturatedDelay(job, now), token);
+        throw new DelayedError();
+      }
+      const result = saturatedResult(node, job, slots.slow(node.id), data.requestId);
+      const recording = deps.store.record(result);
+      if (recording) await recording.catch((error: unknown) => deps.logger.warn({ nodeId: node.id, err: (error as Error).message }, 'could not record the attempt'));
+      deps.metrics?.observeInvocation(result);
+      const repeated = failures.pass(`${node.id}\u0000${result.failure?.code ?? ''}`);
+      if (repeated !== undefined) deps.logger.warn({ jobId: job.id, nodeId: node.id, category: 'timeout', code: 'SVCNODE_NODE_SATURATED', ...(repeated ? { repeated } : {}) }, 'invocation finished');
+      return result;
+    }
     const attempt = attemptsBefore(job) + 1;
-    const result = storedResult(settledResult(await invoke(node, data.context ?? {}, { profile: (name) => registry.profile(name), agents: deps.agents, ...(deps.tokens ? { tokens: deps.tokens } : {}) }, {
-      attempt,
-      onReplays: (count) => deps.metrics?.connectionReplays.inc({ node: node.id }, count),
-      ...(signal ? { signal } : {}),
-      ...(data.requestId ? { requestId: data.requestId } : {}),
-    }), node), node);
+    const call = slots?.enter(node.id);
+    let invoked: Result;
+    try {
+      invoked = await invoke(node, data.context ?? {}, { profile: (name) => registry.profile(name), agents: deps.agents, ...(deps.tokens ? { tokens: deps.tokens } : {}) }, {
+        attempt,
+        onReplays: (count) => deps.metrics?.connectionReplays.inc({ node: node.id }, count),
+        ...(signal ? { signal } : {}),
+        ...(data.requestId ? { requestId: data.requestId } : {}),
+      });
+    } finally {
+      if (call) slots?.leave(node.id, call);
+    }
+    const result = storedResult(settledResult(invoked, node), node);
     // A job the stall check handed back: its earlier run may have reached the backend, and the Result says so.
     if (job.stalledCounter > 0) result.stalled = job.stalledCounter;
     // Cut short by the worker's shutdown: the backend did not fail, and the call is not over. The

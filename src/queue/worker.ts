@@ -40,6 +40,7 @@ import { createLogger } from '../observability/logger.js';
 import { BULLMQ_PREFIX, DEFAULT_REDIS_URL, checkDatabase, connectionFactory, databaseOf, isCluster, parseRedisUrl, resolvePrefix, svcnodeKeyPrefix, withTimeout, type RedisConnection } from './connection.js';
 import { QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { createProcessor } from './processor.js';
+import { NodeSlots, slowSlotsPerNode } from './node-slots.js';
 import { startQueueSampler } from './queue-metrics.js';
 import { RedisCrlStore } from './redis-crl-store.js';
 import { knownRedisError } from './redis-errors.js';
@@ -88,6 +89,11 @@ export interface WorkerOptions {
   reloadIntervalMs?: number;
   /** How often the client certificates' validity is judged again for /healthz, metrics and the log. @defaultValue 60000 */
   findingsIntervalMs?: number;
+  /**
+   * Slots one node may hold with calls running for over 1 s (a slow or silent backend); its further
+   * jobs wait without a slot, so other nodes keep theirs. 0: no limit. @defaultValue a quarter of `concurrency`, at least 1
+   */
+  maxSlowCallsPerNode?: number;
   /** Keep-alive agents kept, one per (profile, backend origin) pair in use. @defaultValue MAX_AGENTS (4096) */
   maxAgents?: number;
   /** How long a removed node's metric series stay after the last job that named it. @defaultValue NODE_SERIES_GRACE_MS (10 min) */
@@ -327,7 +333,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   });
   const store = new FailureStore(storeConnection, { prefix: keyPrefix });
   const tokens = new RedisTokenCache(storeConnection, keyPrefix);
-  const processor = createProcessor({ registry: () => registry, agents, tokens, store, metrics, logger });
+  const concurrency = options.concurrency ?? WORKER_DEFAULTS.concurrency;
+  const slowCalls = options.maxSlowCallsPerNode ?? slowSlotsPerNode(concurrency);
+  const processor = createProcessor({ registry: () => registry, agents, tokens, store, metrics, logger, ...(slowCalls > 0 ? { slots: new NodeSlots(slowCalls) } : {}) });
   // One signal for every call, aborted when a shutdown's grace period runs out (cheaper than a per-job one).
   const shutdown = new AbortController();
   const expiryTimer = setInterval(() => logExpiry(registry, logger), 86_400_000);
@@ -440,7 +448,6 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     { intervalMs: reloadIntervalMs },
   );
 
-  const concurrency = options.concurrency ?? WORKER_DEFAULTS.concurrency;
   const supervisor = new WorkerSupervisor({
     open,
     prefix,

@@ -32,7 +32,7 @@ export interface WorkerRig {
 export async function startWorkerRig(o: {
   dirPrefix: string;
   redis?: RedisOptions;
-  worker: Pick<WorkerOptions, 'concurrency' | 'reloadIntervalMs' | 'nodeSeriesGraceMs' | 'maxAgents'> & { logger?: WorkerOptions['logger'] };
+  worker: Pick<WorkerOptions, 'concurrency' | 'reloadIntervalMs' | 'nodeSeriesGraceMs' | 'maxAgents' | 'maxSlowCallsPerNode'> & { logger?: WorkerOptions['logger'] };
   /** More files for nodes/ (name → text), written before the worker starts; `port` → the backend's port. */
   nodes?: (port: number) => Record<string, string>;
 }): Promise<WorkerRig> {
