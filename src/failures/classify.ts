@@ -107,6 +107,9 @@ function clientCertFailure(code: string, message: string, ctx: ClassifyContext):
   return undefined;
 }
 
+/** How recently an answer to the same identity makes a close at the end of a handshake a dropped connection, not a verdict. */
+export const RECENTLY_ANSWERED_MS = 60_000;
+
 /**
  * A close without an alert as the server's verdict on our certificate, only where nothing else
  * explains it: TLS 1.2 after our certificate flight but before the handshake ended, or TLS 1.3
@@ -122,6 +125,18 @@ function postHandshakeClose(code: string, ctx: ClassifyContext): Failure | undef
   // A server that asked for no certificate has no verdict on one (a `return 444`, a Host it does not serve).
   const rightAfterTls13 = probe.secureAt !== undefined && probe.protocol === 'TLSv1.3' && !probe.sessionReused && probe.certificateRequested !== false && closedAt - probe.secureAt <= CLIENT_VERDICT_WINDOW_MS;
   if (!duringOurFlight && !rightAfterTls13) return undefined;
+  // The same identity was answered on this origin moments ago: a close now is far more likely the
+  // backend dropping its connections (a restart, a drain) than a verdict on the certificate.
+  const answeredAt = probe.agent?.answeredAt;
+  if (ctx.clientSubject && answeredAt !== undefined && closedAt - answeredAt <= RECENTLY_ANSWERED_MS) {
+    return failure(
+      'connect_failed',
+      code,
+      `${ctx.host} closed the connection at the end of the TLS handshake without answering, ${Math.max(0, Math.round((closedAt - answeredAt) / 1000))} s after it answered a call with the same client certificate: most likely it dropped its connections (a restart, a drain, a connection limit)`,
+      'retried as a connection failure; if it keeps happening with no answer in between, it is judged a rejection of the client certificate (the backend\'s logs have the reason)',
+      'tls',
+    );
+  }
   return ctx.clientSubject
     ? failure('client_cert_rejected', code, `${ctx.host} closed the connection at the end of the TLS handshake without answering: it most likely rejected our client certificate "${ctx.clientSubject}"`, 'register the client certificate (or its issuing CA) with the backend team; the server sent no alert, so its logs have the reason')
     : failure('client_cert_required', code, `${ctx.host} closed the connection right after the TLS handshake: it most likely requires a client certificate, and profile "${ctx.profileName}" has none`, `add a client certificate to profile "${ctx.profileName}"`);

@@ -233,7 +233,10 @@ export async function exchange(rendered: RenderedRequest, settings: CallSettings
     }
     const { response, body, truncated } = sent;
     if (sent.redirects) out.redirects = sent.redirects;
-    if (probe) probe.responses++;
+    if (probe) {
+      probe.responses++;
+      if (probe.agent) probe.agent.answeredAt = performance.now();
+    }
     out.response = {
       status: response.statusCode ?? 0,
       headers: keptHeaders(response.headers),

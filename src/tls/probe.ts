@@ -72,6 +72,8 @@ export interface ConnectionProbe {
   idleLimit?: IdleLimit;
   /** Revocation verdicts of this connection's full handshake (absent when no policy applies). */
   revocation?: RevocationCheck[];
+  /** What its agent (one profile, one origin) remembers across connections. */
+  agent?: AgentMemo;
 }
 
 export interface PhaseLimits {
@@ -189,6 +191,8 @@ export interface AgentMemo {
   sharedSigalgs?: string[];
   /** That handshake's chain, up to its first self-signed certificate: what a resumed session is judged by again. */
   issued?: X509Certificate[];
+  /** performance.now() of the last response on any of the agent's connections: the server accepted this identity then. */
+  answeredAt?: number;
 }
 
 /**
@@ -244,6 +248,7 @@ function refuseResumed(socket: TLSSocket, error: Error): void {
  */
 export function instrument(socket: TLSSocket, probe: ConnectionProbe, limits: PhaseLimits, alreadyConnected: boolean, memo: AgentMemo, resumedCheck?: ResumedCheck, host?: string): void {
   probes.set(socket, probe);
+  probe.agent = memo;
   let stopHandshakeTimer = (): void => undefined;
   const startHandshake = (): void => {
     probe.connectedAt ??= performance.now();

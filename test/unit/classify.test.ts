@@ -2,7 +2,7 @@ import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError, SvcnodeError } from '../../src/errors.js';
 import { FAILURE_CATEGORIES, type FailureCategory } from '../../src/failures/categories.js';
-import { CLIENT_VERDICT_WINDOW_MS, classifyError, classifyHttpStatus, type ClassifyContext } from '../../src/failures/classify.js';
+import { CLIENT_VERDICT_WINDOW_MS, RECENTLY_ANSWERED_MS, classifyError, classifyHttpStatus, type ClassifyContext } from '../../src/failures/classify.js';
 import { proxyError } from '../../src/tls/proxy-error.js';
 import { lookupTimeout, newProbe, type ChainEntry, type ConnectionProbe } from '../../src/tls/probe.js';
 import { unusedPort } from '../helpers/servers.js';
@@ -142,6 +142,18 @@ describe('closes and resets (TLS 1.3 post-handshake rejection)', () => {
     expect(category(err('ECONNRESET', 'socket hang up'), { ...WITH_CLIENT, probe: probe({ secureAt: 2, closedAt: 3, protocol: 'TLSv1.2' }) })).toBe('connect_failed');
     expect(category(err('ECONNRESET', 'socket hang up'), { ...WITH_CLIENT, probe: probe({ secureAt: 2, closedAt: 3, protocol: 'TLSv1.3', sessionReused: true }) })).toBe('connect_failed');
     expect(category(err('ECONNRESET', 'socket hang up'), { ...WITH_CLIENT, probe: probe({ secureAt: 2, closedAt: 3, protocol: 'TLSv1.3' }) })).toBe('client_cert_rejected');
+  });
+
+  it('a close at the end of the handshake within a minute of an answer to the same identity on this origin is a dropped connection (retried), not a verdict', () => {
+    const at = 100_000;
+    const recent = probe({ secureAt: at, closedAt: at + 2, protocol: 'TLSv1.3', agent: { answeredAt: at - 5_000 } });
+    const f = classifyError(err('ECONNRESET', 'socket hang up'), { ...WITH_CLIENT, probe: recent });
+    expect(f).toMatchObject({ category: 'connect_failed', code: 'ECONNRESET' });
+    expect(f.message).toContain('5 s after it answered a call with the same client certificate: most likely it dropped its connections');
+    const stale = probe({ secureAt: at, closedAt: at + 2, protocol: 'TLSv1.3', agent: { answeredAt: at + 2 - RECENTLY_ANSWERED_MS - 1 } });
+    expect(category(err('ECONNRESET', 'socket hang up'), { ...WITH_CLIENT, probe: stale })).toBe('client_cert_rejected');
+    const flight = probe({ keylog: true, keylogLabel: 'CLIENT_RANDOM', closedAt: at, agent: { answeredAt: at - 1_000 } });
+    expect(category(err('ECONNRESET'), { ...WITH_CLIENT, probe: flight })).toBe('connect_failed');
   });
 });
 
