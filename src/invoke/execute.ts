@@ -123,9 +123,10 @@ function routedByHost(failure: Failure | null, node: NodeDefinition, target: { h
   const status = x.response?.status;
   if (!failure || failure.category !== 'http_status' || status === undefined || !MISROUTED_STATUSES.has(status) || !servername) return failure;
   if (x.redirects?.length || servername.toLowerCase() === target.hostname.toLowerCase()) return failure;
+  const port = /:(\d+)$/.exec(target.host)?.[1];
   return {
     ...failure,
-    hint: `the handshake named "${servername}" (tls.servername) but the request's Host header is "${target.host}" (request.url): gateways that serve several names route requests by Host, so this one may have gone to another virtual host${status === 421 ? ' (421: the server says so)' : ''}: write the name in request.url (https://${servername}${target.host.slice(target.hostname.length + (target.host.startsWith('[') ? 2 : 0))}/…) and let DNS or /etc/hosts give its address; otherwise ${failure.hint}`,
+    hint: `the handshake named "${servername}" (tls.servername) but the request's Host header is "${target.host}" (request.url): gateways that serve several names route requests by Host, so this one may have gone to another virtual host${status === 421 ? ' (421: the server says so)' : ''}: write the name in request.url (https://${servername}${port ? `:${port}` : ''}/…) and let DNS or /etc/hosts give its address; otherwise ${failure.hint}`,
   };
 }
 

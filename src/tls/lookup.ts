@@ -16,8 +16,8 @@ function keyOf(hostname: string, options: LookupOptions): string {
  * server does not answer holds its thread until the resolver gives up (`options timeout:…
  * attempts:…`, 10 s by default). Before, every call to such a node held a slot of its own: two
  * jobs for one such name held both, and calls to healthy names, /etc/hosts ones included, then
- * timed out in their lookup. Now a name holds one slot however many calls wait on it. Nothing is cached: the next lookup
- * after an answer asks the resolver again, as `dns.lookup` does.
+ * timed out in their lookup. Now a name holds one slot however many calls wait on it. Nothing is
+ * cached: the next lookup after an answer asks the resolver again, as `dns.lookup` does.
  */
 export function sharedLookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
   const key = keyOf(hostname, options);
