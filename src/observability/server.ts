@@ -24,8 +24,10 @@ export async function startMetricsServer(
     const path = (req.url ?? '').split('?', 1)[0];
     void (async () => {
       if (path === '/metrics') {
+        // Rendered before the status line: a metric that fails to collect gets a 500, not a 200 cut short.
+        const text = await metrics.exposition();
         res.writeHead(200, { 'content-type': metrics.registry.contentType });
-        res.end(await metrics.exposition());
+        res.end(text);
       } else if (path === '/healthz') {
         const report = await health();
         res.writeHead(report.status === 'down' ? 503 : 200, { 'content-type': 'application/json' });
@@ -35,7 +37,7 @@ export async function startMetricsServer(
         res.end('not found: try /metrics or /healthz\n');
       }
     })().catch(() => {
-      res.writeHead(500);
+      if (!res.headersSent) res.writeHead(500);
       res.end();
     });
   });

@@ -2,10 +2,11 @@
  * SlicedHistogram: the text prom-client writes for the same observations, rendered a slice of
  * series at a time with the event loop let through in between.
  */
-import { Histogram, Registry } from 'prom-client';
+import { Gauge, Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import type { Result } from '../../src/invoke/result.js';
 import { Metrics } from '../../src/observability/metrics.js';
+import { startMetricsServer } from '../../src/observability/server.js';
 import { SlicedHistogram } from '../../src/observability/sliced-histogram.js';
 
 const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -77,5 +78,28 @@ describe('Metrics.exposition (/metrics)', () => {
     expect(lines(ours)).toEqual(lines(await metrics.registry.metrics()));
     expect(ours).toContain('svcnode_call_duration_seconds_bucket{le="0.05",node="n7"} 1');
     expect(ours.endsWith('\n')).toBe(true);
+  });
+});
+
+describe('/metrics when a metric fails to collect', () => {
+  it('answers 500 (before: a 200 was already sent, and writing the 500 threw from the error handler)', async () => {
+    const metrics = new Metrics();
+    new Gauge({
+      name: 'svcnode_test_broken',
+      help: 'fails',
+      registers: [metrics.registry],
+      collect: () => {
+        throw new Error('collect failed');
+      },
+    });
+    const server = await startMetricsServer(0, metrics, () => ({ status: 'ok' }));
+    try {
+      const res = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+      expect(res.status).toBe(500);
+      // Still serving.
+      expect((await fetch(`http://127.0.0.1:${server.port}/healthz`)).status).toBe(200);
+    } finally {
+      await server.close();
+    }
   });
 });
