@@ -46,7 +46,7 @@ function agentOptions(spec: AgentSpec): https.AgentOptions {
     // Said in the handshake, as curl does: a backend that serves only HTTP/2 (gRPC gateways, Node's
     // http2 server) then refuses with no_application_protocol instead of answering HTTP/1.1 with a 403.
     ALPNProtocols: ['http/1.1'],
-    // Calls to one host name share its lookup: a name the DNS server does not answer holds one of libuv's threads, not one per call.
+    // Calls to one host name share its lookup: a name the DNS server does not answer holds one lookup slot of libuv's pool, not one per call.
     lookup: sharedLookup,
     ...(servername ? { servername } : {}),
   };
