@@ -59,7 +59,7 @@ export function workerCommand(io: CliIo): Command {
     .option('--lock-duration-ms <ms>', `job lock duration (default ${WORKER_DEFAULTS.lockDurationMs})`, wholeNumber('--lock-duration-ms', 1))
     .option('--stalled-interval-ms <ms>', `stalled-job check interval (default ${WORKER_DEFAULTS.stalledIntervalMs})`, wholeNumber('--stalled-interval-ms', 1))
     .option('--reload-interval-ms <ms>', 'how often the nodes and profiles directories are polled for changes; each poll reads the metadata of every file, about 1% of a core per 1,000 files at the default (default 5000; 0: never, a restart applies changes)', wholeNumber('--reload-interval-ms', 0))
-    .option('--max-slow-calls-per-node <n>', 'slots one node may hold with calls running for over 1 s (a slow or silent backend); its further jobs wait, so other nodes keep their slots (default: a quarter of --concurrency, at least 1; 0: no limit)', wholeNumber('--max-slow-calls-per-node', 0))
+    .option('--max-slow-calls-per-node <n>', 'calls one node may have in flight while its calls are timing out (a backend that does not answer); its further jobs wait, so other nodes keep their slots (default: a quarter of --concurrency, at least 1; 0: no limit)', wholeNumber('--max-slow-calls-per-node', 0))
     .option('--no-tls-session-resumption', 'force a full TLS handshake on every new connection')
     .addOption(new Option('--keylog <file>').hideHelp())
     .addHelpText('after', `\nExit codes: 0 stopped by SIGTERM/SIGINT with every held job finished; ${EXIT_UNDRAINED} held jobs unfinished when the grace period ended (they return to the queue),\nor Redis unusable at start (refused credentials); 2 invalid usage (bad URL, prefix without a hash tag on a cluster, --metrics-port taken).`)

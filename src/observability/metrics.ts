@@ -89,7 +89,7 @@ export class Metrics {
 
   readonly deferredJobs = new Counter({
     name: 'svcnode_jobs_deferred_total',
-    help: 'Jobs put back to wait (not sent, no attempt counted) because their node had a quarter of the worker\'s slots held by calls running for over 1 s (a slow or silent backend)',
+    help: 'Jobs put back to wait (not sent, no attempt counted) because their node\'s calls were timing out and held its share of the worker\'s slots (a quarter)',
     labelNames: ['node'] as const,
     registers: [this.registry],
   });

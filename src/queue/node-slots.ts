@@ -1,62 +1,75 @@
-/** A call in flight longer than this is holding its slot for a slow or silent backend. */
-export const SLOW_CALL_MS = 1_000;
+/** How long a node's last timed-out call keeps it limited while no call of it has succeeded since. */
+export const TIMING_OUT_MEMORY_MS = 30_000;
 
 interface Call {
   at: number;
 }
 
+interface NodeState {
+  calls: Set<Call>;
+  /** performance.now() when a call of the node last ended in a timeout, and when one last succeeded. */
+  timedOutAt?: number;
+  okAt?: number;
+}
+
+/** How a call ended, as far as the limit cares. */
+export type CallOutcome = 'ok' | 'timeout' | 'other';
+
 /**
- * The calls each node has in flight, by start time, so that one node whose backend is slow or
- * silent (it accepts the connection and never answers) cannot hold every slot of the worker: each
- * of its calls held a slot for its whole timeout, three times over with retries, and one such
- * node among twenty (5% of the traffic) held all 64 slots, so calls to every healthy node waited
- * seconds in the queue. A node is saturated while `limit` of its calls have run longer than
- * SLOW_CALL_MS; calls that answer quickly never count, so a busy healthy node may use every slot.
+ * The calls each node has in flight, so that one node whose backend does not answer (it accepts
+ * the connection and never answers, or answers after the node's timeouts) cannot hold every slot of
+ * the worker: each of its calls held a slot for its whole timeout, three times over with retries,
+ * and one such node among twenty (5% of the traffic) held all 64 slots, so calls to every healthy
+ * node waited seconds in the queue. A node is timing out while its last call that ended in a
+ * timeout is more recent than its last success and at most TIMING_OUT_MEMORY_MS old; while it is,
+ * it may have at most `limit` calls in flight. A node whose calls succeed, however slowly, is never
+ * limited (a slow backend that answers needs its slots: limiting it only made its jobs wait).
  */
 export class NodeSlots {
-  private readonly calls = new Map<string, Set<Call>>();
+  private readonly nodes = new Map<string, NodeState>();
 
   constructor(readonly limit: number) {}
 
   /** Count a call of `node` as started now; the returned handle ends it. */
   enter(node: string, now: number = performance.now()): Call {
-    let calls = this.calls.get(node);
-    if (!calls) {
-      calls = new Set();
-      this.calls.set(node, calls);
+    let state = this.nodes.get(node);
+    if (!state) {
+      state = { calls: new Set() };
+      this.nodes.set(node, state);
     }
     const call = { at: now };
-    calls.add(call);
+    state.calls.add(call);
     return call;
   }
 
-  leave(node: string, call: Call): void {
-    const calls = this.calls.get(node);
-    if (!calls) return;
-    calls.delete(call);
-    if (calls.size === 0) this.calls.delete(node);
+  leave(node: string, call: Call, outcome: CallOutcome, now: number = performance.now()): void {
+    const state = this.nodes.get(node);
+    if (!state) return;
+    state.calls.delete(call);
+    if (outcome === 'timeout') state.timedOutAt = now;
+    else if (outcome === 'ok') state.okAt = now;
+    // Forget a node with nothing in flight and nothing recent to remember.
+    if (state.calls.size === 0 && !this.timingOut(state, now)) this.nodes.delete(node);
   }
 
-  /** Calls of `node` that have run longer than SLOW_CALL_MS (counted up to `limit`). */
-  slow(node: string, now: number = performance.now()): number {
-    const calls = this.calls.get(node);
-    if (!calls || calls.size < this.limit) return 0;
-    let slow = 0;
-    // Oldest first (a Set keeps insertion order): the count stops at the first call that is not slow.
-    for (const call of calls) {
-      if (now - call.at <= SLOW_CALL_MS) break;
-      if (++slow >= this.limit) break;
-    }
-    return slow;
+  private timingOut(state: NodeState, now: number): boolean {
+    const at = state.timedOutAt;
+    return at !== undefined && now - at <= TIMING_OUT_MEMORY_MS && (state.okAt === undefined || state.okAt < at);
   }
 
-  /** Whether a new call of `node` must wait: `limit` of its calls have run longer than SLOW_CALL_MS. */
+  /** Calls of `node` in flight. */
+  inFlight(node: string): number {
+    return this.nodes.get(node)?.calls.size ?? 0;
+  }
+
+  /** Whether a new call of `node` must wait: it is timing out and has `limit` calls in flight. */
   saturated(node: string, now: number = performance.now()): boolean {
-    return this.slow(node, now) >= this.limit;
+    const state = this.nodes.get(node);
+    return state !== undefined && state.calls.size >= this.limit && this.timingOut(state, now);
   }
 }
 
-/** Slots a node may hold with slow calls: a quarter of the worker's, at least one. */
+/** Slots a node that is timing out may hold: a quarter of the worker's, at least one. */
 export function slowSlotsPerNode(concurrency: number): number {
   return Math.max(1, Math.floor(concurrency / 4));
 }

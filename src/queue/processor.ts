@@ -15,7 +15,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { RepeatGate } from '../observability/repeat-gate.js';
 import type { AgentPool } from '../tls/agents.js';
 import { JOB_NAME } from './constants.js';
-import { SLOW_CALL_MS, type NodeSlots } from './node-slots.js';
+import { TIMING_OUT_MEMORY_MS, type CallOutcome, type NodeSlots } from './node-slots.js';
 import { isUnparsable } from './safe-worker.js';
 
 export interface ProcessorDeps {
@@ -27,7 +27,7 @@ export interface ProcessorDeps {
   store: FailureStore;
   metrics?: Metrics;
   logger: Logger;
-  /** Calls in flight per node: a node with this many calls running for over 1 s gets no more slots (its jobs wait). @defaultValue no limit */
+  /** Calls in flight per node: a node whose calls are timing out gets no more than its share of slots (its further jobs wait). @defaultValue no limit */
   slots?: NodeSlots;
 }
 
@@ -104,6 +104,13 @@ async function handBack(deps: ProcessorDeps, job: Job, token: string, nodeId: st
   throw new WaitingError();
 }
 
+/** What the slot limit learns from a call: a timeout (the backend did not answer in time), an answer (whatever its status), or neither. */
+function outcomeOf(result: Result | undefined): CallOutcome {
+  // A call cut short by the worker's shutdown says nothing of the backend.
+  if (result?.failure?.category === 'timeout' && result.failure.code !== 'SVCNODE_ABORTED') return 'timeout';
+  return result?.ok || result?.response ? 'ok' : 'other';
+}
+
 /** A job of a saturated node older than this (since it was added) ends with a Result instead of waiting again. */
 export const SATURATED_DEADLINE_MS = 5 * 60_000;
 /** How long a node stays out of the log after saying it is saturated. */
@@ -128,8 +135,8 @@ function saturatedResult(node: NodeDefinition, job: Job, slow: number, requestId
     failureOf(
       'timeout',
       'SVCNODE_NODE_SATURATED',
-      `${origin.replace(/^https:\/\//i, '') || node.id}: not sent: ${slow} calls to node "${node.id}" had been running for over ${SLOW_CALL_MS / 1000} s (its share of the worker's slots) each time this job was taken, and it waited ${waited} s`,
-      'the backend is slow or does not answer: see its recent failures (svcnode failures NODE) and check it; the node\'s share of slots is a quarter of the worker\'s concurrency (the maxSlowCallsPerNode worker option)',
+      `${origin.replace(/^https:\/\//i, '') || node.id}: not sent: calls to node "${node.id}" were timing out, and ${slow} of them in flight held its share of the worker's slots each time this job was taken; it waited ${waited} s`,
+      'the backend does not answer in time: see its recent failures (svcnode failures NODE) and check it; a node whose calls time out may hold a quarter of the worker\'s slots (--max-slow-calls-per-node, the maxSlowCallsPerNode worker option)',
       'connect',
     ),
     { request: { method: node.request.method, url: reportedUrl(origin) }, ...(requestId ? { requestId } : {}) },
@@ -188,11 +195,11 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
         // The job waits without holding a slot, and without counting as an attempt.
         deps.metrics?.deferredJobs.inc({ node: node.id });
         const repeated = saturation.pass(node.id);
-        if (repeated !== undefined) deps.logger.warn({ nodeId: node.id, slowCalls: slots.limit, ...(repeated ? { repeated } : {}) }, `node saturated: ${slots.limit} of its calls have run for over ${SLOW_CALL_MS / 1000} s (a slow or silent backend); its further jobs wait so that other nodes keep their slots`);
+        if (repeated !== undefined) deps.logger.warn({ nodeId: node.id, inFlight: slots.inFlight(node.id), limit: slots.limit, ...(repeated ? { repeated } : {}) }, `node saturated: its calls are timing out (none has succeeded since, within ${TIMING_OUT_MEMORY_MS / 1000} s) and ${slots.limit} are in flight; its further jobs wait so that other nodes keep their slots`);
         await job.moveToDelayed(now + saturatedDelay(job, now), token);
         throw new DelayedError();
       }
-      const result = saturatedResult(node, job, slots.slow(node.id), data.requestId);
+      const result = saturatedResult(node, job, slots.inFlight(node.id), data.requestId);
       const recording = deps.store.record(result);
       if (recording) await recording.catch((error: unknown) => deps.logger.warn({ nodeId: node.id, err: (error as Error).message }, 'could not record the attempt'));
       deps.metrics?.observeInvocation(result);
@@ -202,7 +209,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
     }
     const attempt = attemptsBefore(job) + 1;
     const call = slots?.enter(node.id);
-    let invoked: Result;
+    let invoked: Result | undefined;
     try {
       invoked = await invoke(node, data.context ?? {}, { profile: (name) => registry.profile(name), agents: deps.agents, ...(deps.tokens ? { tokens: deps.tokens } : {}) }, {
         attempt,
@@ -211,7 +218,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
         ...(data.requestId ? { requestId: data.requestId } : {}),
       });
     } finally {
-      if (call) slots?.leave(node.id, call);
+      if (call) slots?.leave(node.id, call, outcomeOf(invoked));
     }
     const result = storedResult(settledResult(invoked, node), node);
     // A job the stall check handed back: its earlier run may have reached the backend, and the Result says so.

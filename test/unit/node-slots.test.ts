@@ -1,26 +1,38 @@
-/** NodeSlots: a node is saturated while `limit` of its calls have run longer than SLOW_CALL_MS. */
+/** NodeSlots: a node whose calls are timing out may have at most `limit` calls in flight; a node whose calls are answered, however slowly, is never limited. */
 import { describe, expect, it } from 'vitest';
-import { NodeSlots, SLOW_CALL_MS, slowSlotsPerNode } from '../../src/queue/node-slots.js';
+import { NodeSlots, TIMING_OUT_MEMORY_MS, slowSlotsPerNode } from '../../src/queue/node-slots.js';
 
 describe('NodeSlots', () => {
-  it('counts only calls running for over SLOW_CALL_MS, per node, and forgets ended ones', () => {
+  it('limits a node once a call of it timed out, counting every call in flight, until one is answered or the memory runs out', () => {
     const slots = new NodeSlots(2);
-    const a = slots.enter('n', 0);
-    const b = slots.enter('n', 100);
-    slots.enter('other', 0);
-    expect(slots.saturated('n', SLOW_CALL_MS)).toBe(false);
-    expect(slots.slow('n', SLOW_CALL_MS + 50)).toBe(1);
-    expect(slots.saturated('n', SLOW_CALL_MS + 101)).toBe(true);
-    // Many quick calls of a busy node never count.
-    for (let i = 0; i < 60; i++) slots.leave('busy', slots.enter('busy', 5_000 + i));
-    expect(slots.saturated('busy', 5_100)).toBe(false);
-    slots.leave('n', a);
-    expect(slots.saturated('n', 10_000)).toBe(false);
-    slots.leave('n', b);
-    expect(slots.slow('n', 10_000)).toBe(0);
+    const first = slots.enter('n', 0);
+    slots.enter('n', 10);
+    slots.enter('n', 20);
+    // Slow calls alone limit nothing: a slow backend that answers needs its slots.
+    expect(slots.saturated('n', 5_000)).toBe(false);
+    slots.leave('n', first, 'timeout', 3_000);
+    // Timing out, two calls in flight (however young): saturated.
+    expect(slots.saturated('n', 3_001)).toBe(true);
+    expect(slots.inFlight('n')).toBe(2);
+    expect(slots.saturated('other', 3_001)).toBe(false);
+    // Past the memory with no answer: no longer limited.
+    expect(slots.saturated('n', 3_000 + TIMING_OUT_MEMORY_MS + 1)).toBe(false);
+    // An answer after the timeout ends the limit at once.
+    const late = slots.enter('n', 4_000);
+    slots.leave('n', late, 'ok', 4_100);
+    expect(slots.saturated('n', 4_101)).toBe(false);
   });
 
-  it('gives a node a quarter of the worker\'s slots, at least one', () => {
+  it('forgets a node with nothing in flight and nothing recent to remember', () => {
+    const slots = new NodeSlots(1);
+    slots.leave('n', slots.enter('n', 0), 'ok', 10);
+    expect(slots.inFlight('n')).toBe(0);
+    slots.leave('t', slots.enter('t', 0), 'timeout', 10);
+    slots.enter('t', 20);
+    expect(slots.saturated('t', 30)).toBe(true);
+  });
+
+  it("gives a node a quarter of the worker's slots, at least one", () => {
     expect([1, 4, 8, 64, 65].map(slowSlotsPerNode)).toEqual([1, 1, 2, 16, 16]);
   });
 });
