@@ -195,7 +195,8 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
         // The job waits without holding a slot, and without counting as an attempt.
         deps.metrics?.deferredJobs.inc({ node: node.id });
         const repeated = saturation.pass(node.id);
-        if (repeated !== undefined) deps.logger.warn({ nodeId: node.id, inFlight: slots.inFlight(node.id), limit: slots.limit, ...(repeated ? { repeated } : {}) }, `node saturated: its calls are timing out (none has succeeded since, within ${TIMING_OUT_MEMORY_MS / 1000} s) and ${slots.limit} are in flight; its further jobs wait so that other nodes keep their slots`);
+        const inFlight = slots.inFlight(node.id);
+        if (repeated !== undefined) deps.logger.warn({ nodeId: node.id, inFlight, limit: slots.limit, ...(repeated ? { repeated } : {}) }, `node saturated: its calls are timing out (none has succeeded since, within ${TIMING_OUT_MEMORY_MS / 1000} s) and ${inFlight} are in flight (its limit: ${slots.limit}); its further jobs wait so that other nodes keep their slots`);
         await job.moveToDelayed(now + saturatedDelay(job, now), token);
         throw new DelayedError();
       }
