@@ -149,6 +149,15 @@ function urlTemplate(template: string): UrlTemplate {
   return parsed;
 }
 
+/** The literal origin of a URL template, parsed (`https://host:port`); undefined when it is not one (validation refuses such definitions). */
+export function definedOrigin(template: string): OriginParts | undefined {
+  try {
+    return urlTemplate(template).parts;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Render the path and query of `request.url`; its origin stays literal (the client certificate and tokens must only go
  * where the definition says) and a value cannot become a `.`/`..` segment that moves the path.

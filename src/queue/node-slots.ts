@@ -73,3 +73,11 @@ export class NodeSlots {
 export function slowSlotsPerNode(concurrency: number): number {
   return Math.max(1, Math.floor(concurrency / 4));
 }
+
+/**
+ * How long a job of a saturated node waits before it is taken again, given how long ago it was
+ * added: a quarter of that, 1–15 s, ±25% (`random` in [0, 1)) so that waiting jobs do not return together.
+ */
+export function saturatedDelay(ageMs: number, random: () => number = Math.random): number {
+  return Math.round(Math.min(15_000, Math.max(1_000, ageMs / 4)) * (0.75 + random() * 0.5));
+}

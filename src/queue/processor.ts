@@ -7,6 +7,7 @@ import { InvalidInputError, errorMessage } from '../errors.js';
 import type { FailureStore } from '../failures/store.js';
 import { failureOf, inputFailure } from '../failures/failure.js';
 import { invoke } from '../invoke/execute.js';
+import { definedOrigin } from '../invoke/render.js';
 import { failedResult } from '../invoke/failed-result.js';
 import { reportedUrl, storedResult, type Result } from '../invoke/result.js';
 import { retryDelay, settledResult } from '../invoke/retry.js';
@@ -15,7 +16,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { RepeatGate } from '../observability/repeat-gate.js';
 import type { AgentPool } from '../tls/agents.js';
 import { JOB_NAME } from './constants.js';
-import { TIMING_OUT_MEMORY_MS, type CallOutcome, type NodeSlots } from './node-slots.js';
+import { TIMING_OUT_MEMORY_MS, saturatedDelay, type CallOutcome, type NodeSlots } from './node-slots.js';
 import { isUnparsable } from './safe-worker.js';
 
 export interface ProcessorDeps {
@@ -111,35 +112,47 @@ function outcomeOf(result: Result | undefined): CallOutcome {
   return result?.ok || result?.response ? 'ok' : 'other';
 }
 
+/** Record the attempt's failure, if any: failure records are diagnostics, and losing one must not turn a finished call into a failed job. */
+async function recorded(deps: ProcessorDeps, nodeId: string, result: Result): Promise<void> {
+  const recording = deps.store.record(result);
+  if (recording) await recording.catch((error: unknown) => deps.logger.warn({ nodeId, err: (error as Error).message }, 'could not record the attempt'));
+}
+
+/**
+ * The end of an invocation (its Result is final): counted, and logged (a failure at most once per
+ * FAILURE_LOG_WINDOW_MS per node and code, with how many were held back; a success at debug level).
+ */
+function ended(deps: ProcessorDeps, failures: RepeatGate, job: Job, nodeId: string, result: Result, attempt: number): Result {
+  deps.metrics?.observeInvocation(result);
+  // An error svcnode does not know is a defect to report: logged with its raw code and message.
+  const unexpected = result.failure?.code === 'SVCNODE_UNEXPECTED_ERROR';
+  const level = result.ok ? 'debug' : unexpected ? 'error' : 'warn';
+  if (deps.logger.isLevelEnabled(level)) {
+    const repeated = result.ok ? 0 : failures.pass(`${nodeId}\u0000${result.failure?.code ?? ''}`);
+    if (repeated !== undefined) deps.logger[level]({ jobId: job.id, nodeId, attempt, category: result.failure?.category ?? 'ok', code: result.failure?.code, totalMs: result.timings.totalMs, ...(unexpected ? { err: result.failure?.message } : {}), ...(repeated ? { repeated } : {}) }, 'invocation finished');
+  }
+  return result;
+}
+
 /** A job of a saturated node older than this (since it was added) ends with a Result instead of waiting again. */
 export const SATURATED_DEADLINE_MS = 5 * 60_000;
 /** How long a node stays out of the log after saying it is saturated. */
 const SATURATED_LOG_WINDOW_MS = 60_000;
 
-/** How long a job of a saturated node waits before it is taken again: a quarter of its age, 1–15 s, ±25% so waiting jobs do not return together. */
-function saturatedDelay(job: Job, now: number): number {
-  return Math.round(Math.min(15_000, Math.max(1_000, (now - job.timestamp) / 4)) * (0.75 + Math.random() * 0.5));
-}
-
-/** The origin of a node's URL as written (templates never reach it), for the Result of a call not made. */
-function definedOrigin(node: NodeDefinition): string {
-  return /^https:\/\/[^/?#]+/i.exec(node.request.url)?.[0] ?? '';
-}
-
 /** The Result of a job of a saturated node that waited SATURATED_DEADLINE_MS: not sent. */
 function saturatedResult(node: NodeDefinition, job: Job, slow: number, requestId: string | undefined): Result {
   const waited = Math.round((Date.now() - job.timestamp) / 1000);
-  const origin = definedOrigin(node);
+  const origin = definedOrigin(node.request.url);
   const result = failedResult(
     node.id,
     failureOf(
       'timeout',
       'SVCNODE_NODE_SATURATED',
-      `${origin.replace(/^https:\/\//i, '') || node.id}: not sent: calls to node "${node.id}" were timing out, and ${slow} of them in flight held its share of the worker's slots each time this job was taken; it waited ${waited} s`,
+      `${origin?.host ?? node.id}: not sent: calls to node "${node.id}" were timing out, and ${slow} of them in flight held its share of the worker's slots each time this job was taken; it waited ${waited} s`,
       'the backend does not answer in time: see its recent failures (svcnode failures NODE) and check it; a node whose calls time out may hold a quarter of the worker\'s slots (--max-slow-calls-per-node, the maxSlowCallsPerNode worker option)',
       'connect',
     ),
-    { request: { method: node.request.method, url: reportedUrl(origin) }, ...(requestId ? { requestId } : {}) },
+    { request: { method: node.request.method, url: reportedUrl(origin?.origin ?? '') }, ...(requestId ? { requestId } : {}) },
   );
   result.attempts = attemptsBefore(job);
   return result;
@@ -197,16 +210,12 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
         const repeated = saturation.pass(node.id);
         const inFlight = slots.inFlight(node.id);
         if (repeated !== undefined) deps.logger.warn({ nodeId: node.id, inFlight, limit: slots.limit, ...(repeated ? { repeated } : {}) }, `node saturated: its calls are timing out (none has succeeded since, within ${TIMING_OUT_MEMORY_MS / 1000} s) and ${inFlight} are in flight (its limit: ${slots.limit}); its further jobs wait so that other nodes keep their slots`);
-        await job.moveToDelayed(now + saturatedDelay(job, now), token);
+        await job.moveToDelayed(now + saturatedDelay(now - job.timestamp), token);
         throw new DelayedError();
       }
       const result = saturatedResult(node, job, slots.inFlight(node.id), data.requestId);
-      const recording = deps.store.record(result);
-      if (recording) await recording.catch((error: unknown) => deps.logger.warn({ nodeId: node.id, err: (error as Error).message }, 'could not record the attempt'));
-      deps.metrics?.observeInvocation(result);
-      const repeated = failures.pass(`${node.id}\u0000${result.failure?.code ?? ''}`);
-      if (repeated !== undefined) deps.logger.warn({ jobId: job.id, nodeId: node.id, category: 'timeout', code: 'SVCNODE_NODE_SATURATED', ...(repeated ? { repeated } : {}) }, 'invocation finished');
-      return result;
+      await recorded(deps, node.id, result);
+      return ended(deps, failures, job, node.id, result, result.attempts);
     }
     const attempt = attemptsBefore(job) + 1;
     const call = slots?.enter(node.id);
@@ -228,9 +237,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
     // job goes back to the wait list at once, for any worker to take, instead of ending with a
     // timeout Result or waiting out its lock for the stall check.
     if (signal?.aborted && result.failure?.code === 'SVCNODE_ABORTED' && token !== undefined) await handBack(deps, job, token, node.id);
-    // Failure records are diagnostics: losing one must not turn a finished call into a failed job.
-    const recording = deps.store.record(result);
-    if (recording) await recording.catch((error: unknown) => deps.logger.warn({ nodeId: node.id, err: (error as Error).message }, 'could not record the attempt'));
+    await recorded(deps, node.id, result);
     deps.metrics?.observeAttempt(result);
     const delay = retryDelay(result, node, attempt);
     if (delay !== undefined && token !== undefined && !signal?.aborted) {
@@ -240,14 +247,6 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       await job.moveToDelayed(Date.now() + delay, token);
       throw new DelayedError();
     }
-    deps.metrics?.observeInvocation(result);
-    // An error svcnode does not know is a defect to report: logged with its raw code and message.
-    const unexpected = result.failure?.code === 'SVCNODE_UNEXPECTED_ERROR';
-    const level = result.ok ? 'debug' : unexpected ? 'error' : 'warn';
-    if (deps.logger.isLevelEnabled(level)) {
-      const repeated = result.ok ? 0 : failures.pass(`${node.id}\u0000${result.failure?.code ?? ''}`);
-      if (repeated !== undefined) deps.logger[level]({ jobId: job.id, nodeId: node.id, attempt, category: result.failure?.category ?? 'ok', code: result.failure?.code, totalMs: result.timings.totalMs, ...(unexpected ? { err: result.failure?.message } : {}), ...(repeated ? { repeated } : {}) }, 'invocation finished');
-    }
-    return result;
+    return ended(deps, failures, job, node.id, result, attempt);
   };
 }

@@ -1,6 +1,6 @@
 /** NodeSlots: a node whose calls are timing out may have at most `limit` calls in flight; a node whose calls are answered, however slowly, is never limited. */
 import { describe, expect, it } from 'vitest';
-import { NodeSlots, TIMING_OUT_MEMORY_MS, slowSlotsPerNode } from '../../src/queue/node-slots.js';
+import { NodeSlots, TIMING_OUT_MEMORY_MS, saturatedDelay, slowSlotsPerNode } from '../../src/queue/node-slots.js';
 
 describe('NodeSlots', () => {
   it('limits a node once a call of it timed out, counting every call in flight, until one is answered or the memory runs out', () => {
@@ -34,5 +34,12 @@ describe('NodeSlots', () => {
 
   it("gives a node a quarter of the worker's slots, at least one", () => {
     expect([1, 4, 8, 64, 65].map(slowSlotsPerNode)).toEqual([1, 1, 2, 16, 16]);
+  });
+  it('lets a waiting job return after a quarter of its age, 1–15 s, spread ±25%', () => {
+    const at = (random: number) => (ageMs: number) => saturatedDelay(ageMs, () => random);
+    // Young jobs wait at least 1 s, old ones at most 15 s (before the spread).
+    expect([0, 4_000, 20_000, 60_000, 600_000].map(at(0.5))).toEqual([1_000, 1_000, 5_000, 15_000, 15_000]);
+    expect([0, 20_000, 600_000].map(at(0))).toEqual([750, 3_750, 11_250]);
+    expect([0, 20_000, 600_000].map(at(0.999_999))).toEqual([1_250, 6_250, 18_750]);
   });
 });
