@@ -1,16 +1,21 @@
 /** How long a node's last timed-out call keeps it limited while no call of it has succeeded since. */
 export const TIMING_OUT_MEMORY_MS = 30_000;
 
-interface Call {
-  at: number;
+/** A call counted in flight; ended once. */
+export interface Call {
+  ended: boolean;
 }
 
 interface NodeState {
-  calls: Set<Call>;
+  /** Calls in flight: a count, not a Set of them (see SlotList: a Set with an add and a delete per call gets calls promoted). */
+  inFlight: number;
   /** performance.now() when a call of the node last ended in a timeout, and when one last succeeded. */
   timedOutAt?: number;
   okAt?: number;
 }
+
+/** Nodes remembered before those with nothing in flight and nothing recent are forgotten. */
+const SWEEP_AT_NODES = 1024;
 
 /** How a call ended, as far as the limit cares. */
 export type CallOutcome = 'ok' | 'timeout' | 'other';
@@ -30,26 +35,33 @@ export class NodeSlots {
 
   constructor(readonly limit: number) {}
 
-  /** Count a call of `node` as started now; the returned handle ends it. */
-  enter(node: string, now: number = performance.now()): Call {
+  /** Count a call of `node` as started; the returned handle ends it. */
+  enter(node: string): Call {
     let state = this.nodes.get(node);
     if (!state) {
-      state = { calls: new Set() };
+      if (this.nodes.size >= SWEEP_AT_NODES) this.sweep(performance.now());
+      state = { inFlight: 0 };
       this.nodes.set(node, state);
     }
-    const call = { at: now };
-    state.calls.add(call);
-    return call;
+    state.inFlight++;
+    return { ended: false };
   }
 
   leave(node: string, call: Call, outcome: CallOutcome, now: number = performance.now()): void {
     const state = this.nodes.get(node);
-    if (!state) return;
-    state.calls.delete(call);
+    if (!state || call.ended) return;
+    call.ended = true;
+    state.inFlight--;
     if (outcome === 'timeout') state.timedOutAt = now;
     else if (outcome === 'ok') state.okAt = now;
-    // Forget a node with nothing in flight and nothing recent to remember.
-    if (state.calls.size === 0 && !this.timingOut(state, now)) this.nodes.delete(node);
+  }
+
+  /**
+   * Forget the nodes with nothing in flight and nothing recent to remember: now and then, not as
+   * each one's last call ends (a Map entry deleted and added again per call drops tables too).
+   */
+  private sweep(now: number): void {
+    for (const [node, state] of this.nodes) if (state.inFlight === 0 && !this.timingOut(state, now)) this.nodes.delete(node);
   }
 
   private timingOut(state: NodeState, now: number): boolean {
@@ -59,13 +71,13 @@ export class NodeSlots {
 
   /** Calls of `node` in flight. */
   inFlight(node: string): number {
-    return this.nodes.get(node)?.calls.size ?? 0;
+    return this.nodes.get(node)?.inFlight ?? 0;
   }
 
   /** Whether a new call of `node` must wait: it is timing out and has `limit` calls in flight. */
   saturated(node: string, now: number = performance.now()): boolean {
     const state = this.nodes.get(node);
-    return state !== undefined && state.calls.size >= this.limit && this.timingOut(state, now);
+    return state !== undefined && state.inFlight >= this.limit && this.timingOut(state, now);
   }
 }
 

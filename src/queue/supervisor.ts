@@ -9,6 +9,7 @@ import { QUEUE_NAME, WORKER_DEFAULTS } from './constants.js';
 import { RepeatGate } from '../observability/repeat-gate.js';
 import { knownRedisError, commandRefusal } from './redis-errors.js';
 import { SafeWorker } from './safe-worker.js';
+import { SlotList } from '../slot-list.js';
 
 export type Processor = (job: Job, token?: string) => Promise<Result>;
 
@@ -126,8 +127,8 @@ const PROBE_TIMEOUT_MS = 1_000;
 export class WorkerSupervisor {
   private worker: SafeWorker;
   private connection: RedisConnection;
-  /** Jobs taken and not yet let go: finished in Redis (completed, failed or moved to delayed) or given up. */
-  private readonly held = new Set<Job>();
+  /** Jobs taken and not yet let go: finished in Redis (completed, failed or moved to delayed) or given up. A SlotList, not a Set: see SlotList. */
+  private readonly held = new SlotList<Job>();
   /** Jobs let go while closing whose outcome Redis did not confirm: they return to the queue through the stall check. */
   private unconfirmedWhileClosing = 0;
   private lastTakenAt = Date.now();
@@ -185,7 +186,7 @@ export class WorkerSupervisor {
     worker.on('error', (error) => {
       if (fromConnection.has(error)) return;
       const lostId = MISSING_JOB_KEY.exec(error.message)?.[1];
-      if (lostId !== undefined && [...this.held].some((job) => job.id === lostId)) {
+      if (lostId !== undefined && [...this.held.values()].some((job) => job.id === lostId)) {
         this.keyLost.add(lostId);
         return;
       }

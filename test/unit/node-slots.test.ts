@@ -5,9 +5,9 @@ import { NodeSlots, TIMING_OUT_MEMORY_MS, saturatedDelay, slowSlotsPerNode } fro
 describe('NodeSlots', () => {
   it('limits a node once a call of it timed out, counting every call in flight, until one is answered or the memory runs out', () => {
     const slots = new NodeSlots(2);
-    const first = slots.enter('n', 0);
-    slots.enter('n', 10);
-    slots.enter('n', 20);
+    const first = slots.enter('n');
+    slots.enter('n');
+    slots.enter('n');
     // Slow calls alone limit nothing: a slow backend that answers needs its slots.
     expect(slots.saturated('n', 5_000)).toBe(false);
     slots.leave('n', first, 'timeout', 3_000);
@@ -18,23 +18,24 @@ describe('NodeSlots', () => {
     // Past the memory with no answer: no longer limited.
     expect(slots.saturated('n', 3_000 + TIMING_OUT_MEMORY_MS + 1)).toBe(false);
     // An answer after the timeout ends the limit at once.
-    const late = slots.enter('n', 4_000);
+    const late = slots.enter('n');
     slots.leave('n', late, 'ok', 4_100);
     expect(slots.saturated('n', 4_101)).toBe(false);
   });
 
   it('forgets a node with nothing in flight and nothing recent to remember', () => {
     const slots = new NodeSlots(1);
-    slots.leave('n', slots.enter('n', 0), 'ok', 10);
+    slots.leave('n', slots.enter('n'), 'ok', 10);
     expect(slots.inFlight('n')).toBe(0);
-    slots.leave('t', slots.enter('t', 0), 'timeout', 10);
-    slots.enter('t', 20);
+    slots.leave('t', slots.enter('t'), 'timeout', 10);
+    slots.enter('t');
     expect(slots.saturated('t', 30)).toBe(true);
   });
 
   it("gives a node a quarter of the worker's slots, at least one", () => {
     expect([1, 4, 8, 64, 65].map(slowSlotsPerNode)).toEqual([1, 1, 2, 16, 16]);
   });
+
   it('lets a waiting job return after a quarter of its age, 1–15 s, spread ±25%', () => {
     const at = (random: number) => (ageMs: number) => saturatedDelay(ageMs, () => random);
     // Young jobs wait at least 1 s, old ones at most 15 s (before the spread).
