@@ -119,12 +119,26 @@ export function exitWithParent(): void {
   process.on('disconnect', () => process.exit(0));
 }
 
-/** CPU time (user + system) a live process has used so far, in ms (Linux /proc, 10 ms ticks). */
-export async function cpuMsOf(pid: number): Promise<number> {
+/** CPU time (user + system) of a /proc stat file, in ms (10 ms ticks). */
+async function statCpuMs(file: string): Promise<number> {
   const { readFile } = await import('node:fs/promises');
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const stat = await readFile(file, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** CPU time (user + system) a live process has used so far, in ms (Linux /proc, 10 ms ticks). */
+export function cpuMsOf(pid: number): Promise<number> {
+  return statCpuMs(`/proc/${pid}/stat`);
+}
+
+/**
+ * CPU time a live process has used off its main thread so far, in ms: in a Node process that makes
+ * keep-alive calls, V8's helper threads (parallel scavenges, concurrent marking, compiler jobs).
+ */
+export async function offMainCpuMsOf(pid: number): Promise<number> {
+  const [all, main] = await Promise.all([statCpuMs(`/proc/${pid}/stat`), statCpuMs(`/proc/${pid}/task/${pid}/stat`)]);
+  return all - main;
 }
 
 /** A port free on 127.0.0.1 right now. */
