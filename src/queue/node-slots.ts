@@ -35,11 +35,11 @@ export class NodeSlots {
 
   constructor(readonly limit: number) {}
 
-  /** Count a call of `node` as started; the returned handle ends it. */
-  enter(node: string): Call {
+  /** Count a call of `node` as started (`now`: when, as performance.now()); the returned handle ends it. */
+  enter(node: string, now: number = performance.now()): Call {
     let state = this.nodes.get(node);
     if (!state) {
-      if (this.nodes.size >= SWEEP_AT_NODES) this.sweep(performance.now());
+      if (this.nodes.size >= SWEEP_AT_NODES) this.sweep(now);
       state = { inFlight: 0 };
       this.nodes.set(node, state);
     }
@@ -67,6 +67,11 @@ export class NodeSlots {
   private timingOut(state: NodeState, now: number): boolean {
     const at = state.timedOutAt;
     return at !== undefined && now - at <= TIMING_OUT_MEMORY_MS && (state.okAt === undefined || state.okAt < at);
+  }
+
+  /** How many nodes are remembered (in flight, or timing out recently, or not swept yet). */
+  get remembered(): number {
+    return this.nodes.size;
   }
 
   /** Calls of `node` in flight. */

@@ -32,6 +32,29 @@ describe('NodeSlots', () => {
     expect(slots.saturated('t', 30)).toBe(true);
   });
 
+  it('counts a call once however often it is ended', () => {
+    const slots = new NodeSlots(1);
+    const call = slots.enter('n', 0);
+    slots.enter('n', 0);
+    slots.leave('n', call, 'ok', 1);
+    slots.leave('n', call, 'ok', 2);
+    expect(slots.inFlight('n')).toBe(1);
+  });
+
+  it('forgets idle nodes once 1,024 are remembered, and keeps those in flight or timing out', () => {
+    const slots = new NodeSlots(1);
+    const busy = slots.enter('busy', 0);
+    slots.leave('late', slots.enter('late', 0), 'timeout', 100);
+    slots.enter('late', 100);
+    for (let i = 0; i < 1_100; i++) slots.leave(`idle-${i}`, slots.enter(`idle-${i}`, 200), 'ok', 200);
+    // Swept once when the 1,025th node came: the 1,022 idle ones then, not the busy or the timing-out node.
+    expect(slots.remembered).toBeLessThan(200);
+    expect(slots.inFlight('busy')).toBe(1);
+    expect(slots.saturated('late', 300)).toBe(true);
+    slots.leave('busy', busy, 'ok', 300);
+    expect(slots.inFlight('busy')).toBe(0);
+  });
+
   it("gives a node a quarter of the worker's slots, at least one", () => {
     expect([1, 4, 8, 64, 65].map(slowSlotsPerNode)).toEqual([1, 1, 2, 16, 16]);
   });
