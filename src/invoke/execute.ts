@@ -118,15 +118,14 @@ const MISROUTED_STATUSES = new Set([400, 404, 421]);
  * and gateways (nginx, haproxy, ingress controllers) route requests by Host. The definition cannot
  * set Host, so the hint says how to put the name in the URL instead.
  */
-function routedByHost(failure: Failure | null, node: NodeDefinition, target: { hostname: string; host: string }, x: Exchange): Failure | null {
+function routedByHost(failure: Failure | null, node: NodeDefinition, target: { hostname: string; host: string; port: string }, x: Exchange): Failure | null {
   const servername = node.tls.servername;
   const status = x.response?.status;
   if (!failure || failure.category !== 'http_status' || status === undefined || !MISROUTED_STATUSES.has(status) || !servername) return failure;
   if (x.redirects?.length || servername.toLowerCase() === target.hostname.toLowerCase()) return failure;
-  const port = /:(\d+)$/.exec(target.host)?.[1];
   return {
     ...failure,
-    hint: `the handshake named "${servername}" (tls.servername) but the request's Host header is "${target.host}" (request.url): gateways that serve several names route requests by Host, so this one may have gone to another virtual host${status === 421 ? ' (421: the server says so)' : ''}: write the name in request.url (https://${servername}${port ? `:${port}` : ''}/…) and let DNS or /etc/hosts give its address; otherwise ${failure.hint}`,
+    hint: `the handshake named "${servername}" (tls.servername) but the request's Host header is "${target.host}" (request.url): gateways that serve several names route requests by Host, so this one may have gone to another virtual host${status === 421 ? ' (421: the server says so)' : ''}: write the name in request.url (https://${servername}${target.port ? `:${target.port}` : ''}/…) and let DNS or /etc/hosts give its address; otherwise ${failure.hint}`,
   };
 }
 
