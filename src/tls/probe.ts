@@ -133,7 +133,7 @@ export function phaseTimeout(phase: 'connect' | 'handshake', ms: number): Svcnod
  */
 export function lookupTimeout(ms: number): SvcnodeError {
   return new SvcnodeError('SVCNODE_TIMEOUT', `the host name lookup did not finish within ${ms} ms (timeouts.connectMs): no connection was attempted`, {
-    hint: 'the DNS server did not answer in time: check the resolver in /etc/resolv.conf and that this machine reaches it (each name it does not answer holds one of the 2 lookup slots of the 4-thread pool, UV_THREADPOOL_SIZE, until the resolver gives up; two such names delay every other lookup of the worker)',
+    hint: 'the DNS server did not answer in time: check the resolver in /etc/resolv.conf and that this machine reaches it (each name it does not answer holds one of the 2 lookup slots of the 4-thread pool, UV_THREADPOOL_SIZE, until the resolver gives up; once a name has not answered, it is not looked up while another such lookup runs, but two new ones at once delay every other lookup of the worker)',
   });
 }
 

@@ -23,6 +23,33 @@ import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
 const RESOLVER = '127.0.0.29';
 const HUNG = 'hung.svcnode.test';
 
+/**
+ * Two names the resolver does not answer, each called once (both lookups hold a thread until the
+ * resolver gives up), then again, and 300 ms later `localhost`.
+ */
+const TWO_NAMES_CHILD = `
+import { loadProfile } from '${distModule('definitions/profiles.js')}';
+import { invoke } from '${distModule('invoke/execute.js')}';
+import { AgentPool } from '${distModule('tls/agents.js')}';
+import { lookupsInFlight, unansweredNames } from '${distModule('tls/lookup.js')}';
+const [profileFile, port] = process.argv.slice(2);
+const profile = await loadProfile(profileFile);
+const deps = { profile: () => profile, agents: new AgentPool() };
+const node = (id, host, connectMs) => ({ id, request: { method: 'GET', url: 'https://' + host + ':' + port + '/' + id }, tls: { profile: 'bank', servername: 'localhost' }, retry: { limit: 0 }, timeouts: { connectMs } });
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const names = ['a.${HUNG}', 'b.${HUNG}'];
+await Promise.all(names.map((host) => invoke(node('first', host, 1500), {}, deps)));
+while (lookupsInFlight() > 0) await sleep(50);
+const remembered = unansweredNames();
+const [a, b] = names.map((host) => invoke(node('again', host, 1500), {}, deps));
+await sleep(300);
+const healthy = await invoke(node('healthy', 'localhost', 2500), {}, deps);
+const again = await Promise.all([a, b]);
+deps.agents.destroy();
+process.stdout.write(JSON.stringify({ remembered, healthy, again }));
+process.exit(0);
+`;
+
 /** Eight calls to the name DNS does not answer, then, 300 ms later, one to `localhost` (answered from /etc/hosts). */
 const CHILD = `
 import { loadProfile } from '${distModule('definitions/profiles.js')}';
@@ -64,6 +91,7 @@ describe.skipIf(process.getuid?.() !== 0 || !canUnshare())('host name lookups (a
     // One try of 4 s per query: longer than every call's connectMs.
     await writeFile(join(dir, 'resolv.conf'), `nameserver ${RESOLVER}\noptions timeout:4 attempts:1\n`);
     await writeFile(join(dir, 'child.mjs'), CHILD);
+    await writeFile(join(dir, 'two-names.mjs'), TWO_NAMES_CHILD);
     resolver = createSocket('udp4');
     // The question's name, from the DNS message: labels from byte 12.
     resolver.on('message', (msg: Buffer) => {
@@ -80,9 +108,14 @@ describe.skipIf(process.getuid?.() !== 0 || !canUnshare())('host name lookups (a
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('share one getaddrinfo per name: calls to a name the resolver does not answer leave the thread pool to the other names', async () => {
+  /** Runs `child` with node in a mount namespace whose /etc/resolv.conf names the silent resolver. */
+  const run = (child: string): Promise<string> => {
     const script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"';
-    const out = await outputOf('unshare', ['-m', '--', 'sh', '-c', script, join(dir, 'resolv.conf'), process.execPath, join(dir, 'child.mjs'), pki.profile('bank'), String(backend.port)], { timeoutMs: 30_000 });
+    return outputOf('unshare', ['-m', '--', 'sh', '-c', script, join(dir, 'resolv.conf'), process.execPath, join(dir, child), pki.profile('bank'), String(backend.port)], { timeoutMs: 30_000 });
+  };
+
+  it('share one getaddrinfo per name: calls to a name the resolver does not answer leave the thread pool to the other names', async () => {
+    const out = await run('child.mjs');
     const { healthy, failed } = JSON.parse(out) as { healthy: Result; failed: Result[] };
 
     // Before: the eight lookups held both slots lookups have (half of the 4 threads), and this one waited past its 2.5 s.
@@ -97,5 +130,17 @@ describe.skipIf(process.getuid?.() !== 0 || !canUnshare())('host name lookups (a
     const asked = queries.filter((q) => q === HUNG);
     expect(asked.length, JSON.stringify(queries)).toBeGreaterThanOrEqual(1);
     expect(asked.length, JSON.stringify(queries)).toBeLessThanOrEqual(2);
+  }, 40_000);
+
+  it('two names that did not answer hold one thread between them: the second fails at once while the first is looked up, and other names keep the other thread', async () => {
+    const { remembered, healthy, again } = JSON.parse(await run('two-names.mjs')) as { remembered: string[]; healthy: Result; again: Result[] };
+    expect(remembered.sort()).toEqual([`a.${HUNG}`, `b.${HUNG}`]);
+    // Before: both lookups were made again, held both threads, and this call timed out in its own lookup.
+    expect(healthy.failure, JSON.stringify(healthy.failure)).toBeNull();
+    const [a, b] = again;
+    expect(a?.failure?.message).toContain('the host name lookup did not finish within 1500 ms');
+    expect(b?.failure).toMatchObject({ phase: 'connect', category: 'connect_failed', code: 'EAI_AGAIN' });
+    expect(b?.failure?.message).toContain(`getaddrinfo EAI_AGAIN b.${HUNG}: not looked up: its last lookup did not answer within 2 s, and another lookup that does not answer holds a thread`);
+    expect(b?.timings.totalMs).toBeLessThan(1_000);
   }, 40_000);
 });
