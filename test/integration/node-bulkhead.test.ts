@@ -17,26 +17,42 @@ import { waitFor } from '../helpers/net.js';
 import { startMtlsServer, startSilentServer, type SilentServer } from '../helpers/servers.js';
 import { startWorkerRig, type WorkerRig } from '../helpers/worker-rig.js';
 
-describe('a node whose backend never answers (concurrency 8: a node timing out may have 2 calls in flight)', () => {
-  let rig: WorkerRig;
-  let silent: SilentServer;
-  let queue: Queue;
+interface SilentNodeRig {
+  rig: WorkerRig;
+  silent: SilentServer;
+  queue: Queue;
+}
+
+/** A worker with 8 slots (2 for a node timing out or not answering) and node `silent`, whose backend accepts connections and never answers; started before the describe's tests, closed after. */
+function silentNodeRig(dirPrefix: string, handshakeMs: number): SilentNodeRig {
+  const ctx = {} as SilentNodeRig;
   beforeAll(async () => {
-    silent = await startSilentServer();
-    rig = await startWorkerRig({
-      dirPrefix: 'svcnode-bulkhead-',
+    ctx.silent = await startSilentServer();
+    ctx.rig = await startWorkerRig({
+      dirPrefix,
       worker: { concurrency: 8 },
-      nodes: () => ({ 'silent.json': JSON.stringify({ id: 'silent', request: { method: 'GET', url: `https://localhost:${silent.port}/` }, tls: { profile: 'bank' }, retry: { limit: 0 }, timeouts: { handshakeMs: 2_000 } }) }),
+      nodes: () => ({ 'silent.json': JSON.stringify({ id: 'silent', request: { method: 'GET', url: `https://localhost:${ctx.silent.port}/` }, tls: { profile: 'bank' }, retry: { limit: 0 }, timeouts: { handshakeMs } }) }),
     });
-    queue = new Queue(QUEUE_NAME, { connection: { url: rig.redis.url } });
+    ctx.queue = new Queue(QUEUE_NAME, { connection: { url: ctx.rig.redis.url } });
   }, 30_000);
   afterAll(async () => {
-    await queue?.close();
-    await rig?.close();
-    await silent?.close();
+    await ctx.queue?.close();
+    await ctx.rig?.close();
+    await ctx.silent?.close();
   });
+  return ctx;
+}
+
+const deferredOf = async (rig: WorkerRig, node: string): Promise<number> => {
+  const metrics = await (await fetch(`http://127.0.0.1:${rig.worker.metricsPort}/metrics`)).text();
+  return Number(new RegExp(`svcnode_jobs_deferred_total\\{node="${node}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
+};
+
+describe('a node whose backend never answers (concurrency 8: a node timing out may have 2 calls in flight)', () => {
+  const ctx = silentNodeRig('svcnode-bulkhead-', 2_000);
 
   it('once its calls time out, it gets 2 slots: calls to a healthy node meanwhile finish before its next calls time out; its waiting jobs still get their own Results', async () => {
+    const { rig, queue } = ctx;
     // The first calls time out (2 s handshakes): from then on the node is timing out.
     const first = await Promise.all([0, 1].map((i) => rig.client.enqueue('silent', {}, { requestId: `silent-${i}` })));
     for (const id of first) expect((await rig.client.result(id, 20_000)).failure).toMatchObject({ code: 'SVCNODE_TIMEOUT' });
@@ -51,12 +67,11 @@ describe('a node whose backend never answers (concurrency 8: a node timing out m
     const lastPing = Math.max(...(await Promise.all(pings.map(finishedOn))));
     const firstSilent = Math.min(...(await Promise.all(more.map(finishedOn))));
     expect(lastPing).toBeLessThan(firstSilent);
-    const metrics = await (await fetch(`http://127.0.0.1:${rig.worker.metricsPort}/metrics`)).text();
-    const deferred = Number(/svcnode_jobs_deferred_total\{node="silent"\} (\d+)/.exec(metrics)?.[1] ?? 0);
-    expect(deferred).toBeGreaterThanOrEqual(8);
+    expect(await deferredOf(rig, 'silent')).toBeGreaterThanOrEqual(8);
   }, 90_000);
 
   it('a job that has waited 5 minutes while its node stays saturated ends, not sent, with SVCNODE_NODE_SATURATED', async () => {
+    const { rig, silent, queue } = ctx;
     // Still timing out from the test before (no answer since): two calls in flight fill its share.
     await Promise.all([0, 1].map((i) => rig.client.enqueue('silent', {}, { requestId: `hold-${i}` })));
     await sleep(300);
@@ -72,31 +87,11 @@ describe('a node whose backend never answers (concurrency 8: a node timing out m
   }, 30_000);
 });
 
-const deferredOf = async (rig: WorkerRig, node: string): Promise<number> => {
-  const metrics = await (await fetch(`http://127.0.0.1:${rig.worker.metricsPort}/metrics`)).text();
-  return Number(new RegExp(`svcnode_jobs_deferred_total\\{node="${node}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
-};
-
 describe('a node whose backend stops answering on a fresh worker (concurrency 8: 2 slots once it is not answering)', () => {
-  let rig: WorkerRig;
-  let silent: SilentServer;
-  let queue: Queue;
-  beforeAll(async () => {
-    silent = await startSilentServer();
-    rig = await startWorkerRig({
-      dirPrefix: 'svcnode-bulkhead-fresh-',
-      worker: { concurrency: 8, reloadIntervalMs: 200 },
-      nodes: () => ({ 'silent.json': JSON.stringify({ id: 'silent', request: { method: 'GET', url: `https://localhost:${silent.port}/` }, tls: { profile: 'bank' }, retry: { limit: 0 }, timeouts: { handshakeMs: 3_000 } }) }),
-    });
-    queue = new Queue(QUEUE_NAME, { connection: { url: rig.redis.url } });
-  }, 30_000);
-  afterAll(async () => {
-    await queue?.close();
-    await rig?.close();
-    await silent?.close();
-  });
+  const ctx = silentNodeRig('svcnode-bulkhead-fresh-', 3_000);
 
   it('before any of its calls has timed out: 2 calls in flight unanswered for 0.5 s limit it, and calls to a healthy node meanwhile finish before its first timeout', async () => {
+    const { rig, silent, queue } = ctx;
     const first = await Promise.all([0, 1].map((i) => rig.client.enqueue('silent', {}, { requestId: `silent-${i}` })));
     await waitFor(() => silent.connections === 2, 5_000, 20, 'two silent calls in flight');
     await sleep(700);
@@ -112,6 +107,7 @@ describe('a node whose backend stops answering on a fresh worker (concurrency 8:
   }, 60_000);
 
   it('a slow backend that answers is limited at most until its first answer: jobs that came before it wait about a second, none after', async () => {
+    const { rig, queue } = ctx;
     const slow = await startMtlsServer({
       key: rig.pki.server.keyPem,
       cert: rig.pki.server.certPem + rig.pki.intermediate.certPem,
