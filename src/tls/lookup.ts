@@ -18,9 +18,48 @@ const inFlight = new Map<string, Lookup>();
 export const UNANSWERED_LOOKUP_MS = 2_000;
 /** A name remembered as not answering is looked up again after this long even while another lookup is stuck: it may answer again. */
 export const UNANSWERED_RETRY_MS = 30_000;
-/** Host names whose last lookup took UNANSWERED_LOOKUP_MS or longer (→ when one was last started), oldest first, at most this many. */
-const UNANSWERED_NAMES = 256;
-const unanswered = new Map<string, number>();
+
+/**
+ * Host names whose last lookup took UNANSWERED_LOOKUP_MS or longer, with when a lookup of each was
+ * last started (performance.now()), oldest first, at most `max` of them.
+ */
+export class UnansweredNames {
+  private readonly names = new Map<string, number>();
+
+  constructor(private readonly max = 256) {}
+
+  has(hostname: string): boolean {
+    return this.names.has(hostname);
+  }
+
+  /**
+   * Whether a lookup of `hostname` must not start at `now`: it is remembered, it was last tried
+   * less than UNANSWERED_RETRY_MS ago, and `stuck()` says another lookup holds a thread. A lookup
+   * it lets start counts as a try.
+   */
+  refuse(hostname: string, now: number, stuck: () => boolean): boolean {
+    const triedAt = this.names.get(hostname);
+    if (triedAt === undefined) return false;
+    if (now - triedAt < UNANSWERED_RETRY_MS && stuck()) return true;
+    this.names.set(hostname, now);
+    return false;
+  }
+
+  /** A lookup of `hostname` started at `startedAt` ended at `now`: the name is remembered if it took UNANSWERED_LOOKUP_MS or longer, forgotten if not. */
+  ended(hostname: string, startedAt: number, now: number): void {
+    this.names.delete(hostname);
+    if (now - startedAt < UNANSWERED_LOOKUP_MS) return;
+    if (this.names.size >= this.max) this.names.delete(this.names.keys().next().value as string);
+    this.names.set(hostname, startedAt);
+  }
+
+  /** The names remembered, oldest first. */
+  list(): string[] {
+    return [...this.names.keys()];
+  }
+}
+
+const unanswered = new UnansweredNames();
 
 function keyOf(hostname: string, options: LookupOptions): string {
   return `${hostname}\u0000${options.family ?? 0}\u0000${options.hints ?? 0}\u0000${options.all === true}\u0000${String(options.verbatim ?? '')}\u0000${String((options as { order?: string }).order ?? '')}`;
@@ -30,13 +69,6 @@ function keyOf(hostname: string, options: LookupOptions): string {
 function stuckLookup(now: number): boolean {
   for (const lookup of inFlight.values()) if (lookup.suspect || now - lookup.startedAt >= UNANSWERED_LOOKUP_MS) return true;
   return false;
-}
-
-function remember(hostname: string, startedAt: number, now: number): void {
-  unanswered.delete(hostname);
-  if (now - startedAt < UNANSWERED_LOOKUP_MS) return;
-  if (unanswered.size >= UNANSWERED_NAMES) unanswered.delete(unanswered.keys().next().value as string);
-  unanswered.set(hostname, startedAt);
 }
 
 /** The error of a lookup not started: as getaddrinfo's own for a resolver that does not answer, with why. */
@@ -72,19 +104,17 @@ export function sharedLookup(hostname: string, options: LookupOptions, callback:
     return;
   }
   const startedAt = performance.now();
-  const triedAt = unanswered.get(hostname);
-  const suspect = triedAt !== undefined;
-  if (suspect && startedAt - triedAt < UNANSWERED_RETRY_MS && stuckLookup(startedAt)) {
+  const suspect = unanswered.has(hostname);
+  if (suspect && unanswered.refuse(hostname, startedAt, () => stuckLookup(startedAt))) {
     process.nextTick(callback, notAsked(hostname), '');
     return;
   }
-  if (suspect) unanswered.set(hostname, startedAt);
   const lookup: Lookup = { callbacks: [callback], startedAt, suspect };
   inFlight.set(key, lookup);
   try {
     dns.lookup(hostname, options, (error, address, family) => {
       inFlight.delete(key);
-      remember(hostname, startedAt, performance.now());
+      unanswered.ended(hostname, startedAt, performance.now());
       // Each caller gets its own copy of a list (net keeps and reorders what it is given).
       for (const cb of lookup.callbacks) cb(error, Array.isArray(address) ? address.map((a) => ({ ...a })) : address, family);
     });
@@ -102,5 +132,5 @@ export function lookupsInFlight(): number {
 
 /** Host names remembered as not answering their last lookup in time: for tests. */
 export function unansweredNames(): string[] {
-  return [...unanswered.keys()];
+  return unanswered.list();
 }
