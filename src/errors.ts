@@ -29,7 +29,7 @@ export const ERROR_CODES = {
   SVCNODE_RENEWAL_OUT_OF_DATE: 'a profile reloaded while the worker runs holds a client certificate that is expired (refused: the last good one stays in use, the profile is stale) or not valid yet (a renewal staged early: logged, and taken when it becomes valid)',
   SVCNODE_CROSS_ORIGIN_REDIRECT: 'the backend redirected to another origin, which is never followed',
   SVCNODE_TIMEOUT: 'a TCP connect or TLS handshake did not finish within its timeout',
-  SVCNODE_NODE_SATURATED: 'the job was not sent: calls to its node were timing out or not answered and held the node\'s share of the worker\'s slots while the job waited 5 minutes',
+  SVCNODE_NODE_SATURATED: 'the job was not sent: calls to its node were timing out and held the node\'s share of the worker\'s slots while the job waited 5 minutes',
   SVCNODE_AUTH_NO_TOKEN: 'a certificate-session endpoint answered without the token field',
   SVCNODE_AUTH_NO_CLIENT_CERT: 'certificate-session or OAuth 2.0 authentication needs a profile with a client certificate',
   SVCNODE_TOKEN_REJECTED: 'the token endpoint refused our client authentication (invalid_client): register the certificate or fix the client id',

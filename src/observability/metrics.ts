@@ -89,7 +89,7 @@ export class Metrics {
 
   readonly deferredJobs = new Counter({
     name: 'svcnode_jobs_deferred_total',
-    help: 'Jobs put back to wait (not sent, no attempt counted) because their node\'s calls were timing out or not answered and held its share of the worker\'s slots (--max-slow-calls-per-node: a quarter by default)',
+    help: 'Jobs put back to wait (not sent, no attempt counted) because their node\'s calls were timing out and held its share of the worker\'s slots (--max-slow-calls-per-node: a quarter by default)',
     labelNames: ['node'] as const,
     registers: [this.registry],
   });

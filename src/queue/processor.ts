@@ -16,7 +16,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { RepeatGate } from '../observability/repeat-gate.js';
 import type { AgentPool } from '../tls/agents.js';
 import { JOB_NAME } from './constants.js';
-import { TIMING_OUT_MEMORY_MS, saturatedDelay, type CallOutcome, type NodeSlots, type Saturation } from './node-slots.js';
+import { TIMING_OUT_MEMORY_MS, saturatedDelay, type CallOutcome, type NodeSlots } from './node-slots.js';
 import { isUnparsable } from './safe-worker.js';
 
 export interface ProcessorDeps {
@@ -140,7 +140,7 @@ export const SATURATED_DEADLINE_MS = 5 * 60_000;
 const SATURATED_LOG_WINDOW_MS = 60_000;
 
 /** The Result of a job of a saturated node that waited SATURATED_DEADLINE_MS: not sent. */
-function saturatedResult(node: NodeDefinition, job: Job, why: Saturation, slow: number, requestId: string | undefined): Result {
+function saturatedResult(node: NodeDefinition, job: Job, slow: number, requestId: string | undefined): Result {
   const waited = Math.round((Date.now() - job.timestamp) / 1000);
   const origin = definedOrigin(node.request.url);
   const result = failedResult(
@@ -148,7 +148,7 @@ function saturatedResult(node: NodeDefinition, job: Job, why: Saturation, slow: 
     failureOf(
       'timeout',
       'SVCNODE_NODE_SATURATED',
-      `${origin?.host ?? node.id}: not sent: calls to node "${node.id}" were ${why === 'timing out' ? why : 'not answered'}, and ${slow} of them in flight held its share of the worker's slots each time this job was taken; it waited ${waited} s`,
+      `${origin?.host ?? node.id}: not sent: calls to node "${node.id}" were timing out, and ${slow} of them in flight held its share of the worker's slots each time this job was taken; it waited ${waited} s`,
       'the backend does not answer in time: see its recent failures (svcnode failures NODE) and check it; a node whose calls time out may hold a quarter of the worker\'s slots (--max-slow-calls-per-node, the maxSlowCallsPerNode worker option)',
       'connect',
     ),
@@ -202,20 +202,18 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
       return refused(deps, gate, job, { nodeId: data.nodeId, error: error as InvalidInputError, ...(data.requestId ? { requestId: data.requestId } : {}), label: removed ? data.nodeId : '(unknown)', message: removed ? 'removed node' : 'unknown node', log: { nodeId: data.nodeId, code: (error as InvalidInputError).code } });
     }
     const slots = deps.slots;
-    const why = token !== undefined ? slots?.saturated(node.id) : undefined;
-    if (slots && why) {
+    if (slots && token !== undefined && slots.saturated(node.id)) {
       const now = Date.now();
       if (now - job.timestamp < SATURATED_DEADLINE_MS) {
         // The job waits without holding a slot, and without counting as an attempt.
         deps.metrics?.deferredJobs.inc({ node: node.id });
         const repeated = saturation.pass(node.id);
         const inFlight = slots.inFlight(node.id);
-        const state = why === 'timing out' ? `its calls are timing out (none has succeeded since, within ${TIMING_OUT_MEMORY_MS / 1000} s)` : 'its calls are not answered (none has ended for longer than it takes it to answer)';
-        if (repeated !== undefined) deps.logger.warn({ nodeId: node.id, reason: why, inFlight, limit: slots.limit, ...(repeated ? { repeated } : {}) }, `node saturated: ${state} and ${inFlight} are in flight (its limit: ${slots.limit}); its further jobs wait so that other nodes keep their slots`);
+        if (repeated !== undefined) deps.logger.warn({ nodeId: node.id, inFlight, limit: slots.limit, ...(repeated ? { repeated } : {}) }, `node saturated: its calls are timing out (none has succeeded since, within ${TIMING_OUT_MEMORY_MS / 1000} s) and ${inFlight} are in flight (its limit: ${slots.limit}); its further jobs wait so that other nodes keep their slots`);
         await job.moveToDelayed(now + saturatedDelay(now - job.timestamp), token);
         throw new DelayedError();
       }
-      const result = saturatedResult(node, job, why, slots.inFlight(node.id), data.requestId);
+      const result = saturatedResult(node, job, slots.inFlight(node.id), data.requestId);
       await recorded(deps, node.id, result);
       return ended(deps, failures, job, node.id, result, result.attempts);
     }

@@ -90,8 +90,8 @@ export interface WorkerOptions {
   /** How often the client certificates' validity is judged again for /healthz, metrics and the log. @defaultValue 60000 */
   findingsIntervalMs?: number;
   /**
-   * Calls one node may have in flight while its calls are timing out or not answered (a backend
-   * that does not answer: see NodeSlots); its further jobs wait without a slot, so other nodes keep theirs. 0: no limit. @defaultValue a quarter of `concurrency`, at least 1
+   * Calls one node may have in flight while its calls are timing out (a backend that does not
+   * answer); its further jobs wait without a slot, so other nodes keep theirs. 0: no limit. @defaultValue a quarter of `concurrency`, at least 1
    */
   maxSlowCallsPerNode?: number;
   /** Keep-alive agents kept, one per (profile, backend origin) pair in use. @defaultValue MAX_AGENTS (4096) */
