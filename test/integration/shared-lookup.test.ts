@@ -23,11 +23,8 @@ import { startMtlsServer, type MtlsServer } from '../helpers/servers.js';
 const RESOLVER = '127.0.0.29';
 const HUNG = 'hung.svcnode.test';
 
-/**
- * Two names the resolver does not answer, each called once (both lookups hold a thread until the
- * resolver gives up), then again, and 300 ms later `localhost`.
- */
-const TWO_NAMES_CHILD = `
+/** What both children start with: a profile, agents, `node(id, host, connectMs)` calling the backend at `port`, `sleep`, and the lookup module's test hooks. */
+const PRELUDE = `
 import { loadProfile } from '${distModule('definitions/profiles.js')}';
 import { invoke } from '${distModule('invoke/execute.js')}';
 import { AgentPool } from '${distModule('tls/agents.js')}';
@@ -37,6 +34,24 @@ const profile = await loadProfile(profileFile);
 const deps = { profile: () => profile, agents: new AgentPool() };
 const node = (id, host, connectMs) => ({ id, request: { method: 'GET', url: 'https://' + host + ':' + port + '/' + id }, tls: { profile: 'bank', servername: 'localhost' }, retry: { limit: 0 }, timeouts: { connectMs } });
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+`;
+
+/** Eight calls to the name DNS does not answer, then, 300 ms later, one to `localhost` (answered from /etc/hosts). */
+const CHILD = `${PRELUDE}
+const hung = Array.from({ length: 8 }, (_, i) => invoke(node('hung' + i, '${HUNG}', 1500), {}, deps));
+await sleep(300);
+const healthy = await invoke(node('healthy', 'localhost', 2500), {}, deps);
+const failed = await Promise.all(hung);
+deps.agents.destroy();
+process.stdout.write(JSON.stringify({ healthy, failed }));
+process.exit(0);
+`;
+
+/**
+ * Two names the resolver does not answer, each called once (both lookups hold a thread until the
+ * resolver gives up), then again, and 300 ms later `localhost`.
+ */
+const TWO_NAMES_CHILD = `${PRELUDE}
 const names = ['a.${HUNG}', 'b.${HUNG}'];
 await Promise.all(names.map((host) => invoke(node('first', host, 1500), {}, deps)));
 while (lookupsInFlight() > 0) await sleep(50);
@@ -47,24 +62,6 @@ const healthy = await invoke(node('healthy', 'localhost', 2500), {}, deps);
 const again = await Promise.all([a, b]);
 deps.agents.destroy();
 process.stdout.write(JSON.stringify({ remembered, healthy, again }));
-process.exit(0);
-`;
-
-/** Eight calls to the name DNS does not answer, then, 300 ms later, one to `localhost` (answered from /etc/hosts). */
-const CHILD = `
-import { loadProfile } from '${distModule('definitions/profiles.js')}';
-import { invoke } from '${distModule('invoke/execute.js')}';
-import { AgentPool } from '${distModule('tls/agents.js')}';
-const [profileFile, port] = process.argv.slice(2);
-const profile = await loadProfile(profileFile);
-const deps = { profile: () => profile, agents: new AgentPool() };
-const node = (id, host, connectMs) => ({ id, request: { method: 'GET', url: 'https://' + host + ':' + port + '/' + id }, tls: { profile: 'bank', servername: 'localhost' }, retry: { limit: 0 }, timeouts: { connectMs } });
-const hung = Array.from({ length: 8 }, (_, i) => invoke(node('hung' + i, '${HUNG}', 1500), {}, deps));
-await new Promise((resolve) => setTimeout(resolve, 300));
-const healthy = await invoke(node('healthy', 'localhost', 2500), {}, deps);
-const failed = await Promise.all(hung);
-deps.agents.destroy();
-process.stdout.write(JSON.stringify({ healthy, failed }));
 process.exit(0);
 `;
 
