@@ -16,7 +16,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { RepeatGate } from '../observability/repeat-gate.js';
 import type { AgentPool } from '../tls/agents.js';
 import { JOB_NAME } from './constants.js';
-import { TIMING_OUT_MEMORY_MS, saturatedDelay, type CallOutcome, type NodeSlots } from './node-slots.js';
+import { DeferredJobs, SATURATED_DEADLINE_MS, TIMING_OUT_MEMORY_MS, saturatedDelay, type CallOutcome, type NodeSlots } from './node-slots.js';
 import { isUnparsable } from './safe-worker.js';
 
 export interface ProcessorDeps {
@@ -134,8 +134,20 @@ function ended(deps: ProcessorDeps, failures: RepeatGate, job: Job, nodeId: stri
   return result;
 }
 
-/** A job of a saturated node older than this (since it was added) ends with a Result instead of waiting again. */
-export const SATURATED_DEADLINE_MS = 5 * 60_000;
+export { SATURATED_DEADLINE_MS };
+/**
+ * Put a node's waiting jobs back in the queue now: `count` of those this worker deferred, when
+ * one of its calls was answered. A job already taken or ended is left as it is (promote refuses
+ * it); a Redis that refuses only leaves the job to its own delay.
+ */
+function released(deps: ProcessorDeps, deferred: DeferredJobs<Job>, nodeId: string, count: number, recovered: RepeatGate | undefined): void {
+  const jobs = deferred.release(nodeId, count);
+  if (jobs.length === 0) return;
+  const repeated = recovered?.pass(nodeId);
+  if (repeated !== undefined) deps.logger.info({ nodeId, released: jobs.length, ...(repeated ? { repeated } : {}) }, 'node answers again: jobs of it that were waiting return to the queue, as many as its share of slots at once, then one per answer');
+  for (const job of jobs) job.promote().catch(() => undefined);
+}
+
 /** How long a node stays out of the log after saying it is saturated. */
 const SATURATED_LOG_WINDOW_MS = 60_000;
 
@@ -168,6 +180,8 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
   const retries = new RepeatGate(RETRY_LOG_WINDOW_MS);
   const failures = new RepeatGate(FAILURE_LOG_WINDOW_MS);
   const saturation = new RepeatGate(SATURATED_LOG_WINDOW_MS);
+  const deferred = new DeferredJobs<Job>();
+  const recoveries = new RepeatGate(SATURATED_LOG_WINDOW_MS);
   return async (job, token, signal) => {
     if (job.name !== JOB_NAME) {
       // Any producer can name a job: a wrong name is bad job data (a Result), not a failed job.
@@ -210,7 +224,9 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
         const repeated = saturation.pass(node.id);
         const inFlight = slots.inFlight(node.id);
         if (repeated !== undefined) deps.logger.warn({ nodeId: node.id, inFlight, limit: slots.limit, ...(repeated ? { repeated } : {}) }, `node saturated: its calls are timing out (none has succeeded since, within ${TIMING_OUT_MEMORY_MS / 1000} s) and ${inFlight} are in flight (its limit: ${slots.limit}); its further jobs wait so that other nodes keep their slots`);
-        await job.moveToDelayed(now + saturatedDelay(now - job.timestamp), token);
+        const dueAt = now + saturatedDelay(now - job.timestamp);
+        await job.moveToDelayed(dueAt, token);
+        if (job.id !== undefined) deferred.add(node.id, job.id, job, dueAt);
         throw new DelayedError();
       }
       const result = saturatedResult(node, job, slots.inFlight(node.id), data.requestId);
@@ -228,7 +244,12 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
         ...(data.requestId ? { requestId: data.requestId } : {}),
       });
     } finally {
-      if (call) slots?.leave(node.id, call, outcomeOf(invoked));
+      if (call && slots) {
+        const outcome = outcomeOf(invoked);
+        const recovered = slots.leave(node.id, call, outcome);
+        // Each answer lets one waiting job of the node return; the answer that ends its timing out, a share of them.
+        if (outcome === 'ok' && (recovered || deferred.size > 0)) released(deps, deferred, node.id, recovered ? slots.limit : 1, recovered ? recoveries : undefined);
+      }
     }
     const result = storedResult(settledResult(invoked, node), node);
     // A job the stall check handed back: its earlier run may have reached the backend, and the Result says so.

@@ -7,7 +7,7 @@ import { ServiceNodeClient } from '../../src/queue/client.js';
 import { startWorker, type RunningWorker, type WorkerOptions } from '../../src/queue/worker.js';
 import { createTestPki, type TestPki } from './pki.js';
 import { startRedis, type RedisOptions, type TestRedis } from './redis.js';
-import { startMtlsServer, type MtlsServer } from './servers.js';
+import { startMtlsServer, type MtlsServer, type RequestHandler } from './servers.js';
 
 export interface WorkerRig {
   pki: TestPki;
@@ -35,6 +35,8 @@ export async function startWorkerRig(o: {
   worker: Pick<WorkerOptions, 'concurrency' | 'reloadIntervalMs' | 'nodeSeriesGraceMs' | 'maxAgents' | 'maxSlowCallsPerNode'> & { logger?: WorkerOptions['logger'] };
   /** More files for nodes/ (name → text), written before the worker starts; `port` → the backend's port. */
   nodes?: (port: number) => Record<string, string>;
+  /** How the backend answers. @defaultValue startMtlsServer's (200, JSON) */
+  backendHandler?: RequestHandler;
 }): Promise<WorkerRig> {
   const closers: Array<() => Promise<void>> = [];
   const close = async (): Promise<void> => {
@@ -45,7 +47,7 @@ export async function startWorkerRig(o: {
     closers.push(() => pki.cleanup());
     const redis = await startRedis(o.redis);
     closers.push(() => redis.close());
-    const backend = await startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem });
+    const backend = await startMtlsServer({ key: pki.server.keyPem, cert: pki.server.certPem + pki.intermediate.certPem, ca: pki.root.certPem, ...(o.backendHandler ? { handler: o.backendHandler } : {}) });
     closers.push(() => backend.close());
     const dir = mkdtempSync(join(tmpdir(), o.dirPrefix));
     closers.push(() => rm(dir, { recursive: true, force: true }));

@@ -8,6 +8,7 @@
  * silent TCP server and mTLS backend.
  */
 import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JOB_NAME, QUEUE_NAME } from '../../src/queue/constants.js';
@@ -82,4 +83,65 @@ describe('a busy healthy node', () => {
     const metrics = await (await fetch(`http://127.0.0.1:${rig.worker.metricsPort}/metrics`)).text();
     expect(metrics).not.toMatch(/svcnode_jobs_deferred_total\{node="ping"\}/);
   }, 40_000);
+});
+
+describe('a node whose backend stops answering, then answers again (concurrency 8: 2 slots while it times out)', () => {
+  let rig: WorkerRig;
+  let queue: Queue;
+  /** While true, /stuck requests are held unanswered; `answer()` ends that and answers the held ones. */
+  let stuck = true;
+  const held: Array<() => void> = [];
+  const answer = (): void => {
+    stuck = false;
+    for (const reply of held.splice(0)) reply();
+  };
+  beforeAll(async () => {
+    rig = await startWorkerRig({
+      dirPrefix: 'svcnode-bulkhead-recovery-',
+      worker: { concurrency: 8 },
+      backendHandler: (req, res) => {
+        const reply = (): void => {
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: true, path: req.url }));
+        };
+        if (stuck && req.url === '/stuck') held.push(reply);
+        else reply();
+      },
+      nodes: (port) => ({ 'stuck.json': JSON.stringify({ id: 'stuck', request: { method: 'GET', url: `https://localhost:${port}/stuck` }, tls: { profile: 'bank' }, retry: { limit: 0 }, timeouts: { responseMs: 3_000 } }) }),
+    });
+    queue = new Queue(QUEUE_NAME, { connection: { url: rig.redis.url } });
+  }, 30_000);
+  afterAll(async () => {
+    answer();
+    await queue?.close();
+    await rig?.close();
+  });
+
+  it("its answers release its waiting jobs at once instead of leaving them to their delays, which grow as they wait", async () => {
+    // Its first calls time out: from then on the node is timing out, and may have 2 calls in flight.
+    const first = await Promise.all([0, 1].map((i) => rig.client.enqueue('stuck', {}, { requestId: `first-${i}` })));
+    for (const id of first) expect((await rig.client.result(id, 20_000)).failure).toMatchObject({ category: 'timeout', code: 'SVCNODE_RESPONSE_TIMEOUT' });
+    held.splice(0);
+    // 30 more: 2 at a time are sent (and time out after 3 s), the others wait, each time about as long again as they have waited.
+    const backlog = await Promise.all(Array.from({ length: 30 }, (_, i) => rig.client.enqueue('stuck', {}, { requestId: `backlog-${i}` })));
+    await sleep(14_000);
+    // When each waiting job is due back (BullMQ's delayed score: the due time × 0x1000 + a counter).
+    const redis = new Redis(rig.redis.url);
+    const scores = await redis.zrange(queue.keys.delayed as string, '0', '-1', 'WITHSCORES');
+    redis.disconnect();
+    const waiting: number[] = [];
+    for (let i = 0; i < scores.length; i += 2) if (backlog.includes(scores[i] as string)) waiting.push(Math.floor(Number(scores[i + 1]) / 0x1000));
+    const answeredAt = Date.now();
+    answer();
+    const results = await Promise.all(backlog.map((id) => rig.client.result(id, 60_000)));
+    const finishedOn = await Promise.all(backlog.map(async (id) => (await queue.getJob(id))?.finishedOn ?? Number.NaN));
+    const answered = backlog.filter((_, i) => results[i]?.ok);
+    const timedOut = results.filter((r) => r.failure?.code === 'SVCNODE_RESPONSE_TIMEOUT');
+    expect(answered.length + timedOut.length).toBe(backlog.length);
+    // The jobs that were waiting when it answered again: many, and due back only seconds later.
+    expect(waiting.length).toBeGreaterThanOrEqual(10);
+    expect(Math.max(...waiting) - answeredAt).toBeGreaterThan(5_000);
+    // They all ended well within that: released by its answers, 2 at once and then one per answer.
+    const lastAnswered = Math.max(...backlog.map((_, i) => (results[i]?.ok ? (finishedOn[i] as number) : 0)));
+    expect(lastAnswered - answeredAt).toBeLessThan(3_000);
+  }, 90_000);
 });
