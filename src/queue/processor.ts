@@ -134,7 +134,6 @@ function ended(deps: ProcessorDeps, failures: RepeatGate, job: Job, nodeId: stri
   return result;
 }
 
-export { SATURATED_DEADLINE_MS };
 /**
  * Put a node's waiting jobs back in the queue now: `count` of those this worker deferred, when
  * one of its calls was answered. A job already taken or ended is left as it is (promote refuses
