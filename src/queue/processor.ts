@@ -247,7 +247,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
         const outcome = outcomeOf(invoked);
         const recovered = slots.leave(node.id, call, outcome);
         // Each answer lets one waiting job of the node return; the answer that ends its timing out, a share of them.
-        if (outcome === 'ok' && (recovered || deferred.size > 0)) released(deps, deferred, node.id, recovered ? slots.limit : 1, recovered ? recoveries : undefined);
+        if (outcome === 'ok' && deferred.size > 0) released(deps, deferred, node.id, recovered ? slots.limit : 1, recovered ? recoveries : undefined);
       }
     }
     const result = storedResult(settledResult(invoked, node), node);
