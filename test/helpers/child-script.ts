@@ -20,17 +20,27 @@ export function outputOf(file: string, args: string[], o: { env?: NodeJS.Process
 }
 
 /**
- * Script text (ES module) that holds libuv's thread pool busy for about `ms` from the moment it
- * runs, as reads stuck on a hung mount or lookups a DNS server does not answer hold it: run with
- * UV_THREADPOOL_SIZE=1; `busy` settles when the pool is free again. The work is sized by timing a
- * small part of it first, so a faster machine still waits about as long.
+ * Script text (ES module) that holds libuv's thread pool busy for `ms` from the moment it runs, as
+ * reads stuck on a hung mount or lookups a DNS server does not answer hold it: run with
+ * UV_THREADPOOL_SIZE=1; `busy` settles when the pool is free again. The thread is held in a real
+ * blocking call, the open of a FIFO for reading, which returns when a timer opens it for writing
+ * `ms` later. (Before, CPU work sized by timing a sample of it first: when the machine was busier
+ * while sampling than after, the hold ended early, and a 5 s timeout test saw its round end after
+ * 4.2 s on a loaded CI machine.)
  */
 export function poolBusyFor(ms: number): string {
   return `
-const { pbkdf2, pbkdf2Sync } = await import('node:crypto');
-const sizing = performance.now();
-pbkdf2Sync('p', 's', 100000, 64, 'sha512');
-const iterations = Math.ceil((${ms} / (performance.now() - sizing)) * 100000);
-const busy = new Promise((resolve) => pbkdf2('p', 's', iterations, 64, 'sha512', resolve));
+const holdFs = await import('node:fs');
+const holdDir = holdFs.mkdtempSync((await import('node:os')).tmpdir() + '/svcnode-pool-');
+const holdFifo = holdDir + '/hold';
+(await import('node:child_process')).execFileSync('mkfifo', [holdFifo]);
+const busy = new Promise((resolve) => {
+  holdFs.open(holdFifo, 'r', (error, reader) => {
+    if (!error) holdFs.closeSync(reader);
+    holdFs.rmSync(holdDir, { recursive: true, force: true });
+    resolve(error);
+  });
+});
+setTimeout(() => holdFs.closeSync(holdFs.openSync(holdFifo, 'w')), ${ms});
 `;
 }
