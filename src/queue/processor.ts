@@ -1,4 +1,4 @@
-import { DelayedError, WaitingError, type Job } from 'bullmq';
+import { DelayedError, Job, WaitingError } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Registry } from '../definitions/registry.js';
 import type { Invocation, NodeDefinition } from '../definitions/types.js';
@@ -134,17 +134,31 @@ function ended(deps: ProcessorDeps, failures: RepeatGate, job: Job, nodeId: stri
   return result;
 }
 
+/** The queue a job was taken from (BullMQ's Worker), which a job handle to promote needs. */
+type JobQueue = ConstructorParameters<typeof Job>[0];
+
+/**
+ * What the processor keeps of a job it put back to wait: enough to promote it, not the job. A
+ * Job holds its data, and a producer's context has no size limit: up to REMEMBERED_DEFERRALS of
+ * them kept for up to a minute each would hold that many contexts in the worker's memory.
+ */
+interface WaitingJob {
+  queue: JobQueue;
+  id: string;
+}
+
 /**
  * Put a node's waiting jobs back in the queue now: `count` of those this worker deferred, when
  * one of its calls was answered. A job already taken or ended is left as it is (promote refuses
  * it); a Redis that refuses only leaves the job to its own delay.
  */
-function released(deps: ProcessorDeps, deferred: DeferredJobs<Job>, nodeId: string, count: number, recovered: RepeatGate | undefined): void {
+function released(deps: ProcessorDeps, deferred: DeferredJobs<WaitingJob>, nodeId: string, count: number, recovered: RepeatGate | undefined): void {
   const jobs = deferred.release(nodeId, count);
   if (jobs.length === 0) return;
   const repeated = recovered?.pass(nodeId);
   if (repeated !== undefined) deps.logger.info({ nodeId, released: jobs.length, ...(repeated ? { repeated } : {}) }, 'node answers again: jobs of it that were waiting return to the queue, as many as its share of slots at once, then one per answer');
-  for (const job of jobs) job.promote().catch(() => undefined);
+  // A handle without data: promote needs only the queue and the id.
+  for (const { queue, id } of jobs) new Job(queue, JOB_NAME, null, {}, id).promote().catch(() => undefined);
 }
 
 /** How long a node stays out of the log after saying it is saturated. */
@@ -179,7 +193,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
   const retries = new RepeatGate(RETRY_LOG_WINDOW_MS);
   const failures = new RepeatGate(FAILURE_LOG_WINDOW_MS);
   const saturation = new RepeatGate(SATURATED_LOG_WINDOW_MS);
-  const deferred = new DeferredJobs<Job>();
+  const deferred = new DeferredJobs<WaitingJob>();
   const recoveries = new RepeatGate(SATURATED_LOG_WINDOW_MS);
   return async (job, token, signal) => {
     if (job.name !== JOB_NAME) {
@@ -225,7 +239,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
         if (repeated !== undefined) deps.logger.warn({ nodeId: node.id, inFlight, limit: slots.limit, ...(repeated ? { repeated } : {}) }, `node saturated: its calls are timing out (none has succeeded since, within ${TIMING_OUT_MEMORY_MS / 1000} s) and ${inFlight} are in flight (its limit: ${slots.limit}); its further jobs wait so that other nodes keep their slots`);
         const dueAt = now + saturatedDelay(now - job.timestamp);
         await job.moveToDelayed(dueAt, token);
-        if (job.id !== undefined) deferred.add(node.id, job.id, job, dueAt);
+        if (job.id !== undefined) deferred.add(node.id, job.id, { queue: (job as unknown as { queue: JobQueue }).queue, id: job.id }, dueAt);
         throw new DelayedError();
       }
       const result = saturatedResult(node, job, slots.inFlight(node.id), data.requestId);
