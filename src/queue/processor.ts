@@ -134,31 +134,22 @@ function ended(deps: ProcessorDeps, failures: RepeatGate, job: Job, nodeId: stri
   return result;
 }
 
-/** The queue a job was taken from (BullMQ's Worker), which a job handle to promote needs. */
-type JobQueue = ConstructorParameters<typeof Job>[0];
-
-/**
- * What the processor keeps of a job it put back to wait: enough to promote it, not the job. A
- * Job holds its data, and a producer's context has no size limit: up to REMEMBERED_DEFERRALS of
- * them kept for up to a minute each would hold that many contexts in the worker's memory.
- */
-interface WaitingJob {
-  queue: JobQueue;
-  id: string;
-}
-
 /**
  * Put a node's waiting jobs back in the queue now: `count` of those this worker deferred, when
- * one of its calls was answered. A job already taken or ended is left as it is (promote refuses
- * it); a Redis that refuses only leaves the job to its own delay.
+ * one of its calls (`answered`, a job of the same queue) was answered. Only their ids are kept: a
+ * Job holds its data, and a producer's context has no size limit, so up to REMEMBERED_DEFERRALS
+ * Jobs kept for up to a minute each would hold that many contexts in the worker's memory. Each
+ * is promoted through a handle without data on the answered job's queue (the worker taking jobs
+ * now). A job already taken or ended is left as it is (promote refuses it); a Redis that refuses
+ * only leaves the job to its own delay.
  */
-function released(deps: ProcessorDeps, deferred: DeferredJobs<WaitingJob>, nodeId: string, count: number, recovered: RepeatGate | undefined): void {
-  const jobs = deferred.release(nodeId, count);
-  if (jobs.length === 0) return;
+function released(deps: ProcessorDeps, deferred: DeferredJobs<string>, answered: Job, nodeId: string, count: number, recovered: RepeatGate | undefined): void {
+  const ids = deferred.release(nodeId, count);
+  if (ids.length === 0) return;
   const repeated = recovered?.pass(nodeId);
-  if (repeated !== undefined) deps.logger.info({ nodeId, released: jobs.length, ...(repeated ? { repeated } : {}) }, 'node answers again: jobs of it that were waiting return to the queue, as many as its share of slots at once, then one per answer');
-  // A handle without data: promote needs only the queue and the id.
-  for (const { queue, id } of jobs) new Job(queue, JOB_NAME, null, {}, id).promote().catch(() => undefined);
+  if (repeated !== undefined) deps.logger.info({ nodeId, released: ids.length, ...(repeated ? { repeated } : {}) }, 'node answers again: jobs of it that were waiting return to the queue, as many as its share of slots at once, then one per answer');
+  const { queue } = answered as unknown as { queue: ConstructorParameters<typeof Job>[0] };
+  for (const id of ids) new Job(queue, JOB_NAME, null, {}, id).promote().catch(() => undefined);
 }
 
 /** How long a node stays out of the log after saying it is saturated. */
@@ -193,7 +184,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
   const retries = new RepeatGate(RETRY_LOG_WINDOW_MS);
   const failures = new RepeatGate(FAILURE_LOG_WINDOW_MS);
   const saturation = new RepeatGate(SATURATED_LOG_WINDOW_MS);
-  const deferred = new DeferredJobs<WaitingJob>();
+  const deferred = new DeferredJobs<string>();
   const recoveries = new RepeatGate(SATURATED_LOG_WINDOW_MS);
   return async (job, token, signal) => {
     if (job.name !== JOB_NAME) {
@@ -239,7 +230,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
         if (repeated !== undefined) deps.logger.warn({ nodeId: node.id, inFlight, limit: slots.limit, ...(repeated ? { repeated } : {}) }, `node saturated: its calls are timing out (none has succeeded since, within ${TIMING_OUT_MEMORY_MS / 1000} s) and ${inFlight} are in flight (its limit: ${slots.limit}); its further jobs wait so that other nodes keep their slots`);
         const dueAt = now + saturatedDelay(now - job.timestamp);
         await job.moveToDelayed(dueAt, token);
-        if (job.id !== undefined) deferred.add(node.id, job.id, { queue: (job as unknown as { queue: JobQueue }).queue, id: job.id }, dueAt);
+        if (job.id !== undefined) deferred.add(node.id, job.id, job.id, dueAt);
         throw new DelayedError();
       }
       const result = saturatedResult(node, job, slots.inFlight(node.id), data.requestId);
@@ -261,7 +252,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string,
         const outcome = outcomeOf(invoked);
         const recovered = slots.leave(node.id, call, outcome);
         // Each answer lets one waiting job of the node return; the answer that ends its timing out, a share of them.
-        if (outcome === 'ok' && deferred.size > 0) released(deps, deferred, node.id, recovered ? slots.limit : 1, recovered ? recoveries : undefined);
+        if (outcome === 'ok' && deferred.size > 0) released(deps, deferred, job, node.id, recovered ? slots.limit : 1, recovered ? recoveries : undefined);
       }
     }
     const result = storedResult(settledResult(invoked, node), node);
